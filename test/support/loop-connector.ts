@@ -1,0 +1,58 @@
+// A stand-in for the KV connector in node tests that need no back end: volumes are image files in a temp
+// dir, attached as real loop devices with losetup. Same contract as src/connector's KvConnector (attach is
+// idempotent and returns the device; detach of a detached volume succeeds; queryDevice → undefined when
+// not attached), and errors shaped like its ConnectorError.
+import { existsSync } from 'node:fs';
+import type { NodeConnector } from '../../src/node/deps.js';
+import { sh, type LoopFixtures } from './loop-fixtures.js';
+
+export class FakeConnectorError extends Error {
+  constructor(readonly kind: string, message: string) {
+    super(message);
+    this.name = 'ConnectorError';
+  }
+}
+
+export class LoopConnector implements NodeConnector {
+  readonly images = new Map<string, string>();
+  readonly unmapped = new Set<string>();
+  readonly calls: string[] = [];
+
+  constructor(private readonly fixtures: LoopFixtures) {}
+
+  /** A new volume of `bytes` (blank). */
+  async create(name: string, bytes: number): Promise<string> {
+    const file = await this.fixtures.image(`${name}.img`, bytes);
+    this.images.set(name, file);
+    return file;
+  }
+
+  private file(name: string): string {
+    const file = this.images.get(name);
+    if (!file) throw new FakeConnectorError('VolumeNotFound', `volume ${name} does not exist`);
+    return file;
+  }
+
+  private attachedDevice(file: string): string | undefined {
+    const line = sh('losetup', ['--associated', file, '--noheadings', '--output', 'NAME']).trim().split('\n')[0];
+    return line && existsSync(line) ? line : undefined;
+  }
+
+  async attach(name: string): Promise<string> {
+    this.calls.push(`attach ${name}`);
+    const file = this.file(name);
+    if (this.unmapped.has(name)) throw new FakeConnectorError('NotMapped', `sds_cli attach ${name} failed: ret_code=50155007`);
+    return this.attachedDevice(file) ?? this.fixtures.attach(file);
+  }
+
+  async detach(name: string): Promise<void> {
+    this.calls.push(`detach ${name}`);
+    const device = this.attachedDevice(this.file(name));
+    if (device) sh('losetup', ['--detach', device]);
+  }
+
+  async queryDevice(name: string): Promise<string | undefined> {
+    this.calls.push(`querydev ${name}`);
+    return this.attachedDevice(this.file(name));
+  }
+}
