@@ -1,11 +1,10 @@
 // src/kube against an in-process Kubernetes API (test/support/fake-kube-api.ts): topology, annotations,
 // Event bodies, retries, deadlines, cancellation, typed errors, kubeconfig and in-cluster configuration.
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
-import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -45,16 +44,12 @@ async function expectKubeError(promise: Promise<unknown>, kind: KubeErrorKind): 
 
 let workDir: string;
 /** A self-signed certificate for 127.0.0.1 that doubles as the cluster CA (client-node insists on HTTPS). */
+const tlsDir = join(dirname(fileURLToPath(import.meta.url)), 'support/tls');
 let tls: { key: string; cert: string; caFile: string };
 beforeAll(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'kube-test-'));
-  const keyFile = join(workDir, 'server.key');
-  const caFile = join(workDir, 'ca.crt');
-  await promisify(execFile)('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', keyFile, '-out', caFile,
-  ]);
-  tls = { key: await readFile(keyFile, 'utf8'), cert: await readFile(caFile, 'utf8'), caFile };
+  const caFile = join(tlsDir, 'fake-kube-api.crt');
+  tls = { key: await readFile(join(tlsDir, 'fake-kube-api.key'), 'utf8'), cert: await readFile(caFile, 'utf8'), caFile };
 });
 afterAll(async () => {
   await rm(workDir, { recursive: true, force: true });
