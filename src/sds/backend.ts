@@ -1,0 +1,174 @@
+// The back-end interface the CSI controller calls (and the node service, for host identity).
+// `SdsClient` (client.ts) implements it over the VBS socket API; unit tests of the controller may fake it.
+// Sizes are bytes here and always whole MiB: the wire speaks MiB, the client converts.
+
+export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;
+
+export type VolumeState = 'available' | 'in-use' | 'busy' | 'deleting' | 'fault';
+export type SnapshotState = 'available' | 'in-use' | 'creating' | 'deleting' | 'fault';
+export type CloneType = 'linked' | 'full';
+export type CachePolicy = 'none' | 'read' | 'readwrite';
+/** IOPRIORITY on the wire: 3 high, 2 normal, 1 low. */
+export type IoPriority = 1 | 2 | 3;
+
+export interface Qos {
+  /** 0 = unlimited */
+  maxIops: number;
+  /** MB/s (10^6 bytes/s), 0 = unlimited */
+  maxMBps: number;
+  priority: IoPriority;
+}
+
+export interface VolumeInfo {
+  name: string;
+  sizeBytes: number;
+  poolId: string;
+  thin: boolean;
+  state: VolumeState;
+  /** the raw status code from the record */
+  status: number;
+  allocatedBytes: number;
+  createdAt: Date;
+  source: { type: 'none' } | { type: 'snapshot' | 'volume'; name: string } | { type: 'image' };
+  cloneType?: CloneType;
+  qos: Qos;
+  cachePolicy: CachePolicy;
+  mappedHosts: string[];
+  healthy: boolean;
+  faultReason?: string;
+  snapshotCount: number;
+}
+
+export interface SnapshotInfo {
+  name: string;
+  volumeName: string;
+  sizeBytes: number;
+  poolId: string;
+  state: SnapshotState;
+  status: number;
+  allocatedBytes: number;
+  createdAt: Date;
+  dependents: number;
+  groupName?: string;
+}
+
+export interface PoolInfo {
+  id: string;
+  totalBytes: number;
+  /** free space in the pool's LUN */
+  freeBytes: number;
+  provisionedBytes: number;
+  allocatedBytes: number;
+  maxOversubscription: number;
+  /** what new thin volumes may still provision */
+  thinCapacityBytes: number;
+  /** what a new thick volume may take */
+  thickCapacityBytes: number;
+  linkedClone: boolean;
+  type: 'xfs-reflink' | 'directory' | string;
+  hosts: string[];
+  healthy: boolean;
+}
+
+export interface SystemInfo {
+  product: string;
+  version: string;
+  apiVersion: string;
+  hostId: string;
+  capabilities: string[];
+}
+
+export interface HostMapping {
+  hostId: string;
+  accessMode: 'rw' | 'ro';
+  attached: boolean;
+  devAddr?: string;
+}
+
+export interface VolumeSpec {
+  name: string;
+  sizeBytes: number;
+  poolId?: string;
+  thin?: boolean;
+  qos?: Partial<Qos>;
+  cachePolicy?: CachePolicy;
+}
+
+export interface ImageImportSpec extends Omit<VolumeSpec, 'sizeBytes'> {
+  sizeBytes?: number;
+  /** absolute path on the VBS host, file:// URL or http(s) URL */
+  url: string;
+  format?: 'auto' | 'raw' | 'qcow2';
+  /** `sha256:<hex>` or `md5:<hex>` */
+  checksum?: string;
+}
+
+export interface ImageExportSpec {
+  volumeName?: string;
+  snapshotName?: string;
+  /** absolute path on the VBS host, inside its image directories */
+  path: string;
+  format?: 'raw' | 'qcow2';
+  overwrite?: boolean;
+}
+
+export interface ImageJob {
+  id: string;
+  type: 'import' | 'export';
+  state: 'running' | 'done' | 'failed';
+  volumeName?: string;
+  snapshotName?: string;
+  bytesDone: number;
+  bytesTotal: number;
+  error?: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** empty string at the end */
+  nextMarker: string;
+}
+
+/** Per-call options: a request id for the VBS's logs, and a deadline the call must not outlive. */
+export interface CallOptions {
+  requestId?: string;
+  signal?: AbortSignal;
+}
+
+export interface SdsBackend {
+  systemInfo(opts?: CallOptions): Promise<SystemInfo>;
+  queryPools(poolIds?: string[], opts?: CallOptions): Promise<PoolInfo[]>;
+
+  /** Idempotent: an existing identical volume is returned; a different one throws kind 'AlreadyExists'. */
+  createVolume(spec: VolumeSpec, opts?: CallOptions): Promise<VolumeInfo>;
+  createVolumeFromSnapshot(spec: VolumeSpec & { snapshotName: string; cloneType: CloneType }, opts?: CallOptions): Promise<VolumeInfo>;
+  cloneVolume(spec: VolumeSpec & { sourceVolumeName: string; cloneType: CloneType }, opts?: CallOptions): Promise<VolumeInfo>;
+  /** Waits (bounded) until the asynchronous delete completes. A missing volume is success. */
+  deleteVolume(name: string, opts?: CallOptions): Promise<void>;
+  extendVolume(name: string, sizeBytes: number, opts?: CallOptions): Promise<VolumeInfo>;
+  /** undefined when the volume does not exist */
+  getVolume(name: string, opts?: CallOptions): Promise<VolumeInfo | undefined>;
+  listVolumes(query: { marker?: string; limit?: number; poolId?: string }, opts?: CallOptions): Promise<Page<VolumeInfo>>;
+  modifyVolume(name: string, change: { qos?: Partial<Qos>; cachePolicy?: CachePolicy }, opts?: CallOptions): Promise<VolumeInfo>;
+
+  /** Idempotent: same name and same source returns it; another source throws kind 'AlreadyExists'. */
+  createSnapshot(name: string, volumeName: string, opts?: CallOptions): Promise<SnapshotInfo>;
+  /** Waits (bounded) until the asynchronous delete completes. A missing snapshot is success. */
+  deleteSnapshot(name: string, opts?: CallOptions): Promise<void>;
+  getSnapshot(name: string, opts?: CallOptions): Promise<SnapshotInfo | undefined>;
+  listSnapshots(query: { marker?: string; limit?: number; volumeName?: string; snapshotName?: string }, opts?: CallOptions): Promise<Page<SnapshotInfo>>;
+
+  mapVolume(name: string, hostId: string, options: { readOnly: boolean; exclusive: boolean }, opts?: CallOptions): Promise<void>;
+  unmapVolume(name: string, hostId: string, options?: { force?: boolean }, opts?: CallOptions): Promise<void>;
+  volumeHosts(name: string, opts?: CallOptions): Promise<HostMapping[]>;
+
+  /** Starts an import that creates the volume; resolves with the job. */
+  importImage(spec: ImageImportSpec, opts?: CallOptions): Promise<{ job: ImageJob; volume: VolumeInfo }>;
+  exportImage(spec: ImageExportSpec, opts?: CallOptions): Promise<ImageJob>;
+  getImageJob(id: string, opts?: CallOptions): Promise<ImageJob | undefined>;
+  /** Polls a job until it is done or failed, bounded by `timeoutMs`. */
+  waitImageJob(id: string, timeoutMs: number, opts?: CallOptions): Promise<ImageJob>;
+
+  close(): void;
+}
