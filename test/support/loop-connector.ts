@@ -16,6 +16,8 @@ export class FakeConnectorError extends Error {
 export class LoopConnector implements NodeConnector {
   readonly images = new Map<string, string>();
   readonly unmapped = new Set<string>();
+  /** volumes the "back end" reports as not attached, whatever the kernel says (a detach behind our back) */
+  private readonly forgotten = new Set<string>();
   readonly calls: string[] = [];
 
   constructor(private readonly fixtures: LoopFixtures) {}
@@ -53,6 +55,16 @@ export class LoopConnector implements NodeConnector {
 
   async queryDevice(name: string): Promise<string | undefined> {
     this.calls.push(`querydev ${name}`);
-    return this.attachedDevice(this.file(name));
+    const file = this.file(name);
+    return this.forgotten.has(name) ? undefined : this.attachedDevice(file);
+  }
+
+  /** From now on the back end reports the volume not attached (as after a detach behind our back). */
+  forget(name: string): void {
+    this.forgotten.add(name);
+  }
+
+  remember(name: string): void {
+    this.forgotten.delete(name);
   }
 }
