@@ -47,6 +47,38 @@ describe('node service over gRPC', () => {
     expect(info.accessible_topology?.segments).toEqual({ 'topology.sdshypervisor.io/host': 'host-a' });
   });
 
+  it('NodeGetInfo asks the VBS for the host id once, and adds the Node labels to the topology', async () => {
+    let asked = 0;
+    const backend = {
+      systemInfo: async () => {
+        asked++;
+        return { product: 'SDSHypervisor', version: 'x', apiVersion: '2', hostId: 'host-from-vbs', capabilities: [] };
+      },
+    };
+    const other = await startNodeServer(fx.path('info.sock'), {
+      connector,
+      backend,
+      maxVolumesPerNode: 7,
+      topologyLabels: async () => ({ 'topology.kubernetes.io/zone': 'zone-1', 'topology.sdshypervisor.io/host': 'spoofed' }),
+    });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const info = await other.node.NodeGetInfo({});
+        expect(info).toMatchObject({ node_id: 'host-from-vbs', max_volumes_per_node: '7' });
+        expect(info.accessible_topology?.segments).toEqual({ 'topology.kubernetes.io/zone': 'zone-1', 'topology.sdshypervisor.io/host': 'host-from-vbs' });
+      }
+      expect(asked).toBe(1);
+    } finally {
+      await other.stop();
+    }
+    const noHost = await startNodeServer(fx.path('nohost.sock'), { connector });
+    try {
+      expect(await codeOf(noHost.node.NodeGetInfo({}))).toBe('FAILED_PRECONDITION');
+    } finally {
+      await noHost.stop();
+    }
+  });
+
   for (const fsType of ['ext4', 'xfs'] as const) {
     it(`${fsType}: stage (formats), two publishes (rw, ro), stats, online expand, unpublish, unstage — each repeated`, async () => {
       const vol = `vol-${fsType}`;
