@@ -8,6 +8,6 @@ export {
   SUPPORTED_FILESYSTEMS, isSupportedFilesystem, probeDevice, makeFilesystem, xfsMkfsInterrupted, filesystemSizeBytes, growFilesystem, growUnmountedExt4, filesystemUsage,
   type FsType, type DeviceContent, type FilesystemUsage,
 } from './filesystem.js';
-export { mountFilesystem, bindMount, unmount } from './mounts.js';
+export { mountFilesystem, bindMount, remountBindReadOnly, unmount } from './mounts.js';
 export { mountFlagsProblem, optionName } from './options.js';
 export { mountPointState, mountPointsOfDevice, unmountAll, type MountPointState } from './state.js';

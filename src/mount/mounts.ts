@@ -45,9 +45,18 @@ export async function bindMount(source: string, target: string, readOnly: boolea
   }
   if (!readOnly) return;
   try {
-    await runTool('mount', ['-o', 'remount,bind,ro', target], { timeoutMs: MOUNT_TIMEOUT_MS, signal: run.signal });
+    await remountBindReadOnly(target, run);
   } catch (err) {
     await unmount(target).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Makes the bind mount at `target` read-only (the second step of a read-only bind). */
+export async function remountBindReadOnly(target: string, run: { signal?: AbortSignal } = {}): Promise<void> {
+  try {
+    await runTool('mount', ['-o', 'remount,bind,ro', target], { timeoutMs: MOUNT_TIMEOUT_MS, signal: run.signal });
+  } catch (err) {
     classifyMountFailure(err, `making the bind mount at ${target} read-only`);
   }
 }
