@@ -20,7 +20,7 @@ export interface NodeDeps {
   backend?: Pick<SdsBackend, 'systemInfo'>;
   maxVolumesPerNode: number;
   /** extra topology segments (the Node's labels named by --topology-labels); none when absent */
-  topologyLabels?: () => Promise<Record<string, string>>;
+  topologyLabels?: (signal?: AbortSignal) => Promise<Record<string, string>>;
   log: Logger;
   /** how long NodeExpandVolume waits for the device to show the size the controller gave it */
   deviceGrowWaitMs?: number;

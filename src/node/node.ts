@@ -93,7 +93,7 @@ export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
 
     NodeGetInfo: rpc.unary('NodeGetInfo', async (_req, ctx): Promise<NodeGetInfoResponse> => {
       const id = await resolveHostId(ctx);
-      const labels = deps.topologyLabels ? await deps.topologyLabels() : {};
+      const labels = deps.topologyLabels ? await deps.topologyLabels(ctx.signal) : {};
       return {
         node_id: id,
         max_volumes_per_node: String(deps.maxVolumesPerNode),
