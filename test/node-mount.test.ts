@@ -110,6 +110,30 @@ describe('the mount room on real loop devices', () => {
     });
   }
 
+  it('makes filesystems that still mount when the device comes back with 4 KiB logical sectors', async () => {
+    for (const fsType of ['ext4', 'xfs'] as const) {
+      const image = await fx.image(`sectors-${fsType}.img`, 320 * MiB);
+      const small = fx.attach(image);
+      expect(sh('blockdev', ['--getss', small]).trim()).toBe('512');
+      try {
+        await makeFilesystem(small, fsType);
+      } finally {
+        sh('losetup', ['--detach', small]);
+      }
+      const large = sh('losetup', ['--find', '--show', '--sector-size', '4096', image]).trim();
+      const mnt = fx.path(`sectors-${fsType}-mnt`);
+      await mkdir(mnt);
+      try {
+        expect(sh('blockdev', ['--getss', large]).trim()).toBe('4096');
+        await mountFilesystem(large, mnt, fsType, fsType === 'xfs' ? ['nouuid'] : []);
+        await writeFile(`${mnt}/x`, 'x');
+        await unmountAll(mnt);
+      } finally {
+        sh('losetup', ['--detach', large]);
+      }
+    }
+  });
+
   it('never calls a device with a partition table or a foreign filesystem blank', async () => {
     const image = await fx.image('parted.img', 64 * MiB);
     // An MBR partition table: signature 0x55AA and one partition entry.

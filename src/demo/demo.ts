@@ -171,13 +171,15 @@ async function main(): Promise<number> {
     volumes: [] as string[],
   };
 
+  // Recorded before the call: a failed stage or publish may have done part of its work, and its undo is safe
+  // on anything (unstage/unpublish of what is not there is OK).
   const stage = async (id: string, staging: string, context: Record<string, string>, publishContext: Record<string, string>) => {
-    await csi.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: capability, volume_context: context, publish_context: publishContext });
     live.staged.set(staging, id);
+    await csi.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: capability, volume_context: context, publish_context: publishContext });
   };
   const publish = async (id: string, staging: string, target: string) => {
-    await csi.node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: capability, readonly: false });
     live.published.set(target, id);
+    await csi.node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: capability, readonly: false });
   };
   const contexts = new Map<string, { volume: Record<string, string>; publish: Record<string, string> }>();
 
@@ -216,8 +218,8 @@ async function main(): Promise<number> {
     {
       title: 'ControllerPublishVolume',
       run: async () => {
-        const res = await csi.controller.ControllerPublishVolume({ volume_id: volumeId, node_id: nodeId, volume_capability: capability, readonly: false });
         live.attached.add(volumeId);
+        const res = await csi.controller.ControllerPublishVolume({ volume_id: volumeId, node_id: nodeId, volume_capability: capability, readonly: false });
         contexts.get(volumeId)!.publish = res.publish_context;
         return `${volumeId} mapped to ${nodeId} ${JSON.stringify(res.publish_context)}`;
       },
@@ -277,8 +279,8 @@ async function main(): Promise<number> {
     {
       title: 'ControllerPublishVolume (clone)',
       run: async () => {
-        const res = await csi.controller.ControllerPublishVolume({ volume_id: cloneId, node_id: nodeId, volume_capability: capability, readonly: false });
         live.attached.add(cloneId);
+        const res = await csi.controller.ControllerPublishVolume({ volume_id: cloneId, node_id: nodeId, volume_capability: capability, readonly: false });
         contexts.get(cloneId)!.publish = res.publish_context;
         return `${cloneId} mapped to ${nodeId}`;
       },

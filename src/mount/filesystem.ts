@@ -51,12 +51,15 @@ export async function probeDevice(devicePath: string, options: { signal?: AbortS
  */
 export async function makeFilesystem(devicePath: string, fsType: FsType, options: { signal?: AbortSignal; force?: boolean } = {}): Promise<void> {
   const run = { timeoutMs: TIMEOUTS.mkfsMs, signal: options.signal };
+  // 4 KiB blocks (ext4) and sectors (xfs) whatever the device reports now: a volume's device may come back
+  // with 4 KiB logical sectors later (a clone or snapshot whose file shares extents is attached with a larger
+  // direct-I/O alignment; 4Kn disks), and a filesystem with smaller units no longer mounts there.
   if (fsType === 'ext4') {
     // Lazy init: the inode tables and journal are zeroed in the background after mount, so a large volume
     // stages in seconds.
-    await runTool('mkfs.ext4', ['-F', '-q', '-E', 'lazy_itable_init=1,lazy_journal_init=1', devicePath], run);
+    await runTool('mkfs.ext4', ['-F', '-q', '-b', '4096', '-E', 'lazy_itable_init=1,lazy_journal_init=1', devicePath], run);
   } else {
-    await runTool('mkfs.xfs', ['-q', ...(options.force ? ['-f'] : []), devicePath], run);
+    await runTool('mkfs.xfs', ['-q', '-s', 'size=4096', ...(options.force ? ['-f'] : []), devicePath], run);
   }
 }
 
