@@ -403,7 +403,8 @@ async function main(): Promise<number> {
       const t0 = Date.now();
       await stopDriver(own.child);
       process.stdout.write(`\nstopped the driver it started (${Date.now() - t0} ms)\n`);
-      if (failed) process.stdout.write(`driver log (tail):\n${own.log().split('\n').slice(-30).join('\n')}\n`);
+      const tail = own.log().trim();
+      if (failed && tail) process.stdout.write(`driver log (tail):\n${tail.split('\n').slice(-30).join('\n')}\n`);
     }
     await removeWorkDir(work);
   }
