@@ -42,7 +42,7 @@ describe('node service: crash recovery and broken surroundings', () => {
   });
   afterAll(async () => {
     await h?.stop();
-    const leaks = fx.leaks();
+    const leaks = await fx.leaks();
     await fx.cleanup();
     expect(leaks).toEqual({ mounts: [], loops: [] });
   });

@@ -57,7 +57,7 @@ describe('the mount room on real loop devices', () => {
     fx = await LoopFixtures.create('node-mount');
   });
   afterAll(async () => {
-    const leaks = fx.leaks();
+    const leaks = await fx.leaks();
     await fx.cleanup();
     expect(leaks).toEqual({ mounts: [], loops: [] });
   });

@@ -32,7 +32,7 @@ describe('node service over gRPC', () => {
   });
   afterAll(async () => {
     await h?.stop();
-    const leaks = fx.leaks();
+    const leaks = await fx.leaks();
     await fx.cleanup();
     expect(leaks).toEqual({ mounts: [], loops: [] });
   });
@@ -318,6 +318,13 @@ describe('node service over gRPC', () => {
     for (const [what, call] of missing) expect([what, await codeOf(call)]).toEqual([what, 'INVALID_ARGUMENT']);
 
     expect(await codeOf(h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap('ext4', 'MULTI_NODE_MULTI_WRITER') }))).toBe('FAILED_PRECONDITION');
+    expect(await codeOf(h.node.NodeExpandVolume({ volume_id: vol, volume_path: staging, volume_capability: mountCap('ext4', 'MULTI_NODE_MULTI_WRITER') }))).toBe('INVALID_ARGUMENT');
+    // Something else (a tmpfs) mounted at the staging path is not ours to remove.
+    await mkdir(staging, { recursive: true });
+    sh('mount', ['-t', 'tmpfs', 'tmpfs', staging]);
+    expect(await codeOf(h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap }))).toBe('ALREADY_EXISTS');
+    sh('umount', [staging]);
+    await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
     expect(await codeOf(h.node.NodeStageVolume({ volume_id: 'no-such-volume', staging_target_path: staging, volume_capability: cap }))).toBe('NOT_FOUND');
     expect(await codeOf(h.node.NodeStageVolume({ volume_id: '../etc', staging_target_path: staging, volume_capability: cap }))).toBe('NOT_FOUND');
     connector.unmapped.add(vol);

@@ -4,7 +4,7 @@ import type { NodeGetCapabilitiesResponse } from '../generated/csi/v1/NodeGetCap
 import type { NodeGetInfoResponse } from '../generated/csi/v1/NodeGetInfoResponse.js';
 import type { NodeHandlers } from '../generated/csi/v1/Node.js';
 import type { RpcContext, RpcFactory } from '../server/rpc.js';
-import { failedPrecondition, internal } from '../server/errors.js';
+import { failedPrecondition, internal, invalidArgument } from '../server/errors.js';
 import { TOPOLOGY_HOST_KEY, type NodeDeps } from './deps.js';
 import { VolumeLocks } from './locks.js';
 import { publishVolume, unpublishVolume } from './publish.js';
@@ -81,7 +81,7 @@ export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
       const volumeId = checkVolumeId(req.volume_id);
       const volumePath = checkPath('volume_path', req.volume_path);
       const stagingPath = req.staging_target_path ? checkPath('staging_target_path', req.staging_target_path) : undefined;
-      const capability = req.volume_capability ? parseCapability('volume_capability', req.volume_capability) : undefined;
+      const capability = req.volume_capability ? parseCapability('volume_capability', req.volume_capability, {}, invalidArgument) : undefined;
       const range = parseCapacityRange(req.capacity_range);
       const { capacityBytes } = await locks.run(volumeId, 'NodeExpandVolume', () =>
         expandVolume(work(ctx), { volumeId, volumePath, stagingPath, capability, range, deviceGrowWaitMs: deps.deviceGrowWaitMs ?? 10_000 }),

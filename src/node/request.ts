@@ -52,13 +52,22 @@ export function checkPath(field: string, path: string): string {
   return path;
 }
 
-/** The capability of a stage/publish/expand request. `volumeContext.fsType` is used when fs_type is empty. */
-export function parseCapability(field: string, cap: VolumeCapability__Output | null, volumeContext: Record<string, string> = {}): Capability {
+/**
+ * The capability of a stage/publish/expand request. `volumeContext.fsType` is used when fs_type is empty. An
+ * access mode the volume cannot have is FAILED_PRECONDITION for stage and publish, INVALID_ARGUMENT for
+ * expand (the spec's tables differ).
+ */
+export function parseCapability(
+  field: string,
+  cap: VolumeCapability__Output | null,
+  volumeContext: Record<string, string> = {},
+  unsupported: (message: string) => Error = failedPrecondition,
+): Capability {
   if (!cap) throw invalidArgument(`${field} is required`);
   const mode = cap.access_mode?.mode;
   if (mode === undefined || mode === 'UNKNOWN') throw invalidArgument(`${field}.access_mode is required`);
   if (!SUPPORTED_MODES.has(mode)) {
-    throw failedPrecondition(`${field}.access_mode ${mode} is not supported by this volume (one host at a time, or read-only on several)`);
+    throw unsupported(`${field}.access_mode ${mode} is not supported by this volume (one host at a time, or read-only on several)`);
   }
   const readerOnly = READER_ONLY_MODES.has(mode);
   if (cap.access_type === 'block') return { accessType: 'block', mode, readerOnly };

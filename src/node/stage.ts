@@ -92,9 +92,13 @@ export async function growIfSmaller(ctx: Ctx, devicePath: string, mountPoint: st
   return { deviceBytes, grew: true };
 }
 
-/** A mount at the staging path that no longer works (dead, or its device gone) is stale: safe to remove. */
+/**
+ * A mount at the staging path that no longer works is stale, safe to remove: its path does not answer, or
+ * it is a block device's filesystem whose device is gone. (Major 0 is an anonymous device — tmpfs, FUSE,
+ * NFS — which has no block device to look for: live, it is simply someone else's.)
+ */
 async function isStale(mount: MountEntry, pathDead: boolean): Promise<boolean> {
-  return pathDead || !(await deviceExists(mount));
+  return pathDead || (mount.major !== 0 && !(await deviceExists(mount)));
 }
 
 export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {

@@ -71,7 +71,13 @@ export class LoopFixtures {
     }
   }
 
-  leaks(): { mounts: string[]; loops: string[] } {
+  /**
+   * Mounts and loop devices still under the dir. A loop device detached while mounted (autoclear) is released
+   * by the kernel asynchronously after the last unmount, so loops get a few seconds to go.
+   */
+  async leaks(): Promise<{ mounts: string[]; loops: string[] }> {
+    const deadline = Date.now() + 5_000;
+    while (loopsUnder(this.dir).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     return { mounts: mountsUnder(this.dir), loops: loopsUnder(this.dir) };
   }
 
