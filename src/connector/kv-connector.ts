@@ -92,7 +92,7 @@ export class KvConnector {
   }
 
   /** Attaches the volume to this host and returns its block device once the device node is there. */
-  attach(volumeName: string, opts: AttachOptions = {}): Promise<string> {
+  async attach(volumeName: string, opts: AttachOptions = {}): Promise<string> {
     checkVolumeName(volumeName);
     return this.locks.withLock(volumeName, async () => {
       const attached = await this.call('attach', volumeName, opts.signal);
@@ -112,7 +112,7 @@ export class KvConnector {
   }
 
   /** Detaches the volume from this host; detaching a volume that is not attached succeeds. */
-  detach(volumeName: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  async detach(volumeName: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
     checkVolumeName(volumeName);
     return this.locks.withLock(volumeName, async () => {
       await this.call('detach', volumeName, opts.signal);
@@ -120,7 +120,7 @@ export class KvConnector {
   }
 
   /** The volume's block device on this host, or undefined when it is not attached here. */
-  queryDevice(volumeName: string, opts: { signal?: AbortSignal } = {}): Promise<string | undefined> {
+  async queryDevice(volumeName: string, opts: { signal?: AbortSignal } = {}): Promise<string | undefined> {
     checkVolumeName(volumeName);
     return this.locks.withLock(volumeName, async () => {
       const reply = await this.call('querydev', volumeName, opts.signal, [KvCode.NOT_ATTACHED, KvCode.NOT_MOUNT_NODE]);
