@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../src/log/logger.js';
 import { ConnectorError, KvConnector, type ConnectorErrorKind, type KvConnectorOptions } from '../src/connector/index.js';
 
 let dir: string;
@@ -102,12 +103,14 @@ describe('success codes', () => {
     expect(await connector((await answering(50155007)).path).queryDevice('v1')).toBeUndefined();
   });
 
-  it('logs stderr as a warning and still judges by ret_code', async () => {
-    const warnings: string[] = [];
-    const logger = { warn: (o: Record<string, unknown>, m: string) => warnings.push(`${m}: ${String(o.stderr)}`), debug: () => undefined };
+  it('logs stderr as a warning (through the driver pino logger) and still judges by ret_code', async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'warn' }, { write: (line: string) => lines.push(line) });
     const { path } = await fakeCli('echo "vbs slow to answer" >&2\necho ret_code=0');
     await connector(path, { logger }).detach('v1');
-    expect(warnings).toEqual(['sds_cli wrote to stderr: vbs slow to answer\n']);
+    const logged = lines.map((l) => JSON.parse(l) as { level: number; msg: string; stderr: string; volume: string });
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ level: 40, msg: 'sds_cli wrote to stderr', stderr: 'vbs slow to answer\n', volume: 'v1' });
   });
 });
 

@@ -5,6 +5,7 @@ import { Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createLogger } from '../src/log/logger.js';
 import { MiB, GiB } from '../src/sds/backend.js';
 import { SdsClient, isRetriedAfterSend, type SdsClientOptions } from '../src/sds/client.js';
 import { SdsError, type SdsErrorKind } from '../src/sds/errors.js';
@@ -521,18 +522,15 @@ describe('the token', () => {
 
   it('never appears in an error message or a log line, even when the VBS echoes it', async () => {
     const logged: string[] = [];
-    const logger = {
-      debug: (o: Record<string, unknown>, m: string) => logged.push(JSON.stringify(o) + m),
-      warn: (o: Record<string, unknown>, m: string) => logged.push(JSON.stringify(o) + m),
-    };
+    const logger = createLogger({ level: 'debug' }, { write: (line: string) => logged.push(line) });
     const f = await fake((req, i) => {
       const echoed = req.fields.get('auth_token')!;
       if (i === 0) return reply(RetCode.AUTH_FAILED, { ret_desc: `token ${echoed} is wrong` });
       if (i === 1) return Buffer.from(`retcode=0\nauth_token ${echoed}\n`);
-      if (i === 2) return { close: true };
+      if (i === 2 || i === 3) return { close: true }; // lost twice: one retry (logged as a warning), then given up
       return reply(0, { volume0: volumeRecord({ vol_size: echoed }) });
     });
-    const c = client(f.address, { token: TOKEN, logger, retry: { attempts: 0 } });
+    const c = client(f.address, { token: TOKEN, logger, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 } });
     const errors = [
       await expectSdsError(c.getVolume('v1'), 'AuthFailed'),
       await expectSdsError(c.getVolume('v1'), 'Protocol'),
@@ -544,6 +542,8 @@ describe('the token', () => {
       expect(String(e.stack)).not.toContain(TOKEN);
     }
     expect(errors[0]!.message).toContain('<token>');
+    expect(logged.length).toBeGreaterThanOrEqual(3);
+    expect(logged.some((l) => l.includes('VBS reply lost'))).toBe(true);
     expect(logged.join('\n')).not.toContain(TOKEN);
   });
 

@@ -446,12 +446,15 @@ export class SdsClient implements SdsBackend {
     const retryAfterSend = RETRY_AFTER_SEND.has(type);
     let lostReplies = 0;
     let busyReplies = 0;
+    let lastBusyReply: VbsReply | undefined;
     for (;;) {
       let raw: Buffer;
       try {
         raw = await this.sendToFirstReachable(bytes, deadline, signal);
       } catch (err) {
         if (!(err instanceof TransportError)) throw err;
+        // A VBS that just said BUSY and now cannot be reached before the deadline is still best described as busy.
+        if (!err.sent && err.failure !== 'aborted' && lastBusyReply !== undefined) throw this.replyError(type, lastBusyReply);
         if (err.failure === 'aborted') {
           throw this.error('Timeout', `${type}: cancelled ${err.sent ? 'after the request was sent (outcome unknown)' : 'before the request was sent'}`, undefined, err);
         }
@@ -476,6 +479,7 @@ export class SdsClient implements SdsBackend {
       }
       this.logger?.debug({ request: type, requestId: opts.requestId, retcode: reply.retcode }, 'VBS reply');
       if (reply.retcode === RetCode.BUSY || reply.retcode === RetCode.UNAVAILABLE) {
+        lastBusyReply = reply;
         if (busyReplies < this.retry.attempts) {
           this.logger?.debug({ request: type, requestId: opts.requestId, retcode: reply.retcode, attempt: busyReplies + 1 }, 'VBS busy; retrying');
           await this.backoff(busyReplies++, deadline, signal, type, () => this.replyError(type, reply));
