@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KvConnector } from '../src/connector/index.js';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { hasCapSysResource, LoopFixtures, sh } from './support/loop-fixtures.js';
@@ -76,6 +77,16 @@ describe('node service over gRPC', () => {
       expect(await codeOf(noHost.node.NodeGetInfo({}))).toBe('FAILED_PRECONDITION');
     } finally {
       await noHost.stop();
+    }
+  });
+
+  it('with the real KV connector and no sds_cli installed, stage says so (FAILED_PRECONDITION)', async () => {
+    const kv = await startNodeServer(fx.path('kv.sock'), { connector: new KvConnector({ cliPath: fx.path('no-such-sds_cli') }), hostId: 'host-a' });
+    try {
+      const err = await kv.node.NodeStageVolume({ volume_id: 'pvc-x', staging_target_path: fx.path('kv-staging'), volume_capability: mountCap('ext4') }).catch((e: Error) => e);
+      expect(err).toMatchObject({ code: 9, details: expect.stringContaining('sds_cli not found') });
+    } finally {
+      await kv.stop();
     }
   });
 

@@ -1,5 +1,5 @@
-// What the node service needs from the rest of the driver. The KV connector (src/connector) satisfies
-// `NodeConnector`; tests of this room may pass a fake.
+// What the node service needs from the rest of the driver. The KV connector (src/connector's KvConnector)
+// satisfies `NodeConnector`; tests of this room may pass a stand-in that throws the same ConnectorError.
 import type { Logger } from '../log/logger.js';
 import type { SdsBackend } from '../sds/backend.js';
 
@@ -32,11 +32,3 @@ export const PUBLISH_ACCESS_MODE_KEY = 'sdshypervisor.io/access-mode';
 /** Topology segment key naming the back-end host (the same key the controller reads). */
 export const TOPOLOGY_HOST_KEY = 'topology.sdshypervisor.io/host';
 
-/** The kind of a connector error (src/connector's ConnectorError), or undefined for anything else. */
-export function connectorErrorKind(err: unknown): string | undefined {
-  if (err instanceof Error && err.name === 'ConnectorError') {
-    const kind = (err as Error & { kind?: unknown }).kind;
-    return typeof kind === 'string' ? kind : undefined;
-  }
-  return undefined;
-}

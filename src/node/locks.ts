@@ -2,22 +2,26 @@
 // with ABORTED (CSI "operation pending"), not queued: the CO retries with back-off, and by then the first
 // call has finished the work the retry will find done.
 import { aborted } from '../server/errors.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
 
 export class VolumeLocks {
-  private readonly held = new Map<string, string>();
+  private readonly mutex = new KeyedMutex<string>();
+  /** what holds each lock, for the ABORTED message */
+  private readonly holders = new Map<string, string>();
 
   get size(): number {
-    return this.held.size;
+    return this.mutex.size;
   }
 
   async run<T>(volumeId: string, what: string, fn: () => Promise<T>): Promise<T> {
-    const running = this.held.get(volumeId);
-    if (running !== undefined) throw aborted(`an operation on volume ${volumeId} is already in progress (${running}); retry later`);
-    this.held.set(volumeId, what);
+    const release = this.mutex.tryLock(volumeId);
+    if (!release) throw aborted(`an operation on volume ${volumeId} is already in progress (${this.holders.get(volumeId) ?? 'another call'}); retry later`);
+    this.holders.set(volumeId, what);
     try {
       return await fn();
     } finally {
-      this.held.delete(volumeId);
+      this.holders.delete(volumeId);
+      release();
     }
   }
 }

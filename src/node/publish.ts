@@ -8,7 +8,8 @@ import {
   type DeviceNumber, type MountPointState,
 } from '../mount/index.js';
 import { alreadyExists, failedPrecondition, internal, invalidArgument } from '../server/errors.js';
-import { connectorErrorKind, type NodeConnector } from './deps.js';
+import { isConnectorError } from '../connector/index.js';
+import type { NodeConnector } from './deps.js';
 import { allowsOneTarget, type Capability } from './request.js';
 import { ensureDirectory } from './stage.js';
 
@@ -32,7 +33,7 @@ async function stagedDevice(ctx: Ctx, volumeId: string): Promise<{ path: string;
   try {
     path = await ctx.connector.queryDevice(volumeId, { signal: ctx.signal });
   } catch (err) {
-    if (connectorErrorKind(err) === 'NotMapped') path = undefined;
+    if (isConnectorError(err, 'NotMapped')) path = undefined;
     else throw err;
   }
   if (!path) throw failedPrecondition(`volume ${volumeId} is not attached to this node: NodeStageVolume must come first`);

@@ -9,7 +9,8 @@ import {
   xfsMkfsInterrupted, MountError, type DeviceNumber, type FsType, type MountEntry,
 } from '../mount/index.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
-import { connectorErrorKind, type NodeConnector } from './deps.js';
+import { isConnectorError } from '../connector/index.js';
+import type { NodeConnector } from './deps.js';
 import type { Capability } from './request.js';
 
 export interface StageRequest {
@@ -31,7 +32,7 @@ export async function attachVolume(ctx: Ctx, volumeId: string): Promise<string> 
   try {
     return await ctx.connector.attach(volumeId, { signal: ctx.signal });
   } catch (err) {
-    if (connectorErrorKind(err) === 'NotMapped') {
+    if (isConnectorError(err, 'NotMapped')) {
       throw failedPrecondition(`volume ${volumeId} is not mapped to this host: ControllerPublishVolume has not happened (or was undone) — ${(err as Error).message}`);
     }
     throw err;
@@ -205,7 +206,7 @@ export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void
   try {
     devicePath = await ctx.connector.queryDevice(volumeId, { signal: ctx.signal });
   } catch (err) {
-    if (connectorErrorKind(err) !== 'VolumeNotFound') throw err;
+    if (!isConnectorError(err, 'VolumeNotFound')) throw err;
     volumeKnown = false;
   }
   const state = await mountPointState(stagingPath);

@@ -8,7 +8,8 @@ import {
   mountPointState, sameDevice, type DeviceNumber, type MountPointState,
 } from '../mount/index.js';
 import { failedPrecondition, invalidArgument, notFound, outOfRange, unavailable } from '../server/errors.js';
-import { connectorErrorKind, type NodeConnector } from './deps.js';
+import { isConnectorError } from '../connector/index.js';
+import type { NodeConnector } from './deps.js';
 import type { ByteRange, Capability } from './request.js';
 import { growIfSmaller } from './stage.js';
 
@@ -40,8 +41,7 @@ async function attachmentProblem(ctx: Ctx, volumeId: string, dev: DeviceNumber):
   try {
     attached = await ctx.connector.queryDevice(volumeId, { signal: ctx.signal });
   } catch (err) {
-    const kind = connectorErrorKind(err);
-    if (kind === 'VolumeNotFound') return `volume ${volumeId} no longer exists on the back end`;
+    if (isConnectorError(err, 'VolumeNotFound')) return `volume ${volumeId} no longer exists on the back end`;
     // The VBS not answering says nothing about this volume's health.
     ctx.log.warn({ err: (err as Error).message }, 'cannot ask the connector about the volume; condition from local checks only');
     return undefined;

@@ -1,17 +1,12 @@
 // A stand-in for the KV connector in node tests that need no back end: volumes are image files in a temp
 // dir, attached as real loop devices with losetup. Same contract as src/connector's KvConnector (attach is
 // idempotent and returns the device; detach of a detached volume succeeds; queryDevice → undefined when
-// not attached), and errors shaped like its ConnectorError.
+// not attached), and the same ConnectorError kinds.
 import { existsSync } from 'node:fs';
+import { ConnectorError } from '../../src/connector/index.js';
 import type { NodeConnector } from '../../src/node/deps.js';
 import { sh, type LoopFixtures } from './loop-fixtures.js';
 
-export class FakeConnectorError extends Error {
-  constructor(readonly kind: string, message: string) {
-    super(message);
-    this.name = 'ConnectorError';
-  }
-}
 
 export class LoopConnector implements NodeConnector {
   readonly images = new Map<string, string>();
@@ -31,7 +26,7 @@ export class LoopConnector implements NodeConnector {
 
   private file(name: string): string {
     const file = this.images.get(name);
-    if (!file) throw new FakeConnectorError('VolumeNotFound', `volume ${name} does not exist`);
+    if (!file) throw new ConnectorError('VolumeNotFound', `volume ${name} does not exist`);
     return file;
   }
 
@@ -43,7 +38,7 @@ export class LoopConnector implements NodeConnector {
   async attach(name: string): Promise<string> {
     this.calls.push(`attach ${name}`);
     const file = this.file(name);
-    if (this.unmapped.has(name)) throw new FakeConnectorError('NotMapped', `sds_cli attach ${name} failed: ret_code=50155007`);
+    if (this.unmapped.has(name)) throw new ConnectorError('NotMapped', `sds_cli attach ${name} failed: ret_code=50155007`, 50155007);
     return this.attachedDevice(file) ?? this.fixtures.attach(file);
   }
 
