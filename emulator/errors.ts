@@ -4,13 +4,18 @@ import { RetCode } from '../src/protocol/vbs.js';
 
 export class VbsError extends Error {
   override name = 'VbsError';
-  constructor(
-    readonly retcode: number,
-    message: string,
-    /** extra reply fields, e.g. the existing record with ALREADY_EXISTS */
-    readonly fields: Field[] = [],
-  ) {
+  readonly retcode: number;
+  /** extra reply fields, e.g. the existing record with ALREADY_EXISTS */
+  readonly fields: Field[];
+
+  constructor(retcode: number, message: string, fields: Field[] = []) {
+    // These are answers, not bugs: no stack trace (capturing one costs more than the whole request).
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
+    this.retcode = retcode;
+    this.fields = fields;
   }
 }
 

@@ -62,7 +62,9 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
 
   h.set('CREATE_VOLUME_REQ', async ({ params }) => {
     const spec = parseCreateSpec(ctx, params, true);
-    return ok([volumeField(ctx, await createVolume(ctx, spec))]);
+    const row = await createVolume(ctx, spec);
+    // A new thin volume holds no blocks; a thick one holds all of them.
+    return ok([volumeField(ctx, row, row.thin ? 0 : row.size_mb * 1024 * 1024)]);
   });
 
   h.set('DELETE_VOLUME_REQ', ({ params }) => {

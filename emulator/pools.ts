@@ -5,7 +5,6 @@ import { existsSync, mkdirSync, readFileSync, statSync, statfsSync, truncateSync
 import { dirname, join } from 'node:path';
 import type { PoolSpec, PoolType } from './config.js';
 import { run, ToolError } from './exec.js';
-import { isInside } from './files.js';
 import { backingFileOf } from './loopdev.js';
 import type { Logger } from './log.js';
 import type { Store } from './store.js';
@@ -52,10 +51,12 @@ export class Pool {
   }
 
   private inside(dir: string, file: string): string {
-    const p = join(dir, file);
-    // Names are validated on the wire; this is the second line of defence against a path leaving the pool.
-    if (!isInside(dir, p) || dirname(p) !== dir) throw new Error(`path ${p} escapes ${dir}`);
-    return p;
+    // Names are validated on the wire; this is the second line of defence against a path leaving the pool:
+    // one plain component, never . or .., so dir/file stays directly inside dir.
+    if (file === '' || file === '.' || file === '..' || file.includes('/') || file.includes('\0')) {
+      throw new Error(`${JSON.stringify(file)} is not a file name inside ${dir}`);
+    }
+    return `${dir}/${file}`;
   }
 
   volumePath(name: string): string {
@@ -68,6 +69,14 @@ export class Pool {
 
   tmpPath(tag: string): string {
     return this.inside(this.tmpDir, tag);
+  }
+
+  private total = 0;
+
+  /** The pool's size; it changes only when the pool is grown at start, so it is read once. */
+  totalBytes(): number {
+    if (this.total === 0) this.total = this.space().totalBytes;
+    return this.total;
   }
 
   space(): PoolSpace {

@@ -28,11 +28,12 @@ function poolProblem(ctx: Ctx, poolName: string): string {
   return pool.healthy ? '' : `pool ${poolName} is faulty: ${pool.faultReason}`;
 }
 
-export function volumeRecord(ctx: Ctx, row: VolumeRow): Record<string, string | number> {
+/** `allocBytes` when the caller knows it (a volume just created), to spare a stat. */
+export function volumeRecord(ctx: Ctx, row: VolumeRow, allocBytes?: number): Record<string, string | number> {
   const mappings = ctx.store.mappings(row.id);
   const pool = ctx.pools.get(row.pool);
   const problem = row.state === 'fault' ? row.fault_reason : poolProblem(ctx, row.pool);
-  const alloc = pool && pool.healthy && row.state !== 'creating' ? allocatedBytes(pool.volumePath(row.name)) : 0;
+  const alloc = allocBytes ?? (pool && pool.healthy && row.state !== 'creating' ? allocatedBytes(pool.volumePath(row.name)) : 0);
   return {
     status: problem && row.state !== 'deleting' ? VolumeStatus.FAULT : volumeStatus(row, mappings.length > 0),
     vol_name: row.name,

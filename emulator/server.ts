@@ -234,13 +234,16 @@ export class ControlServer extends OneShotServer {
     let type = '';
     let requestId: string | undefined;
     let reply: Reply;
-    let log = baseLog;
+    let bindings: { request_id?: string; req?: string } = {};
+    // A child logger costs a serialisation: made only when a handler logs.
+    let child: Logger | undefined;
+    const log = (): Logger => (child ??= baseLog.child(bindings));
     try {
       const req = parseRequest(bytes);
       type = req.type;
       const rid = req.fields.get('request_id');
       if (rid !== undefined && REQUEST_ID_PATTERN.test(rid)) requestId = rid;
-      log = baseLog.child({ request_id: requestId ?? `emu-${++this.counter}`, req: type });
+      bindings = { request_id: requestId ?? `emu-${++this.counter}`, req: type };
       // The token is checked before any other key is looked at.
       if (tokenDigest) {
         const given = req.fields.get('auth_token');
@@ -253,12 +256,12 @@ export class ControlServer extends OneShotServer {
       }
       const handler = handlers.get(type);
       if (!handler) throw new VbsError(RetCode.UNKNOWN_REQUEST, `unknown request type ${type}`);
-      reply = await handler({ params: new Params(req.fields), log });
+      reply = await handler({ params: new Params(req.fields), get log() { return log(); } });
     } catch (err) {
       if (err instanceof VbsError) reply = { retcode: err.retcode, fields: [['ret_desc', err.message], ...err.fields] };
       else if (err instanceof ProtocolError) reply = { retcode: err.retcode, fields: [['ret_desc', err.message]] };
       else {
-        log.error({ err }, 'internal error');
+        log().error({ err }, 'internal error');
         reply = { retcode: RetCode.INTERNAL, fields: [['ret_desc', `internal error: ${(err as Error).message}`]] };
       }
     }
@@ -266,9 +269,9 @@ export class ControlServer extends OneShotServer {
     if (requestId !== undefined) fields.push(['request_id', requestId]);
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const entry = { retcode: reply.retcode, ms: Math.round(ms * 1000) / 1000, ...(reply.retcode !== 0 ? { ret_desc: reply.fields[0]?.[1] } : {}) };
-    if (reply.retcode === RetCode.INTERNAL) log.error(entry, 'request failed');
-    else if (MUTATING.has(type)) log.info(entry, 'request');
-    else log.debug(entry, 'request');
+    if (reply.retcode === RetCode.INTERNAL) baseLog.error({ ...bindings, ...entry }, 'request failed');
+    else if (MUTATING.has(type)) baseLog.info({ ...bindings, ...entry }, 'request');
+    else if (baseLog.isLevelEnabled('debug')) baseLog.debug({ ...bindings, ...entry }, 'request');
     return encodeReply(reply.retcode, fields);
   }
 }

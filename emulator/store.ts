@@ -97,12 +97,13 @@ export interface PoolRow {
 
 const SCHEMA_VERSION = '1';
 
+// Provisioned MiB per pool are counted in memory (see Store.usage), not by triggers: a trigger adds a page
+// to every commit of the create/delete hot path.
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pools (
   name TEXT PRIMARY KEY, pool_type TEXT NOT NULL, lun_path TEXT NOT NULL, size_bytes INTEGER NOT NULL,
   created_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS pool_usage (pool TEXT PRIMARY KEY, provisioned_mb INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS hosts (host_id TEXT PRIMARY KEY, local INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS volumes (
   id INTEGER PRIMARY KEY,
@@ -126,7 +127,6 @@ CREATE TABLE IF NOT EXISTS volumes (
   create_time INTEGER NOT NULL,
   job_id TEXT);
 CREATE INDEX IF NOT EXISTS volumes_src ON volumes (src_id) WHERE src_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS volumes_pool_name ON volumes (pool, name);
 CREATE TABLE IF NOT EXISTS snapshots (
   id INTEGER PRIMARY KEY,
   name TEXT NOT NULL UNIQUE,
@@ -151,22 +151,6 @@ CREATE TABLE IF NOT EXISTS jobs (
   bytes_done INTEGER NOT NULL, bytes_total INTEGER NOT NULL, error TEXT NOT NULL, tmp_paths TEXT NOT NULL,
   started_at INTEGER NOT NULL, ended_at INTEGER);
 
--- Provisioned MiB per pool, kept by triggers inside the same transactions as the volume rows, so the
--- thin-provisioning check reads one row instead of summing the table. An extend counts its target size.
-CREATE TRIGGER IF NOT EXISTS volumes_usage_ins AFTER INSERT ON volumes BEGIN
-  INSERT INTO pool_usage (pool, provisioned_mb) VALUES (NEW.pool, max(NEW.size_mb, coalesce(NEW.target_size_mb, 0)))
-  ON CONFLICT (pool) DO UPDATE SET provisioned_mb = provisioned_mb + excluded.provisioned_mb;
-END;
-CREATE TRIGGER IF NOT EXISTS volumes_usage_del AFTER DELETE ON volumes BEGIN
-  UPDATE pool_usage SET provisioned_mb = provisioned_mb - max(OLD.size_mb, coalesce(OLD.target_size_mb, 0))
-  WHERE pool = OLD.pool;
-END;
-CREATE TRIGGER IF NOT EXISTS volumes_usage_upd AFTER UPDATE OF size_mb, target_size_mb, pool ON volumes BEGIN
-  UPDATE pool_usage SET provisioned_mb = provisioned_mb - max(OLD.size_mb, coalesce(OLD.target_size_mb, 0))
-  WHERE pool = OLD.pool;
-  INSERT INTO pool_usage (pool, provisioned_mb) VALUES (NEW.pool, max(NEW.size_mb, coalesce(NEW.target_size_mb, 0)))
-  ON CONFLICT (pool) DO UPDATE SET provisioned_mb = provisioned_mb + excluded.provisioned_mb;
-END;
 `;
 
 export class StoreLockedError extends Error {
@@ -190,6 +174,8 @@ export class Store {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('synchronous = NORMAL');
       this.db.pragma('foreign_keys = OFF');
+      // Checkpoints (which fsync) run less often; the WAL stays a few MB.
+      this.db.pragma('wal_autocheckpoint = 2000');
       const hadMeta = this.db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'meta'").get() as { n: number };
       this.db.exec(SCHEMA);
       this.fresh = hadMeta.n === 0;
@@ -211,11 +197,11 @@ export class Store {
         @max_mbps, @io_priority, @io_class_id, @cache_policy, @create_time, @job_id)`),
       setVolumeState: db.prepare<[VolumeState, number]>('UPDATE volumes SET state = ? WHERE id = ?'),
       setVolumeFault: db.prepare<[string, number]>("UPDATE volumes SET state = 'fault', fault_reason = ?, target_size_mb = NULL WHERE id = ?"),
-      beginExtend: db.prepare<[number, number]>("UPDATE volumes SET state = 'extending', target_size_mb = ? WHERE id = ?"),
+      beginExtend: db.prepare<[number, number], { pool: string; size_mb: number }>("UPDATE volumes SET state = 'extending', target_size_mb = ? WHERE id = ? RETURNING pool, size_mb"),
       finishExtend: db.prepare<[number]>("UPDATE volumes SET state = 'available', size_mb = target_size_mb, target_size_mb = NULL WHERE id = ?"),
       abortExtend: db.prepare<[number]>("UPDATE volumes SET state = 'available', target_size_mb = NULL WHERE id = ?"),
       setQos: db.prepare('UPDATE volumes SET max_iops = @max_iops, max_mbps = @max_mbps, io_priority = @io_priority, cache_policy = @cache_policy WHERE id = @id'),
-      deleteVolume: db.prepare<[number]>('DELETE FROM volumes WHERE id = ?'),
+      deleteVolume: db.prepare<[number], { pool: string; size_mb: number; target_size_mb: number | null }>('DELETE FROM volumes WHERE id = ? RETURNING pool, size_mb, target_size_mb'),
       deleteMappingsOf: db.prepare<[number]>('DELETE FROM mappings WHERE vol_id = ?'),
       listVolumes: db.prepare<[string, number], VolumeRow>('SELECT * FROM volumes WHERE name > ? ORDER BY name LIMIT ?'),
       listVolumesInPool: db.prepare<[string, string, number], VolumeRow>('SELECT * FROM volumes WHERE pool = ? AND name > ? ORDER BY name LIMIT ?'),
@@ -247,7 +233,6 @@ export class Store {
       deleteAttachment: db.prepare<[number]>('DELETE FROM attachments WHERE vol_id = ?'),
 
       hosts: db.prepare<[], { host_id: string; local: number }>('SELECT * FROM hosts ORDER BY local DESC, host_id'),
-      poolUsage: db.prepare<[string], { provisioned_mb: number }>('SELECT provisioned_mb FROM pool_usage WHERE pool = ?'),
       poolRow: db.prepare<[string], PoolRow>('SELECT * FROM pools WHERE name = ?'),
       insertPool: db.prepare('INSERT INTO pools (name, pool_type, lun_path, size_bytes, created_at) VALUES (@name, @pool_type, @lun_path, @size_bytes, @created_at)'),
       updatePoolSize: db.prepare<[number, string]>('UPDATE pools SET size_bytes = ? WHERE name = ?'),
@@ -270,25 +255,53 @@ export class Store {
     if (this.db.open) this.db.close();
   }
 
+  /** Provisioned MiB per pool: max(size, extend target) summed; changed only with the rows it counts. */
+  private usage = new Map<string, number>();
+
+  private adjust(pool: string, deltaMb: number): void {
+    if (deltaMb !== 0) this.usage.set(pool, (this.usage.get(pool) ?? 0) + deltaMb);
+  }
+
+  /** One transaction; the in-memory counters roll back with it. */
   tx<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    const saved = new Map(this.usage);
+    try {
+      return this.db.transaction(fn)();
+    } catch (err) {
+      this.usage = saved;
+      throw err;
+    }
   }
 
   // ---- volumes
   volume(name: string): VolumeRow | undefined { return this.s.volumeByName.get(name); }
   volumeById(id: number): VolumeRow | undefined { return this.s.volumeById.get(id); }
-  insertVolume(v: NewVolume): number { return Number(this.s.insertVolume.run(v).lastInsertRowid); }
+  insertVolume(v: NewVolume): number {
+    const id = Number(this.s.insertVolume.run(v).lastInsertRowid);
+    this.adjust(v.pool, v.size_mb);
+    return id;
+  }
   setVolumeState(id: number, state: VolumeState): void { this.s.setVolumeState.run(state, id); }
-  setVolumeFault(id: number, reason: string): void { this.s.setVolumeFault.run(reason, id); }
-  beginExtend(id: number, targetMb: number): void { this.s.beginExtend.run(targetMb, id); }
+  /** Drops an extend target (fault, abort) and its share of the provisioned count. */
+  private dropTarget(id: number, run: () => void): void {
+    const row = this.s.volumeById.get(id);
+    run();
+    if (row?.target_size_mb != null) this.adjust(row.pool, -(Math.max(row.size_mb, row.target_size_mb) - row.size_mb));
+  }
+  setVolumeFault(id: number, reason: string): void { this.dropTarget(id, () => this.s.setVolumeFault.run(reason, id)); }
+  beginExtend(id: number, targetMb: number): void {
+    const row = this.s.beginExtend.get(targetMb, id);
+    if (row) this.adjust(row.pool, Math.max(0, targetMb - row.size_mb));
+  }
   finishExtend(id: number): void { this.s.finishExtend.run(id); }
-  abortExtend(id: number): void { this.s.abortExtend.run(id); }
+  abortExtend(id: number): void { this.dropTarget(id, () => this.s.abortExtend.run(id)); }
   setQos(id: number, q: Pick<VolumeRow, 'max_iops' | 'max_mbps' | 'io_priority' | 'cache_policy'>): void {
     this.s.setQos.run({ id, max_iops: q.max_iops, max_mbps: q.max_mbps, io_priority: q.io_priority, cache_policy: q.cache_policy });
   }
   /** Drops a volume row with its mappings and attachment record. */
   deleteVolume(id: number): void {
-    this.s.deleteVolume.run(id);
+    const gone = this.s.deleteVolume.get(id);
+    if (gone) this.adjust(gone.pool, -Math.max(gone.size_mb, gone.target_size_mb ?? 0));
     this.s.deleteMappingsOf.run(id);
     this.s.deleteAttachment.run(id);
   }
@@ -334,14 +347,12 @@ export class Store {
       for (const h of extra) ins.run(h, 0);
     });
   }
-  provisionedMb(pool: string): number { return this.s.poolUsage.get(pool)?.provisioned_mb ?? 0; }
-  /** Rebuilds the provisioned counters from the volume rows (run at start; the triggers keep them after). */
+  provisionedMb(pool: string): number { return this.usage.get(pool) ?? 0; }
+  /** Counts the provisioned MiB of every pool from the rows (at start). */
   recountUsage(): void {
-    this.tx(() => {
-      this.db.prepare('DELETE FROM pool_usage').run();
-      this.db.prepare(`INSERT INTO pool_usage (pool, provisioned_mb)
-        SELECT pool, sum(max(size_mb, coalesce(target_size_mb, 0))) FROM volumes GROUP BY pool`).run();
-    });
+    const rows = this.db.prepare<[], { pool: string; mb: number }>(
+      'SELECT pool, sum(max(size_mb, coalesce(target_size_mb, 0))) AS mb FROM volumes GROUP BY pool').all();
+    this.usage = new Map(rows.map((r) => [r.pool, r.mb]));
   }
   poolRow(name: string): PoolRow | undefined { return this.s.poolRow.get(name); }
   insertPool(p: PoolRow): void { this.s.insertPool.run(p); }

@@ -72,8 +72,8 @@ export function parseCreateSpec(ctx: Ctx, p: Params, sizeRequired: boolean, pool
   return { name, pool, sizeMb, thin, ...parseQos(p) };
 }
 
-export function volumeField(ctx: Ctx, row: VolumeRow): Field {
-  return field('volume0', volumeRecord(ctx, row));
+export function volumeField(ctx: Ctx, row: VolumeRow, allocBytes?: number): Field {
+  return field('volume0', volumeRecord(ctx, row, allocBytes));
 }
 
 /** Refuses a name in use: BUSY while its volume is being made, changed or deleted, else ALREADY_EXISTS. */
@@ -95,15 +95,14 @@ export function checkVolumeNameFree(ctx: Ctx, name: string): void {
  * `needBytes` is real space the operation allocates now (thick volumes, full copies).
  */
 export function checkCapacity(ctx: Ctx, pool: Pool, addMb: number, needBytes: number): void {
-  const space = pool.space();
-  const totalMb = Math.floor(space.totalBytes / MiB);
+  const totalMb = Math.floor(pool.totalBytes() / MiB);
   const ratio = ctx.config.maxOversubscription;
   const thinLeft = Math.max(0, Math.floor(totalMb * ratio) - ctx.store.provisionedMb(pool.name));
   if (addMb > thinLeft) {
     throw new VbsError(RetCode.NO_SPACE, `vol_size: pool ${pool.name} can provision ${thinLeft} MiB more (over-subscription ${ratio}), ${addMb} MiB asked`);
   }
   if (needBytes > 0) {
-    const free = space.freeBytes - (ctx.thickReserved.get(pool.name) ?? 0);
+    const free = pool.space().freeBytes - (ctx.thickReserved.get(pool.name) ?? 0);
     if (needBytes > free) {
       throw new VbsError(RetCode.NO_SPACE, `vol_size: pool ${pool.name} has ${Math.floor(Math.max(0, free) / MiB)} MiB free, ${Math.ceil(needBytes / MiB)} MiB needed`);
     }
