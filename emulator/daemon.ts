@@ -77,7 +77,10 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
 
   const attach = new AttachService(ctx);
   const images = new ImageService(ctx);
-  const control = new ControlServer({ handlers: buildHandlers(ctx, attach, images), token: config.token, quietMs: config.requestQuietMs, log });
+  const shared = ctx;
+  const control = new ControlServer({
+    handlers: buildHandlers(ctx, attach, images), token: config.token, quietMs: config.requestQuietMs, log, stopping: () => shared.stopping,
+  });
   const kv = new KvServer(attach, log);
   let tcpPort = -1;
   try {
@@ -97,7 +100,7 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
   renameSync(tmpInfo, infoPath);
   const startupMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
   log.info({
-    ...info, listen: tcpPort >= 0 ? `${config.listenHost}:${tcpPort}` : 'tcp off', pools: [...ctx.pools.values()].map((p) => ({ name: p.name, type: p.kind, healthy: p.healthy })),
+    tcpPort, controlSocket: config.controlSocket, kvSocket: config.kvSocket, hostId: config.hostId, listen: tcpPort >= 0 ? `${config.listenHost}:${tcpPort}` : 'tcp off', pools: [...ctx.pools.values()].map((p) => ({ name: p.name, type: p.kind, healthy: p.healthy })),
     startupMs: Math.round(startupMs * 10) / 10,
   }, 'ready');
 

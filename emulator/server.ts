@@ -211,6 +211,8 @@ export interface ControlServerOptions {
   token: string | undefined;
   quietMs: number;
   log: Logger;
+  /** true once shutdown began: requests that arrive late are answered UNAVAILABLE */
+  stopping: () => boolean;
 }
 
 /** The VBS socket API. */
@@ -256,6 +258,7 @@ export class ControlServer extends OneShotServer {
       }
       const handler = handlers.get(type);
       if (!handler) throw new VbsError(RetCode.UNKNOWN_REQUEST, `unknown request type ${type}`);
+      if (this.options.stopping()) throw new VbsError(RetCode.UNAVAILABLE, 'the VBS is shutting down; retry');
       reply = await handler({ params: new Params(req.fields), get log() { return log(); } });
     } catch (err) {
       if (err instanceof VbsError) reply = { retcode: err.retcode, fields: [['ret_desc', err.message], ...err.fields] };

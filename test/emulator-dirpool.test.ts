@@ -1,8 +1,7 @@
 // The fallback pool when XFS or root is missing (forced here with --pool-type=directory): a plain
 // directory on the host file system that refuses linked clones and makes sparse full copies.
-import { statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call, type Daemon, MiB, sdsCli, snapshotPath, startDaemon, stopAndCheck, volumePath } from './helpers/emulator.js';
 
