@@ -21,10 +21,10 @@ function call(socket: string, type: string, fields: Record<string, FieldInput>):
   });
 }
 
-function cpuTicks(pid: number): number {
+/** [user, system] CPU of a process in ms (from clock ticks of 1/100 s). */
+function cpuMs(pid: number): [number, number] {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  if (process.env.BENCH_SPLIT) console.log(`utime ${f[11]} stime ${f[12]}`);
-  return Number(f[11]) + Number(f[12]); // utime + stime, clock ticks (1/100 s)
+  return [Number(f[11]) * 10, Number(f[12]) * 10];
 }
 
 async function waitFor(path: string, timeoutMs: number): Promise<void> {
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
   let child = spawn(process.execPath, args, { stdio: 'inherit' });
   await waitFor(join(dir, 'emulator.json'), 30_000);
   const sock = join(dir, 'vbs.sock');
-  const before = cpuTicks(child.pid!);
+  const before = cpuMs(child.pid!);
   let next = 0;
   let queries = 0;
   const t0 = performance.now();
@@ -55,12 +55,18 @@ async function main(): Promise<void> {
       const d = await call(sock, 'DELETE_VOLUME_REQ', { vol_name: name });
       if (d !== 0) throw new Error(`delete ${name}: ${d}`);
       queries++;
-      while ((await call(sock, "QUERY_VOLUME_REQ", { vol_name: name })) !== RetCode.NOT_EXIST) { queries++; await new Promise((r) => setTimeout(r, 1)); }
+      while ((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: name })) !== RetCode.NOT_EXIST) {
+        queries++;
+        await new Promise((r) => setTimeout(r, 1));
+      }
     }
   }));
   const seconds = (performance.now() - t0) / 1000;
-  const cpuMs = (cpuTicks(child.pid!) - before) * 10;
-  console.log(`${pairs} pairs at concurrency ${concurrency}: ${(pairs / seconds).toFixed(0)} pairs/s, emulator CPU ${(cpuMs / pairs).toFixed(3)} ms per pair (create+delete+query), ${(queries / pairs).toFixed(2)} queries per pair`);
+  const after = cpuMs(child.pid!);
+  const user = (after[0] - before[0]) / pairs;
+  const sys = (after[1] - before[1]) / pairs;
+  console.log(`${pairs} pairs at concurrency ${concurrency}: ${(pairs / seconds).toFixed(0)} pairs/s; emulator CPU per pair ` +
+    `${(user + sys).toFixed(3)} ms (user ${user.toFixed(3)}, system ${sys.toFixed(3)}) for create + delete + ${(queries / pairs).toFixed(2)} queries`);
   child.kill('SIGTERM');
   await new Promise((r) => child.on('exit', r));
   // Start-up with the pool image already there (the pool is unmounted by the clean stop).

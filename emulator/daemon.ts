@@ -102,6 +102,7 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
   log.info({
     tcpPort, controlSocket: config.controlSocket, kvSocket: config.kvSocket, hostId: config.hostId, listen: tcpPort >= 0 ? `${config.listenHost}:${tcpPort}` : 'tcp off', pools: [...ctx.pools.values()].map((p) => ({ name: p.name, type: p.kind, healthy: p.healthy })),
     startupMs: Math.round(startupMs * 10) / 10,
+    sinceProcessStartMs: Math.round(process.uptime() * 1000),
   }, 'ready');
 
   let stopping: Promise<void> | undefined;

@@ -22,7 +22,7 @@ import { flushDevice } from './loopdev.js';
 import type { Logger } from './log.js';
 import type { Params } from './params.js';
 import type { JobRow, VolumeRow } from './store.js';
-import { checkCapacity, checkVolumeNameFree, parseCreateSpec, takeLocks } from './volumes.js';
+import { checkCapacity, checkVolumeNameFree, orUndo, parseCreateSpec, takeLocks } from './volumes.js';
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 const BLOCK = 4096;
@@ -151,7 +151,7 @@ export class ImageService {
       const tmpVolume = pool.tmpPath(`import-${jobId}`);
       const download = pool.tmpPath(`download-${jobId}`);
       const image = source.kind === 'file' ? source.path : displayUrl(source.url);
-      const volId = this.ctx.store.tx(() => {
+      const volId = orUndo(() => this.ctx.store.tx(() => {
         const id = this.ctx.store.insertVolume({
           name, pool: pool.name, size_mb: sizeMb, thin: spec.thin ? 1 : 0, state: 'creating', op: 'import',
           src_type: 'image', src_name: '', src_id: null, clone_type: '', max_iops: spec.maxIops, max_mbps: spec.maxMbps,
@@ -164,16 +164,22 @@ export class ImageService {
           tmp_paths: JSON.stringify([tmpVolume, download]), started_at: nowSeconds(), ended_at: null,
         });
         return id;
-      });
+      }), release);
       const live: LiveJob = { bytesDone: 0, bytesTotal: virtualSize ?? sizeMb * MiB, abort: new AbortController() };
       this.live.set(jobId, live);
       handedOver = true;
       const jobLog = log.child({ job_id: jobId, volume: name });
       jobLog.info({ image, format, sizeMb }, 'import started');
+      let released = false;
+      // Called in the same step as the job's final commit: a job seen as ended holds no lock.
+      const releaseOnce = (): void => {
+        if (!released) release();
+        released = true;
+      };
       void this.ctx.background.track(
-        this.runImport({ jobId, volId, name, source, format, sizeBytes: sizeMb * MiB, thin: spec.thin, checksum, tmpVolume, download, live, log: jobLog })
+        this.runImport({ jobId, volId, name, source, format, sizeBytes: sizeMb * MiB, thin: spec.thin, checksum, tmpVolume, download, live, log: jobLog, release: releaseOnce })
           .finally(() => {
-            release();
+            releaseOnce();
             this.live.delete(jobId);
           }),
       );
@@ -217,6 +223,7 @@ export class ImageService {
   private async runImport(job: {
     jobId: string; volId: number; name: string; source: Source; format: 'raw' | 'qcow2'; sizeBytes: number; thin: boolean;
     checksum: { algorithm: 'sha256' | 'md5'; hex: string } | undefined; tmpVolume: string; download: string; live: LiveJob; log: Logger;
+    release: () => void;
   }): Promise<void> {
     const { ctx } = this;
     const { source, live, log } = job;
@@ -255,6 +262,7 @@ export class ImageService {
         ctx.store.setVolumeState(job.volId, 'available');
         ctx.store.finishJob({ job_id: job.jobId, status: 'done', error: '', bytes_done: live.bytesTotal, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
       });
+      job.release();
       log.info('import done');
     } catch (err) {
       const message = signal.aborted ? String((signal.reason as Error)?.message ?? 'aborted') : (err as Error).message;
@@ -264,6 +272,7 @@ export class ImageService {
         ctx.store.deleteVolume(job.volId);
         ctx.store.finishJob({ job_id: job.jobId, status: 'failed', error: message, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
       });
+      job.release();
     } finally {
       closeSource(source);
       await fsp.rm(job.download, { force: true }).catch(() => undefined);
@@ -317,11 +326,11 @@ export class ImageService {
     const jobId = `job-${randomUUID()}`;
     const tmpSource = pool.tmpPath(`export-${jobId}`);
     const part = join(dirname(target), `.${basename(target)}.${jobId}.part`);
-    ctx.store.insertJob({
+    orUndo(() => ctx.store.insertJob({
       job_id: jobId, job_type: 'export', status: 'running', vol_name: volName ?? '', snap_name: snapName ?? '', vol_id: null,
       pool: pool.name, image: target, image_format: format, bytes_done: 0, bytes_total: sizeMb * MiB, error: '',
       tmp_paths: JSON.stringify([tmpSource, part]), started_at: nowSeconds(), ended_at: null,
-    });
+    }), release);
     const live: LiveJob = { bytesDone: 0, bytesTotal: sizeMb * MiB, abort: new AbortController() };
     this.live.set(jobId, live);
     const jobLog = log.child({ job_id: jobId });
@@ -356,12 +365,14 @@ export class ImageService {
             unlinkSync(part);
           }
           fsyncPath(dirname(target));
+          releaseOnce();
           ctx.store.finishJob({ job_id: jobId, status: 'done', error: '', bytes_done: live.bytesTotal, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
           jobLog.info('export done');
         } catch (err) {
           const message = signal.aborted ? String((signal.reason as Error)?.message ?? 'aborted') : (err as Error).message;
           jobLog.warn({ err }, 'export failed');
           await fsp.rm(part, { force: true }).catch(() => undefined);
+          releaseOnce();
           ctx.store.finishJob({ job_id: jobId, status: 'failed', error: message, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
         } finally {
           releaseOnce();

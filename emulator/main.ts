@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // sdshypervisor-emulator: the SDSHypervisor emulator daemon (see emulator/README.md).
 import { ConfigError, helpText, loadConfig } from './config.js';
-import { startEmulator } from './daemon.js';
+import { startEmulator, type RunningEmulator } from './daemon.js';
 import { EMULATOR_VERSION } from './handlers.js';
 import { createLogger } from './log.js';
 import { StoreLockedError } from './store.js';
@@ -35,22 +35,13 @@ async function main(): Promise<void> {
     log.fatal({ err }, 'unhandled rejection; exiting (reconcile repairs state at the next start)');
     process.exit(1);
   });
-  let emulator;
-  try {
-    emulator = await startEmulator({ ...config, logger: log });
-  } catch (err) {
-    log.fatal({ err }, err instanceof StoreLockedError ? err.message : 'start failed');
-    process.exit(1);
-  }
+  // Handlers go in before the start: a signal during start-up stops the daemon as soon as it is up,
+  // instead of killing it half-way with the default action.
+  let emulator: RunningEmulator | undefined;
+  let stopRequested = false;
   let signals = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    signals++;
-    if (signals > 1) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    log.info({ signal }, 'signal received');
-    emulator.stop().then(
+  const stop = (): void => {
+    emulator!.stop().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, 'shutdown failed');
@@ -58,8 +49,25 @@ async function main(): Promise<void> {
       },
     );
   };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ signal }, 'signal received');
+    stopRequested = true;
+    if (emulator) stop();
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  try {
+    emulator = await startEmulator({ ...config, logger: log });
+  } catch (err) {
+    log.fatal({ err }, err instanceof StoreLockedError ? err.message : 'start failed');
+    process.exit(1);
+  }
+  if (stopRequested) stop();
 }
 
 void main();

@@ -9,7 +9,7 @@ import { snapKey, volKey } from './locks.js';
 import { flushDevice } from './loopdev.js';
 import { field, snapshotRecord } from './records.js';
 import type { SnapshotRow } from './store.js';
-import { checkCapacity, takeLocks } from './volumes.js';
+import { checkCapacity, orUndo, takeLocks } from './volumes.js';
 
 export function snapshotField(ctx: Ctx, row: SnapshotRow): Field {
   return field('snapshot0', snapshotRecord(ctx, row));
@@ -32,9 +32,9 @@ export async function createSnapshot(ctx: Ctx, name: string, volName: string): P
   // A directory pool copies the data: it needs the space now.
   if (!pool.linkedClone) checkCapacity(ctx, pool, 0, allocatedBytes(src));
   const release = takeLocks(ctx, [snapKey(name), volKey(volName)], 'snapshot');
-  const id = ctx.store.insertSnapshot({
+  const id = orUndo(() => ctx.store.insertSnapshot({
     name, vol_id: vol.id, vol_name: vol.name, pool: pool.name, size_mb: vol.size_mb, state: 'creating', create_time: nowSeconds(),
-  });
+  }), release);
   const tmp = pool.tmpPath(`snap-${id}`);
   try {
     const att = ctx.store.attachment(vol.id);

@@ -60,13 +60,11 @@ export function parseCreateSpec(ctx: Ctx, p: Params, sizeRequired: boolean, pool
   const name = p.name('vol_name');
   const sizeMb = sizeRequired ? p.sizeMb() : p.optSizeMb();
   const requestedPool = p.optName('pool_id');
-  let poolName = requestedPool ?? poolFromSource ?? ctx.defaultPool;
   if (poolFromSource !== undefined && requestedPool !== undefined && requestedPool !== poolFromSource) {
     poolOf(ctx, requestedPool);
     throw invalid('pool_id', `must be the source's pool ${poolFromSource}`);
   }
-  poolName = poolName ?? ctx.defaultPool;
-  const pool = poolOf(ctx, poolName);
+  const pool = poolOf(ctx, requestedPool ?? poolFromSource ?? ctx.defaultPool);
   const thin = p.flag('thin_flag', true);
   refuseUnsupported(p);
   return { name, pool, sizeMb, thin, ...parseQos(p) };
@@ -138,6 +136,16 @@ function newVolume(spec: CreateSpec, sizeMb: number, state: NewVolume['state'], 
   };
 }
 
+/** Runs `fn`; when it throws, undoes what was taken before it (locks, reservations) and rethrows. */
+export function orUndo<T>(fn: () => T, ...undo: Array<() => void>): T {
+  try {
+    return fn();
+  } catch (err) {
+    for (const u of undo) u();
+    throw err;
+  }
+}
+
 export function takeLocks(ctx: Ctx, keys: string[], op: string): () => void {
   const holder = ctx.locks.tryTake(keys, op);
   if (holder !== undefined) throw busy(keys.map((k) => k.replace(':', ' ')).join(' / '), holder);
@@ -174,7 +182,7 @@ export async function createVolume(ctx: Ctx, spec: CreateSpec): Promise<VolumeRo
   // built under .tmp/ and renamed into place when complete.
   const release = takeLocks(ctx, [volKey(spec.name)], 'create');
   const unreserve = reserve(ctx, pool.name, sizeMb * MiB);
-  const id = ctx.store.insertVolume(newVolume(spec, sizeMb, 'creating', {}));
+  const id = orUndo(() => ctx.store.insertVolume(newVolume(spec, sizeMb, 'creating', {})), unreserve, release);
   const tmp = pool.tmpPath(`vol-${id}`);
   try {
     createSparseSync(tmp, sizeMb * MiB);
@@ -234,10 +242,7 @@ export async function cloneVolume(
   }
   const spec = parseCreateSpec(ctx, p, false, srcPool);
   const sizeMb = spec.sizeMb ?? srcSizeMb;
-  if (sizeMb < srcSizeMb) {
-    const code = smallerCode;
-    throw new VbsError(code, `vol_size: ${sizeMb} MiB is smaller than the source's ${srcSizeMb} MiB`);
-  }
+  if (sizeMb < srcSizeMb) throw new VbsError(smallerCode, `vol_size: ${sizeMb} MiB is smaller than the source's ${srcSizeMb} MiB`);
   const pool = usablePool(ctx, srcPool);
   if (cloneType === 'linked' && !pool.linkedClone) {
     throw new VbsError(RetCode.NOT_SUPPORTED, `clone_type: pool ${pool.name} (${pool.kind}) cannot make linked clones; use clone_type=full`);
@@ -249,9 +254,9 @@ export async function cloneVolume(
 
   const release = takeLocks(ctx, [volKey(spec.name), srcKey], cloneType === 'linked' ? 'linked clone' : 'full copy');
   const unreserve = reserve(ctx, pool.name, needBytes);
-  const id = ctx.store.insertVolume(newVolume(spec, sizeMb, 'creating', {
+  const id = orUndo(() => ctx.store.insertVolume(newVolume(spec, sizeMb, 'creating', {
     op: 'clone', src_type: source.type, src_name: source.name, src_id: srcId, clone_type: cloneType,
-  }));
+  })), unreserve, release);
   const tmp = pool.tmpPath(`vol-${id}`);
   const path = pool.volumePath(spec.name);
   try {
@@ -313,7 +318,7 @@ export async function extendVolume(ctx: Ctx, name: string, newMb: number): Promi
   const unreserve = reserve(ctx, pool.name, row.thin ? 0 : deltaMb * MiB);
   const path = pool.volumePath(name);
   // The target size is committed before the file grows: a crash in between is finished by reconcile.
-  ctx.store.beginExtend(row.id, newMb);
+  orUndo(() => ctx.store.beginExtend(row.id, newMb), unreserve, release);
   try {
     growSync(path, newMb * MiB);
     if (!row.thin) await preallocate(path, row.size_mb * MiB, deltaMb * MiB);

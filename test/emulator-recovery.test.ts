@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   call, type Daemon, forceCleanup, makeTempDir, MiB, sdsCli, sleep, snapshotPath, startDaemon, stopAndCheck, volumePath, waitJob,
 } from './helpers/emulator.js';
@@ -58,7 +58,10 @@ async function checkConsistent(d: Daemon): Promise<void> {
 }
 
 describe('reconcile rules on crafted half-done states', () => {
-  const dir = makeTempDir();
+  let dir: string;
+  beforeAll(() => {
+    dir = makeTempDir();
+  });
   afterAll(() => forceCleanup(dir));
 
   it('finishes or rolls back each half-done row, removes orphans and temp files, marks missing files faulty', async () => {
@@ -194,7 +197,10 @@ function mulberry32(seed: number): () => number {
 }
 
 describe('kill -9 under load', () => {
-  const dir = makeTempDir();
+  let dir: string;
+  beforeAll(() => {
+    dir = makeTempDir();
+  });
   afterAll(() => forceCleanup(dir));
 
   it.each([[11], [4242], [90210]])('leaves rows and files agreeing after restart (seed %i)', async (seed) => {

@@ -58,11 +58,17 @@ export async function startDaemon(options: { dir?: string; dataDir?: string; arg
   let info: EmulatorInfo | undefined;
   let exitCode: number | null | undefined;
   void exited.then((c) => { exitCode = c; });
+  const fail = (message: string): never => {
+    // A dir this helper made is its to clean up.
+    if (options.dir === undefined) forceCleanup(dir);
+    throw new Error(`${message}:\n${log.slice(-3000)}`);
+  };
   while (!info) {
-    if (exitCode !== undefined) throw new Error(`emulator exited (${exitCode}) before ready:\n${log.slice(-3000)}`);
+    if (exitCode !== undefined) fail(`emulator exited (${exitCode}) before ready`);
     if (Date.now() > deadline) {
       proc.kill('SIGKILL');
-      throw new Error(`emulator not ready in 30 s:\n${log.slice(-3000)}`);
+      await exited;
+      fail('emulator not ready in 30 s');
     }
     if (existsSync(infoPath)) {
       const parsed = JSON.parse(readFileSync(infoPath, 'utf8')) as EmulatorInfo;
