@@ -4,8 +4,8 @@ import { pino, type Logger } from 'pino';
 export type { Logger };
 
 export function createLogger(level: string): Logger {
-  return pino(
-    { name: 'sdshypervisor-emulator', level, base: { pid: process.pid } },
-    pino.destination({ dest: 2, sync: true }),
-  );
+  const destination = pino.destination({ dest: 2, sync: true });
+  // A closed stderr (the parent went away) must not take the daemon down with it.
+  destination.on('error', () => undefined);
+  return pino({ name: 'sdshypervisor-emulator', level, base: { pid: process.pid } }, destination);
 }

@@ -155,7 +155,8 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
         if (store.fresh) {
           const lost = join(pool.root, 'lost+found');
           mkdirSync(lost, { recursive: true, mode: 0o700 });
-          renameSync(path, join(lost, `${kind}-${entry}`));
+          const target = join(lost, `${kind}-${entry}`);
+          renameSync(path, existsSync(target) ? `${target}.${Date.now()}` : target);
           log.error({ pool: pool.name, file: path }, 'file without metadata in a new database: moved to lost+found');
         } else {
           await unlinkQuiet(path);

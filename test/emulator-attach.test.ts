@@ -166,6 +166,8 @@ describe('attach through sds_cli', () => {
     expect(dev).toMatch(/^\/dev\/loop\d+$/);
     expect(readFileSync(`/sys/block/${basename(dev)}/loop/backing_file`, 'utf8').trim()).toBe(volumePath(d, 'data'));
     expect(Number(readFileSync(`/sys/block/${basename(dev)}/size`, 'utf8')) * 512).toBe(64 * MiB);
+    // cache_policy=none: direct I/O into the file, no second page cache.
+    expect(readFileSync(`/sys/block/${basename(dev)}/loop/dio`, 'utf8').trim()).toBe('1');
     const again = cli('attach', 'data');
     expect(again.values.get('ret_code')).toBe('50151401');
     expect(again.values.get('dev_addr')).toBe(dev);
@@ -252,6 +254,15 @@ describe('attach through sds_cli', () => {
     expect(cli('detach', 'qos-born').values.get('ret_code')).toBe('0');
     const lines = readFileSync(join(THROTTLE, 'blkio.throttle.write_iops_device'), 'utf8');
     expect(lines.split('\n').some((l) => l.startsWith(`${qMajMin} `))).toBe(false);
+  });
+
+  it('switches direct I/O with the cache policy of an attached volume', async () => {
+    const dev = cli('querydev', 'data').values.get('dev_addr')!;
+    const dio = () => readFileSync(`/sys/block/${basename(dev)}/loop/dio`, 'utf8').trim();
+    expect((await call(sock, 'MODIFY_VOLUME_REQ', { vol_name: 'data', cache_policy: 'readwrite' })).retcode).toBe(0);
+    expect(dio()).toBe('0');
+    expect((await call(sock, 'MODIFY_VOLUME_REQ', { vol_name: 'data', cache_policy: 'none' })).retcode).toBe(0);
+    expect(dio()).toBe('1');
   });
 
   it('extends an attached volume online: the device grows', async () => {
