@@ -1,0 +1,161 @@
+// Driver configuration from flags and environment (docs/configuration.md). A flag wins over its variable.
+// Validated with zod; a bad value is reported with the flag and variable it came from.
+import { readFileSync } from 'node:fs';
+import { homedir, hostname } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+
+export interface Setting {
+  flag: string;
+  env?: string;
+  help: string;
+  /** default shown in --help (the real default is in the schema) */
+  shown?: string;
+}
+
+export const SETTINGS = {
+  mode: { flag: 'mode', env: 'CSI_MODE', help: 'controller | node | all', shown: 'all' },
+  endpoint: { flag: 'endpoint', env: 'CSI_ENDPOINT', help: 'CSI gRPC endpoint, unix:///path', shown: 'unix:///tmp/sdshypervisor-csi/csi.sock' },
+  endpointMode: { flag: 'endpoint-mode', env: 'CSI_ENDPOINT_MODE', help: 'file mode of the CSI socket (octal)', shown: '0600' },
+  driverName: { flag: 'driver-name', env: 'CSI_DRIVER_NAME', help: 'driver name reported to the CO', shown: 'csi.sdshypervisor.io' },
+  vbsUrl: { flag: 'vbs-url', env: 'SDS_VBS_URL', help: 'comma-separated VBS addresses (host, host:port, tcp://host:port, unix:///path)', shown: 'all mode: the embedded emulator; else 127.0.0.1' },
+  vbsPort: { flag: 'vbs-port', env: 'SDS_VBS_PORT', help: 'VBS port for addresses without one', shown: '10599' },
+  vbsTokenFile: { flag: 'vbs-token-file', env: 'SDS_VBS_TOKEN_FILE', help: 'file holding the socket-API token (SDS_VBS_TOKEN holds it directly)' },
+  vbsTimeoutMs: { flag: 'vbs-timeout-ms', env: 'SDS_VBS_TIMEOUT_MS', help: 'socket-API request timeout, ms', shown: '30000' },
+  hostId: { flag: 'host-id', env: 'SDS_HOST_ID', help: "this node's host id on the back end", shown: 'asked of the local VBS' },
+  sdsCli: { flag: 'sds-cli', env: 'HUAWEISDSHYPERVISORCLI_PATH', help: 'path of sds_cli', shown: '/usr/local/bin/sds/sds_cli (all mode: the emulator\'s)' },
+  nodeName: { flag: 'node-name', env: 'NODE_NAME', help: 'Kubernetes Node name', shown: 'hostname' },
+  topologyLabels: { flag: 'topology-labels', env: 'CSI_TOPOLOGY_LABELS', help: 'comma-separated Node label keys published as topology' },
+  maxVolumesPerNode: { flag: 'max-volumes-per-node', env: 'CSI_MAX_VOLUMES_PER_NODE', help: 'reported by NodeGetInfo', shown: '128' },
+  metricsAddress: { flag: 'metrics-address', env: 'CSI_METRICS_ADDRESS', help: 'host:port for /metrics and /healthz; empty disables', shown: '127.0.0.1:9810' },
+  logLevel: { flag: 'log-level', env: 'LOG_LEVEL', help: 'trace | debug | info | warn | error', shown: 'info' },
+  kubeconfig: { flag: 'kubeconfig', env: 'KUBECONFIG', help: 'kubeconfig path (in-cluster config is used when present)' },
+  shutdownGraceMs: { flag: 'shutdown-grace-ms', env: 'CSI_SHUTDOWN_GRACE_MS', help: 'how long SIGTERM waits for in-flight RPCs, ms', shown: '30000' },
+  emulator: { flag: 'emulator', env: 'SDS_EMULATOR', help: 'start the embedded emulator (all mode)', shown: 'true in all mode' },
+  dataDir: { flag: 'data-dir', env: 'SDS_DATA_DIR', help: "the embedded emulator's data directory", shown: '$XDG_STATE_HOME/sdshypervisor-csi' },
+} as const satisfies Record<string, Setting>;
+
+export type SettingName = keyof typeof SETTINGS;
+
+const boolString = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const intString = (min: number, max: number) =>
+  z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
+
+function defaultDataDir(env: NodeJS.ProcessEnv): string {
+  const state = env.XDG_STATE_HOME && env.XDG_STATE_HOME.startsWith('/') ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
+  return join(state, 'sdshypervisor-csi');
+}
+
+const DNS_SUBDOMAIN = /^[a-z0-9A-Z]([a-z0-9A-Z.-]{0,61}[a-z0-9A-Z])?$/;
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+function schemaFor(env: NodeJS.ProcessEnv) {
+  return z.object({
+    mode: z.enum(['controller', 'node', 'all']).default('all'),
+    endpoint: z
+      .string()
+      .regex(/^unix:\/\/?\/[^\0]+$/, 'must be unix:///absolute/path')
+      .default('unix:///tmp/sdshypervisor-csi/csi.sock'),
+    endpointMode: z.string().regex(/^0?[0-7]{3}$/, 'must be an octal file mode like 0600').transform((v) => parseInt(v, 8)).default(0o600),
+    driverName: z.string().regex(DNS_SUBDOMAIN, 'must be a DNS-1123 subdomain of at most 63 characters').default('csi.sdshypervisor.io'),
+    vbsUrl: z.string().min(1).optional(),
+    vbsPort: intString(1, 65535).default(10599),
+    vbsTokenFile: z.string().min(1).optional(),
+    vbsTimeoutMs: intString(100, 3_600_000).default(30_000),
+    hostId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'must be 1-96 characters of [A-Za-z0-9_.-]').optional(),
+    sdsCli: z.string().startsWith('/', 'must be an absolute path').optional(),
+    nodeName: z.string().min(1).default(hostname()),
+    topologyLabels: z
+      .string()
+      .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(LABEL_KEY, 'each must be a Kubernetes label key')))
+      .default([]),
+    maxVolumesPerNode: intString(1, 1_000_000).default(128),
+    metricsAddress: z
+      .string()
+      .regex(/^(|\[?[0-9A-Za-z.:-]*\]?:\d{1,5})$/, 'must be host:port or empty')
+      .default('127.0.0.1:9810'),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    kubeconfig: z.string().min(1).optional(),
+    shutdownGraceMs: intString(0, 600_000).default(30_000),
+    emulator: boolString.optional(),
+    dataDir: z.string().startsWith('/', 'must be an absolute path').default(defaultDataDir(env)),
+  });
+}
+
+export type DriverConfig = z.output<ReturnType<typeof schemaFor>> & {
+  /** the socket-API token, from SDS_VBS_TOKEN or --vbs-token-file; never logged */
+  vbsToken?: string;
+  /** whether to start the embedded emulator */
+  startEmulator: boolean;
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export type ParsedCommandLine =
+  | { kind: 'help'; text: string }
+  | { kind: 'version' }
+  | { kind: 'run'; config: DriverConfig; positionals: string[] };
+
+export function helpText(): string {
+  const lines = ['Usage: sdshypervisor-csi [options]', '', 'Options (flag / environment variable, default):'];
+  for (const s of Object.values(SETTINGS) as Setting[]) {
+    lines.push(`  --${s.flag}${s.env ? ` / ${s.env}` : ''}${s.shown ? ` (default: ${s.shown})` : ''}`, `      ${s.help}`);
+  }
+  lines.push('  --help, --version');
+  return lines.join('\n');
+}
+
+/** Parses argv (without node and script) and env into a validated configuration. Throws ConfigError. */
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = process.env): ParsedCommandLine {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, version: { type: 'boolean' } };
+  for (const s of Object.values(SETTINGS) as Setting[]) options[s.flag] = { type: 'string' };
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: true });
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message} (see --help)`);
+  }
+  if (parsed.values.help) return { kind: 'help', text: helpText() };
+  if (parsed.values.version) return { kind: 'version' };
+
+  const raw: Record<string, string> = {};
+  const origin: Record<string, string> = {};
+  for (const [name, s] of Object.entries(SETTINGS) as Array<[SettingName, Setting]>) {
+    const fromFlag = parsed.values[s.flag];
+    const fromEnv = s.env ? env[s.env] : undefined;
+    if (typeof fromFlag === 'string') {
+      raw[name] = fromFlag;
+      origin[name] = `--${s.flag}`;
+    } else if (fromEnv !== undefined && fromEnv !== '') {
+      raw[name] = fromEnv;
+      origin[name] = s.env!;
+    }
+  }
+  const result = schemaFor(env).safeParse(raw);
+  if (!result.success) {
+    const messages = result.error.issues.map((issue) => {
+      const name = String(issue.path[0]) as SettingName;
+      const s: Setting | undefined = SETTINGS[name];
+      const where = origin[name] ?? (s ? `--${s.flag}` : name);
+      return `${where}: ${issue.message}`;
+    });
+    throw new ConfigError(`invalid configuration: ${messages.join('; ')}`);
+  }
+  const config = result.data;
+  let vbsToken = env.SDS_VBS_TOKEN || undefined;
+  if (config.vbsTokenFile) {
+    try {
+      vbsToken = readFileSync(config.vbsTokenFile, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`${origin.vbsTokenFile}: cannot read the token file: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    if (!vbsToken) throw new ConfigError(`${origin.vbsTokenFile}: the token file is empty`);
+  }
+  const startEmulator = config.emulator ?? config.mode === 'all';
+  if (startEmulator && config.mode !== 'all') throw new ConfigError(`${origin.emulator}: the embedded emulator runs only in --mode=all`);
+  return { kind: 'run', config: { ...config, vbsToken, startEmulator }, positionals: parsed.positionals };
+}

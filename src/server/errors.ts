@@ -1,0 +1,109 @@
+// The one place where errors become gRPC status codes. Handlers throw CsiError for what they decide
+// themselves (validation, spec rules); rooms throw their typed errors (SdsError, ConnectorError,
+// MountError), mapped here by kind. Anything unknown is INTERNAL, with its message.
+import { status } from '@grpc/grpc-js';
+import { SdsError, type SdsErrorKind } from '../sds/errors.js';
+
+export { status };
+
+export class CsiError extends Error {
+  constructor(
+    readonly code: status,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'CsiError';
+  }
+}
+
+export const invalidArgument = (message: string) => new CsiError(status.INVALID_ARGUMENT, message);
+export const notFound = (message: string) => new CsiError(status.NOT_FOUND, message);
+export const alreadyExists = (message: string) => new CsiError(status.ALREADY_EXISTS, message);
+export const outOfRange = (message: string) => new CsiError(status.OUT_OF_RANGE, message);
+export const failedPrecondition = (message: string) => new CsiError(status.FAILED_PRECONDITION, message);
+export const aborted = (message: string) => new CsiError(status.ABORTED, message);
+export const unavailable = (message: string) => new CsiError(status.UNAVAILABLE, message);
+export const unimplemented = (message: string) => new CsiError(status.UNIMPLEMENTED, message);
+export const resourceExhausted = (message: string) => new CsiError(status.RESOURCE_EXHAUSTED, message);
+export const internal = (message: string) => new CsiError(status.INTERNAL, message);
+
+const sdsCodes: Record<SdsErrorKind, status> = {
+  NotFound: status.NOT_FOUND,
+  AlreadyExists: status.ALREADY_EXISTS,
+  InvalidParameter: status.INVALID_ARGUMENT,
+  AuthFailed: status.UNAUTHENTICATED,
+  PoolNotFound: status.INVALID_ARGUMENT,
+  NoSpace: status.RESOURCE_EXHAUSTED,
+  Busy: status.ABORTED,
+  CannotShrink: status.OUT_OF_RANGE,
+  NotSupported: status.FAILED_PRECONDITION,
+  MappedElsewhere: status.FAILED_PRECONDITION,
+  MapConflict: status.ALREADY_EXISTS,
+  HostNotFound: status.NOT_FOUND,
+  Attached: status.FAILED_PRECONDITION,
+  ImageError: status.INVALID_ARGUMENT,
+  HasDependents: status.FAILED_PRECONDITION,
+  Unavailable: status.UNAVAILABLE,
+  Timeout: status.DEADLINE_EXCEEDED,
+  Protocol: status.INTERNAL,
+  Internal: status.INTERNAL,
+};
+
+/** Kinds of the other rooms' errors (src/connector, src/kube, src/mount), by error class name. */
+const roomCodes: Record<string, Record<string, status>> = {
+  ConnectorError: {
+    InvalidArgument: status.INVALID_ARGUMENT,
+    CliMissing: status.FAILED_PRECONDITION,
+    NotMapped: status.FAILED_PRECONDITION,
+    VolumeNotFound: status.NOT_FOUND,
+    Unavailable: status.UNAVAILABLE,
+    Busy: status.ABORTED,
+    Timeout: status.DEADLINE_EXCEEDED,
+    DeviceTimeout: status.DEADLINE_EXCEEDED,
+    Garbled: status.INTERNAL,
+    Failed: status.INTERNAL,
+  },
+  KubeError: {
+    Disabled: status.FAILED_PRECONDITION,
+    Config: status.INTERNAL,
+    InvalidArgument: status.INVALID_ARGUMENT,
+    InvalidAnnotation: status.INVALID_ARGUMENT,
+    NotFound: status.NOT_FOUND,
+    Forbidden: status.PERMISSION_DENIED,
+    Rejected: status.INTERNAL,
+    Unavailable: status.UNAVAILABLE,
+    Timeout: status.DEADLINE_EXCEEDED,
+    Cancelled: status.CANCELLED,
+  },
+  MountError: {
+    NotFound: status.NOT_FOUND,
+    InvalidArgument: status.INVALID_ARGUMENT,
+    Conflict: status.ALREADY_EXISTS,
+    Busy: status.FAILED_PRECONDITION,
+    Timeout: status.DEADLINE_EXCEEDED,
+    Failed: status.INTERNAL,
+  },
+};
+
+export interface GrpcFailure {
+  code: status;
+  details: string;
+}
+
+/** Maps any thrown value to a gRPC status and a message safe to return to the CO. */
+export function toGrpcFailure(err: unknown): GrpcFailure {
+  if (err instanceof CsiError) return { code: err.code, details: err.message };
+  if (err instanceof SdsError) return { code: sdsCodes[err.kind] ?? status.INTERNAL, details: err.message };
+  if (err instanceof Error) {
+    const kind = (err as Error & { kind?: unknown }).kind;
+    const table = roomCodes[err.name];
+    if (table && typeof kind === 'string' && table[kind] !== undefined) return { code: table[kind]!, details: err.message };
+    return { code: status.INTERNAL, details: err.message || err.name };
+  }
+  return { code: status.INTERNAL, details: String(err) };
+}
+
+export function statusName(code: status): string {
+  return status[code] ?? String(code);
+}
