@@ -50,7 +50,7 @@ const sdsCodes: Record<SdsErrorKind, status> = {
   Internal: status.INTERNAL,
 };
 
-/** Kinds of the node-side rooms' errors (src/connector, src/mount), by error class name. */
+/** Kinds of the other rooms' errors (src/connector, src/kube, src/mount), by error class name. */
 const roomCodes: Record<string, Record<string, status>> = {
   ConnectorError: {
     CliMissing: status.FAILED_PRECONDITION,
@@ -62,6 +62,18 @@ const roomCodes: Record<string, Record<string, status>> = {
     DeviceTimeout: status.DEADLINE_EXCEEDED,
     Garbled: status.INTERNAL,
     Failed: status.INTERNAL,
+  },
+  KubeError: {
+    Disabled: status.FAILED_PRECONDITION,
+    Config: status.INTERNAL,
+    InvalidArgument: status.INVALID_ARGUMENT,
+    InvalidAnnotation: status.INVALID_ARGUMENT,
+    NotFound: status.NOT_FOUND,
+    Forbidden: status.PERMISSION_DENIED,
+    Rejected: status.INTERNAL,
+    Unavailable: status.UNAVAILABLE,
+    Timeout: status.DEADLINE_EXCEEDED,
+    Cancelled: status.CANCELLED,
   },
   MountError: {
     NotFound: status.NOT_FOUND,

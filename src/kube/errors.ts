@@ -1,0 +1,41 @@
+// Typed errors of the Kubernetes client room. Like SdsError, the CSI layer maps `kind` to a gRPC code in one
+// place (src/server/errors.ts); nothing else should look at HTTP statuses.
+
+export type KubeErrorKind =
+  /** no in-cluster config and no kubeconfig: Kubernetes features are off */
+  | 'Disabled'
+  /** the kubeconfig named by --kubeconfig / KUBECONFIG cannot be read or has no usable context */
+  | 'Config'
+  /** a bad argument from our caller (empty name, bad label key) */
+  | 'InvalidArgument'
+  /** the object does not exist (HTTP 404) */
+  | 'NotFound'
+  /** our ServiceAccount may not do this (HTTP 401/403): the RBAC of the chart is missing or changed */
+  | 'Forbidden'
+  /** the object exists but an annotation we read has a bad value */
+  | 'InvalidAnnotation'
+  /** the API server refused the request for another 4xx reason (422 invalid object, 409 conflict, ...) */
+  | 'Rejected'
+  /** 429, 5xx or network errors until no time was left for another attempt */
+  | 'Unavailable'
+  /** the deadline passed while a request was in flight */
+  | 'Timeout'
+  /** the caller's AbortSignal fired (e.g. the CSI RPC was cancelled) */
+  | 'Cancelled';
+
+export class KubeError extends Error {
+  constructor(
+    readonly kind: KubeErrorKind,
+    message: string,
+    /** the HTTP status of the last reply, when there was one */
+    readonly httpStatus?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'KubeError';
+  }
+}
+
+export function isKubeError(err: unknown, kind?: KubeErrorKind): err is KubeError {
+  return err instanceof KubeError && (kind === undefined || err.kind === kind);
+}

@@ -1,0 +1,538 @@
+// The Helm chart, rendered by the real Helm v4 (scripts/helm.mjs): lint, default and non-default values,
+// the objects, their RBAC and sidecar arguments, capability-gated classes, schema failures, and the plain
+// manifests under deploy/kubernetes staying equal to a fresh render.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments, stringify } from 'yaml';
+import { runHelm } from '../scripts/helm.mjs';
+import { chartDir, diffManifests, NAMESPACE, renderManifests } from '../scripts/render-manifests.mjs';
+
+type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [key: string]: any };
+type Container = { name: string; image: string; args?: string[]; env?: any[]; ports?: any[]; volumeMounts?: any[]; securityContext?: any; livenessProbe?: any };
+type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+
+const SIG_STORAGE = 'registry.k8s.io/sig-storage';
+const RELEASE_NAMESPACE = 'storage-system';
+
+let workDir: string;
+beforeAll(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'helm-test-'));
+});
+afterAll(async () => {
+  await rm(workDir, { recursive: true, force: true });
+});
+
+async function valuesFile(values: unknown): Promise<string> {
+  const path = join(workDir, `values-${Math.random().toString(36).slice(2)}.yaml`);
+  await writeFile(path, stringify(values));
+  return path;
+}
+
+async function template(extraArgs: string[] = []): Promise<K8sObject[]> {
+  const { code, stdout, stderr } = await runHelm(['template', 'sds', chartDir, '--namespace', RELEASE_NAMESPACE, ...extraArgs]);
+  expect(stderr, 'helm template stderr').toBe('');
+  expect(code).toBe(0);
+  return parseObjects(stdout);
+}
+
+function parseObjects(text: string): K8sObject[] {
+  const objects: K8sObject[] = [];
+  for (const doc of parseAllDocuments(text)) {
+    expect(doc.errors).toEqual([]);
+    const value = doc.toJS() as K8sObject | null;
+    if (value) objects.push(value);
+  }
+  return objects;
+}
+
+function only(objects: K8sObject[], kind: string, name?: string): K8sObject {
+  const found = objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+  expect(found.map((o) => `${o.kind}/${o.metadata.name}`), `exactly one ${kind} ${name ?? ''}`).toHaveLength(1);
+  return found[0]!;
+}
+
+function ofKind(objects: K8sObject[], kind: string): K8sObject[] {
+  return objects.filter((o) => o.kind === kind);
+}
+
+function containers(workload: K8sObject): Container[] {
+  return workload.spec.template.spec.containers as Container[];
+}
+
+function container(workload: K8sObject, name: string): Container {
+  const found = containers(workload).find((c) => c.name === name);
+  expect(found, `container ${name}`).toBeDefined();
+  return found!;
+}
+
+function envValue(c: Container, name: string): any {
+  return c.env?.find((e) => e.name === name);
+}
+
+function rules(objects: K8sObject[], kind: 'ClusterRole' | 'Role', name: string): Rule[] {
+  return only(objects, kind, name).rules as Rule[];
+}
+
+/** Flattens rules into "group/resource:verb" strings for exact comparisons. */
+function grants(ruleList: Rule[]): string[] {
+  return ruleList.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g || 'core'}/${res}:${v}`)))).sort();
+}
+
+function expectFailure(result: { code: number; stderr: string }, ...fragments: string[]): void {
+  expect(result.code).not.toBe(0);
+  for (const fragment of fragments) expect(result.stderr).toContain(fragment);
+}
+
+describe('helm lint', () => {
+  it('passes in strict mode with default values', async () => {
+    const result = await runHelm(['lint', '--strict', chartDir]);
+    expect(result.stdout).toContain('1 chart(s) linted, 0 chart(s) failed');
+    expect(result.code).toBe(0);
+  });
+
+  it('passes in strict mode with non-default values', async () => {
+    const values = await valuesFile({ controller: { replicas: 1 }, monitoring: { podMonitor: { enabled: true }, serviceMonitor: { enabled: true } }, backend: { tokenSecret: { create: true, token: 't0ken' } } });
+    const result = await runHelm(['lint', '--strict', chartDir, '-f', values]);
+    expect(result.code).toBe(0);
+  });
+});
+
+describe('default values', () => {
+  let objects: K8sObject[];
+  beforeAll(async () => {
+    objects = await template();
+  });
+
+  it('renders the expected objects and nothing optional', () => {
+    const counts = Object.fromEntries(['CSIDriver', 'Deployment', 'DaemonSet', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'StorageClass', 'VolumeAttributesClass', 'PodDisruptionBudget'].map((k) => [k, ofKind(objects, k).length]));
+    expect(counts).toEqual({ CSIDriver: 1, Deployment: 1, DaemonSet: 1, ServiceAccount: 2, ClusterRole: 6, ClusterRoleBinding: 6, Role: 4, RoleBinding: 4, StorageClass: 1, VolumeAttributesClass: 3, PodDisruptionBudget: 1 });
+    // Optional objects: no snapshot API known to `helm template`, monitoring off, no token.
+    for (const kind of ['VolumeSnapshotClass', 'PodMonitor', 'ServiceMonitor', 'Secret', 'Service']) expect(ofKind(objects, kind)).toEqual([]);
+    for (const o of objects) {
+      expect(o.metadata.labels?.['app.kubernetes.io/instance']).toBe('sds');
+      if (!['CSIDriver', 'ClusterRole', 'ClusterRoleBinding', 'StorageClass', 'VolumeAttributesClass'].includes(o.kind)) {
+        expect(o.metadata.namespace, `${o.kind}/${o.metadata.name} namespace`).toBe(RELEASE_NAMESPACE);
+      }
+    }
+  });
+
+  it('declares the CSIDriver', () => {
+    const driver = only(objects, 'CSIDriver');
+    expect(driver.metadata.name).toBe('csi.sdshypervisor.io');
+    expect(driver.spec).toEqual({ attachRequired: true, podInfoOnMount: true, fsGroupPolicy: 'File', volumeLifecycleModes: ['Persistent'], storageCapacity: true, requiresRepublish: false });
+  });
+
+  it('runs the driver controller with the documented flags, as non-root', () => {
+    const deployment = only(objects, 'Deployment', 'sds-sdshypervisor-csi-controller');
+    expect(deployment.spec.replicas).toBe(2);
+    const pod = deployment.spec.template.spec;
+    expect(pod.serviceAccountName).toBe('sds-sdshypervisor-csi-controller');
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532 });
+    expect(containers(deployment).map((c) => c.name)).toEqual(['sdshypervisor-csi', 'csi-provisioner', 'csi-attacher', 'csi-snapshotter', 'csi-resizer', 'liveness-probe']);
+    for (const c of containers(deployment)) {
+      expect(c.securityContext, c.name).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+      expect(c.volumeMounts).toContainEqual({ name: 'socket-dir', mountPath: '/csi' });
+    }
+    const driver = container(deployment, 'sdshypervisor-csi');
+    expect(driver.image).toBe('ghcr.io/sdshypervisor/sdshypervisor-csi:0.1.0');
+    expect(driver.args).toEqual([
+      '--mode=controller',
+      '--endpoint=unix:///csi/csi.sock',
+      '--driver-name=csi.sdshypervisor.io',
+      '--vbs-url=$(HOST_IP)',
+      '--vbs-port=10599',
+      '--vbs-timeout-ms=30000',
+      '--metrics-address=0.0.0.0:9810',
+      '--log-level=info',
+      '--shutdown-grace-ms=30000',
+    ]);
+    expect(envValue(driver, 'HOST_IP')).toEqual({ name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+    // Its liveness comes from the livenessprobe sidecar on the controller's health port.
+    expect(driver.ports).toContainEqual({ name: 'healthz', containerPort: 9808, protocol: 'TCP' });
+    expect(driver.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'healthz' });
+    expect(container(deployment, 'liveness-probe').args).toContain('--http-endpoint=:9808');
+    expect(pod.volumes).toContainEqual({ name: 'socket-dir', emptyDir: {} });
+  });
+
+  it('runs every controller sidecar with leader election, a timeout and a health endpoint', () => {
+    const deployment = only(objects, 'Deployment');
+    const expected = {
+      'csi-provisioner': { image: `${SIG_STORAGE}/csi-provisioner:v6.3.0`, timeout: '120s', port: 8090 },
+      'csi-attacher': { image: `${SIG_STORAGE}/csi-attacher:v4.12.0`, timeout: '60s', port: 8091 },
+      'csi-snapshotter': { image: `${SIG_STORAGE}/csi-snapshotter:v8.6.0`, timeout: '300s', port: 8092 },
+      'csi-resizer': { image: `${SIG_STORAGE}/csi-resizer:v2.2.1`, timeout: '120s', port: 8093 },
+    };
+    for (const [name, want] of Object.entries(expected)) {
+      const c = container(deployment, name);
+      expect(c.image).toBe(want.image);
+      expect(c.args).toEqual(
+        expect.arrayContaining([
+          '--csi-address=$(ADDRESS)',
+          '--leader-election',
+          '--leader-election-namespace=$(NAMESPACE)',
+          '--leader-election-lease-duration=15s',
+          '--leader-election-renew-deadline=10s',
+          '--leader-election-retry-period=5s',
+          `--timeout=${want.timeout}`,
+          `--http-endpoint=:${want.port}`,
+        ]),
+      );
+      expect(envValue(c, 'ADDRESS').value).toBe('/csi/csi.sock');
+      expect(envValue(c, 'NAMESPACE').valueFrom.fieldRef.fieldPath).toBe('metadata.namespace');
+      expect(c.livenessProbe.httpGet.path).toBe('/healthz/leader-election');
+      expect(c.ports?.[0]?.containerPort).toBe(want.port);
+    }
+    expect(container(deployment, 'liveness-probe').image).toBe(`${SIG_STORAGE}/livenessprobe:v2.19.0`);
+  });
+
+  it('gives the provisioner extra-create-metadata, topology and capacity tracking', () => {
+    const provisioner = container(only(objects, 'Deployment'), 'csi-provisioner');
+    expect(provisioner.args).toEqual(
+      expect.arrayContaining(['--extra-create-metadata', '--feature-gates=Topology=true', '--enable-capacity', '--capacity-ownerref-level=2', '--default-fstype=ext4']),
+    );
+    expect(envValue(provisioner, 'POD_NAME').valueFrom.fieldRef.fieldPath).toBe('metadata.name');
+    expect(container(only(objects, 'Deployment'), 'csi-snapshotter').args).toContain('--extra-create-metadata');
+    expect(container(only(objects, 'Deployment'), 'csi-resizer').args).toContain('--handle-volume-inuse-error=false');
+  });
+
+  it('runs the node plugin privileged as root with the host mounts it needs', () => {
+    const daemonSet = only(objects, 'DaemonSet', 'sds-sdshypervisor-csi-node');
+    const pod = daemonSet.spec.template.spec;
+    expect(pod.serviceAccountName).toBe('sds-sdshypervisor-csi-node');
+    expect(pod.hostNetwork).toBe(true);
+    expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
+    expect(containers(daemonSet).map((c) => c.name)).toEqual(['sdshypervisor-csi', 'node-driver-registrar', 'liveness-probe']);
+
+    const driver = container(daemonSet, 'sdshypervisor-csi');
+    expect(driver.securityContext).toMatchObject({ privileged: true, runAsUser: 0 });
+    expect(driver.args).toEqual([
+      '--mode=node',
+      '--endpoint=unix:///csi/csi.sock',
+      '--driver-name=csi.sdshypervisor.io',
+      '--vbs-url=127.0.0.1',
+      '--vbs-port=10599',
+      '--vbs-timeout-ms=30000',
+      '--max-volumes-per-node=128',
+      '--metrics-address=0.0.0.0:9811',
+      '--log-level=info',
+      '--shutdown-grace-ms=30000',
+    ]);
+    expect(envValue(driver, 'NODE_NAME')).toEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
+    expect(envValue(driver, 'HUAWEISDSHYPERVISORCLI_PATH').value).toBe('/usr/local/bin/sds/sds_cli');
+    expect(envValue(driver, 'SDS_KV_SOCKET').value).toBe('/run/sdshypervisor/kv.sock');
+
+    expect(driver.volumeMounts).toEqual(
+      expect.arrayContaining([
+        { name: 'kubelet-dir', mountPath: '/var/lib/kubelet', mountPropagation: 'Bidirectional' },
+        { name: 'dev-dir', mountPath: '/dev', mountPropagation: 'HostToContainer' },
+        { name: 'sds-cli-dir', mountPath: '/usr/local/bin/sds', readOnly: true },
+        { name: 'sds-socket-dir', mountPath: '/run/sdshypervisor', mountPropagation: 'HostToContainer' },
+        { name: 'socket-dir', mountPath: '/csi' },
+      ]),
+    );
+    const hostPaths = Object.fromEntries(pod.volumes.map((v: any) => [v.name, v.hostPath]));
+    expect(hostPaths).toMatchObject({
+      'socket-dir': { path: '/var/lib/kubelet/plugins/csi.sdshypervisor.io', type: 'DirectoryOrCreate' },
+      'registration-dir': { path: '/var/lib/kubelet/plugins_registry', type: 'Directory' },
+      'kubelet-dir': { path: '/var/lib/kubelet', type: 'Directory' },
+      'dev-dir': { path: '/dev', type: 'Directory' },
+      'sds-cli-dir': { path: '/usr/local/bin/sds', type: 'Directory' },
+      'sds-socket-dir': { path: '/run/sdshypervisor', type: 'DirectoryOrCreate' },
+    });
+
+    const registrar = container(daemonSet, 'node-driver-registrar');
+    expect(registrar.image).toBe(`${SIG_STORAGE}/csi-node-driver-registrar:v2.17.0`);
+    expect(registrar.args).toEqual(expect.arrayContaining(['--csi-address=$(ADDRESS)', '--kubelet-registration-path=$(DRIVER_REG_SOCK_PATH)', '--http-endpoint=:9812']));
+    expect(envValue(registrar, 'DRIVER_REG_SOCK_PATH').value).toBe('/var/lib/kubelet/plugins/csi.sdshypervisor.io/csi.sock');
+    expect(registrar.volumeMounts).toContainEqual({ name: 'registration-dir', mountPath: '/registration' });
+    // The sidecars are root only to open the root-owned socket: no capabilities, no escalation.
+    for (const sidecar of [registrar, container(daemonSet, 'liveness-probe')]) {
+      expect(sidecar.securityContext).toEqual({ runAsUser: 0, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    }
+
+    // The node's livenessprobe port differs from the controller's: both may share one host network.
+    expect(driver.ports).toContainEqual({ name: 'healthz', containerPort: 9809, protocol: 'TCP' });
+    expect(container(daemonSet, 'liveness-probe').args).toContain('--http-endpoint=:9809');
+  });
+
+  it('grants each sidecar what the upstream RBAC grants, and no Secrets to anyone', () => {
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-provisioner'))).toEqual(
+      expect.arrayContaining([
+        'core/persistentvolumes:create',
+        'core/persistentvolumes:delete',
+        'core/persistentvolumeclaims:update',
+        'core/events:create',
+        'storage.k8s.io/storageclasses:watch',
+        'storage.k8s.io/csinodes:list',
+        'core/nodes:watch',
+        'snapshot.storage.k8s.io/volumesnapshots:get',
+        'snapshot.storage.k8s.io/volumesnapshotcontents:get',
+        'storage.k8s.io/volumeattributesclasses:get',
+      ]),
+    );
+    expect(grants(rules(objects, 'Role', 'sds-sdshypervisor-csi-external-provisioner'))).toEqual(
+      expect.arrayContaining(['coordination.k8s.io/leases:update', 'storage.k8s.io/csistoragecapacities:create', 'storage.k8s.io/csistoragecapacities:delete', 'core/pods:get', 'apps/replicasets:get']),
+    );
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-attacher'))).toEqual(
+      expect.arrayContaining(['core/persistentvolumes:patch', 'storage.k8s.io/volumeattachments:patch', 'storage.k8s.io/volumeattachments/status:patch', 'storage.k8s.io/csinodes:get']),
+    );
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter'))).toEqual(
+      expect.arrayContaining(['snapshot.storage.k8s.io/volumesnapshotclasses:watch', 'snapshot.storage.k8s.io/volumesnapshotcontents:update', 'snapshot.storage.k8s.io/volumesnapshotcontents/status:patch']),
+    );
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-resizer'))).toEqual(
+      expect.arrayContaining(['core/persistentvolumes:patch', 'core/persistentvolumeclaims/status:patch', 'storage.k8s.io/volumeattributesclasses:watch']),
+    );
+    for (const sidecar of ['provisioner', 'attacher', 'snapshotter', 'resizer']) {
+      expect(grants(rules(objects, 'Role', `sds-sdshypervisor-csi-external-${sidecar}`))).toEqual(
+        expect.arrayContaining(['coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:get', 'coordination.k8s.io/leases:update']),
+      );
+    }
+    // The driver's own client-node use: exactly what src/kube calls.
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-controller-driver'))).toEqual(['core/events:create', 'core/events:patch', 'core/persistentvolumeclaims:get']);
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-node-driver'))).toEqual(['core/nodes:get']);
+
+    for (const role of [...ofKind(objects, 'ClusterRole'), ...ofKind(objects, 'Role')]) {
+      for (const rule of role.rules as Rule[]) {
+        expect(rule.resources, role.metadata.name).not.toContain('secrets');
+        expect(rule.resources, role.metadata.name).not.toContain('*');
+        expect(rule.verbs, role.metadata.name).not.toContain('*');
+      }
+    }
+  });
+
+  it('binds every role to the right ServiceAccount in the release namespace', () => {
+    for (const binding of [...ofKind(objects, 'ClusterRoleBinding'), ...ofKind(objects, 'RoleBinding')]) {
+      const account = binding.metadata.name.endsWith('-node-driver') ? 'sds-sdshypervisor-csi-node' : 'sds-sdshypervisor-csi-controller';
+      expect(binding.subjects, binding.metadata.name).toEqual([{ kind: 'ServiceAccount', name: account, namespace: RELEASE_NAMESPACE }]);
+      const roleKind = binding.kind === 'ClusterRoleBinding' ? 'ClusterRole' : 'Role';
+      expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: roleKind, name: binding.metadata.name });
+      only(objects, roleKind, binding.roleRef.name);
+    }
+  });
+
+  it('renders the StorageClass with driver parameters and a matching csi fstype', () => {
+    const storageClass = only(objects, 'StorageClass', 'sdshypervisor');
+    expect(storageClass).toMatchObject({
+      provisioner: 'csi.sdshypervisor.io',
+      reclaimPolicy: 'Delete',
+      volumeBindingMode: 'WaitForFirstConsumer',
+      allowVolumeExpansion: true,
+      parameters: { pool: 'pool0', fsType: 'ext4', 'csi.storage.k8s.io/fstype': 'ext4', thin: 'true', cloneMode: 'linked', cache: 'none', qosLevel: 'normal' },
+    });
+    expect(storageClass.metadata.annotations).toBeUndefined();
+  });
+
+  it('renders the QoS tiers as VolumeAttributesClasses with only mutable parameters', () => {
+    const classes = ofKind(objects, 'VolumeAttributesClass');
+    expect(classes.map((c) => c.metadata.name)).toEqual(['sdshypervisor-gold', 'sdshypervisor-silver', 'sdshypervisor-bronze']);
+    for (const c of classes) {
+      expect(c.apiVersion).toBe('storage.k8s.io/v1');
+      expect(c.driverName).toBe('csi.sdshypervisor.io');
+      for (const key of Object.keys(c.parameters)) expect(['maxIOPS', 'maxMBps', 'qosLevel', 'cache']).toContain(key);
+    }
+    expect(classes[0]!.parameters).toEqual({ qosLevel: 'high', maxIOPS: '20000', maxMBps: '800', cache: 'readwrite' });
+  });
+});
+
+describe('non-default values', () => {
+  let objects: K8sObject[];
+  const DIGEST = `sha256:${'c0'.repeat(32)}`;
+  beforeAll(async () => {
+    const values = await valuesFile({
+      driverName: 'block.example.com',
+      image: { repository: 'registry.example.com/storage/sds-csi', digest: DIGEST },
+      imagePullSecrets: [{ name: 'regcred' }],
+      backend: { tokenSecret: { name: 'vbs-credentials', key: 'api-token' }, vbsPort: 10600 },
+      controller: { replicas: 3, vbsUrl: 'vbs-1.example.com,vbs-2.example.com:10601', metricsAddress: '' },
+      node: { kubeletDir: '/var/lib/k0s/kubelet', topologyLabels: ['topology.kubernetes.io/zone', 'example.com/rack'], hostNetwork: false, sdsCliDir: '/opt/huawei/sds/bin' },
+      sidecars: {
+        provisioner: { image: { repository: 'mirror.example.com/csi-provisioner', tag: 'v6.3.1' }, timeout: '10m', extraArgs: ['--worker-threads=20'] },
+        livenessProbe: { image: { repository: `${SIG_STORAGE}/livenessprobe`, tag: 'v2.19.1' } },
+        snapshotter: { enabled: false },
+      },
+      csiDriver: { attachRequired: false, fsGroupPolicy: 'ReadWriteOnceWithFSType' },
+      storageClasses: [
+        { name: 'fast', default: true, reclaimPolicy: 'Retain', parameters: { pool: 'ssd', fsType: 'xfs', thin: 'false', cloneMode: 'full', maxIOPS: '50000', imageSource: 'https://images.example.com/ubuntu.qcow2', imageChecksum: `sha256:${'ab'.repeat(32)}` } },
+        { name: 'raw', volumeBindingMode: 'Immediate', allowVolumeExpansion: false, parameters: { pool: 'hdd', 'csi.storage.k8s.io/fstype': 'ext4' } },
+      ],
+      monitoring: { podMonitor: { enabled: true, labels: { release: 'prometheus' } }, serviceMonitor: { enabled: true } },
+    });
+    objects = await template(['-f', values, '--api-versions', 'snapshot.storage.k8s.io/v1', '--api-versions', 'monitoring.coreos.com/v1']);
+  });
+
+  it('applies replicas, image overrides and pull secrets', () => {
+    const deployment = only(objects, 'Deployment');
+    expect(deployment.spec.replicas).toBe(3);
+    expect(deployment.spec.template.spec.imagePullSecrets).toEqual([{ name: 'regcred' }]);
+    expect(container(deployment, 'sdshypervisor-csi').image).toBe(`registry.example.com/storage/sds-csi@${DIGEST}`);
+    expect(container(only(objects, 'DaemonSet'), 'sdshypervisor-csi').image).toBe(`registry.example.com/storage/sds-csi@${DIGEST}`);
+    const provisioner = container(deployment, 'csi-provisioner');
+    expect(provisioner.image).toBe('mirror.example.com/csi-provisioner:v6.3.1');
+    expect(provisioner.args).toEqual(expect.arrayContaining(['--timeout=10m', '--worker-threads=20']));
+    expect(container(deployment, 'liveness-probe').image).toBe(`${SIG_STORAGE}/livenessprobe:v2.19.1`);
+  });
+
+  it('drops the attacher and snapshotter with their RBAC when turned off', () => {
+    const names = containers(only(objects, 'Deployment')).map((c) => c.name);
+    expect(names).toEqual(['sdshypervisor-csi', 'csi-provisioner', 'csi-resizer', 'liveness-probe']);
+    expect(ofKind(objects, 'ClusterRole').map((r) => r.metadata.name).sort()).toEqual(
+      ['sds-sdshypervisor-csi-controller-driver', 'sds-sdshypervisor-csi-external-provisioner', 'sds-sdshypervisor-csi-external-resizer', 'sds-sdshypervisor-csi-node-driver'].sort(),
+    );
+    expect(only(objects, 'CSIDriver').spec).toMatchObject({ attachRequired: false, fsGroupPolicy: 'ReadWriteOnceWithFSType' });
+  });
+
+  it('passes the driver name, VBS addresses, token file and topology labels', () => {
+    const controller = container(only(objects, 'Deployment'), 'sdshypervisor-csi');
+    expect(controller.args).toEqual(
+      expect.arrayContaining([
+        '--driver-name=block.example.com',
+        '--vbs-url=vbs-1.example.com,vbs-2.example.com:10601',
+        '--vbs-port=10600',
+        '--vbs-token-file=/etc/sdshypervisor-csi/vbs-token/api-token',
+        '--metrics-address=',
+      ]),
+    );
+    expect(controller.ports?.map((p) => p.name)).toEqual(['healthz']);
+    const node = container(only(objects, 'DaemonSet'), 'sdshypervisor-csi');
+    expect(node.args).toEqual(
+      expect.arrayContaining(['--driver-name=block.example.com', '--vbs-url=$(HOST_IP)', '--topology-labels=topology.kubernetes.io/zone,example.com/rack', '--vbs-token-file=/etc/sdshypervisor-csi/vbs-token/api-token']),
+    );
+    expect(envValue(node, 'HUAWEISDSHYPERVISORCLI_PATH').value).toBe('/opt/huawei/sds/bin/sds_cli');
+    // The Secret is referenced, not created, and mounted read-only in both pods.
+    expect(ofKind(objects, 'Secret')).toEqual([]);
+    for (const workload of [only(objects, 'Deployment'), only(objects, 'DaemonSet')]) {
+      const volume = workload.spec.template.spec.volumes.find((v: any) => v.name === 'vbs-token');
+      expect(volume.secret).toMatchObject({ secretName: 'vbs-credentials', items: [{ key: 'api-token', path: 'api-token' }] });
+      expect(container(workload, 'sdshypervisor-csi').volumeMounts).toContainEqual({ name: 'vbs-token', mountPath: '/etc/sdshypervisor-csi/vbs-token', readOnly: true });
+    }
+  });
+
+  it('moves the kubelet paths and leaves the host network', () => {
+    const daemonSet = only(objects, 'DaemonSet');
+    expect(daemonSet.spec.template.spec.hostNetwork).toBe(false);
+    expect(daemonSet.spec.template.spec.dnsPolicy).toBeUndefined();
+    expect(container(daemonSet, 'sdshypervisor-csi').volumeMounts).toContainEqual({ name: 'kubelet-dir', mountPath: '/var/lib/k0s/kubelet', mountPropagation: 'Bidirectional' });
+    expect(envValue(container(daemonSet, 'node-driver-registrar'), 'DRIVER_REG_SOCK_PATH').value).toBe('/var/lib/k0s/kubelet/plugins/block.example.com/csi.sock');
+  });
+
+  it('renders several StorageClasses, a default one, and keeps an explicit csi fstype', () => {
+    const fast = only(objects, 'StorageClass', 'fast');
+    expect(fast.metadata.annotations).toEqual({ 'storageclass.kubernetes.io/is-default-class': 'true' });
+    expect(fast).toMatchObject({ provisioner: 'block.example.com', reclaimPolicy: 'Retain' });
+    expect(fast.parameters).toMatchObject({ fsType: 'xfs', 'csi.storage.k8s.io/fstype': 'xfs', imageSource: 'https://images.example.com/ubuntu.qcow2', maxIOPS: '50000' });
+    const raw = only(objects, 'StorageClass', 'raw');
+    expect(raw).toMatchObject({ volumeBindingMode: 'Immediate', allowVolumeExpansion: false, parameters: { pool: 'hdd', 'csi.storage.k8s.io/fstype': 'ext4' } });
+  });
+
+  it('renders the snapshot class when the API exists, and the monitors', () => {
+    const snapshotClass = only(objects, 'VolumeSnapshotClass', 'sdshypervisor-snapshot');
+    expect(snapshotClass).toMatchObject({ apiVersion: 'snapshot.storage.k8s.io/v1', driver: 'block.example.com', deletionPolicy: 'Delete' });
+    expect(snapshotClass.metadata.annotations).toEqual({ 'snapshot.storage.kubernetes.io/is-default-class': 'true' });
+
+    const podMonitor = only(objects, 'PodMonitor');
+    expect(podMonitor.metadata.labels?.release).toBe('prometheus');
+    expect(podMonitor.spec.podMetricsEndpoints.map((e: any) => e.port)).toEqual(['metrics', 'http-provisioner', 'http-attacher', 'http-snapshotter', 'http-resizer']);
+    const serviceMonitor = only(objects, 'ServiceMonitor');
+    expect(serviceMonitor.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '30s' }]);
+    // The controller's metrics are off here, so only the node plugin gets a metrics Service.
+    const service = only(objects, 'Service');
+    expect(service.metadata.name).toBe('sds-sdshypervisor-csi-node-metrics');
+    expect(service.spec).toMatchObject({ clusterIP: 'None', ports: [{ name: 'metrics', port: 9811, targetPort: 'metrics' }] });
+  });
+});
+
+describe('capability-gated classes', () => {
+  const kinds = async (args: string[]) => (await template(args)).map((o) => o.kind);
+
+  it('renders VolumeAttributesClasses from Kubernetes 1.34 when the API list knows no kinds', async () => {
+    expect((await kinds(['--kube-version', '1.34.0'])).filter((k) => k === 'VolumeAttributesClass')).toHaveLength(3);
+  });
+
+  it('follows API discovery: rendered when the cluster serves VolumeAttributesClass, not when it is switched off', async () => {
+    const served = await kinds(['--api-versions', 'storage.k8s.io/v1/StorageClass', '--api-versions', 'storage.k8s.io/v1/VolumeAttributesClass']);
+    expect(served.filter((k) => k === 'VolumeAttributesClass')).toHaveLength(3);
+    const switchedOff = await kinds(['--api-versions', 'storage.k8s.io/v1/StorageClass']);
+    expect(switchedOff).not.toContain('VolumeAttributesClass');
+    expect(switchedOff).toContain('StorageClass');
+  });
+
+  it('renders none when turned off', async () => {
+    expect(await kinds(['--set', 'volumeAttributesClasses.create=false'])).not.toContain('VolumeAttributesClass');
+  });
+
+  it('refuses Kubernetes older than 1.34', async () => {
+    expectFailure(await runHelm(['template', 'sds', chartDir, '--kube-version', '1.33.5']), 'chart requires kubeVersion: >=1.34.0-0');
+  });
+
+  it('renders VolumeSnapshotClasses by API (auto), always or never', async () => {
+    expect(await kinds([])).not.toContain('VolumeSnapshotClass');
+    expect(await kinds(['--api-versions', 'snapshot.storage.k8s.io/v1/VolumeSnapshotClass'])).toContain('VolumeSnapshotClass');
+    expect(await kinds(['--set', 'volumeSnapshotClasses.create=always'])).toContain('VolumeSnapshotClass');
+    expect(await kinds(['--set', 'volumeSnapshotClasses.create=never', '--api-versions', 'snapshot.storage.k8s.io/v1'])).not.toContain('VolumeSnapshotClass');
+  });
+
+  it('creates the token Secret only when asked, from the given token', async () => {
+    const objects = await template(['--set', 'backend.tokenSecret.create=true', '--set', 'backend.tokenSecret.token=s3cret']);
+    const secret = only(objects, 'Secret', 'sds-sdshypervisor-csi-vbs-token');
+    expect(Buffer.from(secret.data.token, 'base64').toString()).toBe('s3cret');
+    expect(container(only(objects, 'Deployment'), 'sdshypervisor-csi').args).toContain('--vbs-token-file=/etc/sdshypervisor-csi/vbs-token/token');
+    // The token never appears in args or env.
+    for (const workload of [only(objects, 'Deployment'), only(objects, 'DaemonSet')]) expect(JSON.stringify(workload)).not.toContain('s3cret');
+  });
+});
+
+describe('values.schema.json', () => {
+  const tryValues = async (...setArgs: string[]) => runHelm(['template', 'sds', chartDir, ...setArgs]);
+
+  it('rejects an unknown top-level key (a typo) naming it', async () => {
+    expectFailure(await tryValues('--set', 'controler.replicas=3'), "additional properties 'controler' not allowed");
+  });
+
+  it('rejects a nested typo', async () => {
+    expectFailure(await tryValues('--set', 'sidecars.provisioner.timout=30s'), '/sidecars/provisioner', "'timout' not allowed");
+  });
+
+  it('rejects a wrong type', async () => {
+    expectFailure(await tryValues('--set', 'controller.replicas=two'), '/controller/replicas', 'want integer');
+    expectFailure(await tryValues('--set-string', 'node.hostNetwork=yes'), '/node/hostNetwork', 'want boolean');
+  });
+
+  it('rejects bad StorageClass and VolumeAttributesClass parameters', async () => {
+    const badParam = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: 'p', qosLevel: 'ultra' } }] });
+    expectFailure(await tryValues('-f', badParam), '/storageClasses/0/parameters/qosLevel');
+    const unknownParam = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: 'p', maxIops: '100' } }] });
+    expectFailure(await tryValues('-f', unknownParam), "'maxIops' not allowed");
+    const numberParam = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: 'p', maxIOPS: 100 } }] });
+    expectFailure(await tryValues('-f', numberParam), '/storageClasses/0/parameters/maxIOPS', 'want string');
+    const immutable = await valuesFile({ volumeAttributesClasses: { items: [{ name: 'x', parameters: { pool: 'other' } }] } });
+    expectFailure(await tryValues('-f', immutable), "'pool' not allowed");
+  });
+
+  it('rejects bad durations, driver names, ports and a token Secret to create without a token', async () => {
+    expectFailure(await tryValues('--set', 'sidecars.attacher.timeout=soon'), '/sidecars/attacher/timeout');
+    expectFailure(await tryValues('--set', 'driverName=Not_A_DNS_Name'), '/driverName');
+    expectFailure(await tryValues('--set', 'node.healthPort=70000'), '/node/healthPort');
+    expectFailure(await tryValues('--set', 'backend.tokenSecret.create=true'), '/backend/tokenSecret/token');
+  });
+});
+
+describe('plain manifests (deploy/kubernetes)', () => {
+  it('equal a fresh render of the chart (run npm run render-manifests after changing the chart)', async () => {
+    expect(await diffManifests()).toEqual([]);
+  });
+
+  it('are valid YAML in the sdshypervisor-csi namespace, with the Namespace itself', async () => {
+    const files = await renderManifests();
+    const objects = [...files.entries()].filter(([name]) => name !== 'kustomization.yaml').flatMap(([, content]) => parseObjects(content));
+    expect(only(objects, 'Namespace', NAMESPACE).metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('privileged');
+    for (const o of objects) {
+      if (['Deployment', 'DaemonSet', 'ServiceAccount', 'Role', 'RoleBinding', 'PodDisruptionBudget'].includes(o.kind)) expect(o.metadata.namespace).toBe(NAMESPACE);
+    }
+    expect(ofKind(objects, 'VolumeSnapshotClass')).toHaveLength(1);
+    expect(ofKind(objects, 'VolumeAttributesClass')).toHaveLength(3);
+    const kustomization = parseObjects(files.get('kustomization.yaml')!)[0]!;
+    expect(kustomization.resources).toEqual([...files.keys()].filter((name) => name !== 'kustomization.yaml'));
+  });
+});
