@@ -2,7 +2,8 @@
 // emulator process, driven over the CSI unix socket by a real gRPC client. Rules: docs/csi-spec-notes.md
 // §1 and §3, ../shared/csi-checklist.md (Controller). No handler is called in process.
 import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CreateVolumeRequest } from '../src/generated/csi/v1/CreateVolumeRequest.js';
@@ -230,6 +231,29 @@ describe('CreateVolume', () => {
     expect(await backendVolume(stack.vbsSocket, clone.volume!.volume_id)).toMatchObject({ src_type: 'volume', src_name: source.volume_id });
     const missing = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [blockCap()], volume_content_source: { volume: { volume_id: 'pvc-missing' } } }));
     expect(missing.code).toBe(status.NOT_FOUND);
+  });
+
+  it('imports an image for the imageSource parameter, checking its checksum', async () => {
+    const data = Buffer.alloc(3 * MiB + 5, 0);
+    data.write('sdshypervisor image payload', 1 * MiB);
+    const image = join(stack.emulatorDataDir, 'images', 'base.raw');
+    await writeFile(image, data);
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    const name = unique();
+    const request = { name, volume_capabilities: [blockCap()], parameters: { imageSource: image, imageChecksum: `sha256:${sha256}` } };
+    const created = await ctl.CreateVolume(request);
+    expect(created.volume?.capacity_bytes).toBe(String(4 * MiB)); // the image's size rounded up to whole MiB
+    expect(await backendVolume(stack.vbsSocket, name)).toMatchObject({ src_type: 'image', status: '1' });
+    expect(await ctl.CreateVolume(request)).toEqual(created);
+
+    const wrongSum = await failure(ctl.CreateVolume({ ...request, name: unique(), parameters: { imageSource: image, imageChecksum: `sha256:${'0'.repeat(64)}` } }));
+    expect(wrongSum.code).toBe(status.INVALID_ARGUMENT);
+    expect(wrongSum.message).toMatch(/imageSource/);
+    const outside = await failure(ctl.CreateVolume({ ...request, name: unique(), parameters: { imageSource: '/etc/hostname' } }));
+    expect(outside.code).toBe(status.INVALID_ARGUMENT);
+    const names = await backendVolumeNames(stack.vbsSocket);
+    expect(names.filter((n) => n === name)).toHaveLength(1);
+    expect(names.length).toBe(new Set(names).size);
   });
 
   it('makes one volume of two concurrent calls with one name', async () => {
@@ -644,5 +668,12 @@ describe('ControllerGetVolume', () => {
     expect(listed?.status?.volume_condition?.abnormal).toBe(true);
     await ctl.DeleteVolume({ volume_id: v.volume_id });
     expect((await failure(ctl.ControllerGetVolume({ volume_id: v.volume_id }))).code).toBe(status.NOT_FOUND);
+  });
+});
+
+describe('the whole run', () => {
+  it('never answered INTERNAL or UNKNOWN: every failure above was a deliberate code', () => {
+    const lines = stack.driverLog().split('\n').filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l));
+    expect(lines).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../src/util/paths.js';
-import { connectCsi, failure, status } from './support/csi-client.js';
+import { connectCsi, failure, settle, status } from './support/csi-client.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const runFile = promisify(execFile);
@@ -95,6 +95,51 @@ describe('the driver process', () => {
     expect((await stack.csi.identity.GetPluginInfo({})).name).toBe('block.example.com');
     expect(await stack.stopDriver()).toBe(0);
     await stack.startDriver();
+  });
+
+  it('drains an in-flight call on SIGTERM, and stops at once on a second signal', async () => {
+    const volume = { volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' as const } }] };
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // Freeze the back end so a call stays in flight.
+    process.kill(stack.emulatorPid(), 'SIGSTOP');
+    let thawed = false;
+    const thaw = () => {
+      if (!thawed) process.kill(stack.emulatorPid(), 'SIGCONT');
+      thawed = true;
+    };
+    try {
+      const pending = settle(stack.csi.controller.CreateVolume({ name: 'pvc-drained', ...volume }));
+      await sleep(300);
+      const exited = stack.driverExited();
+      stack.driverProcess()!.kill('SIGTERM');
+      await sleep(300);
+      expect(stack.driverProcess()!.exitCode).toBeNull(); // still draining
+      thaw();
+      const result = await pending;
+      expect(result.ok).toBe(true);
+      expect(await exited).toBe(0);
+    } finally {
+      thaw();
+    }
+
+    await stack.startDriver();
+    process.kill(stack.emulatorPid(), 'SIGSTOP');
+    thawed = false;
+    try {
+      const pending = settle(stack.csi.controller.CreateVolume({ name: 'pvc-cut-short', ...volume }));
+      await sleep(300);
+      const exited = stack.driverExited();
+      stack.driverProcess()!.kill('SIGTERM');
+      await sleep(300);
+      stack.driverProcess()!.kill('SIGTERM');
+      expect(await exited).toBe(1);
+      expect((await pending).ok).toBe(false);
+      expect(stack.driverLog()).toMatch(/second signal: stopping at once/);
+    } finally {
+      thaw();
+    }
+    await stack.startDriver();
+    expect((await stack.csi.identity.Probe({})).ready?.value).toBe(true);
   });
 
   it('refuses to take over a live socket or a file that is not a socket', async () => {

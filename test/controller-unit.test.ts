@@ -252,16 +252,20 @@ describe('controller handlers over gRPC, fake back end', () => {
     expect((await failure(server.csi.controller.GetCapacity({ parameters: { speed: 'fast' } }))).message).toMatch(/unknown key "speed"/);
   });
 
-  it('pages through more volumes than one back-end page', async () => {
-    for (let i = 0; i < 1205; i++) backend.volumes.set(`v-${String(i).padStart(4, '0')}`, { ...(await backend.createVolume({ name: `tmp-${i}`, sizeBytes: MiB })), name: `v-${String(i).padStart(4, '0')}` });
+  it('pages through more volumes than one back-end page, and bounds unlimited responses', async () => {
+    for (let i = 0; i < 2105; i++) backend.volumes.set(`v-${String(i).padStart(4, '0')}`, { ...(await backend.createVolume({ name: `tmp-${i}`, sizeBytes: MiB })), name: `v-${String(i).padStart(4, '0')}` });
     for (const name of [...backend.volumes.keys()]) if (name.startsWith('tmp-')) backend.volumes.delete(name);
-    const all = await server.csi.controller.ListVolumes({});
-    expect(all.entries).toHaveLength(1205);
-    expect(all.next_token).toBe('');
+    const unlimited = await server.csi.controller.ListVolumes({});
+    expect(unlimited.entries).toHaveLength(2000);
+    const tail = await server.csi.controller.ListVolumes({ starting_token: unlimited.next_token });
+    expect(tail.entries).toHaveLength(105);
+    expect(tail.entries[0]?.volume?.volume_id).toBe('v-2000');
+    expect(tail.next_token).toBe('');
     const first = await server.csi.controller.ListVolumes({ max_entries: 1100 });
     expect(first.entries).toHaveLength(1100);
-    const rest = await server.csi.controller.ListVolumes({ starting_token: first.next_token });
+    const rest = await server.csi.controller.ListVolumes({ starting_token: first.next_token, max_entries: 5000 });
     expect(rest.entries.map((e) => e.volume?.volume_id)[0]).toBe('v-1100');
-    expect(rest.entries).toHaveLength(105);
+    expect(rest.entries).toHaveLength(1005);
+    expect(rest.next_token).toBe('');
   });
 });

@@ -51,6 +51,8 @@ export interface ControllerDeps {
 }
 
 const MAX_BACKEND_PAGE = 1000;
+/** With max_entries 0 a response still stops here (and carries next_token) to stay well under gRPC's 4 MiB. */
+const MAX_UNLIMITED_ENTRIES = 2000;
 
 export function controllerService(deps: ControllerDeps, rpc: RpcFactory): ControllerHandlers {
   const { backend } = deps;
@@ -70,14 +72,14 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     fetch: (marker: string, limit: number) => Promise<Page<T>>,
   ): Promise<{ items: T[]; nextToken: string }> {
     if (maxEntries < 0) throw invalidArgument('max_entries must not be negative');
+    const max = maxEntries === 0 ? MAX_UNLIMITED_ENTRIES : maxEntries;
     let marker = decodePageToken(kind, token);
     const items: T[] = [];
     do {
-      const want = maxEntries === 0 ? MAX_BACKEND_PAGE : Math.min(MAX_BACKEND_PAGE, maxEntries - items.length);
-      const page = await fetch(marker, want);
+      const page = await fetch(marker, Math.min(MAX_BACKEND_PAGE, max - items.length));
       items.push(...page.items);
       marker = page.nextMarker;
-    } while (marker !== '' && (maxEntries === 0 || items.length < maxEntries));
+    } while (marker !== '' && items.length < max);
     return { items, nextToken: encodePageToken(kind, marker) };
   }
 

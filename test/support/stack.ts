@@ -60,11 +60,13 @@ export interface Stack {
   /** SIGTERM to the driver; resolves with its exit code */
   stopDriver(): Promise<number | null>;
   driverProcess(): ChildProcess | undefined;
+  /** resolves with the driver's exit code when it exits */
+  driverExited(): Promise<number | null>;
   stop(): Promise<void>;
 }
 
 /** Environment for children without this process's CSI/SDS settings, so nothing leaks into a test. */
-function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (/^(CSI_|SDS_|HUAWEISDSHYPERVISORCLI_PATH$|NODE_NAME$|KUBECONFIG$|LOG_LEVEL$|VITEST|NODE_OPTIONS$)/.test(k)) continue;
@@ -225,6 +227,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     startDriver,
     stopDriver,
     driverProcess: () => driver,
+    driverExited: () => driverExit ?? Promise.resolve(null),
     stop,
   };
 }
