@@ -659,13 +659,19 @@ describe('ControllerGetVolume', () => {
 
   it("reports an abnormal condition when the volume's file is gone behind the back end's back", async () => {
     const v = await createVolume();
-    // The emulator's data layout (emulator/README.md): <data>/pools/<pool>/volumes/<volume>.
+    await ctl.ControllerPublishVolume({ volume_id: v.volume_id, node_id: 'host-b', volume_capability: mountCap() });
+    // The emulator's data layout (emulator/README.md): <data>/pools/<pool>/volumes/<volume>. It finds a lost
+    // file when it reconciles at start, so restart it after pulling the file away.
     await rm(join(stack.emulatorDataDir, 'pools', 'pool0', 'volumes', v.volume_id));
+    await stack.stopEmulator();
+    await stack.startEmulator();
     const got = await ctl.ControllerGetVolume({ volume_id: v.volume_id });
     expect(got.status?.volume_condition?.abnormal).toBe(true);
     expect(got.status?.volume_condition?.message).toMatch(/faulty/);
+    expect(got.status?.published_node_ids).toEqual(['host-b']);
     const listed = (await ctl.ListVolumes({})).entries.find((e) => e.volume?.volume_id === v.volume_id);
     expect(listed?.status?.volume_condition?.abnormal).toBe(true);
+    await ctl.ControllerUnpublishVolume({ volume_id: v.volume_id, node_id: 'host-b' });
     await ctl.DeleteVolume({ volume_id: v.volume_id });
     expect((await failure(ctl.ControllerGetVolume({ volume_id: v.volume_id }))).code).toBe(status.NOT_FOUND);
   });
