@@ -53,6 +53,7 @@ const sdsCodes: Record<SdsErrorKind, status> = {
 /** Kinds of the other rooms' errors (src/connector, src/kube, src/mount), by error class name. */
 const roomCodes: Record<string, Record<string, status>> = {
   ConnectorError: {
+    InvalidArgument: status.INVALID_ARGUMENT,
     CliMissing: status.FAILED_PRECONDITION,
     NotMapped: status.FAILED_PRECONDITION,
     VolumeNotFound: status.NOT_FOUND,

@@ -1,0 +1,303 @@
+// The KV connector: the node side of the data plane (docs/socket-api.md §3.1). The only driver code that runs
+// `sds_cli`. Unlike os-brick's connector it never crashes on odd output, waits for the block device to
+// exist, and serializes calls per volume.
+import { spawn } from 'node:child_process';
+import { constants as fsConstants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import { isAbsolute, normalize } from 'node:path';
+import { ConnectorError, type ConnectorErrorKind } from './errors.js';
+import { KvCode, parseKv, type KvMethod } from '../protocol/kv.js';
+import { isValidName } from '../protocol/vbs.js';
+import { KeyedMutex } from '../util/keyed-mutex.js';
+
+export const DEFAULT_CLI_PATH = '/usr/local/bin/sds/sds_cli';
+export const CLI_PATH_ENV = 'HUAWEISDSHYPERVISORCLI_PATH';
+
+/** What the connector logs; pino's logger fits. */
+export interface ConnectorLogger {
+  warn(obj: Record<string, unknown>, msg: string): void;
+  debug(obj: Record<string, unknown>, msg: string): void;
+}
+
+export interface KvConnectorOptions {
+  /** the CLI; else `HUAWEISDSHYPERVISORCLI_PATH` from `env`, else /usr/local/bin/sds/sds_cli */
+  cliPath?: string;
+  /** environment of the CLI (it finds its VBS through SDS_KV_SOCKET); default process.env */
+  env?: NodeJS.ProcessEnv;
+  /** how long one CLI run may take before it is killed */
+  timeoutMs?: number;
+  /** stdout or stderr longer than this is refused (and the CLI killed) */
+  maxOutputBytes?: number;
+  /** how long attach waits for the reported device to become a block device */
+  deviceWaitMs?: number;
+  /** a reported device must live under this directory */
+  deviceDir?: string;
+  logger?: ConnectorLogger;
+}
+
+export interface AttachOptions {
+  signal?: AbortSignal;
+  deviceWaitMs?: number;
+}
+
+export const CONNECTOR_DEFAULTS = {
+  timeoutMs: 60_000,
+  maxOutputBytes: 64 * 1024,
+  deviceWaitMs: 10_000,
+  deviceDir: '/dev',
+} as const;
+
+const SUCCESS: Record<KvMethod, ReadonlySet<number>> = {
+  attach: new Set([KvCode.OK, KvCode.ALREADY_ATTACHED, KvCode.ATTACH_OF_THIS_NODE_DONE]),
+  detach: new Set([KvCode.OK, KvCode.VBS_ABNORMAL, KvCode.NOT_MOUNT_NODE]),
+  querydev: new Set([KvCode.OK]),
+};
+
+interface CliReply {
+  code: number;
+  fields: Map<string, string>;
+  desc: string;
+}
+
+interface CliRun {
+  stdout: string;
+  stderr: string;
+  exitCode: number | null;
+  exitSignal: NodeJS.Signals | null;
+}
+
+export class KvConnector {
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly cliPath: string;
+  private readonly timeoutMs: number;
+  private readonly maxOutputBytes: number;
+  private readonly deviceWaitMs: number;
+  private readonly deviceDir: string;
+  private readonly logger: ConnectorLogger | undefined;
+  private readonly locks = new KeyedMutex<string>();
+
+  constructor(options: KvConnectorOptions = {}) {
+    this.env = options.env ?? process.env;
+    this.cliPath = options.cliPath || this.env[CLI_PATH_ENV] || DEFAULT_CLI_PATH;
+    this.timeoutMs = options.timeoutMs ?? CONNECTOR_DEFAULTS.timeoutMs;
+    this.maxOutputBytes = options.maxOutputBytes ?? CONNECTOR_DEFAULTS.maxOutputBytes;
+    this.deviceWaitMs = options.deviceWaitMs ?? CONNECTOR_DEFAULTS.deviceWaitMs;
+    this.deviceDir = normalize(options.deviceDir ?? CONNECTOR_DEFAULTS.deviceDir).replace(/\/+$/, '');
+    this.logger = options.logger;
+  }
+
+  /** The CLI this connector runs. */
+  get cli(): string {
+    return this.cliPath;
+  }
+
+  /** Attaches the volume to this host and returns its block device once the device node is there. */
+  async attach(volumeName: string, opts: AttachOptions = {}): Promise<string> {
+    checkVolumeName(volumeName);
+    return this.locks.withLock(volumeName, async () => {
+      const attached = await this.call('attach', volumeName, opts.signal);
+      let device = attached.fields.get('dev_addr');
+      if (device === undefined || device === '') {
+        // The product's attach prints no device: ask for it, as os-brick did.
+        const queried = await this.call('querydev', volumeName, opts.signal);
+        device = queried.fields.get('dev_addr');
+        if (device === undefined || device === '') {
+          throw new ConnectorError('Garbled', `sds_cli querydev ${volumeName}: success without dev_addr`, queried.code);
+        }
+      }
+      const path = this.checkDevicePath(volumeName, device);
+      await this.waitForBlockDevice(volumeName, path, opts.deviceWaitMs ?? this.deviceWaitMs, opts.signal);
+      return path;
+    }, opts.signal);
+  }
+
+  /** Detaches the volume from this host; detaching a volume that is not attached succeeds. */
+  async detach(volumeName: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    checkVolumeName(volumeName);
+    return this.locks.withLock(volumeName, async () => {
+      await this.call('detach', volumeName, opts.signal);
+    }, opts.signal);
+  }
+
+  /** The volume's block device on this host, or undefined when it is not attached here. */
+  async queryDevice(volumeName: string, opts: { signal?: AbortSignal } = {}): Promise<string | undefined> {
+    checkVolumeName(volumeName);
+    return this.locks.withLock(volumeName, async () => {
+      const reply = await this.call('querydev', volumeName, opts.signal, [KvCode.NOT_ATTACHED, KvCode.NOT_MOUNT_NODE]);
+      if (reply.code !== KvCode.OK) return undefined;
+      const device = reply.fields.get('dev_addr');
+      if (device === undefined || device === '') {
+        throw new ConnectorError('Garbled', `sds_cli querydev ${volumeName}: success without dev_addr`, reply.code);
+      }
+      return this.checkDevicePath(volumeName, device);
+    }, opts.signal);
+  }
+
+  /** Runs one method; resolves on a success code (or one of `alsoAccept`), throws a typed error otherwise. */
+  private async call(method: KvMethod, volumeName: string, signal: AbortSignal | undefined, alsoAccept: readonly number[] = []): Promise<CliReply> {
+    await this.checkCli();
+    const run = await this.run(method, volumeName, signal);
+    if (run.stderr.trim() !== '') {
+      // The product logs stderr as an error; it is diagnostics next to a reply we judge by ret_code.
+      this.logger?.warn({ method, volume: volumeName, stderr: run.stderr.slice(0, 2_000) }, 'sds_cli wrote to stderr');
+    }
+    const parsed = parseKv(run.stdout);
+    const codeText = parsed.fields.get('ret_code');
+    const how = `sds_cli ${method} ${volumeName}`;
+    if (codeText === undefined || !/^-?\d{1,12}$/.test(codeText)) {
+      const problem = codeText === undefined ? 'no ret_code' : `ret_code is not a number (${JSON.stringify(codeText.slice(0, 40))})`;
+      throw new ConnectorError('Garbled', `${how}: ${problem} in its output (${exitText(run)}); output: ${firstLines(run.stdout)}`);
+    }
+    const code = Number(codeText);
+    const desc = (parsed.fields.get('ret_desc') ?? '').replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 300);
+    const reply: CliReply = { code, fields: parsed.fields, desc };
+    this.logger?.debug({ method, volume: volumeName, code }, 'sds_cli replied');
+    if (SUCCESS[method].has(code) || alsoAccept.includes(code)) return reply;
+    throw new ConnectorError(failureKind(method, code), `${how} failed: ret_code=${code}${desc ? ` (${desc})` : ''}`, code);
+  }
+
+  private async checkCli(): Promise<void> {
+    try {
+      const info = await stat(this.cliPath);
+      if (!info.isFile()) throw new Error('not a file');
+      await access(this.cliPath, fsConstants.X_OK);
+    } catch (err) {
+      throw new ConnectorError('CliMissing', `sds_cli not found or not executable at ${this.cliPath} (set ${CLI_PATH_ENV} or --sds-cli)`, undefined, { cause: err });
+    }
+  }
+
+  /**
+   * Runs the CLI with an argv array (never a shell), in its own process group so a timeout kills whatever
+   * it started too; stdout and stderr are bounded.
+   */
+  private run(method: KvMethod, volumeName: string, signal: AbortSignal | undefined): Promise<CliRun> {
+    const how = `sds_cli ${method} ${volumeName}`;
+    return new Promise<CliRun>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(new ConnectorError('Timeout', `${how}: cancelled before it ran`, undefined, { cause: signal.reason }));
+        return;
+      }
+      const child = spawn(this.cliPath, ['-c', method, '-v', volumeName], {
+        env: this.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let outBytes = 0;
+      let errBytes = 0;
+      let failure: ConnectorError | undefined;
+      let settled = false;
+      let graceTimer: NodeJS.Timeout | undefined;
+
+      const settle = (result: CliRun | ConnectorError): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        clearTimeout(graceTimer);
+        signal?.removeEventListener('abort', onAbort);
+        if (result instanceof ConnectorError) reject(result);
+        else resolve(result);
+      };
+      const kill = (why: ConnectorError): void => {
+        failure ??= why;
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
+        // A grandchild that left the group could hold the pipes open: do not wait for it for long.
+        graceTimer ??= setTimeout(() => {
+          child.stdout?.destroy();
+          child.stderr?.destroy();
+          settle(failure!);
+        }, 1_000);
+      };
+      const onAbort = (): void => kill(new ConnectorError('Timeout', `${how}: cancelled`, undefined, { cause: signal?.reason }));
+      const timer = setTimeout(() => kill(new ConnectorError('Timeout', `${how}: no reply within ${this.timeoutMs} ms; killed`)), this.timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+
+      child.stdout!.on('data', (chunk: Buffer) => {
+        outBytes += chunk.length;
+        if (outBytes > this.maxOutputBytes) kill(new ConnectorError('Garbled', `${how}: output exceeds ${this.maxOutputBytes} bytes; killed`));
+        else out.push(chunk);
+      });
+      child.stderr!.on('data', (chunk: Buffer) => {
+        errBytes += chunk.length;
+        if (errBytes <= this.maxOutputBytes) err.push(chunk);
+      });
+      child.once('error', (e: NodeJS.ErrnoException) => {
+        const kind: ConnectorErrorKind = e.code === 'ENOENT' || e.code === 'EACCES' ? 'CliMissing' : 'Failed';
+        settle(new ConnectorError(kind, `${how}: cannot run ${this.cliPath}: ${e.code ?? e.message}`, undefined, { cause: e }));
+      });
+      child.once('close', (exitCode, exitSignal) => {
+        if (failure) settle(failure);
+        else settle({ stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), exitCode, exitSignal });
+      });
+    });
+  }
+
+  /** dev_addr comes from a program's output: accept only a plain absolute path under the device directory. */
+  private checkDevicePath(volumeName: string, device: string): string {
+    const ok = isAbsolute(device) && normalize(device) === device && device.startsWith(this.deviceDir + '/') &&
+      !/[\u0000-\u001f\u007f]/.test(device);
+    if (!ok) {
+      throw new ConnectorError('Garbled', `sds_cli for ${volumeName} reported dev_addr ${JSON.stringify(device.slice(0, 120))}, not a device path under ${this.deviceDir}`);
+    }
+    return device;
+  }
+
+  private async waitForBlockDevice(volumeName: string, device: string, waitMs: number, signal: AbortSignal | undefined): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    let delay = 5;
+    let seen = 'does not exist';
+    for (;;) {
+      try {
+        const info = await stat(device);
+        if (info.isBlockDevice()) return;
+        seen = 'exists but is not a block device';
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        seen = code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`;
+      }
+      if (signal?.aborted) throw new ConnectorError('Timeout', `attach ${volumeName}: cancelled while waiting for ${device}`, undefined, { cause: signal.reason });
+      if (Date.now() >= deadline) {
+        throw new ConnectorError('DeviceTimeout', `attach ${volumeName}: ${device} ${seen} after ${waitMs} ms`);
+      }
+      await new Promise((r) => setTimeout(r, Math.max(1, Math.min(delay, deadline - Date.now()))));
+      delay = Math.min(delay * 2, 200);
+    }
+  }
+}
+
+function checkVolumeName(volumeName: string): void {
+  // Also keeps a name from being read as an option by the CLI: names start with a letter or digit.
+  if (typeof volumeName !== 'string' || !isValidName(volumeName)) {
+    throw new ConnectorError('InvalidArgument', `volume name ${JSON.stringify(String(volumeName).slice(0, 100))}: must be 1-96 characters of [A-Za-z0-9_.-] starting with a letter or digit`);
+  }
+}
+
+function failureKind(method: KvMethod, code: number): ConnectorErrorKind {
+  switch (code) {
+    case KvCode.NOT_MOUNT_NODE:
+      return method === 'attach' ? 'NotMapped' : 'Failed';
+    case KvCode.VOLUME_NOT_EXIST:
+      return 'VolumeNotFound';
+    case KvCode.VBS_UNREACHABLE:
+      return 'Unavailable';
+    case KvCode.BUSY:
+      return 'Busy';
+    default:
+      return 'Failed';
+  }
+}
+
+function exitText(run: CliRun): string {
+  return run.exitSignal ? `killed by ${run.exitSignal}` : `exit status ${run.exitCode}`;
+}
+
+function firstLines(text: string): string {
+  if (text.trim() === '') return '(empty)';
+  const lines = text.split('\n').slice(0, 3).map((l) => l.replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, 120));
+  return JSON.stringify(lines.join(' | '));
+}
