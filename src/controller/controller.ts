@@ -10,7 +10,7 @@ import type { ValidateVolumeCapabilitiesResponse } from '../generated/csi/v1/Val
 import { isValidName } from '../protocol/vbs.js';
 import { MiB, type CallOptions, type Page, type PoolInfo, type SdsBackend, type SnapshotInfo, type VolumeInfo } from '../sds/backend.js';
 import { isSdsError } from '../sds/errors.js';
-import { alreadyExists, aborted, invalidArgument, notFound, outOfRange } from '../server/errors.js';
+import { alreadyExists, aborted, failedPrecondition, invalidArgument, notFound, outOfRange } from '../server/errors.js';
 import type { RpcContext, RpcFactory } from '../server/rpc.js';
 import { backendNameFor, checkCsiName, decodePageToken, encodePageToken, isKnownIdForm, type TokenKind } from './ids.js';
 import { OperationLocks, snapshotKey, volumeKey } from './locks.js';
@@ -158,7 +158,8 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     if (params.poolId !== undefined && params.poolId !== poolId) {
       throw invalidArgument(`parameters.pool: the source is in pool ${poolId}; a volume made from it must be in the same pool`);
     }
-    const pool = candidatePools(pools, poolId)[0]!;
+    const pool = pools.find((p) => p.id === poolId);
+    if (!pool) throw failedPrecondition(`the source's pool ${poolId} is not reported by the back end`);
     if (!poolSatisfies(pool, req.accessibility_requirements)) {
       return choosePool([pool], poolId, req.accessibility_requirements); // throws RESOURCE_EXHAUSTED naming the hosts
     }
