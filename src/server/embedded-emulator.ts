@@ -67,7 +67,7 @@ export class EmbeddedEmulator {
       child.once('exit', (code, signal) => resolve({ code, signal }));
       child.once('error', () => resolve({ code: null, signal: null }));
     });
-    options.log.info({ pid: child.pid, dataDir: options.dataDir }, 'starting the embedded emulator');
+    options.log.info({ emulatorPid: child.pid, dataDir: options.dataDir }, 'starting the embedded emulator');
     let info: EmulatorInfo;
     try {
       info = await waitForStatusFile(statusFile, child, exited, options.dataDir, options.readyTimeoutMs ?? 30_000);
@@ -77,7 +77,7 @@ export class EmbeddedEmulator {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       throw err;
     }
-    options.log.info({ pid: info.pid, controlSocket: info.controlSocket, kvSocket: info.kvSocket, tcpPort: info.tcpPort }, 'embedded emulator ready');
+    options.log.info({ emulatorPid: info.pid, controlSocket: info.controlSocket, kvSocket: info.kvSocket, tcpPort: info.tcpPort }, 'embedded emulator ready');
     return new EmbeddedEmulator(child, info, exited, options.log);
   }
 
