@@ -365,9 +365,8 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       if (Object.keys(req.mutable_parameters).length === 0) throw invalidArgument('mutable_parameters is required');
       const change = parseMutableParameters(req.mutable_parameters);
       if (!known) throw notFound(`volume ${req.volume_id} does not exist`);
-      await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, () =>
-        backend.modifyVolume(req.volume_id, { ...(Object.keys(change.qos).length > 0 ? { qos: change.qos } : {}), ...(change.cachePolicy ? { cachePolicy: change.cachePolicy } : {}) }, opts(ctx)),
-      );
+      // Only the keys present change: absent ones are undefined and not sent.
+      await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, () => backend.modifyVolume(req.volume_id, change, opts(ctx)));
       return {};
     }),
   };

@@ -110,9 +110,10 @@ export function parseVolumeParameters(params: Record<string, string>, mutable?: 
     throw invalidArgument('parameters.imageChecksum: needs parameters.imageSource');
   }
   const fromParams = mutableSettings(p);
+  const cachePolicy = mutable?.cachePolicy ?? fromParams.cachePolicy;
   return {
     qos: { ...fromParams.qos, ...mutable?.qos },
-    ...((mutable?.cachePolicy ?? fromParams.cachePolicy) !== undefined ? { cachePolicy: mutable?.cachePolicy ?? fromParams.cachePolicy } : {}),
+    ...(cachePolicy !== undefined ? { cachePolicy } : {}),
     ...(p.pool !== undefined ? { poolId: p.pool } : {}),
     ...(p.cloneMode !== undefined ? { cloneMode: p.cloneMode } : {}),
     thin: p.thin ?? true,

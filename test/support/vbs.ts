@@ -1,7 +1,7 @@
 // A bare VBS socket-API request from a test, for looking at the back end's own view of things (the driver
-// is never involved): one request per connection, the reply read to EOF. Uses the shared pure codec.
-import { connect } from 'node:net';
+// is never involved): the shared codec over the client's one-request exchange, no retries, no interpretation.
 import { encodeRequest, parseReply, type FieldInput } from '../../src/protocol/vbs.js';
+import { exchange } from '../../src/sds/transport.js';
 
 export interface RawReply {
   retcode: number;
@@ -9,24 +9,11 @@ export interface RawReply {
   records(prefix: string): Record<string, string>[];
 }
 
-export function vbsRequest(socketPath: string, type: string, fields: Record<string, FieldInput> = {}, token?: string): Promise<RawReply> {
+export async function vbsRequest(socketPath: string, type: string, fields: Record<string, FieldInput> = {}, token?: string): Promise<RawReply> {
   const bytes = encodeRequest(type, { ...fields, ...(token ? { auth_token: token } : {}) });
-  return new Promise((resolve, reject) => {
-    const socket = connect(socketPath);
-    const chunks: Buffer[] = [];
-    socket.setTimeout(10_000, () => socket.destroy(new Error(`${type}: no reply within 10 s`)));
-    socket.on('connect', () => socket.write(bytes));
-    socket.on('data', (c) => chunks.push(c));
-    socket.on('error', reject);
-    socket.on('end', () => {
-      try {
-        const reply = parseReply(Buffer.concat(chunks));
-        resolve({ retcode: reply.retcode, get: (k) => reply.fields.get(k), records: (p) => reply.fields.records(p) });
-      } catch (err) {
-        reject(err);
-      }
-    });
-  });
+  const raw = await exchange({ kind: 'unix', path: socketPath, text: `unix://${socketPath}` }, bytes, { connectTimeoutMs: 3_000, deadline: Date.now() + 10_000 });
+  const reply = parseReply(raw);
+  return { retcode: reply.retcode, get: (k) => reply.fields.get(k), records: (p) => reply.fields.records(p) };
 }
 
 /** The back end's record of a volume, or undefined when it does not exist. */
