@@ -23,8 +23,8 @@ interface Driver {
 
 async function startDriver(): Promise<Driver> {
   const child = spawn(process.execPath, [
-    join(projectRoot(), 'dist', 'src', 'main.js'), '--mode=all', `--data-dir=${dataDir}`, `--endpoint=unix://${endpoint}`, '--metrics-address=',
-  ], { env: cleanEnv({ SDS_POOLS: 'pool0:1G' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    join(projectRoot(), 'dist', 'src', 'main.js'), '--mode=all', `--data-dir=${dataDir}`, '--metrics-address=',
+  ], { env: cleanEnv({ CSI_ENDPOINT: `unix://${endpoint}`, SDS_POOLS: 'pool0:1G' }), stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
