@@ -1,0 +1,123 @@
+// The data plane behind sds_cli: attach a volume as a loop device on this host, detach it, report it.
+// Attach and detach of one volume run one after the other; the attachments table records each step so a
+// crash in between is finished by reconcile (emulator/README.md).
+import { KvCode } from '../src/protocol/kv.js';
+import { nowSeconds, type Ctx } from './context.js';
+import { KeyedQueue } from './locks.js';
+import { attachLoop, backingFileOf, detachLoop, deviceNumbers, isDeviceBusy } from './loopdev.js';
+import type { AttachmentRow, VolumeRow } from './store.js';
+
+export interface KvReply {
+  ret_code: number;
+  ret_desc: string;
+  dev_addr?: string;
+}
+
+const reply = (code: number, desc: string, devAddr?: string): KvReply => ({ ret_code: code, ret_desc: desc, dev_addr: devAddr });
+
+export class AttachService {
+  readonly queue = new KeyedQueue();
+
+  constructor(private readonly ctx: Ctx) {}
+
+  private volumeFile(row: VolumeRow): string | undefined {
+    return this.ctx.pools.get(row.pool)?.volumePath(row.name);
+  }
+
+  /** The attachment of a volume when its device still shows the volume's file; a stale row is dropped. */
+  private liveAttachment(row: VolumeRow): AttachmentRow | undefined {
+    const att = this.ctx.store.attachment(row.id);
+    if (!att || att.state !== 'attached') return att;
+    if (backingFileOf(att.device) === this.volumeFile(row)) return att;
+    this.ctx.log.warn({ volume: row.name, device: att.device }, 'attached device no longer backs the volume; dropping the record');
+    this.ctx.qos.clear(att.dev_major, att.dev_minor);
+    this.ctx.store.deleteAttachment(row.id);
+    return undefined;
+  }
+
+  attach(name: string): Promise<KvReply> {
+    return this.queue.run(name, async () => {
+      const { ctx } = this;
+      const row = ctx.store.volume(name);
+      if (!row || row.state === 'deleting') return reply(KvCode.VOLUME_NOT_EXIST, `volume ${name} does not exist`);
+      if (!ctx.store.mappings(row.id).some((m) => m.host_id === ctx.hostId)) {
+        return reply(KvCode.NOT_MOUNT_NODE, `volume ${name} is not mapped to host ${ctx.hostId}`);
+      }
+      const mapping = ctx.store.mappings(row.id).find((m) => m.host_id === ctx.hostId)!;
+      const existing = this.liveAttachment(row);
+      if (existing?.state === 'attached') return reply(KvCode.ALREADY_ATTACHED, 'already attached', existing.device);
+      if (existing) return reply(KvCode.BUSY, `volume ${name} is being ${existing.state === 'attaching' ? 'attached' : 'detached'}`);
+      if (row.state === 'creating' || row.state === 'extending') return reply(KvCode.BUSY, `volume ${name} is busy (${row.state})`);
+      if (ctx.stopping) return reply(KvCode.BUSY, 'the VBS is shutting down; retry');
+      const file = this.volumeFile(row);
+      const pool = ctx.pools.get(row.pool);
+      if (row.state === 'fault' || !file || !pool?.healthy) {
+        return reply(KvCode.DEVICE_FAILED, `volume ${name} is faulty: ${row.fault_reason || pool?.faultReason || 'pool missing'}`);
+      }
+      const base: AttachmentRow = {
+        vol_id: row.id, host_id: ctx.hostId, state: 'attaching', device: '', dev_major: 0, dev_minor: 0,
+        read_only: mapping.access_mode === 'ro' ? 1 : 0, attached_at: nowSeconds(),
+      };
+      ctx.store.upsertAttachment(base);
+      try {
+        const device = await attachLoop(file, { readOnly: base.read_only === 1, directIo: row.cache_policy === 'none' });
+        const { major, minor } = deviceNumbers(device);
+        ctx.qos.apply(major, minor, { maxIops: row.max_iops, maxMbps: row.max_mbps });
+        ctx.store.upsertAttachment({ ...base, state: 'attached', device, dev_major: major, dev_minor: minor });
+        ctx.log.info({ volume: name, device, readOnly: base.read_only === 1 }, 'attached');
+        return reply(KvCode.OK, 'success', device);
+      } catch (err) {
+        ctx.store.deleteAttachment(row.id);
+        ctx.log.error({ err, volume: name }, 'attach failed');
+        return reply(KvCode.DEVICE_FAILED, `cannot make a block device for ${name}: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  /** Detach; `force` also releases a device in use (the kernel then frees it when its last user closes it). */
+  detach(name: string, force = false): Promise<KvReply> {
+    return this.queue.run(name, () => this.detachNow(name, force));
+  }
+
+  /** Detach without taking the queue: for callers already running inside `queue.run(name)`. */
+  async detachNow(name: string, force: boolean): Promise<KvReply> {
+    const { ctx } = this;
+    const row = ctx.store.volume(name);
+    if (!row) return reply(KvCode.OK, `volume ${name} does not exist; nothing to detach`);
+    const att = ctx.store.attachment(row.id);
+    if (!att) return reply(KvCode.OK, 'not attached');
+    const file = this.volumeFile(row);
+    const ours = att.device !== '' && backingFileOf(att.device) === file;
+    if (ours && !force && isDeviceBusy(att.device)) {
+      return reply(KvCode.DEVICE_FAILED, `device ${att.device} of ${name} is in use (mounted?); unmount it first`);
+    }
+    ctx.store.setAttachmentState(row.id, 'detaching');
+    try {
+      if (att.dev_major || att.dev_minor) ctx.qos.clear(att.dev_major, att.dev_minor);
+      if (ours) await detachLoop(att.device);
+    } catch (err) {
+      ctx.store.setAttachmentState(row.id, 'attached');
+      ctx.log.error({ err, volume: name, device: att.device }, 'detach failed');
+      return reply(KvCode.DEVICE_FAILED, `cannot detach ${att.device}: ${(err as Error).message}`);
+    }
+    ctx.store.deleteAttachment(row.id);
+    ctx.log.info({ volume: name, device: att.device, force }, 'detached');
+    return reply(KvCode.OK, 'success');
+  }
+
+  querydev(name: string): Promise<KvReply> {
+    return this.queue.run(name, async () => {
+      const row = this.ctx.store.volume(name);
+      if (!row || row.state === 'deleting') return reply(KvCode.VOLUME_NOT_EXIST, `volume ${name} does not exist`);
+      const att = this.liveAttachment(row);
+      if (att?.state === 'attached') return reply(KvCode.OK, 'success', att.device);
+      return reply(KvCode.NOT_ATTACHED, `volume ${name} is not attached`);
+    });
+  }
+
+  /** Attachment details for QUERY_VOLUME_HOSTS_REQ. */
+  deviceOf(row: VolumeRow, hostId: string): string | undefined {
+    const att = this.ctx.store.attachment(row.id);
+    return att && att.host_id === hostId && att.state === 'attached' ? att.device : undefined;
+  }
+}

@@ -1,0 +1,304 @@
+// Settings of the emulator daemon (docs/configuration.md, "The emulator"): flags win over environment
+// variables; every value is validated with zod and a bad one names the setting it came from.
+import { readFileSync } from 'node:fs';
+import { hostname, homedir, tmpdir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { DEFAULT_VBS_PORT, isValidName } from '../src/protocol/vbs.js';
+
+export type PoolType = 'auto' | 'xfs-reflink' | 'directory';
+
+export interface PoolSpec {
+  name: string;
+  sizeBytes: number;
+  /** the LUN: an image file (created sparse when missing) or a block device */
+  lunPath: string;
+}
+
+export interface EmulatorConfig {
+  dataDir: string;
+  hostId: string;
+  extraHosts: string[];
+  listenHost: string;
+  /** -1 disables TCP, 0 picks a free port */
+  listenPort: number;
+  controlSocket: string;
+  kvSocket: string;
+  /** undefined: no token required */
+  token: string | undefined;
+  pools: PoolSpec[];
+  poolType: PoolType;
+  maxOversubscription: number;
+  imageDirs: string[];
+  keepMounted: boolean;
+  logLevel: string;
+  requestQuietMs: number;
+  shutdownGraceMs: number;
+  /** cgroup v1 blkio directory whose throttle files limit attached volumes; '' disables */
+  blkioCgroup: string;
+}
+
+interface SettingDef {
+  flag: string;
+  env?: string[];
+  kind: 'string' | 'list' | 'bool';
+  help: string;
+}
+
+const SETTINGS = {
+  dataDir: { flag: 'data-dir', env: ['SDS_DATA_DIR'], kind: 'string', help: 'data directory (database, LUN images, pool mounts, sockets); default $XDG_STATE_HOME/sdshypervisor-csi' },
+  hostId: { flag: 'host-id', env: ['SDS_HOST_ID'], kind: 'string', help: 'this VBS\'s host id (default host-<hostname>)' },
+  extraHosts: { flag: 'extra-host', env: ['SDS_EXTRA_HOSTS'], kind: 'list', help: 'more host ids the back end knows (repeatable; env: comma-separated)' },
+  listenHost: { flag: 'listen-host', env: ['SDS_LISTEN_HOST'], kind: 'string', help: 'TCP listen address (default 127.0.0.1)' },
+  listenPort: { flag: 'listen-port', env: ['SDS_VBS_PORT'], kind: 'string', help: `TCP port (default ${DEFAULT_VBS_PORT}; 0 = a free port, -1 = no TCP)` },
+  controlSocket: { flag: 'control-socket', env: ['SDS_CONTROL_SOCKET'], kind: 'string', help: 'unix socket of the socket API (default <data>/vbs.sock)' },
+  kvSocket: { flag: 'kv-socket', env: ['SDS_KV_SOCKET'], kind: 'string', help: 'unix socket of the KV data plane used by sds_cli (default <data>/kv.sock)' },
+  tokenFile: { flag: 'token-file', env: ['SDS_VBS_TOKEN_FILE'], kind: 'string', help: 'file holding the socket-API token (env SDS_VBS_TOKEN holds the token itself; the file wins)' },
+  pools: { flag: 'pool', env: ['SDS_POOLS'], kind: 'list', help: 'pool as name[:size][:path] (repeatable; env: comma-separated); default pool0:64G:<data>/luns/pool0.img' },
+  poolType: { flag: 'pool-type', env: ['SDS_POOL_TYPE'], kind: 'string', help: 'auto (xfs-reflink when root and mkfs.xfs are available, else directory), xfs-reflink or directory' },
+  maxOversubscription: { flag: 'max-oversubscription', env: ['SDS_MAX_OVERSUBSCRIPTION'], kind: 'string', help: 'ratio of provisioned to total capacity thin volumes may reach (default 4.0)' },
+  imageDirs: { flag: 'image-dir', env: ['SDS_IMAGE_DIRS'], kind: 'list', help: 'directory image import/export may use (repeatable; env: comma-separated); default <data>/images and the system temp dir' },
+  keepMounted: { flag: 'keep-mounted', env: ['SDS_KEEP_MOUNTED'], kind: 'bool', help: 'on shutdown, leave volume loop devices attached and pools mounted' },
+  logLevel: { flag: 'log-level', env: ['LOG_LEVEL'], kind: 'string', help: 'pino level (default info)' },
+  requestQuietMs: { flag: 'request-quiet-ms', env: ['SDS_REQUEST_QUIET_MS'], kind: 'string', help: 'quiet period that ends a request sent without an empty line (default 25)' },
+  shutdownGraceMs: { flag: 'shutdown-grace-ms', env: ['SDS_SHUTDOWN_GRACE_MS'], kind: 'string', help: 'how long SIGTERM waits for in-flight operations (default 10000)' },
+  blkioCgroup: { flag: 'blkio-cgroup', env: ['SDS_BLKIO_CGROUP'], kind: 'string', help: 'cgroup v1 blkio directory for QoS throttling (default /sys/fs/cgroup/blkio; empty disables)' },
+} satisfies Record<string, SettingDef>;
+
+type SettingKey = keyof typeof SETTINGS;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function helpText(): string {
+  const lines = [
+    'Usage: sdshypervisor-emulator [options]',
+    '',
+    'The SDSHypervisor emulator: serves the VBS socket API (TCP and unix socket) and the KV data plane of',
+    'sds_cli; keeps volumes in XFS-reflink pools on loop-mounted LUN images. See emulator/README.md.',
+    '',
+    'Options (a flag wins over its environment variable):',
+  ];
+  for (const def of Object.values(SETTINGS) as SettingDef[]) {
+    const env = def.env?.length ? ` [env ${def.env.join(', ')}]` : '';
+    lines.push(`  --${def.flag}${def.kind === 'bool' ? '' : '=VALUE'}${env}`, `      ${def.help}`);
+  }
+  lines.push('  --help      print this help', '  --version   print the version');
+  return lines.join('\n') + '\n';
+}
+
+type RawSettings = Partial<Record<SettingKey, string | string[] | boolean>>;
+
+/** Splits argv into raw settings; `--flag=value`, `--flag value` and bare boolean flags. */
+function parseArgv(argv: readonly string[]): { raw: RawSettings; help: boolean; version: boolean } {
+  const byFlag = new Map<string, SettingKey>();
+  for (const [key, def] of Object.entries(SETTINGS) as [SettingKey, SettingDef][]) byFlag.set(def.flag, key);
+  const raw: RawSettings = {};
+  let help = false;
+  let version = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') { help = true; continue; }
+    if (arg === '--version') { version = true; continue; }
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (see --help)`);
+    const eq = arg.indexOf('=');
+    const flag = arg.slice(2, eq === -1 ? undefined : eq);
+    const key = byFlag.get(flag);
+    if (!key) throw new ConfigError(`unknown option --${flag} (see --help)`);
+    const def: SettingDef = SETTINGS[key];
+    let value: string | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
+    if (def.kind === 'bool') {
+      raw[key] = value === undefined ? true : value;
+      continue;
+    }
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new ConfigError(`setting --${flag}: a value is required`);
+    }
+    if (def.kind === 'list') raw[key] = [...((raw[key] as string[] | undefined) ?? []), value];
+    else raw[key] = value;
+  }
+  return { raw, help, version };
+}
+
+function fromEnv(env: NodeJS.ProcessEnv, raw: RawSettings): RawSettings {
+  const merged: RawSettings = { ...raw };
+  for (const [key, def] of Object.entries(SETTINGS) as [SettingKey, SettingDef][]) {
+    if (merged[key] !== undefined) continue;
+    for (const name of def.env ?? []) {
+      const value = env[name];
+      if (value === undefined || value === '') continue;
+      merged[key] = def.kind === 'list' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+      break;
+    }
+  }
+  return merged;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4,
+};
+
+/** `64G`, `512MiB`, `1073741824` → bytes; undefined when not a size. */
+export function parseSize(text: string): number | undefined {
+  const m = /^(\d+)\s*([a-zA-Z]*)$/.exec(text.trim());
+  if (!m) return undefined;
+  const unit = SIZE_UNITS[m[2]!.toLowerCase()];
+  if (unit === undefined) return undefined;
+  const bytes = Number(m[1]) * unit;
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+const DEFAULT_POOL_BYTES = 64 * 1024 ** 3;
+// mkfs.xfs refuses file systems smaller than 300 MB.
+const MIN_POOL_BYTES = 512 * 1024 ** 2;
+
+function parsePool(text: string, dataDir: string): PoolSpec {
+  const [name = '', ...rest] = text.split(':');
+  if (!isValidName(name)) throw new Error(`pool name ${JSON.stringify(name)} must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}`);
+  let sizeBytes = DEFAULT_POOL_BYTES;
+  let lunPath = join(dataDir, 'luns', `${name}.img`);
+  let i = 0;
+  if (rest[i] !== undefined && !rest[i]!.startsWith('/')) {
+    const size = parseSize(rest[i]!);
+    if (size === undefined) throw new Error(`pool ${name}: size ${JSON.stringify(rest[i])} is not a size like 64G or 512M`);
+    sizeBytes = size;
+    i++;
+  }
+  if (rest[i] !== undefined) {
+    lunPath = rest.slice(i).join(':');
+    if (!isAbsolute(lunPath)) throw new Error(`pool ${name}: LUN path must be absolute`);
+    lunPath = resolve(lunPath);
+  }
+  if (sizeBytes < MIN_POOL_BYTES) throw new Error(`pool ${name}: size must be at least 512M`);
+  return { name, sizeBytes, lunPath };
+}
+
+const listOf = z.array(z.string());
+
+function defaultDataDir(env: NodeJS.ProcessEnv): string {
+  const state = env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
+  return join(state, 'sdshypervisor-csi');
+}
+
+function readToken(raw: RawSettings, env: NodeJS.ProcessEnv, readFile: (p: string) => string): string | undefined {
+  const file = raw.tokenFile as string | undefined;
+  let token: string | undefined;
+  if (file) {
+    try {
+      token = readFile(file).trim();
+    } catch (err) {
+      throw new ConfigError(`setting --token-file (SDS_VBS_TOKEN_FILE): cannot read ${file}: ${(err as Error).message}`);
+    }
+    if (!token) throw new ConfigError(`setting --token-file (SDS_VBS_TOKEN_FILE): ${file} is empty`);
+  } else if (env.SDS_VBS_TOKEN) {
+    token = env.SDS_VBS_TOKEN.trim();
+  }
+  if (token !== undefined && !/^[\x21-\x7e]{1,1024}$/.test(token)) {
+    throw new ConfigError('setting --token-file (SDS_VBS_TOKEN): the token must be 1-1024 printable ASCII characters without spaces');
+  }
+  return token;
+}
+
+// Unix socket paths are limited by sun_path (108 bytes including the NUL).
+const socketPath = z.string().refine((p) => isAbsolute(p), 'must be an absolute path')
+  .refine((p) => Buffer.byteLength(p) <= 107, 'must be at most 107 bytes (unix socket path limit)');
+
+function schemaFor(dataDir: string) {
+  return z.object({
+    dataDir: z.string().refine((p) => isAbsolute(p), 'must be an absolute path'),
+    hostId: z.string().refine(isValidName, 'must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
+    extraHosts: listOf.refine((l) => l.every(isValidName), 'every host id must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
+    listenHost: z.string().min(1),
+    listenPort: z.string().regex(/^-?\d+$/, 'must be an integer').transform(Number)
+      .pipe(z.number().int().min(-1, 'must be between -1 and 65535').max(65535, 'must be between -1 and 65535')),
+    controlSocket: socketPath,
+    kvSocket: socketPath,
+    pools: listOf.transform((list, ctx) => {
+      const out: PoolSpec[] = [];
+      for (const text of list) {
+        try {
+          out.push(parsePool(text, dataDir));
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: (err as Error).message });
+          return z.NEVER;
+        }
+      }
+      const names = new Set(out.map((p) => p.name));
+      if (names.size !== out.length) {
+        ctx.addIssue({ code: 'custom', message: 'pool names must be unique' });
+        return z.NEVER;
+      }
+      return out;
+    }),
+    poolType: z.enum(['auto', 'xfs-reflink', 'directory']),
+    maxOversubscription: z.string().regex(/^\d+(\.\d+)?$/, 'must be a number').transform(Number)
+      .pipe(z.number().min(1, 'must be between 1 and 100').max(100, 'must be between 1 and 100')),
+    imageDirs: listOf.refine((l) => l.every((p) => isAbsolute(p)), 'every image directory must be an absolute path'),
+    keepMounted: z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1'),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+    requestQuietMs: z.string().regex(/^\d+$/, 'must be an integer').transform(Number)
+      .pipe(z.number().int().min(1, 'must be between 1 and 10000').max(10000, 'must be between 1 and 10000')),
+    shutdownGraceMs: z.string().regex(/^\d+$/, 'must be an integer').transform(Number)
+      .pipe(z.number().int().min(0, 'must be between 0 and 600000').max(600000, 'must be between 0 and 600000')),
+    blkioCgroup: z.string().refine((p) => p === '' || isAbsolute(p), 'must be an absolute path or empty'),
+  });
+}
+
+export interface ParsedCommandLine {
+  help: boolean;
+  version: boolean;
+  config?: EmulatorConfig;
+}
+
+/** Parses argv (without node and script) and the environment. Throws ConfigError naming the setting. */
+export function loadConfig(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  readFile: (p: string) => string = (p) => readFileSync(p, 'utf8'),
+): ParsedCommandLine {
+  const { raw: fromArgs, help, version } = parseArgv(argv);
+  if (help || version) return { help, version };
+  const raw = fromEnv(env, fromArgs);
+  const dataDirRaw = (raw.dataDir as string | undefined) ?? defaultDataDir(env);
+  const dataDir = isAbsolute(dataDirRaw) ? resolve(dataDirRaw) : dataDirRaw;
+  const input = {
+    dataDir,
+    hostId: (raw.hostId as string | undefined) ?? `host-${hostname().replace(/[^A-Za-z0-9_.-]/g, '-')}`,
+    extraHosts: (raw.extraHosts as string[] | undefined) ?? [],
+    listenHost: (raw.listenHost as string | undefined) ?? '127.0.0.1',
+    listenPort: (raw.listenPort as string | undefined) ?? String(DEFAULT_VBS_PORT),
+    controlSocket: (raw.controlSocket as string | undefined) ?? join(dataDir, 'vbs.sock'),
+    kvSocket: (raw.kvSocket as string | undefined) ?? join(dataDir, 'kv.sock'),
+    pools: (raw.pools as string[] | undefined) ?? ['pool0'],
+    poolType: (raw.poolType as string | undefined) ?? 'auto',
+    maxOversubscription: (raw.maxOversubscription as string | undefined) ?? '4.0',
+    imageDirs: (raw.imageDirs as string[] | undefined) ?? [],
+    keepMounted: raw.keepMounted ?? false,
+    logLevel: (raw.logLevel as string | undefined) ?? 'info',
+    requestQuietMs: (raw.requestQuietMs as string | undefined) ?? '25',
+    shutdownGraceMs: (raw.shutdownGraceMs as string | undefined) ?? '10000',
+    blkioCgroup: (raw.blkioCgroup as string | undefined) ?? '/sys/fs/cgroup/blkio',
+  };
+  const parsed = schemaFor(dataDir).safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = String(issue.path[0]) as SettingKey;
+    const def: SettingDef | undefined = SETTINGS[key];
+    const name = def ? `--${def.flag}${def.env?.length ? ` (${def.env.join(', ')})` : ''}` : key;
+    throw new ConfigError(`setting ${name}: ${issue.message}`);
+  }
+  const v = parsed.data;
+  if (v.extraHosts.includes(v.hostId)) {
+    throw new ConfigError('setting --extra-host (SDS_EXTRA_HOSTS): must not repeat --host-id');
+  }
+  const token = readToken(raw, env, readFile);
+  const imageDirs = v.imageDirs.length > 0 ? v.imageDirs.map((p) => resolve(p)) : [join(dataDir, 'images'), resolve(tmpdir())];
+  return {
+    help: false,
+    version: false,
+    config: { ...v, token, imageDirs: [...new Set(imageDirs)], controlSocket: resolve(v.controlSocket), kvSocket: resolve(v.kvSocket) },
+  };
+}
+

@@ -1,0 +1,75 @@
+// What every part of the emulator shares: settings, logger, store, pools, locks and background work.
+import type { EmulatorConfig } from './config.js';
+import { VbsError } from './errors.js';
+import type { ObjectLocks } from './locks.js';
+import type { Logger } from './log.js';
+import type { Pool } from './pools.js';
+import type { BlkioThrottle } from './qos.js';
+import type { Deleter } from './deleter.js';
+import type { Store } from './store.js';
+import { RetCode } from '../src/protocol/vbs.js';
+
+/** Work that outlives the request that started it (deletes, image jobs); shutdown waits for it. */
+export class Background {
+  private readonly running = new Set<Promise<unknown>>();
+
+  track<T>(p: Promise<T>): Promise<T> {
+    this.running.add(p);
+    const done = (): void => void this.running.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  get size(): number {
+    return this.running.size;
+  }
+
+  /** Resolves when nothing runs, or after `timeoutMs`; true when everything finished. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.running.size > 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.running]),
+        new Promise((r) => { timer = setTimeout(r, left); }),
+      ]);
+      clearTimeout(timer);
+    }
+    return true;
+  }
+}
+
+export interface Ctx {
+  config: EmulatorConfig;
+  log: Logger;
+  store: Store;
+  pools: Map<string, Pool>;
+  /** the pool a request without pool_id uses */
+  defaultPool: string;
+  locks: ObjectLocks;
+  qos: BlkioThrottle;
+  hostId: string;
+  background: Background;
+  deleter: Deleter;
+  /** bytes promised to thick volumes being preallocated, per pool, not yet visible in statfs */
+  thickReserved: Map<string, number>;
+  /** set when shutdown begins: new work is refused with UNAVAILABLE */
+  stopping: boolean;
+}
+
+export function poolOf(ctx: Ctx, name: string): Pool {
+  const pool = ctx.pools.get(name);
+  if (!pool) throw new VbsError(RetCode.POOL_NOT_EXIST, `pool_id: pool ${name} does not exist`);
+  return pool;
+}
+
+/** The pool a new object goes to; refuses a faulty pool. */
+export function usablePool(ctx: Ctx, name: string): Pool {
+  const pool = poolOf(ctx, name);
+  if (!pool.healthy) throw new VbsError(RetCode.INTERNAL, `pool ${name} is faulty: ${pool.faultReason}`);
+  return pool;
+}
+
+export const nowSeconds = (): number => Math.floor(Date.now() / 1000);

@@ -1,0 +1,70 @@
+// Finishes accepted deletes in the background: unlink the file, then drop the row, in batches. It starts
+// after the reply is written, so a client polling with QUERY_*_REQ usually sees NOT_EXIST at once.
+import { promises as fsp } from 'node:fs';
+import type { Background } from './context.js';
+import type { Logger } from './log.js';
+import type { Store } from './store.js';
+
+export interface DeleteItem {
+  kind: 'volume' | 'snapshot';
+  id: number;
+  name: string;
+  /** the object's file; undefined when its pool is gone */
+  path: string | undefined;
+}
+
+export class Deleter {
+  private queue: DeleteItem[] = [];
+  private running = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly background: Background,
+    private readonly log: Logger,
+  ) {}
+
+  enqueue(item: DeleteItem): void {
+    this.queue.push(item);
+    if (!this.running) {
+      this.running = true;
+      void this.background.track(this.loop());
+    }
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      // Let the request handler write its reply first.
+      await new Promise((r) => setImmediate(r));
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, 512);
+        const results = await Promise.allSettled(batch.map((item) => this.unlink(item)));
+        this.store.tx(() => {
+          batch.forEach((item, i) => {
+            const result = results[i]!;
+            if (result.status === 'fulfilled') {
+              if (item.kind === 'volume') this.store.deleteVolume(item.id);
+              else this.store.deleteSnapshot(item.id);
+            } else {
+              const reason = `delete failed: ${(result.reason as Error).message}`;
+              this.log.error({ err: result.reason, kind: item.kind, name: item.name }, 'delete failed; the object is marked faulty');
+              if (item.kind === 'volume') this.store.setVolumeFault(item.id, reason);
+              else this.store.setSnapshotFault(item.id, reason);
+            }
+          });
+        });
+        for (const item of batch) this.log.debug({ kind: item.kind, name: item.name }, 'deleted');
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async unlink(item: DeleteItem): Promise<void> {
+    if (!item.path) return;
+    try {
+      await fsp.unlink(item.path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+}

@@ -1,0 +1,74 @@
+// Host mappings: which hosts may attach a volume, and how (rw/ro, exclusive).
+import { encodeRecord, RetCode, type Field } from '../src/protocol/vbs.js';
+import type { AttachService } from './attach.js';
+import type { Ctx } from './context.js';
+import { busy, notExist, VbsError } from './errors.js';
+import { volKey } from './locks.js';
+import type { VolumeRow } from './store.js';
+
+function mappableVolume(ctx: Ctx, name: string): VolumeRow {
+  const row = ctx.store.volume(name);
+  if (!row) throw notExist(`volume ${name}`);
+  const holder = ctx.locks.holder(volKey(name));
+  if (row.state === 'creating' || row.state === 'deleting' || holder) throw busy(`volume ${name}`, holder ?? row.state);
+  return row;
+}
+
+function checkHost(ctx: Ctx, hostId: string): void {
+  if (!ctx.store.hosts().some((h) => h.host_id === hostId)) {
+    throw new VbsError(RetCode.HOST_NOT_EXIST, `host_id: host ${hostId} is not known to this VBS`);
+  }
+}
+
+export function mapVolume(ctx: Ctx, name: string, hostId: string, mode: 'rw' | 'ro', exclusive: boolean): void {
+  const row = mappableVolume(ctx, name);
+  checkHost(ctx, hostId);
+  const mappings = ctx.store.mappings(row.id);
+  const same = mappings.find((m) => m.host_id === hostId);
+  if (same) {
+    if (same.access_mode === mode) return;
+    throw new VbsError(RetCode.MAP_CONFLICT, `access_mode: volume ${name} is mapped to ${hostId} as ${same.access_mode}`);
+  }
+  const others = mappings.filter((m) => m.host_id !== hostId);
+  if (exclusive && others.length > 0) {
+    throw new VbsError(RetCode.MAPPED_ELSEWHERE, `exclusive: volume ${name} is mapped to ${others.map((m) => m.host_id).join(', ')}`);
+  }
+  ctx.store.upsertMapping(row.id, hostId, mode);
+}
+
+export async function unmapVolume(ctx: Ctx, attach: AttachService, name: string, hostId: string, force: boolean): Promise<void> {
+  // Serialized with attach/detach of the same volume.
+  await attach.queue.run(name, async () => {
+    const row = ctx.store.volume(name);
+    if (!row) throw notExist(`volume ${name}`);
+    if (!ctx.store.mappings(row.id).some((m) => m.host_id === hostId)) return;
+    const att = ctx.store.attachment(row.id);
+    if (att && att.host_id === hostId) {
+      if (!force) {
+        throw new VbsError(RetCode.ATTACHED, `volume ${name} is attached on ${hostId}${att.device ? ` as ${att.device}` : ''}; detach it or unmap with force=1`);
+      }
+      const result = await attach.detachNow(name, true);
+      if (result.ret_code !== 0) throw new VbsError(RetCode.INTERNAL, result.ret_desc);
+    }
+    ctx.store.deleteMapping(row.id, hostId);
+  });
+}
+
+export function volumeHosts(ctx: Ctx, attach: AttachService, name: string): Field[] {
+  const row = ctx.store.volume(name);
+  if (!row) throw notExist(`volume ${name}`);
+  const mappings = ctx.store.mappings(row.id);
+  const fields: Field[] = [['host_num', String(mappings.length)]];
+  mappings.forEach((m, i) => {
+    const device = attach.deviceOf(row, m.host_id);
+    fields.push([`host${i}`, encodeRecord({ host_id: m.host_id, access_mode: m.access_mode, attached: device ? 1 : 0, dev_addr: device ?? '' })]);
+  });
+  return fields;
+}
+
+export function hostsList(ctx: Ctx): Field[] {
+  const hosts = ctx.store.hosts();
+  const fields: Field[] = [['host_num', String(hosts.length)]];
+  hosts.forEach((h, i) => fields.push([`host${i}`, encodeRecord({ host_id: h.host_id, local: h.local })]));
+  return fields;
+}

@@ -1,0 +1,223 @@
+// Start-up recovery: bring rows and files back into agreement after any crash (kill -9 included), before
+// the first request is served. The rules are listed in emulator/README.md, "Recovery".
+import { existsSync, mkdirSync, promises as fsp, readdirSync, renameSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Ctx } from './context.js';
+import { growSync, MiB, preallocate } from './files.js';
+import { detachLoop, type LoopDevice } from './loopdev.js';
+import type { Pool } from './pools.js';
+import type { VolumeRow } from './store.js';
+
+export interface ReconcileReport {
+  finished: number;
+  rolledBack: number;
+  deleted: number;
+  faulted: number;
+  orphansRemoved: number;
+  tmpRemoved: number;
+  jobsFailed: number;
+  attachmentsFixed: number;
+}
+
+function sizeOf(path: string): number | undefined {
+  try {
+    return statSync(path).size;
+  } catch {
+    return undefined;
+  }
+}
+
+async function unlinkQuiet(path: string): Promise<void> {
+  await fsp.rm(path, { force: true, recursive: true }).catch(() => undefined);
+}
+
+export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<ReconcileReport> {
+  const { store, log } = ctx;
+  const report: ReconcileReport = { finished: 0, rolledBack: 0, deleted: 0, faulted: 0, orphansRemoved: 0, tmpRemoved: 0, jobsFailed: 0, attachmentsFixed: 0 };
+  const usable = (name: string): Pool | undefined => {
+    const pool = ctx.pools.get(name);
+    return pool?.healthy ? pool : undefined;
+  };
+  store.recountUsage();
+
+  // 1. Image jobs cannot resume: fail them and remove what they wrote.
+  for (const job of store.runningJobs()) {
+    for (const p of JSON.parse(job.tmp_paths || '[]') as string[]) await unlinkQuiet(p);
+    store.finishJob({ job_id: job.job_id, status: 'failed', error: 'the emulator restarted while the job ran', bytes_done: job.bytes_done, bytes_total: job.bytes_total, ended_at: Math.floor(Date.now() / 1000) });
+    report.jobsFailed++;
+  }
+
+  // 2. Volumes.
+  for (const row of store.allVolumes()) {
+    const pool = usable(row.pool);
+    if (!pool) continue;
+    const path = pool.volumePath(row.name);
+    const size = sizeOf(path);
+    const vlog = log.child({ volume: row.name, state: row.state });
+    switch (row.state) {
+      case 'creating':
+        // The file is renamed into place only when complete, so a clone or thick create found there is done;
+        // an import is never finished (its checksum was not confirmed by a commit).
+        if (size !== undefined && row.op !== 'import') {
+          store.setVolumeState(row.id, 'available');
+          report.finished++;
+          vlog.warn('finished a create interrupted after its file was complete');
+        } else {
+          if (size !== undefined) await unlinkQuiet(path);
+          store.deleteVolume(row.id);
+          report.rolledBack++;
+          vlog.warn('rolled back an interrupted create');
+        }
+        break;
+      case 'extending': {
+        if (size === undefined) {
+          store.setVolumeFault(row.id, 'volume file missing');
+          report.faulted++;
+          break;
+        }
+        const target = (row.target_size_mb ?? row.size_mb) * MiB;
+        growSync(path, target);
+        if (!row.thin) await preallocate(path, row.size_mb * MiB, target - row.size_mb * MiB);
+        store.finishExtend(row.id);
+        report.finished++;
+        vlog.warn({ sizeMb: row.target_size_mb }, 'finished an interrupted extend');
+        break;
+      }
+      case 'deleting':
+        await unlinkQuiet(path);
+        store.deleteVolume(row.id);
+        report.deleted++;
+        vlog.info('finished an interrupted delete');
+        break;
+      case 'available':
+        if (size === undefined) {
+          store.setVolumeFault(row.id, 'volume file missing');
+          report.faulted++;
+          vlog.error('volume file missing; marked faulty');
+        } else if (size !== row.size_mb * MiB) {
+          store.setVolumeFault(row.id, `volume file is ${size} bytes, ${row.size_mb * MiB} expected`);
+          report.faulted++;
+          vlog.error({ size }, 'volume file has the wrong size; marked faulty');
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  // 3. Snapshots.
+  for (const row of store.allSnapshots()) {
+    const pool = usable(row.pool);
+    if (!pool) continue;
+    const path = pool.snapshotPath(row.name);
+    const exists = existsSync(path);
+    const slog = log.child({ snapshot: row.name, state: row.state });
+    if (row.state === 'creating') {
+      if (exists) {
+        store.setSnapshotState(row.id, 'available');
+        report.finished++;
+        slog.warn('finished a snapshot interrupted after its file was complete');
+      } else {
+        store.deleteSnapshot(row.id);
+        report.rolledBack++;
+        slog.warn('rolled back an interrupted snapshot');
+      }
+    } else if (row.state === 'deleting') {
+      await unlinkQuiet(path);
+      store.deleteSnapshot(row.id);
+      report.deleted++;
+    } else if (row.state === 'available' && !exists) {
+      store.setSnapshotFault(row.id, 'snapshot file missing');
+      report.faulted++;
+      slog.error('snapshot file missing; marked faulty');
+    }
+  }
+
+  // 4. Files without rows. With a brand-new database they are kept aside instead: losing the metadata must
+  //    not destroy the data.
+  const volumeNames = new Map<string, Set<string>>();
+  const snapshotNames = new Map<string, Set<string>>();
+  for (const v of store.allVolumes()) (volumeNames.get(v.pool) ?? volumeNames.set(v.pool, new Set()).get(v.pool)!).add(v.name);
+  for (const s of store.allSnapshots()) (snapshotNames.get(s.pool) ?? snapshotNames.set(s.pool, new Set()).get(s.pool)!).add(s.name);
+  for (const pool of ctx.pools.values()) {
+    if (!pool.healthy) continue;
+    for (const entry of readdirSync(pool.tmpDir)) {
+      await unlinkQuiet(join(pool.tmpDir, entry));
+      report.tmpRemoved++;
+    }
+    for (const [dir, known, kind] of [
+      [pool.volumesDir, volumeNames.get(pool.name) ?? new Set<string>(), 'volume'],
+      [pool.snapshotsDir, snapshotNames.get(pool.name) ?? new Set<string>(), 'snapshot'],
+    ] as const) {
+      for (const entry of readdirSync(dir)) {
+        if (known.has(entry)) continue;
+        const path = join(dir, entry);
+        if (store.fresh) {
+          const lost = join(pool.root, 'lost+found');
+          mkdirSync(lost, { recursive: true, mode: 0o700 });
+          const target = join(lost, `${kind}-${entry}`);
+          renameSync(path, existsSync(target) ? `${target}.${Date.now()}` : target);
+          log.error({ pool: pool.name, file: path }, 'file without metadata in a new database: moved to lost+found');
+        } else {
+          await unlinkQuiet(path);
+          log.warn({ pool: pool.name, file: path }, 'removed a file without metadata');
+        }
+        report.orphansRemoved++;
+      }
+    }
+  }
+
+  // 5. Attachments against the loop devices that really exist.
+  const byFile = new Map<string, LoopDevice[]>();
+  for (const d of loops) (byFile.get(d.backFile) ?? byFile.set(d.backFile, []).get(d.backFile)!).push(d);
+  const claimed = new Set<string>();
+  for (const att of store.allAttachments()) {
+    const vol = store.volumeById(att.vol_id);
+    const pool = vol ? usable(vol.pool) : undefined;
+    if (!vol || !pool) {
+      if (!vol) store.deleteAttachment(att.vol_id);
+      continue;
+    }
+    const path = pool.volumePath(vol.name);
+    const devices = byFile.get(path) ?? [];
+    const current = devices.find((d) => d.device === att.device) ?? devices[0];
+    if (att.state === 'detaching' || !current) {
+      if (current) await detachLoop(current.device).catch((err: unknown) => log.warn({ err, device: current.device }, 'cannot finish a detach'));
+      store.deleteAttachment(att.vol_id);
+      report.attachmentsFixed++;
+      log.warn({ volume: vol.name, device: att.device, state: att.state }, current ? 'finished an interrupted detach' : 'attached device is gone; dropped the record');
+      continue;
+    }
+    claimed.add(current.device);
+    if (att.state !== 'attached' || current.device !== att.device) {
+      store.upsertAttachment({ ...att, state: 'attached', device: current.device, dev_major: current.major, dev_minor: current.minor });
+      report.attachmentsFixed++;
+      log.warn({ volume: vol.name, device: current.device }, 'finished an interrupted attach');
+    }
+    ctx.qos.apply(current.major, current.minor, { maxIops: vol.max_iops, maxMbps: vol.max_mbps });
+  }
+  // Loop devices over our volume files that no row knows (a crash between losetup and the commit).
+  for (const pool of ctx.pools.values()) {
+    if (!pool.healthy) continue;
+    const prefix = pool.volumesDir + '/';
+    for (const d of loops) {
+      if (claimed.has(d.device) || !d.backFile.startsWith(prefix)) continue;
+      const name = d.backFile.slice(prefix.length);
+      const vol: VolumeRow | undefined = store.volume(name);
+      if (!vol || vol.state !== 'available' || store.attachment(vol.id)) {
+        log.warn({ device: d.device, file: d.backFile }, 'loop device over a file that is not an attachable volume; left alone');
+        continue;
+      }
+      store.upsertAttachment({
+        vol_id: vol.id, host_id: ctx.hostId, state: 'attached', device: d.device, dev_major: d.major, dev_minor: d.minor,
+        read_only: d.readOnly ? 1 : 0, attached_at: Math.floor(Date.now() / 1000),
+      });
+      ctx.qos.apply(d.major, d.minor, { maxIops: vol.max_iops, maxMbps: vol.max_mbps });
+      claimed.add(d.device);
+      report.attachmentsFixed++;
+      log.warn({ volume: name, device: d.device }, 'adopted an attached loop device without a record');
+    }
+  }
+  store.recountUsage();
+  return report;
+}

@@ -1,0 +1,67 @@
+// Snapshots: a reflink copy of the volume file (a sparse full copy on a directory pool), taken after the
+// volume's block device is flushed, so the snapshot is crash-consistent.
+import { promises as fsp, renameSync } from 'node:fs';
+import { RetCode, type Field } from '../src/protocol/vbs.js';
+import { nowSeconds, usablePool, type Ctx } from './context.js';
+import { busy, fromIoError, notExist, VbsError } from './errors.js';
+import { allocatedBytes, fsyncPath, reflink, sparseCopy } from './files.js';
+import { snapKey, volKey } from './locks.js';
+import { flushDevice } from './loopdev.js';
+import { field, snapshotRecord } from './records.js';
+import type { SnapshotRow } from './store.js';
+import { checkCapacity, orUndo, takeLocks } from './volumes.js';
+
+export function snapshotField(ctx: Ctx, row: SnapshotRow): Field {
+  return field('snapshot0', snapshotRecord(ctx, row));
+}
+
+export async function createSnapshot(ctx: Ctx, name: string, volName: string): Promise<SnapshotRow> {
+  const existing = ctx.store.snapshot(name);
+  const holder = ctx.locks.holder(snapKey(name));
+  if (existing) {
+    if (holder || existing.state === 'creating' || existing.state === 'deleting') throw busy(`snapshot ${name}`, holder ?? existing.state);
+    throw new VbsError(RetCode.ALREADY_EXISTS, `snap_name: snapshot ${name} already exists`, [snapshotField(ctx, existing)]);
+  }
+  if (holder) throw busy(`snapshot ${name}`, holder);
+  const vol = ctx.store.volume(volName);
+  if (!vol) throw notExist(`volume ${volName}`);
+  if (vol.state === 'creating' || vol.state === 'extending' || vol.state === 'deleting') throw busy(`volume ${volName}`, vol.state);
+  if (vol.state === 'fault') throw new VbsError(RetCode.INTERNAL, `volume ${volName} is faulty: ${vol.fault_reason}`);
+  const pool = usablePool(ctx, vol.pool);
+  const src = pool.volumePath(vol.name);
+  // A directory pool copies the data: it needs the space now.
+  if (!pool.linkedClone) checkCapacity(ctx, pool, 0, allocatedBytes(src));
+  const release = takeLocks(ctx, [snapKey(name), volKey(volName)], 'snapshot');
+  const id = orUndo(() => ctx.store.insertSnapshot({
+    name, vol_id: vol.id, vol_name: vol.name, pool: pool.name, size_mb: vol.size_mb, state: 'creating', create_time: nowSeconds(),
+  }), release);
+  const tmp = pool.tmpPath(`snap-${id}`);
+  try {
+    const att = ctx.store.attachment(vol.id);
+    if (att?.state === 'attached') flushDevice(att.device);
+    if (pool.linkedClone) await reflink(src, tmp);
+    else await sparseCopy(src, tmp);
+    fsyncPath(tmp);
+    renameSync(tmp, pool.snapshotPath(name));
+    fsyncPath(pool.snapshotsDir);
+    ctx.store.setSnapshotState(id, 'available');
+    return ctx.store.snapshot(name)!;
+  } catch (err) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    ctx.store.deleteSnapshot(id);
+    throw fromIoError(err, `snapshot ${volName} as ${name}`);
+  } finally {
+    release();
+  }
+}
+
+export function deleteSnapshot(ctx: Ctx, name: string): void {
+  const row = ctx.store.snapshot(name);
+  if (!row) throw notExist(`snapshot ${name}`);
+  if (row.state === 'deleting') return;
+  const holder = ctx.locks.holder(snapKey(name));
+  if (holder || row.state === 'creating') throw busy(`snapshot ${name}`, holder ?? row.state);
+  ctx.store.setSnapshotState(row.id, 'deleting');
+  const pool = ctx.pools.get(row.pool);
+  ctx.deleter.enqueue({ kind: 'snapshot', id: row.id, name, path: pool ? pool.snapshotPath(name) : undefined });
+}

@@ -1,0 +1,367 @@
+// Volumes: create (thin or thick), clone (from a snapshot or a volume, linked or full), extend, modify,
+// delete. Each keeps the order of file work and commits that reconcile.ts relies on (emulator/README.md).
+import { promises as fsp, renameSync, unlinkSync } from 'node:fs';
+import { RetCode, type Field } from '../src/protocol/vbs.js';
+import { nowSeconds, poolOf, usablePool, type Ctx } from './context.js';
+import { busy, fromIoError, invalid, notExist, VbsError } from './errors.js';
+import { createSparseSync, fsyncPath, growSync, MiB, preallocate, reflink, sparseCopy, allocatedBytes } from './files.js';
+import { volKey, snapKey } from './locks.js';
+import { flushDevice, refreshCapacity, setDirectIo } from './loopdev.js';
+import type { Params } from './params.js';
+import type { Pool } from './pools.js';
+import { field, volumeRecord } from './records.js';
+import type { NewVolume, VolumeRow } from './store.js';
+
+export type CachePolicy = VolumeRow['cache_policy'];
+export const CACHE_POLICIES: readonly CachePolicy[] = ['none', 'read', 'readwrite'];
+
+export interface QosSpec {
+  maxIops: number;
+  maxMbps: number;
+  ioPriority: number;
+  ioClassId: string;
+  cachePolicy: CachePolicy;
+}
+
+export interface CreateSpec extends QosSpec {
+  name: string;
+  pool: Pool;
+  sizeMb: number | undefined;
+  thin: boolean;
+}
+
+const UNSUPPORTED_KEYS = ['encrypt_algorithm', 'compress_algorithm', 'deduplication'] as const;
+
+/** The original keys naming features this VBS does not offer are refused unless neutral (empty or 0). */
+function refuseUnsupported(p: Params): void {
+  for (const key of UNSUPPORTED_KEYS) {
+    const v = p.opt(key);
+    if (v !== undefined && v !== '0') throw invalid(key, 'is not offered by this VBS (only empty or 0 is accepted)');
+  }
+  const replicas = p.opt('repicate_num');
+  if (replicas !== undefined && (!/^\d{1,6}$/.test(replicas) || Number(replicas) > 1)) {
+    throw invalid('repicate_num', 'replication is not offered by this VBS (only 0 or 1 is accepted)');
+  }
+}
+
+export function parseQos(p: Params): QosSpec {
+  const ioClassId = p.opt('IOClASSID') ?? '';
+  if (!/^[\x20-\x7e]{0,64}$/.test(ioClassId)) throw invalid('IOClASSID', 'must be at most 64 printable characters');
+  return {
+    maxIops: p.int('max_iops', 0, 10_000_000, 0),
+    maxMbps: p.int('max_mbps', 0, 1_000_000, 0, 'MB/s'),
+    ioPriority: p.int('IOPRIORITY', 1, 3, 2),
+    ioClassId,
+    cachePolicy: p.oneOf('cache_policy', CACHE_POLICIES, 'none'),
+  };
+}
+
+export function parseCreateSpec(ctx: Ctx, p: Params, sizeRequired: boolean, poolFromSource?: string): CreateSpec {
+  const name = p.name('vol_name');
+  const sizeMb = sizeRequired ? p.sizeMb() : p.optSizeMb();
+  const requestedPool = p.optName('pool_id');
+  if (poolFromSource !== undefined && requestedPool !== undefined && requestedPool !== poolFromSource) {
+    poolOf(ctx, requestedPool);
+    throw invalid('pool_id', `must be the source's pool ${poolFromSource}`);
+  }
+  const pool = poolOf(ctx, requestedPool ?? poolFromSource ?? ctx.defaultPool);
+  const thin = p.flag('thin_flag', true);
+  refuseUnsupported(p);
+  return { name, pool, sizeMb, thin, ...parseQos(p) };
+}
+
+export function volumeField(ctx: Ctx, row: VolumeRow, allocBytes?: number): Field {
+  return field('volume0', volumeRecord(ctx, row, allocBytes));
+}
+
+/** Refuses a name in use: BUSY while its volume is being made, changed or deleted, else ALREADY_EXISTS. */
+export function checkVolumeNameFree(ctx: Ctx, name: string): void {
+  const holder = ctx.locks.holder(volKey(name));
+  const row = ctx.store.volume(name);
+  if (!row) {
+    if (holder) throw busy(`volume ${name}`, holder);
+    return;
+  }
+  if (row.state === 'creating' || row.state === 'extending' || row.state === 'deleting' || holder) {
+    throw busy(`volume ${name}`, holder ?? row.state);
+  }
+  throw new VbsError(RetCode.ALREADY_EXISTS, `vol_name: volume ${name} already exists`, [volumeField(ctx, row)]);
+}
+
+/**
+ * Thin provisioning: the pool accepts volumes while provisioned ≤ total × max over-subscription.
+ * `needBytes` is real space the operation allocates now (thick volumes, full copies).
+ */
+export function checkCapacity(ctx: Ctx, pool: Pool, addMb: number, needBytes: number): void {
+  const totalMb = Math.floor(pool.totalBytes() / MiB);
+  const ratio = ctx.config.maxOversubscription;
+  const thinLeft = Math.max(0, Math.floor(totalMb * ratio) - ctx.store.provisionedMb(pool.name));
+  if (addMb > thinLeft) {
+    throw new VbsError(RetCode.NO_SPACE, `vol_size: pool ${pool.name} can provision ${thinLeft} MiB more (over-subscription ${ratio}), ${addMb} MiB asked`);
+  }
+  if (needBytes > 0) {
+    const free = pool.space().freeBytes - (ctx.thickReserved.get(pool.name) ?? 0);
+    if (needBytes > free) {
+      throw new VbsError(RetCode.NO_SPACE, `vol_size: pool ${pool.name} has ${Math.floor(Math.max(0, free) / MiB)} MiB free, ${Math.ceil(needBytes / MiB)} MiB needed`);
+    }
+  }
+}
+
+function reserve(ctx: Ctx, pool: string, bytes: number): () => void {
+  if (bytes <= 0) return () => undefined;
+  ctx.thickReserved.set(pool, (ctx.thickReserved.get(pool) ?? 0) + bytes);
+  return () => ctx.thickReserved.set(pool, (ctx.thickReserved.get(pool) ?? 0) - bytes);
+}
+
+function newVolume(spec: CreateSpec, sizeMb: number, state: NewVolume['state'], extra: Partial<NewVolume>): NewVolume {
+  return {
+    name: spec.name,
+    pool: spec.pool.name,
+    size_mb: sizeMb,
+    thin: spec.thin ? 1 : 0,
+    state,
+    op: 'create',
+    src_type: 'none',
+    src_name: '',
+    src_id: null,
+    clone_type: '',
+    max_iops: spec.maxIops,
+    max_mbps: spec.maxMbps,
+    io_priority: spec.ioPriority,
+    io_class_id: spec.ioClassId,
+    cache_policy: spec.cachePolicy,
+    create_time: nowSeconds(),
+    job_id: null,
+    ...extra,
+  };
+}
+
+/** Runs `fn`; when it throws, undoes what was taken before it (locks, reservations) and rethrows. */
+export function orUndo<T>(fn: () => T, ...undo: Array<() => void>): T {
+  try {
+    return fn();
+  } catch (err) {
+    for (const u of undo) u();
+    throw err;
+  }
+}
+
+export function takeLocks(ctx: Ctx, keys: string[], op: string): () => void {
+  const holder = ctx.locks.tryTake(keys, op);
+  if (holder !== undefined) throw busy(keys.map((k) => k.replace(':', ' ')).join(' / '), holder);
+  return () => ctx.locks.release(keys);
+}
+
+export async function createVolume(ctx: Ctx, spec: CreateSpec): Promise<VolumeRow> {
+  const sizeMb = spec.sizeMb!;
+  checkVolumeNameFree(ctx, spec.name);
+  const pool = usablePool(ctx, spec.pool.name);
+  checkCapacity(ctx, pool, sizeMb, spec.thin ? 0 : sizeMb * MiB);
+  const path = pool.volumePath(spec.name);
+  if (spec.thin) {
+    // The hot path: the row and the sparse file in one transaction, no fsync. The commit happens only after
+    // the file exists, so a crash leaves at worst a file without a row, which reconcile removes.
+    let madeFile = false;
+    try {
+      const id = ctx.store.tx(() => {
+        const newId = ctx.store.insertVolume(newVolume(spec, sizeMb, 'available', {}));
+        createSparseSync(path, sizeMb * MiB);
+        madeFile = true;
+        return newId;
+      });
+      return ctx.store.volumeById(id)!;
+    } catch (err) {
+      if (madeFile) try { unlinkSync(path); } catch { /* reconcile removes it */ }
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new VbsError(RetCode.INTERNAL, `volume file of ${spec.name} exists without metadata; restart the emulator to reconcile`);
+      }
+      throw fromIoError(err, `create volume ${spec.name}`);
+    }
+  }
+  // Thick: preallocation takes a while, so the name is reserved by a 'creating' row first and the file is
+  // built under .tmp/ and renamed into place when complete.
+  const release = takeLocks(ctx, [volKey(spec.name)], 'create');
+  const unreserve = reserve(ctx, pool.name, sizeMb * MiB);
+  const id = orUndo(() => ctx.store.insertVolume(newVolume(spec, sizeMb, 'creating', {})), unreserve, release);
+  const tmp = pool.tmpPath(`vol-${id}`);
+  try {
+    createSparseSync(tmp, sizeMb * MiB);
+    await preallocate(tmp, 0, sizeMb * MiB);
+    renameSync(tmp, path);
+    ctx.store.setVolumeState(id, 'available');
+    return ctx.store.volumeById(id)!;
+  } catch (err) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    ctx.store.deleteVolume(id);
+    throw fromIoError(err, `create volume ${spec.name}`);
+  } finally {
+    unreserve();
+    release();
+  }
+}
+
+export type CloneSource = { type: 'snapshot'; name: string } | { type: 'volume'; name: string };
+
+/**
+ * A volume made from a snapshot or another volume: a reflink (linked clone) or an independent sparse copy
+ * (full). Returns when the clone is complete; meanwhile the target answers BUSY.
+ */
+export async function cloneVolume(
+  ctx: Ctx,
+  p: Params,
+  source: CloneSource,
+  cloneType: 'linked' | 'full',
+  smallerCode: number,
+): Promise<VolumeRow> {
+  let srcPath: string;
+  let srcSizeMb: number;
+  let srcId: number;
+  let srcPool: string;
+  let attachedDevice: string | undefined;
+  const srcKey = source.type === 'snapshot' ? snapKey(source.name) : volKey(source.name);
+  if (source.type === 'snapshot') {
+    const snap = ctx.store.snapshot(source.name);
+    if (!snap) throw notExist(`snapshot ${source.name}`);
+    if (snap.state === 'creating' || snap.state === 'deleting') throw busy(`snapshot ${source.name}`, snap.state);
+    if (snap.state === 'fault') throw new VbsError(RetCode.INTERNAL, `snapshot ${source.name} is faulty: ${snap.fault_reason}`);
+    srcPool = snap.pool;
+    srcSizeMb = snap.size_mb;
+    srcId = snap.id;
+    srcPath = poolOf(ctx, snap.pool).snapshotPath(snap.name);
+  } else {
+    const vol = ctx.store.volume(source.name);
+    if (!vol) throw notExist(`volume ${source.name}`);
+    if (vol.state === 'creating' || vol.state === 'extending' || vol.state === 'deleting') throw busy(`volume ${source.name}`, vol.state);
+    if (vol.state === 'fault') throw new VbsError(RetCode.INTERNAL, `volume ${source.name} is faulty: ${vol.fault_reason}`);
+    srcPool = vol.pool;
+    srcSizeMb = vol.size_mb;
+    srcId = vol.id;
+    srcPath = poolOf(ctx, vol.pool).volumePath(vol.name);
+    const att = ctx.store.attachment(vol.id);
+    if (att?.state === 'attached') attachedDevice = att.device;
+  }
+  const spec = parseCreateSpec(ctx, p, false, srcPool);
+  const sizeMb = spec.sizeMb ?? srcSizeMb;
+  if (sizeMb < srcSizeMb) throw new VbsError(smallerCode, `vol_size: ${sizeMb} MiB is smaller than the source's ${srcSizeMb} MiB`);
+  const pool = usablePool(ctx, srcPool);
+  if (cloneType === 'linked' && !pool.linkedClone) {
+    throw new VbsError(RetCode.NOT_SUPPORTED, `clone_type: pool ${pool.name} (${pool.kind}) cannot make linked clones; use clone_type=full`);
+  }
+  checkVolumeNameFree(ctx, spec.name);
+  const copyBytes = cloneType === 'full' ? allocatedBytes(srcPath) : 0;
+  const needBytes = spec.thin ? copyBytes : Math.max(copyBytes, sizeMb * MiB);
+  checkCapacity(ctx, pool, sizeMb, needBytes);
+
+  const release = takeLocks(ctx, [volKey(spec.name), srcKey], cloneType === 'linked' ? 'linked clone' : 'full copy');
+  const unreserve = reserve(ctx, pool.name, needBytes);
+  const id = orUndo(() => ctx.store.insertVolume(newVolume(spec, sizeMb, 'creating', {
+    op: 'clone', src_type: source.type, src_name: source.name, src_id: srcId, clone_type: cloneType,
+  })), unreserve, release);
+  const tmp = pool.tmpPath(`vol-${id}`);
+  const path = pool.volumePath(spec.name);
+  try {
+    // A volume in use is flushed first, so the clone holds everything written before the request.
+    if (attachedDevice) flushDevice(attachedDevice);
+    if (cloneType === 'linked') await reflink(srcPath, tmp);
+    else await sparseCopy(srcPath, tmp);
+    if (sizeMb > srcSizeMb) growSync(tmp, sizeMb * MiB);
+    if (!spec.thin) await preallocate(tmp, 0, sizeMb * MiB);
+    // The clone carries data: make it durable before it becomes visible (not on the create hot path).
+    fsyncPath(tmp);
+    renameSync(tmp, path);
+    fsyncPath(pool.volumesDir);
+    ctx.store.setVolumeState(id, 'available');
+    return ctx.store.volumeById(id)!;
+  } catch (err) {
+    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    ctx.store.deleteVolume(id);
+    throw fromIoError(err, `clone ${source.type} ${source.name} to ${spec.name}`);
+  } finally {
+    unreserve();
+    release();
+  }
+}
+
+/** Accepts a delete: commits 'deleting', then the file and the row go in the background. */
+export function deleteVolume(ctx: Ctx, name: string): void {
+  const row = ctx.store.volume(name);
+  if (!row) throw notExist(`volume ${name}`);
+  if (row.state === 'deleting') return;
+  const holder = ctx.locks.holder(volKey(name));
+  if (holder || row.state === 'creating' || row.state === 'extending') throw busy(`volume ${name}`, holder ?? row.state);
+  const att = ctx.store.attachment(row.id);
+  if (att) {
+    throw new VbsError(RetCode.ATTACHED, `vol_name: volume ${name} is attached on host ${att.host_id}${att.device ? ` as ${att.device}` : ''}; detach it first`);
+  }
+  ctx.store.tx(() => {
+    ctx.store.setVolumeState(row.id, 'deleting');
+    ctx.store.deleteMappingsOf(row.id);
+  });
+  const pool = ctx.pools.get(row.pool);
+  ctx.deleter.enqueue({ kind: 'volume', id: row.id, name, path: pool ? pool.volumePath(name) : undefined });
+}
+
+export async function extendVolume(ctx: Ctx, name: string, newMb: number): Promise<VolumeRow> {
+  const row = ctx.store.volume(name);
+  if (!row) throw notExist(`volume ${name}`);
+  const holder = ctx.locks.holder(volKey(name));
+  if (holder || row.state === 'creating' || row.state === 'extending' || row.state === 'deleting') {
+    throw busy(`volume ${name}`, holder ?? row.state);
+  }
+  if (row.state === 'fault') throw new VbsError(RetCode.INTERNAL, `volume ${name} is faulty: ${row.fault_reason}`);
+  if (newMb < row.size_mb) throw new VbsError(RetCode.CANNOT_SHRINK, `vol_size: ${newMb} MiB is smaller than the current ${row.size_mb} MiB`);
+  if (newMb === row.size_mb) return row;
+  const pool = usablePool(ctx, row.pool);
+  const deltaMb = newMb - row.size_mb;
+  checkCapacity(ctx, pool, deltaMb, row.thin ? 0 : deltaMb * MiB);
+  const release = takeLocks(ctx, [volKey(name)], 'extend');
+  const unreserve = reserve(ctx, pool.name, row.thin ? 0 : deltaMb * MiB);
+  const path = pool.volumePath(name);
+  // The target size is committed before the file grows: a crash in between is finished by reconcile.
+  orUndo(() => ctx.store.beginExtend(row.id, newMb), unreserve, release);
+  try {
+    growSync(path, newMb * MiB);
+    if (!row.thin) await preallocate(path, row.size_mb * MiB, deltaMb * MiB);
+    const att = ctx.store.attachment(row.id);
+    if (att?.state === 'attached') await refreshCapacity(att.device);
+    ctx.store.finishExtend(row.id);
+    return ctx.store.volumeById(row.id)!;
+  } catch (err) {
+    ctx.store.abortExtend(row.id);
+    throw fromIoError(err, `extend volume ${name}`);
+  } finally {
+    unreserve();
+    release();
+  }
+}
+
+export interface QosChange {
+  maxIops?: number;
+  maxMbps?: number;
+  ioPriority?: number;
+  cachePolicy?: CachePolicy;
+}
+
+export async function modifyVolume(ctx: Ctx, name: string, change: QosChange): Promise<VolumeRow> {
+  const row = ctx.store.volume(name);
+  if (!row) throw notExist(`volume ${name}`);
+  const holder = ctx.locks.holder(volKey(name));
+  if (holder || row.state === 'creating' || row.state === 'deleting') throw busy(`volume ${name}`, holder ?? row.state);
+  const next = {
+    max_iops: change.maxIops ?? row.max_iops,
+    max_mbps: change.maxMbps ?? row.max_mbps,
+    io_priority: change.ioPriority ?? row.io_priority,
+    cache_policy: change.cachePolicy ?? row.cache_policy,
+  };
+  ctx.store.setQos(row.id, next);
+  const att = ctx.store.attachment(row.id);
+  if (att?.state === 'attached') {
+    ctx.qos.apply(att.dev_major, att.dev_minor, { maxIops: next.max_iops, maxMbps: next.max_mbps });
+    if (next.cache_policy !== row.cache_policy && (next.cache_policy === 'none') !== (row.cache_policy === 'none')) {
+      await setDirectIo(att.device, next.cache_policy === 'none').catch((err: unknown) => {
+        ctx.log.warn({ err, device: att.device }, 'cannot change direct I/O of the device');
+      });
+    }
+  }
+  return ctx.store.volumeById(row.id)!;
+}

@@ -1,0 +1,266 @@
+// Test-only helpers for the emulator tests: spawn the built daemon in a mkdtemp data dir, talk the raw
+// protocol over its sockets, run the real sds_cli, and check that nothing (loop device, mount) is left
+// behind under the test's own temp dir. Not a client library: the driver's client lives in src/sds.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { encodeRequest, parseRecord, parseReply, type Fields, type FieldInput } from '../../src/protocol/vbs.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const EMULATOR_MAIN = join(root, 'dist', 'emulator', 'main.js');
+export const SDS_CLI = join(root, 'emulator', 'bin', 'sds_cli');
+export const MiB = 1024 * 1024;
+
+export interface EmulatorInfo {
+  pid: number;
+  tcpPort: number;
+  controlSocket: string;
+  kvSocket: string;
+  hostId: string;
+}
+
+export interface Daemon {
+  /** the test's temp dir (the data dir is `<dir>/data` unless given) */
+  dir: string;
+  dataDir: string;
+  info: EmulatorInfo;
+  proc: ChildProcess;
+  stderr(): string;
+  /** SIGTERM and wait for the exit code */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait */
+  kill9(): Promise<void>;
+}
+
+export function makeTempDir(prefix = 'emu-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startDaemon(options: { dir?: string; dataDir?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Daemon> {
+  const dir = options.dir ?? makeTempDir();
+  const dataDir = options.dataDir ?? join(dir, 'data');
+  const infoPath = join(dataDir, 'emulator.json');
+  rmSync(infoPath, { force: true });
+  const proc = spawn(process.execPath, [EMULATOR_MAIN, '--data-dir', dataDir, '--listen-port', '0', '--log-level', 'debug', ...(options.args ?? [])], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...options.env },
+  });
+  let log = '';
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    log += d;
+    if (log.length > 4_000_000) log = log.slice(-2_000_000);
+  });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const deadline = Date.now() + 30_000;
+  let info: EmulatorInfo | undefined;
+  let exitCode: number | null | undefined;
+  void exited.then((c) => { exitCode = c; });
+  const fail = (message: string): never => {
+    // A dir this helper made is its to clean up.
+    if (options.dir === undefined) forceCleanup(dir);
+    throw new Error(`${message}:\n${log.slice(-3000)}`);
+  };
+  while (!info) {
+    if (exitCode !== undefined) fail(`emulator exited (${exitCode}) before ready`);
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      await exited;
+      fail('emulator not ready in 30 s');
+    }
+    if (existsSync(infoPath)) {
+      const parsed = JSON.parse(readFileSync(infoPath, 'utf8')) as EmulatorInfo;
+      if (parsed.pid === proc.pid) info = parsed;
+    }
+    if (!info) await sleep(10);
+  }
+  return {
+    dir,
+    dataDir,
+    info,
+    proc,
+    stderr: () => log,
+    async stop() {
+      if (exitCode !== undefined) return exitCode;
+      proc.kill('SIGTERM');
+      return exited;
+    },
+    async kill9() {
+      if (exitCode !== undefined) return;
+      proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export type Target = string | { port: number };
+
+function connect(target: Target): net.Socket {
+  return typeof target === 'string' ? net.connect(target) : net.connect(target.port, '127.0.0.1');
+}
+
+export interface Exchange {
+  data: Buffer;
+  /** the server ended the connection (we saw EOF) */
+  closedByServer: boolean;
+}
+
+/**
+ * Sends raw bytes (one write per chunk, `gapMs` apart), optionally half-closes, and reads until the server
+ * closes or `timeoutMs` passes.
+ */
+export function exchange(target: Target, chunks: Buffer | Buffer[], options: { halfClose?: boolean; gapMs?: number; timeoutMs?: number } = {}): Promise<Exchange> {
+  const list = Array.isArray(chunks) ? chunks : [chunks];
+  return new Promise((resolvePromise, reject) => {
+    const socket = connect(target);
+    const received: Buffer[] = [];
+    let settled = false;
+    const finish = (closedByServer: boolean): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolvePromise({ data: Buffer.concat(received), closedByServer });
+    };
+    const timer = setTimeout(() => finish(false), options.timeoutMs ?? 20_000);
+    socket.on('connect', async () => {
+      for (let i = 0; i < list.length; i++) {
+        if (i > 0 && options.gapMs) await sleep(options.gapMs);
+        if (!socket.destroyed) socket.write(list[i]!);
+      }
+      if (options.halfClose) socket.end();
+    });
+    socket.on('data', (d: Buffer) => received.push(d));
+    socket.on('end', () => finish(true));
+    socket.on('close', () => finish(true));
+    socket.on('error', (err) => {
+      if (received.length > 0) finish(true);
+      else if (!settled) {
+        settled = true;
+        clearTimeout(timer);
+        reject(err);
+      }
+    });
+  });
+}
+
+export interface Answer {
+  retcode: number;
+  fields: Fields;
+  text: string;
+  get(key: string): string | undefined;
+  record(key: string): Record<string, string>;
+}
+
+/** One request with the empty-line terminator; the reply parsed. */
+export async function call(target: Target, type: string, fields: Record<string, FieldInput> = {}): Promise<Answer> {
+  const { data } = await exchange(target, encodeRequest(type, fields), { timeoutMs: 120_000 });
+  const reply = parseReply(data);
+  return {
+    retcode: reply.retcode,
+    fields: reply.fields,
+    text: data.toString('utf8'),
+    get: (key) => reply.fields.get(key),
+    record: (key) => {
+      const v = reply.fields.get(key);
+      if (v === undefined) throw new Error(`no ${key} in reply:\n${data.toString('utf8')}`);
+      return parseRecord(v);
+    },
+  };
+}
+
+/** Polls an image job until it is no longer running. */
+export async function waitJob(target: Target, jobId: string, timeoutMs = 60_000): Promise<Record<string, string>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const a = await call(target, 'QUERY_IMAGE_JOB_REQ', { job_id: jobId });
+    if (a.retcode !== 0) throw new Error(`job query failed: ${a.text}`);
+    const job = a.record('job0');
+    if (job.status !== 'running') return job;
+    if (Date.now() > deadline) throw new Error(`job ${jobId} still running`);
+    await sleep(20);
+  }
+}
+
+/** Polls until a query answers NOT_EXIST (an asynchronous delete finished). */
+export async function waitGone(target: Target, type: 'QUERY_VOLUME_REQ' | 'QUERY_SNAPSHOT_REQ', fields: Record<string, string>): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while ((await call(target, type, fields)).retcode !== -900079) {
+    if (Date.now() > deadline) throw new Error(`${JSON.stringify(fields)} not gone`);
+    await sleep(5);
+  }
+}
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  values: Map<string, string>;
+}
+
+export function sdsCli(kvSocket: string | undefined, args: string[]): CliResult {
+  const env = { ...process.env };
+  if (kvSocket === undefined) delete env.SDS_KV_SOCKET;
+  else env.SDS_KV_SOCKET = kvSocket;
+  const r = spawnSync(SDS_CLI, args, { env, encoding: 'utf8', timeout: 60_000 });
+  const values = new Map<string, string>();
+  for (const line of r.stdout.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) values.set(line.slice(0, eq), line.slice(eq + 1).replace(/^"(.*)"$/, '$1'));
+  }
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr, values };
+}
+
+/** Loop devices and mounts whose paths lie under `dir` (only ours: other tests run on this machine). */
+export function leftovers(dir: string): { loops: string[]; mounts: string[] } {
+  const out = spawnSync('losetup', ['-J', '-l', '-O', 'NAME,BACK-FILE'], { encoding: 'utf8' }).stdout.trim();
+  const devices = out ? (JSON.parse(out) as { loopdevices: { name: string; 'back-file': string }[] }).loopdevices : [];
+  const loops = devices.filter((d) => d['back-file']?.startsWith(dir + '/')).map((d) => `${d.name} ${d['back-file']}`);
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
+    .map((p) => p.replace(/\\040/g, ' ')).filter((p) => p.startsWith(dir + '/'));
+  return { loops, mounts };
+}
+
+/** Last-resort cleanup after a failed test: unmount and detach what is left under `dir`, then remove it. */
+export function forceCleanup(dir: string): void {
+  const { mounts } = leftovers(dir);
+  for (const m of mounts.reverse()) spawnSync('umount', ['-l', '--', m]);
+  const out = spawnSync('losetup', ['-J', '-l', '-O', 'NAME,BACK-FILE'], { encoding: 'utf8' }).stdout.trim();
+  const devices = out ? (JSON.parse(out) as { loopdevices: { name: string; 'back-file': string }[] }).loopdevices : [];
+  for (const d of devices) if (d['back-file']?.startsWith(dir + '/')) spawnSync('losetup', ['-d', d.name]);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Stops a daemon, asserts-by-return that nothing is left under its dir, and removes the dir. */
+export async function stopAndCheck(daemon: Daemon): Promise<{ code: number | null; loops: string[]; mounts: string[] }> {
+  const code = await daemon.stop();
+  const left = leftovers(daemon.dir);
+  forceCleanup(daemon.dir);
+  return { code, ...left };
+}
+
+export function volumePath(daemon: Daemon, name: string, pool = 'pool0'): string {
+  return join(daemon.dataDir, 'pools', pool, 'volumes', name);
+}
+
+export function snapshotPath(daemon: Daemon, name: string, pool = 'pool0'): string {
+  return join(daemon.dataDir, 'pools', pool, 'snapshots', name);
+}
+
+/** Extent flags of a file from `xfs_io -c 'fiemap -v'`: true when any data extent is shared (0x2000). */
+export function extents(path: string): { data: number; shared: number } {
+  const out = spawnSync('xfs_io', ['-r', '-c', 'fiemap -v', path], { encoding: 'utf8' }).stdout;
+  let data = 0;
+  let shared = 0;
+  for (const line of out.split('\n')) {
+    const m = /^\s*\d+:\s+\[\d+\.\.\d+\]:\s+(\S+)\s+\d+\s+(0x[0-9a-f]+)/.exec(line);
+    if (!m || m[1] === 'hole') continue;
+    data++;
+    if (Number.parseInt(m[2]!, 16) & 0x2000) shared++;
+  }
+  return { data, shared };
+}
