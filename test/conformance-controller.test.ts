@@ -34,12 +34,6 @@ async function createVolume(name = unique(), extra: Record<string, unknown> = {}
   return res.volume!;
 }
 
-/** Freezes the emulator so that the next back-end call hangs and the driver holds its lock. */
-function freezeEmulator(): () => void {
-  process.kill(stack.emulatorPid(), 'SIGSTOP');
-  return () => process.kill(stack.emulatorPid(), 'SIGCONT');
-}
-
 beforeAll(async () => {
   stack = await startStack({ mode: 'controller', extraHosts: ['host-b', 'host-c'], pools: [`pool0:${POOL_BYTES / GiB}G`] });
   ctl = stack.csi.controller;
@@ -272,7 +266,7 @@ describe('CreateVolume', () => {
   it('answers ABORTED while another operation on the same volume is in flight', async () => {
     const existing = await createVolume();
     const name = unique();
-    const thaw = freezeEmulator();
+    const thaw = stack.freezeEmulator();
     let pending: ReturnType<typeof settle> | undefined;
     let pendingOther: ReturnType<typeof settle> | undefined;
     try {
@@ -521,7 +515,7 @@ describe('snapshots', () => {
   it('CreateSnapshot answers ABORTED while the same snapshot is being cut', async () => {
     const v = await createVolume();
     const name = unique('snap');
-    const thaw = freezeEmulator();
+    const thaw = stack.freezeEmulator();
     let pending: ReturnType<typeof settle> | undefined;
     try {
       pending = settle(ctl.CreateSnapshot({ name, source_volume_id: v.volume_id }));

@@ -98,46 +98,39 @@ describe('the driver process', () => {
   });
 
   it('drains an in-flight call on SIGTERM, and stops at once on a second signal', async () => {
-    const volume = { volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' as const } }] };
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-    // Freeze the back end so a call stays in flight.
-    process.kill(stack.emulatorPid(), 'SIGSTOP');
-    let thawed = false;
-    const thaw = () => {
-      if (!thawed) process.kill(stack.emulatorPid(), 'SIGCONT');
-      thawed = true;
-    };
-    try {
-      const pending = settle(stack.csi.controller.CreateVolume({ name: 'pvc-drained', ...volume }));
-      await sleep(300);
-      const exited = stack.driverExited();
-      stack.driverProcess()!.kill('SIGTERM');
-      await sleep(300);
-      expect(stack.driverProcess()!.exitCode).toBeNull(); // still draining
-      thaw();
-      const result = await pending;
-      expect(result.ok).toBe(true);
-      expect(await exited).toBe(0);
-    } finally {
-      thaw();
+    /** Sends SIGTERM (`signals` times) while a CreateVolume hangs on the frozen back end. */
+    async function signalWhileInFlight(name: string, signals: 1 | 2) {
+      const thaw = stack.freezeEmulator();
+      try {
+        const pending = settle(stack.csi.controller.CreateVolume({ name, volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }] }));
+        await sleep(300);
+        const exited = stack.driverExited();
+        stack.driverProcess()!.kill('SIGTERM');
+        await sleep(300);
+        if (signals === 2) {
+          stack.driverProcess()!.kill('SIGTERM');
+          const exit = await exited;
+          thaw();
+          return { exit, call: await pending };
+        }
+        expect(stack.driverProcess()!.exitCode).toBeNull(); // still draining
+        thaw();
+        return { call: await pending, exit: await exited };
+      } finally {
+        thaw();
+      }
     }
 
+    const drained = await signalWhileInFlight('pvc-drained', 1);
+    expect(drained.call.ok).toBe(true);
+    expect(drained.exit).toBe(0);
+
     await stack.startDriver();
-    process.kill(stack.emulatorPid(), 'SIGSTOP');
-    thawed = false;
-    try {
-      const pending = settle(stack.csi.controller.CreateVolume({ name: 'pvc-cut-short', ...volume }));
-      await sleep(300);
-      const exited = stack.driverExited();
-      stack.driverProcess()!.kill('SIGTERM');
-      await sleep(300);
-      stack.driverProcess()!.kill('SIGTERM');
-      expect(await exited).toBe(1);
-      expect((await pending).ok).toBe(false);
-      expect(stack.driverLog()).toMatch(/second signal: stopping at once/);
-    } finally {
-      thaw();
-    }
+    const cut = await signalWhileInFlight('pvc-cut-short', 2);
+    expect(cut.exit).toBe(1);
+    expect(cut.call.ok).toBe(false);
+    expect(stack.driverLog()).toMatch(/second signal: stopping at once/);
     await stack.startDriver();
     expect((await stack.csi.identity.Probe({})).ready?.value).toBe(true);
   });

@@ -52,8 +52,8 @@ export interface Stack {
   /** what the driver process wrote to stderr (its pino log) */
   driverLog(): string;
   emulatorLog(): string;
-  /** the emulator's pid (changes after restartEmulator) */
-  emulatorPid(): number;
+  /** SIGSTOPs the emulator so back-end calls hang (and the driver holds its locks); returns the thaw. */
+  freezeEmulator(): () => void;
   stopEmulator(): Promise<void>;
   startEmulator(): Promise<void>;
   startDriver(extraArgs?: string[]): Promise<void>;
@@ -125,8 +125,21 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     emulator.streams.stderr?.on('data', collect);
   }
 
+  let frozen: number | undefined;
+  function freezeEmulator(): () => void {
+    const pid = emulator!.pid;
+    process.kill(pid, 'SIGSTOP');
+    frozen = pid;
+    return () => {
+      if (frozen === pid) process.kill(pid, 'SIGCONT');
+      frozen = undefined;
+    };
+  }
+
   async function stopEmulator(): Promise<void> {
     if (!emulator) return;
+    if (frozen !== undefined) process.kill(frozen, 'SIGCONT');
+    frozen = undefined;
     const exit = await emulator.stop(15_000);
     emulator = undefined;
     if (exit.code !== 0) throw new Error(`the emulator exited with code ${exit.code} signal ${exit.signal}:\n${tail(emulatorOutput)}`);
@@ -221,7 +234,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     },
     driverLog: () => driverOutput,
     emulatorLog: () => emulatorOutput,
-    emulatorPid: () => emulator?.pid ?? -1,
+    freezeEmulator,
     stopEmulator,
     startEmulator,
     startDriver,
