@@ -359,7 +359,7 @@ export class SdsClient implements SdsBackend {
   async waitImageJob(id: string, timeoutMs: number, opts?: CallOptions): Promise<ImageJob> {
     const deadline = Date.now() + positive('timeoutMs', timeoutMs);
     return this.withCall(opts, async (signal) => {
-      // The polls listen to this call's signal, not the caller's: one listener on the caller's per wait.
+      // The polls are linked to this wait's own signal (cancelled with it), not again to the caller's.
       const pollOpts: CallOptions = { ...opts, signal };
       let delay = 20;
       for (;;) {
