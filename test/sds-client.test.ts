@@ -1,5 +1,6 @@
 // SdsClient against an in-test fake VBS (test/helpers/fake-vbs.ts): transport, fail-over, retries, result
 // codes, idempotent creates, delete polling, record parsing and the token's secrecy.
+import { getEventListeners } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import { MiB, GiB } from '../src/sds/backend.js';
 import { SdsClient, isRetriedAfterSend, type SdsClientOptions } from '../src/sds/client.js';
 import { SdsError, type SdsErrorKind } from '../src/sds/errors.js';
 import { parseAddress, parseAddressList } from '../src/sds/transport.js';
-import { encodeRecord, MAX_REPLY_BYTES, RetCode } from '../src/protocol/vbs.js';
+import { encodeRecord, MAX_REPLY_BYTES, RetCode, type VbsRequest } from '../src/protocol/vbs.js';
 import { startBlackhole } from './helpers/blackhole.js';
 import { FakeVbs, reply, snapshotRecord, volumeRecord, type FakeHandler } from './helpers/fake-vbs.js';
 
@@ -574,5 +575,107 @@ describe('cancellation', () => {
     c.close();
     await expectSdsError(p, 'Timeout', /cancelled/);
     await expectSdsError(c.getVolume('v1'), 'Unavailable', /closed/);
+  });
+});
+
+describe('abort listeners', () => {
+  const CONCURRENCY = 16;
+
+  /** A fake that holds every request until `CONCURRENCY` of one type are in, so all of them are in flight at once. */
+  async function gatheringFake(onAllIn: (type: string) => void, answer: (req: VbsRequest) => Buffer): Promise<FakeVbs> {
+    const waiting = new Map<string, Array<() => void>>();
+    return fake(async (req) => {
+      const list = waiting.get(req.type) ?? [];
+      waiting.set(req.type, list);
+      await new Promise<void>((release) => {
+        list.push(release);
+        if (list.length === CONCURRENCY) {
+          onAllIn(req.type);
+          for (const r of list.splice(0)) r();
+        }
+      });
+      return answer(req);
+    });
+  }
+
+  /** The client's own closing signal (private): every call is linked to it. */
+  const closingSignal = (c: SdsClient): AbortSignal => (c as unknown as { closing: AbortController }).closing.signal;
+
+  function captureWarnings(): { warnings: string[]; stop: () => void } {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(`${w.name}: ${w.message}`);
+    };
+    process.on('warning', onWarning);
+    return { warnings, stop: () => process.off('warning', onWarning) };
+  }
+
+  it(`${CONCURRENCY} concurrent calls hang one listener on a shared signal while they run, none after, and no warning`, async () => {
+    const shared = new AbortController();
+    let c!: SdsClient;
+    const samples: Array<{ type: string; caller: number; closing: number }> = [];
+    let extends_ = 0;
+    const polls = new Map<string, number>();
+    const f = await gatheringFake(
+      (type) => samples.push({ type, caller: getEventListeners(shared.signal, 'abort').length, closing: getEventListeners(closingSignal(c), 'abort').length }),
+      (req) => {
+        // The first round of extends is BUSY (a backoff sleep, then a retry); each delete polls twice (a poll sleep).
+        if (req.type === 'EXTEND_VOLUME_REQ') return ++extends_ <= CONCURRENCY ? reply(RetCode.BUSY) : volumeReply({ vol_size: 2048 });
+        if (req.type === 'QUERY_VOLUME_REQ') {
+          const name = req.fields.get('vol_name')!;
+          const n = (polls.get(name) ?? 0) + 1;
+          polls.set(name, n);
+          return n === 1 ? volumeReply({ vol_name: name, status: 11 }) : reply(RetCode.NOT_EXIST);
+        }
+        return ok();
+      },
+    );
+    c = client(f.address);
+    const many = <T>(fn: (i: number) => Promise<T>): Promise<T[]> => Promise.all(Array.from({ length: CONCURRENCY }, (_, i) => fn(i)));
+    const { warnings, stop } = captureWarnings();
+    try {
+      await many(() => c.systemInfo()); // no caller signal: only the client's own
+      await many(() => c.extendVolume('v1', 2 * GiB, { signal: shared.signal }));
+      await many((i) => c.deleteVolume(`gone${i}`, { signal: shared.signal }));
+      // Process warnings are emitted on a later tick.
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      stop();
+    }
+    expect(f.count('EXTEND_VOLUME_REQ')).toBe(2 * CONCURRENCY);
+    expect(f.count('QUERY_VOLUME_REQ')).toBe(2 * CONCURRENCY);
+    expect(samples.map((s) => s.type)).toEqual([
+      'QUERY_CAPABILITY_REQ', 'EXTEND_VOLUME_REQ', 'EXTEND_VOLUME_REQ', 'DELETE_VOLUME_REQ', 'QUERY_VOLUME_REQ', 'QUERY_VOLUME_REQ',
+    ]);
+    // All calls in flight at once: one listener per shared signal, not one per call.
+    for (const sample of samples) {
+      expect(sample.closing).toBe(1);
+      expect(sample.caller).toBe(sample.type === 'QUERY_CAPABILITY_REQ' ? 0 : 1);
+    }
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0);
+    expect(getEventListeners(closingSignal(c), 'abort')).toHaveLength(0);
+    expect(warnings.filter((w) => w.includes('MaxListenersExceeded'))).toEqual([]);
+  });
+
+  it('a shared signal, aborted, still cancels every call linked to it, and leaves no listener', async () => {
+    const shared = new AbortController();
+    const f = await fake(() => ({ hang: true }));
+    const c = client(f.address);
+    const calls = Array.from({ length: CONCURRENCY }, (_, i) => c.getVolume(`v${i}`, { signal: shared.signal }));
+    while (f.seen.length < CONCURRENCY) await new Promise((r) => setTimeout(r, 5));
+    expect(getEventListeners(shared.signal, 'abort').length).toBeLessThanOrEqual(1);
+    shared.abort();
+    for (const p of calls) await expectSdsError(p, 'Timeout', /cancelled after the request was sent/);
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0);
+    expect(getEventListeners(closingSignal(c), 'abort')).toHaveLength(0);
+  });
+
+  it('a call that fails leaves no listener either', async () => {
+    const shared = new AbortController();
+    const c = client(`127.0.0.1:${await closedPort()}`);
+    const calls = Array.from({ length: CONCURRENCY }, () => c.getVolume('v1', { signal: shared.signal }));
+    for (const p of calls) await expectSdsError(p, 'Unavailable');
+    expect(getEventListeners(shared.signal, 'abort')).toHaveLength(0);
+    expect(getEventListeners(closingSignal(c), 'abort')).toHaveLength(0);
   });
 });

@@ -117,6 +117,8 @@ export class SdsClient implements SdsBackend {
   /** index of the address that last took a request: tried first next time */
   private preferred = 0;
   private readonly closing = new AbortController();
+  /** links each call's own signal to the client's closing signal and the caller's signal */
+  private readonly cancels = new CancelFanout();
 
   constructor(options: SdsClientOptions) {
     try {
@@ -356,18 +358,21 @@ export class SdsClient implements SdsBackend {
 
   async waitImageJob(id: string, timeoutMs: number, opts?: CallOptions): Promise<ImageJob> {
     const deadline = Date.now() + positive('timeoutMs', timeoutMs);
-    const signal = this.callSignal(opts);
-    let delay = 20;
-    for (;;) {
-      const job = await this.getImageJob(id, opts);
-      if (job === undefined) throw this.error('NotFound', `image job ${id} does not exist`, RetCode.NOT_EXIST);
-      if (job.state !== 'running') return job;
-      if (Date.now() + delay > deadline) {
-        throw this.error('Timeout', `image job ${id} still running after ${timeoutMs} ms (${job.bytesDone}/${job.bytesTotal} bytes)`);
+    return this.withCall(opts, async (signal) => {
+      // The polls are linked to this wait's own signal (cancelled with it), not again to the caller's.
+      const pollOpts: CallOptions = { ...opts, signal };
+      let delay = 20;
+      for (;;) {
+        const job = await this.getImageJob(id, pollOpts);
+        if (job === undefined) throw this.error('NotFound', `image job ${id} does not exist`, RetCode.NOT_EXIST);
+        if (job.state !== 'running') return job;
+        if (Date.now() + delay > deadline) {
+          throw this.error('Timeout', `image job ${id} still running after ${timeoutMs} ms (${job.bytesDone}/${job.bytesTotal} bytes)`);
+        }
+        await this.sleep(delay, signal, 'waiting for an image job');
+        delay = Math.min(delay * 2, 1_000);
       }
-      await this.sleep(delay, signal, 'waiting for an image job');
-      delay = Math.min(delay * 2, 1_000);
-    }
+    });
   }
 
   // ---- creates and deletes ----
@@ -396,23 +401,25 @@ export class SdsClient implements SdsBackend {
   private async deleteAndWait(deleteType: string, queryType: string, key: 'vol_name' | 'snap_name', name: string, opts?: CallOptions): Promise<void> {
     const reply = await this.request(deleteType, [[key, name]], opts);
     if (reply.retcode !== RetCode.OK && reply.retcode !== RetCode.NOT_EXIST) throw this.replyError(deleteType, reply);
-    const signal = this.callSignal(opts);
-    const deadline = Date.now() + this.deleteTimeoutMs;
-    let delay = this.deletePoll.initialDelayMs;
-    for (;;) {
-      const left = deadline - Date.now();
-      const poll = await this.request(queryType, [[key, name]], opts, Math.max(1, Math.min(this.requestTimeoutMs, left)));
-      if (poll.retcode === RetCode.NOT_EXIST) return;
-      if (poll.retcode !== RetCode.OK) throw this.replyError(queryType, poll);
-      if (Date.now() + delay > deadline) {
-        const state = key === 'vol_name'
-          ? this.firstRecord(poll, 'volume', (r) => volumeFromRecord(r, name))?.state
-          : this.firstRecord(poll, 'snapshot', (r) => snapshotFromRecord(r, name))?.state;
-        throw this.error('Timeout', `${deleteType} ${name}: accepted, but still there after ${this.deleteTimeoutMs} ms (state ${state ?? 'unknown'})`);
+    await this.withCall(opts, async (signal) => {
+      const pollOpts: CallOptions = { ...opts, signal };
+      const deadline = Date.now() + this.deleteTimeoutMs;
+      let delay = this.deletePoll.initialDelayMs;
+      for (;;) {
+        const left = deadline - Date.now();
+        const poll = await this.request(queryType, [[key, name]], pollOpts, Math.max(1, Math.min(this.requestTimeoutMs, left)));
+        if (poll.retcode === RetCode.NOT_EXIST) return;
+        if (poll.retcode !== RetCode.OK) throw this.replyError(queryType, poll);
+        if (Date.now() + delay > deadline) {
+          const state = key === 'vol_name'
+            ? this.firstRecord(poll, 'volume', (r) => volumeFromRecord(r, name))?.state
+            : this.firstRecord(poll, 'snapshot', (r) => snapshotFromRecord(r, name))?.state;
+          throw this.error('Timeout', `${deleteType} ${name}: accepted, but still there after ${this.deleteTimeoutMs} ms (state ${state ?? 'unknown'})`);
+        }
+        await this.sleep(delay, signal, `waiting for ${deleteType} to complete`);
+        delay = Math.min(delay * 2, this.deletePoll.maxDelayMs);
       }
-      await this.sleep(delay, signal, `waiting for ${deleteType} to complete`);
-      delay = Math.min(delay * 2, this.deletePoll.maxDelayMs);
-    }
+    });
   }
 
   private async volumeFromReplyOrQuery(reply: VbsReply, name: string, opts?: CallOptions): Promise<VolumeInfo> {
@@ -441,7 +448,10 @@ export class SdsClient implements SdsBackend {
   private async request(type: string, fields: readonly Field[], opts: CallOptions = {}, timeoutMs: number = this.requestTimeoutMs): Promise<VbsReply> {
     if (this.closing.signal.aborted) throw this.error('Unavailable', `${type}: the VBS client is closed`);
     const bytes = this.encode(type, fields, opts.requestId);
-    const signal = this.callSignal(opts);
+    return this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal));
+  }
+
+  private async requestLoop(type: string, bytes: Buffer, opts: CallOptions, timeoutMs: number, signal: AbortSignal): Promise<VbsReply> {
     const deadline = Date.now() + timeoutMs;
     const retryAfterSend = RETRY_AFTER_SEND.has(type);
     let lostReplies = 0;
@@ -546,8 +556,20 @@ export class SdsClient implements SdsBackend {
     });
   }
 
-  private callSignal(opts?: CallOptions): AbortSignal {
-    return opts?.signal ? AbortSignal.any([opts.signal, this.closing.signal]) : this.closing.signal;
+  /**
+   * Runs `fn` with a signal of its own that fires when the caller's signal does or the client closes.
+   * What listens to it (the exchange, a backoff sleep) listens to this call only; its links to the shared
+   * signals are dropped when the call ends, however it ends.
+   */
+  private async withCall<T>(opts: CallOptions | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const call = new AbortController();
+    const unlinks = [this.cancels.link(this.closing.signal, call)];
+    if (opts?.signal) unlinks.push(this.cancels.link(opts.signal, call));
+    try {
+      return await fn(call.signal);
+    } finally {
+      for (const unlink of unlinks) unlink();
+    }
   }
 
   private encode(type: string, fields: readonly Field[], requestId: string | undefined): Buffer {
@@ -677,6 +699,44 @@ export class SdsClient implements SdsBackend {
   private checkWord<T extends string>(field: string, value: T, allowed: readonly T[]): T {
     if (!allowed.includes(value)) throw this.error('InvalidParameter', `${field}: must be one of ${allowed.join(', ')}`);
     return value;
+  }
+}
+
+/**
+ * Fans a shared signal (the client's closing signal, a caller's signal passed to many calls) out to the
+ * calls in flight with ONE abort listener per shared signal, removed as soon as the last linked call ends.
+ * A listener per call would pile up on a shared signal with concurrency (Node warns past 10) and stay
+ * there as long as the signal lives if a call forgot to remove it.
+ */
+class CancelFanout {
+  private readonly linked = new Map<AbortSignal, { calls: Set<AbortController>; onAbort: () => void }>();
+
+  /** Aborts `call` when `shared` fires, until the returned unlink is called. */
+  link(shared: AbortSignal, call: AbortController): () => void {
+    if (shared.aborted) {
+      call.abort(shared.reason);
+      return () => {};
+    }
+    let entry = this.linked.get(shared);
+    if (entry === undefined) {
+      const calls = new Set<AbortController>();
+      const onAbort = (): void => {
+        this.linked.delete(shared);
+        for (const c of calls) c.abort(shared.reason);
+      };
+      entry = { calls, onAbort };
+      this.linked.set(shared, entry);
+      shared.addEventListener('abort', onAbort, { once: true });
+    }
+    const mine = entry;
+    mine.calls.add(call);
+    return () => {
+      mine.calls.delete(call);
+      if (mine.calls.size === 0 && this.linked.get(shared) === mine) {
+        this.linked.delete(shared);
+        shared.removeEventListener('abort', mine.onAbort);
+      }
+    };
   }
 }
 

@@ -1,0 +1,386 @@
+// CSI Controller service. Handlers validate, take the per-key lock, call the back end (SdsBackend) and map
+// the result; back-end errors travel as SdsError and become gRPC codes in src/server/errors.ts.
+import type { ControllerHandlers } from '../generated/csi/v1/Controller.js';
+import type { ControllerServiceCapability } from '../generated/csi/v1/ControllerServiceCapability.js';
+import type { CreateVolumeRequest__Output } from '../generated/csi/v1/CreateVolumeRequest.js';
+import type { CreateVolumeResponse } from '../generated/csi/v1/CreateVolumeResponse.js';
+import type { ListSnapshotsResponse } from '../generated/csi/v1/ListSnapshotsResponse.js';
+import type { ListVolumesResponse } from '../generated/csi/v1/ListVolumesResponse.js';
+import type { ValidateVolumeCapabilitiesResponse } from '../generated/csi/v1/ValidateVolumeCapabilitiesResponse.js';
+import { isValidName } from '../protocol/vbs.js';
+import { MiB, type CallOptions, type Page, type PoolInfo, type SdsBackend, type SnapshotInfo, type VolumeInfo } from '../sds/backend.js';
+import { isSdsError } from '../sds/errors.js';
+import { alreadyExists, aborted, failedPrecondition, invalidArgument, notFound, outOfRange } from '../server/errors.js';
+import type { RpcContext, RpcFactory } from '../server/rpc.js';
+import { backendNameFor, checkCsiName, decodePageToken, encodePageToken, isKnownIdForm, type TokenKind } from './ids.js';
+import { OperationLocks, snapshotKey, volumeKey } from './locks.js';
+import { parseMutableParameters, parseSnapshotParameters, parseVolumeParameters, type VolumeParameters } from './parameters.js';
+import { candidatePools, checkPoolCeiling, choosePool, poolSatisfies, poolsForTopology } from './placement.js';
+import {
+  checkVolumeCapabilities, checkVolumeCapability, chooseSize, isReadOnlyMode, isSingleNodeMode, malformedCapability,
+  parseCapacityRange, requireString, roundUpToMiB, unsupportedCapability, type ByteRange,
+} from './validation.js';
+import { csiSnapshot, csiVolume, incompatibilities, settingDifferences, volumeCondition, volumeContext, type RequestedSource } from './volumes.js';
+
+export const CONTROLLER_CAPABILITIES = [
+  'CREATE_DELETE_VOLUME',
+  'PUBLISH_UNPUBLISH_VOLUME',
+  'LIST_VOLUMES',
+  'GET_CAPACITY',
+  'CREATE_DELETE_SNAPSHOT',
+  'LIST_SNAPSHOTS',
+  'CLONE_VOLUME',
+  'PUBLISH_READONLY',
+  'EXPAND_VOLUME',
+  'LIST_VOLUMES_PUBLISHED_NODES',
+  'VOLUME_CONDITION',
+  'GET_VOLUME',
+  'SINGLE_NODE_MULTI_WRITER',
+  'MODIFY_VOLUME',
+  'GET_SNAPSHOT',
+] as const;
+
+/** publish_context key: `ro` or `rw`, how the volume was mapped to the node's host. */
+export const PUBLISH_ACCESS_MODE = 'sdshypervisor.io/access-mode';
+
+export interface ControllerDeps {
+  backend: SdsBackend;
+  locks?: OperationLocks;
+  /** how long CreateVolume waits for an image import before answering (the CO then retries) */
+  imageImportTimeoutMs?: number;
+}
+
+const MAX_BACKEND_PAGE = 1000;
+/** With max_entries 0 a response still stops here (and carries next_token) to stay well under gRPC's 4 MiB. */
+const MAX_UNLIMITED_ENTRIES = 2000;
+
+export function controllerService(deps: ControllerDeps, rpc: RpcFactory): ControllerHandlers {
+  const { backend } = deps;
+  const locks = deps.locks ?? new OperationLocks();
+  const importTimeoutMs = deps.imageImportTimeoutMs ?? 30 * 60_000;
+  const opts = (ctx: RpcContext): CallOptions => ({ requestId: ctx.requestId, signal: ctx.signal });
+
+  async function poolOf(poolId: string, ctx: RpcContext): Promise<PoolInfo | undefined> {
+    return (await backend.queryPools(undefined, opts(ctx))).find((p) => p.id === poolId);
+  }
+
+  /** Collects up to `maxEntries` (0 = all) items from a marker-paged back-end list. */
+  async function collect<T>(
+    kind: TokenKind,
+    token: string,
+    maxEntries: number,
+    fetch: (marker: string, limit: number) => Promise<Page<T>>,
+  ): Promise<{ items: T[]; nextToken: string }> {
+    if (maxEntries < 0) throw invalidArgument('max_entries must not be negative');
+    const max = maxEntries === 0 ? MAX_UNLIMITED_ENTRIES : maxEntries;
+    let marker = decodePageToken(kind, token);
+    const items: T[] = [];
+    do {
+      const page = await fetch(marker, Math.min(MAX_BACKEND_PAGE, max - items.length));
+      items.push(...page.items);
+      marker = page.nextMarker;
+    } while (marker !== '' && items.length < max);
+    return { items, nextToken: encodePageToken(kind, marker) };
+  }
+
+  async function createVolume(req: CreateVolumeRequest__Output, ctx: RpcContext): Promise<CreateVolumeResponse> {
+    checkCsiName('name', req.name);
+    const caps = checkVolumeCapabilities('volume_capabilities', req.volume_capabilities);
+    const params = parseVolumeParameters(req.parameters, parseMutableParameters(req.mutable_parameters));
+    if (params.fsType && caps.fsTypes.size > 0 && !caps.fsTypes.has(params.fsType)) {
+      throw invalidArgument(`parameters.fsType ${params.fsType} contradicts the capability's fs_type ${[...caps.fsTypes].join(', ')}`);
+    }
+    const range = parseCapacityRange('capacity_range', req.capacity_range);
+    const source = requestedSource(req);
+    if (source && params.image) throw invalidArgument('parameters.imageSource cannot be combined with volume_content_source');
+    const name = backendNameFor(req.name);
+    const context = volumeContext(params);
+
+    return locks.run(volumeKey(name), `volume ${name}`, async () => {
+      const pools = await backend.queryPools(undefined, opts(ctx));
+      const existing = await backend.getVolume(name, opts(ctx));
+      if (existing) {
+        const diffs = incompatibilities(existing, { range, params, source, cloneType: params.cloneMode });
+        const pool = pools.find((p) => p.id === existing.poolId);
+        if (pool && !poolSatisfies(pool, req.accessibility_requirements)) diffs.push('it is not reachable from the required topology');
+        if (diffs.length > 0) throw alreadyExists(`volume ${name} (name ${JSON.stringify(req.name)}) already exists, but ${diffs.join('; ')}`);
+        if (existing.state === 'busy' || existing.state === 'deleting') {
+          throw aborted(`volume ${name} is still ${existing.state === 'busy' ? 'being created' : 'being deleted'}; retry later`);
+        }
+        return { volume: csiVolume(existing, pool, context) };
+      }
+
+      const sourceInfo = source ? await lookUpSource(source, ctx) : undefined;
+      const pool = sourceInfo ? sourcePool(pools, sourceInfo.poolId, params, req) : choosePool(pools, params.poolId, req.accessibility_requirements);
+      const cloneType = params.cloneMode ?? (pool.linkedClone ? 'linked' : 'full');
+      if (sourceInfo && cloneType === 'linked' && !pool.linkedClone) {
+        throw invalidArgument(`parameters.cloneMode: pool ${pool.id} cannot make linked clones; use cloneMode "full"`);
+      }
+      const sizeGiven = range.requiredBytes > 0 || range.limitBytes > 0;
+      const sizeBytes = params.image && !sizeGiven ? undefined : chooseSize('capacity_range', range, sourceInfo?.sizeBytes);
+      if (sizeBytes !== undefined) checkPoolCeiling(pool, params.thin, sizeBytes);
+
+      const spec = { name, poolId: pool.id, thin: params.thin, qos: params.qos, ...(params.cachePolicy ? { cachePolicy: params.cachePolicy } : {}) };
+      let created: VolumeInfo;
+      if (source?.type === 'snapshot') {
+        created = await backend.createVolumeFromSnapshot({ ...spec, sizeBytes: sizeBytes!, snapshotName: source.id, cloneType }, opts(ctx));
+      } else if (source?.type === 'volume') {
+        created = await backend.cloneVolume({ ...spec, sizeBytes: sizeBytes!, sourceVolumeName: source.id, cloneType }, opts(ctx));
+      } else if (params.image) {
+        created = await importImage(spec, params.image, sizeBytes, ctx);
+      } else {
+        created = await backend.createVolume({ ...spec, sizeBytes: sizeBytes! }, opts(ctx));
+      }
+      return { volume: csiVolume(created, pool, context) };
+    });
+  }
+
+  function requestedSource(req: CreateVolumeRequest__Output): RequestedSource | undefined {
+    const src = req.volume_content_source;
+    if (!src) return undefined;
+    if (src.type === 'snapshot') return { type: 'snapshot', id: requireString('volume_content_source.snapshot.snapshot_id', src.snapshot?.snapshot_id ?? '') };
+    if (src.type === 'volume') return { type: 'volume', id: requireString('volume_content_source.volume.volume_id', src.volume?.volume_id ?? '') };
+    throw invalidArgument('volume_content_source: a snapshot or a volume is required');
+  }
+
+  async function lookUpSource(source: RequestedSource, ctx: RpcContext): Promise<{ sizeBytes: number; poolId: string }> {
+    const found = !isValidName(source.id)
+      ? undefined
+      : source.type === 'snapshot'
+        ? await backend.getSnapshot(source.id, opts(ctx))
+        : await backend.getVolume(source.id, opts(ctx));
+    if (!found) throw notFound(`source ${source.type} ${source.id} does not exist`);
+    return { sizeBytes: found.sizeBytes, poolId: found.poolId };
+  }
+
+  /** Clones live in their source's pool. */
+  function sourcePool(pools: PoolInfo[], poolId: string, params: VolumeParameters, req: CreateVolumeRequest__Output): PoolInfo {
+    if (params.poolId !== undefined && params.poolId !== poolId) {
+      throw invalidArgument(`parameters.pool: the source is in pool ${poolId}; a volume made from it must be in the same pool`);
+    }
+    const pool = pools.find((p) => p.id === poolId);
+    if (!pool) throw failedPrecondition(`the source's pool ${poolId} is not reported by the back end`);
+    if (!poolSatisfies(pool, req.accessibility_requirements)) {
+      return choosePool([pool], poolId, req.accessibility_requirements); // throws RESOURCE_EXHAUSTED naming the hosts
+    }
+    return pool;
+  }
+
+  async function importImage(
+    spec: { name: string; poolId: string; thin: boolean },
+    image: NonNullable<VolumeParameters['image']>,
+    sizeBytes: number | undefined,
+    ctx: RpcContext,
+  ): Promise<VolumeInfo> {
+    const { job, volume } = await backend.importImage(
+      { ...spec, url: image.url, ...(image.checksum ? { checksum: image.checksum } : {}), ...(sizeBytes !== undefined ? { sizeBytes } : {}) },
+      opts(ctx),
+    );
+    const done = await backend.waitImageJob(job.id, importTimeoutMs, opts(ctx));
+    // A failed import removes its volume on the back end, so nothing half-made is left behind.
+    if (done.state !== 'done') throw invalidArgument(`parameters.imageSource: the image could not be imported: ${done.error ?? done.state}`);
+    return (await backend.getVolume(spec.name, opts(ctx))) ?? volume;
+  }
+
+  return {
+    CreateVolume: rpc.unary('CreateVolume', createVolume),
+
+    DeleteVolume: rpc.unary('DeleteVolume', async (req, ctx) => {
+      // An id that can never name a volume names one that does not exist: done.
+      if (!isKnownIdForm('volume_id', req.volume_id)) return {};
+      await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, () => backend.deleteVolume(req.volume_id, opts(ctx)));
+      return {};
+    }),
+
+    ControllerPublishVolume: rpc.unary('ControllerPublishVolume', async (req, ctx) => {
+      const known = isKnownIdForm('volume_id', req.volume_id);
+      const nodeId = requireString('node_id', req.node_id);
+      checkVolumeCapability('volume_capability', req.volume_capability);
+      if (!known) throw notFound(`volume ${req.volume_id} does not exist`);
+      if (!isValidName(nodeId)) throw notFound(`node ${nodeId} does not exist`);
+      const mode = req.volume_capability!.access_mode!.mode;
+      const readOnly = req.readonly || isReadOnlyMode(mode);
+      return locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
+        await backend.mapVolume(req.volume_id, nodeId, { readOnly, exclusive: isSingleNodeMode(mode) }, opts(ctx));
+        return { publish_context: { [PUBLISH_ACCESS_MODE]: readOnly ? 'ro' : 'rw' } };
+      });
+    }),
+
+    ControllerUnpublishVolume: rpc.unary('ControllerUnpublishVolume', async (req, ctx) => {
+      // A volume or node that cannot exist is not published anywhere: nothing to undo.
+      if (!isKnownIdForm('volume_id', req.volume_id)) return {};
+      if (req.node_id !== '' && !isValidName(req.node_id)) return {};
+      await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
+        try {
+          const hosts = req.node_id !== '' ? [req.node_id] : (await backend.volumeHosts(req.volume_id, opts(ctx))).map((h) => h.hostId);
+          for (const host of hosts) await backend.unmapVolume(req.volume_id, host, {}, opts(ctx));
+        } catch (err) {
+          // Volume or host unknown to the back end: the volume is certainly not mapped there.
+          if (!isSdsError(err, 'NotFound') && !isSdsError(err, 'HostNotFound')) throw err;
+        }
+      });
+      return {};
+    }),
+
+    ValidateVolumeCapabilities: rpc.unary('ValidateVolumeCapabilities', async (req, ctx): Promise<ValidateVolumeCapabilitiesResponse> => {
+      const known = isKnownIdForm('volume_id', req.volume_id);
+      if (req.volume_capabilities.length === 0) throw invalidArgument('volume_capabilities is required');
+      req.volume_capabilities.forEach((cap, i) => {
+        const why = malformedCapability(cap);
+        if (why) throw invalidArgument(`volume_capabilities[${i}]: ${why}`);
+      });
+      const params = parseVolumeParameters(req.parameters, parseMutableParameters(req.mutable_parameters));
+      const volume = known ? await backend.getVolume(req.volume_id, opts(ctx)) : undefined;
+      if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
+      const reasons = req.volume_capabilities.map(unsupportedCapability).filter((r): r is string => r !== undefined);
+      const diffs = settingDifferences(volume, params, 'thin' in req.parameters);
+      const problems = [...reasons, ...diffs.map((d) => `the volume does not match the parameters: ${d}`)];
+      if (problems.length > 0) return { message: problems.join('; ') };
+      return {
+        confirmed: {
+          volume_context: req.volume_context,
+          volume_capabilities: req.volume_capabilities,
+          parameters: req.parameters,
+          mutable_parameters: req.mutable_parameters,
+        },
+      };
+    }),
+
+    ListVolumes: rpc.unary('ListVolumes', async (req, ctx): Promise<ListVolumesResponse> => {
+      const { items, nextToken } = await collect('lv1', req.starting_token, req.max_entries, (marker, limit) =>
+        backend.listVolumes({ ...(marker ? { marker } : {}), limit }, opts(ctx)),
+      );
+      const pools = new Map((await backend.queryPools(undefined, opts(ctx))).map((p) => [p.id, p]));
+      return {
+        entries: items.map((v) => ({
+          volume: csiVolume(v, pools.get(v.poolId)),
+          status: { published_node_ids: v.mappedHosts, volume_condition: volumeCondition(v) },
+        })),
+        next_token: nextToken,
+      };
+    }),
+
+    GetCapacity: rpc.unary('GetCapacity', async (req, ctx) => {
+      const params = parseVolumeParameters(req.parameters);
+      const unsupported = req.volume_capabilities.some((cap) => malformedCapability(cap) ?? unsupportedCapability(cap));
+      const pools = await backend.queryPools(undefined, opts(ctx));
+      // The pool CreateVolume would pick for this topology; nothing can be provisioned where no pool is seen.
+      const pool = poolsForTopology(candidatePools(pools, params.poolId), req.accessible_topology).find((p) => p.healthy);
+      const available = pool && !unsupported ? Math.floor((params.thin ? pool.thinCapacityBytes : pool.thickCapacityBytes) / MiB) * MiB : 0;
+      return {
+        available_capacity: String(available),
+        maximum_volume_size: { value: String(available) },
+        minimum_volume_size: { value: String(MiB) },
+      };
+    }),
+
+    ControllerGetCapabilities: rpc.unary('ControllerGetCapabilities', async () => ({
+      capabilities: CONTROLLER_CAPABILITIES.map((type): ControllerServiceCapability => ({ rpc: { type } })),
+    })),
+
+    CreateSnapshot: rpc.unary('CreateSnapshot', async (req, ctx) => {
+      checkCsiName('name', req.name);
+      const sourceKnown = isKnownIdForm('source_volume_id', req.source_volume_id);
+      parseSnapshotParameters(req.parameters);
+      const name = backendNameFor(req.name);
+      return locks.run(snapshotKey(name), `snapshot ${name}`, async () => {
+        const existing = await backend.getSnapshot(name, opts(ctx));
+        if (existing) {
+          if (existing.volumeName !== req.source_volume_id) {
+            throw alreadyExists(`snapshot ${name} (name ${JSON.stringify(req.name)}) already exists for volume ${existing.volumeName}, not ${req.source_volume_id}`);
+          }
+          return { snapshot: csiSnapshot(existing) };
+        }
+        if (!sourceKnown) throw notFound(`source volume ${req.source_volume_id} does not exist`);
+        return { snapshot: csiSnapshot(await backend.createSnapshot(name, req.source_volume_id, opts(ctx))) };
+      });
+    }),
+
+    DeleteSnapshot: rpc.unary('DeleteSnapshot', async (req, ctx) => {
+      if (!isKnownIdForm('snapshot_id', req.snapshot_id)) return {};
+      await locks.run(snapshotKey(req.snapshot_id), `snapshot ${req.snapshot_id}`, () => backend.deleteSnapshot(req.snapshot_id, opts(ctx)));
+      return {};
+    }),
+
+    ListSnapshots: rpc.unary('ListSnapshots', async (req, ctx): Promise<ListSnapshotsResponse> => {
+      const cut = (s: SnapshotInfo) => s.state !== 'creating' && s.state !== 'deleting';
+      // Filters naming an id that cannot exist match nothing (not an error).
+      if ((req.snapshot_id !== '' && !isValidName(req.snapshot_id)) || (req.source_volume_id !== '' && !isValidName(req.source_volume_id))) {
+        decodePageToken('ls1', req.starting_token);
+        return { entries: [], next_token: '' };
+      }
+      const { items, nextToken } = await collect('ls1', req.starting_token, req.max_entries, (marker, limit) =>
+        backend.listSnapshots(
+          {
+            ...(marker ? { marker } : {}),
+            limit,
+            ...(req.source_volume_id ? { volumeName: req.source_volume_id } : {}),
+            ...(req.snapshot_id ? { snapshotName: req.snapshot_id } : {}),
+          },
+          opts(ctx),
+        ),
+      );
+      return { entries: items.filter(cut).map((s) => ({ snapshot: csiSnapshot(s) })), next_token: nextToken };
+    }),
+
+    GetSnapshot: rpc.unary('GetSnapshot', async (req, ctx) => {
+      const known = isKnownIdForm('snapshot_id', req.snapshot_id);
+      const snapshot = known ? await backend.getSnapshot(req.snapshot_id, opts(ctx)) : undefined;
+      if (!snapshot) throw notFound(`snapshot ${req.snapshot_id} does not exist`);
+      return { snapshot: csiSnapshot(snapshot) };
+    }),
+
+    ControllerExpandVolume: rpc.unary('ControllerExpandVolume', async (req, ctx) => {
+      const known = isKnownIdForm('volume_id', req.volume_id);
+      if (!req.capacity_range) throw invalidArgument('capacity_range is required');
+      const range = parseCapacityRange('capacity_range', req.capacity_range);
+      if (range.requiredBytes === 0 && range.limitBytes === 0) throw invalidArgument('capacity_range needs required_bytes or limit_bytes');
+      const cap = req.volume_capability ? checkVolumeCapability('volume_capability', req.volume_capability) : undefined;
+      if (!known) throw notFound(`volume ${req.volume_id} does not exist`);
+      const nodeExpansionRequired = !cap?.block;
+      return locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
+        const volume = await backend.getVolume(req.volume_id, opts(ctx));
+        if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
+        const target = expansionTarget(range, volume.sizeBytes);
+        if (volume.sizeBytes >= target) return { capacity_bytes: String(volume.sizeBytes), node_expansion_required: nodeExpansionRequired };
+        const pool = await poolOf(volume.poolId, ctx);
+        if (pool) checkPoolCeiling(pool, volume.thin, target);
+        const grown = await backend.extendVolume(req.volume_id, target, opts(ctx));
+        return { capacity_bytes: String(grown.sizeBytes), node_expansion_required: nodeExpansionRequired };
+      });
+    }),
+
+    ControllerGetVolume: rpc.unary('ControllerGetVolume', async (req, ctx) => {
+      const known = isKnownIdForm('volume_id', req.volume_id);
+      const volume = known ? await backend.getVolume(req.volume_id, opts(ctx)) : undefined;
+      if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
+      return {
+        volume: csiVolume(volume, await poolOf(volume.poolId, ctx)),
+        status: { published_node_ids: volume.mappedHosts, volume_condition: volumeCondition(volume) },
+      };
+    }),
+
+    ControllerModifyVolume: rpc.unary('ControllerModifyVolume', async (req, ctx) => {
+      const known = isKnownIdForm('volume_id', req.volume_id);
+      if (Object.keys(req.mutable_parameters).length === 0) throw invalidArgument('mutable_parameters is required');
+      const change = parseMutableParameters(req.mutable_parameters);
+      if (!known) throw notFound(`volume ${req.volume_id} does not exist`);
+      // Only the keys present change: absent ones are undefined and not sent.
+      await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, () => backend.modifyVolume(req.volume_id, change, opts(ctx)));
+      return {};
+    }),
+  };
+}
+
+/** The size ControllerExpandVolume grows to; the current size when it already satisfies the range. */
+function expansionTarget(range: ByteRange, currentBytes: number): number {
+  if (range.requiredBytes === Number.POSITIVE_INFINITY) throw outOfRange('capacity_range.required_bytes exceeds the largest volume the back end can hold');
+  if (range.limitBytes > 0 && currentBytes > range.limitBytes) {
+    throw outOfRange(`capacity_range.limit_bytes ${range.limitBytes} is below the volume's current ${currentBytes} bytes; volumes cannot shrink`);
+  }
+  const target = range.requiredBytes > 0 ? roundUpToMiB(range.requiredBytes) : currentBytes;
+  if (range.limitBytes > 0 && target > range.limitBytes) {
+    throw outOfRange(`capacity_range: ${target} bytes (required_bytes rounded up to whole MiB) exceeds limit_bytes ${range.limitBytes}`);
+  }
+  return Math.max(target, currentBytes);
+}

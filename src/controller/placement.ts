@@ -1,0 +1,65 @@
+// Where a volume goes: the pool named by the StorageClass or the first pool, restricted by the CO's
+// accessibility requirements to pools whose LUN a requested host sees. Only segments carrying our host key
+// take part: other keys (zone labels the node plugin copies) neither select nor exclude a pool.
+import type { Topology__Output } from '../generated/csi/v1/Topology.js';
+import type { TopologyRequirement__Output } from '../generated/csi/v1/TopologyRequirement.js';
+import type { PoolInfo } from '../sds/backend.js';
+import { invalidArgument, outOfRange, resourceExhausted } from '../server/errors.js';
+import { hostsInTopologies, TOPOLOGY_HOST_KEY } from './validation.js';
+
+/** Host ids a volume must be reachable from, or undefined when the requirement does not restrict hosts. */
+export function requiredHosts(requirements: TopologyRequirement__Output | null): string[] | undefined {
+  const requisite = requirements?.requisite ?? [];
+  // A requisite segment without our key can be met by any pool, so the requirement restricts nothing.
+  if (requisite.length === 0 || requisite.some((t) => t.segments[TOPOLOGY_HOST_KEY] === undefined)) return undefined;
+  return hostsInTopologies(requisite);
+}
+
+export function poolSatisfies(pool: PoolInfo, requirements: TopologyRequirement__Output | null): boolean {
+  const hosts = requiredHosts(requirements);
+  return hosts === undefined || pool.hosts.some((h) => hosts.includes(h));
+}
+
+/** The pool named `poolId` (INVALID_ARGUMENT naming the parameter when unknown), or all pools. */
+export function candidatePools(pools: PoolInfo[], poolId: string | undefined): PoolInfo[] {
+  if (poolId === undefined) return pools;
+  const pool = pools.find((p) => p.id === poolId);
+  if (!pool) throw invalidArgument(`parameters.pool: the back end has no pool ${JSON.stringify(poolId)}`);
+  return [pool];
+}
+
+/** Chooses the pool for a new volume; RESOURCE_EXHAUSTED when no pool is reachable where the CO requires. */
+export function choosePool(pools: PoolInfo[], poolId: string | undefined, requirements: TopologyRequirement__Output | null): PoolInfo {
+  const named = candidatePools(pools, poolId);
+  const fitting = named.filter((p) => poolSatisfies(p, requirements));
+  if (fitting.length === 0) {
+    if (named.length === 0) throw resourceExhausted('the back end has no storage pool');
+    const hosts = requiredHosts(requirements) ?? [];
+    throw resourceExhausted(`no ${poolId ? `pool ${JSON.stringify(poolId)}` : 'pool'} is reachable from the required hosts ${hosts.join(', ')}`);
+  }
+  // Healthy pools first, then the CO's preferred hosts in its order.
+  const ordered = [...fitting.filter((p) => p.healthy), ...fitting.filter((p) => !p.healthy)];
+  for (const host of hostsInTopologies(requirements?.preferred ?? [])) {
+    const pool = ordered.find((p) => p.hosts.includes(host));
+    if (pool) return pool;
+  }
+  return ordered[0]!;
+}
+
+/** Pools serving a GetCapacity topology: those seen by the host our key names, or all when it names none. */
+export function poolsForTopology(pools: PoolInfo[], topology: Topology__Output | null): PoolInfo[] {
+  const host = topology?.segments[TOPOLOGY_HOST_KEY];
+  return host === undefined ? pools : pools.filter((p) => p.hosts.includes(host));
+}
+
+/** The most a pool can ever hold for one volume: total × over-subscription for thin, total for thick. */
+export function poolCeilingBytes(pool: PoolInfo, thin: boolean): number {
+  return thin ? Math.floor(pool.totalBytes * Math.max(1, pool.maxOversubscription)) : pool.totalBytes;
+}
+
+export function checkPoolCeiling(pool: PoolInfo, thin: boolean, sizeBytes: number): void {
+  const ceiling = poolCeilingBytes(pool, thin);
+  if (sizeBytes > ceiling) {
+    throw outOfRange(`${sizeBytes} bytes exceeds what pool ${pool.id} can ever hold for a ${thin ? 'thin' : 'thick'} volume (${ceiling} bytes)`);
+  }
+}

@@ -1,0 +1,84 @@
+// Back-end records → CSI messages, and the comparison behind CreateVolume's idempotency.
+import type { Snapshot } from '../generated/csi/v1/Snapshot.js';
+import type { Volume } from '../generated/csi/v1/Volume.js';
+import type { VolumeCondition } from '../generated/csi/v1/VolumeCondition.js';
+import type { VolumeContentSource } from '../generated/csi/v1/VolumeContentSource.js';
+import type { CloneType, PoolInfo, SnapshotInfo, VolumeInfo } from '../sds/backend.js';
+import type { VolumeParameters } from './parameters.js';
+import { sizeFits, topologyOfHosts, type ByteRange } from './validation.js';
+
+/** volume_context key telling the node which filesystem to make when the capability names none. */
+export const CONTEXT_FS_TYPE = 'fsType';
+
+export type RequestedSource = { type: 'snapshot'; id: string } | { type: 'volume'; id: string };
+
+export function contentSourceOf(info: VolumeInfo): VolumeContentSource | null {
+  if (info.source.type === 'snapshot') return { snapshot: { snapshot_id: info.source.name } };
+  if (info.source.type === 'volume') return { volume: { volume_id: info.source.name } };
+  return null;
+}
+
+export function volumeContext(params: Pick<VolumeParameters, 'fsType'>): Record<string, string> {
+  return params.fsType ? { [CONTEXT_FS_TYPE]: params.fsType } : {};
+}
+
+export function csiVolume(info: VolumeInfo, pool: PoolInfo | undefined, context: Record<string, string> = {}): Volume {
+  return {
+    volume_id: info.name,
+    capacity_bytes: String(info.sizeBytes),
+    volume_context: context,
+    content_source: contentSourceOf(info),
+    accessible_topology: topologyOfHosts(pool?.hosts ?? []),
+  };
+}
+
+export function volumeCondition(info: VolumeInfo): VolumeCondition {
+  const abnormal = !info.healthy || info.state === 'fault';
+  return { abnormal, message: abnormal ? `volume is faulty: ${info.faultReason || 'the back end reports a fault'}` : 'volume is healthy' };
+}
+
+export function csiSnapshot(info: SnapshotInfo): Snapshot {
+  const ms = info.createdAt.getTime();
+  return {
+    snapshot_id: info.name,
+    source_volume_id: info.volumeName,
+    size_bytes: String(info.sizeBytes),
+    creation_time: { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 },
+    ready_to_use: info.state === 'available' || info.state === 'in-use',
+    group_snapshot_id: info.groupName ?? '',
+  };
+}
+
+export interface WantedVolume {
+  range: ByteRange;
+  params: VolumeParameters;
+  source?: RequestedSource;
+  cloneType?: CloneType;
+}
+
+/** Settings of an existing volume that differ from the parameters; `thin` counts only when `compareThin`. */
+export function settingDifferences(existing: VolumeInfo, params: VolumeParameters, compareThin: boolean): string[] {
+  const diffs: string[] = [];
+  if (params.poolId !== undefined && existing.poolId !== params.poolId) diffs.push(`it is in pool ${existing.poolId}, not ${params.poolId}`);
+  if (compareThin && existing.thin !== params.thin) diffs.push(`it is ${existing.thin ? 'thin' : 'thick'}`);
+  if (params.qos.maxIops !== undefined && existing.qos.maxIops !== params.qos.maxIops) diffs.push(`its maxIOPS is ${existing.qos.maxIops}`);
+  if (params.qos.maxMBps !== undefined && existing.qos.maxMBps !== params.qos.maxMBps) diffs.push(`its maxMBps is ${existing.qos.maxMBps}`);
+  if (params.qos.priority !== undefined && existing.qos.priority !== params.qos.priority) diffs.push(`its IO priority is ${existing.qos.priority}`);
+  if (params.cachePolicy !== undefined && existing.cachePolicy !== params.cachePolicy) diffs.push(`its cache is ${existing.cachePolicy}`);
+  return diffs;
+}
+
+/** What makes an existing volume unlike the requested one (empty: it is the same volume). */
+export function incompatibilities(existing: VolumeInfo, want: WantedVolume): string[] {
+  const diffs: string[] = [];
+  if (!sizeFits(existing.sizeBytes, want.range)) diffs.push(`its size ${existing.sizeBytes} bytes is outside the requested capacity_range`);
+  diffs.push(...settingDifferences(existing, want.params, true));
+  const src = existing.source;
+  const have = src.type === 'snapshot' || src.type === 'volume' ? `${src.type} ${src.name}` : src.type === 'image' ? 'an image' : 'no source';
+  const wanted = want.source ? `${want.source.type} ${want.source.id}` : want.params.image ? 'an image' : 'no source';
+  if (have !== wanted) diffs.push(`it was made from ${have}, not ${wanted}`);
+  else if (want.source && want.cloneType && existing.cloneType && existing.cloneType !== want.cloneType) {
+    diffs.push(`it is a ${existing.cloneType} clone, not ${want.cloneType}`);
+  }
+  return diffs;
+}

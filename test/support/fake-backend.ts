@@ -1,0 +1,230 @@
+// An in-memory SdsBackend for unit tests of the controller room only. It follows docs/socket-api.md closely
+// enough for the handlers' logic (names, sizes, pools, mappings, errors); the conformance suite runs against
+// the real emulator instead.
+import { GiB, MiB } from '../../src/sds/backend.js';
+import type {
+  CachePolicy, CallOptions, CloneType, HostMapping, ImageExportSpec, ImageImportSpec, ImageJob, Page, PoolInfo, Qos,
+  SdsBackend, SnapshotInfo, SystemInfo, VolumeInfo, VolumeSpec,
+} from '../../src/sds/backend.js';
+import { SdsError } from '../../src/sds/errors.js';
+
+interface FakePool {
+  id: string;
+  totalBytes: number;
+  maxOversubscription: number;
+  linkedClone: boolean;
+  hosts: string[];
+  healthy: boolean;
+}
+
+export class FakeBackend implements SdsBackend {
+  pools: FakePool[] = [
+    { id: 'pool0', totalBytes: 64 * GiB, maxOversubscription: 4, linkedClone: true, hosts: ['host-a', 'host-b'], healthy: true },
+    { id: 'pool1', totalBytes: 8 * GiB, maxOversubscription: 1, linkedClone: false, hosts: ['host-c'], healthy: true },
+  ];
+  hosts = new Set(['host-a', 'host-b', 'host-c']);
+  readonly volumes = new Map<string, VolumeInfo>();
+  readonly snapshots = new Map<string, SnapshotInfo>();
+  readonly mappings = new Map<string, HostMapping[]>();
+  readonly jobs = new Map<string, ImageJob>();
+  /** every call is refused as if the VBS were down */
+  unavailable = false;
+  /** delay before each mutating call answers, to hold locks in concurrency tests */
+  delayMs = 0;
+  readonly calls: string[] = [];
+
+  private async enter(name: string, mutating = false): Promise<void> {
+    this.calls.push(name);
+    if (this.unavailable) throw new SdsError('Unavailable', 'cannot reach the VBS at any address');
+    if (mutating && this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+  }
+
+  private poolInfo(p: FakePool): PoolInfo {
+    const vols = [...this.volumes.values()].filter((v) => v.poolId === p.id);
+    const provisioned = vols.reduce((n, v) => n + v.sizeBytes, 0);
+    const allocated = vols.reduce((n, v) => n + (v.thin ? 0 : v.sizeBytes), 0);
+    const thinCapacity = Math.max(0, p.totalBytes * p.maxOversubscription - provisioned);
+    return {
+      id: p.id, totalBytes: p.totalBytes, freeBytes: p.totalBytes - allocated, provisionedBytes: provisioned, allocatedBytes: allocated,
+      maxOversubscription: p.maxOversubscription, thinCapacityBytes: thinCapacity,
+      thickCapacityBytes: Math.min(p.totalBytes - allocated, thinCapacity), linkedClone: p.linkedClone,
+      type: p.linkedClone ? 'xfs-reflink' : 'directory', hosts: [...p.hosts], healthy: p.healthy,
+    };
+  }
+
+  private pool(id: string | undefined): FakePool {
+    const pool = id === undefined ? this.pools[0] : this.pools.find((p) => p.id === id);
+    if (!pool) throw new SdsError('PoolNotFound', `unknown pool ${id}`);
+    return pool;
+  }
+
+  private newVolume(spec: VolumeSpec, extra: Partial<VolumeInfo> = {}): VolumeInfo {
+    if (this.volumes.has(spec.name)) {
+      throw new SdsError('AlreadyExists', `volume ${spec.name} exists`);
+    }
+    const pool = this.pool(spec.poolId);
+    const info = this.poolInfo(pool);
+    const thin = spec.thin ?? true;
+    if (spec.sizeBytes > (thin ? info.thinCapacityBytes : info.thickCapacityBytes)) throw new SdsError('NoSpace', `pool ${pool.id} is full`);
+    const qos: Qos = { maxIops: spec.qos?.maxIops ?? 0, maxMBps: spec.qos?.maxMBps ?? 0, priority: spec.qos?.priority ?? 2 };
+    const volume: VolumeInfo = {
+      name: spec.name, sizeBytes: spec.sizeBytes, poolId: pool.id, thin, state: 'available', status: 1, allocatedBytes: 0,
+      createdAt: new Date(), source: { type: 'none' }, qos, cachePolicy: spec.cachePolicy ?? 'none', mappedHosts: [],
+      healthy: true, snapshotCount: 0, ...extra,
+    };
+    this.volumes.set(spec.name, volume);
+    return { ...volume };
+  }
+
+  async systemInfo(): Promise<SystemInfo> {
+    await this.enter('systemInfo');
+    return { product: 'SDSHypervisor', version: 'fake', apiVersion: '1', hostId: 'host-a', capabilities: ['list', 'map'] };
+  }
+  async queryPools(poolIds?: string[]): Promise<PoolInfo[]> {
+    await this.enter('queryPools');
+    return (poolIds?.length ? poolIds.map((id) => this.pool(id)) : this.pools).map((p) => this.poolInfo(p));
+  }
+  async createVolume(spec: VolumeSpec): Promise<VolumeInfo> {
+    await this.enter('createVolume', true);
+    return this.newVolume(spec);
+  }
+  async createVolumeFromSnapshot(spec: VolumeSpec & { snapshotName: string; cloneType: CloneType }): Promise<VolumeInfo> {
+    await this.enter('createVolumeFromSnapshot', true);
+    const snap = this.snapshots.get(spec.snapshotName);
+    if (!snap) throw new SdsError('NotFound', `snapshot ${spec.snapshotName} does not exist`);
+    if (spec.sizeBytes < snap.sizeBytes) throw new SdsError('InvalidParameter', 'vol_size: smaller than the snapshot');
+    if (spec.cloneType === 'linked' && !this.pool(snap.poolId).linkedClone) throw new SdsError('NotSupported', 'no linked clones here');
+    return this.newVolume({ ...spec, poolId: snap.poolId }, { source: { type: 'snapshot', name: snap.name }, cloneType: spec.cloneType });
+  }
+  async cloneVolume(spec: VolumeSpec & { sourceVolumeName: string; cloneType: CloneType }): Promise<VolumeInfo> {
+    await this.enter('cloneVolume', true);
+    const src = this.volumes.get(spec.sourceVolumeName);
+    if (!src) throw new SdsError('NotFound', `volume ${spec.sourceVolumeName} does not exist`);
+    if (spec.sizeBytes < src.sizeBytes) throw new SdsError('CannotShrink', 'vol_size: smaller than the source');
+    return this.newVolume({ ...spec, poolId: src.poolId }, { source: { type: 'volume', name: src.name }, cloneType: spec.cloneType });
+  }
+  async deleteVolume(name: string): Promise<void> {
+    await this.enter('deleteVolume', true);
+    if ((this.mappings.get(name) ?? []).some((m) => m.attached)) throw new SdsError('Attached', `volume ${name} is attached`);
+    this.volumes.delete(name);
+    this.mappings.delete(name);
+  }
+  async extendVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    await this.enter('extendVolume', true);
+    const v = this.volumes.get(name);
+    if (!v) throw new SdsError('NotFound', `volume ${name} does not exist`);
+    if (sizeBytes < v.sizeBytes) throw new SdsError('CannotShrink', 'smaller');
+    v.sizeBytes = sizeBytes;
+    return { ...v };
+  }
+  async getVolume(name: string): Promise<VolumeInfo | undefined> {
+    await this.enter('getVolume');
+    const v = this.volumes.get(name);
+    return v && { ...v, mappedHosts: (this.mappings.get(name) ?? []).map((m) => m.hostId) };
+  }
+  async listVolumes(query: { marker?: string; limit?: number; poolId?: string }): Promise<Page<VolumeInfo>> {
+    await this.enter('listVolumes');
+    const names = [...this.volumes.keys()].sort().filter((n) => !query.marker || n > query.marker);
+    const limit = query.limit ?? 100;
+    const page = names.slice(0, limit);
+    return {
+      items: await Promise.all(page.map(async (n) => (await this.getVolume(n))!)),
+      nextMarker: names.length > limit ? page[page.length - 1]! : '',
+    };
+  }
+  async modifyVolume(name: string, change: { qos?: Partial<Qos>; cachePolicy?: CachePolicy }): Promise<VolumeInfo> {
+    await this.enter('modifyVolume', true);
+    const v = this.volumes.get(name);
+    if (!v) throw new SdsError('NotFound', `volume ${name} does not exist`);
+    Object.assign(v.qos, change.qos ?? {});
+    if (change.cachePolicy) v.cachePolicy = change.cachePolicy;
+    return { ...v };
+  }
+  async createSnapshot(name: string, volumeName: string): Promise<SnapshotInfo> {
+    await this.enter('createSnapshot', true);
+    const existing = this.snapshots.get(name);
+    if (existing) {
+      if (existing.volumeName === volumeName) return { ...existing };
+      throw new SdsError('AlreadyExists', `snapshot ${name} exists`);
+    }
+    const v = this.volumes.get(volumeName);
+    if (!v) throw new SdsError('NotFound', `volume ${volumeName} does not exist`);
+    const snap: SnapshotInfo = {
+      name, volumeName, sizeBytes: v.sizeBytes, poolId: v.poolId, state: 'available', status: 1, allocatedBytes: 0,
+      createdAt: new Date(), dependents: 0,
+    };
+    this.snapshots.set(name, snap);
+    return { ...snap };
+  }
+  async deleteSnapshot(name: string): Promise<void> {
+    await this.enter('deleteSnapshot', true);
+    this.snapshots.delete(name);
+  }
+  async getSnapshot(name: string): Promise<SnapshotInfo | undefined> {
+    await this.enter('getSnapshot');
+    const s = this.snapshots.get(name);
+    return s && { ...s };
+  }
+  async listSnapshots(query: { marker?: string; limit?: number; volumeName?: string; snapshotName?: string }): Promise<Page<SnapshotInfo>> {
+    await this.enter('listSnapshots');
+    const all = [...this.snapshots.values()]
+      .filter((s) => (!query.volumeName || s.volumeName === query.volumeName) && (!query.snapshotName || s.name === query.snapshotName))
+      .sort((a, b) => (a.name < b.name ? -1 : 1))
+      .filter((s) => !query.marker || s.name > query.marker);
+    const limit = query.limit ?? 100;
+    const page = all.slice(0, limit);
+    return { items: page.map((s) => ({ ...s })), nextMarker: all.length > limit ? page[page.length - 1]!.name : '' };
+  }
+  async mapVolume(name: string, hostId: string, options: { readOnly: boolean; exclusive: boolean }): Promise<void> {
+    await this.enter('mapVolume', true);
+    if (!this.volumes.has(name)) throw new SdsError('NotFound', `volume ${name} does not exist`);
+    if (!this.hosts.has(hostId)) throw new SdsError('HostNotFound', `host ${hostId} does not exist`);
+    const maps = this.mappings.get(name) ?? [];
+    const mode = options.readOnly ? 'ro' : 'rw';
+    const same = maps.find((m) => m.hostId === hostId);
+    if (same) {
+      if (same.accessMode !== mode) throw new SdsError('MapConflict', `already mapped to ${hostId} ${same.accessMode}`);
+      return;
+    }
+    const other = maps.find((m) => m.hostId !== hostId);
+    if (options.exclusive && other) throw new SdsError('MappedElsewhere', `volume ${name} is mapped to host ${other.hostId}`);
+    maps.push({ hostId, accessMode: mode, attached: false });
+    this.mappings.set(name, maps);
+  }
+  async unmapVolume(name: string, hostId: string): Promise<void> {
+    await this.enter('unmapVolume', true);
+    if (!this.volumes.has(name)) throw new SdsError('NotFound', `volume ${name} does not exist`);
+    this.mappings.set(name, (this.mappings.get(name) ?? []).filter((m) => m.hostId !== hostId));
+  }
+  async volumeHosts(name: string): Promise<HostMapping[]> {
+    await this.enter('volumeHosts');
+    if (!this.volumes.has(name)) throw new SdsError('NotFound', `volume ${name} does not exist`);
+    return [...(this.mappings.get(name) ?? [])];
+  }
+  async importImage(spec: ImageImportSpec): Promise<{ job: ImageJob; volume: VolumeInfo }> {
+    await this.enter('importImage', true);
+    const volume = this.newVolume({ ...spec, sizeBytes: spec.sizeBytes ?? 16 * MiB }, { source: { type: 'image' } });
+    const failed = spec.url.includes('broken');
+    if (failed) this.volumes.delete(spec.name);
+    const job: ImageJob = {
+      id: `job-${this.jobs.size + 1}`, type: 'import', state: failed ? 'failed' : 'done', volumeName: spec.name, bytesDone: 0,
+      bytesTotal: 0, ...(failed ? { error: 'unreadable image' } : {}),
+    };
+    this.jobs.set(job.id, job);
+    return { job: { ...job, state: 'running' }, volume };
+  }
+  async exportImage(_spec: ImageExportSpec): Promise<ImageJob> {
+    throw new SdsError('NotSupported', 'not in the fake');
+  }
+  async getImageJob(id: string): Promise<ImageJob | undefined> {
+    await this.enter('getImageJob');
+    return this.jobs.get(id);
+  }
+  async waitImageJob(id: string, _timeoutMs: number, _opts?: CallOptions): Promise<ImageJob> {
+    await this.enter('waitImageJob');
+    const job = this.jobs.get(id);
+    if (!job) throw new SdsError('NotFound', `job ${id} does not exist`);
+    return job;
+  }
+  close(): void {}
+}
