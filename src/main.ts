@@ -4,8 +4,11 @@
 // and on SIGINT/SIGTERM drains in-flight calls before it stops (a second signal stops at once).
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
 import { controllerService } from './controller/controller.js';
+import { KvConnector } from './connector/index.js';
 import { identityService } from './identity/identity.js';
+import { createKubeClient } from './kube/index.js';
 import { createLogger, type Logger } from './log/logger.js';
+import { nodeService, type NodeDeps } from './node/node.js';
 import { SdsClient } from './sds/client.js';
 import { defaultSdsCliPath, EmbeddedEmulator } from './server/embedded-emulator.js';
 import { makeContextFactory } from './server/rpc.js';
@@ -56,9 +59,7 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       ),
     };
     if (config.mode === 'controller' || config.mode === 'all') services.controller = controllerService({ backend: sds }, rpc);
-    if (config.mode === 'node' || config.mode === 'all') {
-      // The node service (src/node) is wired here: services.node = nodeService({ ... }, rpc);
-    }
+    if (config.mode === 'node' || config.mode === 'all') services.node = nodeService(nodeDeps(config, sds, log), rpc);
     server.register(services);
     await server.listen(config.endpointMode);
     log.info(
@@ -81,6 +82,28 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       if (exit.code !== 0 && exit.code !== null) log.warn(exit, 'the embedded emulator exited with an error');
     }
   }
+}
+
+/**
+ * The node service's collaborators: the KV connector (its sds_cli finds the VBS's data plane through
+ * SDS_KV_SOCKET, set above in all mode), the back end for the host id, and the Node's labels for topology.
+ */
+function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger): NodeDeps {
+  const connector = new KvConnector({ cliPath: config.sdsCli, logger: log.child({ room: 'connector' }) });
+  let topologyLabels: NodeDeps['topologyLabels'];
+  if (config.topologyLabels.length > 0) {
+    const kube = createKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
+    topologyLabels = (signal) => kube.readNodeTopology(config.nodeName, config.topologyLabels, { signal });
+  }
+  log.info({ sdsCli: connector.cli, kvSocket: process.env.SDS_KV_SOCKET, hostId: config.hostId ?? '(asked of the VBS)' }, 'node service: data plane');
+  return {
+    connector,
+    backend,
+    maxVolumesPerNode: config.maxVolumesPerNode,
+    log: log.child({ room: 'node' }),
+    ...(config.hostId ? { hostId: config.hostId } : {}),
+    ...(topologyLabels ? { topologyLabels } : {}),
+  };
 }
 
 /** Resolves on the first SIGINT/SIGTERM (or when the embedded emulator dies); a second signal calls `hardStop` and exits. */
