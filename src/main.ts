@@ -17,6 +17,8 @@ import { packageVersion } from './util/paths.js';
 
 const PROBE_TIMEOUT_MS = 2_000;
 const EMULATOR_STOP_TIMEOUT_MS = 15_000;
+/** A repeat of the first stop signal this soon is the same signal delivered twice, not a second request. */
+const DUPLICATE_SIGNAL_MS = 100;
 
 async function run(config: DriverConfig, log: Logger): Promise<number> {
   let emulator: EmbeddedEmulator | undefined;
@@ -110,13 +112,18 @@ function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger): NodeDe
 function stopRequested(log: Logger, emulator: EmbeddedEmulator | undefined, hardStop: () => void): Promise<'signal' | 'emulator-exited'> {
   return new Promise((resolve) => {
     let signalled = false;
+    let first: { signal: NodeJS.Signals; at: number } | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
+      // One Ctrl-C under `npm start` arrives twice within milliseconds: the terminal signals the foreground
+      // process group, and npm forwards it to its child. That is still the first request: drain.
+      if (first && first.signal === signal && Date.now() - first.at < DUPLICATE_SIGNAL_MS) return;
       if (signalled) {
         log.warn({ signal }, 'second signal: stopping at once');
         hardStop();
         process.exit(1);
       }
       signalled = true;
+      first = { signal, at: Date.now() };
       log.info({ signal }, 'stopping: draining in-flight calls');
       resolve('signal');
     };
