@@ -95,6 +95,7 @@ function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger): NodeDe
   let topologyLabels: NodeDeps['topologyLabels'];
   if (config.topologyLabels.length > 0) {
     const kube = createKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
+    if (!kube.enabled) log.warn({ topologyLabels: config.topologyLabels }, '--topology-labels is set but Kubernetes is off: NodeGetInfo will fail until a kubeconfig or in-cluster config is available');
     topologyLabels = (signal) => kube.readNodeTopology(config.nodeName, config.topologyLabels, { signal });
   }
   log.info({ sdsCli: connector.cli, kvSocket: process.env.SDS_KV_SOCKET, hostId: config.hostId ?? '(asked of the VBS)' }, 'node service: data plane');
