@@ -3,12 +3,14 @@
 // kubelet and the attacher do. stack.stop() fails the file if a mount or loop device is left in its dir.
 import { execFileSync } from 'node:child_process';
 import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { devicePathOf, splitDeviceNumber } from '../src/mount/index.js';
 import { failure, type ControllerApi, type NodeApi } from './support/csi-client.js';
 import { hasCapSysResource } from './support/loop-fixtures.js';
+import { FakeKubeApi, writeKubeconfig } from './support/fake-kube-api.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const MiB = 1024 * 1024;
@@ -210,6 +212,26 @@ describe('node service in the real stack', () => {
 });
 
 describe('--mode=node', () => {
+  it('NodeGetInfo adds the Node labels named by --topology-labels, read from the Kubernetes API', async () => {
+    const tlsDir = join(dirname(fileURLToPath(import.meta.url)), 'support', 'tls');
+    const caFile = join(tlsDir, 'fake-kube-api.crt');
+    const tls = { key: await readFile(join(tlsDir, 'fake-kube-api.key'), 'utf8'), cert: await readFile(caFile, 'utf8'), caFile };
+    const api = await new FakeKubeApi({ token: 'node-token', tls }).start();
+    api.addNode({ name: 'worker-7', labels: { 'topology.kubernetes.io/zone': 'zone-c', 'kubernetes.io/os': 'linux' } });
+    const kubeconfig = await writeKubeconfig(stack.dir, api.url, 'node-token', { caFile, fileName: 'kubeconfig-node' });
+    const labelled = await startStack({
+      mode: 'node',
+      driverArgs: ['--node-name=worker-7', '--topology-labels=topology.kubernetes.io/zone,example.com/missing', `--kubeconfig=${kubeconfig}`],
+    });
+    try {
+      const info = await labelled.csi.node.NodeGetInfo({});
+      expect(info.accessible_topology?.segments).toEqual({ 'topology.kubernetes.io/zone': 'zone-c', 'topology.sdshypervisor.io/host': labelled.hostId });
+    } finally {
+      await labelled.stop();
+      await api.stop();
+    }
+  });
+
   it('serves identity and node, not the controller', async () => {
     const only = await startStack({ mode: 'node' });
     try {
