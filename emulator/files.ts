@@ -59,9 +59,15 @@ export function fsyncPath(path: string): void {
 }
 
 export function allocatedBytes(path: string): number {
+  return allocationOf(path) ?? 0;
+}
+
+/** Allocated bytes of a file, or undefined when it does not exist (its data is gone). */
+export function allocationOf(path: string): number | undefined {
   try {
     return statSync(path).blocks * 512;
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     return 0;
   }
 }

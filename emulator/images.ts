@@ -366,12 +366,15 @@ export class ImageService {
           }
           fsyncPath(dirname(target));
           releaseOnce();
+          // The temporary snapshot goes before the job says done, so nothing of the job outlives its end.
+          await fsp.rm(tmpSource, { force: true });
           ctx.store.finishJob({ job_id: jobId, status: 'done', error: '', bytes_done: live.bytesTotal, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
           jobLog.info('export done');
         } catch (err) {
           const message = signal.aborted ? String((signal.reason as Error)?.message ?? 'aborted') : (err as Error).message;
           jobLog.warn({ err }, 'export failed');
           await fsp.rm(part, { force: true }).catch(() => undefined);
+          await fsp.rm(tmpSource, { force: true }).catch(() => undefined);
           releaseOnce();
           ctx.store.finishJob({ job_id: jobId, status: 'failed', error: message, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
         } finally {

@@ -1,7 +1,7 @@
 // Records of the socket API (docs/socket-api.md §2.4), built from rows and the pool's file system.
 import { encodeRecord, SnapshotStatus, VolumeStatus, type Field } from '../src/protocol/vbs.js';
 import type { Ctx } from './context.js';
-import { allocatedBytes, MiB } from './files.js';
+import { allocationOf, MiB } from './files.js';
 import type { Pool } from './pools.js';
 import type { JobRow, SnapshotRow, VolumeRow } from './store.js';
 
@@ -32,8 +32,11 @@ function poolProblem(ctx: Ctx, poolName: string): string {
 export function volumeRecord(ctx: Ctx, row: VolumeRow, allocBytes?: number): Record<string, string | number> {
   const mappings = ctx.store.mappings(row.id);
   const pool = ctx.pools.get(row.pool);
-  const problem = row.state === 'fault' ? row.fault_reason : poolProblem(ctx, row.pool);
-  const alloc = allocBytes ?? (pool && pool.healthy && row.state !== 'creating' ? allocatedBytes(pool.volumePath(row.name)) : 0);
+  const stat = allocBytes ?? (pool && pool.healthy && row.state !== 'creating' ? allocationOf(pool.volumePath(row.name)) : 0);
+  // A file gone behind our back is reported at once; the next start's reconcile records it in the row.
+  const missing = stat === undefined && row.state !== 'deleting' ? 'the volume file is missing from the pool' : '';
+  const problem = row.state === 'fault' ? row.fault_reason : poolProblem(ctx, row.pool) || missing;
+  const alloc = stat ?? 0;
   return {
     status: problem && row.state !== 'deleting' ? VolumeStatus.FAULT : volumeStatus(row, mappings.length > 0),
     vol_name: row.name,
@@ -60,7 +63,9 @@ export function volumeRecord(ctx: Ctx, row: VolumeRow, allocBytes?: number): Rec
 export function snapshotRecord(ctx: Ctx, row: SnapshotRow): Record<string, string | number> {
   const dependents = ctx.store.linkedDependents(row.id);
   const pool = ctx.pools.get(row.pool);
-  const problem = row.state === 'fault' ? row.fault_reason : poolProblem(ctx, row.pool);
+  const stat = pool && pool.healthy && row.state !== 'creating' ? allocationOf(pool.snapshotPath(row.name)) : 0;
+  const missing = stat === undefined && row.state !== 'deleting' ? 'the snapshot file is missing from the pool' : '';
+  const problem = row.state === 'fault' ? row.fault_reason : poolProblem(ctx, row.pool) || missing;
   let status: number;
   switch (row.state) {
     case 'creating': status = SnapshotStatus.CREATING; break;
@@ -68,7 +73,7 @@ export function snapshotRecord(ctx: Ctx, row: SnapshotRow): Record<string, strin
     case 'fault': status = SnapshotStatus.FAULT; break;
     default: status = problem ? SnapshotStatus.FAULT : dependents > 0 ? SnapshotStatus.IN_USE : SnapshotStatus.AVAILABLE;
   }
-  const alloc = pool && pool.healthy && row.state !== 'creating' ? allocatedBytes(pool.snapshotPath(row.name)) : 0;
+  const alloc = stat ?? 0;
   return {
     status,
     snap_name: row.name,

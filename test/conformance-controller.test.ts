@@ -654,9 +654,12 @@ describe('ControllerGetVolume', () => {
   it("reports an abnormal condition when the volume's file is gone behind the back end's back", async () => {
     const v = await createVolume();
     await ctl.ControllerPublishVolume({ volume_id: v.volume_id, node_id: 'host-b', volume_capability: mountCap() });
-    // The emulator's data layout (emulator/README.md): <data>/pools/<pool>/volumes/<volume>. It finds a lost
-    // file when it reconciles at start, so restart it after pulling the file away.
+    // The emulator's data layout (emulator/README.md): <data>/pools/<pool>/volumes/<volume>. A query notices
+    // a lost file at once; the next start's reconcile records the fault for good.
     await rm(join(stack.emulatorDataDir, 'pools', 'pool0', 'volumes', v.volume_id));
+    const live = await ctl.ControllerGetVolume({ volume_id: v.volume_id });
+    expect(live.status?.volume_condition?.abnormal).toBe(true);
+    expect(live.status?.volume_condition?.message).toMatch(/missing/);
     await stack.stopEmulator();
     await stack.startEmulator();
     const got = await ctl.ControllerGetVolume({ volume_id: v.volume_id });
