@@ -55,10 +55,15 @@ export interface Stack {
   /** SIGSTOPs the emulator so back-end calls hang (and the driver holds its locks); returns the thaw. */
   freezeEmulator(): () => void;
   stopEmulator(): Promise<void>;
+  /** kill -9 of the emulator (no shutdown work at all); resolves when it has exited. startEmulator() restarts it. */
+  killEmulator(): Promise<void>;
+  emulatorPid(): number | undefined;
   startEmulator(): Promise<void>;
   startDriver(extraArgs?: string[]): Promise<void>;
   /** SIGTERM to the driver; resolves with its exit code */
   stopDriver(): Promise<number | null>;
+  /** kill -9 of the driver; resolves when it has exited. startDriver() restarts it. */
+  killDriver(): Promise<void>;
   driverProcess(): ChildProcess | undefined;
   /** resolves with the driver's exit code when it exits */
   driverExited(): Promise<number | null>;
@@ -145,6 +150,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     if (exit.code !== 0) throw new Error(`the emulator exited with code ${exit.code} signal ${exit.signal}:\n${tail(emulatorOutput)}`);
   }
 
+  async function killEmulator(): Promise<void> {
+    if (!emulator) return;
+    const dying = emulator;
+    emulator = undefined;
+    frozen = undefined;
+    process.kill(dying.pid, 'SIGKILL');
+    await dying.exited;
+  }
+
   async function startDriver(extraArgs: string[] = []): Promise<void> {
     const mode = options.mode ?? 'controller';
     const args = [
@@ -194,6 +208,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     return code;
   }
 
+  async function killDriver(): Promise<void> {
+    csi?.close();
+    if (!driver || !driverExit) return;
+    if (driver.exitCode === null && driver.signalCode === null) driver.kill('SIGKILL');
+    await driverExit;
+    driver = undefined;
+  }
+
   async function stop(): Promise<void> {
     const problems: string[] = [];
     try {
@@ -236,9 +258,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     emulatorLog: () => emulatorOutput,
     freezeEmulator,
     stopEmulator,
+    killEmulator,
+    emulatorPid: () => emulator?.pid,
     startEmulator,
     startDriver,
     stopDriver,
+    killDriver,
     driverProcess: () => driver,
     driverExited: () => driverExit ?? Promise.resolve(null),
     stop,
