@@ -59,7 +59,8 @@ export interface Stack {
   killEmulator(): Promise<void>;
   emulatorPid(): number | undefined;
   startEmulator(): Promise<void>;
-  startDriver(extraArgs?: string[]): Promise<void>;
+  /** starts the driver and waits until Probe says ready (or, with `until: 'serving'`, until Probe answers at all) */
+  startDriver(extraArgs?: string[], until?: 'ready' | 'serving'): Promise<void>;
   /** SIGTERM to the driver; resolves with its exit code */
   stopDriver(): Promise<number | null>;
   /** kill -9 of the driver; resolves when it has exited. startDriver() restarts it. */
@@ -159,7 +160,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await dying.exited;
   }
 
-  async function startDriver(extraArgs: string[] = []): Promise<void> {
+  async function startDriver(extraArgs: string[] = [], until: 'ready' | 'serving' = 'ready'): Promise<void> {
     const mode = options.mode ?? 'controller';
     const args = [
       driverEntry,
@@ -188,9 +189,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       if (child.exitCode !== null) throw new Error(`the driver exited with code ${child.exitCode} before it was ready:\n${tail(driverOutput)}`);
       try {
         const probe = await csi.identity.Probe({}, { timeoutMs: 2_000 });
-        if (probe.ready?.value) return;
+        if (probe.ready?.value || until === 'serving') return;
       } catch {
-        // not listening yet
+        // Not listening yet. A fresh channel: grpc-js would otherwise wait out its reconnect back-off (1 s+).
+        csi.close();
+        csi = connectCsi(csiSocket);
       }
       if (Date.now() > deadline) throw new Error(`the driver was not ready within 30 s:\n${tail(driverOutput)}`);
       await new Promise((r) => setTimeout(r, 50));
