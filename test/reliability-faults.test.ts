@@ -10,7 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { settle, status, type ControllerApi } from './support/csi-client.js';
-import { countFrom, disagreements, listEverything, loopDevicesUnder, MiB, poolFiles, seededRandom, seedFrom } from './support/backend-audit.js';
+import { countFrom, databaseRows, disagreements, listEverything, loopDevicesUnder, MiB, poolFiles, seededRandom, seedFrom } from './support/backend-audit.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const ROUNDS = countFrom('FAULT_ROUNDS', 20);
@@ -262,6 +262,14 @@ describe(`kill -9 of the emulator during controller calls: ${ROUNDS} seeded roun
     console.log(`[reliability] emulator kill -9: ${JSON.stringify(figures)}`);
     // The kills did land inside calls, not only between them.
     expect(figures.interrupted).toBeGreaterThan(0);
+
+    // The rows themselves, read once the daemon has let go of its database.
+    await stack.stopEmulator();
+    const rows = databaseRows(stack.emulatorDataDir);
+    expect(rows.volumes).toEqual([...model.volumes].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, bytes]) => ({ name, state: 'available', size_mb: bytes / MiB })));
+    expect(rows.snapshots).toEqual([...model.snapshots].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, s]) => ({ name, state: 'available', size_mb: s.bytes / MiB })));
+    expect(rows.attachments).toBe(0);
+    await stack.startEmulator();
   }, 600_000);
 
   it('never answered INTERNAL or UNKNOWN', () => {
