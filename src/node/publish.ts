@@ -1,6 +1,6 @@
 // NodePublishVolume and NodeUnpublishVolume: bind mounts from the staging path (filesystem volumes) or of
 // the device node onto a file (block volumes). Like staging, every step re-reads the mount table.
-import { mkdir, open, rmdir, unlink } from 'node:fs/promises';
+import { open, rmdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import {
@@ -11,7 +11,7 @@ import { alreadyExists, failedPrecondition, internal, invalidArgument } from '..
 import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
 import { allowsOneTarget, type Capability } from './request.js';
-import { ensureDirectory } from './stage.js';
+import { ensureDirectory, makeDirectories } from './stage.js';
 
 interface Ctx {
   connector: NodeConnector;
@@ -116,7 +116,7 @@ async function ensureFile(path: string): Promise<void> {
   if (state.kind === 'file' || state.kind === 'dead') return;
   if (state.kind === 'symlink') throw invalidArgument(`target_path ${path} is a symbolic link; refusing to use it`);
   if (state.kind !== 'missing') throw invalidArgument(`target_path ${path} exists and is not a regular file (a block volume is published as a file)`);
-  await mkdir(dirname(path), { recursive: true, mode: 0o750 });
+  await makeDirectories('target_path', dirname(path));
   try {
     await (await open(path, 'wx', 0o640)).close();
   } catch (err) {

@@ -43,12 +43,28 @@ export function checkVolumeId(volumeId: string, forCleanup = false): string {
   return volumeId;
 }
 
-/** A path field: required, absolute, no NUL; the OS limit (4096) is accepted. */
+/** Linux limits: a path of at most PATH_MAX (4096) bytes with its terminating NUL, components of NAME_MAX. */
+const MAX_PATH_BYTES = 4095;
+const MAX_COMPONENT_BYTES = 255;
+
+/**
+ * A path field: required, absolute, no NUL, within the OS limits, and normalized — no `.`, `..` or empty
+ * component, no trailing `/`. A path must name the place it spells: a `..` would lead out of the directory
+ * it appears to be in. Kubelet never sends such paths. See docs/RELIABILITY.md, "Node paths".
+ */
 export function checkPath(field: string, path: string): string {
   if (path === '') throw invalidArgument(`${field} is required`);
   if (!isAbsolute(path)) throw invalidArgument(`${field} must be an absolute path`);
   if (path.includes('\0')) throw invalidArgument(`${field} contains a NUL byte`);
-  if (Buffer.byteLength(path, 'utf8') > 4096) throw invalidArgument(`${field} is longer than 4096 bytes`);
+  if (Buffer.byteLength(path, 'utf8') > MAX_PATH_BYTES) throw invalidArgument(`${field} is longer than ${MAX_PATH_BYTES} bytes`);
+  if (path === '/') throw invalidArgument(`${field} must not be the root directory`);
+  const components = path.slice(1).split('/');
+  if (components.some((c) => c === '' || c === '.' || c === '..')) {
+    throw invalidArgument(`${field} must be a normalized absolute path: no ".", ".." or empty component, no trailing "/"`);
+  }
+  if (components.some((c) => Buffer.byteLength(c, 'utf8') > MAX_COMPONENT_BYTES)) {
+    throw invalidArgument(`${field} has a component longer than ${MAX_COMPONENT_BYTES} bytes`);
+  }
   return path;
 }
 
