@@ -149,6 +149,26 @@ describe('node paths', () => {
     expect(await connector.queryDevice('vol-a')).toBeUndefined();
   });
 
+  it('unpublish of a target that held files before the publish unmounts it and succeeds, leaving those files alone', async () => {
+    const staging = join(kubelet, 'vol-a', 'globalmount');
+    const dir = join(kubelet, 'not-empty');
+    const file = join(kubelet, 'not-empty-file');
+    await mkdir(dir);
+    await writeFile(join(dir, 'theirs'), 'not ours');
+    await writeFile(file, 'not ours either');
+    for (const [cap, target] of [[mountCap('ext4'), dir], [blockCap(), file]] as const) {
+      await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: cap });
+      await h.node.NodePublishVolume({ volume_id: 'vol-a', staging_target_path: staging, target_path: target, volume_capability: cap });
+      expect((await readMountTable()).some((m) => m.mountPoint === target)).toBe(true);
+      // Twice: the repeat after a finished unpublish must not be stuck on what was there before.
+      for (let i = 0; i < 2; i++) expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: target }))).toBe('OK');
+      expect((await readMountTable()).some((m) => m.mountPoint === target)).toBe(false);
+      await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
+    }
+    expect(await readFile(join(dir, 'theirs'), 'utf8')).toBe('not ours');
+    expect(await readFile(file, 'utf8')).toBe('not ours either');
+  });
+
   it('NodeStageVolume of a volume that does not exist makes no staging directory', async () => {
     const staging = join(kubelet, 'ghost', 'globalmount');
     expect(await codeOf(h.node.NodeStageVolume({ volume_id: 'vol-ghost', staging_target_path: staging, volume_capability: mountCap('ext4') }))).toBe('NOT_FOUND');

@@ -135,17 +135,21 @@ export async function unpublishVolume(ctx: Ctx, req: UnpublishRequest): Promise<
     const { lazy } = await unmountAll(target.path);
     if (lazy) ctx.log.warn({ targetPath: target.path }, 'the publish mount was dead; it was unmounted lazily');
   }
-  // Remove what NodePublishVolume made: an (empty) directory or the (empty) file of a block publish.
+  // Remove what NodePublishVolume made: an (empty) directory or the (empty) file of a block publish. What
+  // holds data after the unmount was there before the publish (or was written beside the mount): not ours to
+  // delete, and no reason to fail — the volume is no longer published here, and a failure would only make
+  // the CO repeat this call forever.
   const state = await inspectPath(target.path);
+  const leaveAlone = (what: string) => ctx.log.warn({ targetPath: target.path }, `target_path is ${what} after unmounting; left in place`);
   try {
     if (state.kind === 'directory') await rmdir(target.path);
     else if (state.kind === 'file' && state.size === 0) await unlink(target.path);
-    else if (state.kind === 'file') throw internal(`target_path ${target.path} is a non-empty file after unmounting; refusing to delete it`);
+    else if (state.kind === 'file') leaveAlone('a non-empty file');
     else if (state.kind === 'dead') throw internal(`target_path ${target.path} still does not answer after unmounting`);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST') throw internal(`target_path ${target.path} is not empty after unmounting; refusing to delete its contents`);
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') return leaveAlone('a non-empty directory');
     throw err;
   }
 }
