@@ -4,7 +4,7 @@ import type { CapacityRange__Output } from '../generated/csi/v1/CapacityRange.js
 import type { VolumeCapability__Output } from '../generated/csi/v1/VolumeCapability.js';
 import { isSupportedFilesystem, mountFlagsProblem, type FsType } from '../mount/index.js';
 import { isValidName } from '../protocol/vbs.js';
-import { failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
+import { failedPrecondition, invalidArgument, notFound, outOfRange } from '../server/errors.js';
 import { PUBLISH_ACCESS_MODE_KEY } from './deps.js';
 
 export type AccessMode = NonNullable<VolumeCapability__Output['access_mode']>['mode'];
@@ -120,9 +120,14 @@ export interface ByteRange {
   limitBytes: number;
 }
 
+/** The largest volume the socket API can describe: 67,108,864 MiB (docs/socket-api.md, vol_size). */
+const MAX_VOLUME_BYTES = 67_108_864 * 1024 * 1024;
+
 export function parseCapacityRange(range: CapacityRange__Output | null): ByteRange {
   const requiredBytes = bytesField('capacity_range.required_bytes', range?.required_bytes);
   const limitBytes = bytesField('capacity_range.limit_bytes', range?.limit_bytes);
+  // No device will ever grow that far: say so now, rather than wait for it and answer "not yet".
+  if (requiredBytes > MAX_VOLUME_BYTES) throw outOfRange(`capacity_range.required_bytes exceeds the largest volume the back end can hold (${MAX_VOLUME_BYTES} bytes)`);
   if (limitBytes > 0 && requiredBytes > limitBytes) throw invalidArgument('capacity_range.required_bytes is larger than capacity_range.limit_bytes');
   return { requiredBytes, limitBytes };
 }

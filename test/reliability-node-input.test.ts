@@ -1,4 +1,4 @@
-// The node service's rule for the paths the CO sends (staging_target_path, target_path, volume_path):
+// Node request fields the CO sends. Paths — the rule for staging_target_path, target_path, volume_path (staging_target_path, target_path, volume_path):
 // - absolute, at most 4095 bytes, no NUL, every component at most 255 bytes (NAME_MAX), and normalized: no
 //   `.`, `..` or empty component, no trailing `/` — a path must name the place it spells, so `..` can never
 //   lead out of the directory a path appears to be in. Anything else is INVALID_ARGUMENT naming the field.
@@ -6,6 +6,7 @@
 //   by unpublish/unstage); symbolic links ABOVE it are the CO's own tree and are followed (a symlinked
 //   kubelet root works).
 // - nothing is created for a request that is refused, nor for a volume that does not exist.
+// Sizes — a NodeExpandVolume size no volume can reach is OUT_OF_RANGE at once (no waiting for the device).
 // Real loop devices and mounts, a real CSI server on a unix socket; the connector is the loop stand-in.
 import { existsSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
@@ -173,5 +174,17 @@ describe('node paths', () => {
     const staging = join(kubelet, 'ghost', 'globalmount');
     expect(await codeOf(h.node.NodeStageVolume({ volume_id: 'vol-ghost', staging_target_path: staging, volume_capability: mountCap('ext4') }))).toBe('NOT_FOUND');
     expect(existsSync(join(kubelet, 'ghost'))).toBe(false);
+  });
+});
+
+describe('node sizes', () => {
+  it('NodeExpandVolume to more than the back end can ever hold is OUT_OF_RANGE at once, without waiting for the device', async () => {
+    const staging = join(kubelet, 'vol-a', 'globalmount');
+    await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: mountCap('ext4') });
+    // Before, each of these waited out the 10 s device wait and answered UNAVAILABLE ("not grown yet").
+    for (const required of ['70368744177665', '9007199254740991']) {
+      expect(await codeOf(h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: staging, capacity_range: { required_bytes: required } }))).toBe('OUT_OF_RANGE');
+    }
+    await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
   });
 });
