@@ -9,6 +9,7 @@
 // Rounds and seed from the environment for the soak run (FAULT_ROUNDS, FAULT_SEED).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
+import { call } from './helpers/emulator.js';
 import { settle, status, type ControllerApi } from './support/csi-client.js';
 import { countFrom, databaseRows, disagreements, listEverything, loopDevicesUnder, MiB, poolFiles, seededRandom, seedFrom } from './support/backend-audit.js';
 import { startStack, type Stack } from './support/stack.js';
@@ -111,6 +112,14 @@ function planRound(model: Model, round: number, rand: () => number): Op[] {
   for (let i = 0; i < count; i++) {
     const crowded = model.volumes.size > 14;
     const r = rand();
+    if (crowded && rand() < 0.6) {
+      const target = pick(free(model.volumes.keys()));
+      if (target) {
+        changed.add(target);
+        ops.push({ kind: 'delete-volume', name: target });
+        continue;
+      }
+    }
     if (r < (crowded ? 0.05 : 0.25)) {
       ops.push({ kind: 'create', name: fresh('pvc'), bytes: size(8, 64), thin: rand() < 0.7 });
       continue;
@@ -193,6 +202,9 @@ async function audit(stack: Stack, model: Model, where: string): Promise<void> {
   const snaps = (await ctl.ListSnapshots({})).entries.map((e) => e.snapshot!.snapshot_id).sort();
   expect(snaps, where).toEqual([...model.snapshots.keys()].sort());
   expect(await loopDevicesUnder(`${stack.emulatorDataDir}/pools`), where).toEqual([]);
+  // The pool's count of provisioned space (kept in memory, rebuilt at start) matches the volumes.
+  const pool = (await call(stack.vbsSocket, 'QUERY_POOLS_CAPABILITY_REQ')).record('pool0');
+  expect(Number(pool.provisioned_mb), where).toBe([...model.volumes.values()].reduce((a, b) => a + b, 0) / MiB);
 }
 
 /** The repair counts of the emulator's last start-up ("reconciled" log line). */
