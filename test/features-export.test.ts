@@ -116,8 +116,18 @@ describe('sdshypervisor-csi export', () => {
     await writeFile(join(staged.target, 'pattern.bin'), data);
     execFileSync('sync', ['-f', join(staged.target, 'pattern.bin')]);
 
-    // A writer in its own process, appending and fsyncing, for as long as the export runs.
-    const writer = spawn('sh', ['-c', 'i=0; while :; do dd if=/dev/urandom of="$0/churn-$((i % 8))" bs=256k count=8 conv=fsync status=none; i=$((i+1)); done', staged.target], { stdio: 'ignore' });
+    // A writer in its own process (one process, no children: killing it stops every write), rewriting files and
+    // fsyncing them for as long as the export runs.
+    const writerScript = `
+      const fs = require('node:fs');
+      const crypto = require('node:crypto');
+      for (let i = 0; ; i++) {
+        const fd = fs.openSync(process.argv[1] + '/churn-' + (i % 8), 'w');
+        fs.writeSync(fd, crypto.randomBytes(2 * 1024 * 1024));
+        fs.fsyncSync(fd);
+        fs.closeSync(fd);
+      }`;
+    const writer = spawn(process.execPath, ['-e', writerScript, staged.target], { stdio: 'ignore' });
     try {
       await new Promise((r) => setTimeout(r, 300));
       const image = join(outDir, 'live.raw');
@@ -137,6 +147,7 @@ describe('sdshypervisor-csi export', () => {
       writer.kill('SIGKILL');
       await new Promise((r) => writer.once('close', r));
     }
+    expect(readdirSync(staged.target).filter((f) => f.startsWith('churn-')).length).toBeGreaterThan(0); // it did write
     expect(strayFiles()).toEqual([]);
     // The export's temporary snapshot is gone with its job.
     expect(readdirSync(join(stack.emulatorDataDir, 'pools', 'pool0', '.tmp'))).toEqual([]);
