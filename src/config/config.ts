@@ -86,7 +86,7 @@ function schemaFor(env: NodeJS.ProcessEnv) {
     metricsAddress: z
       .string()
       .regex(/^(|\[[0-9A-Fa-f:.]+\]:\d{1,5}|[0-9A-Za-z.-]*:\d{1,5})$/, 'must be host:port, [v6]:port, :port or empty')
-      .refine((v) => v === '' || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be 0-65535')
+      .refine((v) => !/:\d{1,5}$/.test(v) || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be 0-65535')
       .default('127.0.0.1:9810'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     kubeconfig: z.string().min(1).optional(),
@@ -153,7 +153,9 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
       const name = String(issue.path[0]) as SettingName;
       const s: Setting | undefined = SETTINGS[name];
       const where = origin[name] ?? (s ? `--${s.flag}` : name);
-      return `${where}: ${issue.message}`;
+      // An item of a list setting: say which (--topology-labels[1]).
+      const item = issue.path.length > 1 ? `[${issue.path.slice(1).join('.')}]` : '';
+      return `${where}${item}: ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration: ${messages.join('; ')}`);
   }
