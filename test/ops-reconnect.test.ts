@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { failure } from './support/csi-client.js';
-import { httpRequest, logLines, metricsAddressFrom, Scrape } from './support/ops.js';
+import { eventually, httpRequest, logLines, metricsAddressFrom, Scrape } from './support/ops.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const blockCap: VolumeCapability = { block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
@@ -45,6 +45,8 @@ it('reconnects after the emulator is killed and restarted, without a restart of 
   // The same process throughout; the outage and the recovery are one line each per round, not one per probe.
   expect(stack.driverProcess()!.pid).toBe(driverPid);
   expect(stack.driverProcess()!.exitCode).toBeNull();
+  // (The log is written asynchronously: the last line may trail the last answer.)
+  await eventually('the second recovery line', () => logLines(stack.driverLog()).filter((l) => l.msg === 'back end ready again').length >= 2);
   const lines = logLines(stack.driverLog());
   expect(lines.filter((l) => l.msg?.startsWith('back end not ready'))).toHaveLength(2);
   expect(lines.filter((l) => l.msg === 'back end ready again')).toHaveLength(2);

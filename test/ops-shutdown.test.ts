@@ -6,7 +6,7 @@ import { lstat } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { connectCsi, settle } from './support/csi-client.js';
-import { eventually, httpRequest, logLines, metricsAddressFrom, sleep } from './support/ops.js';
+import { eventually, httpRequest, logLines, metricsAddressFrom, Scrape } from './support/ops.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const blockCap: VolumeCapability = { block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
@@ -34,8 +34,8 @@ async function slowCallUnderWay(name: string, driverArgs: string[]) {
   const address = metricsAddressFrom(stack.driverLog());
   const thaw = stack.freezeEmulator();
   const call = settle(stack.csi.controller.CreateVolume({ name, volume_capabilities: [blockCap], capacity_range: { required_bytes: String(64 * MiB) } }, { timeoutMs: 30_000 }));
-  // In flight once the driver logged nothing about it yet but the emulator holds it: give it a moment to arrive.
-  await sleep(300);
+  // Wait until the driver holds it (a scrape may take up to 2 s while the back end is frozen).
+  await eventually('CreateVolume in flight', async () => (await Scrape.of(address)).value('sdshypervisor_csi_rpc_in_flight', { method: 'CreateVolume' }) === 1);
   return { address, thaw, call, log, exited: stack.driverExited(), driver: stack.driverProcess()! };
 }
 
