@@ -2,6 +2,7 @@
 // sdshypervisor-csi: the CSI driver process. Parses the configuration, starts the embedded emulator in
 // all mode, builds the back-end client and the services of the chosen mode, serves them on the CSI socket,
 // and on SIGINT/SIGTERM drains in-flight calls before it stops (a second signal stops at once).
+import { runExport } from './cli/export.js';
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
 import { controllerService } from './controller/controller.js';
 import { KvConnector } from './connector/index.js';
@@ -65,7 +66,11 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
         rpc,
       ),
     };
-    if (config.mode === 'controller' || config.mode === 'all') services.controller = controllerService({ backend: sds }, rpc);
+    if (config.mode === 'controller' || config.mode === 'all') {
+      // Claims' image-source annotations and Events; off (quietly) without in-cluster config or a kubeconfig.
+      const kube = createKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
+      services.controller = controllerService({ backend: sds, kube }, rpc);
+    }
     if (config.mode === 'node' || config.mode === 'all') services.node = nodeService(nodeDeps(config, sds, log, metrics), rpc);
     server.register(services);
     let draining = false;
@@ -166,6 +171,9 @@ function stopRequested(log: Logger, emulator: EmbeddedEmulator | undefined, hard
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'export') {
+    return runExport(argv.slice(1), { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env });
+  }
   let parsed;
   try {
     parsed = parseCommandLine(argv);

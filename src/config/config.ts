@@ -43,7 +43,8 @@ const boolString = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v
 const intString = (min: number, max: number) =>
   z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
 
-function defaultDataDir(env: NodeJS.ProcessEnv): string {
+/** The embedded emulator's data directory when SDS_DATA_DIR does not name one. */
+export function defaultDataDir(env: NodeJS.ProcessEnv): string {
   const state = env.XDG_STATE_HOME && env.XDG_STATE_HOME.startsWith('/') ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
   return join(state, 'sdshypervisor-csi');
 }
@@ -113,7 +114,12 @@ export type ParsedCommandLine =
   | { kind: 'run'; config: DriverConfig; positionals: string[] };
 
 export function helpText(): string {
-  const lines = ['Usage: sdshypervisor-csi [options]', '', 'Options (flag / environment variable, default):'];
+  const lines = [
+    'Usage: sdshypervisor-csi [options]',
+    '       sdshypervisor-csi export --help   (copy a volume or snapshot to an image file)',
+    '',
+    'Options (flag / environment variable, default):',
+  ];
   for (const s of Object.values(SETTINGS) as Setting[]) {
     lines.push(`  --${s.flag}${s.env ? ` / ${s.env}` : ''}${s.shown ? ` (default: ${s.shown})` : ''}`, `      ${s.help}`);
   }

@@ -366,7 +366,7 @@ export class SdsClient implements SdsBackend {
     return job;
   }
 
-  async waitImageJob(id: string, timeoutMs: number, opts?: CallOptions): Promise<ImageJob> {
+  async waitImageJob(id: string, timeoutMs: number, opts?: CallOptions, onProgress?: (job: ImageJob) => void): Promise<ImageJob> {
     const deadline = Date.now() + positive('timeoutMs', timeoutMs);
     return this.withCall(opts, async (signal) => {
       // The polls are linked to this wait's own signal (cancelled with it), not again to the caller's.
@@ -376,6 +376,7 @@ export class SdsClient implements SdsBackend {
         const job = await this.getImageJob(id, pollOpts);
         if (job === undefined) throw this.error('NotFound', `image job ${id} does not exist`, RetCode.NOT_EXIST);
         if (job.state !== 'running') return job;
+        onProgress?.(job);
         if (Date.now() + delay > deadline) {
           throw this.error('Timeout', `image job ${id} still running after ${timeoutMs} ms (${job.bytesDone}/${job.bytesTotal} bytes)`);
         }
