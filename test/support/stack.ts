@@ -55,7 +55,7 @@ export interface Stack {
   /** SIGSTOPs the emulator so back-end calls hang (and the driver holds its locks); returns the thaw. */
   freezeEmulator(): () => void;
   stopEmulator(): Promise<void>;
-  /** kill -9 of the emulator (no shutdown work at all); resolves when it has exited. startEmulator() restarts it. */
+  /** SIGKILLs the emulator, as a crash would (its pool stays mounted until the next start takes it over). */
   killEmulator(): Promise<void>;
   emulatorPid(): number | undefined;
   startEmulator(): Promise<void>;
@@ -155,7 +155,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     if (!emulator) return;
     const dying = emulator;
     emulator = undefined;
-    frozen = undefined;
+    frozen = undefined; // SIGKILL ends a stopped process too
     process.kill(dying.pid, 'SIGKILL');
     await dying.exited;
   }
