@@ -282,7 +282,7 @@ describe(`kill -9 of the emulator during controller calls: ${ROUNDS} seeded roun
     expect(rows.snapshots).toEqual([...model.snapshots].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, s]) => ({ name, state: 'available', size_mb: s.bytes / MiB })));
     expect(rows.attachments).toBe(0);
     await stack.startEmulator();
-  }, 600_000);
+  }, 60_000 + ROUNDS * 10_000);
 
   it('never answered INTERNAL or UNKNOWN', () => {
     expect(stack.driverLog().split('\n').filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l))).toEqual([]);

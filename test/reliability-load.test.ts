@@ -95,7 +95,7 @@ describe(`load: ${CALLS} concurrent CreateVolume over ${NAMES} names, then ${CAL
     const files = poolFiles(stack.emulatorDataDir);
     expect(disagreements(records, files)).toEqual([]);
     expect(files.volumes.size).toBe(NAMES);
-  }, 180_000);
+  }, 60_000 + CALLS * 50);
 
   it('deletes them all; each call OK or ABORTED; no record, no file, no loop device, and (stopped) no row is left', async () => {
     const rand = seededRandom(SEED + 1);
@@ -127,7 +127,7 @@ describe(`load: ${CALLS} concurrent CreateVolume over ${NAMES} names, then ${CAL
 
     await stack.stopEmulator();
     expect(databaseRows(stack.emulatorDataDir)).toEqual({ volumes: [], snapshots: [], attachments: 0 });
-  }, 180_000);
+  }, 60_000 + CALLS * 50);
 
   it('never answered INTERNAL or UNKNOWN', () => {
     expect(stack.driverLog().split('\n').filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l))).toEqual([]);

@@ -193,7 +193,7 @@ describe(`kill -9 of the node plugin around stage and publish: ${ROUNDS} seeded 
       expect((await call(stack.vbsSocket, 'DELETE_VOLUME_REQ', { vol_name: volume })).retcode).toBe(0);
     }
     console.log(`[reliability] node plugin kill -9: ${JSON.stringify(figures)}`);
-  }, 600_000);
+  }, 60_000 + ROUNDS * 15_000);
 
   it('never answered INTERNAL or UNKNOWN', () => {
     expect(stack.driverLog().split('\n').filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l))).toEqual([]);
