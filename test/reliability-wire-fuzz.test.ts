@@ -205,15 +205,17 @@ describe(`the emulator's sockets under fuzz (seed ${SEED})`, () => {
   }, 300_000);
 
   it('hundreds of connections at once, half of them garbage: every valid one is answered, nothing leaks', async () => {
+    // Its own volume: the hostile-name property above may well have deleted fuzz-base.
+    expect((await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', { vol_name: 'fuzz-many', vol_size: 8 })).retcode).toBe(0);
     const results = await Promise.all(
       Array.from({ length: 400 }, async (_, i) => {
         const target = targets[i % 2]!;
-        if (i % 2 === 0) return (await call(target, 'QUERY_VOLUME_REQ', { vol_name: 'fuzz-base' })).retcode;
+        if (i % 2 === 0) return (await call(target, 'QUERY_VOLUME_REQ', { vol_name: 'fuzz-many' })).retcode;
         await exchange(target, Buffer.from(`[JUNK_${i}]\n\u0000\u0001\n`), { halfClose: i % 4 === 1, timeoutMs: 15_000 });
         return 'junk';
       }),
     );
-    expect(results.filter((r) => r !== 'junk').every((r) => r === 0)).toBe(true);
+    expect(results.filter((r) => r !== 'junk' && r !== 0)).toEqual([]);
     expect((await call(d.info.controlSocket, 'QUERY_CAPABILITY_REQ')).retcode).toBe(0);
   }, 120_000);
 
