@@ -4,12 +4,14 @@
 // and on SIGINT/SIGTERM drains in-flight calls before it stops (a second signal stops at once).
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
 import { controllerService } from './controller/controller.js';
+import { groupControllerService } from './groupcontroller/group-controller.js';
 import { identityService } from './identity/identity.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { SdsClient } from './sds/client.js';
 import { defaultSdsCliPath, EmbeddedEmulator } from './server/embedded-emulator.js';
 import { makeContextFactory } from './server/rpc.js';
 import { CsiServer, parseUnixEndpoint, type CsiServices } from './server/server.js';
+import { snapshotMetadataService } from './snapshotmetadata/snapshot-metadata.js';
 import { packageVersion } from './util/paths.js';
 
 const PROBE_TIMEOUT_MS = 2_000;
@@ -51,11 +53,19 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
               () => true,
               () => false,
             ),
+          // The same set in every mode (CSI: every instance of a plugin version reports the same); the CO
+          // calls these services on the controller.
+          groupControllerService: true,
+          snapshotMetadataService: true,
         },
         rpc,
       ),
     };
-    if (config.mode === 'controller' || config.mode === 'all') services.controller = controllerService({ backend: sds }, rpc);
+    if (config.mode === 'controller' || config.mode === 'all') {
+      services.controller = controllerService({ backend: sds }, rpc);
+      services.groupController = groupControllerService({ backend: sds }, rpc);
+      services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
+    }
     if (config.mode === 'node' || config.mode === 'all') {
       // The node service (src/node) is wired here: services.node = nodeService({ ... }, rpc);
     }
