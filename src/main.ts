@@ -4,9 +4,12 @@
 // and on SIGINT/SIGTERM drains in-flight calls before it stops (a second signal stops at once).
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
 import { controllerService } from './controller/controller.js';
+import { KvConnector } from './connector/index.js';
 import { groupControllerService } from './groupcontroller/group-controller.js';
 import { identityService } from './identity/identity.js';
+import { createKubeClient } from './kube/index.js';
 import { createLogger, type Logger } from './log/logger.js';
+import { nodeService, type NodeDeps } from './node/node.js';
 import { SdsClient } from './sds/client.js';
 import { defaultSdsCliPath, EmbeddedEmulator } from './server/embedded-emulator.js';
 import { makeContextFactory } from './server/rpc.js';
@@ -16,6 +19,8 @@ import { packageVersion } from './util/paths.js';
 
 const PROBE_TIMEOUT_MS = 2_000;
 const EMULATOR_STOP_TIMEOUT_MS = 15_000;
+/** A repeat of the first stop signal this soon is the same signal delivered twice, not a second request. */
+const DUPLICATE_SIGNAL_MS = 100;
 
 async function run(config: DriverConfig, log: Logger): Promise<number> {
   let emulator: EmbeddedEmulator | undefined;
@@ -66,9 +71,7 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       services.groupController = groupControllerService({ backend: sds }, rpc);
       services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
     }
-    if (config.mode === 'node' || config.mode === 'all') {
-      // The node service (src/node) is wired here: services.node = nodeService({ ... }, rpc);
-    }
+    if (config.mode === 'node' || config.mode === 'all') services.node = nodeService(nodeDeps(config, sds, log), rpc);
     server.register(services);
     await server.listen(config.endpointMode);
     log.info(
@@ -93,17 +96,45 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
   }
 }
 
+/**
+ * The node service's collaborators: the KV connector (its sds_cli finds the VBS's data plane through
+ * SDS_KV_SOCKET, set above in all mode), the back end for the host id, and the Node's labels for topology.
+ */
+function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger): NodeDeps {
+  const connector = new KvConnector({ cliPath: config.sdsCli, logger: log.child({ room: 'connector' }) });
+  let topologyLabels: NodeDeps['topologyLabels'];
+  if (config.topologyLabels.length > 0) {
+    const kube = createKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
+    if (!kube.enabled) log.warn({ topologyLabels: config.topologyLabels }, '--topology-labels is set but Kubernetes is off: NodeGetInfo will fail until a kubeconfig or in-cluster config is available');
+    topologyLabels = (signal) => kube.readNodeTopology(config.nodeName, config.topologyLabels, { signal });
+  }
+  log.info({ sdsCli: connector.cli, kvSocket: process.env.SDS_KV_SOCKET, hostId: config.hostId ?? '(asked of the VBS)' }, 'node service: data plane');
+  return {
+    connector,
+    backend,
+    maxVolumesPerNode: config.maxVolumesPerNode,
+    log: log.child({ room: 'node' }),
+    ...(config.hostId ? { hostId: config.hostId } : {}),
+    ...(topologyLabels ? { topologyLabels } : {}),
+  };
+}
+
 /** Resolves on the first SIGINT/SIGTERM (or when the embedded emulator dies); a second signal calls `hardStop` and exits. */
 function stopRequested(log: Logger, emulator: EmbeddedEmulator | undefined, hardStop: () => void): Promise<'signal' | 'emulator-exited'> {
   return new Promise((resolve) => {
     let signalled = false;
+    let first: { signal: NodeJS.Signals; at: number } | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
+      // One Ctrl-C under `npm start` arrives twice within milliseconds: the terminal signals the foreground
+      // process group, and npm forwards it to its child. That is still the first request: drain.
+      if (first && first.signal === signal && Date.now() - first.at < DUPLICATE_SIGNAL_MS) return;
       if (signalled) {
         log.warn({ signal }, 'second signal: stopping at once');
         hardStop();
         process.exit(1);
       }
       signalled = true;
+      first = { signal, at: Date.now() };
       log.info({ signal }, 'stopping: draining in-flight calls');
       resolve('signal');
     };

@@ -62,16 +62,31 @@ export class EmbeddedEmulator {
     await rm(statusFile, { force: true });
     const args = [entry, '--data-dir', options.dataDir, '--listen-port', String(options.port ?? 0), ...(options.extraArgs ?? [])];
     const output = options.output ?? 'inherit';
-    const child = spawn(process.execPath, args, { stdio: ['ignore', output, output], env: options.env ?? process.env });
+    // Its own process group: a Ctrl-C in the terminal signals the whole foreground group, and the emulator
+    // must not start shutting down while the driver still drains RPCs that use it (its second signal, our
+    // SIGTERM after the drain, would then make it exit at once, leaving its pool mounted). The driver alone
+    // stops it; if the driver exits any other way, the exit hook below still does.
+    const child = spawn(process.execPath, args, { stdio: ['ignore', output, output], env: options.env ?? process.env, detached: true });
+    const stopWithUs = () => {
+      if (child.exitCode === null && child.signalCode === null && !terminated.has(child)) child.kill('SIGTERM');
+    };
+    process.once('exit', stopWithUs);
     const exited = new Promise<EmulatorExit>((resolve) => {
-      child.once('exit', (code, signal) => resolve({ code, signal }));
-      child.once('error', () => resolve({ code: null, signal: null }));
+      child.once('exit', (code, signal) => {
+        process.removeListener('exit', stopWithUs);
+        resolve({ code, signal });
+      });
+      child.once('error', () => {
+        process.removeListener('exit', stopWithUs);
+        resolve({ code: null, signal: null });
+      });
     });
     options.log.info({ emulatorPid: child.pid, dataDir: options.dataDir }, 'starting the embedded emulator');
     let info: EmulatorInfo;
     try {
       info = await waitForStatusFile(statusFile, child, exited, options.dataDir, options.readyTimeoutMs ?? 30_000);
     } catch (err) {
+      terminated.add(child);
       child.kill('SIGTERM');
       await Promise.race([exited, delay(15_000)]);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -94,9 +109,17 @@ export class EmbeddedEmulator {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** Asks the emulator to stop: one SIGTERM only, since the emulator takes a second signal as "exit now". */
+  private terminate(): void {
+    if (this.running && !terminated.has(this.child)) {
+      terminated.add(this.child);
+      this.child.kill('SIGTERM');
+    }
+  }
+
   /** SIGTERM, then waits up to `timeoutMs` before SIGKILL. */
   async stop(timeoutMs = 15_000): Promise<EmulatorExit> {
-    if (this.running) this.child.kill('SIGTERM');
+    this.terminate();
     const result = await Promise.race([this.exited, delay(timeoutMs).then(() => undefined)]);
     if (result) {
       this.log.info(result, 'embedded emulator stopped');
@@ -107,11 +130,14 @@ export class EmbeddedEmulator {
     return this.exited;
   }
 
-  /** For a second signal: no waiting. */
+  /** For a second signal: no waiting (the emulator still shuts down cleanly on its own). */
   kill(): void {
-    if (this.running) this.child.kill('SIGTERM');
+    this.terminate();
   }
 }
+
+/** Children that have been sent their SIGTERM. */
+const terminated = new WeakSet<ChildProcess>();
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());

@@ -1,0 +1,13 @@
+// The mount room: the only driver code that runs mkfs, blkid, mount, umount, e2fsck, dumpe2fs, resize2fs,
+// xfs_growfs, xfs_db and blockdev. Every tool runs through execFile with an argv array and a timeout (exec.ts).
+export { MountError, isMountError, type MountErrorKind } from './errors.js';
+export { parseMountInfo, readMountTable, mountsAt, topMountAt, mountsOfDevice, isReadOnlyMount, isWithin, unescapeMountField, type MountEntry } from './mountinfo.js';
+export { inspectPath, canonicalPath, isDeadMountError, splitDeviceNumber, type PathState } from './paths.js';
+export { blockDeviceNumber, deviceExists, deviceName, devicePathOf, deviceSizeBytes, deviceProblem, sameDevice, type DeviceNumber } from './device.js';
+export {
+  SUPPORTED_FILESYSTEMS, isSupportedFilesystem, probeDevice, makeFilesystem, xfsMkfsInterrupted, filesystemSizeBytes, growFilesystem, growUnmountedExt4, filesystemUsage,
+  type FsType, type DeviceContent, type FilesystemUsage,
+} from './filesystem.js';
+export { mountFilesystem, bindMount, remountBindReadOnly, unmount } from './mounts.js';
+export { mountFlagsProblem, optionName } from './options.js';
+export { mountPointState, mountPointsOfDevice, unmountAll, type MountPointState } from './state.js';

@@ -1,0 +1,76 @@
+// Higher-level questions about mount points, answered from the mount table plus an lstat that survives
+// dead mounts: what is mounted at a path, who uses a device, and unmounting a path completely.
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { sameDevice, type DeviceNumber } from './device.js';
+import { MountError } from './errors.js';
+import { mountsAt, mountsOfDevice, readMountTable, type MountEntry } from './mountinfo.js';
+import { unmount } from './mounts.js';
+import { canonicalPath, inspectPath, splitDeviceNumber, type PathState } from './paths.js';
+
+export interface MountPointState {
+  /** the path as the mount table spells it */
+  path: string;
+  /** what lstat says is there ('dead' for a mount whose filesystem does not answer) */
+  pathState: PathState;
+  /** the visible mount at the path, if any */
+  mount?: MountEntry;
+  /** how many mounts are stacked at the path */
+  depth: number;
+}
+
+export async function mountPointState(path: string): Promise<MountPointState> {
+  const canonical = await canonicalPath(path);
+  const [table, pathState] = await Promise.all([readMountTable(), inspectPath(canonical)]);
+  const here = mountsAt(table, canonical);
+  return { path: canonical, pathState: pathState, mount: here[here.length - 1], depth: here.length };
+}
+
+/** Filesystems that show devices through their nodes (a bind of a device node onto a file lives on one). */
+const DEVICE_NODE_FILESYSTEMS = new Set(['devtmpfs', 'tmpfs']);
+
+/**
+ * Every mount point through which the block device is used: mounts of its filesystem (including bind
+ * mounts of them), and bind mounts of its device node onto files (block publishes).
+ */
+export async function mountPointsOfDevice(dev: DeviceNumber, devicePath: string | undefined): Promise<string[]> {
+  const table = await readMountTable();
+  const points = mountsOfDevice(table, dev.major, dev.minor).map((m) => m.mountPoint);
+  const nodeName = devicePath ? basename(devicePath) : undefined;
+  for (const m of table) {
+    if (!DEVICE_NODE_FILESYSTEMS.has(m.fsType) || m.root === '/') continue;
+    if (nodeName !== undefined && basename(m.root) !== nodeName) continue;
+    // A device node never blocks a stat, whatever state its device is in.
+    try {
+      const info = await stat(m.mountPoint);
+      if (info.isBlockDevice() && sameDevice(splitDeviceNumber(info.rdev), dev)) points.push(m.mountPoint);
+    } catch {
+      // gone between reading the table and now
+    }
+  }
+  return [...new Set(points)];
+}
+
+/**
+ * Unmounts everything stacked at `path` (canonical). A mount whose filesystem is dead, and which a normal
+ * unmount cannot remove, is detached lazily: it has no I/O left to lose. Returns how many were removed and
+ * whether a lazy unmount was needed.
+ */
+export async function unmountAll(path: string, options: { signal?: AbortSignal } = {}): Promise<{ removed: number; lazy: boolean }> {
+  let removed = 0;
+  let lazy = false;
+  for (let round = 0; round < 16; round++) {
+    const table = await readMountTable();
+    if (mountsAt(table, path).length === 0) return { removed, lazy };
+    try {
+      await unmount(path, { signal: options.signal });
+    } catch (err) {
+      const state = await inspectPath(path, 2_000);
+      if (state.kind !== 'dead') throw err;
+      await unmount(path, { lazy: true, signal: options.signal });
+      lazy = true;
+    }
+    removed++;
+  }
+  throw new MountError('Failed', `unmounting ${path}: still mounted after 16 unmounts`);
+}

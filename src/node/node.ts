@@ -1,0 +1,104 @@
+// CSI Node service: thin handlers. Validation is in request.ts; the work in stage.ts, publish.ts and
+// volume.ts; tools only through src/mount, attachments only through the connector.
+import type { NodeGetCapabilitiesResponse } from '../generated/csi/v1/NodeGetCapabilitiesResponse.js';
+import type { NodeGetInfoResponse } from '../generated/csi/v1/NodeGetInfoResponse.js';
+import type { NodeHandlers } from '../generated/csi/v1/Node.js';
+import type { RpcContext, RpcFactory } from '../server/rpc.js';
+import { failedPrecondition, internal, invalidArgument } from '../server/errors.js';
+import { TOPOLOGY_HOST_KEY, type NodeDeps } from './deps.js';
+import { VolumeLocks } from './locks.js';
+import { publishVolume, unpublishVolume } from './publish.js';
+import { checkPath, checkVolumeId, mappedReadOnly, parseCapability, parseCapacityRange } from './request.js';
+import { stageVolume, unstageVolume } from './stage.js';
+import { expandVolume, volumeStats } from './volume.js';
+
+export type { NodeDeps, NodeConnector } from './deps.js';
+
+const NODE_CAPABILITIES = ['STAGE_UNSTAGE_VOLUME', 'EXPAND_VOLUME', 'GET_VOLUME_STATS', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'] as const;
+
+export function nodeCapabilities(): NodeGetCapabilitiesResponse {
+  return { capabilities: NODE_CAPABILITIES.map((type) => ({ rpc: { type } })) };
+}
+
+export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
+  const locks = new VolumeLocks();
+  const work = (ctx: RpcContext) => ({ connector: deps.connector, log: ctx.log, signal: ctx.signal });
+  let hostId = deps.hostId;
+
+  async function resolveHostId(ctx: RpcContext): Promise<string> {
+    if (hostId) return hostId;
+    if (!deps.backend) throw failedPrecondition('this node has no host id: set --host-id, or give it a reachable VBS');
+    const info = await deps.backend.systemInfo({ requestId: ctx.requestId, signal: ctx.signal });
+    if (!info.hostId) throw internal('the VBS reported an empty host id');
+    hostId = info.hostId; // a host's id does not change while we run
+    return hostId;
+  }
+
+  return {
+    NodeStageVolume: rpc.unary('NodeStageVolume', async (req, ctx) => {
+      const volumeId = checkVolumeId(req.volume_id);
+      const stagingPath = checkPath('staging_target_path', req.staging_target_path);
+      const capability = parseCapability('volume_capability', req.volume_capability, req.volume_context);
+      await locks.run(volumeId, 'NodeStageVolume', () =>
+        stageVolume(work(ctx), { volumeId, stagingPath, capability, mappedReadOnly: mappedReadOnly(req.publish_context) }),
+      );
+      return {};
+    }),
+
+    NodeUnstageVolume: rpc.unary('NodeUnstageVolume', async (req, ctx) => {
+      const volumeId = checkVolumeId(req.volume_id);
+      const stagingPath = checkPath('staging_target_path', req.staging_target_path);
+      await locks.run(volumeId, 'NodeUnstageVolume', () => unstageVolume(work(ctx), { volumeId, stagingPath }));
+      return {};
+    }),
+
+    NodePublishVolume: rpc.unary('NodePublishVolume', async (req, ctx) => {
+      const volumeId = checkVolumeId(req.volume_id);
+      const targetPath = checkPath('target_path', req.target_path);
+      const capability = parseCapability('volume_capability', req.volume_capability, req.volume_context);
+      // We stage every volume: a publish without a staging path is a publish before stage.
+      if (req.staging_target_path === '') throw failedPrecondition('staging_target_path is required: this node stages volumes (NodeStageVolume first)');
+      const stagingPath = checkPath('staging_target_path', req.staging_target_path);
+      const readOnly = req.readonly || capability.readerOnly;
+      await locks.run(volumeId, 'NodePublishVolume', () => publishVolume(work(ctx), { volumeId, stagingPath, targetPath, capability, readOnly }));
+      return {};
+    }),
+
+    NodeUnpublishVolume: rpc.unary('NodeUnpublishVolume', async (req, ctx) => {
+      const volumeId = checkVolumeId(req.volume_id, true);
+      const targetPath = checkPath('target_path', req.target_path);
+      await locks.run(volumeId, 'NodeUnpublishVolume', () => unpublishVolume(work(ctx), { volumeId, targetPath }));
+      return {};
+    }),
+
+    NodeGetVolumeStats: rpc.unary('NodeGetVolumeStats', async (req, ctx) => {
+      const volumeId = checkVolumeId(req.volume_id);
+      const volumePath = checkPath('volume_path', req.volume_path);
+      return volumeStats(work(ctx), volumeId, volumePath);
+    }),
+
+    NodeExpandVolume: rpc.unary('NodeExpandVolume', async (req, ctx) => {
+      const volumeId = checkVolumeId(req.volume_id);
+      const volumePath = checkPath('volume_path', req.volume_path);
+      const stagingPath = req.staging_target_path ? checkPath('staging_target_path', req.staging_target_path) : undefined;
+      const capability = req.volume_capability ? parseCapability('volume_capability', req.volume_capability, {}, invalidArgument) : undefined;
+      const range = parseCapacityRange(req.capacity_range);
+      const { capacityBytes } = await locks.run(volumeId, 'NodeExpandVolume', () =>
+        expandVolume(work(ctx), { volumeId, volumePath, stagingPath, capability, range, deviceGrowWaitMs: deps.deviceGrowWaitMs ?? 10_000 }),
+      );
+      return { capacity_bytes: String(capacityBytes) };
+    }),
+
+    NodeGetCapabilities: rpc.unary('NodeGetCapabilities', async () => nodeCapabilities()),
+
+    NodeGetInfo: rpc.unary('NodeGetInfo', async (_req, ctx): Promise<NodeGetInfoResponse> => {
+      const id = await resolveHostId(ctx);
+      const labels = deps.topologyLabels ? await deps.topologyLabels(ctx.signal) : {};
+      return {
+        node_id: id,
+        max_volumes_per_node: String(deps.maxVolumesPerNode),
+        accessible_topology: { segments: { ...labels, [TOPOLOGY_HOST_KEY]: id } },
+      };
+    }),
+  };
+}

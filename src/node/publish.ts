@@ -1,0 +1,151 @@
+// NodePublishVolume and NodeUnpublishVolume: bind mounts from the staging path (filesystem volumes) or of
+// the device node onto a file (block volumes). Like staging, every step re-reads the mount table.
+import { mkdir, open, rmdir, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Logger } from '../log/logger.js';
+import {
+  bindMount, blockDeviceNumber, inspectPath, isReadOnlyMount, mountPointState, mountPointsOfDevice, remountBindReadOnly, sameDevice, unmountAll,
+  type DeviceNumber, type MountPointState,
+} from '../mount/index.js';
+import { alreadyExists, failedPrecondition, internal, invalidArgument } from '../server/errors.js';
+import { isConnectorError } from '../connector/index.js';
+import type { NodeConnector } from './deps.js';
+import { allowsOneTarget, type Capability } from './request.js';
+import { ensureDirectory } from './stage.js';
+
+interface Ctx {
+  connector: NodeConnector;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+export interface PublishRequest {
+  volumeId: string;
+  stagingPath: string;
+  targetPath: string;
+  capability: Capability;
+  readOnly: boolean;
+}
+
+/** The volume's device on this host; not attached means it was never staged here. */
+async function stagedDevice(ctx: Ctx, volumeId: string): Promise<{ path: string; dev: DeviceNumber }> {
+  let path: string | undefined;
+  try {
+    path = await ctx.connector.queryDevice(volumeId, { signal: ctx.signal });
+  } catch (err) {
+    if (isConnectorError(err, 'NotMapped')) path = undefined;
+    else throw err;
+  }
+  if (!path) throw failedPrecondition(`volume ${volumeId} is not attached to this node: NodeStageVolume must come first`);
+  return { path, dev: await blockDeviceNumber(path) };
+}
+
+/**
+ * An existing mount at the target: the same publish again → true (nothing to do); a dead one is removed
+ * → false; anything else → ALREADY_EXISTS.
+ */
+async function alreadyPublished(ctx: Ctx, req: PublishRequest, target: MountPointState, isOurs: boolean): Promise<boolean> {
+  if (!target.mount) return false;
+  if (target.pathState.kind === 'dead') {
+    ctx.log.warn({ targetPath: target.path, reason: target.pathState.reason }, 'removing a dead mount at the target path');
+    await unmountAll(target.path);
+    return false;
+  }
+  if (!isOurs) throw alreadyExists(`target_path ${target.path} already holds something else (${target.mount.source}, ${target.mount.fsType}); volume ${req.volumeId} was asked as ${req.capability.accessType}`);
+  const mountedReadOnly = isReadOnlyMount(target.mount);
+  if (req.readOnly && !mountedReadOnly) {
+    // A read-only bind takes two steps (bind, then remount ro); a crash between them leaves this. We cannot
+    // tell that from a CO now asking ro where it asked rw, so finish the job: the safe direction. See docs/node.md.
+    ctx.log.warn({ targetPath: target.path }, 'found a writable bind where a read-only one was asked; making it read-only');
+    await remountBindReadOnly(target.path);
+    return true;
+  }
+  if (mountedReadOnly !== req.readOnly) {
+    throw alreadyExists(`volume ${req.volumeId} is already published at ${target.path} ${mountedReadOnly ? 'read-only' : 'read-write'}; ${req.readOnly ? 'read-only' : 'read-write'} was asked`);
+  }
+  return true;
+}
+
+/** For access modes that allow one target per node, a publish elsewhere is FAILED_PRECONDITION (spec matrix). */
+async function checkSingleTarget(req: PublishRequest, dev: DeviceNumber, devicePath: string, exclude: string[]): Promise<void> {
+  if (!allowsOneTarget(req.capability.mode)) return;
+  const elsewhere = (await mountPointsOfDevice(dev, devicePath)).filter((p) => !exclude.includes(p));
+  if (elsewhere.length > 0) {
+    throw failedPrecondition(`volume ${req.volumeId} is already published at ${elsewhere[0]}, and access mode ${req.capability.mode} allows one target per node`);
+  }
+}
+
+export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void> {
+  const device = await stagedDevice(ctx, req.volumeId);
+  const staging = await mountPointState(req.stagingPath);
+  let target = await mountPointState(req.targetPath);
+
+  // The target first: a publish already there answers for itself (same → OK, different → ALREADY_EXISTS).
+  if (req.capability.accessType === 'mount') {
+    const isOurs = target.mount !== undefined && sameDevice(target.mount, device.dev) && target.mount.root === '/';
+    if (await alreadyPublished(ctx, req, target, isOurs)) return;
+    if (!staging.mount || !sameDevice(staging.mount, device.dev) || staging.pathState.kind === 'dead') {
+      throw failedPrecondition(`volume ${req.volumeId} is not staged at ${staging.path}: NodeStageVolume must come first`);
+    }
+    if (staging.mount.fsType !== req.capability.fsType) {
+      throw failedPrecondition(`volume ${req.volumeId} is staged as ${staging.mount.fsType}; ${req.capability.fsType} was asked`);
+    }
+    target = await mountPointState(req.targetPath);
+    if (target.mount) throw alreadyExists(`target_path ${target.path} is still a mount point`);
+    await checkSingleTarget(req, device.dev, device.path, [staging.path, target.path]);
+    await ensureDirectory('target_path', target.path);
+    await bindMount(staging.path, target.path, req.readOnly);
+    return;
+  }
+
+  const isOurs = target.mount !== undefined && target.pathState.kind === 'blockDevice' && sameDevice(target.pathState, device.dev);
+  if (await alreadyPublished(ctx, req, target, isOurs)) return;
+  if (staging.mount && sameDevice(staging.mount, device.dev)) {
+    throw failedPrecondition(`volume ${req.volumeId} is staged as a filesystem at ${staging.path}; a block publish was asked`);
+  }
+  target = await mountPointState(req.targetPath);
+  if (target.mount) throw alreadyExists(`target_path ${target.path} is still a mount point`);
+  await checkSingleTarget(req, device.dev, device.path, [target.path]);
+  await ensureFile(target.path);
+  await bindMount(device.path, target.path, req.readOnly);
+}
+
+/** The file a block device is bound onto; created if missing (its parent too), a symlink refused. */
+async function ensureFile(path: string): Promise<void> {
+  const state = await inspectPath(path);
+  if (state.kind === 'file' || state.kind === 'dead') return;
+  if (state.kind === 'symlink') throw invalidArgument(`target_path ${path} is a symbolic link; refusing to use it`);
+  if (state.kind !== 'missing') throw invalidArgument(`target_path ${path} exists and is not a regular file (a block volume is published as a file)`);
+  await mkdir(dirname(path), { recursive: true, mode: 0o750 });
+  try {
+    await (await open(path, 'wx', 0o640)).close();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+}
+
+export interface UnpublishRequest {
+  volumeId: string;
+  targetPath: string;
+}
+
+export async function unpublishVolume(ctx: Ctx, req: UnpublishRequest): Promise<void> {
+  const target = await mountPointState(req.targetPath);
+  if (target.mount) {
+    const { lazy } = await unmountAll(target.path);
+    if (lazy) ctx.log.warn({ targetPath: target.path }, 'the publish mount was dead; it was unmounted lazily');
+  }
+  // Remove what NodePublishVolume made: an (empty) directory or the (empty) file of a block publish.
+  const state = await inspectPath(target.path);
+  try {
+    if (state.kind === 'directory') await rmdir(target.path);
+    else if (state.kind === 'file' && state.size === 0) await unlink(target.path);
+    else if (state.kind === 'file') throw internal(`target_path ${target.path} is a non-empty file after unmounting; refusing to delete it`);
+    else if (state.kind === 'dead') throw internal(`target_path ${target.path} still does not answer after unmounting`);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') throw internal(`target_path ${target.path} is not empty after unmounting; refusing to delete its contents`);
+    throw err;
+  }
+}

@@ -1,0 +1,238 @@
+// NodeStageVolume and NodeUnstageVolume. Every step looks at reality first (the connector's view of the
+// attachment, the mount table, what blkid sees on the device), so a call repeated after a crash anywhere in
+// the middle finishes the job instead of redoing or tripping over it. See docs/node.md.
+import { mkdir } from 'node:fs/promises';
+import type { Logger } from '../log/logger.js';
+import {
+  blockDeviceNumber, deviceExists, deviceSizeBytes, filesystemSizeBytes, growFilesystem, inspectPath, isMountError,
+  makeFilesystem, growUnmountedExt4, mountFilesystem, mountPointState, mountPointsOfDevice, probeDevice, sameDevice, unmountAll, isReadOnlyMount,
+  xfsMkfsInterrupted, MountError, type DeviceNumber, type FsType, type MountEntry,
+} from '../mount/index.js';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
+import { isConnectorError } from '../connector/index.js';
+import type { NodeConnector } from './deps.js';
+import type { Capability } from './request.js';
+
+export interface StageRequest {
+  volumeId: string;
+  stagingPath: string;
+  capability: Capability;
+  /** the host mapping is read-only (ControllerPublishVolume's publish_context) */
+  mappedReadOnly: boolean;
+}
+
+interface Ctx {
+  connector: NodeConnector;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+/** Attaches the volume, turning the connector's "not mapped here" into the CSI answer for it. */
+export async function attachVolume(ctx: Ctx, volumeId: string): Promise<string> {
+  try {
+    return await ctx.connector.attach(volumeId, { signal: ctx.signal });
+  } catch (err) {
+    if (isConnectorError(err, 'NotMapped')) {
+      throw failedPrecondition(`volume ${volumeId} is not mapped to this host: ControllerPublishVolume has not happened (or was undone) — ${(err as Error).message}`);
+    }
+    throw err;
+  }
+}
+
+/** Makes sure the staging/target directory exists; refuses a symlink (it could lead anywhere). */
+export async function ensureDirectory(field: string, path: string): Promise<void> {
+  const state = await inspectPath(path);
+  switch (state.kind) {
+    case 'directory':
+    case 'dead': // a dead mount sits on a directory; the caller unmounts it
+      return;
+    case 'missing':
+      await mkdir(path, { recursive: true, mode: 0o750 });
+      return;
+    case 'symlink':
+      throw invalidArgument(`${field} ${path} is a symbolic link; refusing to use it`);
+    default:
+      throw invalidArgument(`${field} ${path} exists and is not a directory`);
+  }
+}
+
+/** Mount options: the CO's flags, plus what the filesystem and the read-only-ness need. */
+export function stageMountOptions(fsType: FsType, flags: readonly string[], readOnly: boolean): string[] {
+  const options = flags.filter((f) => f !== 'ro' && f !== 'rw');
+  // Linked clones share their source's XFS UUID; both must be mountable on one host.
+  if (fsType === 'xfs' && !options.includes('nouuid')) options.push('nouuid');
+  if (readOnly) {
+    // A read-only mapping cannot replay a journal, and readers on several hosts must not write one.
+    options.unshift('ro');
+    const skipJournal = fsType === 'ext4' ? 'noload' : 'norecovery';
+    if (!options.includes(skipJournal)) options.push(skipJournal);
+  } else if (flags.includes('ro')) {
+    options.unshift('ro');
+  }
+  return options;
+}
+
+/** A filesystem mount at the staging path matches the request, or throws ALREADY_EXISTS saying how it differs. */
+function checkStagedCompatible(volumeId: string, stagingPath: string, mount: MountEntry, fsType: FsType, readOnly: boolean): void {
+  const differences: string[] = [];
+  if (mount.fsType !== fsType) differences.push(`it is ${mount.fsType}, ${fsType} was asked`);
+  const mountedReadOnly = isReadOnlyMount(mount);
+  if (mountedReadOnly !== readOnly) differences.push(`it is mounted ${mountedReadOnly ? 'read-only' : 'read-write'}, ${readOnly ? 'read-only' : 'read-write'} was asked`);
+  if (differences.length) {
+    throw alreadyExists(`volume ${volumeId} is already staged at ${stagingPath} with another capability: ${differences.join('; ')}`);
+  }
+}
+
+/** Grows the staged filesystem when its device is larger (a clone restored bigger than its snapshot, an expand). */
+export async function growIfSmaller(ctx: Ctx, devicePath: string, mountPoint: string, fsType: FsType): Promise<{ deviceBytes: number; grew: boolean }> {
+  const deviceBytes = await deviceSizeBytes(devicePath);
+  const fsBytes = await filesystemSizeBytes({ devicePath, mountPoint }, fsType);
+  if (fsBytes >= deviceBytes) return { deviceBytes, grew: false };
+  ctx.log.info({ device: devicePath, mountPoint, fsBytes, deviceBytes }, 'growing the filesystem to fill its device');
+  await growFilesystem({ devicePath, mountPoint }, fsType);
+  return { deviceBytes, grew: true };
+}
+
+/**
+ * A mount at the staging path that no longer works is stale, safe to remove: its path does not answer, or
+ * it is a block device's filesystem whose device is gone. (Major 0 is an anonymous device — tmpfs, FUSE,
+ * NFS — which has no block device to look for: live, it is simply someone else's.)
+ */
+async function isStale(mount: MountEntry, pathDead: boolean): Promise<boolean> {
+  return pathDead || (mount.major !== 0 && !(await deviceExists(mount)));
+}
+
+export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
+  const { volumeId, stagingPath, capability } = req;
+  await ensureDirectory('staging_target_path', stagingPath);
+  const devicePath = await attachVolume(ctx, volumeId);
+  const device = await blockDeviceNumber(devicePath);
+  let state = await mountPointState(stagingPath);
+
+  if (capability.accessType === 'block') {
+    // A block volume is only attached at stage; a filesystem of this device here means it was staged as one.
+    if (state.mount && sameDevice(state.mount, device)) {
+      throw alreadyExists(`volume ${volumeId} is already staged at ${stagingPath} as a filesystem; a block stage was asked`);
+    }
+    return;
+  }
+
+  const fsType = capability.fsType;
+  const readOnly = capability.readerOnly || req.mappedReadOnly;
+  if (state.mount) {
+    const dead = state.pathState.kind === 'dead';
+    if (sameDevice(state.mount, device) && !dead) {
+      checkStagedCompatible(volumeId, stagingPath, state.mount, fsType, readOnly || capability.mountFlags.includes('ro'));
+      // Staged already; finish what a crash may have cut short (xfs grows after mounting; ext4 grew before).
+      if (fsType === 'xfs' && !isReadOnlyMount(state.mount)) await growIfSmaller(ctx, devicePath, stagingPath, fsType);
+      return;
+    }
+    if (!(await isStale(state.mount, dead))) {
+      throw alreadyExists(`staging_target_path ${stagingPath} already holds another filesystem (${state.mount.source}, ${state.mount.fsType}); volume ${volumeId} is ${devicePath}`);
+    }
+    ctx.log.warn({ stagingPath, source: state.mount.source, pathState: state.pathState.kind }, 'removing a stale mount at the staging path');
+    const { lazy } = await unmountAll(stagingPath);
+    if (lazy) ctx.log.warn({ stagingPath }, 'the stale mount needed a lazy unmount');
+    state = await mountPointState(stagingPath);
+  }
+
+  await formatIfBlank(ctx, volumeId, devicePath, fsType, readOnly);
+  // ext4 grows before it is mounted: offline resize needs no CAP_SYS_RESOURCE, which online resize does.
+  if (fsType === 'ext4' && !readOnly) await growUnmountedExt4IfSmaller(ctx, devicePath);
+  const options = stageMountOptions(fsType, capability.mountFlags, readOnly);
+  await mountStaged(ctx, { volumeId, devicePath, stagingPath, fsType, options, hasCoFlags: capability.mountFlags.length > 0 });
+  const mounted = (await mountPointState(stagingPath)).mount;
+  if (!mounted || !sameDevice(mounted, device)) throw new MountError('Failed', `mounted ${devicePath} at ${stagingPath}, but the mount table does not show it there`);
+  if (fsType === 'xfs' && !isReadOnlyMount(mounted)) await growIfSmaller(ctx, devicePath, stagingPath, fsType);
+}
+
+async function growUnmountedExt4IfSmaller(ctx: Ctx, devicePath: string): Promise<void> {
+  const deviceBytes = await deviceSizeBytes(devicePath);
+  const fsBytes = await filesystemSizeBytes({ devicePath, mountPoint: '' }, 'ext4');
+  if (fsBytes >= deviceBytes) return;
+  ctx.log.info({ device: devicePath, fsBytes, deviceBytes }, 'growing the ext4 filesystem to fill its device before mounting it');
+  await growUnmountedExt4(devicePath);
+}
+
+/** blkid first: a blank device gets a filesystem; anything else on it is kept, never formatted over. */
+async function formatIfBlank(ctx: Ctx, volumeId: string, devicePath: string, fsType: FsType, readOnly: boolean): Promise<void> {
+  const content = await probeDevice(devicePath);
+  if (content.kind === 'filesystem') {
+    if (content.fsType !== fsType) {
+      throw failedPrecondition(`volume ${volumeId} already holds a ${content.fsType} filesystem, but ${fsType} was asked; it is never reformatted`);
+    }
+    return;
+  }
+  if (content.kind === 'other') {
+    throw failedPrecondition(`volume ${volumeId} (${devicePath}) holds ${content.description}; refusing to format it as ${fsType}`);
+  }
+  if (readOnly) throw failedPrecondition(`volume ${volumeId} is blank and is to be mounted read-only: there is no filesystem to mount, and a read-only volume cannot be formatted`);
+  ctx.log.info({ device: devicePath, fsType }, 'formatting a blank volume');
+  await makeFilesystem(devicePath, fsType);
+}
+
+async function mountStaged(
+  ctx: Ctx,
+  m: { volumeId: string; devicePath: string; stagingPath: string; fsType: FsType; options: string[]; hasCoFlags: boolean },
+): Promise<void> {
+  try {
+    await mountFilesystem(m.devicePath, m.stagingPath, m.fsType, m.options);
+    return;
+  } catch (err) {
+    // mkfs.xfs marks its superblock "in progress" until it is done; a crash in the middle leaves one that
+    // blkid calls xfs and the kernel refuses. Nothing was ever stored there: finish the format and retry.
+    if (m.fsType === 'xfs' && isMountError(err, 'Failed') && (await xfsMkfsInterrupted(m.devicePath))) {
+      ctx.log.warn({ device: m.devicePath }, 'found an interrupted mkfs.xfs; formatting again');
+      await makeFilesystem(m.devicePath, 'xfs', { force: true });
+      await mountFilesystem(m.devicePath, m.stagingPath, m.fsType, m.options);
+      return;
+    }
+    if (m.hasCoFlags && isMountError(err, 'Failed') && /bad option|wrong fs type|invalid argument/i.test((err as Error).message)) {
+      throw invalidArgument(`mounting volume ${m.volumeId} failed; check volume_capability.mount.mount_flags: ${(err as Error).message}`);
+    }
+    throw err;
+  }
+}
+
+export interface UnstageRequest {
+  volumeId: string;
+  stagingPath: string;
+}
+
+export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void> {
+  const { volumeId, stagingPath } = req;
+  let devicePath: string | undefined;
+  let volumeKnown = true;
+  try {
+    devicePath = await ctx.connector.queryDevice(volumeId, { signal: ctx.signal });
+  } catch (err) {
+    if (!isConnectorError(err, 'VolumeNotFound')) throw err;
+    volumeKnown = false;
+  }
+  const state = await mountPointState(stagingPath);
+
+  // Publishes of this volume still in place would lose their device: the CO must unpublish first.
+  const devices: Array<{ dev: DeviceNumber; path?: string }> = [];
+  if (state.mount) devices.push({ dev: state.mount });
+  if (devicePath) {
+    try {
+      devices.push({ dev: await blockDeviceNumber(devicePath), path: devicePath });
+    } catch (err) {
+      if (!isMountError(err, 'NotFound')) throw err; // the node vanished with its device: nobody can use it
+    }
+  }
+  const users = new Set<string>();
+  for (const { dev, path } of devices) for (const p of await mountPointsOfDevice(dev, path)) if (p !== state.path) users.add(p);
+  if (users.size > 0) {
+    throw failedPrecondition(`volume ${volumeId} is still published at ${[...users].slice(0, 5).join(', ')}; NodeUnpublishVolume must come first`);
+  }
+
+  if (state.mount) {
+    const { removed, lazy } = await unmountAll(state.path);
+    if (lazy) ctx.log.warn({ stagingPath: state.path }, 'the staging mount was dead; it was unmounted lazily');
+    ctx.log.debug({ stagingPath: state.path, removed }, 'unmounted the staging path');
+  }
+  if (!volumeKnown) throw notFound(`volume ${volumeId} does not exist${state.mount ? ` (its stale mount at ${state.path} was removed)` : ''}`);
+  // Always ask: detaching a volume that is not attached is success, and the back end may know better than querydev.
+  await ctx.connector.detach(volumeId, { signal: ctx.signal });
+}

@@ -1,0 +1,65 @@
+// A stand-in for the KV connector in node tests that need no back end: volumes are image files in a temp
+// dir, attached as real loop devices with losetup. Same contract as src/connector's KvConnector (attach is
+// idempotent and returns the device; detach of a detached volume succeeds; queryDevice → undefined when
+// not attached), and the same ConnectorError kinds.
+import { existsSync } from 'node:fs';
+import { ConnectorError } from '../../src/connector/index.js';
+import type { NodeConnector } from '../../src/node/deps.js';
+import { sh, type LoopFixtures } from './loop-fixtures.js';
+
+
+export class LoopConnector implements NodeConnector {
+  readonly images = new Map<string, string>();
+  readonly unmapped = new Set<string>();
+  /** volumes the "back end" reports as not attached, whatever the kernel says (a detach behind our back) */
+  private readonly forgotten = new Set<string>();
+  readonly calls: string[] = [];
+
+  constructor(private readonly fixtures: LoopFixtures) {}
+
+  /** A new volume of `bytes` (blank). */
+  async create(name: string, bytes: number): Promise<string> {
+    const file = await this.fixtures.image(`${name}.img`, bytes);
+    this.images.set(name, file);
+    return file;
+  }
+
+  private file(name: string): string {
+    const file = this.images.get(name);
+    if (!file) throw new ConnectorError('VolumeNotFound', `volume ${name} does not exist`);
+    return file;
+  }
+
+  private attachedDevice(file: string): string | undefined {
+    const line = sh('losetup', ['--associated', file, '--noheadings', '--output', 'NAME']).trim().split('\n')[0];
+    return line && existsSync(line) ? line : undefined;
+  }
+
+  async attach(name: string): Promise<string> {
+    this.calls.push(`attach ${name}`);
+    const file = this.file(name);
+    if (this.unmapped.has(name)) throw new ConnectorError('NotMapped', `sds_cli attach ${name} failed: ret_code=50155007`, 50155007);
+    return this.attachedDevice(file) ?? this.fixtures.attach(file);
+  }
+
+  async detach(name: string): Promise<void> {
+    this.calls.push(`detach ${name}`);
+    const device = this.attachedDevice(this.file(name));
+    if (device) sh('losetup', ['--detach', device]);
+  }
+
+  async queryDevice(name: string): Promise<string | undefined> {
+    this.calls.push(`querydev ${name}`);
+    const file = this.file(name);
+    return this.forgotten.has(name) ? undefined : this.attachedDevice(file);
+  }
+
+  /** From now on the back end reports the volume not attached (as after a detach behind our back). */
+  forget(name: string): void {
+    this.forgotten.add(name);
+  }
+
+  remember(name: string): void {
+    this.forgotten.delete(name);
+  }
+}
