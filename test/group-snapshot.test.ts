@@ -1,9 +1,14 @@
-// CSI GroupController over the real gRPC socket against the real stack (driver + emulator processes): the
-// rules of CreateVolumeGroupSnapshot / GetVolumeGroupSnapshot / DeleteVolumeGroupSnapshot, members seen
-// through the Controller service, and restores.
+// CSI GroupController over the real gRPC socket against the real stack (driver in --mode=all + emulator
+// processes): the rules of CreateVolumeGroupSnapshot / GetVolumeGroupSnapshot / DeleteVolumeGroupSnapshot,
+// members seen through the Controller service, and the point of it all: three mounted volumes written
+// concurrently in a fixed order, cut as a group, restore to a set that is a prefix of the write order.
+import { spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { failure, type ControllerApi, type GroupControllerApi } from './support/csi-client.js';
+import { mountCap, publishVolume, removeVolume, type Published } from './support/published.js';
 import { startStack, type Stack } from './support/stack.js';
 import { vbsRequest } from './support/vbs.js';
 
@@ -14,6 +19,16 @@ let stack: Stack;
 let ctl: ControllerApi;
 let grp: GroupControllerApi;
 
+beforeAll(async () => {
+  stack = await startStack({ mode: 'all', pools: ['pool0:4G', 'pool1:1G'] });
+  ctl = stack.csi.controller;
+  grp = stack.csi.groupController;
+});
+
+afterAll(async () => {
+  await stack?.stop();
+});
+
 async function volume(name: string, parameters: Record<string, string> = {}): Promise<string> {
   const { volume: v } = await ctl.CreateVolume({ name, volume_capabilities: [blockCap], capacity_range: { required_bytes: String(64 * MiB) }, parameters });
   return v!.volume_id;
@@ -23,14 +38,7 @@ describe('CSI GroupController', () => {
   const ids: string[] = [];
 
   beforeAll(async () => {
-    stack = await startStack({ pools: ['pool0:2G', 'pool1:1G'] });
-    ctl = stack.csi.controller;
-    grp = stack.csi.groupController;
     for (const n of ['pvc-ga', 'pvc-gb', 'pvc-gc']) ids.push(await volume(n));
-  });
-
-  afterAll(async () => {
-    await stack?.stop();
   });
 
   it('advertises CREATE_DELETE_GET_VOLUME_GROUP_SNAPSHOT', async () => {
@@ -117,5 +125,110 @@ describe('CSI GroupController', () => {
     expect(f).toMatchObject({ codeName: 'FAILED_PRECONDITION', message: expect.stringContaining('share one pool') });
     const listed = await ctl.ListSnapshots({ source_volume_id: ids[0]! });
     expect(listed.entries).toEqual([]);
+  });
+});
+
+/**
+ * A writer process: appends increasing sequence numbers, from `from`, to the files in a fixed round-robin
+ * order (1 to the first file, 2 to the second, ...), each record fsynced before the next is written. It stops
+ * when the stop file appears and prints the last number it wrote.
+ */
+const WRITER = `
+const fs = require('fs');
+const [stopFile, from, ...files] = process.argv.slice(1);
+const fds = files.map((f) => fs.openSync(f, 'a'));
+let seq = Number(from) - 1;
+const first = seq + 1;
+while (!fs.existsSync(stopFile)) {
+  seq++;
+  const fd = fds[(seq - 1) % fds.length];
+  fs.writeSync(fd, String(seq).padStart(10, '0') + '\\n');
+  fs.fsyncSync(fd);
+  if (seq === first) process.stdout.write('started\\n');
+}
+process.stdout.write('last=' + seq + '\\n');
+`;
+
+function startWriter(stopFile: string, from: number, files: string[]): { started: Promise<void>; done: Promise<number> } {
+  const child = spawn(process.execPath, ['-e', WRITER, stopFile, String(from), ...files], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  let onStart: () => void = () => {};
+  const started = new Promise<void>((resolve) => (onStart = resolve));
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+    if (out.includes('started')) onStart();
+  });
+  const done = new Promise<number>((resolve, reject) => {
+    child.once('exit', (code) => {
+      const m = /last=(\d+)/.exec(out);
+      if (code !== 0 || !m) reject(new Error(`writer exited ${code}: ${out}`));
+      else resolve(Number(m[1]));
+    });
+  });
+  return { started, done };
+}
+
+/** The sequence numbers in a file, checked to be whole records. */
+function parseRecords(text: string): number[] {
+  const lines = text.split('\n');
+  expect(lines.pop()).toBe(''); // every record is complete: the cut never shows half a write
+  return lines.map((l) => {
+    expect(l).toMatch(/^\d{10}$/);
+    return Number(l);
+  });
+}
+
+describe('group snapshot consistency under concurrent writes', () => {
+  const members: Published[] = [];
+
+  beforeAll(async () => {
+    for (const n of ['pvc-seq-a', 'pvc-seq-b', 'pvc-seq-c']) members.push(await publishVolume(stack, n, mountCap('ext4')));
+  });
+
+  afterAll(async () => {
+    for (const m of members) await removeVolume(stack, m);
+  });
+
+  it('restores, round after round, to a set of volumes that is a prefix of the write order', async () => {
+    const files = members.map((m) => join(m.target, 'seq.log'));
+    let written = 0;
+    for (let round = 1; round <= 3; round++) {
+      const stopFile = join(stack.dir, `stop-writer-${round}`);
+      const writer = startWriter(stopFile, written + 1, files);
+      await writer.started;
+      await new Promise((r) => setTimeout(r, 150));
+      const name = `groupsnapshot-seq-${round}`;
+      const group = (await grp.CreateVolumeGroupSnapshot({ name, source_volume_ids: members.map((m) => m.id) })).group_snapshot!;
+      await new Promise((r) => setTimeout(r, 100));
+      await writeFile(stopFile, '');
+      const before = written;
+      written = await writer.done;
+      // The back end froze all three file systems for the cut.
+      const record = (await vbsRequest(stack.vbsSocket, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: name })).records('group')[0]!;
+      expect(record).toMatchObject({ frozen_num: '3', quiesce: 'freeze', status: '1' });
+
+      // Each member restored to a new volume, mounted, read: the last number of each file.
+      const last: number[] = [];
+      for (const [i, m] of members.entries()) {
+        const snap = group.snapshots.find((s) => s.source_volume_id === m.id)!;
+        const restored = await publishVolume(stack, `pvc-restore-${round}-${i}`, mountCap('ext4'), { snapshotId: snap.snapshot_id });
+        try {
+          const seqs = parseRecords(await readFile(join(restored.target, 'seq.log'), 'utf8'));
+          // Each file holds exactly its own numbers, in order, without a gap: i+1, i+1+3, ...
+          seqs.forEach((n, k) => expect(n).toBe(i + 1 + 3 * k));
+          last.push(seqs[seqs.length - 1] ?? 0);
+        } finally {
+          await removeVolume(stack, restored);
+        }
+      }
+      // A prefix of the write order 1, 2, 3, ...: with M the newest record captured anywhere, each file ends
+      // with its own newest number not above M (the three last numbers are M, M-1, M-2 in some order).
+      const newest = Math.max(...last);
+      expect(last).toEqual(members.map((_, i) => newest - ((newest - (i + 1)) % 3)));
+      // The writer was running across the cut: records before it, records after it.
+      expect(newest).toBeGreaterThan(before + 3);
+      expect(written).toBeGreaterThan(newest);
+      await grp.DeleteVolumeGroupSnapshot({ group_snapshot_id: name });
+    }
   });
 });
