@@ -8,8 +8,20 @@ import { promises as fsp, type PathLike } from 'node:fs';
 import { run, ToolError } from './exec.js';
 
 export const BLOCK_SIZE = 4096;
-/** Logical bytes mapped per xfs_io call: its output stays small (one line per extent in the window). */
+/**
+ * Logical bytes mapped per xfs_io call, at most: its output stays small (one line per extent). A request
+ * starts with a smaller window and sizes the next ones by the density of ranges it found, so a page that
+ * stops at `limit` has not mapped much more than it used.
+ */
 const WINDOW_BYTES = 1024 ** 3;
+const FIRST_WINDOW_BYTES = 64 * 1024 ** 2;
+
+/** The next window: enough for the ranges still wanted at the density seen so far, within bounds. */
+function nextWindow(found: number, mapped: number, wanted: number): number {
+  if (found === 0 || mapped === 0) return WINDOW_BYTES;
+  const bytes = Math.ceil(((Math.max(1, wanted) * mapped) / found) * 1.25);
+  return Math.min(WINDOW_BYTES, Math.max(FIRST_WINDOW_BYTES / 4, Math.ceil(bytes / BLOCK_SIZE) * BLOCK_SIZE));
+}
 /** Bytes a delta request reads and compares at most (from each snapshot) before it answers. */
 export const MAX_COMPARE_BYTES = 256 * 1024 ** 2;
 /** A request starts no new window after this long; the client continues at next_offset. */
@@ -199,12 +211,14 @@ export async function allocatedPage(path: string, size: number, offset: number, 
   const c = new Collector(limit, start, size);
   const deadline = Date.now() + TIME_BUDGET_MS;
   let pos = start;
+  let window = FIRST_WINDOW_BYTES;
   while (pos < size) {
-    const { ranges, covered } = await dataRanges(path, pos, Math.min(WINDOW_BYTES, size - pos), size);
+    const { ranges, covered } = await dataRanges(path, pos, Math.min(window, size - pos), size);
     for (const r of ranges) {
       if (!c.add(r.offset, r.offset + r.length)) return page(c, c.end, size);
     }
     pos = covered;
+    window = nextWindow(c.ranges.length, pos - start, limit - c.ranges.length);
     if (Date.now() > deadline) break;
   }
   return page(c, pos, size);
@@ -325,9 +339,10 @@ export async function deltaPage(base: SnapshotFile, target: SnapshotFile, offset
   const deadline = Date.now() + TIME_BUDGET_MS;
   let method: DeltaMethod = shared ? 'shared_extents' : 'compare';
   let pos = start;
+  let window = FIRST_WINDOW_BYTES;
   try {
     while (pos < size) {
-      const len = Math.min(WINDOW_BYTES, size - pos);
+      const len = Math.min(window, size - pos);
       const windowEnd = pos + len;
       let segments: Segment[] | undefined;
       if (method === 'shared_extents') {
@@ -366,6 +381,7 @@ export async function deltaPage(base: SnapshotFile, target: SnapshotFile, offset
         }
       }
       pos = windowEnd;
+      window = nextWindow(c.ranges.length, pos - start, limit - c.ranges.length);
       if (Date.now() > deadline) break;
     }
   } finally {
