@@ -248,6 +248,8 @@ async function cut(
   }
   if (ctx.stopping) throw new VbsError(RetCode.UNAVAILABLE, 'the VBS is shutting down; retry');
   ctx.store.setGroupFrozen(groupId, mountPoints);
+  // Logged before the freeze: should this process die now, the operator knows what to thaw (docs/group-snapshots.md).
+  if (mountPoints.length > 0) log.info({ mountPoints, timeoutMs: spec.freezeTimeoutMs }, 'freezing file systems for a group snapshot');
   const session = new Cut(ctx, spec.freezeTimeoutMs);
   const started = process.hrtime.bigint();
   try {
