@@ -2,7 +2,7 @@
 // systems, idempotency by name, all-or-nothing failures, member rules, deletes, and recovery after kill -9
 // (a half-made group is removed whole; a file system left frozen is thawed at the next start).
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -217,6 +217,20 @@ describe('emulator group snapshots', () => {
     } finally {
       await unmountAll(d, vols);
     }
+  });
+
+  it('cleans up every member when one member fails half-way (its file vanished): -900030, nothing kept', async () => {
+    for (const n of ['pf-a', 'pf-b', 'pf-c']) expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: n, vol_size: 16 })).retcode).toBe(0);
+    // The last member's file goes missing behind the VBS's back: the first two reflinks succeed, the third fails.
+    unlinkSync(join(d.dataDir, 'pools', 'pool0', 'volumes', 'pf-c'));
+    const a = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'g-partial', vol_name: ['pf-a', 'pf-b', 'pf-c'] });
+    expect(a.retcode).toBe(-900030);
+    expect(a.get('ret_desc')).toMatch(/group snapshot g-partial/);
+    expect((await call(sock, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'g-partial' })).retcode).toBe(-900079);
+    for (const v of ['pf-a', 'pf-b', 'pf-c']) expect((await call(sock, 'LIST_SNAPSHOTS_REQ', { vol_name: v })).get('snap_num')).toBe('0');
+    expect(readdirSync(join(d.dataDir, 'pools', 'pool0', '.tmp'))).toEqual([]);
+    expect(readdirSync(join(d.dataDir, 'pools', 'pool0', 'snapshots')).filter((f) => f.startsWith('g-partial'))).toEqual([]);
+    for (const n of ['pf-a', 'pf-b', 'pf-c']) expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: n })).retcode).toBe(0);
   });
 
   it('answers -900013 to a concurrent cut of the same group name', async () => {
