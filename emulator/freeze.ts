@@ -55,6 +55,8 @@ export class Freezer {
     this.frozen.add(mountPoint);
     try {
       await run('fsfreeze', ['-f', '--', mountPoint], { timeoutMs: Math.max(1, timeoutMs) });
+      // Frozen now, whatever a thaw attempted meanwhile (it found nothing to thaw) removed.
+      this.frozen.add(mountPoint);
     } catch (err) {
       if (err instanceof ToolError && /resource busy/i.test(err.stderr)) {
         this.frozen.delete(mountPoint);

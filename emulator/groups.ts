@@ -11,7 +11,6 @@ import { busy, fromIoError, invalid, notExist, VbsError } from './errors.js';
 import { fsyncPath, reflink } from './files.js';
 import { FreezeError, mountPointsOf } from './freeze.js';
 import { snapKey, volKey } from './locks.js';
-import { flushDevice } from './loopdev.js';
 import type { Params } from './params.js';
 import { field, groupRecord, snapshotRecord } from './records.js';
 import type { GroupRow, Quiesce, SnapshotRow, VolumeRow } from './store.js';
@@ -105,29 +104,40 @@ function memberVolumes(ctx: Ctx, spec: GroupSpec): VolumeRow[] {
  * systems were thawed from outside (shutdown).
  */
 class Cut {
-  private readonly ours: string[] = [];
+  private ours: string[] = [];
   private expired = false;
-  private readonly deadline: number;
-  private readonly timer: NodeJS.Timeout;
+  private deadline = Infinity;
+  private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ctx: Ctx, private readonly timeoutMs: number) {
-    this.deadline = Date.now() + timeoutMs;
+  constructor(private readonly ctx: Ctx, private readonly timeoutMs: number) {}
+
+  /** The window opens with the first freeze: a cut that freezes nothing blocks no writer and has no bound. */
+  private open(): void {
+    if (this.timer) return;
+    this.deadline = Date.now() + this.timeoutMs;
     this.timer = setTimeout(() => {
       this.expired = true;
-      ctx.log.warn({ timeoutMs }, 'group snapshot freeze window closed before the cut was done; thawing');
+      this.ctx.log.warn({ timeoutMs: this.timeoutMs }, 'group snapshot freeze window closed before the cut was done; thawing');
       void this.thaw();
-    }, timeoutMs);
+    }, this.timeoutMs);
   }
 
   async freeze(mountPoint: string): Promise<void> {
     this.check();
-    // Recorded before the attempt: a failed freeze may still have frozen it, and thaw() must cover it.
+    this.open();
+    // Recorded before the attempt, so the window's timer thaws it too if it closes meanwhile.
     this.ours.push(mountPoint);
     try {
       await this.ctx.freezer.freeze(mountPoint, this.deadline - Date.now());
     } catch (err) {
-      this.ours.pop();
+      // The freezer thawed what its failed attempt may have frozen (or it was someone else's freeze).
+      this.ours = this.ours.filter((mp) => mp !== mountPoint);
       throw err;
+    }
+    if (this.expired) {
+      // The window closed while this freeze ran: the timer's thaw may have come before the freeze took hold.
+      await this.ctx.freezer.thaw(mountPoint).catch(() => undefined);
+      this.check();
     }
   }
 
@@ -256,8 +266,9 @@ async function cut(
     for (const mp of mountPoints) await session.freeze(mp);
     session.check();
     // Frozen file systems have written everything to their devices; the flush takes it through the loop
-    // device into the volume file, and the reflink shares exactly that.
-    for (const device of devices) flushDevice(device);
+    // device into the volume file, and the reflink shares exactly that. (Off the event loop, so the window's
+    // timer can still fire.)
+    await Promise.all(devices.map((device) => flushDeviceAsync(device)));
     await Promise.all(rows.map((r) => reflink(volumePath(r.vol.name), r.tmp)));
     session.check();
     return session.frozenCount;
@@ -265,6 +276,16 @@ async function cut(
     await session.thaw();
     ctx.store.setGroupFrozen(groupId, []);
     log.debug({ windowMs: Number(process.hrtime.bigint() - started) / 1e6, frozen: mountPoints.length }, 'group snapshot freeze window');
+  }
+}
+
+/** fsync of a block device: the loop driver writes out its page cache and fsyncs the backing file. */
+async function flushDeviceAsync(device: string): Promise<void> {
+  const fh = await fsp.open(device, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 

@@ -233,6 +233,33 @@ describe('emulator group snapshots', () => {
     for (const n of ['pf-a', 'pf-b', 'pf-c']) expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: n })).retcode).toBe(0);
   });
 
+  it('thaws when the freeze window closes before the cut is done, and keeps nothing', async () => {
+    const vols = await mountedVolumes(d, mnt, ['fw']);
+    try {
+      // A member whose file holds 131,072 extents: its reflink takes about two seconds here.
+      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'fw-slow', vol_size: 1024 })).retcode).toBe(0);
+      const fd = openSync(join(d.dataDir, 'pools', 'pool0', 'volumes', 'fw-slow'), 'r+');
+      const block = Buffer.alloc(4096, 0x33);
+      for (let off = 0; off < 1024 * MiB; off += 8192) writeSync(fd, block, 0, 4096, off);
+      fsyncSync(fd);
+      closeSync(fd);
+      const a = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'g-window', vol_name: ['fw', 'fw-slow'], freeze_timeout_ms: 1000 });
+      expect(a.retcode).toBe(-900030);
+      expect(a.get('ret_desc')).toMatch(/longer than freeze_timeout_ms=1000; nothing was kept/);
+      expect(frozen(vols.get('fw')!.dir)).toBe(false);
+      expect(d.stderr()).toMatch(/freeze window closed before the cut was done/);
+      expect((await call(sock, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'g-window' })).retcode).toBe(-900079);
+      for (const v of ['fw', 'fw-slow']) expect((await call(sock, 'LIST_SNAPSHOTS_REQ', { vol_name: v })).get('snap_num')).toBe('0');
+      expect(readdirSync(join(d.dataDir, 'pools', 'pool0', '.tmp'))).toEqual([]);
+      // Without the freeze (flush only) there is no window, and the same cut completes.
+      const flushed = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'g-window', vol_name: ['fw', 'fw-slow'], quiesce: 'flush' });
+      expect(flushed.retcode, flushed.text).toBe(0);
+      expect((await call(sock, 'DELETE_GROUP_SNAPSHOT_REQ', { group_name: 'g-window' })).retcode).toBe(0);
+    } finally {
+      await unmountAll(d, vols);
+    }
+  });
+
   it('answers -900013 to a concurrent cut of the same group name', async () => {
     const both = await Promise.all([
       call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'g-race', vol_name: ['ga', 'gb'] }),
