@@ -1,6 +1,6 @@
-// Bad input, property-based: every field of every CSI request the driver reads (identity, controller,
-// node), filled by fast-check with hostile values and sent over the real CSI socket of a spawned driver
-// (--mode=all, real emulator, real sds_cli and mounts). Every answer must be a deliberate status — OK or a
+// Bad input, property-based: every field of every CSI request the driver reads (identity, controller, node,
+// group controller, snapshot metadata), filled by fast-check with hostile values and sent over the real CSI
+// socket of a spawned driver (--mode=all, real emulator, real sds_cli and mounts). Every answer must be a deliberate status — OK or a
 // spec code such as INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE — never INTERNAL or UNKNOWN, never a hang
 // (UNAVAILABLE, DEADLINE_EXCEEDED); a node path with a `..` component is always refused; and nothing
 // outside the driver's own directories changes: a canary directory beside them, reachable only by climbing
@@ -41,7 +41,7 @@ let stagingPath: string;
 let canaryBefore: string[];
 let topBefore: string[];
 const codes: Record<string, Record<string, number>> = {};
-const created = { volumes: new Set<string>(), snapshots: new Set<string>(), published: new Set<string>() };
+const created = { volumes: new Set<string>(), snapshots: new Set<string>(), published: new Set<string>(), groups: new Map<string, string[]>() };
 
 /** A fingerprint of a directory tree: every entry's path, type, mode, size, content hash or link target. */
 function fingerprint(dir: string, prefix = ''): string[] {
@@ -375,6 +375,62 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
     );
   });
 
+  it('GroupController: CreateVolumeGroupSnapshot, GetVolumeGroupSnapshot, DeleteVolumeGroupSnapshot', async () => {
+    const group = stack.csi.groupController;
+    expect(await expectClean('GroupControllerGetCapabilities', () => group.GroupControllerGetCapabilities({}), {})).toBe(true);
+    const ids = fc.array(id(FIXTURE_VOLUME, SPARE_VOLUME), { maxLength: 3 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          name: mostly(fc.stringMatching(/^[a-z0-9]{1,12}$/).map((n) => `groupsnapshot-fuzz-${n}`), hostileString()),
+          source_volume_ids: mostly<string[]>(fc.constant([FIXTURE_VOLUME]), ids),
+          parameters: mostly(fc.constant({}), parameters),
+          secrets: stringMap,
+        }),
+        async (req) => {
+          let made: { id: string; members: string[] } | undefined;
+          const ok = await expectClean('CreateVolumeGroupSnapshot', () => group.CreateVolumeGroupSnapshot(req).then((r) => {
+            made = { id: r.group_snapshot!.group_snapshot_id, members: r.group_snapshot!.snapshots.map((m) => m.snapshot_id) };
+          }), req);
+          if (ok) created.groups.set(made!.id, made!.members);
+        },
+      ),
+      params(),
+    );
+    const groupIds = () => fc.oneof(fc.constantFrom(...(created.groups.size > 0 ? [...created.groups.keys()] : ['groupsnapshot-none'])), hostileString());
+    await fc.assert(
+      fc.asyncProperty(fc.record({ group_snapshot_id: groupIds(), snapshot_ids: fc.array(id(FIXTURE_SNAPSHOT), { maxLength: 3 }), secrets: stringMap }), async (req) => {
+        await expectClean('GetVolumeGroupSnapshot', () => group.GetVolumeGroupSnapshot(req), req);
+      }),
+      params(),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.record({ group_snapshot_id: hostileString(['groupsnapshot-nothing-here']), snapshot_ids: fc.array(hostileString(), { maxLength: 3 }), secrets: stringMap }), async (req) => {
+        await expectClean('DeleteVolumeGroupSnapshot', () => group.DeleteVolumeGroupSnapshot(req), req);
+      }),
+      params(),
+    );
+  });
+
+  it('SnapshotMetadata: GetMetadataAllocated and GetMetadataDelta (streams): ids, offsets, page sizes', async () => {
+    const meta = stack.csi.snapshotMetadata;
+    await fc.assert(
+      fc.asyncProperty(fc.record({ snapshot_id: id(FIXTURE_SNAPSHOT), starting_offset: int64, max_results: int32, secrets: stringMap }), async (req) => {
+        await expectClean('GetMetadataAllocated', () => meta.GetMetadataAllocated(req), req);
+      }),
+      params(),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({ base_snapshot_id: id(FIXTURE_SNAPSHOT), target_snapshot_id: id(FIXTURE_SNAPSHOT), starting_offset: int64, max_results: int32, secrets: stringMap }),
+        async (req) => {
+          await expectClean('GetMetadataDelta', () => meta.GetMetadataDelta(req), req);
+        },
+      ),
+      params(),
+    );
+  });
+
   it('afterwards: the canary beside the data is untouched, nothing new sits beside it, and the back end holds only what succeeded', async () => {
     expect(fingerprint(canary)).toEqual(canaryBefore);
     expect(readdirSync(stack.dir).sort()).toEqual(topBefore);
@@ -389,6 +445,7 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
     // Undo what succeeded; then only the fixtures remain.
     const ctl = stack.csi.controller;
     const node = stack.csi.node;
+    for (const [group, members] of created.groups) await stack.csi.groupController.DeleteVolumeGroupSnapshot({ group_snapshot_id: group, snapshot_ids: members });
     for (const snapshot of created.snapshots) await ctl.DeleteSnapshot({ snapshot_id: snapshot });
     for (const volume of created.volumes) await ctl.DeleteVolume({ volume_id: volume });
     const { volumes, snapshots } = await listEverything(stack.vbsSocket);
