@@ -32,17 +32,17 @@ const child = spawn(process.execPath, [join(root, 'node_modules', 'vitest', 'vit
   env,
   stdio: ['ignore', 'pipe', 'inherit'],
 });
-const figures = [];
+const figures = new Set();
 let pending = '';
 child.stdout.on('data', (chunk) => {
   process.stdout.write(chunk);
   pending += chunk.toString();
   const lines = pending.split('\n');
   pending = lines.pop() ?? '';
-  for (const line of lines) if (line.includes('[reliability]') || line.includes('"msg":"reconciled"')) figures.push(line.replace(/\u001b\[[0-9;]*m/g, '').trim());
+  for (const line of lines) if (line.includes('[reliability]') || line.includes('"msg":"reconciled"')) figures.add(line.replace(/\u001b\[[0-9;]*m/g, '').trim());
 });
 child.on('exit', (code) => {
   const settings = Object.keys(SOAK_DEFAULTS).map((k) => `${k}=${env[k]}`).join(' ');
-  process.stdout.write(`\n== soak figures (${settings}; ${Math.round((Date.now() - started) / 1000)} s) ==\n${figures.join('\n')}\n`);
+  process.stdout.write(`\n== soak figures (${settings}; ${Math.round((Date.now() - started) / 1000)} s) ==\n${[...figures].join('\n')}\n`);
   process.exit(code ?? 1);
 });
