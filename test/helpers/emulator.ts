@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeRequest, parseRecord, parseReply, type Fields, type FieldInput } from '../../src/protocol/vbs.js';
+import { cleanupLeaks, findLeaks, type Leaks } from '../support/leaks.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const EMULATOR_MAIN = join(root, 'dist', 'emulator', 'main.js');
@@ -215,23 +216,14 @@ export function sdsCli(kvSocket: string | undefined, args: string[]): CliResult 
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, values };
 }
 
-/** Loop devices and mounts whose paths lie under `dir` (only ours: other tests run on this machine). */
-export function leftovers(dir: string): { loops: string[]; mounts: string[] } {
-  const out = spawnSync('losetup', ['-J', '-l', '-O', 'NAME,BACK-FILE'], { encoding: 'utf8' }).stdout.trim();
-  const devices = out ? (JSON.parse(out) as { loopdevices: { name: string; 'back-file': string }[] }).loopdevices : [];
-  const loops = devices.filter((d) => d['back-file']?.startsWith(dir + '/')).map((d) => `${d.name} ${d['back-file']}`);
-  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
-    .map((p) => p.replace(/\\040/g, ' ')).filter((p) => p.startsWith(dir + '/'));
-  return { loops, mounts };
+/** Loop devices and mounts of `dir` (only ours: other tests run on this machine). */
+export function leftovers(dir: string): Leaks {
+  return findLeaks(dir);
 }
 
-/** Last-resort cleanup after a failed test: unmount and detach what is left under `dir`, then remove it. */
+/** Last-resort cleanup after a failed test: unmount and detach what is left of `dir`, then remove it. */
 export function forceCleanup(dir: string): void {
-  const { mounts } = leftovers(dir);
-  for (const m of mounts.reverse()) spawnSync('umount', ['-l', '--', m]);
-  const out = spawnSync('losetup', ['-J', '-l', '-O', 'NAME,BACK-FILE'], { encoding: 'utf8' }).stdout.trim();
-  const devices = out ? (JSON.parse(out) as { loopdevices: { name: string; 'back-file': string }[] }).loopdevices : [];
-  for (const d of devices) if (d['back-file']?.startsWith(dir + '/')) spawnSync('losetup', ['-d', d.name]);
+  cleanupLeaks(dir);
   rmSync(dir, { recursive: true, force: true });
 }
 

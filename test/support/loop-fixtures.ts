@@ -5,27 +5,10 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cleanupLeaks, settledLeaks, type Leaks } from './leaks.js';
 
 export function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-/** Mount points under `dir`, deepest first (the order to unmount them in). */
-export function mountsUnder(dir: string): string[] {
-  const points: string[] = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const point = line.split(' ')[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (point && (point === dir || point.startsWith(`${dir}/`))) points.push(point);
-  }
-  return points.reverse();
-}
-
-/** Loop devices whose backing file is under `dir`. */
-export function loopsUnder(dir: string): string[] {
-  const out = JSON.parse(sh('losetup', ['--list', '--json', '-O', 'NAME,BACK-FILE']) || '{"loopdevices":[]}') as {
-    loopdevices: Array<{ name: string; 'back-file': string | null }>;
-  };
-  return out.loopdevices.filter((l) => l['back-file'] && (l['back-file'].startsWith(`${dir}/`) || l['back-file'].includes(`${dir}/`))).map((l) => l.name);
 }
 
 export class LoopFixtures {
@@ -75,16 +58,13 @@ export class LoopFixtures {
    * Mounts and loop devices still under the dir. A loop device detached while mounted (autoclear) is released
    * by the kernel asynchronously after the last unmount, so loops get a few seconds to go.
    */
-  async leaks(): Promise<{ mounts: string[]; loops: string[] }> {
-    const deadline = Date.now() + 5_000;
-    while (loopsUnder(this.dir).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    return { mounts: mountsUnder(this.dir), loops: loopsUnder(this.dir) };
+  async leaks(): Promise<Leaks> {
+    return settledLeaks(this.dir);
   }
 
   /** Unmounts and detaches everything under the dir, then removes it. */
   async cleanup(): Promise<void> {
-    for (const point of mountsUnder(this.dir)) spawnSync('umount', ['--lazy', point]);
-    for (const loop of loopsUnder(this.dir)) spawnSync('losetup', ['--detach', loop]);
+    cleanupLeaks(this.dir);
     await rm(this.dir, { recursive: true, force: true });
   }
 }

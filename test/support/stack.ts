@@ -3,18 +3,15 @@
 // services. Each stack lives in its own mkdtemp directory; stop() shuts everything down and fails the test
 // if a loop device or mount under that directory is left behind.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { createLogger } from '../../src/log/logger.js';
 import { EmbeddedEmulator } from '../../src/server/embedded-emulator.js';
 import { projectRoot } from '../../src/util/paths.js';
 import { connectCsi, type CsiClients } from './csi-client.js';
-
-const run = promisify(execFile);
+import { cleanupLeaks, settledLeaks } from './leaks.js';
 
 export type DriverMode = 'controller' | 'node' | 'all';
 
@@ -274,30 +271,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 }
 
 /**
- * Loop devices backed by files under `dir` and mounts under `dir`: each is cleaned up (they are ours) and
- * reported, so a leaking test fails.
+ * Loop devices and mounts of `dir` (see leaks.ts for what counts as ours): each is reported, so a leaking
+ * test fails, and then cleaned up.
  */
 export async function leftovers(dir: string): Promise<string[]> {
-  const problems: string[] = [];
-  const mounts = readFileSync('/proc/mounts', 'utf8')
-    .split('\n')
-    .map((line) => line.split(' ')[1]?.replace(/\\040/g, ' '))
-    .filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)))
-    .sort((a, b) => b.length - a.length);
-  for (const m of mounts) {
-    problems.push(`mount left behind: ${m}`);
-    await run('umount', ['-l', m]).catch(() => undefined);
-  }
-  const { stdout } = await run('losetup', ['--list', '--noheadings', '--raw', '--output', 'NAME,BACK-FILE']).catch(() => ({ stdout: '' }));
-  for (const line of stdout.split('\n')) {
-    const space = line.indexOf(' ');
-    if (space === -1) continue;
-    const device = line.slice(0, space);
-    const backing = line.slice(space + 1).trim();
-    if (backing === dir || backing.startsWith(`${dir}/`)) {
-      problems.push(`loop device left behind: ${device} → ${backing}`);
-      await run('losetup', ['-d', device]).catch(() => undefined);
-    }
-  }
-  return problems;
+  const leaks = await settledLeaks(dir, 2_000);
+  cleanupLeaks(dir);
+  return [...leaks.mounts.map((m) => `mount left behind: ${m}`), ...leaks.loops.map((l) => `loop device left behind: ${l}`)];
 }
