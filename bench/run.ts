@@ -39,6 +39,8 @@ const { values: opt } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'cpu-prof': { type: 'string' },
     keep: { type: 'boolean', default: false },
+    settle: { type: 'string' },
+    driver: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -55,6 +57,8 @@ if (opt.help) {
       '  --concurrency 1,16,64  create/delete concurrency levels',
       '  --log-level L        the driver processes\' log level (default info, as deployed)',
       '  --cpu-prof DIR       run the driver processes with node --cpu-prof, profiles written to DIR',
+      '  --settle S           seconds after start before idle RSS is read (default 25; quick 2)',
+      '  --driver PATH        the driver entry to measure (default dist/src/main.js; for A/B runs of two builds)',
       '  --keep               keep the temp directory (logs) after the run',
     ].join('\n') + '\n',
   );
@@ -65,6 +69,7 @@ const durationMs = 1000 * Number(opt.duration ?? (quick ? 0.6 : 5));
 const iterations = Number(opt.iterations ?? (quick ? 3 : 40));
 const firstStageRepeats = quick ? 1 : 3;
 const startupRepeats = quick ? 2 : 7;
+const settleMs = 1000 * Number(opt.settle ?? (quick ? 2 : 25));
 const levels = (opt.concurrency ?? '1,16,64').split(',').map(Number);
 const only = new Set<Section>((opt.only ? opt.only.split(',') : [...SECTIONS]).map((s) => s.trim() as Section));
 for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section ${s} (known: ${SECTIONS.join(', ')})`);
@@ -183,6 +188,7 @@ const driverBase = (mode: DriverMode, name: string, extra: Partial<DriverOptions
   ...(mode === 'all' ? {} : { vbsSocket: emulator?.vbsSocket, kvSocket: emulator?.kvSocket }),
   logLevel: opt['log-level']!,
   nodeArgs,
+  ...(opt.driver ? { entry: resolve(opt.driver) } : {}),
   ...extra,
 });
 
@@ -195,13 +201,21 @@ try {
   await waitProbeReady(node);
   ctl = connectCsi(controller.socket);
   nodeCsi = connectCsi(node.socket);
-  await sleep(1_000); // settle: start-up garbage collected, timers quiet
-  add({ section: 'rss', name: 'controller-idle', value: rssMiB(controller.pid), unit: 'MiB' });
-  add({ section: 'rss', name: 'node-idle', value: rssMiB(node.pid), unit: 'MiB' });
+  const readyAt = now();
+  await sleep(1_000);
+  add({ section: 'rss', name: 'controller-at-start', value: rssMiB(controller.pid), unit: 'MiB', note: '1 s after ready' });
+  add({ section: 'rss', name: 'node-at-start', value: rssMiB(node.pid), unit: 'MiB', note: '1 s after ready' });
+  // The start-up runs use their own processes; these two stay idle meanwhile.
+  if (only.has('startup')) await startup();
+  // Idle: V8's memory reducer gives back the young generation the start-up grew ~10-20 s after the
+  // allocation stops; what an idle plugin holds is the RSS after that.
+  await sleep(Math.max(0, readyAt + settleMs - now()));
+  const settled = `idle ${Math.round((now() - readyAt) / 1000)} s after ready`;
+  add({ section: 'rss', name: 'controller-idle', value: rssMiB(controller.pid), unit: 'MiB', note: settled });
+  add({ section: 'rss', name: 'node-idle', value: rssMiB(node.pid), unit: 'MiB', note: settled });
   add({ section: 'rss', name: 'emulator-idle', value: rssMiB(emulator.pid), unit: 'MiB', note: 'the back end, not ours' });
 
   if (only.has('floor')) await floors();
-  if (only.has('startup')) await startup();
   if (only.has('create-delete')) await createDelete();
   if (only.has('snapshot')) await snapshots();
   if (only.has('first-stage')) await firstStage();

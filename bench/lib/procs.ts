@@ -112,6 +112,8 @@ export interface DriverOptions {
   env?: NodeJS.ProcessEnv;
   /** all mode: the embedded emulator's data directory */
   dataDir?: string;
+  /** the driver's entry script (default dist/src/main.js) */
+  entry?: string;
 }
 
 export interface Driver {
@@ -129,7 +131,7 @@ export const sdsCliPath = () => join(projectRoot(), 'emulator', 'bin', 'sds_cli'
 
 /** Starts a driver process; its pino log goes to a file (as a container's stderr goes to a log, not to us). */
 export function spawnDriver(o: DriverOptions): Driver {
-  const entry = join(projectRoot(), 'dist', 'src', 'main.js');
+  const entry = o.entry ?? join(projectRoot(), 'dist', 'src', 'main.js');
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run npm run build`);
   const socket = join(o.dir, `${o.name}.sock`);
   const logFile = join(o.dir, `${o.name}.log`);
