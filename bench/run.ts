@@ -262,8 +262,13 @@ process.exit(0);
 async function floors(): Promise<void> {
   const floorMs = Math.max(300, durationMs / 2);
   // Node itself: what any Node process pays before our first line runs.
-  const nodeStart = await repeat(quick ? 3 : 10, () => exec(process.execPath, ['-e', '']).then(() => undefined));
-  add({ section: 'floor', name: 'node-start', value: summarize(nodeStart).p50, unit: 'ms', latency: summarize(nodeStart), note: "node -e '' to exit" });
+  const bareCpu: number[] = [];
+  const nodeStart = await repeat(quick ? 3 : 10, async () => {
+    const { stdout } = await exec(process.execPath, ['-e', 'const u = process.cpuUsage(); process.stdout.write(String((u.user + u.system) / 1000))']);
+    bareCpu.push(Number(stdout));
+  });
+  add({ section: 'floor', name: 'node-start', value: summarize(nodeStart).p50, unit: 'ms', latency: summarize(nodeStart), note: 'a bare node process, spawn to exit' });
+  add({ section: 'floor', name: 'node-start-cpu', value: summarize(bareCpu).p50, unit: 'ms CPU', latency: summarize(bareCpu), note: 'CPU a bare node process has used when its first line runs' });
 
   for (const c of levels) {
     // The empty RPC: GetPluginInfo on the controller's server (no back-end call).
@@ -316,11 +321,11 @@ async function startup(): Promise<void> {
   const nodeStart = find('floor', 'node-start');
   for (const mode of ['controller', 'node', 'all'] as const) {
     const dataDir = join(dir, 'all-mode-data');
-    const runOnce = async (i: number): Promise<{ ms: number; rss: number }> => {
+    const runOnce = async (i: number): Promise<{ ms: number; rss: number; cpu: number }> => {
       const d = spawnDriver(driverBase(mode, `startup-${mode}-${i}`, mode === 'all' ? { dataDir, env: { SDS_POOLS: 'pool0:2G' } } : {}));
       try {
         const ms = await waitProbeReady(d);
-        return { ms, rss: rssMiB(d.pid) };
+        return { ms, rss: rssMiB(d.pid), cpu: cpuMs(d.pid) };
       } finally {
         const code = await d.stop();
         if (code !== 0) throw new Error(`startup ${mode}: the driver exited with ${code}; see ${d.logFile}`);
@@ -328,9 +333,17 @@ async function startup(): Promise<void> {
     };
     // all mode: the first start makes the emulator's pool (mkfs); the figure is a start with the pool there.
     if (mode === 'all') await runOnce(-1);
-    const runs: Array<{ ms: number; rss: number }> = [];
+    const runs: Array<{ ms: number; rss: number; cpu: number }> = [];
     for (let i = 0; i < startupRepeats; i++) runs.push(await runOnce(i));
     const s = summarize(runs.map((r) => r.ms));
+    // CPU time to ready depends far less on the machine's load than the wall time does.
+    const cpu = summarize(runs.map((r) => r.cpu));
+    const bareCpu = find('floor', 'node-start-cpu');
+    add({
+      section: 'startup', name: `cpu-to-ready-${mode}`, value: cpu.p50, unit: 'ms CPU', latency: cpu,
+      ...(bareCpu ? { floor: { name: 'node-start-cpu', value: bareCpu.value, unit: 'ms CPU' }, ratio: cpu.p50 / bareCpu.value } : {}),
+      note: mode === 'all' ? 'the driver process only (not the emulator it starts)' : 'user + system CPU of the driver process when Probe first answers ready',
+    });
     add({
       section: 'startup', name: `probe-ready-${mode}`, value: s.p50, unit: 'ms', latency: s,
       ...(nodeStart ? { floor: { name: 'node-start', value: nodeStart.value, unit: 'ms' }, ratio: s.p50 / nodeStart.value } : {}),
