@@ -38,6 +38,7 @@ const { values: opt } = parseArgs({
     concurrency: { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
     'cpu-prof': { type: 'string' },
+    'node-option': { type: 'string', multiple: true },
     keep: { type: 'boolean', default: false },
     settle: { type: 'string' },
     driver: { type: 'string' },
@@ -57,6 +58,7 @@ if (opt.help) {
       '  --concurrency 1,16,64  create/delete concurrency levels',
       '  --log-level L        the driver processes\' log level (default info, as deployed)',
       '  --cpu-prof DIR       run the driver processes with node --cpu-prof, profiles written to DIR',
+      '  --node-option OPT    a node option for the driver processes (repeatable), e.g. --max-semi-space-size=2',
       '  --settle S           seconds after start before idle RSS is read (default 25; quick 2)',
       '  --driver PATH        the driver entry to measure (default dist/src/main.js; for A/B runs of two builds)',
       '  --keep               keep the temp directory (logs) after the run',
@@ -74,7 +76,7 @@ const levels = (opt.concurrency ?? '1,16,64').split(',').map(Number);
 const only = new Set<Section>((opt.only ? opt.only.split(',') : [...SECTIONS]).map((s) => s.trim() as Section));
 for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section ${s} (known: ${SECTIONS.join(', ')})`);
 if (![durationMs, iterations, ...levels].every((n) => Number.isFinite(n) && n > 0)) throw new Error('--duration, --iterations and --concurrency must be positive numbers');
-const nodeArgs = opt['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${resolve(opt['cpu-prof'])}`] : [];
+const nodeArgs = [...(opt['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${resolve(opt['cpu-prof'])}`] : []), ...(opt['node-option'] ?? [])];
 
 // ---------------------------------------------------------------- helpers
 
@@ -508,13 +510,17 @@ async function stagePublish(): Promise<void> {
   await nodeCsi!.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging });
 
   const sampler = new RssSampler([node!.pid]);
+  let nodeCpu0 = cpuMs(node!.pid);
   const t = { stage: [] as number[], publish: [] as number[], unpublish: [] as number[], unstage: [] as number[], stagePublish: [] as number[] };
   for (let i = 0; i < iterations + 2; i++) {
     const [a] = await timed(() => nodeCsi!.call('node', 'NodeStageVolume', stageReq));
     const [b] = await timed(() => nodeCsi!.call('node', 'NodePublishVolume', publishReq));
     const [c] = await timed(() => nodeCsi!.call('node', 'NodeUnpublishVolume', { volume_id: v.id, target_path: target }));
     const [d] = await timed(() => nodeCsi!.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging }));
-    if (i < 2) continue; // warm-up
+    if (i < 2) {
+      nodeCpu0 = cpuMs(node!.pid); // warm-up
+      continue;
+    }
     t.stage.push(a);
     t.publish.push(b);
     t.unpublish.push(c);
@@ -522,6 +528,7 @@ async function stagePublish(): Promise<void> {
     t.stagePublish.push(a + b);
   }
   const peak = sampler.stop().get(node!.pid) ?? NaN;
+  const nodeCpuPerCycle = (cpuMs(node!.pid) - nodeCpu0) / iterations;
 
   // Floor: the least the machine must do for the same: attach + mount (stage), bind (publish), and back.
   const cliEnv = { ...process.env, SDS_KV_SOCKET: emulator!.kvSocket };
@@ -554,6 +561,7 @@ async function stagePublish(): Promise<void> {
     add({
       section: 'stage', name: k === 'stagePublish' ? 'stage+publish' : `Node${k[0]!.toUpperCase()}${k.slice(1)}Volume`,
       value: s.p50, unit: 'ms', latency: s, floor: { name: floorName, value: fs.p50, unit: 'ms' }, ratio: s.p50 / fs.p50,
+      ...(k === 'stagePublish' ? { note: `the node process's own CPU per stage+publish+unpublish+unstage: ${fmt(nodeCpuPerCycle)} ms (its children not counted)` } : {}),
     });
   }
   add({ section: 'rss', name: 'node-under-load', value: peak, unit: 'MiB', note: 'peak during the stage/publish cycles' });
