@@ -1,10 +1,11 @@
 // Settings of the emulator daemon (docs/configuration.md, "The emulator"): flags win over environment
 // variables; every value is validated with zod and a bad one names the setting it came from.
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { hostname, homedir, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_VBS_PORT, isValidName } from '../src/protocol/vbs.js';
+import { findTool } from './exec.js';
 
 export type PoolType = 'auto' | 'xfs-reflink' | 'directory';
 
@@ -36,6 +37,8 @@ export interface EmulatorConfig {
   shutdownGraceMs: number;
   /** cgroup v1 blkio directory whose throttle files limit attached volumes; '' disables */
   blkioCgroup: string;
+  /** the qemu-img that reads and writes qcow2 images; '' when there is none (raw images only) */
+  qemuImg: string;
 }
 
 interface SettingDef {
@@ -63,6 +66,7 @@ const SETTINGS = {
   requestQuietMs: { flag: 'request-quiet-ms', env: ['SDS_REQUEST_QUIET_MS'], kind: 'string', help: 'quiet period that ends a request sent without an empty line (default 25)' },
   shutdownGraceMs: { flag: 'shutdown-grace-ms', env: ['SDS_SHUTDOWN_GRACE_MS'], kind: 'string', help: 'how long SIGTERM waits for in-flight operations (default 10000)' },
   blkioCgroup: { flag: 'blkio-cgroup', env: ['SDS_BLKIO_CGROUP'], kind: 'string', help: 'cgroup v1 blkio directory for QoS throttling (default /sys/fs/cgroup/blkio; empty disables)' },
+  qemuImg: { flag: 'qemu-img', env: ['SDS_QEMU_IMG'], kind: 'string', help: 'path of qemu-img for qcow2 images (default: qemu-img found in PATH; "none": raw images only)' },
 } satisfies Record<string, SettingDef>;
 
 type SettingKey = keyof typeof SETTINGS;
@@ -177,6 +181,15 @@ function parsePool(text: string, dataDir: string): PoolSpec {
 
 const listOf = z.array(z.string());
 
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, fsConstants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 function defaultDataDir(env: NodeJS.ProcessEnv): string {
   const state = env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
   return join(state, 'sdshypervisor-csi');
@@ -243,6 +256,10 @@ function schemaFor(dataDir: string) {
     shutdownGraceMs: z.string().regex(/^\d+$/, 'must be an integer').transform(Number)
       .pipe(z.number().int().min(0, 'must be between 0 and 600000').max(600000, 'must be between 0 and 600000')),
     blkioCgroup: z.string().refine((p) => p === '' || isAbsolute(p), 'must be an absolute path or empty'),
+    qemuImg: z.string()
+      .refine((p) => p === 'none' || isAbsolute(p), 'must be an absolute path or "none"')
+      .refine((p) => p === 'none' || isExecutable(p), 'is not an executable file')
+      .transform((p) => (p === 'none' ? '' : p)),
   });
 }
 
@@ -280,6 +297,8 @@ export function loadConfig(
     requestQuietMs: (raw.requestQuietMs as string | undefined) ?? '25',
     shutdownGraceMs: (raw.shutdownGraceMs as string | undefined) ?? '10000',
     blkioCgroup: (raw.blkioCgroup as string | undefined) ?? '/sys/fs/cgroup/blkio',
+    // Looked up once, here: every qcow2 operation then names the same binary, or fails clearly without one.
+    qemuImg: (raw.qemuImg as string | undefined) ?? findTool('qemu-img') ?? 'none',
   };
   const parsed = schemaFor(dataDir).safeParse(input);
   if (!parsed.success) {

@@ -1,5 +1,16 @@
 // Runs external tools with an argv array (never a shell), bounded in time, with their stderr in errors.
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The first `name` in PATH (then the usual sbin/bin directories), or undefined. */
+export function findTool(name: string): string | undefined {
+  const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin', '/usr/bin', '/bin']);
+  for (const d of dirs) {
+    if (d && existsSync(join(d, name))) return join(d, name);
+  }
+  return undefined;
+}
 
 export class ToolError extends Error {
   override name = 'ToolError';

@@ -48,12 +48,15 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     const caps = ['full_clone', 'clone_volume', 'list', 'qos', 'cache', 'image_import', 'image_export', 'map', 'auth_token'];
     if ([...ctx.pools.values()].some((pool) => pool.linkedClone)) caps.unshift('linked_clone');
     if (ctx.qos.enabled) caps.push('qos_enforced');
+    if (images.qcow2) caps.push('image_qcow2');
     return ok([
       ['product', 'SDSHypervisor'],
       ['version', EMULATOR_VERSION],
       ['api_version', '1'],
       ['host_id', ctx.hostId],
       ...caps.map((c): Field => ['capability', c]),
+      // Where EXPORT_IMAGE_REQ may write and IMPORT_IMAGE_REQ may read on this host.
+      ...ctx.config.imageDirs.map((d): Field => ['image_dir', d]),
       ['max_request_bytes', String(MAX_REQUEST_BYTES)],
       ['max_reply_bytes', String(MAX_REPLY_BYTES)],
       ['max_list_limit', String(MAX_LIST_LIMIT)],

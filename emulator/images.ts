@@ -33,6 +33,25 @@ const JOB_RETENTION_S = 3600;
 
 const imageError = (message: string): VbsError => new VbsError(RetCode.IMAGE_ERROR, message);
 
+/**
+ * Formats recognised by their first bytes that this VBS cannot read. With image_format=auto they are refused
+ * up front, rather than imported byte for byte as if they were a raw disk.
+ */
+export function unreadableFormat(head: Buffer): string | undefined {
+  const at = (offset: number, magic: string): boolean =>
+    head.length >= offset + magic.length && head.toString('latin1', offset, offset + magic.length) === magic;
+  if (at(0, 'KDMV') || at(0, '# Disk DescriptorFile')) return 'vmdk';
+  if (at(0, 'vhdxfile')) return 'vhdx';
+  if (at(0, 'conectix')) return 'vhd';
+  if (at(0, 'QED\0')) return 'qed';
+  if (head.length >= 0x44 && head.readUInt32LE(0x40) === 0xbeda107f) return 'vdi';
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip-compressed';
+  if (at(0, '\xfd7zXZ\0')) return 'xz-compressed';
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd-compressed';
+  if (at(0, 'BZh') && head.length >= 4 && head[3]! >= 0x31 && head[3]! <= 0x39) return 'bzip2-compressed';
+  return undefined;
+}
+
 interface LiveJob {
   bytesDone: number;
   bytesTotal: number;
@@ -76,11 +95,26 @@ function realpathOr(path: string): string {
 export class ImageService {
   private readonly live = new Map<string, LiveJob>();
   private readonly purgeTimer: NodeJS.Timeout;
+  /** the qemu-img of --qemu-img (or found in PATH at start); '' when there is none */
+  private readonly qemuImg: string;
 
   constructor(private readonly ctx: Ctx) {
+    this.qemuImg = ctx.config.qemuImg;
     ctx.store.purgeJobs(nowSeconds() - JOB_RETENTION_S);
     this.purgeTimer = setInterval(() => ctx.store.purgeJobs(nowSeconds() - JOB_RETENTION_S), 60_000);
     this.purgeTimer.unref();
+  }
+
+  /** Whether qcow2 images can be read and written (qemu-img is there). */
+  get qcow2(): boolean {
+    return this.qemuImg !== '';
+  }
+
+  private needQemuImg(what: string): string {
+    if (!this.qemuImg) {
+      throw imageError(`image_format: ${what} needs qemu-img, and this VBS has none (install qemu-utils or set --qemu-img); raw images work without it`);
+    }
+    return this.qemuImg;
   }
 
   /** Aborts running jobs (shutdown); each fails and cleans up after itself. */
@@ -128,10 +162,15 @@ export class ImageService {
     let handedOver = false;
     try {
       const isQcow2 = source.head.length >= 4 && source.head.readUInt32BE(0) === QCOW2_MAGIC;
+      const foreign = requested === 'auto' && !isQcow2 ? unreadableFormat(source.head) : undefined;
+      if (foreign) {
+        throw imageError(`image_url: the image is ${foreign}, which this VBS cannot read (raw and qcow2 only); convert or decompress it to raw or qcow2 first`);
+      }
       const format = requested === 'auto' ? (isQcow2 ? 'qcow2' : 'raw') : requested;
       let virtualSize: number | undefined;
       if (format === 'qcow2') {
         if (!isQcow2 || source.head.length < 32) throw imageError('image_format: the image is not qcow2');
+        this.needQemuImg('reading a qcow2 image');
         if (source.head.readBigUInt64BE(8) !== 0n) throw imageError('image_url: qcow2 images with a backing file are refused');
         virtualSize = Number(source.head.readBigUInt64BE(24));
       } else {
@@ -245,11 +284,14 @@ export class ImageService {
           qcowPath = job.download;
         }
         const fd = source.kind === 'file' ? source.fd : undefined;
-        await checkQcow2(qcowPath, job.sizeBytes, signal, fd);
+        const qemuImg = this.needQemuImg('reading a qcow2 image');
+        await checkQcow2(qemuImg, qcowPath, job.sizeBytes, signal, fd);
         live.bytesDone = 0;
-        await runWithProgress('qemu-img', ['convert', '-p', '-f', 'qcow2', '-O', 'raw', qcowPath, job.tmpVolume], live, signal, fd);
+        await runWithProgress(qemuImg, ['convert', '-p', '-f', 'qcow2', '-O', 'raw', qcowPath, job.tmpVolume], live, signal, fd);
         growSync(job.tmpVolume, job.sizeBytes);
       }
+      // The job's files go before its end is recorded: a job seen as ended leaves no file behind.
+      await fsp.rm(job.download, { force: true });
       if (hash && job.checksum) {
         const got = hash.digest('hex');
         if (got !== job.checksum.hex) throw imageError(`checksum mismatch: expected ${job.checksum.algorithm}:${job.checksum.hex}, got ${got}`);
@@ -268,6 +310,7 @@ export class ImageService {
       const message = signal.aborted ? String((signal.reason as Error)?.message ?? 'aborted') : (err as Error).message;
       log.warn({ err }, 'import failed; deleting the volume it created');
       await fsp.rm(job.tmpVolume, { force: true }).catch(() => undefined);
+      await fsp.rm(job.download, { force: true }).catch(() => undefined);
       ctx.store.tx(() => {
         ctx.store.deleteVolume(job.volId);
         ctx.store.finishJob({ job_id: job.jobId, status: 'failed', error: message, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
@@ -287,6 +330,7 @@ export class ImageService {
     if ((volName === undefined) === (snapName === undefined)) throw invalid('vol_name', 'give exactly one of vol_name and snap_name');
     const target = this.checkImagePath(p.req('image_path'), 'image_path', false);
     const format = p.oneOf('image_format', ['raw', 'qcow2'] as const, 'raw');
+    if (format === 'qcow2') this.needQemuImg('writing a qcow2 image');
     const overwrite = p.flag('overwrite', false);
     let existing: ReturnType<typeof lstatSync> | undefined;
     try {
@@ -356,7 +400,9 @@ export class ImageService {
           } else {
             source = pool.snapshotPath(snapName!);
           }
-          await runWithProgress('qemu-img', ['convert', '-p', '-f', 'raw', '-O', format, source, part], live, signal);
+          if (this.qemuImg) await runWithProgress(this.qemuImg, ['convert', '-p', '-f', 'raw', '-O', format, source, part], live, signal);
+          else await sparseCopy(source, part); // raw without qemu-img: a sparse copy is the same image
+          if (signal.aborted) throw signal.reason;
           fsyncPath(part);
           if (overwrite) renameSync(part, target);
           else {
@@ -544,8 +590,8 @@ async function download(chunks: AsyncIterable<Buffer>, path: string, hash: Hash 
 }
 
 /** Refuses qcow2 images that would make qemu-img open other files, or that do not fit the volume. */
-async function checkQcow2(path: string, limit: number, signal: AbortSignal, fd: number | undefined): Promise<void> {
-  const out = await runCapture('qemu-img', ['info', '--output=json', '-f', 'qcow2', path], signal, fd);
+async function checkQcow2(qemuImg: string, path: string, limit: number, signal: AbortSignal, fd: number | undefined): Promise<void> {
+  const out = await runCapture(qemuImg, ['info', '--output=json', '-f', 'qcow2', path], signal, fd);
   let info: { 'virtual-size'?: number; 'backing-filename'?: string; 'format-specific'?: { data?: { 'data-file'?: string } } };
   try {
     info = JSON.parse(out) as typeof info;

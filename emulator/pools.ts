@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, statSync, statfsSync, truncateSync, openSync, closeSync, constants } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { PoolSpec, PoolType } from './config.js';
-import { run, ToolError } from './exec.js';
+import { findTool, run, ToolError } from './exec.js';
 import { backingFileOf } from './loopdev.js';
 import type { Logger } from './log.js';
 import type { Store } from './store.js';
@@ -107,14 +107,6 @@ export function readMounts(): MountEntry[] {
     out.push({ mountPoint: unescapeMount(parts[4]!), fsType: parts[dash + 1]!, source: unescapeMount(parts[dash + 2]!) });
   }
   return out;
-}
-
-function findTool(name: string): string | undefined {
-  const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin', '/usr/bin', '/bin']);
-  for (const d of dirs) {
-    if (d && existsSync(join(d, name))) return join(d, name);
-  }
-  return undefined;
 }
 
 /** What `--pool-type=auto` resolves to on this machine, with the reason. */

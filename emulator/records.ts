@@ -57,6 +57,7 @@ export function volumeRecord(ctx: Ctx, row: VolumeRow, allocBytes?: number): Rec
     fault_reason: problem,
     snap_num: ctx.store.snapshotCount(row.id),
     IOClASSID: row.io_class_id,
+    job_id: row.job_id ?? '',
   };
 }
 

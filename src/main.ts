@@ -2,11 +2,15 @@
 // sdshypervisor-csi: the CSI driver process. Parses the configuration, starts the embedded emulator in
 // all mode, builds the back-end client and the services of the chosen mode, serves them on the CSI socket,
 // and on SIGINT/SIGTERM drains in-flight calls before it stops (a second signal stops at once).
+import { runExport } from './cli/export.js';
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
 import { controllerService } from './controller/controller.js';
 import { KvConnector } from './connector/index.js';
 import { identityService } from './identity/identity.js';
+import { backendProbe, type ProbeResult } from './identity/probe.js';
+import { openKubeClient } from './kube/lazy.js';
 import { createLogger, type Logger } from './log/logger.js';
+import type { DriverMetrics, OpsHttpServer } from './metrics/index.js';
 import { nodeService, type NodeDeps } from './node/node.js';
 import { SdsClient } from './sds/client.js';
 import { defaultSdsCliPath, EmbeddedEmulator } from './server/embedded-emulator.js';
@@ -34,37 +38,56 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
 
   let backend: SdsClient | undefined;
   let server: CsiServer | undefined;
+  let ops: OpsHttpServer | undefined;
   try {
+    // The metrics room is loaded only when it is used (prom-client is not free to load).
+    const metricsRoom = config.metricsAddress ? await import('./metrics/index.js') : undefined;
+    const metrics = metricsRoom && new metricsRoom.DriverMetrics({ version: packageVersion(), mode: config.mode, driverName: config.driverName });
     backend = new SdsClient({
       addresses: config.vbsUrl ?? (emulator ? `unix://${emulator.info.controlSocket}` : '127.0.0.1'),
       defaultPort: config.vbsPort,
       ...(config.vbsToken ? { token: config.vbsToken } : {}),
       requestTimeoutMs: config.vbsTimeoutMs,
       logger: log.child({ room: 'sds' }),
+      ...(metrics ? { observer: metrics.backend } : {}),
     });
     const sds = backend;
     server = new CsiServer(parseUnixEndpoint(config.endpoint), log);
+    if (metrics) server.tracker.observer = metrics.rpc;
     const rpc = makeContextFactory(log, server.tracker);
+    const probe = backendProbe(sds, { timeoutMs: PROBE_TIMEOUT_MS, log: log.child({ room: 'probe' }) });
     const services: CsiServices = {
       identity: identityService(
         {
           driverName: config.driverName,
           vendorVersion: packageVersion(),
-          probe: () =>
-            sds.systemInfo({ signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) }).then(
-              () => true,
-              () => false,
-            ),
+          probe: async () => (await probe()).ready,
         },
         rpc,
       ),
     };
-    if (config.mode === 'controller' || config.mode === 'all') services.controller = controllerService({ backend: sds }, rpc);
-    if (config.mode === 'node' || config.mode === 'all') services.node = nodeService(await nodeDeps(config, sds, log), rpc);
+    if (config.mode === 'controller' || config.mode === 'all') {
+      // Claims' image-source annotations and Events; off (quietly) without in-cluster config or a kubeconfig.
+      const kube = await openKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
+      services.controller = controllerService({ backend: sds, kube }, rpc);
+    }
+    if (config.mode === 'node' || config.mode === 'all') services.node = nodeService(await nodeDeps(config, sds, log, metrics), rpc);
     server.register(services);
+    let draining = false;
+    if (metricsRoom && metrics) {
+      // Pool and volume figures come from the controller: every node would report the same ones.
+      if (config.mode !== 'node') metrics.watchBackend(sds, { ...metricsRoom.BACKEND_STATS_DEFAULTS, log: log.child({ room: 'metrics' }) });
+      const health = (): Promise<ProbeResult> => (draining ? Promise.resolve({ ready: false, reason: 'shutting down' }) : probe());
+      // Before the CSI socket: a taken port stops the start before anything is served.
+      ops = await metricsRoom.OpsHttpServer.start({ address: config.metricsAddress, registry: metrics.registry, health, log });
+    }
     await server.listen(config.endpointMode);
     log.info(
-      { mode: config.mode, endpoint: config.endpoint, driver: config.driverName, version: packageVersion(), emulator: emulator ? config.dataDir : undefined },
+      {
+        mode: config.mode, endpoint: config.endpoint, driver: config.driverName, version: packageVersion(),
+        metrics: ops ? `http://${ops.address}/metrics` : 'off',
+        ...(emulator ? { emulator: config.dataDir, vbsSocket: emulator.info.controlSocket, kvSocket: emulator.info.kvSocket } : {}),
+      },
       'sdshypervisor-csi started',
     );
 
@@ -72,12 +95,17 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       server?.forceShutdown();
       emulator?.kill();
     });
+    draining = true;
     await server.shutdown(config.shutdownGraceMs);
     server = undefined;
     return reason === 'emulator-exited' ? 1 : 0;
   } finally {
     server?.forceShutdown();
-    backend?.close();
+    await ops?.close();
+    if (backend) {
+      backend.close();
+      log.info('back-end client closed');
+    }
     if (emulator) {
       const exit = await emulator.stop(EMULATOR_STOP_TIMEOUT_MS);
       if (exit.code !== 0 && exit.code !== null) log.warn(exit, 'the embedded emulator exited with an error');
@@ -89,13 +117,15 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
  * The node service's collaborators: the KV connector (its sds_cli finds the VBS's data plane through
  * SDS_KV_SOCKET, set above in all mode), the back end for the host id, and the Node's labels for topology.
  */
-async function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger): Promise<NodeDeps> {
-  const connector = new KvConnector({ cliPath: config.sdsCli, logger: log.child({ room: 'connector' }) });
+async function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger, metrics: DriverMetrics | undefined): Promise<NodeDeps> {
+  const connector = new KvConnector({
+    cliPath: config.sdsCli,
+    logger: log.child({ room: 'connector' }),
+    ...(metrics ? { observer: metrics.connector } : {}),
+  });
   let topologyLabels: NodeDeps['topologyLabels'];
   if (config.topologyLabels.length > 0) {
-    // Loaded only when used: @kubernetes/client-node costs ~0.5 s of start-up and ~70 MiB of RSS.
-    const { createKubeClient } = await import('./kube/index.js');
-    const kube = createKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
+    const kube = await openKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
     if (!kube.enabled) log.warn({ topologyLabels: config.topologyLabels }, '--topology-labels is set but Kubernetes is off: NodeGetInfo will fail until a kubeconfig or in-cluster config is available');
     topologyLabels = (signal) => kube.readNodeTopology(config.nodeName, config.topologyLabels, { signal });
   }
@@ -141,6 +171,9 @@ function stopRequested(log: Logger, emulator: EmbeddedEmulator | undefined, hard
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'export') {
+    return runExport(argv.slice(1), { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env });
+  }
   let parsed;
   try {
     parsed = parseCommandLine(argv);

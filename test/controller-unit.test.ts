@@ -77,7 +77,7 @@ describe('CSI names → back-end names', () => {
 
 describe('StorageClass parameters', () => {
   it('parses every key with defaults, Kubernetes metadata keys accepted and dropped', () => {
-    expect(parseVolumeParameters({})).toEqual({ qos: {}, thin: true });
+    expect(parseVolumeParameters({})).toEqual({ qos: {}, thin: true, allowPvcImageSource: false });
     const p = parseVolumeParameters({
       pool: 'pool0', cloneMode: 'full', thin: 'false', cache: 'read', maxIOPS: '500', maxMBps: '0', qosLevel: 'high', fsType: 'xfs',
       imageSource: 'https://images.example/a.qcow2', imageChecksum: `sha256:${'a'.repeat(64)}`,
@@ -85,7 +85,7 @@ describe('StorageClass parameters', () => {
     });
     expect(p).toEqual({
       poolId: 'pool0', cloneMode: 'full', thin: false, cachePolicy: 'read', qos: { maxIops: 500, maxMBps: 0, priority: 3 }, fsType: 'xfs',
-      image: { url: 'https://images.example/a.qcow2', checksum: `sha256:${'a'.repeat(64)}` },
+      image: { url: 'https://images.example/a.qcow2', checksum: `sha256:${'a'.repeat(64)}` }, allowPvcImageSource: false,
     });
   });
 
@@ -212,7 +212,7 @@ describe('controller handlers over gRPC, fake back end', () => {
     expect(backend.volumes.get('pvc-img')?.source).toEqual({ type: 'image' });
     const f = await failure(server.csi.controller.CreateVolume({ name: 'pvc-img2', volume_capabilities: [mount], parameters: { imageSource: '/images/broken.raw' } }));
     expect(f.code).toBe(status.INVALID_ARGUMENT);
-    expect(f.message).toMatch(/parameters\.imageSource: the image could not be imported: unreadable image/);
+    expect(f.message).toMatch(/parameters\.imageSource: the image \/images\/broken\.raw could not be imported into volume pvc-img2: unreadable image/);
     expect(backend.volumes.has('pvc-img2')).toBe(false);
     const both = await failure(server.csi.controller.CreateVolume({
       name: 'pvc-img3', volume_capabilities: [mount], parameters: { imageSource: '/images/base.raw' },
@@ -226,7 +226,7 @@ describe('controller handlers over gRPC, fake back end', () => {
     const linked = await failure(server.csi.controller.CreateVolume({
       name: 'pvc-clone', volume_capabilities: [block], parameters: { cloneMode: 'linked' }, volume_content_source: { volume: { volume_id: 'pvc-src' } },
     }));
-    expect(linked.code).toBe(status.INVALID_ARGUMENT);
+    expect(linked.code).toBe(status.FAILED_PRECONDITION);
     expect(linked.message).toMatch(/parameters\.cloneMode/);
     const clone = await server.csi.controller.CreateVolume({ name: 'pvc-clone', volume_capabilities: [block], volume_content_source: { volume: { volume_id: 'pvc-src' } } });
     expect(clone.volume?.content_source?.volume?.volume_id).toBe('pvc-src');

@@ -159,6 +159,39 @@ describe('image import and export', () => {
     expect((await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'im-raw', image_url: join(img, 'disk.raw') })).retcode).toBe(-900011);
   });
 
+  it('refuses formats it cannot read by their first bytes (image_format=auto), naming them, before any volume exists', async () => {
+    const vdi = Buffer.alloc(512);
+    vdi.writeUInt32LE(0xbeda107f, 0x40);
+    const heads: Array<[string, Buffer, string]> = [
+      ['a.vmdk', Buffer.from('KDMV'), 'vmdk'],
+      ['b.vmdk', Buffer.from('# Disk DescriptorFile\n'), 'vmdk'],
+      ['c.vhdx', Buffer.from('vhdxfile'), 'vhdx'],
+      ['d.vhd', Buffer.from('conectix'), 'vhd'],
+      ['e.qed', Buffer.from('QED\0'), 'qed'],
+      ['f.vdi', vdi, 'vdi'],
+      ['g.gz', Buffer.from([0x1f, 0x8b, 8, 0]), 'gzip-compressed'],
+      ['h.xz', Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), 'xz-compressed'],
+      ['i.zst', Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), 'zstd-compressed'],
+      ['j.bz2', Buffer.from('BZh9'), 'bzip2-compressed'],
+    ];
+    for (const [file, head, format] of heads) {
+      const path = join(img, file);
+      const fd = openSync(path, 'w');
+      writeSync(fd, head, 0, head.length, 0);
+      ftruncateSync(fd, 4 * MiB);
+      closeSync(fd);
+      const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'foreign', image_url: path });
+      expect([file, a.retcode]).toEqual([file, -900019]);
+      expect(a.get('ret_desc')).toContain(`the image is ${format}, which this VBS cannot read`);
+    }
+    expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'foreign' })).retcode).toBe(-900079);
+    // Asked for as raw, the same bytes are the caller's business: imported as they are.
+    const raw = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'foreign', image_url: join(img, 'a.vmdk'), image_format: 'raw' });
+    expect((await waitJob(sock, raw.get('job_id')!)).status).toBe('done');
+    expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'foreign' })).retcode).toBe(0);
+    await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'foreign' });
+  });
+
   it('exports qcow2 and snapshots; refuses overwrites, bad paths and missing sources', async () => {
     const target = join(img, 'out.qcow2');
     const a = await call(sock, 'EXPORT_IMAGE_REQ', { vol_name: 'im-raw', image_path: target, image_format: 'qcow2' });
@@ -201,8 +234,8 @@ describe('image import and export', () => {
   it('keeps an importing volume busy (status 10, -900013) until the job ends', async () => {
     const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'slow', image_url: `${base}/stall` });
     expect(a.retcode).toBe(0);
-    expect(a.record('volume0')).toMatchObject({ status: '10', vol_size: '8' });
     const jobId = a.get('job_id')!;
+    expect(a.record('volume0')).toMatchObject({ status: '10', vol_size: '8', job_id: jobId });
     for (let i = 0; i < 100 && releaseStall === undefined; i++) await sleep(10);
     const running = (await call(sock, 'QUERY_IMAGE_JOB_REQ', { job_id: jobId })).record('job0');
     expect(running).toMatchObject({ status: 'running', bytes_total: String(8 * MiB) });

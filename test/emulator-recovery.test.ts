@@ -234,6 +234,9 @@ describe('kill -9 under load', () => {
         }
       };
       const workers = Array.from({ length: 6 }, () => worker());
+      // The kill must land while operations run: wait for the first to complete (a loaded machine can take
+      // longer than the random delay to get there), then let the seeded delay decide where it lands.
+      for (let waited = 0; ops === 0 && waited < 10_000; waited += 5) await sleep(5);
       await sleep(30 + Math.floor(rand() * 250));
       await d.kill9();
       stop = true;

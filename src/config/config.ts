@@ -5,6 +5,7 @@ import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { AddressError, parseAddressList } from '../sds/transport.js';
 
 export interface Setting {
   flag: string;
@@ -42,7 +43,8 @@ const boolString = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v
 const intString = (min: number, max: number) =>
   z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
 
-function defaultDataDir(env: NodeJS.ProcessEnv): string {
+/** The embedded emulator's data directory when SDS_DATA_DIR does not name one. */
+export function defaultDataDir(env: NodeJS.ProcessEnv): string {
   const state = env.XDG_STATE_HOME && env.XDG_STATE_HOME.startsWith('/') ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
   return join(state, 'sdshypervisor-csi');
 }
@@ -59,7 +61,17 @@ function schemaFor(env: NodeJS.ProcessEnv) {
       .default('unix:///tmp/sdshypervisor-csi/csi.sock'),
     endpointMode: z.string().regex(/^0?[0-7]{3}$/, 'must be an octal file mode like 0600').transform((v) => parseInt(v, 8)).default(0o600),
     driverName: z.string().regex(DNS_SUBDOMAIN, 'must be a DNS-1123 subdomain of at most 63 characters').default('csi.sdshypervisor.io'),
-    vbsUrl: z.string().min(1).optional(),
+    vbsUrl: z
+      .string()
+      .superRefine((value, ctx) => {
+        try {
+          parseAddressList(value);
+        } catch (err) {
+          if (!(err instanceof AddressError)) throw err;
+          ctx.addIssue({ code: 'custom', message: err.message });
+        }
+      })
+      .optional(),
     vbsPort: intString(1, 65535).default(10599),
     vbsTokenFile: z.string().min(1).optional(),
     vbsTimeoutMs: intString(100, 3_600_000).default(30_000),
@@ -74,7 +86,8 @@ function schemaFor(env: NodeJS.ProcessEnv) {
     maxVolumesPerNode: intString(1, 1_000_000).default(128),
     metricsAddress: z
       .string()
-      .regex(/^(|\[?[0-9A-Za-z.:-]*\]?:\d{1,5})$/, 'must be host:port or empty')
+      .regex(/^(|\[[0-9A-Fa-f:.]+\]:\d{1,5}|[0-9A-Za-z.-]*:\d{1,5})$/, 'must be host:port, [v6]:port, :port or empty')
+      .refine((v) => !/:\d{1,5}$/.test(v) || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be 0-65535')
       .default('127.0.0.1:9810'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     kubeconfig: z.string().min(1).optional(),
@@ -101,7 +114,12 @@ export type ParsedCommandLine =
   | { kind: 'run'; config: DriverConfig; positionals: string[] };
 
 export function helpText(): string {
-  const lines = ['Usage: sdshypervisor-csi [options]', '', 'Options (flag / environment variable, default):'];
+  const lines = [
+    'Usage: sdshypervisor-csi [options]',
+    '       sdshypervisor-csi export --help   (copy a volume or snapshot to an image file)',
+    '',
+    'Options (flag / environment variable, default):',
+  ];
   for (const s of Object.values(SETTINGS) as Setting[]) {
     lines.push(`  --${s.flag}${s.env ? ` / ${s.env}` : ''}${s.shown ? ` (default: ${s.shown})` : ''}`, `      ${s.help}`);
   }
@@ -141,12 +159,15 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
       const name = String(issue.path[0]) as SettingName;
       const s: Setting | undefined = SETTINGS[name];
       const where = origin[name] ?? (s ? `--${s.flag}` : name);
-      return `${where}: ${issue.message}`;
+      // An item of a list setting: say which (--topology-labels[1]).
+      const item = issue.path.length > 1 ? `[${issue.path.slice(1).join('.')}]` : '';
+      return `${where}${item}: ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration: ${messages.join('; ')}`);
   }
   const config = result.data;
   let vbsToken = env.SDS_VBS_TOKEN || undefined;
+  let tokenOrigin = 'SDS_VBS_TOKEN';
   if (config.vbsTokenFile) {
     try {
       vbsToken = readFileSync(config.vbsTokenFile, 'utf8').trim();
@@ -154,6 +175,11 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
       throw new ConfigError(`${origin.vbsTokenFile}: cannot read the token file: ${(err as NodeJS.ErrnoException).code ?? err}`);
     }
     if (!vbsToken) throw new ConfigError(`${origin.vbsTokenFile}: the token file is empty`);
+    tokenOrigin = origin.vbsTokenFile!;
+  }
+  // Checked here (the VBS client checks it too) so a bad token stops the start with exit 2; never quoted.
+  if (vbsToken !== undefined && !/^[\x21-\x7e]{1,4096}$/.test(vbsToken)) {
+    throw new ConfigError(`${tokenOrigin}: the token must be 1-4096 printable ASCII characters without spaces`);
   }
   const startEmulator = config.emulator ?? config.mode === 'all';
   if (startEmulator && config.mode !== 'all') throw new ConfigError(`${origin.emulator}: the embedded emulator runs only in --mode=all`);

@@ -13,6 +13,12 @@ import { KeyedMutex } from '../util/keyed-mutex.js';
 export const DEFAULT_CLI_PATH = '/usr/local/bin/sds/sds_cli';
 export const CLI_PATH_ENV = 'HUAWEISDSHYPERVISORCLI_PATH';
 
+/**
+ * Told of every sds_cli run when it ends, for metrics: the method, its result (`ok`, or the ConnectorErrorKind)
+ * and how long it took. Keep it cheap; it must not throw.
+ */
+export type ConnectorObserver = (method: KvMethod, result: 'ok' | ConnectorErrorKind, seconds: number) => void;
+
 /** What the connector logs; pino's logger fits. */
 export interface ConnectorLogger {
   warn(obj: Record<string, unknown>, msg: string): void;
@@ -33,10 +39,17 @@ export interface KvConnectorOptions {
   /** a reported device must live under this directory */
   deviceDir?: string;
   logger?: ConnectorLogger;
+  observer?: ConnectorObserver;
 }
 
-export interface AttachOptions {
+/** Per-call options. sds_cli takes no request id (the product CLI has none): it goes on our log lines only. */
+export interface CallOptions {
   signal?: AbortSignal;
+  /** the CSI call's request id, for the connector's log lines */
+  requestId?: string;
+}
+
+export interface AttachOptions extends CallOptions {
   deviceWaitMs?: number;
 }
 
@@ -74,6 +87,7 @@ export class KvConnector {
   private readonly deviceWaitMs: number;
   private readonly deviceDir: string;
   private readonly logger: ConnectorLogger | undefined;
+  private readonly observer: ConnectorObserver | undefined;
   private readonly locks = new KeyedMutex<string>();
 
   constructor(options: KvConnectorOptions = {}) {
@@ -84,6 +98,7 @@ export class KvConnector {
     this.deviceWaitMs = options.deviceWaitMs ?? CONNECTOR_DEFAULTS.deviceWaitMs;
     this.deviceDir = normalize(options.deviceDir ?? CONNECTOR_DEFAULTS.deviceDir).replace(/\/+$/, '');
     this.logger = options.logger;
+    this.observer = options.observer;
   }
 
   /** The CLI this connector runs. */
@@ -95,11 +110,11 @@ export class KvConnector {
   async attach(volumeName: string, opts: AttachOptions = {}): Promise<string> {
     checkVolumeName(volumeName);
     return this.locks.withLock(volumeName, async () => {
-      const attached = await this.call('attach', volumeName, opts.signal);
+      const attached = await this.call('attach', volumeName, opts);
       let device = attached.fields.get('dev_addr');
       if (device === undefined || device === '') {
         // The product's attach prints no device: ask for it, as os-brick did.
-        const queried = await this.call('querydev', volumeName, opts.signal);
+        const queried = await this.call('querydev', volumeName, opts);
         device = queried.fields.get('dev_addr');
         if (device === undefined || device === '') {
           throw new ConnectorError('Garbled', `sds_cli querydev ${volumeName}: success without dev_addr`, queried.code);
@@ -112,18 +127,18 @@ export class KvConnector {
   }
 
   /** Detaches the volume from this host; detaching a volume that is not attached succeeds. */
-  async detach(volumeName: string, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  async detach(volumeName: string, opts: CallOptions = {}): Promise<void> {
     checkVolumeName(volumeName);
     return this.locks.withLock(volumeName, async () => {
-      await this.call('detach', volumeName, opts.signal);
+      await this.call('detach', volumeName, opts);
     }, opts.signal);
   }
 
   /** The volume's block device on this host, or undefined when it is not attached here. */
-  async queryDevice(volumeName: string, opts: { signal?: AbortSignal } = {}): Promise<string | undefined> {
+  async queryDevice(volumeName: string, opts: CallOptions = {}): Promise<string | undefined> {
     checkVolumeName(volumeName);
     return this.locks.withLock(volumeName, async () => {
-      const reply = await this.call('querydev', volumeName, opts.signal, [KvCode.NOT_ATTACHED, KvCode.NOT_MOUNT_NODE]);
+      const reply = await this.call('querydev', volumeName, opts, [KvCode.NOT_ATTACHED, KvCode.NOT_MOUNT_NODE]);
       if (reply.code !== KvCode.OK) return undefined;
       const device = reply.fields.get('dev_addr');
       if (device === undefined || device === '') {
@@ -134,12 +149,26 @@ export class KvConnector {
   }
 
   /** Runs one method; resolves on a success code (or one of `alsoAccept`), throws a typed error otherwise. */
-  private async call(method: KvMethod, volumeName: string, signal: AbortSignal | undefined, alsoAccept: readonly number[] = []): Promise<CliReply> {
+  private async call(method: KvMethod, volumeName: string, opts: CallOptions, alsoAccept: readonly number[] = []): Promise<CliReply> {
+    if (this.observer === undefined) return this.callOnce(method, volumeName, opts, alsoAccept);
+    const started = performance.now();
+    try {
+      const reply = await this.callOnce(method, volumeName, opts, alsoAccept);
+      this.observer(method, 'ok', (performance.now() - started) / 1e3);
+      return reply;
+    } catch (err) {
+      this.observer(method, err instanceof ConnectorError ? err.kind : 'Failed', (performance.now() - started) / 1e3);
+      throw err;
+    }
+  }
+
+  private async callOnce(method: KvMethod, volumeName: string, opts: CallOptions, alsoAccept: readonly number[]): Promise<CliReply> {
+    const { requestId } = opts;
     await this.checkCli();
-    const run = await this.run(method, volumeName, signal);
+    const run = await this.run(method, volumeName, opts.signal);
     if (run.stderr.trim() !== '') {
       // The product logs stderr as an error; it is diagnostics next to a reply we judge by ret_code.
-      this.logger?.warn({ method, volume: volumeName, stderr: run.stderr.slice(0, 2_000) }, 'sds_cli wrote to stderr');
+      this.logger?.warn({ method, volume: volumeName, requestId, stderr: run.stderr.slice(0, 2_000) }, 'sds_cli wrote to stderr');
     }
     const parsed = parseKv(run.stdout);
     const codeText = parsed.fields.get('ret_code');
@@ -151,7 +180,7 @@ export class KvConnector {
     const code = Number(codeText);
     const desc = (parsed.fields.get('ret_desc') ?? '').replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 300);
     const reply: CliReply = { code, fields: parsed.fields, desc };
-    this.logger?.debug({ method, volume: volumeName, code }, 'sds_cli replied');
+    this.logger?.debug({ method, volume: volumeName, requestId, code }, 'sds_cli replied');
     if (SUCCESS[method].has(code) || alsoAccept.includes(code)) return reply;
     throw new ConnectorError(failureKind(method, code), `${how} failed: ret_code=${code}${desc ? ` (${desc})` : ''}`, code);
   }

@@ -13,6 +13,7 @@ import { isSdsError } from '../sds/errors.js';
 import { alreadyExists, aborted, failedPrecondition, invalidArgument, notFound, outOfRange } from '../server/errors.js';
 import type { RpcContext, RpcFactory } from '../server/rpc.js';
 import { backendNameFor, checkCsiName, decodePageToken, encodePageToken, isKnownIdForm, type TokenKind } from './ids.js';
+import { ImageImports, type ImageKube } from './images.js';
 import { OperationLocks, snapshotKey, volumeKey } from './locks.js';
 import { parseMutableParameters, parseSnapshotParameters, parseVolumeParameters, type VolumeParameters } from './parameters.js';
 import { candidatePools, checkPoolCeiling, choosePool, poolSatisfies, poolsForTopology } from './placement.js';
@@ -20,7 +21,9 @@ import {
   checkVolumeCapabilities, checkVolumeCapability, chooseSize, isReadOnlyMode, isSingleNodeMode, malformedCapability,
   parseCapacityRange, requireString, roundUpToMiB, unsupportedCapability, type ByteRange,
 } from './validation.js';
-import { csiSnapshot, csiVolume, incompatibilities, settingDifferences, volumeCondition, volumeContext, type RequestedSource } from './volumes.js';
+import {
+  csiSnapshot, csiVolume, incompatibilities, reportedSettings, settingDifferences, volumeCondition, volumeContext, type RequestedSource,
+} from './volumes.js';
 
 export const CONTROLLER_CAPABILITIES = [
   'CREATE_DELETE_VOLUME',
@@ -48,6 +51,8 @@ export interface ControllerDeps {
   locks?: OperationLocks;
   /** how long CreateVolume waits for an image import before answering (the CO then retries) */
   imageImportTimeoutMs?: number;
+  /** the Kubernetes API: claim image-source annotations and Events (absent or disabled: neither) */
+  kube?: ImageKube;
 }
 
 const MAX_BACKEND_PAGE = 1000;
@@ -57,7 +62,7 @@ const MAX_UNLIMITED_ENTRIES = 2000;
 export function controllerService(deps: ControllerDeps, rpc: RpcFactory): ControllerHandlers {
   const { backend } = deps;
   const locks = deps.locks ?? new OperationLocks();
-  const importTimeoutMs = deps.imageImportTimeoutMs ?? 30 * 60_000;
+  const images = new ImageImports(backend, deps.kube, deps.imageImportTimeoutMs ?? 30 * 60_000);
   const opts = (ctx: RpcContext): CallOptions => ({ requestId: ctx.requestId, signal: ctx.signal });
 
   async function poolOf(poolId: string, ctx: RpcContext): Promise<PoolInfo | undefined> {
@@ -95,15 +100,22 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     if (source && params.image) throw invalidArgument('parameters.imageSource cannot be combined with volume_content_source');
     const name = backendNameFor(req.name);
     const context = volumeContext(params);
+    const image = await images.resolve(params, req.parameters, source !== undefined, ctx);
+    // The annotation's image stands for the class's in every comparison below.
+    const wanted: VolumeParameters = image ? { ...params, image: { url: image.url } } : params;
 
     return locks.run(volumeKey(name), `volume ${name}`, async () => {
       const pools = await backend.queryPools(undefined, opts(ctx));
       const existing = await backend.getVolume(name, opts(ctx));
       if (existing) {
-        const diffs = incompatibilities(existing, { range, params, source, cloneType: params.cloneMode });
+        const diffs = incompatibilities(existing, { range, params: wanted, source, cloneType: params.cloneMode });
         const pool = pools.find((p) => p.id === existing.poolId);
         if (pool && !poolSatisfies(pool, req.accessibility_requirements)) diffs.push('it is not reachable from the required topology');
         if (diffs.length > 0) throw alreadyExists(`volume ${name} (name ${JSON.stringify(req.name)}) already exists, but ${diffs.join('; ')}`);
+        if (existing.state === 'busy' && existing.source.type === 'image' && existing.imageJobId) {
+          // An earlier call started the import and gave up waiting: this one waits for it (bounded).
+          return { volume: csiVolume(await images.awaitRunning(existing, image, ctx), pool, context) };
+        }
         if (existing.state === 'busy' || existing.state === 'deleting') {
           throw aborted(`volume ${name} is still ${existing.state === 'busy' ? 'being created' : 'being deleted'}; retry later`);
         }
@@ -114,10 +126,11 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const pool = sourceInfo ? sourcePool(pools, sourceInfo.poolId, params, req) : choosePool(pools, params.poolId, req.accessibility_requirements);
       const cloneType = params.cloneMode ?? (pool.linkedClone ? 'linked' : 'full');
       if (sourceInfo && cloneType === 'linked' && !pool.linkedClone) {
-        throw invalidArgument(`parameters.cloneMode: pool ${pool.id} cannot make linked clones; use cloneMode "full"`);
+        // Asked for explicitly: the pool's state, not the request, is what cannot be met.
+        throw failedPrecondition(`parameters.cloneMode: pool ${pool.id} (${pool.type}) cannot make linked clones; use cloneMode "full", or leave cloneMode out to get full copies there`);
       }
       const sizeGiven = range.requiredBytes > 0 || range.limitBytes > 0;
-      const sizeBytes = params.image && !sizeGiven ? undefined : chooseSize('capacity_range', range, sourceInfo?.sizeBytes);
+      const sizeBytes = image && !sizeGiven ? undefined : chooseSize('capacity_range', range, sourceInfo?.sizeBytes);
       if (sizeBytes !== undefined) checkPoolCeiling(pool, params.thin, sizeBytes);
 
       const spec = { name, poolId: pool.id, thin: params.thin, qos: params.qos, ...(params.cachePolicy ? { cachePolicy: params.cachePolicy } : {}) };
@@ -126,8 +139,8 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
         created = await backend.createVolumeFromSnapshot({ ...spec, sizeBytes: sizeBytes!, snapshotName: source.id, cloneType }, opts(ctx));
       } else if (source?.type === 'volume') {
         created = await backend.cloneVolume({ ...spec, sizeBytes: sizeBytes!, sourceVolumeName: source.id, cloneType }, opts(ctx));
-      } else if (params.image) {
-        created = await importImage(spec, params.image, sizeBytes, ctx);
+      } else if (image) {
+        created = await images.importNew(spec, image, sizeBytes, ctx);
       } else {
         created = await backend.createVolume({ ...spec, sizeBytes: sizeBytes! }, opts(ctx));
       }
@@ -164,22 +177,6 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       return choosePool([pool], poolId, req.accessibility_requirements); // throws RESOURCE_EXHAUSTED naming the hosts
     }
     return pool;
-  }
-
-  async function importImage(
-    spec: { name: string; poolId: string; thin: boolean },
-    image: NonNullable<VolumeParameters['image']>,
-    sizeBytes: number | undefined,
-    ctx: RpcContext,
-  ): Promise<VolumeInfo> {
-    const { job, volume } = await backend.importImage(
-      { ...spec, url: image.url, ...(image.checksum ? { checksum: image.checksum } : {}), ...(sizeBytes !== undefined ? { sizeBytes } : {}) },
-      opts(ctx),
-    );
-    const done = await backend.waitImageJob(job.id, importTimeoutMs, opts(ctx));
-    // A failed import removes its volume on the back end, so nothing half-made is left behind.
-    if (done.state !== 'done') throw invalidArgument(`parameters.imageSource: the image could not be imported: ${done.error ?? done.state}`);
-    return (await backend.getVolume(spec.name, opts(ctx))) ?? volume;
   }
 
   return {
@@ -253,7 +250,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const pools = new Map((await backend.queryPools(undefined, opts(ctx))).map((p) => [p.id, p]));
       return {
         entries: items.map((v) => ({
-          volume: csiVolume(v, pools.get(v.poolId)),
+          volume: csiVolume(v, pools.get(v.poolId), reportedSettings(v)),
           status: { published_node_ids: v.mappedHosts, volume_condition: volumeCondition(v) },
         })),
         next_token: nextToken,
@@ -355,7 +352,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const volume = known ? await backend.getVolume(req.volume_id, opts(ctx)) : undefined;
       if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
       return {
-        volume: csiVolume(volume, await poolOf(volume.poolId, ctx)),
+        volume: csiVolume(volume, await poolOf(volume.poolId, ctx), reportedSettings(volume)),
         status: { published_node_ids: volume.mappedHosts, volume_condition: volumeCondition(volume) },
       };
     }),

@@ -46,6 +46,7 @@ const volumeSchema = z.strictObject({
     .string()
     .regex(/^(sha256:[0-9a-fA-F]{64}|md5:[0-9a-fA-F]{32})$/, 'must be sha256:<64 hex digits> or md5:<32 hex digits>')
     .optional(),
+  allowPvcImageSource: oneOf(['true', 'false']).transform((v) => v === 'true').optional(),
   ...mutableShape,
 });
 
@@ -64,6 +65,8 @@ export interface VolumeParameters extends MutableSettings {
   thin: boolean;
   fsType?: 'ext4' | 'xfs';
   image?: { url: string; checksum?: string };
+  /** whether a claim's image-source annotation is honoured (src/controller/images.ts); default false */
+  allowPvcImageSource: boolean;
 }
 
 function describeIssues(what: string, error: z.ZodError): string {
@@ -119,6 +122,7 @@ export function parseVolumeParameters(params: Record<string, string>, mutable?: 
     thin: p.thin ?? true,
     ...(p.fsType !== undefined ? { fsType: p.fsType } : {}),
     ...(p.imageSource !== undefined ? { image: { url: p.imageSource, ...(p.imageChecksum ? { checksum: p.imageChecksum } : {}) } } : {}),
+    allowPvcImageSource: p.allowPvcImageSource ?? false,
   };
 }
 

@@ -32,6 +32,27 @@ export function csiVolume(info: VolumeInfo, pool: PoolInfo | undefined, context:
   };
 }
 
+/** The prefix of the settings ControllerGetVolume and ListVolumes report in volume_context. */
+export const REPORTED_PREFIX = 'sdshypervisor.io/';
+const QOS_LEVELS = { 3: 'high', 2: 'normal', 1: 'low' } as const;
+
+/**
+ * The back end's current settings of a volume, as ControllerGetVolume and ListVolumes report them (after a
+ * ControllerModifyVolume too). Informational: CreateVolume's context, which the node sees, holds only fsType.
+ */
+export function reportedSettings(info: VolumeInfo): Record<string, string> {
+  return {
+    [`${REPORTED_PREFIX}pool`]: info.poolId,
+    [`${REPORTED_PREFIX}thin`]: String(info.thin),
+    [`${REPORTED_PREFIX}allocatedBytes`]: String(info.allocatedBytes),
+    [`${REPORTED_PREFIX}cache`]: info.cachePolicy,
+    [`${REPORTED_PREFIX}maxIOPS`]: String(info.qos.maxIops),
+    [`${REPORTED_PREFIX}maxMBps`]: String(info.qos.maxMBps),
+    [`${REPORTED_PREFIX}qosLevel`]: QOS_LEVELS[info.qos.priority] ?? String(info.qos.priority),
+    ...(info.cloneType ? { [`${REPORTED_PREFIX}cloneMode`]: info.cloneType } : {}),
+  };
+}
+
 export function volumeCondition(info: VolumeInfo): VolumeCondition {
   const abnormal = !info.healthy || info.state === 'fault';
   return { abnormal, message: abnormal ? `volume is faulty: ${info.faultReason || 'the back end reports a fault'}` : 'volume is healthy' };

@@ -18,6 +18,9 @@ export const REDACT_PATHS = [
   'mount_flags',
   '*.mount_flags',
   '*.*.mount_flags',
+  // a whole CSI request, should one ever be logged (we log none): its capability's flags
+  '*.volume_capability.mount.mount_flags',
+  '*.volume_capabilities[*].mount.mount_flags',
 ];
 
 export function createLogger(options: { level?: string; name?: string } = {}, destination?: pino.DestinationStream): Logger {

@@ -15,6 +15,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** exit codes that are answers rather than failures (blkid's 2 = "nothing found") */
   okExitCodes?: readonly number[];
+  /** how the command is shown in errors, when its arguments must not be (mount options may hold secrets) */
+  shownAs?: string;
 }
 
 const SYSTEM_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
@@ -45,7 +47,7 @@ export function describe(tool: string, args: readonly string[]): string {
  * Failed with the tool's own first line of stderr otherwise. Callers that know better re-map Failed.
  */
 export function runTool(tool: string, args: readonly string[], options: RunOptions): Promise<ToolResult> {
-  const how = describe(tool, args);
+  const how = options.shownAs ?? describe(tool, args);
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) {
       reject(new MountError('Timeout', `${how}: cancelled before it ran`, { cause: options.signal.reason }));

@@ -26,7 +26,8 @@ export async function mountFilesystem(
 ): Promise<void> {
   const args = ['-t', fsType, ...(options.length ? ['-o', options.join(',')] : []), devicePath, target];
   try {
-    await runTool('mount', args, { timeoutMs: MOUNT_TIMEOUT_MS, signal: run.signal });
+    const shownAs = `mount -t ${fsType}${options.length ? ` -o <${options.length} options>` : ''} ${devicePath} ${target}`;
+    await runTool('mount', args, { timeoutMs: MOUNT_TIMEOUT_MS, signal: run.signal, shownAs });
   } catch (err) {
     classifyMountFailure(err, `mounting ${devicePath} (${fsType}) at ${target}`);
   }

@@ -3,13 +3,19 @@
 import type { Logger } from '../log/logger.js';
 import type { SdsBackend } from '../sds/backend.js';
 
+/** `requestId`: the CSI call's, for the connector's log lines. */
+export interface ConnectorCallOptions {
+  signal?: AbortSignal;
+  requestId?: string;
+}
+
 export interface NodeConnector {
   /** Attaches the volume to this host (idempotent) and resolves with its block device once it exists. */
-  attach(volumeName: string, opts?: { signal?: AbortSignal }): Promise<string>;
+  attach(volumeName: string, opts?: ConnectorCallOptions): Promise<string>;
   /** Detaches the volume from this host; a volume that is not attached is success. */
-  detach(volumeName: string, opts?: { signal?: AbortSignal }): Promise<void>;
+  detach(volumeName: string, opts?: ConnectorCallOptions): Promise<void>;
   /** The volume's block device on this host, or undefined when it is not attached here. */
-  queryDevice(volumeName: string, opts?: { signal?: AbortSignal }): Promise<string | undefined>;
+  queryDevice(volumeName: string, opts?: ConnectorCallOptions): Promise<string | undefined>;
 }
 
 export interface NodeDeps {

@@ -5,7 +5,7 @@ import type { NodeGetInfoResponse } from '../generated/csi/v1/NodeGetInfoRespons
 import type { NodeHandlers } from '../generated/csi/v1/Node.js';
 import type { RpcContext, RpcFactory } from '../server/rpc.js';
 import { failedPrecondition, internal, invalidArgument } from '../server/errors.js';
-import { TOPOLOGY_HOST_KEY, type NodeDeps } from './deps.js';
+import { TOPOLOGY_HOST_KEY, type NodeConnector, type NodeDeps } from './deps.js';
 import { VolumeLocks } from './locks.js';
 import { publishVolume, unpublishVolume } from './publish.js';
 import { checkPath, checkVolumeId, mappedReadOnly, parseCapability, parseCapacityRange } from './request.js';
@@ -20,9 +20,18 @@ export function nodeCapabilities(): NodeGetCapabilitiesResponse {
   return { capabilities: NODE_CAPABILITIES.map((type) => ({ rpc: { type } })) };
 }
 
+/** The connector as one CSI call sees it: each of its calls carries the call's request id. */
+function connectorFor(connector: NodeConnector, requestId: string): NodeConnector {
+  return {
+    attach: (volumeName, opts) => connector.attach(volumeName, { ...opts, requestId }),
+    detach: (volumeName, opts) => connector.detach(volumeName, { ...opts, requestId }),
+    queryDevice: (volumeName, opts) => connector.queryDevice(volumeName, { ...opts, requestId }),
+  };
+}
+
 export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
   const locks = new VolumeLocks();
-  const work = (ctx: RpcContext) => ({ connector: deps.connector, log: ctx.log, signal: ctx.signal });
+  const work = (ctx: RpcContext) => ({ connector: connectorFor(deps.connector, ctx.requestId), log: ctx.log, signal: ctx.signal });
   let hostId = deps.hostId;
 
   async function resolveHostId(ctx: RpcContext): Promise<string> {

@@ -38,6 +38,8 @@ export interface VolumeInfo {
   healthy: boolean;
   faultReason?: string;
   snapshotCount: number;
+  /** the image job that imported it (QUERY_IMAGE_JOB_REQ tells how the import went) */
+  imageJobId?: string;
 }
 
 export interface SnapshotInfo {
@@ -77,6 +79,8 @@ export interface SystemInfo {
   apiVersion: string;
   hostId: string;
   capabilities: string[];
+  /** where the VBS reads imports from and writes exports to (absent when it does not say) */
+  imageDirs?: string[];
 }
 
 export interface HostMapping {
@@ -167,8 +171,8 @@ export interface SdsBackend {
   importImage(spec: ImageImportSpec, opts?: CallOptions): Promise<{ job: ImageJob; volume: VolumeInfo }>;
   exportImage(spec: ImageExportSpec, opts?: CallOptions): Promise<ImageJob>;
   getImageJob(id: string, opts?: CallOptions): Promise<ImageJob | undefined>;
-  /** Polls a job until it is done or failed, bounded by `timeoutMs`. */
-  waitImageJob(id: string, timeoutMs: number, opts?: CallOptions): Promise<ImageJob>;
+  /** Polls a job until it is done or failed, bounded by `timeoutMs`; `onProgress` sees every poll of a running job. */
+  waitImageJob(id: string, timeoutMs: number, opts?: CallOptions, onProgress?: (job: ImageJob) => void): Promise<ImageJob>;
 
   close(): void;
 }

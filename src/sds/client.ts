@@ -6,7 +6,7 @@ import type {
   CachePolicy, CallOptions, CloneType, HostMapping, ImageExportSpec, ImageImportSpec, ImageJob, Page, PoolInfo, Qos,
   SdsBackend, SnapshotInfo, SystemInfo, VolumeInfo, VolumeSpec,
 } from './backend.js';
-import { SdsError, type SdsErrorKind } from './errors.js';
+import { kindOfRetcode, SdsError, type SdsErrorKind } from './errors.js';
 import {
   hostMappingFromRecord, jobFromRecord, poolFromRecord, snapshotFromRecord, systemInfoFromReply, volumeFromRecord,
   FieldReader,
@@ -15,6 +15,13 @@ import { AddressError, exchange, parseAddressList, TransportError, type VbsAddre
 import {
   encodeRequest, isValidName, MAX_LIST_LIMIT, parseReply, ProtocolError, RetCode, type Field, type VbsReply,
 } from '../protocol/vbs.js';
+
+/**
+ * Told of every request when it ends, for metrics: its type (`CREATE_VOLUME_REQ`), its result (`ok`, or the
+ * SdsErrorKind of its retcode or failure: `NotFound`, `Unavailable`, `Timeout`...) and how long it took,
+ * retries included. Called on the request path: keep it cheap, and it must not throw.
+ */
+export type SdsObserver = (requestType: string, result: 'ok' | SdsErrorKind, seconds: number) => void;
 
 /** What the client logs; pino's logger fits. The token never reaches it. */
 export interface SdsLogger {
@@ -45,6 +52,7 @@ export interface SdsClientOptions {
   retry?: Partial<RetryPolicy>;
   deletePoll?: { initialDelayMs?: number; maxDelayMs?: number };
   logger?: SdsLogger;
+  observer?: SdsObserver;
 }
 
 export const CLIENT_DEFAULTS = {
@@ -114,6 +122,7 @@ export class SdsClient implements SdsBackend {
   private readonly retry: RetryPolicy;
   private readonly deletePoll: { initialDelayMs: number; maxDelayMs: number };
   private readonly logger: SdsLogger | undefined;
+  private readonly observer: SdsObserver | undefined;
   /** index of the address that last took a request: tried first next time */
   private preferred = 0;
   private readonly closing = new AbortController();
@@ -141,6 +150,7 @@ export class SdsClient implements SdsBackend {
     this.retry = { ...CLIENT_DEFAULTS.retry, ...options.retry };
     this.deletePoll = { ...CLIENT_DEFAULTS.deletePoll, ...options.deletePoll };
     this.logger = options.logger;
+    this.observer = options.observer;
   }
 
   /** The configured addresses, in order (for diagnostics). */
@@ -356,7 +366,7 @@ export class SdsClient implements SdsBackend {
     return job;
   }
 
-  async waitImageJob(id: string, timeoutMs: number, opts?: CallOptions): Promise<ImageJob> {
+  async waitImageJob(id: string, timeoutMs: number, opts?: CallOptions, onProgress?: (job: ImageJob) => void): Promise<ImageJob> {
     const deadline = Date.now() + positive('timeoutMs', timeoutMs);
     return this.withCall(opts, async (signal) => {
       // The polls are linked to this wait's own signal (cancelled with it), not again to the caller's.
@@ -366,6 +376,7 @@ export class SdsClient implements SdsBackend {
         const job = await this.getImageJob(id, pollOpts);
         if (job === undefined) throw this.error('NotFound', `image job ${id} does not exist`, RetCode.NOT_EXIST);
         if (job.state !== 'running') return job;
+        onProgress?.(job);
         if (Date.now() + delay > deadline) {
           throw this.error('Timeout', `image job ${id} still running after ${timeoutMs} ms (${job.bytesDone}/${job.bytesTotal} bytes)`);
         }
@@ -448,7 +459,16 @@ export class SdsClient implements SdsBackend {
   private async request(type: string, fields: readonly Field[], opts: CallOptions = {}, timeoutMs: number = this.requestTimeoutMs): Promise<VbsReply> {
     if (this.closing.signal.aborted) throw this.error('Unavailable', `${type}: the VBS client is closed`);
     const bytes = this.encode(type, fields, opts.requestId);
-    return this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal));
+    if (this.observer === undefined) return this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal));
+    const started = performance.now();
+    try {
+      const reply = await this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal));
+      this.observer(type, reply.retcode === RetCode.OK ? 'ok' : kindOfRetcode(reply.retcode), (performance.now() - started) / 1e3);
+      return reply;
+    } catch (err) {
+      this.observer(type, err instanceof SdsError ? err.kind : 'Internal', (performance.now() - started) / 1e3);
+      throw err;
+    }
   }
 
   private async requestLoop(type: string, bytes: Buffer, opts: CallOptions, timeoutMs: number, signal: AbortSignal): Promise<VbsReply> {

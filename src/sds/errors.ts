@@ -49,6 +49,11 @@ const kindByRetcode = new Map<number, SdsErrorKind>([
   [RetCode.UNAVAILABLE, 'Unavailable'],
 ]);
 
+/** The error kind a non-zero retcode stands for (unknown codes are 'Internal'). */
+export function kindOfRetcode(retcode: number): SdsErrorKind {
+  return kindByRetcode.get(retcode) ?? 'Internal';
+}
+
 export class SdsError extends Error {
   constructor(
     readonly kind: SdsErrorKind,
@@ -62,7 +67,7 @@ export class SdsError extends Error {
 
   /** An error for a non-zero retcode; `desc` is the VBS's ret_desc. */
   static fromRetcode(requestType: string, retcode: number, desc: string | undefined): SdsError {
-    const kind = kindByRetcode.get(retcode) ?? 'Internal';
+    const kind = kindOfRetcode(retcode);
     const name = retCodeName(retcode) ?? 'UNKNOWN';
     return new SdsError(kind, `${requestType} failed: ${name} (${retcode})${desc ? `: ${desc}` : ''}`, retcode);
   }

@@ -2,6 +2,6 @@
 export * from './backend.js';
 export * from './errors.js';
 export { SdsClient, CLIENT_DEFAULTS, isRetriedAfterSend, volumeDifferences, toMiB } from './client.js';
-export type { SdsClientOptions, SdsLogger, RetryPolicy, WantedVolume } from './client.js';
+export type { SdsClientOptions, SdsLogger, SdsObserver, RetryPolicy, WantedVolume } from './client.js';
 export { parseAddress, parseAddressList, formatAddress, AddressError } from './transport.js';
 export type { VbsAddress } from './transport.js';

@@ -165,6 +165,8 @@ export function volumeFromRecord(record: Record<string, string>, fallbackName?: 
   if (cloneType !== '') volume.cloneType = cloneType as CloneType;
   const faultReason = r.optional('fault_reason');
   if (faultReason !== undefined) volume.faultReason = faultReason;
+  const jobId = r.optional('job_id');
+  if (jobId !== undefined) volume.imageJobId = jobId;
   return volume;
 }
 
@@ -249,5 +251,6 @@ export function systemInfoFromReply(fields: Fields): SystemInfo {
     apiVersion: r.str('api_version', ''),
     hostId: r.str('host_id', ''),
     capabilities: fields.getAll('capability'),
+    ...(fields.getAll('image_dir').length > 0 ? { imageDirs: fields.getAll('image_dir') } : {}),
   };
 }

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { controllerService } from '../../src/controller/controller.js';
+import type { ImageKube } from '../../src/controller/images.js';
 import { identityService } from '../../src/identity/identity.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { SdsBackend } from '../../src/sds/backend.js';
@@ -17,7 +18,7 @@ export interface InProcessServer {
   stop(): Promise<void>;
 }
 
-export async function startInProcess(backend: SdsBackend, options: { probe?: () => Promise<boolean> } = {}): Promise<InProcessServer> {
+export async function startInProcess(backend: SdsBackend, options: { probe?: () => Promise<boolean>; kube?: ImageKube } = {}): Promise<InProcessServer> {
   const dir = await mkdtemp(join(tmpdir(), 'csi-unit-'));
   const socketPath = join(dir, 'csi.sock');
   const log = createLogger({ level: 'silent' });
@@ -25,7 +26,7 @@ export async function startInProcess(backend: SdsBackend, options: { probe?: () 
   const rpc = makeContextFactory(log, server.tracker);
   server.register({
     identity: identityService({ driverName: 'csi.sdshypervisor.io', vendorVersion: '0.0.0-test', probe: options.probe ?? (async () => true) }, rpc),
-    controller: controllerService({ backend }, rpc),
+    controller: controllerService({ backend, ...(options.kube ? { kube: options.kube } : {}) }, rpc),
   });
   await server.listen(0o600);
   const csi = connectCsi(socketPath);

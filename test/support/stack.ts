@@ -55,6 +55,8 @@ export interface Stack {
   /** SIGSTOPs the emulator so back-end calls hang (and the driver holds its locks); returns the thaw. */
   freezeEmulator(): () => void;
   stopEmulator(): Promise<void>;
+  /** SIGKILLs the emulator, as a crash would (its pool stays mounted until the next start takes it over). */
+  killEmulator(): Promise<void>;
   startEmulator(): Promise<void>;
   startDriver(extraArgs?: string[]): Promise<void>;
   /** SIGTERM to the driver; resolves with its exit code */
@@ -143,6 +145,15 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const exit = await emulator.stop(15_000);
     emulator = undefined;
     if (exit.code !== 0) throw new Error(`the emulator exited with code ${exit.code} signal ${exit.signal}:\n${tail(emulatorOutput)}`);
+  }
+
+  async function killEmulator(): Promise<void> {
+    if (!emulator) return;
+    const dying = emulator;
+    emulator = undefined;
+    frozen = undefined; // SIGKILL ends a stopped process too
+    process.kill(dying.pid, 'SIGKILL');
+    await dying.exited;
   }
 
   async function startDriver(extraArgs: string[] = []): Promise<void> {
@@ -236,6 +247,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     emulatorLog: () => emulatorOutput,
     freezeEmulator,
     stopEmulator,
+    killEmulator,
     startEmulator,
     startDriver,
     stopDriver,

@@ -6,6 +6,8 @@ import { exchange } from '../../src/sds/transport.js';
 export interface RawReply {
   retcode: number;
   get(key: string): string | undefined;
+  /** every value of a repeated key */
+  all(key: string): string[];
   records(prefix: string): Record<string, string>[];
 }
 
@@ -13,7 +15,7 @@ export async function vbsRequest(socketPath: string, type: string, fields: Recor
   const bytes = encodeRequest(type, { ...fields, ...(token ? { auth_token: token } : {}) });
   const raw = await exchange({ kind: 'unix', path: socketPath, text: `unix://${socketPath}` }, bytes, { connectTimeoutMs: 3_000, deadline: Date.now() + 10_000 });
   const reply = parseReply(raw);
-  return { retcode: reply.retcode, get: (k) => reply.fields.get(k), records: (p) => reply.fields.records(p) };
+  return { retcode: reply.retcode, get: (k) => reply.fields.get(k), all: (k) => reply.fields.getAll(k), records: (p) => reply.fields.records(p) };
 }
 
 /** The back end's record of a volume, or undefined when it does not exist. */
