@@ -40,6 +40,7 @@ const { values: opt } = parseArgs({
     'cpu-prof': { type: 'string' },
     'node-option': { type: 'string', multiple: true },
     keep: { type: 'boolean', default: false },
+    'no-metrics': { type: 'boolean', default: false },
     settle: { type: 'string' },
     driver: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -51,27 +52,28 @@ if (opt.help) {
     [
       'Usage: npm run bench -- [options]',
       '  --quick              a short run (seconds): small counts, for a smoke test',
-      '  --duration S         seconds per create/delete concurrency level (default 5; quick 0.6)',
-      '  --iterations N       snapshot and stage/publish cycles (default 40; quick 3)',
+      '  --duration S         seconds per create/delete concurrency level (default 5; quick 0.4)',
+      '  --iterations N       snapshot and stage/publish cycles (default 40; quick 2)',
       `  --only a,b           sections: ${SECTIONS.join(', ')} (default all)`,
       '  --json PATH          where the JSON goes (default bench/results/<date>.json)',
       '  --concurrency 1,16,64  create/delete concurrency levels',
       '  --log-level L        the driver processes\' log level (default info, as deployed)',
       '  --cpu-prof DIR       run the driver processes with node --cpu-prof, profiles written to DIR',
       '  --node-option OPT    a node option for the driver processes (repeatable), e.g. --max-semi-space-size=2',
-      '  --settle S           seconds after start before idle RSS is read (default 25; quick 2)',
+      '  --settle S           seconds after start before idle RSS is read (default 25; quick 1)',
       '  --driver PATH        the driver entry to measure (default dist/src/main.js; for A/B runs of two builds)',
+      '  --no-metrics         run the drivers without their /metrics listener (deployed: on)',
       '  --keep               keep the temp directory (logs) after the run',
     ].join('\n') + '\n',
   );
   process.exit(0);
 }
 const quick = opt.quick!;
-const durationMs = 1000 * Number(opt.duration ?? (quick ? 0.6 : 5));
-const iterations = Number(opt.iterations ?? (quick ? 3 : 40));
+const durationMs = 1000 * Number(opt.duration ?? (quick ? 0.4 : 5));
+const iterations = Number(opt.iterations ?? (quick ? 2 : 40));
 const firstStageRepeats = quick ? 1 : 3;
-const startupRepeats = quick ? 2 : 7;
-const settleMs = 1000 * Number(opt.settle ?? (quick ? 2 : 25));
+const startupRepeats = quick ? 1 : 7;
+const settleMs = 1000 * Number(opt.settle ?? (quick ? 1 : 25));
 const levels = (opt.concurrency ?? '1,16,64').split(',').map(Number);
 const only = new Set<Section>((opt.only ? opt.only.split(',') : [...SECTIONS]).map((s) => s.trim() as Section));
 for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section ${s} (known: ${SECTIONS.join(', ')})`);
@@ -173,7 +175,7 @@ async function waitProbeReady(driver: Driver, timeoutMs = 60_000): Promise<numbe
 // ---------------------------------------------------------------- the run
 
 const started = new Date();
-const meta = { date: started.toISOString(), ...machine(), loadAtStart: load1(), options: { quick, durationMs, iterations, levels, only: [...only], logLevel: opt['log-level'] } };
+const meta = { date: started.toISOString(), ...machine(), loadAtStart: load1(), options: { quick, durationMs, iterations, levels, only: [...only], logLevel: opt['log-level'], metrics: !opt['no-metrics'] } };
 const dir = await realpath(await mkdtemp(join(tmpdir(), 'csi-bench-')));
 log(`temp dir ${dir}; ${meta.cpu}, ${meta.cores} cores, node ${meta.node}`);
 
@@ -190,13 +192,14 @@ const driverBase = (mode: DriverMode, name: string, extra: Partial<DriverOptions
   ...(mode === 'all' ? {} : { vbsSocket: emulator?.vbsSocket, kvSocket: emulator?.kvSocket }),
   logLevel: opt['log-level']!,
   nodeArgs,
+  metrics: !opt['no-metrics'],
   ...(opt.driver ? { entry: resolve(opt.driver) } : {}),
   ...extra,
 });
 
 let failed: unknown;
 try {
-  emulator = await startEmulator(dir, '24G');
+  emulator = await startEmulator(dir, '24G', process.env.BENCH_EMULATOR_NODE_OPTIONS);
   controller = spawnDriver(driverBase('controller', 'controller'));
   node = spawnDriver(driverBase('node', 'node'));
   await waitProbeReady(controller);
@@ -262,7 +265,7 @@ process.exit(0);
 
 /** The machine's own costs: an empty RPC, the socket API alone, and the programs the node service runs. */
 async function floors(): Promise<void> {
-  const floorMs = Math.max(300, durationMs / 2);
+  const floorMs = quick ? 150 : Math.max(300, durationMs / 2);
   // Node itself: what any Node process pays before our first line runs.
   const bareCpu: number[] = [];
   const nodeStart = await repeat(quick ? 3 : 10, async () => {
@@ -274,7 +277,7 @@ async function floors(): Promise<void> {
 
   for (const c of levels) {
     // The empty RPC: GetPluginInfo on the controller's server (no back-end call).
-    await closedLoop(c, 200, () => ctl!.call('identity', 'GetPluginInfo', {}).then(() => undefined));
+    await closedLoop(c, quick ? 50 : 200, () => ctl!.call('identity', 'GetPluginInfo', {}).then(() => undefined));
     const rpc = await closedLoop(c, floorMs, () => ctl!.call('identity', 'GetPluginInfo', {}).then(() => undefined));
     add({ section: 'floor', name: `grpc-empty-c${c}`, value: rpc.ops / rpc.seconds, unit: 'ops/s', opsPerSec: rpc.ops / rpc.seconds, latency: summarize(rpc.latencies) });
     // The socket API alone: QUERY_CAPABILITY_REQ straight to the emulator.
@@ -333,8 +336,9 @@ async function startup(): Promise<void> {
         if (code !== 0) throw new Error(`startup ${mode}: the driver exited with ${code}; see ${d.logFile}`);
       }
     };
-    // all mode: the first start makes the emulator's pool (mkfs); the figure is a start with the pool there.
-    if (mode === 'all') await runOnce(-1);
+    // all mode: the first start makes the emulator's pool (mkfs); the figure is a start with the pool there
+    // (--quick skips that warm-up run: its one all-mode start includes making the pool).
+    if (mode === 'all' && !quick) await runOnce(-1);
     const runs: Array<{ ms: number; rss: number; cpu: number }> = [];
     for (let i = 0; i < startupRepeats; i++) runs.push(await runOnce(i));
     const s = summarize(runs.map((r) => r.ms));

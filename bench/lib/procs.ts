@@ -71,7 +71,8 @@ export interface Emulator {
   stop(): Promise<void>;
 }
 
-export async function startEmulator(dir: string, poolSize: string): Promise<Emulator> {
+/** `nodeOptions`: NODE_OPTIONS for the emulator (e.g. --cpu-prof). */
+export async function startEmulator(dir: string, poolSize: string, nodeOptions?: string): Promise<Emulator> {
   const dataDir = join(dir, 'emulator');
   const vbsSocket = join(dataDir, 'vbs.sock');
   const kvSocket = join(dataDir, 'kv.sock');
@@ -80,7 +81,7 @@ export async function startEmulator(dir: string, poolSize: string): Promise<Emul
     log: createLogger({ level: 'silent' }),
     port: -1,
     extraArgs: ['--host-id', HOST_ID, '--control-socket', vbsSocket, '--kv-socket', kvSocket, '--pool', `pool0:${poolSize}`, '--log-level', 'warn'],
-    env: cleanEnv(),
+    env: cleanEnv(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
     output: 'inherit',
   });
   return {
@@ -114,6 +115,8 @@ export interface DriverOptions {
   dataDir?: string;
   /** the driver's entry script (default dist/src/main.js) */
   entry?: string;
+  /** serve /metrics and /healthz (on a free port), as deployed; default true */
+  metrics?: boolean;
 }
 
 export interface Driver {
@@ -140,7 +143,7 @@ export function spawnDriver(o: DriverOptions): Driver {
     entry,
     `--mode=${o.mode}`,
     '--endpoint', `unix://${socket}`,
-    '--metrics-address=',
+    `--metrics-address=${o.metrics === false ? '' : '127.0.0.1:0'}`,
     `--log-level=${o.logLevel}`,
     '--shutdown-grace-ms=5000',
   ];
