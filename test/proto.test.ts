@@ -1,11 +1,12 @@
 // src/server/proto.ts builds the gRPC service definitions straight from protobufjs; they must behave exactly
-// like @grpc/proto-loader's with the same options, which the generated types (and every peer) rely on.
+// like @grpc/proto-loader's with the same options, which the generated types (and every peer) rely on —
+// whether the proto was parsed or loaded from the JSON the build writes.
 import * as protoLoader from '@grpc/proto-loader';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type * as grpc from '@grpc/grpc-js';
-import { CSI_SERVICES, loadCsiProto, parseCsiProto, PROTO_LOADER_OPTIONS, serviceDefinition } from '../src/server/proto.js';
+import { CSI_SERVICES, csiProtoJson, csiRootFromJson, loadCsiProto, loadCsiRoot, parseCsiProto, PROTO_LOADER_OPTIONS, serviceDefinition } from '../src/server/proto.js';
 import { projectRoot } from '../src/util/paths.js';
 
 const require = createRequire(import.meta.url);
@@ -13,7 +14,8 @@ const reference = protoLoader.loadSync(join(projectRoot(), 'proto', 'csi.proto')
   ...PROTO_LOADER_OPTIONS,
   includeDirs: [join(projectRoot(), 'proto'), dirname(require.resolve('protobufjs/package.json'))],
 });
-const root = parseCsiProto();
+// Both ways the driver gets the proto: parsing csi.proto, and the JSON the build writes.
+const roots = { parsed: parseCsiProto(), 'build JSON': csiRootFromJson(JSON.parse(JSON.stringify(csiProtoJson()))) };
 
 const samples: Record<string, object[]> = {
   'csi.v1.CreateVolumeRequest': [
@@ -52,7 +54,7 @@ function methodsOf(definition: grpc.ServiceDefinition) {
   );
 }
 
-describe('CSI service definitions', () => {
+describe.each(Object.entries(roots))('CSI service definitions from the %s', (_from, root) => {
   for (const service of CSI_SERVICES) {
     it(`${service}: the same methods, paths, streaming and names as proto-loader`, () => {
       const ours = serviceDefinition(root, `csi.v1.${service}`);
@@ -102,10 +104,24 @@ describe('CSI service definitions', () => {
     expect(controller.CreateVolume!.responseSerialize(response).equals(theirs.CreateVolume!.responseSerialize(response))).toBe(true);
     expect(() => controller.CreateVolume!.requestSerialize([] as unknown as object)).toThrow(/expected object/);
 
+    expect(loadCsiRoot().lookupService('csi.v1.Node').methodsArray.length).toBe(Object.keys(reference['csi.v1.Node'] as object).length);
     const csi = loadCsiProto().csi.v1;
     for (const service of CSI_SERVICES) {
       expect(Object.keys(csi[service].service)).toEqual(Object.keys(reference[`csi.v1.${service}`] as object));
     }
     expect(loadCsiProto()).toBe(loadCsiProto());
+  });
+});
+
+describe('the proto JSON the build writes', () => {
+  it('keeps every message, enum and service of csi.v1, drops the custom-option extensions and descriptor.proto', () => {
+    const json = csiProtoJson() as { nested: { google: { nested: { protobuf: { nested: Record<string, unknown> } } } } };
+    const google = Object.keys(json.nested.google.nested.protobuf.nested);
+    expect(google).not.toContain('FieldOptions');
+    expect(google).toEqual(expect.arrayContaining(['Timestamp', 'BoolValue', 'Int64Value']));
+    const members = (r: typeof roots.parsed) => Object.keys((r.lookup('csi.v1')!.toJSON() as { nested: object }).nested).sort();
+    const extensions = ['alpha_enum', 'alpha_enum_value', 'alpha_field', 'alpha_message', 'alpha_method', 'alpha_service', 'csi_secret'];
+    expect(members(roots['build JSON'])).toEqual(members(roots.parsed).filter((m) => !extensions.includes(m)));
+    expect(members(roots['build JSON']).length).toBeGreaterThan(80);
   });
 });
