@@ -1,5 +1,6 @@
 // What every part of the emulator shares: settings, logger, store, pools, locks and background work.
 import type { EmulatorConfig } from './config.js';
+import type { Freezer } from './freeze.js';
 import { VbsError } from './errors.js';
 import type { ObjectLocks } from './locks.js';
 import type { Logger } from './log.js';
@@ -57,6 +58,8 @@ export interface Ctx {
   thickReserved: Map<string, number>;
   /** set when shutdown begins: new work is refused with UNAVAILABLE */
   stopping: boolean;
+  /** file systems frozen for group snapshots; thawed at shutdown whatever happens */
+  freezer: Freezer;
 }
 
 export function poolOf(ctx: Ctx, name: string): Pool {

@@ -6,6 +6,7 @@ import { AttachService } from './attach.js';
 import type { EmulatorConfig } from './config.js';
 import { Background, type Ctx } from './context.js';
 import { Deleter } from './deleter.js';
+import { Freezer } from './freeze.js';
 import { buildHandlers } from './handlers.js';
 import { ImageService } from './images.js';
 import { ObjectLocks } from './locks.js';
@@ -66,7 +67,7 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     const background = new Background();
     ctx = {
       config, log, store, pools, defaultPool: config.pools[0]!.name, locks: new ObjectLocks(), qos, hostId: config.hostId,
-      background, deleter: new Deleter(store, background, log), thickReserved: new Map(), stopping: false,
+      background, deleter: new Deleter(store, background, log), thickReserved: new Map(), stopping: false, freezer: new Freezer(log),
     };
     const report = await reconcile(ctx, loops);
     log.info(report, 'reconciled');
@@ -105,12 +106,16 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     sinceProcessStartMs: Math.round(process.uptime() * 1000),
   }, 'ready');
 
+  // Whatever way the process ends (a second signal, a fatal error), no file system stays frozen by us.
+  const freezer = ctx.freezer;
+  const thawAtExit = (): void => freezer.thawAllSync();
+  process.on('exit', thawAtExit);
   let stopping: Promise<void> | undefined;
   const running: RunningEmulator = {
     ...info,
     dataDir: config.dataDir,
     log,
-    stop: () => (stopping ??= shutdown(ctx, { control, kv, images, infoPath })),
+    stop: () => (stopping ??= shutdown(ctx, { control, kv, images, infoPath }).finally(() => process.off('exit', thawAtExit))),
   };
   return running;
 }
@@ -128,6 +133,9 @@ async function shutdown(
   const { log, config, store } = ctx;
   log.info('shutting down');
   ctx.stopping = true;
+  // A group snapshot in its freeze window must not hold writers while shutdown waits: thaw now (the cut
+  // sees it and fails, leaving nothing).
+  await ctx.freezer.thawAll();
   rmSync(parts.infoPath, { force: true });
   await Promise.all([parts.control.close(), parts.kv.close()]);
   parts.images.abortAll();

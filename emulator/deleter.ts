@@ -6,7 +6,8 @@ import type { Logger } from './log.js';
 import type { Store } from './store.js';
 
 export interface DeleteItem {
-  kind: 'volume' | 'snapshot';
+  /** a group's item comes after its members' and only drops the group row */
+  kind: 'volume' | 'snapshot' | 'group';
   id: number;
   name: string;
   /** the object's file; undefined when its pool is gone */
@@ -43,11 +44,13 @@ export class Deleter {
             const result = results[i]!;
             if (result.status === 'fulfilled') {
               if (item.kind === 'volume') this.store.deleteVolume(item.id);
+              else if (item.kind === 'group') this.store.deleteGroup(item.id, item.name);
               else this.store.deleteSnapshot(item.id);
             } else {
               const reason = `delete failed: ${(result.reason as Error).message}`;
               this.log.error({ err: result.reason, kind: item.kind, name: item.name }, 'delete failed; the object is marked faulty');
               if (item.kind === 'volume') this.store.setVolumeFault(item.id, reason);
+              else if (item.kind === 'group') this.store.deleteGroup(item.id, item.name);
               else this.store.setSnapshotFault(item.id, reason);
             }
           });

@@ -3,13 +3,15 @@
 import { encodeRecord, MAX_LIST_LIMIT, MAX_REPLY_BYTES, MAX_REQUEST_BYTES, RetCode, type Field } from '../src/protocol/vbs.js';
 import type { AttachService } from './attach.js';
 import type { Ctx } from './context.js';
-import { invalid, notExist, VbsError } from './errors.js';
+import { fromIoError, invalid, notExist, VbsError } from './errors.js';
 import type { ImageService } from './images.js';
 import type { Logger } from './log.js';
 import { hostsList, mapVolume, unmapVolume, volumeHosts } from './mappings.js';
 import type { Params } from './params.js';
 import { field, jobRecord, poolRecord, snapshotRecord, volumeRecord } from './records.js';
-import { createSnapshot, deleteSnapshot, snapshotField } from './snapshots.js';
+import { createSnapshot, deleteSnapshot, readableSnapshot, snapshotField } from './snapshots.js';
+import { allocatedPage, BLOCK_SIZE, deltaPage, type ExtentPage } from './extents.js';
+import { createGroupSnapshot, deleteGroupSnapshot, groupFields, parseGroupSpec, queryGroup } from './groups.js';
 import {
   CACHE_POLICIES, cloneVolume, createVolume, deleteVolume, extendVolume, modifyVolume, parseCreateSpec, volumeField,
 } from './volumes.js';
@@ -30,12 +32,29 @@ export type Handler = (req: HandlerRequest) => Reply | Promise<Reply>;
 export const MUTATING = new Set([
   'CREATE_VOLUME_REQ', 'DELETE_VOLUME_REQ', 'EXTEND_VOLUME_REQ', 'CREATE_SNAPSHOT_REQ', 'DELETE_SNAPSHOT_REQ',
   'CREATE_VOLUME_FROM_SNAPSHOT_REQ', 'CLONE_VOLUME_REQ', 'MODIFY_VOLUME_REQ', 'MAP_VOLUME_REQ', 'UNMAP_VOLUME_REQ',
-  'IMPORT_IMAGE_REQ', 'EXPORT_IMAGE_REQ',
+  'IMPORT_IMAGE_REQ', 'EXPORT_IMAGE_REQ', 'CREATE_GROUP_SNAPSHOT_REQ', 'DELETE_GROUP_SNAPSHOT_REQ',
 ]);
 
 export const EMULATOR_VERSION = '0.1.0';
 
 const ok = (fields: Field[] = []): Reply => ({ retcode: RetCode.OK, fields });
+
+function extentFields(sizeBytes: number, page: ExtentPage): Field[] {
+  return [
+    ['size_bytes', String(sizeBytes)],
+    ['block_size', String(BLOCK_SIZE)],
+    ['extent_num', String(page.extents.length)],
+    ...page.extents.map((e, i) => field(`extent${i}`, { offset: e.offset, length: e.length })),
+    ['next_offset', page.nextOffset === undefined ? '' : String(page.nextOffset)],
+  ];
+}
+
+/** `offset` and `limit` of an extent request; an offset past the end is refused. */
+function extentWindow(p: Params, sizeBytes: number): { offset: number; limit: number } {
+  const offset = p.int('offset', 0, Number.MAX_SAFE_INTEGER, 0);
+  if (offset > sizeBytes) throw invalid('offset', `${offset} is beyond the snapshot's size of ${sizeBytes} bytes`);
+  return { offset, limit: p.int('limit', 1, MAX_LIST_LIMIT, MAX_LIST_LIMIT) };
+}
 
 function cloneTypeOf(p: Params): 'linked' | 'full' {
   return p.oneOf('clone_type', ['linked', 'full'] as const, 'linked');
@@ -45,8 +64,8 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
   const h = new Map<string, Handler>();
 
   h.set('QUERY_CAPABILITY_REQ', () => {
-    const caps = ['full_clone', 'clone_volume', 'list', 'qos', 'cache', 'image_import', 'image_export', 'map', 'auth_token'];
-    if ([...ctx.pools.values()].some((pool) => pool.linkedClone)) caps.unshift('linked_clone');
+    const caps = ['full_clone', 'clone_volume', 'list', 'qos', 'cache', 'image_import', 'image_export', 'map', 'auth_token', 'extent_map'];
+    if ([...ctx.pools.values()].some((pool) => pool.linkedClone)) caps.unshift('linked_clone', 'group_snapshot');
     if (ctx.qos.enabled) caps.push('qos_enforced');
     if (images.qcow2) caps.push('image_qcow2');
     return ok([
@@ -214,6 +233,44 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     if (!/^[A-Za-z0-9_.-]{1,96}$/.test(id)) throw invalid('job_id', 'is not a job id');
     const { row, live } = images.job(id);
     return ok([['job0', encodeRecord(jobRecord(row, live))]]);
+  });
+
+  h.set('CREATE_GROUP_SNAPSHOT_REQ', async ({ params }) => ok(groupFields(ctx, await createGroupSnapshot(ctx, parseGroupSpec(params)))));
+
+  h.set('DELETE_GROUP_SNAPSHOT_REQ', ({ params }) => {
+    deleteGroupSnapshot(ctx, params.name('group_name'));
+    return ok();
+  });
+
+  h.set('QUERY_GROUP_SNAPSHOT_REQ', ({ params }) => ok(groupFields(ctx, queryGroup(ctx, params.name('group_name')))));
+
+  h.set('QUERY_SNAPSHOT_EXTENTS_REQ', async ({ params }) => {
+    const snap = readableSnapshot(ctx, params.name('snap_name'), 'snap_name');
+    const { offset, limit } = extentWindow(params, snap.sizeBytes);
+    try {
+      return ok(extentFields(snap.sizeBytes, await allocatedPage(snap.path, snap.sizeBytes, offset, limit)));
+    } catch (err) {
+      throw fromIoError(err, `extent map of snapshot ${snap.row.name}`);
+    }
+  });
+
+  h.set('QUERY_SNAPSHOT_DELTA_REQ', async ({ params }) => {
+    const base = readableSnapshot(ctx, params.name('base_snap_name'), 'base_snap_name');
+    const target = readableSnapshot(ctx, params.name('snap_name'), 'snap_name');
+    if (base.row.vol_id !== target.row.vol_id || base.row.vol_name !== target.row.vol_name) {
+      throw invalid('base_snap_name', `snapshot ${base.row.name} is of volume ${base.row.vol_name} and ${target.row.name} of volume ${target.row.vol_name}; a delta needs two snapshots of one volume`);
+    }
+    if (base.row.id > target.row.id) {
+      throw invalid('base_snap_name', `snapshot ${base.row.name} was taken after ${target.row.name}; base_snap_name must be the earlier one`);
+    }
+    const { offset, limit } = extentWindow(params, target.sizeBytes);
+    const shared = ctx.pools.get(target.row.pool)!.linkedClone;
+    try {
+      const page = await deltaPage({ path: base.path, size: base.sizeBytes }, { path: target.path, size: target.sizeBytes }, offset, limit, shared);
+      return ok([...extentFields(target.sizeBytes, page), ['method', page.method]]);
+    } catch (err) {
+      throw fromIoError(err, `delta of snapshots ${base.row.name} and ${target.row.name}`);
+    }
   });
 
   return h;

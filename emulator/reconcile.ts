@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, promises as fsp, readdirSync, renameSync, statSy
 import { join } from 'node:path';
 import type { Ctx } from './context.js';
 import { growSync, MiB, preallocate } from './files.js';
+import { thawRecorded } from './freeze.js';
 import { detachLoop, type LoopDevice } from './loopdev.js';
 import type { Pool } from './pools.js';
 import type { VolumeRow } from './store.js';
@@ -17,6 +18,9 @@ export interface ReconcileReport {
   tmpRemoved: number;
   jobsFailed: number;
   attachmentsFixed: number;
+  groupsRolledBack: number;
+  groupsDeleted: number;
+  thawed: number;
 }
 
 function sizeOf(path: string): number | undefined {
@@ -33,7 +37,7 @@ async function unlinkQuiet(path: string): Promise<void> {
 
 export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<ReconcileReport> {
   const { store, log } = ctx;
-  const report: ReconcileReport = { finished: 0, rolledBack: 0, deleted: 0, faulted: 0, orphansRemoved: 0, tmpRemoved: 0, jobsFailed: 0, attachmentsFixed: 0 };
+  const report: ReconcileReport = { finished: 0, rolledBack: 0, deleted: 0, faulted: 0, orphansRemoved: 0, tmpRemoved: 0, jobsFailed: 0, attachmentsFixed: 0, groupsRolledBack: 0, groupsDeleted: 0, thawed: 0 };
   const usable = (name: string): Pool | undefined => {
     const pool = ctx.pools.get(name);
     return pool?.healthy ? pool : undefined;
@@ -103,6 +107,28 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
       default:
         break;
     }
+  }
+
+  // 3a. Group snapshots, before their members are looked at one by one: a group is all or nothing. File
+  //     systems a dead daemon left frozen are thawed first (their writers are blocked until then).
+  for (const group of store.allGroups()) {
+    const frozen = JSON.parse(group.frozen || '[]') as string[];
+    if (frozen.length > 0) {
+      report.thawed += await thawRecorded(frozen, log);
+      store.setGroupFrozen(group.id, []);
+    }
+    if (group.state === 'available') continue;
+    const pool = usable(group.pool);
+    const members = store.groupMembers(group.name);
+    for (const m of members) if (pool) await unlinkQuiet(pool.snapshotPath(m.name));
+    store.tx(() => {
+      for (const m of members) store.deleteSnapshot(m.id);
+      store.deleteGroup(group.id, group.name);
+    });
+    if (group.state === 'creating') report.groupsRolledBack++;
+    else report.groupsDeleted++;
+    log.warn({ group: group.name, state: group.state, members: members.length }, group.state === 'creating'
+      ? 'rolled back an interrupted group snapshot (all members removed)' : 'finished an interrupted group snapshot delete');
   }
 
   // 3. Snapshots.

@@ -3,7 +3,7 @@ import { encodeRecord, SnapshotStatus, VolumeStatus, type Field } from '../src/p
 import type { Ctx } from './context.js';
 import { allocationOf, MiB } from './files.js';
 import type { Pool } from './pools.js';
-import type { JobRow, SnapshotRow, VolumeRow } from './store.js';
+import type { GroupRow, JobRow, SnapshotRow, VolumeRow } from './store.js';
 
 const GiB = 1024 * MiB;
 
@@ -85,6 +85,34 @@ export function snapshotRecord(ctx: Ctx, row: SnapshotRow): Record<string, strin
     create_time: row.create_time,
     dependents,
     group_name: row.group_name,
+    health: problem ? 'fault' : 'ok',
+    fault_reason: problem,
+  };
+}
+
+/** A group snapshot; faulty when a member is (its record says why) or a member is missing. */
+export function groupRecord(ctx: Ctx, row: GroupRow, members: SnapshotRow[]): Record<string, string | number> {
+  const expected = row.vol_names === '' ? 0 : row.vol_names.split(':').length;
+  let problem = row.state === 'deleting' ? '' : poolProblem(ctx, row.pool);
+  if (!problem && row.state === 'available') {
+    if (members.length !== expected) problem = `${expected - members.length} of ${expected} member snapshots are missing`;
+    for (const m of members) {
+      if (problem) break;
+      const rec = snapshotRecord(ctx, m);
+      if (rec.health !== 'ok') problem = `member ${m.name}: ${rec.fault_reason}`;
+    }
+  }
+  const status = row.state === 'creating' ? SnapshotStatus.CREATING : row.state === 'deleting' ? SnapshotStatus.DELETING
+    : problem ? SnapshotStatus.FAULT : SnapshotStatus.AVAILABLE;
+  return {
+    status,
+    group_name: row.name,
+    pool_id: row.pool,
+    create_time: row.create_time,
+    snap_num: members.length,
+    vol_names: row.vol_names,
+    quiesce: row.quiesce,
+    frozen_num: row.frozen_num,
     health: problem ? 'fault' : 'ok',
     fault_reason: problem,
   };

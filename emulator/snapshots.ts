@@ -4,7 +4,7 @@ import { promises as fsp, renameSync } from 'node:fs';
 import { RetCode, type Field } from '../src/protocol/vbs.js';
 import { nowSeconds, usablePool, type Ctx } from './context.js';
 import { busy, fromIoError, notExist, VbsError } from './errors.js';
-import { allocatedBytes, fsyncPath, reflink, sparseCopy } from './files.js';
+import { allocatedBytes, fsyncPath, MiB, reflink, sparseCopy } from './files.js';
 import { snapKey, volKey } from './locks.js';
 import { flushDevice } from './loopdev.js';
 import { field, snapshotRecord } from './records.js';
@@ -59,9 +59,22 @@ export function deleteSnapshot(ctx: Ctx, name: string): void {
   const row = ctx.store.snapshot(name);
   if (!row) throw notExist(`snapshot ${name}`);
   if (row.state === 'deleting') return;
+  if (row.group_name !== '' && ctx.store.group(row.group_name)) {
+    throw new VbsError(RetCode.GROUP_MEMBER, `snap_name: snapshot ${name} belongs to group snapshot ${row.group_name}; delete the group instead`);
+  }
   const holder = ctx.locks.holder(snapKey(name));
   if (holder || row.state === 'creating') throw busy(`snapshot ${name}`, holder ?? row.state);
   ctx.store.setSnapshotState(row.id, 'deleting');
   const pool = ctx.pools.get(row.pool);
   ctx.deleter.enqueue({ kind: 'snapshot', id: row.id, name, path: pool ? pool.snapshotPath(name) : undefined });
+}
+
+/** A snapshot whose file may be read now (extent maps): cut, not being deleted, healthy. */
+export function readableSnapshot(ctx: Ctx, name: string, key: string): { row: SnapshotRow; path: string; sizeBytes: number } {
+  const row = ctx.store.snapshot(name);
+  if (!row || row.state === 'deleting') throw notExist(`${key}: snapshot ${name}`);
+  if (row.state === 'creating') throw busy(`snapshot ${name}`, 'create');
+  if (row.state === 'fault') throw new VbsError(RetCode.INTERNAL, `snapshot ${name} is faulty: ${row.fault_reason}`);
+  const pool = usablePool(ctx, row.pool);
+  return { row, path: pool.snapshotPath(name), sizeBytes: row.size_mb * MiB };
 }

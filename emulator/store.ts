@@ -87,6 +87,22 @@ export interface JobRow {
   ended_at: number | null;
 }
 
+export type GroupState = 'creating' | 'available' | 'deleting';
+export type Quiesce = 'freeze' | 'flush';
+export interface GroupRow {
+  id: number;
+  name: string;
+  pool: string;
+  state: GroupState;
+  /** the member volumes, sorted, ':'-joined */
+  vol_names: string;
+  quiesce: Quiesce;
+  /** JSON list of mount points frozen (or being frozen) for the cut, so a restart can thaw them */
+  frozen: string;
+  frozen_num: number;
+  create_time: number;
+}
+
 export interface PoolRow {
   name: string;
   pool_type: string;
@@ -95,7 +111,8 @@ export interface PoolRow {
   created_at: number;
 }
 
-const SCHEMA_VERSION = '1';
+// 2: group_snapshots (snapshots.group_name existed since 1).
+const SCHEMA_VERSION = '2';
 
 // Provisioned MiB per pool are counted in memory (see Store.usage), not by triggers: a trigger adds a page
 // to every commit of the create/delete hot path.
@@ -150,6 +167,10 @@ CREATE TABLE IF NOT EXISTS jobs (
   snap_name TEXT NOT NULL, vol_id INTEGER, pool TEXT NOT NULL, image TEXT NOT NULL, image_format TEXT NOT NULL,
   bytes_done INTEGER NOT NULL, bytes_total INTEGER NOT NULL, error TEXT NOT NULL, tmp_paths TEXT NOT NULL,
   started_at INTEGER NOT NULL, ended_at INTEGER);
+CREATE TABLE IF NOT EXISTS group_snapshots (
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, pool TEXT NOT NULL, state TEXT NOT NULL, vol_names TEXT NOT NULL,
+  quiesce TEXT NOT NULL, frozen TEXT NOT NULL DEFAULT '[]', frozen_num INTEGER NOT NULL DEFAULT 0, create_time INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS snapshots_group ON snapshots (group_name) WHERE group_name != '';
 
 `;
 
@@ -180,6 +201,9 @@ export class Store {
       this.db.exec(SCHEMA);
       this.fresh = hadMeta.n === 0;
       this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING').run('schema_version', SCHEMA_VERSION);
+      // Older databases: SCHEMA above added what they lack (CREATE ... IF NOT EXISTS); record the new version.
+      this.db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < CAST(? AS INTEGER)")
+        .run(SCHEMA_VERSION, SCHEMA_VERSION);
     } catch (err) {
       this.db.close();
       if ((err as { code?: string }).code === 'SQLITE_BUSY') {
@@ -209,8 +233,8 @@ export class Store {
       linkedDependents: db.prepare<[number], { n: number }>("SELECT count(*) AS n FROM volumes WHERE src_id = ? AND src_type = 'snapshot' AND clone_type = 'linked'"),
 
       snapshotByName: db.prepare<[string], SnapshotRow>('SELECT * FROM snapshots WHERE name = ?'),
-      insertSnapshot: db.prepare(`INSERT INTO snapshots (name, vol_id, vol_name, pool, size_mb, state, create_time)
-        VALUES (@name, @vol_id, @vol_name, @pool, @size_mb, @state, @create_time)`),
+      insertSnapshot: db.prepare(`INSERT INTO snapshots (name, vol_id, vol_name, pool, size_mb, state, group_name, create_time)
+        VALUES (@name, @vol_id, @vol_name, @pool, @size_mb, @state, @group_name, @create_time)`),
       setSnapshotState: db.prepare<[SnapshotState, number]>('UPDATE snapshots SET state = ? WHERE id = ?'),
       setSnapshotFault: db.prepare<[string, number]>("UPDATE snapshots SET state = 'fault', fault_reason = ? WHERE id = ?"),
       deleteSnapshot: db.prepare<[number]>('DELETE FROM snapshots WHERE id = ?'),
@@ -248,6 +272,17 @@ export class Store {
       setJobTmp: db.prepare<[string, string]>('UPDATE jobs SET tmp_paths = ? WHERE job_id = ?'),
       setJobProgress: db.prepare<[number, number, string]>('UPDATE jobs SET bytes_done = ?, bytes_total = ? WHERE job_id = ?'),
       purgeJobs: db.prepare<[number]>("DELETE FROM jobs WHERE status != 'running' AND ended_at < ?"),
+
+      groupByName: db.prepare<[string], GroupRow>('SELECT * FROM group_snapshots WHERE name = ?'),
+      allGroups: db.prepare<[], GroupRow>('SELECT * FROM group_snapshots ORDER BY id'),
+      insertGroup: db.prepare(`INSERT INTO group_snapshots (name, pool, state, vol_names, quiesce, create_time)
+        VALUES (@name, @pool, @state, @vol_names, @quiesce, @create_time)`),
+      setGroupState: db.prepare<[GroupState, number]>('UPDATE group_snapshots SET state = ? WHERE id = ?'),
+      setGroupFrozen: db.prepare<[string, number]>('UPDATE group_snapshots SET frozen = ? WHERE id = ?'),
+      setGroupFrozenNum: db.prepare<[number, number]>('UPDATE group_snapshots SET frozen_num = ? WHERE id = ?'),
+      deleteGroup: db.prepare<[number]>('DELETE FROM group_snapshots WHERE id = ?'),
+      groupMembers: db.prepare<[string], SnapshotRow>("SELECT * FROM snapshots WHERE group_name = ? AND group_name != '' ORDER BY vol_name, name"),
+      releaseMembers: db.prepare<[string]>("UPDATE snapshots SET group_name = '' WHERE group_name = ?"),
     };
   }
 
@@ -314,8 +349,8 @@ export class Store {
 
   // ---- snapshots
   snapshot(name: string): SnapshotRow | undefined { return this.s.snapshotByName.get(name); }
-  insertSnapshot(s: Omit<SnapshotRow, 'id' | 'group_name' | 'fault_reason'>): number {
-    return Number(this.s.insertSnapshot.run(s).lastInsertRowid);
+  insertSnapshot(s: Omit<SnapshotRow, 'id' | 'group_name' | 'fault_reason'> & { group_name?: string }): number {
+    return Number(this.s.insertSnapshot.run({ group_name: '', ...s }).lastInsertRowid);
   }
   setSnapshotState(id: number, state: SnapshotState): void { this.s.setSnapshotState.run(state, id); }
   setSnapshotFault(id: number, reason: string): void { this.s.setSnapshotFault.run(reason, id); }
@@ -358,6 +393,22 @@ export class Store {
   insertPool(p: PoolRow): void { this.s.insertPool.run(p); }
   updatePoolSize(name: string, sizeBytes: number): void { this.s.updatePoolSize.run(sizeBytes, name); }
   poolHasObjects(name: string): boolean { return this.s.poolHasObjects.get(name, name)!.n > 0; }
+
+  // ---- group snapshots (members are snapshot rows whose group_name is the group's name)
+  group(name: string): GroupRow | undefined { return this.s.groupByName.get(name); }
+  allGroups(): GroupRow[] { return this.s.allGroups.all(); }
+  insertGroup(g: Pick<GroupRow, 'name' | 'pool' | 'state' | 'vol_names' | 'quiesce' | 'create_time'>): number {
+    return Number(this.s.insertGroup.run(g).lastInsertRowid);
+  }
+  setGroupState(id: number, state: GroupState): void { this.s.setGroupState.run(state, id); }
+  setGroupFrozen(id: number, mountPoints: readonly string[]): void { this.s.setGroupFrozen.run(JSON.stringify(mountPoints), id); }
+  setGroupFrozenNum(id: number, n: number): void { this.s.setGroupFrozenNum.run(n, id); }
+  /** Drops the group row; members left behind (a failed delete) become ordinary snapshots. */
+  deleteGroup(id: number, name: string): void {
+    this.s.deleteGroup.run(id);
+    this.s.releaseMembers.run(name);
+  }
+  groupMembers(name: string): SnapshotRow[] { return this.s.groupMembers.all(name); }
 
   // ---- jobs
   insertJob(j: JobRow): void { this.s.insertJob.run(j); }

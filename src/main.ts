@@ -6,6 +6,7 @@ import { runExport } from './cli/export.js';
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
 import { controllerService } from './controller/controller.js';
 import { KvConnector } from './connector/index.js';
+import { groupControllerService } from './groupcontroller/group-controller.js';
 import { identityService } from './identity/identity.js';
 import { backendProbe, type ProbeResult } from './identity/probe.js';
 import { openKubeClient } from './kube/lazy.js';
@@ -16,6 +17,7 @@ import { SdsClient } from './sds/client.js';
 import { defaultSdsCliPath, EmbeddedEmulator } from './server/embedded-emulator.js';
 import { makeContextFactory } from './server/rpc.js';
 import { CsiServer, parseUnixEndpoint, type CsiServices } from './server/server.js';
+import { snapshotMetadataService } from './snapshotmetadata/snapshot-metadata.js';
 import { packageVersion } from './util/paths.js';
 
 const PROBE_TIMEOUT_MS = 2_000;
@@ -62,6 +64,10 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
           driverName: config.driverName,
           vendorVersion: packageVersion(),
           probe: async () => (await probe()).ready,
+          // The same set in every mode (CSI: every instance of a plugin version reports the same); the CO
+          // calls these services on the controller.
+          groupControllerService: true,
+          snapshotMetadataService: true,
         },
         rpc,
       ),
@@ -70,6 +76,8 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       // Claims' image-source annotations and Events; off (quietly) without in-cluster config or a kubeconfig.
       const kube = await openKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
       services.controller = controllerService({ backend: sds, kube }, rpc);
+      services.groupController = groupControllerService({ backend: sds }, rpc);
+      services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
     }
     if (config.mode === 'node' || config.mode === 'all') services.node = nodeService(await nodeDeps(config, sds, log, metrics), rpc);
     server.register(services);

@@ -41,9 +41,11 @@ describe('Identity', () => {
     expect(info.vendor_version).toBe(pkg.version);
   });
 
-  it('GetPluginCapabilities: controller service, topology constraints, online expansion', async () => {
+  it('GetPluginCapabilities: controller, group controller and snapshot metadata services, topology constraints, online expansion', async () => {
     const caps = await stack.csi.identity.GetPluginCapabilities({});
-    expect(caps.capabilities.filter((c) => c.service).map((c) => c.service!.type).sort()).toEqual(['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS']);
+    expect(caps.capabilities.filter((c) => c.service).map((c) => c.service!.type).sort()).toEqual([
+      'CONTROLLER_SERVICE', 'GROUP_CONTROLLER_SERVICE', 'SNAPSHOT_METADATA_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS',
+    ]);
     expect(caps.capabilities.filter((c) => c.volume_expansion).map((c) => c.volume_expansion!.type)).toEqual(['ONLINE']);
   });
 

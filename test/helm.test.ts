@@ -483,6 +483,82 @@ describe('capability-gated classes', () => {
   });
 });
 
+describe('group snapshots and snapshot metadata (off by default)', () => {
+  const CA = Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n').toString('base64');
+  const onArgs = [
+    '--set', 'groupSnapshot.enabled=true', '--set', 'snapshotMetadata.enabled=true',
+    '--set', 'snapshotMetadata.tls.secretName=sds-snapshot-metadata-tls', '--set', `snapshotMetadata.tls.caCert=${CA}`,
+  ];
+
+  it('off: no group class, no feature gate, no group RBAC, no metadata sidecar, Service or SnapshotMetadataService', async () => {
+    const objects = await template();
+    expect(ofKind(objects, 'VolumeGroupSnapshotClass')).toEqual([]);
+    expect(ofKind(objects, 'SnapshotMetadataService')).toEqual([]);
+    expect(ofKind(objects, 'Service')).toEqual([]);
+    const deployment = only(objects, 'Deployment');
+    expect(containers(deployment).map((c) => c.name)).not.toContain('csi-snapshot-metadata');
+    expect(container(deployment, 'csi-snapshotter').args!.join(' ')).not.toContain('CSIVolumeGroupSnapshot');
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter')).join(' ')).not.toContain('groupsnapshot');
+    expect(objects.map((o) => o.metadata.name)).not.toContain('sds-sdshypervisor-csi-snapshot-metadata-client');
+  });
+
+  it('on: the group class, the snapshotter feature gate and its group RBAC', async () => {
+    const objects = await template(onArgs);
+    const groupClass = only(objects, 'VolumeGroupSnapshotClass', 'sdshypervisor-group-snapshot');
+    expect(groupClass).toMatchObject({ apiVersion: 'groupsnapshot.storage.k8s.io/v1', driver: 'csi.sdshypervisor.io', deletionPolicy: 'Delete', parameters: { quiesce: 'freeze' } });
+    expect(groupClass.metadata.annotations).toEqual({ 'groupsnapshot.storage.kubernetes.io/is-default-class': 'true' });
+    expect(container(only(objects, 'Deployment'), 'csi-snapshotter').args).toContain('--feature-gates=CSIVolumeGroupSnapshot=true');
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter'))).toEqual(expect.arrayContaining([
+      'snapshot.storage.k8s.io/volumesnapshotcontents:create',
+      'groupsnapshot.storage.k8s.io/volumegroupsnapshotclasses:watch',
+      'groupsnapshot.storage.k8s.io/volumegroupsnapshotcontents:update',
+      'groupsnapshot.storage.k8s.io/volumegroupsnapshotcontents/status:patch',
+    ]));
+    // An older CRD version, and a class with a freeze timeout.
+    const values = await valuesFile({
+      groupSnapshot: { enabled: true, apiVersion: 'groupsnapshot.storage.k8s.io/v1beta2', classes: [{ name: 'slow-apps', parameters: { quiesce: 'freeze', freezeTimeoutSeconds: '30' } }] },
+    });
+    const older = await template(['-f', values]);
+    expect(only(older, 'VolumeGroupSnapshotClass', 'slow-apps')).toMatchObject({ apiVersion: 'groupsnapshot.storage.k8s.io/v1beta2', parameters: { quiesce: 'freeze', freezeTimeoutSeconds: '30' } });
+    expect(only(older, 'VolumeGroupSnapshotClass').metadata.annotations).toBeUndefined();
+  });
+
+  it('on: the metadata sidecar with its TLS Secret, the Service, the SnapshotMetadataService and least-privilege RBAC', async () => {
+    const objects = await template(onArgs);
+    const deployment = only(objects, 'Deployment');
+    const sidecar = container(deployment, 'csi-snapshot-metadata');
+    expect(sidecar.image).toBe(`${SIG_STORAGE}/csi-snapshot-metadata:v1.1.0`);
+    expect(sidecar.args).toEqual(expect.arrayContaining(['--csi-address=$(ADDRESS)', '--port=50051', '--tls-cert=/etc/snapshot-metadata/tls/tls.crt', '--tls-key=/etc/snapshot-metadata/tls/tls.key']));
+    expect(sidecar.ports).toEqual([{ name: 'snapshot-meta', containerPort: 50051, protocol: 'TCP' }]);
+    expect(sidecar.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
+    const tlsVolume = deployment.spec.template.spec.volumes.find((v: any) => v.name === 'snapshot-metadata-tls');
+    expect(tlsVolume.secret.secretName).toBe('sds-snapshot-metadata-tls');
+    const service = only(objects, 'Service', 'sds-sdshypervisor-csi-snapshot-metadata');
+    expect(service.spec).toMatchObject({ type: 'ClusterIP', ports: [{ name: 'snapshot-meta', port: 6443, targetPort: 'snapshot-meta', protocol: 'TCP' }] });
+    expect(service.spec.selector).toEqual(deployment.spec.selector.matchLabels);
+    const sms = only(objects, 'SnapshotMetadataService', 'csi.sdshypervisor.io');
+    expect(sms).toMatchObject({ apiVersion: 'cbt.storage.k8s.io/v1beta1', spec: { address: `sds-sdshypervisor-csi-snapshot-metadata.${RELEASE_NAMESPACE}:6443`, caCert: CA, audience: 'csi.sdshypervisor.io' } });
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-snapshot-metadata'))).toEqual([
+      'authentication.k8s.io/tokenreviews:create', 'authorization.k8s.io/subjectaccessreviews:create',
+      'cbt.storage.k8s.io/snapshotmetadataservices:get', 'cbt.storage.k8s.io/snapshotmetadataservices:list', 'cbt.storage.k8s.io/snapshotmetadataservices:watch',
+      'snapshot.storage.k8s.io/volumesnapshotcontents:get', 'snapshot.storage.k8s.io/volumesnapshotcontents:list',
+      'snapshot.storage.k8s.io/volumesnapshots:get', 'snapshot.storage.k8s.io/volumesnapshots:list',
+    ]);
+    const binding = only(objects, 'ClusterRoleBinding', 'sds-sdshypervisor-csi-snapshot-metadata');
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'sds-sdshypervisor-csi-controller', namespace: RELEASE_NAMESPACE }]);
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-snapshot-metadata-client'))).toContain('core/serviceaccounts/token:create');
+    const lint = await runHelm(['lint', '--strict', chartDir, ...onArgs]);
+    expect(lint.stdout).toContain('1 chart(s) linted, 0 chart(s) failed');
+  });
+
+  it('refuses the metadata sidecar without TLS, and group snapshots without the snapshotter', async () => {
+    expectFailure(await runHelm(['template', 'sds', chartDir, '--set', 'snapshotMetadata.enabled=true']), '/snapshotMetadata/tls/secretName', '/snapshotMetadata/tls/caCert');
+    expectFailure(await runHelm(['template', 'sds', chartDir, '--set', 'groupSnapshot.enabled=true', '--set', 'sidecars.snapshotter.enabled=false']), 'groupSnapshot.enabled needs sidecars.snapshotter.enabled');
+    const bad = await valuesFile({ groupSnapshot: { classes: [{ name: 'g', parameters: { quiesce: 'nap' } }] } });
+    expectFailure(await runHelm(['template', 'sds', chartDir, '-f', bad]), '/groupSnapshot/classes/0/parameters/quiesce');
+  });
+});
+
 describe('values.schema.json', () => {
   const tryValues = async (...setArgs: string[]) => runHelm(['template', 'sds', chartDir, ...setArgs]);
 

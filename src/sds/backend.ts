@@ -128,6 +128,53 @@ export interface ImageJob {
   error?: string;
 }
 
+export type GroupSnapshotState = 'available' | 'creating' | 'deleting' | 'fault';
+/** How the members of a group are quiesced for the cut: frozen file systems, or only flushed devices. */
+export type QuiesceMode = 'freeze' | 'flush';
+
+export interface GroupSnapshotSpec {
+  name: string;
+  volumeNames: string[];
+  /** default freeze */
+  quiesce?: QuiesceMode;
+  /** the longest a member's file system may stay frozen; the VBS's default when absent */
+  freezeTimeoutMs?: number;
+}
+
+export interface GroupSnapshotInfo {
+  name: string;
+  state: GroupSnapshotState;
+  status: number;
+  poolId: string;
+  createdAt: Date;
+  /** the member volumes, sorted */
+  volumeNames: string[];
+  quiesce: QuiesceMode;
+  /** file systems frozen for the cut */
+  frozenCount: number;
+  healthy: boolean;
+  faultReason?: string;
+  /** the member snapshots, by volume name */
+  snapshots: SnapshotInfo[];
+}
+
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+/** One page of an extent map: block-aligned ranges in offset order. */
+export interface ExtentPage {
+  /** the snapshot's size (the target's, for a delta) */
+  sizeBytes: number;
+  blockSize: number;
+  extents: ByteRange[];
+  /** where the next page starts; undefined at the end. Ranges of consecutive pages may touch. */
+  nextOffset?: number;
+  /** how a delta was found: `shared_extents` (physical mappings) or `compare` (bytes) */
+  method?: string;
+}
+
 export interface Page<T> {
   items: T[];
   /** empty string at the end */
@@ -162,6 +209,16 @@ export interface SdsBackend {
   deleteSnapshot(name: string, opts?: CallOptions): Promise<void>;
   getSnapshot(name: string, opts?: CallOptions): Promise<SnapshotInfo | undefined>;
   listSnapshots(query: { marker?: string; limit?: number; volumeName?: string; snapshotName?: string }, opts?: CallOptions): Promise<Page<SnapshotInfo>>;
+
+  /** Idempotent: the same name with the same member volumes returns the group; other members throw 'AlreadyExists'. */
+  createGroupSnapshot(spec: GroupSnapshotSpec, opts?: CallOptions): Promise<GroupSnapshotInfo>;
+  /** Deletes the group and its members; waits (bounded) until they are gone. A missing group is success. */
+  deleteGroupSnapshot(name: string, opts?: CallOptions): Promise<void>;
+  getGroupSnapshot(name: string, opts?: CallOptions): Promise<GroupSnapshotInfo | undefined>;
+  /** One page of the ranges of a snapshot that hold data. */
+  snapshotExtents(name: string, page?: { offset?: number; limit?: number }, opts?: CallOptions): Promise<ExtentPage>;
+  /** One page of the ranges that differ between two snapshots of one volume (`baseName` the earlier). */
+  snapshotDelta(baseName: string, targetName: string, page?: { offset?: number; limit?: number }, opts?: CallOptions): Promise<ExtentPage>;
 
   mapVolume(name: string, hostId: string, options: { readOnly: boolean; exclusive: boolean }, opts?: CallOptions): Promise<void>;
   unmapVolume(name: string, hostId: string, options?: { force?: boolean }, opts?: CallOptions): Promise<void>;

@@ -3,13 +3,13 @@
 // idempotent creates and the waits behind asynchronous deletes. Bytes in the interface, MiB on the wire.
 import { MiB } from './backend.js';
 import type {
-  CachePolicy, CallOptions, CloneType, HostMapping, ImageExportSpec, ImageImportSpec, ImageJob, Page, PoolInfo, Qos,
-  SdsBackend, SnapshotInfo, SystemInfo, VolumeInfo, VolumeSpec,
+  CachePolicy, CallOptions, CloneType, ExtentPage, GroupSnapshotInfo, GroupSnapshotSpec, HostMapping, ImageExportSpec, ImageImportSpec,
+  ImageJob, Page, PoolInfo, Qos, SdsBackend, SnapshotInfo, SystemInfo, VolumeInfo, VolumeSpec,
 } from './backend.js';
 import { kindOfRetcode, SdsError, type SdsErrorKind } from './errors.js';
 import {
-  hostMappingFromRecord, jobFromRecord, poolFromRecord, snapshotFromRecord, systemInfoFromReply, volumeFromRecord,
-  FieldReader,
+  extentPageFromReply, groupFromRecord, hostMappingFromRecord, jobFromRecord, poolFromRecord, snapshotFromRecord, systemInfoFromReply,
+  volumeFromRecord, FieldReader,
 } from './records.js';
 import { AddressError, exchange, parseAddressList, TransportError, type VbsAddress } from './transport.js';
 import {
@@ -82,6 +82,10 @@ export const CLIENT_DEFAULTS = {
  * | EXTEND_VOLUME                            | yes                | absolute size: equal size answers 0     |
  * | MAP_VOLUME, UNMAP_VOLUME                 | yes                | already (un)mapped answers 0            |
  * | MODIFY_VOLUME                            | yes                | sets absolute values                    |
+ * | CREATE_GROUP_SNAPSHOT                    | yes                | name-keyed: -900011 + records, compared |
+ * | DELETE_GROUP_SNAPSHOT                    | yes                | a repeat answers -900079 → success      |
+ * | QUERY_GROUP_SNAPSHOT, QUERY_SNAPSHOT_    | yes                | read only                               |
+ * | EXTENTS, QUERY_SNAPSHOT_DELTA            |                    |                                         |
  * | IMPORT_IMAGE, EXPORT_IMAGE               | no                 | each starts a job; a repeat cannot tell |
  * |                                          |                    | ours from another, and the job id is lost|
  * | anything else                            | no                 | unknown effect                          |
@@ -91,7 +95,8 @@ const RETRY_AFTER_SEND: ReadonlySet<string> = new Set([
   'QUERY_VOLUME_HOSTS_REQ', 'QUERY_HOSTS_REQ', 'QUERY_IMAGE_JOB_REQ', 'LIST_VOLUMES_REQ', 'LIST_SNAPSHOTS_REQ',
   'CREATE_VOLUME_REQ', 'CREATE_SNAPSHOT_REQ', 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', 'CLONE_VOLUME_REQ',
   'DELETE_VOLUME_REQ', 'DELETE_SNAPSHOT_REQ', 'EXTEND_VOLUME_REQ', 'MAP_VOLUME_REQ', 'UNMAP_VOLUME_REQ',
-  'MODIFY_VOLUME_REQ',
+  'MODIFY_VOLUME_REQ', 'CREATE_GROUP_SNAPSHOT_REQ', 'DELETE_GROUP_SNAPSHOT_REQ', 'QUERY_GROUP_SNAPSHOT_REQ',
+  'QUERY_SNAPSHOT_EXTENTS_REQ', 'QUERY_SNAPSHOT_DELTA_REQ',
 ]);
 
 export function isRetriedAfterSend(requestType: string): boolean {
@@ -294,6 +299,85 @@ export class SdsClient implements SdsBackend {
     return this.page(reply, 'snap_num', 'snapshot', (r) => snapshotFromRecord(r));
   }
 
+  async createGroupSnapshot(spec: GroupSnapshotSpec, opts?: CallOptions): Promise<GroupSnapshotInfo> {
+    const type = 'CREATE_GROUP_SNAPSHOT_REQ';
+    this.checkName('group_name', spec.name);
+    if (spec.volumeNames.length === 0) throw this.error('InvalidParameter', 'vol_name: at least one member volume is needed');
+    const wanted = [...new Set(spec.volumeNames.map((v) => this.checkName('vol_name', v)))].sort();
+    if (wanted.length !== spec.volumeNames.length) throw this.error('InvalidParameter', 'vol_name: a member volume is listed twice');
+    const fields: Field[] = [['group_name', spec.name], ...wanted.map((v): Field => ['vol_name', v])];
+    if (spec.quiesce !== undefined) fields.push(['quiesce', this.checkWord('quiesce', spec.quiesce, ['freeze', 'flush'])]);
+    if (spec.freezeTimeoutMs !== undefined) fields.push(['freeze_timeout_ms', String(wholeNumber('freezeTimeoutMs', spec.freezeTimeoutMs))]);
+    // The cut holds file systems frozen at most freeze_timeout_ms (60 s at most); the rest is quick.
+    const timeout = this.requestTimeoutMs + (spec.freezeTimeoutMs ?? 10_000);
+    const reply = await this.request(type, fields, opts, timeout);
+    if (reply.retcode === RetCode.OK) return this.groupFromReply(reply, spec.name, type, opts);
+    if (reply.retcode !== RetCode.ALREADY_EXISTS) throw this.replyError(type, reply);
+    const existing = reply.fields.has('group0') ? this.groupFromReplyNow(reply, spec.name) : await this.getGroupSnapshot(spec.name, opts);
+    if (existing === undefined) {
+      // The name was free, but a member's derived snapshot name was not: ret_desc says which.
+      throw this.replyError(type, reply);
+    }
+    if (existing.state === 'deleting') throw this.error('Busy', `${type}: group snapshot ${spec.name} exists and is being deleted; retry later`, RetCode.BUSY);
+    const differences: string[] = [];
+    if (existing.volumeNames.join(':') !== wanted.join(':')) {
+      differences.push(`its member volumes are ${existing.volumeNames.join(', ')}, asked ${wanted.join(', ')}`);
+    }
+    if (spec.quiesce !== undefined && existing.quiesce !== spec.quiesce) differences.push(`it was quiesced by ${existing.quiesce}, asked ${spec.quiesce}`);
+    if (differences.length > 0) throw this.error('AlreadyExists', `group snapshot ${spec.name} already exists: ${differences.join('; ')}`, reply.retcode);
+    return existing;
+  }
+
+  async deleteGroupSnapshot(name: string, opts?: CallOptions): Promise<void> {
+    this.checkName('group_name', name);
+    await this.deleteAndWait('DELETE_GROUP_SNAPSHOT_REQ', 'QUERY_GROUP_SNAPSHOT_REQ', 'group_name', name, opts);
+  }
+
+  async getGroupSnapshot(name: string, opts?: CallOptions): Promise<GroupSnapshotInfo | undefined> {
+    this.checkName('group_name', name);
+    const reply = await this.request('QUERY_GROUP_SNAPSHOT_REQ', [['group_name', name]], opts);
+    if (reply.retcode === RetCode.NOT_EXIST) return undefined;
+    if (reply.retcode !== RetCode.OK) throw this.replyError('QUERY_GROUP_SNAPSHOT_REQ', reply);
+    return this.groupFromReplyNow(reply, name);
+  }
+
+  async snapshotExtents(name: string, page: { offset?: number; limit?: number } = {}, opts?: CallOptions): Promise<ExtentPage> {
+    this.checkName('snap_name', name);
+    return this.extentPage('QUERY_SNAPSHOT_EXTENTS_REQ', [['snap_name', name]], page, opts);
+  }
+
+  async snapshotDelta(baseName: string, targetName: string, page: { offset?: number; limit?: number } = {}, opts?: CallOptions): Promise<ExtentPage> {
+    this.checkName('base_snap_name', baseName);
+    this.checkName('snap_name', targetName);
+    return this.extentPage('QUERY_SNAPSHOT_DELTA_REQ', [['base_snap_name', baseName], ['snap_name', targetName]], page, opts);
+  }
+
+  private async extentPage(type: string, fields: Field[], page: { offset?: number; limit?: number }, opts?: CallOptions): Promise<ExtentPage> {
+    const offset = wholeNumber('offset', page.offset ?? 0);
+    const all: Field[] = [...fields, ['offset', String(offset)]];
+    if (page.limit !== undefined) {
+      if (!Number.isInteger(page.limit) || page.limit < 1 || page.limit > MAX_LIST_LIMIT) throw this.error('InvalidParameter', `limit: must be 1-${MAX_LIST_LIMIT}`);
+      all.push(['limit', String(page.limit)]);
+    }
+    const reply = await this.request(type, all, opts);
+    if (reply.retcode !== RetCode.OK) throw this.replyError(type, reply);
+    return this.parsing(() => extentPageFromReply(reply.fields, offset));
+  }
+
+  private groupFromReplyNow(reply: VbsReply, name: string): GroupSnapshotInfo {
+    const snapshots = this.counted(reply, 'snap_num', 'snapshot', (r) => snapshotFromRecord(r));
+    const group = this.firstRecord(reply, 'group', (r) => groupFromRecord(r, snapshots, name));
+    if (group === undefined) throw this.error('Protocol', 'group snapshot reply without group0');
+    return group;
+  }
+
+  private async groupFromReply(reply: VbsReply, name: string, after: string, opts?: CallOptions): Promise<GroupSnapshotInfo> {
+    if (reply.fields.has('group0')) return this.groupFromReplyNow(reply, name);
+    const group = await this.getGroupSnapshot(name, opts);
+    if (group === undefined) throw this.error('NotFound', `group snapshot ${name} does not exist after ${after} succeeded`, RetCode.NOT_EXIST);
+    return group;
+  }
+
   async mapVolume(name: string, hostId: string, options: { readOnly: boolean; exclusive: boolean }, opts?: CallOptions): Promise<void> {
     this.checkName('vol_name', name);
     this.checkName('host_id', hostId);
@@ -409,7 +493,7 @@ export class SdsClient implements SdsBackend {
   }
 
   /** DELETE_*, then poll QUERY_* until the VBS says the object is gone (its deletes are asynchronous). */
-  private async deleteAndWait(deleteType: string, queryType: string, key: 'vol_name' | 'snap_name', name: string, opts?: CallOptions): Promise<void> {
+  private async deleteAndWait(deleteType: string, queryType: string, key: 'vol_name' | 'snap_name' | 'group_name', name: string, opts?: CallOptions): Promise<void> {
     const reply = await this.request(deleteType, [[key, name]], opts);
     if (reply.retcode !== RetCode.OK && reply.retcode !== RetCode.NOT_EXIST) throw this.replyError(deleteType, reply);
     await this.withCall(opts, async (signal) => {
@@ -424,7 +508,9 @@ export class SdsClient implements SdsBackend {
         if (Date.now() + delay > deadline) {
           const state = key === 'vol_name'
             ? this.firstRecord(poll, 'volume', (r) => volumeFromRecord(r, name))?.state
-            : this.firstRecord(poll, 'snapshot', (r) => snapshotFromRecord(r, name))?.state;
+            : key === 'group_name'
+              ? this.groupFromReplyNow(poll, name).state
+              : this.firstRecord(poll, 'snapshot', (r) => snapshotFromRecord(r, name))?.state;
           throw this.error('Timeout', `${deleteType} ${name}: accepted, but still there after ${this.deleteTimeoutMs} ms (state ${state ?? 'unknown'})`);
         }
         await this.sleep(delay, signal, `waiting for ${deleteType} to complete`);

@@ -18,6 +18,8 @@ export type SdsErrorKind =
   | 'Attached'
   | 'ImageError'
   | 'HasDependents'
+  /** a snapshot that belongs to a group snapshot: only the group may be deleted */
+  | 'GroupMember'
   /** the VBS could not be reached at any address, or said it is starting/stopping */
   | 'Unavailable'
   /** sent, but no complete reply before the deadline: the outcome is unknown */
@@ -45,6 +47,7 @@ const kindByRetcode = new Map<number, SdsErrorKind>([
   [RetCode.IMAGE_ERROR, 'ImageError'],
   [RetCode.HAS_DEPENDENTS, 'HasDependents'],
   [RetCode.MAP_CONFLICT, 'MapConflict'],
+  [RetCode.GROUP_MEMBER, 'GroupMember'],
   [RetCode.INTERNAL, 'Internal'],
   [RetCode.UNAVAILABLE, 'Unavailable'],
 ]);

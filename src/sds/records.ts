@@ -4,8 +4,8 @@
 // that a part-1 VBS does not send take neutral defaults, so the original operations keep working.
 import { GiB, MiB } from './backend.js';
 import type {
-  CachePolicy, CloneType, HostMapping, ImageJob, IoPriority, PoolInfo, SnapshotInfo, SnapshotState, SystemInfo,
-  VolumeInfo, VolumeState,
+  ByteRange, CachePolicy, CloneType, ExtentPage, GroupSnapshotInfo, GroupSnapshotState, HostMapping, ImageJob, IoPriority, PoolInfo,
+  QuiesceMode, SnapshotInfo, SnapshotState, SystemInfo, VolumeInfo, VolumeState,
 } from './backend.js';
 import { SdsError } from './errors.js';
 import type { Fields } from '../protocol/vbs.js';
@@ -189,6 +189,63 @@ export function snapshotFromRecord(record: Record<string, string>, fallbackName?
   const group = r.optional('group_name');
   if (group !== undefined) snapshot.groupName = group;
   return snapshot;
+}
+
+const GROUP_STATES: ReadonlyMap<number, GroupSnapshotState> = new Map([
+  [1, 'available'], [10, 'creating'], [11, 'deleting'], [12, 'fault'],
+]);
+
+/** A group record with its member snapshot records (already parsed). */
+export function groupFromRecord(record: Record<string, string>, snapshots: SnapshotInfo[], fallbackName?: string): GroupSnapshotInfo {
+  const r = FieldReader.ofRecord('group record', record);
+  const status = r.int('status');
+  const state = GROUP_STATES.get(status);
+  if (state === undefined) throw garbled('group record', 'status', 'unknown group status', String(status));
+  const group: GroupSnapshotInfo = {
+    name: r.name('group_name', fallbackName),
+    state,
+    status,
+    poolId: r.str('pool_id', ''),
+    createdAt: new Date(r.int('create_time', { fallback: 0, min: 0 }) * 1000),
+    volumeNames: r.list('vol_names').sort(),
+    quiesce: r.oneOf<QuiesceMode>('quiesce', ['freeze', 'flush'], 'freeze'),
+    frozenCount: r.int('frozen_num', { fallback: 0, min: 0 }),
+    healthy: r.oneOf('health', ['ok', 'fault'] as const, 'ok') === 'ok',
+    snapshots,
+  };
+  const faultReason = r.optional('fault_reason');
+  if (faultReason !== undefined) group.faultReason = faultReason;
+  return group;
+}
+
+/** An extent page: size_bytes, block_size, extent_num + extentN records, next_offset (empty at the end). */
+export function extentPageFromReply(fields: Fields, requestedOffset: number): ExtentPage {
+  const r = FieldReader.ofReply('extent reply', fields);
+  const sizeBytes = r.int('size_bytes', { min: 0 });
+  const blockSize = r.int('block_size', { fallback: 4096, min: 1 });
+  const records = fields.records('extent');
+  const count = r.int('extent_num', { fallback: records.length, min: 0 });
+  if (count !== records.length) throw new SdsError('Protocol', `garbled extent reply from the VBS: extent_num=${count} but ${records.length} extent records`);
+  const extents: ByteRange[] = [];
+  let end = 0;
+  records.forEach((record, i) => {
+    const e = FieldReader.ofRecord(`extent record ${i}`, record);
+    const offset = e.int('offset', { min: 0 });
+    const length = e.int('length', { min: 1 });
+    if (offset < end || offset + length > sizeBytes) throw garbled(`extent record ${i}`, 'offset', 'out of order or beyond the size', String(offset));
+    end = offset + length;
+    extents.push({ offset, length });
+  });
+  const page: ExtentPage = { sizeBytes, blockSize, extents };
+  const next = r.optional('next_offset');
+  if (next !== undefined) {
+    const n = r.int('next_offset', { min: 0 });
+    if (n <= requestedOffset || n < end || n > sizeBytes) throw garbled('extent reply', 'next_offset', 'does not move forward', next);
+    page.nextOffset = n;
+  }
+  const method = r.optional('method');
+  if (method !== undefined) page.method = method;
+  return page;
 }
 
 export function poolFromRecord(record: Record<string, string>): PoolInfo {

@@ -44,6 +44,8 @@ const sdsCodes: Record<SdsErrorKind, status> = {
   Attached: status.FAILED_PRECONDITION,
   ImageError: status.INVALID_ARGUMENT,
   HasDependents: status.FAILED_PRECONDITION,
+  // CSI DeleteSnapshot: "Snapshot is part of a group" is INVALID_ARGUMENT (the CO calls DeleteVolumeGroupSnapshot).
+  GroupMember: status.INVALID_ARGUMENT,
   Unavailable: status.UNAVAILABLE,
   Timeout: status.DEADLINE_EXCEEDED,
   Protocol: status.INTERNAL,

@@ -4,6 +4,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { MethodDefinition } from '@grpc/proto-loader';
 import type { ControllerDefinition } from '../../src/generated/csi/v1/Controller.js';
+import type { GroupControllerDefinition } from '../../src/generated/csi/v1/GroupController.js';
+import type { SnapshotMetadataDefinition } from '../../src/generated/csi/v1/SnapshotMetadata.js';
 import type { IdentityDefinition } from '../../src/generated/csi/v1/Identity.js';
 import type { NodeDefinition } from '../../src/generated/csi/v1/Node.js';
 import { loadCsiProto } from '../../src/server/proto.js';
@@ -25,6 +27,16 @@ type Promisified<D> = {
 export type IdentityApi = Promisified<IdentityDefinition>;
 export type ControllerApi = Promisified<ControllerDefinition>;
 export type NodeApi = Promisified<NodeDefinition>;
+export type GroupControllerApi = Promisified<GroupControllerDefinition>;
+
+/** Server-streaming methods: every message of the stream, or a CsiCallError when the stream ends with one. */
+type Collected<D> = {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- variance of the unused parameters
+  [M in keyof D]: D[M] extends MethodDefinition<infer Req, any, any, infer ResOut>
+    ? (request: Req, opts?: CallOpts) => Promise<ResOut[]>
+    : never;
+};
+export type SnapshotMetadataApi = Collected<SnapshotMetadataDefinition>;
 
 export class CsiCallError extends Error {
   constructor(
@@ -56,10 +68,29 @@ function promisify<D>(client: grpc.Client, definition: grpc.ServiceDefinition): 
   return api as Promisified<D>;
 }
 
+function collecting<D>(client: grpc.Client, definition: grpc.ServiceDefinition): Collected<D> {
+  const api: Record<string, unknown> = {};
+  for (const method of Object.keys(definition)) {
+    const fn = (client as unknown as Record<string, Function>)[method]!.bind(client);
+    api[method] = (request: unknown, opts: CallOpts = {}) =>
+      new Promise((resolve, reject) => {
+        const deadline = new Date(Date.now() + (opts.timeoutMs ?? 60_000));
+        const messages: unknown[] = [];
+        const call = fn(request, { deadline }) as grpc.ClientReadableStream<unknown>;
+        call.on('data', (m: unknown) => messages.push(m));
+        call.on('error', (err: grpc.ServiceError) => reject(new CsiCallError(method, err.code, err.details)));
+        call.on('end', () => resolve(messages));
+      });
+  }
+  return api as Collected<D>;
+}
+
 export interface CsiClients {
   identity: IdentityApi;
   controller: ControllerApi;
   node: NodeApi;
+  groupController: GroupControllerApi;
+  snapshotMetadata: SnapshotMetadataApi;
   close(): void;
 }
 
@@ -71,14 +102,20 @@ export function connectCsi(socket: string): CsiClients {
   const identity = new csi.Identity(address, creds);
   const controller = new csi.Controller(address, creds);
   const node = new csi.Node(address, creds);
+  const groupController = new csi.GroupController(address, creds);
+  const snapshotMetadata = new csi.SnapshotMetadata(address, creds);
   return {
     identity: promisify<IdentityDefinition>(identity, csi.Identity.service),
     controller: promisify<ControllerDefinition>(controller, csi.Controller.service),
     node: promisify<NodeDefinition>(node, csi.Node.service),
+    groupController: promisify<GroupControllerDefinition>(groupController, csi.GroupController.service),
+    snapshotMetadata: collecting<SnapshotMetadataDefinition>(snapshotMetadata, csi.SnapshotMetadata.service),
     close() {
       identity.close();
       controller.close();
       node.close();
+      groupController.close();
+      snapshotMetadata.close();
     },
   };
 }

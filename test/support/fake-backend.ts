@@ -3,8 +3,8 @@
 // the real emulator instead.
 import { GiB, MiB } from '../../src/sds/backend.js';
 import type {
-  CachePolicy, CallOptions, CloneType, HostMapping, ImageExportSpec, ImageImportSpec, ImageJob, Page, PoolInfo, Qos,
-  SdsBackend, SnapshotInfo, SystemInfo, VolumeInfo, VolumeSpec,
+  CachePolicy, CallOptions, CloneType, ExtentPage, GroupSnapshotInfo, GroupSnapshotSpec, HostMapping, ImageExportSpec, ImageImportSpec,
+  ImageJob, Page, PoolInfo, Qos, SdsBackend, SnapshotInfo, SystemInfo, VolumeInfo, VolumeSpec,
 } from '../../src/sds/backend.js';
 import { SdsError } from '../../src/sds/errors.js';
 
@@ -158,7 +158,59 @@ export class FakeBackend implements SdsBackend {
   }
   async deleteSnapshot(name: string): Promise<void> {
     await this.enter('deleteSnapshot', true);
+    const s = this.snapshots.get(name);
+    if (s?.groupName && this.groups.has(s.groupName)) throw new SdsError('GroupMember', `snapshot ${name} belongs to group ${s.groupName}`);
     this.snapshots.delete(name);
+  }
+  readonly groups = new Map<string, { volumeNames: string[]; createdAt: Date; quiesce: 'freeze' | 'flush' }>();
+  private groupInfo(name: string): GroupSnapshotInfo | undefined {
+    const g = this.groups.get(name);
+    if (!g) return undefined;
+    const snapshots = [...this.snapshots.values()].filter((s) => s.groupName === name).sort((a, b) => (a.volumeName < b.volumeName ? -1 : 1));
+    return {
+      name, state: 'available', status: 1, poolId: snapshots[0]?.poolId ?? 'pool0', createdAt: g.createdAt, volumeNames: [...g.volumeNames],
+      quiesce: g.quiesce, frozenCount: 0, healthy: true, snapshots: snapshots.map((s) => ({ ...s })),
+    };
+  }
+  async createGroupSnapshot(spec: GroupSnapshotSpec): Promise<GroupSnapshotInfo> {
+    await this.enter('createGroupSnapshot', true);
+    const wanted = [...spec.volumeNames].sort();
+    const existing = this.groups.get(spec.name);
+    if (existing) {
+      if (existing.volumeNames.join(':') !== wanted.join(':')) throw new SdsError('AlreadyExists', `group ${spec.name} exists with other members`);
+      return this.groupInfo(spec.name)!;
+    }
+    const vols = wanted.map((n) => {
+      const v = this.volumes.get(n);
+      if (!v) throw new SdsError('NotFound', `volume ${n} does not exist`);
+      return v;
+    });
+    if (new Set(vols.map((v) => v.poolId)).size > 1) throw new SdsError('NotSupported', 'members in several pools');
+    const createdAt = new Date();
+    this.groups.set(spec.name, { volumeNames: wanted, createdAt, quiesce: spec.quiesce ?? 'freeze' });
+    for (const v of vols) {
+      const name = `${spec.name}_${v.name}`;
+      this.snapshots.set(name, {
+        name, volumeName: v.name, sizeBytes: v.sizeBytes, poolId: v.poolId, state: 'available', status: 1, allocatedBytes: 0, createdAt,
+        dependents: 0, groupName: spec.name,
+      });
+    }
+    return this.groupInfo(spec.name)!;
+  }
+  async deleteGroupSnapshot(name: string): Promise<void> {
+    await this.enter('deleteGroupSnapshot', true);
+    for (const s of [...this.snapshots.values()]) if (s.groupName === name) this.snapshots.delete(s.name);
+    this.groups.delete(name);
+  }
+  async getGroupSnapshot(name: string): Promise<GroupSnapshotInfo | undefined> {
+    await this.enter('getGroupSnapshot');
+    return this.groupInfo(name);
+  }
+  async snapshotExtents(): Promise<ExtentPage> {
+    throw new SdsError('NotSupported', 'not in the fake');
+  }
+  async snapshotDelta(): Promise<ExtentPage> {
+    throw new SdsError('NotSupported', 'not in the fake');
   }
   async getSnapshot(name: string): Promise<SnapshotInfo | undefined> {
     await this.enter('getSnapshot');
