@@ -17,14 +17,14 @@ import { RetCode } from '../src/protocol/vbs.js';
 import { connectCsi, vbsCall, type Csi } from './lib/clients.js';
 import { markdown } from './lib/markdown.js';
 import {
-  cleanUpUnder, cpuMs, HOST_ID, RssSampler, rssMiB, sdsCliPath, spawnDriver, startEmulator,
+  cleanEnv, cleanUpUnder, cpuMs, HOST_ID, RssSampler, rssMiB, sdsCliPath, spawnDriver, startEmulator,
   type Driver, type DriverMode, type DriverOptions, type Emulator,
 } from './lib/procs.js';
 import { FIGURE_HEADER, figureRows, fmt, load1, summarize, table, type Figure, type Summary } from './lib/stats.js';
 
 const exec = promisify(execFile);
 const GiB = 1024 ** 3;
-const SECTIONS = ['floor', 'startup', 'create-delete', 'snapshot', 'stage', 'first-stage'] as const;
+const SECTIONS = ['floor', 'startup', 'create-delete', 'snapshot', 'stage', 'first-stage', 'snapshot-delta'] as const;
 type Section = (typeof SECTIONS)[number];
 
 // ---------------------------------------------------------------- options
@@ -43,6 +43,7 @@ const { values: opt } = parseArgs({
     'node-option': { type: 'string', multiple: true },
     keep: { type: 'boolean', default: false },
     'no-metrics': { type: 'boolean', default: false },
+    'delta-gib': { type: 'string' },
     settle: { type: 'string' },
     driver: { type: 'string' },
     help: { type: 'boolean', default: false },
@@ -66,6 +67,7 @@ if (opt.help) {
       '  --settle S           seconds after start before idle RSS is read (default 25; quick 1)',
       '  --driver PATH        the driver entry to measure (default dist/src/main.js; for A/B runs of two builds)',
       '  --no-metrics         run the drivers without their /metrics listener (deployed: on)',
+      '  --delta-gib N        volume size of the snapshot-delta section (default 1; quick 0.25; npm run bench:delta: 10)',
       '  --keep               keep the temp directory (logs) after the run',
     ].join('\n') + '\n',
   );
@@ -228,6 +230,7 @@ try {
   if (only.has('snapshot')) await snapshots();
   if (only.has('first-stage')) await firstStage();
   if (only.has('stage')) await stagePublish();
+  if (only.has('snapshot-delta')) await snapshotDelta();
 } catch (err) {
   failed = err;
 } finally {
@@ -625,6 +628,28 @@ async function countPrograms(v: { id: string; publishContext: Record<string, str
   } finally {
     csi.close();
     await counting.stop();
+  }
+}
+
+/**
+ * Changed-block tracking: bench/snapshot-delta.ts (its own emulator, every pool type) at a size that fits a
+ * run; its figures join the table. `npm run bench:delta` runs it at its full 10 GiB.
+ */
+async function snapshotDelta(): Promise<void> {
+  const sizeGiB = Number(opt['delta-gib'] ?? (quick ? 0.25 : 1));
+  const script = join(projectRoot(), 'dist', 'bench', 'snapshot-delta.js');
+  const { stdout } = await exec(process.execPath, [script, '--size-gib', String(sizeGiB), '--json'], { env: cleanEnv(), maxBuffer: 64 * 1024 * 1024 });
+  const report = JSON.parse(stdout.trim().split('\n').pop()!) as {
+    results: Array<{ pool: string; method: string; deltaSeconds: number; pages: number; extents: number; deltaBytes: number; writtenBytes: number; exact: boolean; allocatedSeconds: number; allocatedBytes: number }>;
+  };
+  const MiB = 1024 * 1024;
+  for (const r of report.results) {
+    add({
+      section: 'snapshot-delta', name: `${r.pool}-${sizeGiB}GiB`, value: r.deltaSeconds * 1000, unit: 'ms',
+      note: `${r.method}: ${r.pages} page(s), ${r.extents} ranges, ${fmt(r.deltaBytes / MiB)} MiB listed of ${fmt(r.writtenBytes / MiB)} MiB rewritten (1 % of 4 KiB blocks), ` +
+        `exact: ${r.exact ? 'yes' : 'NO'}; the allocated map of the whole snapshot: ${fmt(r.allocatedSeconds * 1000)} ms`,
+    });
+    if (!r.exact) notes.push(`snapshot-delta on ${r.pool}: the listed delta is not exactly the rewritten blocks`);
   }
 }
 

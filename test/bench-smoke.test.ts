@@ -52,6 +52,7 @@ describe('npm run bench -- --quick', () => {
       'startup/probe-ready-controller', 'startup/probe-ready-node', 'startup/probe-ready-all',
       'create-delete/pairs-c1', 'create-delete/pairs-c16', 'create-delete/pairs-c64',
       'snapshot/create-snapshot', 'snapshot/linked-clone', 'first-stage/ext4-1GiB', 'first-stage/xfs-1GiB', 'stage/stage+publish',
+      'snapshot-delta/xfs-reflink-0.25GiB', 'snapshot-delta/directory-0.25GiB',
     ]) {
       expect(names, name).toContain(name);
     }
