@@ -204,7 +204,17 @@ function isListening(path: string): Promise<boolean> {
   });
 }
 
-const digest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+/** The form a token is kept and compared in: its SHA-256, so every comparison is of 32 bytes. */
+export const tokenDigest = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
+
+/**
+ * Whether a request's `auth_token` is the configured one, in constant time: the digests always have the same
+ * length, and timingSafeEqual's time does not depend on where they differ, so neither the length nor a
+ * prefix of the token can be learnt by timing.
+ */
+export function tokenMatches(given: string | undefined, expected: Buffer): boolean {
+  return given !== undefined && timingSafeEqual(tokenDigest(given), expected);
+}
 
 export interface ControlServerOptions {
   handlers: Map<string, Handler>;
@@ -220,17 +230,17 @@ export class ControlServer extends OneShotServer {
   private counter = 0;
 
   constructor(private readonly options: ControlServerOptions) {
-    const tokenDigest = options.token !== undefined ? digest(options.token) : undefined;
+    const expected = options.token !== undefined ? tokenDigest(options.token) : undefined;
     super({
       maxBytes: MAX_REQUEST_BYTES,
       quietMs: options.quietMs,
       log: options.log,
       tooLarge: () => encodeReply(RetCode.TOO_LARGE, { ret_desc: `request exceeds ${MAX_REQUEST_BYTES} bytes` }),
-      onRequest: (bytes) => this.handle(bytes, tokenDigest),
+      onRequest: (bytes) => this.handle(bytes, expected),
     });
   }
 
-  private async handle(bytes: Buffer, tokenDigest: Buffer | undefined): Promise<Buffer> {
+  private async handle(bytes: Buffer, expectedToken: Buffer | undefined): Promise<Buffer> {
     const started = process.hrtime.bigint();
     const { log: baseLog, handlers } = this.options;
     let type = '';
@@ -247,9 +257,9 @@ export class ControlServer extends OneShotServer {
       if (rid !== undefined && REQUEST_ID_PATTERN.test(rid)) requestId = rid;
       bindings = { request_id: requestId ?? `emu-${++this.counter}`, req: type };
       // The token is checked before any other key is looked at.
-      if (tokenDigest) {
+      if (expectedToken) {
         const given = req.fields.get('auth_token');
-        if (given === undefined || !timingSafeEqual(digest(given), tokenDigest)) {
+        if (!tokenMatches(given, expectedToken)) {
           throw new VbsError(RetCode.AUTH_FAILED, `auth_token: ${given === undefined ? 'missing' : 'wrong'}`);
         }
       }

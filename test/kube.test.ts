@@ -260,11 +260,22 @@ describe('against the fake API server (kubeconfig)', () => {
   });
 
   it('gives up with Unavailable when 5xx persist past the deadline', async () => {
-    api.inject('node', ...Array.from({ length: 100 }, () => ({ status: 500 })));
-    const err = await expectKubeError(kube.readNodeTopology('worker-1', [], { deadlineMs: 400 }), 'Unavailable');
+    // 1.5 s: room for several attempts even when a loaded machine takes a few hundred ms per TLS request.
+    api.inject('node', ...Array.from({ length: 1000 }, () => ({ status: 500 })));
+    const err = await expectKubeError(kube.readNodeTopology('worker-1', [], { deadlineMs: 1_500 }), 'Unavailable');
     expect(err.httpStatus).toBe(500);
     expect(err.message).toMatch(/failed after \d+ attempts/);
     expect(api.requestsTo('node').length).toBeGreaterThan(1);
+  });
+
+  it('is still Unavailable when the deadline cuts an attempt that follows 5xx answers (not Timeout)', async () => {
+    // What used to depend on machine load: whether the deadline fell in a back-off (Unavailable) or in an
+    // attempt (Timeout). Here it always falls in an attempt.
+    api.inject('node', { status: 500 }, { status: 503 }, { delayMs: Infinity });
+    const err = await expectKubeError(kube.readNodeTopology('worker-1', [], { deadlineMs: 1_500 }), 'Unavailable');
+    expect(err.httpStatus).toBe(503);
+    expect(err.message).toMatch(/failed after 3 attempts .*cut by the 1500 ms deadline/);
+    expect(api.requestsTo('node')).toHaveLength(3);
   });
 
   it('does not wait for a Retry-After longer than the deadline', async () => {

@@ -16,9 +16,9 @@ export type KubeErrorKind =
   | 'InvalidAnnotation'
   /** the API server refused the request for another 4xx reason (422 invalid object, 409 conflict, ...) */
   | 'Rejected'
-  /** 429, 5xx or network errors until no time was left for another attempt */
+  /** 429, 5xx or network errors until the deadline (no time left for another attempt, or the last one cut) */
   | 'Unavailable'
-  /** the deadline passed while a request was in flight */
+  /** the deadline passed and no attempt got an answer from the server */
   | 'Timeout'
   /** the caller's AbortSignal fired (e.g. the CSI RPC was cancelled) */
   | 'Cancelled';

@@ -50,11 +50,23 @@ export async function withRetries<T>(context: RetryContext, attempt: (signal: Ab
   const stopped = (): KubeError => {
     const after = `after ${attempts} attempt${attempts === 1 ? '' : 's'} in ${Date.now() - started} ms`;
     const lastWords = last ? `; last error: ${last.error.message}` : '';
-    return abort.signal.reason === 'cancelled'
-      ? new KubeError('Cancelled', `${operation}: cancelled ${after}${lastWords}`, last?.error.httpStatus, { cause: last?.error })
-      : new KubeError('Timeout', `${operation}: no answer within ${policy.deadlineMs} ms (${after})${lastWords}`, last?.error.httpStatus, {
-          cause: last?.error,
-        });
+    if (abort.signal.reason === 'cancelled') {
+      return new KubeError('Cancelled', `${operation}: cancelled ${after}${lastWords}`, last?.error.httpStatus, { cause: last?.error });
+    }
+    // The kind says what the server did, not where the deadline happened to fall: one that kept answering
+    // with retryable errors is Unavailable even when the deadline cut the attempt after them short (on a
+    // loaded machine it often does); Timeout is for a server that never answered in time.
+    if (last?.retryable) {
+      return new KubeError(
+        'Unavailable',
+        `${operation}: failed ${after}, the last attempt cut by the ${policy.deadlineMs} ms deadline: ${last.error.message}`,
+        last.error.httpStatus,
+        { cause: last.error },
+      );
+    }
+    return new KubeError('Timeout', `${operation}: no answer within ${policy.deadlineMs} ms (${after})${lastWords}`, last?.error.httpStatus, {
+      cause: last?.error,
+    });
   };
 
   try {

@@ -1,6 +1,6 @@
 // NodePublishVolume and NodeUnpublishVolume: bind mounts from the staging path (filesystem volumes) or of
 // the device node onto a file (block volumes). Like staging, every step re-reads the mount table.
-import { mkdir, open, rmdir, unlink } from 'node:fs/promises';
+import { open, rmdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import {
@@ -11,7 +11,7 @@ import { alreadyExists, failedPrecondition, internal, invalidArgument } from '..
 import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
 import { allowsOneTarget, type Capability } from './request.js';
-import { ensureDirectory } from './stage.js';
+import { ensureDirectory, makeDirectories } from './stage.js';
 
 interface Ctx {
   connector: NodeConnector;
@@ -116,7 +116,7 @@ async function ensureFile(path: string): Promise<void> {
   if (state.kind === 'file' || state.kind === 'dead') return;
   if (state.kind === 'symlink') throw invalidArgument(`target_path ${path} is a symbolic link; refusing to use it`);
   if (state.kind !== 'missing') throw invalidArgument(`target_path ${path} exists and is not a regular file (a block volume is published as a file)`);
-  await mkdir(dirname(path), { recursive: true, mode: 0o750 });
+  await makeDirectories('target_path', dirname(path));
   try {
     await (await open(path, 'wx', 0o640)).close();
   } catch (err) {
@@ -135,17 +135,21 @@ export async function unpublishVolume(ctx: Ctx, req: UnpublishRequest): Promise<
     const { lazy } = await unmountAll(target.path);
     if (lazy) ctx.log.warn({ targetPath: target.path }, 'the publish mount was dead; it was unmounted lazily');
   }
-  // Remove what NodePublishVolume made: an (empty) directory or the (empty) file of a block publish.
+  // Remove what NodePublishVolume made: an (empty) directory or the (empty) file of a block publish. What
+  // holds data after the unmount was there before the publish (or was written beside the mount): not ours to
+  // delete, and no reason to fail — the volume is no longer published here, and a failure would only make
+  // the CO repeat this call forever.
   const state = await inspectPath(target.path);
+  const leaveAlone = (what: string) => ctx.log.warn({ targetPath: target.path }, `target_path is ${what} after unmounting; left in place`);
   try {
     if (state.kind === 'directory') await rmdir(target.path);
     else if (state.kind === 'file' && state.size === 0) await unlink(target.path);
-    else if (state.kind === 'file') throw internal(`target_path ${target.path} is a non-empty file after unmounting; refusing to delete it`);
+    else if (state.kind === 'file') leaveAlone('a non-empty file');
     else if (state.kind === 'dead') throw internal(`target_path ${target.path} still does not answer after unmounting`);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST') throw internal(`target_path ${target.path} is not empty after unmounting; refusing to delete its contents`);
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') return leaveAlone('a non-empty directory');
     throw err;
   }
 }

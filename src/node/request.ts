@@ -4,7 +4,7 @@ import type { CapacityRange__Output } from '../generated/csi/v1/CapacityRange.js
 import type { VolumeCapability__Output } from '../generated/csi/v1/VolumeCapability.js';
 import { isSupportedFilesystem, mountFlagsProblem, type FsType } from '../mount/index.js';
 import { isValidName } from '../protocol/vbs.js';
-import { failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
+import { failedPrecondition, invalidArgument, notFound, outOfRange } from '../server/errors.js';
 import { PUBLISH_ACCESS_MODE_KEY } from './deps.js';
 
 export type AccessMode = NonNullable<VolumeCapability__Output['access_mode']>['mode'];
@@ -43,12 +43,28 @@ export function checkVolumeId(volumeId: string, forCleanup = false): string {
   return volumeId;
 }
 
-/** A path field: required, absolute, no NUL; the OS limit (4096) is accepted. */
+/** Linux limits: a path of at most PATH_MAX (4096) bytes with its terminating NUL, components of NAME_MAX. */
+const MAX_PATH_BYTES = 4095;
+const MAX_COMPONENT_BYTES = 255;
+
+/**
+ * A path field: required, absolute, no NUL, within the OS limits, and normalized — no `.`, `..` or empty
+ * component, no trailing `/`. A path must name the place it spells: a `..` would lead out of the directory
+ * it appears to be in. Kubelet never sends such paths. See docs/RELIABILITY.md, "Node paths".
+ */
 export function checkPath(field: string, path: string): string {
   if (path === '') throw invalidArgument(`${field} is required`);
   if (!isAbsolute(path)) throw invalidArgument(`${field} must be an absolute path`);
   if (path.includes('\0')) throw invalidArgument(`${field} contains a NUL byte`);
-  if (Buffer.byteLength(path, 'utf8') > 4096) throw invalidArgument(`${field} is longer than 4096 bytes`);
+  if (Buffer.byteLength(path, 'utf8') > MAX_PATH_BYTES) throw invalidArgument(`${field} is longer than ${MAX_PATH_BYTES} bytes`);
+  if (path === '/') throw invalidArgument(`${field} must not be the root directory`);
+  const components = path.slice(1).split('/');
+  if (components.some((c) => c === '' || c === '.' || c === '..')) {
+    throw invalidArgument(`${field} must be a normalized absolute path: no ".", ".." or empty component, no trailing "/"`);
+  }
+  if (components.some((c) => Buffer.byteLength(c, 'utf8') > MAX_COMPONENT_BYTES)) {
+    throw invalidArgument(`${field} has a component longer than ${MAX_COMPONENT_BYTES} bytes`);
+  }
   return path;
 }
 
@@ -104,9 +120,14 @@ export interface ByteRange {
   limitBytes: number;
 }
 
+/** The largest volume the socket API can describe: 67,108,864 MiB (docs/socket-api.md, vol_size). */
+const MAX_VOLUME_BYTES = 67_108_864 * 1024 * 1024;
+
 export function parseCapacityRange(range: CapacityRange__Output | null): ByteRange {
   const requiredBytes = bytesField('capacity_range.required_bytes', range?.required_bytes);
   const limitBytes = bytesField('capacity_range.limit_bytes', range?.limit_bytes);
+  // No device will ever grow that far: say so now, rather than wait for it and answer "not yet".
+  if (requiredBytes > MAX_VOLUME_BYTES) throw outOfRange(`capacity_range.required_bytes exceeds the largest volume the back end can hold (${MAX_VOLUME_BYTES} bytes)`);
   if (limitBytes > 0 && requiredBytes > limitBytes) throw invalidArgument('capacity_range.required_bytes is larger than capacity_range.limit_bytes');
   return { requiredBytes, limitBytes };
 }

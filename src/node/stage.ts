@@ -39,21 +39,36 @@ export async function attachVolume(ctx: Ctx, volumeId: string): Promise<string> 
   }
 }
 
-/** Makes sure the staging/target directory exists; refuses a symlink (it could lead anywhere). */
-export async function ensureDirectory(field: string, path: string): Promise<void> {
+/** Refuses a staging/target directory path that cannot be used (a symlink could lead anywhere); makes nothing. */
+export async function checkDirectoryPath(field: string, path: string): Promise<'missing' | 'present'> {
   const state = await inspectPath(path);
   switch (state.kind) {
     case 'directory':
     case 'dead': // a dead mount sits on a directory; the caller unmounts it
-      return;
+      return 'present';
     case 'missing':
-      await mkdir(path, { recursive: true, mode: 0o750 });
-      return;
+      return 'missing';
     case 'symlink':
       throw invalidArgument(`${field} ${path} is a symbolic link; refusing to use it`);
     default:
       throw invalidArgument(`${field} ${path} exists and is not a directory`);
   }
+}
+
+/** mkdir -p; a path running through a file is the CO's mistake (INVALID_ARGUMENT), not ours. */
+export async function makeDirectories(field: string, path: string): Promise<void> {
+  try {
+    await mkdir(path, { recursive: true, mode: 0o750 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR' || code === 'EEXIST') throw invalidArgument(`${field} ${path}: a part of it exists and is not a directory`);
+    throw err;
+  }
+}
+
+/** Makes sure the staging/target directory exists; refuses a symlink (it could lead anywhere). */
+export async function ensureDirectory(field: string, path: string): Promise<void> {
+  if ((await checkDirectoryPath(field, path)) === 'missing') await makeDirectories(field, path);
 }
 
 /** Mount options: the CO's flags, plus what the filesystem and the read-only-ness need. */
@@ -104,8 +119,11 @@ async function isStale(mount: MountEntry, pathDead: boolean): Promise<boolean> {
 
 export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
   const { volumeId, stagingPath, capability } = req;
-  await ensureDirectory('staging_target_path', stagingPath);
+  // Checked first, made only once the volume is attached: a refused request, or one for a volume that does
+  // not exist, leaves nothing behind.
+  await checkDirectoryPath('staging_target_path', stagingPath);
   const devicePath = await attachVolume(ctx, volumeId);
+  await ensureDirectory('staging_target_path', stagingPath);
   const device = await blockDeviceNumber(devicePath);
   let state = await mountPointState(stagingPath);
 

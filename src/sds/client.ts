@@ -67,8 +67,9 @@ export const CLIENT_DEFAULTS = {
 /**
  * Which requests are sent again after the request went out but no reply came back (connection broken or
  * closed without a reply). A request that never left (refused, unreachable, connect timeout) is tried on
- * the next address whatever its type, and BUSY (-900013) / UNAVAILABLE (-900031) replies are retried for
- * every type: the VBS did nothing for them.
+ * the next address whatever its type; one that never left because the VBS's accept queue was full (EAGAIN)
+ * is tried again after a back-off until the deadline; and BUSY (-900013) / UNAVAILABLE (-900031) replies
+ * are retried for every type: the VBS did nothing for them.
  *
  * | request                                  | retried after send | why it is safe                          |
  * |------------------------------------------|--------------------|-----------------------------------------|
@@ -562,6 +563,7 @@ export class SdsClient implements SdsBackend {
     const retryAfterSend = RETRY_AFTER_SEND.has(type);
     let lostReplies = 0;
     let busyReplies = 0;
+    let overloads = 0;
     let lastBusyReply: VbsReply | undefined;
     for (;;) {
       let raw: Buffer;
@@ -569,6 +571,13 @@ export class SdsClient implements SdsBackend {
         raw = await this.sendToFirstReachable(bytes, deadline, signal);
       } catch (err) {
         if (!(err instanceof TransportError)) throw err;
+        if (err.failure === 'overloaded') {
+          // Its accept queue is full (a burst of calls): it is alive and nothing was sent, so any request type
+          // may be tried again, backing off, until the deadline — rather than answer "unreachable".
+          this.logger?.debug({ request: type, requestId: opts.requestId, attempt: overloads + 1 }, 'VBS accept queue full; retrying');
+          await this.backoff(Math.min(overloads++, 6), deadline, signal, type, () => this.error('Unavailable', `${type}: the VBS was too busy to accept a connection until the deadline (${err.message})`, undefined, err));
+          continue;
+        }
         // A VBS that just said BUSY and now cannot be reached before the deadline is still best described as busy.
         if (!err.sent && err.failure !== 'aborted' && lastBusyReply !== undefined) throw this.replyError(type, lastBusyReply);
         if (err.failure === 'aborted') {
@@ -611,6 +620,7 @@ export class SdsClient implements SdsBackend {
   private async sendToFirstReachable(bytes: Buffer, deadline: number, signal: AbortSignal): Promise<Buffer> {
     const order = [this.preferred, ...this.addresses.keys()].filter((v, i, all) => all.indexOf(v) === i);
     const failures: string[] = [];
+    let overloaded = false;
     for (const index of order) {
       if (Date.now() >= deadline) {
         failures.push('deadline passed');
@@ -629,12 +639,14 @@ export class SdsClient implements SdsBackend {
         if (err instanceof TransportError && !err.sent && err.failure !== 'aborted') {
           this.logger?.debug({ address: this.addresses[index]!.text, error: err.message }, 'VBS address failed; trying the next');
           failures.push(err.message);
+          if (err.failure === 'overloaded') overloaded = true;
           continue;
         }
         throw err;
       }
     }
-    throw new TransportError('connect-failed', false, failures.join('; '));
+    // One VBS alive but too busy to accept is worth another try; all of them down is not.
+    throw new TransportError(overloaded ? 'overloaded' : 'connect-failed', false, failures.join('; '));
   }
 
   private async backoff(attempt: number, deadline: number, signal: AbortSignal, type: string, giveUp: () => SdsError): Promise<void> {

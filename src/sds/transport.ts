@@ -70,6 +70,8 @@ export function formatAddress(address: VbsAddress): string {
 export type TransportFailure =
   /** connection refused, unreachable, socket file missing, name not resolved */
   | 'connect-failed'
+  /** the VBS is there but its accept queue is full (EAGAIN on a unix socket): nothing was sent */
+  | 'overloaded'
   /** no connection within the connect timeout */
   | 'connect-timeout'
   /** connected and sent, then the connection broke or closed without a reply */
@@ -178,7 +180,7 @@ export function exchange(address: VbsAddress, request: Uint8Array, options: Exch
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       const code = err.code ?? 'error';
-      if (!sent) finish(new TransportError('connect-failed', false, `${where}: ${code}`, { cause: err }));
+      if (!sent) finish(new TransportError(code === 'EAGAIN' ? 'overloaded' : 'connect-failed', false, `${where}: ${code}`, { cause: err }));
       else finish(new TransportError('no-reply', true, `${where}: connection broke after the request was sent (${code})`, { cause: err }));
     });
     // A server that closes without FIN handshake completing (RST) ends up in 'error'; a plain close

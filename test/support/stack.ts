@@ -57,10 +57,14 @@ export interface Stack {
   stopEmulator(): Promise<void>;
   /** SIGKILLs the emulator, as a crash would (its pool stays mounted until the next start takes it over). */
   killEmulator(): Promise<void>;
+  emulatorPid(): number | undefined;
   startEmulator(): Promise<void>;
-  startDriver(extraArgs?: string[]): Promise<void>;
+  /** starts the driver and waits until Probe says ready (or, with `until: 'serving'`, until Probe answers at all) */
+  startDriver(extraArgs?: string[], until?: 'ready' | 'serving'): Promise<void>;
   /** SIGTERM to the driver; resolves with its exit code */
   stopDriver(): Promise<number | null>;
+  /** kill -9 of the driver; resolves when it has exited. startDriver() restarts it. */
+  killDriver(): Promise<void>;
   driverProcess(): ChildProcess | undefined;
   /** resolves with the driver's exit code when it exits */
   driverExited(): Promise<number | null>;
@@ -156,7 +160,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await dying.exited;
   }
 
-  async function startDriver(extraArgs: string[] = []): Promise<void> {
+  async function startDriver(extraArgs: string[] = [], until: 'ready' | 'serving' = 'ready'): Promise<void> {
     const mode = options.mode ?? 'controller';
     const args = [
       driverEntry,
@@ -185,9 +189,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       if (child.exitCode !== null) throw new Error(`the driver exited with code ${child.exitCode} before it was ready:\n${tail(driverOutput)}`);
       try {
         const probe = await csi.identity.Probe({}, { timeoutMs: 2_000 });
-        if (probe.ready?.value) return;
+        if (probe.ready?.value || until === 'serving') return;
       } catch {
-        // not listening yet
+        // Not listening yet. A fresh channel: grpc-js would otherwise wait out its reconnect back-off (1 s+).
+        csi.close();
+        csi = connectCsi(csiSocket);
       }
       if (Date.now() > deadline) throw new Error(`the driver was not ready within 30 s:\n${tail(driverOutput)}`);
       await new Promise((r) => setTimeout(r, 50));
@@ -203,6 +209,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     clearTimeout(timer);
     driver = undefined;
     return code;
+  }
+
+  async function killDriver(): Promise<void> {
+    csi?.close();
+    if (!driver || !driverExit) return;
+    if (driver.exitCode === null && driver.signalCode === null) driver.kill('SIGKILL');
+    await driverExit;
+    driver = undefined;
   }
 
   async function stop(): Promise<void> {
@@ -248,9 +262,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     freezeEmulator,
     stopEmulator,
     killEmulator,
+    emulatorPid: () => emulator?.pid,
     startEmulator,
     startDriver,
     stopDriver,
+    killDriver,
     driverProcess: () => driver,
     driverExited: () => driverExit ?? Promise.resolve(null),
     stop,
