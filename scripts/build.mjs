@@ -11,6 +11,10 @@ const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit'
 
 run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']);
 
+// csi.proto parsed once, as JSON: loading it takes a quarter of the time of parsing the text at every start.
+const { writeCsiProtoJson } = await import(join(root, 'dist/src/server/proto.js'));
+writeCsiProtoJson();
+
 // sds_cli is C, like the product's own CLI: a Node script would add ~80 ms of start-up to every attach.
 const cliSource = join(root, 'emulator/cli/sds_cli.c');
 const cliBinary = join(root, 'emulator/bin/sds_cli');

@@ -9,7 +9,7 @@ import { KvConnector } from './connector/index.js';
 import { groupControllerService } from './groupcontroller/group-controller.js';
 import { identityService } from './identity/identity.js';
 import { backendProbe, type ProbeResult } from './identity/probe.js';
-import { createKubeClient } from './kube/index.js';
+import { openKubeClient } from './kube/lazy.js';
 import { createLogger, type Logger } from './log/logger.js';
 import type { DriverMetrics, OpsHttpServer } from './metrics/index.js';
 import { nodeService, type NodeDeps } from './node/node.js';
@@ -74,12 +74,12 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
     };
     if (config.mode === 'controller' || config.mode === 'all') {
       // Claims' image-source annotations and Events; off (quietly) without in-cluster config or a kubeconfig.
-      const kube = createKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
+      const kube = await openKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
       services.controller = controllerService({ backend: sds, kube }, rpc);
       services.groupController = groupControllerService({ backend: sds }, rpc);
       services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
     }
-    if (config.mode === 'node' || config.mode === 'all') services.node = nodeService(nodeDeps(config, sds, log, metrics), rpc);
+    if (config.mode === 'node' || config.mode === 'all') services.node = nodeService(await nodeDeps(config, sds, log, metrics), rpc);
     server.register(services);
     let draining = false;
     if (metricsRoom && metrics) {
@@ -125,7 +125,7 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
  * The node service's collaborators: the KV connector (its sds_cli finds the VBS's data plane through
  * SDS_KV_SOCKET, set above in all mode), the back end for the host id, and the Node's labels for topology.
  */
-function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger, metrics: DriverMetrics | undefined): NodeDeps {
+async function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger, metrics: DriverMetrics | undefined): Promise<NodeDeps> {
   const connector = new KvConnector({
     cliPath: config.sdsCli,
     logger: log.child({ room: 'connector' }),
@@ -133,7 +133,7 @@ function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger, metrics
   });
   let topologyLabels: NodeDeps['topologyLabels'];
   if (config.topologyLabels.length > 0) {
-    const kube = createKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
+    const kube = await openKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
     if (!kube.enabled) log.warn({ topologyLabels: config.topologyLabels }, '--topology-labels is set but Kubernetes is off: NodeGetInfo will fail until a kubeconfig or in-cluster config is available');
     topologyLabels = (signal) => kube.readNodeTopology(config.nodeName, config.topologyLabels, { signal });
   }

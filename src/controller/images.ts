@@ -8,7 +8,9 @@
 import type { RpcContext } from '../server/rpc.js';
 import type { CallOptions, ImageJob, SdsBackend, VolumeInfo } from '../sds/backend.js';
 import { isSdsError } from '../sds/errors.js';
-import { IMAGE_SOURCE_ANNOTATION, isKubeError, type KubeClient, type PvcEvent } from '../kube/index.js';
+import { isKubeError } from '../kube/errors.js';
+import type { KubeClient, PvcEvent } from '../kube/index.js';
+import { IMAGE_SOURCE_ANNOTATION } from '../kube/lazy.js';
 import { failedPrecondition, invalidArgument } from '../server/errors.js';
 import type { VolumeParameters } from './parameters.js';
 

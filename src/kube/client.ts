@@ -1,7 +1,6 @@
 // The driver's Kubernetes client: the only code that talks to the API server (through @kubernetes/client-node).
 import { randomInt } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import {
   ApiException,
   CoreV1Api,
@@ -14,15 +13,10 @@ import {
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { KubeError } from './errors.js';
+import { DisabledKubeClient, IMAGE_CHECKSUM_ANNOTATION, IMAGE_SOURCE_ANNOTATION, inClusterConfigPresent, KUBERNETES_OFF } from './lazy.js';
 import { DEFAULT_RETRY_POLICY, withRetries, type AttemptFailure, type RetryPolicy } from './retry.js';
 
-/** PVC annotation naming an image imported into the new volume: an absolute back-end path or an http(s) URL. */
-export const IMAGE_SOURCE_ANNOTATION = 'sdshypervisor.csi/image-source';
-/** Optional PVC annotation with the image's checksum, `sha256:<hex>` or `md5:<hex>`. */
-export const IMAGE_CHECKSUM_ANNOTATION = 'sdshypervisor.csi/image-checksum';
-
-/** Where the service account's credentials are mounted in a pod (client-node appends these to a prefix). */
-const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+export { IMAGE_CHECKSUM_ANNOTATION, IMAGE_SOURCE_ANNOTATION };
 
 export interface KubeClientOptions {
   logger: Logger;
@@ -98,33 +92,12 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
     kubeConfig.loadFromCluster(options.inClusterRoot ?? '');
     configSource = 'in-cluster';
   } else {
-    logger.info('no kubeconfig and no in-cluster service account: Kubernetes features are off');
+    logger.info(KUBERNETES_OFF);
     return new DisabledKubeClient();
   }
   const server = kubeConfig.getCurrentCluster()?.server;
   logger.info({ configSource, server }, 'Kubernetes API client ready');
   return new ApiKubeClient(kubeConfig, logger, configSource, server, options);
-}
-
-function inClusterConfigPresent(root: string): boolean {
-  return Boolean(process.env.KUBERNETES_SERVICE_HOST && process.env.KUBERNETES_SERVICE_PORT && existsSync(join(root, SERVICE_ACCOUNT_TOKEN)));
-}
-
-class DisabledKubeClient implements KubeClient {
-  readonly enabled = false;
-  readonly configSource = 'none' as const;
-  private fail(): Promise<never> {
-    return Promise.reject(new KubeError('Disabled', 'Kubernetes features are off: no in-cluster config and no --kubeconfig / KUBECONFIG'));
-  }
-  readNodeTopology(): Promise<Record<string, string>> {
-    return this.fail();
-  }
-  readPvcImageSource(): Promise<PvcImageSource | undefined> {
-    return this.fail();
-  }
-  recordPvcEvent(): Promise<void> {
-    return this.fail();
-  }
 }
 
 // Kubernetes name rules, checked before a request so a bad argument is not sent (and not retried).

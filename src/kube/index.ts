@@ -1,4 +1,6 @@
 // src/kube: the driver's Kubernetes API client (the only code using @kubernetes/client-node).
+// Importing this module loads client-node; src/main.ts and code every driver process runs use ./lazy.js instead
+// (openKubeClient loads the library only when Kubernetes is configured).
 //
 // How the handlers use it:
 //

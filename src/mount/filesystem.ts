@@ -1,6 +1,6 @@
 // Filesystems on block devices: what a device holds (blkid), making one (mkfs), its size and growing it
 // (dumpe2fs/resize2fs for ext4, xfs_growfs for xfs), and usage (statfs).
-import { statfs } from 'node:fs/promises';
+import { open, statfs } from 'node:fs/promises';
 import { MountError } from './errors.js';
 import { runTool, toolSaid, ToolFailure } from './exec.js';
 import { isDeadMountError } from './paths.js';
@@ -98,6 +98,55 @@ export async function filesystemSizeBytes(
   const data = /^data\s+=\s+bsize=(\d+)\s+blocks=(\d+)/m.exec(stdout);
   if (!data) throw new MountError('Failed', `cannot read the xfs geometry of ${target.mountPoint}: unexpected xfs_growfs output`);
   return Number(data[1]) * Number(data[2]);
+}
+
+// The ext4 superblock: 1024 bytes at byte 1024 of the device, little-endian (linux/fs/ext4/ext4.h).
+const EXT4_SUPERBLOCK = { offset: 1024, size: 1024, blocksCountLo: 0x04, logBlockSize: 0x18, magic: 0x38, featureIncompat: 0x60, blocksCountHi: 0x150 } as const;
+const EXT4_MAGIC = 0xef53;
+const EXT4_FEATURE_INCOMPAT_64BIT = 0x80;
+
+/**
+ * The size an ext4 filesystem's primary superblock records (block count × block size, what `dumpe2fs -h`
+ * reports), read straight from the device: no process. undefined when the device holds no ext4 superblock or
+ * cannot be read. ext4 reads and writes its superblock through the device's page cache, so this sees what
+ * the tools see; for a mounted filesystem the on-disk copy may lag a grow still in the journal — it can show
+ * the filesystem smaller than it is, never larger.
+ */
+export async function ext4SuperblockSizeBytes(devicePath: string): Promise<number | undefined> {
+  let sb: Buffer;
+  try {
+    const file = await open(devicePath, 'r');
+    try {
+      sb = Buffer.alloc(EXT4_SUPERBLOCK.size);
+      const { bytesRead } = await file.read(sb, 0, sb.length, EXT4_SUPERBLOCK.offset);
+      if (bytesRead < sb.length) return undefined;
+    } finally {
+      await file.close();
+    }
+  } catch {
+    return undefined;
+  }
+  if (sb.readUInt16LE(EXT4_SUPERBLOCK.magic) !== EXT4_MAGIC) return undefined;
+  const logBlockSize = sb.readUInt32LE(EXT4_SUPERBLOCK.logBlockSize);
+  if (logBlockSize > 6) return undefined; // 1 KiB << 6 = 64 KiB, the largest ext4 block
+  const high = sb.readUInt32LE(EXT4_SUPERBLOCK.featureIncompat) & EXT4_FEATURE_INCOMPAT_64BIT ? sb.readUInt32LE(EXT4_SUPERBLOCK.blocksCountHi) : 0;
+  return (high * 2 ** 32 + sb.readUInt32LE(EXT4_SUPERBLOCK.blocksCountLo)) * (1024 * 2 ** logBlockSize);
+}
+
+/**
+ * Whether the filesystem is smaller than `deviceBytes`, and its size when it is. ext4's superblock answers
+ * "not smaller" without a process (it never shows the filesystem larger than it is); otherwise, and always
+ * for xfs (whose buffer cache bypasses the device's page cache), the tools of filesystemSizeBytes decide.
+ */
+export async function filesystemSmallerThan(
+  target: { devicePath: string; mountPoint: string },
+  fsType: FsType,
+  deviceBytes: number,
+  options: { signal?: AbortSignal } = {},
+): Promise<{ smaller: false } | { smaller: true; fsBytes: number }> {
+  if (fsType === 'ext4' && ((await ext4SuperblockSizeBytes(target.devicePath)) ?? 0) >= deviceBytes) return { smaller: false };
+  const fsBytes = await filesystemSizeBytes(target, fsType, options);
+  return fsBytes >= deviceBytes ? { smaller: false } : { smaller: true, fsBytes };
 }
 
 /**

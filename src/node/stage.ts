@@ -4,7 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
 import {
-  blockDeviceNumber, deviceExists, deviceSizeBytes, filesystemSizeBytes, growFilesystem, inspectPath, isMountError,
+  blockDeviceNumber, deviceExists, deviceSizeBytes, filesystemSmallerThan, growFilesystem, inspectPath, isMountError,
   makeFilesystem, growUnmountedExt4, mountFilesystem, mountPointState, mountPointsOfDevice, probeDevice, sameDevice, unmountAll, isReadOnlyMount,
   xfsMkfsInterrupted, MountError, type DeviceNumber, type FsType, type MountEntry,
 } from '../mount/index.js';
@@ -101,9 +101,9 @@ function checkStagedCompatible(volumeId: string, stagingPath: string, mount: Mou
 /** Grows the staged filesystem when its device is larger (a clone restored bigger than its snapshot, an expand). */
 export async function growIfSmaller(ctx: Ctx, devicePath: string, mountPoint: string, fsType: FsType): Promise<{ deviceBytes: number; grew: boolean }> {
   const deviceBytes = await deviceSizeBytes(devicePath);
-  const fsBytes = await filesystemSizeBytes({ devicePath, mountPoint }, fsType);
-  if (fsBytes >= deviceBytes) return { deviceBytes, grew: false };
-  ctx.log.info({ device: devicePath, mountPoint, fsBytes, deviceBytes }, 'growing the filesystem to fill its device');
+  const size = await filesystemSmallerThan({ devicePath, mountPoint }, fsType, deviceBytes);
+  if (!size.smaller) return { deviceBytes, grew: false };
+  ctx.log.info({ device: devicePath, mountPoint, fsBytes: size.fsBytes, deviceBytes }, 'growing the filesystem to fill its device');
   await growFilesystem({ devicePath, mountPoint }, fsType);
   return { deviceBytes, grew: true };
 }
@@ -166,9 +166,9 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
 
 async function growUnmountedExt4IfSmaller(ctx: Ctx, devicePath: string): Promise<void> {
   const deviceBytes = await deviceSizeBytes(devicePath);
-  const fsBytes = await filesystemSizeBytes({ devicePath, mountPoint: '' }, 'ext4');
-  if (fsBytes >= deviceBytes) return;
-  ctx.log.info({ device: devicePath, fsBytes, deviceBytes }, 'growing the ext4 filesystem to fill its device before mounting it');
+  const size = await filesystemSmallerThan({ devicePath, mountPoint: '' }, 'ext4', deviceBytes);
+  if (!size.smaller) return;
+  ctx.log.info({ device: devicePath, fsBytes: size.fsBytes, deviceBytes }, 'growing the ext4 filesystem to fill its device before mounting it');
   await growUnmountedExt4(devicePath);
 }
 
