@@ -1,5 +1,6 @@
-// Finishes accepted deletes in the background: unlink the file, then drop the row, in batches. It starts
-// after the reply is written, so a client polling with QUERY_*_REQ usually sees NOT_EXIST at once.
+// Finishes accepted deletes in the background: unlink the file, then drop the row, in batches. Each
+// enqueue returns when its item is done, so a request handler may wait a short window and tell the client
+// the delete already completed (`deleted=1`), sparing it the QUERY_*_REQ polls.
 import { promises as fsp } from 'node:fs';
 import type { Background } from './context.js';
 import type { Logger } from './log.js';
@@ -15,7 +16,7 @@ export interface DeleteItem {
 }
 
 export class Deleter {
-  private queue: DeleteItem[] = [];
+  private queue: Array<{ item: DeleteItem; done: (deleted: boolean) => void }> = [];
   private running = false;
 
   constructor(
@@ -24,12 +25,15 @@ export class Deleter {
     private readonly log: Logger,
   ) {}
 
-  enqueue(item: DeleteItem): void {
-    this.queue.push(item);
-    if (!this.running) {
-      this.running = true;
-      void this.background.track(this.loop());
-    }
+  /** Resolves true once the item is gone (file and row), false when it failed and was marked faulty. */
+  enqueue(item: DeleteItem): Promise<boolean> {
+    return new Promise((done) => {
+      this.queue.push({ item, done });
+      if (!this.running) {
+        this.running = true;
+        void this.background.track(this.loop());
+      }
+    });
   }
 
   private async loop(): Promise<void> {
@@ -38,9 +42,9 @@ export class Deleter {
       await new Promise((r) => setImmediate(r));
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, 512);
-        const results = await Promise.allSettled(batch.map((item) => this.unlink(item)));
+        const results = await Promise.allSettled(batch.map(({ item }) => this.unlink(item)));
         this.store.tx(() => {
-          batch.forEach((item, i) => {
+          batch.forEach(({ item }, i) => {
             const result = results[i]!;
             if (result.status === 'fulfilled') {
               if (item.kind === 'volume') this.store.deleteVolume(item.id);
@@ -55,7 +59,10 @@ export class Deleter {
             }
           });
         });
-        for (const item of batch) this.log.debug({ kind: item.kind, name: item.name }, 'deleted');
+        batch.forEach(({ item, done }, i) => {
+          this.log.debug({ kind: item.kind, name: item.name }, 'deleted');
+          done(results[i]!.status === 'fulfilled');
+        });
       }
     } finally {
       this.running = false;

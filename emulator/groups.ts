@@ -306,9 +306,9 @@ export function deleteGroupSnapshot(ctx: Ctx, name: string): void {
   });
   const pool = ctx.pools.get(row.pool);
   for (const m of members) {
-    ctx.deleter.enqueue({ kind: 'snapshot', id: m.id, name: m.name, path: pool ? pool.snapshotPath(m.name) : undefined });
+    void ctx.deleter.enqueue({ kind: 'snapshot', id: m.id, name: m.name, path: pool ? pool.snapshotPath(m.name) : undefined });
   }
-  ctx.deleter.enqueue({ kind: 'group', id: row.id, name, path: undefined });
+  void ctx.deleter.enqueue({ kind: 'group', id: row.id, name, path: undefined });
 }
 
 /** The group a snapshot belongs to, when that group still exists. */

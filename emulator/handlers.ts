@@ -39,6 +39,18 @@ export const EMULATOR_VERSION = '0.1.0';
 
 const ok = (fields: Field[] = []): Reply => ({ retcode: RetCode.OK, fields });
 
+/** How long a delete's reply waits for the delete itself (§2.5): most finish well within it. */
+const DELETE_REPLY_WINDOW_MS = 20;
+
+/** `deleted=1` when the accepted delete completed within the window, so the client need not poll. */
+async function deletedWithinReplyWindow(done: Promise<boolean>): Promise<Field[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const window = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), DELETE_REPLY_WINDOW_MS)));
+  const deleted = await Promise.race([done, window]);
+  clearTimeout(timer);
+  return deleted ? [['deleted', '1']] : [];
+}
+
 function extentFields(sizeBytes: number, page: ExtentPage): Field[] {
   return [
     ['size_bytes', String(sizeBytes)],
@@ -89,10 +101,7 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     return ok([volumeField(ctx, row, row.thin ? 0 : row.size_mb * 1024 * 1024)]);
   });
 
-  h.set('DELETE_VOLUME_REQ', ({ params }) => {
-    deleteVolume(ctx, params.name('vol_name'));
-    return ok();
-  });
+  h.set('DELETE_VOLUME_REQ', async ({ params }) => ok(await deletedWithinReplyWindow(deleteVolume(ctx, params.name('vol_name')))));
 
   h.set('EXTEND_VOLUME_REQ', async ({ params }) => {
     const name = params.name('vol_name');
@@ -113,10 +122,7 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     return ok([snapshotField(ctx, await createSnapshot(ctx, name, volName))]);
   });
 
-  h.set('DELETE_SNAPSHOT_REQ', ({ params }) => {
-    deleteSnapshot(ctx, params.name('snap_name'));
-    return ok();
-  });
+  h.set('DELETE_SNAPSHOT_REQ', async ({ params }) => ok(await deletedWithinReplyWindow(deleteSnapshot(ctx, params.name('snap_name')))));
 
   h.set('QUERY_SNAPSHOT_REQ', ({ params }) => {
     const name = params.name('snap_name');

@@ -55,10 +55,11 @@ export async function createSnapshot(ctx: Ctx, name: string, volName: string): P
   }
 }
 
-export function deleteSnapshot(ctx: Ctx, name: string): void {
+/** Accepts a delete; the promise tells when it is done (true) or failed (false). */
+export function deleteSnapshot(ctx: Ctx, name: string): Promise<boolean> {
   const row = ctx.store.snapshot(name);
   if (!row) throw notExist(`snapshot ${name}`);
-  if (row.state === 'deleting') return;
+  if (row.state === 'deleting') return Promise.resolve(false);
   if (row.group_name !== '' && ctx.store.group(row.group_name)) {
     throw new VbsError(RetCode.GROUP_MEMBER, `snap_name: snapshot ${name} belongs to group snapshot ${row.group_name}; delete the group instead`);
   }
@@ -66,7 +67,7 @@ export function deleteSnapshot(ctx: Ctx, name: string): void {
   if (holder || row.state === 'creating') throw busy(`snapshot ${name}`, holder ?? row.state);
   ctx.store.setSnapshotState(row.id, 'deleting');
   const pool = ctx.pools.get(row.pool);
-  ctx.deleter.enqueue({ kind: 'snapshot', id: row.id, name, path: pool ? pool.snapshotPath(name) : undefined });
+  return ctx.deleter.enqueue({ kind: 'snapshot', id: row.id, name, path: pool ? pool.snapshotPath(name) : undefined });
 }
 
 /** A snapshot whose file may be read now (extent maps): cut, not being deleted, healthy. */

@@ -283,10 +283,11 @@ export async function cloneVolume(
 }
 
 /** Accepts a delete: commits 'deleting', then the file and the row go in the background. */
-export function deleteVolume(ctx: Ctx, name: string): void {
+/** Accepts a delete; the promise tells when it is done (true) or failed (false). */
+export function deleteVolume(ctx: Ctx, name: string): Promise<boolean> {
   const row = ctx.store.volume(name);
   if (!row) throw notExist(`volume ${name}`);
-  if (row.state === 'deleting') return;
+  if (row.state === 'deleting') return Promise.resolve(false);
   const holder = ctx.locks.holder(volKey(name));
   if (holder || row.state === 'creating' || row.state === 'extending') throw busy(`volume ${name}`, holder ?? row.state);
   const att = ctx.store.attachment(row.id);
@@ -298,7 +299,7 @@ export function deleteVolume(ctx: Ctx, name: string): void {
     ctx.store.deleteMappingsOf(row.id);
   });
   const pool = ctx.pools.get(row.pool);
-  ctx.deleter.enqueue({ kind: 'volume', id: row.id, name, path: pool ? pool.volumePath(name) : undefined });
+  return ctx.deleter.enqueue({ kind: 'volume', id: row.id, name, path: pool ? pool.volumePath(name) : undefined });
 }
 
 export async function extendVolume(ctx: Ctx, name: string, newMb: number): Promise<VolumeRow> {

@@ -375,12 +375,20 @@ describe('asynchronous deletes', () => {
     expect(f.types()).toEqual(['DELETE_VOLUME_REQ', ...Array(5).fill('QUERY_VOLUME_REQ')]);
   });
 
-  it('a missing volume or snapshot is success (one confirming query)', async () => {
+  it('a missing volume or snapshot is success, with nothing to poll', async () => {
     const f = await fake(() => reply(RetCode.NOT_EXIST));
     const c = client(f.address);
     await c.deleteVolume('gone');
     await c.deleteSnapshot('gone');
-    expect(f.types()).toEqual(['DELETE_VOLUME_REQ', 'QUERY_VOLUME_REQ', 'DELETE_SNAPSHOT_REQ', 'QUERY_SNAPSHOT_REQ']);
+    expect(f.types()).toEqual(['DELETE_VOLUME_REQ', 'DELETE_SNAPSHOT_REQ']);
+  });
+
+  it('does not poll when the VBS says the delete already completed (deleted=1)', async () => {
+    const f = await fake((req) => (req.type.startsWith('DELETE_') ? ok({ deleted: '1' }) : volumeReply({ status: 11 })));
+    const c = client(f.address);
+    await c.deleteVolume('v1');
+    await c.deleteSnapshot('s1');
+    expect(f.types()).toEqual(['DELETE_VOLUME_REQ', 'DELETE_SNAPSHOT_REQ']);
   });
 
   it('is bounded: a delete that never completes is a Timeout naming the last state', async () => {

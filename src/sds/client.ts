@@ -496,7 +496,10 @@ export class SdsClient implements SdsBackend {
   /** DELETE_*, then poll QUERY_* until the VBS says the object is gone (its deletes are asynchronous). */
   private async deleteAndWait(deleteType: string, queryType: string, key: 'vol_name' | 'snap_name' | 'group_name', name: string, opts?: CallOptions): Promise<void> {
     const reply = await this.request(deleteType, [[key, name]], opts);
-    if (reply.retcode !== RetCode.OK && reply.retcode !== RetCode.NOT_EXIST) throw this.replyError(deleteType, reply);
+    if (reply.retcode === RetCode.NOT_EXIST) return;
+    if (reply.retcode !== RetCode.OK) throw this.replyError(deleteType, reply);
+    // Our VBS says when the delete already completed; any other VBS is polled until NOT_EXIST.
+    if (reply.fields.get('deleted') === '1') return;
     await this.withCall(opts, async (signal) => {
       const pollOpts: CallOptions = { ...opts, signal };
       const deadline = Date.now() + this.deleteTimeoutMs;
