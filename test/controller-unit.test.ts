@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { backendNameFor, checkCsiName, decodePageToken, encodePageToken, isKnownIdForm } from '../src/controller/ids.js';
 import { parseMutableParameters, parseSnapshotParameters, parseVolumeParameters } from '../src/controller/parameters.js';
-import { choosePool, poolCeilingBytes } from '../src/controller/placement.js';
+import { choosePool, poolCeilingBytes, PoolDirectory } from '../src/controller/placement.js';
 import { chooseSize, parseCapacityRange, TOPOLOGY_HOST_KEY } from '../src/controller/validation.js';
 import { GiB, MiB, type PoolInfo } from '../src/sds/backend.js';
 import { CsiError, status } from '../src/server/errors.js';
@@ -163,6 +163,35 @@ describe('pool placement', () => {
     expect(poolCeilingBytes(pools[0]!, true)).toBe(30 * GiB);
     expect(poolCeilingBytes(pools[0]!, false)).toBe(10 * GiB);
   });
+  it('reads the pool layout through a short cache: one request for concurrent callers, none within the TTL, failures not kept', async () => {
+    let fetches = 0;
+    let fail = false;
+    const directory = new PoolDirectory(async () => {
+      fetches++;
+      await new Promise((r) => setTimeout(r, 10));
+      if (fail) throw new Error('VBS down');
+      return pools;
+    }, 50);
+    const [a, b] = await Promise.all([directory.pools({}), directory.pools({})]);
+    expect(a).toBe(b);
+    expect(fetches).toBe(1);
+    expect((await directory.pool('p2', {}))?.id).toBe('p2');
+    expect(fetches).toBe(1);
+    await new Promise((r) => setTimeout(r, 60));
+    fail = true;
+    await expect(directory.pools({})).rejects.toThrow('VBS down');
+    fail = false;
+    expect(await directory.pools({})).toBe(pools);
+    expect(fetches).toBe(3);
+  });
+  it('stops a caller waiting for the pool list when its own call ends', async () => {
+    const directory = new PoolDirectory(() => new Promise<PoolInfo[]>((r) => setTimeout(() => r(pools), 100)));
+    const ended = new AbortController();
+    const waiting = directory.pools({ signal: ended.signal });
+    ended.abort(new Error('deadline'));
+    await expect(waiting).rejects.toMatchObject({ name: 'SdsError', kind: 'Timeout' });
+    expect(await directory.pools({})).toBe(pools);
+  });
 });
 
 describe('controller handlers over gRPC, fake back end', () => {
@@ -195,6 +224,24 @@ describe('controller handlers over gRPC, fake back end', () => {
     expect([...backend.volumes.keys()]).toEqual(['pvc-race']);
     backend.delayMs = 0;
     expect((await server.csi.controller.CreateVolume(req)).volume?.volume_id).toBe('pvc-race');
+  });
+
+  it('creates a plain volume with one back-end request, and judges a taken name by CSI rules, not exact sizes', async () => {
+    const create = (name: string, range: { required_bytes: number; limit_bytes?: number }) =>
+      server.csi.controller.CreateVolume({ name, capacity_range: range, volume_capabilities: [mount] });
+    await create('pvc-warm', { required_bytes: GiB }); // the pool layout is cached from here on
+    backend.calls.length = 0;
+    expect((await create('pvc-one', { required_bytes: GiB })).volume?.capacity_bytes).toBe(String(GiB));
+    expect(backend.calls).toEqual(['createVolume']);
+    // The back end refuses a different exact size; CSI accepts any size inside the range: the same volume.
+    backend.calls.length = 0;
+    const again = await create('pvc-one', { required_bytes: 512 * MiB, limit_bytes: 2 * GiB });
+    expect(again.volume?.capacity_bytes).toBe(String(GiB));
+    expect(backend.calls).toEqual(['createVolume', 'getVolume']);
+    const outside = await failure(create('pvc-one', { required_bytes: 2 * GiB }));
+    expect(outside.code).toBe(status.ALREADY_EXISTS);
+    expect(outside.message).toMatch(/outside the requested capacity_range/);
+    expect([...backend.volumes.keys()].sort()).toEqual(['pvc-one', 'pvc-warm']);
   });
 
   it('answers UNAVAILABLE while the back end is unreachable', async () => {

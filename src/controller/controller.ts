@@ -16,7 +16,7 @@ import { backendNameFor, checkCsiName, decodePageToken, encodePageToken, isKnown
 import { ImageImports, type ImageKube } from './images.js';
 import { OperationLocks, snapshotKey, volumeKey } from './locks.js';
 import { parseMutableParameters, parseSnapshotParameters, parseVolumeParameters, type VolumeParameters } from './parameters.js';
-import { candidatePools, checkPoolCeiling, choosePool, poolSatisfies, poolsForTopology } from './placement.js';
+import { candidatePools, checkPoolCeiling, choosePool, PoolDirectory, poolSatisfies, poolsForTopology } from './placement.js';
 import {
   checkVolumeCapabilities, checkVolumeCapability, chooseSize, isReadOnlyMode, isSingleNodeMode, malformedCapability,
   parseCapacityRange, requireString, roundUpToMiB, unsupportedCapability, type ByteRange,
@@ -65,9 +65,8 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
   const images = new ImageImports(backend, deps.kube, deps.imageImportTimeoutMs ?? 30 * 60_000);
   const opts = (ctx: RpcContext): CallOptions => ({ requestId: ctx.requestId, signal: ctx.signal });
 
-  async function poolOf(poolId: string, ctx: RpcContext): Promise<PoolInfo | undefined> {
-    return (await backend.queryPools(undefined, opts(ctx))).find((p) => p.id === poolId);
-  }
+  const poolDirectory = new PoolDirectory((callOpts) => backend.queryPools(undefined, callOpts));
+  const poolOf = (poolId: string, ctx: RpcContext): Promise<PoolInfo | undefined> => poolDirectory.pool(poolId, opts(ctx));
 
   /** Collects up to `maxEntries` (0 = all) items from a marker-paged back-end list. */
   async function collect<T>(
@@ -105,9 +104,9 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     const wanted: VolumeParameters = image ? { ...params, image: { url: image.url } } : params;
 
     return locks.run(volumeKey(name), `volume ${name}`, async () => {
-      const pools = await backend.queryPools(undefined, opts(ctx));
-      const existing = await backend.getVolume(name, opts(ctx));
-      if (existing) {
+      const pools = await poolDirectory.pools(opts(ctx));
+      /** A volume that already has the name answers by CSI's rules: a compatible repeat is success. */
+      const acceptExisting = async (existing: VolumeInfo): Promise<CreateVolumeResponse> => {
         const diffs = incompatibilities(existing, { range, params: wanted, source, cloneType: params.cloneMode });
         const pool = pools.find((p) => p.id === existing.poolId);
         if (pool && !poolSatisfies(pool, req.accessibility_requirements)) diffs.push('it is not reachable from the required topology');
@@ -120,6 +119,13 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
           throw aborted(`volume ${name} is still ${existing.state === 'busy' ? 'being created' : 'being deleted'}; retry later`);
         }
         return { volume: csiVolume(existing, pool, context) };
+      };
+
+      // Clones and imports look for an existing volume first: their preparation costs more than a query. A
+      // plain volume goes straight to the create, which finds a taken name itself (one request, not two).
+      if (source || image) {
+        const existing = await backend.getVolume(name, opts(ctx));
+        if (existing) return acceptExisting(existing);
       }
 
       const sourceInfo = source ? await lookUpSource(source, ctx) : undefined;
@@ -135,16 +141,26 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
 
       const spec = { name, poolId: pool.id, thin: params.thin, qos: params.qos, ...(params.cachePolicy ? { cachePolicy: params.cachePolicy } : {}) };
       let created: VolumeInfo;
-      if (source?.type === 'snapshot') {
-        created = await backend.createVolumeFromSnapshot({ ...spec, sizeBytes: sizeBytes!, snapshotName: source.id, cloneType }, opts(ctx));
-      } else if (source?.type === 'volume') {
-        created = await backend.cloneVolume({ ...spec, sizeBytes: sizeBytes!, sourceVolumeName: source.id, cloneType }, opts(ctx));
-      } else if (image) {
-        created = await images.importNew(spec, image, sizeBytes, ctx);
-      } else {
-        created = await backend.createVolume({ ...spec, sizeBytes: sizeBytes! }, opts(ctx));
+      try {
+        if (source?.type === 'snapshot') {
+          created = await backend.createVolumeFromSnapshot({ ...spec, sizeBytes: sizeBytes!, snapshotName: source.id, cloneType }, opts(ctx));
+        } else if (source?.type === 'volume') {
+          created = await backend.cloneVolume({ ...spec, sizeBytes: sizeBytes!, sourceVolumeName: source.id, cloneType }, opts(ctx));
+        } else if (image) {
+          created = await images.importNew(spec, image, sizeBytes, ctx);
+        } else {
+          created = await backend.createVolume({ ...spec, sizeBytes: sizeBytes! }, opts(ctx));
+        }
+      } catch (err) {
+        // The back end found the name taken by a volume unlike this request, or busy: judge it by CSI's rules
+        // (the back end compares exact sizes; CSI accepts any size within the capacity range).
+        if (!isSdsError(err, 'AlreadyExists') && !isSdsError(err, 'Busy')) throw err;
+        const existing = await backend.getVolume(name, opts(ctx));
+        if (!existing) throw err;
+        return acceptExisting(existing);
       }
-      return { volume: csiVolume(created, pool, context) };
+      // The back end answers a repeat of an identical create with the volume that exists: the same rules apply.
+      return acceptExisting(created);
     });
   }
 
@@ -247,7 +263,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const { items, nextToken } = await collect('lv1', req.starting_token, req.max_entries, (marker, limit) =>
         backend.listVolumes({ ...(marker ? { marker } : {}), limit }, opts(ctx)),
       );
-      const pools = new Map((await backend.queryPools(undefined, opts(ctx))).map((p) => [p.id, p]));
+      const pools = new Map((await poolDirectory.pools(opts(ctx))).map((p) => [p.id, p]));
       return {
         entries: items.map((v) => ({
           volume: csiVolume(v, pools.get(v.poolId), reportedSettings(v)),

@@ -3,7 +3,8 @@
 // take part: other keys (zone labels the node plugin copies) neither select nor exclude a pool.
 import type { Topology__Output } from '../generated/csi/v1/Topology.js';
 import type { TopologyRequirement__Output } from '../generated/csi/v1/TopologyRequirement.js';
-import type { PoolInfo } from '../sds/backend.js';
+import type { CallOptions, PoolInfo } from '../sds/backend.js';
+import { SdsError } from '../sds/errors.js';
 import { invalidArgument, outOfRange, resourceExhausted } from '../server/errors.js';
 import { hostsInTopologies, TOPOLOGY_HOST_KEY } from './validation.js';
 
@@ -62,4 +63,56 @@ export function checkPoolCeiling(pool: PoolInfo, thin: boolean, sizeBytes: numbe
   if (sizeBytes > ceiling) {
     throw outOfRange(`${sizeBytes} bytes exceeds what pool ${pool.id} can ever hold for a ${thin ? 'thin' : 'thick'} volume (${ceiling} bytes)`);
   }
+}
+
+/**
+ * The pools' layout — ids, sizes, kinds, the hosts that see them — changes only when an administrator
+ * reconfigures the back end, so placement and topology read it through a short cache: a CreateVolume then
+ * costs one back-end request, not two. Free space never comes from here (the back end enforces it on every
+ * create, and GetCapacity asks afresh). Concurrent callers share one request.
+ */
+export class PoolDirectory {
+  private cached: { pools: PoolInfo[]; at: number } | undefined;
+  private pending: Promise<PoolInfo[]> | undefined;
+
+  constructor(
+    private readonly fetch: (opts: CallOptions) => Promise<PoolInfo[]>,
+    private readonly ttlMs = 5_000,
+  ) {}
+
+  async pools(opts: CallOptions): Promise<PoolInfo[]> {
+    if (this.cached && Date.now() - this.cached.at < this.ttlMs) return this.cached.pools;
+    this.pending ??= this.fetch({ ...(opts.requestId ? { requestId: opts.requestId } : {}) })
+      .then((pools) => {
+        this.cached = { pools, at: Date.now() };
+        return pools;
+      })
+      .finally(() => {
+        this.pending = undefined;
+      });
+    // The shared request carries no caller's signal; each caller still stops waiting when its own fires.
+    return opts.signal ? abortable(this.pending, opts.signal) : this.pending;
+  }
+
+  async pool(poolId: string, opts: CallOptions): Promise<PoolInfo | undefined> {
+    return (await this.pools(opts)).find((p) => p.id === poolId);
+  }
+}
+
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new SdsError('Timeout', 'QUERY_POOLS_CAPABILITY_REQ: the call had already ended'));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(new SdsError('Timeout', `QUERY_POOLS_CAPABILITY_REQ: the call ended while waiting for the pool list: ${String((signal.reason as Error | undefined)?.message ?? signal.reason)}`));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
 }
