@@ -72,7 +72,10 @@ describe('one log line per RPC, and the request id on the back end', () => {
     // The emulator wrote its line(s) for that request under the driver's id.
     await eventually('the emulator to log the request', () => logLines(stack.emulatorLog()).some((l) => l.request_id === requestId && l.req === 'CREATE_VOLUME_REQ'));
     const emulatorLines = logLines(stack.emulatorLog()).filter((l) => l.request_id === requestId);
-    expect(emulatorLines.map((l) => l.req)).toEqual(expect.arrayContaining(['QUERY_POOLS_CAPABILITY_REQ', 'QUERY_VOLUME_REQ', 'CREATE_VOLUME_REQ']));
+    // The create itself, and the pool list unless the driver's short cache of it was warm.
+    const requests = emulatorLines.map((l) => l.req);
+    expect(requests).toContain('CREATE_VOLUME_REQ');
+    expect(requests.filter((r) => r !== 'CREATE_VOLUME_REQ' && r !== 'QUERY_POOLS_CAPABILITY_REQ')).toEqual([]);
     // The driver's own back-end lines (debug) carry it too.
     expect(logLines(stack.driverLog()).some((l) => l.room === 'sds' && l.requestId === requestId && l.request === 'CREATE_VOLUME_REQ')).toBe(true);
 
