@@ -5,6 +5,7 @@ import type { Topology__Output } from '../generated/csi/v1/Topology.js';
 import type { TopologyRequirement__Output } from '../generated/csi/v1/TopologyRequirement.js';
 import type { CallOptions, PoolInfo } from '../sds/backend.js';
 import { SdsError } from '../sds/errors.js';
+import { raceAbort } from '../util/abort.js';
 import { invalidArgument, outOfRange, resourceExhausted } from '../server/errors.js';
 import { hostsInTopologies, TOPOLOGY_HOST_KEY } from './validation.js';
 
@@ -91,7 +92,7 @@ export class PoolDirectory {
         this.pending = undefined;
       });
     // The shared request carries no caller's signal; each caller still stops waiting when its own fires.
-    return opts.signal ? abortable(this.pending, opts.signal) : this.pending;
+    return opts.signal ? raceAbort(this.pending, opts.signal, () => waitEnded(opts.signal!)) : this.pending;
   }
 
   async pool(poolId: string, opts: CallOptions): Promise<PoolInfo | undefined> {
@@ -99,20 +100,7 @@ export class PoolDirectory {
   }
 }
 
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(new SdsError('Timeout', 'QUERY_POOLS_CAPABILITY_REQ: the call had already ended'));
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(new SdsError('Timeout', `QUERY_POOLS_CAPABILITY_REQ: the call ended while waiting for the pool list: ${String((signal.reason as Error | undefined)?.message ?? signal.reason)}`));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
+function waitEnded(signal: AbortSignal): SdsError {
+  const why = (signal.reason as Error | undefined)?.message ?? String(signal.reason);
+  return new SdsError('Timeout', `QUERY_POOLS_CAPABILITY_REQ: the call ended while waiting for the pool list: ${why}`);
 }

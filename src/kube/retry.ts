@@ -4,6 +4,7 @@
 // Not retried: other 4xx, which another attempt would only repeat.
 import type { Logger } from 'pino';
 import { KubeError } from './errors.js';
+import { raceAbort } from '../util/abort.js';
 
 export interface RetryPolicy {
   /** overall time for all attempts of one call, in ms */
@@ -75,7 +76,7 @@ export async function withRetries<T>(context: RetryContext, attempt: (signal: Ab
       attempts += 1;
       try {
         // Raced against the abort too, in case a library layer does not honour the signal.
-        return await raceAbort(attempt(abort.signal), abort.signal);
+        return await raceAbort(attempt(abort.signal), abort.signal, () => new Error('aborted'));
       } catch (err) {
         if (abort.signal.aborted) throw stopped();
         last = context.classify(err);
@@ -100,23 +101,6 @@ export async function withRetries<T>(context: RetryContext, attempt: (signal: Ab
     clearTimeout(timer);
     context.signal?.removeEventListener('abort', onCallerAbort);
   }
-}
-
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new Error('aborted'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
