@@ -3,7 +3,6 @@
 // (test/helpers/emulator.ts). Real XFS pool, real loop devices; nothing is left under the temp dir at the end.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KvConnector } from '../src/connector/index.js';
@@ -11,36 +10,10 @@ import { MiB, SdsClient, SdsError } from '../src/sds/index.js';
 import {
   type Daemon, exchange, forceCleanup, leftovers, makeTempDir, SDS_CLI, snapshotPath, startDaemon, stopAndCheck, volumePath,
 } from './helpers/emulator.js';
+import { readAt, writeAt } from './support/block-io.js';
 
 const TOKEN = `e2e-${randomBytes(12).toString('hex')}`;
 const WRONG_TOKEN = `wrong-${randomBytes(12).toString('hex')}`;
-
-async function writeAt(device: string, offset: number, data: Buffer): Promise<void> {
-  const fd = await open(device, 'r+');
-  try {
-    let done = 0;
-    while (done < data.length) done += (await fd.write(data, done, data.length - done, offset + done)).bytesWritten;
-    await fd.sync();
-  } finally {
-    await fd.close();
-  }
-}
-
-async function readAt(device: string, offset: number, length: number): Promise<Buffer> {
-  const fd = await open(device, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await fd.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0) throw new Error(`${device}: end of device at ${offset + done}, wanted ${length} bytes from ${offset}`);
-      done += bytesRead;
-    }
-    return buf;
-  } finally {
-    await fd.close();
-  }
-}
 
 /** What the kernel says the block device's size is (sysfs counts 512-byte sectors). */
 function deviceBytes(device: string): number {
@@ -117,7 +90,7 @@ describe('the driver rooms against the emulator daemon', () => {
       { offset: 17 * MiB + 4096, data: randomBytes(256 * 1024) },
       { offset: 63 * MiB, data: randomBytes(MiB) },
     ];
-    for (const p of pattern) await writeAt(sourceDevice, p.offset, p.data);
+    for (const p of pattern) writeAt(sourceDevice, [{ offset: p.offset, data: p.data }]);
 
     const snapshot = await client.createSnapshot('e2e-snap', 'e2e-src');
     expect(snapshot).toMatchObject({ name: 'e2e-snap', volumeName: 'e2e-src', sizeBytes: 64 * MiB, poolId: 'pool0' });
@@ -125,8 +98,8 @@ describe('the driver rooms against the emulator daemon', () => {
 
     // Written after the snapshot: the source shows it, the clones must not.
     const later = randomBytes(64 * 1024);
-    await writeAt(sourceDevice, 0, later);
-    expect((await readAt(sourceDevice, 0, later.length)).equals(later)).toBe(true);
+    writeAt(sourceDevice, [{ offset: 0, data: later }]);
+    expect((readAt(sourceDevice, 0, later.length)).equals(later)).toBe(true);
 
     const linked = await client.createVolumeFromSnapshot({ name: 'e2e-linked', sizeBytes: 64 * MiB, snapshotName: 'e2e-snap', cloneType: 'linked' });
     expect(linked).toMatchObject({ name: 'e2e-linked', sizeBytes: 64 * MiB, source: { type: 'snapshot', name: 'e2e-snap' }, cloneType: 'linked' });
@@ -141,13 +114,13 @@ describe('the driver rooms against the emulator daemon', () => {
       expect([...cloneDevices.values()]).not.toContain(device);
       cloneDevices.set(name, device);
       for (const p of pattern) {
-        expect((await readAt(device, p.offset, p.data.length)).equals(p.data), `${name} @ ${p.offset}`).toBe(true);
+        expect((readAt(device, p.offset, p.data.length)).equals(p.data), `${name} @ ${p.offset}`).toBe(true);
       }
     }
     expect(deviceBytes(cloneDevices.get('e2e-linked')!)).toBe(64 * MiB);
     // The full copy was made larger than its snapshot: the part past the snapshot reads as zeros.
     expect(deviceBytes(cloneDevices.get('e2e-full')!)).toBe(96 * MiB);
-    expect((await readAt(cloneDevices.get('e2e-full')!, 64 * MiB, MiB)).equals(Buffer.alloc(MiB))).toBe(true);
+    expect((readAt(cloneDevices.get('e2e-full')!, 64 * MiB, MiB)).equals(Buffer.alloc(MiB))).toBe(true);
 
     // Extend the attached source: the loop device grows with it, and the new range takes data.
     const extended = await client.extendVolume('e2e-src', 128 * MiB);
@@ -155,8 +128,8 @@ describe('the driver rooms against the emulator daemon', () => {
     expect((await client.getVolume('e2e-src'))?.sizeBytes).toBe(128 * MiB);
     expect(deviceBytes(sourceDevice)).toBe(128 * MiB);
     const tail = randomBytes(MiB);
-    await writeAt(sourceDevice, 127 * MiB, tail);
-    expect((await readAt(sourceDevice, 127 * MiB, MiB)).equals(tail)).toBe(true);
+    writeAt(sourceDevice, [{ offset: 127 * MiB, data: tail }]);
+    expect((readAt(sourceDevice, 127 * MiB, MiB)).equals(tail)).toBe(true);
 
     // An attached volume cannot be deleted.
     await expect(client.deleteVolume('e2e-linked')).rejects.toMatchObject({ kind: 'Attached' });

@@ -3,7 +3,7 @@
 // QoS lands in the blkio throttle; shutdown detaches idle devices and leaves busy ones.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import {
   call, type Daemon, extents, forceCleanup, leftovers, makeTempDir, MiB, SDS_CLI, sdsCli, snapshotPath, startDaemon,
   stopAndCheck, volumePath,
 } from './helpers/emulator.js';
+import { readAt, writeAt } from './support/block-io.js';
 
 const THROTTLE = '/sys/fs/cgroup/blkio';
 
@@ -29,28 +30,6 @@ function throttleWritable(): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-function writeAt(device: string, offset: number, data: Buffer): void {
-  const fd = openSync(device, 'r+');
-  try {
-    writeSync(fd, data, 0, data.length, offset);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function readAt(device: string, offset: number, length: number): Buffer {
-  const fd = openSync(device, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) done += readSync(fd, buf, done, length - done, offset + done);
-    return buf;
-  } finally {
-    closeSync(fd);
   }
 }
 
@@ -195,7 +174,7 @@ describe('attach through sds_cli', () => {
 
   it('reads data written to the device back through a linked clone and a full copy of its snapshot', async () => {
     const dev = cli('querydev', 'data').values.get('dev_addr')!;
-    for (const c of chunks) writeAt(dev, c.offset, c.data);
+    for (const c of chunks) writeAt(dev, [{ offset: c.offset, data: c.data }]);
     // Taken while attached: the emulator flushes the device first.
     expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'data-snap', vol_name: 'data' })).retcode).toBe(0);
     expect((await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'data-linked', snap_name_src: 'data-snap' })).retcode).toBe(0);
@@ -205,7 +184,7 @@ describe('attach through sds_cli', () => {
     expect(Number(full.record('volume0').alloc_size)).toBeGreaterThanOrEqual(3);
     expect(Number(full.record('volume0').alloc_size)).toBeLessThanOrEqual(4);
     // A write after the snapshot must not show in the clones.
-    writeAt(dev, 0, Buffer.alloc(4096, 0xee));
+    writeAt(dev, [{ offset: 0, data: Buffer.alloc(4096, 0xee) }]);
 
     for (const name of ['data-linked', 'data-full']) {
       expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: name, host_id: d.info.hostId })).retcode).toBe(0);

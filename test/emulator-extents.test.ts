@@ -2,10 +2,11 @@
 // deltas between two snapshots of one volume, on an xfs-reflink pool (shared extents decide) and on a
 // directory pool (byte compare), byte-checked against the snapshot files; paging, work caps and errors.
 // Plus the parsers and the classifier on their own, on crafted input.
-import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classifyShared, parseFiemap, parseSeek, type ByteRange, type Mapping } from '../emulator/extents.js';
 import { call, type Daemon, MiB, sdsCli, snapshotPath, startDaemon, stopAndCheck } from './helpers/emulator.js';
+import { readAt } from './support/block-io.js';
 
 const KiB = 1024;
 const B = 4 * KiB;
@@ -51,22 +52,6 @@ function merge(ranges: ByteRange[]): ByteRange[] {
     else out.push({ ...r });
   }
   return out;
-}
-
-function readAt(path: string, offset: number, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) {
-      const n = readSync(fd, buf, done, length - done, offset + done);
-      if (n === 0) break;
-      done += n;
-    }
-    return buf;
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** Block by block: the blocks that differ between two files are exactly those inside `delta`. */

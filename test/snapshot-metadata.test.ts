@@ -3,13 +3,13 @@
 // exactly those ranges, GetMetadataDelta exactly the blocks written between two snapshots — byte-checked
 // against the snapshots' back-end files and through volumes restored from them. Stream rules (ascending,
 // non-overlapping ranges; max_results; starting_offset resume) and the error codes of the spec.
-import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GetMetadataAllocatedResponse__Output } from '../src/generated/csi/v1/GetMetadataAllocatedResponse.js';
 import { failure, type ControllerApi, type SnapshotMetadataApi } from './support/csi-client.js';
 import { blockCap, MiB, publishVolume, removeVolume, type Published } from './support/published.js';
 import { startStack, type Stack } from './support/stack.js';
+import { readAt, writeAt } from './support/block-io.js';
 
 const B = 4096;
 type Range = { offset: number; length: number };
@@ -17,32 +17,6 @@ type Range = { offset: number; length: number };
 let stack: Stack;
 let ctl: ControllerApi;
 let meta: SnapshotMetadataApi;
-
-function write(device: string, ranges: Range[], fill: number): void {
-  const fd = openSync(device, 'r+');
-  try {
-    for (const r of ranges) writeSync(fd, Buffer.alloc(r.length, fill), 0, r.length, r.offset);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function readAt(path: string, offset: number, length: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.alloc(length);
-    let done = 0;
-    while (done < length) {
-      const n = readSync(fd, buf, done, length - done, offset + done);
-      if (n === 0) break;
-      done += n;
-    }
-    return buf;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 function merge(ranges: Range[]): Range[] {
   const out: Range[] = [];
@@ -188,3 +162,7 @@ describe('CSI SnapshotMetadata', () => {
     for (const g of ['groupsnapshot-meta-1', 'groupsnapshot-meta-2']) await stack.csi.groupController.DeleteVolumeGroupSnapshot({ group_snapshot_id: g });
   });
 });
+
+function write(device: string, ranges: Range[], fill: number): void {
+  writeAt(device, ranges.map((r) => ({ offset: r.offset, data: Buffer.alloc(r.length, fill) })));
+}
