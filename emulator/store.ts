@@ -3,7 +3,7 @@
 // survives a process crash (kill -9) because it sits in the kernel's page cache. Every state change is one
 // transaction; file work is ordered around the commits so that reconcile.ts can finish or roll back any
 // half-done operation (see emulator/README.md).
-import Database from 'better-sqlite3';
+import { openDatabase, type SqliteDatabase } from './sqlite.js';
 
 export type VolumeState = 'creating' | 'available' | 'extending' | 'deleting' | 'fault';
 export type SnapshotState = 'creating' | 'available' | 'deleting' | 'fault';
@@ -179,14 +179,14 @@ export class StoreLockedError extends Error {
 }
 
 export class Store {
-  readonly db: Database.Database;
+  readonly db: SqliteDatabase;
   /** true when this open created the database (no metadata existed before) */
   readonly fresh: boolean;
 
   private readonly s;
 
   constructor(path: string) {
-    this.db = new Database(path);
+    this.db = openDatabase(path);
     try {
       // One emulator per data directory: the exclusive lock is held until close and released by the kernel
       // when the process dies, so a second daemon on the same data directory fails at once.

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openDatabase } from '../emulator/sqlite.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   call, type Daemon, forceCleanup, makeTempDir, MiB, sdsCli, sleep, snapshotPath, startDaemon, stopAndCheck, waitGone,
@@ -287,7 +287,7 @@ describe('emulator group snapshot recovery', () => {
       await d.kill9();
       // The state kill -9 leaves inside the freeze window: the group and its members 'creating', the mount
       // points recorded, the file systems frozen, one member's file already in place.
-      const db = new Database(join(d.dataDir, 'emulator.db'));
+      const db = openDatabase(join(d.dataDir, 'emulator.db'));
       const frozenDirs = [vols.get('ra')!.dir, vols.get('rb')!.dir];
       const now = Math.floor(Date.now() / 1000);
       const gid = db.prepare("INSERT INTO group_snapshots (name, pool, state, vol_names, quiesce, frozen, create_time) VALUES ('half', 'pool0', 'creating', 'ra:rb', 'freeze', ?, ?)")

@@ -4,7 +4,7 @@ import { existsSync, readdirSync, statSync, truncateSync, unlinkSync, writeFileS
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openDatabase } from '../emulator/sqlite.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   call, type Daemon, forceCleanup, makeTempDir, MiB, sdsCli, sleep, snapshotPath, startDaemon, stopAndCheck, volumePath, waitJob,
@@ -76,7 +76,7 @@ describe('reconcile rules on crafted half-done states', () => {
     await d.kill9();
 
     // What a crash at different moments leaves behind:
-    const db = new Database(join(d.dataDir, 'emulator.db'));
+    const db = openDatabase(join(d.dataDir, 'emulator.db'));
     const set = (sql: string, ...args: unknown[]) => db.prepare(sql).run(...args);
     set("UPDATE volumes SET state = 'extending', target_size_mb = 48 WHERE name = 'grow'");
     set("UPDATE volumes SET state = 'deleting' WHERE name = 'gone'");

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import Database from 'better-sqlite3';
+import { openDatabase } from '../../emulator/sqlite.js';
 import { call } from '../helpers/emulator.js';
 
 const run = promisify(execFile);
@@ -80,7 +80,7 @@ export interface DbRows {
 
 /** The emulator's rows, read-only. Only once the daemon has stopped: it holds the database exclusively. */
 export function databaseRows(emulatorDataDir: string): DbRows {
-  const db = new Database(join(emulatorDataDir, 'emulator.db'), { readonly: true, fileMustExist: true });
+  const db = openDatabase(join(emulatorDataDir, 'emulator.db'), { readonly: true, fileMustExist: true });
   try {
     return {
       volumes: db.prepare('SELECT name, state, size_mb FROM volumes ORDER BY name').all() as DbRows['volumes'],
