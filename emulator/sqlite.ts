@@ -26,6 +26,11 @@ export function openDatabase(path: string, options?: Database.Options): SqliteDa
   // pragma() prepares a statement of its own each call; ours keeps it. Pragmas are run a few times at open.
   db.pragma = ((source: string, opts?: Database.PragmaOptions) => {
     const statement = db.prepare(`PRAGMA ${source}`);
+    // A pragma that sets a value may return nothing; better-sqlite3's own pragma() answers [] then.
+    if (!statement.reader) {
+      statement.run();
+      return opts?.simple ? undefined : [];
+    }
     return opts?.simple ? statement.pluck().get() : statement.all();
   }) as SqliteDatabase['pragma'];
   return db;
