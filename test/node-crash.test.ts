@@ -8,16 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { LoopFixtures, sh } from './support/loop-fixtures.js';
-import { blockCap, codeOf, mountCap, startNodeServer, type NodeHarness } from './support/node-harness.js';
+import { blockCap, codeOf, dfSize, mountAt, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 
-function dfSize(path: string): number {
-  return Number(execFileSync('df', ['-B1', '--output=size', path], { encoding: 'utf8' }).trim().split('\n')[1]);
-}
-async function mountAt(path: string) {
-  return (await readMountTable()).filter((m) => m.mountPoint === path).pop();
-}
 
 /** Lets a test hold attach() until it says so. */
 class GatedConnector extends LoopConnector {
@@ -36,16 +30,9 @@ describe('node service: crash recovery and broken surroundings', () => {
   let h: NodeHarness;
 
   beforeAll(async () => {
-    fx = await LoopFixtures.create('node-crash');
-    connector = new GatedConnector(fx);
-    h = await startNodeServer(fx.path('csi.sock'), { connector, hostId: 'host-a' });
+    ({ fx, connector, h } = await startLoopNode('node-crash', (f) => new GatedConnector(f)));
   });
-  afterAll(async () => {
-    await h?.stop();
-    const leaks = await fx.leaks();
-    await fx.cleanup();
-    expect(leaks).toEqual({ mounts: [], loops: [] });
-  });
+  afterAll(() => stopLoopNode({ fx, h }));
 
   async function volume(name: string, bytes = 320 * MiB) {
     const image = await connector.create(name, bytes);

@@ -8,18 +8,9 @@ import { KvConnector } from '../src/connector/index.js';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { hasCapSysResource, LoopFixtures, sh } from './support/loop-fixtures.js';
-import { blockCap, codeOf, mountCap, startNodeServer, type NodeHarness } from './support/node-harness.js';
+import { blockCap, codeOf, dfSize, mountAt, mountCap, startLoopNode, startNodeServer, stopLoopNode, type NodeHarness } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
-
-/** Size of the filesystem at `path` as df reports it, in bytes. */
-function dfSize(path: string): number {
-  return Number(execFileSync('df', ['-B1', '--output=size', path], { encoding: 'utf8' }).trim().split('\n')[1]);
-}
-
-async function mountAt(path: string) {
-  return (await readMountTable()).filter((m) => m.mountPoint === path).pop();
-}
 
 describe('node service over gRPC', () => {
   let fx: LoopFixtures;
@@ -27,16 +18,9 @@ describe('node service over gRPC', () => {
   let h: NodeHarness;
 
   beforeAll(async () => {
-    fx = await LoopFixtures.create('node-svc');
-    connector = new LoopConnector(fx);
-    h = await startNodeServer(fx.path('csi.sock'), { connector, hostId: 'host-a' });
+    ({ fx, connector, h } = await startLoopNode('node-svc', (f) => new LoopConnector(f)));
   });
-  afterAll(async () => {
-    await h?.stop();
-    const leaks = await fx.leaks();
-    await fx.cleanup();
-    expect(leaks).toEqual({ mounts: [], loops: [] });
-  });
+  afterAll(() => stopLoopNode({ fx, h }));
 
   it('advertises its capabilities and identity', async () => {
     const caps = await h.node.NodeGetCapabilities({});

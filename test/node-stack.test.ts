@@ -11,16 +11,10 @@ import { devicePathOf, splitDeviceNumber } from '../src/mount/index.js';
 import { failure, type ControllerApi, type NodeApi } from './support/csi-client.js';
 import { hasCapSysResource } from './support/loop-fixtures.js';
 import { FakeKubeApi, writeKubeconfig } from './support/fake-kube-api.js';
+import { blockCap, dfSize, mountCap } from './support/node-harness.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const MiB = 1024 * 1024;
-type Mode = NonNullable<VolumeCapability['access_mode']>['mode'];
-const mountCap = (fsType: string, mode: Mode = 'SINGLE_NODE_WRITER'): VolumeCapability => ({ mount: { fs_type: fsType }, access_mode: { mode } });
-const blockCap = (mode: Mode = 'SINGLE_NODE_WRITER'): VolumeCapability => ({ block: {}, access_mode: { mode } });
-
-function dfSize(path: string): number {
-  return Number(execFileSync('df', ['-B1', '--output=size', path], { encoding: 'utf8' }).trim().split('\n')[1]);
-}
 function mountsAt(path: string): string[] {
   return execFileSync('findmnt', ['--noheadings', '--output', 'FSTYPE', '--mountpoint', path], { encoding: 'utf8' }).split('\n').filter(Boolean);
 }

@@ -32,6 +32,23 @@ function tally(codes: string[]): Record<string, number> {
   return out;
 }
 
+/**
+ * CALLS calls of `call`, each name NAMES-many times in a seeded shuffle; half start at once, half at seeded
+ * moments within SPREAD_MS. Asserts every call ended OK or ABORTED.
+ */
+async function storm<T>(names: string[], seed: number, call: (name: string) => Promise<T>) {
+  const rand = seededRandom(seed);
+  const order = shuffled(Array.from({ length: CALLS }, (_, i) => names[i % names.length]!), rand);
+  const delays = order.map((_, i) => (i % 2 === 0 ? 0 : Math.floor(rand() * SPREAD_MS)));
+  const started = Date.now();
+  const results = await Promise.all(order.map(async (name, i) => ({ name, outcome: await settle(sleep(delays[i]!).then(() => call(name))) })));
+  const wallMs = Date.now() - started;
+  const codes = tally(results.map((r) => (r.outcome.ok ? 'OK' : r.outcome.codeName)));
+  const unexpected = results.filter((r) => !r.outcome.ok && r.outcome.codeName !== 'ABORTED');
+  expect(unexpected.slice(0, 5).map((r) => (r.outcome.ok ? '' : `${r.name}: ${r.outcome.codeName} ${r.outcome.message}`))).toEqual([]);
+  return { results, wallMs, codes };
+}
+
 let stack: Stack;
 
 beforeAll(async () => {
@@ -47,35 +64,21 @@ describe(`load: ${CALLS} concurrent CreateVolume over ${NAMES} names, then ${CAL
   const figures: Record<string, unknown> = { calls: CALLS, names: NAMES, spreadMs: SPREAD_MS, seed: SEED };
 
   it('creates exactly one volume per name; each call OK or ABORTED; every OK for a name describes the same volume', async () => {
-    const rand = seededRandom(SEED);
-    const order = shuffled(Array.from({ length: CALLS }, (_, i) => names[i % NAMES]!), rand);
-    // Half the calls in one burst, the other half spread out.
-    const delays = order.map((_, i) => (i % 2 === 0 ? 0 : Math.floor(rand() * SPREAD_MS)));
     const ctl = stack.csi.controller;
-    const started = Date.now();
-    const results = await Promise.all(
-      order.map(async (name, i) => ({
-        name,
-        outcome: await settle(sleep(delays[i]!).then(() =>
-          ctl.CreateVolume(
-            {
-              name,
-              capacity_range: { required_bytes: String(SIZE) },
-              volume_capabilities: [{ mount: { fs_type: 'ext4' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
-              parameters: { thin: 'true' },
-            },
-            { timeoutMs: 120_000 },
-          ),
-        )),
-      })),
+    const { results, wallMs, codes } = await storm(names, SEED, (name) =>
+      ctl.CreateVolume(
+        {
+          name,
+          capacity_range: { required_bytes: String(SIZE) },
+          volume_capabilities: [{ mount: { fs_type: 'ext4' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
+          parameters: { thin: 'true' },
+        },
+        { timeoutMs: 120_000 },
+      ),
     );
-    const wallMs = Date.now() - started;
-    const codes = tally(results.map((r) => (r.outcome.ok ? 'OK' : r.outcome.codeName)));
     figures.create = { wallMs, codes };
     console.log(`[reliability] load create: ${JSON.stringify(figures)}`);
 
-    const unexpected = results.filter((r) => !r.outcome.ok && r.outcome.codeName !== 'ABORTED');
-    expect(unexpected.slice(0, 5).map((r) => (r.outcome.ok ? '' : `${r.name}: ${r.outcome.codeName} ${r.outcome.message}`))).toEqual([]);
     const volumeOf = new Map<string, CreateVolumeResponse__Output['volume']>();
     for (const r of results) {
       if (!r.outcome.ok) continue;
@@ -98,24 +101,11 @@ describe(`load: ${CALLS} concurrent CreateVolume over ${NAMES} names, then ${CAL
   }, 60_000 + CALLS * 50);
 
   it('deletes them all; each call OK or ABORTED; no record, no file, no loop device, and (stopped) no row is left', async () => {
-    const rand = seededRandom(SEED + 1);
-    const order = shuffled(Array.from({ length: CALLS }, (_, i) => names[i % NAMES]!), rand);
-    const delays = order.map((_, i) => (i % 2 === 0 ? 0 : Math.floor(rand() * SPREAD_MS)));
     const ctl = stack.csi.controller;
-    const started = Date.now();
-    const results = await Promise.all(
-      order.map(async (name, i) => ({
-        name,
-        outcome: await settle(sleep(delays[i]!).then(() => ctl.DeleteVolume({ volume_id: name }, { timeoutMs: 120_000 }))),
-      })),
-    );
-    const wallMs = Date.now() - started;
-    const codes = tally(results.map((r) => (r.outcome.ok ? 'OK' : r.outcome.codeName)));
+    const { results, wallMs, codes } = await storm(names, SEED + 1, (name) => ctl.DeleteVolume({ volume_id: name }, { timeoutMs: 120_000 }));
     figures.delete = { wallMs, codes };
     console.log(`[reliability] load delete: ${JSON.stringify(figures)}`);
 
-    const unexpected = results.filter((r) => !r.outcome.ok && r.outcome.codeName !== 'ABORTED');
-    expect(unexpected.slice(0, 5).map((r) => (r.outcome.ok ? '' : `${r.name}: ${r.outcome.codeName} ${r.outcome.message}`))).toEqual([]);
     expect(new Set(results.filter((r) => r.outcome.ok).map((r) => r.name)).size).toBe(NAMES);
 
     const records = await listEverything(stack.vbsSocket);

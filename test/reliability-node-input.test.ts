@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { LoopFixtures } from './support/loop-fixtures.js';
-import { blockCap, codeOf, mountCap, startNodeServer, type NodeHarness } from './support/node-harness.js';
+import { blockCap, codeOf, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 
@@ -30,9 +30,7 @@ function tree(dir: string): string[] {
 }
 
 beforeAll(async () => {
-  fx = await LoopFixtures.create('node-paths');
-  connector = new LoopConnector(fx);
-  h = await startNodeServer(fx.path('csi.sock'), { connector, hostId: 'host-a' });
+  ({ fx, connector, h } = await startLoopNode('node-paths', (f) => new LoopConnector(f)));
   canary = fx.path('canary');
   kubelet = fx.path('kubelet');
   await mkdir(join(canary, 'dir'), { recursive: true });
@@ -43,12 +41,7 @@ beforeAll(async () => {
   await symlink(join(canary, 'empty'), join(kubelet, 'to-canary-file'));
   await connector.create('vol-a', 64 * MiB);
 });
-afterAll(async () => {
-  await h?.stop();
-  const leaks = await fx.leaks();
-  await fx.cleanup();
-  expect(leaks).toEqual({ mounts: [], loops: [] });
-});
+afterAll(() => stopLoopNode({ fx, h }));
 
 async function canaryUntouched(): Promise<void> {
   expect(tree(canary)).toEqual(['dir', 'empty', 'file']);

@@ -1,7 +1,9 @@
 // A real CSI server (identity + node) on a unix socket in a temp dir, and a promise-based gRPC client for
 // it. The node service gets whatever connector the test passes (the loop stand-in, or the real KvConnector).
+import { execFileSync } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
+import { expect } from 'vitest';
 import type { NodeClient } from '../../src/generated/csi/v1/Node.js';
 import type { IdentityClient } from '../../src/generated/csi/v1/Identity.js';
 import type { _csi_v1_VolumeCapability_AccessMode_Mode, VolumeCapability } from '../../src/generated/csi/v1/VolumeCapability.js';
@@ -10,6 +12,9 @@ import { nodeService, type NodeDeps } from '../../src/node/node.js';
 import { loadCsiProto } from '../../src/server/proto.js';
 import { makeContextFactory } from '../../src/server/rpc.js';
 import { CsiServer } from '../../src/server/server.js';
+import { readMountTable } from '../../src/mount/index.js';
+import type { LoopConnector } from './loop-connector.js';
+import { LoopFixtures } from './loop-fixtures.js';
 
 type Callback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
 type Promisified<C> = {
@@ -98,4 +103,37 @@ export function mountCap(fsType: string, mode: AccessModeName = 'SINGLE_NODE_WRI
 
 export function blockCap(mode: AccessModeName = 'SINGLE_NODE_WRITER'): VolumeCapability {
   return { access_mode: { mode }, block: {} };
+}
+
+/** Size of the filesystem at `path` as df reports it, in bytes. */
+export function dfSize(path: string): number {
+  return Number(execFileSync('df', ['-B1', '--output=size', path], { encoding: 'utf8' }).trim().split('\n')[1]);
+}
+
+/** The mount at exactly `path` (the top one when stacked), or undefined. */
+export async function mountAt(path: string) {
+  return (await readMountTable()).filter((m) => m.mountPoint === path).pop();
+}
+
+export interface LoopNode<C extends LoopConnector> {
+  fx: LoopFixtures;
+  connector: C;
+  h: NodeHarness;
+}
+
+/** Fresh loop fixtures in a temp dir and a node server over the loop stand-in connector `makeConnector` builds. */
+export async function startLoopNode<C extends LoopConnector>(prefix: string, makeConnector: (fx: LoopFixtures) => C): Promise<LoopNode<C>> {
+  const fx = await LoopFixtures.create(prefix);
+  const connector = makeConnector(fx);
+  const h = await startNodeServer(fx.path('csi.sock'), { connector, hostId: 'host-a' });
+  return { fx, connector, h };
+}
+
+/** Stops the server, removes the fixtures, and fails the suite if a mount or loop device was left behind. */
+export async function stopLoopNode(node: Partial<LoopNode<LoopConnector>>): Promise<void> {
+  await node.h?.stop();
+  if (!node.fx) return;
+  const leaks = await node.fx.leaks();
+  await node.fx.cleanup();
+  expect(leaks).toEqual({ mounts: [], loops: [] });
 }
