@@ -72,6 +72,19 @@ async function unmountAll(d: Daemon, vols: Map<string, { device: string; dir: st
   }
 }
 
+/** The end of a test with its own daemon: volumes unmounted and detached, the daemon stopped, nothing left. */
+async function finishCleanly(d: Daemon, vols: Map<string, { device: string; dir: string }>): Promise<void> {
+  await unmountAll(d, vols);
+  expect(await stopAndCheck(d)).toEqual({ code: 0, loops: [], mounts: [] });
+}
+
+/** Whatever happened: thaws what may still be frozen (`vols` unless already unmounted), kills the daemon, removes `dir`. */
+async function abandon(d: Daemon, vols: Map<string, { device: string; dir: string }> | undefined, dir: string): Promise<void> {
+  if (vols) for (const v of vols.values()) spawnSync('fsfreeze', ['-u', v.dir]);
+  await d.kill9();
+  forceCleanup(dir);
+}
+
 /** Reads a file from a snapshot: a linked clone of it, attached and mounted read-only. */
 async function readFromSnapshot(d: Daemon, root: string, snap: string, file: string): Promise<string | undefined> {
   const clone = `rd-${snap.slice(-12)}-${Math.random().toString(36).slice(2, 8)}`;
@@ -312,14 +325,10 @@ describe('emulator group snapshot recovery', () => {
       const kept = await call(d.info.controlSocket, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'kept' });
       expect(kept.record('group0')).toMatchObject({ status: '1', snap_num: '2', health: 'ok' });
       expect(d.stderr()).toMatch(/thawed a file system left frozen/);
-      await unmountAll(d, vols);
+      await finishCleanly(d, vols);
       vols = undefined;
-      const r = await stopAndCheck(d);
-      expect(r).toEqual({ code: 0, loops: [], mounts: [] });
     } finally {
-      if (vols) for (const v of vols.values()) spawnSync('fsfreeze', ['-u', v.dir]);
-      await d.kill9();
-      forceCleanup(dir);
+      await abandon(d, vols, dir);
     }
   });
 
@@ -363,14 +372,10 @@ describe('emulator group snapshot recovery', () => {
         expect(snaps.filter((s) => s.group_name === name).length).toBe(q.retcode === 0 ? 3 : 0);
       }
       expect(outcomes.whole + outcomes.absent).toBe(6);
-      await unmountAll(d, vols);
+      await finishCleanly(d, vols);
       vols = undefined;
-      const r = await stopAndCheck(d);
-      expect(r).toEqual({ code: 0, loops: [], mounts: [] });
     } finally {
-      if (vols) for (const v of vols.values()) spawnSync('fsfreeze', ['-u', v.dir]);
-      await d.kill9();
-      forceCleanup(dir);
+      await abandon(d, vols, dir);
     }
   });
 });
