@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { LoopFixtures } from './support/loop-fixtures.js';
-import { blockCap, codeOf, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
+import { blockCap, codeOf, mountAt, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 
@@ -153,10 +153,10 @@ describe('node paths', () => {
     for (const [cap, target] of [[mountCap('ext4'), dir], [blockCap(), file]] as const) {
       await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: cap });
       await h.node.NodePublishVolume({ volume_id: 'vol-a', staging_target_path: staging, target_path: target, volume_capability: cap });
-      expect((await readMountTable()).some((m) => m.mountPoint === target)).toBe(true);
+      expect(await mountAt(target)).toBeDefined();
       // Twice: the repeat after a finished unpublish must not be stuck on what was there before.
       for (let i = 0; i < 2; i++) expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: target }))).toBe('OK');
-      expect((await readMountTable()).some((m) => m.mountPoint === target)).toBe(false);
+      expect(await mountAt(target)).toBeUndefined();
       await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
     }
     expect(await readFile(join(dir, 'theirs'), 'utf8')).toBe('not ours');

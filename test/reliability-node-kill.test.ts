@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
-import { readMountTable } from '../src/mount/index.js';
+import { mountsAt, readMountTable } from '../src/mount/index.js';
 import { call } from './helpers/emulator.js';
 import { countFrom, loopDevicesUnder, seededRandom, seedFrom } from './support/backend-audit.js';
 import { settle, type NodeApi } from './support/csi-client.js';
@@ -170,7 +170,7 @@ describe(`kill -9 of the node plugin around stage and publish: ${ROUNDS} seeded 
       // Published for real: one mount at the target, of the volume's device.
       const device = (await call(stack.vbsSocket, 'QUERY_VOLUME_HOSTS_REQ', { vol_name: volume })).record('host0').dev_addr!;
       expect(device, where).toMatch(/^\/dev\/loop\d+$/);
-      const atTarget = (await readMountTable()).filter((m) => m.mountPoint === target);
+      const atTarget = mountsAt(await readMountTable(), target);
       expect(atTarget.length, where).toBe(1);
       if (block) {
         await writeFile(target, `round ${round}`, { flag: 'r+' });

@@ -12,7 +12,7 @@ import { nodeService, type NodeDeps } from '../../src/node/node.js';
 import { loadCsiProto } from '../../src/server/proto.js';
 import { makeContextFactory } from '../../src/server/rpc.js';
 import { CsiServer } from '../../src/server/server.js';
-import { readMountTable } from '../../src/mount/index.js';
+import { readMountTable, topMountAt } from '../../src/mount/index.js';
 import type { LoopConnector } from './loop-connector.js';
 import { LoopFixtures } from './loop-fixtures.js';
 
@@ -112,7 +112,7 @@ export function dfSize(path: string): number {
 
 /** The mount at exactly `path` (the top one when stacked), or undefined. */
 export async function mountAt(path: string) {
-  return (await readMountTable()).filter((m) => m.mountPoint === path).pop();
+  return topMountAt(await readMountTable(), path);
 }
 
 export interface LoopNode<C extends LoopConnector> {
