@@ -47,7 +47,7 @@ export function connectCsi(socket: string, options: { fastReconnect?: boolean } 
   };
   return {
     call(service, method, request, timeoutMs = 120_000) {
-      const client = clients[service] as unknown as Record<string, Function>;
+      const client = clients[service] as unknown as Record<string, (...args: unknown[]) => unknown>;
       return new Promise((resolve, reject) => {
         client[method]!.call(client, request, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, response: unknown) => {
           if (err) reject(new CallFailed(method, err.code, err.details));
