@@ -1,5 +1,6 @@
 // Typed errors of the KV connector (the node side of the data plane). The CSI layer maps `kind` to a gRPC
 // code in one place; nothing else should look at sds_cli's ret_codes.
+import { isRoomError, RoomError } from '../util/errors.js';
 
 export type ConnectorErrorKind =
   /** the CLI is not there or not executable */
@@ -23,19 +24,17 @@ export type ConnectorErrorKind =
   /** any other failure code */
   | 'Failed';
 
-export class ConnectorError extends Error {
+export class ConnectorError extends RoomError<ConnectorErrorKind> {
   constructor(
-    readonly kind: ConnectorErrorKind,
+    kind: ConnectorErrorKind,
     message: string,
     /** sds_cli's ret_code, when it printed one */
     readonly code?: number,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(kind, message, options);
     this.name = 'ConnectorError';
   }
 }
 
-export function isConnectorError(err: unknown, kind?: ConnectorErrorKind): err is ConnectorError {
-  return err instanceof ConnectorError && (kind === undefined || err.kind === kind);
-}
+export const isConnectorError = (err: unknown, kind?: ConnectorErrorKind): err is ConnectorError => isRoomError(ConnectorError, err, kind);

@@ -1,5 +1,6 @@
 // Typed errors of the Kubernetes client room. Like SdsError, the CSI layer maps `kind` to a gRPC code in one
 // place (src/server/errors.ts); nothing else should look at HTTP statuses.
+import { isRoomError, RoomError } from '../util/errors.js';
 
 export type KubeErrorKind =
   /** no in-cluster config and no kubeconfig: Kubernetes features are off */
@@ -23,19 +24,17 @@ export type KubeErrorKind =
   /** the caller's AbortSignal fired (e.g. the CSI RPC was cancelled) */
   | 'Cancelled';
 
-export class KubeError extends Error {
+export class KubeError extends RoomError<KubeErrorKind> {
   constructor(
-    readonly kind: KubeErrorKind,
+    kind: KubeErrorKind,
     message: string,
     /** the HTTP status of the last reply, when there was one */
     readonly httpStatus?: number,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(kind, message, options);
     this.name = 'KubeError';
   }
 }
 
-export function isKubeError(err: unknown, kind?: KubeErrorKind): err is KubeError {
-  return err instanceof KubeError && (kind === undefined || err.kind === kind);
-}
+export const isKubeError = (err: unknown, kind?: KubeErrorKind): err is KubeError => isRoomError(KubeError, err, kind);

@@ -1,5 +1,6 @@
 // Typed errors of the mount room. The CSI layer maps `kind` to a gRPC code in one place
 // (src/server/errors.ts, table `MountError`); nothing else should look at tool exit codes.
+import { isRoomError, RoomError } from '../util/errors.js';
 
 export type MountErrorKind =
   /** a path or device that must exist does not */
@@ -15,17 +16,11 @@ export type MountErrorKind =
   /** any other failure of a tool */
   | 'Failed';
 
-export class MountError extends Error {
-  constructor(
-    readonly kind: MountErrorKind,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
+export class MountError extends RoomError<MountErrorKind> {
+  constructor(kind: MountErrorKind, message: string, options?: { cause?: unknown }) {
+    super(kind, message, options);
     this.name = 'MountError';
   }
 }
 
-export function isMountError(err: unknown, kind?: MountErrorKind): err is MountError {
-  return err instanceof MountError && (kind === undefined || err.kind === kind);
-}
+export const isMountError = (err: unknown, kind?: MountErrorKind): err is MountError => isRoomError(MountError, err, kind);

@@ -1,7 +1,11 @@
 // The one place where errors become gRPC status codes. Handlers throw CsiError for what they decide
-// themselves (validation, spec rules); rooms throw their typed errors (SdsError, ConnectorError,
-// MountError), mapped here by kind. Anything unknown is INTERNAL, with its message.
+// themselves (validation, spec rules); rooms throw their typed errors (SdsError, ConnectorError, KubeError,
+// MountError), mapped here by kind, one table per room typed by its kind list so that a new kind cannot be
+// forgotten. Anything else is INTERNAL, with its message.
 import { status } from '@grpc/grpc-js';
+import { ConnectorError, type ConnectorErrorKind } from '../connector/errors.js';
+import { KubeError, type KubeErrorKind } from '../kube/errors.js';
+import { MountError, type MountErrorKind } from '../mount/errors.js';
 import { SdsError, type SdsErrorKind } from '../sds/errors.js';
 
 export { status };
@@ -52,40 +56,39 @@ const sdsCodes: Record<SdsErrorKind, status> = {
   Internal: status.INTERNAL,
 };
 
-/** Kinds of the other rooms' errors (src/connector, src/kube, src/mount), by error class name. */
-const roomCodes: Record<string, Record<string, status>> = {
-  ConnectorError: {
-    InvalidArgument: status.INVALID_ARGUMENT,
-    CliMissing: status.FAILED_PRECONDITION,
-    NotMapped: status.FAILED_PRECONDITION,
-    VolumeNotFound: status.NOT_FOUND,
-    Unavailable: status.UNAVAILABLE,
-    Busy: status.ABORTED,
-    Timeout: status.DEADLINE_EXCEEDED,
-    DeviceTimeout: status.DEADLINE_EXCEEDED,
-    Garbled: status.INTERNAL,
-    Failed: status.INTERNAL,
-  },
-  KubeError: {
-    Disabled: status.FAILED_PRECONDITION,
-    Config: status.INTERNAL,
-    InvalidArgument: status.INVALID_ARGUMENT,
-    InvalidAnnotation: status.INVALID_ARGUMENT,
-    NotFound: status.NOT_FOUND,
-    Forbidden: status.PERMISSION_DENIED,
-    Rejected: status.INTERNAL,
-    Unavailable: status.UNAVAILABLE,
-    Timeout: status.DEADLINE_EXCEEDED,
-    Cancelled: status.CANCELLED,
-  },
-  MountError: {
-    NotFound: status.NOT_FOUND,
-    InvalidArgument: status.INVALID_ARGUMENT,
-    Conflict: status.ALREADY_EXISTS,
-    Busy: status.FAILED_PRECONDITION,
-    Timeout: status.DEADLINE_EXCEEDED,
-    Failed: status.INTERNAL,
-  },
+const connectorCodes: Record<ConnectorErrorKind, status> = {
+  InvalidArgument: status.INVALID_ARGUMENT,
+  CliMissing: status.FAILED_PRECONDITION,
+  NotMapped: status.FAILED_PRECONDITION,
+  VolumeNotFound: status.NOT_FOUND,
+  Unavailable: status.UNAVAILABLE,
+  Busy: status.ABORTED,
+  Timeout: status.DEADLINE_EXCEEDED,
+  DeviceTimeout: status.DEADLINE_EXCEEDED,
+  Garbled: status.INTERNAL,
+  Failed: status.INTERNAL,
+};
+
+const kubeCodes: Record<KubeErrorKind, status> = {
+  Disabled: status.FAILED_PRECONDITION,
+  Config: status.INTERNAL,
+  InvalidArgument: status.INVALID_ARGUMENT,
+  InvalidAnnotation: status.INVALID_ARGUMENT,
+  NotFound: status.NOT_FOUND,
+  Forbidden: status.PERMISSION_DENIED,
+  Rejected: status.INTERNAL,
+  Unavailable: status.UNAVAILABLE,
+  Timeout: status.DEADLINE_EXCEEDED,
+  Cancelled: status.CANCELLED,
+};
+
+const mountCodes: Record<MountErrorKind, status> = {
+  NotFound: status.NOT_FOUND,
+  InvalidArgument: status.INVALID_ARGUMENT,
+  Conflict: status.ALREADY_EXISTS,
+  Busy: status.FAILED_PRECONDITION,
+  Timeout: status.DEADLINE_EXCEEDED,
+  Failed: status.INTERNAL,
 };
 
 export interface GrpcFailure {
@@ -96,13 +99,11 @@ export interface GrpcFailure {
 /** Maps any thrown value to a gRPC status and a message safe to return to the CO. */
 export function toGrpcFailure(err: unknown): GrpcFailure {
   if (err instanceof CsiError) return { code: err.code, details: err.message };
-  if (err instanceof SdsError) return { code: sdsCodes[err.kind] ?? status.INTERNAL, details: err.message };
-  if (err instanceof Error) {
-    const kind = (err as Error & { kind?: unknown }).kind;
-    const table = roomCodes[err.name];
-    if (table && typeof kind === 'string' && table[kind] !== undefined) return { code: table[kind]!, details: err.message };
-    return { code: status.INTERNAL, details: err.message || err.name };
-  }
+  if (err instanceof SdsError) return { code: sdsCodes[err.kind], details: err.message };
+  if (err instanceof ConnectorError) return { code: connectorCodes[err.kind], details: err.message };
+  if (err instanceof KubeError) return { code: kubeCodes[err.kind], details: err.message };
+  if (err instanceof MountError) return { code: mountCodes[err.kind], details: err.message };
+  if (err instanceof Error) return { code: status.INTERNAL, details: err.message || err.name };
   return { code: status.INTERNAL, details: String(err) };
 }
 
