@@ -23,6 +23,7 @@ import type { Logger } from './log.js';
 import type { Params } from './params.js';
 import type { JobRow, VolumeRow } from './store.js';
 import { checkCapacity, checkVolumeNameFree, orUndo, parseCreateSpec, takeLocks } from './volumes.js';
+import { urlWithoutCredentials } from '../src/protocol/urls.js';
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 const BLOCK = 4096;
@@ -73,17 +74,6 @@ function checksumSpec(p: Params): { algorithm: 'sha256' | 'md5'; hex: string } |
 }
 
 /** A URL without credentials, for logs and job records. */
-function displayUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
-
 function realpathOr(path: string): string {
   try {
     return realpathSync(path);
@@ -189,7 +179,7 @@ export class ImageService {
       const jobId = `job-${randomUUID()}`;
       const tmpVolume = pool.tmpPath(`import-${jobId}`);
       const download = pool.tmpPath(`download-${jobId}`);
-      const image = source.kind === 'file' ? source.path : displayUrl(source.url);
+      const image = source.kind === 'file' ? source.path : urlWithoutCredentials(source.url);
       const volId = orUndo(() => this.ctx.store.tx(() => {
         const id = this.ctx.store.insertVolume({
           name, pool: pool.name, size_mb: sizeMb, thin: spec.thin ? 1 : 0, state: 'creating', op: 'import',
@@ -465,17 +455,17 @@ async function openHttp(url: string, redirects = 0): Promise<Source> {
     req.on('timeout', () => req.destroy(new Error(`no answer within ${HTTP_HEADER_TIMEOUT_MS} ms`)));
     req.on('error', reject);
   }).catch((err: Error) => {
-    throw imageError(`image_url: cannot fetch ${displayUrl(url)}: ${err.message}`);
+    throw imageError(`image_url: cannot fetch ${urlWithoutCredentials(url)}: ${err.message}`);
   });
   const status = response.statusCode ?? 0;
   if ([301, 302, 303, 307, 308].includes(status) && response.headers.location) {
     response.destroy();
-    if (redirects >= 5) throw imageError(`image_url: too many redirects from ${displayUrl(url)}`);
+    if (redirects >= 5) throw imageError(`image_url: too many redirects from ${urlWithoutCredentials(url)}`);
     return openHttp(new URL(response.headers.location, parsed).toString(), redirects + 1);
   }
   if (status !== 200) {
     response.destroy();
-    throw imageError(`image_url: ${displayUrl(url)} answered HTTP ${status}`);
+    throw imageError(`image_url: ${urlWithoutCredentials(url)} answered HTTP ${status}`);
   }
   response.setTimeout(HTTP_IDLE_TIMEOUT_MS, () => response.destroy(new Error(`no data for ${HTTP_IDLE_TIMEOUT_MS / 1000} s`)));
   const lengthHeader = response.headers['content-length'];
@@ -499,7 +489,7 @@ async function openHttp(url: string, redirects = 0): Promise<Source> {
     response.on('end', done);
     response.on('error', reject);
   }).catch((err: Error) => {
-    throw imageError(`image_url: cannot read ${displayUrl(url)}: ${err.message}`);
+    throw imageError(`image_url: cannot read ${urlWithoutCredentials(url)}: ${err.message}`);
   });
   return { kind: 'http', url, response, size, head };
 }

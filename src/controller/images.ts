@@ -13,6 +13,7 @@ import type { KubeClient, PvcEvent } from '../kube/index.js';
 import { IMAGE_SOURCE_ANNOTATION } from '../kube/lazy.js';
 import { failedPrecondition, invalidArgument } from '../server/errors.js';
 import type { VolumeParameters } from './parameters.js';
+import { urlWithoutCredentials } from '../protocol/urls.js';
 
 /** Parameters external-provisioner adds with --extra-create-metadata. */
 export const PVC_NAME_KEY = 'csi.storage.k8s.io/pvc/name';
@@ -38,14 +39,7 @@ export interface ImageRequest {
 /** A URL without user and password, for messages and Events. */
 export function displayImage(url: string): string {
   if (!/^https?:\/\//i.test(url)) return url;
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString();
-  } catch {
-    return url;
-  }
+  return urlWithoutCredentials(url);
 }
 
 export class ImageImports {
