@@ -1,6 +1,6 @@
 // Conformance of the CSI Controller service: the real driver process (--mode=controller) against the real
 // emulator process, driven over the CSI unix socket by a real gRPC client. Rules: docs/csi-spec-notes.md
-// §1 and §3, ../shared/csi-checklist.md (Controller). No handler is called in process.
+// §1 and §3. No handler is called in process.
 import { randomUUID } from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';

@@ -65,11 +65,9 @@ describe('CSI names → back-end names', () => {
     const token = encodePageToken('lv1', 'pvc-42');
     expect(decodePageToken('lv1', token)).toBe('pvc-42');
     expect(decodePageToken('lv1', '')).toBe('');
-    for (const bad of ['invalid-token', 'ls1.cHZjLTQy', `lv1.${Buffer.from('../x').toString('base64url')}`, 'lv1.', 'lv1.cHZjLTQy=', 'lv1.cHZjLTQz']) {
-      if (bad === 'lv1.cHZjLTQz') {
-        expect(decodePageToken('lv1', bad)).toBe('pvc-43');
-        continue;
-      }
+    // Another valid token decodes to its own marker: the tokens are not tied to one page.
+    expect(decodePageToken('lv1', 'lv1.cHZjLTQz')).toBe('pvc-43');
+    for (const bad of ['invalid-token', 'ls1.cHZjLTQy', `lv1.${Buffer.from('../x').toString('base64url')}`, 'lv1.', 'lv1.cHZjLTQy=']) {
       expect(codeOf(() => decodePageToken('lv1', bad))).toBe(status.ABORTED);
     }
   });
