@@ -12,6 +12,7 @@ import type { AttachService, KvReply } from './attach.js';
 import { VbsError } from './errors.js';
 import { MUTATING, type Handler, type Reply } from './handlers.js';
 import type { Logger } from './log.js';
+import { encodeOriginalKvReply, handleOriginalRequest, ORIGINAL_FAILURE } from './original.js';
 import { Params } from './params.js';
 
 const INCOMPLETE_REQUEST_TIMEOUT_MS = 10_000;
@@ -218,6 +219,8 @@ export function tokenMatches(given: string | undefined, expected: Buffer): boole
 
 export interface ControlServerOptions {
   handlers: Map<string, Handler>;
+  /** `original`: the 2014 product's form (emulator/original.ts); no token, no request id, no ret_desc */
+  protocol: 'original' | 'extended';
   token: string | undefined;
   quietMs: number;
   log: Logger;
@@ -231,12 +234,16 @@ export class ControlServer extends OneShotServer {
 
   constructor(private readonly options: ControlServerOptions) {
     const expected = options.token !== undefined ? tokenDigest(options.token) : undefined;
+    const original = options.protocol === 'original';
     super({
       maxBytes: MAX_REQUEST_BYTES,
       quietMs: options.quietMs,
       log: options.log,
-      tooLarge: () => encodeReply(RetCode.TOO_LARGE, { ret_desc: `request exceeds ${MAX_REQUEST_BYTES} bytes` }),
-      onRequest: (bytes) => this.handle(bytes, expected),
+      tooLarge: () => original ? encodeReply(ORIGINAL_FAILURE)
+        : encodeReply(RetCode.TOO_LARGE, { ret_desc: `request exceeds ${MAX_REQUEST_BYTES} bytes` }),
+      onRequest: (bytes) => original
+        ? handleOriginalRequest(bytes, { handlers: options.handlers, log: options.log, mutating: MUTATING, stopping: options.stopping }, ++this.counter)
+        : this.handle(bytes, expected),
     });
   }
 
@@ -300,16 +307,18 @@ export function encodeKvReply(r: KvReply): Buffer {
 
 /** The KV data plane for sds_cli: `method=..\nvolume=..\n\n`. */
 export class KvServer extends OneShotServer {
-  constructor(attach: AttachService, log: Logger) {
+  constructor(attach: AttachService, log: Logger, protocol: 'original' | 'extended' = 'extended') {
+    const encode = (method: KvMethod | undefined, r: KvReply): Buffer =>
+      protocol === 'original' ? encodeOriginalKvReply(method, r) : encodeKvReply(r);
     super({
       maxBytes: MAX_KV_MESSAGE_BYTES,
       quietMs: 0,
       log,
-      tooLarge: () => encodeKvReply({ ret_code: KvCode.BAD_ARGUMENTS, ret_desc: `request exceeds ${MAX_KV_MESSAGE_BYTES} bytes` }),
+      tooLarge: () => encode(undefined, { ret_code: KvCode.BAD_ARGUMENTS, ret_desc: `request exceeds ${MAX_KV_MESSAGE_BYTES} bytes` }),
       onRequest: async (bytes) => {
         const started = Date.now();
         const parsed = parseKvRequest(bytes);
-        if ('error' in parsed) return encodeKvReply({ ret_code: KvCode.BAD_ARGUMENTS, ret_desc: parsed.error });
+        if ('error' in parsed) return encode(undefined, { ret_code: KvCode.BAD_ARGUMENTS, ret_desc: parsed.error });
         const reqLog = log.child({ request_id: parsed.requestId, kv: parsed.method, volume: parsed.volume });
         let result: KvReply;
         try {
@@ -320,10 +329,10 @@ export class KvServer extends OneShotServer {
           reqLog.error({ err }, 'kv request failed');
           result = { ret_code: KvCode.DEVICE_FAILED, ret_desc: `internal error: ${(err as Error).message}` };
         }
-        const entry = { ret_code: result.ret_code, dev_addr: result.dev_addr, ms: Date.now() - started };
+        const entry = { ret_code: result.ret_code, dev_addr: result.dev_addr, ms: Date.now() - started, ...(result.ret_code !== 0 ? { ret_desc: result.ret_desc } : {}) };
         if (parsed.method === 'querydev') reqLog.debug(entry, 'kv request');
         else reqLog.info(entry, 'kv request');
-        return encodeKvReply(result);
+        return encode(parsed.method, result);
       },
     });
   }
