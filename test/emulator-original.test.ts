@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Key, REQUEST_SPECS, requestTypesOf } from '../src/protocol/catalog.js';
 import {
   call, type Daemon, EMULATOR_MAIN, exchange, extents, forceCleanup, makeTempDir, MiB, sdsCli, snapshotPath, startDaemon,
   stopAndCheck, volumePath, waitGone,
@@ -24,25 +25,12 @@ function cinderCreate(name: string, sizeMb: number, pool: string, extra: Record<
   };
 }
 
-/** The extended level's requests: the original level knows none of them. */
+/** The extended level's requests (from the catalog) and a type nobody defined: the original level knows none. */
 const EXTENSION_REQUESTS: Array<[string, Record<string, string>]> = [
-  ['QUERY_CAPABILITY_REQ', {}],
-  ['CLONE_VOLUME_REQ', { vol_name: 'ext-clone', src_vol_name: 'base' }],
-  ['MODIFY_VOLUME_REQ', { vol_name: 'base', max_iops: '100' }],
-  ['LIST_VOLUMES_REQ', {}],
-  ['LIST_SNAPSHOTS_REQ', {}],
-  ['MAP_VOLUME_REQ', { vol_name: 'base', host_id: 'host-x' }],
-  ['UNMAP_VOLUME_REQ', { vol_name: 'base', host_id: 'host-x' }],
-  ['QUERY_VOLUME_HOSTS_REQ', { vol_name: 'base' }],
-  ['QUERY_HOSTS_REQ', {}],
-  ['IMPORT_IMAGE_REQ', { vol_name: 'ext-import', image_path: '/tmp/x.img', pool_id: 'pool0' }],
-  ['EXPORT_IMAGE_REQ', { vol_name: 'base', image_path: '/tmp/x.img' }],
-  ['QUERY_IMAGE_JOB_REQ', { job_id: 'job-1' }],
-  ['CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'ext-group', vol_name: 'base' }],
-  ['DELETE_GROUP_SNAPSHOT_REQ', { group_name: 'ext-group' }],
-  ['QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'ext-group' }],
-  ['QUERY_SNAPSHOT_EXTENTS_REQ', { snap_name: 'base-snap' }],
-  ['QUERY_SNAPSHOT_DELTA_REQ', { base_snap_name: 'base-snap', snap_name: 'base-snap' }],
+  ...REQUEST_SPECS.filter((spec) => spec.level === 'extended').map((spec): [string, Record<string, string>] => [
+    spec.type,
+    Object.fromEntries(spec.keys.filter((k) => k.required).map((k) => [k.key, k.key === Key.VOL_SIZE ? '16' : 'base'])),
+  ]),
   ['NO_SUCH_REQ', {}],
 ];
 
@@ -228,6 +216,14 @@ describe('emulator original level: the nine requests', () => {
     // Deleting what is not there is a failure like any other.
     expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'orig-del' })).text).toBe('retcode=1\n');
     expect((await call(sock, 'DELETE_SNAPSHOT_REQ', { snap_name: 'orig-del-s' })).text).toBe('retcode=1\n');
+  });
+
+  it('refuses every extended request type of the catalog', () => {
+    const refused = EXTENSION_REQUESTS.map(([type]) => type);
+    expect(refused.length).toBe(requestTypesOf('extended').length - requestTypesOf('original').length + 1);
+    expect(refused).toContain('QUERY_CAPABILITY_REQ');
+    expect(refused).toContain('MAP_VOLUME_REQ');
+    expect(requestTypesOf('original')).toHaveLength(9);
   });
 
   it.each(EXTENSION_REQUESTS)('refuses %s with retcode=1 alone and changes nothing', async (type, fields) => {
