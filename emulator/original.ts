@@ -1,6 +1,6 @@
 // The original level of the socket API (docs/socket-api.md, "The original level"): the 2014 product as the
 // Cinder driver's sources show it and nothing more. Nine requests, each with only the keys that driver sent;
-// replies `retcode=N` plus records that carry `status` alone (pools: the five fields, integer GiB); every
+// replies `retcode=N` alone, the queries' records carrying `status` alone (pools: the five fields, integer GiB); every
 // failure the generic `retcode=1`, but a query of what does not exist `retcode=-900079`. No token, no
 // request id, no ret_desc. The operations are the extended level's (volumes.ts, snapshots.ts); only the
 // request and reply forms differ.
@@ -66,8 +66,9 @@ export function buildOriginalHandlers(ctx: Ctx): Map<string, Handler> {
   h.set(Requests.CREATE_VOLUME.type, async ({ params }) => {
     // The product knew no default pool: the Cinder driver always named one.
     params.name(Key.POOL_ID);
-    const row = await createVolume(ctx, parseCreateSpec(ctx, params, true));
-    return ok([volumeOnly(ctx, row)]);
+    await createVolume(ctx, parseCreateSpec(ctx, params, true));
+    // The product answered a create with its retcode alone (docs/socket-api.md §1.3); the caller queries.
+    return ok();
   });
 
   h.set(Requests.DELETE_VOLUME.type, ({ params }) => {
@@ -78,8 +79,8 @@ export function buildOriginalHandlers(ctx: Ctx): Map<string, Handler> {
   });
 
   h.set(Requests.EXTEND_VOLUME.type, async ({ params }) => {
-    const row = await extendVolume(ctx, params.name(Key.VOL_NAME), params.sizeMb());
-    return ok([volumeOnly(ctx, row)]);
+    await extendVolume(ctx, params.name(Key.VOL_NAME), params.sizeMb());
+    return ok();
   });
 
   h.set(Requests.QUERY_VOLUME.type, ({ params }) => {
@@ -89,8 +90,8 @@ export function buildOriginalHandlers(ctx: Ctx): Map<string, Handler> {
   });
 
   h.set(Requests.CREATE_SNAPSHOT.type, async ({ params }) => {
-    const row = await createSnapshot(ctx, params.name(Key.SNAP_NAME), params.name(Key.VOL_NAME));
-    return ok([snapshotOnly(ctx, row)]);
+    await createSnapshot(ctx, params.name(Key.SNAP_NAME), params.name(Key.VOL_NAME));
+    return ok();
   });
 
   h.set(Requests.DELETE_SNAPSHOT.type, ({ params }) => {
@@ -109,8 +110,8 @@ export function buildOriginalHandlers(ctx: Ctx): Map<string, Handler> {
     const snap = params.name(Key.SNAP_NAME_SRC);
     params.int(Key.VOL_NUM, 1, 1, 1);
     // Always a linked clone, in the snapshot's pool (the request names no pool).
-    const row = await cloneVolume(ctx, params, { type: 'snapshot', name: snap }, 'linked', ORIGINAL_FAILURE);
-    return ok([volumeOnly(ctx, row)]);
+    await cloneVolume(ctx, params, { type: 'snapshot', name: snap }, 'linked', ORIGINAL_FAILURE);
+    return ok();
   });
 
   h.set(Requests.QUERY_POOLS_CAPABILITY.type, ({ params }) => {
