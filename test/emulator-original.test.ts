@@ -12,7 +12,7 @@ import {
   call, type Daemon, EMULATOR_MAIN, exchange, extents, forceCleanup, makeTempDir, MiB, sdsCli, snapshotPath, startDaemon,
   stopAndCheck, volumePath, waitGone,
 } from './helpers/emulator.js';
-import { poolFiles, storeRows } from './helpers/emulator-inventory.js';
+import { backendObjects, poolFiles, storeRows } from './helpers/emulator-inventory.js';
 
 
 /** Every key the Cinder driver sent with CREATE_VOLUME_REQ, at its neutral value. */
@@ -333,6 +333,8 @@ describe('emulator original level: settings and the store after a stop', () => {
       expect((await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', cinderCreate('left-v', 16, 'pool0'))).text).toBe('retcode=0\n');
       expect((await call(d.info.controlSocket, 'CREATE_SNAPSHOT_REQ', { snap_name: 'left-s', vol_name: 'left-v', smartflag: 1 })).retcode).toBe(0);
       expect(poolFiles(d.dataDir)).toEqual({ volumes: ['pool0/left-v'], snapshots: ['pool0/left-s'], tmp: [] });
+      // While the daemon runs, its store is locked: the listing comes from the pool files.
+      expect(backendObjects(d.dataDir)).toEqual({ volumes: ['pool0/left-v'], snapshots: ['pool0/left-s'] });
       expect(d.stderr()).toMatch(/checks no token/);
     } finally {
       const r = await stopAndCheckKeeping(d);
@@ -363,6 +365,9 @@ async function stopAndCheckKeeping(d: Daemon): Promise<{ leaks: { code: number |
   let rows: ReturnType<typeof storeRows>;
   try {
     rows = storeRows(d.dataDir);
+    // Stopped (an XFS pool unmounted, so its files out of sight): the same listing now comes from the store.
+    expect(backendObjects(d.dataDir)).toEqual({ volumes: rows.volumes.map((v) => `${v.pool}/${v.name}`), snapshots: rows.snapshots.map((s) => `${s.pool}/${s.name}`) });
+    if (/"poolType":"xfs-reflink"/.test(d.stderr())) expect(poolFiles(d.dataDir)).toEqual({ volumes: [], snapshots: [], tmp: [] });
   } catch (err) {
     forceCleanup(d.dir);
     throw err;

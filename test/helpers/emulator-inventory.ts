@@ -62,3 +62,29 @@ export function storeRows(dataDir: string): StoreRows {
     db.close();
   }
 }
+
+export interface BackendObjects {
+  /** `<pool>/<volume>` */
+  volumes: string[];
+  /** `<pool>/<snapshot>` */
+  snapshots: string[];
+}
+
+/**
+ * The volumes and snapshots an emulator holds, running or stopped: a stopped one's store, else (the store
+ * is locked by the running daemon) its pool files. For leak checks on the original level.
+ */
+export function backendObjects(dataDir: string): BackendObjects {
+  let rows: StoreRows;
+  try {
+    rows = storeRows(dataDir);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'SQLITE_BUSY') throw err;
+    const files = poolFiles(dataDir);
+    return { volumes: files.volumes, snapshots: files.snapshots };
+  }
+  return {
+    volumes: rows.volumes.map((v) => `${v.pool}/${v.name}`),
+    snapshots: rows.snapshots.map((s) => `${s.pool}/${s.name}`),
+  };
+}
