@@ -1,6 +1,6 @@
-// The original level of the socket API (docs/socket-api.md, "The original level"): the 2014 product as the
-// Cinder driver's sources show it and nothing more. Nine requests, each with only the keys that driver sent;
-// replies `retcode=N` alone, the queries' records carrying `status` alone (pools: the five fields, integer GiB); every
+// The original level of the socket API (docs/socket-api.md §1.4): the 2014 product as the Cinder driver's
+// sources show it and nothing more. Nine requests, each with only the keys that driver sent; replies
+// `retcode=N` alone, the queries' records carrying `status` alone (pools: the five fields, whole GiB); every
 // failure the generic `retcode=1`, but a query of what does not exist `retcode=-900079`. No token, no
 // request id, no ret_desc. The operations are the extended level's (volumes.ts, snapshots.ts); only the
 // request and reply forms differ.
@@ -20,9 +20,6 @@ import { field, poolRecord, snapshotRecord, volumeRecord } from './records.js';
 import { createSnapshot, deleteSnapshot } from './snapshots.js';
 import type { SnapshotRow, VolumeRow } from './store.js';
 import { cloneVolume, createVolume, deleteVolume, extendVolume, parseCreateSpec } from './volumes.js';
-
-/** The product's generic failure: all it ever said about a request that did not work. */
-export const ORIGINAL_FAILURE = ORIGINAL_GENERIC_FAILURE;
 
 /** The two queries whose "does not exist" is told apart from a failure. */
 const QUERIES: ReadonlySet<string> = new Set([Requests.QUERY_VOLUME.type, Requests.QUERY_SNAPSHOT.type]);
@@ -110,7 +107,7 @@ export function buildOriginalHandlers(ctx: Ctx): Map<string, Handler> {
     const snap = params.name(Key.SNAP_NAME_SRC);
     params.int(Key.VOL_NUM, 1, 1, 1);
     // Always a linked clone, in the snapshot's pool (the request names no pool).
-    await cloneVolume(ctx, params, { type: 'snapshot', name: snap }, 'linked', ORIGINAL_FAILURE);
+    await cloneVolume(ctx, params, { type: 'snapshot', name: snap }, 'linked', ORIGINAL_GENERIC_FAILURE);
     return ok();
   });
 
@@ -149,8 +146,8 @@ export async function handleOriginalRequest(bytes: Buffer, options: OriginalServ
     type = req.type;
     const handler = options.handlers.get(type);
     const known = ORIGINAL_KEYS.get(type);
-    if (!handler || !known) throw new VbsError(ORIGINAL_FAILURE, `unknown request type ${type}`);
-    if (options.stopping()) throw new VbsError(ORIGINAL_FAILURE, 'the VBS is shutting down');
+    if (!handler || !known) throw new VbsError(ORIGINAL_GENERIC_FAILURE, `unknown request type ${type}`);
+    if (options.stopping()) throw new VbsError(ORIGINAL_GENERIC_FAILURE, 'the VBS is shutting down');
     const params = new Params(new Fields(req.fields.list.filter(([k]) => known.has(k))));
     let child: Logger | undefined;
     const log = (): Logger => (child ??= options.log.child({ request_id: `emu-${counter}`, req: type }));
@@ -162,7 +159,7 @@ export async function handleOriginalRequest(bytes: Buffer, options: OriginalServ
       if (!(err instanceof VbsError) && !(err instanceof ProtocolError)) {
         options.log.error({ err, req: type }, 'internal error');
       }
-      reply = { retcode: ORIGINAL_FAILURE, fields: [] };
+      reply = { retcode: ORIGINAL_GENERIC_FAILURE, fields: [] };
     }
     why = (err as Error).message;
   }
@@ -181,10 +178,10 @@ export async function handleOriginalRequest(bytes: Buffer, options: OriginalServ
  * querydev of a volume that is not attached.
  */
 export function encodeOriginalKvReply(method: KvMethod | undefined, r: KvReply): Buffer {
-  let code: number = r.ret_code === KvCode.OK ? KvCode.OK : ORIGINAL_FAILURE;
+  let code: number = r.ret_code === KvCode.OK ? KvCode.OK : ORIGINAL_GENERIC_FAILURE;
   if (method === 'attach' && r.ret_code === KvCode.ALREADY_ATTACHED) code = KvCode.ALREADY_ATTACHED;
   if (method === 'detach' && r.nothingToDetach === 'not-attached') code = KvCode.NOT_MOUNT_NODE;
-  if (method === 'detach' && r.nothingToDetach === 'no-volume') code = ORIGINAL_FAILURE;
+  if (method === 'detach' && r.nothingToDetach === 'no-volume') code = ORIGINAL_GENERIC_FAILURE;
   let text = `ret_code=${code}\n`;
   if (method === 'querydev' && code === KvCode.OK && r.dev_addr) text += `dev_addr=${r.dev_addr}\n`;
   return Buffer.from(text, 'utf8');

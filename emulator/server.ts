@@ -4,7 +4,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmodSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
-import { isKnownAt, isMutating, Key } from '../src/protocol/catalog.js';
+import { isKnownAt, isMutating, Key, ORIGINAL_GENERIC_FAILURE } from '../src/protocol/catalog.js';
 import { KV_METHODS, KvCode, MAX_KV_MESSAGE_BYTES, type KvMethod } from '../src/protocol/kv.js';
 import {
   encodeReply, findRequestEnd, isValidName, MAX_REQUEST_BYTES, parseRequest, ProtocolError, RetCode, type Field,
@@ -13,7 +13,7 @@ import type { AttachService, KvReply } from './attach.js';
 import { VbsError } from './errors.js';
 import type { Handler, Reply } from './handlers.js';
 import type { Logger } from './log.js';
-import { encodeOriginalKvReply, handleOriginalRequest, ORIGINAL_FAILURE } from './original.js';
+import { encodeOriginalKvReply, handleOriginalRequest } from './original.js';
 import { Params } from './params.js';
 
 const INCOMPLETE_REQUEST_TIMEOUT_MS = 10_000;
@@ -240,7 +240,7 @@ export class ControlServer extends OneShotServer {
       maxBytes: MAX_REQUEST_BYTES,
       quietMs: options.quietMs,
       log: options.log,
-      tooLarge: () => original ? encodeReply(ORIGINAL_FAILURE)
+      tooLarge: () => original ? encodeReply(ORIGINAL_GENERIC_FAILURE)
         : encodeReply(RetCode.TOO_LARGE, { [Key.RET_DESC]: `request exceeds ${MAX_REQUEST_BYTES} bytes` }),
       onRequest: (bytes) => original
         ? handleOriginalRequest(bytes, { handlers: options.handlers, log: options.log, stopping: options.stopping }, ++this.counter)

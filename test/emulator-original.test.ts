@@ -12,6 +12,7 @@ import {
   call, type Daemon, EMULATOR_MAIN, exchange, extents, forceCleanup, makeTempDir, MiB, sdsCli, snapshotPath, startDaemon,
   stopAndCheck, volumePath, waitGone,
 } from './helpers/emulator.js';
+import { checkedAgainstCatalog, type Handler } from '../emulator/handlers.js';
 import { backendObjects, poolFiles, storeRows } from './helpers/emulator-inventory.js';
 
 
@@ -322,6 +323,19 @@ describe('emulator original level: the KV data plane through the real sds_cli', 
     expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'kv-v1' })).text).toBe('retcode=0\n');
     await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'kv-v1' });
     expect(poolFiles(d.dataDir)).toEqual({ volumes: [], snapshots: [], tmp: [] });
+  });
+});
+
+describe('emulator handler tables and the catalog', () => {
+  const handler: Handler = () => ({ retcode: 0, fields: [] });
+
+  it('accepts a table with exactly the types of its level and names what is missing or extra', () => {
+    const table = (types: string[]) => new Map(types.map((t) => [t, handler]));
+    const original = requestTypesOf('original');
+    expect(checkedAgainstCatalog(table(original), 'original').size).toBe(9);
+    expect(() => checkedAgainstCatalog(table(original.slice(1)), 'original')).toThrow(`missing ${original[0]}, extra none`);
+    expect(() => checkedAgainstCatalog(table([...original, 'MAP_VOLUME_REQ']), 'original')).toThrow('missing none, extra MAP_VOLUME_REQ');
+    expect(() => checkedAgainstCatalog(table(original), 'extended')).toThrow(/missing QUERY_CAPABILITY_REQ/);
   });
 });
 
