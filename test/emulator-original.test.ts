@@ -244,10 +244,16 @@ describe('emulator original level: the nine requests', () => {
     expect(huge.data.toString()).toBe('retcode=1\n');
   });
 
-  it('answers the original client form: one write, no empty line, never half-closed', async () => {
+  it('answers the original client form over the unix socket and TCP: one write, no empty line, never half-closed', async () => {
     const r = await exchange(sock, Buffer.from('[QUERY_VOLUME_REQ]\nvol_name=orig-v1\n'), { timeoutMs: 15_000 });
     expect(r.closedByServer).toBe(true);
     expect(r.data.toString()).toBe('retcode=0\nvolume0=[status=1]\n');
+    // Over TCP, as the original client spoke it.
+    expect(d.info.tcpPort).toBeGreaterThan(0);
+    const tcp = await exchange({ port: d.info.tcpPort }, Buffer.from('[QUERY_VOLUME_REQ]\nvol_name=orig-v1\n'), { timeoutMs: 15_000 });
+    expect(tcp.data.toString()).toBe('retcode=0\nvolume0=[status=1]\n');
+    // The original client read one 1,024-byte recv: every original reply fits.
+    expect(tcp.data.length).toBeLessThanOrEqual(1024);
   });
 });
 
