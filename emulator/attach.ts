@@ -11,14 +11,24 @@ export interface KvReply {
   ret_code: number;
   ret_desc: string;
   dev_addr?: string;
+  /** a detach that had nothing to do, and why: the original level answers these apart */
+  nothingToDetach?: 'no-volume' | 'not-attached';
 }
 
 const reply = (code: number, desc: string, devAddr?: string): KvReply => ({ ret_code: code, ret_desc: desc, dev_addr: devAddr });
 
+export interface AttachOptions {
+  /**
+   * Attach only volumes mapped to this host (MAP_VOLUME_REQ). The original level has no mapping request:
+   * there the host's own sds_cli is all it takes, read-write, as os-brick did it.
+   */
+  requireMapping: boolean;
+}
+
 export class AttachService {
   readonly queue = new KeyedQueue();
 
-  constructor(private readonly ctx: Ctx) {}
+  constructor(private readonly ctx: Ctx, private readonly options: AttachOptions = { requireMapping: true }) {}
 
   private volumeFile(row: VolumeRow): string | undefined {
     return this.ctx.pools.get(row.pool)?.volumePath(row.name);
@@ -40,10 +50,10 @@ export class AttachService {
       const { ctx } = this;
       const row = ctx.store.volume(name);
       if (!row || row.state === 'deleting') return reply(KvCode.VOLUME_NOT_EXIST, `volume ${name} does not exist`);
-      if (!ctx.store.mappings(row.id).some((m) => m.host_id === ctx.hostId)) {
+      const mapping = ctx.store.mappings(row.id).find((m) => m.host_id === ctx.hostId);
+      if (!mapping && this.options.requireMapping) {
         return reply(KvCode.NOT_MOUNT_NODE, `volume ${name} is not mapped to host ${ctx.hostId}`);
       }
-      const mapping = ctx.store.mappings(row.id).find((m) => m.host_id === ctx.hostId)!;
       const existing = this.liveAttachment(row);
       if (existing?.state === 'attached') return reply(KvCode.ALREADY_ATTACHED, 'already attached', existing.device);
       if (existing) return reply(KvCode.BUSY, `volume ${name} is being ${existing.state === 'attaching' ? 'attached' : 'detached'}`);
@@ -56,7 +66,7 @@ export class AttachService {
       }
       const base: AttachmentRow = {
         vol_id: row.id, host_id: ctx.hostId, state: 'attaching', device: '', dev_major: 0, dev_minor: 0,
-        read_only: mapping.access_mode === 'ro' ? 1 : 0, attached_at: nowSeconds(),
+        read_only: mapping?.access_mode === 'ro' ? 1 : 0, attached_at: nowSeconds(),
       };
       ctx.store.upsertAttachment(base);
       try {
@@ -83,9 +93,9 @@ export class AttachService {
   async detachNow(name: string, force: boolean): Promise<KvReply> {
     const { ctx } = this;
     const row = ctx.store.volume(name);
-    if (!row) return reply(KvCode.OK, `volume ${name} does not exist; nothing to detach`);
+    if (!row) return { ...reply(KvCode.OK, `volume ${name} does not exist; nothing to detach`), nothingToDetach: 'no-volume' };
     const att = ctx.store.attachment(row.id);
-    if (!att) return reply(KvCode.OK, 'not attached');
+    if (!att) return { ...reply(KvCode.OK, 'not attached'), nothingToDetach: 'not-attached' };
     const file = this.volumeFile(row);
     const ours = att.device !== '' && backingFileOf(att.device) === file;
     if (ours && !force && isDeviceBusy(att.device)) {

@@ -9,6 +9,9 @@ import { findTool } from './exec.js';
 
 export type PoolType = 'auto' | 'xfs-reflink' | 'directory';
 
+/** Which socket API the emulator answers: the 2014 product's nine requests (`original`) or ours (`extended`). */
+export type EmulatorProtocol = 'original' | 'extended';
+
 export interface PoolSpec {
   name: string;
   sizeBytes: number;
@@ -39,6 +42,8 @@ export interface EmulatorConfig {
   blkioCgroup: string;
   /** the qemu-img that reads and writes qcow2 images; '' when there is none (raw images only) */
   qemuImg: string;
+  /** the protocol level served (docs/socket-api.md §1.4 for `original`) */
+  protocol: EmulatorProtocol;
 }
 
 interface SettingDef {
@@ -66,6 +71,7 @@ const SETTINGS = {
   requestQuietMs: { flag: 'request-quiet-ms', env: ['SDS_REQUEST_QUIET_MS'], kind: 'string', help: 'quiet period that ends a request sent without an empty line (default 25)' },
   shutdownGraceMs: { flag: 'shutdown-grace-ms', env: ['SDS_SHUTDOWN_GRACE_MS'], kind: 'string', help: 'how long SIGTERM waits for in-flight operations (default 10000)' },
   blkioCgroup: { flag: 'blkio-cgroup', env: ['SDS_BLKIO_CGROUP'], kind: 'string', help: 'cgroup v1 blkio directory for QoS throttling (default /sys/fs/cgroup/blkio; empty disables)' },
+  protocol: { flag: 'protocol', env: ['SDS_EMULATOR_PROTOCOL'], kind: 'string', help: 'extended (default: every request of docs/socket-api.md) or original (only the nine requests of the 2014 product, in their original form)' },
   qemuImg: { flag: 'qemu-img', env: ['SDS_QEMU_IMG'], kind: 'string', help: 'path of qemu-img for qcow2 images (default: qemu-img found in PATH; "none": raw images only)' },
 } satisfies Record<string, SettingDef>;
 
@@ -256,6 +262,7 @@ function schemaFor(dataDir: string) {
     shutdownGraceMs: z.string().regex(/^\d+$/, 'must be an integer').transform(Number)
       .pipe(z.number().int().min(0, 'must be between 0 and 600000').max(600000, 'must be between 0 and 600000')),
     blkioCgroup: z.string().refine((p) => p === '' || isAbsolute(p), 'must be an absolute path or empty'),
+    protocol: z.enum(['original', 'extended']),
     qemuImg: z.string()
       .refine((p) => p === 'none' || isAbsolute(p), 'must be an absolute path or "none"')
       .refine((p) => p === 'none' || isExecutable(p), 'is not an executable file')
@@ -299,6 +306,7 @@ export function loadConfig(
     blkioCgroup: (raw.blkioCgroup as string | undefined) ?? '/sys/fs/cgroup/blkio',
     // Looked up once, here: every qcow2 operation then names the same binary, or fails clearly without one.
     qemuImg: (raw.qemuImg as string | undefined) ?? findTool('qemu-img') ?? 'none',
+    protocol: (raw.protocol as string | undefined) ?? 'extended',
   };
   const parsed = schemaFor(dataDir).safeParse(input);
   if (!parsed.success) {

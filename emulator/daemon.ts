@@ -9,6 +9,7 @@ import { Deleter } from './deleter.js';
 import { Freezer } from './freeze.js';
 import { buildHandlers } from './handlers.js';
 import { ImageService } from './images.js';
+import { buildOriginalHandlers } from './original.js';
 import { ObjectLocks } from './locks.js';
 import { createLogger, type Logger } from './log.js';
 import { detachLoop, isDeviceBusy, listLoopDevices, type LoopDevice } from './loopdev.js';
@@ -76,13 +77,19 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     throw err;
   }
 
-  const attach = new AttachService(ctx);
+  const original = config.protocol === 'original';
+  if (original && config.token !== undefined) {
+    log.warn('--protocol original checks no token (the product had none); the configured token is ignored');
+  }
+  const attach = new AttachService(ctx, { requireMapping: !original });
   const images = new ImageService(ctx);
   const shared = ctx;
   const control = new ControlServer({
-    handlers: buildHandlers(ctx, attach, images), token: config.token, quietMs: config.requestQuietMs, log, stopping: () => shared.stopping,
+    protocol: config.protocol,
+    handlers: original ? buildOriginalHandlers(ctx) : buildHandlers(ctx, attach, images),
+    token: config.token, quietMs: config.requestQuietMs, log, stopping: () => shared.stopping,
   });
-  const kv = new KvServer(attach, log);
+  const kv = new KvServer(attach, log, config.protocol);
   let tcpPort = -1;
   try {
     await control.listenUnix(config.controlSocket);
@@ -101,7 +108,7 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
   renameSync(tmpInfo, infoPath);
   const startupMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
   log.info({
-    tcpPort, controlSocket: config.controlSocket, kvSocket: config.kvSocket, hostId: config.hostId, listen: tcpPort >= 0 ? `${config.listenHost}:${tcpPort}` : 'tcp off', pools: [...ctx.pools.values()].map((p) => ({ name: p.name, type: p.kind, healthy: p.healthy })),
+    protocol: config.protocol, tcpPort, controlSocket: config.controlSocket, kvSocket: config.kvSocket, hostId: config.hostId, listen: tcpPort >= 0 ? `${config.listenHost}:${tcpPort}` : 'tcp off', pools: [...ctx.pools.values()].map((p) => ({ name: p.name, type: p.kind, healthy: p.healthy })),
     startupMs: Math.round(startupMs * 10) / 10,
     sinceProcessStartMs: Math.round(process.uptime() * 1000),
   }, 'ready');

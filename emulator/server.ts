@@ -4,14 +4,17 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmodSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
+import { isKnownAt, isMutating, Key, ORIGINAL_GENERIC_FAILURE } from '../src/protocol/catalog.js';
 import { KV_METHODS, KvCode, MAX_KV_MESSAGE_BYTES, type KvMethod } from '../src/protocol/kv.js';
 import {
   encodeReply, findRequestEnd, isValidName, MAX_REQUEST_BYTES, parseRequest, ProtocolError, RetCode, type Field,
 } from '../src/protocol/vbs.js';
 import type { AttachService, KvReply } from './attach.js';
+import type { EmulatorProtocol } from './config.js';
 import { VbsError } from './errors.js';
-import { MUTATING, type Handler, type Reply } from './handlers.js';
+import type { Handler, Reply } from './handlers.js';
 import type { Logger } from './log.js';
+import { encodeOriginalKvReply, handleOriginalRequest } from './original.js';
 import { Params } from './params.js';
 
 const INCOMPLETE_REQUEST_TIMEOUT_MS = 10_000;
@@ -218,6 +221,8 @@ export function tokenMatches(given: string | undefined, expected: Buffer): boole
 
 export interface ControlServerOptions {
   handlers: Map<string, Handler>;
+  /** `original`: the 2014 product's form (emulator/original.ts); no token, no request id, no ret_desc */
+  protocol: EmulatorProtocol;
   token: string | undefined;
   quietMs: number;
   log: Logger;
@@ -231,12 +236,16 @@ export class ControlServer extends OneShotServer {
 
   constructor(private readonly options: ControlServerOptions) {
     const expected = options.token !== undefined ? tokenDigest(options.token) : undefined;
+    const original = options.protocol === 'original';
     super({
       maxBytes: MAX_REQUEST_BYTES,
       quietMs: options.quietMs,
       log: options.log,
-      tooLarge: () => encodeReply(RetCode.TOO_LARGE, { ret_desc: `request exceeds ${MAX_REQUEST_BYTES} bytes` }),
-      onRequest: (bytes) => this.handle(bytes, expected),
+      tooLarge: () => original ? encodeReply(ORIGINAL_GENERIC_FAILURE)
+        : encodeReply(RetCode.TOO_LARGE, { [Key.RET_DESC]: `request exceeds ${MAX_REQUEST_BYTES} bytes` }),
+      onRequest: (bytes) => original
+        ? handleOriginalRequest(bytes, { handlers: options.handlers, log: options.log, stopping: options.stopping }, ++this.counter)
+        : this.handle(bytes, expected),
     });
   }
 
@@ -253,37 +262,37 @@ export class ControlServer extends OneShotServer {
     try {
       const req = parseRequest(bytes);
       type = req.type;
-      const rid = req.fields.get('request_id');
+      const rid = req.fields.get(Key.REQUEST_ID);
       if (rid !== undefined && REQUEST_ID_PATTERN.test(rid)) requestId = rid;
       bindings = { request_id: requestId ?? `emu-${++this.counter}`, req: type };
       // The token is checked before any other key is looked at.
       if (expectedToken) {
-        const given = req.fields.get('auth_token');
+        const given = req.fields.get(Key.AUTH_TOKEN);
         if (!tokenMatches(given, expectedToken)) {
-          throw new VbsError(RetCode.AUTH_FAILED, `auth_token: ${given === undefined ? 'missing' : 'wrong'}`);
+          throw new VbsError(RetCode.AUTH_FAILED, `${Key.AUTH_TOKEN}: ${given === undefined ? 'missing' : 'wrong'}`);
         }
       }
       if (rid !== undefined && requestId === undefined) {
-        throw new VbsError(RetCode.INVALID_PARAMETER, 'request_id: must be 1-128 printable characters');
+        throw new VbsError(RetCode.INVALID_PARAMETER, `${Key.REQUEST_ID}: must be 1-128 printable characters`);
       }
-      const handler = handlers.get(type);
+      const handler = isKnownAt(type, 'extended') ? handlers.get(type) : undefined;
       if (!handler) throw new VbsError(RetCode.UNKNOWN_REQUEST, `unknown request type ${type}`);
       if (this.options.stopping()) throw new VbsError(RetCode.UNAVAILABLE, 'the VBS is shutting down; retry');
       reply = await handler({ params: new Params(req.fields), get log() { return log(); } });
     } catch (err) {
-      if (err instanceof VbsError) reply = { retcode: err.retcode, fields: [['ret_desc', err.message], ...err.fields] };
-      else if (err instanceof ProtocolError) reply = { retcode: err.retcode, fields: [['ret_desc', err.message]] };
+      if (err instanceof VbsError) reply = { retcode: err.retcode, fields: [[Key.RET_DESC, err.message], ...err.fields] };
+      else if (err instanceof ProtocolError) reply = { retcode: err.retcode, fields: [[Key.RET_DESC, err.message]] };
       else {
         log().error({ err }, 'internal error');
-        reply = { retcode: RetCode.INTERNAL, fields: [['ret_desc', `internal error: ${(err as Error).message}`]] };
+        reply = { retcode: RetCode.INTERNAL, fields: [[Key.RET_DESC, `internal error: ${(err as Error).message}`]] };
       }
     }
     const fields: Field[] = [...reply.fields];
-    if (requestId !== undefined) fields.push(['request_id', requestId]);
+    if (requestId !== undefined) fields.push([Key.REQUEST_ID, requestId]);
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const entry = { retcode: reply.retcode, ms: Math.round(ms * 1000) / 1000, ...(reply.retcode !== 0 ? { ret_desc: reply.fields[0]?.[1] } : {}) };
     if (reply.retcode === RetCode.INTERNAL) baseLog.error({ ...bindings, ...entry }, 'request failed');
-    else if (MUTATING.has(type)) baseLog.info({ ...bindings, ...entry }, 'request');
+    else if (isMutating(type)) baseLog.info({ ...bindings, ...entry }, 'request');
     else if (baseLog.isLevelEnabled('debug')) baseLog.debug({ ...bindings, ...entry }, 'request');
     return encodeReply(reply.retcode, fields);
   }
@@ -300,16 +309,18 @@ export function encodeKvReply(r: KvReply): Buffer {
 
 /** The KV data plane for sds_cli: `method=..\nvolume=..\n\n`. */
 export class KvServer extends OneShotServer {
-  constructor(attach: AttachService, log: Logger) {
+  constructor(attach: AttachService, log: Logger, protocol: EmulatorProtocol = 'extended') {
+    const encode = (method: KvMethod | undefined, r: KvReply): Buffer =>
+      protocol === 'original' ? encodeOriginalKvReply(method, r) : encodeKvReply(r);
     super({
       maxBytes: MAX_KV_MESSAGE_BYTES,
       quietMs: 0,
       log,
-      tooLarge: () => encodeKvReply({ ret_code: KvCode.BAD_ARGUMENTS, ret_desc: `request exceeds ${MAX_KV_MESSAGE_BYTES} bytes` }),
+      tooLarge: () => encode(undefined, { ret_code: KvCode.BAD_ARGUMENTS, ret_desc: `request exceeds ${MAX_KV_MESSAGE_BYTES} bytes` }),
       onRequest: async (bytes) => {
         const started = Date.now();
         const parsed = parseKvRequest(bytes);
-        if ('error' in parsed) return encodeKvReply({ ret_code: KvCode.BAD_ARGUMENTS, ret_desc: parsed.error });
+        if ('error' in parsed) return encode(undefined, { ret_code: KvCode.BAD_ARGUMENTS, ret_desc: parsed.error });
         const reqLog = log.child({ request_id: parsed.requestId, kv: parsed.method, volume: parsed.volume });
         let result: KvReply;
         try {
@@ -320,10 +331,10 @@ export class KvServer extends OneShotServer {
           reqLog.error({ err }, 'kv request failed');
           result = { ret_code: KvCode.DEVICE_FAILED, ret_desc: `internal error: ${(err as Error).message}` };
         }
-        const entry = { ret_code: result.ret_code, dev_addr: result.dev_addr, ms: Date.now() - started };
+        const entry = { ret_code: result.ret_code, dev_addr: result.dev_addr, ms: Date.now() - started, ...(result.ret_code !== 0 ? { ret_desc: result.ret_desc } : {}) };
         if (parsed.method === 'querydev') reqLog.debug(entry, 'kv request');
         else reqLog.info(entry, 'kv request');
-        return encodeKvReply(result);
+        return encode(parsed.method, result);
       },
     });
   }

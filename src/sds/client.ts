@@ -15,6 +15,7 @@ import { AddressError, exchange, parseAddressList, TransportError, type VbsAddre
 import {
   encodeRequest, isValidName, MAX_LIST_LIMIT, parseReply, ProtocolError, RetCode, type Field, type VbsReply,
 } from '../protocol/vbs.js';
+import { isResendSafe } from '../protocol/catalog.js';
 
 /**
  * Told of every request when it ends, for metrics: its type (`CREATE_VOLUME_REQ`), its result (`ok`, or the
@@ -65,43 +66,14 @@ export const CLIENT_DEFAULTS = {
 } as const;
 
 /**
- * Which requests are sent again after the request went out but no reply came back (connection broken or
- * closed without a reply). A request that never left (refused, unreachable, connect timeout) is tried on
- * the next address whatever its type; one that never left because the VBS's accept queue was full (EAGAIN)
- * is tried again after a back-off until the deadline; and BUSY (-900013) / UNAVAILABLE (-900031) replies
- * are retried for every type: the VBS did nothing for them.
- *
- * | request                                  | retried after send | why it is safe                          |
- * |------------------------------------------|--------------------|-----------------------------------------|
- * | QUERY_CAPABILITY, QUERY_POOLS_CAPABILITY | yes                | read only                               |
- * | QUERY_VOLUME, QUERY_SNAPSHOT             | yes                | read only                               |
- * | QUERY_VOLUME_HOSTS, QUERY_HOSTS          | yes                | read only                               |
- * | QUERY_IMAGE_JOB, LIST_VOLUMES/SNAPSHOTS  | yes                | read only                               |
- * | CREATE_VOLUME, CREATE_SNAPSHOT           | yes                | name-keyed: a repeat answers -900011 +  |
- * | CREATE_VOLUME_FROM_SNAPSHOT, CLONE_VOLUME|                    | record, compared as identical → success |
- * | DELETE_VOLUME, DELETE_SNAPSHOT           | yes                | a repeat answers -900079 → success      |
- * | EXTEND_VOLUME                            | yes                | absolute size: equal size answers 0     |
- * | MAP_VOLUME, UNMAP_VOLUME                 | yes                | already (un)mapped answers 0            |
- * | MODIFY_VOLUME                            | yes                | sets absolute values                    |
- * | CREATE_GROUP_SNAPSHOT                    | yes                | name-keyed: -900011 + records, compared |
- * | DELETE_GROUP_SNAPSHOT                    | yes                | a repeat answers -900079 → success      |
- * | QUERY_GROUP_SNAPSHOT, QUERY_SNAPSHOT_    | yes                | read only                               |
- * | EXTENTS, QUERY_SNAPSHOT_DELTA            |                    |                                         |
- * | IMPORT_IMAGE, EXPORT_IMAGE               | no                 | each starts a job; a repeat cannot tell |
- * |                                          |                    | ours from another, and the job id is lost|
- * | anything else                            | no                 | unknown effect                          |
+ * Which requests are sent again after the request went out but no reply came back: the catalog's
+ * `resendSafe` (src/protocol/catalog.ts says why for each type). A request that never left (refused,
+ * unreachable, connect timeout) is tried on the next address whatever its type; one that never left because
+ * the VBS's accept queue was full (EAGAIN) is tried again after a back-off until the deadline; and BUSY
+ * (-900013) / UNAVAILABLE (-900031) replies are retried for every type: the VBS did nothing for them.
  */
-const RETRY_AFTER_SEND: ReadonlySet<string> = new Set([
-  'QUERY_CAPABILITY_REQ', 'QUERY_POOLS_CAPABILITY_REQ', 'QUERY_VOLUME_REQ', 'QUERY_SNAPSHOT_REQ',
-  'QUERY_VOLUME_HOSTS_REQ', 'QUERY_HOSTS_REQ', 'QUERY_IMAGE_JOB_REQ', 'LIST_VOLUMES_REQ', 'LIST_SNAPSHOTS_REQ',
-  'CREATE_VOLUME_REQ', 'CREATE_SNAPSHOT_REQ', 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', 'CLONE_VOLUME_REQ',
-  'DELETE_VOLUME_REQ', 'DELETE_SNAPSHOT_REQ', 'EXTEND_VOLUME_REQ', 'MAP_VOLUME_REQ', 'UNMAP_VOLUME_REQ',
-  'MODIFY_VOLUME_REQ', 'CREATE_GROUP_SNAPSHOT_REQ', 'DELETE_GROUP_SNAPSHOT_REQ', 'QUERY_GROUP_SNAPSHOT_REQ',
-  'QUERY_SNAPSHOT_EXTENTS_REQ', 'QUERY_SNAPSHOT_DELTA_REQ',
-]);
-
 export function isRetriedAfterSend(requestType: string): boolean {
-  return RETRY_AFTER_SEND.has(requestType);
+  return isResendSafe(requestType);
 }
 
 /** What an idempotent create asked for, to compare with a volume that already holds the name. */
@@ -563,7 +535,7 @@ export class SdsClient implements SdsBackend {
 
   private async requestLoop(type: string, bytes: Buffer, opts: CallOptions, timeoutMs: number, signal: AbortSignal): Promise<VbsReply> {
     const deadline = Date.now() + timeoutMs;
-    const retryAfterSend = RETRY_AFTER_SEND.has(type);
+    const retryAfterSend = isResendSafe(type);
     let lostReplies = 0;
     let busyReplies = 0;
     let overloads = 0;
