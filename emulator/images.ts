@@ -5,23 +5,25 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import {
-  closeSync, constants, createReadStream, fstatSync, linkSync, lstatSync, openSync, promises as fsp, readSync, realpathSync,
-  renameSync, unlinkSync,
+  closeSync, createReadStream, fsyncSync, linkSync, lstatSync, promises as fsp, readSync, realpathSync, renameSync, unlinkSync,
 } from 'node:fs';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { RetCode } from '../src/protocol/vbs.js';
 import { nowSeconds, poolOf, usablePool, type Ctx } from './context.js';
 import { busy, invalid, notExist, VbsError } from './errors.js';
-import { createSparseSync, fsyncPath, growSync, isInside, isInsideOrSame, MiB, preallocate, reflink, sparseCopy } from './files.js';
+import { createSparseSync, fsyncPath, growSync, MiB, preallocate, reflink, sparseCopy } from './files.js';
 import { snapKey, volKey } from './locks.js';
 import { flushDevice } from './loopdev.js';
 import type { Logger } from './log.js';
 import type { Params } from './params.js';
+import { fdPath, MalformedPathError, openExportDir, openImageForRead, type ExportDir, type ImageDirs, type OpenedImage } from './safe-paths.js';
 import type { JobRow, VolumeRow } from './store.js';
+import { guardedLookup, parseAllowlist, refusal, type UrlAllowlist } from './url-guard.js';
 import { checkCapacity, checkVolumeNameFree, orUndo, parseCreateSpec, takeLocks } from './volumes.js';
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
@@ -32,6 +34,8 @@ const HTTP_IDLE_TIMEOUT_MS = 60_000;
 const JOB_RETENTION_S = 3600;
 
 const imageError = (message: string): VbsError => new VbsError(RetCode.IMAGE_ERROR, message);
+const pathError = (err: unknown): VbsError =>
+  new VbsError(err instanceof MalformedPathError ? RetCode.INVALID_PARAMETER : RetCode.IMAGE_ERROR, (err as Error).message);
 
 /**
  * Formats recognised by their first bytes that this VBS cannot read. With image_format=auto they are refused
@@ -97,9 +101,12 @@ export class ImageService {
   private readonly purgeTimer: NodeJS.Timeout;
   /** the qemu-img of --qemu-img (or found in PATH at start); '' when there is none */
   private readonly qemuImg: string;
+  /** the hosts and networks http(s) imports may reach beyond the default */
+  private readonly urlAllow: UrlAllowlist;
 
   constructor(private readonly ctx: Ctx) {
     this.qemuImg = ctx.config.qemuImg;
+    this.urlAllow = parseAllowlist(ctx.config.imageUrlAllow);
     ctx.store.purgeJobs(nowSeconds() - JOB_RETENTION_S);
     this.purgeTimer = setInterval(() => ctx.store.purgeJobs(nowSeconds() - JOB_RETENTION_S), 60_000);
     this.purgeTimer.unref();
@@ -125,28 +132,11 @@ export class ImageService {
 
   // ---- paths
 
-  /** Resolves an image path and checks it lies inside an image directory and outside the pools. */
-  private checkImagePath(raw: string, key: string, mustExist: boolean): string {
-    if (!isAbsolute(raw)) throw invalid(key, 'must be an absolute path');
-    if (normalize(raw) !== raw || raw.endsWith('/')) throw invalid(key, 'must be a normalised path (no ., .., // or trailing /)');
-    let real: string;
-    try {
-      real = mustExist ? realpathSync(raw) : join(realpathSync(dirname(raw)), basename(raw));
-    } catch {
-      throw imageError(`${key}: ${mustExist ? raw : dirname(raw)} does not exist`);
-    }
+  /** The image directories and what no image may be in (the data dir and the pools, save <data>/images). */
+  private imageDirs(): ImageDirs {
     const { config } = this.ctx;
-    const allowed = config.imageDirs.map(realpathOr);
-    if (!allowed.some((d) => isInside(d, real))) {
-      throw imageError(`${key}: ${raw} is outside the image directories (${config.imageDirs.join(', ')})`);
-    }
-    const dataDir = realpathOr(config.dataDir);
-    const forbidden = [...this.ctx.pools.values()].flatMap((p) => [realpathOr(p.root), p.lunPath ? realpathOr(p.lunPath) : '']).filter(Boolean);
-    const insideData = isInsideOrSame(dataDir, real) && !isInside(realpathOr(join(config.dataDir, 'images')), real);
-    if (insideData || forbidden.some((f) => isInsideOrSame(f, real))) {
-      throw imageError(`${key}: ${raw} is inside the emulator's data or pools`);
-    }
-    return real;
+    const forbidden = [realpathOr(config.dataDir), ...[...this.ctx.pools.values()].flatMap((p) => [realpathOr(p.root), p.lunPath ? realpathOr(p.lunPath) : ''])].filter(Boolean);
+    return { dirs: config.imageDirs, forbidden, allowedInside: [realpathOr(join(config.dataDir, 'images'))] };
   }
 
   // ---- import
@@ -238,25 +228,24 @@ export class ImageService {
         throw invalid('image_url', 'is not a valid file:// URL');
       }
     } else if (/^https?:\/\//i.test(url)) {
-      return openHttp(url);
+      return openHttp(url, this.urlAllow);
     } else {
       throw invalid('image_url', 'must be an absolute path, a file:// URL or an http(s):// URL');
     }
-    const real = this.checkImagePath(path, 'image_url', true);
-    let fd: number;
+    let opened: OpenedImage;
     try {
-      fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW);
+      opened = openImageForRead(path, 'image_url', this.imageDirs());
     } catch (err) {
-      throw imageError(`image_url: cannot open ${path}: ${(err as Error).message}`);
+      throw pathError(err);
     }
-    const st = fstatSync(fd);
-    if (!st.isFile()) {
-      closeSync(fd);
-      throw imageError(`image_url: ${path} is not a regular file`);
+    try {
+      const head = Buffer.alloc(512);
+      const n = readSync(opened.fd, head, 0, head.length, 0);
+      return { kind: 'file', path: opened.real, fd: opened.fd, size: opened.size, head: head.subarray(0, n) };
+    } catch (err) {
+      closeSync(opened.fd);
+      throw imageError(`image_url: cannot read ${path}: ${(err as Error).message}`);
     }
-    const head = Buffer.alloc(512);
-    const n = readSync(fd, head, 0, head.length, 0);
-    return { kind: 'file', path: real, fd, size: st.size, head: head.subarray(0, n) };
   }
 
   private async runImport(job: {
@@ -328,13 +317,32 @@ export class ImageService {
     const volName = p.optName('vol_name');
     const snapName = p.optName('snap_name');
     if ((volName === undefined) === (snapName === undefined)) throw invalid('vol_name', 'give exactly one of vol_name and snap_name');
-    const target = this.checkImagePath(p.req('image_path'), 'image_path', false);
     const format = p.oneOf('image_format', ['raw', 'qcow2'] as const, 'raw');
     if (format === 'qcow2') this.needQemuImg('writing a qcow2 image');
     const overwrite = p.flag('overwrite', false);
+    let dir: ExportDir;
+    try {
+      dir = openExportDir(p.req('image_path'), 'image_path', this.imageDirs());
+    } catch (err) {
+      throw pathError(err);
+    }
+    // From here on the export names its directory only through this descriptor (safe-paths.ts).
+    let handedOver = false;
+    try {
+      const jobId = this.exportJob(volName, snapName, dir, format, overwrite, log);
+      handedOver = true;
+      return jobId;
+    } finally {
+      if (!handedOver) closeSync(dir.fd);
+    }
+  }
+
+  private exportJob(volName: string | undefined, snapName: string | undefined, dir: ExportDir, format: 'raw' | 'qcow2', overwrite: boolean, log: Logger): string {
+    const target = join(dir.real, dir.name);
+    const targetAt = fdPath(dir.fd, dir.name);
     let existing: ReturnType<typeof lstatSync> | undefined;
     try {
-      existing = lstatSync(target);
+      existing = lstatSync(targetAt);
     } catch { /* absent */ }
     if (existing && (!existing.isFile() || !overwrite)) {
       throw imageError(`image_path: ${target} exists${existing.isFile() ? '; set overwrite=1 to replace it' : ' and is not a regular file'}`);
@@ -369,11 +377,13 @@ export class ImageService {
     const release = takeLocks(ctx, [sourceLock], 'export');
     const jobId = `job-${randomUUID()}`;
     const tmpSource = pool.tmpPath(`export-${jobId}`);
-    const part = join(dirname(target), `.${basename(target)}.${jobId}.part`);
+    const partName = `.${dir.name}.${jobId}.part`;
+    // Written through the directory's descriptor: the same directory however its path is renamed meanwhile.
+    const part = fdPath(dir.fd, partName);
     orUndo(() => ctx.store.insertJob({
       job_id: jobId, job_type: 'export', status: 'running', vol_name: volName ?? '', snap_name: snapName ?? '', vol_id: null,
       pool: pool.name, image: target, image_format: format, bytes_done: 0, bytes_total: sizeMb * MiB, error: '',
-      tmp_paths: JSON.stringify([tmpSource, part]), started_at: nowSeconds(), ended_at: null,
+      tmp_paths: JSON.stringify([tmpSource, join(dir.real, partName)]), started_at: nowSeconds(), ended_at: null,
     }), release);
     const live: LiveJob = { bytesDone: 0, bytesTotal: sizeMb * MiB, abort: new AbortController() };
     this.live.set(jobId, live);
@@ -404,13 +414,13 @@ export class ImageService {
           else await sparseCopy(source, part); // raw without qemu-img: a sparse copy is the same image
           if (signal.aborted) throw signal.reason;
           fsyncPath(part);
-          if (overwrite) renameSync(part, target);
+          if (overwrite) renameSync(part, targetAt);
           else {
             // link(2) refuses to replace a file that appeared meanwhile.
-            linkSync(part, target);
+            linkSync(part, targetAt);
             unlinkSync(part);
           }
-          fsyncPath(dirname(target));
+          fsyncSync(dir.fd);
           releaseOnce();
           // The temporary snapshot goes before the job says done, so nothing of the job outlives its end.
           await fsp.rm(tmpSource, { force: true });
@@ -427,6 +437,9 @@ export class ImageService {
           releaseOnce();
           this.live.delete(jobId);
           await fsp.rm(tmpSource, { force: true }).catch(() => undefined);
+          try {
+            closeSync(dir.fd);
+          } catch { /* already closed */ }
         }
       })(),
     );
@@ -451,17 +464,38 @@ function closeSource(source: Source): void {
   }
 }
 
-/** Opens an HTTP(S) source and reads its first bytes (to detect the format); follows up to 5 redirects. */
-async function openHttp(url: string, redirects = 0): Promise<Source> {
+/**
+ * Opens an HTTP(S) source and reads its first bytes (to detect the format); follows up to 5 redirects, each
+ * only to http(s) and each checked like the first URL: the address connected to must be allowed (url-guard.ts).
+ */
+async function openHttp(url: string, allow: UrlAllowlist, redirects = 0): Promise<Source> {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
     throw invalid('image_url', 'is not a valid URL');
   }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw imageError(`image_url: ${displayUrl(url)} is not an http(s) URL (redirects go only to http and https)`);
+  }
+  // An IP literal is connected to without a lookup: checked here; names are checked by the lookup.
+  const literal = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+  const literalRefusal = isIP(literal) ? refusal(allow, parsed.hostname, literal) : undefined;
+  if (literalRefusal) throw imageError(`image_url: cannot fetch ${displayUrl(url)}: ${literalRefusal}`);
   const response = await new Promise<IncomingMessage>((resolvePromise, reject) => {
     const get = parsed.protocol === 'https:' ? https.get : http.get;
-    const req = get(parsed, { timeout: HTTP_HEADER_TIMEOUT_MS }, resolvePromise);
+    const req = get(parsed, { timeout: HTTP_HEADER_TIMEOUT_MS, lookup: guardedLookup(allow), agent: false }, (res) => {
+      // The address actually connected to, whatever resolved it.
+      const why = refusal(allow, parsed.hostname, res.socket.remoteAddress ?? '');
+      if (why) {
+        res.destroy();
+        reject(new Error(why));
+      } else resolvePromise(res);
+    });
+    req.on('socket', (socket) => socket.once('connect', () => {
+      const why = refusal(allow, parsed.hostname, socket.remoteAddress ?? '');
+      if (why) req.destroy(new Error(why));
+    }));
     req.on('timeout', () => req.destroy(new Error(`no answer within ${HTTP_HEADER_TIMEOUT_MS} ms`)));
     req.on('error', reject);
   }).catch((err: Error) => {
@@ -471,7 +505,13 @@ async function openHttp(url: string, redirects = 0): Promise<Source> {
   if ([301, 302, 303, 307, 308].includes(status) && response.headers.location) {
     response.destroy();
     if (redirects >= 5) throw imageError(`image_url: too many redirects from ${displayUrl(url)}`);
-    return openHttp(new URL(response.headers.location, parsed).toString(), redirects + 1);
+    let next: string;
+    try {
+      next = new URL(response.headers.location, parsed).toString();
+    } catch {
+      throw imageError(`image_url: ${displayUrl(url)} redirects to an invalid URL`);
+    }
+    return openHttp(next, allow, redirects + 1);
   }
   if (status !== 200) {
     response.destroy();
