@@ -2,6 +2,7 @@
 // sdshypervisor-csi: the CSI driver process. Parses the configuration, starts the embedded emulator in
 // all mode, builds the back-end client and the services of the chosen mode, serves them on the CSI socket,
 // and on SIGINT/SIGTERM drains in-flight calls before it stops (a second signal stops at once).
+import { randomBytes } from 'node:crypto';
 import { runExport } from './cli/export.js';
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
 import { controllerService } from './controller/controller.js';
@@ -28,10 +29,17 @@ const DUPLICATE_SIGNAL_MS = 100;
 async function run(config: DriverConfig, log: Logger): Promise<number> {
   let emulator: EmbeddedEmulator | undefined;
   if (config.startEmulator) {
+    // The embedded emulator always requires a token (docs/RELIABILITY.md, threat model): the configured one,
+    // from a file or SDS_VBS_TOKEN, or a random one for this run; it reaches the child in its environment
+    // (readable by root only). TCP stays off unless SDS_VBS_PORT asks for it: the 0600 unix socket serves.
+    config.vbsToken ??= randomBytes(32).toString('base64url');
+    const emulatorEnv: NodeJS.ProcessEnv = { ...process.env, SDS_VBS_TOKEN: config.vbsToken };
+    delete emulatorEnv.SDS_VBS_TOKEN_FILE;
     emulator = await EmbeddedEmulator.start({
       dataDir: config.dataDir,
       log: log.child({ room: 'emulator' }),
-      port: process.env.SDS_VBS_PORT ? Number(process.env.SDS_VBS_PORT) : 0,
+      port: process.env.SDS_VBS_PORT ? Number(process.env.SDS_VBS_PORT) : -1,
+      env: emulatorEnv,
     });
     // The node side finds the emulator's data plane through these (sds_cli reads SDS_KV_SOCKET).
     process.env.SDS_KV_SOCKET = emulator.info.kvSocket;
