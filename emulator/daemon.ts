@@ -15,6 +15,7 @@ import { detachLoop, isDeviceBusy, listLoopDevices, type LoopDevice } from './lo
 import { detectPoolKind, preparePool, readMounts, unmountPool, type Pool } from './pools.js';
 import { BlkioThrottle } from './qos.js';
 import { reconcile } from './reconcile.js';
+import { ThickReservations } from './reservations.js';
 import { ControlServer, KvServer } from './server.js';
 import { Store } from './store.js';
 
@@ -67,7 +68,7 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     const background = new Background();
     ctx = {
       config, log, store, pools, defaultPool: config.pools[0]!.name, locks: new ObjectLocks(), qos, hostId: config.hostId,
-      background, deleter: new Deleter(store, background, log), thickReserved: new Map(), stopping: false, freezer: new Freezer(log),
+      background, deleter: new Deleter(store, background, log), thickReserved: new ThickReservations(), stopping: false, freezer: new Freezer(log),
     };
     const report = await reconcile(ctx, loops);
     log.info(report, 'reconciled');
