@@ -15,7 +15,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { RetCode } from '../src/protocol/vbs.js';
 import { nowSeconds, poolOf, usablePool, type Ctx } from './context.js';
-import { busy, invalid, notExist, VbsError } from './errors.js';
+import { busy, fromIoError, invalid, notExist, VbsError } from './errors.js';
 import { createSparseSync, fsyncPath, growSync, MiB, preallocate, reflink, sparseCopy } from './files.js';
 import { snapKey, volKey } from './locks.js';
 import { flushDevice } from './loopdev.js';
@@ -24,7 +24,7 @@ import type { Params } from './params.js';
 import { fdPath, MalformedPathError, openExportDir, openImageForRead, type ExportDir, type ImageDirs, type OpenedImage } from './safe-paths.js';
 import type { JobRow, VolumeRow } from './store.js';
 import { guardedLookup, parseAllowlist, refusal, type UrlAllowlist } from './url-guard.js';
-import { checkCapacity, checkVolumeNameFree, orUndo, parseCreateSpec, takeLocks } from './volumes.js';
+import { checkCapacity, checkVolumeNameFree, orUndo, parseCreateSpec, reserve, takeLocks } from './volumes.js';
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 const BLOCK = 4096;
@@ -175,9 +175,15 @@ export class ImageService {
       checkVolumeNameFree(this.ctx, name);
       const pool = usablePool(this.ctx, spec.pool.name);
       checkCapacity(this.ctx, pool, sizeMb, spec.thin ? 0 : sizeMb * MiB);
-      const release = takeLocks(this.ctx, [volKey(name)], 'import');
+      const releaseLocks = takeLocks(this.ctx, [volKey(name)], 'import');
       const jobId = `job-${randomUUID()}`;
       const tmpVolume = pool.tmpPath(`import-${jobId}`);
+      // A thick import's space is held from the check above until the job ends, as for a thick create.
+      const unreserve = reserve(this.ctx, pool.name, spec.thin ? 0 : sizeMb * MiB, tmpVolume);
+      const release = (): void => {
+        unreserve();
+        releaseLocks();
+      };
       const download = pool.tmpPath(`download-${jobId}`);
       const image = source.kind === 'file' ? source.path : displayUrl(source.url);
       const volId = orUndo(() => this.ctx.store.tx(() => {
@@ -297,12 +303,13 @@ export class ImageService {
       log.info('import done');
     } catch (err) {
       const message = signal.aborted ? String((signal.reason as Error)?.message ?? 'aborted') : (err as Error).message;
+      const errorCode = signal.aborted ? 0 : failureCode(err);
       log.warn({ err }, 'import failed; deleting the volume it created');
       await fsp.rm(job.tmpVolume, { force: true }).catch(() => undefined);
       await fsp.rm(job.download, { force: true }).catch(() => undefined);
       ctx.store.tx(() => {
         ctx.store.deleteVolume(job.volId);
-        ctx.store.finishJob({ job_id: job.jobId, status: 'failed', error: message, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
+        ctx.store.finishJob({ job_id: job.jobId, status: 'failed', error: message, error_code: errorCode, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
       });
       job.release();
     } finally {
@@ -428,11 +435,12 @@ export class ImageService {
           jobLog.info('export done');
         } catch (err) {
           const message = signal.aborted ? String((signal.reason as Error)?.message ?? 'aborted') : (err as Error).message;
+          const errorCode = signal.aborted ? 0 : failureCode(err);
           jobLog.warn({ err }, 'export failed');
           await fsp.rm(part, { force: true }).catch(() => undefined);
           await fsp.rm(tmpSource, { force: true }).catch(() => undefined);
           releaseOnce();
-          ctx.store.finishJob({ job_id: jobId, status: 'failed', error: message, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
+          ctx.store.finishJob({ job_id: jobId, status: 'failed', error: message, error_code: errorCode, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
         } finally {
           releaseOnce();
           this.live.delete(jobId);
@@ -452,6 +460,11 @@ export class ImageService {
     const live = this.live.get(jobId);
     return { row, live: live && row.status === 'running' ? { bytesDone: live.bytesDone, bytesTotal: live.bytesTotal } : undefined };
   }
+}
+
+/** The result code a failed job reports: NO_SPACE when it ran out of space (ENOSPC from us or a tool). */
+function failureCode(err: unknown): number {
+  return err instanceof VbsError ? err.retcode : fromIoError(err, 'job').retcode;
 }
 
 function closeSource(source: Source): void {

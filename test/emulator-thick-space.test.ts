@@ -1,0 +1,69 @@
+// Space accounting of the emulator's pools (issue #15, items 11 and 12): concurrent thick creates get
+// exactly what sequential ones would (a promise of space counts only what its file has not allocated yet),
+// and an import that runs out of space fails as NO_SPACE (error_code of the job), which the driver answers
+// as RESOURCE_EXHAUSTED (controller-images-unit.test.ts), never as a bad argument.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RetCode } from '../src/protocol/vbs.js';
+import { jobFromRecord } from '../src/sds/records.js';
+import { call, type Daemon, makeTempDir, MiB, startDaemon, stopAndCheck, waitGone, waitJob } from './helpers/emulator.js';
+
+describe('pool space under concurrency', () => {
+  let d: Daemon;
+  let sock: string;
+  let images: string;
+
+  const freeMb = async (): Promise<number> =>
+    Number((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: 'pool0' })).record('pool0').usable_capacity_mb);
+
+  beforeAll(async () => {
+    const dir = makeTempDir('emu-thick-');
+    images = join(dir, 'images');
+    mkdirSync(images, { mode: 0o755 });
+    d = await startDaemon({ dir, args: ['--pool', 'pool0:1G', '--image-dir', images] });
+    sock = d.info.controlSocket;
+  });
+
+  afterAll(async () => {
+    if (d) expect(await stopAndCheck(d)).toEqual({ code: 0, loops: [], mounts: [] });
+  });
+
+  it('five concurrent thick creates fit wherever five sequential ones do, and a sixth does not', async () => {
+    // Leave a little over 5 × 90 MiB free, as in the report (501 MiB).
+    const filler = (await freeMb()) - 501;
+    expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'filler', vol_size: filler, thin_flag: 0 })).retcode).toBe(0);
+    for (let round = 0; round < 3; round++) {
+      const names = [0, 1, 2, 3, 4].map((i) => `thick-${round}-${i}`);
+      const answers = await Promise.all(names.map((n) => call(sock, 'CREATE_VOLUME_REQ', { vol_name: n, vol_size: 90, thin_flag: 0 })));
+      expect(answers.map((a) => [a.retcode, a.get('ret_desc')]), `round ${round}`).toEqual(names.map(() => [0, undefined]));
+      const sixth = await call(sock, 'CREATE_VOLUME_REQ', { vol_name: `thick-${round}-5`, vol_size: 90, thin_flag: 0 });
+      expect(sixth.retcode).toBe(RetCode.NO_SPACE);
+      for (const n of names) {
+        expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: n })).retcode).toBe(0);
+        await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: n });
+      }
+    }
+    expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'filler' })).retcode).toBe(0);
+    await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'filler' });
+  });
+
+  it('an import into a full pool fails as NO_SPACE and leaves no volume', async () => {
+    // 48 MiB of data into a pool with about 16 MiB free: the thin import runs out while it writes.
+    const image = join(images, 'big.raw');
+    writeFileSync(image, randomBytes(48 * MiB));
+    const filler = (await freeMb()) - 16;
+    expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'filler2', vol_size: filler, thin_flag: 0 })).retcode).toBe(0);
+    const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'too-big', image_url: image, vol_size: 64 });
+    expect(a.retcode, a.text).toBe(0);
+    const job = await waitJob(sock, a.get('job_id')!);
+    expect(job).toMatchObject({ status: 'failed', error_code: String(RetCode.NO_SPACE) });
+    expect(job.error).toMatch(/ENOSPC|no space/i);
+    expect(jobFromRecord(job)).toMatchObject({ state: 'failed', outOfSpace: true });
+    expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'too-big' })).retcode).toBe(RetCode.NOT_EXIST);
+    // A thick import is refused up front when its space is not there.
+    const b = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'too-big-thick', image_url: image, vol_size: 64, thin_flag: 0 });
+    expect(b.retcode).toBe(RetCode.NO_SPACE);
+  });
+});
