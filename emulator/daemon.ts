@@ -89,6 +89,10 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     await control.listenUnix(config.controlSocket);
     await kv.listenUnix(config.kvSocket);
     if (config.listenPort >= 0) tcpPort = await control.listenTcp(config.listenHost, config.listenPort);
+    if (tcpPort >= 0 && config.token === undefined) {
+      // Any local user can connect to a TCP port: without a token each of them controls every volume.
+      log.warn({ listen: `${config.listenHost}:${tcpPort}` }, 'the socket API listens on TCP without a token: every user who can reach the port controls every volume; set --token-file');
+    }
   } catch (err) {
     await Promise.all([control.close(), kv.close()]);
     store.close();
