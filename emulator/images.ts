@@ -7,15 +7,13 @@ import { createHash, randomUUID, type Hash } from 'node:crypto';
 import {
   closeSync, createReadStream, fsyncSync, linkSync, lstatSync, promises as fsp, readSync, realpathSync, renameSync, unlinkSync,
 } from 'node:fs';
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
-import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { RetCode } from '../src/protocol/vbs.js';
 import { nowSeconds, poolOf, usablePool, type Ctx } from './context.js';
-import { busy, fromIoError, invalid, notExist, VbsError } from './errors.js';
+import { busy, fromIoError, imageError, invalid, notExist, VbsError } from './errors.js';
+import { displayUrl, openHttp, type HttpSource } from './image-http.js';
 import { createSparseSync, fsyncPath, growSync, MiB, preallocate, reflink, sparseCopy } from './files.js';
 import { snapKey, volKey } from './locks.js';
 import { flushDevice } from './loopdev.js';
@@ -23,17 +21,14 @@ import type { Logger } from './log.js';
 import type { Params } from './params.js';
 import { fdPath, MalformedPathError, openExportDir, openImageForRead, type ExportDir, type ImageDirs, type OpenedImage } from './safe-paths.js';
 import type { JobRow, VolumeRow } from './store.js';
-import { guardedLookup, parseAllowlist, refusal, type UrlAllowlist } from './url-guard.js';
+import { parseAllowlist, type UrlAllowlist } from './url-guard.js';
 import { checkCapacity, checkVolumeNameFree, orUndo, parseCreateSpec, reserve, takeLocks } from './volumes.js';
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 const BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
-const HTTP_HEADER_TIMEOUT_MS = 10_000;
-const HTTP_IDLE_TIMEOUT_MS = 60_000;
 const JOB_RETENTION_S = 3600;
 
-const imageError = (message: string): VbsError => new VbsError(RetCode.IMAGE_ERROR, message);
 const pathError = (err: unknown): VbsError =>
   new VbsError(err instanceof MalformedPathError ? RetCode.INVALID_PARAMETER : RetCode.IMAGE_ERROR, (err as Error).message);
 
@@ -62,9 +57,7 @@ interface LiveJob {
   abort: AbortController;
 }
 
-type Source =
-  | { kind: 'file'; path: string; fd: number; size: number; head: Buffer }
-  | { kind: 'http'; url: string; response: IncomingMessage; size: number | undefined; head: Buffer };
+type Source = { kind: 'file'; path: string; fd: number; size: number; head: Buffer } | HttpSource;
 
 function checksumSpec(p: Params): { algorithm: 'sha256' | 'md5'; hex: string } | undefined {
   const v = p.opt('checksum');
@@ -74,18 +67,6 @@ function checksumSpec(p: Params): { algorithm: 'sha256' | 'md5'; hex: string } |
     throw invalid('checksum', 'must be sha256:<64 hex digits> or md5:<32 hex digits>');
   }
   return { algorithm: m[1] as 'sha256' | 'md5', hex: m[2]!.toLowerCase() };
-}
-
-/** A URL without credentials, for logs and job records. */
-function displayUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString();
-  } catch {
-    return url;
-  }
 }
 
 function realpathOr(path: string): string {
@@ -475,86 +456,6 @@ function closeSource(source: Source): void {
   } else if (!source.response.destroyed) {
     source.response.destroy();
   }
-}
-
-/**
- * Opens an HTTP(S) source and reads its first bytes (to detect the format); follows up to 5 redirects, each
- * only to http(s) and each checked like the first URL: the address connected to must be allowed (url-guard.ts).
- */
-async function openHttp(url: string, allow: UrlAllowlist, redirects = 0): Promise<Source> {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw invalid('image_url', 'is not a valid URL');
-  }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw imageError(`image_url: ${displayUrl(url)} is not an http(s) URL (redirects go only to http and https)`);
-  }
-  // An IP literal is connected to without a lookup: checked here; names are checked by the lookup.
-  const literal = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
-  const literalRefusal = isIP(literal) ? refusal(allow, parsed.hostname, literal) : undefined;
-  if (literalRefusal) throw imageError(`image_url: cannot fetch ${displayUrl(url)}: ${literalRefusal}`);
-  const response = await new Promise<IncomingMessage>((resolvePromise, reject) => {
-    const get = parsed.protocol === 'https:' ? https.get : http.get;
-    const req = get(parsed, { timeout: HTTP_HEADER_TIMEOUT_MS, lookup: guardedLookup(allow), agent: false }, (res) => {
-      // The address actually connected to, whatever resolved it.
-      const why = refusal(allow, parsed.hostname, res.socket.remoteAddress ?? '');
-      if (why) {
-        res.destroy();
-        reject(new Error(why));
-      } else resolvePromise(res);
-    });
-    req.on('socket', (socket) => socket.once('connect', () => {
-      const why = refusal(allow, parsed.hostname, socket.remoteAddress ?? '');
-      if (why) req.destroy(new Error(why));
-    }));
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${HTTP_HEADER_TIMEOUT_MS} ms`)));
-    req.on('error', reject);
-  }).catch((err: Error) => {
-    throw imageError(`image_url: cannot fetch ${displayUrl(url)}: ${err.message}`);
-  });
-  const status = response.statusCode ?? 0;
-  if ([301, 302, 303, 307, 308].includes(status) && response.headers.location) {
-    response.destroy();
-    if (redirects >= 5) throw imageError(`image_url: too many redirects from ${displayUrl(url)}`);
-    let next: string;
-    try {
-      next = new URL(response.headers.location, parsed).toString();
-    } catch {
-      throw imageError(`image_url: ${displayUrl(url)} redirects to an invalid URL`);
-    }
-    return openHttp(next, allow, redirects + 1);
-  }
-  if (status !== 200) {
-    response.destroy();
-    throw imageError(`image_url: ${displayUrl(url)} answered HTTP ${status}`);
-  }
-  response.setTimeout(HTTP_IDLE_TIMEOUT_MS, () => response.destroy(new Error(`no data for ${HTTP_IDLE_TIMEOUT_MS / 1000} s`)));
-  const lengthHeader = response.headers['content-length'];
-  const size = lengthHeader !== undefined && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
-  const head = await new Promise<Buffer>((resolvePromise, reject) => {
-    const chunks: Buffer[] = [];
-    let length = 0;
-    const done = (): void => {
-      response.off('data', onData);
-      response.off('end', done);
-      response.off('error', reject);
-      response.pause();
-      resolvePromise(Buffer.concat(chunks));
-    };
-    const onData = (chunk: Buffer): void => {
-      chunks.push(chunk);
-      length += chunk.length;
-      if (length >= 512) done();
-    };
-    response.on('data', onData);
-    response.on('end', done);
-    response.on('error', reject);
-  }).catch((err: Error) => {
-    throw imageError(`image_url: cannot read ${displayUrl(url)}: ${err.message}`);
-  });
-  return { kind: 'http', url, response, size, head };
 }
 
 /** The whole source as a stream of chunks: the probed head first, then the rest. */
