@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import {
-  closeSync, createReadStream, fsyncSync, linkSync, lstatSync, promises as fsp, readSync, realpathSync, renameSync, unlinkSync,
+  closeSync, constants, createReadStream, fsyncSync, linkSync, lstatSync, openSync, promises as fsp, readSync, realpathSync, renameSync, unlinkSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -398,6 +398,9 @@ export class ImageService {
           } else {
             source = pool.snapshotPath(snapName!);
           }
+          // Made 0600 before any byte is in it: qemu-img and cp write into the existing file and keep its mode, so
+          // no other user can open the image while it is written, nor read it after.
+          closeSync(openSync(part, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
           if (this.qemuImg) await runWithProgress(this.qemuImg, ['convert', '-p', '-f', 'raw', '-O', format, source, part], live, signal);
           else await sparseCopy(source, part); // raw without qemu-img: a sparse copy is the same image
           if (signal.aborted) throw signal.reason;

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   chmodSync, chownSync, closeSync, constants, existsSync, lchownSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync,
-  symlinkSync, writeFileSync,
+  statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -129,6 +129,16 @@ describe('image paths against an unprivileged local attacker', () => {
         closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
       } catch { /* nobody was blocked on it */ }
       await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('an export is readable by root only, in a directory others may enter', async () => {
+    for (const format of ['raw', 'qcow2']) {
+      const target = join(img, `private.${format}`);
+      const a = await call(sock, 'EXPORT_IMAGE_REQ', { vol_name: 'ex-src', image_path: target, image_format: format });
+      expect(a.retcode, a.text).toBe(0);
+      expect((await waitJob(sock, a.get('job_id')!)).status).toBe('done');
+      expect([format, (statSync(target).mode & 0o777).toString(8)]).toEqual([format, '600']);
     }
   });
 
