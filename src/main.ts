@@ -2,7 +2,6 @@
 // sdshypervisor-csi: the CSI driver process. Parses the configuration, starts the embedded emulator in
 // all mode, builds the back-end client and the services of the chosen mode, serves them on the CSI socket,
 // and on SIGINT/SIGTERM drains in-flight calls before it stops (a second signal stops at once).
-import { randomBytes } from 'node:crypto';
 import { runExport } from './cli/export.js';
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
 import { controllerService } from './controller/controller.js';
@@ -15,7 +14,7 @@ import { createLogger, type Logger } from './log/logger.js';
 import type { DriverMetrics, OpsHttpServer } from './metrics/index.js';
 import { nodeService, type NodeDeps } from './node/node.js';
 import { SdsClient } from './sds/client.js';
-import { defaultSdsCliPath, EmbeddedEmulator } from './server/embedded-emulator.js';
+import { defaultSdsCliPath, EmbeddedEmulator, makeEmbeddedToken } from './server/embedded-emulator.js';
 import { makeContextFactory } from './server/rpc.js';
 import { CsiServer, parseUnixEndpoint, type CsiServices } from './server/server.js';
 import { snapshotMetadataService } from './snapshotmetadata/snapshot-metadata.js';
@@ -30,9 +29,10 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
   let emulator: EmbeddedEmulator | undefined;
   if (config.startEmulator) {
     // The embedded emulator always requires a token (docs/RELIABILITY.md, threat model): the configured one,
-    // from a file or SDS_VBS_TOKEN, or a random one for this run; it reaches the child in its environment
-    // (readable by root only). TCP stays off unless SDS_VBS_PORT asks for it: the 0600 unix socket serves.
-    config.vbsToken ??= randomBytes(32).toString('base64url');
+    // from a file or SDS_VBS_TOKEN, or a random one for this run (also in <data>/vbs.token, 0600, for the export
+    // command); it reaches the child in its environment (readable by root only). TCP stays off unless
+    // SDS_VBS_PORT asks for it: the 0600 unix socket serves.
+    config.vbsToken ??= makeEmbeddedToken(config.dataDir);
     const emulatorEnv: NodeJS.ProcessEnv = { ...process.env, SDS_VBS_TOKEN: config.vbsToken };
     delete emulatorEnv.SDS_VBS_TOKEN_FILE;
     emulator = await EmbeddedEmulator.start({

@@ -2,8 +2,8 @@
 // only (no TCP port unless SDS_VBS_PORT asks for one) and always requires a token: the one configured
 // (here --vbs-token-file, which was not passed on before) or a random one the driver makes at start and
 // keeps to itself. A request without the token is AUTH_FAILED; the driver itself is served (Probe ready).
-import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import { cleanEnv, leftovers } from './support/stack.js';
 
 interface Running {
   info: { controlSocket: string; tcpPort?: number };
+  csi: string;
   stop(): Promise<void>;
 }
 
@@ -44,7 +45,7 @@ async function startAllMode(dir: string, extraArgs: string[]): Promise<Running> 
     }
     clients.close();
     const info = JSON.parse(readFileSync(join(dir, 'data', 'emulator.json'), 'utf8')) as Running['info'];
-    return { info, stop };
+    return { info, csi, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -62,6 +63,22 @@ describe('all mode: the embedded emulator', () => {
         expect(a.retcode).toBe(RetCode.AUTH_FAILED);
         const b = await call(run.info.controlSocket, 'LIST_VOLUMES_REQ', { auth_token: 'guess' });
         expect(b.retcode).toBe(RetCode.AUTH_FAILED);
+        // The random token is root's alone (0600), and `sdshypervisor-csi export` on this host finds it.
+        const tokenFile = join(dir, 'data', 'vbs.token');
+        expect((statSync(tokenFile).mode & 0o777).toString(8)).toBe('600');
+        expect((await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ', { auth_token: readFileSync(tokenFile, 'utf8').trim() })).retcode).toBe(0);
+        const clients = connectCsi(run.csi);
+        try {
+          const created = await clients.controller.CreateVolume({ name: 'pvc-export', capacity_range: { required_bytes: String(1024 * 1024) }, volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }] });
+          const out = join(dir, 'out.raw');
+          const exported = spawnSync(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js'), 'export', '--volume', created.volume!.volume_id!, '--out', out, '--quiet'], {
+            env: cleanEnv({ SDS_DATA_DIR: join(dir, 'data') }), encoding: 'utf8',
+          });
+          expect([exported.status, exported.stderr]).toEqual([0, '']);
+          expect(statSync(out).size).toBe(1024 * 1024);
+        } finally {
+          clients.close();
+        }
       } finally {
         await run.stop();
       }
