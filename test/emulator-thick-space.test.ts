@@ -9,6 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RetCode } from '../src/protocol/vbs.js';
 import { jobFromRecord } from '../src/sds/records.js';
 import { call, type Daemon, makeTempDir, MiB, sleep, startDaemon, stopAndCheck, waitGone, waitJob } from './helpers/emulator.js';
+import { failure, status } from './support/csi-client.js';
+import { blockCap } from './support/features.js';
+import { startStack } from './support/stack.js';
 
 describe('pool space under concurrency', () => {
   let d: Daemon;
@@ -76,5 +79,25 @@ describe('pool space under concurrency', () => {
     // A thick import is refused up front when its space is not there.
     const b = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'too-big-thick', image_url: image, vol_size: 64, thin_flag: 0 });
     expect(b.retcode).toBe(RetCode.NO_SPACE);
+  });
+});
+
+describe('a full pool through the driver', () => {
+  it('CreateVolume from an image that does not fit the pool answers RESOURCE_EXHAUSTED and leaves no volume', async () => {
+    const stack = await startStack({ mode: 'controller', pools: ['pool0:1G'] });
+    try {
+      const free = async () => Number((await call(stack.vbsSocket, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: 'pool0' })).record('pool0').usable_capacity_mb);
+      const image = join(stack.emulatorDataDir, 'images', 'big.raw');
+      writeFileSync(image, randomBytes(48 * MiB));
+      const ctl = stack.csi.controller;
+      await ctl.CreateVolume({ name: 'pvc-filler', volume_capabilities: [blockCap()], parameters: { thin: 'false' }, capacity_range: { required_bytes: String(((await free()) - 16) * MiB) } });
+      const f = await failure(ctl.CreateVolume({ name: 'pvc-too-big', volume_capabilities: [blockCap()], parameters: { imageSource: image }, capacity_range: { required_bytes: String(64 * MiB) } }));
+      expect([f.code, f.message]).toEqual([status.RESOURCE_EXHAUSTED, expect.stringMatching(/could not be imported/)]);
+      // Volume ids are the CO's names: the filler is there, the failed import's volume is not.
+      expect((await call(stack.vbsSocket, 'QUERY_VOLUME_REQ', { vol_name: 'pvc-filler' })).retcode).toBe(0);
+      expect((await call(stack.vbsSocket, 'QUERY_VOLUME_REQ', { vol_name: 'pvc-too-big' })).retcode).toBe(RetCode.NOT_EXIST);
+    } finally {
+      await stack.stop();
+    }
   });
 });
