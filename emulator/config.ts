@@ -1,11 +1,12 @@
 // Settings of the emulator daemon (docs/configuration.md, "The emulator"): flags win over environment
 // variables; every value is validated with zod and a bad one names the setting it came from.
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
-import { hostname, homedir, tmpdir } from 'node:os';
+import { hostname, homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_VBS_PORT, isValidName } from '../src/protocol/vbs.js';
 import { findTool } from './exec.js';
+import { parseAllowlist } from './url-guard.js';
 
 export type PoolType = 'auto' | 'xfs-reflink' | 'directory';
 
@@ -34,6 +35,8 @@ export interface EmulatorConfig {
   poolType: PoolType;
   maxOversubscription: number;
   imageDirs: string[];
+  /** hosts and CIDRs http(s) imports may reach even when loopback, link-local or unspecified */
+  imageUrlAllow: string[];
   keepMounted: boolean;
   logLevel: string;
   requestQuietMs: number;
@@ -65,7 +68,8 @@ const SETTINGS = {
   pools: { flag: 'pool', env: ['SDS_POOLS'], kind: 'list', help: 'pool as name[:size][:path] (repeatable; env: comma-separated); default pool0:64G:<data>/luns/pool0.img' },
   poolType: { flag: 'pool-type', env: ['SDS_POOL_TYPE'], kind: 'string', help: 'auto (xfs-reflink when root and mkfs.xfs are available, else directory), xfs-reflink or directory' },
   maxOversubscription: { flag: 'max-oversubscription', env: ['SDS_MAX_OVERSUBSCRIPTION'], kind: 'string', help: 'ratio of provisioned to total capacity thin volumes may reach (default 4.0)' },
-  imageDirs: { flag: 'image-dir', env: ['SDS_IMAGE_DIRS'], kind: 'list', help: 'directory image import/export may use (repeatable; env: comma-separated); default <data>/images and the system temp dir' },
+  imageDirs: { flag: 'image-dir', env: ['SDS_IMAGE_DIRS'], kind: 'list', help: 'directory image import/export may use (repeatable; env: comma-separated); default <data>/images; a directory others can write (such as /tmp) serves imports only, never exports' },
+  imageUrlAllow: { flag: 'image-url-allow', env: ['SDS_IMAGE_URL_ALLOW'], kind: 'list', help: 'host name, IP address or CIDR http(s) imports may reach although loopback, link-local or unspecified (refused by default; repeatable; env: comma-separated)' },
   keepMounted: { flag: 'keep-mounted', env: ['SDS_KEEP_MOUNTED'], kind: 'bool', help: 'on shutdown, leave volume loop devices attached and pools mounted' },
   logLevel: { flag: 'log-level', env: ['LOG_LEVEL'], kind: 'string', help: 'pino level (default info)' },
   requestQuietMs: { flag: 'request-quiet-ms', env: ['SDS_REQUEST_QUIET_MS'], kind: 'string', help: 'quiet period that ends a request sent without an empty line (default 25)' },
@@ -255,6 +259,13 @@ function schemaFor(dataDir: string) {
     maxOversubscription: z.string().regex(/^\d+(\.\d+)?$/, 'must be a number').transform(Number)
       .pipe(z.number().min(1, 'must be between 1 and 100').max(100, 'must be between 1 and 100')),
     imageDirs: listOf.refine((l) => l.every((p) => isAbsolute(p)), 'every image directory must be an absolute path'),
+    imageUrlAllow: listOf.superRefine((l, ctx) => {
+      try {
+        parseAllowlist(l);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    }),
     keepMounted: z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
     requestQuietMs: z.string().regex(/^\d+$/, 'must be an integer').transform(Number)
@@ -299,6 +310,7 @@ export function loadConfig(
     poolType: (raw.poolType as string | undefined) ?? 'auto',
     maxOversubscription: (raw.maxOversubscription as string | undefined) ?? '4.0',
     imageDirs: (raw.imageDirs as string[] | undefined) ?? [],
+    imageUrlAllow: (raw.imageUrlAllow as string[] | undefined) ?? [],
     keepMounted: raw.keepMounted ?? false,
     logLevel: (raw.logLevel as string | undefined) ?? 'info',
     requestQuietMs: (raw.requestQuietMs as string | undefined) ?? '25',
@@ -321,7 +333,8 @@ export function loadConfig(
     throw new ConfigError('setting --extra-host (SDS_EXTRA_HOSTS): must not repeat --host-id');
   }
   const token = readToken(raw, env, readFile);
-  const imageDirs = v.imageDirs.length > 0 ? v.imageDirs.map((p) => resolve(p)) : [join(dataDir, 'images'), resolve(tmpdir())];
+  // Never a world-writable directory such as /tmp by default (docs/RELIABILITY.md, threat model).
+  const imageDirs = v.imageDirs.length > 0 ? v.imageDirs.map((p) => resolve(p)) : [join(dataDir, 'images')];
   return {
     help: false,
     version: false,

@@ -1,6 +1,7 @@
 // What every part of the emulator shares: settings, logger, store, pools, locks and background work.
 import { Key } from '../src/protocol/catalog.js';
 import type { EmulatorConfig } from './config.js';
+import type { ThickReservations } from './reservations.js';
 import type { Freezer } from './freeze.js';
 import { VbsError } from './errors.js';
 import type { ObjectLocks } from './locks.js';
@@ -56,7 +57,7 @@ export interface Ctx {
   background: Background;
   deleter: Deleter;
   /** bytes promised to thick volumes being preallocated, per pool, not yet visible in statfs */
-  thickReserved: Map<string, number>;
+  thickReserved: ThickReservations;
   /** set when shutdown begins: new work is refused with UNAVAILABLE */
   stopping: boolean;
   /** file systems frozen for group snapshots; thawed at shutdown whatever happens */

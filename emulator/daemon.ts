@@ -16,6 +16,7 @@ import { detachLoop, isDeviceBusy, listLoopDevices, type LoopDevice } from './lo
 import { detectPoolKind, preparePool, readMounts, unmountPool, type Pool } from './pools.js';
 import { BlkioThrottle } from './qos.js';
 import { reconcile } from './reconcile.js';
+import { ThickReservations } from './reservations.js';
 import { ControlServer, KvServer } from './server.js';
 import { Store } from './store.js';
 
@@ -68,7 +69,7 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     const background = new Background();
     ctx = {
       config, log, store, pools, defaultPool: config.pools[0]!.name, locks: new ObjectLocks(), qos, hostId: config.hostId,
-      background, deleter: new Deleter(store, background, log), thickReserved: new Map(), stopping: false, freezer: new Freezer(log),
+      background, deleter: new Deleter(store, background, log), thickReserved: new ThickReservations(), stopping: false, freezer: new Freezer(log),
     };
     const report = await reconcile(ctx, loops);
     log.info(report, 'reconciled');
@@ -95,6 +96,10 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     await control.listenUnix(config.controlSocket);
     await kv.listenUnix(config.kvSocket);
     if (config.listenPort >= 0) tcpPort = await control.listenTcp(config.listenHost, config.listenPort);
+    if (tcpPort >= 0 && config.token === undefined) {
+      // Any local user can connect to a TCP port: without a token each of them controls every volume.
+      log.warn({ listen: `${config.listenHost}:${tcpPort}` }, 'the socket API listens on TCP without a token: every user who can reach the port controls every volume; set --token-file');
+    }
   } catch (err) {
     await Promise.all([control.close(), kv.close()]);
     store.close();

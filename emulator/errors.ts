@@ -21,6 +21,7 @@ export class VbsError extends Error {
 
 export const invalid = (key: string, why: string): VbsError => new VbsError(RetCode.INVALID_PARAMETER, `${key}: ${why}`);
 export const notExist = (what: string): VbsError => new VbsError(RetCode.NOT_EXIST, `${what} does not exist`);
+export const imageError = (message: string): VbsError => new VbsError(RetCode.IMAGE_ERROR, message);
 export const busy = (what: string, op?: string): VbsError =>
   new VbsError(RetCode.BUSY, `${what} is busy${op ? ` (${op} in progress)` : ''}; retry later`);
 

@@ -5,34 +5,33 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import {
-  closeSync, constants, createReadStream, fstatSync, linkSync, lstatSync, openSync, promises as fsp, readSync, realpathSync,
-  renameSync, unlinkSync,
+  closeSync, constants, createReadStream, fsyncSync, linkSync, lstatSync, openSync, promises as fsp, readSync, realpathSync, renameSync, unlinkSync,
 } from 'node:fs';
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
-import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { RetCode } from '../src/protocol/vbs.js';
 import { nowSeconds, poolOf, usablePool, type Ctx } from './context.js';
-import { busy, invalid, notExist, VbsError } from './errors.js';
-import { createSparseSync, fsyncPath, growSync, isInside, isInsideOrSame, MiB, preallocate, reflink, sparseCopy } from './files.js';
+import { busy, fromIoError, imageError, invalid, notExist, VbsError } from './errors.js';
+import { openHttp, type HttpSource } from './image-http.js';
+import { createSparseSync, fsyncPath, growSync, MiB, preallocate, reflink, sparseCopy } from './files.js';
 import { snapKey, volKey } from './locks.js';
 import { flushDevice } from './loopdev.js';
 import type { Logger } from './log.js';
 import type { Params } from './params.js';
+import { fdPath, MalformedPathError, openExportDir, openImageForRead, type ExportDir, type ImageDirs, type OpenedImage } from './safe-paths.js';
 import type { JobRow, VolumeRow } from './store.js';
-import { checkCapacity, checkVolumeNameFree, orUndo, parseCreateSpec, takeLocks } from './volumes.js';
+import { parseAllowlist, type UrlAllowlist } from './url-guard.js';
 import { urlWithoutCredentials } from '../src/protocol/urls.js';
+import { checkCapacity, checkVolumeNameFree, orUndo, parseCreateSpec, reserve, takeLocks } from './volumes.js';
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 const BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
-const HTTP_HEADER_TIMEOUT_MS = 10_000;
-const HTTP_IDLE_TIMEOUT_MS = 60_000;
 const JOB_RETENTION_S = 3600;
 
-const imageError = (message: string): VbsError => new VbsError(RetCode.IMAGE_ERROR, message);
+const pathError = (err: unknown): VbsError =>
+  new VbsError(err instanceof MalformedPathError ? RetCode.INVALID_PARAMETER : RetCode.IMAGE_ERROR, (err as Error).message);
 
 /**
  * Formats recognised by their first bytes that this VBS cannot read. With image_format=auto they are refused
@@ -59,9 +58,7 @@ interface LiveJob {
   abort: AbortController;
 }
 
-type Source =
-  | { kind: 'file'; path: string; fd: number; size: number; head: Buffer }
-  | { kind: 'http'; url: string; response: IncomingMessage; size: number | undefined; head: Buffer };
+type Source = { kind: 'file'; path: string; fd: number; size: number; head: Buffer } | HttpSource;
 
 function checksumSpec(p: Params): { algorithm: 'sha256' | 'md5'; hex: string } | undefined {
   const v = p.opt('checksum');
@@ -73,7 +70,6 @@ function checksumSpec(p: Params): { algorithm: 'sha256' | 'md5'; hex: string } |
   return { algorithm: m[1] as 'sha256' | 'md5', hex: m[2]!.toLowerCase() };
 }
 
-/** A URL without credentials, for logs and job records. */
 function realpathOr(path: string): string {
   try {
     return realpathSync(path);
@@ -87,9 +83,12 @@ export class ImageService {
   private readonly purgeTimer: NodeJS.Timeout;
   /** the qemu-img of --qemu-img (or found in PATH at start); '' when there is none */
   private readonly qemuImg: string;
+  /** the hosts and networks http(s) imports may reach beyond the default */
+  private readonly urlAllow: UrlAllowlist;
 
   constructor(private readonly ctx: Ctx) {
     this.qemuImg = ctx.config.qemuImg;
+    this.urlAllow = parseAllowlist(ctx.config.imageUrlAllow);
     ctx.store.purgeJobs(nowSeconds() - JOB_RETENTION_S);
     this.purgeTimer = setInterval(() => ctx.store.purgeJobs(nowSeconds() - JOB_RETENTION_S), 60_000);
     this.purgeTimer.unref();
@@ -115,28 +114,11 @@ export class ImageService {
 
   // ---- paths
 
-  /** Resolves an image path and checks it lies inside an image directory and outside the pools. */
-  private checkImagePath(raw: string, key: string, mustExist: boolean): string {
-    if (!isAbsolute(raw)) throw invalid(key, 'must be an absolute path');
-    if (normalize(raw) !== raw || raw.endsWith('/')) throw invalid(key, 'must be a normalised path (no ., .., // or trailing /)');
-    let real: string;
-    try {
-      real = mustExist ? realpathSync(raw) : join(realpathSync(dirname(raw)), basename(raw));
-    } catch {
-      throw imageError(`${key}: ${mustExist ? raw : dirname(raw)} does not exist`);
-    }
+  /** The image directories and what no image may be in (the data dir and the pools, save <data>/images). */
+  private imageDirs(): ImageDirs {
     const { config } = this.ctx;
-    const allowed = config.imageDirs.map(realpathOr);
-    if (!allowed.some((d) => isInside(d, real))) {
-      throw imageError(`${key}: ${raw} is outside the image directories (${config.imageDirs.join(', ')})`);
-    }
-    const dataDir = realpathOr(config.dataDir);
-    const forbidden = [...this.ctx.pools.values()].flatMap((p) => [realpathOr(p.root), p.lunPath ? realpathOr(p.lunPath) : '']).filter(Boolean);
-    const insideData = isInsideOrSame(dataDir, real) && !isInside(realpathOr(join(config.dataDir, 'images')), real);
-    if (insideData || forbidden.some((f) => isInsideOrSame(f, real))) {
-      throw imageError(`${key}: ${raw} is inside the emulator's data or pools`);
-    }
-    return real;
+    const forbidden = [realpathOr(config.dataDir), ...[...this.ctx.pools.values()].flatMap((p) => [realpathOr(p.root), p.lunPath ? realpathOr(p.lunPath) : ''])].filter(Boolean);
+    return { dirs: config.imageDirs, forbidden, allowedInside: [realpathOr(join(config.dataDir, 'images'))] };
   }
 
   // ---- import
@@ -175,9 +157,15 @@ export class ImageService {
       checkVolumeNameFree(this.ctx, name);
       const pool = usablePool(this.ctx, spec.pool.name);
       checkCapacity(this.ctx, pool, sizeMb, spec.thin ? 0 : sizeMb * MiB);
-      const release = takeLocks(this.ctx, [volKey(name)], 'import');
+      const releaseLocks = takeLocks(this.ctx, [volKey(name)], 'import');
       const jobId = `job-${randomUUID()}`;
       const tmpVolume = pool.tmpPath(`import-${jobId}`);
+      // A thick import's space is held from the check above until the job ends, as for a thick create.
+      const unreserve = reserve(this.ctx, pool.name, spec.thin ? 0 : sizeMb * MiB, tmpVolume);
+      const release = (): void => {
+        unreserve();
+        releaseLocks();
+      };
       const download = pool.tmpPath(`download-${jobId}`);
       const image = source.kind === 'file' ? source.path : urlWithoutCredentials(source.url);
       const volId = orUndo(() => this.ctx.store.tx(() => {
@@ -228,25 +216,24 @@ export class ImageService {
         throw invalid('image_url', 'is not a valid file:// URL');
       }
     } else if (/^https?:\/\//i.test(url)) {
-      return openHttp(url);
+      return openHttp(url, this.urlAllow);
     } else {
       throw invalid('image_url', 'must be an absolute path, a file:// URL or an http(s):// URL');
     }
-    const real = this.checkImagePath(path, 'image_url', true);
-    let fd: number;
+    let opened: OpenedImage;
     try {
-      fd = openSync(real, constants.O_RDONLY | constants.O_NOFOLLOW);
+      opened = openImageForRead(path, 'image_url', this.imageDirs());
     } catch (err) {
-      throw imageError(`image_url: cannot open ${path}: ${(err as Error).message}`);
+      throw pathError(err);
     }
-    const st = fstatSync(fd);
-    if (!st.isFile()) {
-      closeSync(fd);
-      throw imageError(`image_url: ${path} is not a regular file`);
+    try {
+      const head = Buffer.alloc(512);
+      const n = readSync(opened.fd, head, 0, head.length, 0);
+      return { kind: 'file', path: opened.real, fd: opened.fd, size: opened.size, head: head.subarray(0, n) };
+    } catch (err) {
+      closeSync(opened.fd);
+      throw imageError(`image_url: cannot read ${path}: ${(err as Error).message}`);
     }
-    const head = Buffer.alloc(512);
-    const n = readSync(fd, head, 0, head.length, 0);
-    return { kind: 'file', path: real, fd, size: st.size, head: head.subarray(0, n) };
   }
 
   private async runImport(job: {
@@ -298,12 +285,13 @@ export class ImageService {
       log.info('import done');
     } catch (err) {
       const message = signal.aborted ? String((signal.reason as Error)?.message ?? 'aborted') : (err as Error).message;
+      const errorCode = signal.aborted ? 0 : failureCode(err);
       log.warn({ err }, 'import failed; deleting the volume it created');
       await fsp.rm(job.tmpVolume, { force: true }).catch(() => undefined);
       await fsp.rm(job.download, { force: true }).catch(() => undefined);
       ctx.store.tx(() => {
         ctx.store.deleteVolume(job.volId);
-        ctx.store.finishJob({ job_id: job.jobId, status: 'failed', error: message, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
+        ctx.store.finishJob({ job_id: job.jobId, status: 'failed', error: message, error_code: errorCode, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
       });
       job.release();
     } finally {
@@ -318,13 +306,32 @@ export class ImageService {
     const volName = p.optName('vol_name');
     const snapName = p.optName('snap_name');
     if ((volName === undefined) === (snapName === undefined)) throw invalid('vol_name', 'give exactly one of vol_name and snap_name');
-    const target = this.checkImagePath(p.req('image_path'), 'image_path', false);
     const format = p.oneOf('image_format', ['raw', 'qcow2'] as const, 'raw');
     if (format === 'qcow2') this.needQemuImg('writing a qcow2 image');
     const overwrite = p.flag('overwrite', false);
+    let dir: ExportDir;
+    try {
+      dir = openExportDir(p.req('image_path'), 'image_path', this.imageDirs());
+    } catch (err) {
+      throw pathError(err);
+    }
+    // From here on the export names its directory only through this descriptor (safe-paths.ts).
+    let handedOver = false;
+    try {
+      const jobId = this.exportJob(volName, snapName, dir, format, overwrite, log);
+      handedOver = true;
+      return jobId;
+    } finally {
+      if (!handedOver) closeSync(dir.fd);
+    }
+  }
+
+  private exportJob(volName: string | undefined, snapName: string | undefined, dir: ExportDir, format: 'raw' | 'qcow2', overwrite: boolean, log: Logger): string {
+    const target = join(dir.real, dir.name);
+    const targetAt = fdPath(dir.fd, dir.name);
     let existing: ReturnType<typeof lstatSync> | undefined;
     try {
-      existing = lstatSync(target);
+      existing = lstatSync(targetAt);
     } catch { /* absent */ }
     if (existing && (!existing.isFile() || !overwrite)) {
       throw imageError(`image_path: ${target} exists${existing.isFile() ? '; set overwrite=1 to replace it' : ' and is not a regular file'}`);
@@ -359,11 +366,13 @@ export class ImageService {
     const release = takeLocks(ctx, [sourceLock], 'export');
     const jobId = `job-${randomUUID()}`;
     const tmpSource = pool.tmpPath(`export-${jobId}`);
-    const part = join(dirname(target), `.${basename(target)}.${jobId}.part`);
+    const partName = `.${dir.name}.${jobId}.part`;
+    // Written through the directory's descriptor: the same directory however its path is renamed meanwhile.
+    const part = fdPath(dir.fd, partName);
     orUndo(() => ctx.store.insertJob({
       job_id: jobId, job_type: 'export', status: 'running', vol_name: volName ?? '', snap_name: snapName ?? '', vol_id: null,
       pool: pool.name, image: target, image_format: format, bytes_done: 0, bytes_total: sizeMb * MiB, error: '',
-      tmp_paths: JSON.stringify([tmpSource, part]), started_at: nowSeconds(), ended_at: null,
+      tmp_paths: JSON.stringify([tmpSource, join(dir.real, partName)]), started_at: nowSeconds(), ended_at: null,
     }), release);
     const live: LiveJob = { bytesDone: 0, bytesTotal: sizeMb * MiB, abort: new AbortController() };
     this.live.set(jobId, live);
@@ -390,17 +399,20 @@ export class ImageService {
           } else {
             source = pool.snapshotPath(snapName!);
           }
+          // Made 0600 before any byte is in it: qemu-img and cp write into the existing file and keep its mode, so
+          // no other user can open the image while it is written, nor read it after.
+          closeSync(openSync(part, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
           if (this.qemuImg) await runWithProgress(this.qemuImg, ['convert', '-p', '-f', 'raw', '-O', format, source, part], live, signal);
           else await sparseCopy(source, part); // raw without qemu-img: a sparse copy is the same image
           if (signal.aborted) throw signal.reason;
           fsyncPath(part);
-          if (overwrite) renameSync(part, target);
+          if (overwrite) renameSync(part, targetAt);
           else {
             // link(2) refuses to replace a file that appeared meanwhile.
-            linkSync(part, target);
+            linkSync(part, targetAt);
             unlinkSync(part);
           }
-          fsyncPath(dirname(target));
+          fsyncSync(dir.fd);
           releaseOnce();
           // The temporary snapshot goes before the job says done, so nothing of the job outlives its end.
           await fsp.rm(tmpSource, { force: true });
@@ -408,15 +420,19 @@ export class ImageService {
           jobLog.info('export done');
         } catch (err) {
           const message = signal.aborted ? String((signal.reason as Error)?.message ?? 'aborted') : (err as Error).message;
+          const errorCode = signal.aborted ? 0 : failureCode(err);
           jobLog.warn({ err }, 'export failed');
           await fsp.rm(part, { force: true }).catch(() => undefined);
           await fsp.rm(tmpSource, { force: true }).catch(() => undefined);
           releaseOnce();
-          ctx.store.finishJob({ job_id: jobId, status: 'failed', error: message, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
+          ctx.store.finishJob({ job_id: jobId, status: 'failed', error: message, error_code: errorCode, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
         } finally {
           releaseOnce();
           this.live.delete(jobId);
           await fsp.rm(tmpSource, { force: true }).catch(() => undefined);
+          try {
+            closeSync(dir.fd);
+          } catch { /* already closed */ }
         }
       })(),
     );
@@ -431,6 +447,11 @@ export class ImageService {
   }
 }
 
+/** The result code a failed job reports: NO_SPACE when it ran out of space (ENOSPC from us or a tool). */
+function failureCode(err: unknown): number {
+  return err instanceof VbsError ? err.retcode : fromIoError(err, 'job').retcode;
+}
+
 function closeSource(source: Source): void {
   if (source.kind === 'file') {
     try {
@@ -439,59 +460,6 @@ function closeSource(source: Source): void {
   } else if (!source.response.destroyed) {
     source.response.destroy();
   }
-}
-
-/** Opens an HTTP(S) source and reads its first bytes (to detect the format); follows up to 5 redirects. */
-async function openHttp(url: string, redirects = 0): Promise<Source> {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw invalid('image_url', 'is not a valid URL');
-  }
-  const response = await new Promise<IncomingMessage>((resolvePromise, reject) => {
-    const get = parsed.protocol === 'https:' ? https.get : http.get;
-    const req = get(parsed, { timeout: HTTP_HEADER_TIMEOUT_MS }, resolvePromise);
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${HTTP_HEADER_TIMEOUT_MS} ms`)));
-    req.on('error', reject);
-  }).catch((err: Error) => {
-    throw imageError(`image_url: cannot fetch ${urlWithoutCredentials(url)}: ${err.message}`);
-  });
-  const status = response.statusCode ?? 0;
-  if ([301, 302, 303, 307, 308].includes(status) && response.headers.location) {
-    response.destroy();
-    if (redirects >= 5) throw imageError(`image_url: too many redirects from ${urlWithoutCredentials(url)}`);
-    return openHttp(new URL(response.headers.location, parsed).toString(), redirects + 1);
-  }
-  if (status !== 200) {
-    response.destroy();
-    throw imageError(`image_url: ${urlWithoutCredentials(url)} answered HTTP ${status}`);
-  }
-  response.setTimeout(HTTP_IDLE_TIMEOUT_MS, () => response.destroy(new Error(`no data for ${HTTP_IDLE_TIMEOUT_MS / 1000} s`)));
-  const lengthHeader = response.headers['content-length'];
-  const size = lengthHeader !== undefined && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
-  const head = await new Promise<Buffer>((resolvePromise, reject) => {
-    const chunks: Buffer[] = [];
-    let length = 0;
-    const done = (): void => {
-      response.off('data', onData);
-      response.off('end', done);
-      response.off('error', reject);
-      response.pause();
-      resolvePromise(Buffer.concat(chunks));
-    };
-    const onData = (chunk: Buffer): void => {
-      chunks.push(chunk);
-      length += chunk.length;
-      if (length >= 512) done();
-    };
-    response.on('data', onData);
-    response.on('end', done);
-    response.on('error', reject);
-  }).catch((err: Error) => {
-    throw imageError(`image_url: cannot read ${urlWithoutCredentials(url)}: ${err.message}`);
-  });
-  return { kind: 'http', url, response, size, head };
 }
 
 /** The whole source as a stream of chunks: the probed head first, then the rest. */

@@ -165,6 +165,8 @@ export function jobRecord(row: JobRow, live?: { bytesDone: number; bytesTotal: n
     bytes_done: live?.bytesDone ?? row.bytes_done,
     bytes_total: live?.bytesTotal ?? row.bytes_total,
     error: row.error,
+    // Only for a failed job: a driver tells a full pool (NO_SPACE) from a bad image by it.
+    ...(row.status === 'failed' && row.error_code ? { error_code: row.error_code } : {}),
   };
 }
 

@@ -81,6 +81,8 @@ export interface JobRow {
   bytes_done: number;
   bytes_total: number;
   error: string;
+  /** the socket-API result code of a failed job (NO_SPACE for a full pool); 0 otherwise */
+  error_code: number;
   /** files this job may leave behind; removed when it fails or the emulator restarts */
   tmp_paths: string;
   started_at: number;
@@ -166,7 +168,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   job_id TEXT PRIMARY KEY, job_type TEXT NOT NULL, status TEXT NOT NULL, vol_name TEXT NOT NULL,
   snap_name TEXT NOT NULL, vol_id INTEGER, pool TEXT NOT NULL, image TEXT NOT NULL, image_format TEXT NOT NULL,
   bytes_done INTEGER NOT NULL, bytes_total INTEGER NOT NULL, error TEXT NOT NULL, tmp_paths TEXT NOT NULL,
-  started_at INTEGER NOT NULL, ended_at INTEGER);
+  started_at INTEGER NOT NULL, ended_at INTEGER, error_code INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS group_snapshots (
   id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, pool TEXT NOT NULL, state TEXT NOT NULL, vol_names TEXT NOT NULL,
   quiesce TEXT NOT NULL, frozen TEXT NOT NULL DEFAULT '[]', frozen_num INTEGER NOT NULL DEFAULT 0, create_time INTEGER NOT NULL);
@@ -199,6 +201,9 @@ export class Store {
       this.db.pragma('wal_autocheckpoint = 2000');
       const hadMeta = this.db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'meta'").get() as { n: number };
       this.db.exec(SCHEMA);
+      // Databases from before jobs.error_code (the result code of a failed job, e.g. NO_SPACE).
+      const jobColumns = this.db.prepare('PRAGMA table_info(jobs)').all() as Array<{ name: string }>;
+      if (!jobColumns.some((c) => c.name === 'error_code')) this.db.exec('ALTER TABLE jobs ADD COLUMN error_code INTEGER NOT NULL DEFAULT 0');
       this.fresh = hadMeta.n === 0;
       this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING').run('schema_version', SCHEMA_VERSION);
       // Older databases: SCHEMA above added what they lack (CREATE ... IF NOT EXISTS); record the new version.
@@ -268,7 +273,7 @@ export class Store {
         @snap_name, @vol_id, @pool, @image, @image_format, @bytes_done, @bytes_total, @error, @tmp_paths, @started_at, @ended_at)`),
       jobById: db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE job_id = ?'),
       runningJobs: db.prepare<[], JobRow>("SELECT * FROM jobs WHERE status = 'running'"),
-      finishJob: db.prepare('UPDATE jobs SET status = @status, error = @error, bytes_done = @bytes_done, bytes_total = @bytes_total, ended_at = @ended_at WHERE job_id = @job_id'),
+      finishJob: db.prepare('UPDATE jobs SET status = @status, error = @error, error_code = @error_code, bytes_done = @bytes_done, bytes_total = @bytes_total, ended_at = @ended_at WHERE job_id = @job_id'),
       setJobTmp: db.prepare<[string, string]>('UPDATE jobs SET tmp_paths = ? WHERE job_id = ?'),
       setJobProgress: db.prepare<[number, number, string]>('UPDATE jobs SET bytes_done = ?, bytes_total = ? WHERE job_id = ?'),
       purgeJobs: db.prepare<[number]>("DELETE FROM jobs WHERE status != 'running' AND ended_at < ?"),
@@ -411,11 +416,11 @@ export class Store {
   groupMembers(name: string): SnapshotRow[] { return this.s.groupMembers.all(name); }
 
   // ---- jobs
-  insertJob(j: JobRow): void { this.s.insertJob.run(j); }
+  insertJob(j: Omit<JobRow, 'error_code'>): void { this.s.insertJob.run(j); }
   job(id: string): JobRow | undefined { return this.s.jobById.get(id); }
   runningJobs(): JobRow[] { return this.s.runningJobs.all(); }
-  finishJob(j: Pick<JobRow, 'job_id' | 'status' | 'error' | 'bytes_done' | 'bytes_total'> & { ended_at: number }): void {
-    this.s.finishJob.run(j);
+  finishJob(j: Pick<JobRow, 'job_id' | 'status' | 'error' | 'bytes_done' | 'bytes_total'> & { ended_at: number; error_code?: number }): void {
+    this.s.finishJob.run({ error_code: 0, ...j });
   }
   setJobTmp(id: string, paths: string[]): void { this.s.setJobTmp.run(JSON.stringify(paths), id); }
   setJobProgress(id: string, done: number, total: number): void { this.s.setJobProgress.run(done, total, id); }

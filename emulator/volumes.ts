@@ -108,10 +108,9 @@ export function checkCapacity(ctx: Ctx, pool: Pool, addMb: number, needBytes: nu
   }
 }
 
-function reserve(ctx: Ctx, pool: string, bytes: number): () => void {
-  if (bytes <= 0) return () => undefined;
-  ctx.thickReserved.set(pool, (ctx.thickReserved.get(pool) ?? 0) + bytes);
-  return () => ctx.thickReserved.set(pool, (ctx.thickReserved.get(pool) ?? 0) - bytes);
+/** Holds `bytes` of `pool` for `file` until released; what `file` allocates meanwhile is counted once. */
+export function reserve(ctx: Ctx, pool: string, bytes: number, file?: string): () => void {
+  return ctx.thickReserved.reserve(pool, bytes, file);
 }
 
 function newVolume(spec: CreateSpec, sizeMb: number, state: NewVolume['state'], extra: Partial<NewVolume>): NewVolume {
@@ -182,9 +181,10 @@ export async function createVolume(ctx: Ctx, spec: CreateSpec): Promise<VolumeRo
   // Thick: preallocation takes a while, so the name is reserved by a 'creating' row first and the file is
   // built under .tmp/ and renamed into place when complete.
   const release = takeLocks(ctx, [volKey(spec.name)], 'create');
-  const unreserve = reserve(ctx, pool.name, sizeMb * MiB);
-  const id = orUndo(() => ctx.store.insertVolume(newVolume(spec, sizeMb, 'creating', {})), unreserve, release);
+  const id = orUndo(() => ctx.store.insertVolume(newVolume(spec, sizeMb, 'creating', {})), release);
   const tmp = pool.tmpPath(`vol-${id}`);
+  // Taken in the same step as the check above (no await in between), so concurrent creates see it.
+  const unreserve = reserve(ctx, pool.name, sizeMb * MiB, tmp);
   try {
     createSparseSync(tmp, sizeMb * MiB);
     await preallocate(tmp, 0, sizeMb * MiB);
@@ -254,11 +254,11 @@ export async function cloneVolume(
   checkCapacity(ctx, pool, sizeMb, needBytes);
 
   const release = takeLocks(ctx, [volKey(spec.name), srcKey], cloneType === 'linked' ? 'linked clone' : 'full copy');
-  const unreserve = reserve(ctx, pool.name, needBytes);
   const id = orUndo(() => ctx.store.insertVolume(newVolume(spec, sizeMb, 'creating', {
     op: 'clone', src_type: source.type, src_name: source.name, src_id: srcId, clone_type: cloneType,
-  })), unreserve, release);
+  })), release);
   const tmp = pool.tmpPath(`vol-${id}`);
+  const unreserve = reserve(ctx, pool.name, needBytes, tmp);
   const path = pool.volumePath(spec.name);
   try {
     // A volume in use is flushed first, so the clone holds everything written before the request.
@@ -317,8 +317,8 @@ export async function extendVolume(ctx: Ctx, name: string, newMb: number): Promi
   const deltaMb = newMb - row.size_mb;
   checkCapacity(ctx, pool, deltaMb, row.thin ? 0 : deltaMb * MiB);
   const release = takeLocks(ctx, [volKey(name)], 'extend');
-  const unreserve = reserve(ctx, pool.name, row.thin ? 0 : deltaMb * MiB);
   const path = pool.volumePath(name);
+  const unreserve = reserve(ctx, pool.name, row.thin ? 0 : deltaMb * MiB, path);
   // The target size is committed before the file grows: a crash in between is finished by reconcile.
   orUndo(() => ctx.store.beginExtend(row.id, newMb), unreserve, release);
   try {

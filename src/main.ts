@@ -14,7 +14,7 @@ import { createLogger, type Logger } from './log/logger.js';
 import type { DriverMetrics, OpsHttpServer } from './metrics/index.js';
 import { nodeService, type NodeDeps } from './node/node.js';
 import { SdsClient } from './sds/client.js';
-import { defaultSdsCliPath, EmbeddedEmulator } from './server/embedded-emulator.js';
+import { defaultSdsCliPath, EmbeddedEmulator, makeEmbeddedToken } from './server/embedded-emulator.js';
 import { makeContextFactory } from './server/rpc.js';
 import { CsiServer, parseUnixEndpoint, type CsiServices } from './server/server.js';
 import { snapshotMetadataService } from './snapshotmetadata/snapshot-metadata.js';
@@ -28,10 +28,18 @@ const DUPLICATE_SIGNAL_MS = 100;
 async function run(config: DriverConfig, log: Logger): Promise<number> {
   let emulator: EmbeddedEmulator | undefined;
   if (config.startEmulator) {
+    // The embedded emulator always requires a token (docs/RELIABILITY.md, threat model): the configured one,
+    // from a file or SDS_VBS_TOKEN, or a random one for this run (also in <data>/vbs.token, 0600, for the export
+    // command); it reaches the child in its environment (readable by root only). TCP stays off unless
+    // SDS_VBS_PORT asks for it: the 0600 unix socket serves.
+    config.vbsToken ??= makeEmbeddedToken(config.dataDir);
+    const emulatorEnv: NodeJS.ProcessEnv = { ...process.env, SDS_VBS_TOKEN: config.vbsToken };
+    delete emulatorEnv.SDS_VBS_TOKEN_FILE;
     emulator = await EmbeddedEmulator.start({
       dataDir: config.dataDir,
       log: log.child({ room: 'emulator' }),
-      port: process.env.SDS_VBS_PORT ? Number(process.env.SDS_VBS_PORT) : 0,
+      port: process.env.SDS_VBS_PORT ? Number(process.env.SDS_VBS_PORT) : -1,
+      env: emulatorEnv,
     });
     // The node side finds the emulator's data plane through these (sds_cli reads SDS_KV_SOCKET).
     process.env.SDS_KV_SOCKET = emulator.info.kvSocket;

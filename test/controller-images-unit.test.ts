@@ -97,6 +97,11 @@ describe('claim image sources, fake back end and fake Kubernetes', () => {
     expect(kube.events.map((e) => [e.event.type, e.event.reason])).toEqual([['Warning', 'ImageImportFailed']]);
   });
 
+  it('an import that runs out of space is RESOURCE_EXHAUSTED, not INVALID_ARGUMENT', async () => {
+    const f = await failure(create({ ...claimKeys, imageSource: '/images/full.raw' }));
+    expect([f.code, f.message]).toEqual([status.RESOURCE_EXHAUSTED, expect.stringMatching(/could not be imported .*ENOSPC/)]);
+  });
+
   it('keeps credentials of an image URL out of messages and Events', async () => {
     kube.annotation = { source: 'https://user:secret@images.example/broken.raw' };
     const f = await failure(create({ ...claimKeys, allowPvcImageSource: 'true' }));

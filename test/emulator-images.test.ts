@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, type Daemon, MiB, sleep, startDaemon, stopAndCheck, volumePath, waitGone, waitJob } from './helpers/emulator.js';
+import { call, type Daemon, makeTempDir, MiB, sleep, startDaemon, stopAndCheck, volumePath, waitGone, waitJob } from './helpers/emulator.js';
 
 describe('image import and export', () => {
   let d: Daemon;
@@ -22,10 +22,12 @@ describe('image import and export', () => {
   const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 
   beforeAll(async () => {
-    d = await startDaemon({ args: ['--pool', 'pool0:2G'] });
-    sock = d.info.controlSocket;
-    img = join(d.dir, 'img');
+    const dir = makeTempDir();
+    img = join(dir, 'img');
     mkdirSync(img);
+    // The test's own http server listens on 127.0.0.1, which imports may reach only when allowlisted.
+    d = await startDaemon({ dir, args: ['--pool', 'pool0:2G', '--image-dir', img, '--image-url-allow', '127.0.0.1'] });
+    sock = d.info.controlSocket;
     // 24 MiB, mostly holes, with data at the start, in the middle and at the end.
     raw = Buffer.alloc(24 * MiB);
     randomBytes(MiB).copy(raw, 0);

@@ -161,7 +161,8 @@ describe('reconcile rules on crafted half-done states', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
-      let d = await startDaemon({ dir: dir3, args: POOL });
+      // The test's server is on loopback, which imports reach only when allowlisted.
+      let d = await startDaemon({ dir: dir3, args: [...POOL, '--image-url-allow', '127.0.0.1'] });
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/img`;
       const a = await call(d.info.controlSocket, 'IMPORT_IMAGE_REQ', { vol_name: 'imp', image_url: url });
       expect(a.retcode).toBe(0);

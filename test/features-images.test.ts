@@ -75,7 +75,7 @@ beforeAll(async () => {
   const caFile = join(tlsDir, 'fake-kube-api.crt');
   api = await new FakeKubeApi({ token: 'controller-token', tls: { key: readFileSync(join(tlsDir, 'fake-kube-api.key'), 'utf8'), cert: readFileSync(caFile, 'utf8') } }).start();
   const kubeconfig = await writeKubeconfig(work, api.url, 'controller-token', { caFile });
-  stack = await startStack({ mode: 'controller', pools: ['pool0:4G'], emulatorArgs: ['--image-dir', images], driverArgs: [`--kubeconfig=${kubeconfig}`] });
+  stack = await startStack({ mode: 'controller', pools: ['pool0:4G'], emulatorArgs: ['--image-dir', images, '--image-url-allow', '127.0.0.1'], driverArgs: [`--kubeconfig=${kubeconfig}`] });
 }, 60_000);
 
 afterAll(async () => {
@@ -280,7 +280,7 @@ describe('copy image to volume through CreateVolume', () => {
 describe('a back end without qemu-img (--qemu-img none)', () => {
   let plain: Stack;
   beforeAll(async () => {
-    plain = await startStack({ mode: 'controller', pools: ['pool0:2G'], emulatorArgs: ['--image-dir', images, '--qemu-img', 'none'] });
+    plain = await startStack({ mode: 'controller', pools: ['pool0:2G'], emulatorArgs: ['--image-dir', images, '--image-url-allow', '127.0.0.1', '--qemu-img', 'none'] });
   }, 60_000);
   afterAll(async () => {
     await plain?.stop();

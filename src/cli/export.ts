@@ -14,6 +14,7 @@ import { isValidName } from '../protocol/vbs.js';
 import type { ImageJob } from '../sds/backend.js';
 import { SdsClient } from '../sds/client.js';
 import { isSdsError } from '../sds/errors.js';
+import { EMBEDDED_TOKEN_FILE } from '../server/embedded-emulator.js';
 
 export const EXPORT_USAGE = `Usage: sdshypervisor-csi export (--volume ID | --snapshot ID) --out FILE [options]
 
@@ -112,13 +113,16 @@ function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv): ExportArgs | '
     }
     if (!token) throw new UsageError(`--vbs-token-file: ${tokenFile} is empty`);
   }
+  const vbsUrl = v['vbs-url'] ?? (env.SDS_VBS_URL || defaultVbsUrl(env));
+  // The embedded emulator of `npm start` always requires a token; without one given, the one it was started with.
+  if (!token && vbsUrl === `unix://${embeddedSocket(env)}`) token = embeddedToken(env);
   return {
     ...(v.volume !== undefined ? { volume: v.volume } : {}),
     ...(v.snapshot !== undefined ? { snapshot: v.snapshot } : {}),
     out: resolve(v.out),
     format,
     overwrite: v.overwrite ?? false,
-    vbsUrl: v['vbs-url'] ?? (env.SDS_VBS_URL || defaultVbsUrl(env)),
+    vbsUrl,
     vbsPort: Number(portText),
     ...(token ? { token } : {}),
     timeoutMs: Number(timeoutText),
@@ -128,8 +132,20 @@ function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv): ExportArgs | '
 
 /** The embedded emulator's socket of `npm start` when it is there, else the product's default address. */
 function defaultVbsUrl(env: NodeJS.ProcessEnv): string {
-  const socket = join(env.SDS_DATA_DIR && isAbsolute(env.SDS_DATA_DIR) ? env.SDS_DATA_DIR : defaultDataDir(env), 'vbs.sock');
+  const socket = embeddedSocket(env);
   return existsSync(socket) ? `unix://${socket}` : '127.0.0.1';
+}
+
+const embeddedDataDir = (env: NodeJS.ProcessEnv): string => (env.SDS_DATA_DIR && isAbsolute(env.SDS_DATA_DIR) ? env.SDS_DATA_DIR : defaultDataDir(env));
+const embeddedSocket = (env: NodeJS.ProcessEnv): string => join(embeddedDataDir(env), 'vbs.sock');
+
+/** The token the driver wrote for its embedded emulator (src/server/embedded-emulator.ts), if any. */
+function embeddedToken(env: NodeJS.ProcessEnv): string | undefined {
+  try {
+    return readFileSync(join(embeddedDataDir(env), EMBEDDED_TOKEN_FILE), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function realpathOr(path: string): string {

@@ -11,7 +11,7 @@ import { isSdsError } from '../sds/errors.js';
 import { isKubeError } from '../kube/errors.js';
 import type { KubeClient, PvcEvent } from '../kube/index.js';
 import { IMAGE_SOURCE_ANNOTATION } from '../kube/lazy.js';
-import { failedPrecondition, invalidArgument } from '../server/errors.js';
+import { failedPrecondition, invalidArgument, resourceExhausted } from '../server/errors.js';
 import type { VolumeParameters } from './parameters.js';
 import { urlWithoutCredentials } from '../protocol/urls.js';
 
@@ -144,7 +144,8 @@ export class ImageImports {
     if (done.state !== 'done') {
       const message = `${image.origin}: the image ${displayImage(image.url)} could not be imported into volume ${name}: ${done.error ?? done.state}`;
       await this.failed(image, message, ctx);
-      throw invalidArgument(message);
+      // A full pool is a lack of capacity, not a bad argument: the CO may retry elsewhere or later.
+      throw done.outOfSpace ? resourceExhausted(message) : invalidArgument(message);
     }
     const volume = (await this.backend.getVolume(name, this.opts(ctx))) ?? fallback;
     const seconds = ((Date.now() - started) / 1000).toFixed(1);

@@ -126,6 +126,8 @@ export interface ImageJob {
   bytesDone: number;
   bytesTotal: number;
   error?: string;
+  /** a failed job ran out of space in its pool (the back end's NO_SPACE) */
+  outOfSpace?: boolean;
 }
 
 export type GroupSnapshotState = 'available' | 'creating' | 'deleting' | 'fault';

@@ -8,7 +8,7 @@ import type {
   QuiesceMode, SnapshotInfo, SnapshotState, SystemInfo, VolumeInfo, VolumeState,
 } from './backend.js';
 import { SdsError } from './errors.js';
-import type { Fields } from '../protocol/vbs.js';
+import { RetCode, type Fields } from '../protocol/vbs.js';
 
 const VOLUME_STATES: ReadonlyMap<number, VolumeState> = new Map([
   [1, 'available'], [2, 'in-use'], [10, 'busy'], [11, 'deleting'], [12, 'fault'],
@@ -297,6 +297,7 @@ export function jobFromRecord(record: Record<string, string>): ImageJob {
   if (snapshotName !== undefined) job.snapshotName = snapshotName;
   const error = r.optional('error');
   if (error !== undefined) job.error = error;
+  if (r.optional('error_code') === String(RetCode.NO_SPACE)) job.outOfSpace = true;
   return job;
 }
 

@@ -2,7 +2,8 @@
 // imported. We start it, wait until it writes <dataDir>/emulator.json naming its own pid, hand its sockets to
 // the driver, and stop it with SIGTERM once the CSI server has drained.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log/logger.js';
@@ -40,6 +41,22 @@ export interface EmulatorExit {
 
 export class EmbeddedEmulatorError extends Error {
   override name = 'EmbeddedEmulatorError';
+}
+
+/** The file in the data dir holding the token of the embedded emulator (0600, rewritten at every start). */
+export const EMBEDDED_TOKEN_FILE = 'vbs.token';
+
+/**
+ * A random token for this run of the embedded emulator, also written to <dataDir>/vbs.token (0600, root's
+ * like the socket itself) so that `sdshypervisor-csi export` on this host can talk to it.
+ */
+export function makeEmbeddedToken(dataDir: string): string {
+  const token = randomBytes(32).toString('base64url');
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const tmp = join(dataDir, `.${EMBEDDED_TOKEN_FILE}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  writeFileSync(tmp, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  renameSync(tmp, join(dataDir, EMBEDDED_TOKEN_FILE));
+  return token;
 }
 
 export function defaultSdsCliPath(): string {

@@ -256,11 +256,14 @@ export class FakeBackend implements SdsBackend {
   async importImage(spec: ImageImportSpec): Promise<{ job: ImageJob; volume: VolumeInfo }> {
     await this.enter('importImage', true);
     const volume = this.newVolume({ ...spec, sizeBytes: spec.sizeBytes ?? 16 * MiB }, { source: { type: 'image' } });
-    const failed = spec.url.includes('broken');
+    // 'broken' fails as a bad image, 'full' as a pool that ran out of space.
+    const full = spec.url.includes('full');
+    const failed = full || spec.url.includes('broken');
     if (failed) this.volumes.delete(spec.name);
     const job: ImageJob = {
       id: `job-${this.jobs.size + 1}`, type: 'import', state: failed ? 'failed' : 'done', volumeName: spec.name, bytesDone: 0,
-      bytesTotal: 0, ...(failed ? { error: 'unreadable image' } : {}),
+      bytesTotal: 0, ...(failed ? { error: full ? 'ENOSPC: no space left on device, write' : 'unreadable image' } : {}),
+      ...(full ? { outOfSpace: true } : {}),
     };
     this.jobs.set(job.id, job);
     return { job: { ...job, state: 'running' }, volume };

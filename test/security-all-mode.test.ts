@@ -1,0 +1,109 @@
+// The embedded emulator of all mode (issue #15, item 4): it serves the socket API on its 0600 unix socket
+// only (no TCP port unless SDS_VBS_PORT asks for one) and always requires a token: the one configured
+// (here --vbs-token-file, which was not passed on before) or a random one the driver makes at start and
+// keeps to itself. A request without the token is AUTH_FAILED; the driver itself is served (Probe ready).
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { RetCode } from '../src/protocol/vbs.js';
+import { projectRoot } from '../src/util/paths.js';
+import { call } from './helpers/emulator.js';
+import { connectCsi } from './support/csi-client.js';
+import { cleanEnv, leftovers } from './support/stack.js';
+
+interface Running {
+  info: { controlSocket: string; tcpPort?: number };
+  csi: string;
+  stop(): Promise<void>;
+}
+
+async function startAllMode(dir: string, extraArgs: string[]): Promise<Running> {
+  const csi = join(dir, 'csi.sock');
+  const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js'), '--mode=all', `--data-dir=${join(dir, 'data')}`, `--endpoint=unix://${csi}`, '--metrics-address=', '--log-level=warn', ...extraArgs], {
+    env: cleanEnv(),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  const exited = new Promise((r) => child.once('exit', r));
+  const stop = async () => {
+    child.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    const clients = connectCsi(csi);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      // Ready means the driver reached its emulator, with the token it handed it.
+      const ready = await clients.identity.Probe({}, { timeoutMs: 2_000 }).then((p) => p.ready?.value === true, () => false);
+      if (ready) break;
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the driver did not get ready:\n${log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    clients.close();
+    const info = JSON.parse(readFileSync(join(dir, 'data', 'emulator.json'), 'utf8')) as Running['info'];
+    return { info, csi, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+describe('all mode: the embedded emulator', () => {
+  it('with no token configured: a random one, no TCP port, and a request without it is refused', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'csi-allmode-token-'));
+    try {
+      const run = await startAllMode(dir, []);
+      try {
+        expect(run.info.tcpPort ?? -1).toBe(-1);
+        const a = await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ');
+        expect(a.retcode).toBe(RetCode.AUTH_FAILED);
+        const b = await call(run.info.controlSocket, 'LIST_VOLUMES_REQ', { auth_token: 'guess' });
+        expect(b.retcode).toBe(RetCode.AUTH_FAILED);
+        // The random token is root's alone (0600), and `sdshypervisor-csi export` on this host finds it.
+        const tokenFile = join(dir, 'data', 'vbs.token');
+        expect((statSync(tokenFile).mode & 0o777).toString(8)).toBe('600');
+        expect((await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ', { auth_token: readFileSync(tokenFile, 'utf8').trim() })).retcode).toBe(0);
+        const clients = connectCsi(run.csi);
+        try {
+          const created = await clients.controller.CreateVolume({ name: 'pvc-export', capacity_range: { required_bytes: String(1024 * 1024) }, volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }] });
+          const out = join(dir, 'out.raw');
+          const exported = spawnSync(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js'), 'export', '--volume', created.volume!.volume_id!, '--out', out, '--quiet'], {
+            env: cleanEnv({ SDS_DATA_DIR: join(dir, 'data') }), encoding: 'utf8',
+          });
+          expect([exported.status, exported.stderr]).toEqual([0, '']);
+          expect(statSync(out).size).toBe(1024 * 1024);
+        } finally {
+          clients.close();
+        }
+      } finally {
+        await run.stop();
+      }
+      expect(await leftovers(dir)).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('with --vbs-token-file: the emulator requires that very token', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'csi-allmode-token-'));
+    try {
+      const tokenFile = join(dir, 'token');
+      writeFileSync(tokenFile, 'file-token-4f2a\n', { mode: 0o600 });
+      const run = await startAllMode(dir, [`--vbs-token-file=${tokenFile}`]);
+      try {
+        expect(run.info.tcpPort ?? -1).toBe(-1);
+        expect((await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ')).retcode).toBe(RetCode.AUTH_FAILED);
+        expect((await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ', { auth_token: 'file-token-4f2a' })).retcode).toBe(0);
+      } finally {
+        await run.stop();
+      }
+      expect(await leftovers(dir)).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
