@@ -3,11 +3,11 @@
 export { MountError, isMountError, type MountErrorKind } from './errors.js';
 export { parseMountInfo, readMountTable, mountsAt, topMountAt, mountsOfDevice, isReadOnlyMount, isWithin, unescapeMountField, type MountEntry } from './mountinfo.js';
 export { inspectPath, canonicalPath, isDeadMountError, splitDeviceNumber, type PathState } from './paths.js';
-export { blockDeviceNumber, deviceExists, deviceName, devicePathOf, deviceSizeBytes, deviceProblem, sameDevice, type DeviceNumber } from './device.js';
+export { blockDeviceNumber, deviceDetaching, deviceExists, deviceName, devicePathOf, deviceSizeBytes, deviceProblem, sameDevice, type DeviceNumber } from './device.js';
 export {
   SUPPORTED_FILESYSTEMS, isSupportedFilesystem, probeDevice, makeFilesystem, xfsMkfsInterrupted, filesystemSizeBytes, filesystemSmallerThan, ext4SuperblockSizeBytes, growFilesystem, growUnmountedExt4, filesystemUsage,
   type FsType, type DeviceContent, type FilesystemUsage,
 } from './filesystem.js';
 export { mountFilesystem, bindMount, remountBindReadOnly, unmount } from './mounts.js';
 export { mountFlagsProblem, optionName } from './options.js';
-export { mountPointState, mountPointsOfDevice, unmountAll, type MountPointState } from './state.js';
+export { mountPointState, mountPointsOfDevice, unmountAll, unmountTop, type MountPointState } from './state.js';

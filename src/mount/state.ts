@@ -51,6 +51,19 @@ export async function mountPointsOfDevice(dev: DeviceNumber, devicePath: string 
   return [...new Set(points)];
 }
 
+/** Unmounts the top mount at `path` (canonical); lazily only when its filesystem is dead (see unmountAll). */
+export async function unmountTop(path: string, options: { signal?: AbortSignal } = {}): Promise<{ lazy: boolean }> {
+  try {
+    await unmount(path, { signal: options.signal });
+    return { lazy: false };
+  } catch (err) {
+    const state = await inspectPath(path, 2_000);
+    if (state.kind !== 'dead') throw err;
+    await unmount(path, { lazy: true, signal: options.signal });
+    return { lazy: true };
+  }
+}
+
 /**
  * Unmounts everything stacked at `path` (canonical). A mount whose filesystem is dead, and which a normal
  * unmount cannot remove, is detached lazily: it has no I/O left to lose. Returns how many were removed and

@@ -7,10 +7,11 @@ import {
   bindMount, blockDeviceNumber, inspectPath, isReadOnlyMount, mountPointState, mountPointsOfDevice, remountBindReadOnly, sameDevice, unmountAll,
   type DeviceNumber, type MountPointState,
 } from '../mount/index.js';
-import { alreadyExists, failedPrecondition, internal, invalidArgument } from '../server/errors.js';
+import { alreadyExists, failedPrecondition, internal, invalidArgument, notFound } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
 import { allowsOneTarget, type Capability } from './request.js';
+import { holdsVolume, unmountOurs, volumeDevice } from './ownership.js';
 import { ensureDirectory, makeDirectories } from './stage.js';
 
 interface Ctx {
@@ -130,9 +131,20 @@ export interface UnpublishRequest {
 }
 
 export async function unpublishVolume(ctx: Ctx, req: UnpublishRequest): Promise<void> {
+  const volume = await volumeDevice(ctx, req.volumeId);
   const target = await mountPointState(req.targetPath);
+  if (!volume.known) {
+    // Nothing can be this volume's: touch nothing. Nothing there is the idempotent "already unpublished".
+    if (target.mount) throw notFound(`volume ${req.volumeId} does not exist; the mount at ${target.path} (${target.mount.source}, ${target.mount.fsType}) is not its and was left alone`);
+    return;
+  }
   if (target.mount) {
-    const { lazy } = await unmountAll(target.path);
+    if (!(await holdsVolume(target, volume))) {
+      // Not published here: the call's work is done. What is mounted there is someone else's.
+      ctx.log.warn({ targetPath: target.path, source: target.mount.source, fsType: target.mount.fsType }, `target_path holds a mount that is not volume ${req.volumeId}'s; left alone`);
+      return;
+    }
+    const { lazy } = await unmountOurs(target.path, volume);
     if (lazy) ctx.log.warn({ targetPath: target.path }, 'the publish mount was dead; it was unmounted lazily');
   }
   // Remove what NodePublishVolume made: an (empty) directory or the (empty) file of a block publish. What

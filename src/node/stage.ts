@@ -11,6 +11,7 @@ import {
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
+import { holdsVolume, unmountOurs, volumeDevice } from './ownership.js';
 import type { Capability } from './request.js';
 
 export interface StageRequest {
@@ -219,38 +220,32 @@ export interface UnstageRequest {
 
 export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void> {
   const { volumeId, stagingPath } = req;
-  let devicePath: string | undefined;
-  let volumeKnown = true;
-  try {
-    devicePath = await ctx.connector.queryDevice(volumeId, { signal: ctx.signal });
-  } catch (err) {
-    if (!isConnectorError(err, 'VolumeNotFound')) throw err;
-    volumeKnown = false;
-  }
+  const volume = await volumeDevice(ctx, volumeId);
   const state = await mountPointState(stagingPath);
+  // No such volume: nothing here can be its; touch nothing.
+  if (!volume.known) {
+    throw notFound(`volume ${volumeId} does not exist${state.mount ? ` (the mount at ${state.path} is not its and was left alone)` : ''}`);
+  }
+  const ours = await holdsVolume(state, volume);
+  if (state.mount && !ours) {
+    ctx.log.warn({ stagingPath: state.path, source: state.mount.source, fsType: state.mount.fsType }, `staging_target_path holds a mount that is not volume ${volumeId}'s; left alone`);
+  }
 
   // Publishes of this volume still in place would lose their device: the CO must unpublish first.
   const devices: Array<{ dev: DeviceNumber; path?: string }> = [];
-  if (state.mount) devices.push({ dev: state.mount });
-  if (devicePath) {
-    try {
-      devices.push({ dev: await blockDeviceNumber(devicePath), path: devicePath });
-    } catch (err) {
-      if (!isMountError(err, 'NotFound')) throw err; // the node vanished with its device: nobody can use it
-    }
-  }
+  if (state.mount && ours) devices.push({ dev: state.mount });
+  if (volume.dev) devices.push({ dev: volume.dev, path: volume.path });
   const users = new Set<string>();
   for (const { dev, path } of devices) for (const p of await mountPointsOfDevice(dev, path)) if (p !== state.path) users.add(p);
   if (users.size > 0) {
     throw failedPrecondition(`volume ${volumeId} is still published at ${[...users].slice(0, 5).join(', ')}; NodeUnpublishVolume must come first`);
   }
 
-  if (state.mount) {
-    const { removed, lazy } = await unmountAll(state.path);
+  if (ours) {
+    const { removed, lazy } = await unmountOurs(state.path, volume);
     if (lazy) ctx.log.warn({ stagingPath: state.path }, 'the staging mount was dead; it was unmounted lazily');
     ctx.log.debug({ stagingPath: state.path, removed }, 'unmounted the staging path');
   }
-  if (!volumeKnown) throw notFound(`volume ${volumeId} does not exist${state.mount ? ` (its stale mount at ${state.path} was removed)` : ''}`);
   // Always ask: detaching a volume that is not attached is success, and the back end may know better than querydev.
   await ctx.connector.detach(volumeId, { signal: ctx.signal });
 }

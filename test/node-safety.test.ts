@@ -1,0 +1,62 @@
+// The node never destroys what is not its own, nor data that is there (issue 15, items 6-10; issue 16, item
+// 11): real loop devices, filesystems and mounts through the node's gRPC socket, everything in a temp dir.
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LoopConnector } from './support/loop-connector.js';
+import { sh, type LoopFixtures } from './support/loop-fixtures.js';
+import { codeOf, mountAt, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
+
+const MiB = 1024 * 1024;
+
+describe('node safety', () => {
+  let fx: LoopFixtures;
+  let connector: LoopConnector;
+  let h: NodeHarness;
+
+  beforeAll(async () => {
+    ({ fx, connector, h } = await startLoopNode('node-safety', (f) => new LoopConnector(f)));
+  });
+  afterAll(() => stopLoopNode({ fx, h }));
+
+  /** A tmpfs that has nothing to do with the driver, with a file in it. */
+  async function foreignTmpfs(name: string): Promise<string> {
+    const at = fx.path(name);
+    await mkdir(at, { recursive: true });
+    sh('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'foreign', at]);
+    await writeFile(`${at}/keep`, 'not the driver\'s');
+    return at;
+  }
+
+  async function expectUntouched(at: string): Promise<void> {
+    expect((await mountAt(at))?.fsType).toBe('tmpfs');
+    expect(await readdir(at)).toEqual(['keep']);
+    sh('umount', [at]);
+  }
+
+  it('item 7: unpublish and unstage leave a mount that is not the volume\'s alone (unknown volume, or another one)', async () => {
+    const target = await foreignTmpfs('foreign-target');
+    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'no-such-volume', target_path: target }))).toBe('NOT_FOUND');
+    expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: 'no-such-volume', staging_target_path: target }))).toBe('NOT_FOUND');
+    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: '../not-a-name', target_path: target }))).toBe('NOT_FOUND');
+
+    // A volume that exists (attached, and not): the mount at the path is not its; the call is done, nothing touched.
+    await connector.create('own-a', 64 * MiB);
+    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'own-a', target_path: target }))).toBe('OK');
+    expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: 'own-a', staging_target_path: target }))).toBe('OK');
+    const staging = fx.path('own-a-staging');
+    await h.node.NodeStageVolume({ volume_id: 'own-a', staging_target_path: staging, volume_capability: mountCap('ext4') });
+    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'own-a', target_path: target }))).toBe('OK');
+    await expectUntouched(target);
+
+    // Another volume's publish is not this volume's either.
+    await connector.create('own-b', 64 * MiB);
+    const otherTarget = fx.path('own-a-pod');
+    await h.node.NodePublishVolume({ volume_id: 'own-a', staging_target_path: staging, target_path: otherTarget, volume_capability: mountCap('ext4') });
+    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'own-b', target_path: otherTarget }))).toBe('OK');
+    expect((await mountAt(otherTarget))?.fsType).toBe('ext4');
+    await h.node.NodeUnpublishVolume({ volume_id: 'own-a', target_path: otherTarget });
+    await expect(stat(otherTarget)).rejects.toMatchObject({ code: 'ENOENT' });
+    await h.node.NodeUnstageVolume({ volume_id: 'own-a', staging_target_path: staging });
+    expect(await mountAt(staging)).toBeUndefined();
+  });
+});
