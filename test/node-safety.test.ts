@@ -60,3 +60,41 @@ describe('node safety', () => {
     expect(await mountAt(staging)).toBeUndefined();
   });
 });
+
+describe('node safety: one staging path per volume', () => {
+  let fx: LoopFixtures;
+  let connector: LoopConnector;
+  let h: NodeHarness;
+
+  beforeAll(async () => {
+    ({ fx, connector, h } = await startLoopNode('node-stage2', (f) => new LoopConnector(f)));
+  });
+  afterAll(() => stopLoopNode({ fx, h }));
+
+  it('item 6: a second NodeStage at another path is FAILED_PRECONDITION naming the first; unstage then works', async () => {
+    await connector.create('twice', 64 * MiB);
+    const first = fx.path('twice-staging-1');
+    const second = fx.path('twice-staging-2');
+    const cap = mountCap('ext4');
+    await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: first, volume_capability: cap });
+    const refused = await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: second, volume_capability: cap }).catch((e: Error) => e);
+    expect(refused).toMatchObject({ code: 9, details: expect.stringContaining(first) });
+    expect(await mountAt(second)).toBeUndefined();
+    // Also while published: the publish is no staging path.
+    const target = fx.path('twice-pod');
+    await h.node.NodePublishVolume({ volume_id: 'twice', staging_target_path: first, target_path: target, volume_capability: cap });
+    expect(await codeOf(h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: second, volume_capability: cap }))).toBe('FAILED_PRECONDITION');
+    await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: first, volume_capability: cap }); // the same one again is fine
+    await h.node.NodeUnpublishVolume({ volume_id: 'twice', target_path: target });
+    // Unstaging the path that was refused detaches nothing from under the first: it says where the volume is.
+    const elsewhere = await h.node.NodeUnstageVolume({ volume_id: 'twice', staging_target_path: second }).catch((e: Error) => e);
+    expect(elsewhere).toMatchObject({ code: 9, details: expect.stringContaining(`not staged at ${second}`) });
+    expect(await mountAt(first)).toBeDefined();
+    await h.node.NodeUnstageVolume({ volume_id: 'twice', staging_target_path: first });
+    expect(await mountAt(first)).toBeUndefined();
+    expect(await connector.queryDevice('twice')).toBeUndefined();
+    // and after the unstage, the other path stages normally
+    await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: second, volume_capability: cap });
+    await h.node.NodeUnstageVolume({ volume_id: 'twice', staging_target_path: second });
+  });
+});

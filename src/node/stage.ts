@@ -155,6 +155,12 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
     state = await mountPointState(stagingPath);
   }
 
+  // One staging path per volume per host: a second one would make each unstage see the other as a publish
+  // still in place, and refuse forever. The first mount of the device is its staging mount.
+  const elsewhere = (await mountPointsOfDevice(device, devicePath)).filter((p) => p !== state.path);
+  if (elsewhere.length > 0) {
+    throw failedPrecondition(`volume ${volumeId} is already staged at ${elsewhere[0]}; a volume has one staging path per node: NodeUnstageVolume it there first`);
+  }
   await formatIfBlank(ctx, volumeId, devicePath, fsType, readOnly);
   // ext4 grows before it is mounted: offline resize needs no CAP_SYS_RESOURCE, which online resize does.
   if (fsType === 'ext4' && !readOnly) await growUnmountedExt4IfSmaller(ctx, devicePath);
@@ -237,6 +243,10 @@ export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void
   if (volume.dev) devices.push({ dev: volume.dev, path: volume.path });
   const users = new Set<string>();
   for (const { dev, path } of devices) for (const p of await mountPointsOfDevice(dev, path)) if (p !== state.path) users.add(p);
+  if (users.size > 0 && !ours) {
+    // Staged (or used) elsewhere, not here: detaching would pull the device from under that mount.
+    throw failedPrecondition(`volume ${volumeId} is not staged at ${state.path}; it is mounted at ${[...users].slice(0, 5).join(', ')}, which must be unpublished and unstaged first`);
+  }
   if (users.size > 0) {
     throw failedPrecondition(`volume ${volumeId} is still published at ${[...users].slice(0, 5).join(', ')}; NodeUnpublishVolume must come first`);
   }
