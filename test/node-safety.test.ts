@@ -1,12 +1,14 @@
 // The node never destroys what is not its own, nor data that is there (issue 15, items 6-10; issue 16, item
 // 11): real loop devices, filesystems and mounts through the node's gRPC socket, everything in a temp dir.
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoopConnector } from './support/loop-connector.js';
 import { sh, type LoopFixtures } from './support/loop-fixtures.js';
 import { codeOf, mountAt, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 describe('node safety', () => {
   let fx: LoopFixtures;
@@ -96,5 +98,55 @@ describe('node safety: one staging path per volume', () => {
     // and after the unstage, the other path stages normally
     await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: second, volume_capability: cap });
     await h.node.NodeUnstageVolume({ volume_id: 'twice', staging_target_path: second });
+  });
+});
+
+describe('node safety: content with an origin is never formatted', () => {
+  let fx: LoopFixtures;
+  let connector: LoopConnector;
+  let h: NodeHarness;
+
+  beforeAll(async () => {
+    ({ fx, connector, h } = await startLoopNode('node-origin', (f) => new LoopConnector(f)));
+  });
+  afterAll(() => stopLoopNode({ fx, h }));
+
+  for (const origin of ['image', 'snapshot', 'volume'] as const) {
+    for (const fsType of ['ext4', 'xfs'] as const) {
+      it(`item 8: a volume made from ${{ image: 'an image', snapshot: 'a snapshot', volume: 'a clone' }[origin]} with no filesystem is FAILED_PRECONDITION as ${fsType}, its data kept`, async () => {
+        const vol = `origin-${origin}-${fsType}`;
+        const image = await connector.create(vol, 64 * MiB);
+        // Raw data without any signature blkid knows, the way a raw disk image or a block volume's copy holds it.
+        const data = Buffer.alloc(4 * MiB);
+        for (let i = 0; i < data.length; i += 4096) data.write(`raw block ${i / 4096} of ${vol}`, i);
+        const fh = await open(image, 'r+');
+        await fh.write(data, 0, data.length, 0);
+        await fh.close();
+        const before = sha256((await readFile(image)).subarray(0, 8 * MiB));
+        const staging = fx.path(`${vol}-staging`);
+        const refused = await h.node
+          .NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap(fsType), volume_context: { 'sdshypervisor.io/contentOrigin': origin } })
+          .catch((e: Error) => e);
+        expect(refused).toMatchObject({ code: 9, details: expect.stringMatching(/never formatted/) });
+        expect(await mountAt(staging)).toBeUndefined();
+        expect(sha256((await readFile(image)).subarray(0, 8 * MiB))).toBe(before);
+        await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+      });
+    }
+  }
+
+  it('item 8: a blank volume with an origin is not formatted either; one without is, as before', async () => {
+    await connector.create('origin-blank', 64 * MiB);
+    const staging = fx.path('origin-blank-staging');
+    const stage = (volume_context: Record<string, string>) =>
+      h.node.NodeStageVolume({ volume_id: 'origin-blank', staging_target_path: staging, volume_capability: mountCap('ext4'), volume_context });
+    expect(await codeOf(stage({ 'sdshypervisor.io/contentOrigin': 'snapshot' }))).toBe('FAILED_PRECONDITION');
+    await stage({});
+    expect((await mountAt(staging))?.fsType).toBe('ext4');
+    await h.node.NodeUnstageVolume({ volume_id: 'origin-blank', staging_target_path: staging });
+    // Once it holds its filesystem, an origin changes nothing: it mounts.
+    await stage({ 'sdshypervisor.io/contentOrigin': 'volume' });
+    expect((await mountAt(staging))?.fsType).toBe('ext4');
+    await h.node.NodeUnstageVolume({ volume_id: 'origin-blank', staging_target_path: staging });
   });
 });

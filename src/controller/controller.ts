@@ -98,8 +98,8 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     const source = requestedSource(req);
     if (source && params.image) throw invalidArgument('parameters.imageSource cannot be combined with volume_content_source');
     const name = backendNameFor(req.name);
-    const context = volumeContext(params);
     const image = await images.resolve(params, req.parameters, source !== undefined, ctx);
+    const context = volumeContext(params, source ? source.type : image ? 'image' : undefined);
     // The annotation's image stands for the class's in every comparison below.
     const wanted: VolumeParameters = image ? { ...params, image: { url: image.url } } : params;
 

@@ -18,8 +18,20 @@ export function contentSourceOf(info: VolumeInfo): VolumeContentSource | null {
   return null;
 }
 
-export function volumeContext(params: Pick<VolumeParameters, 'fsType'>): Record<string, string> {
-  return params.fsType ? { [CONTEXT_FS_TYPE]: params.fsType } : {};
+/**
+ * volume_context key telling the node where the volume's content came from ('image', 'snapshot', 'volume');
+ * absent for a blank volume. The node never formats a volume that has an origin (docs/node.md).
+ */
+export const CONTEXT_CONTENT_ORIGIN = 'sdshypervisor.io/contentOrigin';
+
+export type ContentOrigin = 'image' | 'snapshot' | 'volume';
+
+/** What CreateVolume tells the node. `origin` comes from the request (content source or image), not from records. */
+export function volumeContext(params: Pick<VolumeParameters, 'fsType'>, origin?: ContentOrigin): Record<string, string> {
+  return {
+    ...(params.fsType ? { [CONTEXT_FS_TYPE]: params.fsType } : {}),
+    ...(origin ? { [CONTEXT_CONTENT_ORIGIN]: origin } : {}),
+  };
 }
 
 export function csiVolume(info: VolumeInfo, pool: PoolInfo | undefined, context: Record<string, string> = {}): Volume {
@@ -38,7 +50,7 @@ const QOS_LEVELS = { 3: 'high', 2: 'normal', 1: 'low' } as const;
 
 /**
  * The back end's current settings of a volume, as ControllerGetVolume and ListVolumes report them (after a
- * ControllerModifyVolume too). Informational: CreateVolume's context, which the node sees, holds only fsType.
+ * ControllerModifyVolume too). Informational: CreateVolume's context, which the node sees, holds only fsType and the content origin.
  */
 export function reportedSettings(info: VolumeInfo): Record<string, string> {
   return {

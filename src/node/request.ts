@@ -5,7 +5,7 @@ import type { VolumeCapability__Output } from '../generated/csi/v1/VolumeCapabil
 import { isSupportedFilesystem, mountFlagsProblem, type FsType } from '../mount/index.js';
 import { isValidName } from '../protocol/vbs.js';
 import { failedPrecondition, invalidArgument, notFound, outOfRange } from '../server/errors.js';
-import { PUBLISH_ACCESS_MODE_KEY } from './deps.js';
+import { CONTEXT_CONTENT_ORIGIN_KEY, PUBLISH_ACCESS_MODE_KEY } from './deps.js';
 
 export type AccessMode = NonNullable<VolumeCapability__Output['access_mode']>['mode'];
 
@@ -104,6 +104,12 @@ export function parseCapability(
 /** Whether ControllerPublishVolume mapped the volume read-only to this host. */
 export function mappedReadOnly(publishContext: Record<string, string>): boolean {
   return publishContext[PUBLISH_ACCESS_MODE_KEY] === 'ro';
+}
+
+/** Where the volume's content came from, when CreateVolume recorded it (any value counts: never format it). */
+export function contentOrigin(volumeContext: Record<string, string>): string | undefined {
+  const origin = volumeContext[CONTEXT_CONTENT_ORIGIN_KEY];
+  return origin === undefined || origin === '' ? undefined : origin.slice(0, 40);
 }
 
 function bytesField(field: string, value: string | undefined): number {

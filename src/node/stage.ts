@@ -20,6 +20,8 @@ export interface StageRequest {
   capability: Capability;
   /** the host mapping is read-only (ControllerPublishVolume's publish_context) */
   mappedReadOnly: boolean;
+  /** where the content came from ('image', 'snapshot', 'volume'): then it is never formatted */
+  contentOrigin?: string;
 }
 
 interface Ctx {
@@ -161,11 +163,11 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
   if (elsewhere.length > 0) {
     throw failedPrecondition(`volume ${volumeId} is already staged at ${elsewhere[0]}; a volume has one staging path per node: NodeUnstageVolume it there first`);
   }
-  await formatIfBlank(ctx, volumeId, devicePath, fsType, readOnly);
+  await formatIfBlank(ctx, { volumeId, devicePath, fsType, readOnly, contentOrigin: req.contentOrigin });
   // ext4 grows before it is mounted: offline resize needs no CAP_SYS_RESOURCE, which online resize does.
   if (fsType === 'ext4' && !readOnly) await growUnmountedExt4IfSmaller(ctx, devicePath);
   const options = stageMountOptions(fsType, capability.mountFlags, readOnly);
-  await mountStaged(ctx, { volumeId, devicePath, stagingPath, fsType, options, hasCoFlags: capability.mountFlags.length > 0 });
+  await mountStaged(ctx, { volumeId, devicePath, stagingPath, fsType, options, hasCoFlags: capability.mountFlags.length > 0, contentOrigin: req.contentOrigin });
   const mounted = (await mountPointState(stagingPath)).mount;
   if (!mounted || !sameDevice(mounted, device)) throw new MountError('Failed', `mounted ${devicePath} at ${stagingPath}, but the mount table does not show it there`);
   if (fsType === 'xfs' && !isReadOnlyMount(mounted)) await growIfSmaller(ctx, devicePath, stagingPath, fsType);
@@ -179,8 +181,13 @@ async function growUnmountedExt4IfSmaller(ctx: Ctx, devicePath: string): Promise
   await growUnmountedExt4(devicePath);
 }
 
+const ORIGIN_WORDS: Record<string, string> = { image: 'an image', snapshot: 'a snapshot', volume: 'a clone of another volume' };
+
 /** blkid first: a blank device gets a filesystem; anything else on it is kept, never formatted over. */
-async function formatIfBlank(ctx: Ctx, volumeId: string, devicePath: string, fsType: FsType, readOnly: boolean): Promise<void> {
+async function formatIfBlank(
+  ctx: Ctx,
+  { volumeId, devicePath, fsType, readOnly, contentOrigin }: { volumeId: string; devicePath: string; fsType: FsType; readOnly: boolean; contentOrigin?: string },
+): Promise<void> {
   const content = await probeDevice(devicePath);
   if (content.kind === 'filesystem') {
     if (content.fsType !== fsType) {
@@ -191,6 +198,14 @@ async function formatIfBlank(ctx: Ctx, volumeId: string, devicePath: string, fsT
   if (content.kind === 'other') {
     throw failedPrecondition(`volume ${volumeId} (${devicePath}) holds ${content.description}; refusing to format it as ${fsType}`);
   }
+  if (contentOrigin !== undefined) {
+    // Its content came from somewhere (a raw disk image, a snapshot or clone of a block volume): formatting
+    // would destroy it. Only its owner knows what it is.
+    throw failedPrecondition(
+      `volume ${volumeId} was made from ${ORIGIN_WORDS[contentOrigin] ?? `a source (${contentOrigin})`} and holds no filesystem blkid recognizes; ` +
+        `it is never formatted (that would destroy its content): stage it as a raw block volume, or put a ${fsType} filesystem on its source`,
+    );
+  }
   if (readOnly) throw failedPrecondition(`volume ${volumeId} is blank and is to be mounted read-only: there is no filesystem to mount, and a read-only volume cannot be formatted`);
   ctx.log.info({ device: devicePath, fsType }, 'formatting a blank volume');
   await makeFilesystem(devicePath, fsType);
@@ -198,7 +213,7 @@ async function formatIfBlank(ctx: Ctx, volumeId: string, devicePath: string, fsT
 
 async function mountStaged(
   ctx: Ctx,
-  m: { volumeId: string; devicePath: string; stagingPath: string; fsType: FsType; options: string[]; hasCoFlags: boolean },
+  m: { volumeId: string; devicePath: string; stagingPath: string; fsType: FsType; options: string[]; hasCoFlags: boolean; contentOrigin?: string },
 ): Promise<void> {
   try {
     await mountFilesystem(m.devicePath, m.stagingPath, m.fsType, m.options);
@@ -206,7 +221,7 @@ async function mountStaged(
   } catch (err) {
     // mkfs.xfs marks its superblock "in progress" until it is done; a crash in the middle leaves one that
     // blkid calls xfs and the kernel refuses. Nothing was ever stored there: finish the format and retry.
-    if (m.fsType === 'xfs' && isMountError(err, 'Failed') && (await xfsMkfsInterrupted(m.devicePath))) {
+    if (m.fsType === 'xfs' && m.contentOrigin === undefined && isMountError(err, 'Failed') && (await xfsMkfsInterrupted(m.devicePath))) {
       ctx.log.warn({ device: m.devicePath }, 'found an interrupted mkfs.xfs; formatting again');
       await makeFilesystem(m.devicePath, 'xfs', { force: true });
       await mountFilesystem(m.devicePath, m.stagingPath, m.fsType, m.options);
