@@ -1,4 +1,4 @@
-// Issue 15 item 8 end to end: CreateVolume records where a volume's content came from (an image, a snapshot,
+// Issue 15 items 8 and 10 end to end: CreateVolume records where a volume's content came from (an image, a snapshot,
 // a clone) in its volume_context, and the node, handed that context as kubelet does, never formats such a
 // volume; a blank one is formatted as before. The emulator and the driver (all mode) as real processes.
 import { mkdtempSync } from 'node:fs';
@@ -73,5 +73,29 @@ describe('the content origin travels from CreateVolume to NodeStage', () => {
     await writeFile(join(staged.target, 'hello'), 'formatted');
     await unstageVolume(stack, staged);
     await ctl.DeleteVolume({ volume_id: blank.volume_id });
+  });
+
+  it('item 10: CreateVolume rounds a filesystem volume up to its minimum, or answers OUT_OF_RANGE; the result stages', async () => {
+    const ctl = stack.csi.controller;
+    const xfs = (await ctl.CreateVolume({ name: 'pvc-small-xfs', volume_capabilities: [mountCap('xfs')], capacity_range: { required_bytes: String(256 * MiB) } })).volume!;
+    expect(Number(xfs.capacity_bytes)).toBe(300 * MiB);
+    // The same request again is the same volume.
+    const again = (await ctl.CreateVolume({ name: 'pvc-small-xfs', volume_capabilities: [mountCap('xfs')], capacity_range: { required_bytes: String(256 * MiB) } })).volume!;
+    expect(again.capacity_bytes).toBe(xfs.capacity_bytes);
+    // fsType from the parameters counts like the capability's; ext4 (the default) needs less.
+    const byParam = (await ctl.CreateVolume({ name: 'pvc-small-param', volume_capabilities: [mountCap('')], capacity_range: { required_bytes: String(MiB) }, parameters: { fsType: 'xfs' } })).volume!;
+    expect(Number(byParam.capacity_bytes)).toBe(300 * MiB);
+    const ext4 = (await ctl.CreateVolume({ name: 'pvc-small-ext4', volume_capabilities: [mountCap('')], capacity_range: { required_bytes: String(MiB) } })).volume!;
+    expect(Number(ext4.capacity_bytes)).toBe(8 * MiB);
+    const block = (await ctl.CreateVolume({ name: 'pvc-small-block', volume_capabilities: [blockCap()], capacity_range: { required_bytes: String(MiB) } })).volume!;
+    expect(Number(block.capacity_bytes)).toBe(MiB);
+    const capped = await failure(ctl.CreateVolume({ name: 'pvc-capped-xfs', volume_capabilities: [mountCap('xfs')], capacity_range: { required_bytes: String(256 * MiB), limit_bytes: String(256 * MiB) } }));
+    expect(capped.code).toBe(status.OUT_OF_RANGE);
+    expect(capped.message).toMatch(/smallest xfs filesystem/);
+
+    const staged = await stageVolume(stack, xfs.volume_id, mountCap('xfs'));
+    await writeFile(join(staged.target, 'hello'), 'xfs');
+    await unstageVolume(stack, staged);
+    for (const v of [xfs, byParam, ext4, block]) await ctl.DeleteVolume({ volume_id: v.volume_id });
   });
 });

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeFilesystem } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { sh, type LoopFixtures } from './support/loop-fixtures.js';
 import { codeOf, mountAt, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
@@ -148,5 +149,41 @@ describe('node safety: content with an origin is never formatted', () => {
     await stage({ 'sdshypervisor.io/contentOrigin': 'volume' });
     expect((await mountAt(staging))?.fsType).toBe('ext4');
     await h.node.NodeUnstageVolume({ volume_id: 'origin-blank', staging_target_path: staging });
+  });
+});
+
+describe('node safety: too small for its filesystem', () => {
+  let fx: LoopFixtures;
+  let connector: LoopConnector;
+  let h: NodeHarness;
+
+  beforeAll(async () => {
+    ({ fx, connector, h } = await startLoopNode('node-small', (f) => new LoopConnector(f)));
+  });
+  afterAll(() => stopLoopNode({ fx, h }));
+
+  it('item 10: a blank 256 MiB volume staged as xfs is FAILED_PRECONDITION naming both sizes, never a usage text; ext4 stages', async () => {
+    await connector.create('small', 256 * MiB);
+    const staging = fx.path('small-staging');
+    const refused = await h.node.NodeStageVolume({ volume_id: 'small', staging_target_path: staging, volume_capability: mountCap('xfs') }).catch((e: Error) => e);
+    expect(refused).toMatchObject({ code: 9, details: expect.stringMatching(/256 MiB, too small for xfs, which needs at least 300 MiB/) });
+    expect((refused as { details: string }).details).not.toMatch(/usage/i);
+    expect(await mountAt(staging)).toBeUndefined();
+    await h.node.NodeStageVolume({ volume_id: 'small', staging_target_path: staging, volume_capability: mountCap('ext4') });
+    expect((await mountAt(staging))?.fsType).toBe('ext4');
+    await h.node.NodeUnstageVolume({ volume_id: 'small', staging_target_path: staging });
+  });
+
+  it('item 10: mkfs refusing names its reason only (the mount room)', async () => {
+    const file = await fx.image('tiny.img', 256 * MiB);
+    const device = fx.attach(file);
+    try {
+      const err = await makeFilesystem(device, 'xfs').catch((e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect((err as Error).message).toMatch(/^mkfs\.xfs \/dev\/loop\d+ failed: Filesystem must be larger than/);
+      expect((err as Error).message).not.toMatch(/usage|blocksize/i);
+    } finally {
+      sh('losetup', ['--detach', device]);
+    }
   });
 });

@@ -5,7 +5,7 @@ export { parseMountInfo, readMountTable, mountsAt, topMountAt, mountsOfDevice, i
 export { inspectPath, canonicalPath, isDeadMountError, splitDeviceNumber, type PathState } from './paths.js';
 export { blockDeviceNumber, deviceDetaching, deviceExists, deviceName, devicePathOf, deviceSizeBytes, deviceProblem, sameDevice, type DeviceNumber } from './device.js';
 export {
-  SUPPORTED_FILESYSTEMS, isSupportedFilesystem, probeDevice, makeFilesystem, xfsMkfsInterrupted, filesystemSizeBytes, filesystemSmallerThan, ext4SuperblockSizeBytes, growFilesystem, growUnmountedExt4, filesystemUsage,
+  SUPPORTED_FILESYSTEMS, FILESYSTEM_MINIMUM_BYTES, isSupportedFilesystem, probeDevice, makeFilesystem, xfsMkfsInterrupted, filesystemSizeBytes, filesystemSmallerThan, ext4SuperblockSizeBytes, growFilesystem, growUnmountedExt4, filesystemUsage,
   type FsType, type DeviceContent, type FilesystemUsage,
 } from './filesystem.js';
 export { mountFilesystem, bindMount, remountBindReadOnly, unmount } from './mounts.js';

@@ -4,7 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
 import {
-  blockDeviceNumber, deviceExists, deviceSizeBytes, filesystemSmallerThan, growFilesystem, inspectPath, isMountError,
+  FILESYSTEM_MINIMUM_BYTES, blockDeviceNumber, deviceExists, deviceSizeBytes, filesystemSmallerThan, growFilesystem, inspectPath, isMountError,
   makeFilesystem, growUnmountedExt4, mountFilesystem, mountPointState, mountPointsOfDevice, probeDevice, sameDevice, unmountAll, isReadOnlyMount,
   xfsMkfsInterrupted, MountError, type DeviceNumber, type FsType, type MountEntry,
 } from '../mount/index.js';
@@ -181,6 +181,8 @@ async function growUnmountedExt4IfSmaller(ctx: Ctx, devicePath: string): Promise
   await growUnmountedExt4(devicePath);
 }
 
+const mebibytes = (bytes: number): string => `${Math.floor(bytes / 1048576) === bytes / 1048576 ? bytes / 1048576 : (bytes / 1048576).toFixed(1)} MiB`;
+
 const ORIGIN_WORDS: Record<string, string> = { image: 'an image', snapshot: 'a snapshot', volume: 'a clone of another volume' };
 
 /** blkid first: a blank device gets a filesystem; anything else on it is kept, never formatted over. */
@@ -207,6 +209,14 @@ async function formatIfBlank(
     );
   }
   if (readOnly) throw failedPrecondition(`volume ${volumeId} is blank and is to be mounted read-only: there is no filesystem to mount, and a read-only volume cannot be formatted`);
+  const deviceBytes = await deviceSizeBytes(devicePath);
+  const minimum = FILESYSTEM_MINIMUM_BYTES[fsType];
+  if (deviceBytes < minimum) {
+    throw failedPrecondition(
+      `volume ${volumeId} is ${mebibytes(deviceBytes)}, too small for ${fsType}, which needs at least ${mebibytes(minimum)}: ` +
+        `expand the volume to ${mebibytes(minimum)} or more, or stage it as ${fsType === 'xfs' ? 'ext4' : 'a raw block volume'}`,
+    );
+  }
   ctx.log.info({ device: devicePath, fsType }, 'formatting a blank volume');
   await makeFilesystem(devicePath, fsType);
 }
