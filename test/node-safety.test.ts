@@ -6,10 +6,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeFilesystem } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { sh, type LoopFixtures } from './support/loop-fixtures.js';
-import { codeOf, mountAt, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
+import { blockCap, codeOf, mountAt, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** A tmpfs that has nothing to do with the driver, with a file in it, in the test's own temp dir. */
+async function foreignTmpfs(fx: LoopFixtures, name: string): Promise<string> {
+  const at = fx.path(name);
+  await mkdir(at, { recursive: true });
+  sh('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'foreign', at]);
+  await writeFile(`${at}/keep`, 'not the driver\'s');
+  return at;
+}
 
 describe('node safety', () => {
   let fx: LoopFixtures;
@@ -21,15 +30,6 @@ describe('node safety', () => {
   });
   afterAll(() => stopLoopNode({ fx, h }));
 
-  /** A tmpfs that has nothing to do with the driver, with a file in it. */
-  async function foreignTmpfs(name: string): Promise<string> {
-    const at = fx.path(name);
-    await mkdir(at, { recursive: true });
-    sh('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'foreign', at]);
-    await writeFile(`${at}/keep`, 'not the driver\'s');
-    return at;
-  }
-
   async function expectUntouched(at: string): Promise<void> {
     expect((await mountAt(at))?.fsType).toBe('tmpfs');
     expect(await readdir(at)).toEqual(['keep']);
@@ -37,7 +37,7 @@ describe('node safety', () => {
   }
 
   it('item 7: unpublish and unstage leave a mount that is not the volume\'s alone (unknown volume, or another one)', async () => {
-    const target = await foreignTmpfs('foreign-target');
+    const target = await foreignTmpfs(fx, 'foreign-target');
     expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'no-such-volume', target_path: target }))).toBe('NOT_FOUND');
     expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: 'no-such-volume', staging_target_path: target }))).toBe('NOT_FOUND');
     expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: '../not-a-name', target_path: target }))).toBe('NOT_FOUND');
@@ -185,5 +185,163 @@ describe('node safety: too small for its filesystem', () => {
     } finally {
       sh('losetup', ['--detach', device]);
     }
+  });
+});
+
+describe('node safety: a read-only raw block publish', () => {
+  let fx: LoopFixtures;
+  let connector: LoopConnector;
+  let h: NodeHarness;
+
+  beforeAll(async () => {
+    ({ fx, connector, h } = await startLoopNode('node-roblock', (f) => new LoopConnector(f)));
+  });
+  afterAll(async () => {
+    // A read-only loop over one of our devices is not under the temp dir: the leak check cannot see it, and it
+    // would hold our device. Whatever a failed test left is released here.
+    const ours = new Set(sh('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE']).split('\n').filter((l) => l.includes(fx.dir)).map((l) => l.trim().split(/\s+/)[0]!));
+    const over = [...ours].flatMap((device) => loopsOver(device).map((l) => l.trim().split(/\s+/)[0]!));
+    for (const loop of over) sh('losetup', ['--detach', loop]);
+    await stopLoopNode({ fx, h });
+    expect(over).toEqual([]);
+  });
+
+  /** Loop devices whose backing file is `device` (read-only publishes' loops). */
+  function loopsOver(device: string): string[] {
+    return sh('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE']).split('\n').filter((l) => l.trim().split(/\s+/)[1] === device);
+  }
+
+  async function writeAt(path: string): Promise<string> {
+    try {
+      const fh = await open(path, 'r+');
+      try {
+        await fh.write(Buffer.alloc(4096, 0xee), 0, 4096, 0);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      return 'written';
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code ?? String(err);
+    }
+  }
+
+  for (const mode of ['SINGLE_NODE_WRITER', 'SINGLE_NODE_MULTI_WRITER'] as const) {
+    it(`item 9: ${mode}, readonly=true on a read-write mapping: a write through the published device fails; the data is intact`, async () => {
+      const vol = `roblock-${mode.toLowerCase()}`;
+      const image = await connector.create(vol, 64 * MiB);
+      const data = Buffer.alloc(MiB);
+      for (let i = 0; i < data.length; i += 4096) data.write(`${vol} block ${i / 4096}`, i);
+      const fh = await open(image, 'r+');
+      await fh.write(data, 0, data.length, 0);
+      await fh.close();
+      const cap = blockCap(mode);
+      const staging = fx.path(`${vol}-staging`);
+      await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap });
+      const device = (await connector.queryDevice(vol))!;
+      const target = fx.path(`${vol}-pod`, 'dev');
+      const publish = { volume_id: vol, staging_target_path: staging, target_path: target, volume_capability: cap, readonly: true };
+      await h.node.NodePublishVolume(publish);
+      await h.node.NodePublishVolume(publish); // idempotent: the same read-only publish
+      expect(loopsOver(device)).toHaveLength(1);
+
+      expect(await writeAt(target)).toMatch(/^(EPERM|EROFS|EACCES)$/);
+      const read = await open(target, 'r');
+      const back = Buffer.alloc(data.length);
+      await read.read(back, 0, back.length, 0);
+      await read.close();
+      expect(sha256(back)).toBe(sha256(data));
+      expect(await codeOf(h.node.NodePublishVolume({ ...publish, readonly: false }))).toBe('ALREADY_EXISTS');
+
+      const stats = await h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: target });
+      expect(stats.volume_condition?.abnormal).toBe(false);
+      expect(stats.usage?.[0]?.total).toBe(String(64 * MiB));
+      await fx.grow(image, device, 96 * MiB);
+      expect(await h.node.NodeExpandVolume({ volume_id: vol, volume_path: target, capacity_range: { required_bytes: String(96 * MiB) } })).toMatchObject({ capacity_bytes: String(96 * MiB) });
+      expect(Number(sh('blockdev', ['--getsize64', target]).trim())).toBe(96 * MiB);
+
+      if (mode === 'SINGLE_NODE_MULTI_WRITER') {
+        // A read-write publish beside it stays writable: only the pod's read-only device refuses writes.
+        const rw = fx.path(`${vol}-pod-rw`, 'dev');
+        await h.node.NodePublishVolume({ ...publish, target_path: rw, readonly: false });
+        expect(await writeAt(rw)).toBe('written');
+        expect(await writeAt(target)).toMatch(/^(EPERM|EROFS|EACCES)$/);
+        expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging }))).toBe('FAILED_PRECONDITION');
+        await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: rw });
+      }
+      // The read-only publish is still a use of the volume: unstage waits for it.
+      expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging }))).toBe('FAILED_PRECONDITION');
+      await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
+      expect(loopsOver(device)).toEqual([]);
+      await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
+      await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+      expect(await connector.queryDevice(vol)).toBeUndefined();
+    });
+  }
+
+  it('item 9: a read-only loop left by a crash before its bind is used by the retry, and unstage releases any left', async () => {
+    const vol = 'roblock-crash';
+    await connector.create(vol, 64 * MiB);
+    const cap = blockCap();
+    const staging = fx.path(`${vol}-staging`);
+    await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap });
+    const device = (await connector.queryDevice(vol))!;
+    sh('losetup', ['--find', '--read-only', device]); // what a crash between making the loop and binding it leaves
+    const target = fx.path(`${vol}-pod`, 'dev');
+    await h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, target_path: target, volume_capability: cap, readonly: true });
+    expect(loopsOver(device)).toHaveLength(1);
+    expect(await writeAt(target)).toMatch(/^(EPERM|EROFS|EACCES)$/);
+    await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
+    sh('losetup', ['--find', '--read-only', device]);
+    await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+    expect(loopsOver(device)).toEqual([]);
+    expect(await connector.queryDevice(vol)).toBeUndefined();
+  });
+});
+
+describe('node safety: stats and expand of a volume that is not at the path', () => {
+  let fx: LoopFixtures;
+  let connector: LoopConnector;
+  let h: NodeHarness;
+
+  beforeAll(async () => {
+    ({ fx, connector, h } = await startLoopNode('node-notfound', (f) => new LoopConnector(f)));
+  });
+  afterAll(() => stopLoopNode({ fx, h }));
+
+  it('issue 16 item 11: NOT_FOUND whatever form volume_path takes (relative, malformed, absent, another volume\'s); INVALID_ARGUMENT only when empty', async () => {
+    await connector.create('nf-a', 64 * MiB);
+    await connector.create('nf-b', 64 * MiB);
+    const staging = fx.path('nf-a-staging');
+    const target = fx.path('nf-a-pod');
+    const cap = mountCap('ext4');
+    await h.node.NodeStageVolume({ volume_id: 'nf-a', staging_target_path: staging, volume_capability: cap });
+    await h.node.NodePublishVolume({ volume_id: 'nf-a', staging_target_path: staging, target_path: target, volume_capability: cap });
+    const tmpfs = await foreignTmpfs(fx, 'nf-tmpfs');
+    const paths: Array<[string, string]> = [
+      ['relative', 'nf-a-pod'],
+      ['a `..` component', `${fx.dir}/x/../nf-a-pod`],
+      ['a trailing slash', `${target}/`],
+      ['absent', fx.path('never-there')],
+      ['another volume\'s', target],
+      ['a foreign tmpfs', tmpfs],
+    ];
+    for (const volumeId of ['nf-b', 'no-such-volume']) {
+      for (const [what, volume_path] of paths) {
+        const codes = [
+          await codeOf(h.node.NodeGetVolumeStats({ volume_id: volumeId, volume_path })),
+          await codeOf(h.node.NodeExpandVolume({ volume_id: volumeId, volume_path, capacity_range: { required_bytes: String(64 * MiB) } })),
+        ];
+        expect([volumeId, what, codes]).toEqual([volumeId, what, ['NOT_FOUND', 'NOT_FOUND']]);
+      }
+    }
+    expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: 'nf-a', volume_path: '' }))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(h.node.NodeExpandVolume({ volume_id: 'nf-a', volume_path: '' }))).toBe('INVALID_ARGUMENT');
+    // The volume's own path answers.
+    expect((await h.node.NodeGetVolumeStats({ volume_id: 'nf-a', volume_path: target })).volume_condition?.abnormal).toBe(false);
+    expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: 'nf-a', volume_path: tmpfs }))).toBe('NOT_FOUND');
+    sh('umount', [tmpfs]);
+    await h.node.NodeUnpublishVolume({ volume_id: 'nf-a', target_path: target });
+    await h.node.NodeUnstageVolume({ volume_id: 'nf-a', staging_target_path: staging });
   });
 });

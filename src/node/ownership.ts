@@ -1,9 +1,12 @@
 // Which mounts are a volume's. Unpublish and unstage remove only mounts that show the volume's own device
-// (a filesystem mount of it, a bind of that mount, a bind of its device node): a path handed to us may hold
-// anything, and what is not this volume's is left exactly as it was. See docs/node.md, "What is ours".
+// (a filesystem mount of it, a bind of that mount, a bind of its device node or of a read-only loop over
+// it): a path handed to us may hold anything, and what is not this volume's is left exactly as it was.
+// See docs/node.md, "What is the volume's".
 import {
-  blockDeviceNumber, deviceDetaching, isMountError, mountPointState, sameDevice, unmountTop, type DeviceNumber, type MountPointState,
+  blockDeviceNumber, detachLoop, deviceDetaching, isMountError, mountPointState, mountPointsOfDevice, readOnlyLoopBacking, readOnlyLoopsOver, sameDevice, unmountTop,
+  type DeviceNumber, type LoopDevice, type MountPointState,
 } from '../mount/index.js';
+import type { Logger } from '../log/logger.js';
 import { isValidName } from '../protocol/vbs.js';
 import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
@@ -41,22 +44,18 @@ export async function volumeDevice(ctx: Ctx, volumeId: string): Promise<VolumeDe
 
 /**
  * Whether the mount at `state.path` is this volume's. With the device known: the mount shows it (its
- * filesystem, or a bind of its device node — or of a read-only loop device over it, `readOnlyLoopOf`). With
+ * filesystem, or a bind of its device node — or of a read-only loop device over it). With
  * the volume known but not attached: only a block device's mount whose device is being removed (what is left
  * of this volume's mount after the back end detached it); never an anonymous filesystem (tmpfs, FUSE, NFS).
  */
-export async function holdsVolume(
-  state: MountPointState,
-  volume: VolumeDevice,
-  readOnlyLoopOf?: (loop: DeviceNumber) => Promise<DeviceNumber | undefined>,
-): Promise<boolean> {
+export async function holdsVolume(state: MountPointState, volume: VolumeDevice): Promise<boolean> {
   if (!state.mount || !volume.known) return false;
   const node = state.pathState.kind === 'blockDevice' ? state.pathState : undefined;
   if (volume.dev) {
     if (sameDevice(state.mount, volume.dev)) return true;
     if (!node) return false;
     if (sameDevice(node, volume.dev)) return true;
-    const under = readOnlyLoopOf ? await readOnlyLoopOf(node) : undefined;
+    const under = await readOnlyLoopBacking(node);
     return under !== undefined && sameDevice(under, volume.dev);
   }
   const dev = node ?? state.mount;
@@ -78,4 +77,20 @@ export async function unmountOurs(path: string, volume: VolumeDevice): Promise<{
     removed++;
   }
   return { removed, lazy };
+}
+
+/** Read-only loops over the device that no publish uses (left by a crash between making and binding one). */
+export async function unusedReadOnlyLoops(dev: DeviceNumber): Promise<LoopDevice[]> {
+  const unused: LoopDevice[] = [];
+  for (const loop of await readOnlyLoopsOver(dev)) if ((await mountPointsOfDevice(loop.dev, loop.path)).length === 0) unused.push(loop);
+  return unused;
+}
+
+/** Detaches the read-only loops over the volume's device that no publish uses any more. */
+export async function releaseUnusedReadOnlyLoops(ctx: Ctx & { log: Logger }, dev: DeviceNumber | undefined): Promise<void> {
+  if (!dev) return;
+  for (const loop of await unusedReadOnlyLoops(dev)) {
+    ctx.log.debug({ loop: loop.path }, 'detaching the read-only loop device of a read-only block publish');
+    await detachLoop(loop.path);
+  }
 }

@@ -69,6 +69,20 @@ export function checkPath(field: string, path: string): string {
 }
 
 /**
+ * The path of NodeGetVolumeStats and NodeExpandVolume: only an empty one is INVALID_ARGUMENT. CSI's tables
+ * answer NOT_FOUND for "the volume does not exist at the path", whatever the path's form: a relative or
+ * malformed path holds no volume either (and is never used).
+ */
+export function checkVolumePath(field: string, path: string): string {
+  if (path === '') throw invalidArgument(`${field} is required`);
+  try {
+    return checkPath(field, path);
+  } catch (err) {
+    throw notFound(`no volume at ${field}: ${(err as Error).message}`);
+  }
+}
+
+/**
  * The capability of a stage/publish/expand request. `volumeContext.fsType` is used when fs_type is empty. An
  * access mode the volume cannot have is FAILED_PRECONDITION for stage and publish, INVALID_ARGUMENT for
  * expand (the spec's tables differ).

@@ -11,7 +11,7 @@ import {
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
-import { holdsVolume, unmountOurs, volumeDevice } from './ownership.js';
+import { holdsVolume, releaseUnusedReadOnlyLoops, unmountOurs, volumeDevice } from './ownership.js';
 import type { Capability } from './request.js';
 
 export interface StageRequest {
@@ -281,6 +281,7 @@ export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void
     if (lazy) ctx.log.warn({ stagingPath: state.path }, 'the staging mount was dead; it was unmounted lazily');
     ctx.log.debug({ stagingPath: state.path, removed }, 'unmounted the staging path');
   }
+  await releaseUnusedReadOnlyLoops(ctx, volume.dev);
   // Always ask: detaching a volume that is not attached is success, and the back end may know better than querydev.
   await ctx.connector.detach(volumeId, { signal: ctx.signal });
 }
