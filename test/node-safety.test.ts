@@ -91,14 +91,33 @@ describe('node safety: one staging path per volume', () => {
     await h.node.NodeUnpublishVolume({ volume_id: 'twice', target_path: target });
     // Unstaging the path that was refused detaches nothing from under the first: it says where the volume is.
     const elsewhere = await h.node.NodeUnstageVolume({ volume_id: 'twice', staging_target_path: second }).catch((e: Error) => e);
-    expect(elsewhere).toMatchObject({ code: 9, details: expect.stringContaining(`not staged at ${second}`) });
+    expect(elsewhere).toMatchObject({ code: 9, details: expect.stringContaining(`no mount at ${second} but is still in use at ${first}`) });
     expect(await mountAt(first)).toBeDefined();
     await h.node.NodeUnstageVolume({ volume_id: 'twice', staging_target_path: first });
     expect(await mountAt(first)).toBeUndefined();
     expect(await connector.queryDevice('twice')).toBeUndefined();
     // and after the unstage, the other path stages normally
     await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: second, volume_capability: cap });
+    // A block stage elsewhere while the filesystem is mounted would let raw writes in beside it.
+    const blockStaging = fx.path('twice-block-staging');
+    const asBlock = await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: blockStaging, volume_capability: blockCap() }).catch((e: Error) => e);
+    expect(asBlock).toMatchObject({ code: 9, details: expect.stringContaining(second) });
     await h.node.NodeUnstageVolume({ volume_id: 'twice', staging_target_path: second });
+  });
+
+  it('item 6: a block volume staged at two paths is served correctly: unstage waits for the publish, then both unstage', async () => {
+    await connector.create('twice-blk', 64 * MiB);
+    const [a, b] = [fx.path('twice-blk-staging-1'), fx.path('twice-blk-staging-2')];
+    const cap = blockCap();
+    await h.node.NodeStageVolume({ volume_id: 'twice-blk', staging_target_path: a, volume_capability: cap });
+    await h.node.NodeStageVolume({ volume_id: 'twice-blk', staging_target_path: b, volume_capability: cap });
+    const target = fx.path('twice-blk-pod', 'dev');
+    await h.node.NodePublishVolume({ volume_id: 'twice-blk', staging_target_path: a, target_path: target, volume_capability: cap });
+    expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: 'twice-blk', staging_target_path: b }))).toBe('FAILED_PRECONDITION');
+    await h.node.NodeUnpublishVolume({ volume_id: 'twice-blk', target_path: target });
+    await h.node.NodeUnstageVolume({ volume_id: 'twice-blk', staging_target_path: b });
+    await h.node.NodeUnstageVolume({ volume_id: 'twice-blk', staging_target_path: a });
+    expect(await connector.queryDevice('twice-blk')).toBeUndefined();
   });
 });
 

@@ -5,7 +5,7 @@ import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
 import {
   FILESYSTEM_MINIMUM_BYTES, blockDeviceNumber, deviceExists, deviceSizeBytes, filesystemSmallerThan, growFilesystem, inspectPath, isMountError,
-  makeFilesystem, growUnmountedExt4, mountFilesystem, mountPointState, mountPointsOfDevice, probeDevice, sameDevice, unmountAll, isReadOnlyMount,
+  makeFilesystem, growUnmountedExt4, mountFilesystem, mountsOfDevice, readMountTable, mountPointState, mountPointsOfDevice, probeDevice, sameDevice, unmountAll, isReadOnlyMount,
   xfsMkfsInterrupted, MountError, type DeviceNumber, type FsType, type MountEntry,
 } from '../mount/index.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
@@ -134,6 +134,11 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
     // A block volume is only attached at stage; a filesystem of this device here means it was staged as one.
     if (state.mount && sameDevice(state.mount, device)) {
       throw alreadyExists(`volume ${volumeId} is already staged at ${stagingPath} as a filesystem; a block stage was asked`);
+    }
+    // Its filesystem mounted at another staging path: raw writes beside a mounted filesystem would corrupt it.
+    const mounted = mountsOfDevice(await readMountTable(), device.major, device.minor);
+    if (mounted.length > 0) {
+      throw failedPrecondition(`volume ${volumeId} is staged as a filesystem at ${mounted[0]!.mountPoint}; a block stage was asked: NodeUnstageVolume it there first`);
     }
     return;
   }
@@ -270,7 +275,7 @@ export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void
   for (const { dev, path } of devices) for (const p of await mountPointsOfDevice(dev, path)) if (p !== state.path) users.add(p);
   if (users.size > 0 && !ours) {
     // Staged (or used) elsewhere, not here: detaching would pull the device from under that mount.
-    throw failedPrecondition(`volume ${volumeId} is not staged at ${state.path}; it is mounted at ${[...users].slice(0, 5).join(', ')}, which must be unpublished and unstaged first`);
+    throw failedPrecondition(`volume ${volumeId} has no mount at ${state.path} but is still in use at ${[...users].slice(0, 5).join(', ')} (staged or published there): NodeUnpublishVolume / NodeUnstageVolume it there first`);
   }
   if (users.size > 0) {
     throw failedPrecondition(`volume ${volumeId} is still published at ${[...users].slice(0, 5).join(', ')}; NodeUnpublishVolume must come first`);
