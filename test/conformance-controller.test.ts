@@ -98,8 +98,9 @@ describe('CreateVolume', () => {
 
   it('provisions 1 GiB by default, rounds up to whole MiB and honours limit_bytes', async () => {
     expect((await ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()] })).volume?.capacity_bytes).toBe(String(GiB));
-    expect((await createVolume(unique(), { capacity_range: { required_bytes: '1' } })).capacity_bytes).toBe(String(MiB));
-    expect((await createVolume(unique(), { capacity_range: { required_bytes: String(5 * MiB + 1) } })).capacity_bytes).toBe(String(6 * MiB));
+    // A filesystem volume is at least its filesystem's minimum (ext4: 8 MiB); above it, whole MiB.
+    expect((await createVolume(unique(), { capacity_range: { required_bytes: '1' } })).capacity_bytes).toBe(String(8 * MiB));
+    expect((await createVolume(unique(), { capacity_range: { required_bytes: String(9 * MiB + 1) } })).capacity_bytes).toBe(String(10 * MiB));
     expect((await createVolume(unique(), { capacity_range: { required_bytes: String(8 * MiB), limit_bytes: String(8 * MiB) } })).capacity_bytes).toBe(String(8 * MiB));
     expect((await createVolume(unique(), { capacity_range: { limit_bytes: String(20 * MiB + 7) } })).capacity_bytes).toBe(String(20 * MiB));
     for (const range of [

@@ -22,7 +22,7 @@ import {
   parseCapacityRange, requireString, roundUpToMiB, unsupportedCapability, type ByteRange,
 } from './validation.js';
 import {
-  csiSnapshot, csiVolume, incompatibilities, reportedSettings, settingDifferences, volumeCondition, volumeContext, type RequestedSource,
+  csiSnapshot, csiVolume, incompatibilities, reportedSettings, settingDifferences, volumeCondition, volumeContext, withFilesystemMinimum, type RequestedSource,
 } from './volumes.js';
 
 export const CONTROLLER_CAPABILITIES = [
@@ -94,12 +94,12 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     if (params.fsType && caps.fsTypes.size > 0 && !caps.fsTypes.has(params.fsType)) {
       throw invalidArgument(`parameters.fsType ${params.fsType} contradicts the capability's fs_type ${[...caps.fsTypes].join(', ')}`);
     }
-    const range = parseCapacityRange('capacity_range', req.capacity_range);
+    const range = withFilesystemMinimum('capacity_range', parseCapacityRange('capacity_range', req.capacity_range), caps, params);
     const source = requestedSource(req);
     if (source && params.image) throw invalidArgument('parameters.imageSource cannot be combined with volume_content_source');
     const name = backendNameFor(req.name);
-    const context = volumeContext(params);
     const image = await images.resolve(params, req.parameters, source !== undefined, ctx);
+    const context = volumeContext(params, source ? source.type : image ? 'image' : undefined);
     // The annotation's image stands for the class's in every comparison below.
     const wanted: VolumeParameters = image ? { ...params, image: { url: image.url } } : params;
 

@@ -5,7 +5,9 @@ import type { VolumeCondition } from '../generated/csi/v1/VolumeCondition.js';
 import type { VolumeContentSource } from '../generated/csi/v1/VolumeContentSource.js';
 import type { CloneType, PoolInfo, SnapshotInfo, VolumeInfo } from '../sds/backend.js';
 import type { VolumeParameters } from './parameters.js';
-import { sizeFits, topologyOfHosts, type ByteRange } from './validation.js';
+import { FILESYSTEM_MINIMUM_BYTES, isSupportedFilesystem } from '../mount/filesystem.js';
+import { outOfRange } from '../server/errors.js';
+import { sizeFits, topologyOfHosts, type ByteRange, type CapabilitySummary } from './validation.js';
 
 /** volume_context key telling the node which filesystem to make when the capability names none. */
 export const CONTEXT_FS_TYPE = 'fsType';
@@ -18,8 +20,20 @@ export function contentSourceOf(info: VolumeInfo): VolumeContentSource | null {
   return null;
 }
 
-export function volumeContext(params: Pick<VolumeParameters, 'fsType'>): Record<string, string> {
-  return params.fsType ? { [CONTEXT_FS_TYPE]: params.fsType } : {};
+/**
+ * volume_context key telling the node where the volume's content came from ('image', 'snapshot', 'volume');
+ * absent for a blank volume. The node never formats a volume that has an origin (docs/node.md).
+ */
+export const CONTEXT_CONTENT_ORIGIN = 'sdshypervisor.io/contentOrigin';
+
+export type ContentOrigin = 'image' | 'snapshot' | 'volume';
+
+/** What CreateVolume tells the node. `origin` comes from the request (content source or image), not from records. */
+export function volumeContext(params: Pick<VolumeParameters, 'fsType'>, origin?: ContentOrigin): Record<string, string> {
+  return {
+    ...(params.fsType ? { [CONTEXT_FS_TYPE]: params.fsType } : {}),
+    ...(origin ? { [CONTEXT_CONTENT_ORIGIN]: origin } : {}),
+  };
 }
 
 export function csiVolume(info: VolumeInfo, pool: PoolInfo | undefined, context: Record<string, string> = {}): Volume {
@@ -38,7 +52,7 @@ const QOS_LEVELS = { 3: 'high', 2: 'normal', 1: 'low' } as const;
 
 /**
  * The back end's current settings of a volume, as ControllerGetVolume and ListVolumes report them (after a
- * ControllerModifyVolume too). Informational: CreateVolume's context, which the node sees, holds only fsType.
+ * ControllerModifyVolume too). Informational: CreateVolume's context, which the node sees, holds only fsType and the content origin.
  */
 export function reportedSettings(info: VolumeInfo): Record<string, string> {
   return {
@@ -102,4 +116,26 @@ export function incompatibilities(existing: VolumeInfo, want: WantedVolume): str
     diffs.push(`it is a ${existing.cloneType} clone, not ${want.cloneType}`);
   }
   return diffs;
+}
+
+/**
+ * The capacity range with the smallest filesystem the volume may get (FILESYSTEM_MINIMUM_BYTES; ext4 when
+ * a mount capability names none, as the node does): a required size below it is rounded up to it, a limit
+ * below it is OUT_OF_RANGE. Block-only volumes and an unsized range (the default size) are left as asked.
+ */
+export function withFilesystemMinimum(field: string, range: ByteRange, caps: CapabilitySummary, params: Pick<VolumeParameters, 'fsType'>): ByteRange {
+  if (!caps.mount || (range.requiredBytes === 0 && range.limitBytes === 0)) return range;
+  const fsTypes = new Set([...caps.fsTypes, ...(params.fsType ? [params.fsType] : [])]);
+  if (fsTypes.size === 0) fsTypes.add('ext4');
+  let minimum = 0;
+  let needs = '';
+  for (const fsType of fsTypes) {
+    const bytes = isSupportedFilesystem(fsType) ? FILESYSTEM_MINIMUM_BYTES[fsType] : 0;
+    if (bytes > minimum) [minimum, needs] = [bytes, fsType];
+  }
+  if (range.limitBytes > 0 && range.limitBytes < minimum) {
+    throw outOfRange(`${field}.limit_bytes ${range.limitBytes} is below the smallest ${needs} filesystem (${minimum} bytes, ${minimum / 1048576} MiB)`);
+  }
+  // required 0 (a limit only): the default size, capped at the limit, which is at least the minimum.
+  return range.requiredBytes === 0 || range.requiredBytes >= minimum ? range : { ...range, requiredBytes: minimum };
 }

@@ -79,3 +79,14 @@ export async function deviceProblem(dev: DeviceNumber): Promise<string | undefin
   }
   return undefined;
 }
+
+/**
+ * Whether the block device is on its way out: gone from sysfs, size 0 (a detached loop), or a loop device
+ * detached while still in use (autoclear set: the kernel frees it when its last user goes). A mount of such a
+ * device has nothing left to serve.
+ */
+export async function deviceDetaching(dev: DeviceNumber): Promise<boolean> {
+  if ((await readSysfs(`${sysfs(dev)}/dev`)) === undefined) return true;
+  if ((await readSysfs(`${sysfs(dev)}/size`)) === '0') return true;
+  return (await readSysfs(`${sysfs(dev)}/loop/autoclear`)) === '1';
+}

@@ -12,6 +12,13 @@ export function isSupportedFilesystem(name: string): name is FsType {
   return (SUPPORTED_FILESYSTEMS as readonly string[]).includes(name);
 }
 
+/**
+ * The smallest device each filesystem is made on. mkfs.xfs (xfsprogs 5.19 and later) refuses anything under
+ * 300 MiB; mkfs.ext4 with 4 KiB blocks leaves out the journal under 8 MiB, which no volume should lack.
+ * CreateVolume rounds a filesystem volume up to this; NodeStage refuses a smaller blank device by name.
+ */
+export const FILESYSTEM_MINIMUM_BYTES: Readonly<Record<FsType, number>> = { ext4: 8 * 1024 * 1024, xfs: 300 * 1024 * 1024 };
+
 export type DeviceContent =
   /** no signature of any kind: safe to format */
   | { kind: 'blank' }
@@ -54,13 +61,26 @@ export async function makeFilesystem(devicePath: string, fsType: FsType, options
   // 4 KiB blocks (ext4) and sectors (xfs) whatever the device reports now: a volume's device may come back
   // with 4 KiB logical sectors later (a clone or snapshot whose file shares extents is attached with a larger
   // direct-I/O alignment; 4Kn disks), and a filesystem with smaller units no longer mounts there.
-  if (fsType === 'ext4') {
-    // Lazy init: the inode tables and journal are zeroed in the background after mount, so a large volume
-    // stages in seconds.
-    await runTool('mkfs.ext4', ['-F', '-q', '-b', '4096', '-E', 'lazy_itable_init=1,lazy_journal_init=1', devicePath], run);
-  } else {
-    await runTool('mkfs.xfs', ['-q', '-s', 'size=4096', ...(options.force ? ['-f'] : []), devicePath], run);
+  try {
+    if (fsType === 'ext4') {
+      // Lazy init: the inode tables and journal are zeroed in the background after mount, so a large volume
+      // stages in seconds.
+      await runTool('mkfs.ext4', ['-F', '-q', '-b', '4096', '-E', 'lazy_itable_init=1,lazy_journal_init=1', devicePath], run);
+    } else {
+      await runTool('mkfs.xfs', ['-q', '-s', 'size=4096', ...(options.force ? ['-f'] : []), devicePath], run);
+    }
+  } catch (err) {
+    // mkfs prints its whole usage text after the reason it refused: keep the reason.
+    if (err instanceof ToolFailure) throw new MountError('Failed', `mkfs.${fsType} ${devicePath} failed: ${firstReason(err)}`, { cause: err });
+    throw err;
   }
+}
+
+/** The first line a failed tool printed, without its usage text (stderr first, then stdout). */
+function firstReason(err: ToolFailure): string {
+  const said = toolSaid(err.stderr) || toolSaid(err.stdout) || `exit status ${err.exitCode}`;
+  const first = said.split(' / ')[0]!;
+  return first.length > 200 ? `${first.slice(0, 200)}…` : first;
 }
 
 /**

@@ -1,13 +1,14 @@
 // The mount room: the only driver code that runs mkfs, blkid, mount, umount, e2fsck, dumpe2fs, resize2fs,
-// xfs_growfs, xfs_db and blockdev. Every tool runs through execFile with an argv array and a timeout (exec.ts).
+// xfs_growfs, xfs_db, blockdev and losetup. Every tool runs through execFile with an argv array and a timeout (exec.ts).
 export { MountError, isMountError, type MountErrorKind } from './errors.js';
 export { parseMountInfo, readMountTable, mountsAt, topMountAt, mountsOfDevice, isReadOnlyMount, isWithin, unescapeMountField, type MountEntry } from './mountinfo.js';
 export { inspectPath, canonicalPath, isDeadMountError, splitDeviceNumber, type PathState } from './paths.js';
-export { blockDeviceNumber, deviceExists, deviceName, devicePathOf, deviceSizeBytes, deviceProblem, sameDevice, type DeviceNumber } from './device.js';
+export { blockDeviceNumber, deviceDetaching, deviceExists, deviceName, devicePathOf, deviceSizeBytes, deviceProblem, sameDevice, type DeviceNumber } from './device.js';
 export {
-  SUPPORTED_FILESYSTEMS, isSupportedFilesystem, probeDevice, makeFilesystem, xfsMkfsInterrupted, filesystemSizeBytes, filesystemSmallerThan, ext4SuperblockSizeBytes, growFilesystem, growUnmountedExt4, filesystemUsage,
+  SUPPORTED_FILESYSTEMS, FILESYSTEM_MINIMUM_BYTES, isSupportedFilesystem, probeDevice, makeFilesystem, xfsMkfsInterrupted, filesystemSizeBytes, filesystemSmallerThan, ext4SuperblockSizeBytes, growFilesystem, growUnmountedExt4, filesystemUsage,
   type FsType, type DeviceContent, type FilesystemUsage,
 } from './filesystem.js';
 export { mountFilesystem, bindMount, remountBindReadOnly, unmount } from './mounts.js';
 export { mountFlagsProblem, optionName } from './options.js';
-export { mountPointState, mountPointsOfDevice, unmountAll, type MountPointState } from './state.js';
+export { mountPointState, mountPointsOfDevice, unmountAll, unmountTop, type MountPointState } from './state.js';
+export { createReadOnlyLoop, detachLoop, readOnlyLoopBacking, readOnlyLoopsOver, refreshLoopCapacity, type LoopDevice } from './readonly-device.js';

@@ -7,6 +7,7 @@ import { MountError } from './errors.js';
 import { mountsAt, mountsOfDevice, readMountTable, type MountEntry } from './mountinfo.js';
 import { unmount } from './mounts.js';
 import { canonicalPath, inspectPath, splitDeviceNumber, type PathState } from './paths.js';
+import { readOnlyLoopsOver } from './readonly-device.js';
 
 export interface MountPointState {
   /** the path as the mount table spells it */
@@ -36,19 +37,35 @@ const DEVICE_NODE_FILESYSTEMS = new Set(['devtmpfs', 'tmpfs']);
 export async function mountPointsOfDevice(dev: DeviceNumber, devicePath: string | undefined): Promise<string[]> {
   const table = await readMountTable();
   const points = mountsOfDevice(table, dev.major, dev.minor).map((m) => m.mountPoint);
-  const nodeName = devicePath ? basename(devicePath) : undefined;
+  // Read-only block publishes bind a read-only loop device over this one (readonly-device.ts): uses too.
+  const loops = await readOnlyLoopsOver(dev);
+  const nodes = [dev, ...loops.map((l) => l.dev)];
+  const names = devicePath ? new Set([basename(devicePath), ...loops.map((l) => basename(l.path))]) : undefined;
   for (const m of table) {
     if (!DEVICE_NODE_FILESYSTEMS.has(m.fsType) || m.root === '/') continue;
-    if (nodeName !== undefined && basename(m.root) !== nodeName) continue;
+    if (names !== undefined && !names.has(basename(m.root))) continue;
     // A device node never blocks a stat, whatever state its device is in.
     try {
       const info = await stat(m.mountPoint);
-      if (info.isBlockDevice() && sameDevice(splitDeviceNumber(info.rdev), dev)) points.push(m.mountPoint);
+      if (info.isBlockDevice() && nodes.some((n) => sameDevice(splitDeviceNumber(info.rdev), n))) points.push(m.mountPoint);
     } catch {
       // gone between reading the table and now
     }
   }
   return [...new Set(points)];
+}
+
+/** Unmounts the top mount at `path` (canonical); lazily only when its filesystem is dead (see unmountAll). */
+export async function unmountTop(path: string, options: { signal?: AbortSignal } = {}): Promise<{ lazy: boolean }> {
+  try {
+    await unmount(path, { signal: options.signal });
+    return { lazy: false };
+  } catch (err) {
+    const state = await inspectPath(path, 2_000);
+    if (state.kind !== 'dead') throw err;
+    await unmount(path, { lazy: true, signal: options.signal });
+    return { lazy: true };
+  }
 }
 
 /**

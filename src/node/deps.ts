@@ -35,6 +35,12 @@ export interface NodeDeps {
 /** publish_context key set by ControllerPublishVolume: 'ro' when the host mapping is read-only. */
 export const PUBLISH_ACCESS_MODE_KEY = 'sdshypervisor.io/access-mode';
 
+/**
+ * volume_context key set by CreateVolume when the volume's content came from somewhere ('image', 'snapshot',
+ * 'volume'; the controller's CONTEXT_CONTENT_ORIGIN): such a volume is never formatted.
+ */
+export const CONTEXT_CONTENT_ORIGIN_KEY = 'sdshypervisor.io/contentOrigin';
+
 /** Topology segment key naming the back-end host (the same key the controller reads). */
 export const TOPOLOGY_HOST_KEY = 'topology.sdshypervisor.io/host';
 

@@ -8,7 +8,7 @@ import { failedPrecondition, internal, invalidArgument } from '../server/errors.
 import { TOPOLOGY_HOST_KEY, type NodeConnector, type NodeDeps } from './deps.js';
 import { VolumeLocks } from './locks.js';
 import { publishVolume, unpublishVolume } from './publish.js';
-import { checkPath, checkVolumeId, mappedReadOnly, parseCapability, parseCapacityRange } from './request.js';
+import { checkPath, checkVolumeId, checkVolumePath, contentOrigin, mappedReadOnly, parseCapability, parseCapacityRange } from './request.js';
 import { stageVolume, unstageVolume } from './stage.js';
 import { expandVolume, volumeStats } from './volume.js';
 
@@ -49,7 +49,7 @@ export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
       const stagingPath = checkPath('staging_target_path', req.staging_target_path);
       const capability = parseCapability('volume_capability', req.volume_capability, req.volume_context);
       await locks.run(volumeId, 'NodeStageVolume', () =>
-        stageVolume(work(ctx), { volumeId, stagingPath, capability, mappedReadOnly: mappedReadOnly(req.publish_context) }),
+        stageVolume(work(ctx), { volumeId, stagingPath, capability, mappedReadOnly: mappedReadOnly(req.publish_context), contentOrigin: contentOrigin(req.volume_context) }),
       );
       return {};
     }),
@@ -82,14 +82,14 @@ export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
 
     NodeGetVolumeStats: rpc.unary('NodeGetVolumeStats', async (req, ctx) => {
       const volumeId = checkVolumeId(req.volume_id);
-      const volumePath = checkPath('volume_path', req.volume_path);
+      const volumePath = checkVolumePath('volume_path', req.volume_path);
       return volumeStats(work(ctx), volumeId, volumePath);
     }),
 
     NodeExpandVolume: rpc.unary('NodeExpandVolume', async (req, ctx) => {
       const volumeId = checkVolumeId(req.volume_id);
-      const volumePath = checkPath('volume_path', req.volume_path);
-      const stagingPath = req.staging_target_path ? checkPath('staging_target_path', req.staging_target_path) : undefined;
+      const volumePath = checkVolumePath('volume_path', req.volume_path);
+      const stagingPath = req.staging_target_path ? checkVolumePath('staging_target_path', req.staging_target_path) : undefined;
       const capability = req.volume_capability ? parseCapability('volume_capability', req.volume_capability, {}, invalidArgument) : undefined;
       const range = parseCapacityRange(req.capacity_range);
       const { capacityBytes } = await locks.run(volumeId, 'NodeExpandVolume', () =>

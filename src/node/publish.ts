@@ -4,13 +4,14 @@ import { open, rmdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import {
-  bindMount, blockDeviceNumber, inspectPath, isReadOnlyMount, mountPointState, mountPointsOfDevice, remountBindReadOnly, sameDevice, unmountAll,
-  type DeviceNumber, type MountPointState,
+  bindMount, blockDeviceNumber, createReadOnlyLoop, detachLoop, inspectPath, isReadOnlyMount, mountPointState, mountPointsOfDevice, readOnlyLoopBacking,
+  remountBindReadOnly, sameDevice, unmountAll, unmountTop, type DeviceNumber, type MountPointState,
 } from '../mount/index.js';
-import { alreadyExists, failedPrecondition, internal, invalidArgument } from '../server/errors.js';
+import { alreadyExists, failedPrecondition, internal, invalidArgument, notFound } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
 import { allowsOneTarget, type Capability } from './request.js';
+import { holdsVolume, releaseUnusedReadOnlyLoops, unmountOurs, unusedReadOnlyLoops, volumeDevice } from './ownership.js';
 import { ensureDirectory, makeDirectories } from './stage.js';
 
 interface Ctx {
@@ -98,7 +99,18 @@ export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void
     return;
   }
 
-  const isOurs = target.mount !== undefined && target.pathState.kind === 'blockDevice' && sameDevice(target.pathState, device.dev);
+  const node = target.pathState.kind === 'blockDevice' ? target.pathState : undefined;
+  const throughReadOnlyLoop = node !== undefined && sameDevice((await readOnlyLoopBacking(node)) ?? { major: -1, minor: -1 }, device.dev);
+  if (target.mount && node && req.readOnly && sameDevice(node, device.dev)) {
+    // A read-only publish of the device itself (an older driver's, or a crash's): writes go through it. Redo it.
+    ctx.log.warn({ targetPath: target.path }, 'found the writable device bound where a read-only publish was asked; republishing it read-only');
+    await unmountTop(target.path);
+    target = await mountPointState(req.targetPath);
+  }
+  const isOurs = target.mount !== undefined && node !== undefined && (sameDevice(node, device.dev) || throughReadOnlyLoop);
+  if (target.mount && isOurs && throughReadOnlyLoop !== req.readOnly) {
+    throw alreadyExists(`volume ${req.volumeId} is already published at ${target.path} ${throughReadOnlyLoop ? 'read-only' : 'read-write'}; ${req.readOnly ? 'read-only' : 'read-write'} was asked`);
+  }
   if (await alreadyPublished(ctx, req, target, isOurs)) return;
   if (staging.mount && sameDevice(staging.mount, device.dev)) {
     throw failedPrecondition(`volume ${req.volumeId} is staged as a filesystem at ${staging.path}; a block publish was asked`);
@@ -107,7 +119,18 @@ export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void
   if (target.mount) throw alreadyExists(`target_path ${target.path} is still a mount point`);
   await checkSingleTarget(req, device.dev, device.path, [target.path]);
   await ensureFile(target.path);
-  await bindMount(device.path, target.path, req.readOnly);
+  if (!req.readOnly) {
+    await bindMount(device.path, target.path, false);
+    return;
+  }
+  // The pod gets a read-only loop device over the volume's: the kernel refuses writes to it, whoever opens it.
+  const loop = (await unusedReadOnlyLoops(device.dev))[0] ?? (await createReadOnlyLoop(device.path, { signal: ctx.signal }));
+  try {
+    await bindMount(loop.path, target.path, true);
+  } catch (err) {
+    await detachLoop(loop.path).catch(() => undefined);
+    throw err;
+  }
 }
 
 /** The file a block device is bound onto; created if missing (its parent too), a symlink refused. */
@@ -130,11 +153,23 @@ export interface UnpublishRequest {
 }
 
 export async function unpublishVolume(ctx: Ctx, req: UnpublishRequest): Promise<void> {
+  const volume = await volumeDevice(ctx, req.volumeId);
   const target = await mountPointState(req.targetPath);
+  if (!volume.known) {
+    // Nothing can be this volume's: touch nothing. Nothing there is the idempotent "already unpublished".
+    if (target.mount) throw notFound(`volume ${req.volumeId} does not exist; the mount at ${target.path} (${target.mount.source}, ${target.mount.fsType}) is not its and was left alone`);
+    return;
+  }
   if (target.mount) {
-    const { lazy } = await unmountAll(target.path);
+    if (!(await holdsVolume(target, volume))) {
+      // Not published here: the call's work is done. What is mounted there is someone else's.
+      ctx.log.warn({ targetPath: target.path, source: target.mount.source, fsType: target.mount.fsType }, `target_path holds a mount that is not volume ${req.volumeId}'s; left alone`);
+      return;
+    }
+    const { lazy } = await unmountOurs(target.path, volume);
     if (lazy) ctx.log.warn({ targetPath: target.path }, 'the publish mount was dead; it was unmounted lazily');
   }
+  await releaseUnusedReadOnlyLoops(ctx, volume.dev);
   // Remove what NodePublishVolume made: an (empty) directory or the (empty) file of a block publish. What
   // holds data after the unmount was there before the publish (or was written beside the mount): not ours to
   // delete, and no reason to fail — the volume is no longer published here, and a failure would only make

@@ -5,7 +5,7 @@ import type { VolumeCapability__Output } from '../generated/csi/v1/VolumeCapabil
 import { isSupportedFilesystem, mountFlagsProblem, type FsType } from '../mount/index.js';
 import { isValidName } from '../protocol/vbs.js';
 import { failedPrecondition, invalidArgument, notFound, outOfRange } from '../server/errors.js';
-import { PUBLISH_ACCESS_MODE_KEY } from './deps.js';
+import { CONTEXT_CONTENT_ORIGIN_KEY, PUBLISH_ACCESS_MODE_KEY } from './deps.js';
 
 export type AccessMode = NonNullable<VolumeCapability__Output['access_mode']>['mode'];
 
@@ -69,6 +69,20 @@ export function checkPath(field: string, path: string): string {
 }
 
 /**
+ * The path of NodeGetVolumeStats and NodeExpandVolume: only an empty one is INVALID_ARGUMENT. CSI's tables
+ * answer NOT_FOUND for "the volume does not exist at the path", whatever the path's form: a relative or
+ * malformed path holds no volume either (and is never used).
+ */
+export function checkVolumePath(field: string, path: string): string {
+  if (path === '') throw invalidArgument(`${field} is required`);
+  try {
+    return checkPath(field, path);
+  } catch (err) {
+    throw notFound(`no volume at ${field}: ${(err as Error).message}`);
+  }
+}
+
+/**
  * The capability of a stage/publish/expand request. `volumeContext.fsType` is used when fs_type is empty. An
  * access mode the volume cannot have is FAILED_PRECONDITION for stage and publish, INVALID_ARGUMENT for
  * expand (the spec's tables differ).
@@ -104,6 +118,12 @@ export function parseCapability(
 /** Whether ControllerPublishVolume mapped the volume read-only to this host. */
 export function mappedReadOnly(publishContext: Record<string, string>): boolean {
   return publishContext[PUBLISH_ACCESS_MODE_KEY] === 'ro';
+}
+
+/** Where the volume's content came from, when CreateVolume recorded it (any value counts: never format it). */
+export function contentOrigin(volumeContext: Record<string, string>): string | undefined {
+  const origin = volumeContext[CONTEXT_CONTENT_ORIGIN_KEY];
+  return origin === undefined || origin === '' ? undefined : origin.slice(0, 40);
 }
 
 function bytesField(field: string, value: string | undefined): number {

@@ -4,13 +4,14 @@
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
 import {
-  blockDeviceNumber, deviceExists, deviceSizeBytes, filesystemSmallerThan, growFilesystem, inspectPath, isMountError,
-  makeFilesystem, growUnmountedExt4, mountFilesystem, mountPointState, mountPointsOfDevice, probeDevice, sameDevice, unmountAll, isReadOnlyMount,
+  FILESYSTEM_MINIMUM_BYTES, blockDeviceNumber, deviceExists, deviceSizeBytes, filesystemSmallerThan, growFilesystem, inspectPath, isMountError,
+  makeFilesystem, growUnmountedExt4, mountFilesystem, mountsOfDevice, readMountTable, mountPointState, mountPointsOfDevice, probeDevice, sameDevice, unmountAll, isReadOnlyMount,
   xfsMkfsInterrupted, MountError, type DeviceNumber, type FsType, type MountEntry,
 } from '../mount/index.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
+import { holdsVolume, releaseUnusedReadOnlyLoops, unmountOurs, volumeDevice } from './ownership.js';
 import type { Capability } from './request.js';
 
 export interface StageRequest {
@@ -19,6 +20,8 @@ export interface StageRequest {
   capability: Capability;
   /** the host mapping is read-only (ControllerPublishVolume's publish_context) */
   mappedReadOnly: boolean;
+  /** where the content came from ('image', 'snapshot', 'volume'): then it is never formatted */
+  contentOrigin?: string;
 }
 
 interface Ctx {
@@ -132,6 +135,11 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
     if (state.mount && sameDevice(state.mount, device)) {
       throw alreadyExists(`volume ${volumeId} is already staged at ${stagingPath} as a filesystem; a block stage was asked`);
     }
+    // Its filesystem mounted at another staging path: raw writes beside a mounted filesystem would corrupt it.
+    const mounted = mountsOfDevice(await readMountTable(), device.major, device.minor);
+    if (mounted.length > 0) {
+      throw failedPrecondition(`volume ${volumeId} is staged as a filesystem at ${mounted[0]!.mountPoint}; a block stage was asked: NodeUnstageVolume it there first`);
+    }
     return;
   }
 
@@ -154,11 +162,17 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
     state = await mountPointState(stagingPath);
   }
 
-  await formatIfBlank(ctx, volumeId, devicePath, fsType, readOnly);
+  // One staging path per volume per host: a second one would make each unstage see the other as a publish
+  // still in place, and refuse forever. The first mount of the device is its staging mount.
+  const elsewhere = (await mountPointsOfDevice(device, devicePath)).filter((p) => p !== state.path);
+  if (elsewhere.length > 0) {
+    throw failedPrecondition(`volume ${volumeId} is already staged at ${elsewhere[0]}; a volume has one staging path per node: NodeUnstageVolume it there first`);
+  }
+  await formatIfBlank(ctx, { volumeId, devicePath, fsType, readOnly, contentOrigin: req.contentOrigin });
   // ext4 grows before it is mounted: offline resize needs no CAP_SYS_RESOURCE, which online resize does.
   if (fsType === 'ext4' && !readOnly) await growUnmountedExt4IfSmaller(ctx, devicePath);
   const options = stageMountOptions(fsType, capability.mountFlags, readOnly);
-  await mountStaged(ctx, { volumeId, devicePath, stagingPath, fsType, options, hasCoFlags: capability.mountFlags.length > 0 });
+  await mountStaged(ctx, { volumeId, devicePath, stagingPath, fsType, options, hasCoFlags: capability.mountFlags.length > 0, contentOrigin: req.contentOrigin });
   const mounted = (await mountPointState(stagingPath)).mount;
   if (!mounted || !sameDevice(mounted, device)) throw new MountError('Failed', `mounted ${devicePath} at ${stagingPath}, but the mount table does not show it there`);
   if (fsType === 'xfs' && !isReadOnlyMount(mounted)) await growIfSmaller(ctx, devicePath, stagingPath, fsType);
@@ -172,8 +186,15 @@ async function growUnmountedExt4IfSmaller(ctx: Ctx, devicePath: string): Promise
   await growUnmountedExt4(devicePath);
 }
 
+const mebibytes = (bytes: number): string => `${Math.floor(bytes / 1048576) === bytes / 1048576 ? bytes / 1048576 : (bytes / 1048576).toFixed(1)} MiB`;
+
+const ORIGIN_WORDS: Record<string, string> = { image: 'an image', snapshot: 'a snapshot', volume: 'a clone of another volume' };
+
 /** blkid first: a blank device gets a filesystem; anything else on it is kept, never formatted over. */
-async function formatIfBlank(ctx: Ctx, volumeId: string, devicePath: string, fsType: FsType, readOnly: boolean): Promise<void> {
+async function formatIfBlank(
+  ctx: Ctx,
+  { volumeId, devicePath, fsType, readOnly, contentOrigin }: { volumeId: string; devicePath: string; fsType: FsType; readOnly: boolean; contentOrigin?: string },
+): Promise<void> {
   const content = await probeDevice(devicePath);
   if (content.kind === 'filesystem') {
     if (content.fsType !== fsType) {
@@ -184,14 +205,30 @@ async function formatIfBlank(ctx: Ctx, volumeId: string, devicePath: string, fsT
   if (content.kind === 'other') {
     throw failedPrecondition(`volume ${volumeId} (${devicePath}) holds ${content.description}; refusing to format it as ${fsType}`);
   }
+  if (contentOrigin !== undefined) {
+    // Its content came from somewhere (a raw disk image, a snapshot or clone of a block volume): formatting
+    // would destroy it. Only its owner knows what it is.
+    throw failedPrecondition(
+      `volume ${volumeId} was made from ${ORIGIN_WORDS[contentOrigin] ?? `a source (${contentOrigin})`} and holds no filesystem blkid recognizes; ` +
+        `it is never formatted (that would destroy its content): stage it as a raw block volume, or put a ${fsType} filesystem on its source`,
+    );
+  }
   if (readOnly) throw failedPrecondition(`volume ${volumeId} is blank and is to be mounted read-only: there is no filesystem to mount, and a read-only volume cannot be formatted`);
+  const deviceBytes = await deviceSizeBytes(devicePath);
+  const minimum = FILESYSTEM_MINIMUM_BYTES[fsType];
+  if (deviceBytes < minimum) {
+    throw failedPrecondition(
+      `volume ${volumeId} is ${mebibytes(deviceBytes)}, too small for ${fsType}, which needs at least ${mebibytes(minimum)}: ` +
+        `expand the volume to ${mebibytes(minimum)} or more, or stage it as ${fsType === 'xfs' ? 'ext4' : 'a raw block volume'}`,
+    );
+  }
   ctx.log.info({ device: devicePath, fsType }, 'formatting a blank volume');
   await makeFilesystem(devicePath, fsType);
 }
 
 async function mountStaged(
   ctx: Ctx,
-  m: { volumeId: string; devicePath: string; stagingPath: string; fsType: FsType; options: string[]; hasCoFlags: boolean },
+  m: { volumeId: string; devicePath: string; stagingPath: string; fsType: FsType; options: string[]; hasCoFlags: boolean; contentOrigin?: string },
 ): Promise<void> {
   try {
     await mountFilesystem(m.devicePath, m.stagingPath, m.fsType, m.options);
@@ -199,7 +236,7 @@ async function mountStaged(
   } catch (err) {
     // mkfs.xfs marks its superblock "in progress" until it is done; a crash in the middle leaves one that
     // blkid calls xfs and the kernel refuses. Nothing was ever stored there: finish the format and retry.
-    if (m.fsType === 'xfs' && isMountError(err, 'Failed') && (await xfsMkfsInterrupted(m.devicePath))) {
+    if (m.fsType === 'xfs' && m.contentOrigin === undefined && isMountError(err, 'Failed') && (await xfsMkfsInterrupted(m.devicePath))) {
       ctx.log.warn({ device: m.devicePath }, 'found an interrupted mkfs.xfs; formatting again');
       await makeFilesystem(m.devicePath, 'xfs', { force: true });
       await mountFilesystem(m.devicePath, m.stagingPath, m.fsType, m.options);
@@ -219,38 +256,37 @@ export interface UnstageRequest {
 
 export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void> {
   const { volumeId, stagingPath } = req;
-  let devicePath: string | undefined;
-  let volumeKnown = true;
-  try {
-    devicePath = await ctx.connector.queryDevice(volumeId, { signal: ctx.signal });
-  } catch (err) {
-    if (!isConnectorError(err, 'VolumeNotFound')) throw err;
-    volumeKnown = false;
-  }
+  const volume = await volumeDevice(ctx, volumeId);
   const state = await mountPointState(stagingPath);
+  // No such volume: nothing here can be its; touch nothing.
+  if (!volume.known) {
+    throw notFound(`volume ${volumeId} does not exist${state.mount ? ` (the mount at ${state.path} is not its and was left alone)` : ''}`);
+  }
+  const ours = await holdsVolume(state, volume);
+  if (state.mount && !ours) {
+    ctx.log.warn({ stagingPath: state.path, source: state.mount.source, fsType: state.mount.fsType }, `staging_target_path holds a mount that is not volume ${volumeId}'s; left alone`);
+  }
 
   // Publishes of this volume still in place would lose their device: the CO must unpublish first.
   const devices: Array<{ dev: DeviceNumber; path?: string }> = [];
-  if (state.mount) devices.push({ dev: state.mount });
-  if (devicePath) {
-    try {
-      devices.push({ dev: await blockDeviceNumber(devicePath), path: devicePath });
-    } catch (err) {
-      if (!isMountError(err, 'NotFound')) throw err; // the node vanished with its device: nobody can use it
-    }
-  }
+  if (state.mount && ours) devices.push({ dev: state.mount });
+  if (volume.dev) devices.push({ dev: volume.dev, path: volume.path });
   const users = new Set<string>();
   for (const { dev, path } of devices) for (const p of await mountPointsOfDevice(dev, path)) if (p !== state.path) users.add(p);
+  if (users.size > 0 && !ours) {
+    // Staged (or used) elsewhere, not here: detaching would pull the device from under that mount.
+    throw failedPrecondition(`volume ${volumeId} has no mount at ${state.path} but is still in use at ${[...users].slice(0, 5).join(', ')} (staged or published there): NodeUnpublishVolume / NodeUnstageVolume it there first`);
+  }
   if (users.size > 0) {
     throw failedPrecondition(`volume ${volumeId} is still published at ${[...users].slice(0, 5).join(', ')}; NodeUnpublishVolume must come first`);
   }
 
-  if (state.mount) {
-    const { removed, lazy } = await unmountAll(state.path);
+  if (ours) {
+    const { removed, lazy } = await unmountOurs(state.path, volume);
     if (lazy) ctx.log.warn({ stagingPath: state.path }, 'the staging mount was dead; it was unmounted lazily');
     ctx.log.debug({ stagingPath: state.path, removed }, 'unmounted the staging path');
   }
-  if (!volumeKnown) throw notFound(`volume ${volumeId} does not exist${state.mount ? ` (its stale mount at ${state.path} was removed)` : ''}`);
+  await releaseUnusedReadOnlyLoops(ctx, volume.dev);
   // Always ask: detaching a volume that is not attached is success, and the back end may know better than querydev.
   await ctx.connector.detach(volumeId, { signal: ctx.signal });
 }

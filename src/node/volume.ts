@@ -5,12 +5,13 @@ import type { NodeGetVolumeStatsResponse } from '../generated/csi/v1/NodeGetVolu
 import type { VolumeCondition } from '../generated/csi/v1/VolumeCondition.js';
 import {
   blockDeviceNumber, deviceProblem, devicePathOf, deviceSizeBytes, filesystemUsage, isReadOnlyMount, isSupportedFilesystem,
-  mountPointState, sameDevice, type DeviceNumber, type MountPointState,
+  mountPointState, readOnlyLoopBacking, refreshLoopCapacity, sameDevice, type DeviceNumber, type MountPointState,
 } from '../mount/index.js';
 import { failedPrecondition, invalidArgument, notFound, outOfRange, unavailable } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
 import type { ByteRange, Capability } from './request.js';
+import { holdsVolume, volumeDevice, type VolumeDevice } from './ownership.js';
 import { growIfSmaller } from './stage.js';
 
 interface Ctx {
@@ -55,14 +56,31 @@ async function attachmentProblem(ctx: Ctx, volumeId: string, dev: DeviceNumber):
   return undefined;
 }
 
+/** The volume's device, or undefined when the connector cannot answer now (then only local checks count). */
+async function volumeDeviceIfAnswered(ctx: Ctx, volumeId: string): Promise<VolumeDevice | undefined> {
+  try {
+    return await volumeDevice(ctx, volumeId);
+  } catch (err) {
+    // The VBS not answering says nothing about this volume's health.
+    ctx.log.warn({ err: (err as Error).message }, 'cannot ask the connector about the volume; condition from local checks only');
+    return undefined;
+  }
+}
+
 export async function volumeStats(ctx: Ctx, volumeId: string, volumePath: string): Promise<NodeGetVolumeStatsResponse> {
+  const volume = await volumeDeviceIfAnswered(ctx, volumeId);
+  if (volume && !volume.known) throw notFound(`volume ${volumeId} does not exist`);
   const found = await volumeAtPath(volumePath, volumeId);
+  // Another volume's mount (or anything else) at the path: this volume does not exist there (CSI: NOT_FOUND).
+  if (volume && !(await holdsVolume(found.state, volume))) {
+    throw notFound(`volume_path ${found.state.path} does not hold volume ${volumeId} (it holds ${found.state.mount!.source}, ${found.state.mount!.fsType})`);
+  }
   const problems: string[] = [];
   if (found.kind === 'dead') problems.push(found.reason);
   const onDevice = await deviceProblem(found.dev);
   if (onDevice) problems.push(onDevice);
-  const attachment = await attachmentProblem(ctx, volumeId, found.dev);
-  if (attachment) problems.push(attachment);
+  if (volume?.known && !volume.path) problems.push(`volume ${volumeId} is no longer attached to this node`);
+  else if (volume?.known && !volume.dev) problems.push(`volume ${volumeId}'s device ${volume.path} is missing`);
 
   const usage: NonNullable<NodeGetVolumeStatsResponse['usage']> = [];
   if (found.kind === 'filesystem') {
@@ -115,9 +133,12 @@ export async function expandVolume(ctx: Ctx, req: ExpandRequest): Promise<{ capa
   if (req.capability && req.capability.accessType !== heldType) {
     throw invalidArgument(`volume_capability says ${req.capability.accessType}, but volume_path holds a ${found.kind === 'block' ? 'block device' : 'filesystem'}`);
   }
-  const mismatch = await attachmentProblem(ctx, req.volumeId, found.dev);
+  // A read-only block publish shows a read-only loop over the volume's device: the volume is what is under it.
+  const readOnlyLoop = found.kind === 'block' ? await readOnlyLoopBacking(found.dev) : undefined;
+  const volumeDev = readOnlyLoop ?? found.dev;
+  const mismatch = await attachmentProblem(ctx, req.volumeId, volumeDev);
   if (mismatch) throw notFound(`volume_path ${found.state.path}: ${mismatch}`);
-  const devicePath = await devicePathOf(found.dev);
+  const devicePath = await devicePathOf(volumeDev);
   if (!devicePath) throw notFound(`the device of volume ${req.volumeId} is gone`);
 
   const deviceBytes = await waitForDeviceSize(devicePath, req.range.requiredBytes, req.deviceGrowWaitMs);
@@ -128,7 +149,13 @@ export async function expandVolume(ctx: Ctx, req: ExpandRequest): Promise<{ capa
   if (req.range.limitBytes > 0 && deviceBytes > req.range.limitBytes) {
     throw outOfRange(`the device of volume ${req.volumeId} is ${deviceBytes} bytes, more than capacity_range.limit_bytes ${req.range.limitBytes}`);
   }
-  if (found.kind === 'block') return { capacityBytes: deviceBytes };
+  if (found.kind === 'block') {
+    if (readOnlyLoop) {
+      const loopPath = await devicePathOf(found.dev);
+      if (loopPath) await refreshLoopCapacity(loopPath, { signal: ctx.signal });
+    }
+    return { capacityBytes: deviceBytes };
+  }
 
   // Grow through the staging mount when we have it: a read-only publish bind cannot take the grow ioctl.
   let mountPoint = found.state.path;
