@@ -14,7 +14,8 @@ const NAMES = countFrom('LOAD_NAMES', 200);
 const SEED = seedFrom('LOAD_SEED', 9001);
 /** Calls start at seeded random moments within this window: some meet a held lock, some a finished volume. */
 const SPREAD_MS = countFrom('LOAD_SPREAD_MS', 2000);
-const SIZE = 4 * MiB;
+// ext4's minimum (CreateVolume rounds a filesystem volume up to it).
+const SIZE = 8 * MiB;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function shuffled<T>(items: T[], rand: () => number): T[] {
@@ -52,7 +53,7 @@ async function storm<T>(names: string[], seed: number, call: (name: string) => P
 let stack: Stack;
 
 beforeAll(async () => {
-  // 4 GiB × the default over-subscription of 4 holds 4,096 volumes of 4 MiB.
+  // 4 GiB × the default over-subscription of 4 holds 2,048 volumes of 8 MiB.
   stack = await startStack({ pools: ['pool0:4G'], driverArgs: ['--log-level=warn'] });
 });
 afterAll(async () => {
