@@ -14,6 +14,7 @@ import { createLogger, type Logger } from './log/logger.js';
 import type { DriverMetrics, OpsHttpServer } from './metrics/index.js';
 import { nodeService, type NodeDeps } from './node/node.js';
 import { SdsClient } from './sds/client.js';
+import { negotiateLevel } from './sds/level.js';
 import { defaultSdsCliPath, EmbeddedEmulator } from './server/embedded-emulator.js';
 import { makeContextFactory } from './server/rpc.js';
 import { CsiServer, parseUnixEndpoint, type CsiServices } from './server/server.js';
@@ -52,8 +53,28 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       requestTimeoutMs: config.vbsTimeoutMs,
       logger: log.child({ room: 'sds' }),
       ...(metrics ? { observer: metrics.backend } : {}),
+      pools: config.vbsPools,
     });
     const sds = backend;
+    // Before the CSI socket opens: the sidecars read the capabilities once.
+    const stopNegotiating = new AbortController();
+    const onStopSignal = (): void => stopNegotiating.abort(new Error('stopped while negotiating the protocol level'));
+    process.once('SIGINT', onStopSignal);
+    process.once('SIGTERM', onStopSignal);
+    const negotiated = await negotiateLevel(sds, config.vbsProtocol, {
+      signal: stopNegotiating.signal,
+      onUnreachable: (attempt, message) => log.warn({ attempt }, message),
+    }).finally(() => {
+      process.off('SIGINT', onStopSignal);
+      process.off('SIGTERM', onStopSignal);
+    });
+    sds.setLevel(negotiated.level);
+    const level = negotiated.level;
+    if (negotiated.how === 'assumed') log.warn('the VBS did not answer: the extended protocol level is assumed (set --vbs-protocol to be sure)');
+    log.info({ level, how: negotiated.how, pools: config.vbsPools, capabilities: negotiated.system?.capabilities }, 'VBS protocol level');
+    if (level === 'original' && config.vbsPools.length === 0) {
+      log.warn('the VBS speaks the original protocol level and no --vbs-pools are configured: the driver asks for all pools, which the product may answer with none');
+    }
     server = new CsiServer(parseUnixEndpoint(config.endpoint), log);
     if (metrics) server.tracker.observer = metrics.rpc;
     const rpc = makeContextFactory(log, server.tracker);
@@ -66,8 +87,8 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
           probe: async () => (await probe()).ready,
           // The same set in every mode (CSI: every instance of a plugin version reports the same); the CO
           // calls these services on the controller.
-          groupControllerService: true,
-          snapshotMetadataService: true,
+          groupControllerService: level === 'extended',
+          snapshotMetadataService: level === 'extended',
         },
         rpc,
       ),
@@ -75,9 +96,11 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
     if (config.mode === 'controller' || config.mode === 'all') {
       // Claims' image-source annotations and Events; off (quietly) without in-cluster config or a kubeconfig.
       const kube = await openKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
-      services.controller = controllerService({ backend: sds, kube }, rpc);
-      services.groupController = groupControllerService({ backend: sds }, rpc);
-      services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
+      services.controller = controllerService({ backend: sds, kube, level }, rpc);
+      if (level === 'extended') {
+        services.groupController = groupControllerService({ backend: sds }, rpc);
+        services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
+      }
     }
     if (config.mode === 'node' || config.mode === 'all') services.node = nodeService(await nodeDeps(config, sds, log, metrics), rpc);
     server.register(services);
@@ -126,8 +149,10 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
  * SDS_KV_SOCKET, set above in all mode), the back end for the host id, and the Node's labels for topology.
  */
 async function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger, metrics: DriverMetrics | undefined): Promise<NodeDeps> {
+  const original = backend.level === 'original';
   const connector = new KvConnector({
     cliPath: config.sdsCli,
+    originalCli: original,
     logger: log.child({ room: 'connector' }),
     ...(metrics ? { observer: metrics.connector } : {}),
   });
@@ -143,7 +168,8 @@ async function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger, m
     backend,
     maxVolumesPerNode: config.maxVolumesPerNode,
     log: log.child({ room: 'node' }),
-    ...(config.hostId ? { hostId: config.hostId } : {}),
+    // The original level has no capability query to tell the host id, nor mapping that would need it.
+    ...(config.hostId ? { hostId: config.hostId } : original ? { hostId: config.nodeName } : {}),
     ...(topologyLabels ? { topologyLabels } : {}),
   };
 }

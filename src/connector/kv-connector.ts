@@ -40,6 +40,11 @@ export interface KvConnectorOptions {
   deviceDir?: string;
   logger?: ConnectorLogger;
   observer?: ConnectorObserver;
+  /**
+   * The product's CLI (the original level): `querydev` answers a non-zero code, `ret_code=1` included, for
+   * a volume that is not attached, so any non-zero code of querydev means "not attached" (os-brick's reading).
+   */
+  originalCli?: boolean;
 }
 
 /** Per-call options. sds_cli takes no request id (the product CLI has none): it goes on our log lines only. */
@@ -66,6 +71,9 @@ const SUCCESS: Record<KvMethod, ReadonlySet<number>> = {
   querydev: new Set([KvCode.OK]),
 };
 
+/** querydev of the original level: every code is an answer (non-zero: not attached). */
+const ANY_CODE: readonly number[] = [];
+
 interface CliReply {
   code: number;
   fields: Map<string, string>;
@@ -89,6 +97,7 @@ export class KvConnector {
   private readonly logger: ConnectorLogger | undefined;
   private readonly observer: ConnectorObserver | undefined;
   private readonly locks = new KeyedMutex<string>();
+  private readonly originalCli: boolean;
 
   constructor(options: KvConnectorOptions = {}) {
     this.env = options.env ?? process.env;
@@ -99,6 +108,7 @@ export class KvConnector {
     this.deviceDir = normalize(options.deviceDir ?? CONNECTOR_DEFAULTS.deviceDir).replace(/\/+$/, '');
     this.logger = options.logger;
     this.observer = options.observer;
+    this.originalCli = options.originalCli ?? false;
   }
 
   /** The CLI this connector runs. */
@@ -138,7 +148,7 @@ export class KvConnector {
   async queryDevice(volumeName: string, opts: CallOptions = {}): Promise<string | undefined> {
     checkVolumeName(volumeName);
     return this.locks.withLock(volumeName, async () => {
-      const reply = await this.call('querydev', volumeName, opts, [KvCode.NOT_ATTACHED, KvCode.NOT_MOUNT_NODE]);
+      const reply = await this.call('querydev', volumeName, opts, this.originalCli ? ANY_CODE : [KvCode.NOT_ATTACHED, KvCode.NOT_MOUNT_NODE]);
       if (reply.code !== KvCode.OK) return undefined;
       const device = reply.fields.get('dev_addr');
       if (device === undefined || device === '') {
@@ -181,7 +191,7 @@ export class KvConnector {
     const desc = (parsed.fields.get('ret_desc') ?? '').replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 300);
     const reply: CliReply = { code, fields: parsed.fields, desc };
     this.logger?.debug({ method, volume: volumeName, requestId, code }, 'sds_cli replied');
-    if (SUCCESS[method].has(code) || alsoAccept.includes(code)) return reply;
+    if (SUCCESS[method].has(code) || alsoAccept === ANY_CODE || alsoAccept.includes(code)) return reply;
     throw new ConnectorError(failureKind(method, code), `${how} failed: ret_code=${code}${desc ? ` (${desc})` : ''}`, code);
   }
 

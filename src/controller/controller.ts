@@ -10,7 +10,7 @@ import type { ValidateVolumeCapabilitiesResponse } from '../generated/csi/v1/Val
 import { isValidName } from '../protocol/vbs.js';
 import { MiB, type CallOptions, type Page, type PoolInfo, type SdsBackend, type SnapshotInfo, type VolumeInfo } from '../sds/backend.js';
 import { isSdsError } from '../sds/errors.js';
-import { alreadyExists, aborted, failedPrecondition, invalidArgument, notFound, outOfRange } from '../server/errors.js';
+import { alreadyExists, aborted, failedPrecondition, invalidArgument, notFound, outOfRange, unimplemented } from '../server/errors.js';
 import type { RpcContext, RpcFactory } from '../server/rpc.js';
 import { backendNameFor, checkCsiName, decodePageToken, encodePageToken, isKnownIdForm, type TokenKind } from './ids.js';
 import { ImageImports, type ImageKube } from './images.js';
@@ -22,26 +22,15 @@ import {
   parseCapacityRange, requireString, roundUpToMiB, unsupportedCapability, type ByteRange,
 } from './validation.js';
 import {
+  cloneThroughSnapshot, controllerCapabilities, EXTENDED_CONTROLLER_CAPABILITIES, EXTENDED_ONLY_CALLS, finishClone, removeCloneLeftovers,
+} from './original.js';
+import type { ProtocolLevel } from '../protocol/catalog.js';
+import {
   csiSnapshot, csiVolume, incompatibilities, reportedSettings, settingDifferences, volumeCondition, volumeContext, type RequestedSource,
 } from './volumes.js';
 
-export const CONTROLLER_CAPABILITIES = [
-  'CREATE_DELETE_VOLUME',
-  'PUBLISH_UNPUBLISH_VOLUME',
-  'LIST_VOLUMES',
-  'GET_CAPACITY',
-  'CREATE_DELETE_SNAPSHOT',
-  'LIST_SNAPSHOTS',
-  'CLONE_VOLUME',
-  'PUBLISH_READONLY',
-  'EXPAND_VOLUME',
-  'LIST_VOLUMES_PUBLISHED_NODES',
-  'VOLUME_CONDITION',
-  'GET_VOLUME',
-  'SINGLE_NODE_MULTI_WRITER',
-  'MODIFY_VOLUME',
-  'GET_SNAPSHOT',
-] as const;
+/** What the controller advertises on the extended level (controllerCapabilities(level) for either). */
+export const CONTROLLER_CAPABILITIES = EXTENDED_CONTROLLER_CAPABILITIES;
 
 /** publish_context key: `ro` or `rw`, how the volume was mapped to the node's host. */
 export const PUBLISH_ACCESS_MODE = 'sdshypervisor.io/access-mode';
@@ -53,6 +42,8 @@ export interface ControllerDeps {
   imageImportTimeoutMs?: number;
   /** the Kubernetes API: claim image-source annotations and Events (absent or disabled: neither) */
   kube?: ImageKube;
+  /** the VBS's protocol level (default extended): what is advertised and how clones and publishes are made */
+  level?: ProtocolLevel;
 }
 
 const MAX_BACKEND_PAGE = 1000;
@@ -61,6 +52,8 @@ const MAX_UNLIMITED_ENTRIES = 2000;
 
 export function controllerService(deps: ControllerDeps, rpc: RpcFactory): ControllerHandlers {
   const { backend } = deps;
+  const level = deps.level ?? 'extended';
+  const original = level === 'original';
   const locks = deps.locks ?? new OperationLocks();
   const images = new ImageImports(backend, deps.kube, deps.imageImportTimeoutMs ?? 30 * 60_000);
   const opts = (ctx: RpcContext): CallOptions => ({ requestId: ctx.requestId, signal: ctx.signal });
@@ -107,6 +100,9 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const pools = await poolDirectory.pools(opts(ctx));
       /** A volume that already has the name answers by CSI's rules: a compatible repeat is success. */
       const acceptExisting = async (existing: VolumeInfo): Promise<CreateVolumeResponse> => {
+        // The original level tells only that the name is taken (the name derives from the CSI name): the
+        // rest of the answer comes from the request (docs/socket-api.md, "what the sources do not say").
+        if (existing.statusOnly) return acceptStatusOnly(existing);
         const diffs = incompatibilities(existing, { range, params: wanted, source, cloneType: params.cloneMode });
         const pool = pools.find((p) => p.id === existing.poolId);
         if (pool && !poolSatisfies(pool, req.accessibility_requirements)) diffs.push('it is not reachable from the required topology');
@@ -121,22 +117,38 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
         return { volume: csiVolume(existing, pool, context) };
       };
 
+      const acceptStatusOnly = async (existing: VolumeInfo): Promise<CreateVolumeResponse> => {
+        if (existing.state === 'busy') throw aborted(`volume ${name} is still being created; retry later`);
+        if (source?.type === 'volume') await finishClone(backend, name, opts(ctx));
+        const sizeGiven = range.requiredBytes > 0 || range.limitBytes > 0;
+        const capacity = existing.sizeBytes > 0 ? existing.sizeBytes : sizeGiven ? chooseSize('capacity_range', range) : 0;
+        const volume = csiVolume({ ...existing, sizeBytes: capacity, source: source ? { type: source.type, name: source.id } : { type: 'none' } }, undefined, context);
+        return { volume };
+      };
+
       // Clones and imports look for an existing volume first: their preparation costs more than a query. A
-      // plain volume goes straight to the create, which finds a taken name itself (one request, not two).
-      if (source || image) {
+      // plain volume goes straight to the create, which finds a taken name itself (one request, not two). On
+      // the original level every create asks first: its failure for a taken name says nothing more.
+      if (source || image || original) {
         const existing = await backend.getVolume(name, opts(ctx));
         if (existing) return acceptExisting(existing);
       }
 
       const sourceInfo = source ? await lookUpSource(source, ctx) : undefined;
-      const pool = sourceInfo ? sourcePool(pools, sourceInfo.poolId, params, req) : choosePool(pools, params.poolId, req.accessibility_requirements);
+      // A source of the original level does not say its pool: the clone is made where the VBS makes it.
+      const pool = sourceInfo && !sourceInfo.statusOnly
+        ? sourcePool(pools, sourceInfo.poolId, params, req)
+        : choosePool(pools, params.poolId, req.accessibility_requirements);
       const cloneType = params.cloneMode ?? (pool.linkedClone ? 'linked' : 'full');
       if (sourceInfo && cloneType === 'linked' && !pool.linkedClone) {
         // Asked for explicitly: the pool's state, not the request, is what cannot be met.
         throw failedPrecondition(`parameters.cloneMode: pool ${pool.id} (${pool.type}) cannot make linked clones; use cloneMode "full", or leave cloneMode out to get full copies there`);
       }
       const sizeGiven = range.requiredBytes > 0 || range.limitBytes > 0;
-      const sizeBytes = image && !sizeGiven ? undefined : chooseSize('capacity_range', range, sourceInfo?.sizeBytes);
+      if (sourceInfo?.statusOnly && !sizeGiven) {
+        throw invalidArgument('capacity_range.required_bytes is needed for a volume made from a source on this back end (its protocol level does not tell the source\'s size)');
+      }
+      const sizeBytes = image && !sizeGiven ? undefined : chooseSize('capacity_range', range, sourceInfo?.statusOnly ? undefined : sourceInfo?.sizeBytes);
       if (sizeBytes !== undefined) checkPoolCeiling(pool, params.thin, sizeBytes);
 
       const spec = { name, poolId: pool.id, thin: params.thin, qos: params.qos, ...(params.cachePolicy ? { cachePolicy: params.cachePolicy } : {}) };
@@ -144,6 +156,8 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       try {
         if (source?.type === 'snapshot') {
           created = await backend.createVolumeFromSnapshot({ ...spec, sizeBytes: sizeBytes!, snapshotName: source.id, cloneType }, opts(ctx));
+        } else if (source?.type === 'volume' && original) {
+          created = await cloneThroughSnapshot(backend, { ...spec, sizeBytes: sizeBytes!, sourceVolumeName: source.id }, opts(ctx));
         } else if (source?.type === 'volume') {
           created = await backend.cloneVolume({ ...spec, sizeBytes: sizeBytes!, sourceVolumeName: source.id, cloneType }, opts(ctx));
         } else if (image) {
@@ -172,14 +186,14 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     throw invalidArgument('volume_content_source: a snapshot or a volume is required');
   }
 
-  async function lookUpSource(source: RequestedSource, ctx: RpcContext): Promise<{ sizeBytes: number; poolId: string }> {
+  async function lookUpSource(source: RequestedSource, ctx: RpcContext): Promise<{ sizeBytes: number; poolId: string; statusOnly?: boolean }> {
     const found = !isValidName(source.id)
       ? undefined
       : source.type === 'snapshot'
         ? await backend.getSnapshot(source.id, opts(ctx))
         : await backend.getVolume(source.id, opts(ctx));
     if (!found) throw notFound(`source ${source.type} ${source.id} does not exist`);
-    return { sizeBytes: found.sizeBytes, poolId: found.poolId };
+    return { sizeBytes: found.sizeBytes, poolId: found.poolId, ...(found.statusOnly ? { statusOnly: true } : {}) };
   }
 
   /** Clones live in their source's pool. */
@@ -195,13 +209,16 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     return pool;
   }
 
-  return {
+  const handlers: ControllerHandlers = {
     CreateVolume: rpc.unary('CreateVolume', createVolume),
 
     DeleteVolume: rpc.unary('DeleteVolume', async (req, ctx) => {
       // An id that can never name a volume names one that does not exist: done.
       if (!isKnownIdForm('volume_id', req.volume_id)) return {};
-      await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, () => backend.deleteVolume(req.volume_id, opts(ctx)));
+      await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
+        await backend.deleteVolume(req.volume_id, opts(ctx));
+        if (original) await removeCloneLeftovers(backend, req.volume_id, opts(ctx));
+      });
       return {};
     }),
 
@@ -214,6 +231,11 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const mode = req.volume_capability!.access_mode!.mode;
       const readOnly = req.readonly || isReadOnlyMode(mode);
       return locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
+        if (original) {
+          // No mapping request on this level: the node attaches with sds_cli, as os-brick did.
+          if (!(await backend.getVolume(req.volume_id, opts(ctx)))) throw notFound(`volume ${req.volume_id} does not exist`);
+          return { publish_context: { [PUBLISH_ACCESS_MODE]: readOnly ? 'ro' : 'rw' } };
+        }
         await backend.mapVolume(req.volume_id, nodeId, { readOnly, exclusive: isSingleNodeMode(mode) }, opts(ctx));
         return { publish_context: { [PUBLISH_ACCESS_MODE]: readOnly ? 'ro' : 'rw' } };
       });
@@ -223,6 +245,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       // A volume or node that cannot exist is not published anywhere: nothing to undo.
       if (!isKnownIdForm('volume_id', req.volume_id)) return {};
       if (req.node_id !== '' && !isValidName(req.node_id)) return {};
+      if (original) return {}; // nothing was mapped: the node's NodeUnstage detached it
       await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
         try {
           const hosts = req.node_id !== '' ? [req.node_id] : (await backend.volumeHosts(req.volume_id, opts(ctx))).map((h) => h.hostId);
@@ -246,7 +269,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const volume = known ? await backend.getVolume(req.volume_id, opts(ctx)) : undefined;
       if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
       const reasons = req.volume_capabilities.map(unsupportedCapability).filter((r): r is string => r !== undefined);
-      const diffs = settingDifferences(volume, params, 'thin' in req.parameters);
+      const diffs = volume.statusOnly ? [] : settingDifferences(volume, params, 'thin' in req.parameters);
       const problems = [...reasons, ...diffs.map((d) => `the volume does not match the parameters: ${d}`)];
       if (problems.length > 0) return { message: problems.join('; ') };
       return {
@@ -288,7 +311,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     }),
 
     ControllerGetCapabilities: rpc.unary('ControllerGetCapabilities', async () => ({
-      capabilities: CONTROLLER_CAPABILITIES.map((type): ControllerServiceCapability => ({ rpc: { type } })),
+      capabilities: controllerCapabilities(level).map((type): ControllerServiceCapability => ({ rpc: { type } })),
     })),
 
     CreateSnapshot: rpc.unary('CreateSnapshot', async (req, ctx) => {
@@ -298,6 +321,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const name = backendNameFor(req.name);
       return locks.run(snapshotKey(name), `snapshot ${name}`, async () => {
         const existing = await backend.getSnapshot(name, opts(ctx));
+        if (existing?.statusOnly) return { snapshot: csiSnapshot({ ...existing, volumeName: req.source_volume_id, createdAt: new Date() }) };
         if (existing) {
           if (existing.volumeName !== req.source_volume_id) {
             throw alreadyExists(`snapshot ${name} (name ${JSON.stringify(req.name)}) already exists for volume ${existing.volumeName}, not ${req.source_volume_id}`);
@@ -354,6 +378,12 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       return locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
         const volume = await backend.getVolume(req.volume_id, opts(ctx));
         if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
+        if (volume.statusOnly) {
+          // Its size is not told on this level: grow to the target (EXTEND_VOLUME_REQ of an equal size is a no-op).
+          const target = expansionTarget(range, 0);
+          const grown = await backend.extendVolume(req.volume_id, target, opts(ctx));
+          return { capacity_bytes: String(grown.sizeBytes), node_expansion_required: nodeExpansionRequired };
+        }
         const target = expansionTarget(range, volume.sizeBytes);
         if (volume.sizeBytes >= target) return { capacity_bytes: String(volume.sizeBytes), node_expansion_required: nodeExpansionRequired };
         const pool = await poolOf(volume.poolId, ctx);
@@ -383,6 +413,15 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       return {};
     }),
   };
+  if (original) {
+    // Not advertised on this level (the VBS has no list, record or QoS-change request): say so, as CSI asks.
+    for (const call of EXTENDED_ONLY_CALLS) {
+      (handlers as unknown as Record<string, unknown>)[call] = rpc.unary(call, async (): Promise<never> => {
+        throw unimplemented(`${call} needs a VBS of the extended protocol level; this one speaks the original level`);
+      });
+    }
+  }
+  return handlers;
 }
 
 /** The size ControllerExpandVolume grows to; the current size when it already satisfies the range. */

@@ -19,7 +19,9 @@ export function requiredHosts(requirements: TopologyRequirement__Output | null):
 
 export function poolSatisfies(pool: PoolInfo, requirements: TopologyRequirement__Output | null): boolean {
   const hosts = requiredHosts(requirements);
-  return hosts === undefined || pool.hosts.some((h) => hosts.includes(h));
+  // A pool whose record names no hosts (the original level) constrains nothing the driver could check: the
+  // back end decides reachability, and no host topology is claimed for its volumes.
+  return hosts === undefined || pool.hostsUnknown === true || pool.hosts.some((h) => hosts.includes(h));
 }
 
 /** The pool named `poolId` (INVALID_ARGUMENT naming the parameter when unknown), or all pools. */
@@ -51,7 +53,7 @@ export function choosePool(pools: PoolInfo[], poolId: string | undefined, requir
 /** Pools serving a GetCapacity topology: those seen by the host our key names, or all when it names none. */
 export function poolsForTopology(pools: PoolInfo[], topology: Topology__Output | null): PoolInfo[] {
   const host = topology?.segments[TOPOLOGY_HOST_KEY];
-  return host === undefined ? pools : pools.filter((p) => p.hosts.includes(host));
+  return host === undefined ? pools : pools.filter((p) => p.hostsUnknown === true || p.hosts.includes(host));
 }
 
 /** The most a pool can ever hold for one volume: total × over-subscription for thin, total for thick. */

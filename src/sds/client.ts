@@ -15,7 +15,8 @@ import { AddressError, exchange, parseAddressList, TransportError, type VbsAddre
 import {
   encodeRequest, isValidName, MAX_LIST_LIMIT, parseReply, ProtocolError, RetCode, type Field, type VbsReply,
 } from '../protocol/vbs.js';
-import { isResendSafe } from '../protocol/catalog.js';
+import { isResendSafe, type ProtocolLevel } from '../protocol/catalog.js';
+import { OriginalLevel, type VbsRequester } from './original.js';
 
 /**
  * Told of every request when it ends, for metrics: its type (`CREATE_VOLUME_REQ`), its result (`ok`, or the
@@ -54,6 +55,10 @@ export interface SdsClientOptions {
   deletePoll?: { initialDelayMs?: number; maxDelayMs?: number };
   logger?: SdsLogger;
   observer?: SdsObserver;
+  /** the protocol level the VBS speaks (default extended; settable once negotiated, see setLevel) */
+  level?: ProtocolLevel;
+  /** pool ids the pool queries name when the caller names none (--vbs-pools); empty: all pools (extended only) */
+  pools?: readonly string[];
 }
 
 export const CLIENT_DEFAULTS = {
@@ -76,14 +81,10 @@ export function isRetriedAfterSend(requestType: string): boolean {
   return isResendSafe(requestType);
 }
 
-/** What an idempotent create asked for, to compare with a volume that already holds the name. */
-export interface WantedVolume {
+/** The name and whole-MiB size a create asks for, checked. */
+interface CreateAsked {
   name: string;
   sizeMiB: number;
-  poolId?: string;
-  thin: boolean;
-  source: VolumeInfo['source'];
-  cloneType?: CloneType;
 }
 
 const REQUEST_ID_PATTERN = /^[\x20-\x7e]{1,128}$/;
@@ -106,6 +107,9 @@ export class SdsClient implements SdsBackend {
   private readonly closing = new AbortController();
   /** links each call's own signal to the client's closing signal and the caller's signal */
   private readonly cancels = new CancelFanout();
+  private currentLevel: ProtocolLevel;
+  private readonly configuredPools: readonly string[];
+  private readonly original: OriginalLevel;
 
   constructor(options: SdsClientOptions) {
     try {
@@ -129,6 +133,34 @@ export class SdsClient implements SdsBackend {
     this.deletePoll = { ...CLIENT_DEFAULTS.deletePoll, ...options.deletePoll };
     this.logger = options.logger;
     this.observer = options.observer;
+    this.currentLevel = options.level ?? 'extended';
+    this.configuredPools = (options.pools ?? []).map((id) => this.checkName('pool_id', id));
+    const requester: VbsRequester = {
+      request: (type, fields, opts, timeoutMs) => this.request(type, fields, opts, timeoutMs),
+      error: (kind, message, retcode) => this.error(kind, message, retcode),
+      parsing: (fn) => this.parsing(fn),
+    };
+    this.original = new OriginalLevel(requester, this.configuredPools);
+  }
+
+  /** The protocol level requests are sent at. */
+  get level(): ProtocolLevel {
+    return this.currentLevel;
+  }
+
+  /** Sets the level, once it is negotiated (before any CSI call is served). */
+  setLevel(level: ProtocolLevel): void {
+    this.currentLevel = level;
+  }
+
+  /** The configured pool ids (--vbs-pools). */
+  get pools(): readonly string[] {
+    return this.configuredPools;
+  }
+
+  /** Refuses, without sending it, a request the VBS of the original level does not know. */
+  private extendedOnly(type: string): void {
+    if (this.currentLevel === 'original') throw this.error('NotSupported', `${type}: not offered by a VBS of the original protocol level`);
   }
 
   /** The configured addresses, in order (for diagnostics). */
@@ -148,8 +180,11 @@ export class SdsClient implements SdsBackend {
     return this.parsing(() => systemInfoFromReply(reply.fields));
   }
 
-  async queryPools(poolIds: string[] = [], opts?: CallOptions): Promise<PoolInfo[]> {
-    for (const id of poolIds) this.checkName('pool_id', id);
+  async queryPools(asked: string[] = [], opts?: CallOptions): Promise<PoolInfo[]> {
+    for (const id of asked) this.checkName('pool_id', id);
+    if (this.currentLevel === 'original') return this.original.queryPools(asked, opts);
+    // With pools configured the driver never asks for "all pools" (pool_num=0).
+    const poolIds = asked.length > 0 ? asked : [...this.configuredPools];
     const reply = await this.request('QUERY_POOLS_CAPABILITY_REQ', [['pool_num', String(poolIds.length)], ...poolIds.map((id): Field => ['pool_id', id])], opts);
     if (reply.retcode !== RetCode.OK) throw this.replyError('QUERY_POOLS_CAPABILITY_REQ', reply);
     return this.parsing(() => reply.fields.records('pool').map(poolFromRecord));
@@ -157,6 +192,7 @@ export class SdsClient implements SdsBackend {
 
   async createVolume(spec: VolumeSpec, opts?: CallOptions): Promise<VolumeInfo> {
     const want = this.wanted(spec, { type: 'none' });
+    if (this.currentLevel === 'original') return this.original.createVolume(spec, want.sizeMiB, opts);
     const fields: Field[] = [...this.volumeFields(spec, want.sizeMiB)];
     return this.createVolumeLike('CREATE_VOLUME_REQ', fields, want, opts, this.requestTimeoutMs);
   }
@@ -165,6 +201,10 @@ export class SdsClient implements SdsBackend {
     this.checkName('snap_name_src', spec.snapshotName);
     const cloneType = this.checkCloneType(spec.cloneType);
     const want = this.wanted(spec, { type: 'snapshot', name: spec.snapshotName }, cloneType);
+    if (this.currentLevel === 'original') {
+      if (cloneType !== 'linked') throw this.error('NotSupported', 'CREATE_VOLUME_FROM_SNAPSHOT_REQ: the original level makes linked clones only');
+      return this.original.createVolumeFromSnapshot(spec, want.sizeMiB, opts);
+    }
     const fields: Field[] = [
       ...this.volumeFields(spec, want.sizeMiB),
       ['snap_name_src', spec.snapshotName], ['vol_num', '1'], ['clone_type', cloneType],
@@ -175,6 +215,7 @@ export class SdsClient implements SdsBackend {
 
   async cloneVolume(spec: VolumeSpec & { sourceVolumeName: string; cloneType: CloneType }, opts?: CallOptions): Promise<VolumeInfo> {
     this.checkName('src_vol_name', spec.sourceVolumeName);
+    this.extendedOnly('CLONE_VOLUME_REQ');
     const cloneType = this.checkCloneType(spec.cloneType);
     const want = this.wanted(spec, { type: 'volume', name: spec.sourceVolumeName }, cloneType);
     const fields: Field[] = [
@@ -186,12 +227,17 @@ export class SdsClient implements SdsBackend {
 
   async deleteVolume(name: string, opts?: CallOptions): Promise<void> {
     this.checkName('vol_name', name);
+    if (this.currentLevel === 'original') {
+      if ((await this.original.startDelete('volume', name, opts)) === 'accepted') await this.pollUntilGone('DELETE_VOLUME_REQ', 'QUERY_VOLUME_REQ', 'vol_name', name, opts);
+      return;
+    }
     await this.deleteAndWait('DELETE_VOLUME_REQ', 'QUERY_VOLUME_REQ', 'vol_name', name, opts);
   }
 
   async extendVolume(name: string, sizeBytes: number, opts?: CallOptions): Promise<VolumeInfo> {
     this.checkName('vol_name', name);
     const sizeMiB = toMiB('sizeBytes', sizeBytes);
+    if (this.currentLevel === 'original') return this.original.extendVolume(name, sizeMiB, opts);
     const reply = await this.request('EXTEND_VOLUME_REQ', [['vol_name', name], ['vol_size', String(sizeMiB)]], opts);
     if (reply.retcode !== RetCode.OK) throw this.replyError('EXTEND_VOLUME_REQ', reply);
     return this.volumeFromReplyOrQuery(reply, name, opts);
@@ -199,6 +245,7 @@ export class SdsClient implements SdsBackend {
 
   async getVolume(name: string, opts?: CallOptions): Promise<VolumeInfo | undefined> {
     this.checkName('vol_name', name);
+    if (this.currentLevel === 'original') return this.original.getVolume(name, opts);
     const reply = await this.request('QUERY_VOLUME_REQ', [['vol_name', name]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
     if (reply.retcode !== RetCode.OK) throw this.replyError('QUERY_VOLUME_REQ', reply);
@@ -208,6 +255,7 @@ export class SdsClient implements SdsBackend {
   }
 
   async listVolumes(query: { marker?: string; limit?: number; poolId?: string }, opts?: CallOptions): Promise<Page<VolumeInfo>> {
+    this.extendedOnly('LIST_VOLUMES_REQ');
     const fields = this.pageFields(query.marker, query.limit);
     if (query.poolId !== undefined) fields.push(['pool_id', this.checkName('pool_id', query.poolId)]);
     const reply = await this.request('LIST_VOLUMES_REQ', fields, opts);
@@ -217,6 +265,7 @@ export class SdsClient implements SdsBackend {
 
   async modifyVolume(name: string, change: { qos?: Partial<Qos>; cachePolicy?: CachePolicy }, opts?: CallOptions): Promise<VolumeInfo> {
     this.checkName('vol_name', name);
+    this.extendedOnly('MODIFY_VOLUME_REQ');
     const fields: Field[] = [['vol_name', name], ...this.qosFields(change.qos, change.cachePolicy)];
     const reply = await this.request('MODIFY_VOLUME_REQ', fields, opts);
     if (reply.retcode !== RetCode.OK) throw this.replyError('MODIFY_VOLUME_REQ', reply);
@@ -227,6 +276,7 @@ export class SdsClient implements SdsBackend {
     this.checkName('snap_name', name);
     this.checkName('vol_name', volumeName);
     const type = 'CREATE_SNAPSHOT_REQ';
+    if (this.currentLevel === 'original') return this.original.createSnapshot(name, volumeName, opts);
     const reply = await this.request(type, [['snap_name', name], ['vol_name', volumeName], ['smartflag', '1']], opts);
     if (reply.retcode === RetCode.OK) {
       return this.firstRecord(reply, 'snapshot', (r) => snapshotFromRecord(r, name)) ?? (await this.mustGetSnapshot(name, type, opts));
@@ -239,19 +289,22 @@ export class SdsClient implements SdsBackend {
     if (existing.state === 'deleting') {
       throw this.error('Busy', `${type}: snapshot ${name} exists and is being deleted; retry later`, RetCode.BUSY);
     }
-    if (existing.volumeName !== volumeName) {
-      throw this.error('AlreadyExists', `snapshot ${name} already exists with another source: volume ${existing.volumeName}, asked ${volumeName}`, reply.retcode);
-    }
+    // The client reports what holds the name; the controller judges whether it is the one asked for.
     return existing;
   }
 
   async deleteSnapshot(name: string, opts?: CallOptions): Promise<void> {
     this.checkName('snap_name', name);
+    if (this.currentLevel === 'original') {
+      if ((await this.original.startDelete('snapshot', name, opts)) === 'accepted') await this.pollUntilGone('DELETE_SNAPSHOT_REQ', 'QUERY_SNAPSHOT_REQ', 'snap_name', name, opts);
+      return;
+    }
     await this.deleteAndWait('DELETE_SNAPSHOT_REQ', 'QUERY_SNAPSHOT_REQ', 'snap_name', name, opts);
   }
 
   async getSnapshot(name: string, opts?: CallOptions): Promise<SnapshotInfo | undefined> {
     this.checkName('snap_name', name);
+    if (this.currentLevel === 'original') return this.original.getSnapshot(name, opts);
     const reply = await this.request('QUERY_SNAPSHOT_REQ', [['snap_name', name]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
     if (reply.retcode !== RetCode.OK) throw this.replyError('QUERY_SNAPSHOT_REQ', reply);
@@ -264,6 +317,7 @@ export class SdsClient implements SdsBackend {
     query: { marker?: string; limit?: number; volumeName?: string; snapshotName?: string },
     opts?: CallOptions,
   ): Promise<Page<SnapshotInfo>> {
+    this.extendedOnly('LIST_SNAPSHOTS_REQ');
     const fields = this.pageFields(query.marker, query.limit);
     if (query.volumeName !== undefined) fields.push(['vol_name', this.checkName('vol_name', query.volumeName)]);
     if (query.snapshotName !== undefined) fields.push(['snap_name', this.checkName('snap_name', query.snapshotName)]);
@@ -274,6 +328,7 @@ export class SdsClient implements SdsBackend {
 
   async createGroupSnapshot(spec: GroupSnapshotSpec, opts?: CallOptions): Promise<GroupSnapshotInfo> {
     const type = 'CREATE_GROUP_SNAPSHOT_REQ';
+    this.extendedOnly(type);
     this.checkName('group_name', spec.name);
     if (spec.volumeNames.length === 0) throw this.error('InvalidParameter', 'vol_name: at least one member volume is needed');
     const wanted = [...new Set(spec.volumeNames.map((v) => this.checkName('vol_name', v)))].sort();
@@ -308,6 +363,7 @@ export class SdsClient implements SdsBackend {
 
   async getGroupSnapshot(name: string, opts?: CallOptions): Promise<GroupSnapshotInfo | undefined> {
     this.checkName('group_name', name);
+    this.extendedOnly('QUERY_GROUP_SNAPSHOT_REQ');
     const reply = await this.request('QUERY_GROUP_SNAPSHOT_REQ', [['group_name', name]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
     if (reply.retcode !== RetCode.OK) throw this.replyError('QUERY_GROUP_SNAPSHOT_REQ', reply);
@@ -332,6 +388,7 @@ export class SdsClient implements SdsBackend {
       if (!Number.isInteger(page.limit) || page.limit < 1 || page.limit > MAX_LIST_LIMIT) throw this.error('InvalidParameter', `limit: must be 1-${MAX_LIST_LIMIT}`);
       all.push(['limit', String(page.limit)]);
     }
+    this.extendedOnly(type);
     const reply = await this.request(type, all, opts);
     if (reply.retcode !== RetCode.OK) throw this.replyError(type, reply);
     return this.parsing(() => extentPageFromReply(reply.fields, offset));
@@ -354,6 +411,7 @@ export class SdsClient implements SdsBackend {
   async mapVolume(name: string, hostId: string, options: { readOnly: boolean; exclusive: boolean }, opts?: CallOptions): Promise<void> {
     this.checkName('vol_name', name);
     this.checkName('host_id', hostId);
+    this.extendedOnly('MAP_VOLUME_REQ');
     const reply = await this.request('MAP_VOLUME_REQ', [
       ['vol_name', name], ['host_id', hostId], ['access_mode', options.readOnly ? 'ro' : 'rw'], ['exclusive', options.exclusive ? '1' : '0'],
     ], opts);
@@ -363,12 +421,14 @@ export class SdsClient implements SdsBackend {
   async unmapVolume(name: string, hostId: string, options: { force?: boolean } = {}, opts?: CallOptions): Promise<void> {
     this.checkName('vol_name', name);
     this.checkName('host_id', hostId);
+    this.extendedOnly('UNMAP_VOLUME_REQ');
     const reply = await this.request('UNMAP_VOLUME_REQ', [['vol_name', name], ['host_id', hostId], ['force', options.force ? '1' : '0']], opts);
     if (reply.retcode !== RetCode.OK) throw this.replyError('UNMAP_VOLUME_REQ', reply);
   }
 
   async volumeHosts(name: string, opts?: CallOptions): Promise<HostMapping[]> {
     this.checkName('vol_name', name);
+    this.extendedOnly('QUERY_VOLUME_HOSTS_REQ');
     const reply = await this.request('QUERY_VOLUME_HOSTS_REQ', [['vol_name', name]], opts);
     if (reply.retcode !== RetCode.OK) throw this.replyError('QUERY_VOLUME_HOSTS_REQ', reply);
     return this.counted(reply, 'host_num', 'host', hostMappingFromRecord);
@@ -376,6 +436,7 @@ export class SdsClient implements SdsBackend {
 
   async importImage(spec: ImageImportSpec, opts?: CallOptions): Promise<{ job: ImageJob; volume: VolumeInfo }> {
     const type = 'IMPORT_IMAGE_REQ';
+    this.extendedOnly(type);
     this.checkName('vol_name', spec.name);
     const fields: Field[] = [['vol_name', spec.name], ['image_url', spec.url]];
     if (spec.format !== undefined) fields.push(['image_format', this.checkWord('image_format', spec.format, ['auto', 'raw', 'qcow2'])]);
@@ -394,6 +455,7 @@ export class SdsClient implements SdsBackend {
 
   async exportImage(spec: ImageExportSpec, opts?: CallOptions): Promise<ImageJob> {
     const type = 'EXPORT_IMAGE_REQ';
+    this.extendedOnly(type);
     if ((spec.volumeName === undefined) === (spec.snapshotName === undefined)) {
       throw this.error('InvalidParameter', 'export: exactly one of volumeName and snapshotName is needed');
     }
@@ -415,6 +477,7 @@ export class SdsClient implements SdsBackend {
 
   async getImageJob(id: string, opts?: CallOptions): Promise<ImageJob | undefined> {
     if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(id)) throw this.error('InvalidParameter', 'job_id: must be 1-128 characters of [A-Za-z0-9_.:-]');
+    this.extendedOnly('QUERY_IMAGE_JOB_REQ');
     const reply = await this.request('QUERY_IMAGE_JOB_REQ', [['job_id', id]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
     if (reply.retcode !== RetCode.OK) throw this.replyError('QUERY_IMAGE_JOB_REQ', reply);
@@ -445,7 +508,7 @@ export class SdsClient implements SdsBackend {
 
   // ---- creates and deletes ----
 
-  private async createVolumeLike(type: string, fields: Field[], want: WantedVolume, opts: CallOptions | undefined, timeoutMs: number): Promise<VolumeInfo> {
+  private async createVolumeLike(type: string, fields: Field[], want: CreateAsked, opts: CallOptions | undefined, timeoutMs: number): Promise<VolumeInfo> {
     const reply = await this.request(type, fields, opts, timeoutMs);
     if (reply.retcode === RetCode.OK) return this.volumeFromReplyOrQuery(reply, want.name, opts);
     if (reply.retcode !== RetCode.ALREADY_EXISTS) throw this.replyError(type, reply);
@@ -457,11 +520,8 @@ export class SdsClient implements SdsBackend {
     if (existing.state === 'deleting') {
       throw this.error('Busy', `${type}: volume ${want.name} exists and is being deleted; retry later`, RetCode.BUSY);
     }
-    const differences = volumeDifferences(existing, want);
-    if (differences.length > 0) {
-      throw this.error('AlreadyExists', `volume ${want.name} already exists with different properties: ${differences.join('; ')}`, reply.retcode);
-    }
-    this.logger?.debug({ request: type, volume: want.name }, 'volume already exists as asked; treating the create as done');
+    // The client reports what holds the name; the controller judges, by CSI's rules, whether it is the one asked for.
+    this.logger?.debug({ request: type, volume: want.name }, 'volume name already taken; reporting the existing volume');
     return existing;
   }
 
@@ -472,6 +532,11 @@ export class SdsClient implements SdsBackend {
     if (reply.retcode !== RetCode.OK) throw this.replyError(deleteType, reply);
     // Our VBS says when the delete already completed; any other VBS is polled until NOT_EXIST.
     if (reply.fields.get('deleted') === '1') return;
+    await this.pollUntilGone(deleteType, queryType, key, name, opts);
+  }
+
+  /** Polls QUERY_* after an accepted DELETE_* until the VBS says the object is gone, bounded. */
+  private async pollUntilGone(deleteType: string, queryType: string, key: 'vol_name' | 'snap_name' | 'group_name', name: string, opts?: CallOptions): Promise<void> {
     await this.withCall(opts, async (signal) => {
       const pollOpts: CallOptions = { ...opts, signal };
       const deadline = Date.now() + this.deleteTimeoutMs;
@@ -482,7 +547,9 @@ export class SdsClient implements SdsBackend {
         if (poll.retcode === RetCode.NOT_EXIST) return;
         if (poll.retcode !== RetCode.OK) throw this.replyError(queryType, poll);
         if (Date.now() + delay > deadline) {
-          const state = key === 'vol_name'
+          const state = this.currentLevel === 'original'
+            ? poll.fields.records(key === 'vol_name' ? 'volume' : 'snapshot')[0]?.status
+            : key === 'vol_name'
             ? this.firstRecord(poll, 'volume', (r) => volumeFromRecord(r, name))?.state
             : key === 'group_name'
               ? this.groupFromReplyNow(poll, name).state
@@ -667,14 +734,20 @@ export class SdsClient implements SdsBackend {
 
   private encode(type: string, fields: readonly Field[], requestId: string | undefined): Buffer {
     const head: Field[] = [];
+    // A VBS of the original level knows neither key.
+    if (this.currentLevel === 'original') return this.encodeFields(type, fields);
     // The token goes first: the VBS checks it before reading anything else.
     if (this.token !== undefined) head.push(['auth_token', this.token]);
     if (requestId !== undefined) {
       if (!REQUEST_ID_PATTERN.test(requestId)) throw this.error('InvalidParameter', 'request_id: must be 1-128 printable ASCII characters');
       head.push(['request_id', requestId]);
     }
+    return this.encodeFields(type, [...head, ...fields]);
+  }
+
+  private encodeFields(type: string, fields: readonly Field[]): Buffer {
     try {
-      return encodeRequest(type, [...head, ...fields]);
+      return encodeRequest(type, fields);
     } catch (err) {
       if (err instanceof ProtocolError) throw this.error('InvalidParameter', `${type}: ${err.message}`);
       throw err;
@@ -736,13 +809,10 @@ export class SdsClient implements SdsBackend {
 
   // ---- request fields and argument checks ----
 
-  private wanted(spec: VolumeSpec, source: VolumeInfo['source'], cloneType?: CloneType): WantedVolume {
+  private wanted(spec: VolumeSpec, _source: VolumeInfo['source'], _cloneType?: CloneType): CreateAsked {
     this.checkName('vol_name', spec.name);
     if (spec.poolId !== undefined) this.checkName('pool_id', spec.poolId);
-    const want: WantedVolume = { name: spec.name, sizeMiB: toMiB('sizeBytes', spec.sizeBytes), thin: spec.thin ?? true, source };
-    if (spec.poolId !== undefined) want.poolId = spec.poolId;
-    if (cloneType !== undefined) want.cloneType = cloneType;
-    return want;
+    return { name: spec.name, sizeMiB: toMiB('sizeBytes', spec.sizeBytes) };
   }
 
   private volumeFields(spec: VolumeSpec, sizeMiB: number): Field[] {
@@ -831,26 +901,6 @@ class CancelFanout {
       }
     };
   }
-}
-
-/** What differs between an existing volume and what a create asked for; empty when it is the same. */
-export function volumeDifferences(existing: VolumeInfo, want: WantedVolume): string[] {
-  const diffs: string[] = [];
-  const existingMiB = Math.ceil(existing.sizeBytes / MiB);
-  if (existingMiB !== want.sizeMiB) diffs.push(`size is ${existingMiB} MiB, asked ${want.sizeMiB} MiB`);
-  if (want.poolId !== undefined && existing.poolId !== want.poolId) diffs.push(`pool is ${existing.poolId}, asked ${want.poolId}`);
-  if (existing.thin !== want.thin) diffs.push(`it is ${existing.thin ? 'thin' : 'thick'}, asked ${want.thin ? 'thin' : 'thick'}`);
-  const had = describeSource(existing.source);
-  const asked = describeSource(want.source);
-  if (had !== asked) diffs.push(`its source is ${had}, asked ${asked}`);
-  if (want.cloneType !== undefined && existing.cloneType !== want.cloneType) {
-    diffs.push(`it is ${existing.cloneType ? `a ${existing.cloneType} clone` : 'not a clone'}, asked a ${want.cloneType} clone`);
-  }
-  return diffs;
-}
-
-function describeSource(source: VolumeInfo['source']): string {
-  return source.type === 'snapshot' || source.type === 'volume' ? `${source.type} ${source.name}` : source.type === 'none' ? 'none (blank)' : source.type;
 }
 
 /** Bytes → whole MiB, rounded up (the wire speaks MiB; limits are the caller's business). */

@@ -266,7 +266,36 @@ export function poolFromRecord(record: Record<string, string>): PoolInfo {
     linkedClone: r.flag('linked_clone', true),
     type: r.str('pool_type', 'unknown'),
     hosts: r.list('hosts'),
+    ...(r.has('hosts') ? {} : { hostsUnknown: true as const }),
     healthy: r.oneOf('health', ['ok', 'fault'] as const, 'ok') === 'ok',
+  };
+}
+
+/**
+ * A volume record of the original level: `status` alone. The other fields take neutral values, or those of
+ * `asked` (what a create or extend requested), and the result is marked statusOnly.
+ */
+export function volumeFromStatusRecord(record: Record<string, string>, name: string, asked: Partial<VolumeInfo> = {}): VolumeInfo {
+  const r = FieldReader.ofRecord('volume record', record);
+  const status = r.int('status');
+  const state = VOLUME_STATES.get(status);
+  if (state === undefined) throw garbled('volume record', 'status', 'unknown volume status', String(status));
+  return {
+    name, sizeBytes: 0, poolId: '', thin: true, allocatedBytes: 0, createdAt: new Date(0), source: { type: 'none' },
+    qos: { maxIops: 0, maxMBps: 0, priority: 2 }, cachePolicy: 'none', mappedHosts: [], healthy: true, snapshotCount: 0,
+    ...asked, state, status, statusOnly: true,
+  };
+}
+
+/** A snapshot record of the original level (`status` alone), completed as volumeFromStatusRecord does. */
+export function snapshotFromStatusRecord(record: Record<string, string>, name: string, asked: Partial<SnapshotInfo> = {}): SnapshotInfo {
+  const r = FieldReader.ofRecord('snapshot record', record);
+  const status = r.int('status');
+  const state = SNAPSHOT_STATES.get(status);
+  if (state === undefined) throw garbled('snapshot record', 'status', 'unknown snapshot status', String(status));
+  return {
+    name, volumeName: '', sizeBytes: 0, poolId: '', allocatedBytes: 0, createdAt: new Date(0), dependents: 0,
+    ...asked, state, status, statusOnly: true,
   };
 }
 
