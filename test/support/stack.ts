@@ -44,11 +44,6 @@ export interface StackOptions {
 
 export type StackLevel = 'original' | 'extended' | 'auto';
 
-/** The level a suite runs at: SDS_TEST_LEVEL (CI runs the suites once per level), else `fallback`. */
-export function testLevel(fallback: 'original' | 'extended' = 'extended'): 'original' | 'extended' {
-  const v = process.env.SDS_TEST_LEVEL;
-  return v === 'original' || v === 'extended' ? v : fallback;
-}
 
 export interface Stack {
   /** the temp directory holding everything */
