@@ -606,7 +606,7 @@ describe('abort listeners', () => {
   }
 
   /** The client's own closing signal (private): every call is linked to it. */
-  const closingSignal = (c: SdsClient): AbortSignal => (c as unknown as { closing: AbortController }).closing.signal;
+  const closingSignal = (c: SdsClient): AbortSignal => (c as unknown as { s: { closing: AbortController } }).s.closing.signal;
 
   function captureWarnings(): { warnings: string[]; stop: () => void } {
     const warnings: string[] = [];
