@@ -1,4 +1,5 @@
 // What every part of the emulator shares: settings, logger, store, pools, locks and background work.
+import { Key } from '../src/protocol/catalog.js';
 import type { EmulatorConfig } from './config.js';
 import type { Freezer } from './freeze.js';
 import { VbsError } from './errors.js';
@@ -64,7 +65,7 @@ export interface Ctx {
 
 export function poolOf(ctx: Ctx, name: string): Pool {
   const pool = ctx.pools.get(name);
-  if (!pool) throw new VbsError(RetCode.POOL_NOT_EXIST, `pool_id: pool ${name} does not exist`);
+  if (!pool) throw new VbsError(RetCode.POOL_NOT_EXIST, `${Key.POOL_ID}: pool ${name} does not exist`);
   return pool;
 }
 

@@ -3,6 +3,7 @@
 // everything is thawed again — within a bounded window, on every path. A group is all or nothing: the group
 // row and its member rows are committed 'creating' first and become 'available' in one transaction once
 // every member file is in place; any failure (or a restart, see reconcile.ts) removes them all.
+import { Key } from '../src/protocol/catalog.js';
 import { createHash } from 'node:crypto';
 import { promises as fsp, renameSync } from 'node:fs';
 import { RetCode, type Field } from '../src/protocol/vbs.js';
@@ -39,23 +40,23 @@ export interface GroupSpec {
 }
 
 export function parseGroupSpec(p: Params): GroupSpec {
-  const name = p.name('group_name');
-  const raw = p.fields.getAll('vol_name').map((v) => v.trim()).filter((v) => v !== '');
-  if (raw.length === 0) throw invalid('vol_name', 'at least one member volume is required');
-  if (raw.length > MAX_GROUP_MEMBERS) throw invalid('vol_name', `at most ${MAX_GROUP_MEMBERS} member volumes are allowed, ${raw.length} given`);
+  const name = p.name(Key.GROUP_NAME);
+  const raw = p.fields.getAll(Key.VOL_NAME).map((v) => v.trim()).filter((v) => v !== '');
+  if (raw.length === 0) throw invalid(Key.VOL_NAME, 'at least one member volume is required');
+  if (raw.length > MAX_GROUP_MEMBERS) throw invalid(Key.VOL_NAME, `at most ${MAX_GROUP_MEMBERS} member volumes are allowed, ${raw.length} given`);
   const seen = new Set<string>();
   for (const v of raw) {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/.test(v)) {
-      throw invalid('vol_name', `${JSON.stringify(v.slice(0, 100))} must be 1-96 characters of [A-Za-z0-9_.-] starting with a letter or digit`);
+      throw invalid(Key.VOL_NAME, `${JSON.stringify(v.slice(0, 100))} must be 1-96 characters of [A-Za-z0-9_.-] starting with a letter or digit`);
     }
-    if (seen.has(v)) throw invalid('vol_name', `volume ${v} is listed twice`);
+    if (seen.has(v)) throw invalid(Key.VOL_NAME, `volume ${v} is listed twice`);
     seen.add(v);
   }
   return {
     name,
     volNames: [...seen].sort(),
-    quiesce: p.oneOf('quiesce', QUIESCE_MODES, 'freeze'),
-    freezeTimeoutMs: p.int('freeze_timeout_ms', 1000, 60_000, DEFAULT_FREEZE_TIMEOUT_MS),
+    quiesce: p.oneOf(Key.QUIESCE, QUIESCE_MODES, 'freeze'),
+    freezeTimeoutMs: p.int(Key.FREEZE_TIMEOUT_MS, 1000, 60_000, DEFAULT_FREEZE_TIMEOUT_MS),
   };
 }
 
@@ -64,7 +65,7 @@ export function groupFields(ctx: Ctx, group: GroupRow): Field[] {
   const members = ctx.store.groupMembers(group.name);
   return [
     field('group0', groupRecord(ctx, group, members)),
-    ['snap_num', String(members.length)],
+    [Key.SNAP_NUM, String(members.length)],
     ...members.map((m, i) => field(`snapshot${i}`, snapshotRecord(ctx, m))),
   ];
 }
@@ -79,7 +80,7 @@ export function queryGroup(ctx: Ctx, name: string): GroupRow {
 function memberVolumes(ctx: Ctx, spec: GroupSpec): VolumeRow[] {
   const vols = spec.volNames.map((name) => {
     const vol = ctx.store.volume(name);
-    if (!vol || vol.state === 'deleting') throw notExist(`vol_name: volume ${name}`);
+    if (!vol || vol.state === 'deleting') throw notExist(`${Key.VOL_NAME}: volume ${name}`);
     if (vol.state === 'creating' || vol.state === 'extending') throw busy(`member volume ${name}`, vol.state);
     if (vol.state === 'fault') throw new VbsError(RetCode.INTERNAL, `member volume ${name} is faulty: ${vol.fault_reason}`);
     const att = ctx.store.attachment(vol.id);
@@ -89,11 +90,11 @@ function memberVolumes(ctx: Ctx, spec: GroupSpec): VolumeRow[] {
   const pools = [...new Set(vols.map((v) => v.pool))];
   if (pools.length > 1) {
     const where = vols.map((v) => `${v.name} in ${v.pool}`).join(', ');
-    throw new VbsError(RetCode.NOT_SUPPORTED, `vol_name: the members of a group snapshot must share one pool; ${where}`);
+    throw new VbsError(RetCode.NOT_SUPPORTED, `${Key.VOL_NAME}: the members of a group snapshot must share one pool; ${where}`);
   }
   const pool = usablePool(ctx, pools[0]!);
   if (!pool.linkedClone) {
-    throw new VbsError(RetCode.NOT_SUPPORTED, `vol_name: pool ${pool.name} (${pool.kind}) cannot cut group snapshots: its copies are not instant; use an xfs-reflink pool`);
+    throw new VbsError(RetCode.NOT_SUPPORTED, `${Key.VOL_NAME}: pool ${pool.name} (${pool.kind}) cannot cut group snapshots: its copies are not instant; use an xfs-reflink pool`);
   }
   return vols;
 }
@@ -164,7 +165,7 @@ export async function createGroupSnapshot(ctx: Ctx, spec: GroupSpec): Promise<Gr
   const holder = ctx.locks.holder(groupKey(spec.name));
   if (existing) {
     if (holder || existing.state !== 'available') throw busy(`group snapshot ${spec.name}`, holder ?? existing.state);
-    throw new VbsError(RetCode.ALREADY_EXISTS, `group_name: group snapshot ${spec.name} already exists`, groupFields(ctx, existing));
+    throw new VbsError(RetCode.ALREADY_EXISTS, `${Key.GROUP_NAME}: group snapshot ${spec.name} already exists`, groupFields(ctx, existing));
   }
   if (holder) throw busy(`group snapshot ${spec.name}`, holder);
   const vols = memberVolumes(ctx, spec);
@@ -173,7 +174,7 @@ export async function createGroupSnapshot(ctx: Ctx, spec: GroupSpec): Promise<Gr
   for (const m of members) {
     const taken = ctx.store.snapshot(m.snapName);
     if (taken) {
-      throw new VbsError(RetCode.ALREADY_EXISTS, `group_name: the member name ${m.snapName} (volume ${m.vol.name}) is taken by a snapshot of group "${taken.group_name}"`);
+      throw new VbsError(RetCode.ALREADY_EXISTS, `${Key.GROUP_NAME}: the member name ${m.snapName} (volume ${m.vol.name}) is taken by a snapshot of group "${taken.group_name}"`);
     }
   }
   const release = takeLocks(ctx, [groupKey(spec.name), ...members.map((m) => volKey(m.vol.name)), ...members.map((m) => snapKey(m.snapName))], 'group snapshot');

@@ -1,5 +1,6 @@
 // One handler per request type of the socket API (docs/socket-api.md §1.3, §2.6): parse and validate the
 // keys, call the operation, build the reply. The operations live in volumes.ts, snapshots.ts, ...
+import { Capability, Key, requestTypesOf, Requests, type ProtocolLevel } from '../src/protocol/catalog.js';
 import { encodeRecord, MAX_LIST_LIMIT, MAX_REPLY_BYTES, MAX_REQUEST_BYTES, RetCode, type Field } from '../src/protocol/vbs.js';
 import type { AttachService } from './attach.js';
 import type { Ctx } from './context.js';
@@ -28,12 +29,20 @@ export interface HandlerRequest {
 
 export type Handler = (req: HandlerRequest) => Reply | Promise<Reply>;
 
-/** Request types that change state: logged at info, the rest at debug. */
-export const MUTATING = new Set([
-  'CREATE_VOLUME_REQ', 'DELETE_VOLUME_REQ', 'EXTEND_VOLUME_REQ', 'CREATE_SNAPSHOT_REQ', 'DELETE_SNAPSHOT_REQ',
-  'CREATE_VOLUME_FROM_SNAPSHOT_REQ', 'CLONE_VOLUME_REQ', 'MODIFY_VOLUME_REQ', 'MAP_VOLUME_REQ', 'UNMAP_VOLUME_REQ',
-  'IMPORT_IMAGE_REQ', 'EXPORT_IMAGE_REQ', 'CREATE_GROUP_SNAPSHOT_REQ', 'DELETE_GROUP_SNAPSHOT_REQ',
-]);
+/**
+ * A handler table exactly as the catalog (src/protocol/catalog.ts) defines `level`: one handler per request
+ * type of that level and none besides. Checked when the daemon builds it, so the catalog and the emulator
+ * cannot drift apart.
+ */
+export function checkedAgainstCatalog(handlers: Map<string, Handler>, level: ProtocolLevel): Map<string, Handler> {
+  const expected = requestTypesOf(level);
+  const missing = expected.filter((t) => !handlers.has(t));
+  const extra = [...handlers.keys()].filter((t) => !expected.includes(t));
+  if (missing.length > 0 || extra.length > 0) {
+    throw new Error(`the ${level} handler table does not match the catalog: missing ${missing.join(', ') || 'none'}, extra ${extra.join(', ') || 'none'}`);
+  }
+  return handlers;
+}
 
 export const EMULATOR_VERSION = '0.1.0';
 
@@ -51,151 +60,154 @@ async function deletedWithinReplyWindow(done: Promise<boolean>): Promise<Field[]
   const window = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), DELETE_REPLY_WINDOW_MS)));
   const deleted = await Promise.race([done, window]);
   clearTimeout(timer);
-  return deleted ? [['deleted', '1']] : [];
+  return deleted ? [[Key.DELETED, '1']] : [];
 }
 
 function extentFields(sizeBytes: number, page: ExtentPage): Field[] {
   return [
-    ['size_bytes', String(sizeBytes)],
-    ['block_size', String(BLOCK_SIZE)],
-    ['extent_num', String(page.extents.length)],
+    [Key.SIZE_BYTES, String(sizeBytes)],
+    [Key.BLOCK_SIZE, String(BLOCK_SIZE)],
+    [Key.EXTENT_NUM, String(page.extents.length)],
     ...page.extents.map((e, i) => field(`extent${i}`, { offset: e.offset, length: e.length })),
-    ['next_offset', page.nextOffset === undefined ? '' : String(page.nextOffset)],
+    [Key.NEXT_OFFSET, page.nextOffset === undefined ? '' : String(page.nextOffset)],
   ];
 }
 
 /** `offset` and `limit` of an extent request; an offset past the end is refused. */
 function extentWindow(p: Params, sizeBytes: number): { offset: number; limit: number } {
-  const offset = p.int('offset', 0, Number.MAX_SAFE_INTEGER, 0);
-  if (offset > sizeBytes) throw invalid('offset', `${offset} is beyond the snapshot's size of ${sizeBytes} bytes`);
-  return { offset, limit: p.int('limit', 1, MAX_LIST_LIMIT, MAX_LIST_LIMIT) };
+  const offset = p.int(Key.OFFSET, 0, Number.MAX_SAFE_INTEGER, 0);
+  if (offset > sizeBytes) throw invalid(Key.OFFSET, `${offset} is beyond the snapshot's size of ${sizeBytes} bytes`);
+  return { offset, limit: p.int(Key.LIMIT, 1, MAX_LIST_LIMIT, MAX_LIST_LIMIT) };
 }
 
 function cloneTypeOf(p: Params): 'linked' | 'full' {
-  return p.oneOf('clone_type', ['linked', 'full'] as const, 'linked');
+  return p.oneOf(Key.CLONE_TYPE, ['linked', 'full'] as const, 'linked');
 }
 
 export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageService): Map<string, Handler> {
   const h = new Map<string, Handler>();
 
-  h.set('QUERY_CAPABILITY_REQ', () => {
-    const caps = ['full_clone', 'clone_volume', 'list', 'qos', 'cache', 'image_import', 'image_export', 'map', 'auth_token', 'extent_map'];
-    if ([...ctx.pools.values()].some((pool) => pool.linkedClone)) caps.unshift('linked_clone', 'group_snapshot');
-    if (ctx.qos.enabled) caps.push('qos_enforced');
-    if (images.qcow2) caps.push('image_qcow2');
+  h.set(Requests.QUERY_CAPABILITY.type, () => {
+    const caps: string[] = [
+      Capability.FULL_CLONE, Capability.CLONE_VOLUME, Capability.LIST, Capability.QOS, Capability.CACHE, Capability.IMAGE_IMPORT,
+      Capability.IMAGE_EXPORT, Capability.MAP, Capability.AUTH_TOKEN, Capability.EXTENT_MAP,
+    ];
+    if ([...ctx.pools.values()].some((pool) => pool.linkedClone)) caps.unshift(Capability.LINKED_CLONE, Capability.GROUP_SNAPSHOT);
+    if (ctx.qos.enabled) caps.push(Capability.QOS_ENFORCED);
+    if (images.qcow2) caps.push(Capability.IMAGE_QCOW2);
     return ok([
-      ['product', 'SDSHypervisor'],
-      ['version', EMULATOR_VERSION],
-      ['api_version', '1'],
-      ['host_id', ctx.hostId],
-      ...caps.map((c): Field => ['capability', c]),
+      [Key.PRODUCT, 'SDSHypervisor'],
+      [Key.VERSION, EMULATOR_VERSION],
+      [Key.API_VERSION, '1'],
+      [Key.HOST_ID, ctx.hostId],
+      ...caps.map((c): Field => [Key.CAPABILITY, c]),
       // Where EXPORT_IMAGE_REQ may write and IMPORT_IMAGE_REQ may read on this host.
-      ...ctx.config.imageDirs.map((d): Field => ['image_dir', d]),
-      ['max_request_bytes', String(MAX_REQUEST_BYTES)],
-      ['max_reply_bytes', String(MAX_REPLY_BYTES)],
-      ['max_list_limit', String(MAX_LIST_LIMIT)],
+      ...ctx.config.imageDirs.map((d): Field => [Key.IMAGE_DIR, d]),
+      [Key.MAX_REQUEST_BYTES, String(MAX_REQUEST_BYTES)],
+      [Key.MAX_REPLY_BYTES, String(MAX_REPLY_BYTES)],
+      [Key.MAX_LIST_LIMIT, String(MAX_LIST_LIMIT)],
     ]);
   });
 
-  h.set('CREATE_VOLUME_REQ', async ({ params }) => {
+  h.set(Requests.CREATE_VOLUME.type, async ({ params }) => {
     const spec = parseCreateSpec(ctx, params, true);
     const row = await createVolume(ctx, spec);
     // A new thin volume holds no blocks; a thick one holds all of them.
     return ok([volumeField(ctx, row, row.thin ? 0 : row.size_mb * 1024 * 1024)]);
   });
 
-  h.set('DELETE_VOLUME_REQ', async ({ params }) => ok(await deletedWithinReplyWindow(deleteVolume(ctx, params.name('vol_name')))));
+  h.set(Requests.DELETE_VOLUME.type, async ({ params }) => ok(await deletedWithinReplyWindow(deleteVolume(ctx, params.name(Key.VOL_NAME)))));
 
-  h.set('EXTEND_VOLUME_REQ', async ({ params }) => {
-    const name = params.name('vol_name');
+  h.set(Requests.EXTEND_VOLUME.type, async ({ params }) => {
+    const name = params.name(Key.VOL_NAME);
     const row = await extendVolume(ctx, name, params.sizeMb());
     return ok([volumeField(ctx, row)]);
   });
 
-  h.set('QUERY_VOLUME_REQ', ({ params }) => {
-    const name = params.name('vol_name');
+  h.set(Requests.QUERY_VOLUME.type, ({ params }) => {
+    const name = params.name(Key.VOL_NAME);
     const row = ctx.store.volume(name);
     if (!row) throw notExist(`volume ${name}`);
     return ok([volumeField(ctx, row)]);
   });
 
-  h.set('CREATE_SNAPSHOT_REQ', async ({ params }) => {
-    const name = params.name('snap_name');
-    const volName = params.name('vol_name');
+  h.set(Requests.CREATE_SNAPSHOT.type, async ({ params }) => {
+    const name = params.name(Key.SNAP_NAME);
+    const volName = params.name(Key.VOL_NAME);
     return ok([snapshotField(ctx, await createSnapshot(ctx, name, volName))]);
   });
 
-  h.set('DELETE_SNAPSHOT_REQ', async ({ params }) => ok(await deletedWithinReplyWindow(deleteSnapshot(ctx, params.name('snap_name')))));
+  h.set(Requests.DELETE_SNAPSHOT.type, async ({ params }) => ok(await deletedWithinReplyWindow(deleteSnapshot(ctx, params.name(Key.SNAP_NAME)))));
 
-  h.set('QUERY_SNAPSHOT_REQ', ({ params }) => {
-    const name = params.name('snap_name');
+  h.set(Requests.QUERY_SNAPSHOT.type, ({ params }) => {
+    const name = params.name(Key.SNAP_NAME);
     const row = ctx.store.snapshot(name);
     if (!row) throw notExist(`snapshot ${name}`);
     return ok([snapshotField(ctx, row)]);
   });
 
-  h.set('CREATE_VOLUME_FROM_SNAPSHOT_REQ', async ({ params }) => {
-    params.name('vol_name');
-    const snap = params.name('snap_name_src');
-    const count = params.optInt('vol_num', 1, 1);
-    if (count !== undefined && count !== 1) throw invalid('vol_num', 'must be 1');
+  h.set(Requests.CREATE_VOLUME_FROM_SNAPSHOT.type, async ({ params }) => {
+    params.name(Key.VOL_NAME);
+    const snap = params.name(Key.SNAP_NAME_SRC);
+    const count = params.optInt(Key.VOL_NUM, 1, 1);
+    if (count !== undefined && count !== 1) throw invalid(Key.VOL_NUM, 'must be 1');
     const row = await cloneVolume(ctx, params, { type: 'snapshot', name: snap }, cloneTypeOf(params), RetCode.INVALID_PARAMETER);
     return ok([volumeField(ctx, row)]);
   });
 
-  h.set('CLONE_VOLUME_REQ', async ({ params }) => {
-    params.name('vol_name');
-    const src = params.name('src_vol_name');
+  h.set(Requests.CLONE_VOLUME.type, async ({ params }) => {
+    params.name(Key.VOL_NAME);
+    const src = params.name(Key.SRC_VOL_NAME);
     const row = await cloneVolume(ctx, params, { type: 'volume', name: src }, cloneTypeOf(params), RetCode.CANNOT_SHRINK);
     return ok([volumeField(ctx, row)]);
   });
 
-  h.set('MODIFY_VOLUME_REQ', async ({ params }) => {
-    const name = params.name('vol_name');
+  h.set(Requests.MODIFY_VOLUME.type, async ({ params }) => {
+    const name = params.name(Key.VOL_NAME);
     const row = await modifyVolume(ctx, name, {
-      maxIops: params.optInt('max_iops', 0, 10_000_000),
-      maxMbps: params.optInt('max_mbps', 0, 1_000_000, 'MB/s'),
-      ioPriority: params.optInt('IOPRIORITY', 1, 3),
-      cachePolicy: params.optOneOf('cache_policy', CACHE_POLICIES),
+      maxIops: params.optInt(Key.MAX_IOPS, 0, 10_000_000),
+      maxMbps: params.optInt(Key.MAX_MBPS, 0, 1_000_000, 'MB/s'),
+      ioPriority: params.optInt(Key.IO_PRIORITY, 1, 3),
+      cachePolicy: params.optOneOf(Key.CACHE_POLICY, CACHE_POLICIES),
     });
     return ok([volumeField(ctx, row)]);
   });
 
-  h.set('QUERY_POOLS_CAPABILITY_REQ', ({ params }) => {
-    const count = params.int('pool_num', 0, 1000, 0);
-    const ids = params.fields.getAll('pool_id').map((v) => v.trim()).filter((v) => v !== '');
+  h.set(Requests.QUERY_POOLS_CAPABILITY.type, ({ params }) => {
+    const count = params.int(Key.POOL_NUM, 0, 1000, 0);
+    const ids = params.fields.getAll(Key.POOL_ID).map((v) => v.trim()).filter((v) => v !== '');
     ids.forEach((id) => {
-      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/.test(id)) throw invalid('pool_id', `${JSON.stringify(id)} is not a pool name`);
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/.test(id)) throw invalid(Key.POOL_ID, `${JSON.stringify(id)} is not a pool name`);
     });
     const pools = count === 0 || ids.length === 0
       ? [...ctx.pools.values()]
       : ids.map((id) => {
         const pool = ctx.pools.get(id);
-        if (!pool) throw new VbsError(RetCode.POOL_NOT_EXIST, `pool_id: pool ${id} does not exist`);
+        if (!pool) throw new VbsError(RetCode.POOL_NOT_EXIST, `${Key.POOL_ID}: pool ${id} does not exist`);
         return pool;
       });
     return ok(pools.map((pool, i) => field(`pool${i}`, poolRecord(ctx, pool))));
   });
 
-  h.set('LIST_VOLUMES_REQ', ({ params }) => {
+  h.set(Requests.LIST_VOLUMES.type, ({ params }) => {
     const { marker, limit } = params.page();
-    const pool = params.optName('pool_id');
+    const pool = params.optName(Key.POOL_ID);
     if (pool !== undefined && !ctx.pools.has(pool) && !ctx.store.poolRow(pool)) {
-      throw new VbsError(RetCode.POOL_NOT_EXIST, `pool_id: pool ${pool} does not exist`);
+      throw new VbsError(RetCode.POOL_NOT_EXIST, `${Key.POOL_ID}: pool ${pool} does not exist`);
     }
     const rows = ctx.store.listVolumes(marker, limit + 1, pool);
     const page = rows.slice(0, limit);
     return ok([
-      ['vol_num', String(page.length)],
+      [Key.VOL_NUM, String(page.length)],
       ...page.map((row, i) => field(`volume${i}`, volumeRecord(ctx, row))),
-      ['next_marker', rows.length > limit ? page[page.length - 1]!.name : ''],
+      [Key.NEXT_MARKER, rows.length > limit ? page[page.length - 1]!.name : ''],
     ]);
   });
 
-  h.set('LIST_SNAPSHOTS_REQ', ({ params }) => {
+  h.set(Requests.LIST_SNAPSHOTS.type, ({ params }) => {
     const { marker, limit } = params.page();
-    const volName = params.optName('vol_name');
-    const snapName = params.optName('snap_name');
+    const volName = params.optName(Key.VOL_NAME);
+    const snapName = params.optName(Key.SNAP_NAME);
     let rows;
     if (snapName !== undefined) {
       const row = ctx.store.snapshot(snapName);
@@ -205,56 +217,56 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     }
     const page = rows.slice(0, limit);
     return ok([
-      ['snap_num', String(page.length)],
+      [Key.SNAP_NUM, String(page.length)],
       ...page.map((row, i) => field(`snapshot${i}`, snapshotRecord(ctx, row))),
-      ['next_marker', rows.length > limit ? page[page.length - 1]!.name : ''],
+      [Key.NEXT_MARKER, rows.length > limit ? page[page.length - 1]!.name : ''],
     ]);
   });
 
-  h.set('MAP_VOLUME_REQ', ({ params }) => {
-    const name = params.name('vol_name');
-    const host = params.name('host_id');
-    const mode = params.oneOf('access_mode', ['rw', 'ro'] as const, 'rw');
-    mapVolume(ctx, name, host, mode, params.flag('exclusive', false));
+  h.set(Requests.MAP_VOLUME.type, ({ params }) => {
+    const name = params.name(Key.VOL_NAME);
+    const host = params.name(Key.HOST_ID);
+    const mode = params.oneOf(Key.ACCESS_MODE, ['rw', 'ro'] as const, 'rw');
+    mapVolume(ctx, name, host, mode, params.flag(Key.EXCLUSIVE, false));
     return ok();
   });
 
-  h.set('UNMAP_VOLUME_REQ', async ({ params }) => {
-    const name = params.name('vol_name');
-    const host = params.name('host_id');
-    await unmapVolume(ctx, attach, name, host, params.flag('force', false));
+  h.set(Requests.UNMAP_VOLUME.type, async ({ params }) => {
+    const name = params.name(Key.VOL_NAME);
+    const host = params.name(Key.HOST_ID);
+    await unmapVolume(ctx, attach, name, host, params.flag(Key.FORCE, false));
     return ok();
   });
 
-  h.set('QUERY_VOLUME_HOSTS_REQ', ({ params }) => ok(volumeHosts(ctx, attach, params.name('vol_name'))));
+  h.set(Requests.QUERY_VOLUME_HOSTS.type, ({ params }) => ok(volumeHosts(ctx, attach, params.name(Key.VOL_NAME))));
 
-  h.set('QUERY_HOSTS_REQ', () => ok(hostsList(ctx)));
+  h.set(Requests.QUERY_HOSTS.type, () => ok(hostsList(ctx)));
 
-  h.set('IMPORT_IMAGE_REQ', async ({ params, log }) => {
+  h.set(Requests.IMPORT_IMAGE.type, async ({ params, log }) => {
     const { jobId, volume } = await images.startImport(params, log);
-    return ok([['job_id', jobId], volumeField(ctx, volume)]);
+    return ok([[Key.JOB_ID, jobId], volumeField(ctx, volume)]);
   });
 
-  h.set('EXPORT_IMAGE_REQ', ({ params, log }) => ok([['job_id', images.startExport(params, log)]]));
+  h.set(Requests.EXPORT_IMAGE.type, ({ params, log }) => ok([[Key.JOB_ID, images.startExport(params, log)]]));
 
-  h.set('QUERY_IMAGE_JOB_REQ', ({ params }) => {
-    const id = params.req('job_id');
-    if (!/^[A-Za-z0-9_.-]{1,96}$/.test(id)) throw invalid('job_id', 'is not a job id');
+  h.set(Requests.QUERY_IMAGE_JOB.type, ({ params }) => {
+    const id = params.req(Key.JOB_ID);
+    if (!/^[A-Za-z0-9_.-]{1,96}$/.test(id)) throw invalid(Key.JOB_ID, 'is not a job id');
     const { row, live } = images.job(id);
     return ok([['job0', encodeRecord(jobRecord(row, live))]]);
   });
 
-  h.set('CREATE_GROUP_SNAPSHOT_REQ', async ({ params }) => ok(groupFields(ctx, await createGroupSnapshot(ctx, parseGroupSpec(params)))));
+  h.set(Requests.CREATE_GROUP_SNAPSHOT.type, async ({ params }) => ok(groupFields(ctx, await createGroupSnapshot(ctx, parseGroupSpec(params)))));
 
-  h.set('DELETE_GROUP_SNAPSHOT_REQ', ({ params }) => {
-    deleteGroupSnapshot(ctx, params.name('group_name'));
+  h.set(Requests.DELETE_GROUP_SNAPSHOT.type, ({ params }) => {
+    deleteGroupSnapshot(ctx, params.name(Key.GROUP_NAME));
     return ok();
   });
 
-  h.set('QUERY_GROUP_SNAPSHOT_REQ', ({ params }) => ok(groupFields(ctx, queryGroup(ctx, params.name('group_name')))));
+  h.set(Requests.QUERY_GROUP_SNAPSHOT.type, ({ params }) => ok(groupFields(ctx, queryGroup(ctx, params.name(Key.GROUP_NAME)))));
 
-  h.set('QUERY_SNAPSHOT_EXTENTS_REQ', async ({ params }) => {
-    const snap = readableSnapshot(ctx, params.name('snap_name'), 'snap_name');
+  h.set(Requests.QUERY_SNAPSHOT_EXTENTS.type, async ({ params }) => {
+    const snap = readableSnapshot(ctx, params.name(Key.SNAP_NAME), Key.SNAP_NAME);
     const { offset, limit } = extentWindow(params, snap.sizeBytes);
     try {
       return ok(extentFields(snap.sizeBytes, await allocatedPage(snap.path, snap.sizeBytes, offset, limit)));
@@ -263,24 +275,24 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     }
   });
 
-  h.set('QUERY_SNAPSHOT_DELTA_REQ', async ({ params }) => {
-    const base = readableSnapshot(ctx, params.name('base_snap_name'), 'base_snap_name');
-    const target = readableSnapshot(ctx, params.name('snap_name'), 'snap_name');
+  h.set(Requests.QUERY_SNAPSHOT_DELTA.type, async ({ params }) => {
+    const base = readableSnapshot(ctx, params.name(Key.BASE_SNAP_NAME), Key.BASE_SNAP_NAME);
+    const target = readableSnapshot(ctx, params.name(Key.SNAP_NAME), Key.SNAP_NAME);
     if (base.row.vol_id !== target.row.vol_id || base.row.vol_name !== target.row.vol_name) {
-      throw invalid('base_snap_name', `snapshot ${base.row.name} is of volume ${base.row.vol_name} and ${target.row.name} of volume ${target.row.vol_name}; a delta needs two snapshots of one volume`);
+      throw invalid(Key.BASE_SNAP_NAME, `snapshot ${base.row.name} is of volume ${base.row.vol_name} and ${target.row.name} of volume ${target.row.vol_name}; a delta needs two snapshots of one volume`);
     }
     if (base.row.id > target.row.id) {
-      throw invalid('base_snap_name', `snapshot ${base.row.name} was taken after ${target.row.name}; base_snap_name must be the earlier one`);
+      throw invalid(Key.BASE_SNAP_NAME, `snapshot ${base.row.name} was taken after ${target.row.name}; base_snap_name must be the earlier one`);
     }
     const { offset, limit } = extentWindow(params, target.sizeBytes);
     const shared = ctx.pools.get(target.row.pool)!.linkedClone;
     try {
       const page = await deltaPage({ path: base.path, size: base.sizeBytes }, { path: target.path, size: target.sizeBytes }, offset, limit, shared);
-      return ok([...extentFields(target.sizeBytes, page), ['method', page.method]]);
+      return ok([...extentFields(target.sizeBytes, page), [Key.METHOD, page.method]]);
     } catch (err) {
       throw fromIoError(err, `delta of snapshots ${base.row.name} and ${target.row.name}`);
     }
   });
 
-  return h;
+  return checkedAgainstCatalog(h, 'extended');
 }

@@ -1,4 +1,5 @@
 // Host mappings: which hosts may attach a volume, and how (rw/ro, exclusive).
+import { Key } from '../src/protocol/catalog.js';
 import { encodeRecord, RetCode, type Field } from '../src/protocol/vbs.js';
 import type { AttachService } from './attach.js';
 import type { Ctx } from './context.js';
@@ -16,7 +17,7 @@ function mappableVolume(ctx: Ctx, name: string): VolumeRow {
 
 function checkHost(ctx: Ctx, hostId: string): void {
   if (!ctx.store.hosts().some((h) => h.host_id === hostId)) {
-    throw new VbsError(RetCode.HOST_NOT_EXIST, `host_id: host ${hostId} is not known to this VBS`);
+    throw new VbsError(RetCode.HOST_NOT_EXIST, `${Key.HOST_ID}: host ${hostId} is not known to this VBS`);
   }
 }
 
@@ -27,11 +28,11 @@ export function mapVolume(ctx: Ctx, name: string, hostId: string, mode: 'rw' | '
   const same = mappings.find((m) => m.host_id === hostId);
   if (same) {
     if (same.access_mode === mode) return;
-    throw new VbsError(RetCode.MAP_CONFLICT, `access_mode: volume ${name} is mapped to ${hostId} as ${same.access_mode}`);
+    throw new VbsError(RetCode.MAP_CONFLICT, `${Key.ACCESS_MODE}: volume ${name} is mapped to ${hostId} as ${same.access_mode}`);
   }
   const others = mappings.filter((m) => m.host_id !== hostId);
   if (exclusive && others.length > 0) {
-    throw new VbsError(RetCode.MAPPED_ELSEWHERE, `exclusive: volume ${name} is mapped to ${others.map((m) => m.host_id).join(', ')}`);
+    throw new VbsError(RetCode.MAPPED_ELSEWHERE, `${Key.EXCLUSIVE}: volume ${name} is mapped to ${others.map((m) => m.host_id).join(', ')}`);
   }
   ctx.store.upsertMapping(row.id, hostId, mode);
 }
@@ -58,7 +59,7 @@ export function volumeHosts(ctx: Ctx, attach: AttachService, name: string): Fiel
   const row = ctx.store.volume(name);
   if (!row) throw notExist(`volume ${name}`);
   const mappings = ctx.store.mappings(row.id);
-  const fields: Field[] = [['host_num', String(mappings.length)]];
+  const fields: Field[] = [[Key.HOST_NUM, String(mappings.length)]];
   mappings.forEach((m, i) => {
     const device = attach.deviceOf(row, m.host_id);
     fields.push([`host${i}`, encodeRecord({ host_id: m.host_id, access_mode: m.access_mode, attached: device ? 1 : 0, dev_addr: device ?? '' })]);
@@ -68,7 +69,7 @@ export function volumeHosts(ctx: Ctx, attach: AttachService, name: string): Fiel
 
 export function hostsList(ctx: Ctx): Field[] {
   const hosts = ctx.store.hosts();
-  const fields: Field[] = [['host_num', String(hosts.length)]];
+  const fields: Field[] = [[Key.HOST_NUM, String(hosts.length)]];
   hosts.forEach((h, i) => fields.push([`host${i}`, encodeRecord({ host_id: h.host_id, local: h.local })]));
   return fields;
 }

@@ -1,15 +1,19 @@
-// The original level of the socket API (docs/socket-api.md, "The original level"): the 2014 product as the
-// Cinder driver's sources show it and nothing more. Nine requests, each with only the keys that driver sent;
-// replies `retcode=N` plus records that carry `status` alone (pools: the five fields, integer GiB); every
+// The original level of the socket API (docs/socket-api.md §1.4): the 2014 product as the Cinder driver's
+// sources show it and nothing more. Nine requests, each with only the keys that driver sent; replies
+// `retcode=N` alone, the queries' records carrying `status` alone (pools: the five fields, whole GiB); every
 // failure the generic `retcode=1`, but a query of what does not exist `retcode=-900079`. No token, no
 // request id, no ret_desc. The operations are the extended level's (volumes.ts, snapshots.ts); only the
 // request and reply forms differ.
 import { encodeReply, Fields, parseRequest, ProtocolError, RetCode, SnapshotStatus, VolumeStatus, type Field } from '../src/protocol/vbs.js';
+import {
+  Field as RecordField, isMutating, Key, keysAt, ORIGINAL_GENERIC_FAILURE, RecordPrefix, recordFields, requestTypesOf, Requests,
+  type RecordPrefixName,
+} from '../src/protocol/catalog.js';
 import { KvCode, type KvMethod } from '../src/protocol/kv.js';
 import type { KvReply } from './attach.js';
 import type { Ctx } from './context.js';
 import { VbsError } from './errors.js';
-import type { Handler, Reply } from './handlers.js';
+import { checkedAgainstCatalog, type Handler, type Reply } from './handlers.js';
 import type { Logger } from './log.js';
 import { Params } from './params.js';
 import { field, poolRecord, snapshotRecord, volumeRecord } from './records.js';
@@ -17,32 +21,16 @@ import { createSnapshot, deleteSnapshot } from './snapshots.js';
 import type { SnapshotRow, VolumeRow } from './store.js';
 import { cloneVolume, createVolume, deleteVolume, extendVolume, parseCreateSpec } from './volumes.js';
 
-/** The product's generic failure: all it ever said about a request that did not work. */
-export const ORIGINAL_FAILURE = 1;
-
-/** The nine requests of the original level and the keys the Cinder driver sent with each. */
-export const ORIGINAL_REQUEST_KEYS: Readonly<Record<string, readonly string[]>> = {
-  CREATE_VOLUME_REQ: [
-    'vol_name', 'vol_size', 'pool_id', 'thin_flag', 'reserved', 'volume_space_reserved', 'force_provision_size', 'iops',
-    'max_iops', 'min_iops', 'cache_size', 'repicate_num', 'repicate_tolerant_num', 'encrypt_algorithm', 'consistency',
-    'stor_space_level', 'compress_algorithm', 'deduplication', 'snapshot', 'backup_cycle', 'tolerance_disk_failure',
-    'tolerance_cache_failure', 'IOClASSID', 'IOPRIORITY',
-  ],
-  DELETE_VOLUME_REQ: ['vol_name'],
-  EXTEND_VOLUME_REQ: ['vol_name', 'vol_size'],
-  CREATE_SNAPSHOT_REQ: ['snap_name', 'vol_name', 'smartflag'],
-  DELETE_SNAPSHOT_REQ: ['snap_name'],
-  CREATE_VOLUME_FROM_SNAPSHOT_REQ: ['vol_name', 'vol_size', 'snap_name_src', 'vol_num'],
-  QUERY_VOLUME_REQ: ['vol_name'],
-  QUERY_SNAPSHOT_REQ: ['snap_name'],
-  QUERY_POOLS_CAPABILITY_REQ: ['pool_num', 'pool_id'],
-};
-
 /** The two queries whose "does not exist" is told apart from a failure. */
-const QUERIES = new Set(['QUERY_VOLUME_REQ', 'QUERY_SNAPSHOT_REQ']);
+const QUERIES: ReadonlySet<string> = new Set([Requests.QUERY_VOLUME.type, Requests.QUERY_SNAPSHOT.type]);
 
-/** The five pool fields the Cinder driver read, capacities in whole GiB rounded down. */
-const POOL_FIELDS = ['stor_id', 'total_capacity', 'usable_capacity', 'raid_level', 'iops'] as const;
+/** The keys each original request takes, per the catalog; the rest are dropped unread. */
+const ORIGINAL_KEYS = new Map(requestTypesOf('original').map((type) => [type, new Set<string>(keysAt(type, 'original'))]));
+
+/** A record cut down to the fields the original level's records carry (catalog: `level: 'original'`). */
+function originalRecord(prefix: RecordPrefixName, record: Record<string, string | number>): Record<string, string | number> {
+  return Object.fromEntries(recordFields(prefix, 'original').map((k) => [k, record[k]!]));
+}
 
 const ok = (fields: Field[] = []): Reply => ({ retcode: RetCode.OK, fields });
 
@@ -50,20 +38,21 @@ const ok = (fields: Field[] = []): Reply => ({ retcode: RetCode.OK, fields });
  * A volume's status as the product reported it: 1 available, 2 attached (in use), 10 busy; a delete that is
  * accepted but not finished still reads 1 (the product had no "deleting" status the driver knew); 12 faulty.
  */
-function volumeStatus(ctx: Ctx, row: VolumeRow): number {
-  const status = Number(volumeRecord(ctx, row).status);
-  if (status === VolumeStatus.DELETING) return VolumeStatus.AVAILABLE;
-  if (status === VolumeStatus.AVAILABLE && ctx.store.attachment(row.id)?.state === 'attached') return VolumeStatus.IN_USE;
-  return status;
+function volumeOnly(ctx: Ctx, row: VolumeRow): Field {
+  const record = volumeRecord(ctx, row);
+  let status = Number(record[RecordField.STATUS]);
+  if (status === VolumeStatus.DELETING) status = VolumeStatus.AVAILABLE;
+  else if (status === VolumeStatus.AVAILABLE && ctx.store.attachment(row.id)?.state === 'attached') status = VolumeStatus.IN_USE;
+  return field(`${RecordPrefix.VOLUME}0`, originalRecord(RecordPrefix.VOLUME, { ...record, [RecordField.STATUS]: status }));
 }
 
-function snapshotStatus(ctx: Ctx, row: SnapshotRow): number {
-  const status = Number(snapshotRecord(ctx, row).status);
-  return status === SnapshotStatus.DELETING ? SnapshotStatus.AVAILABLE : status;
+function snapshotOnly(ctx: Ctx, row: SnapshotRow): Field {
+  const record = snapshotRecord(ctx, row);
+  const status = Number(record[RecordField.STATUS]);
+  return field(`${RecordPrefix.SNAPSHOT}0`, originalRecord(RecordPrefix.SNAPSHOT, {
+    ...record, [RecordField.STATUS]: status === SnapshotStatus.DELETING ? SnapshotStatus.AVAILABLE : status,
+  }));
 }
-
-const volumeOnly = (ctx: Ctx, row: VolumeRow): Field => field('volume0', { status: volumeStatus(ctx, row) });
-const snapshotOnly = (ctx: Ctx, row: SnapshotRow): Field => field('snapshot0', { status: snapshotStatus(ctx, row) });
 
 const notExist = (): VbsError => new VbsError(RetCode.NOT_EXIST, 'does not exist');
 
@@ -71,78 +60,75 @@ const notExist = (): VbsError => new VbsError(RetCode.NOT_EXIST, 'does not exist
 export function buildOriginalHandlers(ctx: Ctx): Map<string, Handler> {
   const h = new Map<string, Handler>();
 
-  h.set('CREATE_VOLUME_REQ', async ({ params }) => {
+  h.set(Requests.CREATE_VOLUME.type, async ({ params }) => {
     // The product knew no default pool: the Cinder driver always named one.
-    params.name('pool_id');
-    const row = await createVolume(ctx, parseCreateSpec(ctx, params, true));
-    return ok([volumeOnly(ctx, row)]);
+    params.name(Key.POOL_ID);
+    await createVolume(ctx, parseCreateSpec(ctx, params, true));
+    // The product answered a create with its retcode alone (docs/socket-api.md §1.3); the caller queries.
+    return ok();
   });
 
-  h.set('DELETE_VOLUME_REQ', ({ params }) => {
+  h.set(Requests.DELETE_VOLUME.type, ({ params }) => {
     // Asynchronous: the caller polls QUERY_VOLUME_REQ until -900079. A failure in the background shows as
     // the volume staying (reconcile retries it at the next start).
-    void deleteVolume(ctx, params.name('vol_name'));
+    void deleteVolume(ctx, params.name(Key.VOL_NAME));
     return ok();
   });
 
-  h.set('EXTEND_VOLUME_REQ', async ({ params }) => {
-    const row = await extendVolume(ctx, params.name('vol_name'), params.sizeMb());
-    return ok([volumeOnly(ctx, row)]);
+  h.set(Requests.EXTEND_VOLUME.type, async ({ params }) => {
+    await extendVolume(ctx, params.name(Key.VOL_NAME), params.sizeMb());
+    return ok();
   });
 
-  h.set('QUERY_VOLUME_REQ', ({ params }) => {
-    const row = ctx.store.volume(params.name('vol_name'));
+  h.set(Requests.QUERY_VOLUME.type, ({ params }) => {
+    const row = ctx.store.volume(params.name(Key.VOL_NAME));
     if (!row) throw notExist();
     return ok([volumeOnly(ctx, row)]);
   });
 
-  h.set('CREATE_SNAPSHOT_REQ', async ({ params }) => {
-    const row = await createSnapshot(ctx, params.name('snap_name'), params.name('vol_name'));
-    return ok([snapshotOnly(ctx, row)]);
-  });
-
-  h.set('DELETE_SNAPSHOT_REQ', ({ params }) => {
-    void deleteSnapshot(ctx, params.name('snap_name'));
+  h.set(Requests.CREATE_SNAPSHOT.type, async ({ params }) => {
+    await createSnapshot(ctx, params.name(Key.SNAP_NAME), params.name(Key.VOL_NAME));
     return ok();
   });
 
-  h.set('QUERY_SNAPSHOT_REQ', ({ params }) => {
-    const row = ctx.store.snapshot(params.name('snap_name'));
+  h.set(Requests.DELETE_SNAPSHOT.type, ({ params }) => {
+    void deleteSnapshot(ctx, params.name(Key.SNAP_NAME));
+    return ok();
+  });
+
+  h.set(Requests.QUERY_SNAPSHOT.type, ({ params }) => {
+    const row = ctx.store.snapshot(params.name(Key.SNAP_NAME));
     if (!row) throw notExist();
     return ok([snapshotOnly(ctx, row)]);
   });
 
-  h.set('CREATE_VOLUME_FROM_SNAPSHOT_REQ', async ({ params }) => {
-    params.name('vol_name');
-    const snap = params.name('snap_name_src');
-    params.int('vol_num', 1, 1, 1);
+  h.set(Requests.CREATE_VOLUME_FROM_SNAPSHOT.type, async ({ params }) => {
+    params.name(Key.VOL_NAME);
+    const snap = params.name(Key.SNAP_NAME_SRC);
+    params.int(Key.VOL_NUM, 1, 1, 1);
     // Always a linked clone, in the snapshot's pool (the request names no pool).
-    const row = await cloneVolume(ctx, params, { type: 'snapshot', name: snap }, 'linked', ORIGINAL_FAILURE);
-    return ok([volumeOnly(ctx, row)]);
+    await cloneVolume(ctx, params, { type: 'snapshot', name: snap }, 'linked', ORIGINAL_GENERIC_FAILURE);
+    return ok();
   });
 
-  h.set('QUERY_POOLS_CAPABILITY_REQ', ({ params }) => {
-    const count = params.int('pool_num', 0, 1000, 0);
-    const ids = params.fields.getAll('pool_id').map((v) => v.trim()).filter((v) => v !== '');
+  h.set(Requests.QUERY_POOLS_CAPABILITY.type, ({ params }) => {
+    const count = params.int(Key.POOL_NUM, 0, 1000, 0);
+    const ids = params.fields.getAll(Key.POOL_ID).map((v) => v.trim()).filter((v) => v !== '');
     // Only the pools asked for by id, the first pool_num of them: the product had no "all pools".
     const pools = ids.slice(0, count).map((id) => {
       const pool = ctx.pools.get(id);
       if (!pool) throw new VbsError(RetCode.POOL_NOT_EXIST, `pool ${id} does not exist`);
       return pool;
     });
-    return ok(pools.map((pool, i) => {
-      const full = poolRecord(ctx, pool);
-      return field(`pool${i}`, Object.fromEntries(POOL_FIELDS.map((k) => [k, full[k]!])));
-    }));
+    return ok(pools.map((pool, i) => field(`${RecordPrefix.POOL}${i}`, originalRecord(RecordPrefix.POOL, poolRecord(ctx, pool)))));
   });
 
-  return h;
+  return checkedAgainstCatalog(h, 'original');
 }
 
 export interface OriginalServerOptions {
   handlers: Map<string, Handler>;
   log: Logger;
-  mutating: ReadonlySet<string>;
   stopping: () => boolean;
 }
 
@@ -159,10 +145,9 @@ export async function handleOriginalRequest(bytes: Buffer, options: OriginalServ
     const req = parseRequest(bytes);
     type = req.type;
     const handler = options.handlers.get(type);
-    const keys = ORIGINAL_REQUEST_KEYS[type];
-    if (!handler || !keys) throw new VbsError(ORIGINAL_FAILURE, `unknown request type ${type}`);
-    if (options.stopping()) throw new VbsError(ORIGINAL_FAILURE, 'the VBS is shutting down');
-    const known = new Set(keys);
+    const known = ORIGINAL_KEYS.get(type);
+    if (!handler || !known) throw new VbsError(ORIGINAL_GENERIC_FAILURE, `unknown request type ${type}`);
+    if (options.stopping()) throw new VbsError(ORIGINAL_GENERIC_FAILURE, 'the VBS is shutting down');
     const params = new Params(new Fields(req.fields.list.filter(([k]) => known.has(k))));
     let child: Logger | undefined;
     const log = (): Logger => (child ??= options.log.child({ request_id: `emu-${counter}`, req: type }));
@@ -174,14 +159,14 @@ export async function handleOriginalRequest(bytes: Buffer, options: OriginalServ
       if (!(err instanceof VbsError) && !(err instanceof ProtocolError)) {
         options.log.error({ err, req: type }, 'internal error');
       }
-      reply = { retcode: ORIGINAL_FAILURE, fields: [] };
+      reply = { retcode: ORIGINAL_GENERIC_FAILURE, fields: [] };
     }
     why = (err as Error).message;
   }
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   // The log keeps what the wire does not say: why a request failed.
   const entry = { request_id: `emu-${counter}`, req: type, retcode: reply.retcode, ms: Math.round(ms * 1000) / 1000, ...(why ? { why } : {}) };
-  if (options.mutating.has(type)) options.log.info(entry, 'request');
+  if (isMutating(type)) options.log.info(entry, 'request');
   else if (options.log.isLevelEnabled('debug')) options.log.debug(entry, 'request');
   return encodeReply(reply.retcode, reply.fields);
 }
@@ -193,10 +178,10 @@ export async function handleOriginalRequest(bytes: Buffer, options: OriginalServ
  * querydev of a volume that is not attached.
  */
 export function encodeOriginalKvReply(method: KvMethod | undefined, r: KvReply): Buffer {
-  let code: number = r.ret_code === KvCode.OK ? KvCode.OK : ORIGINAL_FAILURE;
+  let code: number = r.ret_code === KvCode.OK ? KvCode.OK : ORIGINAL_GENERIC_FAILURE;
   if (method === 'attach' && r.ret_code === KvCode.ALREADY_ATTACHED) code = KvCode.ALREADY_ATTACHED;
   if (method === 'detach' && r.nothingToDetach === 'not-attached') code = KvCode.NOT_MOUNT_NODE;
-  if (method === 'detach' && r.nothingToDetach === 'no-volume') code = ORIGINAL_FAILURE;
+  if (method === 'detach' && r.nothingToDetach === 'no-volume') code = ORIGINAL_GENERIC_FAILURE;
   let text = `ret_code=${code}\n`;
   if (method === 'querydev' && code === KvCode.OK && r.dev_addr) text += `dev_addr=${r.dev_addr}\n`;
   return Buffer.from(text, 'utf8');

@@ -1,4 +1,5 @@
 // Validation of request keys: every failure names the key (docs/socket-api.md §2.2).
+import { Key } from '../src/protocol/catalog.js';
 import { Fields, isValidName } from '../src/protocol/vbs.js';
 import { invalid } from './errors.js';
 
@@ -62,19 +63,19 @@ export class Params {
     return this.oneOf(key, ['0', '1'], def ? '1' : '0') === '1';
   }
 
-  sizeMb(key = 'vol_size'): number {
+  sizeMb(key: string = Key.VOL_SIZE): number {
     const v = this.req(key);
     return this.parseInt(key, v, 1, MAX_VOLUME_MB, 'MiB');
   }
 
-  optSizeMb(key = 'vol_size'): number | undefined {
+  optSizeMb(key: string = Key.VOL_SIZE): number | undefined {
     return this.optInt(key, 1, MAX_VOLUME_MB, 'MiB');
   }
 
   /** Pagination: `marker` (a name or empty) and `limit` (1-1000, default 100). */
   page(): { marker: string; limit: number } {
-    const marker = this.fields.get('marker')?.trim() ?? '';
-    if (marker !== '' && !isValidName(marker)) throw invalid('marker', 'must be empty or a name from a previous next_marker');
-    return { marker, limit: this.int('limit', 1, 1000, 100) };
+    const marker = this.fields.get(Key.MARKER)?.trim() ?? '';
+    if (marker !== '' && !isValidName(marker)) throw invalid(Key.MARKER, 'must be empty or a name from a previous next_marker');
+    return { marker, limit: this.int(Key.LIMIT, 1, 1000, 100) };
   }
 }

@@ -1,4 +1,5 @@
 // Records of the socket API (docs/socket-api.md §2.4), built from rows and the pool's file system.
+import { Field as RecordField, Key } from '../src/protocol/catalog.js';
 import { encodeRecord, SnapshotStatus, VolumeStatus, type Field } from '../src/protocol/vbs.js';
 import type { Ctx } from './context.js';
 import { allocationOf, MiB } from './files.js';
@@ -38,26 +39,26 @@ export function volumeRecord(ctx: Ctx, row: VolumeRow, allocBytes?: number): Rec
   const problem = row.state === 'fault' ? row.fault_reason : poolProblem(ctx, row.pool) || missing;
   const alloc = stat ?? 0;
   return {
-    status: problem && row.state !== 'deleting' ? VolumeStatus.FAULT : volumeStatus(row, mappings.length > 0),
-    vol_name: row.name,
-    vol_size: row.size_mb,
-    pool_id: row.pool,
-    thin_flag: row.thin,
-    alloc_size: Math.ceil(alloc / MiB),
-    create_time: row.create_time,
-    src_type: row.src_type,
-    src_name: row.src_name,
-    clone_type: row.clone_type,
-    max_iops: row.max_iops,
-    max_mbps: row.max_mbps,
-    IOPRIORITY: row.io_priority,
-    cache_policy: row.cache_policy,
-    mapped_hosts: mappings.map((m) => m.host_id).join(':'),
-    health: problem ? 'fault' : 'ok',
-    fault_reason: problem,
-    snap_num: ctx.store.snapshotCount(row.id),
-    IOClASSID: row.io_class_id,
-    job_id: row.job_id ?? '',
+    [RecordField.STATUS]: problem && row.state !== 'deleting' ? VolumeStatus.FAULT : volumeStatus(row, mappings.length > 0),
+    [Key.VOL_NAME]: row.name,
+    [Key.VOL_SIZE]: row.size_mb,
+    [Key.POOL_ID]: row.pool,
+    [Key.THIN_FLAG]: row.thin,
+    [RecordField.ALLOC_SIZE]: Math.ceil(alloc / MiB),
+    [RecordField.CREATE_TIME]: row.create_time,
+    [RecordField.SRC_TYPE]: row.src_type,
+    [RecordField.SRC_NAME]: row.src_name,
+    [Key.CLONE_TYPE]: row.clone_type,
+    [Key.MAX_IOPS]: row.max_iops,
+    [Key.MAX_MBPS]: row.max_mbps,
+    [Key.IO_PRIORITY]: row.io_priority,
+    [Key.CACHE_POLICY]: row.cache_policy,
+    [RecordField.MAPPED_HOSTS]: mappings.map((m) => m.host_id).join(':'),
+    [RecordField.HEALTH]: problem ? 'fault' : 'ok',
+    [RecordField.FAULT_REASON]: problem,
+    [Key.SNAP_NUM]: ctx.store.snapshotCount(row.id),
+    [Key.IO_CLASS_ID]: row.io_class_id,
+    [Key.JOB_ID]: row.job_id ?? '',
   };
 }
 
@@ -76,17 +77,17 @@ export function snapshotRecord(ctx: Ctx, row: SnapshotRow): Record<string, strin
   }
   const alloc = stat ?? 0;
   return {
-    status,
-    snap_name: row.name,
-    vol_name: row.vol_name,
-    vol_size: row.size_mb,
-    pool_id: row.pool,
-    alloc_size: Math.ceil(alloc / MiB),
-    create_time: row.create_time,
-    dependents,
-    group_name: row.group_name,
-    health: problem ? 'fault' : 'ok',
-    fault_reason: problem,
+    [RecordField.STATUS]: status,
+    [Key.SNAP_NAME]: row.name,
+    [Key.VOL_NAME]: row.vol_name,
+    [Key.VOL_SIZE]: row.size_mb,
+    [Key.POOL_ID]: row.pool,
+    [RecordField.ALLOC_SIZE]: Math.ceil(alloc / MiB),
+    [RecordField.CREATE_TIME]: row.create_time,
+    [RecordField.DEPENDENTS]: dependents,
+    [Key.GROUP_NAME]: row.group_name,
+    [RecordField.HEALTH]: problem ? 'fault' : 'ok',
+    [RecordField.FAULT_REASON]: problem,
   };
 }
 
@@ -99,22 +100,22 @@ export function groupRecord(ctx: Ctx, row: GroupRow, members: SnapshotRow[]): Re
     for (const m of members) {
       if (problem) break;
       const rec = snapshotRecord(ctx, m);
-      if (rec.health !== 'ok') problem = `member ${m.name}: ${rec.fault_reason}`;
+      if (rec[RecordField.HEALTH] !== 'ok') problem = `member ${m.name}: ${rec[RecordField.FAULT_REASON]}`;
     }
   }
   const status = row.state === 'creating' ? SnapshotStatus.CREATING : row.state === 'deleting' ? SnapshotStatus.DELETING
     : problem ? SnapshotStatus.FAULT : SnapshotStatus.AVAILABLE;
   return {
-    status,
-    group_name: row.name,
-    pool_id: row.pool,
-    create_time: row.create_time,
-    snap_num: members.length,
-    vol_names: row.vol_names,
-    quiesce: row.quiesce,
-    frozen_num: row.frozen_num,
-    health: problem ? 'fault' : 'ok',
-    fault_reason: problem,
+    [RecordField.STATUS]: status,
+    [Key.GROUP_NAME]: row.name,
+    [Key.POOL_ID]: row.pool,
+    [RecordField.CREATE_TIME]: row.create_time,
+    [Key.SNAP_NUM]: members.length,
+    [RecordField.VOL_NAMES]: row.vol_names,
+    [Key.QUIESCE]: row.quiesce,
+    [RecordField.FROZEN_NUM]: row.frozen_num,
+    [RecordField.HEALTH]: problem ? 'fault' : 'ok',
+    [RecordField.FAULT_REASON]: problem,
   };
 }
 
@@ -134,36 +135,36 @@ export function poolRecord(ctx: Ctx, pool: Pool): Record<string, string | number
   const ratio = ctx.config.maxOversubscription;
   const thinCapacityMb = Math.max(0, Math.floor(totalMb * ratio) - provisionedMb);
   return {
-    stor_id: pool.name,
-    total_capacity: Math.floor(total / GiB),
-    usable_capacity: Math.floor(free / GiB),
-    raid_level: 0,
-    iops: 0,
-    total_capacity_mb: totalMb,
-    usable_capacity_mb: freeMb,
-    provisioned_mb: provisionedMb,
-    allocated_mb: Math.ceil(used / MiB),
-    max_oversubscription: Number.isInteger(ratio) ? ratio.toFixed(1) : String(ratio),
-    thin_capacity_mb: thinCapacityMb,
-    thick_capacity_mb: Math.min(freeMb, thinCapacityMb),
-    linked_clone: pool.linkedClone ? 1 : 0,
-    pool_type: pool.kind,
-    hosts: ctx.store.hosts().map((h) => h.host_id).join(':'),
-    health: pool.healthy ? 'ok' : 'fault',
-    fault_reason: pool.faultReason,
+    [RecordField.STOR_ID]: pool.name,
+    [RecordField.TOTAL_CAPACITY]: Math.floor(total / GiB),
+    [RecordField.USABLE_CAPACITY]: Math.floor(free / GiB),
+    [RecordField.RAID_LEVEL]: 0,
+    [Key.IOPS]: 0,
+    [RecordField.TOTAL_CAPACITY_MB]: totalMb,
+    [RecordField.USABLE_CAPACITY_MB]: freeMb,
+    [RecordField.PROVISIONED_MB]: provisionedMb,
+    [RecordField.ALLOCATED_MB]: Math.ceil(used / MiB),
+    [RecordField.MAX_OVERSUBSCRIPTION]: Number.isInteger(ratio) ? ratio.toFixed(1) : String(ratio),
+    [RecordField.THIN_CAPACITY_MB]: thinCapacityMb,
+    [RecordField.THICK_CAPACITY_MB]: Math.min(freeMb, thinCapacityMb),
+    [RecordField.LINKED_CLONE]: pool.linkedClone ? 1 : 0,
+    [RecordField.POOL_TYPE]: pool.kind,
+    [RecordField.HOSTS]: ctx.store.hosts().map((h) => h.host_id).join(':'),
+    [RecordField.HEALTH]: pool.healthy ? 'ok' : 'fault',
+    [RecordField.FAULT_REASON]: pool.faultReason,
   };
 }
 
 export function jobRecord(row: JobRow, live?: { bytesDone: number; bytesTotal: number }): Record<string, string | number> {
   return {
-    job_id: row.job_id,
-    job_type: row.job_type,
-    status: row.status,
-    vol_name: row.vol_name,
-    snap_name: row.snap_name,
-    bytes_done: live?.bytesDone ?? row.bytes_done,
-    bytes_total: live?.bytesTotal ?? row.bytes_total,
-    error: row.error,
+    [Key.JOB_ID]: row.job_id,
+    [RecordField.JOB_TYPE]: row.job_type,
+    [RecordField.STATUS]: row.status,
+    [Key.VOL_NAME]: row.vol_name,
+    [Key.SNAP_NAME]: row.snap_name,
+    [RecordField.BYTES_DONE]: live?.bytesDone ?? row.bytes_done,
+    [RecordField.BYTES_TOTAL]: live?.bytesTotal ?? row.bytes_total,
+    [RecordField.ERROR]: row.error,
   };
 }
 

@@ -4,15 +4,16 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmodSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
+import { isKnownAt, isMutating, Key, ORIGINAL_GENERIC_FAILURE } from '../src/protocol/catalog.js';
 import { KV_METHODS, KvCode, MAX_KV_MESSAGE_BYTES, type KvMethod } from '../src/protocol/kv.js';
 import {
   encodeReply, findRequestEnd, isValidName, MAX_REQUEST_BYTES, parseRequest, ProtocolError, RetCode, type Field,
 } from '../src/protocol/vbs.js';
 import type { AttachService, KvReply } from './attach.js';
 import { VbsError } from './errors.js';
-import { MUTATING, type Handler, type Reply } from './handlers.js';
+import type { Handler, Reply } from './handlers.js';
 import type { Logger } from './log.js';
-import { encodeOriginalKvReply, handleOriginalRequest, ORIGINAL_FAILURE } from './original.js';
+import { encodeOriginalKvReply, handleOriginalRequest } from './original.js';
 import { Params } from './params.js';
 
 const INCOMPLETE_REQUEST_TIMEOUT_MS = 10_000;
@@ -239,10 +240,10 @@ export class ControlServer extends OneShotServer {
       maxBytes: MAX_REQUEST_BYTES,
       quietMs: options.quietMs,
       log: options.log,
-      tooLarge: () => original ? encodeReply(ORIGINAL_FAILURE)
-        : encodeReply(RetCode.TOO_LARGE, { ret_desc: `request exceeds ${MAX_REQUEST_BYTES} bytes` }),
+      tooLarge: () => original ? encodeReply(ORIGINAL_GENERIC_FAILURE)
+        : encodeReply(RetCode.TOO_LARGE, { [Key.RET_DESC]: `request exceeds ${MAX_REQUEST_BYTES} bytes` }),
       onRequest: (bytes) => original
-        ? handleOriginalRequest(bytes, { handlers: options.handlers, log: options.log, mutating: MUTATING, stopping: options.stopping }, ++this.counter)
+        ? handleOriginalRequest(bytes, { handlers: options.handlers, log: options.log, stopping: options.stopping }, ++this.counter)
         : this.handle(bytes, expected),
     });
   }
@@ -260,37 +261,37 @@ export class ControlServer extends OneShotServer {
     try {
       const req = parseRequest(bytes);
       type = req.type;
-      const rid = req.fields.get('request_id');
+      const rid = req.fields.get(Key.REQUEST_ID);
       if (rid !== undefined && REQUEST_ID_PATTERN.test(rid)) requestId = rid;
       bindings = { request_id: requestId ?? `emu-${++this.counter}`, req: type };
       // The token is checked before any other key is looked at.
       if (expectedToken) {
-        const given = req.fields.get('auth_token');
+        const given = req.fields.get(Key.AUTH_TOKEN);
         if (!tokenMatches(given, expectedToken)) {
-          throw new VbsError(RetCode.AUTH_FAILED, `auth_token: ${given === undefined ? 'missing' : 'wrong'}`);
+          throw new VbsError(RetCode.AUTH_FAILED, `${Key.AUTH_TOKEN}: ${given === undefined ? 'missing' : 'wrong'}`);
         }
       }
       if (rid !== undefined && requestId === undefined) {
-        throw new VbsError(RetCode.INVALID_PARAMETER, 'request_id: must be 1-128 printable characters');
+        throw new VbsError(RetCode.INVALID_PARAMETER, `${Key.REQUEST_ID}: must be 1-128 printable characters`);
       }
-      const handler = handlers.get(type);
+      const handler = isKnownAt(type, 'extended') ? handlers.get(type) : undefined;
       if (!handler) throw new VbsError(RetCode.UNKNOWN_REQUEST, `unknown request type ${type}`);
       if (this.options.stopping()) throw new VbsError(RetCode.UNAVAILABLE, 'the VBS is shutting down; retry');
       reply = await handler({ params: new Params(req.fields), get log() { return log(); } });
     } catch (err) {
-      if (err instanceof VbsError) reply = { retcode: err.retcode, fields: [['ret_desc', err.message], ...err.fields] };
-      else if (err instanceof ProtocolError) reply = { retcode: err.retcode, fields: [['ret_desc', err.message]] };
+      if (err instanceof VbsError) reply = { retcode: err.retcode, fields: [[Key.RET_DESC, err.message], ...err.fields] };
+      else if (err instanceof ProtocolError) reply = { retcode: err.retcode, fields: [[Key.RET_DESC, err.message]] };
       else {
         log().error({ err }, 'internal error');
-        reply = { retcode: RetCode.INTERNAL, fields: [['ret_desc', `internal error: ${(err as Error).message}`]] };
+        reply = { retcode: RetCode.INTERNAL, fields: [[Key.RET_DESC, `internal error: ${(err as Error).message}`]] };
       }
     }
     const fields: Field[] = [...reply.fields];
-    if (requestId !== undefined) fields.push(['request_id', requestId]);
+    if (requestId !== undefined) fields.push([Key.REQUEST_ID, requestId]);
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const entry = { retcode: reply.retcode, ms: Math.round(ms * 1000) / 1000, ...(reply.retcode !== 0 ? { ret_desc: reply.fields[0]?.[1] } : {}) };
     if (reply.retcode === RetCode.INTERNAL) baseLog.error({ ...bindings, ...entry }, 'request failed');
-    else if (MUTATING.has(type)) baseLog.info({ ...bindings, ...entry }, 'request');
+    else if (isMutating(type)) baseLog.info({ ...bindings, ...entry }, 'request');
     else if (baseLog.isLevelEnabled('debug')) baseLog.debug({ ...bindings, ...entry }, 'request');
     return encodeReply(reply.retcode, fields);
   }

@@ -1,5 +1,6 @@
 // Snapshots: a reflink copy of the volume file (a sparse full copy on a directory pool), taken after the
 // volume's block device is flushed, so the snapshot is crash-consistent.
+import { Key } from '../src/protocol/catalog.js';
 import { promises as fsp, renameSync } from 'node:fs';
 import { RetCode, type Field } from '../src/protocol/vbs.js';
 import { nowSeconds, usablePool, type Ctx } from './context.js';
@@ -20,7 +21,7 @@ export async function createSnapshot(ctx: Ctx, name: string, volName: string): P
   const holder = ctx.locks.holder(snapKey(name));
   if (existing) {
     if (holder || existing.state === 'creating' || existing.state === 'deleting') throw busy(`snapshot ${name}`, holder ?? existing.state);
-    throw new VbsError(RetCode.ALREADY_EXISTS, `snap_name: snapshot ${name} already exists`, [snapshotField(ctx, existing)]);
+    throw new VbsError(RetCode.ALREADY_EXISTS, `${Key.SNAP_NAME}: snapshot ${name} already exists`, [snapshotField(ctx, existing)]);
   }
   if (holder) throw busy(`snapshot ${name}`, holder);
   const vol = ctx.store.volume(volName);
@@ -61,7 +62,7 @@ export function deleteSnapshot(ctx: Ctx, name: string): Promise<boolean> {
   if (!row) throw notExist(`snapshot ${name}`);
   if (row.state === 'deleting') return Promise.resolve(false);
   if (row.group_name !== '' && ctx.store.group(row.group_name)) {
-    throw new VbsError(RetCode.GROUP_MEMBER, `snap_name: snapshot ${name} belongs to group snapshot ${row.group_name}; delete the group instead`);
+    throw new VbsError(RetCode.GROUP_MEMBER, `${Key.SNAP_NAME}: snapshot ${name} belongs to group snapshot ${row.group_name}; delete the group instead`);
   }
   const holder = ctx.locks.holder(snapKey(name));
   if (holder || row.state === 'creating') throw busy(`snapshot ${name}`, holder ?? row.state);

@@ -1,5 +1,6 @@
 // Volumes: create (thin or thick), clone (from a snapshot or a volume, linked or full), extend, modify,
 // delete. Each keeps the order of file work and commits that reconcile.ts relies on (emulator/README.md).
+import { Key } from '../src/protocol/catalog.js';
 import { promises as fsp, renameSync, unlinkSync } from 'node:fs';
 import { RetCode, type Field } from '../src/protocol/vbs.js';
 import { nowSeconds, poolOf, usablePool, type Ctx } from './context.js';
@@ -30,7 +31,7 @@ export interface CreateSpec extends QosSpec {
   thin: boolean;
 }
 
-const UNSUPPORTED_KEYS = ['encrypt_algorithm', 'compress_algorithm', 'deduplication'] as const;
+const UNSUPPORTED_KEYS = [Key.ENCRYPT_ALGORITHM, Key.COMPRESS_ALGORITHM, Key.DEDUPLICATION] as const;
 
 /** The original keys naming features this VBS does not offer are refused unless neutral (empty or 0). */
 function refuseUnsupported(p: Params): void {
@@ -38,34 +39,34 @@ function refuseUnsupported(p: Params): void {
     const v = p.opt(key);
     if (v !== undefined && v !== '0') throw invalid(key, 'is not offered by this VBS (only empty or 0 is accepted)');
   }
-  const replicas = p.opt('repicate_num');
+  const replicas = p.opt(Key.REPLICATE_NUM);
   if (replicas !== undefined && (!/^\d{1,6}$/.test(replicas) || Number(replicas) > 1)) {
-    throw invalid('repicate_num', 'replication is not offered by this VBS (only 0 or 1 is accepted)');
+    throw invalid(Key.REPLICATE_NUM, 'replication is not offered by this VBS (only 0 or 1 is accepted)');
   }
 }
 
 export function parseQos(p: Params): QosSpec {
-  const ioClassId = p.opt('IOClASSID') ?? '';
-  if (!/^[\x20-\x7e]{0,64}$/.test(ioClassId)) throw invalid('IOClASSID', 'must be at most 64 printable characters');
+  const ioClassId = p.opt(Key.IO_CLASS_ID) ?? '';
+  if (!/^[\x20-\x7e]{0,64}$/.test(ioClassId)) throw invalid(Key.IO_CLASS_ID, 'must be at most 64 printable characters');
   return {
-    maxIops: p.int('max_iops', 0, 10_000_000, 0),
-    maxMbps: p.int('max_mbps', 0, 1_000_000, 0, 'MB/s'),
-    ioPriority: p.int('IOPRIORITY', 1, 3, 2),
+    maxIops: p.int(Key.MAX_IOPS, 0, 10_000_000, 0),
+    maxMbps: p.int(Key.MAX_MBPS, 0, 1_000_000, 0, 'MB/s'),
+    ioPriority: p.int(Key.IO_PRIORITY, 1, 3, 2),
     ioClassId,
-    cachePolicy: p.oneOf('cache_policy', CACHE_POLICIES, 'none'),
+    cachePolicy: p.oneOf(Key.CACHE_POLICY, CACHE_POLICIES, 'none'),
   };
 }
 
 export function parseCreateSpec(ctx: Ctx, p: Params, sizeRequired: boolean, poolFromSource?: string): CreateSpec {
-  const name = p.name('vol_name');
+  const name = p.name(Key.VOL_NAME);
   const sizeMb = sizeRequired ? p.sizeMb() : p.optSizeMb();
-  const requestedPool = p.optName('pool_id');
+  const requestedPool = p.optName(Key.POOL_ID);
   if (poolFromSource !== undefined && requestedPool !== undefined && requestedPool !== poolFromSource) {
     poolOf(ctx, requestedPool);
-    throw invalid('pool_id', `must be the source's pool ${poolFromSource}`);
+    throw invalid(Key.POOL_ID, `must be the source's pool ${poolFromSource}`);
   }
   const pool = poolOf(ctx, requestedPool ?? poolFromSource ?? ctx.defaultPool);
-  const thin = p.flag('thin_flag', true);
+  const thin = p.flag(Key.THIN_FLAG, true);
   refuseUnsupported(p);
   return { name, pool, sizeMb, thin, ...parseQos(p) };
 }
@@ -85,7 +86,7 @@ export function checkVolumeNameFree(ctx: Ctx, name: string): void {
   if (row.state === 'creating' || row.state === 'extending' || row.state === 'deleting' || holder) {
     throw busy(`volume ${name}`, holder ?? row.state);
   }
-  throw new VbsError(RetCode.ALREADY_EXISTS, `vol_name: volume ${name} already exists`, [volumeField(ctx, row)]);
+  throw new VbsError(RetCode.ALREADY_EXISTS, `${Key.VOL_NAME}: volume ${name} already exists`, [volumeField(ctx, row)]);
 }
 
 /**
@@ -97,12 +98,12 @@ export function checkCapacity(ctx: Ctx, pool: Pool, addMb: number, needBytes: nu
   const ratio = ctx.config.maxOversubscription;
   const thinLeft = Math.max(0, Math.floor(totalMb * ratio) - ctx.store.provisionedMb(pool.name));
   if (addMb > thinLeft) {
-    throw new VbsError(RetCode.NO_SPACE, `vol_size: pool ${pool.name} can provision ${thinLeft} MiB more (over-subscription ${ratio}), ${addMb} MiB asked`);
+    throw new VbsError(RetCode.NO_SPACE, `${Key.VOL_SIZE}: pool ${pool.name} can provision ${thinLeft} MiB more (over-subscription ${ratio}), ${addMb} MiB asked`);
   }
   if (needBytes > 0) {
     const free = pool.space().freeBytes - (ctx.thickReserved.get(pool.name) ?? 0);
     if (needBytes > free) {
-      throw new VbsError(RetCode.NO_SPACE, `vol_size: pool ${pool.name} has ${Math.floor(Math.max(0, free) / MiB)} MiB free, ${Math.ceil(needBytes / MiB)} MiB needed`);
+      throw new VbsError(RetCode.NO_SPACE, `${Key.VOL_SIZE}: pool ${pool.name} has ${Math.floor(Math.max(0, free) / MiB)} MiB free, ${Math.ceil(needBytes / MiB)} MiB needed`);
     }
   }
 }
@@ -242,10 +243,10 @@ export async function cloneVolume(
   }
   const spec = parseCreateSpec(ctx, p, false, srcPool);
   const sizeMb = spec.sizeMb ?? srcSizeMb;
-  if (sizeMb < srcSizeMb) throw new VbsError(smallerCode, `vol_size: ${sizeMb} MiB is smaller than the source's ${srcSizeMb} MiB`);
+  if (sizeMb < srcSizeMb) throw new VbsError(smallerCode, `${Key.VOL_SIZE}: ${sizeMb} MiB is smaller than the source's ${srcSizeMb} MiB`);
   const pool = usablePool(ctx, srcPool);
   if (cloneType === 'linked' && !pool.linkedClone) {
-    throw new VbsError(RetCode.NOT_SUPPORTED, `clone_type: pool ${pool.name} (${pool.kind}) cannot make linked clones; use clone_type=full`);
+    throw new VbsError(RetCode.NOT_SUPPORTED, `${Key.CLONE_TYPE}: pool ${pool.name} (${pool.kind}) cannot make linked clones; use clone_type=full`);
   }
   checkVolumeNameFree(ctx, spec.name);
   const copyBytes = cloneType === 'full' ? allocatedBytes(srcPath) : 0;
@@ -292,7 +293,7 @@ export function deleteVolume(ctx: Ctx, name: string): Promise<boolean> {
   if (holder || row.state === 'creating' || row.state === 'extending') throw busy(`volume ${name}`, holder ?? row.state);
   const att = ctx.store.attachment(row.id);
   if (att) {
-    throw new VbsError(RetCode.ATTACHED, `vol_name: volume ${name} is attached on host ${att.host_id}${att.device ? ` as ${att.device}` : ''}; detach it first`);
+    throw new VbsError(RetCode.ATTACHED, `${Key.VOL_NAME}: volume ${name} is attached on host ${att.host_id}${att.device ? ` as ${att.device}` : ''}; detach it first`);
   }
   ctx.store.tx(() => {
     ctx.store.setVolumeState(row.id, 'deleting');
@@ -310,7 +311,7 @@ export async function extendVolume(ctx: Ctx, name: string, newMb: number): Promi
     throw busy(`volume ${name}`, holder ?? row.state);
   }
   if (row.state === 'fault') throw new VbsError(RetCode.INTERNAL, `volume ${name} is faulty: ${row.fault_reason}`);
-  if (newMb < row.size_mb) throw new VbsError(RetCode.CANNOT_SHRINK, `vol_size: ${newMb} MiB is smaller than the current ${row.size_mb} MiB`);
+  if (newMb < row.size_mb) throw new VbsError(RetCode.CANNOT_SHRINK, `${Key.VOL_SIZE}: ${newMb} MiB is smaller than the current ${row.size_mb} MiB`);
   if (newMb === row.size_mb) return row;
   const pool = usablePool(ctx, row.pool);
   const deltaMb = newMb - row.size_mb;

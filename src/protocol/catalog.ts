@@ -488,6 +488,8 @@ export const Capability = {
   CLONE_VOLUME: 'clone_volume',
   LIST: 'list',
   QOS: 'qos',
+  /** the emulator listed it when its QoS limits are enforced on this host (blkio throttling) */
+  QOS_ENFORCED: 'qos_enforced',
   CACHE: 'cache',
   IMAGE_IMPORT: 'image_import',
   IMAGE_EXPORT: 'image_export',

@@ -40,12 +40,22 @@ export function makeTempDir(prefix = 'emu-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startDaemon(options: { dir?: string; dataDir?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Daemon> {
+export interface DaemonOptions {
+  dir?: string;
+  dataDir?: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** the protocol level the daemon serves (`--protocol`); the daemon's default (extended) when absent */
+  protocol?: 'original' | 'extended';
+}
+
+export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> {
   const dir = options.dir ?? makeTempDir();
   const dataDir = options.dataDir ?? join(dir, 'data');
   const infoPath = join(dataDir, 'emulator.json');
   rmSync(infoPath, { force: true });
-  const proc = spawn(process.execPath, [EMULATOR_MAIN, '--data-dir', dataDir, '--listen-port', '0', '--log-level', 'debug', ...(options.args ?? [])], {
+  const level = options.protocol ? ['--protocol', options.protocol] : [];
+  const proc = spawn(process.execPath, [EMULATOR_MAIN, '--data-dir', dataDir, '--listen-port', '0', '--log-level', 'debug', ...level, ...(options.args ?? [])], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, ...options.env },
   });
