@@ -4,7 +4,6 @@
 // socket, real loop devices and mounts. The back end is inspected only through its data directory (the
 // original level has no list request), so every test can say that nothing is left behind.
 import { randomUUID } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
 import { mkdir, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { ORIGINAL_CONTROLLER_CAPABILITIES } from '../src/controller/original.js'
 import { failure, type ControllerApi, type NodeApi } from './support/csi-client.js';
 import { startStack, type Stack } from './support/stack.js';
 import { vbsRequest } from './support/vbs.js';
+import { poolFiles } from './helpers/emulator-inventory.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -26,15 +26,11 @@ const unique = (prefix = 'pvc') => `${prefix}-${randomUUID()}`;
 
 /** Names of the volume and snapshot files in the emulator's pools: what exists on the back end. */
 async function backendFiles(kind: 'volumes' | 'snapshots'): Promise<string[]> {
-  const pools = await readdir(join(stack.emulatorDataDir, 'pools')).catch(() => [] as string[]);
-  const names: string[] = [];
-  for (const pool of pools) names.push(...(await readdir(join(stack.emulatorDataDir, 'pools', pool, kind)).catch(() => [] as string[])));
-  return names.filter((n) => !n.startsWith('.')).sort();
+  return poolFiles(stack.emulatorDataDir)[kind].map((f) => f.slice(f.indexOf('/') + 1)).sort();
 }
 
 async function expectNothingLeft(): Promise<void> {
-  expect(await backendFiles('volumes')).toEqual([]);
-  expect(await backendFiles('snapshots')).toEqual([]);
+  expect(poolFiles(stack.emulatorDataDir)).toEqual({ volumes: [], snapshots: [], tmp: [] });
 }
 
 async function create(name = unique(), bytes = 16 * MiB, extra: Record<string, unknown> = {}) {
