@@ -85,6 +85,40 @@ describe('capabilities and readiness on the original level', () => {
   });
 });
 
+describe('bad input gets what it gets on the extended level', () => {
+  it('INVALID_ARGUMENT naming the field, nothing made', async () => {
+    const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+      ['no name', { volume_capabilities: [mountCap] }, /name is required/],
+      ['no capabilities', { name: unique() }, /volume_capabilities is required/],
+      ['a capability without access mode', { name: unique(), volume_capabilities: [{ mount: {} }] }, /access_mode is required/],
+      ['a negative size', { name: unique(), volume_capabilities: [mountCap], capacity_range: { required_bytes: '-1' } }, /must not be negative/],
+      ['a snapshot source without id', { name: unique(), volume_capabilities: [mountCap], volume_content_source: { snapshot: {} } }, /snapshot_id is required/],
+      ['a restore without a size', { name: unique(), volume_capabilities: [mountCap], volume_content_source: { snapshot: { snapshot_id: 'snapshot-x' } } }, /snapshot-x|capacity_range/],
+    ];
+    for (const [what, request, message] of cases) {
+      const f = await failure(ctl.CreateVolume(request));
+      expect({ what, code: f.codeName }).toEqual({ what, code: what === 'a restore without a size' ? 'NOT_FOUND' : 'INVALID_ARGUMENT' });
+      expect(f.message).toMatch(message);
+    }
+    const noSize = await failure(ctl.ControllerExpandVolume({ volume_id: 'pvc-x' }));
+    expect(noSize.codeName).toBe('INVALID_ARGUMENT');
+    expect(noSize.message).toMatch(/capacity_range/);
+    await expectNothingLeft();
+  });
+
+  it('a restore from an existing snapshot without capacity_range is INVALID_ARGUMENT naming it (the size is not told)', async () => {
+    const source = unique();
+    await create(source);
+    const { snapshot } = await ctl.CreateSnapshot({ name: unique('snapshot'), source_volume_id: source });
+    const f = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap], volume_content_source: { snapshot: { snapshot_id: snapshot!.snapshot_id } } }));
+    expect(f.codeName).toBe('INVALID_ARGUMENT');
+    expect(f.message).toMatch(/capacity_range\.required_bytes/);
+    await ctl.DeleteSnapshot({ snapshot_id: snapshot!.snapshot_id });
+    await ctl.DeleteVolume({ volume_id: source });
+    await expectNothingLeft();
+  });
+});
+
 describe('volumes', () => {
   it('create, a repeated create (the provisioner retrying), delete: one volume, then none', async () => {
     const name = unique();
@@ -216,5 +250,19 @@ describe('the node data path on the original level (sds_cli as the product print
     await ctl.ControllerUnpublishVolume({ volume_id: name, node_id: stack.hostId });
     await ctl.DeleteVolume({ volume_id: name });
     await expectNothingLeft();
+  });
+});
+
+describe('negotiation end to end', () => {
+  it('a driver left to auto finds the original level (QUERY_CAPABILITY_REQ refused) and advertises it', async () => {
+    const auto = await startStack({ mode: 'controller', level: 'auto', pools: ['pool0:1G'] });
+    try {
+      const caps = await auto.csi.controller.ControllerGetCapabilities({});
+      expect(caps.capabilities.map((c) => c.rpc?.type).sort()).toEqual([...ORIGINAL_CONTROLLER_CAPABILITIES].sort());
+      expect(auto.driverLog()).toMatch(/"level":"original","how":"refused"/);
+      expect((await auto.csi.identity.Probe({})).ready?.value).toBe(true);
+    } finally {
+      await auto.stop();
+    }
   });
 });
