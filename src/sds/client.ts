@@ -13,7 +13,7 @@ import { OriginalLevel } from './original.js';
 import { hostMappingFromRecord, poolFromRecord, snapshotFromRecord, systemInfoFromReply, volumeFromRecord } from './records.js';
 import { VbsSession, type RetryPolicy, type SdsLogger, type SdsObserver } from './session.js';
 import type { VbsAddress } from './transport.js';
-import { isResendSafe, Key, Requests, type ProtocolLevel } from '../protocol/catalog.js';
+import { isResendSafe, Key, Requests, type ProtocolLevel, RecordPrefix } from '../protocol/catalog.js';
 import { RetCode, type Field, type VbsReply } from '../protocol/vbs.js';
 
 export type { RetryPolicy, SdsLogger, SdsObserver } from './session.js';
@@ -138,7 +138,7 @@ export class SdsClient implements SdsBackend {
     const poolIds = asked.length > 0 ? asked : [...this.configuredPools];
     const reply = await this.s.request(Requests.QUERY_POOLS_CAPABILITY.type, [[Key.POOL_NUM, String(poolIds.length)], ...poolIds.map((id): Field => [Key.POOL_ID, id])], opts);
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.QUERY_POOLS_CAPABILITY.type, reply);
-    return this.s.parsing(() => reply.fields.records('pool').map(poolFromRecord));
+    return this.s.parsing(() => reply.fields.records(RecordPrefix.POOL).map(poolFromRecord));
   }
 
   async createVolume(spec: VolumeSpec, opts?: CallOptions): Promise<VolumeInfo> {
@@ -200,7 +200,7 @@ export class SdsClient implements SdsBackend {
     const reply = await this.s.request(Requests.QUERY_VOLUME.type, [[Key.VOL_NAME, name]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.QUERY_VOLUME.type, reply);
-    const volume = this.s.firstRecord(reply, 'volume', (r) => volumeFromRecord(r, name));
+    const volume = this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name));
     if (volume === undefined) throw this.s.error('Protocol', 'QUERY_VOLUME_REQ: success reply without volume0');
     return volume;
   }
@@ -211,7 +211,7 @@ export class SdsClient implements SdsBackend {
     if (query.poolId !== undefined) fields.push([Key.POOL_ID, checkName(Key.POOL_ID, query.poolId)]);
     const reply = await this.s.request(Requests.LIST_VOLUMES.type, fields, opts);
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.LIST_VOLUMES.type, reply);
-    return this.s.page(reply, 'vol_num', 'volume', (r) => volumeFromRecord(r));
+    return this.s.page(reply, Key.VOL_NUM, RecordPrefix.VOLUME, (r) => volumeFromRecord(r));
   }
 
   async modifyVolume(name: string, change: { qos?: Partial<Qos>; cachePolicy?: CachePolicy }, opts?: CallOptions): Promise<VolumeInfo> {
@@ -230,10 +230,10 @@ export class SdsClient implements SdsBackend {
     if (this.s.level === 'original') return this.original.createSnapshot(name, volumeName, opts);
     const reply = await this.s.request(type, [[Key.SNAP_NAME, name], [Key.VOL_NAME, volumeName], [Key.SMARTFLAG, '1']], opts);
     if (reply.retcode === RetCode.OK) {
-      return this.s.firstRecord(reply, 'snapshot', (r) => snapshotFromRecord(r, name)) ?? (await this.mustGetSnapshot(name, type, opts));
+      return this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name)) ?? (await this.mustGetSnapshot(name, type, opts));
     }
     if (reply.retcode !== RetCode.ALREADY_EXISTS) throw this.s.replyError(type, reply);
-    const existing = this.s.firstRecord(reply, 'snapshot', (r) => snapshotFromRecord(r, name)) ?? (await this.getSnapshot(name, opts));
+    const existing = this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name)) ?? (await this.getSnapshot(name, opts));
     if (existing === undefined) {
       throw this.s.error('AlreadyExists', `${type}: snapshot name ${name} is taken, but the VBS shows no such snapshot; retry`, reply.retcode);
     }
@@ -259,7 +259,7 @@ export class SdsClient implements SdsBackend {
     const reply = await this.s.request(Requests.QUERY_SNAPSHOT.type, [[Key.SNAP_NAME, name]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.QUERY_SNAPSHOT.type, reply);
-    const snapshot = this.s.firstRecord(reply, 'snapshot', (r) => snapshotFromRecord(r, name));
+    const snapshot = this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name));
     if (snapshot === undefined) throw this.s.error('Protocol', 'QUERY_SNAPSHOT_REQ: success reply without snapshot0');
     return snapshot;
   }
@@ -274,7 +274,7 @@ export class SdsClient implements SdsBackend {
     if (query.snapshotName !== undefined) fields.push([Key.SNAP_NAME, checkName(Key.SNAP_NAME, query.snapshotName)]);
     const reply = await this.s.request(Requests.LIST_SNAPSHOTS.type, fields, opts);
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.LIST_SNAPSHOTS.type, reply);
-    return this.s.page(reply, 'snap_num', 'snapshot', (r) => snapshotFromRecord(r));
+    return this.s.page(reply, Key.SNAP_NUM, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r));
   }
 
   // ---- group snapshots and extent maps (groups.ts), images (images.ts) ----
@@ -339,7 +339,7 @@ export class SdsClient implements SdsBackend {
     this.s.extendedOnly(Requests.QUERY_VOLUME_HOSTS.type);
     const reply = await this.s.request(Requests.QUERY_VOLUME_HOSTS.type, [[Key.VOL_NAME, name]], opts);
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.QUERY_VOLUME_HOSTS.type, reply);
-    return this.s.counted(reply, 'host_num', 'host', hostMappingFromRecord);
+    return this.s.counted(reply, Key.HOST_NUM, RecordPrefix.HOST, hostMappingFromRecord);
   }
 
   // ---- creates and deletes ----
@@ -349,7 +349,7 @@ export class SdsClient implements SdsBackend {
     if (reply.retcode === RetCode.OK) return this.volumeFromReplyOrQuery(reply, want.name, opts);
     if (reply.retcode !== RetCode.ALREADY_EXISTS) throw this.s.replyError(type, reply);
     // The name is taken: the same volume asked again (a retry, a repeated CSI call) is success.
-    const existing = this.s.firstRecord(reply, 'volume', (r) => volumeFromRecord(r, want.name)) ?? (await this.getVolume(want.name, opts));
+    const existing = this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, want.name)) ?? (await this.getVolume(want.name, opts));
     if (existing === undefined) {
       throw this.s.error('AlreadyExists', `${type}: volume name ${want.name} is taken, but the VBS shows no such volume; retry`, reply.retcode);
     }
@@ -384,12 +384,12 @@ export class SdsClient implements SdsBackend {
         if (poll.retcode !== RetCode.OK) throw this.s.replyError(queryType, poll);
         if (Date.now() + delay > deadline) {
           const state = this.s.level === 'original'
-            ? poll.fields.records(key === Key.VOL_NAME ? 'volume' : 'snapshot')[0]?.status
+            ? poll.fields.records(key === Key.VOL_NAME ? RecordPrefix.VOLUME : RecordPrefix.SNAPSHOT)[0]?.status
             : key === Key.VOL_NAME
-            ? this.s.firstRecord(poll, 'volume', (r) => volumeFromRecord(r, name))?.state
+            ? this.s.firstRecord(poll, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name))?.state
             : key === Key.GROUP_NAME
               ? this.groups.groupFromReplyNow(poll, name).state
-              : this.s.firstRecord(poll, 'snapshot', (r) => snapshotFromRecord(r, name))?.state;
+              : this.s.firstRecord(poll, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name))?.state;
           throw this.s.error('Timeout', `${deleteType} ${name}: accepted, but still there after ${this.deleteTimeoutMs} ms (state ${state ?? 'unknown'})`);
         }
         await this.s.sleep(delay, signal, `waiting for ${deleteType} to complete`);
@@ -400,7 +400,7 @@ export class SdsClient implements SdsBackend {
 
   private async volumeFromReplyOrQuery(reply: VbsReply, name: string, opts?: CallOptions): Promise<VolumeInfo> {
     // A part-1 VBS answers a bare retcode=0: ask for the record.
-    return this.s.firstRecord(reply, 'volume', (r) => volumeFromRecord(r, name)) ?? (await this.mustGetVolume(name, 'reply', opts));
+    return this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name)) ?? (await this.mustGetVolume(name, 'reply', opts));
   }
 
   private async mustGetVolume(name: string, after: string, opts?: CallOptions): Promise<VolumeInfo> {

@@ -3,7 +3,7 @@ import type { CallOptions, ExtentPage, GroupSnapshotInfo, GroupSnapshotSpec } fr
 import { checkName, checkWord, wholeNumber } from './fields.js';
 import { extentPageFromReply, groupFromRecord, snapshotFromRecord } from './records.js';
 import type { VbsSession } from './session.js';
-import { Key, Requests } from '../protocol/catalog.js';
+import { Key, Requests, RecordPrefix } from '../protocol/catalog.js';
 import { MAX_LIST_LIMIT, RetCode, type Field, type VbsReply } from '../protocol/vbs.js';
 
 export class GroupRequests {
@@ -73,8 +73,8 @@ export class GroupRequests {
   }
 
   groupFromReplyNow(reply: VbsReply, name: string): GroupSnapshotInfo {
-    const snapshots = this.s.counted(reply, 'snap_num', 'snapshot', (r) => snapshotFromRecord(r));
-    const group = this.s.firstRecord(reply, 'group', (r) => groupFromRecord(r, snapshots, name));
+    const snapshots = this.s.counted(reply, Key.SNAP_NUM, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r));
+    const group = this.s.firstRecord(reply, RecordPrefix.GROUP, (r) => groupFromRecord(r, snapshots, name));
     if (group === undefined) throw this.s.error('Protocol', 'group snapshot reply without group0');
     return group;
   }

@@ -3,7 +3,7 @@ import type { CallOptions, ImageExportSpec, ImageImportSpec, ImageJob, VolumeInf
 import { checkName, checkWord, placementFields, positive, qosFields, toMiB } from './fields.js';
 import { FieldReader, jobFromRecord, volumeFromRecord } from './records.js';
 import type { VbsSession } from './session.js';
-import { Key, Requests } from '../protocol/catalog.js';
+import { Key, Requests, RecordPrefix } from '../protocol/catalog.js';
 import { RetCode, type Field } from '../protocol/vbs.js';
 
 export class ImageRequests {
@@ -27,8 +27,8 @@ export class ImageRequests {
     fields.push(...placementFields(spec), ...qosFields(spec.qos, spec.cachePolicy));
     const reply = await this.s.request(type, fields, opts, this.longRequestTimeoutMs);
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(type, reply);
-    const jobId = this.s.parsing(() => FieldReader.ofReply('import reply', reply.fields).name('job_id'));
-    const volume = this.s.firstRecord(reply, 'volume', (r) => volumeFromRecord(r, spec.name)) ?? (await this.mustGetVolume(spec.name, type, opts));
+    const jobId = this.s.parsing(() => FieldReader.ofReply('import reply', reply.fields).name(Key.JOB_ID));
+    const volume = this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, spec.name)) ?? (await this.mustGetVolume(spec.name, type, opts));
     return { job: { id: jobId, type: 'import', state: 'running', volumeName: spec.name, bytesDone: 0, bytesTotal: 0 }, volume };
   }
 
@@ -47,7 +47,7 @@ export class ImageRequests {
     if (spec.overwrite) fields.push([Key.OVERWRITE, '1']);
     const reply = await this.s.request(type, fields, opts, this.longRequestTimeoutMs);
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(type, reply);
-    const jobId = this.s.parsing(() => FieldReader.ofReply('export reply', reply.fields).name('job_id'));
+    const jobId = this.s.parsing(() => FieldReader.ofReply('export reply', reply.fields).name(Key.JOB_ID));
     const job: ImageJob = { id: jobId, type: 'export', state: 'running', bytesDone: 0, bytesTotal: 0 };
     if (spec.volumeName !== undefined) job.volumeName = spec.volumeName;
     if (spec.snapshotName !== undefined) job.snapshotName = spec.snapshotName;
@@ -60,7 +60,7 @@ export class ImageRequests {
     const reply = await this.s.request(Requests.QUERY_IMAGE_JOB.type, [[Key.JOB_ID, id]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.QUERY_IMAGE_JOB.type, reply);
-    const job = this.s.firstRecord(reply, 'job', jobFromRecord);
+    const job = this.s.firstRecord(reply, RecordPrefix.JOB, jobFromRecord);
     if (job === undefined) throw this.s.error('Protocol', 'QUERY_IMAGE_JOB_REQ: success reply without job0');
     return job;
   }

@@ -7,7 +7,7 @@ import { MiB } from './backend.js';
 import type { CallOptions, PoolInfo, SnapshotInfo, VolumeInfo, VolumeSpec } from './backend.js';
 import { SdsError, type SdsErrorKind } from './errors.js';
 import { poolFromRecord, snapshotFromStatusRecord, volumeFromStatusRecord } from './records.js';
-import { Key, ORIGINAL_CREATE_KEYS, ORIGINAL_CREATE_NEUTRAL, Requests } from '../protocol/catalog.js';
+import { Key, ORIGINAL_CREATE_KEYS, ORIGINAL_CREATE_NEUTRAL, Requests, RecordPrefix } from '../protocol/catalog.js';
 import { RetCode, type Field, type VbsReply } from '../protocol/vbs.js';
 
 /** What this module needs of the client: one request with its deadline and retries, and its errors. */
@@ -45,7 +45,7 @@ export class OriginalLevel {
   }
 
   private pools(reply: VbsReply): PoolInfo[] {
-    return this.vbs.parsing(() => reply.fields.records('pool').map(poolFromRecord));
+    return this.vbs.parsing(() => reply.fields.records(RecordPrefix.POOL).map(poolFromRecord));
   }
 
   async getVolume(name: string, opts?: CallOptions, asked: Partial<VolumeInfo> = {}): Promise<VolumeInfo | undefined> {
@@ -53,7 +53,7 @@ export class OriginalLevel {
     const reply = await this.vbs.request(type, [[Key.VOL_NAME, name]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
     if (reply.retcode !== RetCode.OK) throw this.failed(type, reply, `cannot tell whether volume ${name} exists`);
-    const record = reply.fields.records('volume')[0];
+    const record = reply.fields.records(RecordPrefix.VOLUME)[0];
     if (record === undefined) throw this.vbs.error('Protocol', `${type}: success reply without volume0`);
     return this.vbs.parsing(() => volumeFromStatusRecord(record, name, asked));
   }
@@ -63,7 +63,7 @@ export class OriginalLevel {
     const reply = await this.vbs.request(type, [[Key.SNAP_NAME, name]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
     if (reply.retcode !== RetCode.OK) throw this.failed(type, reply, `cannot tell whether snapshot ${name} exists`);
-    const record = reply.fields.records('snapshot')[0];
+    const record = reply.fields.records(RecordPrefix.SNAPSHOT)[0];
     if (record === undefined) throw this.vbs.error('Protocol', `${type}: success reply without snapshot0`);
     return this.vbs.parsing(() => snapshotFromStatusRecord(record, name, asked));
   }
