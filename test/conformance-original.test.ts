@@ -161,6 +161,9 @@ describe('volumes', () => {
     await create(name);
     const res = await ctl.ControllerExpandVolume({ volume_id: name, capacity_range: { required_bytes: String(32 * MiB) } });
     expect(res.capacity_bytes).toBe(String(32 * MiB));
+    const limitOnly = await failure(ctl.ControllerExpandVolume({ volume_id: name, capacity_range: { limit_bytes: String(64 * MiB) } }));
+    expect(limitOnly.codeName).toBe('INVALID_ARGUMENT');
+    expect(limitOnly.message).toMatch(/required_bytes/);
     const missing = await failure(ctl.ControllerExpandVolume({ volume_id: unique(), capacity_range: { required_bytes: String(32 * MiB) } }));
     expect(missing.codeName).toBe('NOT_FOUND');
     await ctl.DeleteVolume({ volume_id: name });

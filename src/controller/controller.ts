@@ -248,6 +248,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
         if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
         if (volume.statusOnly) {
           // Its size is not told on this level: grow to the target (EXTEND_VOLUME_REQ of an equal size is a no-op).
+          if (range.requiredBytes === 0) throw invalidArgument('capacity_range.required_bytes is needed on this back end (its protocol level does not tell the current size)');
           const target = expansionTarget(range, 0);
           const grown = await backend.extendVolume(req.volume_id, target, opts(ctx));
           return { capacity_bytes: String(grown.sizeBytes), node_expansion_required: nodeExpansionRequired };
