@@ -103,6 +103,14 @@ describe('success codes', () => {
     expect(await connector((await answering(50155007)).path).queryDevice('v1')).toBeUndefined();
   });
 
+  it('querydev of the product CLI (originalCli): any non-zero code, ret_code=1 included, means not attached', async () => {
+    expect(await connector((await answering(1)).path, { originalCli: true }).queryDevice('v1')).toBeUndefined();
+    expect(await connector((await answering(50159002)).path, { originalCli: true }).queryDevice('v1')).toBeUndefined();
+    expect(await connector((await answering(0, blockDevice)).path, { originalCli: true }).queryDevice('v1')).toBe(blockDevice);
+    // Without it, ret_code=1 is a failure, as before.
+    await expectConnectorError(connector((await answering(1)).path).queryDevice('v1'), 'Failed');
+  });
+
   it('logs stderr as a warning (through the driver pino logger) and still judges by ret_code', async () => {
     const lines: string[] = [];
     const logger = createLogger({ level: 'warn' }, { write: (line: string) => lines.push(line) });
