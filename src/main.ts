@@ -153,6 +153,7 @@ async function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger, m
   const connector = new KvConnector({
     cliPath: config.sdsCli,
     originalCli: original,
+    ...(original ? { volumeExists: async (name: string, signal?: AbortSignal) => (await backend.getVolume(name, signal ? { signal } : {})) !== undefined } : {}),
     logger: log.child({ room: 'connector' }),
     ...(metrics ? { observer: metrics.connector } : {}),
   });

@@ -269,3 +269,20 @@ describe('negotiation end to end', () => {
     }
   });
 });
+
+describe('the node on the original level, bad ids', () => {
+  it('NodeUnstage of a volume the back end never had: NOT_FOUND, as on the extended level', async () => {
+    const staging = join(stack.dir, 'kubelet', 'never', 'globalmount');
+    await mkdir(staging, { recursive: true });
+    const f = await failure(node.NodeUnstageVolume({ volume_id: 'pvc-never-was', staging_target_path: staging }));
+    expect(f.codeName).toBe('NOT_FOUND');
+  });
+
+  it('NodeStage of a volume the back end never had: NOT_FOUND (told apart from the CLI\'s generic failure)', async () => {
+    const staging = join(stack.dir, 'kubelet', 'never-staged', 'globalmount');
+    await mkdir(staging, { recursive: true });
+    const f = await failure(node.NodeStageVolume({ volume_id: 'pvc-never-was', staging_target_path: staging, volume_capability: mountCap, publish_context: {}, volume_context: {} }));
+    expect(f.codeName).toBe('NOT_FOUND');
+    await expectNothingLeft();
+  });
+});

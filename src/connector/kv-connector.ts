@@ -45,6 +45,11 @@ export interface KvConnectorOptions {
    * a volume that is not attached, so any non-zero code of querydev means "not attached" (os-brick's reading).
    */
   originalCli?: boolean;
+  /**
+   * Whether the back end has the volume (the driver's VBS client answers it). The product CLI says only
+   * "failed" for a volume that does not exist; with this, such a failure is told apart as VolumeNotFound.
+   */
+  volumeExists?: (volumeName: string, signal?: AbortSignal) => Promise<boolean>;
 }
 
 /** Per-call options. sds_cli takes no request id (the product CLI has none): it goes on our log lines only. */
@@ -98,6 +103,7 @@ export class KvConnector {
   private readonly observer: ConnectorObserver | undefined;
   private readonly locks = new KeyedMutex<string>();
   private readonly originalCli: boolean;
+  private readonly volumeExists: KvConnectorOptions['volumeExists'];
 
   constructor(options: KvConnectorOptions = {}) {
     this.env = options.env ?? process.env;
@@ -109,6 +115,7 @@ export class KvConnector {
     this.logger = options.logger;
     this.observer = options.observer;
     this.originalCli = options.originalCli ?? false;
+    this.volumeExists = options.volumeExists;
   }
 
   /** The CLI this connector runs. */
@@ -149,7 +156,11 @@ export class KvConnector {
     checkVolumeName(volumeName);
     return this.locks.withLock(volumeName, async () => {
       const reply = await this.call('querydev', volumeName, opts, this.originalCli ? ANY_CODE : [KvCode.NOT_ATTACHED, KvCode.NOT_MOUNT_NODE]);
-      if (reply.code !== KvCode.OK) return undefined;
+      if (reply.code !== KvCode.OK) {
+        // The product's querydev answers the same code for "not attached" and "no such volume".
+        await this.failIfMissing('querydev', volumeName, reply.code, opts);
+        return undefined;
+      }
       const device = reply.fields.get('dev_addr');
       if (device === undefined || device === '') {
         throw new ConnectorError('Garbled', `sds_cli querydev ${volumeName}: success without dev_addr`, reply.code);
@@ -158,8 +169,25 @@ export class KvConnector {
     }, opts.signal);
   }
 
+  /** With the product CLI, a failure for a volume the back end does not have is VolumeNotFound, as our CLI says. */
+  private async failIfMissing(method: KvMethod, volumeName: string, code: number, opts: CallOptions): Promise<void> {
+    if (!this.originalCli || this.volumeExists === undefined) return;
+    if (!(await this.volumeExists(volumeName, opts.signal))) {
+      throw new ConnectorError('VolumeNotFound', `sds_cli ${method} ${volumeName}: ret_code=${code}, and the back end has no such volume`, code);
+    }
+  }
+
   /** Runs one method; resolves on a success code (or one of `alsoAccept`), throws a typed error otherwise. */
   private async call(method: KvMethod, volumeName: string, opts: CallOptions, alsoAccept: readonly number[] = []): Promise<CliReply> {
+    try {
+      return await this.observedCall(method, volumeName, opts, alsoAccept);
+    } catch (err) {
+      if (err instanceof ConnectorError && err.kind === 'Failed' && err.code !== undefined) await this.failIfMissing(method, volumeName, err.code, opts);
+      throw err;
+    }
+  }
+
+  private async observedCall(method: KvMethod, volumeName: string, opts: CallOptions, alsoAccept: readonly number[]): Promise<CliReply> {
     if (this.observer === undefined) return this.callOnce(method, volumeName, opts, alsoAccept);
     const started = performance.now();
     try {
