@@ -15,6 +15,7 @@ import type { DriverMetrics, OpsHttpServer } from './metrics/index.js';
 import { nodeService, type NodeDeps } from './node/node.js';
 import { SdsClient } from './sds/client.js';
 import { negotiateLevel } from './sds/level.js';
+import type { ProtocolLevel } from './protocol/catalog.js';
 import { defaultSdsCliPath, EmbeddedEmulator } from './server/embedded-emulator.js';
 import { makeContextFactory } from './server/rpc.js';
 import { CsiServer, parseUnixEndpoint, type CsiServices } from './server/server.js';
@@ -57,24 +58,8 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
     });
     const sds = backend;
     // Before the CSI socket opens: the sidecars read the capabilities once.
-    const stopNegotiating = new AbortController();
-    const onStopSignal = (): void => stopNegotiating.abort(new Error('stopped while negotiating the protocol level'));
-    process.once('SIGINT', onStopSignal);
-    process.once('SIGTERM', onStopSignal);
-    const negotiated = await negotiateLevel(sds, config.vbsProtocol, {
-      signal: stopNegotiating.signal,
-      onUnreachable: (attempt, message) => log.warn({ attempt }, message),
-    }).finally(() => {
-      process.off('SIGINT', onStopSignal);
-      process.off('SIGTERM', onStopSignal);
-    });
-    sds.setLevel(negotiated.level);
-    const level = negotiated.level;
-    if (negotiated.how === 'assumed') log.warn('the VBS did not answer: the extended protocol level is assumed (set --vbs-protocol to be sure)');
-    log.info({ level, how: negotiated.how, pools: config.vbsPools, capabilities: negotiated.system?.capabilities }, 'VBS protocol level');
-    if (level === 'original' && config.vbsPools.length === 0) {
-      log.warn('the VBS speaks the original protocol level and no --vbs-pools are configured: the driver asks for all pools, which the product may answer with none');
-    }
+    const level = await negotiate(sds, config, log);
+    if (level === undefined) return 0; // asked to stop while negotiating
     server = new CsiServer(parseUnixEndpoint(config.endpoint), log);
     if (metrics) server.tracker.observer = metrics.rpc;
     const rpc = makeContextFactory(log, server.tracker);
@@ -142,6 +127,31 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       if (exit.code !== 0 && exit.code !== null) log.warn(exit, 'the embedded emulator exited with an error');
     }
   }
+}
+
+/** The VBS's protocol level (docs/protocol-levels.md), set on the client; undefined when a stop signal came first. */
+async function negotiate(sds: SdsClient, config: DriverConfig, log: Logger): Promise<ProtocolLevel | undefined> {
+  const stop = new AbortController();
+  const onStopSignal = (): void => stop.abort(new Error('stopped while negotiating the protocol level'));
+  process.once('SIGINT', onStopSignal);
+  process.once('SIGTERM', onStopSignal);
+  let negotiated;
+  try {
+    negotiated = await negotiateLevel(sds, config.vbsProtocol, { signal: stop.signal, onUnreachable: (attempt, message) => log.warn({ attempt }, message) });
+  } catch (err) {
+    if (stop.signal.aborted) return undefined;
+    throw err;
+  } finally {
+    process.off('SIGINT', onStopSignal);
+    process.off('SIGTERM', onStopSignal);
+  }
+  sds.setLevel(negotiated.level);
+  if (negotiated.how === 'assumed') log.warn('the VBS did not answer: the extended protocol level is assumed (set --vbs-protocol to be sure)');
+  log.info({ level: negotiated.level, how: negotiated.how, pools: config.vbsPools, capabilities: negotiated.system?.capabilities }, 'VBS protocol level');
+  if (negotiated.level === 'original' && config.vbsPools.length === 0) {
+    log.warn('the VBS speaks the original protocol level and no --vbs-pools are configured: the driver asks for all pools, which the product may answer with none');
+  }
+  return negotiated.level;
 }
 
 /**
