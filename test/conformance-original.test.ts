@@ -286,3 +286,27 @@ describe('the node on the original level, bad ids', () => {
     await expectNothingLeft();
   });
 });
+
+describe('pools on the original level', () => {
+  it('--vbs-pools are the default pools; a StorageClass pool outside them is asked for by id and used', async () => {
+    const two = await startStack({ mode: 'controller', level: 'original', pools: ['pool0:2G', 'pool1:2G'], driverArgs: ['--vbs-pools', 'pool0'] });
+    try {
+      const c = two.csi.controller;
+      const cap = await c.GetCapacity({ volume_capabilities: [mountCap], parameters: { pool: 'pool1' } });
+      expect(Number(cap.available_capacity)).toBeGreaterThan(0);
+      const name = unique();
+      await c.CreateVolume({ name, volume_capabilities: [mountCap], capacity_range: { required_bytes: String(16 * MiB) }, parameters: { pool: 'pool1' } });
+      expect(poolFiles(two.emulatorDataDir).volumes).toEqual([`pool1/${name}`]);
+      const other = unique();
+      await c.CreateVolume({ name: other, volume_capabilities: [mountCap], capacity_range: { required_bytes: String(16 * MiB) } });
+      expect(poolFiles(two.emulatorDataDir).volumes).toContain(`pool0/${other}`);
+      const f = await failure(c.CreateVolume({ name: unique(), volume_capabilities: [mountCap], parameters: { pool: 'pool9' } }));
+      expect(f.codeName).toBe('INVALID_ARGUMENT');
+      await c.DeleteVolume({ volume_id: name });
+      await c.DeleteVolume({ volume_id: other });
+      expect(poolFiles(two.emulatorDataDir)).toEqual({ volumes: [], snapshots: [], tmp: [] });
+    } finally {
+      await two.stop();
+    }
+  });
+});

@@ -17,7 +17,7 @@ import { ImageImports, type ImageKube } from './images.js';
 import { OperationLocks, snapshotKey, volumeKey } from './locks.js';
 import { controllerCapabilities, EXTENDED_CONTROLLER_CAPABILITIES, EXTENDED_ONLY_CALLS, removeCloneLeftovers } from './original.js';
 import { parseMutableParameters, parseSnapshotParameters, parseVolumeParameters } from './parameters.js';
-import { candidatePools, checkPoolCeiling, PoolDirectory, poolsForTopology } from './placement.js';
+import { candidatePools, checkPoolCeiling, PoolDirectory, poolsForTopology, withNamedPool } from './placement.js';
 import {
   checkVolumeCapability, isReadOnlyMode, isSingleNodeMode, malformedCapability, parseCapacityRange, requireString, roundUpToMiB,
   unsupportedCapability, type ByteRange,
@@ -167,7 +167,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     GetCapacity: rpc.unary('GetCapacity', async (req, ctx) => {
       const params = parseVolumeParameters(req.parameters);
       const unsupported = req.volume_capabilities.some((cap) => malformedCapability(cap) ?? unsupportedCapability(cap));
-      const pools = await backend.queryPools(undefined, opts(ctx));
+      const pools = await withNamedPool(backend, await backend.queryPools(undefined, opts(ctx)), params.poolId, opts(ctx));
       // The pool CreateVolume would pick for this topology; nothing can be provisioned where no pool is seen.
       const pool = poolsForTopology(candidatePools(pools, params.poolId), req.accessible_topology).find((p) => p.healthy);
       const available = pool && !unsupported ? Math.floor((params.thin ? pool.thinCapacityBytes : pool.thickCapacityBytes) / MiB) * MiB : 0;

@@ -14,7 +14,7 @@ import type { ImageImports } from './images.js';
 import { volumeKey, type OperationLocks } from './locks.js';
 import { cloneThroughSnapshot, finishClone } from './original.js';
 import { parseMutableParameters, parseVolumeParameters, type VolumeParameters } from './parameters.js';
-import { checkPoolCeiling, choosePool, poolSatisfies, type PoolDirectory } from './placement.js';
+import { checkPoolCeiling, choosePool, poolSatisfies, withNamedPool, type PoolDirectory } from './placement.js';
 import { checkVolumeCapabilities, chooseSize, parseCapacityRange, requireString } from './validation.js';
 import { csiVolume, incompatibilities, volumeContext, type RequestedSource } from './volumes.js';
 
@@ -48,7 +48,7 @@ export function createVolumeHandler(deps: CreateVolumeDeps): (req: CreateVolumeR
     const wanted: VolumeParameters = image ? { ...params, image: { url: image.url } } : params;
 
     return locks.run(volumeKey(name), `volume ${name}`, async () => {
-      const pools = await poolDirectory.pools(opts(ctx));
+      const pools = await withNamedPool(backend, await poolDirectory.pools(opts(ctx)), params.poolId, opts(ctx));
       /** A volume that already has the name answers by CSI's rules: a compatible repeat is success. */
       const acceptExisting = async (existing: VolumeInfo): Promise<CreateVolumeResponse> => {
         // The original level tells only that the name is taken (the name derives from the CSI name): the
