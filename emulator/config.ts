@@ -42,7 +42,7 @@ export interface EmulatorConfig {
   blkioCgroup: string;
   /** the qemu-img that reads and writes qcow2 images; '' when there is none (raw images only) */
   qemuImg: string;
-  /** the protocol level served (docs/socket-api.md, "The original level") */
+  /** the protocol level served (docs/socket-api.md §1.4 for `original`) */
   protocol: EmulatorProtocol;
 }
 

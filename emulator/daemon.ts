@@ -78,13 +78,16 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
   }
 
   const original = config.protocol === 'original';
-  if (original && config.token !== undefined) log.warn('--protocol original checks no token (the product had none); the configured token is ignored');
+  if (original && config.token !== undefined) {
+    log.warn('--protocol original checks no token (the product had none); the configured token is ignored');
+  }
   const attach = new AttachService(ctx, { requireMapping: !original });
   const images = new ImageService(ctx);
   const shared = ctx;
   const control = new ControlServer({
     protocol: config.protocol,
-    handlers: original ? buildOriginalHandlers(ctx) : buildHandlers(ctx, attach, images), token: config.token, quietMs: config.requestQuietMs, log, stopping: () => shared.stopping,
+    handlers: original ? buildOriginalHandlers(ctx) : buildHandlers(ctx, attach, images),
+    token: config.token, quietMs: config.requestQuietMs, log, stopping: () => shared.stopping,
   });
   const kv = new KvServer(attach, log, config.protocol);
   let tcpPort = -1;

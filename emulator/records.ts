@@ -157,14 +157,14 @@ export function poolRecord(ctx: Ctx, pool: Pool): Record<string, string | number
 
 export function jobRecord(row: JobRow, live?: { bytesDone: number; bytesTotal: number }): Record<string, string | number> {
   return {
-    [Key.JOB_ID]: row.job_id,
-    [RecordField.JOB_TYPE]: row.job_type,
-    [RecordField.STATUS]: row.status,
-    [Key.VOL_NAME]: row.vol_name,
-    [Key.SNAP_NAME]: row.snap_name,
-    [RecordField.BYTES_DONE]: live?.bytesDone ?? row.bytes_done,
-    [RecordField.BYTES_TOTAL]: live?.bytesTotal ?? row.bytes_total,
-    [RecordField.ERROR]: row.error,
+    job_id: row.job_id,
+    job_type: row.job_type,
+    status: row.status,
+    vol_name: row.vol_name,
+    snap_name: row.snap_name,
+    bytes_done: live?.bytesDone ?? row.bytes_done,
+    bytes_total: live?.bytesTotal ?? row.bytes_total,
+    error: row.error,
   };
 }
 

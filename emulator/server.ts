@@ -10,6 +10,7 @@ import {
   encodeReply, findRequestEnd, isValidName, MAX_REQUEST_BYTES, parseRequest, ProtocolError, RetCode, type Field,
 } from '../src/protocol/vbs.js';
 import type { AttachService, KvReply } from './attach.js';
+import type { EmulatorProtocol } from './config.js';
 import { VbsError } from './errors.js';
 import type { Handler, Reply } from './handlers.js';
 import type { Logger } from './log.js';
@@ -221,7 +222,7 @@ export function tokenMatches(given: string | undefined, expected: Buffer): boole
 export interface ControlServerOptions {
   handlers: Map<string, Handler>;
   /** `original`: the 2014 product's form (emulator/original.ts); no token, no request id, no ret_desc */
-  protocol: 'original' | 'extended';
+  protocol: EmulatorProtocol;
   token: string | undefined;
   quietMs: number;
   log: Logger;
@@ -308,7 +309,7 @@ export function encodeKvReply(r: KvReply): Buffer {
 
 /** The KV data plane for sds_cli: `method=..\nvolume=..\n\n`. */
 export class KvServer extends OneShotServer {
-  constructor(attach: AttachService, log: Logger, protocol: 'original' | 'extended' = 'extended') {
+  constructor(attach: AttachService, log: Logger, protocol: EmulatorProtocol = 'extended') {
     const encode = (method: KvMethod | undefined, r: KvReply): Buffer =>
       protocol === 'original' ? encodeOriginalKvReply(method, r) : encodeKvReply(r);
     super({
