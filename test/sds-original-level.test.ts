@@ -106,6 +106,11 @@ describe('negotiating the level', () => {
     expect(await negotiateLevel(client(f.address, { level: 'extended' }), 'auto')).toMatchObject({ level: 'original', how: 'refused' });
   });
 
+  it('a request taken and never answered is the original level (the least helpful reading)', async () => {
+    const f = await fake(() => ({ hang: true }));
+    expect(await askLevel(client(f.address, { level: 'extended' }), {}, 100)).toMatchObject({ level: 'original', how: 'refused' });
+  });
+
   it('a refused token is an extended answer (only that level has tokens)', async () => {
     const f = await fake(() => reply(RetCode.AUTH_FAILED));
     expect(await askLevel(client(f.address, { level: 'extended' }))).toMatchObject({ level: 'extended' });

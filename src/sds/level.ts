@@ -33,22 +33,28 @@ export interface NegotiateOptions {
   unreachableWaitMs?: number;
 }
 
+/** How long the capability query may go unanswered before the silence counts as the original level's answer. */
+export const LEVEL_QUERY_TIMEOUT_MS = 5_000;
+
 /** The answer that tells the level, or undefined when the VBS could not be reached (ask again). */
-export async function askLevel(vbs: LevelProbe, opts: CallOptions = {}): Promise<NegotiatedLevel | undefined> {
+export async function askLevel(vbs: LevelProbe, opts: CallOptions = {}, timeoutMs = LEVEL_QUERY_TIMEOUT_MS): Promise<NegotiatedLevel | undefined> {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
   try {
-    return { level: 'extended', how: 'answered', system: await vbs.systemInfo(opts) };
+    return { level: 'extended', how: 'answered', system: await vbs.systemInfo({ ...opts, signal }) };
   } catch (err) {
     if (!isSdsError(err)) throw err;
+    if (opts.signal?.aborted) throw err;
     // A connection that failed before the request left says nothing about the level; one closed after it
     // left, without a reply, is how a VBS that does not know the request may answer. The client words the two
     // apart ("no VBS could be reached" vs "the outcome is unknown").
     if (err.kind === 'Unavailable' && /no VBS could be reached|too busy to accept/.test(err.message)) return undefined;
-    if (err.kind === 'Timeout' && opts.signal?.aborted) throw err;
-    if (err.kind === 'Timeout') return undefined;
+    if (err.kind === 'Timeout' && /before the request was sent/.test(err.message)) return undefined;
     // Only the extended level has a token: refusing ours (or its absence) is an extended answer. The driver
     // then starts, and Probe says not ready until the token is right.
     if (err.kind === 'AuthFailed') return { level: 'extended', how: 'answered' };
-    // Any other answer but success (retcode=1, UNKNOWN_REQUEST, a connection closed without a reply): the
+    // Any other answer but success (retcode=1, UNKNOWN_REQUEST, a connection closed without a reply, a
+    // request taken and never answered — the least helpful reading of a product that does not know it): the
     // original level.
     return { level: 'original', how: 'refused' };
   }
