@@ -14,6 +14,8 @@ import { createLogger, type Logger } from './log/logger.js';
 import type { DriverMetrics, OpsHttpServer } from './metrics/index.js';
 import { nodeService, type NodeDeps } from './node/node.js';
 import { SdsClient } from './sds/client.js';
+import { negotiateLevel } from './sds/level.js';
+import type { ProtocolLevel } from './protocol/catalog.js';
 import { defaultSdsCliPath, EmbeddedEmulator, makeEmbeddedToken } from './server/embedded-emulator.js';
 import { makeContextFactory } from './server/rpc.js';
 import { CsiServer, parseUnixEndpoint, type CsiServices } from './server/server.js';
@@ -60,8 +62,12 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       requestTimeoutMs: config.vbsTimeoutMs,
       logger: log.child({ room: 'sds' }),
       ...(metrics ? { observer: metrics.backend } : {}),
+      pools: config.vbsPools,
     });
     const sds = backend;
+    // Before the CSI socket opens: the sidecars read the capabilities once.
+    const level = await negotiate(sds, config, log);
+    if (level === undefined) return 0; // asked to stop while negotiating
     server = new CsiServer(parseUnixEndpoint(config.endpoint), log);
     if (metrics) server.tracker.observer = metrics.rpc;
     const rpc = makeContextFactory(log, server.tracker);
@@ -74,8 +80,8 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
           probe: async () => (await probe()).ready,
           // The same set in every mode (CSI: every instance of a plugin version reports the same); the CO
           // calls these services on the controller.
-          groupControllerService: true,
-          snapshotMetadataService: true,
+          groupControllerService: level === 'extended',
+          snapshotMetadataService: level === 'extended',
         },
         rpc,
       ),
@@ -83,9 +89,11 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
     if (config.mode === 'controller' || config.mode === 'all') {
       // Claims' image-source annotations and Events; off (quietly) without in-cluster config or a kubeconfig.
       const kube = await openKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
-      services.controller = controllerService({ backend: sds, kube }, rpc);
-      services.groupController = groupControllerService({ backend: sds }, rpc);
-      services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
+      services.controller = controllerService({ backend: sds, kube, level }, rpc);
+      if (level === 'extended') {
+        services.groupController = groupControllerService({ backend: sds }, rpc);
+        services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
+      }
     }
     if (config.mode === 'node' || config.mode === 'all') services.node = nodeService(await nodeDeps(config, sds, log, metrics), rpc);
     server.register(services);
@@ -129,13 +137,41 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
   }
 }
 
+/** The VBS's protocol level (docs/protocol-levels.md), set on the client; undefined when a stop signal came first. */
+async function negotiate(sds: SdsClient, config: DriverConfig, log: Logger): Promise<ProtocolLevel | undefined> {
+  const stop = new AbortController();
+  const onStopSignal = (): void => stop.abort(new Error('stopped while negotiating the protocol level'));
+  process.once('SIGINT', onStopSignal);
+  process.once('SIGTERM', onStopSignal);
+  let negotiated;
+  try {
+    negotiated = await negotiateLevel(sds, config.vbsProtocol, { signal: stop.signal, onUnreachable: (attempt, message) => log.warn({ attempt }, message) });
+  } catch (err) {
+    if (stop.signal.aborted) return undefined;
+    throw err;
+  } finally {
+    process.off('SIGINT', onStopSignal);
+    process.off('SIGTERM', onStopSignal);
+  }
+  sds.setLevel(negotiated.level);
+  if (negotiated.how === 'assumed') log.warn('the VBS did not answer: the extended protocol level is assumed (set --vbs-protocol to be sure)');
+  log.info({ level: negotiated.level, how: negotiated.how, pools: config.vbsPools, capabilities: negotiated.system?.capabilities }, 'VBS protocol level');
+  if (negotiated.level === 'original' && config.vbsPools.length === 0) {
+    log.warn('the VBS speaks the original protocol level and no --vbs-pools are configured: the driver asks for all pools, which the product may answer with none');
+  }
+  return negotiated.level;
+}
+
 /**
  * The node service's collaborators: the KV connector (its sds_cli finds the VBS's data plane through
  * SDS_KV_SOCKET, set above in all mode), the back end for the host id, and the Node's labels for topology.
  */
 async function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger, metrics: DriverMetrics | undefined): Promise<NodeDeps> {
+  const original = backend.level === 'original';
   const connector = new KvConnector({
     cliPath: config.sdsCli,
+    originalCli: original,
+    ...(original ? { volumeExists: async (name: string, signal?: AbortSignal) => (await backend.getVolume(name, signal ? { signal } : {})) !== undefined } : {}),
     logger: log.child({ room: 'connector' }),
     ...(metrics ? { observer: metrics.connector } : {}),
   });
@@ -151,7 +187,8 @@ async function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger, m
     backend,
     maxVolumesPerNode: config.maxVolumesPerNode,
     log: log.child({ room: 'node' }),
-    ...(config.hostId ? { hostId: config.hostId } : {}),
+    // The original level has no capability query to tell the host id, nor mapping that would need it.
+    ...(config.hostId ? { hostId: config.hostId } : original ? { hostId: config.nodeName } : {}),
     ...(topologyLabels ? { topologyLabels } : {}),
   };
 }

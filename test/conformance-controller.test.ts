@@ -35,7 +35,7 @@ async function createVolume(name = unique(), extra: Record<string, unknown> = {}
 }
 
 beforeAll(async () => {
-  stack = await startStack({ mode: 'controller', extraHosts: ['host-b', 'host-c'], pools: [`pool0:${POOL_BYTES / GiB}G`] });
+  stack = await startStack({ mode: 'controller', level: 'extended', extraHosts: ['host-b', 'host-c'], pools: [`pool0:${POOL_BYTES / GiB}G`] });
   ctl = stack.csi.controller;
 });
 

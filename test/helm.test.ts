@@ -144,6 +144,7 @@ describe('default values', () => {
       '--vbs-url=$(HOST_IP)',
       '--vbs-port=10599',
       '--vbs-timeout-ms=30000',
+      '--vbs-protocol=auto',
       '--metrics-address=0.0.0.0:9810',
       '--log-level=info',
       '--shutdown-grace-ms=30000',
@@ -214,6 +215,7 @@ describe('default values', () => {
       '--vbs-url=127.0.0.1',
       '--vbs-port=10599',
       '--vbs-timeout-ms=30000',
+      '--vbs-protocol=auto',
       '--max-volumes-per-node=128',
       '--metrics-address=0.0.0.0:9811',
       '--log-level=info',
@@ -480,6 +482,47 @@ describe('capability-gated classes', () => {
     expect(container(only(objects, 'Deployment'), 'sdshypervisor-csi').args).toContain('--vbs-token-file=/etc/sdshypervisor-csi/vbs-token/token');
     // The token never appears in args or env.
     for (const workload of [only(objects, 'Deployment'), only(objects, 'DaemonSet')]) expect(JSON.stringify(workload)).not.toContain('s3cret');
+  });
+});
+
+describe('the back end\'s protocol level (backend.protocol, backend.pools)', () => {
+  const driverArgs = (objects: K8sObject[]) => [only(objects, 'Deployment'), only(objects, 'DaemonSet')].map((w) => container(w, 'sdshypervisor-csi').args as string[]);
+
+  it('auto by default: both plugins negotiate, no pools named', async () => {
+    for (const args of driverArgs(await template())) {
+      expect(args).toContain('--vbs-protocol=auto');
+      expect(args.some((a) => a.startsWith('--vbs-pools'))).toBe(false);
+    }
+  });
+
+  it('original with pools: the flags, and none of the extended-only objects', async () => {
+    const objects = await template(['--kube-version', '1.34.0', '--set', 'backend.protocol=original', '--set', 'backend.pools={P1,P2}']);
+    for (const args of driverArgs(objects)) {
+      expect(args).toContain('--vbs-protocol=original');
+      expect(args).toContain('--vbs-pools=P1,P2');
+    }
+    const kinds = objects.map((o) => o.kind);
+    expect(kinds).not.toContain('VolumeAttributesClass');
+    expect(kinds).not.toContain('VolumeGroupSnapshotClass');
+    expect(kinds).not.toContain('SnapshotMetadataService');
+    expect(containers(only(objects, 'Deployment')).map((c) => c.name)).not.toContain('csi-snapshot-metadata');
+    // The extended level keeps them.
+    const extended = (await template(['--kube-version', '1.34.0', '--set', 'backend.protocol=extended'])).map((o) => o.kind);
+    expect(extended.filter((k) => k === 'VolumeAttributesClass')).toHaveLength(3);
+  });
+
+  it('original refuses group snapshots and snapshot metadata, naming the setting', async () => {
+    expectFailure(await runHelm(['template', 'sds', chartDir, '--set', 'backend.protocol=original', '--set', 'groupSnapshot.enabled=true']), 'groupSnapshot.enabled needs backend.protocol');
+    const CA = Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n').toString('base64');
+    expectFailure(await runHelm([
+      'template', 'sds', chartDir, '--set', 'backend.protocol=original', '--set', 'snapshotMetadata.enabled=true',
+      '--set', 'snapshotMetadata.tls.secretName=tls', '--set', `snapshotMetadata.tls.caCert=${CA}`,
+    ]), 'snapshotMetadata.enabled needs backend.protocol');
+  });
+
+  it('the schema refuses an unknown level and a bad pool id', async () => {
+    expectFailure(await runHelm(['template', 'sds', chartDir, '--set', 'backend.protocol=newest']), '/backend/protocol');
+    expectFailure(await runHelm(['template', 'sds', chartDir, '--set', 'backend.pools={-bad}']), '/backend/pools/0');
   });
 });
 

@@ -103,6 +103,19 @@ describe('success codes', () => {
     expect(await connector((await answering(50155007)).path).queryDevice('v1')).toBeUndefined();
   });
 
+  it('querydev of the product CLI (originalCli): any non-zero code, ret_code=1 included, means not attached', async () => {
+    expect(await connector((await answering(1)).path, { originalCli: true }).queryDevice('v1')).toBeUndefined();
+    expect(await connector((await answering(50159002)).path, { originalCli: true }).queryDevice('v1')).toBeUndefined();
+    expect(await connector((await answering(0, blockDevice)).path, { originalCli: true }).queryDevice('v1')).toBe(blockDevice);
+    // With the back end's answer, a volume it does not have is VolumeNotFound, on querydev and on detach.
+    const gone = { originalCli: true, volumeExists: async () => false };
+    await expectConnectorError(connector((await answering(1)).path, gone).queryDevice('v1'), 'VolumeNotFound', /no such volume/);
+    await expectConnectorError(connector((await answering(1)).path, gone).detach('v1'), 'VolumeNotFound');
+    expect(await connector((await answering(1)).path, { originalCli: true, volumeExists: async () => true }).queryDevice('v1')).toBeUndefined();
+    // Without it, ret_code=1 is a failure, as before.
+    await expectConnectorError(connector((await answering(1)).path).queryDevice('v1'), 'Failed');
+  });
+
   it('logs stderr as a warning (through the driver pino logger) and still judges by ret_code', async () => {
     const lines: string[] = [];
     const logger = createLogger({ level: 'warn' }, { write: (line: string) => lines.push(line) });

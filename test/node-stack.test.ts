@@ -33,7 +33,7 @@ let nodeId: string;
 let seq = 0;
 
 beforeAll(async () => {
-  stack = await startStack({ mode: 'all', pools: ['pool0:8G'] });
+  stack = await startStack({ mode: 'all', level: 'extended', pools: ['pool0:8G'] });
   ctl = stack.csi.controller;
   node = stack.csi.node;
   nodeId = (await node.NodeGetInfo({})).node_id;

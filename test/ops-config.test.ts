@@ -49,6 +49,8 @@ const BAD: Record<SettingName, { value: string | (() => string); says: RegExp; f
   vbsUrl: { value: 'ftp://vbs.example.com', says: /only tcp:\/\/ and unix:\/\/ are supported/ },
   vbsPort: { value: '70000', says: /<=65535/ },
   vbsTokenFile: { value: () => join(dir, 'no-such-token'), says: /cannot read the token file: ENOENT/, alone: true },
+  vbsProtocol: { value: 'newest', says: /auto.*original.*extended|Invalid (enum|option)/ },
+  vbsPools: { value: 'pool0,-bad', says: /1-96 characters/ },
   vbsTimeoutMs: { value: '10', says: />=100/ },
   hostId: { value: '-starts-with-a-dash', says: /1-96 characters/ },
   sdsCli: { value: 'relative/sds_cli', says: /must be an absolute path/ },

@@ -23,6 +23,8 @@ export const SETTINGS = {
   vbsUrl: { flag: 'vbs-url', env: 'SDS_VBS_URL', help: 'comma-separated VBS addresses (host, host:port, tcp://host:port, unix:///path)', shown: 'all mode: the embedded emulator; else 127.0.0.1' },
   vbsPort: { flag: 'vbs-port', env: 'SDS_VBS_PORT', help: 'VBS port for addresses without one', shown: '10599' },
   vbsTokenFile: { flag: 'vbs-token-file', env: 'SDS_VBS_TOKEN_FILE', help: 'file holding the socket-API token (SDS_VBS_TOKEN holds it directly)' },
+  vbsProtocol: { flag: 'vbs-protocol', env: 'SDS_VBS_PROTOCOL', help: 'auto | original | extended: the socket-API level (auto asks the VBS)', shown: 'auto' },
+  vbsPools: { flag: 'vbs-pools', env: 'SDS_VBS_POOLS', help: 'comma-separated pool ids the driver uses (needed on the original level)', shown: 'all pools the VBS lists' },
   vbsTimeoutMs: { flag: 'vbs-timeout-ms', env: 'SDS_VBS_TIMEOUT_MS', help: 'socket-API request timeout, ms', shown: '30000' },
   hostId: { flag: 'host-id', env: 'SDS_HOST_ID', help: "this node's host id on the back end", shown: 'asked of the local VBS' },
   sdsCli: { flag: 'sds-cli', env: 'HUAWEISDSHYPERVISORCLI_PATH', help: 'path of sds_cli', shown: '/usr/local/bin/sds/sds_cli (all mode: the emulator\'s)' },
@@ -74,6 +76,12 @@ function schemaFor(env: NodeJS.ProcessEnv) {
       .optional(),
     vbsPort: intString(1, 65535).default(10599),
     vbsTokenFile: z.string().min(1).optional(),
+    vbsProtocol: z.enum(['auto', 'original', 'extended']).default('auto'),
+    vbsPools: z
+      .string()
+      .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'each must be 1-96 characters of [A-Za-z0-9_.-]')))
+      .default([]),
     vbsTimeoutMs: intString(100, 3_600_000).default(30_000),
     hostId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'must be 1-96 characters of [A-Za-z0-9_.-]').optional(),
     sdsCli: z.string().startsWith('/', 'must be an absolute path').optional(),

@@ -40,6 +40,16 @@ export interface KvConnectorOptions {
   deviceDir?: string;
   logger?: ConnectorLogger;
   observer?: ConnectorObserver;
+  /**
+   * The product's CLI (the original level): `querydev` answers a non-zero code, `ret_code=1` included, for
+   * a volume that is not attached, so any non-zero code of querydev means "not attached" (os-brick's reading).
+   */
+  originalCli?: boolean;
+  /**
+   * Whether the back end has the volume (the driver's VBS client answers it). The product CLI says only
+   * "failed" for a volume that does not exist; with this, such a failure is told apart as VolumeNotFound.
+   */
+  volumeExists?: (volumeName: string, signal?: AbortSignal) => Promise<boolean>;
 }
 
 /** Per-call options. sds_cli takes no request id (the product CLI has none): it goes on our log lines only. */
@@ -66,6 +76,9 @@ const SUCCESS: Record<KvMethod, ReadonlySet<number>> = {
   querydev: new Set([KvCode.OK]),
 };
 
+/** querydev of the original level: every code is an answer (non-zero: not attached). */
+const ANY_CODE: readonly number[] = [];
+
 interface CliReply {
   code: number;
   fields: Map<string, string>;
@@ -89,6 +102,8 @@ export class KvConnector {
   private readonly logger: ConnectorLogger | undefined;
   private readonly observer: ConnectorObserver | undefined;
   private readonly locks = new KeyedMutex<string>();
+  private readonly originalCli: boolean;
+  private readonly volumeExists: KvConnectorOptions['volumeExists'];
 
   constructor(options: KvConnectorOptions = {}) {
     this.env = options.env ?? process.env;
@@ -99,6 +114,8 @@ export class KvConnector {
     this.deviceDir = normalize(options.deviceDir ?? CONNECTOR_DEFAULTS.deviceDir).replace(/\/+$/, '');
     this.logger = options.logger;
     this.observer = options.observer;
+    this.originalCli = options.originalCli ?? false;
+    this.volumeExists = options.volumeExists;
   }
 
   /** The CLI this connector runs. */
@@ -138,8 +155,12 @@ export class KvConnector {
   async queryDevice(volumeName: string, opts: CallOptions = {}): Promise<string | undefined> {
     checkVolumeName(volumeName);
     return this.locks.withLock(volumeName, async () => {
-      const reply = await this.call('querydev', volumeName, opts, [KvCode.NOT_ATTACHED, KvCode.NOT_MOUNT_NODE]);
-      if (reply.code !== KvCode.OK) return undefined;
+      const reply = await this.call('querydev', volumeName, opts, this.originalCli ? ANY_CODE : [KvCode.NOT_ATTACHED, KvCode.NOT_MOUNT_NODE]);
+      if (reply.code !== KvCode.OK) {
+        // The product's querydev answers the same code for "not attached" and "no such volume".
+        await this.failIfMissing('querydev', volumeName, reply.code, opts);
+        return undefined;
+      }
       const device = reply.fields.get('dev_addr');
       if (device === undefined || device === '') {
         throw new ConnectorError('Garbled', `sds_cli querydev ${volumeName}: success without dev_addr`, reply.code);
@@ -148,8 +169,25 @@ export class KvConnector {
     }, opts.signal);
   }
 
+  /** With the product CLI, a failure for a volume the back end does not have is VolumeNotFound, as our CLI says. */
+  private async failIfMissing(method: KvMethod, volumeName: string, code: number, opts: CallOptions): Promise<void> {
+    if (!this.originalCli || this.volumeExists === undefined) return;
+    if (!(await this.volumeExists(volumeName, opts.signal))) {
+      throw new ConnectorError('VolumeNotFound', `sds_cli ${method} ${volumeName}: ret_code=${code}, and the back end has no such volume`, code);
+    }
+  }
+
   /** Runs one method; resolves on a success code (or one of `alsoAccept`), throws a typed error otherwise. */
   private async call(method: KvMethod, volumeName: string, opts: CallOptions, alsoAccept: readonly number[] = []): Promise<CliReply> {
+    try {
+      return await this.observedCall(method, volumeName, opts, alsoAccept);
+    } catch (err) {
+      if (err instanceof ConnectorError && err.kind === 'Failed' && err.code !== undefined) await this.failIfMissing(method, volumeName, err.code, opts);
+      throw err;
+    }
+  }
+
+  private async observedCall(method: KvMethod, volumeName: string, opts: CallOptions, alsoAccept: readonly number[]): Promise<CliReply> {
     if (this.observer === undefined) return this.callOnce(method, volumeName, opts, alsoAccept);
     const started = performance.now();
     try {
@@ -181,7 +219,7 @@ export class KvConnector {
     const desc = (parsed.fields.get('ret_desc') ?? '').replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 300);
     const reply: CliReply = { code, fields: parsed.fields, desc };
     this.logger?.debug({ method, volume: volumeName, requestId, code }, 'sds_cli replied');
-    if (SUCCESS[method].has(code) || alsoAccept.includes(code)) return reply;
+    if (SUCCESS[method].has(code) || alsoAccept === ANY_CODE || alsoAccept.includes(code)) return reply;
     throw new ConnectorError(failureKind(method, code), `${how} failed: ret_code=${code}${desc ? ` (${desc})` : ''}`, code);
   }
 

@@ -2,46 +2,30 @@
 // the result; back-end errors travel as SdsError and become gRPC codes in src/server/errors.ts.
 import type { ControllerHandlers } from '../generated/csi/v1/Controller.js';
 import type { ControllerServiceCapability } from '../generated/csi/v1/ControllerServiceCapability.js';
-import type { CreateVolumeRequest__Output } from '../generated/csi/v1/CreateVolumeRequest.js';
-import type { CreateVolumeResponse } from '../generated/csi/v1/CreateVolumeResponse.js';
 import type { ListSnapshotsResponse } from '../generated/csi/v1/ListSnapshotsResponse.js';
 import type { ListVolumesResponse } from '../generated/csi/v1/ListVolumesResponse.js';
 import type { ValidateVolumeCapabilitiesResponse } from '../generated/csi/v1/ValidateVolumeCapabilitiesResponse.js';
+import type { ProtocolLevel } from '../protocol/catalog.js';
 import { isValidName } from '../protocol/vbs.js';
-import { MiB, type CallOptions, type Page, type PoolInfo, type SdsBackend, type SnapshotInfo, type VolumeInfo } from '../sds/backend.js';
+import { MiB, type CallOptions, type Page, type PoolInfo, type SdsBackend, type SnapshotInfo } from '../sds/backend.js';
 import { isSdsError } from '../sds/errors.js';
-import { alreadyExists, aborted, failedPrecondition, invalidArgument, notFound, outOfRange } from '../server/errors.js';
+import { alreadyExists, invalidArgument, notFound, outOfRange, unimplemented } from '../server/errors.js';
 import type { RpcContext, RpcFactory } from '../server/rpc.js';
+import { createVolumeHandler } from './create-volume.js';
 import { backendNameFor, checkCsiName, decodePageToken, encodePageToken, isKnownIdForm, type TokenKind } from './ids.js';
 import { ImageImports, type ImageKube } from './images.js';
 import { OperationLocks, snapshotKey, volumeKey } from './locks.js';
-import { parseMutableParameters, parseSnapshotParameters, parseVolumeParameters, type VolumeParameters } from './parameters.js';
-import { candidatePools, checkPoolCeiling, choosePool, PoolDirectory, poolSatisfies, poolsForTopology } from './placement.js';
+import { controllerCapabilities, EXTENDED_CONTROLLER_CAPABILITIES, EXTENDED_ONLY_CALLS, removeCloneLeftovers } from './original.js';
+import { parseMutableParameters, parseSnapshotParameters, parseVolumeParameters } from './parameters.js';
+import { candidatePools, checkPoolCeiling, PoolDirectory, poolsForTopology, withNamedPool } from './placement.js';
 import {
-  checkVolumeCapabilities, checkVolumeCapability, chooseSize, isReadOnlyMode, isSingleNodeMode, malformedCapability,
-  parseCapacityRange, requireString, roundUpToMiB, unsupportedCapability, type ByteRange,
+  checkVolumeCapability, isReadOnlyMode, isSingleNodeMode, malformedCapability, parseCapacityRange, requireString, roundUpToMiB,
+  unsupportedCapability, type ByteRange,
 } from './validation.js';
-import {
-  csiSnapshot, csiVolume, incompatibilities, reportedSettings, settingDifferences, volumeCondition, volumeContext, withFilesystemMinimum, type RequestedSource,
-} from './volumes.js';
+import { csiSnapshot, csiVolume, reportedSettings, settingDifferences, volumeCondition } from './volumes.js';
 
-export const CONTROLLER_CAPABILITIES = [
-  'CREATE_DELETE_VOLUME',
-  'PUBLISH_UNPUBLISH_VOLUME',
-  'LIST_VOLUMES',
-  'GET_CAPACITY',
-  'CREATE_DELETE_SNAPSHOT',
-  'LIST_SNAPSHOTS',
-  'CLONE_VOLUME',
-  'PUBLISH_READONLY',
-  'EXPAND_VOLUME',
-  'LIST_VOLUMES_PUBLISHED_NODES',
-  'VOLUME_CONDITION',
-  'GET_VOLUME',
-  'SINGLE_NODE_MULTI_WRITER',
-  'MODIFY_VOLUME',
-  'GET_SNAPSHOT',
-] as const;
+/** What the controller advertises on the extended level (controllerCapabilities(level) for either). */
+export const CONTROLLER_CAPABILITIES = EXTENDED_CONTROLLER_CAPABILITIES;
 
 /** publish_context key: `ro` or `rw`, how the volume was mapped to the node's host. */
 export const PUBLISH_ACCESS_MODE = 'sdshypervisor.io/access-mode';
@@ -53,6 +37,8 @@ export interface ControllerDeps {
   imageImportTimeoutMs?: number;
   /** the Kubernetes API: claim image-source annotations and Events (absent or disabled: neither) */
   kube?: ImageKube;
+  /** the VBS's protocol level (default extended): what is advertised and how clones and publishes are made */
+  level?: ProtocolLevel;
 }
 
 const MAX_BACKEND_PAGE = 1000;
@@ -61,6 +47,8 @@ const MAX_UNLIMITED_ENTRIES = 2000;
 
 export function controllerService(deps: ControllerDeps, rpc: RpcFactory): ControllerHandlers {
   const { backend } = deps;
+  const level = deps.level ?? 'extended';
+  const original = level === 'original';
   const locks = deps.locks ?? new OperationLocks();
   const images = new ImageImports(backend, deps.kube, deps.imageImportTimeoutMs ?? 30 * 60_000);
   const opts = (ctx: RpcContext): CallOptions => ({ requestId: ctx.requestId, signal: ctx.signal });
@@ -87,121 +75,18 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     return { items, nextToken: encodePageToken(kind, marker) };
   }
 
-  async function createVolume(req: CreateVolumeRequest__Output, ctx: RpcContext): Promise<CreateVolumeResponse> {
-    checkCsiName('name', req.name);
-    const caps = checkVolumeCapabilities('volume_capabilities', req.volume_capabilities);
-    const params = parseVolumeParameters(req.parameters, parseMutableParameters(req.mutable_parameters));
-    if (params.fsType && caps.fsTypes.size > 0 && !caps.fsTypes.has(params.fsType)) {
-      throw invalidArgument(`parameters.fsType ${params.fsType} contradicts the capability's fs_type ${[...caps.fsTypes].join(', ')}`);
-    }
-    const range = withFilesystemMinimum('capacity_range', parseCapacityRange('capacity_range', req.capacity_range), caps, params);
-    const source = requestedSource(req);
-    if (source && params.image) throw invalidArgument('parameters.imageSource cannot be combined with volume_content_source');
-    const name = backendNameFor(req.name);
-    const image = await images.resolve(params, req.parameters, source !== undefined, ctx);
-    const context = volumeContext(params, source ? source.type : image ? 'image' : undefined);
-    // The annotation's image stands for the class's in every comparison below.
-    const wanted: VolumeParameters = image ? { ...params, image: { url: image.url } } : params;
+  const createVolume = createVolumeHandler({ backend, locks, images, poolDirectory, level });
 
-    return locks.run(volumeKey(name), `volume ${name}`, async () => {
-      const pools = await poolDirectory.pools(opts(ctx));
-      /** A volume that already has the name answers by CSI's rules: a compatible repeat is success. */
-      const acceptExisting = async (existing: VolumeInfo): Promise<CreateVolumeResponse> => {
-        const diffs = incompatibilities(existing, { range, params: wanted, source, cloneType: params.cloneMode });
-        const pool = pools.find((p) => p.id === existing.poolId);
-        if (pool && !poolSatisfies(pool, req.accessibility_requirements)) diffs.push('it is not reachable from the required topology');
-        if (diffs.length > 0) throw alreadyExists(`volume ${name} (name ${JSON.stringify(req.name)}) already exists, but ${diffs.join('; ')}`);
-        if (existing.state === 'busy' && existing.source.type === 'image' && existing.imageJobId) {
-          // An earlier call started the import and gave up waiting: this one waits for it (bounded).
-          return { volume: csiVolume(await images.awaitRunning(existing, image, ctx), pool, context) };
-        }
-        if (existing.state === 'busy' || existing.state === 'deleting') {
-          throw aborted(`volume ${name} is still ${existing.state === 'busy' ? 'being created' : 'being deleted'}; retry later`);
-        }
-        return { volume: csiVolume(existing, pool, context) };
-      };
-
-      // Clones and imports look for an existing volume first: their preparation costs more than a query. A
-      // plain volume goes straight to the create, which finds a taken name itself (one request, not two).
-      if (source || image) {
-        const existing = await backend.getVolume(name, opts(ctx));
-        if (existing) return acceptExisting(existing);
-      }
-
-      const sourceInfo = source ? await lookUpSource(source, ctx) : undefined;
-      const pool = sourceInfo ? sourcePool(pools, sourceInfo.poolId, params, req) : choosePool(pools, params.poolId, req.accessibility_requirements);
-      const cloneType = params.cloneMode ?? (pool.linkedClone ? 'linked' : 'full');
-      if (sourceInfo && cloneType === 'linked' && !pool.linkedClone) {
-        // Asked for explicitly: the pool's state, not the request, is what cannot be met.
-        throw failedPrecondition(`parameters.cloneMode: pool ${pool.id} (${pool.type}) cannot make linked clones; use cloneMode "full", or leave cloneMode out to get full copies there`);
-      }
-      const sizeGiven = range.requiredBytes > 0 || range.limitBytes > 0;
-      const sizeBytes = image && !sizeGiven ? undefined : chooseSize('capacity_range', range, sourceInfo?.sizeBytes);
-      if (sizeBytes !== undefined) checkPoolCeiling(pool, params.thin, sizeBytes);
-
-      const spec = { name, poolId: pool.id, thin: params.thin, qos: params.qos, ...(params.cachePolicy ? { cachePolicy: params.cachePolicy } : {}) };
-      let created: VolumeInfo;
-      try {
-        if (source?.type === 'snapshot') {
-          created = await backend.createVolumeFromSnapshot({ ...spec, sizeBytes: sizeBytes!, snapshotName: source.id, cloneType }, opts(ctx));
-        } else if (source?.type === 'volume') {
-          created = await backend.cloneVolume({ ...spec, sizeBytes: sizeBytes!, sourceVolumeName: source.id, cloneType }, opts(ctx));
-        } else if (image) {
-          created = await images.importNew(spec, image, sizeBytes, ctx);
-        } else {
-          created = await backend.createVolume({ ...spec, sizeBytes: sizeBytes! }, opts(ctx));
-        }
-      } catch (err) {
-        // The back end found the name taken by a volume unlike this request, or busy: judge it by CSI's rules
-        // (the back end compares exact sizes; CSI accepts any size within the capacity range).
-        if (!isSdsError(err, 'AlreadyExists') && !isSdsError(err, 'Busy')) throw err;
-        const existing = await backend.getVolume(name, opts(ctx));
-        if (!existing) throw err;
-        return acceptExisting(existing);
-      }
-      // The back end answers a repeat of an identical create with the volume that exists: the same rules apply.
-      return acceptExisting(created);
-    });
-  }
-
-  function requestedSource(req: CreateVolumeRequest__Output): RequestedSource | undefined {
-    const src = req.volume_content_source;
-    if (!src) return undefined;
-    if (src.type === 'snapshot') return { type: 'snapshot', id: requireString('volume_content_source.snapshot.snapshot_id', src.snapshot?.snapshot_id ?? '') };
-    if (src.type === 'volume') return { type: 'volume', id: requireString('volume_content_source.volume.volume_id', src.volume?.volume_id ?? '') };
-    throw invalidArgument('volume_content_source: a snapshot or a volume is required');
-  }
-
-  async function lookUpSource(source: RequestedSource, ctx: RpcContext): Promise<{ sizeBytes: number; poolId: string }> {
-    const found = !isValidName(source.id)
-      ? undefined
-      : source.type === 'snapshot'
-        ? await backend.getSnapshot(source.id, opts(ctx))
-        : await backend.getVolume(source.id, opts(ctx));
-    if (!found) throw notFound(`source ${source.type} ${source.id} does not exist`);
-    return { sizeBytes: found.sizeBytes, poolId: found.poolId };
-  }
-
-  /** Clones live in their source's pool. */
-  function sourcePool(pools: PoolInfo[], poolId: string, params: VolumeParameters, req: CreateVolumeRequest__Output): PoolInfo {
-    if (params.poolId !== undefined && params.poolId !== poolId) {
-      throw invalidArgument(`parameters.pool: the source is in pool ${poolId}; a volume made from it must be in the same pool`);
-    }
-    const pool = pools.find((p) => p.id === poolId);
-    if (!pool) throw failedPrecondition(`the source's pool ${poolId} is not reported by the back end`);
-    if (!poolSatisfies(pool, req.accessibility_requirements)) {
-      return choosePool([pool], poolId, req.accessibility_requirements); // throws RESOURCE_EXHAUSTED naming the hosts
-    }
-    return pool;
-  }
-
-  return {
+  const handlers: ControllerHandlers = {
     CreateVolume: rpc.unary('CreateVolume', createVolume),
 
     DeleteVolume: rpc.unary('DeleteVolume', async (req, ctx) => {
       // An id that can never name a volume names one that does not exist: done.
       if (!isKnownIdForm('volume_id', req.volume_id)) return {};
-      await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, () => backend.deleteVolume(req.volume_id, opts(ctx)));
+      await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
+        await backend.deleteVolume(req.volume_id, opts(ctx));
+        if (original) await removeCloneLeftovers(backend, req.volume_id, opts(ctx));
+      });
       return {};
     }),
 
@@ -214,6 +99,11 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const mode = req.volume_capability!.access_mode!.mode;
       const readOnly = req.readonly || isReadOnlyMode(mode);
       return locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
+        if (original) {
+          // No mapping request on this level: the node attaches with sds_cli, as os-brick did.
+          if (!(await backend.getVolume(req.volume_id, opts(ctx)))) throw notFound(`volume ${req.volume_id} does not exist`);
+          return { publish_context: { [PUBLISH_ACCESS_MODE]: readOnly ? 'ro' : 'rw' } };
+        }
         await backend.mapVolume(req.volume_id, nodeId, { readOnly, exclusive: isSingleNodeMode(mode) }, opts(ctx));
         return { publish_context: { [PUBLISH_ACCESS_MODE]: readOnly ? 'ro' : 'rw' } };
       });
@@ -223,6 +113,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       // A volume or node that cannot exist is not published anywhere: nothing to undo.
       if (!isKnownIdForm('volume_id', req.volume_id)) return {};
       if (req.node_id !== '' && !isValidName(req.node_id)) return {};
+      if (original) return {}; // nothing was mapped: the node's NodeUnstage detached it
       await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
         try {
           const hosts = req.node_id !== '' ? [req.node_id] : (await backend.volumeHosts(req.volume_id, opts(ctx))).map((h) => h.hostId);
@@ -246,7 +137,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const volume = known ? await backend.getVolume(req.volume_id, opts(ctx)) : undefined;
       if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
       const reasons = req.volume_capabilities.map(unsupportedCapability).filter((r): r is string => r !== undefined);
-      const diffs = settingDifferences(volume, params, 'thin' in req.parameters);
+      const diffs = volume.statusOnly ? [] : settingDifferences(volume, params, 'thin' in req.parameters);
       const problems = [...reasons, ...diffs.map((d) => `the volume does not match the parameters: ${d}`)];
       if (problems.length > 0) return { message: problems.join('; ') };
       return {
@@ -276,7 +167,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     GetCapacity: rpc.unary('GetCapacity', async (req, ctx) => {
       const params = parseVolumeParameters(req.parameters);
       const unsupported = req.volume_capabilities.some((cap) => malformedCapability(cap) ?? unsupportedCapability(cap));
-      const pools = await backend.queryPools(undefined, opts(ctx));
+      const pools = await withNamedPool(backend, await backend.queryPools(undefined, opts(ctx)), params.poolId, opts(ctx));
       // The pool CreateVolume would pick for this topology; nothing can be provisioned where no pool is seen.
       const pool = poolsForTopology(candidatePools(pools, params.poolId), req.accessible_topology).find((p) => p.healthy);
       const available = pool && !unsupported ? Math.floor((params.thin ? pool.thinCapacityBytes : pool.thickCapacityBytes) / MiB) * MiB : 0;
@@ -288,7 +179,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     }),
 
     ControllerGetCapabilities: rpc.unary('ControllerGetCapabilities', async () => ({
-      capabilities: CONTROLLER_CAPABILITIES.map((type): ControllerServiceCapability => ({ rpc: { type } })),
+      capabilities: controllerCapabilities(level).map((type): ControllerServiceCapability => ({ rpc: { type } })),
     })),
 
     CreateSnapshot: rpc.unary('CreateSnapshot', async (req, ctx) => {
@@ -298,6 +189,7 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const name = backendNameFor(req.name);
       return locks.run(snapshotKey(name), `snapshot ${name}`, async () => {
         const existing = await backend.getSnapshot(name, opts(ctx));
+        if (existing?.statusOnly) return { snapshot: csiSnapshot({ ...existing, volumeName: req.source_volume_id, createdAt: new Date() }) };
         if (existing) {
           if (existing.volumeName !== req.source_volume_id) {
             throw alreadyExists(`snapshot ${name} (name ${JSON.stringify(req.name)}) already exists for volume ${existing.volumeName}, not ${req.source_volume_id}`);
@@ -354,6 +246,13 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       return locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
         const volume = await backend.getVolume(req.volume_id, opts(ctx));
         if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
+        if (volume.statusOnly) {
+          // Its size is not told on this level: grow to the target (EXTEND_VOLUME_REQ of an equal size is a no-op).
+          if (range.requiredBytes === 0) throw invalidArgument('capacity_range.required_bytes is needed on this back end (its protocol level does not tell the current size)');
+          const target = expansionTarget(range, 0);
+          const grown = await backend.extendVolume(req.volume_id, target, opts(ctx));
+          return { capacity_bytes: String(grown.sizeBytes), node_expansion_required: nodeExpansionRequired };
+        }
         const target = expansionTarget(range, volume.sizeBytes);
         if (volume.sizeBytes >= target) return { capacity_bytes: String(volume.sizeBytes), node_expansion_required: nodeExpansionRequired };
         const pool = await poolOf(volume.poolId, ctx);
@@ -383,6 +282,15 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       return {};
     }),
   };
+  if (original) {
+    // Not advertised on this level (the VBS has no list, record or QoS-change request): say so, as CSI asks.
+    for (const call of EXTENDED_ONLY_CALLS) {
+      (handlers as unknown as Record<string, unknown>)[call] = rpc.unary(call, async (): Promise<never> => {
+        throw unimplemented(`${call} needs a VBS of the extended protocol level; this one speaks the original level`);
+      });
+    }
+  }
+  return handlers;
 }
 
 /** The size ControllerExpandVolume grows to; the current size when it already satisfies the range. */

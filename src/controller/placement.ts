@@ -3,7 +3,7 @@
 // take part: other keys (zone labels the node plugin copies) neither select nor exclude a pool.
 import type { Topology__Output } from '../generated/csi/v1/Topology.js';
 import type { TopologyRequirement__Output } from '../generated/csi/v1/TopologyRequirement.js';
-import type { CallOptions, PoolInfo } from '../sds/backend.js';
+import type { CallOptions, PoolInfo, SdsBackend } from '../sds/backend.js';
 import { SdsError } from '../sds/errors.js';
 import { raceAbort } from '../util/abort.js';
 import { invalidArgument, outOfRange, resourceExhausted } from '../server/errors.js';
@@ -19,7 +19,24 @@ export function requiredHosts(requirements: TopologyRequirement__Output | null):
 
 export function poolSatisfies(pool: PoolInfo, requirements: TopologyRequirement__Output | null): boolean {
   const hosts = requiredHosts(requirements);
-  return hosts === undefined || pool.hosts.some((h) => hosts.includes(h));
+  // A pool whose record names no hosts (the original level) constrains nothing the driver could check: the
+  // back end decides reachability, and no host topology is claimed for its volumes.
+  return hosts === undefined || pool.hostsUnknown === true || pool.hosts.some((h) => hosts.includes(h));
+}
+
+/**
+ * The pools the driver uses (--vbs-pools, or all the VBS lists) and the StorageClass's `pool` when it is not
+ * among them: asked for by id, as the original client asked (a VBS that answers only named pools has it).
+ */
+export async function withNamedPool(backend: Pick<SdsBackend, 'queryPools'>, pools: PoolInfo[], poolId: string | undefined, opts: CallOptions): Promise<PoolInfo[]> {
+  if (poolId === undefined || pools.some((p) => p.id === poolId)) return pools;
+  try {
+    return [...pools, ...(await backend.queryPools([poolId], opts)).filter((p) => p.id === poolId)];
+  } catch (err) {
+    // An unknown id is the parameter's fault; candidatePools names it.
+    if (err instanceof SdsError && (err.kind === 'PoolNotFound' || err.kind === 'InvalidParameter')) return pools;
+    throw err;
+  }
 }
 
 /** The pool named `poolId` (INVALID_ARGUMENT naming the parameter when unknown), or all pools. */
@@ -51,7 +68,7 @@ export function choosePool(pools: PoolInfo[], poolId: string | undefined, requir
 /** Pools serving a GetCapacity topology: those seen by the host our key names, or all when it names none. */
 export function poolsForTopology(pools: PoolInfo[], topology: Topology__Output | null): PoolInfo[] {
   const host = topology?.segments[TOPOLOGY_HOST_KEY];
-  return host === undefined ? pools : pools.filter((p) => p.hosts.includes(host));
+  return host === undefined ? pools : pools.filter((p) => p.hostsUnknown === true || p.hosts.includes(host));
 }
 
 /** The most a pool can ever hold for one volume: total × over-subscription for thin, total for thick. */

@@ -168,6 +168,8 @@ export const Field = {
   BYTES_DONE: 'bytes_done',
   BYTES_TOTAL: 'bytes_total',
   ERROR: 'error',
+  /** the retcode a failed image job would have answered (NO_SPACE: the pool filled up) */
+  ERROR_CODE: 'error_code',
   VOL_NAMES: 'vol_names',
   FROZEN_NUM: 'frozen_num',
   LOCAL: 'local',
@@ -245,6 +247,7 @@ export const RECORDS = {
     [Field.BYTES_DONE]: x('int'),
     [Field.BYTES_TOTAL]: x('int'),
     [Field.ERROR]: x('string'),
+    [Field.ERROR_CODE]: x('int'),
   },
   group: {
     [Field.STATUS]: x('int'),

@@ -22,6 +22,11 @@ export interface Qos {
 
 export interface VolumeInfo {
   name: string;
+  /**
+   * true when the VBS told only that the volume exists and its status (the original level): every other
+   * field is a neutral stand-in or, after a create, what the request asked for.
+   */
+  statusOnly?: boolean;
   sizeBytes: number;
   poolId: string;
   thin: boolean;
@@ -44,6 +49,8 @@ export interface VolumeInfo {
 
 export interface SnapshotInfo {
   name: string;
+  /** as VolumeInfo.statusOnly */
+  statusOnly?: boolean;
   volumeName: string;
   sizeBytes: number;
   poolId: string;
@@ -57,6 +64,8 @@ export interface SnapshotInfo {
 
 export interface PoolInfo {
   id: string;
+  /** true when the record carried no host list (the original level): reachable from no host we could name */
+  hostsUnknown?: boolean;
   totalBytes: number;
   /** free space in the pool's LUN */
   freeBytes: number;

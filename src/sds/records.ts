@@ -9,6 +9,7 @@ import type {
 } from './backend.js';
 import { SdsError } from './errors.js';
 import { RetCode, type Fields } from '../protocol/vbs.js';
+import { Field, Key, RecordPrefix } from '../protocol/catalog.js';
 
 const VOLUME_STATES: ReadonlyMap<number, VolumeState> = new Map([
   [1, 'available'], [2, 'in-use'], [10, 'busy'], [11, 'deleting'], [12, 'fault'],
@@ -135,58 +136,58 @@ export class FieldReader {
 /** `fallbackName`: the name we asked about, for a part-1 VBS whose record may not repeat it. */
 export function volumeFromRecord(record: Record<string, string>, fallbackName?: string): VolumeInfo {
   const r = FieldReader.ofRecord('volume record', record);
-  const status = r.int('status');
+  const status = r.int(Field.STATUS);
   const state = VOLUME_STATES.get(status);
-  if (state === undefined) throw garbled('volume record', 'status', 'unknown volume status', String(status));
-  const srcType = r.oneOf('src_type', ['none', 'snapshot', 'volume', 'image'] as const, 'none');
+  if (state === undefined) throw garbled('volume record', Field.STATUS, 'unknown volume status', String(status));
+  const srcType = r.oneOf(Field.SRC_TYPE, ['none', 'snapshot', 'volume', 'image'] as const, 'none');
   const source: VolumeInfo['source'] =
-    srcType === 'snapshot' || srcType === 'volume' ? { type: srcType, name: r.name('src_name') } : { type: srcType };
-  const cloneType = r.oneOf('clone_type', ['', 'linked', 'full'] as const, '');
+    srcType === 'snapshot' || srcType === 'volume' ? { type: srcType, name: r.name(Field.SRC_NAME) } : { type: srcType };
+  const cloneType = r.oneOf(Key.CLONE_TYPE, ['', 'linked', 'full'] as const, '');
   const volume: VolumeInfo = {
-    name: r.name('vol_name', fallbackName),
-    sizeBytes: r.mib('vol_size'),
-    poolId: r.str('pool_id', ''),
-    thin: r.flag('thin_flag', true),
+    name: r.name(Key.VOL_NAME, fallbackName),
+    sizeBytes: r.mib(Key.VOL_SIZE),
+    poolId: r.str(Key.POOL_ID, ''),
+    thin: r.flag(Key.THIN_FLAG, true),
     state,
     status,
-    allocatedBytes: r.mib('alloc_size', 0),
-    createdAt: new Date(r.int('create_time', { fallback: 0, min: 0 }) * 1000),
+    allocatedBytes: r.mib(Field.ALLOC_SIZE, 0),
+    createdAt: new Date(r.int(Field.CREATE_TIME, { fallback: 0, min: 0 }) * 1000),
     source,
     qos: {
-      maxIops: r.int('max_iops', { fallback: 0, min: 0 }),
-      maxMBps: r.int('max_mbps', { fallback: 0, min: 0 }),
-      priority: r.int('IOPRIORITY', { fallback: 2, min: 1, max: 3 }) as IoPriority,
+      maxIops: r.int(Key.MAX_IOPS, { fallback: 0, min: 0 }),
+      maxMBps: r.int(Key.MAX_MBPS, { fallback: 0, min: 0 }),
+      priority: r.int(Key.IO_PRIORITY, { fallback: 2, min: 1, max: 3 }) as IoPriority,
     },
-    cachePolicy: r.oneOf<CachePolicy>('cache_policy', ['none', 'read', 'readwrite'], 'none'),
-    mappedHosts: r.list('mapped_hosts'),
-    healthy: r.oneOf('health', ['ok', 'fault'] as const, 'ok') === 'ok',
-    snapshotCount: r.int('snap_num', { fallback: 0, min: 0 }),
+    cachePolicy: r.oneOf<CachePolicy>(Key.CACHE_POLICY, ['none', 'read', 'readwrite'], 'none'),
+    mappedHosts: r.list(Field.MAPPED_HOSTS),
+    healthy: r.oneOf(Field.HEALTH, ['ok', 'fault'] as const, 'ok') === 'ok',
+    snapshotCount: r.int(Key.SNAP_NUM, { fallback: 0, min: 0 }),
   };
   if (cloneType !== '') volume.cloneType = cloneType as CloneType;
-  const faultReason = r.optional('fault_reason');
+  const faultReason = r.optional(Field.FAULT_REASON);
   if (faultReason !== undefined) volume.faultReason = faultReason;
-  const jobId = r.optional('job_id');
+  const jobId = r.optional(Key.JOB_ID);
   if (jobId !== undefined) volume.imageJobId = jobId;
   return volume;
 }
 
 export function snapshotFromRecord(record: Record<string, string>, fallbackName?: string): SnapshotInfo {
   const r = FieldReader.ofRecord('snapshot record', record);
-  const status = r.int('status');
+  const status = r.int(Field.STATUS);
   const state = SNAPSHOT_STATES.get(status);
-  if (state === undefined) throw garbled('snapshot record', 'status', 'unknown snapshot status', String(status));
+  if (state === undefined) throw garbled('snapshot record', Field.STATUS, 'unknown snapshot status', String(status));
   const snapshot: SnapshotInfo = {
-    name: r.name('snap_name', fallbackName),
-    volumeName: r.str('vol_name', ''),
-    sizeBytes: r.mib('vol_size', 0),
-    poolId: r.str('pool_id', ''),
+    name: r.name(Key.SNAP_NAME, fallbackName),
+    volumeName: r.str(Key.VOL_NAME, ''),
+    sizeBytes: r.mib(Key.VOL_SIZE, 0),
+    poolId: r.str(Key.POOL_ID, ''),
     state,
     status,
-    allocatedBytes: r.mib('alloc_size', 0),
-    createdAt: new Date(r.int('create_time', { fallback: 0, min: 0 }) * 1000),
-    dependents: r.int('dependents', { fallback: 0, min: 0 }),
+    allocatedBytes: r.mib(Field.ALLOC_SIZE, 0),
+    createdAt: new Date(r.int(Field.CREATE_TIME, { fallback: 0, min: 0 }) * 1000),
+    dependents: r.int(Field.DEPENDENTS, { fallback: 0, min: 0 }),
   };
-  const group = r.optional('group_name');
+  const group = r.optional(Key.GROUP_NAME);
   if (group !== undefined) snapshot.groupName = group;
   return snapshot;
 }
@@ -198,22 +199,22 @@ const GROUP_STATES: ReadonlyMap<number, GroupSnapshotState> = new Map([
 /** A group record with its member snapshot records (already parsed). */
 export function groupFromRecord(record: Record<string, string>, snapshots: SnapshotInfo[], fallbackName?: string): GroupSnapshotInfo {
   const r = FieldReader.ofRecord('group record', record);
-  const status = r.int('status');
+  const status = r.int(Field.STATUS);
   const state = GROUP_STATES.get(status);
-  if (state === undefined) throw garbled('group record', 'status', 'unknown group status', String(status));
+  if (state === undefined) throw garbled('group record', Field.STATUS, 'unknown group status', String(status));
   const group: GroupSnapshotInfo = {
-    name: r.name('group_name', fallbackName),
+    name: r.name(Key.GROUP_NAME, fallbackName),
     state,
     status,
-    poolId: r.str('pool_id', ''),
-    createdAt: new Date(r.int('create_time', { fallback: 0, min: 0 }) * 1000),
-    volumeNames: r.list('vol_names').sort(),
-    quiesce: r.oneOf<QuiesceMode>('quiesce', ['freeze', 'flush'], 'freeze'),
-    frozenCount: r.int('frozen_num', { fallback: 0, min: 0 }),
-    healthy: r.oneOf('health', ['ok', 'fault'] as const, 'ok') === 'ok',
+    poolId: r.str(Key.POOL_ID, ''),
+    createdAt: new Date(r.int(Field.CREATE_TIME, { fallback: 0, min: 0 }) * 1000),
+    volumeNames: r.list(Field.VOL_NAMES).sort(),
+    quiesce: r.oneOf<QuiesceMode>(Key.QUIESCE, ['freeze', 'flush'], 'freeze'),
+    frozenCount: r.int(Field.FROZEN_NUM, { fallback: 0, min: 0 }),
+    healthy: r.oneOf(Field.HEALTH, ['ok', 'fault'] as const, 'ok') === 'ok',
     snapshots,
   };
-  const faultReason = r.optional('fault_reason');
+  const faultReason = r.optional(Field.FAULT_REASON);
   if (faultReason !== undefined) group.faultReason = faultReason;
   return group;
 }
@@ -221,29 +222,29 @@ export function groupFromRecord(record: Record<string, string>, snapshots: Snaps
 /** An extent page: size_bytes, block_size, extent_num + extentN records, next_offset (empty at the end). */
 export function extentPageFromReply(fields: Fields, requestedOffset: number): ExtentPage {
   const r = FieldReader.ofReply('extent reply', fields);
-  const sizeBytes = r.int('size_bytes', { min: 0 });
-  const blockSize = r.int('block_size', { fallback: 4096, min: 1 });
-  const records = fields.records('extent');
-  const count = r.int('extent_num', { fallback: records.length, min: 0 });
+  const sizeBytes = r.int(Key.SIZE_BYTES, { min: 0 });
+  const blockSize = r.int(Key.BLOCK_SIZE, { fallback: 4096, min: 1 });
+  const records = fields.records(RecordPrefix.EXTENT);
+  const count = r.int(Key.EXTENT_NUM, { fallback: records.length, min: 0 });
   if (count !== records.length) throw new SdsError('Protocol', `garbled extent reply from the VBS: extent_num=${count} but ${records.length} extent records`);
   const extents: ByteRange[] = [];
   let end = 0;
   records.forEach((record, i) => {
     const e = FieldReader.ofRecord(`extent record ${i}`, record);
-    const offset = e.int('offset', { min: 0 });
-    const length = e.int('length', { min: 1 });
-    if (offset < end || offset + length > sizeBytes) throw garbled(`extent record ${i}`, 'offset', 'out of order or beyond the size', String(offset));
+    const offset = e.int(Key.OFFSET, { min: 0 });
+    const length = e.int(Field.LENGTH, { min: 1 });
+    if (offset < end || offset + length > sizeBytes) throw garbled(`extent record ${i}`, Key.OFFSET, 'out of order or beyond the size', String(offset));
     end = offset + length;
     extents.push({ offset, length });
   });
   const page: ExtentPage = { sizeBytes, blockSize, extents };
-  const next = r.optional('next_offset');
+  const next = r.optional(Key.NEXT_OFFSET);
   if (next !== undefined) {
-    const n = r.int('next_offset', { min: 0 });
-    if (n <= requestedOffset || n < end || n > sizeBytes) throw garbled('extent reply', 'next_offset', 'does not move forward', next);
+    const n = r.int(Key.NEXT_OFFSET, { min: 0 });
+    if (n <= requestedOffset || n < end || n > sizeBytes) throw garbled('extent reply', Key.NEXT_OFFSET, 'does not move forward', next);
     page.nextOffset = n;
   }
-  const method = r.optional('method');
+  const method = r.optional(Key.METHOD);
   if (method !== undefined) page.method = method;
   return page;
 }
@@ -251,33 +252,62 @@ export function extentPageFromReply(fields: Fields, requestedOffset: number): Ex
 export function poolFromRecord(record: Record<string, string>): PoolInfo {
   const r = FieldReader.ofRecord('pool record', record);
   // The original fields are GiB; ours add exact MiB. Prefer the exact ones when present.
-  const totalBytes = r.has('total_capacity_mb') ? r.mib('total_capacity_mb') : r.gib('total_capacity');
-  const freeBytes = r.has('usable_capacity_mb') ? r.mib('usable_capacity_mb') : r.gib('usable_capacity');
+  const totalBytes = r.has(Field.TOTAL_CAPACITY_MB) ? r.mib(Field.TOTAL_CAPACITY_MB) : r.gib(Field.TOTAL_CAPACITY);
+  const freeBytes = r.has(Field.USABLE_CAPACITY_MB) ? r.mib(Field.USABLE_CAPACITY_MB) : r.gib(Field.USABLE_CAPACITY);
   return {
-    id: r.name('stor_id'),
+    id: r.name(Field.STOR_ID),
     totalBytes,
     freeBytes,
-    provisionedBytes: r.mib('provisioned_mb', 0),
-    allocatedBytes: r.mib('allocated_mb', 0),
-    maxOversubscription: r.decimal('max_oversubscription', 1),
-    thinCapacityBytes: r.has('thin_capacity_mb') ? r.mib('thin_capacity_mb') : freeBytes,
-    thickCapacityBytes: r.has('thick_capacity_mb') ? r.mib('thick_capacity_mb') : freeBytes,
+    provisionedBytes: r.mib(Field.PROVISIONED_MB, 0),
+    allocatedBytes: r.mib(Field.ALLOCATED_MB, 0),
+    maxOversubscription: r.decimal(Field.MAX_OVERSUBSCRIPTION, 1),
+    thinCapacityBytes: r.has(Field.THIN_CAPACITY_MB) ? r.mib(Field.THIN_CAPACITY_MB) : freeBytes,
+    thickCapacityBytes: r.has(Field.THICK_CAPACITY_MB) ? r.mib(Field.THICK_CAPACITY_MB) : freeBytes,
     // The original VBS made every volume-from-snapshot a linked clone.
-    linkedClone: r.flag('linked_clone', true),
-    type: r.str('pool_type', 'unknown'),
-    hosts: r.list('hosts'),
-    healthy: r.oneOf('health', ['ok', 'fault'] as const, 'ok') === 'ok',
+    linkedClone: r.flag(Field.LINKED_CLONE, true),
+    type: r.str(Field.POOL_TYPE, 'unknown'),
+    hosts: r.list(Field.HOSTS),
+    ...(r.has(Field.HOSTS) ? {} : { hostsUnknown: true as const }),
+    healthy: r.oneOf(Field.HEALTH, ['ok', 'fault'] as const, 'ok') === 'ok',
+  };
+}
+
+/**
+ * A volume record of the original level: `status` alone. The other fields take neutral values, or those of
+ * `asked` (what a create or extend requested), and the result is marked statusOnly.
+ */
+export function volumeFromStatusRecord(record: Record<string, string>, name: string, asked: Partial<VolumeInfo> = {}): VolumeInfo {
+  const r = FieldReader.ofRecord('volume record', record);
+  const status = r.int(Field.STATUS);
+  const state = VOLUME_STATES.get(status);
+  if (state === undefined) throw garbled('volume record', Field.STATUS, 'unknown volume status', String(status));
+  return {
+    name, sizeBytes: 0, poolId: '', thin: true, allocatedBytes: 0, createdAt: new Date(0), source: { type: 'none' },
+    qos: { maxIops: 0, maxMBps: 0, priority: 2 }, cachePolicy: 'none', mappedHosts: [], healthy: true, snapshotCount: 0,
+    ...asked, state, status, statusOnly: true,
+  };
+}
+
+/** A snapshot record of the original level (`status` alone), completed as volumeFromStatusRecord does. */
+export function snapshotFromStatusRecord(record: Record<string, string>, name: string, asked: Partial<SnapshotInfo> = {}): SnapshotInfo {
+  const r = FieldReader.ofRecord('snapshot record', record);
+  const status = r.int(Field.STATUS);
+  const state = SNAPSHOT_STATES.get(status);
+  if (state === undefined) throw garbled('snapshot record', Field.STATUS, 'unknown snapshot status', String(status));
+  return {
+    name, volumeName: '', sizeBytes: 0, poolId: '', allocatedBytes: 0, createdAt: new Date(0), dependents: 0,
+    ...asked, state, status, statusOnly: true,
   };
 }
 
 export function hostMappingFromRecord(record: Record<string, string>): HostMapping {
   const r = FieldReader.ofRecord('host record', record);
   const mapping: HostMapping = {
-    hostId: r.name('host_id'),
-    accessMode: r.oneOf('access_mode', ['rw', 'ro'] as const, 'rw'),
-    attached: r.flag('attached', false),
+    hostId: r.name(Key.HOST_ID),
+    accessMode: r.oneOf(Key.ACCESS_MODE, ['rw', 'ro'] as const, 'rw'),
+    attached: r.flag(Field.ATTACHED, false),
   };
-  const dev = r.optional('dev_addr');
+  const dev = r.optional(Field.DEV_ADDR);
   if (dev !== undefined) mapping.devAddr = dev;
   return mapping;
 }
@@ -285,30 +315,30 @@ export function hostMappingFromRecord(record: Record<string, string>): HostMappi
 export function jobFromRecord(record: Record<string, string>): ImageJob {
   const r = FieldReader.ofRecord('job record', record);
   const job: ImageJob = {
-    id: r.name('job_id'),
-    type: r.oneOf('job_type', ['import', 'export'] as const),
-    state: r.oneOf('status', ['running', 'done', 'failed'] as const),
-    bytesDone: r.int('bytes_done', { fallback: 0, min: 0 }),
-    bytesTotal: r.int('bytes_total', { fallback: 0, min: 0 }),
+    id: r.name(Key.JOB_ID),
+    type: r.oneOf(Field.JOB_TYPE, ['import', 'export'] as const),
+    state: r.oneOf(Field.STATUS, ['running', 'done', 'failed'] as const),
+    bytesDone: r.int(Field.BYTES_DONE, { fallback: 0, min: 0 }),
+    bytesTotal: r.int(Field.BYTES_TOTAL, { fallback: 0, min: 0 }),
   };
-  const volumeName = r.optional('vol_name');
+  const volumeName = r.optional(Key.VOL_NAME);
   if (volumeName !== undefined) job.volumeName = volumeName;
-  const snapshotName = r.optional('snap_name');
+  const snapshotName = r.optional(Key.SNAP_NAME);
   if (snapshotName !== undefined) job.snapshotName = snapshotName;
-  const error = r.optional('error');
+  const error = r.optional(Field.ERROR);
   if (error !== undefined) job.error = error;
-  if (r.optional('error_code') === String(RetCode.NO_SPACE)) job.outOfSpace = true;
+  if (r.optional(Field.ERROR_CODE) === String(RetCode.NO_SPACE)) job.outOfSpace = true;
   return job;
 }
 
 export function systemInfoFromReply(fields: Fields): SystemInfo {
   const r = FieldReader.ofReply('capability reply', fields);
   return {
-    product: r.str('product', 'SDSHypervisor'),
-    version: r.str('version', ''),
-    apiVersion: r.str('api_version', ''),
-    hostId: r.str('host_id', ''),
-    capabilities: fields.getAll('capability'),
-    ...(fields.getAll('image_dir').length > 0 ? { imageDirs: fields.getAll('image_dir') } : {}),
+    product: r.str(Key.PRODUCT, 'SDSHypervisor'),
+    version: r.str(Key.VERSION, ''),
+    apiVersion: r.str(Key.API_VERSION, ''),
+    hostId: r.str(Key.HOST_ID, ''),
+    capabilities: fields.getAll(Key.CAPABILITY),
+    ...(fields.getAll(Key.IMAGE_DIR).length > 0 ? { imageDirs: fields.getAll(Key.IMAGE_DIR) } : {}),
   };
 }

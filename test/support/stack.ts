@@ -34,7 +34,16 @@ export interface StackOptions {
   emulatorArgs?: string[];
   /** start the driver (default true); false for tests that start it themselves */
   startDriver?: boolean;
+  /**
+   * The socket-API level under test (default extended). `original`: the emulator runs `--protocol original`
+   * and the driver `--vbs-protocol original --vbs-pools <the pools>`; `auto`: original emulator, driver left
+   * to negotiate (with the pools).
+   */
+  level?: StackLevel;
 }
+
+export type StackLevel = 'original' | 'extended' | 'auto';
+
 
 export interface Stack {
   /** the temp directory holding everything */
@@ -99,7 +108,14 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
   const emulatorArgs = ['--host-id', hostId, '--control-socket', vbsSocket, '--kv-socket', kvSocket, '--log-level', 'warn'];
   for (const h of options.extraHosts ?? []) emulatorArgs.push('--extra-host', h);
-  for (const p of options.pools ?? ['pool0:4G']) emulatorArgs.push('--pool', p);
+  const pools = options.pools ?? ['pool0:4G'];
+  for (const p of pools) emulatorArgs.push('--pool', p);
+  const level = options.level ?? 'extended';
+  if (level !== 'extended') emulatorArgs.push('--protocol', 'original');
+  const levelArgs = level === 'extended' ? [] : [
+    ...(level === 'original' ? ['--vbs-protocol', 'original'] : []),
+    '--vbs-pools', pools.map((p) => p.split(':')[0]!).join(','),
+  ];
   if (options.token !== undefined) {
     const tokenFile = join(dir, 'token');
     await writeFile(tokenFile, options.token, { mode: 0o600 });
@@ -170,6 +186,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       '--sds-cli', sdsCli,
       '--shutdown-grace-ms=5000',
       ...(mode !== 'controller' ? ['--host-id', hostId] : []),
+      ...levelArgs,
       ...(options.driverArgs ?? []),
       ...extraArgs,
     ];
