@@ -433,7 +433,7 @@ describe('non-default values', () => {
 
     const podMonitor = only(objects, 'PodMonitor');
     expect(podMonitor.metadata.labels?.release).toBe('prometheus');
-    expect(podMonitor.spec.podMetricsEndpoints.map((e: any) => e.port)).toEqual(['metrics', 'http-provisioner', 'http-attacher', 'http-snapshotter', 'http-resizer']);
+    expect(podMonitor.spec.podMetricsEndpoints.map((e: any) => e.port)).toEqual(['metrics', 'http-provision', 'http-attacher', 'http-snapshot', 'http-resizer']);
     const serviceMonitor = only(objects, 'ServiceMonitor');
     expect(serviceMonitor.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '30s' }]);
     // The controller's metrics are off here, so only the node plugin gets a metrics Service.
