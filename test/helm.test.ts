@@ -586,6 +586,29 @@ describe('values.schema.json', () => {
     expectFailure(await tryValues('-f', immutable), "'pool' not allowed");
   });
 
+  it('rejects a shutdown grace that does not end before the pods\' termination grace period', async () => {
+    expectFailure(await tryValues('--set', 'driver.shutdownGraceMs=45000'), 'driver.shutdownGraceMs (45000 ms) must be less than controller.terminationGracePeriodSeconds (45 s = 45000 ms)');
+    expectFailure(await tryValues('--set', 'node.terminationGracePeriodSeconds=20'), 'driver.shutdownGraceMs (30000 ms) must be less than node.terminationGracePeriodSeconds (20 s = 20000 ms)');
+    expectFailure(await tryValues('--set', 'driver.shutdownGraceMs=600001', '--set', 'controller.terminationGracePeriodSeconds=700', '--set', 'node.terminationGracePeriodSeconds=700'), '/driver/shutdownGraceMs', 'maximum');
+    expect((await tryValues('--set', 'driver.shutdownGraceMs=44999')).code).toBe(0);
+  });
+
+  it('rejects a StorageClass with an empty or malformed pool, and an empty list of StorageClasses', async () => {
+    // Helm turns this into `storageClasses: []`: refused rather than installing no StorageClass.
+    expectFailure(await tryValues('--set', 'storageClasses[0].parameters.pool='), "at '/storageClasses': minItems: got 0, want 1");
+    const empty = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: '' } }] });
+    expectFailure(await tryValues('-f', empty), '/storageClasses/0/parameters/pool');
+    const spaced = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: 'my pool' } }] });
+    expectFailure(await tryValues('-f', spaced), '/storageClasses/0/parameters/pool');
+    const noPool = await valuesFile({ storageClasses: [{ name: 'x', parameters: { fsType: 'xfs' } }] });
+    expect((await tryValues('-f', noPool)).code, 'no pool: the driver places the volume').toBe(0);
+  });
+
+  it('rejects the Ephemeral volume lifecycle mode: the driver serves persistent volumes only', async () => {
+    expectFailure(await tryValues('--set', 'csiDriver.volumeLifecycleModes[0]=Ephemeral'), "at '/csiDriver/volumeLifecycleModes/0': value must be 'Persistent'");
+    expectFailure(await tryValues('--set', 'csiDriver.volumeLifecycleModes={Persistent,Ephemeral}'), '/csiDriver/volumeLifecycleModes/1');
+  });
+
   it('rejects bad durations, driver names, ports and a token Secret to create without a token', async () => {
     expectFailure(await tryValues('--set', 'sidecars.attacher.timeout=soon'), '/sidecars/attacher/timeout');
     expectFailure(await tryValues('--set', 'driverName=Not_A_DNS_Name'), '/driverName');
