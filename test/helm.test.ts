@@ -121,7 +121,7 @@ describe('default values', () => {
   it('declares the CSIDriver', () => {
     const driver = only(objects, 'CSIDriver');
     expect(driver.metadata.name).toBe('csi.sdshypervisor.io');
-    expect(driver.spec).toEqual({ attachRequired: true, podInfoOnMount: true, fsGroupPolicy: 'File', volumeLifecycleModes: ['Persistent'], storageCapacity: true, requiresRepublish: false });
+    expect(driver.spec).toEqual({ attachRequired: true, podInfoOnMount: true, fsGroupPolicy: 'File', volumeLifecycleModes: ['Persistent'], storageCapacity: true, requiresRepublish: false, seLinuxMount: false });
   });
 
   it('runs the driver controller with the documented flags, as non-root', () => {
