@@ -7,5 +7,6 @@ export function createLogger(level: string): Logger {
   const destination = pino.destination({ dest: 2, sync: true });
   // A closed stderr (the parent went away) must not take the daemon down with it.
   destination.on('error', () => undefined);
-  return pino({ name: 'sdshypervisor-emulator', level, base: { pid: process.pid } }, destination);
+  // ISO 8601 like the driver's lines: one time format in a log stream that mixes both.
+  return pino({ name: 'sdshypervisor-emulator', level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination);
 }
