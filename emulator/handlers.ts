@@ -6,7 +6,7 @@ import type { Ctx } from './context.js';
 import { fromIoError, invalid, notExist, VbsError } from './errors.js';
 import type { ImageService } from './images.js';
 import type { Logger } from './log.js';
-import { hostsList, mapVolume, unmapVolume, volumeHosts } from './mappings.js';
+import { hostsList, mapVolume, setHostState, unmapVolume, volumeHosts } from './mappings.js';
 import type { Params } from './params.js';
 import { field, jobRecord, poolRecord, snapshotRecord, volumeRecord } from './records.js';
 import { createSnapshot, deleteSnapshot, readableSnapshot, snapshotField } from './snapshots.js';
@@ -31,7 +31,7 @@ export type Handler = (req: HandlerRequest) => Reply | Promise<Reply>;
 /** Request types that change state: logged at info, the rest at debug. */
 export const MUTATING = new Set([
   'CREATE_VOLUME_REQ', 'DELETE_VOLUME_REQ', 'EXTEND_VOLUME_REQ', 'CREATE_SNAPSHOT_REQ', 'DELETE_SNAPSHOT_REQ',
-  'CREATE_VOLUME_FROM_SNAPSHOT_REQ', 'CLONE_VOLUME_REQ', 'MODIFY_VOLUME_REQ', 'MAP_VOLUME_REQ', 'UNMAP_VOLUME_REQ',
+  'CREATE_VOLUME_FROM_SNAPSHOT_REQ', 'CLONE_VOLUME_REQ', 'MODIFY_VOLUME_REQ', 'MAP_VOLUME_REQ', 'UNMAP_VOLUME_REQ', 'SET_HOST_STATE_REQ',
   'IMPORT_IMAGE_REQ', 'EXPORT_IMAGE_REQ', 'CREATE_GROUP_SNAPSHOT_REQ', 'DELETE_GROUP_SNAPSHOT_REQ',
 ]);
 
@@ -229,6 +229,12 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
   h.set('QUERY_VOLUME_HOSTS_REQ', ({ params }) => ok(volumeHosts(ctx, attach, params.name('vol_name'))));
 
   h.set('QUERY_HOSTS_REQ', () => ok(hostsList(ctx)));
+
+  // Emulator only: marks a host down (online=0) or up, standing in for the cluster's heartbeats.
+  h.set('SET_HOST_STATE_REQ', ({ params }) => {
+    setHostState(ctx, params.name('host_id'), params.flag('online', true));
+    return ok();
+  });
 
   h.set('IMPORT_IMAGE_REQ', async ({ params, log }) => {
     const { jobId, volume } = await images.startImport(params, log);

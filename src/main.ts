@@ -89,7 +89,7 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
     if (config.mode === 'controller' || config.mode === 'all') {
       // Claims' image-source annotations and Events; off (quietly) without in-cluster config or a kubeconfig.
       const kube = await openKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
-      services.controller = controllerService({ backend: sds, kube }, rpc);
+      services.controller = controllerService({ backend: sds, kube, driverName: config.driverName }, rpc);
       services.groupController = groupControllerService({ backend: sds }, rpc);
       services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
     }

@@ -290,7 +290,7 @@ describe('default values', () => {
       );
     }
     // The driver's own client-node use: exactly what src/kube calls.
-    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-controller-driver'))).toEqual(['core/events:create', 'core/events:patch', 'core/persistentvolumeclaims:get']);
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-controller-driver'))).toEqual(['core/events:create', 'core/events:patch', 'core/nodes:list', 'core/persistentvolumeclaims:get']);
     expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-node-driver'))).toEqual(['core/nodes:get']);
 
     for (const role of [...ofKind(objects, 'ClusterRole'), ...ofKind(objects, 'Role')]) {

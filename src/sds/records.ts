@@ -276,6 +276,7 @@ export function hostMappingFromRecord(record: Record<string, string>): HostMappi
     hostId: r.name('host_id'),
     accessMode: r.oneOf('access_mode', ['rw', 'ro'] as const, 'rw'),
     attached: r.flag('attached', false),
+    online: r.flag('online', true),
   };
   const dev = r.optional('dev_addr');
   if (dev !== undefined) mapping.devAddr = dev;
