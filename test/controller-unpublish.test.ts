@@ -34,7 +34,7 @@ beforeAll(async () => {
   api.addNode({ name: 'host-b', taints: [OUT_OF_SERVICE] });
   api.addNode({ name: 'host-c', annotations: { 'csi.volume.kubernetes.io/nodeid': 'not json' } });
   const kubeconfig = await writeKubeconfig(dir, api.url, TOKEN, { caFile });
-  const kube = createKubeClient({ logger: createLogger({ level: 'silent' }), kubeconfig, retry: { attempts: 1 } });
+  const kube = createKubeClient({ logger: createLogger({ level: 'silent' }), kubeconfig, retry: { deadlineMs: 2_000 } });
   backend = new FakeBackend();
   server = await startInProcess(backend, { kube });
 });
