@@ -93,9 +93,10 @@ export class AttachService {
     if (ours && !force && isDeviceBusy(att.device)) {
       return reply(KvCode.DEVICE_FAILED, `device ${att.device} of ${name} is in use (mounted?); unmount it first`);
     }
-    // A forced detach of a device still in use (the host is down, or Kubernetes says it is out of service):
-    // whoever still holds the device must not write to the volume any more, should that host come back.
-    const fence = ours && force && file !== undefined && isDeviceBusy(att.device);
+    // A forced detach (the host is down, or Kubernetes says it is out of service): whoever still holds the
+    // device — a mount, or a process with it open, which no check can see — must not write to the volume
+    // any more, should that host come back.
+    const fence = ours && force && file !== undefined;
     ctx.store.setAttachmentState(row.id, 'detaching');
     try {
       if (att.dev_major || att.dev_minor) ctx.qos.clear(att.dev_major, att.dev_minor);
