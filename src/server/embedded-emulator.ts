@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from '../log/logger.js';
+import { prettyLine, stderrIsTerminal, type Logger } from '../log/logger.js';
 import { projectRoot } from '../util/paths.js';
 
 export interface EmbeddedEmulatorOptions {
@@ -169,11 +169,14 @@ function delay(ms: number): Promise<void> {
 function forwardStderr(child: ChildProcess): { message: string | undefined } {
   const last: { message: string | undefined } = { message: undefined };
   let partial = '';
+  // At a terminal its JSON lines are shown in the same readable form as ours.
+  const readable = stderrIsTerminal();
   child.stderr!.on('data', (chunk: Buffer) => {
-    process.stderr.write(chunk);
+    if (!readable) process.stderr.write(chunk);
     const lines = (partial + chunk.toString('utf8')).split('\n');
     partial = lines.pop()!.slice(-65_536);
     for (const line of lines) {
+      if (readable) process.stderr.write(prettyLine(line));
       try {
         const entry = JSON.parse(line) as { level?: unknown; msg?: unknown };
         if (typeof entry.level === 'number' && entry.level >= 50 && typeof entry.msg === 'string') last.message = entry.msg;
