@@ -1,8 +1,10 @@
 // The data plane behind sds_cli: attach a volume as a loop device on this host, detach it, report it.
 // Attach and detach of one volume run one after the other; the attachments table records each step so a
 // crash in between is finished by reconcile (emulator/README.md).
+import { promises as fsp } from 'node:fs';
 import { KvCode } from '../src/protocol/kv.js';
 import { nowSeconds, type Ctx } from './context.js';
+import { fsyncPath, reflink, removeQuietly, sparseCopy } from './files.js';
 import { KeyedQueue } from './locks.js';
 import { attachLoop, backingFileOf, detachLoop, deviceNumbers, isDeviceBusy } from './loopdev.js';
 import type { AttachmentRow, VolumeRow } from './store.js';
@@ -101,10 +103,15 @@ export class AttachService {
     if (ours && !force && isDeviceBusy(att.device)) {
       return reply(KvCode.DEVICE_FAILED, `device ${att.device} of ${name} is in use (mounted?); unmount it first`);
     }
+    // A forced detach (the host is down, or Kubernetes says it is out of service): whoever still holds the
+    // device — a mount, or a process with it open, which no check can see — must not write to the volume
+    // any more, should that host come back.
+    const fence = ours && force && file !== undefined;
     ctx.store.setAttachmentState(row.id, 'detaching');
     try {
       if (att.dev_major || att.dev_minor) ctx.qos.clear(att.dev_major, att.dev_minor);
       if (ours) await detachLoop(att.device);
+      if (fence) await this.fence(row, file);
     } catch (err) {
       ctx.store.setAttachmentState(row.id, 'attached');
       ctx.log.error({ err, volume: name, device: att.device }, 'detach failed');
@@ -113,6 +120,26 @@ export class AttachService {
     ctx.store.deleteAttachment(row.id);
     ctx.log.info({ volume: name, device: att.device, force }, 'detached');
     return reply(KvCode.OK, 'success');
+  }
+
+  /**
+   * Gives the volume a new inode holding its data as of now: a reflink copy (or a full sparse copy in a
+   * directory pool) renamed over the file. The old device keeps the old, now unlinked, inode: what it writes
+   * from here on reaches no volume, and the kernel frees it when its last user closes it.
+   */
+  private async fence(row: VolumeRow, file: string): Promise<void> {
+    const pool = this.ctx.pools.get(row.pool);
+    const copy = `${file}.fence`;
+    await removeQuietly(copy);
+    try {
+      await (pool?.linkedClone ? reflink(file, copy) : sparseCopy(file, copy));
+      fsyncPath(copy);
+      await fsp.rename(copy, file);
+    } catch (err) {
+      await removeQuietly(copy);
+      throw err;
+    }
+    this.ctx.log.warn({ volume: row.name }, 'fenced: the device still held by the old host no longer writes to the volume');
   }
 
   querydev(name: string): Promise<KvReply> {

@@ -7,7 +7,7 @@ import type { Ctx } from './context.js';
 import { fromIoError, invalid, notExist, VbsError } from './errors.js';
 import type { ImageService } from './images.js';
 import type { Logger } from './log.js';
-import { hostsList, mapVolume, unmapVolume, volumeHosts } from './mappings.js';
+import { hostsList, mapVolume, setHostState, unmapVolume, volumeHosts } from './mappings.js';
 import type { Params } from './params.js';
 import { field, jobRecord, poolRecord, snapshotRecord, volumeRecord } from './records.js';
 import { createSnapshot, deleteSnapshot, readableSnapshot, snapshotField } from './snapshots.js';
@@ -241,6 +241,12 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
   h.set(Requests.QUERY_VOLUME_HOSTS.type, ({ params }) => ok(volumeHosts(ctx, attach, params.name(Key.VOL_NAME))));
 
   h.set(Requests.QUERY_HOSTS.type, () => ok(hostsList(ctx)));
+
+  // Emulator only: marks a host down (online=0) or up, standing in for the cluster's heartbeats.
+  h.set(Requests.SET_HOST_STATE.type, ({ params }) => {
+    setHostState(ctx, params.name(Key.HOST_ID), params.flag(Key.ONLINE, true));
+    return ok();
+  });
 
   h.set(Requests.IMPORT_IMAGE.type, async ({ params, log }) => {
     const { jobId, volume } = await images.startImport(params, log);

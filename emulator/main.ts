@@ -39,8 +39,11 @@ async function main(): Promise<void> {
   // instead of killing it half-way with the default action.
   let emulator: RunningEmulator | undefined;
   let stopRequested = false;
+  let stopping = false;
   let signals = 0;
   const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
     emulator!.stop().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -61,6 +64,21 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Started by the driver (src/server/embedded-emulator.ts): our stdin is a pipe from it, whose end means
+  // the driver is gone however it went (even SIGKILL). Stop cleanly rather than live on without it; this
+  // is not a "second signal" when the driver has already asked us to stop.
+  if (process.env.SDS_EMULATOR_STOP_ON_STDIN_EOF === '1') {
+    delete process.env.SDS_EMULATOR_STOP_ON_STDIN_EOF;
+    const parentGone = (): void => {
+      if (stopRequested) return;
+      log.warn('the driver that started this emulator is gone: stopping');
+      stopRequested = true;
+      if (emulator) stop();
+    };
+    process.stdin.on('end', parentGone);
+    process.stdin.on('error', parentGone);
+    process.stdin.resume();
+  }
   try {
     emulator = await startEmulator({ ...config, logger: log });
   } catch (err) {

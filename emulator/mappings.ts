@@ -37,6 +37,24 @@ export function mapVolume(ctx: Ctx, name: string, hostId: string, mode: 'rw' | '
   ctx.store.upsertMapping(row.id, hostId, mode);
 }
 
+// Host liveness. A real VBS cluster learns it from its members' heartbeats; the emulator has one data plane
+// (its own host), so a host is marked down by hand: SET_HOST_STATE_REQ (tests and operators' drills). Kept in
+// memory only: every host is online after a restart.
+const offlineHosts = new WeakMap<Ctx, Set<string>>();
+
+export function isHostOnline(ctx: Ctx, hostId: string): boolean {
+  return !offlineHosts.get(ctx)?.has(hostId);
+}
+
+export function setHostState(ctx: Ctx, hostId: string, online: boolean): void {
+  checkHost(ctx, hostId);
+  const set = offlineHosts.get(ctx) ?? new Set<string>();
+  offlineHosts.set(ctx, set);
+  if (online) set.delete(hostId);
+  else set.add(hostId);
+  ctx.log.warn({ hostId, online }, online ? 'host marked online' : 'host marked offline');
+}
+
 export async function unmapVolume(ctx: Ctx, attach: AttachService, name: string, hostId: string, force: boolean): Promise<void> {
   // Serialized with attach/detach of the same volume.
   await attach.queue.run(name, async () => {
@@ -62,7 +80,7 @@ export function volumeHosts(ctx: Ctx, attach: AttachService, name: string): Fiel
   const fields: Field[] = [[Key.HOST_NUM, String(mappings.length)]];
   mappings.forEach((m, i) => {
     const device = attach.deviceOf(row, m.host_id);
-    fields.push([`host${i}`, encodeRecord({ host_id: m.host_id, access_mode: m.access_mode, attached: device ? 1 : 0, dev_addr: device ?? '' })]);
+    fields.push([`host${i}`, encodeRecord({ host_id: m.host_id, access_mode: m.access_mode, attached: device ? 1 : 0, dev_addr: device ?? '', online: isHostOnline(ctx, m.host_id) ? 1 : 0 })]);
   });
   return fields;
 }
@@ -70,6 +88,8 @@ export function volumeHosts(ctx: Ctx, attach: AttachService, name: string): Fiel
 export function hostsList(ctx: Ctx): Field[] {
   const hosts = ctx.store.hosts();
   const fields: Field[] = [[Key.HOST_NUM, String(hosts.length)]];
-  hosts.forEach((h, i) => fields.push([`host${i}`, encodeRecord({ host_id: h.host_id, local: h.local })]));
+  hosts.forEach((h, i) =>
+    fields.push([`host${i}`, encodeRecord({ host_id: h.host_id, local: h.local, online: isHostOnline(ctx, h.host_id) ? 1 : 0 })]),
+  );
   return fields;
 }

@@ -16,16 +16,18 @@ import { nodeService, type NodeDeps } from './node/node.js';
 import { SdsClient } from './sds/client.js';
 import { negotiateLevel } from './sds/level.js';
 import type { ProtocolLevel } from './protocol/catalog.js';
-import { defaultSdsCliPath, EmbeddedEmulator, makeEmbeddedToken } from './server/embedded-emulator.js';
+import { defaultSdsCliPath, EmbeddedEmulator, makeEmbeddedToken, EmulatorStartInterrupted } from './server/embedded-emulator.js';
 import { makeContextFactory } from './server/rpc.js';
 import { CsiServer, parseUnixEndpoint, type CsiServices } from './server/server.js';
+import { StopRequest } from './server/stop-request.js';
 import { snapshotMetadataService } from './snapshotmetadata/snapshot-metadata.js';
 import { packageVersion } from './util/paths.js';
 
+// First thing the module does: from here on a stop signal is a request the start honours (see stop-request.ts).
+const stopRequest = new StopRequest();
+
 const PROBE_TIMEOUT_MS = 2_000;
 const EMULATOR_STOP_TIMEOUT_MS = 15_000;
-/** A repeat of the first stop signal this soon is the same signal delivered twice, not a second request. */
-const DUPLICATE_SIGNAL_MS = 100;
 
 async function run(config: DriverConfig, log: Logger): Promise<number> {
   let emulator: EmbeddedEmulator | undefined;
@@ -37,12 +39,20 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
     config.vbsToken ??= makeEmbeddedToken(config.dataDir);
     const emulatorEnv: NodeJS.ProcessEnv = { ...process.env, SDS_VBS_TOKEN: config.vbsToken };
     delete emulatorEnv.SDS_VBS_TOKEN_FILE;
-    emulator = await EmbeddedEmulator.start({
-      dataDir: config.dataDir,
-      log: log.child({ room: 'emulator' }),
-      port: process.env.SDS_VBS_PORT ? Number(process.env.SDS_VBS_PORT) : -1,
-      env: emulatorEnv,
-    });
+    try {
+      emulator = await EmbeddedEmulator.start({
+        dataDir: config.dataDir,
+        log: log.child({ room: 'emulator' }),
+        port: process.env.SDS_VBS_PORT ? Number(process.env.SDS_VBS_PORT) : -1,
+        env: emulatorEnv,
+        signal: stopRequest.signal,
+      });
+    } catch (err) {
+      // Stopped and waited for: nothing of the emulator is left.
+      if (!(err instanceof EmulatorStartInterrupted)) throw err;
+      log.info({ signal: stopRequest.requestedBy, dataDir: config.dataDir }, 'start interrupted: the embedded emulator is stopped');
+      return 0;
+    }
     // The node side finds the emulator's data plane through these (sds_cli reads SDS_KV_SOCKET).
     process.env.SDS_KV_SOCKET = emulator.info.kvSocket;
     config.sdsCli ??= defaultSdsCliPath();
@@ -51,6 +61,10 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
   let backend: SdsClient | undefined;
   let server: CsiServer | undefined;
   let ops: OpsHttpServer | undefined;
+  stopRequest.onHardStop(() => {
+    server?.forceShutdown();
+    emulator?.kill();
+  });
   try {
     // The metrics room is loaded only when it is used (prom-client is not free to load).
     const metricsRoom = config.metricsAddress ? await import('./metrics/index.js') : undefined;
@@ -89,7 +103,7 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
     if (config.mode === 'controller' || config.mode === 'all') {
       // Claims' image-source annotations and Events; off (quietly) without in-cluster config or a kubeconfig.
       const kube = await openKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
-      services.controller = controllerService({ backend: sds, kube, level }, rpc);
+      services.controller = controllerService({ backend: sds, kube, driverName: config.driverName, level }, rpc);
       if (level === 'extended') {
         services.groupController = groupControllerService({ backend: sds }, rpc);
         services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
@@ -115,10 +129,8 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       'sdshypervisor-csi started',
     );
 
-    const reason = await stopRequested(log, emulator, () => {
-      server?.forceShutdown();
-      emulator?.kill();
-    });
+    // A signal during the start above lands here at once: the drain finds nothing in flight.
+    const reason = await stopRequested(log, emulator);
     draining = true;
     await server.shutdown(config.shutdownGraceMs);
     server = undefined;
@@ -193,30 +205,17 @@ async function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger, m
   };
 }
 
-/** Resolves on the first SIGINT/SIGTERM (or when the embedded emulator dies); a second signal calls `hardStop` and exits. */
-function stopRequested(log: Logger, emulator: EmbeddedEmulator | undefined, hardStop: () => void): Promise<'signal' | 'emulator-exited'> {
+/** Resolves on the first stop signal (or when the embedded emulator dies first). */
+function stopRequested(log: Logger, emulator: EmbeddedEmulator | undefined): Promise<'signal' | 'emulator-exited'> {
   return new Promise((resolve) => {
-    let signalled = false;
-    let first: { signal: NodeJS.Signals; at: number } | undefined;
-    const onSignal = (signal: NodeJS.Signals) => {
-      // One Ctrl-C under `npm start` arrives twice within milliseconds: the terminal signals the foreground
-      // process group, and npm forwards it to its child. That is still the first request: drain.
-      if (first && first.signal === signal && Date.now() - first.at < DUPLICATE_SIGNAL_MS) return;
-      if (signalled) {
-        log.warn({ signal }, 'second signal: stopping at once');
-        hardStop();
-        process.exit(1);
-      }
-      signalled = true;
-      first = { signal, at: Date.now() };
-      log.info({ signal }, 'stopping: draining in-flight calls');
-      resolve('signal');
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+    let settled = false;
+    void stopRequest.requested().then(() => {
+      if (!settled) resolve('signal');
+      settled = true;
+    });
     void emulator?.exited.then((exit) => {
-      if (signalled) return;
-      signalled = true;
+      if (settled) return;
+      settled = true;
       log.error(exit, 'the embedded emulator exited; stopping the driver');
       resolve('emulator-exited');
     });
@@ -225,6 +224,9 @@ function stopRequested(log: Logger, emulator: EmbeddedEmulator | undefined, hard
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'export') {
+    // The export tool keeps the default signal actions (a Ctrl-C stops it; its copies are atomic).
+    stopRequest.dispose();
+    if (stopRequest.requestedBy) return 1;
     return runExport(argv.slice(1), { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env });
   }
   let parsed;
@@ -246,10 +248,16 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const log = createLogger({ level: parsed.config.logLevel });
+  stopRequest.attachLog(log);
+  if (stopRequest.requestedBy) {
+    log.info({ signal: stopRequest.requestedBy }, 'start interrupted before anything was started');
+    return 0;
+  }
   try {
     return await run(parsed.config, log);
   } catch (err) {
-    log.fatal({ err }, 'sdshypervisor-csi failed');
+    // The line names the cause (for the emulator: its own error and the data directory).
+    log.fatal({ err }, `sdshypervisor-csi failed: ${err instanceof Error ? err.message : String(err)}`);
     return 1;
   } finally {
     log.flush();

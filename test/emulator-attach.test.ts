@@ -152,7 +152,7 @@ describe('attach through sds_cli', () => {
     expect(again.values.get('dev_addr')).toBe(dev);
     expect(cli('querydev', 'data').values.get('dev_addr')).toBe(dev);
     const hosts = await call(sock, 'QUERY_VOLUME_HOSTS_REQ', { vol_name: 'data' });
-    expect(hosts.record('host0')).toEqual({ host_id: d.info.hostId, access_mode: 'rw', attached: '1', dev_addr: dev });
+    expect(hosts.record('host0')).toEqual({ host_id: d.info.hostId, access_mode: 'rw', attached: '1', dev_addr: dev, online: '1' });
     expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'data' })).retcode).toBe(-900018);
     expect((await call(sock, 'UNMAP_VOLUME_REQ', { vol_name: 'data', host_id: d.info.hostId })).retcode).toBe(-900018);
   });

@@ -51,7 +51,7 @@ describe('emulator socket API transport', () => {
   it('lists this host and the extra hosts', async () => {
     const a = await call(sock, 'QUERY_HOSTS_REQ');
     expect(a.get('host_num')).toBe('3');
-    expect(a.record('host0')).toEqual({ host_id: d.info.hostId, local: '1' });
+    expect(a.record('host0')).toEqual({ host_id: d.info.hostId, local: '1', online: '1' });
     expect([a.record('host1').host_id, a.record('host2').host_id].sort()).toEqual(['host-b', 'host-c']);
     expect(a.record('host1').local).toBe('0');
   });

@@ -289,8 +289,8 @@ describe('emulator control plane', () => {
       expect(rec.mapped_hosts.split(':').sort()).toEqual(['host-b', 'host-c']);
       const hosts = await call(sock, 'QUERY_VOLUME_HOSTS_REQ', { vol_name: 'm1' });
       expect(hosts.get('host_num')).toBe('2');
-      expect(hosts.record('host0')).toEqual({ host_id: 'host-b', access_mode: 'rw', attached: '0', dev_addr: '' });
-      expect(hosts.record('host1')).toEqual({ host_id: 'host-c', access_mode: 'ro', attached: '0', dev_addr: '' });
+      expect(hosts.record('host0')).toEqual({ host_id: 'host-b', access_mode: 'rw', attached: '0', dev_addr: '', online: '1' });
+      expect(hosts.record('host1')).toEqual({ host_id: 'host-c', access_mode: 'ro', attached: '0', dev_addr: '', online: '1' });
       expect((await call(sock, 'QUERY_VOLUME_HOSTS_REQ', { vol_name: 'nope' })).retcode).toBe(-900079);
     });
 

@@ -121,7 +121,7 @@ describe('default values', () => {
   it('declares the CSIDriver', () => {
     const driver = only(objects, 'CSIDriver');
     expect(driver.metadata.name).toBe('csi.sdshypervisor.io');
-    expect(driver.spec).toEqual({ attachRequired: true, podInfoOnMount: true, fsGroupPolicy: 'File', volumeLifecycleModes: ['Persistent'], storageCapacity: true, requiresRepublish: false });
+    expect(driver.spec).toEqual({ attachRequired: true, podInfoOnMount: true, fsGroupPolicy: 'File', volumeLifecycleModes: ['Persistent'], storageCapacity: true, requiresRepublish: false, seLinuxMount: false });
   });
 
   it('runs the driver controller with the documented flags, as non-root', () => {
@@ -292,7 +292,7 @@ describe('default values', () => {
       );
     }
     // The driver's own client-node use: exactly what src/kube calls.
-    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-controller-driver'))).toEqual(['core/events:create', 'core/events:patch', 'core/persistentvolumeclaims:get']);
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-controller-driver'))).toEqual(['core/events:create', 'core/events:patch', 'core/nodes:list', 'core/persistentvolumeclaims:get']);
     expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-node-driver'))).toEqual(['core/nodes:get']);
 
     for (const role of [...ofKind(objects, 'ClusterRole'), ...ofKind(objects, 'Role')]) {
@@ -435,7 +435,7 @@ describe('non-default values', () => {
 
     const podMonitor = only(objects, 'PodMonitor');
     expect(podMonitor.metadata.labels?.release).toBe('prometheus');
-    expect(podMonitor.spec.podMetricsEndpoints.map((e: any) => e.port)).toEqual(['metrics', 'http-provisioner', 'http-attacher', 'http-snapshotter', 'http-resizer']);
+    expect(podMonitor.spec.podMetricsEndpoints.map((e: any) => e.port)).toEqual(['metrics', 'http-provision', 'http-attacher', 'http-snapshot', 'http-resizer']);
     const serviceMonitor = only(objects, 'ServiceMonitor');
     expect(serviceMonitor.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '30s' }]);
     // The controller's metrics are off here, so only the node plugin gets a metrics Service.
@@ -627,6 +627,29 @@ describe('values.schema.json', () => {
     expectFailure(await tryValues('-f', numberParam), '/storageClasses/0/parameters/maxIOPS', 'want string');
     const immutable = await valuesFile({ volumeAttributesClasses: { items: [{ name: 'x', parameters: { pool: 'other' } }] } });
     expectFailure(await tryValues('-f', immutable), "'pool' not allowed");
+  });
+
+  it('rejects a shutdown grace that does not end before the pods\' termination grace period', async () => {
+    expectFailure(await tryValues('--set', 'driver.shutdownGraceMs=45000'), 'driver.shutdownGraceMs (45000 ms) must be less than controller.terminationGracePeriodSeconds (45 s = 45000 ms)');
+    expectFailure(await tryValues('--set', 'node.terminationGracePeriodSeconds=20'), 'driver.shutdownGraceMs (30000 ms) must be less than node.terminationGracePeriodSeconds (20 s = 20000 ms)');
+    expectFailure(await tryValues('--set', 'driver.shutdownGraceMs=600001', '--set', 'controller.terminationGracePeriodSeconds=700', '--set', 'node.terminationGracePeriodSeconds=700'), '/driver/shutdownGraceMs', 'maximum');
+    expect((await tryValues('--set', 'driver.shutdownGraceMs=44999')).code).toBe(0);
+  });
+
+  it('rejects a StorageClass with an empty or malformed pool, and an empty list of StorageClasses', async () => {
+    // Helm turns this into `storageClasses: []`: refused rather than installing no StorageClass.
+    expectFailure(await tryValues('--set', 'storageClasses[0].parameters.pool='), "at '/storageClasses': minItems: got 0, want 1");
+    const empty = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: '' } }] });
+    expectFailure(await tryValues('-f', empty), '/storageClasses/0/parameters/pool');
+    const spaced = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: 'my pool' } }] });
+    expectFailure(await tryValues('-f', spaced), '/storageClasses/0/parameters/pool');
+    const noPool = await valuesFile({ storageClasses: [{ name: 'x', parameters: { fsType: 'xfs' } }] });
+    expect((await tryValues('-f', noPool)).code, 'no pool: the driver places the volume').toBe(0);
+  });
+
+  it('rejects the Ephemeral volume lifecycle mode: the driver serves persistent volumes only', async () => {
+    expectFailure(await tryValues('--set', 'csiDriver.volumeLifecycleModes[0]=Ephemeral'), "at '/csiDriver/volumeLifecycleModes/0': value must be 'Persistent'");
+    expectFailure(await tryValues('--set', 'csiDriver.volumeLifecycleModes={Persistent,Ephemeral}'), '/csiDriver/volumeLifecycleModes/1');
   });
 
   it('rejects bad durations, driver names, ports and a token Secret to create without a token', async () => {

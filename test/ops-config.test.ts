@@ -47,20 +47,20 @@ const BAD: Record<SettingName, { value: string | (() => string); says: RegExp; f
   endpointMode: { value: '0999', says: /must be an octal file mode/ },
   driverName: { value: 'not_a-dns_name!', says: /DNS-1123 subdomain/ },
   vbsUrl: { value: 'ftp://vbs.example.com', says: /only tcp:\/\/ and unix:\/\/ are supported/ },
-  vbsPort: { value: '70000', says: /<=65535/ },
+  vbsPort: { value: '70000', says: /^--vbs-port: must be a whole number from 1 to 65535$|^SDS_VBS_PORT: must be a whole number from 1 to 65535$/ },
   vbsTokenFile: { value: () => join(dir, 'no-such-token'), says: /cannot read the token file: ENOENT/, alone: true },
   vbsProtocol: { value: 'newest', says: /auto.*original.*extended|Invalid (enum|option)/ },
   vbsPools: { value: 'pool0,-bad', says: /1-96 characters/ },
-  vbsTimeoutMs: { value: '10', says: />=100/ },
+  vbsTimeoutMs: { value: '-5', says: /must be a whole number from 100 to 3600000$/ },
   hostId: { value: '-starts-with-a-dash', says: /1-96 characters/ },
   sdsCli: { value: 'relative/sds_cli', says: /must be an absolute path/ },
   nodeName: { value: '', says: />=1 characters/, flagOnly: true },
   topologyLabels: { value: 'zone,bad label!', says: /each must be a Kubernetes label key/ },
-  maxVolumesPerNode: { value: '0', says: />=1/ },
+  maxVolumesPerNode: { value: '0', says: /must be a whole number from 1 to 1000000$/ },
   metricsAddress: { value: '127.0.0.1', says: /must be host:port/ },
   logLevel: { value: 'loud', says: /expected one of "trace"/ },
   kubeconfig: { value: '', says: />=1 characters/, flagOnly: true },
-  shutdownGraceMs: { value: '-1', says: /must be a whole number/ },
+  shutdownGraceMs: { value: '600001', says: /must be a whole number from 0 to 600000$/ },
   emulator: { value: 'maybe', says: /expected one of/ },
   dataDir: { value: 'relative/data', says: /must be an absolute path/ },
 };
@@ -129,7 +129,7 @@ describe('every setting is validated at start, naming the flag or variable', () 
   it('one bad value alone is enough to stop the start', async () => {
     const alone = await runDriver(['--shutdown-grace-ms=soon']);
     expect(alone).toMatchObject({ code: 2, stdout: '' });
-    expect(alone.stderr).toBe('sdshypervisor-csi: invalid configuration: --shutdown-grace-ms: must be a whole number\n');
+    expect(alone.stderr).toBe('sdshypervisor-csi: invalid configuration: --shutdown-grace-ms: must be a whole number from 0 to 600000\n');
   });
 
   it('the token: an empty token file, and a bad SDS_VBS_TOKEN whose value is never shown', async () => {
@@ -159,8 +159,11 @@ describe('every setting is validated at start, naming the flag or variable', () 
 
 describe('--help and --version', () => {
   it('--help lists every flag and its variable and exits 0; --version prints the package version', async () => {
-    const help = await runDriver(['--help']);
+    const [help, short] = await Promise.all([runDriver(['--help']), runDriver(['-h'])]);
     expect(help.code).toBe(0);
+    expect(short).toEqual(help);
+    expect(help.stdout).toMatch(/--log-level \/ LOG_LEVEL.*\n.*trace \| debug \| info \| warn \| error \| fatal \| silent/);
+    expect(help.stdout).toContain('-h, --help');
     for (const s of Object.values(SETTINGS) as Array<{ flag: string; env?: string }>) {
       expect(help.stdout).toContain(`--${s.flag}${s.env ? ` / ${s.env}` : ''}`);
     }

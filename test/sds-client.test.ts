@@ -476,7 +476,7 @@ describe('records', () => {
       ? reply(0, { host_num: '1', host0: encodeRecord({ host_id: 'h1', access_mode: 'ro', attached: 1, dev_addr: '/dev/loop9' }) })
       : reply(0, { job0: encodeRecord({ job_id: 'j1', job_type: 'import', status: 'failed', vol_name: 'v1', snap_name: '', bytes_done: 5, bytes_total: 10, error: 'checksum mismatch, expected sha256:ab' }) }));
     const c = client(f.address);
-    expect(await c.volumeHosts('v1')).toEqual([{ hostId: 'h1', accessMode: 'ro', attached: true, devAddr: '/dev/loop9' }]);
+    expect(await c.volumeHosts('v1')).toEqual([{ hostId: 'h1', accessMode: 'ro', attached: true, devAddr: '/dev/loop9', online: true }]); // no online field: taken as up
     expect(await c.waitImageJob('j1', 1_000)).toEqual({ id: 'j1', type: 'import', state: 'failed', volumeName: 'v1', bytesDone: 5, bytesTotal: 10, error: 'checksum mismatch, expected sha256:ab' });
   });
 

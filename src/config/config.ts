@@ -32,7 +32,7 @@ export const SETTINGS = {
   topologyLabels: { flag: 'topology-labels', env: 'CSI_TOPOLOGY_LABELS', help: 'comma-separated Node label keys published as topology' },
   maxVolumesPerNode: { flag: 'max-volumes-per-node', env: 'CSI_MAX_VOLUMES_PER_NODE', help: 'reported by NodeGetInfo', shown: '128' },
   metricsAddress: { flag: 'metrics-address', env: 'CSI_METRICS_ADDRESS', help: 'host:port for /metrics and /healthz; empty disables', shown: '127.0.0.1:9810' },
-  logLevel: { flag: 'log-level', env: 'LOG_LEVEL', help: 'trace | debug | info | warn | error', shown: 'info' },
+  logLevel: { flag: 'log-level', env: 'LOG_LEVEL', help: 'trace | debug | info | warn | error | fatal | silent', shown: 'info' },
   kubeconfig: { flag: 'kubeconfig', env: 'KUBECONFIG', help: 'kubeconfig path (in-cluster config is used when present)' },
   shutdownGraceMs: { flag: 'shutdown-grace-ms', env: 'CSI_SHUTDOWN_GRACE_MS', help: 'how long SIGTERM waits for in-flight RPCs, ms', shown: '30000' },
   emulator: { flag: 'emulator', env: 'SDS_EMULATOR', help: 'start the embedded emulator (all mode)', shown: 'true in all mode' },
@@ -42,8 +42,12 @@ export const SETTINGS = {
 export type SettingName = keyof typeof SETTINGS;
 
 const boolString = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+// One message for every bad number, naming the range in words (the caller prefixes the flag or variable).
 const intString = (min: number, max: number) =>
-  z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
+  z
+    .string()
+    .refine((v) => /^\d{1,16}$/.test(v) && Number(v) >= min && Number(v) <= max, `must be a whole number from ${min} to ${max}`)
+    .transform(Number);
 
 /** The embedded emulator's data directory when SDS_DATA_DIR does not name one. */
 export function defaultDataDir(env: NodeJS.ProcessEnv): string {
@@ -131,13 +135,13 @@ export function helpText(): string {
   for (const s of Object.values(SETTINGS) as Setting[]) {
     lines.push(`  --${s.flag}${s.env ? ` / ${s.env}` : ''}${s.shown ? ` (default: ${s.shown})` : ''}`, `      ${s.help}`);
   }
-  lines.push('  --help, --version');
+  lines.push('  -h, --help, --version');
   return lines.join('\n');
 }
 
 /** Parses argv (without node and script) and env into a validated configuration. Throws ConfigError. */
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = process.env): ParsedCommandLine {
-  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, version: { type: 'boolean' } };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } };
   for (const s of Object.values(SETTINGS) as Setting[]) options[s.flag] = { type: 'string' };
   let parsed;
   try {

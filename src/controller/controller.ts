@@ -14,6 +14,7 @@ import type { RpcContext, RpcFactory } from '../server/rpc.js';
 import { createVolumeHandler } from './create-volume.js';
 import { backendNameFor, checkCsiName, decodePageToken, encodePageToken, isKnownIdForm, type TokenKind } from './ids.js';
 import { ImageImports, type ImageKube } from './images.js';
+import { unmapFromHost, type NodeKube } from './unpublish.js';
 import { OperationLocks, snapshotKey, volumeKey } from './locks.js';
 import { controllerCapabilities, EXTENDED_CONTROLLER_CAPABILITIES, EXTENDED_ONLY_CALLS, removeCloneLeftovers } from './original.js';
 import { parseMutableParameters, parseSnapshotParameters, parseVolumeParameters } from './parameters.js';
@@ -35,8 +36,10 @@ export interface ControllerDeps {
   locks?: OperationLocks;
   /** how long CreateVolume waits for an image import before answering (the CO then retries) */
   imageImportTimeoutMs?: number;
-  /** the Kubernetes API: claim image-source annotations and Events (absent or disabled: neither) */
-  kube?: ImageKube;
+  /** the Kubernetes API: claim image-source annotations and Events, Nodes' out-of-service taint (absent or disabled: none) */
+  kube?: ImageKube & Partial<NodeKube>;
+  /** the CSI driver name, to find a node id's Node by the kubelet's annotation; default csi.sdshypervisor.io */
+  driverName?: string;
   /** the VBS's protocol level (default extended): what is advertised and how clones and publishes are made */
   level?: ProtocolLevel;
 }
@@ -117,7 +120,8 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
         try {
           const hosts = req.node_id !== '' ? [req.node_id] : (await backend.volumeHosts(req.volume_id, opts(ctx))).map((h) => h.hostId);
-          for (const host of hosts) await backend.unmapVolume(req.volume_id, host, {}, opts(ctx));
+          const unpublish = { backend, kube: deps.kube, driverName: deps.driverName ?? 'csi.sdshypervisor.io', log: ctx.log };
+          for (const host of hosts) await unmapFromHost(unpublish, req.volume_id, host, opts(ctx));
         } catch (err) {
           // Volume or host unknown to the back end: the volume is certainly not mapped there.
           if (!isSdsError(err, 'NotFound') && !isSdsError(err, 'HostNotFound')) throw err;

@@ -3,7 +3,8 @@
 // attach, stage, publish, write, snapshot, restore a linked clone and mount it elsewhere, read back, expand
 // online, and tear it all down. One progress line per step with its duration. It uses the driver at
 // CSI_ENDPOINT (`npm start`); when nothing answers there it starts one itself (--mode=all, embedded
-// emulator, temp data dir) and stops it at the end. Whatever it created is removed even when a step fails.
+// emulator, temp data dir) and stops it at the end. Whatever it created is removed even when a step fails,
+// when it is interrupted (SIGINT, SIGTERM, SIGHUP) and when its output goes away (`npm run demo | head`).
 import * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +20,28 @@ import { parseUnixEndpoint } from '../server/server.js';
 import { projectRoot } from '../util/paths.js';
 
 const DEFAULT_ENDPOINT = 'unix:///tmp/sdshypervisor-csi/csi.sock';
+/** How long a driver that answers "not ready" gets to become ready before the demo gives up. */
+const NOT_READY_WAIT_MS = Number(process.env.DEMO_NOT_READY_WAIT_MS) || 15_000;
+
+// Stopping: a signal or a closed stdout ends the run after the step in flight; the clean-up then runs.
+let stopReason: string | undefined;
+let stdoutOpen = true;
+const requestStop = (reason: string): void => {
+  if (stopReason) {
+    if (stdoutOpen) process.stdout.write(`(${reason}: still cleaning up, please wait)\n`);
+    return;
+  }
+  stopReason = reason;
+};
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => requestStop(signal));
+// EPIPE once the reader has gone (`| head -12`): no more output, and stop as if interrupted.
+process.stdout.on('error', () => {
+  stdoutOpen = false;
+  requestStop('stdout closed');
+});
+const out = (text: string): void => {
+  if (stdoutOpen) process.stdout.write(text);
+};
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 
@@ -66,13 +89,20 @@ function connect(socket: string): Csi {
   };
 }
 
-async function ready(csi: Csi): Promise<boolean> {
+/** 'ready', 'not-ready' (a driver answered: not ready yet) or 'nothing' (no answer at all). */
+async function probeState(csi: Csi): Promise<'ready' | 'not-ready' | 'nothing'> {
   try {
     const probe = await csi.identity.Probe({});
-    return probe.ready?.value !== false;
-  } catch {
-    return false;
+    return probe.ready?.value !== false ? 'ready' : 'not-ready';
+  } catch (err) {
+    // FAILED_PRECONDITION / UNAVAILABLE from a driver that serves but cannot reach its back end: it answered.
+    const code = (err as grpc.ServiceError).code;
+    return code === grpc.status.FAILED_PRECONDITION ? 'not-ready' : 'nothing';
   }
+}
+
+async function ready(csi: Csi): Promise<boolean> {
+  return (await probeState(csi)) === 'ready';
 }
 
 /** Starts `dist/src/main.js --mode=all` on a temp endpoint and data dir; resolves once Probe says ready. */
@@ -80,9 +110,15 @@ async function startDriver(dir: string): Promise<{ socket: string; child: ChildP
   const socket = join(dir, 'csi.sock');
   const entry = join(projectRoot(), 'dist', 'src', 'main.js');
   let output = '';
+  // Its own process group: a Ctrl-C in the terminal reaches the demo only, which then cleans up through the
+  // driver before stopping it. Every exit path of the demo stops it (the 'exit' hook covers a crash).
   const child = spawn(process.execPath, [entry, '--mode=all', `--endpoint=unix://${socket}`, `--data-dir=${join(dir, 'data')}`, '--metrics-address=', '--log-level=warn'], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
+  const stopWithUs = () => child.exitCode === null && child.signalCode === null && child.kill('SIGTERM');
+  process.once('exit', stopWithUs);
+  child.once('exit', () => process.removeListener('exit', stopWithUs));
   const collect = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-20_000));
   child.stdout!.on('data', collect);
   child.stderr!.on('data', collect);
@@ -130,9 +166,24 @@ async function main(): Promise<number> {
   let csi = connect(socket);
   const started = Date.now();
 
-  if (!(await ready(csi))) {
+  let state = await probeState(csi);
+  if (state === 'not-ready') {
+    out(`a driver answers at ${endpoint} but is not ready; waiting up to ${NOT_READY_WAIT_MS / 1000} s\n`);
+    const deadline = Date.now() + NOT_READY_WAIT_MS;
+    while (state === 'not-ready' && Date.now() < deadline && !stopReason) {
+      await new Promise((r) => setTimeout(r, 500));
+      state = await probeState(csi);
+    }
+    if (state !== 'ready') {
+      csi.close();
+      await removeWorkDir(work);
+      out(`the driver at ${endpoint} is ${state === 'nothing' ? 'gone' : 'still not ready'}; not starting a second one (see its log, or stop it)\n`);
+      return 1;
+    }
+  }
+  if (state === 'nothing') {
     csi.close();
-    process.stdout.write(`nothing answers at ${endpoint}; starting the driver (--mode=all, embedded emulator) in ${work}\n`);
+    out(`nothing answers at ${endpoint}; starting the driver (--mode=all, embedded emulator) in ${work}\n`);
     try {
       own = await startDriver(work);
     } catch (err) {
@@ -142,7 +193,7 @@ async function main(): Promise<number> {
     socket = own.socket;
     csi = connect(socket);
   }
-  process.stdout.write(`CSI endpoint unix://${socket}; working directory ${work}; filesystem ${fsType}\n\n`);
+  out(`CSI endpoint unix://${socket}; working directory ${work}; filesystem ${fsType}\n\n`);
 
   const tag = randomBytes(3).toString('hex');
   const pvc = `pvc-demo-${tag}`;
@@ -383,32 +434,49 @@ async function main(): Promise<number> {
   const width = Math.max(...steps.map((s) => s.title.length));
   try {
     for (const [i, step] of steps.entries()) {
+      if (stopReason) {
+        out(`interrupted (${stopReason}) before step ${i + 1}/${steps.length}\n`);
+        failed = true;
+        break;
+      }
       const t0 = process.hrtime.bigint();
       const label = `${String(i + 1).padStart(2)}/${steps.length}  ${step.title.padEnd(width)}`;
       try {
         const detail = await step.run();
         const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-        process.stdout.write(`${label}  ${ms.toFixed(0).padStart(5)} ms  ${detail}\n`);
+        out(`${label}  ${ms.toFixed(0).padStart(5)} ms  ${detail}\n`);
       } catch (err) {
         const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-        process.stdout.write(`${label}  ${ms.toFixed(0).padStart(5)} ms  FAILED: ${(err as Error).message}\n`);
+        out(`${label}  ${ms.toFixed(0).padStart(5)} ms  FAILED: ${(err as Error).message}\n`);
         failed = true;
         break;
       }
     }
   } finally {
+    if (failed && own && (own.child.exitCode !== null || (await probeState(csi)) === 'nothing')) {
+      // Our driver was stopped under us (SIGTERM to it): start it again on the same data to undo the mounts.
+      out('the driver the demo started has exited; starting it again to clean up\n');
+      try {
+        csi.close();
+        await stopDriver(own.child);
+        own = await startDriver(work);
+        csi = connect(own.socket);
+      } catch (err) {
+        out(`cannot start it again: ${(err as Error).message}\n`);
+      }
+    }
     if (failed) await cleanUp(csi, live, nodeId);
     csi.close();
     if (own) {
       const t0 = Date.now();
       await stopDriver(own.child);
-      process.stdout.write(`\nstopped the driver it started (${Date.now() - t0} ms)\n`);
+      out(`\nstopped the driver it started (${Date.now() - t0} ms)\n`);
       const tail = own.log().trim();
-      if (failed && tail) process.stdout.write(`driver log (tail):\n${tail.split('\n').slice(-30).join('\n')}\n`);
+      if (failed && tail) out(`driver log (tail):\n${tail.split('\n').slice(-30).join('\n')}\n`);
     }
     await removeWorkDir(work);
   }
-  process.stdout.write(`\n${failed ? 'demo FAILED' : 'demo done'} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  out(`\n${stopReason ? `demo interrupted (${stopReason})` : failed ? 'demo FAILED' : 'demo done'} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   return failed ? 1 : 0;
 }
 
@@ -419,7 +487,7 @@ async function removeWorkDir(work: string): Promise<void> {
     .map((line) => line.split(' ')[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
     .filter((p): p is string => p !== undefined && (p === work || p.startsWith(`${work}/`)));
   if (mounts.length > 0) {
-    process.stdout.write(`left ${work} in place: still mounted there: ${mounts.join(', ')}\n`);
+    out(`left ${work} in place: still mounted there: ${mounts.join(', ')}\n`);
     return;
   }
   await rm(work, { recursive: true, force: true });
@@ -434,9 +502,9 @@ async function cleanUp(
   const attempt = async (what: string, fn: () => Promise<unknown>) => {
     try {
       await fn();
-      process.stdout.write(`cleanup: ${what}\n`);
+      out(`cleanup: ${what}\n`);
     } catch (err) {
-      process.stdout.write(`cleanup: ${what} FAILED: ${(err as Error).message}\n`);
+      out(`cleanup: ${what} FAILED: ${(err as Error).message}\n`);
     }
   };
   for (const [target, id] of live.published) await attempt(`unpublish ${target}`, () => csi.node.NodeUnpublishVolume({ volume_id: id, target_path: target }));

@@ -64,6 +64,12 @@ export interface KubeClient {
   readonly server?: string;
   /** The values of `labelKeys` on Node `nodeName`; keys the node lacks are left out (and logged). */
   readNodeTopology(nodeName: string, labelKeys: readonly string[], options?: CallOptions): Promise<Record<string, string>>;
+  /**
+   * Whether the Node the CSI node id `nodeId` belongs to carries the `node.kubernetes.io/out-of-service`
+   * taint (non-graceful node shutdown). The Node is found by the kubelet's `csi.volume.kubernetes.io/nodeid`
+   * annotation for `driverName`, else by name; undefined when no Node matches.
+   */
+  nodeOutOfService(nodeId: string, driverName: string, options?: CallOptions): Promise<{ node: string; outOfService: boolean } | undefined>;
   /** The image-source annotations of a claim, or undefined when it has none. */
   readPvcImageSource(namespace: string, name: string, options?: CallOptions): Promise<PvcImageSource | undefined>;
   /** Records an Event on a claim (the claim is read for its UID unless `pvcUid` is given). */
@@ -99,6 +105,11 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
   logger.info({ configSource, server }, 'Kubernetes API client ready');
   return new ApiKubeClient(kubeConfig, logger, configSource, server, options);
 }
+
+/** The kubelet's record of each CSI driver's node id on a Node (JSON: driver name → node id). */
+const NODE_ID_ANNOTATION = 'csi.volume.kubernetes.io/nodeid';
+/** Non-graceful node shutdown: an operator's word that the node is down and its volumes may go. */
+export const OUT_OF_SERVICE_TAINT = 'node.kubernetes.io/out-of-service';
 
 // Kubernetes name rules, checked before a request so a bad argument is not sent (and not retried).
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -153,6 +164,22 @@ class ApiKubeClient implements KubeClient {
     }
     if (missing.length > 0) this.logger.warn({ node: nodeName, missing }, 'node lacks topology labels; they are left out of its topology');
     return topology;
+  }
+
+  async nodeOutOfService(nodeId: string, driverName: string, options: CallOptions = {}): Promise<{ node: string; outOfService: boolean } | undefined> {
+    const list = await this.call('LIST nodes', options, (o) => this.core.listNode({}, o));
+    const nodeIdOf = (annotations: Record<string, string> | undefined): string | undefined => {
+      try {
+        const ids = JSON.parse(annotations?.[NODE_ID_ANNOTATION] ?? '{}') as Record<string, unknown>;
+        return typeof ids[driverName] === 'string' ? (ids[driverName] as string) : undefined;
+      } catch {
+        return undefined; // not ours to judge: a Node with a garbled annotation matches by name only
+      }
+    };
+    const node = list.items.find((n) => nodeIdOf(n.metadata?.annotations) === nodeId) ?? list.items.find((n) => n.metadata?.name === nodeId);
+    if (!node?.metadata?.name) return undefined;
+    const outOfService = (node.spec?.taints ?? []).some((t) => t.key === OUT_OF_SERVICE_TAINT);
+    return { node: node.metadata.name, outOfService };
   }
 
   async readPvcImageSource(namespace: string, name: string, options: CallOptions = {}): Promise<PvcImageSource | undefined> {

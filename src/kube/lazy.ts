@@ -32,6 +32,9 @@ export class DisabledKubeClient implements KubeClient {
   readPvcImageSource(): Promise<PvcImageSource | undefined> {
     return this.fail();
   }
+  nodeOutOfService(): Promise<{ node: string; outOfService: boolean } | undefined> {
+    return this.fail();
+  }
   recordPvcEvent(): Promise<void> {
     return this.fail();
   }

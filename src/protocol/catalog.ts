@@ -65,6 +65,7 @@ export const Key = {
   ACCESS_MODE: 'access_mode',
   EXCLUSIVE: 'exclusive',
   FORCE: 'force',
+  ONLINE: 'online',
   // images
   IMAGE_URL: 'image_url',
   IMAGE_FORMAT: 'image_format',
@@ -173,6 +174,8 @@ export const Field = {
   VOL_NAMES: 'vol_names',
   FROZEN_NUM: 'frozen_num',
   LOCAL: 'local',
+  /** 0 when the host was marked down (emulator: SET_HOST_STATE_REQ); absent: up */
+  ONLINE: 'online',
   LENGTH: 'length',
 } as const;
 
@@ -237,6 +240,7 @@ export const RECORDS = {
     [Field.ATTACHED]: x('flag'),
     [Field.DEV_ADDR]: x('string'),
     [Field.LOCAL]: x('flag'),
+    [Field.ONLINE]: x('flag'),
   },
   job: {
     [Key.JOB_ID]: x('name'),
@@ -403,6 +407,8 @@ export const Requests = {
   UNMAP_VOLUME: spec('UNMAP_VOLUME_REQ', 'extended', true, true, [req(Key.VOL_NAME, 'extended'), req(Key.HOST_ID, 'extended'), opt(Key.FORCE)], nothing),
   QUERY_VOLUME_HOSTS: spec('QUERY_VOLUME_HOSTS_REQ', 'extended', true, false, [req(Key.VOL_NAME, 'extended')], { records: ['host'], keys: [Key.HOST_NUM] }),
   QUERY_HOSTS: spec('QUERY_HOSTS_REQ', 'extended', true, false, [], { records: ['host'], keys: [Key.HOST_NUM] }),
+  /** the emulator's stand-in for the cluster's heartbeats: a host marked down (online=0) or up (tests, drills) */
+  SET_HOST_STATE: spec('SET_HOST_STATE_REQ', 'extended', true, true, [req(Key.HOST_ID, 'extended'), opt(Key.ONLINE)], nothing),
   IMPORT_IMAGE: spec('IMPORT_IMAGE_REQ', 'extended', false, true, [
     req(Key.VOL_NAME, 'extended'), req(Key.IMAGE_URL, 'extended'), opt(Key.IMAGE_FORMAT), opt(Key.CHECKSUM), opt(Key.VOL_SIZE), ...PLACEMENT_QOS_KEYS,
   ], { records: ['volume'], keys: [Key.JOB_ID] }),

@@ -97,6 +97,8 @@ export interface HostMapping {
   accessMode: 'rw' | 'ro';
   attached: boolean;
   devAddr?: string;
+  /** false when the VBS reports the host down (`online=0`); a VBS that does not say is taken as online */
+  online: boolean;
 }
 
 export interface VolumeSpec {

@@ -306,6 +306,7 @@ export function hostMappingFromRecord(record: Record<string, string>): HostMappi
     hostId: r.name(Key.HOST_ID),
     accessMode: r.oneOf(Key.ACCESS_MODE, ['rw', 'ro'] as const, 'rw'),
     attached: r.flag(Field.ATTACHED, false),
+    online: r.flag(Field.ONLINE, true),
   };
   const dev = r.optional(Field.DEV_ADDR);
   if (dev !== undefined) mapping.devAddr = dev;

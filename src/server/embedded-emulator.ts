@@ -1,12 +1,14 @@
 // The embedded SDSHypervisor emulator of `--mode=all`: a child process (dist/emulator/main.js), never
 // imported. We start it, wait until it writes <dataDir>/emulator.json naming its own pid, hand its sockets to
-// the driver, and stop it with SIGTERM once the CSI server has drained.
+// the driver, and stop it with SIGTERM once the CSI server has drained. Its stdin is a pipe from us: when we
+// die without stopping it (SIGKILL), the pipe's end tells it to stop on its own, so it never lives on
+// re-parented with its pool mounted.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from '../log/logger.js';
+import { prettyLine, stderrIsTerminal, type Logger } from '../log/logger.js';
 import { projectRoot } from '../util/paths.js';
 
 export interface EmbeddedEmulatorOptions {
@@ -21,8 +23,10 @@ export interface EmbeddedEmulatorOptions {
   env?: NodeJS.ProcessEnv;
   /** more emulator arguments (tests: --host-id, --extra-host, --pool, --token-file) */
   extraArgs?: string[];
-  /** where the child's stdout/stderr go; default inherited */
+  /** where the child's stdout/stderr go; default inherited (stderr through us: we keep its last error) */
   output?: 'inherit' | 'pipe';
+  /** aborting it during the start stops the child, waits for it and rejects with EmulatorStartInterrupted */
+  signal?: AbortSignal;
 }
 
 /** What the emulator says about itself in emulator.json (fields we do not know are ignored). */
@@ -59,6 +63,14 @@ export function makeEmbeddedToken(dataDir: string): string {
   return token;
 }
 
+/** The start was aborted (a stop signal); the child has been stopped and has exited. */
+export class EmulatorStartInterrupted extends Error {
+  override name = 'EmulatorStartInterrupted';
+}
+
+/** Tells the emulator to stop when its stdin reaches its end (emulator/main.ts). */
+export const STOP_WITH_PARENT_ENV = 'SDS_EMULATOR_STOP_ON_STDIN_EOF';
+
 export function defaultSdsCliPath(): string {
   return join(projectRoot(), 'emulator', 'bin', 'sds_cli');
 }
@@ -75,15 +87,25 @@ export class EmbeddedEmulator {
   static async start(options: EmbeddedEmulatorOptions): Promise<EmbeddedEmulator> {
     const entry = options.entry ?? join(projectRoot(), 'dist', 'emulator', 'main.js');
     if (!existsSync(entry)) throw new EmbeddedEmulatorError(`the emulator is not built: ${entry} is missing (run npm run build)`);
+    // Not removed first: it may be another emulator's, which holds the data directory; a status naming our
+    // child's pid is the only one that counts.
     const statusFile = join(options.dataDir, 'emulator.json');
-    await rm(statusFile, { force: true });
+    if (options.signal?.aborted) throw new EmulatorStartInterrupted('the start was interrupted before the emulator was started');
     const args = [entry, '--data-dir', options.dataDir, '--listen-port', String(options.port ?? 0), ...(options.extraArgs ?? [])];
     const output = options.output ?? 'inherit';
     // Its own process group: a Ctrl-C in the terminal signals the whole foreground group, and the emulator
     // must not start shutting down while the driver still drains RPCs that use it (its second signal, our
     // SIGTERM after the drain, would then make it exit at once, leaving its pool mounted). The driver alone
     // stops it; if the driver exits any other way, the exit hook below still does.
-    const child = spawn(process.execPath, args, { stdio: ['ignore', output, output], env: options.env ?? process.env, detached: true });
+    const child = spawn(process.execPath, args, {
+      stdio: ['pipe', output, 'pipe'],
+      env: { ...(options.env ?? process.env), [STOP_WITH_PARENT_ENV]: '1' },
+      detached: true,
+    });
+    // Our end of its stdin must not keep this process alive, nor fail loudly once the child is gone.
+    child.stdin!.on('error', () => undefined);
+    (child.stdin as unknown as { unref?: () => void }).unref?.();
+    const lastError = output === 'inherit' ? forwardStderr(child) : { message: undefined };
     const stopWithUs = () => {
       if (child.exitCode === null && child.signalCode === null && !terminated.has(child)) child.kill('SIGTERM');
     };
@@ -101,7 +123,7 @@ export class EmbeddedEmulator {
     options.log.info({ emulatorPid: child.pid, dataDir: options.dataDir }, 'starting the embedded emulator');
     let info: EmulatorInfo;
     try {
-      info = await waitForStatusFile(statusFile, child, exited, options.dataDir, options.readyTimeoutMs ?? 30_000);
+      info = await waitForStatusFile(statusFile, child, exited, options.dataDir, options.readyTimeoutMs ?? 30_000, options.signal, lastError);
     } catch (err) {
       terminated.add(child);
       child.kill('SIGTERM');
@@ -160,22 +182,56 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
+/** Copies the child's stderr to ours, line by line, and keeps the message of its last error line. */
+function forwardStderr(child: ChildProcess): { message: string | undefined } {
+  const last: { message: string | undefined } = { message: undefined };
+  let partial = '';
+  // At a terminal its JSON lines are shown in the same readable form as ours.
+  const readable = stderrIsTerminal();
+  child.stderr!.on('data', (chunk: Buffer) => {
+    if (!readable) process.stderr.write(chunk);
+    const lines = (partial + chunk.toString('utf8')).split('\n');
+    partial = lines.pop()!.slice(-65_536);
+    for (const line of lines) {
+      if (readable) process.stderr.write(prettyLine(line));
+      try {
+        const entry = JSON.parse(line) as { level?: unknown; msg?: unknown };
+        if (typeof entry.level === 'number' && entry.level >= 50 && typeof entry.msg === 'string') last.message = entry.msg;
+      } catch {
+        if (line.trim()) last.message = line.trim(); // a plain line, such as a configuration error
+      }
+    }
+  });
+  return last;
+}
+
 async function waitForStatusFile(
   path: string,
   child: ChildProcess,
   exited: Promise<EmulatorExit>,
   dataDir: string,
   timeoutMs: number,
+  signal: AbortSignal | undefined,
+  lastError: { message: string | undefined },
 ): Promise<EmulatorInfo> {
   const deadline = Date.now() + timeoutMs;
   let exit: EmulatorExit | undefined;
   void exited.then((e) => (exit = e));
+  const aborted = new Promise<void>((resolve) => signal?.addEventListener('abort', () => resolve(), { once: true }));
   for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
-    if (exit) throw new EmbeddedEmulatorError(`the embedded emulator exited before it was ready (code ${exit.code}, signal ${exit.signal})`);
+    if (exit) {
+      // Let the last lines of its stderr arrive: they say why.
+      const stderrClosed = new Promise((resolve) => (child.stderr && !child.stderr.destroyed ? child.stderr.once('close', resolve) : resolve(undefined)));
+      await Promise.race([stderrClosed, delay(1_000)]);
+      const cause = lastError.message ?? `exit code ${exit.code}, signal ${exit.signal}`;
+      throw new EmbeddedEmulatorError(`the embedded emulator could not start with the data directory ${dataDir}: ${cause}`);
+    }
+    if (signal?.aborted) throw new EmulatorStartInterrupted(`the start was interrupted by ${String(signal.reason)}`);
     const info = await readStatus(path, dataDir);
     if (info && info.pid === child.pid) return info;
-    if (Date.now() > deadline) throw new EmbeddedEmulatorError(`the embedded emulator did not write ${path} within ${timeoutMs} ms`);
-    await delay(wait);
+    if (Date.now() > deadline) throw new EmbeddedEmulatorError(`the embedded emulator did not write ${path} within ${timeoutMs} ms (data directory ${dataDir})`);
+    // A referenced timer: once the child has exited nothing else may keep the process alive to see it.
+    await Promise.race([new Promise((resolve) => setTimeout(resolve, wait)), aborted]);
   }
 }
 

@@ -240,13 +240,24 @@ export class FakeBackend implements SdsBackend {
     }
     const other = maps.find((m) => m.hostId !== hostId);
     if (options.exclusive && other) throw new SdsError('MappedElsewhere', `volume ${name} is mapped to host ${other.hostId}`);
-    maps.push({ hostId, accessMode: mode, attached: false });
+    maps.push({ hostId, accessMode: mode, attached: false, online: true });
     this.mappings.set(name, maps);
   }
-  async unmapVolume(name: string, hostId: string): Promise<void> {
+  async unmapVolume(name: string, hostId: string, options: { force?: boolean } = {}): Promise<void> {
     await this.enter('unmapVolume', true);
     if (!this.volumes.has(name)) throw new SdsError('NotFound', `volume ${name} does not exist`);
+    this.unmaps.push({ name, hostId, force: options.force === true });
+    const mapping = (this.mappings.get(name) ?? []).find((m) => m.hostId === hostId);
+    if (mapping?.attached && !options.force) throw new SdsError('Attached', `volume ${name} is attached on ${hostId}; detach it or unmap with force=1`);
     this.mappings.set(name, (this.mappings.get(name) ?? []).filter((m) => m.hostId !== hostId));
+  }
+  /** Every unmapVolume call, in order, with its force flag. */
+  readonly unmaps: Array<{ name: string; hostId: string; force: boolean }> = [];
+  /** Marks a mapping attached (a block device on that host) and its host up or down, as the VBS reports it. */
+  setAttachment(name: string, hostId: string, state: { attached: boolean; online: boolean }): void {
+    const mapping = (this.mappings.get(name) ?? []).find((m) => m.hostId === hostId);
+    if (!mapping) throw new Error(`volume ${name} is not mapped to ${hostId}`);
+    Object.assign(mapping, state);
   }
   async volumeHosts(name: string): Promise<HostMapping[]> {
     await this.enter('volumeHosts');

@@ -1,5 +1,6 @@
 // An in-process stand-in for the Kubernetes API server, enough of the REST API for src/kube:
 //   GET  /api/v1/nodes/{name}
+//   GET  /api/v1/nodes
 //   GET  /api/v1/namespaces/{ns}/persistentvolumeclaims/{name}
 //   POST /api/v1/namespaces/{ns}/events
 // with bearer-token checks, recorded requests and injected faults (status codes, slow replies, dropped
@@ -26,11 +27,13 @@ export type Fault =
   /** close the connection without a reply */
   | { dropConnection: true };
 
-export type Route = 'node' | 'pvc' | 'event';
+export type Route = 'node' | 'nodes' | 'pvc' | 'event';
 
 export interface FakeNode {
   name: string;
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  taints?: Array<{ key: string; value?: string; effect: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute' }>;
 }
 
 export interface FakePvc {
@@ -56,7 +59,7 @@ export class FakeKubeApi {
   readonly events: StoredEvent[] = [];
   private readonly nodes = new Map<string, Record<string, unknown>>();
   private readonly pvcs = new Map<string, Record<string, unknown>>();
-  private readonly faults: Record<Route, Fault[]> = { node: [], pvc: [], event: [] };
+  private readonly faults: Record<Route, Fault[]> = { node: [], nodes: [], pvc: [], event: [] };
   private readonly sockets = new Set<Socket>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private server?: Server;
@@ -97,8 +100,8 @@ export class FakeKubeApi {
     this.nodes.set(node.name, {
       apiVersion: 'v1',
       kind: 'Node',
-      metadata: { name: node.name, uid: randomUUID(), resourceVersion: '1', labels: node.labels ?? {} },
-      spec: {},
+      metadata: { name: node.name, uid: randomUUID(), resourceVersion: '1', labels: node.labels ?? {}, annotations: node.annotations ?? {} },
+      spec: node.taints ? { taints: node.taints } : {},
       status: {},
     });
   }
@@ -167,6 +170,8 @@ export class FakeKubeApi {
     }
 
     switch (match.route) {
+      case 'nodes':
+        return sendJson(res, 200, { apiVersion: 'v1', kind: 'NodeList', metadata: { resourceVersion: '1' }, items: [...this.nodes.values()] });
       case 'node': {
         const node = this.nodes.get(match.name!);
         return node ? sendJson(res, 200, node) : sendStatus(res, 404, 'NotFound', `nodes "${match.name}" not found`, { kind: 'nodes', name: match.name });
@@ -203,6 +208,7 @@ export class FakeKubeApi {
 }
 
 function routeOf(method: string, path: string): { route: Route; namespace?: string; name?: string } | undefined {
+  if (/^\/api\/v1\/nodes\/?$/.test(path) && method === 'GET') return { route: 'nodes' };
   let m = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path);
   if (m && method === 'GET') return { route: 'node', name: decodeURIComponent(m[1]!) };
   m = /^\/api\/v1\/namespaces\/([^/]+)\/persistentvolumeclaims\/([^/]+)$/.exec(path);

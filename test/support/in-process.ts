@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { controllerService } from '../../src/controller/controller.js';
 import type { ImageKube } from '../../src/controller/images.js';
+import type { NodeKube } from '../../src/controller/unpublish.js';
 import { identityService } from '../../src/identity/identity.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { SdsBackend } from '../../src/sds/backend.js';
@@ -18,7 +19,7 @@ export interface InProcessServer {
   stop(): Promise<void>;
 }
 
-export async function startInProcess(backend: SdsBackend, options: { probe?: () => Promise<boolean>; kube?: ImageKube } = {}): Promise<InProcessServer> {
+export async function startInProcess(backend: SdsBackend, options: { probe?: () => Promise<boolean>; kube?: ImageKube & Partial<NodeKube> } = {}): Promise<InProcessServer> {
   const dir = await mkdtemp(join(tmpdir(), 'csi-unit-'));
   const socketPath = join(dir, 'csi.sock');
   const log = createLogger({ level: 'silent' });

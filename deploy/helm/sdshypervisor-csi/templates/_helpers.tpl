@@ -17,6 +17,15 @@
 {{- end -}}
 {{- end -}}
 
+{{/*
+Name of a Service: fullname-suffix within the 63 characters of a DNS-1035 label (Services allow no more,
+unlike most objects). Pass (dict "root" $ "suffix" "snapshot-metadata"); the fullname is shortened to fit.
+*/}}
+{{- define "sdshypervisor-csi.serviceName" -}}
+{{- $room := sub 62 (len .suffix) | int -}}
+{{- printf "%s-%s" (include "sdshypervisor-csi.fullname" .root | trunc $room | trimSuffix "-") .suffix -}}
+{{- end -}}
+
 {{- define "sdshypervisor-csi.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "sdshypervisor-csi.selectorLabels" . }}
