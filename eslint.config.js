@@ -20,9 +20,19 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/switch-exhaustiveness-check': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' },
+      ],
       // Settings come from one place: the config modules read the environment, everything else gets arguments.
-      'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'read settings in src/config or emulator/config.ts and pass them as arguments' }],
+      'no-restricted-properties': [
+        'error',
+        {
+          object: 'process',
+          property: 'env',
+          message: 'read settings in src/config or emulator/config.ts and pass them as arguments',
+        },
+      ],
     },
   },
   {

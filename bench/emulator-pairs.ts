@@ -47,26 +47,35 @@ async function main(): Promise<void> {
   let next = 0;
   let queries = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < pairs) {
-      const name = `bench-${next++}`;
-      const c = await call(sock, 'CREATE_VOLUME_REQ', { vol_name: name, vol_size: 1024, pool_id: 'pool0', thin_flag: 1 });
-      if (c !== 0) throw new Error(`create ${name}: ${c}`);
-      const d = await call(sock, 'DELETE_VOLUME_REQ', { vol_name: name });
-      if (d !== 0) throw new Error(`delete ${name}: ${d}`);
-      queries++;
-      while ((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: name })) !== RetCode.NOT_EXIST) {
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < pairs) {
+        const name = `bench-${next++}`;
+        const c = await call(sock, 'CREATE_VOLUME_REQ', {
+          vol_name: name,
+          vol_size: 1024,
+          pool_id: 'pool0',
+          thin_flag: 1,
+        });
+        if (c !== 0) throw new Error(`create ${name}: ${c}`);
+        const d = await call(sock, 'DELETE_VOLUME_REQ', { vol_name: name });
+        if (d !== 0) throw new Error(`delete ${name}: ${d}`);
         queries++;
-        await new Promise((r) => setTimeout(r, 1));
+        while ((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: name })) !== RetCode.NOT_EXIST) {
+          queries++;
+          await new Promise((r) => setTimeout(r, 1));
+        }
       }
-    }
-  }));
+    }),
+  );
   const seconds = (performance.now() - t0) / 1000;
   const after = cpuMs(child.pid!);
   const user = (after[0] - before[0]) / pairs;
   const sys = (after[1] - before[1]) / pairs;
-  console.log(`${pairs} pairs at concurrency ${concurrency}: ${(pairs / seconds).toFixed(0)} pairs/s; emulator CPU per pair ` +
-    `${(user + sys).toFixed(3)} ms (user ${user.toFixed(3)}, system ${sys.toFixed(3)}) for create + delete + ${(queries / pairs).toFixed(2)} queries`);
+  console.log(
+    `${pairs} pairs at concurrency ${concurrency}: ${(pairs / seconds).toFixed(0)} pairs/s; emulator CPU per pair ` +
+      `${(user + sys).toFixed(3)} ms (user ${user.toFixed(3)}, system ${sys.toFixed(3)}) for create + delete + ${(queries / pairs).toFixed(2)} queries`,
+  );
   child.kill('SIGTERM');
   await new Promise((r) => child.on('exit', r));
   // Start-up with the pool image already there (the pool is unmounted by the clean stop).
@@ -74,7 +83,9 @@ async function main(): Promise<void> {
     const t = performance.now();
     child = spawn(process.execPath, [...args, ...(keep ? ['--keep-mounted'] : [])], { stdio: 'inherit' });
     await waitFor(join(dir, 'emulator.json'), 30_000);
-    console.log(`start-up to ready (${keep ? 'pool still mounted' : 'pool mounted at start'}): ${(performance.now() - t).toFixed(0)} ms including node start`);
+    console.log(
+      `start-up to ready (${keep ? 'pool still mounted' : 'pool mounted at start'}): ${(performance.now() - t).toFixed(0)} ms including node start`,
+    );
     child.kill('SIGTERM');
     await new Promise((r) => child.on('exit', r));
   }

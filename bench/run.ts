@@ -16,7 +16,14 @@ import { log, now, parseBenchOptions, Report, sleep, type BenchContext, type Ben
 import { markdown } from './lib/markdown.js';
 import { waitProbeReady } from './lib/probe.js';
 import {
-  cleanUpUnder, rssMiB, spawnDriver, startEmulator, type Driver, type DriverMode, type DriverOptions, type Emulator,
+  cleanUpUnder,
+  rssMiB,
+  spawnDriver,
+  startEmulator,
+  type Driver,
+  type DriverMode,
+  type DriverOptions,
+  type Emulator,
 } from './lib/procs.js';
 import { FIGURE_HEADER, figureRows, load1, table } from './lib/stats.js';
 import { judgeTargets } from './lib/targets.js';
@@ -69,10 +76,28 @@ async function measure(opt: BenchOptions, dir: string, report: Report): Promise<
     await waitProbeReady(node);
     ctl = connectCsi(controller.socket);
     nodeCsi = connectCsi(node.socket);
-    const b: BenchContext = { opt, dir, emulator, controller, node, ctl, nodeCsi, add, find: report.find, notes, driverBase };
+    const b: BenchContext = {
+      opt,
+      dir,
+      emulator,
+      controller,
+      node,
+      ctl,
+      nodeCsi,
+      add,
+      find: report.find,
+      notes,
+      driverBase,
+    };
     const readyAt = now();
     await sleep(1_000);
-    add({ section: 'rss', name: 'controller-at-start', value: rssMiB(controller.pid), unit: 'MiB', note: '1 s after ready' });
+    add({
+      section: 'rss',
+      name: 'controller-at-start',
+      value: rssMiB(controller.pid),
+      unit: 'MiB',
+      note: '1 s after ready',
+    });
     add({ section: 'rss', name: 'node-at-start', value: rssMiB(node.pid), unit: 'MiB', note: '1 s after ready' });
     // The start-up runs use their own processes; these two stay idle meanwhile.
     if (opt.only.has('startup')) await startup(b);
@@ -82,7 +107,13 @@ async function measure(opt: BenchOptions, dir: string, report: Report): Promise<
     const settled = `idle ${Math.round((now() - readyAt) / 1000)} s after ready`;
     add({ section: 'rss', name: 'controller-idle', value: rssMiB(controller.pid), unit: 'MiB', note: settled });
     add({ section: 'rss', name: 'node-idle', value: rssMiB(node.pid), unit: 'MiB', note: settled });
-    add({ section: 'rss', name: 'emulator-idle', value: rssMiB(emulator.pid), unit: 'MiB', note: 'the back end, not ours' });
+    add({
+      section: 'rss',
+      name: 'emulator-idle',
+      value: rssMiB(emulator.pid),
+      unit: 'MiB',
+      note: 'the back end, not ours',
+    });
 
     if (opt.only.has('floor')) await floors(b);
     if (opt.only.has('create-delete')) await createDelete(b);
@@ -139,13 +170,16 @@ async function main(): Promise<number> {
   const targets = judgeTargets(report.find);
   const seconds = Math.round((Date.now() - started.getTime()) / 100) / 10;
   const result = { meta: { ...meta, loadAtEnd: load1(), seconds }, figures, targets, notes };
-  const jsonPath = opt.jsonPath ?? join(projectRoot(), 'bench', 'results', `${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  const jsonPath =
+    opt.jsonPath ?? join(projectRoot(), 'bench', 'results', `${started.toISOString().replace(/[:.]/g, '-')}.json`);
   await mkdir(dirname(jsonPath), { recursive: true });
   await writeFile(jsonPath, `${JSON.stringify(result, null, 2)}\n`);
   if (opt.markdownPath) await writeFile(opt.markdownPath, markdown(result.meta, figures, targets, notes));
 
   const out = (s: string) => process.stdout.write(s);
-  out(`\nsdshypervisor-csi bench — ${meta.date} — ${meta.cpu}, ${meta.cores} cores, ${meta.ramGiB} GiB, kernel ${meta.kernel}, node ${meta.node}\n`);
+  out(
+    `\nsdshypervisor-csi bench — ${meta.date} — ${meta.cpu}, ${meta.cores} cores, ${meta.ramGiB} GiB, kernel ${meta.kernel}, node ${meta.node}\n`,
+  );
   out(`load at start ${meta.loadAtStart}, at end ${result.meta.loadAtEnd}; ${seconds} s\n\n`);
   out(`${table(FIGURE_HEADER, figureRows(figures))}\n\n`);
   if (targets.length) {

@@ -8,7 +8,17 @@
 // Needs root (loop devices, XFS pools) and about 3× the size free on the temp directory's file system for
 // the directory pool (the volume and two full copies).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statfsSync,
+  writeSync,
+} from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -46,8 +56,10 @@ function parseOptions(argv: string[]): Options {
     else if (a === '--json') o.json = true;
     else throw new Error(`unknown argument ${a}`);
   }
-  if (!(o.sizeGiB > 0) || !(o.changed > 0 && o.changed < 1) || !Number.isInteger(o.seed)) throw new Error('bad --size-gib, --changed or --seed');
-  for (const p of o.pools) if (p !== 'xfs-reflink' && p !== 'directory') throw new Error(`--pools: ${p} is not xfs-reflink or directory`);
+  if (!(o.sizeGiB > 0) || !(o.changed > 0 && o.changed < 1) || !Number.isInteger(o.seed))
+    throw new Error('bad --size-gib, --changed or --seed');
+  for (const p of o.pools)
+    if (p !== 'xfs-reflink' && p !== 'directory') throw new Error(`--pools: ${p} is not xfs-reflink or directory`);
   return o;
 }
 
@@ -94,9 +106,26 @@ function pickBlocks(blocks: number, count: number, seed: number): number[] {
   return [...set].sort((a, b) => a - b);
 }
 
-async function startDaemon(dataDir: string, poolType: string, poolBytes: number): Promise<{ child: ChildProcess; sock: string; kv: string; host: string }> {
-  const args = [emulatorMain, '--data-dir', dataDir, '--listen-port', '-1', '--log-level', 'warn', '--pool-type', poolType,
-    '--pool', `pool0:${Math.ceil(poolBytes / MiB)}M`, '--max-oversubscription', '1'];
+async function startDaemon(
+  dataDir: string,
+  poolType: string,
+  poolBytes: number,
+): Promise<{ child: ChildProcess; sock: string; kv: string; host: string }> {
+  const args = [
+    emulatorMain,
+    '--data-dir',
+    dataDir,
+    '--listen-port',
+    '-1',
+    '--log-level',
+    'warn',
+    '--pool-type',
+    poolType,
+    '--pool',
+    `pool0:${Math.ceil(poolBytes / MiB)}M`,
+    '--max-oversubscription',
+    '1',
+  ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
   const info = join(dataDir, 'emulator.json');
   const end = Date.now() + 60_000;
@@ -110,7 +139,10 @@ async function startDaemon(dataDir: string, poolType: string, poolBytes: number)
 }
 
 function cli(kv: string, method: string, volume: string): string {
-  const out = execFileSync(sdsCli, ['-c', method, '-v', volume], { env: { ...process.env, SDS_KV_SOCKET: kv }, encoding: 'utf8' });
+  const out = execFileSync(sdsCli, ['-c', method, '-v', volume], {
+    env: { ...process.env, SDS_KV_SOCKET: kv },
+    encoding: 'utf8',
+  });
   const code = /ret_code=(\d+)/.exec(out)?.[1];
   if (code !== '0' && code !== '50151401') throw new Error(`sds_cli ${method} ${volume}: ${out}`);
   return /dev_addr=(\S+)/.exec(out)?.[1] ?? '';
@@ -135,7 +167,8 @@ async function runPool(poolType: string, o: Options, blocks: number[]): Promise<
   const dir = mkdtempSync(join(tmpdir(), 'delta-bench-'));
   if (poolType === 'directory') {
     const s = statfsSync(dir);
-    if (s.bavail * s.bsize < 3.2 * size) throw new Error(`the directory pool needs ${Math.ceil(3.2 * size / GiB)} GiB free in ${tmpdir()}`);
+    if (s.bavail * s.bsize < 3.2 * size)
+      throw new Error(`the directory pool needs ${Math.ceil((3.2 * size) / GiB)} GiB free in ${tmpdir()}`);
   }
   // Room for the copy-on-write of the rewritten blocks: XFS allocates copy-on-write space in extents larger
   // than one block (its cowextsize hint), so scattered 4 KiB rewrites take much more than they write. The
@@ -168,7 +201,12 @@ async function runPool(poolType: string, o: Options, blocks: number[]): Promise<
     let method = '';
     const t1 = performance.now();
     for (;;) {
-      const r = await must(daemon.sock, 'QUERY_SNAPSHOT_DELTA_REQ', { base_snap_name: 'base', snap_name: 'target', offset, limit: 1000 });
+      const r = await must(daemon.sock, 'QUERY_SNAPSHOT_DELTA_REQ', {
+        base_snap_name: 'base',
+        snap_name: 'target',
+        offset,
+        limit: 1000,
+      });
       pages++;
       method = r.fields.get('method') ?? '';
       for (const e of r.fields.records('extent')) listed.push([Number(e.offset), Number(e.length)]);
@@ -197,14 +235,30 @@ async function runPool(poolType: string, o: Options, blocks: number[]): Promise<
     const allocatedSeconds = (performance.now() - t2) / 1000;
 
     return {
-      pool: poolType, method, fillSeconds, deltaSeconds, pages, extents: listed.length, deltaBytes: listedBlocks.length * BLOCK,
-      writtenBytes: blocks.length * BLOCK, exact, allocatedSeconds, allocatedBytes,
+      pool: poolType,
+      method,
+      fillSeconds,
+      deltaSeconds,
+      pages,
+      extents: listed.length,
+      deltaBytes: listedBlocks.length * BLOCK,
+      writtenBytes: blocks.length * BLOCK,
+      exact,
+      allocatedSeconds,
+      allocatedBytes,
     };
   } finally {
     try {
       cli(daemon.kv, 'detach', 'bench-vol');
       // The kernel frees the device asynchronously; the daemon unmounts its pool only when none is left.
-      for (let i = 0; i < 100 && execFileSync('losetup', ['--list', '--noheadings', '--output', 'BACK-FILE'], { encoding: 'utf8' }).includes(`${dir}/data/pools/`); i++) {
+      for (
+        let i = 0;
+        i < 100 &&
+        execFileSync('losetup', ['--list', '--noheadings', '--output', 'BACK-FILE'], { encoding: 'utf8' }).includes(
+          `${dir}/data/pools/`,
+        );
+        i++
+      ) {
         execFileSync('sleep', ['0.05']);
       }
     } catch {
@@ -228,9 +282,16 @@ async function runPool(poolType: string, o: Options, blocks: number[]): Promise<
  */
 function cleanUp(dir: string): void {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${dir}/`));
-    const loops = execFileSync('losetup', ['--list', '--noheadings', '--raw', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8' })
-      .split('\n').map((l) => l.split(' ')).filter(([, file]) => file?.startsWith(`${dir}/`));
+    const mounts = readFileSync('/proc/self/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[1] ?? '')
+      .filter((m) => m.startsWith(`${dir}/`));
+    const loops = execFileSync('losetup', ['--list', '--noheadings', '--raw', '--output', 'NAME,BACK-FILE'], {
+      encoding: 'utf8',
+    })
+      .split('\n')
+      .map((l) => l.split(' '))
+      .filter(([, file]) => file?.startsWith(`${dir}/`));
     if (mounts.length === 0 && loops.length === 0) break;
     const quiet = (cmd: string, args: string[]) => {
       try {
@@ -257,14 +318,24 @@ async function main(): Promise<void> {
   const results: Result[] = [];
   for (const pool of o.pools) results.push(await runPool(pool, o, blocks));
   const report = {
-    bench: 'snapshot-delta', sizeGiB: o.sizeGiB, changedFraction: o.changed, changedBlocks: blocks.length, blockSize: BLOCK, seed: o.seed,
-    cpus: (await import('node:os')).cpus().length, results,
+    bench: 'snapshot-delta',
+    sizeGiB: o.sizeGiB,
+    changedFraction: o.changed,
+    changedBlocks: blocks.length,
+    blockSize: BLOCK,
+    seed: o.seed,
+    cpus: (await import('node:os')).cpus().length,
+    results,
   };
   if (!o.json) {
-    console.log(`snapshot delta: ${o.sizeGiB} GiB volume, fully written, ${(o.changed * 100).toFixed(2)} % of 4 KiB blocks rewritten at random (${blocks.length} blocks, seed ${o.seed})`);
+    console.log(
+      `snapshot delta: ${o.sizeGiB} GiB volume, fully written, ${(o.changed * 100).toFixed(2)} % of 4 KiB blocks rewritten at random (${blocks.length} blocks, seed ${o.seed})`,
+    );
     console.log('pool         method          delta time  pages  ranges  listed      written     exact  allocated map');
     for (const r of results) {
-      console.log(`${r.pool.padEnd(12)} ${r.method.padEnd(15)} ${`${r.deltaSeconds.toFixed(2)} s`.padStart(10)}  ${String(r.pages).padStart(5)}  ${String(r.extents).padStart(6)}  ${fmtBytes(r.deltaBytes).padEnd(10)}  ${fmtBytes(r.writtenBytes).padEnd(10)}  ${r.exact ? 'yes' : 'NO '}    ${fmtBytes(r.allocatedBytes)} in ${r.allocatedSeconds.toFixed(2)} s`);
+      console.log(
+        `${r.pool.padEnd(12)} ${r.method.padEnd(15)} ${`${r.deltaSeconds.toFixed(2)} s`.padStart(10)}  ${String(r.pages).padStart(5)}  ${String(r.extents).padStart(6)}  ${fmtBytes(r.deltaBytes).padEnd(10)}  ${fmtBytes(r.writtenBytes).padEnd(10)}  ${r.exact ? 'yes' : 'NO '}    ${fmtBytes(r.allocatedBytes)} in ${r.allocatedSeconds.toFixed(2)} s`,
+      );
     }
   }
   console.log(JSON.stringify(report));

@@ -17,7 +17,11 @@ export interface KvReply {
   nothingToDetach?: 'no-volume' | 'not-attached';
 }
 
-const reply = (code: number, desc: string, devAddr?: string): KvReply => ({ ret_code: code, ret_desc: desc, dev_addr: devAddr });
+const reply = (code: number, desc: string, devAddr?: string): KvReply => ({
+  ret_code: code,
+  ret_desc: desc,
+  dev_addr: devAddr,
+});
 
 export interface AttachOptions {
   /**
@@ -30,7 +34,10 @@ export interface AttachOptions {
 export class AttachService {
   readonly queue = new KeyedQueue();
 
-  constructor(private readonly ctx: Ctx, private readonly options: AttachOptions = { requireMapping: true }) {}
+  constructor(
+    private readonly ctx: Ctx,
+    private readonly options: AttachOptions = { requireMapping: true },
+  ) {}
 
   private volumeFile(row: VolumeRow): string | undefined {
     return this.ctx.pools.get(row.pool)?.volumePath(row.name);
@@ -41,7 +48,10 @@ export class AttachService {
     const att = this.ctx.store.attachment(row.id);
     if (!att || att.state !== 'attached') return att;
     if (backingFileOf(att.device) === this.volumeFile(row)) return att;
-    this.ctx.log.warn({ volume: row.name, device: att.device }, 'attached device no longer backs the volume; dropping the record');
+    this.ctx.log.warn(
+      { volume: row.name, device: att.device },
+      'attached device no longer backs the volume; dropping the record',
+    );
     this.ctx.qos.clear(att.dev_major, att.dev_minor);
     this.ctx.store.deleteAttachment(row.id);
     return undefined;
@@ -58,21 +68,38 @@ export class AttachService {
       }
       const existing = this.liveAttachment(row);
       if (existing?.state === 'attached') return reply(KvCode.ALREADY_ATTACHED, 'already attached', existing.device);
-      if (existing) return reply(KvCode.BUSY, `volume ${name} is being ${existing.state === 'attaching' ? 'attached' : 'detached'}`);
-      if (row.state === 'creating' || row.state === 'extending') return reply(KvCode.BUSY, `volume ${name} is busy (${row.state})`);
+      if (existing)
+        return reply(
+          KvCode.BUSY,
+          `volume ${name} is being ${existing.state === 'attaching' ? 'attached' : 'detached'}`,
+        );
+      if (row.state === 'creating' || row.state === 'extending')
+        return reply(KvCode.BUSY, `volume ${name} is busy (${row.state})`);
       if (ctx.stopping) return reply(KvCode.BUSY, 'the VBS is shutting down; retry');
       const file = this.volumeFile(row);
       const pool = ctx.pools.get(row.pool);
       if (row.state === 'fault' || !file || !pool?.healthy) {
-        return reply(KvCode.DEVICE_FAILED, `volume ${name} is faulty: ${row.fault_reason || pool?.faultReason || 'pool missing'}`);
+        return reply(
+          KvCode.DEVICE_FAILED,
+          `volume ${name} is faulty: ${row.fault_reason || pool?.faultReason || 'pool missing'}`,
+        );
       }
       const base: AttachmentRow = {
-        vol_id: row.id, host_id: ctx.hostId, state: 'attaching', device: '', dev_major: 0, dev_minor: 0,
-        read_only: mapping?.access_mode === 'ro' ? 1 : 0, attached_at: nowSeconds(),
+        vol_id: row.id,
+        host_id: ctx.hostId,
+        state: 'attaching',
+        device: '',
+        dev_major: 0,
+        dev_minor: 0,
+        read_only: mapping?.access_mode === 'ro' ? 1 : 0,
+        attached_at: nowSeconds(),
       };
       ctx.store.upsertAttachment(base);
       try {
-        const device = await attachLoop(file, { readOnly: base.read_only === 1, directIo: row.cache_policy === 'none' });
+        const device = await attachLoop(file, {
+          readOnly: base.read_only === 1,
+          directIo: row.cache_policy === 'none',
+        });
         const { major, minor } = deviceNumbers(device);
         ctx.qos.apply(major, minor, { maxIops: row.max_iops, maxMbps: row.max_mbps });
         ctx.store.upsertAttachment({ ...base, state: 'attached', device, dev_major: major, dev_minor: minor });
@@ -95,7 +122,8 @@ export class AttachService {
   async detachNow(name: string, force: boolean): Promise<KvReply> {
     const { ctx } = this;
     const row = ctx.store.volume(name);
-    if (!row) return { ...reply(KvCode.OK, `volume ${name} does not exist; nothing to detach`), nothingToDetach: 'no-volume' };
+    if (!row)
+      return { ...reply(KvCode.OK, `volume ${name} does not exist; nothing to detach`), nothingToDetach: 'no-volume' };
     const att = ctx.store.attachment(row.id);
     if (!att) return { ...reply(KvCode.OK, 'not attached'), nothingToDetach: 'not-attached' };
     const file = this.volumeFile(row);
@@ -139,7 +167,10 @@ export class AttachService {
       await removeQuietly(copy);
       throw err;
     }
-    this.ctx.log.warn({ volume: row.name }, 'fenced: the device still held by the old host no longer writes to the volume');
+    this.ctx.log.warn(
+      { volume: row.name },
+      'fenced: the device still held by the old host no longer writes to the volume',
+    );
   }
 
   querydev(name: string): Promise<KvReply> {

@@ -57,26 +57,121 @@ interface SettingDef {
 }
 
 const SETTINGS = {
-  dataDir: { flag: 'data-dir', env: ['SDS_DATA_DIR'], kind: 'string', help: 'data directory (database, LUN images, pool mounts, sockets); default $XDG_STATE_HOME/sdshypervisor-csi' },
-  hostId: { flag: 'host-id', env: ['SDS_HOST_ID'], kind: 'string', help: 'this VBS\'s host id (default host-<hostname>)' },
-  extraHosts: { flag: 'extra-host', env: ['SDS_EXTRA_HOSTS'], kind: 'list', help: 'more host ids the back end knows (repeatable; env: comma-separated)' },
-  listenHost: { flag: 'listen-host', env: ['SDS_LISTEN_HOST'], kind: 'string', help: 'TCP listen address (default 127.0.0.1)' },
-  listenPort: { flag: 'listen-port', env: ['SDS_VBS_PORT'], kind: 'string', help: `TCP port (default ${DEFAULT_VBS_PORT}; 0 = a free port, -1 = no TCP)` },
-  controlSocket: { flag: 'control-socket', env: ['SDS_CONTROL_SOCKET'], kind: 'string', help: 'unix socket of the socket API (default <data>/vbs.sock)' },
-  kvSocket: { flag: 'kv-socket', env: ['SDS_KV_SOCKET'], kind: 'string', help: 'unix socket of the KV data plane used by sds_cli (default <data>/kv.sock)' },
-  tokenFile: { flag: 'token-file', env: ['SDS_VBS_TOKEN_FILE'], kind: 'string', help: 'file holding the socket-API token (env SDS_VBS_TOKEN holds the token itself; the file wins)' },
-  pools: { flag: 'pool', env: ['SDS_POOLS'], kind: 'list', help: 'pool as name[:size][:path] (repeatable; env: comma-separated); default pool0:64G:<data>/luns/pool0.img' },
-  poolType: { flag: 'pool-type', env: ['SDS_POOL_TYPE'], kind: 'string', help: 'auto (xfs-reflink when root and mkfs.xfs are available, else directory), xfs-reflink or directory' },
-  maxOversubscription: { flag: 'max-oversubscription', env: ['SDS_MAX_OVERSUBSCRIPTION'], kind: 'string', help: 'ratio of provisioned to total capacity thin volumes may reach (default 4.0)' },
-  imageDirs: { flag: 'image-dir', env: ['SDS_IMAGE_DIRS'], kind: 'list', help: 'directory image import/export may use (repeatable; env: comma-separated); default <data>/images; a directory others can write (such as /tmp) serves imports only, never exports' },
-  imageUrlAllow: { flag: 'image-url-allow', env: ['SDS_IMAGE_URL_ALLOW'], kind: 'list', help: 'host name, IP address or CIDR http(s) imports may reach although loopback, link-local or unspecified (refused by default; repeatable; env: comma-separated)' },
-  keepMounted: { flag: 'keep-mounted', env: ['SDS_KEEP_MOUNTED'], kind: 'bool', help: 'on shutdown, leave volume loop devices attached and pools mounted' },
+  dataDir: {
+    flag: 'data-dir',
+    env: ['SDS_DATA_DIR'],
+    kind: 'string',
+    help: 'data directory (database, LUN images, pool mounts, sockets); default $XDG_STATE_HOME/sdshypervisor-csi',
+  },
+  hostId: {
+    flag: 'host-id',
+    env: ['SDS_HOST_ID'],
+    kind: 'string',
+    help: "this VBS's host id (default host-<hostname>)",
+  },
+  extraHosts: {
+    flag: 'extra-host',
+    env: ['SDS_EXTRA_HOSTS'],
+    kind: 'list',
+    help: 'more host ids the back end knows (repeatable; env: comma-separated)',
+  },
+  listenHost: {
+    flag: 'listen-host',
+    env: ['SDS_LISTEN_HOST'],
+    kind: 'string',
+    help: 'TCP listen address (default 127.0.0.1)',
+  },
+  listenPort: {
+    flag: 'listen-port',
+    env: ['SDS_VBS_PORT'],
+    kind: 'string',
+    help: `TCP port (default ${DEFAULT_VBS_PORT}; 0 = a free port, -1 = no TCP)`,
+  },
+  controlSocket: {
+    flag: 'control-socket',
+    env: ['SDS_CONTROL_SOCKET'],
+    kind: 'string',
+    help: 'unix socket of the socket API (default <data>/vbs.sock)',
+  },
+  kvSocket: {
+    flag: 'kv-socket',
+    env: ['SDS_KV_SOCKET'],
+    kind: 'string',
+    help: 'unix socket of the KV data plane used by sds_cli (default <data>/kv.sock)',
+  },
+  tokenFile: {
+    flag: 'token-file',
+    env: ['SDS_VBS_TOKEN_FILE'],
+    kind: 'string',
+    help: 'file holding the socket-API token (env SDS_VBS_TOKEN holds the token itself; the file wins)',
+  },
+  pools: {
+    flag: 'pool',
+    env: ['SDS_POOLS'],
+    kind: 'list',
+    help: 'pool as name[:size][:path] (repeatable; env: comma-separated); default pool0:64G:<data>/luns/pool0.img',
+  },
+  poolType: {
+    flag: 'pool-type',
+    env: ['SDS_POOL_TYPE'],
+    kind: 'string',
+    help: 'auto (xfs-reflink when root and mkfs.xfs are available, else directory), xfs-reflink or directory',
+  },
+  maxOversubscription: {
+    flag: 'max-oversubscription',
+    env: ['SDS_MAX_OVERSUBSCRIPTION'],
+    kind: 'string',
+    help: 'ratio of provisioned to total capacity thin volumes may reach (default 4.0)',
+  },
+  imageDirs: {
+    flag: 'image-dir',
+    env: ['SDS_IMAGE_DIRS'],
+    kind: 'list',
+    help: 'directory image import/export may use (repeatable; env: comma-separated); default <data>/images; a directory others can write (such as /tmp) serves imports only, never exports',
+  },
+  imageUrlAllow: {
+    flag: 'image-url-allow',
+    env: ['SDS_IMAGE_URL_ALLOW'],
+    kind: 'list',
+    help: 'host name, IP address or CIDR http(s) imports may reach although loopback, link-local or unspecified (refused by default; repeatable; env: comma-separated)',
+  },
+  keepMounted: {
+    flag: 'keep-mounted',
+    env: ['SDS_KEEP_MOUNTED'],
+    kind: 'bool',
+    help: 'on shutdown, leave volume loop devices attached and pools mounted',
+  },
   logLevel: { flag: 'log-level', env: ['LOG_LEVEL'], kind: 'string', help: 'pino level (default info)' },
-  requestQuietMs: { flag: 'request-quiet-ms', env: ['SDS_REQUEST_QUIET_MS'], kind: 'string', help: 'quiet period that ends a request sent without an empty line (default 25)' },
-  shutdownGraceMs: { flag: 'shutdown-grace-ms', env: ['SDS_SHUTDOWN_GRACE_MS'], kind: 'string', help: 'how long SIGTERM waits for in-flight operations (default 10000)' },
-  blkioCgroup: { flag: 'blkio-cgroup', env: ['SDS_BLKIO_CGROUP'], kind: 'string', help: 'cgroup v1 blkio directory for QoS throttling (default /sys/fs/cgroup/blkio; empty disables)' },
-  protocol: { flag: 'protocol', env: ['SDS_EMULATOR_PROTOCOL'], kind: 'string', help: 'extended (default: every request of docs/socket-api.md) or original (only the nine requests of the 2014 product, in their original form)' },
-  qemuImg: { flag: 'qemu-img', env: ['SDS_QEMU_IMG'], kind: 'string', help: 'path of qemu-img for qcow2 images (default: qemu-img found in PATH; "none": raw images only)' },
+  requestQuietMs: {
+    flag: 'request-quiet-ms',
+    env: ['SDS_REQUEST_QUIET_MS'],
+    kind: 'string',
+    help: 'quiet period that ends a request sent without an empty line (default 25)',
+  },
+  shutdownGraceMs: {
+    flag: 'shutdown-grace-ms',
+    env: ['SDS_SHUTDOWN_GRACE_MS'],
+    kind: 'string',
+    help: 'how long SIGTERM waits for in-flight operations (default 10000)',
+  },
+  blkioCgroup: {
+    flag: 'blkio-cgroup',
+    env: ['SDS_BLKIO_CGROUP'],
+    kind: 'string',
+    help: 'cgroup v1 blkio directory for QoS throttling (default /sys/fs/cgroup/blkio; empty disables)',
+  },
+  protocol: {
+    flag: 'protocol',
+    env: ['SDS_EMULATOR_PROTOCOL'],
+    kind: 'string',
+    help: 'extended (default: every request of docs/socket-api.md) or original (only the nine requests of the 2014 product, in their original form)',
+  },
+  qemuImg: {
+    flag: 'qemu-img',
+    env: ['SDS_QEMU_IMG'],
+    kind: 'string',
+    help: 'path of qemu-img for qcow2 images (default: qemu-img found in PATH; "none": raw images only)',
+  },
 } satisfies Record<string, SettingDef>;
 
 type SettingKey = keyof typeof SETTINGS;
@@ -113,8 +208,14 @@ function parseArgv(argv: readonly string[]): { raw: RawSettings; help: boolean; 
   let version = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === '--help' || arg === '-h') { help = true; continue; }
-    if (arg === '--version') { version = true; continue; }
+    if (arg === '--help' || arg === '-h') {
+      help = true;
+      continue;
+    }
+    if (arg === '--version') {
+      version = true;
+      continue;
+    }
     if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (see --help)`);
     const eq = arg.indexOf('=');
     const flag = arg.slice(2, eq === -1 ? undefined : eq);
@@ -143,7 +244,13 @@ function fromEnv(env: NodeJS.ProcessEnv, raw: RawSettings): RawSettings {
     for (const name of def.env ?? []) {
       const value = env[name];
       if (value === undefined || value === '') continue;
-      merged[key] = def.kind === 'list' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+      merged[key] =
+        def.kind === 'list'
+          ? value
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : value;
       break;
     }
   }
@@ -151,7 +258,15 @@ function fromEnv(env: NodeJS.ProcessEnv, raw: RawSettings): RawSettings {
 }
 
 const SIZE_UNITS: Record<string, number> = {
-  '': 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4,
+  '': 1,
+  k: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
+  t: 1024 ** 4,
+  tib: 1024 ** 4,
 };
 
 /** `64G`, `512MiB`, `1073741824` → bytes; undefined when not a size. */
@@ -170,13 +285,15 @@ const MIN_POOL_BYTES = 512 * 1024 ** 2;
 
 function parsePool(text: string, dataDir: string): PoolSpec {
   const [name = '', ...rest] = text.split(':');
-  if (!isValidName(name)) throw new Error(`pool name ${JSON.stringify(name)} must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}`);
+  if (!isValidName(name))
+    throw new Error(`pool name ${JSON.stringify(name)} must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}`);
   let sizeBytes = DEFAULT_POOL_BYTES;
   let lunPath = join(dataDir, 'luns', `${name}.img`);
   let i = 0;
   if (rest[i] !== undefined && !rest[i]!.startsWith('/')) {
     const size = parseSize(rest[i]!);
-    if (size === undefined) throw new Error(`pool ${name}: size ${JSON.stringify(rest[i])} is not a size like 64G or 512M`);
+    if (size === undefined)
+      throw new Error(`pool ${name}: size ${JSON.stringify(rest[i])} is not a size like 64G or 512M`);
     sizeBytes = size;
     i++;
   }
@@ -201,7 +318,8 @@ function isExecutable(path: string): boolean {
 }
 
 function defaultDataDir(env: NodeJS.ProcessEnv): string {
-  const state = env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
+  const state =
+    env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
   return join(state, 'sdshypervisor-csi');
 }
 
@@ -212,20 +330,26 @@ function readToken(raw: RawSettings, env: NodeJS.ProcessEnv, readFile: (p: strin
     try {
       token = readFile(file).trim();
     } catch (err) {
-      throw new ConfigError(`setting --token-file (SDS_VBS_TOKEN_FILE): cannot read ${file}: ${(err as Error).message}`);
+      throw new ConfigError(
+        `setting --token-file (SDS_VBS_TOKEN_FILE): cannot read ${file}: ${(err as Error).message}`,
+      );
     }
     if (!token) throw new ConfigError(`setting --token-file (SDS_VBS_TOKEN_FILE): ${file} is empty`);
   } else if (env.SDS_VBS_TOKEN) {
     token = env.SDS_VBS_TOKEN.trim();
   }
   if (token !== undefined && !/^[\x21-\x7e]{1,1024}$/.test(token)) {
-    throw new ConfigError('setting --token-file (SDS_VBS_TOKEN): the token must be 1-1024 printable ASCII characters without spaces');
+    throw new ConfigError(
+      'setting --token-file (SDS_VBS_TOKEN): the token must be 1-1024 printable ASCII characters without spaces',
+    );
   }
   return token;
 }
 
 // Unix socket paths are limited by sun_path (108 bytes including the NUL).
-const socketPath = z.string().refine((p) => isAbsolute(p), 'must be an absolute path')
+const socketPath = z
+  .string()
+  .refine((p) => isAbsolute(p), 'must be an absolute path')
   .refine((p) => Buffer.byteLength(p) <= 107, 'must be at most 107 bytes (unix socket path limit)');
 
 function schemaFor(dataDir: string) {
@@ -234,7 +358,10 @@ function schemaFor(dataDir: string) {
     hostId: z.string().refine(isValidName, 'must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
     extraHosts: listOf.refine((l) => l.every(isValidName), 'every host id must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
     listenHost: z.string().min(1),
-    listenPort: z.string().regex(/^-?\d+$/, 'must be an integer').transform(Number)
+    listenPort: z
+      .string()
+      .regex(/^-?\d+$/, 'must be an integer')
+      .transform(Number)
       .pipe(z.number().int().min(-1, 'must be between -1 and 65535').max(65535, 'must be between -1 and 65535')),
     controlSocket: socketPath,
     kvSocket: socketPath,
@@ -256,7 +383,10 @@ function schemaFor(dataDir: string) {
       return out;
     }),
     poolType: z.enum(['auto', 'xfs-reflink', 'directory']),
-    maxOversubscription: z.string().regex(/^\d+(\.\d+)?$/, 'must be a number').transform(Number)
+    maxOversubscription: z
+      .string()
+      .regex(/^\d+(\.\d+)?$/, 'must be a number')
+      .transform(Number)
       .pipe(z.number().min(1, 'must be between 1 and 100').max(100, 'must be between 1 and 100')),
     imageDirs: listOf.refine((l) => l.every((p) => isAbsolute(p)), 'every image directory must be an absolute path'),
     imageUrlAllow: listOf.superRefine((l, ctx) => {
@@ -266,15 +396,24 @@ function schemaFor(dataDir: string) {
         ctx.addIssue({ code: 'custom', message: (err as Error).message });
       }
     }),
-    keepMounted: z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1'),
+    keepMounted: z
+      .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
+      .transform((v) => v === true || v === 'true' || v === '1'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
-    requestQuietMs: z.string().regex(/^\d+$/, 'must be an integer').transform(Number)
+    requestQuietMs: z
+      .string()
+      .regex(/^\d+$/, 'must be an integer')
+      .transform(Number)
       .pipe(z.number().int().min(1, 'must be between 1 and 10000').max(10000, 'must be between 1 and 10000')),
-    shutdownGraceMs: z.string().regex(/^\d+$/, 'must be an integer').transform(Number)
+    shutdownGraceMs: z
+      .string()
+      .regex(/^\d+$/, 'must be an integer')
+      .transform(Number)
       .pipe(z.number().int().min(0, 'must be between 0 and 600000').max(600000, 'must be between 0 and 600000')),
     blkioCgroup: z.string().refine((p) => p === '' || isAbsolute(p), 'must be an absolute path or empty'),
     protocol: z.enum(['original', 'extended']),
-    qemuImg: z.string()
+    qemuImg: z
+      .string()
       .refine((p) => p === 'none' || isAbsolute(p), 'must be an absolute path or "none"')
       .refine((p) => p === 'none' || isExecutable(p), 'is not an executable file')
       .transform((p) => (p === 'none' ? '' : p)),
@@ -338,7 +477,12 @@ export function loadConfig(
   return {
     help: false,
     version: false,
-    config: { ...v, token, imageDirs: [...new Set(imageDirs)], controlSocket: resolve(v.controlSocket), kvSocket: resolve(v.kvSocket) },
+    config: {
+      ...v,
+      token,
+      imageDirs: [...new Set(imageDirs)],
+      controlSocket: resolve(v.controlSocket),
+      kvSocket: resolve(v.kvSocket),
+    },
   };
 }
-

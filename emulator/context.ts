@@ -36,7 +36,9 @@ export class Background {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         Promise.allSettled([...this.running]),
-        new Promise((r) => { timer = setTimeout(r, left); }),
+        new Promise((r) => {
+          timer = setTimeout(r, left);
+        }),
       ]);
       clearTimeout(timer);
     }

@@ -60,16 +60,29 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     for (const spec of config.pools) {
       pools.set(spec.name, await preparePool(spec, { dataDir: config.dataDir, kind, store, log, mounts }));
     }
-    const loops: LoopDevice[] = existsSync('/dev/loop-control') ? await listLoopDevices().catch((err: unknown) => {
-      log.warn({ err }, 'cannot list loop devices');
-      return [];
-    }) : [];
+    const loops: LoopDevice[] = existsSync('/dev/loop-control')
+      ? await listLoopDevices().catch((err: unknown) => {
+          log.warn({ err }, 'cannot list loop devices');
+          return [];
+        })
+      : [];
     const qos = new BlkioThrottle(config.blkioCgroup, log);
     log.info({ enabled: qos.enabled, reason: qos.reason }, 'QoS enforcement');
     const background = new Background();
     ctx = {
-      config, log, store, pools, defaultPool: config.pools[0]!.name, locks: new ObjectLocks(), qos, hostId: config.hostId,
-      background, deleter: new Deleter(store, background, log), thickReserved: new ThickReservations(), stopping: false, freezer: new Freezer(log),
+      config,
+      log,
+      store,
+      pools,
+      defaultPool: config.pools[0]!.name,
+      locks: new ObjectLocks(),
+      qos,
+      hostId: config.hostId,
+      background,
+      deleter: new Deleter(store, background, log),
+      thickReserved: new ThickReservations(),
+      stopping: false,
+      freezer: new Freezer(log),
     };
     const report = await reconcile(ctx, loops);
     log.info(report, 'reconciled');
@@ -88,7 +101,10 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
   const control = new ControlServer({
     protocol: config.protocol,
     handlers: original ? buildOriginalHandlers(ctx) : buildHandlers(ctx, attach, images),
-    token: config.token, quietMs: config.requestQuietMs, log, stopping: () => shared.stopping,
+    token: config.token,
+    quietMs: config.requestQuietMs,
+    log,
+    stopping: () => shared.stopping,
   });
   const kv = new KvServer(attach, log, config.protocol);
   let tcpPort = -1;
@@ -98,7 +114,10 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     if (config.listenPort >= 0) tcpPort = await control.listenTcp(config.listenHost, config.listenPort);
     if (tcpPort >= 0 && config.token === undefined) {
       // Any local user can connect to a TCP port: without a token each of them controls every volume.
-      log.warn({ listen: `${config.listenHost}:${tcpPort}` }, 'the socket API listens on TCP without a token: every user who can reach the port controls every volume; set --token-file');
+      log.warn(
+        { listen: `${config.listenHost}:${tcpPort}` },
+        'the socket API listens on TCP without a token: every user who can reach the port controls every volume; set --token-file',
+      );
     }
   } catch (err) {
     await Promise.all([control.close(), kv.close()]);
@@ -106,17 +125,32 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     throw err;
   }
 
-  const info = { pid: process.pid, tcpPort, controlSocket: config.controlSocket, kvSocket: config.kvSocket, hostId: config.hostId };
+  const info = {
+    pid: process.pid,
+    tcpPort,
+    controlSocket: config.controlSocket,
+    kvSocket: config.kvSocket,
+    hostId: config.hostId,
+  };
   const infoPath = infoFile(config.dataDir);
   const tmpInfo = `${infoPath}.${process.pid}.tmp`;
   writeFileSync(tmpInfo, JSON.stringify(info) + '\n', { mode: 0o600 });
   renameSync(tmpInfo, infoPath);
   const startupMs = Number(process.hrtime.bigint() - startedAt) / 1e6;
-  log.info({
-    protocol: config.protocol, tcpPort, controlSocket: config.controlSocket, kvSocket: config.kvSocket, hostId: config.hostId, listen: tcpPort >= 0 ? `${config.listenHost}:${tcpPort}` : 'tcp off', pools: [...ctx.pools.values()].map((p) => ({ name: p.name, type: p.kind, healthy: p.healthy })),
-    startupMs: Math.round(startupMs * 10) / 10,
-    sinceProcessStartMs: Math.round(process.uptime() * 1000),
-  }, 'ready');
+  log.info(
+    {
+      protocol: config.protocol,
+      tcpPort,
+      controlSocket: config.controlSocket,
+      kvSocket: config.kvSocket,
+      hostId: config.hostId,
+      listen: tcpPort >= 0 ? `${config.listenHost}:${tcpPort}` : 'tcp off',
+      pools: [...ctx.pools.values()].map((p) => ({ name: p.name, type: p.kind, healthy: p.healthy })),
+      startupMs: Math.round(startupMs * 10) / 10,
+      sinceProcessStartMs: Math.round(process.uptime() * 1000),
+    },
+    'ready',
+  );
 
   // Whatever way the process ends (a second signal, a fatal error), no file system stays frozen by us.
   const freezer = ctx.freezer;
@@ -127,11 +161,11 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     ...info,
     dataDir: config.dataDir,
     log,
-    stop: () => (stopping ??= shutdown(ctx, { control, kv, images, infoPath }).finally(() => process.off('exit', thawAtExit))),
+    stop: () =>
+      (stopping ??= shutdown(ctx, { control, kv, images, infoPath }).finally(() => process.off('exit', thawAtExit))),
   };
   return running;
 }
-
 
 /**
  * Shutdown: stop accepting; let requests, deletes and image jobs finish (bounded by --shutdown-grace-ms,
@@ -155,7 +189,8 @@ async function shutdown(
   const left = (): number => Math.max(0, deadline - Date.now());
   const [controlIdle, kvIdle] = await Promise.all([parts.control.drain(left()), parts.kv.drain(left())]);
   const backgroundIdle = await ctx.background.drain(left());
-  if (!controlIdle || !kvIdle || !backgroundIdle) log.warn('in-flight work did not finish within the grace period; reconcile finishes it at the next start');
+  if (!controlIdle || !kvIdle || !backgroundIdle)
+    log.warn('in-flight work did not finish within the grace period; reconcile finishes it at the next start');
 
   if (!config.keepMounted) {
     for (const att of store.allAttachments()) {
@@ -182,7 +217,10 @@ async function shutdown(
       if (pool.kind !== 'xfs-reflink' || !pool.healthy) continue;
       const inUse = loops.filter((d) => d.backFile.startsWith(pool.root + '/'));
       if (inUse.length > 0) {
-        log.warn({ pool: pool.name, devices: inUse.map((d) => d.device) }, 'pool still backs attached volume devices; left mounted');
+        log.warn(
+          { pool: pool.name, devices: inUse.map((d) => d.device) },
+          'pool still backs attached volume devices; left mounted',
+        );
         continue;
       }
       try {

@@ -52,7 +52,10 @@ export class Deleter {
               else this.store.deleteSnapshot(item.id);
             } else {
               const reason = `delete failed: ${(result.reason as Error).message}`;
-              this.log.error({ err: result.reason, kind: item.kind, name: item.name }, 'delete failed; the object is marked faulty');
+              this.log.error(
+                { err: result.reason, kind: item.kind, name: item.name },
+                'delete failed; the object is marked faulty',
+              );
               if (item.kind === 'volume') this.store.setVolumeFault(item.id, reason);
               else if (item.kind === 'group') this.store.deleteGroup(item.id, item.name);
               else this.store.setSnapshotFault(item.id, reason);

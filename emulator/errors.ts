@@ -19,7 +19,8 @@ export class VbsError extends Error {
   }
 }
 
-export const invalid = (key: string, why: string): VbsError => new VbsError(RetCode.INVALID_PARAMETER, `${key}: ${why}`);
+export const invalid = (key: string, why: string): VbsError =>
+  new VbsError(RetCode.INVALID_PARAMETER, `${key}: ${why}`);
 export const notExist = (what: string): VbsError => new VbsError(RetCode.NOT_EXIST, `${what} does not exist`);
 export const imageError = (message: string): VbsError => new VbsError(RetCode.IMAGE_ERROR, message);
 export const busy = (what: string, op?: string): VbsError =>

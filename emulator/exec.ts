@@ -19,7 +19,9 @@ export class ToolError extends Error {
     readonly exitCode: number | string | null,
     readonly stderr: string,
   ) {
-    super(`${command} failed (${exitCode ?? 'signal'}): ${stderr.trim().split('\n').slice(-3).join(' ').slice(0, 400) || 'no message'}`);
+    super(
+      `${command} failed (${exitCode ?? 'signal'}): ${stderr.trim().split('\n').slice(-3).join(' ').slice(0, 400) || 'no message'}`,
+    );
   }
 }
 
@@ -33,7 +35,12 @@ export function run(cmd: string, args: readonly string[], options: { timeoutMs?:
     execFile(
       cmd,
       args as string[],
-      { timeout: options.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } },
+      {
+        timeout: options.timeoutMs ?? 120_000,
+        maxBuffer: 16 * 1024 * 1024,
+        encoding: 'utf8',
+        env: { ...process.env, LC_ALL: 'C' },
+      },
       (err, stdout, stderr) => {
         if (err) {
           const code = (err as NodeJS.ErrnoException & { code?: number | string }).code ?? null;

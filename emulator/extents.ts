@@ -39,7 +39,8 @@ const FLAG_INLINE = 0x200;
 const FLAG_TAIL = 0x400;
 const FLAG_UNWRITTEN = 0x800;
 /** Mappings whose physical address says nothing reliable about the data: their bytes must be compared. */
-const AMBIGUOUS = FLAG_UNKNOWN | FLAG_DELALLOC | FLAG_ENCODED | FLAG_ENCRYPTED | FLAG_NOT_ALIGNED | FLAG_INLINE | FLAG_TAIL;
+const AMBIGUOUS =
+  FLAG_UNKNOWN | FLAG_DELALLOC | FLAG_ENCODED | FLAG_ENCRYPTED | FLAG_NOT_ALIGNED | FLAG_INLINE | FLAG_TAIL;
 
 export interface ByteRange {
   offset: number;
@@ -83,7 +84,8 @@ export function parseFiemap(output: string): Mapping[] {
     if (line.trim() === '') continue;
     if (!headerSeen) {
       if (/^\s*EXT:\s+FILE-OFFSET\s+BLOCK-RANGE\s+TOTAL(\s+FLAGS)?\s*$/.test(line)) headerSeen = true;
-      else if (!line.endsWith(':')) throw new ExtentMapError(`unexpected fiemap line ${JSON.stringify(line.slice(0, 120))}`);
+      else if (!line.endsWith(':'))
+        throw new ExtentMapError(`unexpected fiemap line ${JSON.stringify(line.slice(0, 120))}`);
       continue;
     }
     const m = EXTENT_LINE.exec(line);
@@ -97,7 +99,8 @@ export function parseFiemap(output: string): Mapping[] {
     if (m[3] === 'hole') continue;
     const physStart = Number(m[4]) * SECTOR;
     const physEnd = (Number(m[5]) + 1) * SECTOR;
-    if (physEnd - physStart !== end - start) throw new ExtentMapError(`fiemap extent with unequal ranges: ${JSON.stringify(line.trim())}`);
+    if (physEnd - physStart !== end - start)
+      throw new ExtentMapError(`fiemap extent with unequal ranges: ${JSON.stringify(line.trim())}`);
     out.push({ logical: start, length: end - start, physical: physStart, flags: m[7] ? Number.parseInt(m[7], 16) : 0 });
   }
   return out;
@@ -137,7 +140,9 @@ export async function fiemap(path: string, offset: number, length: number): Prom
   let stdout: string;
   let stderr: string;
   try {
-    ({ stdout, stderr } = await run('xfs_io', ['-r', '-c', `fiemap -v ${offset} ${length}`, path], { timeoutMs: 60_000 }));
+    ({ stdout, stderr } = await run('xfs_io', ['-r', '-c', `fiemap -v ${offset} ${length}`, path], {
+      timeoutMs: 60_000,
+    }));
   } catch (err) {
     if (err instanceof ToolError && /not supported/i.test(err.stderr)) return undefined;
     throw err;
@@ -162,10 +167,20 @@ export async function seekData(path: string, offset: number, size: number): Prom
  * Data ranges of [pos, pos+len) of a file, with the end of the range they cover (FIEMAP covers the window,
  * the SEEK fallback the rest of the file). Unwritten (preallocated) extents read as zeros: not data.
  */
-async function dataRanges(path: string, pos: number, len: number, size: number): Promise<{ ranges: ByteRange[]; covered: number }> {
+async function dataRanges(
+  path: string,
+  pos: number,
+  len: number,
+  size: number,
+): Promise<{ ranges: ByteRange[]; covered: number }> {
   const maps = await fiemap(path, pos, len);
   if (maps !== undefined) {
-    return { ranges: maps.filter((m) => (m.flags & FLAG_UNWRITTEN) === 0).map((m) => ({ offset: m.logical, length: m.length })), covered: pos + len };
+    return {
+      ranges: maps
+        .filter((m) => (m.flags & FLAG_UNWRITTEN) === 0)
+        .map((m) => ({ offset: m.logical, length: m.length })),
+      covered: pos + len,
+    };
   }
   return { ranges: await seekData(path, pos, size), covered: size };
 }
@@ -284,7 +299,10 @@ class BlockComparer {
   private readonly b = Buffer.alloc(CHUNK_BYTES);
   compared = 0;
 
-  constructor(private readonly basePath: PathLike, private readonly targetPath: PathLike) {}
+  constructor(
+    private readonly basePath: PathLike,
+    private readonly targetPath: PathLike,
+  ) {}
 
   private static async readFull(fh: fsp.FileHandle, buf: Buffer, length: number, position: number): Promise<void> {
     let done = 0;
@@ -303,7 +321,10 @@ class BlockComparer {
     const out: ByteRange[] = [];
     for (let pos = start; pos < end; pos += CHUNK_BYTES) {
       const n = Math.min(CHUNK_BYTES, end - pos);
-      await Promise.all([BlockComparer.readFull(this.base, this.a, n, pos), BlockComparer.readFull(this.target, this.b, n, pos)]);
+      await Promise.all([
+        BlockComparer.readFull(this.base, this.a, n, pos),
+        BlockComparer.readFull(this.target, this.b, n, pos),
+      ]);
       this.compared += n;
       if (this.a.subarray(0, n).equals(this.b.subarray(0, n))) continue;
       for (let k = 0; k < n; k += BLOCK_SIZE) {
@@ -331,7 +352,13 @@ export interface SnapshotFile {
  * Ranges that differ between two snapshots of one volume, from `offset`. `shared`: the pool reflinks, so
  * physical mappings decide (see classifyShared); otherwise every range holding data in either is compared.
  */
-export async function deltaPage(base: SnapshotFile, target: SnapshotFile, offset: number, limit: number, shared: boolean): Promise<ExtentPage & { method: DeltaMethod }> {
+export async function deltaPage(
+  base: SnapshotFile,
+  target: SnapshotFile,
+  offset: number,
+  limit: number,
+  shared: boolean,
+): Promise<ExtentPage & { method: DeltaMethod }> {
   const size = target.size;
   const start = alignDown(offset);
   const c = new Collector(limit, start, size);
@@ -346,13 +373,18 @@ export async function deltaPage(base: SnapshotFile, target: SnapshotFile, offset
       const windowEnd = pos + len;
       let segments: Segment[] | undefined;
       if (method === 'shared_extents') {
-        const [bm, tm] = await Promise.all([fiemap(base.path, pos, Math.min(len, Math.max(0, base.size - pos))), fiemap(target.path, pos, len)]);
+        const [bm, tm] = await Promise.all([
+          fiemap(base.path, pos, Math.min(len, Math.max(0, base.size - pos))),
+          fiemap(target.path, pos, len),
+        ]);
         if (bm !== undefined && tm !== undefined) segments = classifyShared(bm, tm, pos, windowEnd);
         else method = 'compare';
       }
       if (segments === undefined) {
         const [bd, td] = await Promise.all([
-          pos < base.size ? dataRanges(base.path, pos, Math.min(len, base.size - pos), base.size) : Promise.resolve({ ranges: [], covered: windowEnd }),
+          pos < base.size
+            ? dataRanges(base.path, pos, Math.min(len, base.size - pos), base.size)
+            : Promise.resolve({ ranges: [], covered: windowEnd }),
           dataRanges(target.path, pos, len, size),
         ]);
         segments = [];

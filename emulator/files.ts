@@ -1,6 +1,13 @@
 // File operations on volume files: sparse create, reflink, sparse full copy, preallocation, fsync.
 import {
-  chmodSync, closeSync, constants, fsyncSync, ftruncateSync, openSync, promises as fsp, statSync,
+  chmodSync,
+  closeSync,
+  constants,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  promises as fsp,
+  statSync,
 } from 'node:fs';
 import { relative, isAbsolute, resolve } from 'node:path';
 import { run } from './exec.js';
@@ -38,7 +45,9 @@ export async function reflink(src: string, dst: string): Promise<void> {
  * zeros. It does not use copy_file_range, which XFS may satisfy by sharing extents.
  */
 export async function sparseCopy(src: string, dst: string): Promise<void> {
-  await run('cp', ['--reflink=never', '--sparse=always', '--no-preserve=all', '--', src, dst], { timeoutMs: 24 * 3600_000 });
+  await run('cp', ['--reflink=never', '--sparse=always', '--no-preserve=all', '--', src, dst], {
+    timeoutMs: 24 * 3600_000,
+  });
   chmodSync(dst, 0o600);
 }
 

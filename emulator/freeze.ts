@@ -7,14 +7,19 @@ import { readFileSync } from 'node:fs';
 import { run, ToolError } from './exec.js';
 import type { Logger } from './log.js';
 
-const unescapeMount = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+const unescapeMount = (s: string): string =>
+  s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 
 /**
  * Mount points of the file system on block device `major:minor`, from /proc/self/mountinfo (field 3 is the
  * st_dev of the mounted file system). Bind mounts of it (a CSI publish) are listed too; they share one
  * super block, so freezing any one of them freezes all.
  */
-export function mountPointsOf(major: number, minor: number, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string[] {
+export function mountPointsOf(
+  major: number,
+  minor: number,
+  mountinfo = readFileSync('/proc/self/mountinfo', 'utf8'),
+): string[] {
   const want = `${major}:${minor}`;
   const out: string[] = [];
   for (const line of mountinfo.split('\n')) {
@@ -73,7 +78,10 @@ export class Freezer {
       await run('fsfreeze', ['-u', '--', mountPoint], { timeoutMs: 30_000 });
     } catch (err) {
       if (!(err instanceof ToolError && /invalid argument/i.test(err.stderr))) {
-        this.log.error({ err, mountPoint }, 'cannot thaw a file system frozen for a group snapshot; run fsfreeze -u on it');
+        this.log.error(
+          { err, mountPoint },
+          'cannot thaw a file system frozen for a group snapshot; run fsfreeze -u on it',
+        );
         throw err;
       }
     }

@@ -41,13 +41,20 @@ export interface GroupSpec {
 
 export function parseGroupSpec(p: Params): GroupSpec {
   const name = p.name(Key.GROUP_NAME);
-  const raw = p.fields.getAll(Key.VOL_NAME).map((v) => v.trim()).filter((v) => v !== '');
+  const raw = p.fields
+    .getAll(Key.VOL_NAME)
+    .map((v) => v.trim())
+    .filter((v) => v !== '');
   if (raw.length === 0) throw invalid(Key.VOL_NAME, 'at least one member volume is required');
-  if (raw.length > MAX_GROUP_MEMBERS) throw invalid(Key.VOL_NAME, `at most ${MAX_GROUP_MEMBERS} member volumes are allowed, ${raw.length} given`);
+  if (raw.length > MAX_GROUP_MEMBERS)
+    throw invalid(Key.VOL_NAME, `at most ${MAX_GROUP_MEMBERS} member volumes are allowed, ${raw.length} given`);
   const seen = new Set<string>();
   for (const v of raw) {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/.test(v)) {
-      throw invalid(Key.VOL_NAME, `${JSON.stringify(v.slice(0, 100))} must be 1-96 characters of [A-Za-z0-9_.-] starting with a letter or digit`);
+      throw invalid(
+        Key.VOL_NAME,
+        `${JSON.stringify(v.slice(0, 100))} must be 1-96 characters of [A-Za-z0-9_.-] starting with a letter or digit`,
+      );
     }
     if (seen.has(v)) throw invalid(Key.VOL_NAME, `volume ${v} is listed twice`);
     seen.add(v);
@@ -82,19 +89,27 @@ function memberVolumes(ctx: Ctx, spec: GroupSpec): VolumeRow[] {
     const vol = ctx.store.volume(name);
     if (!vol || vol.state === 'deleting') throw notExist(`${Key.VOL_NAME}: volume ${name}`);
     if (vol.state === 'creating' || vol.state === 'extending') throw busy(`member volume ${name}`, vol.state);
-    if (vol.state === 'fault') throw new VbsError(RetCode.INTERNAL, `member volume ${name} is faulty: ${vol.fault_reason}`);
+    if (vol.state === 'fault')
+      throw new VbsError(RetCode.INTERNAL, `member volume ${name} is faulty: ${vol.fault_reason}`);
     const att = ctx.store.attachment(vol.id);
-    if (att && att.state !== 'attached') throw busy(`member volume ${name}`, att.state === 'attaching' ? 'attach' : 'detach');
+    if (att && att.state !== 'attached')
+      throw busy(`member volume ${name}`, att.state === 'attaching' ? 'attach' : 'detach');
     return vol;
   });
   const pools = [...new Set(vols.map((v) => v.pool))];
   if (pools.length > 1) {
     const where = vols.map((v) => `${v.name} in ${v.pool}`).join(', ');
-    throw new VbsError(RetCode.NOT_SUPPORTED, `${Key.VOL_NAME}: the members of a group snapshot must share one pool; ${where}`);
+    throw new VbsError(
+      RetCode.NOT_SUPPORTED,
+      `${Key.VOL_NAME}: the members of a group snapshot must share one pool; ${where}`,
+    );
   }
   const pool = usablePool(ctx, pools[0]!);
   if (!pool.linkedClone) {
-    throw new VbsError(RetCode.NOT_SUPPORTED, `${Key.VOL_NAME}: pool ${pool.name} (${pool.kind}) cannot cut group snapshots: its copies are not instant; use an xfs-reflink pool`);
+    throw new VbsError(
+      RetCode.NOT_SUPPORTED,
+      `${Key.VOL_NAME}: pool ${pool.name} (${pool.kind}) cannot cut group snapshots: its copies are not instant; use an xfs-reflink pool`,
+    );
   }
   return vols;
 }
@@ -110,7 +125,10 @@ class Cut {
   private deadline = Infinity;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ctx: Ctx, private readonly timeoutMs: number) {}
+  constructor(
+    private readonly ctx: Ctx,
+    private readonly timeoutMs: number,
+  ) {}
 
   /** The window opens with the first freeze: a cut that freezes nothing blocks no writer and has no bound. */
   private open(): void {
@@ -118,7 +136,10 @@ class Cut {
     this.deadline = Date.now() + this.timeoutMs;
     this.timer = setTimeout(() => {
       this.expired = true;
-      this.ctx.log.warn({ timeoutMs: this.timeoutMs }, 'group snapshot freeze window closed before the cut was done; thawing');
+      this.ctx.log.warn(
+        { timeoutMs: this.timeoutMs },
+        'group snapshot freeze window closed before the cut was done; thawing',
+      );
       void this.thaw();
     }, this.timeoutMs);
   }
@@ -143,9 +164,13 @@ class Cut {
   }
 
   check(): void {
-    if (this.expired) throw new FreezeError(`the cut took longer than freeze_timeout_ms=${this.timeoutMs}; nothing was kept`);
+    if (this.expired)
+      throw new FreezeError(`the cut took longer than freeze_timeout_ms=${this.timeoutMs}; nothing was kept`);
     const lost = this.ours.find((mp) => !this.ctx.freezer.frozenNow.includes(mp));
-    if (lost !== undefined) throw new FreezeError(`the file system at ${lost} was thawed during the cut (the VBS is stopping); nothing was kept`);
+    if (lost !== undefined)
+      throw new FreezeError(
+        `the file system at ${lost} was thawed during the cut (the VBS is stopping); nothing was kept`,
+      );
   }
 
   get frozenCount(): number {
@@ -165,7 +190,11 @@ export async function createGroupSnapshot(ctx: Ctx, spec: GroupSpec): Promise<Gr
   const holder = ctx.locks.holder(groupKey(spec.name));
   if (existing) {
     if (holder || existing.state !== 'available') throw busy(`group snapshot ${spec.name}`, holder ?? existing.state);
-    throw new VbsError(RetCode.ALREADY_EXISTS, `${Key.GROUP_NAME}: group snapshot ${spec.name} already exists`, groupFields(ctx, existing));
+    throw new VbsError(
+      RetCode.ALREADY_EXISTS,
+      `${Key.GROUP_NAME}: group snapshot ${spec.name} already exists`,
+      groupFields(ctx, existing),
+    );
   }
   if (holder) throw busy(`group snapshot ${spec.name}`, holder);
   const vols = memberVolumes(ctx, spec);
@@ -174,26 +203,50 @@ export async function createGroupSnapshot(ctx: Ctx, spec: GroupSpec): Promise<Gr
   for (const m of members) {
     const taken = ctx.store.snapshot(m.snapName);
     if (taken) {
-      throw new VbsError(RetCode.ALREADY_EXISTS, `${Key.GROUP_NAME}: the member name ${m.snapName} (volume ${m.vol.name}) is taken by a snapshot of group "${taken.group_name}"`);
+      throw new VbsError(
+        RetCode.ALREADY_EXISTS,
+        `${Key.GROUP_NAME}: the member name ${m.snapName} (volume ${m.vol.name}) is taken by a snapshot of group "${taken.group_name}"`,
+      );
     }
   }
-  const release = takeLocks(ctx, [groupKey(spec.name), ...members.map((m) => volKey(m.vol.name)), ...members.map((m) => snapKey(m.snapName))], 'group snapshot');
+  const release = takeLocks(
+    ctx,
+    [groupKey(spec.name), ...members.map((m) => volKey(m.vol.name)), ...members.map((m) => snapKey(m.snapName))],
+    'group snapshot',
+  );
   const created = nowSeconds();
   let groupId: number;
   let rows: Array<{ id: number; vol: VolumeRow; snapName: string; tmp: string; final: string }>;
   try {
     ({ groupId, rows } = ctx.store.tx(() => {
       const id = ctx.store.insertGroup({
-        name: spec.name, pool: pool.name, state: 'creating', vol_names: spec.volNames.join(':'), quiesce: spec.quiesce, create_time: created,
+        name: spec.name,
+        pool: pool.name,
+        state: 'creating',
+        vol_names: spec.volNames.join(':'),
+        quiesce: spec.quiesce,
+        create_time: created,
       });
       return {
         groupId: id,
         rows: members.map((m) => {
           const sid = ctx.store.insertSnapshot({
-            name: m.snapName, vol_id: m.vol.id, vol_name: m.vol.name, pool: pool.name, size_mb: m.vol.size_mb, state: 'creating',
-            group_name: spec.name, create_time: created,
+            name: m.snapName,
+            vol_id: m.vol.id,
+            vol_name: m.vol.name,
+            pool: pool.name,
+            size_mb: m.vol.size_mb,
+            state: 'creating',
+            group_name: spec.name,
+            create_time: created,
           });
-          return { id: sid, vol: m.vol, snapName: m.snapName, tmp: pool.tmpPath(`snap-${sid}`), final: pool.snapshotPath(m.snapName) };
+          return {
+            id: sid,
+            vol: m.vol,
+            snapName: m.snapName,
+            tmp: pool.tmpPath(`snap-${sid}`),
+            final: pool.snapshotPath(m.snapName),
+          };
         }),
       };
     }));
@@ -219,13 +272,18 @@ export async function createGroupSnapshot(ctx: Ctx, spec: GroupSpec): Promise<Gr
     log.info({ members: rows.length, frozen: frozenCount }, 'group snapshot cut');
     return ctx.store.group(spec.name)!;
   } catch (err) {
-    await Promise.all([...rows.map((r) => r.tmp), ...renamed].map((p) => fsp.rm(p, { force: true }).catch(() => undefined)));
+    await Promise.all(
+      [...rows.map((r) => r.tmp), ...renamed].map((p) => fsp.rm(p, { force: true }).catch(() => undefined)),
+    );
     ctx.store.tx(() => {
       for (const r of rows) ctx.store.deleteSnapshot(r.id);
       ctx.store.deleteGroup(groupId, spec.name);
     });
     if (err instanceof FreezeError) {
-      throw new VbsError(err.frozenElsewhere ? RetCode.BUSY : RetCode.INTERNAL, `group snapshot ${spec.name}: ${err.message}`);
+      throw new VbsError(
+        err.frozenElsewhere ? RetCode.BUSY : RetCode.INTERNAL,
+        `group snapshot ${spec.name}: ${err.message}`,
+      );
     }
     throw fromIoError(err, `group snapshot ${spec.name}`);
   } finally {
@@ -255,12 +313,14 @@ async function cut(
     if (spec.quiesce !== 'freeze') continue;
     const mounts = mountPointsOf(att.dev_major, att.dev_minor);
     if (mounts.length > 0) mountPoints.push(mounts[0]!);
-    else log.info({ volume: r.vol.name, device: att.device }, 'member not mounted on this host (raw block): flushed only');
+    else
+      log.info({ volume: r.vol.name, device: att.device }, 'member not mounted on this host (raw block): flushed only');
   }
   if (ctx.stopping) throw new VbsError(RetCode.UNAVAILABLE, 'the VBS is shutting down; retry');
   ctx.store.setGroupFrozen(groupId, mountPoints);
   // Logged before the freeze: should this process die now, the operator knows what to thaw (docs/group-snapshots.md).
-  if (mountPoints.length > 0) log.info({ mountPoints, timeoutMs: spec.freezeTimeoutMs }, 'freezing file systems for a group snapshot');
+  if (mountPoints.length > 0)
+    log.info({ mountPoints, timeoutMs: spec.freezeTimeoutMs }, 'freezing file systems for a group snapshot');
   const session = new Cut(ctx, spec.freezeTimeoutMs);
   const started = process.hrtime.bigint();
   try {
@@ -276,7 +336,10 @@ async function cut(
   } finally {
     await session.thaw();
     ctx.store.setGroupFrozen(groupId, []);
-    log.debug({ windowMs: Number(process.hrtime.bigint() - started) / 1e6, frozen: mountPoints.length }, 'group snapshot freeze window');
+    log.debug(
+      { windowMs: Number(process.hrtime.bigint() - started) / 1e6, frozen: mountPoints.length },
+      'group snapshot freeze window',
+    );
   }
 }
 
@@ -307,7 +370,12 @@ export function deleteGroupSnapshot(ctx: Ctx, name: string): void {
   });
   const pool = ctx.pools.get(row.pool);
   for (const m of members) {
-    void ctx.deleter.enqueue({ kind: 'snapshot', id: m.id, name: m.name, path: pool ? pool.snapshotPath(m.name) : undefined });
+    void ctx.deleter.enqueue({
+      kind: 'snapshot',
+      id: m.id,
+      name: m.name,
+      path: pool ? pool.snapshotPath(m.name) : undefined,
+    });
   }
   void ctx.deleter.enqueue({ kind: 'group', id: row.id, name, path: undefined });
 }

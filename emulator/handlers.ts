@@ -1,7 +1,14 @@
 // One handler per request type of the socket API (docs/socket-api.md §1.3, §2.6): parse and validate the
 // keys, call the operation, build the reply. The operations live in volumes.ts, snapshots.ts, ...
 import { Capability, Key, requestTypesOf, Requests, type ProtocolLevel } from '../src/protocol/catalog.js';
-import { encodeRecord, MAX_LIST_LIMIT, MAX_REPLY_BYTES, MAX_REQUEST_BYTES, RetCode, type Field } from '../src/protocol/vbs.js';
+import {
+  encodeRecord,
+  MAX_LIST_LIMIT,
+  MAX_REPLY_BYTES,
+  MAX_REQUEST_BYTES,
+  RetCode,
+  type Field,
+} from '../src/protocol/vbs.js';
 import type { AttachService } from './attach.js';
 import type { Ctx } from './context.js';
 import { fromIoError, invalid, notExist, VbsError } from './errors.js';
@@ -14,7 +21,14 @@ import { createSnapshot, deleteSnapshot, readableSnapshot, snapshotField } from 
 import { allocatedPage, BLOCK_SIZE, deltaPage, type ExtentPage } from './extents.js';
 import { createGroupSnapshot, deleteGroupSnapshot, groupFields, parseGroupSpec, queryGroup } from './groups.js';
 import {
-  CACHE_POLICIES, cloneVolume, createVolume, deleteVolume, extendVolume, modifyVolume, parseCreateSpec, volumeField,
+  CACHE_POLICIES,
+  cloneVolume,
+  createVolume,
+  deleteVolume,
+  extendVolume,
+  modifyVolume,
+  parseCreateSpec,
+  volumeField,
 } from './volumes.js';
 
 export interface Reply {
@@ -39,7 +53,9 @@ export function checkedAgainstCatalog(handlers: Map<string, Handler>, level: Pro
   const missing = expected.filter((t) => !handlers.has(t));
   const extra = [...handlers.keys()].filter((t) => !expected.includes(t));
   if (missing.length > 0 || extra.length > 0) {
-    throw new Error(`the ${level} handler table does not match the catalog: missing ${missing.join(', ') || 'none'}, extra ${extra.join(', ') || 'none'}`);
+    throw new Error(
+      `the ${level} handler table does not match the catalog: missing ${missing.join(', ') || 'none'}, extra ${extra.join(', ') || 'none'}`,
+    );
   }
   return handlers;
 }
@@ -89,10 +105,19 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
 
   h.set(Requests.QUERY_CAPABILITY.type, () => {
     const caps: string[] = [
-      Capability.FULL_CLONE, Capability.CLONE_VOLUME, Capability.LIST, Capability.QOS, Capability.CACHE, Capability.IMAGE_IMPORT,
-      Capability.IMAGE_EXPORT, Capability.MAP, Capability.AUTH_TOKEN, Capability.EXTENT_MAP,
+      Capability.FULL_CLONE,
+      Capability.CLONE_VOLUME,
+      Capability.LIST,
+      Capability.QOS,
+      Capability.CACHE,
+      Capability.IMAGE_IMPORT,
+      Capability.IMAGE_EXPORT,
+      Capability.MAP,
+      Capability.AUTH_TOKEN,
+      Capability.EXTENT_MAP,
     ];
-    if ([...ctx.pools.values()].some((pool) => pool.linkedClone)) caps.unshift(Capability.LINKED_CLONE, Capability.GROUP_SNAPSHOT);
+    if ([...ctx.pools.values()].some((pool) => pool.linkedClone))
+      caps.unshift(Capability.LINKED_CLONE, Capability.GROUP_SNAPSHOT);
     if (ctx.qos.enabled) caps.push(Capability.QOS_ENFORCED);
     if (images.qcow2) caps.push(Capability.IMAGE_QCOW2);
     return ok([
@@ -116,7 +141,9 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     return ok([volumeField(ctx, row, row.thin ? 0 : row.size_mb * 1024 * 1024)]);
   });
 
-  h.set(Requests.DELETE_VOLUME.type, async ({ params }) => ok(await deletedWithinReplyWindow(deleteVolume(ctx, params.name(Key.VOL_NAME)))));
+  h.set(Requests.DELETE_VOLUME.type, async ({ params }) =>
+    ok(await deletedWithinReplyWindow(deleteVolume(ctx, params.name(Key.VOL_NAME)))),
+  );
 
   h.set(Requests.EXTEND_VOLUME.type, async ({ params }) => {
     const name = params.name(Key.VOL_NAME);
@@ -137,7 +164,9 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     return ok([snapshotField(ctx, await createSnapshot(ctx, name, volName))]);
   });
 
-  h.set(Requests.DELETE_SNAPSHOT.type, async ({ params }) => ok(await deletedWithinReplyWindow(deleteSnapshot(ctx, params.name(Key.SNAP_NAME)))));
+  h.set(Requests.DELETE_SNAPSHOT.type, async ({ params }) =>
+    ok(await deletedWithinReplyWindow(deleteSnapshot(ctx, params.name(Key.SNAP_NAME)))),
+  );
 
   h.set(Requests.QUERY_SNAPSHOT.type, ({ params }) => {
     const name = params.name(Key.SNAP_NAME);
@@ -151,14 +180,26 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     const snap = params.name(Key.SNAP_NAME_SRC);
     const count = params.optInt(Key.VOL_NUM, 1, 1);
     if (count !== undefined && count !== 1) throw invalid(Key.VOL_NUM, 'must be 1');
-    const row = await cloneVolume(ctx, params, { type: 'snapshot', name: snap }, cloneTypeOf(params), RetCode.INVALID_PARAMETER);
+    const row = await cloneVolume(
+      ctx,
+      params,
+      { type: 'snapshot', name: snap },
+      cloneTypeOf(params),
+      RetCode.INVALID_PARAMETER,
+    );
     return ok([volumeField(ctx, row)]);
   });
 
   h.set(Requests.CLONE_VOLUME.type, async ({ params }) => {
     params.name(Key.VOL_NAME);
     const src = params.name(Key.SRC_VOL_NAME);
-    const row = await cloneVolume(ctx, params, { type: 'volume', name: src }, cloneTypeOf(params), RetCode.CANNOT_SHRINK);
+    const row = await cloneVolume(
+      ctx,
+      params,
+      { type: 'volume', name: src },
+      cloneTypeOf(params),
+      RetCode.CANNOT_SHRINK,
+    );
     return ok([volumeField(ctx, row)]);
   });
 
@@ -175,17 +216,22 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
 
   h.set(Requests.QUERY_POOLS_CAPABILITY.type, ({ params }) => {
     const count = params.int(Key.POOL_NUM, 0, 1000, 0);
-    const ids = params.fields.getAll(Key.POOL_ID).map((v) => v.trim()).filter((v) => v !== '');
+    const ids = params.fields
+      .getAll(Key.POOL_ID)
+      .map((v) => v.trim())
+      .filter((v) => v !== '');
     ids.forEach((id) => {
-      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/.test(id)) throw invalid(Key.POOL_ID, `${JSON.stringify(id)} is not a pool name`);
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/.test(id))
+        throw invalid(Key.POOL_ID, `${JSON.stringify(id)} is not a pool name`);
     });
-    const pools = count === 0 || ids.length === 0
-      ? [...ctx.pools.values()]
-      : ids.map((id) => {
-        const pool = ctx.pools.get(id);
-        if (!pool) throw new VbsError(RetCode.POOL_NOT_EXIST, `${Key.POOL_ID}: pool ${id} does not exist`);
-        return pool;
-      });
+    const pools =
+      count === 0 || ids.length === 0
+        ? [...ctx.pools.values()]
+        : ids.map((id) => {
+            const pool = ctx.pools.get(id);
+            if (!pool) throw new VbsError(RetCode.POOL_NOT_EXIST, `${Key.POOL_ID}: pool ${id} does not exist`);
+            return pool;
+          });
     return ok(pools.map((pool, i) => field(`pool${i}`, poolRecord(ctx, pool))));
   });
 
@@ -262,14 +308,18 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     return ok([['job0', encodeRecord(jobRecord(row, live))]]);
   });
 
-  h.set(Requests.CREATE_GROUP_SNAPSHOT.type, async ({ params }) => ok(groupFields(ctx, await createGroupSnapshot(ctx, parseGroupSpec(params)))));
+  h.set(Requests.CREATE_GROUP_SNAPSHOT.type, async ({ params }) =>
+    ok(groupFields(ctx, await createGroupSnapshot(ctx, parseGroupSpec(params)))),
+  );
 
   h.set(Requests.DELETE_GROUP_SNAPSHOT.type, ({ params }) => {
     deleteGroupSnapshot(ctx, params.name(Key.GROUP_NAME));
     return ok();
   });
 
-  h.set(Requests.QUERY_GROUP_SNAPSHOT.type, ({ params }) => ok(groupFields(ctx, queryGroup(ctx, params.name(Key.GROUP_NAME)))));
+  h.set(Requests.QUERY_GROUP_SNAPSHOT.type, ({ params }) =>
+    ok(groupFields(ctx, queryGroup(ctx, params.name(Key.GROUP_NAME)))),
+  );
 
   h.set(Requests.QUERY_SNAPSHOT_EXTENTS.type, async ({ params }) => {
     const snap = readableSnapshot(ctx, params.name(Key.SNAP_NAME), Key.SNAP_NAME);
@@ -285,15 +335,27 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     const base = readableSnapshot(ctx, params.name(Key.BASE_SNAP_NAME), Key.BASE_SNAP_NAME);
     const target = readableSnapshot(ctx, params.name(Key.SNAP_NAME), Key.SNAP_NAME);
     if (base.row.vol_id !== target.row.vol_id || base.row.vol_name !== target.row.vol_name) {
-      throw invalid(Key.BASE_SNAP_NAME, `snapshot ${base.row.name} is of volume ${base.row.vol_name} and ${target.row.name} of volume ${target.row.vol_name}; a delta needs two snapshots of one volume`);
+      throw invalid(
+        Key.BASE_SNAP_NAME,
+        `snapshot ${base.row.name} is of volume ${base.row.vol_name} and ${target.row.name} of volume ${target.row.vol_name}; a delta needs two snapshots of one volume`,
+      );
     }
     if (base.row.id > target.row.id) {
-      throw invalid(Key.BASE_SNAP_NAME, `snapshot ${base.row.name} was taken after ${target.row.name}; base_snap_name must be the earlier one`);
+      throw invalid(
+        Key.BASE_SNAP_NAME,
+        `snapshot ${base.row.name} was taken after ${target.row.name}; base_snap_name must be the earlier one`,
+      );
     }
     const { offset, limit } = extentWindow(params, target.sizeBytes);
     const shared = ctx.pools.get(target.row.pool)!.linkedClone;
     try {
-      const page = await deltaPage({ path: base.path, size: base.sizeBytes }, { path: target.path, size: target.sizeBytes }, offset, limit, shared);
+      const page = await deltaPage(
+        { path: base.path, size: base.sizeBytes },
+        { path: target.path, size: target.sizeBytes },
+        offset,
+        limit,
+        shared,
+      );
       return ok([...extentFields(target.sizeBytes, page), [Key.METHOD, page.method]]);
     } catch (err) {
       throw fromIoError(err, `delta of snapshots ${base.row.name} and ${target.row.name}`);

@@ -31,7 +31,9 @@ export async function openHttp(url: string, allow: UrlAllowlist, redirects = 0):
     throw invalid('image_url', 'is not a valid URL');
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw imageError(`image_url: ${urlWithoutCredentials(url)} is not an http(s) URL (redirects go only to http and https)`);
+    throw imageError(
+      `image_url: ${urlWithoutCredentials(url)} is not an http(s) URL (redirects go only to http and https)`,
+    );
   }
   // An IP literal is connected to without a lookup: checked here; names are checked by the lookup.
   const literal = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
@@ -47,10 +49,12 @@ export async function openHttp(url: string, allow: UrlAllowlist, redirects = 0):
         reject(new Error(why));
       } else resolvePromise(res);
     });
-    req.on('socket', (socket) => socket.once('connect', () => {
-      const why = refusal(allow, parsed.hostname, socket.remoteAddress ?? '');
-      if (why) req.destroy(new Error(why));
-    }));
+    req.on('socket', (socket) =>
+      socket.once('connect', () => {
+        const why = refusal(allow, parsed.hostname, socket.remoteAddress ?? '');
+        if (why) req.destroy(new Error(why));
+      }),
+    );
     req.on('timeout', () => req.destroy(new Error(`no answer within ${HTTP_HEADER_TIMEOUT_MS} ms`)));
     req.on('error', reject);
   }).catch((err: Error) => {
@@ -72,7 +76,9 @@ export async function openHttp(url: string, allow: UrlAllowlist, redirects = 0):
     response.destroy();
     throw imageError(`image_url: ${urlWithoutCredentials(url)} answered HTTP ${status}`);
   }
-  response.setTimeout(HTTP_IDLE_TIMEOUT_MS, () => response.destroy(new Error(`no data for ${HTTP_IDLE_TIMEOUT_MS / 1000} s`)));
+  response.setTimeout(HTTP_IDLE_TIMEOUT_MS, () =>
+    response.destroy(new Error(`no data for ${HTTP_IDLE_TIMEOUT_MS / 1000} s`)),
+  );
   const lengthHeader = response.headers['content-length'];
   const size = lengthHeader !== undefined && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
   const head = await new Promise<Buffer>((resolvePromise, reject) => {

@@ -5,7 +5,18 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import {
-  closeSync, constants, createReadStream, fsyncSync, linkSync, lstatSync, openSync, promises as fsp, readSync, realpathSync, renameSync, unlinkSync,
+  closeSync,
+  constants,
+  createReadStream,
+  fsyncSync,
+  linkSync,
+  lstatSync,
+  openSync,
+  promises as fsp,
+  readSync,
+  realpathSync,
+  renameSync,
+  unlinkSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -19,7 +30,15 @@ import { snapKey, volKey } from './locks.js';
 import { flushDevice } from './loopdev.js';
 import type { Logger } from './log.js';
 import type { Params } from './params.js';
-import { fdPath, MalformedPathError, openExportDir, openImageForRead, type ExportDir, type ImageDirs, type OpenedImage } from './safe-paths.js';
+import {
+  fdPath,
+  MalformedPathError,
+  openExportDir,
+  openImageForRead,
+  type ExportDir,
+  type ImageDirs,
+  type OpenedImage,
+} from './safe-paths.js';
 import type { JobRow, VolumeRow } from './store.js';
 import { parseAllowlist, type UrlAllowlist } from './url-guard.js';
 import { urlWithoutCredentials } from '../src/protocol/urls.js';
@@ -31,7 +50,10 @@ const ZERO_BLOCK = Buffer.alloc(BLOCK);
 const JOB_RETENTION_S = 3600;
 
 const pathError = (err: unknown): VbsError =>
-  new VbsError(err instanceof MalformedPathError ? RetCode.INVALID_PARAMETER : RetCode.IMAGE_ERROR, (err as Error).message);
+  new VbsError(
+    err instanceof MalformedPathError ? RetCode.INVALID_PARAMETER : RetCode.IMAGE_ERROR,
+    (err as Error).message,
+  );
 
 /**
  * Formats recognised by their first bytes that this VBS cannot read. With image_format=auto they are refused
@@ -101,7 +123,9 @@ export class ImageService {
 
   private needQemuImg(what: string): string {
     if (!this.qemuImg) {
-      throw imageError(`image_format: ${what} needs qemu-img, and this VBS has none (install qemu-utils or set --qemu-img); raw images work without it`);
+      throw imageError(
+        `image_format: ${what} needs qemu-img, and this VBS has none (install qemu-utils or set --qemu-img); raw images work without it`,
+      );
     }
     return this.qemuImg;
   }
@@ -117,7 +141,10 @@ export class ImageService {
   /** The image directories and what no image may be in (the data dir and the pools, save <data>/images). */
   private imageDirs(): ImageDirs {
     const { config } = this.ctx;
-    const forbidden = [realpathOr(config.dataDir), ...[...this.ctx.pools.values()].flatMap((p) => [realpathOr(p.root), p.lunPath ? realpathOr(p.lunPath) : ''])].filter(Boolean);
+    const forbidden = [
+      realpathOr(config.dataDir),
+      ...[...this.ctx.pools.values()].flatMap((p) => [realpathOr(p.root), p.lunPath ? realpathOr(p.lunPath) : '']),
+    ].filter(Boolean);
     return { dirs: config.imageDirs, forbidden, allowedInside: [realpathOr(join(config.dataDir, 'images'))] };
   }
 
@@ -136,14 +163,17 @@ export class ImageService {
       const isQcow2 = source.head.length >= 4 && source.head.readUInt32BE(0) === QCOW2_MAGIC;
       const foreign = requested === 'auto' && !isQcow2 ? unreadableFormat(source.head) : undefined;
       if (foreign) {
-        throw imageError(`image_url: the image is ${foreign}, which this VBS cannot read (raw and qcow2 only); convert or decompress it to raw or qcow2 first`);
+        throw imageError(
+          `image_url: the image is ${foreign}, which this VBS cannot read (raw and qcow2 only); convert or decompress it to raw or qcow2 first`,
+        );
       }
       const format = requested === 'auto' ? (isQcow2 ? 'qcow2' : 'raw') : requested;
       let virtualSize: number | undefined;
       if (format === 'qcow2') {
         if (!isQcow2 || source.head.length < 32) throw imageError('image_format: the image is not qcow2');
         this.needQemuImg('reading a qcow2 image');
-        if (source.head.readBigUInt64BE(8) !== 0n) throw imageError('image_url: qcow2 images with a backing file are refused');
+        if (source.head.readBigUInt64BE(8) !== 0n)
+          throw imageError('image_url: qcow2 images with a backing file are refused');
         virtualSize = Number(source.head.readBigUInt64BE(24));
       } else {
         virtualSize = source.size;
@@ -168,20 +198,49 @@ export class ImageService {
       };
       const download = pool.tmpPath(`download-${jobId}`);
       const image = source.kind === 'file' ? source.path : urlWithoutCredentials(source.url);
-      const volId = orUndo(() => this.ctx.store.tx(() => {
-        const id = this.ctx.store.insertVolume({
-          name, pool: pool.name, size_mb: sizeMb, thin: spec.thin ? 1 : 0, state: 'creating', op: 'import',
-          src_type: 'image', src_name: '', src_id: null, clone_type: '', max_iops: spec.maxIops, max_mbps: spec.maxMbps,
-          io_priority: spec.ioPriority, io_class_id: spec.ioClassId, cache_policy: spec.cachePolicy,
-          create_time: nowSeconds(), job_id: jobId,
-        });
-        this.ctx.store.insertJob({
-          job_id: jobId, job_type: 'import', status: 'running', vol_name: name, snap_name: '', vol_id: id, pool: pool.name,
-          image, image_format: format, bytes_done: 0, bytes_total: virtualSize ?? sizeMb * MiB, error: '',
-          tmp_paths: JSON.stringify([tmpVolume, download]), started_at: nowSeconds(), ended_at: null,
-        });
-        return id;
-      }), release);
+      const volId = orUndo(
+        () =>
+          this.ctx.store.tx(() => {
+            const id = this.ctx.store.insertVolume({
+              name,
+              pool: pool.name,
+              size_mb: sizeMb,
+              thin: spec.thin ? 1 : 0,
+              state: 'creating',
+              op: 'import',
+              src_type: 'image',
+              src_name: '',
+              src_id: null,
+              clone_type: '',
+              max_iops: spec.maxIops,
+              max_mbps: spec.maxMbps,
+              io_priority: spec.ioPriority,
+              io_class_id: spec.ioClassId,
+              cache_policy: spec.cachePolicy,
+              create_time: nowSeconds(),
+              job_id: jobId,
+            });
+            this.ctx.store.insertJob({
+              job_id: jobId,
+              job_type: 'import',
+              status: 'running',
+              vol_name: name,
+              snap_name: '',
+              vol_id: id,
+              pool: pool.name,
+              image,
+              image_format: format,
+              bytes_done: 0,
+              bytes_total: virtualSize ?? sizeMb * MiB,
+              error: '',
+              tmp_paths: JSON.stringify([tmpVolume, download]),
+              started_at: nowSeconds(),
+              ended_at: null,
+            });
+            return id;
+          }),
+        release,
+      );
       const live: LiveJob = { bytesDone: 0, bytesTotal: virtualSize ?? sizeMb * MiB, abort: new AbortController() };
       this.live.set(jobId, live);
       handedOver = true;
@@ -194,11 +253,24 @@ export class ImageService {
         released = true;
       };
       void this.ctx.background.track(
-        this.runImport({ jobId, volId, name, source, format, sizeBytes: sizeMb * MiB, thin: spec.thin, checksum, tmpVolume, download, live, log: jobLog, release: releaseOnce })
-          .finally(() => {
-            releaseOnce();
-            this.live.delete(jobId);
-          }),
+        this.runImport({
+          jobId,
+          volId,
+          name,
+          source,
+          format,
+          sizeBytes: sizeMb * MiB,
+          thin: spec.thin,
+          checksum,
+          tmpVolume,
+          download,
+          live,
+          log: jobLog,
+          release: releaseOnce,
+        }).finally(() => {
+          releaseOnce();
+          this.live.delete(jobId);
+        }),
       );
       return { jobId, volume: this.ctx.store.volumeById(volId)! };
     } finally {
@@ -237,8 +309,18 @@ export class ImageService {
   }
 
   private async runImport(job: {
-    jobId: string; volId: number; name: string; source: Source; format: 'raw' | 'qcow2'; sizeBytes: number; thin: boolean;
-    checksum: { algorithm: 'sha256' | 'md5'; hex: string } | undefined; tmpVolume: string; download: string; live: LiveJob; log: Logger;
+    jobId: string;
+    volId: number;
+    name: string;
+    source: Source;
+    format: 'raw' | 'qcow2';
+    sizeBytes: number;
+    thin: boolean;
+    checksum: { algorithm: 'sha256' | 'md5'; hex: string } | undefined;
+    tmpVolume: string;
+    download: string;
+    live: LiveJob;
+    log: Logger;
     release: () => void;
   }): Promise<void> {
     const { ctx } = this;
@@ -264,14 +346,21 @@ export class ImageService {
         const qemuImg = this.needQemuImg('reading a qcow2 image');
         await checkQcow2(qemuImg, qcowPath, job.sizeBytes, signal, fd);
         live.bytesDone = 0;
-        await runWithProgress(qemuImg, ['convert', '-p', '-f', 'qcow2', '-O', 'raw', qcowPath, job.tmpVolume], live, signal, fd);
+        await runWithProgress(
+          qemuImg,
+          ['convert', '-p', '-f', 'qcow2', '-O', 'raw', qcowPath, job.tmpVolume],
+          live,
+          signal,
+          fd,
+        );
         growSync(job.tmpVolume, job.sizeBytes);
       }
       // The job's files go before its end is recorded: a job seen as ended leaves no file behind.
       await fsp.rm(job.download, { force: true });
       if (hash && job.checksum) {
         const got = hash.digest('hex');
-        if (got !== job.checksum.hex) throw imageError(`checksum mismatch: expected ${job.checksum.algorithm}:${job.checksum.hex}, got ${got}`);
+        if (got !== job.checksum.hex)
+          throw imageError(`checksum mismatch: expected ${job.checksum.algorithm}:${job.checksum.hex}, got ${got}`);
       }
       if (!job.thin) await preallocate(job.tmpVolume, 0, job.sizeBytes);
       fsyncPath(job.tmpVolume);
@@ -279,7 +368,14 @@ export class ImageService {
       fsyncPath(pool.volumesDir);
       ctx.store.tx(() => {
         ctx.store.setVolumeState(job.volId, 'available');
-        ctx.store.finishJob({ job_id: job.jobId, status: 'done', error: '', bytes_done: live.bytesTotal, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
+        ctx.store.finishJob({
+          job_id: job.jobId,
+          status: 'done',
+          error: '',
+          bytes_done: live.bytesTotal,
+          bytes_total: live.bytesTotal,
+          ended_at: nowSeconds(),
+        });
       });
       job.release();
       log.info('import done');
@@ -291,7 +387,15 @@ export class ImageService {
       await fsp.rm(job.download, { force: true }).catch(() => undefined);
       ctx.store.tx(() => {
         ctx.store.deleteVolume(job.volId);
-        ctx.store.finishJob({ job_id: job.jobId, status: 'failed', error: message, error_code: errorCode, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
+        ctx.store.finishJob({
+          job_id: job.jobId,
+          status: 'failed',
+          error: message,
+          error_code: errorCode,
+          bytes_done: live.bytesDone,
+          bytes_total: live.bytesTotal,
+          ended_at: nowSeconds(),
+        });
       });
       job.release();
     } finally {
@@ -305,7 +409,8 @@ export class ImageService {
   startExport(p: Params, log: Logger): string {
     const volName = p.optName('vol_name');
     const snapName = p.optName('snap_name');
-    if ((volName === undefined) === (snapName === undefined)) throw invalid('vol_name', 'give exactly one of vol_name and snap_name');
+    if ((volName === undefined) === (snapName === undefined))
+      throw invalid('vol_name', 'give exactly one of vol_name and snap_name');
     const format = p.oneOf('image_format', ['raw', 'qcow2'] as const, 'raw');
     if (format === 'qcow2') this.needQemuImg('writing a qcow2 image');
     const overwrite = p.flag('overwrite', false);
@@ -326,15 +431,26 @@ export class ImageService {
     }
   }
 
-  private exportJob(volName: string | undefined, snapName: string | undefined, dir: ExportDir, format: 'raw' | 'qcow2', overwrite: boolean, log: Logger): string {
+  private exportJob(
+    volName: string | undefined,
+    snapName: string | undefined,
+    dir: ExportDir,
+    format: 'raw' | 'qcow2',
+    overwrite: boolean,
+    log: Logger,
+  ): string {
     const target = join(dir.real, dir.name);
     const targetAt = fdPath(dir.fd, dir.name);
     let existing: ReturnType<typeof lstatSync> | undefined;
     try {
       existing = lstatSync(targetAt);
-    } catch { /* absent */ }
+    } catch {
+      /* absent */
+    }
     if (existing && (!existing.isFile() || !overwrite)) {
-      throw imageError(`image_path: ${target} exists${existing.isFile() ? '; set overwrite=1 to replace it' : ' and is not a regular file'}`);
+      throw imageError(
+        `image_path: ${target} exists${existing.isFile() ? '; set overwrite=1 to replace it' : ' and is not a regular file'}`,
+      );
     }
     const { ctx } = this;
     let poolName: string;
@@ -344,7 +460,8 @@ export class ImageService {
       const row = ctx.store.volume(volName);
       if (!row) throw notExist(`volume ${volName}`);
       if (row.state !== 'available') {
-        if (row.state === 'fault') throw new VbsError(RetCode.INTERNAL, `volume ${volName} is faulty: ${row.fault_reason}`);
+        if (row.state === 'fault')
+          throw new VbsError(RetCode.INTERNAL, `volume ${volName} is faulty: ${row.fault_reason}`);
         throw busy(`volume ${volName}`, row.state);
       }
       poolName = row.pool;
@@ -354,7 +471,8 @@ export class ImageService {
       const row = ctx.store.snapshot(snapName!);
       if (!row) throw notExist(`snapshot ${snapName}`);
       if (row.state !== 'available') {
-        if (row.state === 'fault') throw new VbsError(RetCode.INTERNAL, `snapshot ${snapName} is faulty: ${row.fault_reason}`);
+        if (row.state === 'fault')
+          throw new VbsError(RetCode.INTERNAL, `snapshot ${snapName} is faulty: ${row.fault_reason}`);
         throw busy(`snapshot ${snapName}`, row.state);
       }
       poolName = row.pool;
@@ -369,11 +487,27 @@ export class ImageService {
     const partName = `.${dir.name}.${jobId}.part`;
     // Written through the directory's descriptor: the same directory however its path is renamed meanwhile.
     const part = fdPath(dir.fd, partName);
-    orUndo(() => ctx.store.insertJob({
-      job_id: jobId, job_type: 'export', status: 'running', vol_name: volName ?? '', snap_name: snapName ?? '', vol_id: null,
-      pool: pool.name, image: target, image_format: format, bytes_done: 0, bytes_total: sizeMb * MiB, error: '',
-      tmp_paths: JSON.stringify([tmpSource, join(dir.real, partName)]), started_at: nowSeconds(), ended_at: null,
-    }), release);
+    orUndo(
+      () =>
+        ctx.store.insertJob({
+          job_id: jobId,
+          job_type: 'export',
+          status: 'running',
+          vol_name: volName ?? '',
+          snap_name: snapName ?? '',
+          vol_id: null,
+          pool: pool.name,
+          image: target,
+          image_format: format,
+          bytes_done: 0,
+          bytes_total: sizeMb * MiB,
+          error: '',
+          tmp_paths: JSON.stringify([tmpSource, join(dir.real, partName)]),
+          started_at: nowSeconds(),
+          ended_at: null,
+        }),
+      release,
+    );
     const live: LiveJob = { bytesDone: 0, bytesTotal: sizeMb * MiB, abort: new AbortController() };
     this.live.set(jobId, live);
     const jobLog = log.child({ job_id: jobId });
@@ -401,8 +535,16 @@ export class ImageService {
           }
           // Made 0600 before any byte is in it: qemu-img and cp write into the existing file and keep its mode, so
           // no other user can open the image while it is written, nor read it after.
-          closeSync(openSync(part, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600));
-          if (this.qemuImg) await runWithProgress(this.qemuImg, ['convert', '-p', '-f', 'raw', '-O', format, source, part], live, signal);
+          closeSync(
+            openSync(part, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600),
+          );
+          if (this.qemuImg)
+            await runWithProgress(
+              this.qemuImg,
+              ['convert', '-p', '-f', 'raw', '-O', format, source, part],
+              live,
+              signal,
+            );
           else await sparseCopy(source, part); // raw without qemu-img: a sparse copy is the same image
           if (signal.aborted) throw signal.reason;
           fsyncPath(part);
@@ -416,23 +558,42 @@ export class ImageService {
           releaseOnce();
           // The temporary snapshot goes before the job says done, so nothing of the job outlives its end.
           await fsp.rm(tmpSource, { force: true });
-          ctx.store.finishJob({ job_id: jobId, status: 'done', error: '', bytes_done: live.bytesTotal, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
+          ctx.store.finishJob({
+            job_id: jobId,
+            status: 'done',
+            error: '',
+            bytes_done: live.bytesTotal,
+            bytes_total: live.bytesTotal,
+            ended_at: nowSeconds(),
+          });
           jobLog.info('export done');
         } catch (err) {
-          const message = signal.aborted ? String((signal.reason as Error)?.message ?? 'aborted') : (err as Error).message;
+          const message = signal.aborted
+            ? String((signal.reason as Error)?.message ?? 'aborted')
+            : (err as Error).message;
           const errorCode = signal.aborted ? 0 : failureCode(err);
           jobLog.warn({ err }, 'export failed');
           await fsp.rm(part, { force: true }).catch(() => undefined);
           await fsp.rm(tmpSource, { force: true }).catch(() => undefined);
           releaseOnce();
-          ctx.store.finishJob({ job_id: jobId, status: 'failed', error: message, error_code: errorCode, bytes_done: live.bytesDone, bytes_total: live.bytesTotal, ended_at: nowSeconds() });
+          ctx.store.finishJob({
+            job_id: jobId,
+            status: 'failed',
+            error: message,
+            error_code: errorCode,
+            bytes_done: live.bytesDone,
+            bytes_total: live.bytesTotal,
+            ended_at: nowSeconds(),
+          });
         } finally {
           releaseOnce();
           this.live.delete(jobId);
           await fsp.rm(tmpSource, { force: true }).catch(() => undefined);
           try {
             closeSync(dir.fd);
-          } catch { /* already closed */ }
+          } catch {
+            /* already closed */
+          }
         }
       })(),
     );
@@ -443,7 +604,10 @@ export class ImageService {
     const row = this.ctx.store.job(jobId);
     if (!row) throw notExist(`job ${jobId}`);
     const live = this.live.get(jobId);
-    return { row, live: live && row.status === 'running' ? { bytesDone: live.bytesDone, bytesTotal: live.bytesTotal } : undefined };
+    return {
+      row,
+      live: live && row.status === 'running' ? { bytesDone: live.bytesDone, bytesTotal: live.bytesTotal } : undefined,
+    };
   }
 }
 
@@ -456,7 +620,9 @@ function closeSource(source: Source): void {
   if (source.kind === 'file') {
     try {
       closeSync(source.fd);
-    } catch { /* already closed */ }
+    } catch {
+      /* already closed */
+    }
   } else if (!source.response.destroyed) {
     source.response.destroy();
   }
@@ -475,7 +641,12 @@ async function* sourceStream(source: Source): AsyncGenerator<Buffer> {
 
 /** Writes a stream into a pre-sized sparse file, skipping all-zero 4 KiB blocks so the file stays sparse. */
 async function writeSparse(
-  chunks: AsyncIterable<Buffer>, path: string, limit: number, hash: Hash | undefined, live: LiveJob, signal: AbortSignal,
+  chunks: AsyncIterable<Buffer>,
+  path: string,
+  limit: number,
+  hash: Hash | undefined,
+  live: LiveJob,
+  signal: AbortSignal,
 ): Promise<void> {
   const fh = await fsp.open(path, 'r+');
   try {
@@ -532,7 +703,13 @@ async function hashFile(fd: number, hash: Hash, live: LiveJob, signal: AbortSign
   }
 }
 
-async function download(chunks: AsyncIterable<Buffer>, path: string, hash: Hash | undefined, live: LiveJob, signal: AbortSignal): Promise<void> {
+async function download(
+  chunks: AsyncIterable<Buffer>,
+  path: string,
+  hash: Hash | undefined,
+  live: LiveJob,
+  signal: AbortSignal,
+): Promise<void> {
   const fh = await fsp.open(path, 'wx', 0o600);
   try {
     live.bytesDone = 0;
@@ -548,17 +725,29 @@ async function download(chunks: AsyncIterable<Buffer>, path: string, hash: Hash 
 }
 
 /** Refuses qcow2 images that would make qemu-img open other files, or that do not fit the volume. */
-async function checkQcow2(qemuImg: string, path: string, limit: number, signal: AbortSignal, fd: number | undefined): Promise<void> {
+async function checkQcow2(
+  qemuImg: string,
+  path: string,
+  limit: number,
+  signal: AbortSignal,
+  fd: number | undefined,
+): Promise<void> {
   const out = await runCapture(qemuImg, ['info', '--output=json', '-f', 'qcow2', path], signal, fd);
-  let info: { 'virtual-size'?: number; 'backing-filename'?: string; 'format-specific'?: { data?: { 'data-file'?: string } } };
+  let info: {
+    'virtual-size'?: number;
+    'backing-filename'?: string;
+    'format-specific'?: { data?: { 'data-file'?: string } };
+  };
   try {
     info = JSON.parse(out) as typeof info;
   } catch {
     throw imageError('qemu-img info printed no JSON');
   }
   if (info['backing-filename']) throw imageError('qcow2 images with a backing file are refused');
-  if (info['format-specific']?.data?.['data-file']) throw imageError('qcow2 images with an external data file are refused');
-  if ((info['virtual-size'] ?? 0) > limit) throw imageError(`the image (${info['virtual-size']} bytes) is larger than the volume (${limit} bytes)`);
+  if (info['format-specific']?.data?.['data-file'])
+    throw imageError('qcow2 images with an external data file are refused');
+  if ((info['virtual-size'] ?? 0) > limit)
+    throw imageError(`the image (${info['virtual-size']} bytes) is larger than the volume (${limit} bytes)`);
 }
 
 function runCapture(cmd: string, args: string[], signal: AbortSignal, fd?: number): Promise<string> {
@@ -566,8 +755,12 @@ function runCapture(cmd: string, args: string[], signal: AbortSignal, fd?: numbe
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe', ...(fd !== undefined ? [fd] : [])], signal });
     let out = '';
     let err = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d.slice(0, 4096); });
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d.slice(0, 4096);
+    });
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolvePromise(out);
@@ -586,7 +779,9 @@ function runWithProgress(cmd: string, args: string[], live: LiveJob, signal: Abo
       const last = all[all.length - 1];
       if (last) live.bytesDone = Math.floor((Number(last[1]) / 100) * live.bytesTotal);
     });
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { err += d.slice(0, 4096); });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d.slice(0, 4096);
+    });
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolvePromise();
@@ -594,4 +789,3 @@ function runWithProgress(cmd: string, args: string[], live: LiveJob, signal: Abo
     });
   });
 }
-

@@ -25,7 +25,10 @@ export async function listLoopDevices(): Promise<LoopDevice[]> {
   if (!stdout.trim()) return [];
   const parsed = JSON.parse(stdout) as LosetupJson;
   return (parsed.loopdevices ?? []).map((d) => {
-    const [major = 0, minor = 0] = String(d['maj:min'] ?? '').trim().split(':').map((n) => Number(n.trim()));
+    const [major = 0, minor = 0] = String(d['maj:min'] ?? '')
+      .trim()
+      .split(':')
+      .map((n) => Number(n.trim()));
     return {
       device: String(d.name),
       backFile: String(d['back-file'] ?? ''),
@@ -49,7 +52,10 @@ export function backingFileOf(device: string): string | undefined {
 }
 
 export function deviceNumbers(device: string): { major: number; minor: number } {
-  const [major, minor] = readFileSync(`/sys/block/${basename(device)}/dev`, 'utf8').trim().split(':').map(Number);
+  const [major, minor] = readFileSync(`/sys/block/${basename(device)}/dev`, 'utf8')
+    .trim()
+    .split(':')
+    .map(Number);
   return { major: major!, minor: minor! };
 }
 
@@ -120,7 +126,8 @@ export function isDeviceBusy(device: string): boolean {
     fd = openSync(device, constants.O_RDONLY | constants.O_EXCL);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EBUSY') return true;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENXIO') return false;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENXIO')
+      return false;
     throw err;
   }
   closeSync(fd);

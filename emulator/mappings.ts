@@ -28,11 +28,17 @@ export function mapVolume(ctx: Ctx, name: string, hostId: string, mode: 'rw' | '
   const same = mappings.find((m) => m.host_id === hostId);
   if (same) {
     if (same.access_mode === mode) return;
-    throw new VbsError(RetCode.MAP_CONFLICT, `${Key.ACCESS_MODE}: volume ${name} is mapped to ${hostId} as ${same.access_mode}`);
+    throw new VbsError(
+      RetCode.MAP_CONFLICT,
+      `${Key.ACCESS_MODE}: volume ${name} is mapped to ${hostId} as ${same.access_mode}`,
+    );
   }
   const others = mappings.filter((m) => m.host_id !== hostId);
   if (exclusive && others.length > 0) {
-    throw new VbsError(RetCode.MAPPED_ELSEWHERE, `${Key.EXCLUSIVE}: volume ${name} is mapped to ${others.map((m) => m.host_id).join(', ')}`);
+    throw new VbsError(
+      RetCode.MAPPED_ELSEWHERE,
+      `${Key.EXCLUSIVE}: volume ${name} is mapped to ${others.map((m) => m.host_id).join(', ')}`,
+    );
   }
   ctx.store.upsertMapping(row.id, hostId, mode);
 }
@@ -55,7 +61,13 @@ export function setHostState(ctx: Ctx, hostId: string, online: boolean): void {
   ctx.log.warn({ hostId, online }, online ? 'host marked online' : 'host marked offline');
 }
 
-export async function unmapVolume(ctx: Ctx, attach: AttachService, name: string, hostId: string, force: boolean): Promise<void> {
+export async function unmapVolume(
+  ctx: Ctx,
+  attach: AttachService,
+  name: string,
+  hostId: string,
+  force: boolean,
+): Promise<void> {
   // Serialized with attach/detach of the same volume.
   await attach.queue.run(name, async () => {
     const row = ctx.store.volume(name);
@@ -64,7 +76,10 @@ export async function unmapVolume(ctx: Ctx, attach: AttachService, name: string,
     const att = ctx.store.attachment(row.id);
     if (att && att.host_id === hostId) {
       if (!force) {
-        throw new VbsError(RetCode.ATTACHED, `volume ${name} is attached on ${hostId}${att.device ? ` as ${att.device}` : ''}; detach it or unmap with force=1`);
+        throw new VbsError(
+          RetCode.ATTACHED,
+          `volume ${name} is attached on ${hostId}${att.device ? ` as ${att.device}` : ''}; detach it or unmap with force=1`,
+        );
       }
       const result = await attach.detachNow(name, true);
       if (result.ret_code !== 0) throw new VbsError(RetCode.INTERNAL, result.ret_desc);
@@ -80,7 +95,16 @@ export function volumeHosts(ctx: Ctx, attach: AttachService, name: string): Fiel
   const fields: Field[] = [[Key.HOST_NUM, String(mappings.length)]];
   mappings.forEach((m, i) => {
     const device = attach.deviceOf(row, m.host_id);
-    fields.push([`host${i}`, encodeRecord({ host_id: m.host_id, access_mode: m.access_mode, attached: device ? 1 : 0, dev_addr: device ?? '', online: isHostOnline(ctx, m.host_id) ? 1 : 0 })]);
+    fields.push([
+      `host${i}`,
+      encodeRecord({
+        host_id: m.host_id,
+        access_mode: m.access_mode,
+        attached: device ? 1 : 0,
+        dev_addr: device ?? '',
+        online: isHostOnline(ctx, m.host_id) ? 1 : 0,
+      }),
+    ]);
   });
   return fields;
 }
@@ -89,7 +113,10 @@ export function hostsList(ctx: Ctx): Field[] {
   const hosts = ctx.store.hosts();
   const fields: Field[] = [[Key.HOST_NUM, String(hosts.length)]];
   hosts.forEach((h, i) =>
-    fields.push([`host${i}`, encodeRecord({ host_id: h.host_id, local: h.local, online: isHostOnline(ctx, h.host_id) ? 1 : 0 })]),
+    fields.push([
+      `host${i}`,
+      encodeRecord({ host_id: h.host_id, local: h.local, online: isHostOnline(ctx, h.host_id) ? 1 : 0 }),
+    ]),
   );
   return fields;
 }

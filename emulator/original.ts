@@ -4,9 +4,26 @@
 // failure the generic `retcode=1`, but a query of what does not exist `retcode=-900079`. No token, no
 // request id, no ret_desc. The operations are the extended level's (volumes.ts, snapshots.ts); only the
 // request and reply forms differ.
-import { encodeReply, Fields, parseRequest, ProtocolError, RetCode, SnapshotStatus, VolumeStatus, type Field } from '../src/protocol/vbs.js';
 import {
-  Field as RecordField, isMutating, Key, keysAt, ORIGINAL_GENERIC_FAILURE, RecordPrefix, recordFields, requestTypesOf, Requests,
+  encodeReply,
+  Fields,
+  parseRequest,
+  ProtocolError,
+  RetCode,
+  SnapshotStatus,
+  VolumeStatus,
+  type Field,
+} from '../src/protocol/vbs.js';
+import {
+  Field as RecordField,
+  isMutating,
+  Key,
+  keysAt,
+  ORIGINAL_GENERIC_FAILURE,
+  RecordPrefix,
+  recordFields,
+  requestTypesOf,
+  Requests,
   type RecordPrefixName,
 } from '../src/protocol/catalog.js';
 import { KvCode, type KvMethod } from '../src/protocol/kv.js';
@@ -25,10 +42,15 @@ import { cloneVolume, createVolume, deleteVolume, extendVolume, parseCreateSpec 
 const QUERIES: ReadonlySet<string> = new Set([Requests.QUERY_VOLUME.type, Requests.QUERY_SNAPSHOT.type]);
 
 /** The keys each original request takes, per the catalog; the rest are dropped unread. */
-const ORIGINAL_KEYS = new Map(requestTypesOf('original').map((type) => [type, new Set<string>(keysAt(type, 'original'))]));
+const ORIGINAL_KEYS = new Map(
+  requestTypesOf('original').map((type) => [type, new Set<string>(keysAt(type, 'original'))]),
+);
 
 /** A record cut down to the fields the original level's records carry (catalog: `level: 'original'`). */
-function originalRecord(prefix: RecordPrefixName, record: Record<string, string | number>): Record<string, string | number> {
+function originalRecord(
+  prefix: RecordPrefixName,
+  record: Record<string, string | number>,
+): Record<string, string | number> {
   return Object.fromEntries(recordFields(prefix, 'original').map((k) => [k, record[k]!]));
 }
 
@@ -42,16 +64,24 @@ function volumeOnly(ctx: Ctx, row: VolumeRow): Field {
   const record = volumeRecord(ctx, row);
   let status = Number(record[RecordField.STATUS]);
   if (status === VolumeStatus.DELETING) status = VolumeStatus.AVAILABLE;
-  else if (status === VolumeStatus.AVAILABLE && ctx.store.attachment(row.id)?.state === 'attached') status = VolumeStatus.IN_USE;
-  return field(`${RecordPrefix.VOLUME}0`, originalRecord(RecordPrefix.VOLUME, { ...record, [RecordField.STATUS]: status }));
+  else if (status === VolumeStatus.AVAILABLE && ctx.store.attachment(row.id)?.state === 'attached')
+    status = VolumeStatus.IN_USE;
+  return field(
+    `${RecordPrefix.VOLUME}0`,
+    originalRecord(RecordPrefix.VOLUME, { ...record, [RecordField.STATUS]: status }),
+  );
 }
 
 function snapshotOnly(ctx: Ctx, row: SnapshotRow): Field {
   const record = snapshotRecord(ctx, row);
   const status = Number(record[RecordField.STATUS]);
-  return field(`${RecordPrefix.SNAPSHOT}0`, originalRecord(RecordPrefix.SNAPSHOT, {
-    ...record, [RecordField.STATUS]: status === SnapshotStatus.DELETING ? SnapshotStatus.AVAILABLE : status,
-  }));
+  return field(
+    `${RecordPrefix.SNAPSHOT}0`,
+    originalRecord(RecordPrefix.SNAPSHOT, {
+      ...record,
+      [RecordField.STATUS]: status === SnapshotStatus.DELETING ? SnapshotStatus.AVAILABLE : status,
+    }),
+  );
 }
 
 const notExist = (): VbsError => new VbsError(RetCode.NOT_EXIST, 'does not exist');
@@ -113,14 +143,21 @@ export function buildOriginalHandlers(ctx: Ctx): Map<string, Handler> {
 
   h.set(Requests.QUERY_POOLS_CAPABILITY.type, ({ params }) => {
     const count = params.int(Key.POOL_NUM, 0, 1000, 0);
-    const ids = params.fields.getAll(Key.POOL_ID).map((v) => v.trim()).filter((v) => v !== '');
+    const ids = params.fields
+      .getAll(Key.POOL_ID)
+      .map((v) => v.trim())
+      .filter((v) => v !== '');
     // Only the pools asked for by id, the first pool_num of them: the product had no "all pools".
     const pools = ids.slice(0, count).map((id) => {
       const pool = ctx.pools.get(id);
       if (!pool) throw new VbsError(RetCode.POOL_NOT_EXIST, `pool ${id} does not exist`);
       return pool;
     });
-    return ok(pools.map((pool, i) => field(`${RecordPrefix.POOL}${i}`, originalRecord(RecordPrefix.POOL, poolRecord(ctx, pool)))));
+    return ok(
+      pools.map((pool, i) =>
+        field(`${RecordPrefix.POOL}${i}`, originalRecord(RecordPrefix.POOL, poolRecord(ctx, pool))),
+      ),
+    );
   });
 
   return checkedAgainstCatalog(h, 'original');
@@ -136,7 +173,11 @@ export interface OriginalServerOptions {
  * One request of the original level, from its bytes to its reply. Keys the product did not know are dropped
  * before the handler sees them, so an extension key (auth_token, request_id, clone_type, ...) changes nothing.
  */
-export async function handleOriginalRequest(bytes: Buffer, options: OriginalServerOptions, counter: number): Promise<Buffer> {
+export async function handleOriginalRequest(
+  bytes: Buffer,
+  options: OriginalServerOptions,
+  counter: number,
+): Promise<Buffer> {
   const started = process.hrtime.bigint();
   let type = '';
   let reply: Reply;
@@ -151,7 +192,12 @@ export async function handleOriginalRequest(bytes: Buffer, options: OriginalServ
     const params = new Params(new Fields(req.fields.list.filter(([k]) => known.has(k))));
     let child: Logger | undefined;
     const log = (): Logger => (child ??= options.log.child({ request_id: `emu-${counter}`, req: type }));
-    reply = await handler({ params, get log() { return log(); } });
+    reply = await handler({
+      params,
+      get log() {
+        return log();
+      },
+    });
   } catch (err) {
     if (err instanceof VbsError && err.retcode === RetCode.NOT_EXIST && QUERIES.has(type)) {
       reply = { retcode: RetCode.NOT_EXIST, fields: [] };
@@ -165,7 +211,13 @@ export async function handleOriginalRequest(bytes: Buffer, options: OriginalServ
   }
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   // The log keeps what the wire does not say: why a request failed.
-  const entry = { request_id: `emu-${counter}`, req: type, retcode: reply.retcode, ms: Math.round(ms * 1000) / 1000, ...(why ? { why } : {}) };
+  const entry = {
+    request_id: `emu-${counter}`,
+    req: type,
+    retcode: reply.retcode,
+    ms: Math.round(ms * 1000) / 1000,
+    ...(why ? { why } : {}),
+  };
   if (isMutating(type)) options.log.info(entry, 'request');
   else if (options.log.isLevelEnabled('debug')) options.log.debug(entry, 'request');
   return encodeReply(reply.retcode, reply.fields);

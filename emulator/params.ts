@@ -22,7 +22,8 @@ export class Params {
 
   name(key: string): string {
     const v = this.req(key);
-    if (!isValidName(v)) throw invalid(key, 'must be 1-96 characters of [A-Za-z0-9_.-] starting with a letter or digit');
+    if (!isValidName(v))
+      throw invalid(key, 'must be 1-96 characters of [A-Za-z0-9_.-] starting with a letter or digit');
     return v;
   }
 
@@ -75,7 +76,8 @@ export class Params {
   /** Pagination: `marker` (a name or empty) and `limit` (1-1000, default 100). */
   page(): { marker: string; limit: number } {
     const marker = this.fields.get(Key.MARKER)?.trim() ?? '';
-    if (marker !== '' && !isValidName(marker)) throw invalid(Key.MARKER, 'must be empty or a name from a previous next_marker');
+    if (marker !== '' && !isValidName(marker))
+      throw invalid(Key.MARKER, 'must be empty or a name from a previous next_marker');
     return { marker, limit: this.int(Key.LIMIT, 1, 1000, 100) };
   }
 }

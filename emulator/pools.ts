@@ -1,7 +1,17 @@
 // Pools are LUNs: a block device or an image file, formatted XFS with reflink and loop-mounted at
 // <data>/pools/<pool>. Volumes are sparse files in volumes/, snapshots reflink copies in snapshots/, files
 // under construction live in .tmp/. Without root or XFS tools a pool is a plain directory that copies.
-import { existsSync, mkdirSync, readFileSync, statSync, statfsSync, truncateSync, openSync, closeSync, constants } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  statfsSync,
+  truncateSync,
+  openSync,
+  closeSync,
+  constants,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { PoolSpec, PoolType } from './config.js';
 import { findTool, run, ToolError } from './exec.js';
@@ -95,7 +105,8 @@ export interface MountEntry {
   source: string;
 }
 
-const unescapeMount = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+const unescapeMount = (s: string): string =>
+  s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 
 export function readMounts(): MountEntry[] {
   const out: MountEntry[] = [];
@@ -104,7 +115,11 @@ export function readMounts(): MountEntry[] {
     const parts = line.split(' ');
     const dash = parts.indexOf('-');
     if (dash < 0 || parts.length < dash + 3) continue;
-    out.push({ mountPoint: unescapeMount(parts[4]!), fsType: parts[dash + 1]!, source: unescapeMount(parts[dash + 2]!) });
+    out.push({
+      mountPoint: unescapeMount(parts[4]!),
+      fsType: parts[dash + 1]!,
+      source: unescapeMount(parts[dash + 2]!),
+    });
   }
   return out;
 }
@@ -116,7 +131,8 @@ export function detectPoolKind(requested: PoolType): { kind: PoolKind; reason: s
   if (process.getuid?.() !== 0) missing.push('root');
   if (!findTool('mkfs.xfs')) missing.push('mkfs.xfs (xfsprogs)');
   if (!existsSync('/dev/loop-control')) missing.push('/dev/loop-control');
-  if (missing.length === 0) return { kind: 'xfs-reflink', reason: requested === 'auto' ? 'root and XFS tools present' : 'forced' };
+  if (missing.length === 0)
+    return { kind: 'xfs-reflink', reason: requested === 'auto' ? 'root and XFS tools present' : 'forced' };
   if (requested === 'xfs-reflink') throw new Error(`--pool-type=xfs-reflink needs ${missing.join(', ')}`);
   return { kind: 'directory', reason: `missing ${missing.join(', ')}` };
 }
@@ -171,11 +187,15 @@ export async function preparePool(spec: PoolSpec, ctx: PoolSetupContext): Promis
   const mounted = ctx.mounts.filter((m) => m.mountPoint === root).pop();
   try {
     if (ctx.kind === 'directory') {
-      if (mounted) throw new Error(`a ${mounted.fsType} file system is mounted on ${root}; unmount it or use --pool-type=xfs-reflink`);
+      if (mounted)
+        throw new Error(
+          `a ${mounted.fsType} file system is mounted on ${root}; unmount it or use --pool-type=xfs-reflink`,
+        );
     } else if (mounted) {
       if (mounted.fsType !== 'xfs') throw new Error(`${root} holds a ${mounted.fsType} mount, not the pool's XFS`);
       const backing = /^\/dev\/loop\d+$/.test(mounted.source) ? backingFileOf(mounted.source) : mounted.source;
-      if (backing !== spec.lunPath) throw new Error(`${root} is mounted from ${backing ?? mounted.source}, not from ${spec.lunPath}`);
+      if (backing !== spec.lunPath)
+        throw new Error(`${root} is mounted from ${backing ?? mounted.source}, not from ${spec.lunPath}`);
       pool.lunDevice = /^\/dev\/loop\d+$/.test(mounted.source) ? mounted.source : '';
       log.debug({ mountPoint: root }, 'pool already mounted');
     } else {
@@ -188,12 +208,24 @@ export async function preparePool(spec: PoolSpec, ctx: PoolSetupContext): Promis
     return pool;
   }
   if (!row) {
-    ctx.store.insertPool({ name: spec.name, pool_type: ctx.kind, lun_path: pool.lunPath, size_bytes: spec.sizeBytes, created_at: Math.floor(Date.now() / 1000) });
+    ctx.store.insertPool({
+      name: spec.name,
+      pool_type: ctx.kind,
+      lun_path: pool.lunPath,
+      size_bytes: spec.sizeBytes,
+      created_at: Math.floor(Date.now() / 1000),
+    });
   }
   return pool;
 }
 
-async function mountXfsPool(pool: Pool, spec: PoolSpec, ctx: PoolSetupContext, log: Logger, known: boolean): Promise<void> {
+async function mountXfsPool(
+  pool: Pool,
+  spec: PoolSpec,
+  ctx: PoolSetupContext,
+  log: Logger,
+  known: boolean,
+): Promise<void> {
   const lun = spec.lunPath;
   const blockDevice = isBlockDevice(lun);
   let created = false;
@@ -225,7 +257,10 @@ async function mountXfsPool(pool: Pool, spec: PoolSpec, ctx: PoolSetupContext, l
       truncateSync(lun, spec.sizeBytes);
       grow = true;
     } else if (size > spec.sizeBytes) {
-      log.warn({ lun, size, configured: spec.sizeBytes }, 'LUN image is larger than the configured size; pools never shrink');
+      log.warn(
+        { lun, size, configured: spec.sizeBytes },
+        'LUN image is larger than the configured size; pools never shrink',
+      );
     }
   }
   const options = blockDevice ? 'noatime' : 'loop,noatime';
@@ -235,7 +270,9 @@ async function mountXfsPool(pool: Pool, spec: PoolSpec, ctx: PoolSetupContext, l
     ctx.store.updatePoolSize(spec.name, spec.sizeBytes);
     log.info({ sizeBytes: spec.sizeBytes }, 'grew the pool to its configured size');
   }
-  const entry = readMounts().filter((m) => m.mountPoint === pool.root).pop();
+  const entry = readMounts()
+    .filter((m) => m.mountPoint === pool.root)
+    .pop();
   pool.lunDevice = entry && /^\/dev\/loop\d+$/.test(entry.source) ? entry.source : '';
   log.info({ lun, mountPoint: pool.root, device: pool.lunDevice || lun }, 'mounted pool');
 }

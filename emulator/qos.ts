@@ -53,7 +53,12 @@ export class BlkioThrottle {
     if (!this.enabled) return;
     const iops = Math.max(0, Math.floor(limits.maxIops));
     const bps = Math.max(0, Math.floor(limits.maxMbps)) * 1_000_000;
-    const values: Record<(typeof FILES)[number], number> = { read_iops: iops, write_iops: iops, read_bps: bps, write_bps: bps };
+    const values: Record<(typeof FILES)[number], number> = {
+      read_iops: iops,
+      write_iops: iops,
+      read_bps: bps,
+      write_bps: bps,
+    };
     for (const f of FILES) {
       try {
         writeFileSync(this.file(f), `${major}:${minor} ${values[f]}\n`);

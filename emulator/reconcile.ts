@@ -37,7 +37,19 @@ async function unlinkQuiet(path: string): Promise<void> {
 
 export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<ReconcileReport> {
   const { store, log } = ctx;
-  const report: ReconcileReport = { finished: 0, rolledBack: 0, deleted: 0, faulted: 0, orphansRemoved: 0, tmpRemoved: 0, jobsFailed: 0, attachmentsFixed: 0, groupsRolledBack: 0, groupsDeleted: 0, thawed: 0 };
+  const report: ReconcileReport = {
+    finished: 0,
+    rolledBack: 0,
+    deleted: 0,
+    faulted: 0,
+    orphansRemoved: 0,
+    tmpRemoved: 0,
+    jobsFailed: 0,
+    attachmentsFixed: 0,
+    groupsRolledBack: 0,
+    groupsDeleted: 0,
+    thawed: 0,
+  };
   const usable = (name: string): Pool | undefined => {
     const pool = ctx.pools.get(name);
     return pool?.healthy ? pool : undefined;
@@ -47,7 +59,14 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
   // 1. Image jobs cannot resume: fail them and remove what they wrote.
   for (const job of store.runningJobs()) {
     for (const p of JSON.parse(job.tmp_paths || '[]') as string[]) await unlinkQuiet(p);
-    store.finishJob({ job_id: job.job_id, status: 'failed', error: 'the emulator restarted while the job ran', bytes_done: job.bytes_done, bytes_total: job.bytes_total, ended_at: Math.floor(Date.now() / 1000) });
+    store.finishJob({
+      job_id: job.job_id,
+      status: 'failed',
+      error: 'the emulator restarted while the job ran',
+      bytes_done: job.bytes_done,
+      bytes_total: job.bytes_total,
+      ended_at: Math.floor(Date.now() / 1000),
+    });
     report.jobsFailed++;
   }
 
@@ -127,8 +146,12 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
     });
     if (group.state === 'creating') report.groupsRolledBack++;
     else report.groupsDeleted++;
-    log.warn({ group: group.name, state: group.state, members: members.length }, group.state === 'creating'
-      ? 'rolled back an interrupted group snapshot (all members removed)' : 'finished an interrupted group snapshot delete');
+    log.warn(
+      { group: group.name, state: group.state, members: members.length },
+      group.state === 'creating'
+        ? 'rolled back an interrupted group snapshot (all members removed)'
+        : 'finished an interrupted group snapshot delete',
+    );
   }
 
   // 3. Snapshots.
@@ -163,8 +186,10 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
   //    not destroy the data.
   const volumeNames = new Map<string, Set<string>>();
   const snapshotNames = new Map<string, Set<string>>();
-  for (const v of store.allVolumes()) (volumeNames.get(v.pool) ?? volumeNames.set(v.pool, new Set()).get(v.pool)!).add(v.name);
-  for (const s of store.allSnapshots()) (snapshotNames.get(s.pool) ?? snapshotNames.set(s.pool, new Set()).get(s.pool)!).add(s.name);
+  for (const v of store.allVolumes())
+    (volumeNames.get(v.pool) ?? volumeNames.set(v.pool, new Set()).get(v.pool)!).add(v.name);
+  for (const s of store.allSnapshots())
+    (snapshotNames.get(s.pool) ?? snapshotNames.set(s.pool, new Set()).get(s.pool)!).add(s.name);
   for (const pool of ctx.pools.values()) {
     if (!pool.healthy) continue;
     for (const entry of readdirSync(pool.tmpDir)) {
@@ -208,15 +233,27 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
     const devices = byFile.get(path) ?? [];
     const current = devices.find((d) => d.device === att.device) ?? devices[0];
     if (att.state === 'detaching' || !current) {
-      if (current) await detachLoop(current.device).catch((err: unknown) => log.warn({ err, device: current.device }, 'cannot finish a detach'));
+      if (current)
+        await detachLoop(current.device).catch((err: unknown) =>
+          log.warn({ err, device: current.device }, 'cannot finish a detach'),
+        );
       store.deleteAttachment(att.vol_id);
       report.attachmentsFixed++;
-      log.warn({ volume: vol.name, device: att.device, state: att.state }, current ? 'finished an interrupted detach' : 'attached device is gone; dropped the record');
+      log.warn(
+        { volume: vol.name, device: att.device, state: att.state },
+        current ? 'finished an interrupted detach' : 'attached device is gone; dropped the record',
+      );
       continue;
     }
     claimed.add(current.device);
     if (att.state !== 'attached' || current.device !== att.device) {
-      store.upsertAttachment({ ...att, state: 'attached', device: current.device, dev_major: current.major, dev_minor: current.minor });
+      store.upsertAttachment({
+        ...att,
+        state: 'attached',
+        device: current.device,
+        dev_major: current.major,
+        dev_minor: current.minor,
+      });
       report.attachmentsFixed++;
       log.warn({ volume: vol.name, device: current.device }, 'finished an interrupted attach');
     }
@@ -231,12 +268,21 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
       const name = d.backFile.slice(prefix.length);
       const vol: VolumeRow | undefined = store.volume(name);
       if (!vol || vol.state !== 'available' || store.attachment(vol.id)) {
-        log.warn({ device: d.device, file: d.backFile }, 'loop device over a file that is not an attachable volume; left alone');
+        log.warn(
+          { device: d.device, file: d.backFile },
+          'loop device over a file that is not an attachable volume; left alone',
+        );
         continue;
       }
       store.upsertAttachment({
-        vol_id: vol.id, host_id: ctx.hostId, state: 'attached', device: d.device, dev_major: d.major, dev_minor: d.minor,
-        read_only: d.readOnly ? 1 : 0, attached_at: Math.floor(Date.now() / 1000),
+        vol_id: vol.id,
+        host_id: ctx.hostId,
+        state: 'attached',
+        device: d.device,
+        dev_major: d.major,
+        dev_minor: d.minor,
+        read_only: d.readOnly ? 1 : 0,
+        attached_at: Math.floor(Date.now() / 1000),
       });
       ctx.qos.apply(d.major, d.minor, { maxIops: vol.max_iops, maxMbps: vol.max_mbps });
       claimed.add(d.device);

@@ -33,13 +33,15 @@ function poolProblem(ctx: Ctx, poolName: string): string {
 export function volumeRecord(ctx: Ctx, row: VolumeRow, allocBytes?: number): Record<string, string | number> {
   const mappings = ctx.store.mappings(row.id);
   const pool = ctx.pools.get(row.pool);
-  const stat = allocBytes ?? (pool && pool.healthy && row.state !== 'creating' ? allocationOf(pool.volumePath(row.name)) : 0);
+  const stat =
+    allocBytes ?? (pool && pool.healthy && row.state !== 'creating' ? allocationOf(pool.volumePath(row.name)) : 0);
   // A file gone behind our back is reported at once; the next start's reconcile records it in the row.
   const missing = stat === undefined && row.state !== 'deleting' ? 'the volume file is missing from the pool' : '';
   const problem = row.state === 'fault' ? row.fault_reason : poolProblem(ctx, row.pool) || missing;
   const alloc = stat ?? 0;
   return {
-    [RecordField.STATUS]: problem && row.state !== 'deleting' ? VolumeStatus.FAULT : volumeStatus(row, mappings.length > 0),
+    [RecordField.STATUS]:
+      problem && row.state !== 'deleting' ? VolumeStatus.FAULT : volumeStatus(row, mappings.length > 0),
     [Key.VOL_NAME]: row.name,
     [Key.VOL_SIZE]: row.size_mb,
     [Key.POOL_ID]: row.pool,
@@ -70,10 +72,17 @@ export function snapshotRecord(ctx: Ctx, row: SnapshotRow): Record<string, strin
   const problem = row.state === 'fault' ? row.fault_reason : poolProblem(ctx, row.pool) || missing;
   let status: number;
   switch (row.state) {
-    case 'creating': status = SnapshotStatus.CREATING; break;
-    case 'deleting': status = SnapshotStatus.DELETING; break;
-    case 'fault': status = SnapshotStatus.FAULT; break;
-    default: status = problem ? SnapshotStatus.FAULT : dependents > 0 ? SnapshotStatus.IN_USE : SnapshotStatus.AVAILABLE;
+    case 'creating':
+      status = SnapshotStatus.CREATING;
+      break;
+    case 'deleting':
+      status = SnapshotStatus.DELETING;
+      break;
+    case 'fault':
+      status = SnapshotStatus.FAULT;
+      break;
+    default:
+      status = problem ? SnapshotStatus.FAULT : dependents > 0 ? SnapshotStatus.IN_USE : SnapshotStatus.AVAILABLE;
   }
   const alloc = stat ?? 0;
   return {
@@ -96,15 +105,22 @@ export function groupRecord(ctx: Ctx, row: GroupRow, members: SnapshotRow[]): Re
   const expected = row.vol_names === '' ? 0 : row.vol_names.split(':').length;
   let problem = row.state === 'deleting' ? '' : poolProblem(ctx, row.pool);
   if (!problem && row.state === 'available') {
-    if (members.length !== expected) problem = `${expected - members.length} of ${expected} member snapshots are missing`;
+    if (members.length !== expected)
+      problem = `${expected - members.length} of ${expected} member snapshots are missing`;
     for (const m of members) {
       if (problem) break;
       const rec = snapshotRecord(ctx, m);
       if (rec[RecordField.HEALTH] !== 'ok') problem = `member ${m.name}: ${rec[RecordField.FAULT_REASON]}`;
     }
   }
-  const status = row.state === 'creating' ? SnapshotStatus.CREATING : row.state === 'deleting' ? SnapshotStatus.DELETING
-    : problem ? SnapshotStatus.FAULT : SnapshotStatus.AVAILABLE;
+  const status =
+    row.state === 'creating'
+      ? SnapshotStatus.CREATING
+      : row.state === 'deleting'
+        ? SnapshotStatus.DELETING
+        : problem
+          ? SnapshotStatus.FAULT
+          : SnapshotStatus.AVAILABLE;
   return {
     [RecordField.STATUS]: status,
     [Key.GROUP_NAME]: row.name,
@@ -149,13 +165,19 @@ export function poolRecord(ctx: Ctx, pool: Pool): Record<string, string | number
     [RecordField.THICK_CAPACITY_MB]: Math.min(freeMb, thinCapacityMb),
     [RecordField.LINKED_CLONE]: pool.linkedClone ? 1 : 0,
     [RecordField.POOL_TYPE]: pool.kind,
-    [RecordField.HOSTS]: ctx.store.hosts().map((h) => h.host_id).join(':'),
+    [RecordField.HOSTS]: ctx.store
+      .hosts()
+      .map((h) => h.host_id)
+      .join(':'),
     [RecordField.HEALTH]: pool.healthy ? 'ok' : 'fault',
     [RecordField.FAULT_REASON]: pool.faultReason,
   };
 }
 
-export function jobRecord(row: JobRow, live?: { bytesDone: number; bytesTotal: number }): Record<string, string | number> {
+export function jobRecord(
+  row: JobRow,
+  live?: { bytesDone: number; bytesTotal: number },
+): Record<string, string | number> {
   return {
     job_id: row.job_id,
     job_type: row.job_type,

@@ -29,7 +29,8 @@ export class MalformedPathError extends UnsafePathError {
 }
 
 /** A path through an open descriptor: usable by this process and, as root, by its children. */
-export const fdPath = (fd: number, name?: string): string => `/proc/${process.pid}/fd/${fd}${name === undefined ? '' : `/${name}`}`;
+export const fdPath = (fd: number, name?: string): string =>
+  `/proc/${process.pid}/fd/${fd}${name === undefined ? '' : `/${name}`}`;
 
 /** The real path of what a descriptor holds, as the kernel tracks it. */
 export const realPathOf = (fd: number): string => readlinkSync(`/proc/self/fd/${fd}`);
@@ -57,7 +58,8 @@ function openStep(parentFd: number, name: string, flags: number): number {
     return openSync(fdPath(parentFd, name), flags);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ELOOP' || code === 'ENOTDIR') throw new UnsafePathError(`${name} is a symlink or not a directory (symlinks are not followed)`);
+    if (code === 'ELOOP' || code === 'ENOTDIR')
+      throw new UnsafePathError(`${name} is a symlink or not a directory (symlinks are not followed)`);
     if (code === 'ENOENT') throw new UnsafePathError(`${name} does not exist`);
     throw new UnsafePathError(`cannot open ${name}: ${code ?? (err as Error).message}`);
   }
@@ -125,7 +127,8 @@ function realOr(path: string): string {
 /** Which image directory `raw` names (spelt as configured or as its real path), and the components below it. */
 function locate(raw: string, key: string, dirs: ImageDirs): Located {
   if (!isAbsolute(raw)) throw new MalformedPathError(`${key}: must be an absolute path`);
-  if (normalize(raw) !== raw || raw.endsWith('/')) throw new MalformedPathError(`${key}: must be a normalised path (no ., .., // or trailing /)`);
+  if (normalize(raw) !== raw || raw.endsWith('/'))
+    throw new MalformedPathError(`${key}: must be a normalised path (no ., .., // or trailing /)`);
   for (const dir of dirs.dirs) {
     // The configured directory's own spelling may hold symlinks the operator set up; what lies below it may not.
     const real = realOr(dir);
@@ -138,7 +141,8 @@ function locate(raw: string, key: string, dirs: ImageDirs): Located {
 
 function checkNotForbidden(real: string, raw: string, key: string, dirs: ImageDirs): void {
   const exempt = dirs.allowedInside.some((a) => isInside(a, real));
-  if (!exempt && dirs.forbidden.some((f) => isInsideOrSame(f, real))) throw new UnsafePathError(`${key}: ${raw} is inside the emulator's data or pools`);
+  if (!exempt && dirs.forbidden.some((f) => isInsideOrSame(f, real)))
+    throw new UnsafePathError(`${key}: ${raw} is inside the emulator's data or pools`);
 }
 
 export interface OpenedImage {
@@ -178,12 +182,19 @@ export function openImageForRead(raw: string, key: string, dirs: ImageDirs): Ope
     const st = fstatSync(pathFd);
     if (st.isSymbolicLink()) throw new UnsafePathError(`${key}: ${raw} is a symlink (symlinks are not followed)`);
     if (!st.isFile()) throw new UnsafePathError(`${key}: ${raw} is not a regular file`);
-    if (!trusted && st.nlink > 1) throw new UnsafePathError(`${key}: ${raw} has ${st.nlink} links in a directory others can write; copy it instead of linking it`);
+    if (!trusted && st.nlink > 1)
+      throw new UnsafePathError(
+        `${key}: ${raw} has ${st.nlink} links in a directory others can write; copy it instead of linking it`,
+      );
     // Reopening the O_PATH descriptor opens that very inode; O_NONBLOCK in case it is not what fstat said.
-    const fd = openSync(`/proc/self/fd/${pathFd}`, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY | O_CLOEXEC);
+    const fd = openSync(
+      `/proc/self/fd/${pathFd}`,
+      constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY | O_CLOEXEC,
+    );
     try {
       const again = fstatSync(fd);
-      if (again.ino !== st.ino || again.dev !== st.dev || !again.isFile()) throw new UnsafePathError(`${key}: ${raw} changed while it was opened`);
+      if (again.ino !== st.ino || again.dev !== st.dev || !again.isFile())
+        throw new UnsafePathError(`${key}: ${raw} changed while it was opened`);
       const real = realPathOf(fd);
       if (!isInside(dirReal, real)) throw new UnsafePathError(`${key}: ${raw} is outside the image directories`);
       checkNotForbidden(real, raw, key, dirs);
@@ -227,7 +238,9 @@ export function openExportDir(raw: string, key: string, dirs: ImageDirs): Export
   }
   try {
     if (!chain.trusted) {
-      throw new UnsafePathError(`${key}: ${chain.untrustedAt} can be written by users other than root; exports go only into directories only root can change`);
+      throw new UnsafePathError(
+        `${key}: ${chain.untrustedAt} can be written by users other than root; exports go only into directories only root can change`,
+      );
     }
     const real = realPathOf(chain.fd);
     if (!isInsideOrSame(dirReal, real)) throw new UnsafePathError(`${key}: ${raw} is outside the image directories`);

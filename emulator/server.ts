@@ -7,7 +7,14 @@ import net from 'node:net';
 import { isKnownAt, isMutating, Key, ORIGINAL_GENERIC_FAILURE } from '../src/protocol/catalog.js';
 import { KV_METHODS, KvCode, MAX_KV_MESSAGE_BYTES, type KvMethod } from '../src/protocol/kv.js';
 import {
-  encodeReply, findRequestEnd, isValidName, MAX_REQUEST_BYTES, parseRequest, ProtocolError, RetCode, type Field,
+  encodeReply,
+  findRequestEnd,
+  isValidName,
+  MAX_REQUEST_BYTES,
+  parseRequest,
+  ProtocolError,
+  RetCode,
+  type Field,
 } from '../src/protocol/vbs.js';
 import type { AttachService, KvReply } from './attach.js';
 import type { EmulatorProtocol } from './config.js';
@@ -100,7 +107,9 @@ class OneShotServer {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         new Promise<void>((r) => this.idleWaiters.push(r)),
-        new Promise<void>((r) => { timer = setTimeout(r, timeoutMs); }),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, timeoutMs);
+        }),
       ]);
       clearTimeout(timer);
     }
@@ -140,17 +149,20 @@ class OneShotServer {
       clearTimeout(deadline);
       clearTimeout(quietTimer);
       this.inflight++;
-      framing.onRequest(bytes).then(respond, (err: unknown) => {
-        framing.log.error({ err }, 'request handling failed');
-        respond(undefined);
-      }).finally(() => {
-        this.inflight--;
-        if (this.inflight === 0) {
-          const waiters = this.idleWaiters;
-          this.idleWaiters = [];
-          for (const w of waiters) w();
-        }
-      });
+      framing
+        .onRequest(bytes)
+        .then(respond, (err: unknown) => {
+          framing.log.error({ err }, 'request handling failed');
+          respond(undefined);
+        })
+        .finally(() => {
+          this.inflight--;
+          if (this.inflight === 0) {
+            const waiters = this.idleWaiters;
+            this.idleWaiters = [];
+            for (const w of waiters) w();
+          }
+        });
     };
 
     socket.on('data', (chunk: Buffer) => {
@@ -241,11 +253,18 @@ export class ControlServer extends OneShotServer {
       maxBytes: MAX_REQUEST_BYTES,
       quietMs: options.quietMs,
       log: options.log,
-      tooLarge: () => original ? encodeReply(ORIGINAL_GENERIC_FAILURE)
-        : encodeReply(RetCode.TOO_LARGE, { [Key.RET_DESC]: `request exceeds ${MAX_REQUEST_BYTES} bytes` }),
-      onRequest: (bytes) => original
-        ? handleOriginalRequest(bytes, { handlers: options.handlers, log: options.log, stopping: options.stopping }, ++this.counter)
-        : this.handle(bytes, expected),
+      tooLarge: () =>
+        original
+          ? encodeReply(ORIGINAL_GENERIC_FAILURE)
+          : encodeReply(RetCode.TOO_LARGE, { [Key.RET_DESC]: `request exceeds ${MAX_REQUEST_BYTES} bytes` }),
+      onRequest: (bytes) =>
+        original
+          ? handleOriginalRequest(
+              bytes,
+              { handlers: options.handlers, log: options.log, stopping: options.stopping },
+              ++this.counter,
+            )
+          : this.handle(bytes, expected),
     });
   }
 
@@ -278,9 +297,15 @@ export class ControlServer extends OneShotServer {
       const handler = isKnownAt(type, 'extended') ? handlers.get(type) : undefined;
       if (!handler) throw new VbsError(RetCode.UNKNOWN_REQUEST, `unknown request type ${type}`);
       if (this.options.stopping()) throw new VbsError(RetCode.UNAVAILABLE, 'the VBS is shutting down; retry');
-      reply = await handler({ params: new Params(req.fields), get log() { return log(); } });
+      reply = await handler({
+        params: new Params(req.fields),
+        get log() {
+          return log();
+        },
+      });
     } catch (err) {
-      if (err instanceof VbsError) reply = { retcode: err.retcode, fields: [[Key.RET_DESC, err.message], ...err.fields] };
+      if (err instanceof VbsError)
+        reply = { retcode: err.retcode, fields: [[Key.RET_DESC, err.message], ...err.fields] };
       else if (err instanceof ProtocolError) reply = { retcode: err.retcode, fields: [[Key.RET_DESC, err.message]] };
       else {
         log().error({ err }, 'internal error');
@@ -290,7 +315,11 @@ export class ControlServer extends OneShotServer {
     const fields: Field[] = [...reply.fields];
     if (requestId !== undefined) fields.push([Key.REQUEST_ID, requestId]);
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    const entry = { retcode: reply.retcode, ms: Math.round(ms * 1000) / 1000, ...(reply.retcode !== 0 ? { ret_desc: reply.fields[0]?.[1] } : {}) };
+    const entry = {
+      retcode: reply.retcode,
+      ms: Math.round(ms * 1000) / 1000,
+      ...(reply.retcode !== 0 ? { ret_desc: reply.fields[0]?.[1] } : {}),
+    };
     if (reply.retcode === RetCode.INTERNAL) baseLog.error({ ...bindings, ...entry }, 'request failed');
     else if (isMutating(type)) baseLog.info({ ...bindings, ...entry }, 'request');
     else if (baseLog.isLevelEnabled('debug')) baseLog.debug({ ...bindings, ...entry }, 'request');
@@ -304,7 +333,9 @@ export function encodeKvReply(r: KvReply): Buffer {
   let text = `ret_code=${r.ret_code}\nret_desc="${desc}"\n`;
   if (r.dev_addr) text += `dev_addr=${r.dev_addr}\n`;
   const bytes = Buffer.from(text, 'utf8');
-  return bytes.length <= MAX_KV_MESSAGE_BYTES ? bytes : Buffer.from(`ret_code=${r.ret_code}\nret_desc="reply too long"\n`);
+  return bytes.length <= MAX_KV_MESSAGE_BYTES
+    ? bytes
+    : Buffer.from(`ret_code=${r.ret_code}\nret_desc="reply too long"\n`);
 }
 
 /** The KV data plane for sds_cli: `method=..\nvolume=..\n\n`. */
@@ -316,7 +347,11 @@ export class KvServer extends OneShotServer {
       maxBytes: MAX_KV_MESSAGE_BYTES,
       quietMs: 0,
       log,
-      tooLarge: () => encode(undefined, { ret_code: KvCode.BAD_ARGUMENTS, ret_desc: `request exceeds ${MAX_KV_MESSAGE_BYTES} bytes` }),
+      tooLarge: () =>
+        encode(undefined, {
+          ret_code: KvCode.BAD_ARGUMENTS,
+          ret_desc: `request exceeds ${MAX_KV_MESSAGE_BYTES} bytes`,
+        }),
       onRequest: async (bytes) => {
         const started = Date.now();
         const parsed = parseKvRequest(bytes);
@@ -324,14 +359,22 @@ export class KvServer extends OneShotServer {
         const reqLog = log.child({ request_id: parsed.requestId, kv: parsed.method, volume: parsed.volume });
         let result: KvReply;
         try {
-          result = parsed.method === 'attach' ? await attach.attach(parsed.volume)
-            : parsed.method === 'detach' ? await attach.detach(parsed.volume)
-              : await attach.querydev(parsed.volume);
+          result =
+            parsed.method === 'attach'
+              ? await attach.attach(parsed.volume)
+              : parsed.method === 'detach'
+                ? await attach.detach(parsed.volume)
+                : await attach.querydev(parsed.volume);
         } catch (err) {
           reqLog.error({ err }, 'kv request failed');
           result = { ret_code: KvCode.DEVICE_FAILED, ret_desc: `internal error: ${(err as Error).message}` };
         }
-        const entry = { ret_code: result.ret_code, dev_addr: result.dev_addr, ms: Date.now() - started, ...(result.ret_code !== 0 ? { ret_desc: result.ret_desc } : {}) };
+        const entry = {
+          ret_code: result.ret_code,
+          dev_addr: result.dev_addr,
+          ms: Date.now() - started,
+          ...(result.ret_code !== 0 ? { ret_desc: result.ret_desc } : {}),
+        };
         if (parsed.method === 'querydev') reqLog.debug(entry, 'kv request');
         else reqLog.info(entry, 'kv request');
         return encode(parsed.method, result);
@@ -353,7 +396,8 @@ function parseKvRequest(bytes: Buffer): { method: KvMethod; volume: string; requ
   }
   const method = values.get('method') ?? '';
   const volume = values.get('volume') ?? '';
-  if (!(KV_METHODS as readonly string[]).includes(method)) return { error: `method must be one of ${KV_METHODS.join(', ')}` };
+  if (!(KV_METHODS as readonly string[]).includes(method))
+    return { error: `method must be one of ${KV_METHODS.join(', ')}` };
   if (!isValidName(volume)) return { error: 'volume must be a volume name' };
   const rid = values.get('request_id');
   return { method: method as KvMethod, volume, requestId: rid && REQUEST_ID_PATTERN.test(rid) ? rid : undefined };

@@ -20,22 +20,36 @@ export async function createSnapshot(ctx: Ctx, name: string, volName: string): P
   const existing = ctx.store.snapshot(name);
   const holder = ctx.locks.holder(snapKey(name));
   if (existing) {
-    if (holder || existing.state === 'creating' || existing.state === 'deleting') throw busy(`snapshot ${name}`, holder ?? existing.state);
-    throw new VbsError(RetCode.ALREADY_EXISTS, `${Key.SNAP_NAME}: snapshot ${name} already exists`, [snapshotField(ctx, existing)]);
+    if (holder || existing.state === 'creating' || existing.state === 'deleting')
+      throw busy(`snapshot ${name}`, holder ?? existing.state);
+    throw new VbsError(RetCode.ALREADY_EXISTS, `${Key.SNAP_NAME}: snapshot ${name} already exists`, [
+      snapshotField(ctx, existing),
+    ]);
   }
   if (holder) throw busy(`snapshot ${name}`, holder);
   const vol = ctx.store.volume(volName);
   if (!vol) throw notExist(`volume ${volName}`);
-  if (vol.state === 'creating' || vol.state === 'extending' || vol.state === 'deleting') throw busy(`volume ${volName}`, vol.state);
+  if (vol.state === 'creating' || vol.state === 'extending' || vol.state === 'deleting')
+    throw busy(`volume ${volName}`, vol.state);
   if (vol.state === 'fault') throw new VbsError(RetCode.INTERNAL, `volume ${volName} is faulty: ${vol.fault_reason}`);
   const pool = usablePool(ctx, vol.pool);
   const src = pool.volumePath(vol.name);
   // A directory pool copies the data: it needs the space now.
   if (!pool.linkedClone) checkCapacity(ctx, pool, 0, allocatedBytes(src));
   const release = takeLocks(ctx, [snapKey(name), volKey(volName)], 'snapshot');
-  const id = orUndo(() => ctx.store.insertSnapshot({
-    name, vol_id: vol.id, vol_name: vol.name, pool: pool.name, size_mb: vol.size_mb, state: 'creating', create_time: nowSeconds(),
-  }), release);
+  const id = orUndo(
+    () =>
+      ctx.store.insertSnapshot({
+        name,
+        vol_id: vol.id,
+        vol_name: vol.name,
+        pool: pool.name,
+        size_mb: vol.size_mb,
+        state: 'creating',
+        create_time: nowSeconds(),
+      }),
+    release,
+  );
   const tmp = pool.tmpPath(`snap-${id}`);
   try {
     const att = ctx.store.attachment(vol.id);
@@ -62,7 +76,10 @@ export function deleteSnapshot(ctx: Ctx, name: string): Promise<boolean> {
   if (!row) throw notExist(`snapshot ${name}`);
   if (row.state === 'deleting') return Promise.resolve(false);
   if (row.group_name !== '' && ctx.store.group(row.group_name)) {
-    throw new VbsError(RetCode.GROUP_MEMBER, `${Key.SNAP_NAME}: snapshot ${name} belongs to group snapshot ${row.group_name}; delete the group instead`);
+    throw new VbsError(
+      RetCode.GROUP_MEMBER,
+      `${Key.SNAP_NAME}: snapshot ${name} belongs to group snapshot ${row.group_name}; delete the group instead`,
+    );
   }
   const holder = ctx.locks.holder(snapKey(name));
   if (holder || row.state === 'creating') throw busy(`snapshot ${name}`, holder ?? row.state);
@@ -72,7 +89,11 @@ export function deleteSnapshot(ctx: Ctx, name: string): Promise<boolean> {
 }
 
 /** A snapshot whose file may be read now (extent maps): cut, not being deleted, healthy. */
-export function readableSnapshot(ctx: Ctx, name: string, key: string): { row: SnapshotRow; path: string; sizeBytes: number } {
+export function readableSnapshot(
+  ctx: Ctx,
+  name: string,
+  key: string,
+): { row: SnapshotRow; path: string; sizeBytes: number } {
   const row = ctx.store.snapshot(name);
   if (!row || row.state === 'deleting') throw notExist(`${key}: snapshot ${name}`);
   if (row.state === 'creating') throw busy(`snapshot ${name}`, 'create');

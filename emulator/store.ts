@@ -199,15 +199,23 @@ export class Store {
       this.db.pragma('foreign_keys = OFF');
       // Checkpoints (which fsync) run less often; the WAL stays a few MB.
       this.db.pragma('wal_autocheckpoint = 2000');
-      const hadMeta = this.db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'meta'").get() as { n: number };
+      const hadMeta = this.db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'meta'").get() as {
+        n: number;
+      };
       this.db.exec(SCHEMA);
       // Databases from before jobs.error_code (the result code of a failed job, e.g. NO_SPACE).
       const jobColumns = this.db.prepare('PRAGMA table_info(jobs)').all() as Array<{ name: string }>;
-      if (!jobColumns.some((c) => c.name === 'error_code')) this.db.exec('ALTER TABLE jobs ADD COLUMN error_code INTEGER NOT NULL DEFAULT 0');
+      if (!jobColumns.some((c) => c.name === 'error_code'))
+        this.db.exec('ALTER TABLE jobs ADD COLUMN error_code INTEGER NOT NULL DEFAULT 0');
       this.fresh = hadMeta.n === 0;
-      this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING').run('schema_version', SCHEMA_VERSION);
+      this.db
+        .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING')
+        .run('schema_version', SCHEMA_VERSION);
       // Older databases: SCHEMA above added what they lack (CREATE ... IF NOT EXISTS); record the new version.
-      this.db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < CAST(? AS INTEGER)")
+      this.db
+        .prepare(
+          "UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < CAST(? AS INTEGER)",
+        )
         .run(SCHEMA_VERSION, SCHEMA_VERSION);
     } catch (err) {
       this.db.close();
@@ -225,36 +233,62 @@ export class Store {
         VALUES (@name, @pool, @size_mb, @thin, @state, @op, @src_type, @src_name, @src_id, @clone_type, @max_iops,
         @max_mbps, @io_priority, @io_class_id, @cache_policy, @create_time, @job_id)`),
       setVolumeState: db.prepare<[VolumeState, number]>('UPDATE volumes SET state = ? WHERE id = ?'),
-      setVolumeFault: db.prepare<[string, number]>("UPDATE volumes SET state = 'fault', fault_reason = ?, target_size_mb = NULL WHERE id = ?"),
-      beginExtend: db.prepare<[number, number], { pool: string; size_mb: number }>("UPDATE volumes SET state = 'extending', target_size_mb = ? WHERE id = ? RETURNING pool, size_mb"),
-      finishExtend: db.prepare<[number]>("UPDATE volumes SET state = 'available', size_mb = target_size_mb, target_size_mb = NULL WHERE id = ?"),
+      setVolumeFault: db.prepare<[string, number]>(
+        "UPDATE volumes SET state = 'fault', fault_reason = ?, target_size_mb = NULL WHERE id = ?",
+      ),
+      beginExtend: db.prepare<[number, number], { pool: string; size_mb: number }>(
+        "UPDATE volumes SET state = 'extending', target_size_mb = ? WHERE id = ? RETURNING pool, size_mb",
+      ),
+      finishExtend: db.prepare<[number]>(
+        "UPDATE volumes SET state = 'available', size_mb = target_size_mb, target_size_mb = NULL WHERE id = ?",
+      ),
       abortExtend: db.prepare<[number]>("UPDATE volumes SET state = 'available', target_size_mb = NULL WHERE id = ?"),
-      setQos: db.prepare('UPDATE volumes SET max_iops = @max_iops, max_mbps = @max_mbps, io_priority = @io_priority, cache_policy = @cache_policy WHERE id = @id'),
-      deleteVolume: db.prepare<[number], { pool: string; size_mb: number; target_size_mb: number | null }>('DELETE FROM volumes WHERE id = ? RETURNING pool, size_mb, target_size_mb'),
+      setQos: db.prepare(
+        'UPDATE volumes SET max_iops = @max_iops, max_mbps = @max_mbps, io_priority = @io_priority, cache_policy = @cache_policy WHERE id = @id',
+      ),
+      deleteVolume: db.prepare<[number], { pool: string; size_mb: number; target_size_mb: number | null }>(
+        'DELETE FROM volumes WHERE id = ? RETURNING pool, size_mb, target_size_mb',
+      ),
       deleteMappingsOf: db.prepare<[number]>('DELETE FROM mappings WHERE vol_id = ?'),
-      listVolumes: db.prepare<[string, number], VolumeRow>('SELECT * FROM volumes WHERE name > ? ORDER BY name LIMIT ?'),
-      listVolumesInPool: db.prepare<[string, string, number], VolumeRow>('SELECT * FROM volumes WHERE pool = ? AND name > ? ORDER BY name LIMIT ?'),
+      listVolumes: db.prepare<[string, number], VolumeRow>(
+        'SELECT * FROM volumes WHERE name > ? ORDER BY name LIMIT ?',
+      ),
+      listVolumesInPool: db.prepare<[string, string, number], VolumeRow>(
+        'SELECT * FROM volumes WHERE pool = ? AND name > ? ORDER BY name LIMIT ?',
+      ),
       allVolumes: db.prepare<[], VolumeRow>('SELECT * FROM volumes ORDER BY id'),
-      linkedDependents: db.prepare<[number], { n: number }>("SELECT count(*) AS n FROM volumes WHERE src_id = ? AND src_type = 'snapshot' AND clone_type = 'linked'"),
+      linkedDependents: db.prepare<[number], { n: number }>(
+        "SELECT count(*) AS n FROM volumes WHERE src_id = ? AND src_type = 'snapshot' AND clone_type = 'linked'",
+      ),
 
       snapshotByName: db.prepare<[string], SnapshotRow>('SELECT * FROM snapshots WHERE name = ?'),
-      insertSnapshot: db.prepare(`INSERT INTO snapshots (name, vol_id, vol_name, pool, size_mb, state, group_name, create_time)
+      insertSnapshot:
+        db.prepare(`INSERT INTO snapshots (name, vol_id, vol_name, pool, size_mb, state, group_name, create_time)
         VALUES (@name, @vol_id, @vol_name, @pool, @size_mb, @state, @group_name, @create_time)`),
       setSnapshotState: db.prepare<[SnapshotState, number]>('UPDATE snapshots SET state = ? WHERE id = ?'),
-      setSnapshotFault: db.prepare<[string, number]>("UPDATE snapshots SET state = 'fault', fault_reason = ? WHERE id = ?"),
+      setSnapshotFault: db.prepare<[string, number]>(
+        "UPDATE snapshots SET state = 'fault', fault_reason = ? WHERE id = ?",
+      ),
       deleteSnapshot: db.prepare<[number]>('DELETE FROM snapshots WHERE id = ?'),
       snapshotCount: db.prepare<[number], { n: number }>('SELECT count(*) AS n FROM snapshots WHERE vol_id = ?'),
-      listSnapshots: db.prepare<[string, number], SnapshotRow>('SELECT * FROM snapshots WHERE name > ? ORDER BY name LIMIT ?'),
-      listSnapshotsOfVolume: db.prepare<[string, string, number], SnapshotRow>('SELECT * FROM snapshots WHERE vol_name = ? AND name > ? ORDER BY name LIMIT ?'),
+      listSnapshots: db.prepare<[string, number], SnapshotRow>(
+        'SELECT * FROM snapshots WHERE name > ? ORDER BY name LIMIT ?',
+      ),
+      listSnapshotsOfVolume: db.prepare<[string, string, number], SnapshotRow>(
+        'SELECT * FROM snapshots WHERE vol_name = ? AND name > ? ORDER BY name LIMIT ?',
+      ),
       allSnapshots: db.prepare<[], SnapshotRow>('SELECT * FROM snapshots ORDER BY id'),
 
       mappingsOf: db.prepare<[number], MappingRow>('SELECT * FROM mappings WHERE vol_id = ? ORDER BY host_id'),
-      upsertMapping: db.prepare<[number, string, string]>('INSERT INTO mappings (vol_id, host_id, access_mode) VALUES (?, ?, ?) ON CONFLICT (vol_id, host_id) DO UPDATE SET access_mode = excluded.access_mode'),
+      upsertMapping: db.prepare<[number, string, string]>(
+        'INSERT INTO mappings (vol_id, host_id, access_mode) VALUES (?, ?, ?) ON CONFLICT (vol_id, host_id) DO UPDATE SET access_mode = excluded.access_mode',
+      ),
       deleteMapping: db.prepare<[number, string]>('DELETE FROM mappings WHERE vol_id = ? AND host_id = ?'),
 
       attachmentOf: db.prepare<[number], AttachmentRow>('SELECT * FROM attachments WHERE vol_id = ?'),
       allAttachments: db.prepare<[], AttachmentRow>('SELECT * FROM attachments'),
-      upsertAttachment: db.prepare(`INSERT INTO attachments (vol_id, host_id, state, device, dev_major, dev_minor, read_only, attached_at)
+      upsertAttachment:
+        db.prepare(`INSERT INTO attachments (vol_id, host_id, state, device, dev_major, dev_minor, read_only, attached_at)
         VALUES (@vol_id, @host_id, @state, @device, @dev_major, @dev_minor, @read_only, @attached_at)
         ON CONFLICT (vol_id) DO UPDATE SET host_id = excluded.host_id, state = excluded.state, device = excluded.device,
         dev_major = excluded.dev_major, dev_minor = excluded.dev_minor, read_only = excluded.read_only, attached_at = excluded.attached_at`),
@@ -263,19 +297,27 @@ export class Store {
 
       hosts: db.prepare<[], { host_id: string; local: number }>('SELECT * FROM hosts ORDER BY local DESC, host_id'),
       poolRow: db.prepare<[string], PoolRow>('SELECT * FROM pools WHERE name = ?'),
-      insertPool: db.prepare('INSERT INTO pools (name, pool_type, lun_path, size_bytes, created_at) VALUES (@name, @pool_type, @lun_path, @size_bytes, @created_at)'),
+      insertPool: db.prepare(
+        'INSERT INTO pools (name, pool_type, lun_path, size_bytes, created_at) VALUES (@name, @pool_type, @lun_path, @size_bytes, @created_at)',
+      ),
       updatePoolSize: db.prepare<[number, string]>('UPDATE pools SET size_bytes = ? WHERE name = ?'),
       poolHasObjects: db.prepare<[string, string], { n: number }>(
-        'SELECT (SELECT count(*) FROM volumes WHERE pool = ?) + (SELECT count(*) FROM snapshots WHERE pool = ?) AS n'),
+        'SELECT (SELECT count(*) FROM volumes WHERE pool = ?) + (SELECT count(*) FROM snapshots WHERE pool = ?) AS n',
+      ),
 
-      insertJob: db.prepare(`INSERT INTO jobs (job_id, job_type, status, vol_name, snap_name, vol_id, pool, image, image_format,
+      insertJob:
+        db.prepare(`INSERT INTO jobs (job_id, job_type, status, vol_name, snap_name, vol_id, pool, image, image_format,
         bytes_done, bytes_total, error, tmp_paths, started_at, ended_at) VALUES (@job_id, @job_type, @status, @vol_name,
         @snap_name, @vol_id, @pool, @image, @image_format, @bytes_done, @bytes_total, @error, @tmp_paths, @started_at, @ended_at)`),
       jobById: db.prepare<[string], JobRow>('SELECT * FROM jobs WHERE job_id = ?'),
       runningJobs: db.prepare<[], JobRow>("SELECT * FROM jobs WHERE status = 'running'"),
-      finishJob: db.prepare('UPDATE jobs SET status = @status, error = @error, error_code = @error_code, bytes_done = @bytes_done, bytes_total = @bytes_total, ended_at = @ended_at WHERE job_id = @job_id'),
+      finishJob: db.prepare(
+        'UPDATE jobs SET status = @status, error = @error, error_code = @error_code, bytes_done = @bytes_done, bytes_total = @bytes_total, ended_at = @ended_at WHERE job_id = @job_id',
+      ),
       setJobTmp: db.prepare<[string, string]>('UPDATE jobs SET tmp_paths = ? WHERE job_id = ?'),
-      setJobProgress: db.prepare<[number, number, string]>('UPDATE jobs SET bytes_done = ?, bytes_total = ? WHERE job_id = ?'),
+      setJobProgress: db.prepare<[number, number, string]>(
+        'UPDATE jobs SET bytes_done = ?, bytes_total = ? WHERE job_id = ?',
+      ),
       purgeJobs: db.prepare<[number]>("DELETE FROM jobs WHERE status != 'running' AND ended_at < ?"),
 
       groupByName: db.prepare<[string], GroupRow>('SELECT * FROM group_snapshots WHERE name = ?'),
@@ -286,7 +328,9 @@ export class Store {
       setGroupFrozen: db.prepare<[string, number]>('UPDATE group_snapshots SET frozen = ? WHERE id = ?'),
       setGroupFrozenNum: db.prepare<[number, number]>('UPDATE group_snapshots SET frozen_num = ? WHERE id = ?'),
       deleteGroup: db.prepare<[number]>('DELETE FROM group_snapshots WHERE id = ?'),
-      groupMembers: db.prepare<[string], SnapshotRow>("SELECT * FROM snapshots WHERE group_name = ? AND group_name != '' ORDER BY vol_name, name"),
+      groupMembers: db.prepare<[string], SnapshotRow>(
+        "SELECT * FROM snapshots WHERE group_name = ? AND group_name != '' ORDER BY vol_name, name",
+      ),
       releaseMembers: db.prepare<[string]>("UPDATE snapshots SET group_name = '' WHERE group_name = ?"),
     };
   }
@@ -314,29 +358,47 @@ export class Store {
   }
 
   // ---- volumes
-  volume(name: string): VolumeRow | undefined { return this.s.volumeByName.get(name); }
-  volumeById(id: number): VolumeRow | undefined { return this.s.volumeById.get(id); }
+  volume(name: string): VolumeRow | undefined {
+    return this.s.volumeByName.get(name);
+  }
+  volumeById(id: number): VolumeRow | undefined {
+    return this.s.volumeById.get(id);
+  }
   insertVolume(v: NewVolume): number {
     const id = Number(this.s.insertVolume.run(v).lastInsertRowid);
     this.adjust(v.pool, v.size_mb);
     return id;
   }
-  setVolumeState(id: number, state: VolumeState): void { this.s.setVolumeState.run(state, id); }
+  setVolumeState(id: number, state: VolumeState): void {
+    this.s.setVolumeState.run(state, id);
+  }
   /** Drops an extend target (fault, abort) and its share of the provisioned count. */
   private dropTarget(id: number, run: () => void): void {
     const row = this.s.volumeById.get(id);
     run();
     if (row?.target_size_mb != null) this.adjust(row.pool, -(Math.max(row.size_mb, row.target_size_mb) - row.size_mb));
   }
-  setVolumeFault(id: number, reason: string): void { this.dropTarget(id, () => this.s.setVolumeFault.run(reason, id)); }
+  setVolumeFault(id: number, reason: string): void {
+    this.dropTarget(id, () => this.s.setVolumeFault.run(reason, id));
+  }
   beginExtend(id: number, targetMb: number): void {
     const row = this.s.beginExtend.get(targetMb, id);
     if (row) this.adjust(row.pool, Math.max(0, targetMb - row.size_mb));
   }
-  finishExtend(id: number): void { this.s.finishExtend.run(id); }
-  abortExtend(id: number): void { this.dropTarget(id, () => this.s.abortExtend.run(id)); }
+  finishExtend(id: number): void {
+    this.s.finishExtend.run(id);
+  }
+  abortExtend(id: number): void {
+    this.dropTarget(id, () => this.s.abortExtend.run(id));
+  }
   setQos(id: number, q: Pick<VolumeRow, 'max_iops' | 'max_mbps' | 'io_priority' | 'cache_policy'>): void {
-    this.s.setQos.run({ id, max_iops: q.max_iops, max_mbps: q.max_mbps, io_priority: q.io_priority, cache_policy: q.cache_policy });
+    this.s.setQos.run({
+      id,
+      max_iops: q.max_iops,
+      max_mbps: q.max_mbps,
+      io_priority: q.io_priority,
+      cache_policy: q.cache_policy,
+    });
   }
   /** Drops a volume row with its mappings and attachment record. */
   deleteVolume(id: number): void {
@@ -345,39 +407,75 @@ export class Store {
     this.s.deleteMappingsOf.run(id);
     this.s.deleteAttachment.run(id);
   }
-  deleteMappingsOf(id: number): void { this.s.deleteMappingsOf.run(id); }
+  deleteMappingsOf(id: number): void {
+    this.s.deleteMappingsOf.run(id);
+  }
   listVolumes(marker: string, limit: number, pool?: string): VolumeRow[] {
     return pool ? this.s.listVolumesInPool.all(pool, marker, limit) : this.s.listVolumes.all(marker, limit);
   }
-  allVolumes(): VolumeRow[] { return this.s.allVolumes.all(); }
-  linkedDependents(snapshotId: number): number { return this.s.linkedDependents.get(snapshotId)!.n; }
+  allVolumes(): VolumeRow[] {
+    return this.s.allVolumes.all();
+  }
+  linkedDependents(snapshotId: number): number {
+    return this.s.linkedDependents.get(snapshotId)!.n;
+  }
 
   // ---- snapshots
-  snapshot(name: string): SnapshotRow | undefined { return this.s.snapshotByName.get(name); }
+  snapshot(name: string): SnapshotRow | undefined {
+    return this.s.snapshotByName.get(name);
+  }
   insertSnapshot(s: Omit<SnapshotRow, 'id' | 'group_name' | 'fault_reason'> & { group_name?: string }): number {
     return Number(this.s.insertSnapshot.run({ group_name: '', ...s }).lastInsertRowid);
   }
-  setSnapshotState(id: number, state: SnapshotState): void { this.s.setSnapshotState.run(state, id); }
-  setSnapshotFault(id: number, reason: string): void { this.s.setSnapshotFault.run(reason, id); }
-  deleteSnapshot(id: number): void { this.s.deleteSnapshot.run(id); }
-  snapshotCount(volId: number): number { return this.s.snapshotCount.get(volId)!.n; }
+  setSnapshotState(id: number, state: SnapshotState): void {
+    this.s.setSnapshotState.run(state, id);
+  }
+  setSnapshotFault(id: number, reason: string): void {
+    this.s.setSnapshotFault.run(reason, id);
+  }
+  deleteSnapshot(id: number): void {
+    this.s.deleteSnapshot.run(id);
+  }
+  snapshotCount(volId: number): number {
+    return this.s.snapshotCount.get(volId)!.n;
+  }
   listSnapshots(marker: string, limit: number, volName?: string): SnapshotRow[] {
     return volName ? this.s.listSnapshotsOfVolume.all(volName, marker, limit) : this.s.listSnapshots.all(marker, limit);
   }
-  allSnapshots(): SnapshotRow[] { return this.s.allSnapshots.all(); }
+  allSnapshots(): SnapshotRow[] {
+    return this.s.allSnapshots.all();
+  }
 
   // ---- mappings and attachments
-  mappings(volId: number): MappingRow[] { return this.s.mappingsOf.all(volId); }
-  upsertMapping(volId: number, hostId: string, mode: 'rw' | 'ro'): void { this.s.upsertMapping.run(volId, hostId, mode); }
-  deleteMapping(volId: number, hostId: string): void { this.s.deleteMapping.run(volId, hostId); }
-  attachment(volId: number): AttachmentRow | undefined { return this.s.attachmentOf.get(volId); }
-  allAttachments(): AttachmentRow[] { return this.s.allAttachments.all(); }
-  upsertAttachment(a: AttachmentRow): void { this.s.upsertAttachment.run(a); }
-  setAttachmentState(volId: number, state: AttachState): void { this.s.setAttachmentState.run(state, volId); }
-  deleteAttachment(volId: number): void { this.s.deleteAttachment.run(volId); }
+  mappings(volId: number): MappingRow[] {
+    return this.s.mappingsOf.all(volId);
+  }
+  upsertMapping(volId: number, hostId: string, mode: 'rw' | 'ro'): void {
+    this.s.upsertMapping.run(volId, hostId, mode);
+  }
+  deleteMapping(volId: number, hostId: string): void {
+    this.s.deleteMapping.run(volId, hostId);
+  }
+  attachment(volId: number): AttachmentRow | undefined {
+    return this.s.attachmentOf.get(volId);
+  }
+  allAttachments(): AttachmentRow[] {
+    return this.s.allAttachments.all();
+  }
+  upsertAttachment(a: AttachmentRow): void {
+    this.s.upsertAttachment.run(a);
+  }
+  setAttachmentState(volId: number, state: AttachState): void {
+    this.s.setAttachmentState.run(state, volId);
+  }
+  deleteAttachment(volId: number): void {
+    this.s.deleteAttachment.run(volId);
+  }
 
   // ---- hosts and pools
-  hosts(): { host_id: string; local: number }[] { return this.s.hosts.all(); }
+  hosts(): { host_id: string; local: number }[] {
+    return this.s.hosts.all();
+  }
   /** Replaces the host table with this VBS's host and the configured extra hosts. */
   setHosts(local: string, extra: readonly string[]): void {
     this.tx(() => {
@@ -387,42 +485,84 @@ export class Store {
       for (const h of extra) ins.run(h, 0);
     });
   }
-  provisionedMb(pool: string): number { return this.usage.get(pool) ?? 0; }
+  provisionedMb(pool: string): number {
+    return this.usage.get(pool) ?? 0;
+  }
   /** Counts the provisioned MiB of every pool from the rows (at start). */
   recountUsage(): void {
-    const rows = this.db.prepare<[], { pool: string; mb: number }>(
-      'SELECT pool, sum(max(size_mb, coalesce(target_size_mb, 0))) AS mb FROM volumes GROUP BY pool').all();
+    const rows = this.db
+      .prepare<[], { pool: string; mb: number }>(
+        'SELECT pool, sum(max(size_mb, coalesce(target_size_mb, 0))) AS mb FROM volumes GROUP BY pool',
+      )
+      .all();
     this.usage = new Map(rows.map((r) => [r.pool, r.mb]));
   }
-  poolRow(name: string): PoolRow | undefined { return this.s.poolRow.get(name); }
-  insertPool(p: PoolRow): void { this.s.insertPool.run(p); }
-  updatePoolSize(name: string, sizeBytes: number): void { this.s.updatePoolSize.run(sizeBytes, name); }
-  poolHasObjects(name: string): boolean { return this.s.poolHasObjects.get(name, name)!.n > 0; }
+  poolRow(name: string): PoolRow | undefined {
+    return this.s.poolRow.get(name);
+  }
+  insertPool(p: PoolRow): void {
+    this.s.insertPool.run(p);
+  }
+  updatePoolSize(name: string, sizeBytes: number): void {
+    this.s.updatePoolSize.run(sizeBytes, name);
+  }
+  poolHasObjects(name: string): boolean {
+    return this.s.poolHasObjects.get(name, name)!.n > 0;
+  }
 
   // ---- group snapshots (members are snapshot rows whose group_name is the group's name)
-  group(name: string): GroupRow | undefined { return this.s.groupByName.get(name); }
-  allGroups(): GroupRow[] { return this.s.allGroups.all(); }
+  group(name: string): GroupRow | undefined {
+    return this.s.groupByName.get(name);
+  }
+  allGroups(): GroupRow[] {
+    return this.s.allGroups.all();
+  }
   insertGroup(g: Pick<GroupRow, 'name' | 'pool' | 'state' | 'vol_names' | 'quiesce' | 'create_time'>): number {
     return Number(this.s.insertGroup.run(g).lastInsertRowid);
   }
-  setGroupState(id: number, state: GroupState): void { this.s.setGroupState.run(state, id); }
-  setGroupFrozen(id: number, mountPoints: readonly string[]): void { this.s.setGroupFrozen.run(JSON.stringify(mountPoints), id); }
-  setGroupFrozenNum(id: number, n: number): void { this.s.setGroupFrozenNum.run(n, id); }
+  setGroupState(id: number, state: GroupState): void {
+    this.s.setGroupState.run(state, id);
+  }
+  setGroupFrozen(id: number, mountPoints: readonly string[]): void {
+    this.s.setGroupFrozen.run(JSON.stringify(mountPoints), id);
+  }
+  setGroupFrozenNum(id: number, n: number): void {
+    this.s.setGroupFrozenNum.run(n, id);
+  }
   /** Drops the group row; members left behind (a failed delete) become ordinary snapshots. */
   deleteGroup(id: number, name: string): void {
     this.s.deleteGroup.run(id);
     this.s.releaseMembers.run(name);
   }
-  groupMembers(name: string): SnapshotRow[] { return this.s.groupMembers.all(name); }
+  groupMembers(name: string): SnapshotRow[] {
+    return this.s.groupMembers.all(name);
+  }
 
   // ---- jobs
-  insertJob(j: Omit<JobRow, 'error_code'>): void { this.s.insertJob.run(j); }
-  job(id: string): JobRow | undefined { return this.s.jobById.get(id); }
-  runningJobs(): JobRow[] { return this.s.runningJobs.all(); }
-  finishJob(j: Pick<JobRow, 'job_id' | 'status' | 'error' | 'bytes_done' | 'bytes_total'> & { ended_at: number; error_code?: number }): void {
+  insertJob(j: Omit<JobRow, 'error_code'>): void {
+    this.s.insertJob.run(j);
+  }
+  job(id: string): JobRow | undefined {
+    return this.s.jobById.get(id);
+  }
+  runningJobs(): JobRow[] {
+    return this.s.runningJobs.all();
+  }
+  finishJob(
+    j: Pick<JobRow, 'job_id' | 'status' | 'error' | 'bytes_done' | 'bytes_total'> & {
+      ended_at: number;
+      error_code?: number;
+    },
+  ): void {
     this.s.finishJob.run({ error_code: 0, ...j });
   }
-  setJobTmp(id: string, paths: string[]): void { this.s.setJobTmp.run(JSON.stringify(paths), id); }
-  setJobProgress(id: string, done: number, total: number): void { this.s.setJobProgress.run(done, total, id); }
-  purgeJobs(endedBefore: number): void { this.s.purgeJobs.run(endedBefore); }
+  setJobTmp(id: string, paths: string[]): void {
+    this.s.setJobTmp.run(JSON.stringify(paths), id);
+  }
+  setJobProgress(id: string, done: number, total: number): void {
+    this.s.setJobProgress.run(done, total, id);
+  }
+  purgeJobs(endedBefore: number): void {
+    this.s.purgeJobs.run(endedBefore);
+  }
 }

@@ -29,12 +29,16 @@ export function parseAllowlist(entries: readonly string[]): UrlAllowlist {
   const hosts = new Set<string>();
   const networks = new BlockList();
   for (const raw of entries) {
-    const entry = raw.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1');
+    const entry = raw
+      .trim()
+      .toLowerCase()
+      .replace(/^\[(.*)\]$/, '$1');
     const cidr = /^([^/]+)\/(\d{1,3})$/.exec(entry);
     if (cidr) {
       const family = isIP(cidr[1]!);
       const bits = Number(cidr[2]);
-      if (family === 0 || bits > (family === 4 ? 32 : 128)) throw new Error(`${JSON.stringify(raw)} is not a valid CIDR`);
+      if (family === 0 || bits > (family === 4 ? 32 : 128))
+        throw new Error(`${JSON.stringify(raw)} is not a valid CIDR`);
       networks.addSubnet(cidr[1]!, bits, family === 4 ? 'ipv4' : 'ipv6');
     } else if (isIP(entry)) {
       networks.addAddress(entry, isIP(entry) === 4 ? 'ipv4' : 'ipv6');
@@ -56,7 +60,10 @@ function normalise(address: string): { address: string; type: 'ipv4' | 'ipv6' } 
 
 /** Why connecting to `address` for `host` is refused, or undefined when it is allowed. */
 export function refusal(allow: UrlAllowlist, host: string, address: string): string | undefined {
-  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/\.$/, '');
+  const h = host
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/\.$/, '');
   if (allow.hosts.has(h)) return undefined;
   const { address: a, type } = normalise(address);
   if (isIP(a) === 0) return `${address} is not an IP address`;
@@ -69,7 +76,11 @@ export function refusal(allow: UrlAllowlist, host: string, address: string): str
 
 /** A `lookup` for http(s) requests that fails instead of answering an address that is refused. */
 export function guardedLookup(allow: UrlAllowlist): LookupFunction {
-  return ((hostname: string, options: LookupOptions, callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void) => {
+  return ((
+    hostname: string,
+    options: LookupOptions,
+    callback: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void,
+  ) => {
     dnsLookup(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) return callback(err, '', 0);
       const list = addresses as LookupAddress[];

@@ -5,7 +5,16 @@ import { promises as fsp, renameSync, unlinkSync } from 'node:fs';
 import { RetCode, type Field } from '../src/protocol/vbs.js';
 import { nowSeconds, poolOf, usablePool, type Ctx } from './context.js';
 import { busy, fromIoError, invalid, notExist, VbsError } from './errors.js';
-import { createSparseSync, fsyncPath, growSync, MiB, preallocate, reflink, sparseCopy, allocatedBytes } from './files.js';
+import {
+  createSparseSync,
+  fsyncPath,
+  growSync,
+  MiB,
+  preallocate,
+  reflink,
+  sparseCopy,
+  allocatedBytes,
+} from './files.js';
 import { volKey, snapKey } from './locks.js';
 import { flushDevice, refreshCapacity, setDirectIo } from './loopdev.js';
 import type { Params } from './params.js';
@@ -98,12 +107,18 @@ export function checkCapacity(ctx: Ctx, pool: Pool, addMb: number, needBytes: nu
   const ratio = ctx.config.maxOversubscription;
   const thinLeft = Math.max(0, Math.floor(totalMb * ratio) - ctx.store.provisionedMb(pool.name));
   if (addMb > thinLeft) {
-    throw new VbsError(RetCode.NO_SPACE, `${Key.VOL_SIZE}: pool ${pool.name} can provision ${thinLeft} MiB more (over-subscription ${ratio}), ${addMb} MiB asked`);
+    throw new VbsError(
+      RetCode.NO_SPACE,
+      `${Key.VOL_SIZE}: pool ${pool.name} can provision ${thinLeft} MiB more (over-subscription ${ratio}), ${addMb} MiB asked`,
+    );
   }
   if (needBytes > 0) {
     const free = pool.space().freeBytes - (ctx.thickReserved.get(pool.name) ?? 0);
     if (needBytes > free) {
-      throw new VbsError(RetCode.NO_SPACE, `${Key.VOL_SIZE}: pool ${pool.name} has ${Math.floor(Math.max(0, free) / MiB)} MiB free, ${Math.ceil(needBytes / MiB)} MiB needed`);
+      throw new VbsError(
+        RetCode.NO_SPACE,
+        `${Key.VOL_SIZE}: pool ${pool.name} has ${Math.floor(Math.max(0, free) / MiB)} MiB free, ${Math.ceil(needBytes / MiB)} MiB needed`,
+      );
     }
   }
 }
@@ -171,9 +186,17 @@ export async function createVolume(ctx: Ctx, spec: CreateSpec): Promise<VolumeRo
       });
       return ctx.store.volumeById(id)!;
     } catch (err) {
-      if (madeFile) try { unlinkSync(path); } catch { /* reconcile removes it */ }
+      if (madeFile)
+        try {
+          unlinkSync(path);
+        } catch {
+          /* reconcile removes it */
+        }
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new VbsError(RetCode.INTERNAL, `volume file of ${spec.name} exists without metadata; restart the emulator to reconcile`);
+        throw new VbsError(
+          RetCode.INTERNAL,
+          `volume file of ${spec.name} exists without metadata; restart the emulator to reconcile`,
+        );
       }
       throw fromIoError(err, `create volume ${spec.name}`);
     }
@@ -224,7 +247,8 @@ export async function cloneVolume(
     const snap = ctx.store.snapshot(source.name);
     if (!snap) throw notExist(`snapshot ${source.name}`);
     if (snap.state === 'creating' || snap.state === 'deleting') throw busy(`snapshot ${source.name}`, snap.state);
-    if (snap.state === 'fault') throw new VbsError(RetCode.INTERNAL, `snapshot ${source.name} is faulty: ${snap.fault_reason}`);
+    if (snap.state === 'fault')
+      throw new VbsError(RetCode.INTERNAL, `snapshot ${source.name} is faulty: ${snap.fault_reason}`);
     srcPool = snap.pool;
     srcSizeMb = snap.size_mb;
     srcId = snap.id;
@@ -232,8 +256,10 @@ export async function cloneVolume(
   } else {
     const vol = ctx.store.volume(source.name);
     if (!vol) throw notExist(`volume ${source.name}`);
-    if (vol.state === 'creating' || vol.state === 'extending' || vol.state === 'deleting') throw busy(`volume ${source.name}`, vol.state);
-    if (vol.state === 'fault') throw new VbsError(RetCode.INTERNAL, `volume ${source.name} is faulty: ${vol.fault_reason}`);
+    if (vol.state === 'creating' || vol.state === 'extending' || vol.state === 'deleting')
+      throw busy(`volume ${source.name}`, vol.state);
+    if (vol.state === 'fault')
+      throw new VbsError(RetCode.INTERNAL, `volume ${source.name} is faulty: ${vol.fault_reason}`);
     srcPool = vol.pool;
     srcSizeMb = vol.size_mb;
     srcId = vol.id;
@@ -243,10 +269,14 @@ export async function cloneVolume(
   }
   const spec = parseCreateSpec(ctx, p, false, srcPool);
   const sizeMb = spec.sizeMb ?? srcSizeMb;
-  if (sizeMb < srcSizeMb) throw new VbsError(smallerCode, `${Key.VOL_SIZE}: ${sizeMb} MiB is smaller than the source's ${srcSizeMb} MiB`);
+  if (sizeMb < srcSizeMb)
+    throw new VbsError(smallerCode, `${Key.VOL_SIZE}: ${sizeMb} MiB is smaller than the source's ${srcSizeMb} MiB`);
   const pool = usablePool(ctx, srcPool);
   if (cloneType === 'linked' && !pool.linkedClone) {
-    throw new VbsError(RetCode.NOT_SUPPORTED, `${Key.CLONE_TYPE}: pool ${pool.name} (${pool.kind}) cannot make linked clones; use clone_type=full`);
+    throw new VbsError(
+      RetCode.NOT_SUPPORTED,
+      `${Key.CLONE_TYPE}: pool ${pool.name} (${pool.kind}) cannot make linked clones; use clone_type=full`,
+    );
   }
   checkVolumeNameFree(ctx, spec.name);
   const copyBytes = cloneType === 'full' ? allocatedBytes(srcPath) : 0;
@@ -254,9 +284,19 @@ export async function cloneVolume(
   checkCapacity(ctx, pool, sizeMb, needBytes);
 
   const release = takeLocks(ctx, [volKey(spec.name), srcKey], cloneType === 'linked' ? 'linked clone' : 'full copy');
-  const id = orUndo(() => ctx.store.insertVolume(newVolume(spec, sizeMb, 'creating', {
-    op: 'clone', src_type: source.type, src_name: source.name, src_id: srcId, clone_type: cloneType,
-  })), release);
+  const id = orUndo(
+    () =>
+      ctx.store.insertVolume(
+        newVolume(spec, sizeMb, 'creating', {
+          op: 'clone',
+          src_type: source.type,
+          src_name: source.name,
+          src_id: srcId,
+          clone_type: cloneType,
+        }),
+      ),
+    release,
+  );
   const tmp = pool.tmpPath(`vol-${id}`);
   const unreserve = reserve(ctx, pool.name, needBytes, tmp);
   const path = pool.volumePath(spec.name);
@@ -290,10 +330,14 @@ export function deleteVolume(ctx: Ctx, name: string): Promise<boolean> {
   if (!row) throw notExist(`volume ${name}`);
   if (row.state === 'deleting') return Promise.resolve(false);
   const holder = ctx.locks.holder(volKey(name));
-  if (holder || row.state === 'creating' || row.state === 'extending') throw busy(`volume ${name}`, holder ?? row.state);
+  if (holder || row.state === 'creating' || row.state === 'extending')
+    throw busy(`volume ${name}`, holder ?? row.state);
   const att = ctx.store.attachment(row.id);
   if (att) {
-    throw new VbsError(RetCode.ATTACHED, `${Key.VOL_NAME}: volume ${name} is attached on host ${att.host_id}${att.device ? ` as ${att.device}` : ''}; detach it first`);
+    throw new VbsError(
+      RetCode.ATTACHED,
+      `${Key.VOL_NAME}: volume ${name} is attached on host ${att.host_id}${att.device ? ` as ${att.device}` : ''}; detach it first`,
+    );
   }
   ctx.store.tx(() => {
     ctx.store.setVolumeState(row.id, 'deleting');
@@ -311,7 +355,11 @@ export async function extendVolume(ctx: Ctx, name: string, newMb: number): Promi
     throw busy(`volume ${name}`, holder ?? row.state);
   }
   if (row.state === 'fault') throw new VbsError(RetCode.INTERNAL, `volume ${name} is faulty: ${row.fault_reason}`);
-  if (newMb < row.size_mb) throw new VbsError(RetCode.CANNOT_SHRINK, `${Key.VOL_SIZE}: ${newMb} MiB is smaller than the current ${row.size_mb} MiB`);
+  if (newMb < row.size_mb)
+    throw new VbsError(
+      RetCode.CANNOT_SHRINK,
+      `${Key.VOL_SIZE}: ${newMb} MiB is smaller than the current ${row.size_mb} MiB`,
+    );
   if (newMb === row.size_mb) return row;
   const pool = usablePool(ctx, row.pool);
   const deltaMb = newMb - row.size_mb;

@@ -23,15 +23,23 @@ for (const [k, v] of Object.entries(SOAK_DEFAULTS)) if (!env[k]) env[k] = v;
 execFileSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { cwd: root, stdio: 'inherit' });
 
 const files = [
-  'test/reliability-load.test.ts', 'test/reliability-faults.test.ts', 'test/reliability-node-kill.test.ts',
-  'test/reliability-bad-input.test.ts', 'test/reliability-wire-fuzz.test.ts', 'test/emulator-recovery.test.ts',
+  'test/reliability-load.test.ts',
+  'test/reliability-faults.test.ts',
+  'test/reliability-node-kill.test.ts',
+  'test/reliability-bad-input.test.ts',
+  'test/reliability-wire-fuzz.test.ts',
+  'test/emulator-recovery.test.ts',
 ];
 const started = Date.now();
-const child = spawn(process.execPath, [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...files, ...process.argv.slice(2)], {
-  cwd: root,
-  env,
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
+const child = spawn(
+  process.execPath,
+  [join(root, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...files, ...process.argv.slice(2)],
+  {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  },
+);
 const figures = new Set();
 let pending = '';
 child.stdout.on('data', (chunk) => {
@@ -39,10 +47,16 @@ child.stdout.on('data', (chunk) => {
   pending += chunk.toString();
   const lines = pending.split('\n');
   pending = lines.pop() ?? '';
-  for (const line of lines) if (line.includes('[reliability]') || line.includes('"msg":"reconciled"')) figures.add(line.replace(/\u001b\[[0-9;]*m/g, '').trim());
+  for (const line of lines)
+    if (line.includes('[reliability]') || line.includes('"msg":"reconciled"'))
+      figures.add(line.replace(/\u001b\[[0-9;]*m/g, '').trim());
 });
 child.on('exit', (code) => {
-  const settings = Object.keys(SOAK_DEFAULTS).map((k) => `${k}=${env[k]}`).join(' ');
-  process.stdout.write(`\n== soak figures (${settings}; ${Math.round((Date.now() - started) / 1000)} s) ==\n${[...figures].join('\n')}\n`);
+  const settings = Object.keys(SOAK_DEFAULTS)
+    .map((k) => `${k}=${env[k]}`)
+    .join(' ');
+  process.stdout.write(
+    `\n== soak figures (${settings}; ${Math.round((Date.now() - started) / 1000)} s) ==\n${[...figures].join('\n')}\n`,
+  );
   process.exit(code ?? 1);
 });

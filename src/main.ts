@@ -16,7 +16,12 @@ import { nodeService, type NodeDeps } from './node/node.js';
 import { SdsClient } from './sds/client.js';
 import { negotiateLevel } from './sds/level.js';
 import type { ProtocolLevel } from './protocol/catalog.js';
-import { defaultSdsCliPath, EmbeddedEmulator, makeEmbeddedToken, EmulatorStartInterrupted } from './server/embedded-emulator.js';
+import {
+  defaultSdsCliPath,
+  EmbeddedEmulator,
+  makeEmbeddedToken,
+  EmulatorStartInterrupted,
+} from './server/embedded-emulator.js';
 import { makeContextFactory } from './server/rpc.js';
 import { CsiServer, parseUnixEndpoint, type CsiServices } from './server/server.js';
 import { StopRequest } from './server/stop-request.js';
@@ -50,7 +55,10 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
     } catch (err) {
       // Stopped and waited for: nothing of the emulator is left.
       if (!(err instanceof EmulatorStartInterrupted)) throw err;
-      log.info({ signal: stopRequest.requestedBy, dataDir: config.dataDir }, 'start interrupted: the embedded emulator is stopped');
+      log.info(
+        { signal: stopRequest.requestedBy, dataDir: config.dataDir },
+        'start interrupted: the embedded emulator is stopped',
+      );
       return 0;
     }
     // The node side finds the emulator's data plane through these (sds_cli reads SDS_KV_SOCKET).
@@ -68,7 +76,9 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
   try {
     // The metrics room is loaded only when it is used (prom-client is not free to load).
     const metricsRoom = config.metricsAddress ? await import('./metrics/index.js') : undefined;
-    const metrics = metricsRoom && new metricsRoom.DriverMetrics({ version: packageVersion(), mode: config.mode, driverName: config.driverName });
+    const metrics =
+      metricsRoom &&
+      new metricsRoom.DriverMetrics({ version: packageVersion(), mode: config.mode, driverName: config.driverName });
     backend = new SdsClient({
       addresses: config.vbsUrl ?? (emulator ? `unix://${emulator.info.controlSocket}` : '127.0.0.1'),
       defaultPort: config.vbsPort,
@@ -109,22 +119,35 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
         services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
       }
     }
-    if (config.mode === 'node' || config.mode === 'all') services.node = nodeService(await nodeDeps(config, sds, log, metrics), rpc);
+    if (config.mode === 'node' || config.mode === 'all')
+      services.node = nodeService(await nodeDeps(config, sds, log, metrics), rpc);
     server.register(services);
     let draining = false;
     if (metricsRoom && metrics) {
       // Pool and volume figures come from the controller: every node would report the same ones.
-      if (config.mode !== 'node') metrics.watchBackend(sds, { ...metricsRoom.BACKEND_STATS_DEFAULTS, log: log.child({ room: 'metrics' }) });
-      const health = (): Promise<ProbeResult> => (draining ? Promise.resolve({ ready: false, reason: 'shutting down' }) : probe());
+      if (config.mode !== 'node')
+        metrics.watchBackend(sds, { ...metricsRoom.BACKEND_STATS_DEFAULTS, log: log.child({ room: 'metrics' }) });
+      const health = (): Promise<ProbeResult> =>
+        draining ? Promise.resolve({ ready: false, reason: 'shutting down' }) : probe();
       // Before the CSI socket: a taken port stops the start before anything is served.
-      ops = await metricsRoom.OpsHttpServer.start({ address: config.metricsAddress, registry: metrics.registry, health, log });
+      ops = await metricsRoom.OpsHttpServer.start({
+        address: config.metricsAddress,
+        registry: metrics.registry,
+        health,
+        log,
+      });
     }
     await server.listen(config.endpointMode);
     log.info(
       {
-        mode: config.mode, endpoint: config.endpoint, driver: config.driverName, version: packageVersion(),
+        mode: config.mode,
+        endpoint: config.endpoint,
+        driver: config.driverName,
+        version: packageVersion(),
         metrics: ops ? `http://${ops.address}/metrics` : 'off',
-        ...(emulator ? { emulator: config.dataDir, vbsSocket: emulator.info.controlSocket, kvSocket: emulator.info.kvSocket } : {}),
+        ...(emulator
+          ? { emulator: config.dataDir, vbsSocket: emulator.info.controlSocket, kvSocket: emulator.info.kvSocket }
+          : {}),
       },
       'sdshypervisor-csi started',
     );
@@ -157,7 +180,10 @@ async function negotiate(sds: SdsClient, config: DriverConfig, log: Logger): Pro
   process.once('SIGTERM', onStopSignal);
   let negotiated;
   try {
-    negotiated = await negotiateLevel(sds, config.vbsProtocol, { signal: stop.signal, onUnreachable: (attempt, message) => log.warn({ attempt }, message) });
+    negotiated = await negotiateLevel(sds, config.vbsProtocol, {
+      signal: stop.signal,
+      onUnreachable: (attempt, message) => log.warn({ attempt }, message),
+    });
   } catch (err) {
     if (stop.signal.aborted) return undefined;
     throw err;
@@ -166,10 +192,21 @@ async function negotiate(sds: SdsClient, config: DriverConfig, log: Logger): Pro
     process.off('SIGTERM', onStopSignal);
   }
   sds.setLevel(negotiated.level);
-  if (negotiated.how === 'assumed') log.warn('the VBS did not answer: the extended protocol level is assumed (set --vbs-protocol to be sure)');
-  log.info({ level: negotiated.level, how: negotiated.how, pools: config.vbsPools, capabilities: negotiated.system?.capabilities }, 'VBS protocol level');
+  if (negotiated.how === 'assumed')
+    log.warn('the VBS did not answer: the extended protocol level is assumed (set --vbs-protocol to be sure)');
+  log.info(
+    {
+      level: negotiated.level,
+      how: negotiated.how,
+      pools: config.vbsPools,
+      capabilities: negotiated.system?.capabilities,
+    },
+    'VBS protocol level',
+  );
   if (negotiated.level === 'original' && config.vbsPools.length === 0) {
-    log.warn('the VBS speaks the original protocol level and no --vbs-pools are configured: the driver asks for all pools, which the product may answer with none');
+    log.warn(
+      'the VBS speaks the original protocol level and no --vbs-pools are configured: the driver asks for all pools, which the product may answer with none',
+    );
   }
   return negotiated.level;
 }
@@ -178,22 +215,39 @@ async function negotiate(sds: SdsClient, config: DriverConfig, log: Logger): Pro
  * The node service's collaborators: the KV connector (its sds_cli finds the VBS's data plane through
  * SDS_KV_SOCKET, set above in all mode), the back end for the host id, and the Node's labels for topology.
  */
-async function nodeDeps(config: DriverConfig, backend: SdsClient, log: Logger, metrics: DriverMetrics | undefined): Promise<NodeDeps> {
+async function nodeDeps(
+  config: DriverConfig,
+  backend: SdsClient,
+  log: Logger,
+  metrics: DriverMetrics | undefined,
+): Promise<NodeDeps> {
   const original = backend.level === 'original';
   const connector = new KvConnector({
     cliPath: config.sdsCli,
     originalCli: original,
-    ...(original ? { volumeExists: async (name: string, signal?: AbortSignal) => (await backend.getVolume(name, signal ? { signal } : {})) !== undefined } : {}),
+    ...(original
+      ? {
+          volumeExists: async (name: string, signal?: AbortSignal) =>
+            (await backend.getVolume(name, signal ? { signal } : {})) !== undefined,
+        }
+      : {}),
     logger: log.child({ room: 'connector' }),
     ...(metrics ? { observer: metrics.connector } : {}),
   });
   let topologyLabels: NodeDeps['topologyLabels'];
   if (config.topologyLabels.length > 0) {
     const kube = await openKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
-    if (!kube.enabled) log.warn({ topologyLabels: config.topologyLabels }, '--topology-labels is set but Kubernetes is off: NodeGetInfo will fail until a kubeconfig or in-cluster config is available');
+    if (!kube.enabled)
+      log.warn(
+        { topologyLabels: config.topologyLabels },
+        '--topology-labels is set but Kubernetes is off: NodeGetInfo will fail until a kubeconfig or in-cluster config is available',
+      );
     topologyLabels = (signal) => kube.readNodeTopology(config.nodeName, config.topologyLabels, { signal });
   }
-  log.info({ sdsCli: connector.cli, kvSocket: process.env.SDS_KV_SOCKET, hostId: config.hostId ?? '(asked of the VBS)' }, 'node service: data plane');
+  log.info(
+    { sdsCli: connector.cli, kvSocket: process.env.SDS_KV_SOCKET, hostId: config.hostId ?? '(asked of the VBS)' },
+    'node service: data plane',
+  );
   return {
     connector,
     backend,
@@ -227,7 +281,11 @@ async function main(argv: string[]): Promise<number> {
     // The export tool keeps the default signal actions (a Ctrl-C stops it; its copies are atomic).
     stopRequest.dispose();
     if (stopRequest.requestedBy) return 1;
-    return runExport(argv.slice(1), { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t), env: process.env });
+    return runExport(argv.slice(1), {
+      stdout: (t) => process.stdout.write(t),
+      stderr: (t) => process.stderr.write(t),
+      env: process.env,
+    });
   }
   let parsed;
   try {

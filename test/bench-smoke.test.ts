@@ -12,8 +12,26 @@ import { cleanEnv } from './support/stack.js';
 const run = promisify(execFile);
 
 interface Report {
-  meta: { date: string; cpu: string; cores: number; ramGiB: number; kernel: string; node: string; loadAtStart: number; loadAtEnd: number };
-  figures: Array<{ section: string; name: string; value: number; unit: string; load: number; latency?: Record<string, number>; floor?: { name: string; value: number }; ratio?: number }>;
+  meta: {
+    date: string;
+    cpu: string;
+    cores: number;
+    ramGiB: number;
+    kernel: string;
+    node: string;
+    loadAtStart: number;
+    loadAtEnd: number;
+  };
+  figures: Array<{
+    section: string;
+    name: string;
+    value: number;
+    unit: string;
+    load: number;
+    latency?: Record<string, number>;
+    floor?: { name: string; value: number };
+    ratio?: number;
+  }>;
   targets: Array<{ name: string; wanted: string; measured: string; met: boolean }>;
   notes: string[];
 }
@@ -25,11 +43,15 @@ describe('npm run bench -- --quick', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'bench-smoke-'));
     const json = join(dir, 'report.json');
-    ({ stdout } = await run(process.execPath, [join(projectRoot(), 'dist', 'bench', 'run.js'), '--quick', '--json', json], {
-      env: cleanEnv(),
-      maxBuffer: 16 * 1024 * 1024,
-      timeout: 120_000,
-    }));
+    ({ stdout } = await run(
+      process.execPath,
+      [join(projectRoot(), 'dist', 'bench', 'run.js'), '--quick', '--json', json],
+      {
+        env: cleanEnv(),
+        maxBuffer: 16 * 1024 * 1024,
+        timeout: 120_000,
+      },
+    ));
     report = JSON.parse(await readFile(json, 'utf8')) as Report;
   }, 150_000);
   afterAll(async () => {
@@ -44,15 +66,37 @@ describe('npm run bench -- --quick', () => {
 
   it('writes the machine, every section with its floors, and the targets', () => {
     expect(Date.parse(report.meta.date)).not.toBeNaN();
-    expect(report.meta).toMatchObject({ cores: expect.any(Number), node: process.version, cpu: expect.any(String), kernel: expect.any(String) });
+    expect(report.meta).toMatchObject({
+      cores: expect.any(Number),
+      node: process.version,
+      cpu: expect.any(String),
+      kernel: expect.any(String),
+    });
     const names = new Set(report.figures.map((f) => `${f.section}/${f.name}`));
     for (const name of [
-      'rss/node-idle', 'rss/controller-idle', 'rss/controller-under-load', 'rss/node-under-load',
-      'floor/grpc-empty-c16', 'floor/socket-api-c16', 'floor/emulator-pairs-c16', 'floor/sds-cli-querydev', 'floor/mount-bind', 'floor/node-start',
-      'startup/probe-ready-controller', 'startup/probe-ready-node', 'startup/probe-ready-all',
-      'create-delete/pairs-c1', 'create-delete/pairs-c16', 'create-delete/pairs-c64',
-      'snapshot/create-snapshot', 'snapshot/linked-clone', 'first-stage/ext4-1GiB', 'first-stage/xfs-1GiB', 'stage/stage+publish',
-      'snapshot-delta/xfs-reflink-0.25GiB', 'snapshot-delta/directory-0.25GiB',
+      'rss/node-idle',
+      'rss/controller-idle',
+      'rss/controller-under-load',
+      'rss/node-under-load',
+      'floor/grpc-empty-c16',
+      'floor/socket-api-c16',
+      'floor/emulator-pairs-c16',
+      'floor/sds-cli-querydev',
+      'floor/mount-bind',
+      'floor/node-start',
+      'startup/probe-ready-controller',
+      'startup/probe-ready-node',
+      'startup/probe-ready-all',
+      'create-delete/pairs-c1',
+      'create-delete/pairs-c16',
+      'create-delete/pairs-c64',
+      'snapshot/create-snapshot',
+      'snapshot/linked-clone',
+      'first-stage/ext4-1GiB',
+      'first-stage/xfs-1GiB',
+      'stage/stage+publish',
+      'snapshot-delta/xfs-reflink-0.25GiB',
+      'snapshot-delta/directory-0.25GiB',
     ]) {
       expect(names, name).toContain(name);
     }

@@ -17,11 +17,18 @@ const GiB = 1024 * MiB;
 const HOST_KEY = 'topology.sdshypervisor.io/host';
 const POOL_BYTES = 4 * GiB;
 
-const mountCap = (mode: NonNullable<VolumeCapability['access_mode']>['mode'] = 'SINGLE_NODE_WRITER', fsType = 'ext4'): VolumeCapability => ({
-  mount: { fs_type: fsType }, access_mode: { mode },
+const mountCap = (
+  mode: NonNullable<VolumeCapability['access_mode']>['mode'] = 'SINGLE_NODE_WRITER',
+  fsType = 'ext4',
+): VolumeCapability => ({
+  mount: { fs_type: fsType },
+  access_mode: { mode },
 });
-const blockCap = (mode: NonNullable<VolumeCapability['access_mode']>['mode'] = 'SINGLE_NODE_WRITER'): VolumeCapability => ({
-  block: {}, access_mode: { mode },
+const blockCap = (
+  mode: NonNullable<VolumeCapability['access_mode']>['mode'] = 'SINGLE_NODE_WRITER',
+): VolumeCapability => ({
+  block: {},
+  access_mode: { mode },
 });
 const segment = (host: string, extra: Record<string, string> = {}) => ({ segments: { [HOST_KEY]: host, ...extra } });
 
@@ -30,12 +37,22 @@ let ctl: ControllerApi;
 const unique = (prefix = 'pvc') => `${prefix}-${randomUUID()}`;
 
 async function createVolume(name = unique(), extra: Record<string, unknown> = {}) {
-  const res = await ctl.CreateVolume({ name, volume_capabilities: [mountCap()], capacity_range: { required_bytes: String(16 * MiB) }, ...extra });
+  const res = await ctl.CreateVolume({
+    name,
+    volume_capabilities: [mountCap()],
+    capacity_range: { required_bytes: String(16 * MiB) },
+    ...extra,
+  });
   return res.volume!;
 }
 
 beforeAll(async () => {
-  stack = await startStack({ mode: 'controller', level: 'extended', extraHosts: ['host-b', 'host-c'], pools: [`pool0:${POOL_BYTES / GiB}G`] });
+  stack = await startStack({
+    mode: 'controller',
+    level: 'extended',
+    extraHosts: ['host-b', 'host-c'],
+    pools: [`pool0:${POOL_BYTES / GiB}G`],
+  });
   ctl = stack.csi.controller;
 });
 
@@ -48,9 +65,21 @@ describe('ControllerGetCapabilities', () => {
     const res = await ctl.ControllerGetCapabilities({});
     expect(res.capabilities.map((c) => c.rpc?.type).sort()).toEqual(
       [
-        'CREATE_DELETE_VOLUME', 'PUBLISH_UNPUBLISH_VOLUME', 'LIST_VOLUMES', 'GET_CAPACITY', 'CREATE_DELETE_SNAPSHOT', 'LIST_SNAPSHOTS',
-        'CLONE_VOLUME', 'PUBLISH_READONLY', 'EXPAND_VOLUME', 'LIST_VOLUMES_PUBLISHED_NODES', 'VOLUME_CONDITION', 'GET_VOLUME',
-        'SINGLE_NODE_MULTI_WRITER', 'MODIFY_VOLUME', 'GET_SNAPSHOT',
+        'CREATE_DELETE_VOLUME',
+        'PUBLISH_UNPUBLISH_VOLUME',
+        'LIST_VOLUMES',
+        'GET_CAPACITY',
+        'CREATE_DELETE_SNAPSHOT',
+        'LIST_SNAPSHOTS',
+        'CLONE_VOLUME',
+        'PUBLISH_READONLY',
+        'EXPAND_VOLUME',
+        'LIST_VOLUMES_PUBLISHED_NODES',
+        'VOLUME_CONDITION',
+        'GET_VOLUME',
+        'SINGLE_NODE_MULTI_WRITER',
+        'MODIFY_VOLUME',
+        'GET_SNAPSHOT',
       ].sort(),
     );
   });
@@ -61,15 +90,43 @@ describe('CreateVolume', () => {
     const cases: Array<[string, Record<string, unknown>, RegExp]> = [
       ['no name', { volume_capabilities: [mountCap()] }, /name is required/],
       ['no capabilities', { name: unique() }, /volume_capabilities is required/],
-      ['a capability without access mode', { name: unique(), volume_capabilities: [{ mount: {} }] }, /access_mode is required/],
-      ['a capability without access type', { name: unique(), volume_capabilities: [{ access_mode: { mode: 'SINGLE_NODE_WRITER' } }] }, /access_type/],
-      ['MULTI_NODE_MULTI_WRITER', { name: unique(), volume_capabilities: [mountCap('MULTI_NODE_MULTI_WRITER')] }, /MULTI_NODE_MULTI_WRITER is not supported/],
-      ['MULTI_NODE_SINGLE_WRITER', { name: unique(), volume_capabilities: [blockCap('MULTI_NODE_SINGLE_WRITER')] }, /MULTI_NODE_SINGLE_WRITER is not supported/],
-      ['an unsupported fs_type', { name: unique(), volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'btrfs')] }, /fs_type "btrfs"/],
+      [
+        'a capability without access mode',
+        { name: unique(), volume_capabilities: [{ mount: {} }] },
+        /access_mode is required/,
+      ],
+      [
+        'a capability without access type',
+        { name: unique(), volume_capabilities: [{ access_mode: { mode: 'SINGLE_NODE_WRITER' } }] },
+        /access_type/,
+      ],
+      [
+        'MULTI_NODE_MULTI_WRITER',
+        { name: unique(), volume_capabilities: [mountCap('MULTI_NODE_MULTI_WRITER')] },
+        /MULTI_NODE_MULTI_WRITER is not supported/,
+      ],
+      [
+        'MULTI_NODE_SINGLE_WRITER',
+        { name: unique(), volume_capabilities: [blockCap('MULTI_NODE_SINGLE_WRITER')] },
+        /MULTI_NODE_SINGLE_WRITER is not supported/,
+      ],
+      [
+        'an unsupported fs_type',
+        { name: unique(), volume_capabilities: [mountCap('SINGLE_NODE_WRITER', 'btrfs')] },
+        /fs_type "btrfs"/,
+      ],
       ['a name with a control character', { name: 'pvc-\u0007bell', volume_capabilities: [mountCap()] }, /U\+0007/],
       ['a name of 129 bytes', { name: 'n'.repeat(129), volume_capabilities: [mountCap()] }, /129 bytes/],
-      ['a negative size', { name: unique(), volume_capabilities: [mountCap()], capacity_range: { required_bytes: '-1' } }, /must not be negative/],
-      ['a snapshot source without id', { name: unique(), volume_capabilities: [mountCap()], volume_content_source: { snapshot: {} } }, /snapshot_id is required/],
+      [
+        'a negative size',
+        { name: unique(), volume_capabilities: [mountCap()], capacity_range: { required_bytes: '-1' } },
+        /must not be negative/,
+      ],
+      [
+        'a snapshot source without id',
+        { name: unique(), volume_capabilities: [mountCap()], volume_content_source: { snapshot: {} } },
+        /snapshot_id is required/,
+      ],
     ];
     for (const [what, request, message] of cases) {
       const f = await failure(ctl.CreateVolume(request));
@@ -79,30 +136,63 @@ describe('CreateVolume', () => {
   });
 
   it('names an unknown StorageClass parameter or a bad value, and accepts Kubernetes metadata keys', async () => {
-    const unknown = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], parameters: { replicas: '3' } }));
+    const unknown = await failure(
+      ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], parameters: { replicas: '3' } }),
+    );
     expect(unknown.code).toBe(status.INVALID_ARGUMENT);
     expect(unknown.message).toContain('"replicas"');
-    for (const [key, value] of [['maxIOPS', 'lots'], ['thin', 'maybe'], ['cloneMode', 'deep'], ['cache', 'all'], ['qosLevel', 'max'], ['fsType', 'ntfs'], ['pool', 'a/b']]) {
-      const f = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], parameters: { [key!]: value! } }));
+    for (const [key, value] of [
+      ['maxIOPS', 'lots'],
+      ['thin', 'maybe'],
+      ['cloneMode', 'deep'],
+      ['cache', 'all'],
+      ['qosLevel', 'max'],
+      ['fsType', 'ntfs'],
+      ['pool', 'a/b'],
+    ]) {
+      const f = await failure(
+        ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], parameters: { [key!]: value! } }),
+      );
       expect(f.code).toBe(status.INVALID_ARGUMENT);
       expect(f.message).toContain(`parameters.${key}`);
     }
-    const badMutable = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], mutable_parameters: { pool: 'pool0' } }));
+    const badMutable = await failure(
+      ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], mutable_parameters: { pool: 'pool0' } }),
+    );
     expect(badMutable.message).toMatch(/mutable_parameters: unknown key "pool"/);
     const ok = await createVolume(unique(), {
-      parameters: { 'csi.storage.k8s.io/pvc/name': 'data', 'csi.storage.k8s.io/pvc/namespace': 'default', 'csi.storage.k8s.io/pv/name': 'pv', fsType: 'xfs' },
+      parameters: {
+        'csi.storage.k8s.io/pvc/name': 'data',
+        'csi.storage.k8s.io/pvc/namespace': 'default',
+        'csi.storage.k8s.io/pv/name': 'pv',
+        fsType: 'xfs',
+      },
       volume_capabilities: [{ mount: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
     });
     expect(ok.volume_context).toEqual({ fsType: 'xfs' });
   });
 
   it('provisions 1 GiB by default, rounds up to whole MiB and honours limit_bytes', async () => {
-    expect((await ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()] })).volume?.capacity_bytes).toBe(String(GiB));
+    expect((await ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()] })).volume?.capacity_bytes).toBe(
+      String(GiB),
+    );
     // A filesystem volume is at least its filesystem's minimum (ext4: 8 MiB); above it, whole MiB.
-    expect((await createVolume(unique(), { capacity_range: { required_bytes: '1' } })).capacity_bytes).toBe(String(8 * MiB));
-    expect((await createVolume(unique(), { capacity_range: { required_bytes: String(9 * MiB + 1) } })).capacity_bytes).toBe(String(10 * MiB));
-    expect((await createVolume(unique(), { capacity_range: { required_bytes: String(8 * MiB), limit_bytes: String(8 * MiB) } })).capacity_bytes).toBe(String(8 * MiB));
-    expect((await createVolume(unique(), { capacity_range: { limit_bytes: String(20 * MiB + 7) } })).capacity_bytes).toBe(String(20 * MiB));
+    expect((await createVolume(unique(), { capacity_range: { required_bytes: '1' } })).capacity_bytes).toBe(
+      String(8 * MiB),
+    );
+    expect(
+      (await createVolume(unique(), { capacity_range: { required_bytes: String(9 * MiB + 1) } })).capacity_bytes,
+    ).toBe(String(10 * MiB));
+    expect(
+      (
+        await createVolume(unique(), {
+          capacity_range: { required_bytes: String(8 * MiB), limit_bytes: String(8 * MiB) },
+        })
+      ).capacity_bytes,
+    ).toBe(String(8 * MiB));
+    expect(
+      (await createVolume(unique(), { capacity_range: { limit_bytes: String(20 * MiB + 7) } })).capacity_bytes,
+    ).toBe(String(20 * MiB));
     for (const range of [
       { required_bytes: String(10 * MiB), limit_bytes: String(5 * MiB) },
       { required_bytes: String(MiB + 1), limit_bytes: String(MiB + 100) },
@@ -110,13 +200,20 @@ describe('CreateVolume', () => {
       { required_bytes: String(POOL_BYTES * 4 + GiB) },
       { required_bytes: '9223372036854775807' },
     ]) {
-      const f = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], capacity_range: range }));
+      const f = await failure(
+        ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], capacity_range: range }),
+      );
       expect({ range, code: f.codeName }).toEqual({ range, code: 'OUT_OF_RANGE' });
     }
     // A thick volume can never be larger than the pool itself.
-    const thick = await failure(ctl.CreateVolume({
-      name: unique(), volume_capabilities: [mountCap()], parameters: { thin: 'false' }, capacity_range: { required_bytes: String(POOL_BYTES + GiB) },
-    }));
+    const thick = await failure(
+      ctl.CreateVolume({
+        name: unique(),
+        volume_capabilities: [mountCap()],
+        parameters: { thin: 'false' },
+        capacity_range: { required_bytes: String(POOL_BYTES + GiB) },
+      }),
+    );
     expect(thick.code).toBe(status.OUT_OF_RANGE);
   });
 
@@ -124,9 +221,19 @@ describe('CreateVolume', () => {
     const cap = await ctl.GetCapacity({});
     const available = Number(cap.available_capacity);
     const name = unique();
-    const big = await ctl.CreateVolume({ name, volume_capabilities: [blockCap()], capacity_range: { required_bytes: String(available - 64 * MiB) } });
+    const big = await ctl.CreateVolume({
+      name,
+      volume_capabilities: [blockCap()],
+      capacity_range: { required_bytes: String(available - 64 * MiB) },
+    });
     try {
-      const f = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [blockCap()], capacity_range: { required_bytes: String(128 * MiB) } }));
+      const f = await failure(
+        ctl.CreateVolume({
+          name: unique(),
+          volume_capabilities: [blockCap()],
+          capacity_range: { required_bytes: String(128 * MiB) },
+        }),
+      );
       expect(f.code).toBe(status.RESOURCE_EXHAUSTED);
     } finally {
       await ctl.DeleteVolume({ volume_id: big.volume!.volume_id });
@@ -135,12 +242,24 @@ describe('CreateVolume', () => {
 
   it('is idempotent by name and refuses incompatible repeats with ALREADY_EXISTS', async () => {
     const name = unique();
-    const request = { name, volume_capabilities: [mountCap()], capacity_range: { required_bytes: String(32 * MiB) }, parameters: { maxIOPS: '100' } };
+    const request = {
+      name,
+      volume_capabilities: [mountCap()],
+      capacity_range: { required_bytes: String(32 * MiB) },
+      parameters: { maxIOPS: '100' },
+    };
     const first = await ctl.CreateVolume(request);
     const again = await ctl.CreateVolume(request);
     expect(again).toEqual(first);
     // A range that includes the existing size is compatible.
-    expect((await ctl.CreateVolume({ ...request, capacity_range: { required_bytes: String(16 * MiB), limit_bytes: String(64 * MiB) } })).volume?.volume_id).toBe(name);
+    expect(
+      (
+        await ctl.CreateVolume({
+          ...request,
+          capacity_range: { required_bytes: String(16 * MiB), limit_bytes: String(64 * MiB) },
+        })
+      ).volume?.volume_id,
+    ).toBe(name);
     const changes: Array<Partial<CreateVolumeRequest>> = [
       { capacity_range: { required_bytes: String(64 * MiB) } },
       { capacity_range: { required_bytes: String(8 * MiB), limit_bytes: String(16 * MiB) } },
@@ -172,21 +291,40 @@ describe('CreateVolume', () => {
       mutable_parameters: { maxIOPS: '900' },
     });
     const record = await backendVolume(stack.vbsSocket, v.volume_id);
-    expect(record).toMatchObject({ max_iops: '900', max_mbps: '40', IOPRIORITY: '1', cache_policy: 'read', thin_flag: '1' });
+    expect(record).toMatchObject({
+      max_iops: '900',
+      max_mbps: '40',
+      IOPRIORITY: '1',
+      cache_policy: 'read',
+      thin_flag: '1',
+    });
     const thick = await createVolume(unique(), { parameters: { thin: 'false' } });
     expect((await backendVolume(stack.vbsSocket, thick.volume_id))?.thin_flag).toBe('0');
   });
 
   it('places volumes by topology and reports the hosts they are reachable from', async () => {
-    const v = await createVolume(unique(), { accessibility_requirements: { requisite: [segment('host-b', { 'topology.kubernetes.io/zone': 'z1' })], preferred: [segment('host-b')] } });
+    const v = await createVolume(unique(), {
+      accessibility_requirements: {
+        requisite: [segment('host-b', { 'topology.kubernetes.io/zone': 'z1' })],
+        preferred: [segment('host-b')],
+      },
+    });
     expect(v.accessible_topology.map((t) => t.segments[HOST_KEY])).toContain('host-b');
     // Segments without our key neither select nor exclude a pool.
-    await createVolume(unique(), { accessibility_requirements: { requisite: [{ segments: { 'topology.kubernetes.io/zone': 'z9' } }], preferred: [] } });
-    const f = await failure(ctl.CreateVolume({
-      name: unique(), volume_capabilities: [mountCap()], accessibility_requirements: { requisite: [segment('host-nowhere')], preferred: [] },
-    }));
+    await createVolume(unique(), {
+      accessibility_requirements: { requisite: [{ segments: { 'topology.kubernetes.io/zone': 'z9' } }], preferred: [] },
+    });
+    const f = await failure(
+      ctl.CreateVolume({
+        name: unique(),
+        volume_capabilities: [mountCap()],
+        accessibility_requirements: { requisite: [segment('host-nowhere')], preferred: [] },
+      }),
+    );
     expect(f.code).toBe(status.RESOURCE_EXHAUSTED);
-    const unknownPool = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], parameters: { pool: 'pool9' } }));
+    const unknownPool = await failure(
+      ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], parameters: { pool: 'pool9' } }),
+    );
     expect(unknownPool.code).toBe(status.INVALID_ARGUMENT);
     expect(unknownPool.message).toContain('parameters.pool');
   });
@@ -196,35 +334,79 @@ describe('CreateVolume', () => {
     const snap = (await ctl.CreateSnapshot({ name: unique('snap'), source_volume_id: source.volume_id })).snapshot!;
     const src = { snapshot: { snapshot_id: snap.snapshot_id } };
 
-    const linked = await ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], volume_content_source: src });
+    const linked = await ctl.CreateVolume({
+      name: unique(),
+      volume_capabilities: [mountCap()],
+      volume_content_source: src,
+    });
     expect(linked.volume?.capacity_bytes).toBe(String(32 * MiB));
     expect(linked.volume?.content_source?.snapshot?.snapshot_id).toBe(snap.snapshot_id);
-    expect((await backendVolume(stack.vbsSocket, linked.volume!.volume_id))).toMatchObject({ src_type: 'snapshot', src_name: snap.snapshot_id, clone_type: 'linked' });
+    expect(await backendVolume(stack.vbsSocket, linked.volume!.volume_id)).toMatchObject({
+      src_type: 'snapshot',
+      src_name: snap.snapshot_id,
+      clone_type: 'linked',
+    });
 
     const full = await ctl.CreateVolume({
-      name: unique(), volume_capabilities: [mountCap()], volume_content_source: src, parameters: { cloneMode: 'full' },
+      name: unique(),
+      volume_capabilities: [mountCap()],
+      volume_content_source: src,
+      parameters: { cloneMode: 'full' },
       capacity_range: { required_bytes: String(48 * MiB) },
     });
     expect(full.volume?.capacity_bytes).toBe(String(48 * MiB));
     expect((await backendVolume(stack.vbsSocket, full.volume!.volume_id))?.clone_type).toBe('full');
 
-    const smaller = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], volume_content_source: src, capacity_range: { required_bytes: String(16 * MiB) } }));
+    const smaller = await failure(
+      ctl.CreateVolume({
+        name: unique(),
+        volume_capabilities: [mountCap()],
+        volume_content_source: src,
+        capacity_range: { required_bytes: String(16 * MiB) },
+      }),
+    );
     expect(smaller.code).toBe(status.OUT_OF_RANGE);
-    const limited = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], volume_content_source: src, capacity_range: { limit_bytes: String(16 * MiB) } }));
+    const limited = await failure(
+      ctl.CreateVolume({
+        name: unique(),
+        volume_capabilities: [mountCap()],
+        volume_content_source: src,
+        capacity_range: { limit_bytes: String(16 * MiB) },
+      }),
+    );
     expect(limited.code).toBe(status.OUT_OF_RANGE);
     for (const id of ['snapshot-does-not-exist', '../../etc/passwd', 'x'.repeat(300)]) {
-      const missing = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], volume_content_source: { snapshot: { snapshot_id: id } } }));
+      const missing = await failure(
+        ctl.CreateVolume({
+          name: unique(),
+          volume_capabilities: [mountCap()],
+          volume_content_source: { snapshot: { snapshot_id: id } },
+        }),
+      );
       expect(missing.code).toBe(status.NOT_FOUND);
     }
   });
 
   it('clones a volume and answers NOT_FOUND for a missing source volume', async () => {
     const source = await createVolume(unique(), { capacity_range: { required_bytes: String(24 * MiB) } });
-    const clone = await ctl.CreateVolume({ name: unique(), volume_capabilities: [blockCap()], volume_content_source: { volume: { volume_id: source.volume_id } } });
+    const clone = await ctl.CreateVolume({
+      name: unique(),
+      volume_capabilities: [blockCap()],
+      volume_content_source: { volume: { volume_id: source.volume_id } },
+    });
     expect(clone.volume?.content_source?.volume?.volume_id).toBe(source.volume_id);
     expect(clone.volume?.capacity_bytes).toBe(String(24 * MiB));
-    expect(await backendVolume(stack.vbsSocket, clone.volume!.volume_id)).toMatchObject({ src_type: 'volume', src_name: source.volume_id });
-    const missing = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [blockCap()], volume_content_source: { volume: { volume_id: 'pvc-missing' } } }));
+    expect(await backendVolume(stack.vbsSocket, clone.volume!.volume_id)).toMatchObject({
+      src_type: 'volume',
+      src_name: source.volume_id,
+    });
+    const missing = await failure(
+      ctl.CreateVolume({
+        name: unique(),
+        volume_capabilities: [blockCap()],
+        volume_content_source: { volume: { volume_id: 'pvc-missing' } },
+      }),
+    );
     expect(missing.code).toBe(status.NOT_FOUND);
   });
 
@@ -235,16 +417,28 @@ describe('CreateVolume', () => {
     await writeFile(image, data);
     const sha256 = createHash('sha256').update(data).digest('hex');
     const name = unique();
-    const request = { name, volume_capabilities: [blockCap()], parameters: { imageSource: image, imageChecksum: `sha256:${sha256}` } };
+    const request = {
+      name,
+      volume_capabilities: [blockCap()],
+      parameters: { imageSource: image, imageChecksum: `sha256:${sha256}` },
+    };
     const created = await ctl.CreateVolume(request);
     expect(created.volume?.capacity_bytes).toBe(String(4 * MiB)); // the image's size rounded up to whole MiB
     expect(await backendVolume(stack.vbsSocket, name)).toMatchObject({ src_type: 'image', status: '1' });
     expect(await ctl.CreateVolume(request)).toEqual(created);
 
-    const wrongSum = await failure(ctl.CreateVolume({ ...request, name: unique(), parameters: { imageSource: image, imageChecksum: `sha256:${'0'.repeat(64)}` } }));
+    const wrongSum = await failure(
+      ctl.CreateVolume({
+        ...request,
+        name: unique(),
+        parameters: { imageSource: image, imageChecksum: `sha256:${'0'.repeat(64)}` },
+      }),
+    );
     expect(wrongSum.code).toBe(status.INVALID_ARGUMENT);
     expect(wrongSum.message).toMatch(/imageSource/);
-    const outside = await failure(ctl.CreateVolume({ ...request, name: unique(), parameters: { imageSource: '/etc/hostname' } }));
+    const outside = await failure(
+      ctl.CreateVolume({ ...request, name: unique(), parameters: { imageSource: '/etc/hostname' } }),
+    );
     expect(outside.code).toBe(status.INVALID_ARGUMENT);
     const names = await backendVolumeNames(stack.vbsSocket);
     expect(names.filter((n) => n === name)).toHaveLength(1);
@@ -271,14 +465,35 @@ describe('CreateVolume', () => {
     let pending: ReturnType<typeof settle> | undefined;
     let pendingOther: ReturnType<typeof settle> | undefined;
     try {
-      pending = settle(ctl.CreateVolume({ name, volume_capabilities: [mountCap()], capacity_range: { required_bytes: String(8 * MiB) } }));
-      pendingOther = settle(ctl.ControllerExpandVolume({ volume_id: existing.volume_id, capacity_range: { required_bytes: String(32 * MiB) } }));
+      pending = settle(
+        ctl.CreateVolume({
+          name,
+          volume_capabilities: [mountCap()],
+          capacity_range: { required_bytes: String(8 * MiB) },
+        }),
+      );
+      pendingOther = settle(
+        ctl.ControllerExpandVolume({
+          volume_id: existing.volume_id,
+          capacity_range: { required_bytes: String(32 * MiB) },
+        }),
+      );
       await new Promise((r) => setTimeout(r, 300));
       const second = await failure(ctl.CreateVolume({ name, volume_capabilities: [mountCap()] }));
       expect(second.code).toBe(status.ABORTED);
       expect(second.message).toBe(`an operation on volume ${name} is already in progress`);
       expect((await failure(ctl.DeleteVolume({ volume_id: name }))).code).toBe(status.ABORTED);
-      expect((await failure(ctl.ControllerPublishVolume({ volume_id: existing.volume_id, node_id: 'host-a', volume_capability: mountCap() }))).code).toBe(status.ABORTED);
+      expect(
+        (
+          await failure(
+            ctl.ControllerPublishVolume({
+              volume_id: existing.volume_id,
+              node_id: 'host-a',
+              volume_capability: mountCap(),
+            }),
+          )
+        ).code,
+      ).toBe(status.ABORTED);
     } finally {
       thaw();
     }
@@ -307,7 +522,11 @@ describe('DeleteVolume', () => {
     await ctl.DeleteVolume({ volume_id: v.volume_id });
     const listed = await ctl.ListSnapshots({ snapshot_id: snap.snapshot_id });
     expect(listed.entries.map((e) => e.snapshot?.source_volume_id)).toEqual([v.volume_id]);
-    const restored = await ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } } });
+    const restored = await ctl.CreateVolume({
+      name: unique(),
+      volume_capabilities: [mountCap()],
+      volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } },
+    });
     expect(restored.volume?.capacity_bytes).toBe(v.capacity_bytes);
   });
 });
@@ -315,20 +534,48 @@ describe('DeleteVolume', () => {
 describe('ControllerPublishVolume / ControllerUnpublishVolume', () => {
   it('refuses missing fields with INVALID_ARGUMENT', async () => {
     const v = await createVolume();
-    expect((await failure(ctl.ControllerPublishVolume({ node_id: 'host-a', volume_capability: mountCap() }))).code).toBe(status.INVALID_ARGUMENT);
-    expect((await failure(ctl.ControllerPublishVolume({ volume_id: v.volume_id, volume_capability: mountCap() }))).code).toBe(status.INVALID_ARGUMENT);
-    expect((await failure(ctl.ControllerPublishVolume({ volume_id: v.volume_id, node_id: 'host-a' }))).code).toBe(status.INVALID_ARGUMENT);
-    expect((await failure(ctl.ControllerPublishVolume({ volume_id: v.volume_id, node_id: 'host-a', volume_capability: mountCap('MULTI_NODE_MULTI_WRITER') }))).code).toBe(status.INVALID_ARGUMENT);
+    expect(
+      (await failure(ctl.ControllerPublishVolume({ node_id: 'host-a', volume_capability: mountCap() }))).code,
+    ).toBe(status.INVALID_ARGUMENT);
+    expect(
+      (await failure(ctl.ControllerPublishVolume({ volume_id: v.volume_id, volume_capability: mountCap() }))).code,
+    ).toBe(status.INVALID_ARGUMENT);
+    expect((await failure(ctl.ControllerPublishVolume({ volume_id: v.volume_id, node_id: 'host-a' }))).code).toBe(
+      status.INVALID_ARGUMENT,
+    );
+    expect(
+      (
+        await failure(
+          ctl.ControllerPublishVolume({
+            volume_id: v.volume_id,
+            node_id: 'host-a',
+            volume_capability: mountCap('MULTI_NODE_MULTI_WRITER'),
+          }),
+        )
+      ).code,
+    ).toBe(status.INVALID_ARGUMENT);
     expect((await failure(ctl.ControllerUnpublishVolume({ node_id: 'host-a' }))).code).toBe(status.INVALID_ARGUMENT);
   });
 
   it('answers NOT_FOUND for an unknown volume or node', async () => {
     const v = await createVolume();
     for (const id of ['pvc-missing', '../x']) {
-      expect((await failure(ctl.ControllerPublishVolume({ volume_id: id, node_id: 'host-a', volume_capability: mountCap() }))).code).toBe(status.NOT_FOUND);
+      expect(
+        (
+          await failure(
+            ctl.ControllerPublishVolume({ volume_id: id, node_id: 'host-a', volume_capability: mountCap() }),
+          )
+        ).code,
+      ).toBe(status.NOT_FOUND);
     }
     for (const node of ['host-unknown', 'bad node/id']) {
-      expect((await failure(ctl.ControllerPublishVolume({ volume_id: v.volume_id, node_id: node, volume_capability: mountCap() }))).code).toBe(status.NOT_FOUND);
+      expect(
+        (
+          await failure(
+            ctl.ControllerPublishVolume({ volume_id: v.volume_id, node_id: node, volume_capability: mountCap() }),
+          )
+        ).code,
+      ).toBe(status.NOT_FOUND);
     }
   });
 
@@ -349,14 +596,21 @@ describe('ControllerPublishVolume / ControllerUnpublishVolume', () => {
     await ctl.ControllerUnpublishVolume({ volume_id: v.volume_id, node_id: 'host-a' });
     expect((await ctl.ControllerGetVolume({ volume_id: v.volume_id })).status?.published_node_ids).toEqual([]);
     // Now host-b may have it, read-only.
-    expect((await ctl.ControllerPublishVolume({ ...req, node_id: 'host-b', readonly: true })).publish_context).toEqual({ 'sdshypervisor.io/access-mode': 'ro' });
+    expect((await ctl.ControllerPublishVolume({ ...req, node_id: 'host-b', readonly: true })).publish_context).toEqual({
+      'sdshypervisor.io/access-mode': 'ro',
+    });
     expect((await backendVolume(stack.vbsSocket, v.volume_id))?.mapped_hosts).toBe('host-b');
   });
 
   it('publishes MULTI_NODE_READER_ONLY volumes read-only to several hosts and unpublishes from all', async () => {
     const v = await createVolume(unique(), { volume_capabilities: [mountCap('MULTI_NODE_READER_ONLY')] });
     for (const node of ['host-a', 'host-b', 'host-c']) {
-      const res = await ctl.ControllerPublishVolume({ volume_id: v.volume_id, node_id: node, volume_capability: mountCap('MULTI_NODE_READER_ONLY'), readonly: true });
+      const res = await ctl.ControllerPublishVolume({
+        volume_id: v.volume_id,
+        node_id: node,
+        volume_capability: mountCap('MULTI_NODE_READER_ONLY'),
+        readonly: true,
+      });
       expect(res.publish_context['sdshypervisor.io/access-mode']).toBe('ro');
     }
     const listed = (await ctl.ListVolumes({})).entries.find((e) => e.volume?.volume_id === v.volume_id);
@@ -376,18 +630,41 @@ describe('ControllerPublishVolume / ControllerUnpublishVolume', () => {
 
 describe('ValidateVolumeCapabilities', () => {
   it('checks required fields and the volume', async () => {
-    expect((await failure(ctl.ValidateVolumeCapabilities({ volume_capabilities: [mountCap()] }))).code).toBe(status.INVALID_ARGUMENT);
+    expect((await failure(ctl.ValidateVolumeCapabilities({ volume_capabilities: [mountCap()] }))).code).toBe(
+      status.INVALID_ARGUMENT,
+    );
     const v = await createVolume();
-    expect((await failure(ctl.ValidateVolumeCapabilities({ volume_id: v.volume_id }))).code).toBe(status.INVALID_ARGUMENT);
-    expect((await failure(ctl.ValidateVolumeCapabilities({ volume_id: 'pvc-missing', volume_capabilities: [mountCap()] }))).code).toBe(status.NOT_FOUND);
-    expect((await failure(ctl.ValidateVolumeCapabilities({ volume_id: v.volume_id, volume_capabilities: [mountCap()], parameters: { colour: 'red' } }))).code).toBe(status.INVALID_ARGUMENT);
+    expect((await failure(ctl.ValidateVolumeCapabilities({ volume_id: v.volume_id }))).code).toBe(
+      status.INVALID_ARGUMENT,
+    );
+    expect(
+      (await failure(ctl.ValidateVolumeCapabilities({ volume_id: 'pvc-missing', volume_capabilities: [mountCap()] })))
+        .code,
+    ).toBe(status.NOT_FOUND);
+    expect(
+      (
+        await failure(
+          ctl.ValidateVolumeCapabilities({
+            volume_id: v.volume_id,
+            volume_capabilities: [mountCap()],
+            parameters: { colour: 'red' },
+          }),
+        )
+      ).code,
+    ).toBe(status.INVALID_ARGUMENT);
   });
 
   it('confirms supported capabilities and answers the same on repeats', async () => {
     const v = await createVolume(unique(), { parameters: { maxIOPS: '10' } });
     const request = {
-      volume_id: v.volume_id, volume_capabilities: [mountCap(), blockCap('SINGLE_NODE_MULTI_WRITER'), mountCap('MULTI_NODE_READER_ONLY', 'xfs')],
-      volume_context: { fsType: 'ext4' }, parameters: { maxIOPS: '10' },
+      volume_id: v.volume_id,
+      volume_capabilities: [
+        mountCap(),
+        blockCap('SINGLE_NODE_MULTI_WRITER'),
+        mountCap('MULTI_NODE_READER_ONLY', 'xfs'),
+      ],
+      volume_context: { fsType: 'ext4' },
+      parameters: { maxIOPS: '10' },
     };
     const res = await ctl.ValidateVolumeCapabilities(request);
     expect(res.confirmed?.volume_capabilities).toHaveLength(3);
@@ -398,12 +675,20 @@ describe('ValidateVolumeCapabilities', () => {
 
   it('leaves unsupported capabilities or mismatched parameters unconfirmed, with a message', async () => {
     const v = await createVolume();
-    for (const caps of [[mountCap('MULTI_NODE_MULTI_WRITER')], [mountCap(), blockCap('MULTI_NODE_SINGLE_WRITER')], [mountCap('SINGLE_NODE_WRITER', 'zfs')]]) {
+    for (const caps of [
+      [mountCap('MULTI_NODE_MULTI_WRITER')],
+      [mountCap(), blockCap('MULTI_NODE_SINGLE_WRITER')],
+      [mountCap('SINGLE_NODE_WRITER', 'zfs')],
+    ]) {
       const res = await ctl.ValidateVolumeCapabilities({ volume_id: v.volume_id, volume_capabilities: caps });
       expect(res.confirmed).toBeNull();
       expect(res.message).toMatch(/not supported/);
     }
-    const mismatch = await ctl.ValidateVolumeCapabilities({ volume_id: v.volume_id, volume_capabilities: [mountCap()], parameters: { thin: 'false' } });
+    const mismatch = await ctl.ValidateVolumeCapabilities({
+      volume_id: v.volume_id,
+      volume_capabilities: [mountCap()],
+      parameters: { thin: 'false' },
+    });
     expect(mismatch.confirmed).toBeNull();
     expect(mismatch.message).toMatch(/thin/);
   });
@@ -498,14 +783,34 @@ describe('snapshots', () => {
     const v = await createVolume();
     expect((await failure(ctl.CreateSnapshot({ source_volume_id: v.volume_id }))).code).toBe(status.INVALID_ARGUMENT);
     expect((await failure(ctl.CreateSnapshot({ name: unique('snap') }))).code).toBe(status.INVALID_ARGUMENT);
-    expect((await failure(ctl.CreateSnapshot({ name: unique('snap'), source_volume_id: v.volume_id, parameters: { retention: '1d' } }))).message).toContain('"retention"');
-    expect((await failure(ctl.CreateSnapshot({ name: unique('snap'), source_volume_id: 'pvc-missing' }))).code).toBe(status.NOT_FOUND);
-    expect((await failure(ctl.CreateSnapshot({ name: unique('snap'), source_volume_id: '../x' }))).code).toBe(status.NOT_FOUND);
+    expect(
+      (
+        await failure(
+          ctl.CreateSnapshot({ name: unique('snap'), source_volume_id: v.volume_id, parameters: { retention: '1d' } }),
+        )
+      ).message,
+    ).toContain('"retention"');
+    expect((await failure(ctl.CreateSnapshot({ name: unique('snap'), source_volume_id: 'pvc-missing' }))).code).toBe(
+      status.NOT_FOUND,
+    );
+    expect((await failure(ctl.CreateSnapshot({ name: unique('snap'), source_volume_id: '../x' }))).code).toBe(
+      status.NOT_FOUND,
+    );
 
     const name = unique('snap');
-    const request = { name, source_volume_id: v.volume_id, parameters: { 'csi.storage.k8s.io/volumesnapshot/name': 'daily' } };
+    const request = {
+      name,
+      source_volume_id: v.volume_id,
+      parameters: { 'csi.storage.k8s.io/volumesnapshot/name': 'daily' },
+    };
     const first = (await ctl.CreateSnapshot(request)).snapshot!;
-    expect(first).toMatchObject({ snapshot_id: name, source_volume_id: v.volume_id, size_bytes: v.capacity_bytes, ready_to_use: true, group_snapshot_id: '' });
+    expect(first).toMatchObject({
+      snapshot_id: name,
+      source_volume_id: v.volume_id,
+      size_bytes: v.capacity_bytes,
+      ready_to_use: true,
+      group_snapshot_id: '',
+    });
     expect(Number(first.creation_time?.seconds)).toBeGreaterThan(1_600_000_000);
     expect((await ctl.CreateSnapshot(request)).snapshot).toEqual(first);
     const other = await createVolume();
@@ -555,7 +860,10 @@ describe('snapshots', () => {
     const v1 = await createVolume();
     const v2 = await createVolume();
     const snaps: string[] = [];
-    for (const v of [v1, v1, v1, v2]) snaps.push((await ctl.CreateSnapshot({ name: unique('snap'), source_volume_id: v.volume_id })).snapshot!.snapshot_id);
+    for (const v of [v1, v1, v1, v2])
+      snaps.push(
+        (await ctl.CreateSnapshot({ name: unique('snap'), source_volume_id: v.volume_id })).snapshot!.snapshot_id,
+      );
 
     const byId = await ctl.ListSnapshots({ snapshot_id: snaps[3]! });
     expect(byId.entries.map((e) => e.snapshot?.snapshot_id)).toEqual([snaps[3]]);
@@ -589,24 +897,55 @@ describe('snapshots', () => {
 
 describe('ControllerExpandVolume', () => {
   it('checks fields and answers NOT_FOUND for an unknown volume', async () => {
-    expect((await failure(ctl.ControllerExpandVolume({ capacity_range: { required_bytes: String(GiB) } }))).code).toBe(status.INVALID_ARGUMENT);
+    expect((await failure(ctl.ControllerExpandVolume({ capacity_range: { required_bytes: String(GiB) } }))).code).toBe(
+      status.INVALID_ARGUMENT,
+    );
     const v = await createVolume();
     expect((await failure(ctl.ControllerExpandVolume({ volume_id: v.volume_id }))).code).toBe(status.INVALID_ARGUMENT);
-    expect((await failure(ctl.ControllerExpandVolume({ volume_id: v.volume_id, capacity_range: { required_bytes: String(GiB) }, volume_capability: mountCap('MULTI_NODE_MULTI_WRITER') }))).code).toBe(status.INVALID_ARGUMENT);
-    expect((await failure(ctl.ControllerExpandVolume({ volume_id: 'pvc-missing', capacity_range: { required_bytes: String(GiB) } }))).code).toBe(status.NOT_FOUND);
+    expect(
+      (
+        await failure(
+          ctl.ControllerExpandVolume({
+            volume_id: v.volume_id,
+            capacity_range: { required_bytes: String(GiB) },
+            volume_capability: mountCap('MULTI_NODE_MULTI_WRITER'),
+          }),
+        )
+      ).code,
+    ).toBe(status.INVALID_ARGUMENT);
+    expect(
+      (
+        await failure(
+          ctl.ControllerExpandVolume({ volume_id: 'pvc-missing', capacity_range: { required_bytes: String(GiB) } }),
+        )
+      ).code,
+    ).toBe(status.NOT_FOUND);
   });
 
   it('grows volumes, online too, and says whether the node must grow the filesystem', async () => {
     const v = await createVolume();
     await ctl.ControllerPublishVolume({ volume_id: v.volume_id, node_id: 'host-a', volume_capability: mountCap() });
-    const grown = await ctl.ControllerExpandVolume({ volume_id: v.volume_id, capacity_range: { required_bytes: String(40 * MiB + 1) }, volume_capability: mountCap() });
+    const grown = await ctl.ControllerExpandVolume({
+      volume_id: v.volume_id,
+      capacity_range: { required_bytes: String(40 * MiB + 1) },
+      volume_capability: mountCap(),
+    });
     expect(grown).toEqual({ capacity_bytes: String(41 * MiB), node_expansion_required: true });
     expect((await backendVolume(stack.vbsSocket, v.volume_id))?.vol_size).toBe('41');
     const block = await createVolume(unique(), { volume_capabilities: [blockCap()] });
-    const b = await ctl.ControllerExpandVolume({ volume_id: block.volume_id, capacity_range: { required_bytes: String(64 * MiB) }, volume_capability: blockCap() });
+    const b = await ctl.ControllerExpandVolume({
+      volume_id: block.volume_id,
+      capacity_range: { required_bytes: String(64 * MiB) },
+      volume_capability: blockCap(),
+    });
     expect(b).toEqual({ capacity_bytes: String(64 * MiB), node_expansion_required: false });
     // Already as large: OK with the current size, nothing changes.
-    expect(await ctl.ControllerExpandVolume({ volume_id: v.volume_id, capacity_range: { required_bytes: String(20 * MiB) } })).toEqual({ capacity_bytes: String(41 * MiB), node_expansion_required: true });
+    expect(
+      await ctl.ControllerExpandVolume({
+        volume_id: v.volume_id,
+        capacity_range: { required_bytes: String(20 * MiB) },
+      }),
+    ).toEqual({ capacity_bytes: String(41 * MiB), node_expansion_required: true });
   });
 
   it('answers OUT_OF_RANGE for ranges it cannot honour', async () => {
@@ -628,17 +967,38 @@ describe('ControllerExpandVolume', () => {
 describe('ControllerModifyVolume', () => {
   it('checks fields and keys, answers NOT_FOUND, applies only present keys and is idempotent', async () => {
     const v = await createVolume(unique(), { parameters: { maxIOPS: '100', maxMBps: '10', cache: 'read' } });
-    expect((await failure(ctl.ControllerModifyVolume({ mutable_parameters: { maxIOPS: '1' } }))).code).toBe(status.INVALID_ARGUMENT);
+    expect((await failure(ctl.ControllerModifyVolume({ mutable_parameters: { maxIOPS: '1' } }))).code).toBe(
+      status.INVALID_ARGUMENT,
+    );
     expect((await failure(ctl.ControllerModifyVolume({ volume_id: v.volume_id }))).code).toBe(status.INVALID_ARGUMENT);
-    const badKey = await failure(ctl.ControllerModifyVolume({ volume_id: v.volume_id, mutable_parameters: { thin: 'false' } }));
+    const badKey = await failure(
+      ctl.ControllerModifyVolume({ volume_id: v.volume_id, mutable_parameters: { thin: 'false' } }),
+    );
     expect(badKey.code).toBe(status.INVALID_ARGUMENT);
     expect(badKey.message).toContain('"thin"');
-    expect((await failure(ctl.ControllerModifyVolume({ volume_id: v.volume_id, mutable_parameters: { maxMBps: '-3' } }))).message).toContain('maxMBps');
-    expect((await failure(ctl.ControllerModifyVolume({ volume_id: 'pvc-missing', mutable_parameters: { maxIOPS: '1' } }))).code).toBe(status.NOT_FOUND);
+    expect(
+      (await failure(ctl.ControllerModifyVolume({ volume_id: v.volume_id, mutable_parameters: { maxMBps: '-3' } })))
+        .message,
+    ).toContain('maxMBps');
+    expect(
+      (await failure(ctl.ControllerModifyVolume({ volume_id: 'pvc-missing', mutable_parameters: { maxIOPS: '1' } })))
+        .code,
+    ).toBe(status.NOT_FOUND);
 
-    await ctl.ControllerModifyVolume({ volume_id: v.volume_id, mutable_parameters: { maxIOPS: '2000', qosLevel: 'high' } });
-    await ctl.ControllerModifyVolume({ volume_id: v.volume_id, mutable_parameters: { maxIOPS: '2000', qosLevel: 'high' } });
-    expect(await backendVolume(stack.vbsSocket, v.volume_id)).toMatchObject({ max_iops: '2000', IOPRIORITY: '3', max_mbps: '10', cache_policy: 'read' });
+    await ctl.ControllerModifyVolume({
+      volume_id: v.volume_id,
+      mutable_parameters: { maxIOPS: '2000', qosLevel: 'high' },
+    });
+    await ctl.ControllerModifyVolume({
+      volume_id: v.volume_id,
+      mutable_parameters: { maxIOPS: '2000', qosLevel: 'high' },
+    });
+    expect(await backendVolume(stack.vbsSocket, v.volume_id)).toMatchObject({
+      max_iops: '2000',
+      IOPRIORITY: '3',
+      max_mbps: '10',
+      cache_policy: 'read',
+    });
   });
 });
 
@@ -648,8 +1008,15 @@ describe('ControllerGetVolume', () => {
     expect((await failure(ctl.ControllerGetVolume({ volume_id: 'pvc-missing' }))).code).toBe(status.NOT_FOUND);
     const v = await createVolume();
     const got = await ctl.ControllerGetVolume({ volume_id: v.volume_id });
-    expect(got.volume).toMatchObject({ volume_id: v.volume_id, capacity_bytes: v.capacity_bytes, accessible_topology: v.accessible_topology });
-    expect(got.status).toEqual({ published_node_ids: [], volume_condition: { abnormal: false, message: 'volume is healthy' } });
+    expect(got.volume).toMatchObject({
+      volume_id: v.volume_id,
+      capacity_bytes: v.capacity_bytes,
+      accessible_topology: v.accessible_topology,
+    });
+    expect(got.status).toEqual({
+      published_node_ids: [],
+      volume_condition: { abnormal: false, message: 'volume is healthy' },
+    });
   });
 
   it("reports an abnormal condition when the volume's file is gone behind the back end's back", async () => {
@@ -677,7 +1044,10 @@ describe('ControllerGetVolume', () => {
 
 describe('the whole run', () => {
   it('never answered INTERNAL or UNKNOWN: every failure above was a deliberate code', () => {
-    const lines = stack.driverLog().split('\n').filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l));
+    const lines = stack
+      .driverLog()
+      .split('\n')
+      .filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l));
     expect(lines).toEqual([]);
   });
 });

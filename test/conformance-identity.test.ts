@@ -12,9 +12,15 @@ import { startStack, type Stack } from './support/stack.js';
 const runFile = promisify(execFile);
 const driverEntry = () => join(projectRoot(), 'dist', 'src', 'main.js');
 
-async function runDriver(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function runDriver(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await runFile(process.execPath, [driverEntry(), ...args], { env: { PATH: process.env.PATH, ...env }, timeout: 20_000 });
+    const { stdout, stderr } = await runFile(process.execPath, [driverEntry(), ...args], {
+      env: { PATH: process.env.PATH, ...env },
+      timeout: 20_000,
+    });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -43,29 +49,56 @@ describe('Identity', () => {
 
   it('GetPluginCapabilities: controller, group controller and snapshot metadata services, topology constraints, online expansion', async () => {
     const caps = await stack.csi.identity.GetPluginCapabilities({});
-    expect(caps.capabilities.filter((c) => c.service).map((c) => c.service!.type).sort()).toEqual([
-      'CONTROLLER_SERVICE', 'GROUP_CONTROLLER_SERVICE', 'SNAPSHOT_METADATA_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS',
+    expect(
+      caps.capabilities
+        .filter((c) => c.service)
+        .map((c) => c.service!.type)
+        .sort(),
+    ).toEqual([
+      'CONTROLLER_SERVICE',
+      'GROUP_CONTROLLER_SERVICE',
+      'SNAPSHOT_METADATA_SERVICE',
+      'VOLUME_ACCESSIBILITY_CONSTRAINTS',
     ]);
-    expect(caps.capabilities.filter((c) => c.volume_expansion).map((c) => c.volume_expansion!.type)).toEqual(['ONLINE']);
+    expect(caps.capabilities.filter((c) => c.volume_expansion).map((c) => c.volume_expansion!.type)).toEqual([
+      'ONLINE',
+    ]);
   });
 
   it('Probe is ready while the back end answers, not ready while it is down, and recovers; controller calls answer UNAVAILABLE meanwhile', async () => {
     expect((await stack.csi.identity.Probe({})).ready?.value).toBe(true);
-    const before = await stack.csi.controller.CreateVolume({ name: 'pvc-survives-restart', volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }] });
+    const before = await stack.csi.controller.CreateVolume({
+      name: 'pvc-survives-restart',
+      volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
+    });
     await stack.stopEmulator();
     try {
       expect((await stack.csi.identity.Probe({}, { timeoutMs: 10_000 })).ready?.value).toBe(false);
-      const create = await failure(stack.csi.controller.CreateVolume({ name: 'pvc-while-down', volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }] }));
+      const create = await failure(
+        stack.csi.controller.CreateVolume({
+          name: 'pvc-while-down',
+          volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
+        }),
+      );
       expect(create.codeName).toBe('UNAVAILABLE');
       expect((await failure(stack.csi.controller.ListVolumes({}))).codeName).toBe('UNAVAILABLE');
-      expect((await failure(stack.csi.controller.DeleteVolume({ volume_id: 'pvc-survives-restart' }))).codeName).toBe('UNAVAILABLE');
+      expect((await failure(stack.csi.controller.DeleteVolume({ volume_id: 'pvc-survives-restart' }))).codeName).toBe(
+        'UNAVAILABLE',
+      );
     } finally {
       await stack.startEmulator();
     }
     expect((await stack.csi.identity.Probe({})).ready?.value).toBe(true);
     const listed = await stack.csi.controller.ListVolumes({});
     expect(listed.entries.map((e) => e.volume?.volume_id)).toContain(before.volume!.volume_id);
-    expect((await stack.csi.controller.CreateVolume({ name: 'pvc-while-down', volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }] })).volume?.volume_id).toBe('pvc-while-down');
+    expect(
+      (
+        await stack.csi.controller.CreateVolume({
+          name: 'pvc-while-down',
+          volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
+        })
+      ).volume?.volume_id,
+    ).toBe('pvc-while-down');
   });
 
   it('the node service is not served in controller mode: UNIMPLEMENTED', async () => {
@@ -86,7 +119,11 @@ describe('the driver process', () => {
 
   it('removes a stale socket left by a dead process, and honours --endpoint-mode and --driver-name', async () => {
     // A socket file whose owner was killed: nobody answers on it.
-    const holder = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stack.csiSocket)}, () => console.log('up'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const holder = spawn(
+      process.execPath,
+      ['-e', `require('net').createServer().listen(${JSON.stringify(stack.csiSocket)}, () => console.log('up'))`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()));
     holder.kill('SIGKILL');
     await new Promise((r) => holder.once('exit', r));
@@ -105,7 +142,12 @@ describe('the driver process', () => {
     async function signalWhileInFlight(name: string, signals: 1 | 2) {
       const thaw = stack.freezeEmulator();
       try {
-        const pending = settle(stack.csi.controller.CreateVolume({ name, volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }] }));
+        const pending = settle(
+          stack.csi.controller.CreateVolume({
+            name,
+            volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
+          }),
+        );
         await sleep(300);
         const exited = stack.driverExited();
         stack.driverProcess()!.kill('SIGTERM');
@@ -138,14 +180,25 @@ describe('the driver process', () => {
   });
 
   it('refuses to take over a live socket or a file that is not a socket', async () => {
-    const live = await runDriver(['--mode=controller', '--emulator=false', `--endpoint=unix://${stack.csiSocket}`, '--metrics-address=', `--vbs-url=unix://${stack.vbsSocket}`]);
+    const live = await runDriver([
+      '--mode=controller',
+      '--emulator=false',
+      `--endpoint=unix://${stack.csiSocket}`,
+      '--metrics-address=',
+      `--vbs-url=unix://${stack.vbsSocket}`,
+    ]);
     expect(live.code).toBe(1);
     expect(live.stderr).toMatch(/in use by another process/);
     expect((await stack.csi.identity.Probe({})).ready?.value).toBe(true);
 
     const plain = join(stack.dir, 'not-a-socket');
     await writeFile(plain, 'data');
-    const file = await runDriver(['--mode=controller', '--emulator=false', `--endpoint=unix://${plain}`, '--metrics-address=']);
+    const file = await runDriver([
+      '--mode=controller',
+      '--emulator=false',
+      `--endpoint=unix://${plain}`,
+      '--metrics-address=',
+    ]);
     expect(file.code).toBe(1);
     expect(file.stderr).toMatch(/not a socket/);
     expect(await readFile(plain, 'utf8')).toBe('data');
@@ -168,10 +221,21 @@ describe('the driver process', () => {
 
   it('Probe is not ready when the back end refuses the token', async () => {
     const socket = join(stack.dir, 'wrong-token.sock');
-    const child = spawn(process.execPath, [driverEntry(), '--mode=controller', '--emulator=false', `--endpoint=unix://${socket}`, '--metrics-address=', `--vbs-url=unix://${stack.vbsSocket}`], {
-      env: { PATH: process.env.PATH, SDS_VBS_TOKEN: 'wrong-token' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        driverEntry(),
+        '--mode=controller',
+        '--emulator=false',
+        `--endpoint=unix://${socket}`,
+        '--metrics-address=',
+        `--vbs-url=unix://${stack.vbsSocket}`,
+      ],
+      {
+        env: { PATH: process.env.PATH, SDS_VBS_TOKEN: 'wrong-token' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const csi = connectCsi(socket);
     try {

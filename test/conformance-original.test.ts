@@ -26,7 +26,9 @@ const unique = (prefix = 'pvc') => `${prefix}-${randomUUID()}`;
 
 /** Names of the volume and snapshot files in the emulator's pools: what exists on the back end. */
 async function backendFiles(kind: 'volumes' | 'snapshots'): Promise<string[]> {
-  return poolFiles(stack.emulatorDataDir)[kind].map((f) => f.slice(f.indexOf('/') + 1)).sort();
+  return poolFiles(stack.emulatorDataDir)
+    [kind].map((f) => f.slice(f.indexOf('/') + 1))
+    .sort();
 }
 
 async function expectNothingLeft(): Promise<void> {
@@ -34,7 +36,12 @@ async function expectNothingLeft(): Promise<void> {
 }
 
 async function create(name = unique(), bytes = 16 * MiB, extra: Record<string, unknown> = {}) {
-  const res = await ctl.CreateVolume({ name, volume_capabilities: [mountCap], capacity_range: { required_bytes: String(bytes) }, ...extra });
+  const res = await ctl.CreateVolume({
+    name,
+    volume_capabilities: [mountCap],
+    capacity_range: { required_bytes: String(bytes) },
+    ...extra,
+  });
   return res.volume!;
 }
 
@@ -80,7 +87,10 @@ describe('capabilities and readiness on the original level', () => {
   it('GetCapacity answers the configured pool, also for a node topology the pool records cannot name', async () => {
     const all = await ctl.GetCapacity({ volume_capabilities: [mountCap] });
     expect(Number(all.available_capacity)).toBeGreaterThan(GiB);
-    const onHost = await ctl.GetCapacity({ volume_capabilities: [mountCap], accessible_topology: { segments: { [HOST_KEY]: stack.hostId } } });
+    const onHost = await ctl.GetCapacity({
+      volume_capabilities: [mountCap],
+      accessible_topology: { segments: { [HOST_KEY]: stack.hostId } },
+    });
     expect(onHost.available_capacity).toBe(all.available_capacity);
   });
 });
@@ -90,14 +100,37 @@ describe('bad input gets what it gets on the extended level', () => {
     const cases: Array<[string, Record<string, unknown>, RegExp]> = [
       ['no name', { volume_capabilities: [mountCap] }, /name is required/],
       ['no capabilities', { name: unique() }, /volume_capabilities is required/],
-      ['a capability without access mode', { name: unique(), volume_capabilities: [{ mount: {} }] }, /access_mode is required/],
-      ['a negative size', { name: unique(), volume_capabilities: [mountCap], capacity_range: { required_bytes: '-1' } }, /must not be negative/],
-      ['a snapshot source without id', { name: unique(), volume_capabilities: [mountCap], volume_content_source: { snapshot: {} } }, /snapshot_id is required/],
-      ['a restore without a size', { name: unique(), volume_capabilities: [mountCap], volume_content_source: { snapshot: { snapshot_id: 'snapshot-x' } } }, /snapshot-x|capacity_range/],
+      [
+        'a capability without access mode',
+        { name: unique(), volume_capabilities: [{ mount: {} }] },
+        /access_mode is required/,
+      ],
+      [
+        'a negative size',
+        { name: unique(), volume_capabilities: [mountCap], capacity_range: { required_bytes: '-1' } },
+        /must not be negative/,
+      ],
+      [
+        'a snapshot source without id',
+        { name: unique(), volume_capabilities: [mountCap], volume_content_source: { snapshot: {} } },
+        /snapshot_id is required/,
+      ],
+      [
+        'a restore without a size',
+        {
+          name: unique(),
+          volume_capabilities: [mountCap],
+          volume_content_source: { snapshot: { snapshot_id: 'snapshot-x' } },
+        },
+        /snapshot-x|capacity_range/,
+      ],
     ];
     for (const [what, request, message] of cases) {
       const f = await failure(ctl.CreateVolume(request));
-      expect({ what, code: f.codeName }).toEqual({ what, code: what === 'a restore without a size' ? 'NOT_FOUND' : 'INVALID_ARGUMENT' });
+      expect({ what, code: f.codeName }).toEqual({
+        what,
+        code: what === 'a restore without a size' ? 'NOT_FOUND' : 'INVALID_ARGUMENT',
+      });
       expect(f.message).toMatch(message);
     }
     const noSize = await failure(ctl.ControllerExpandVolume({ volume_id: 'pvc-x' }));
@@ -110,7 +143,13 @@ describe('bad input gets what it gets on the extended level', () => {
     const source = unique();
     await create(source);
     const { snapshot } = await ctl.CreateSnapshot({ name: unique('snapshot'), source_volume_id: source });
-    const f = await failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap], volume_content_source: { snapshot: { snapshot_id: snapshot!.snapshot_id } } }));
+    const f = await failure(
+      ctl.CreateVolume({
+        name: unique(),
+        volume_capabilities: [mountCap],
+        volume_content_source: { snapshot: { snapshot_id: snapshot!.snapshot_id } },
+      }),
+    );
     expect(f.codeName).toBe('INVALID_ARGUMENT');
     expect(f.message).toMatch(/capacity_range\.required_bytes/);
     await ctl.DeleteSnapshot({ snapshot_id: snapshot!.snapshot_id });
@@ -134,7 +173,9 @@ describe('volumes', () => {
 
   it('a create with the node topology required succeeds (no host list to refuse it)', async () => {
     const name = unique();
-    await create(name, 16 * MiB, { accessibility_requirements: { requisite: [{ segments: { [HOST_KEY]: stack.hostId } }], preferred: [] } });
+    await create(name, 16 * MiB, {
+      accessibility_requirements: { requisite: [{ segments: { [HOST_KEY]: stack.hostId } }], preferred: [] },
+    });
     await ctl.DeleteVolume({ volume_id: name });
     await expectNothingLeft();
   });
@@ -159,12 +200,19 @@ describe('volumes', () => {
   it('expand grows the volume to the asked size', async () => {
     const name = unique();
     await create(name);
-    const res = await ctl.ControllerExpandVolume({ volume_id: name, capacity_range: { required_bytes: String(32 * MiB) } });
+    const res = await ctl.ControllerExpandVolume({
+      volume_id: name,
+      capacity_range: { required_bytes: String(32 * MiB) },
+    });
     expect(res.capacity_bytes).toBe(String(32 * MiB));
-    const limitOnly = await failure(ctl.ControllerExpandVolume({ volume_id: name, capacity_range: { limit_bytes: String(64 * MiB) } }));
+    const limitOnly = await failure(
+      ctl.ControllerExpandVolume({ volume_id: name, capacity_range: { limit_bytes: String(64 * MiB) } }),
+    );
     expect(limitOnly.codeName).toBe('INVALID_ARGUMENT');
     expect(limitOnly.message).toMatch(/required_bytes/);
-    const missing = await failure(ctl.ControllerExpandVolume({ volume_id: unique(), capacity_range: { required_bytes: String(32 * MiB) } }));
+    const missing = await failure(
+      ctl.ControllerExpandVolume({ volume_id: unique(), capacity_range: { required_bytes: String(32 * MiB) } }),
+    );
     expect(missing.codeName).toBe('NOT_FOUND');
     await ctl.DeleteVolume({ volume_id: name });
     await expectNothingLeft();
@@ -173,10 +221,16 @@ describe('volumes', () => {
   it('ControllerPublish sends no mapping request: OK for a volume, NOT_FOUND for none; Unpublish OK', async () => {
     const name = unique();
     await create(name);
-    const published = await ctl.ControllerPublishVolume({ volume_id: name, node_id: stack.hostId, volume_capability: mountCap });
+    const published = await ctl.ControllerPublishVolume({
+      volume_id: name,
+      node_id: stack.hostId,
+      volume_capability: mountCap,
+    });
     expect(published.publish_context).toBeDefined();
     await ctl.ControllerUnpublishVolume({ volume_id: name, node_id: stack.hostId });
-    const f = await failure(ctl.ControllerPublishVolume({ volume_id: unique(), node_id: stack.hostId, volume_capability: mountCap }));
+    const f = await failure(
+      ctl.ControllerPublishVolume({ volume_id: unique(), node_id: stack.hostId, volume_capability: mountCap }),
+    );
     expect(f.codeName).toBe('NOT_FOUND');
     await ctl.DeleteVolume({ volume_id: name });
     await expectNothingLeft();
@@ -206,7 +260,9 @@ describe('snapshots, restores and clones', () => {
   });
 
   it('a restore from a snapshot that does not exist is NOT_FOUND and makes nothing', async () => {
-    const f = await failure(create(unique(), 16 * MiB, { volume_content_source: { snapshot: { snapshot_id: 'snapshot-none' } } }));
+    const f = await failure(
+      create(unique(), 16 * MiB, { volume_content_source: { snapshot: { snapshot_id: 'snapshot-none' } } }),
+    );
     expect(f.codeName).toBe('NOT_FOUND');
     await expectNothingLeft();
   });
@@ -226,7 +282,9 @@ describe('snapshots, restores and clones', () => {
   });
 
   it('a clone of a volume that does not exist is NOT_FOUND', async () => {
-    const f = await failure(create(unique(), 16 * MiB, { volume_content_source: { volume: { volume_id: 'pvc-none' } } }));
+    const f = await failure(
+      create(unique(), 16 * MiB, { volume_content_source: { volume: { volume_id: 'pvc-none' } } }),
+    );
     expect(f.codeName).toBe('NOT_FOUND');
     await expectNothingLeft();
   });
@@ -236,14 +294,37 @@ describe('the node data path on the original level (sds_cli as the product print
   it('stage, publish, write, unpublish, unstage; a repeated unstage is OK (querydev answers ret_code=1)', async () => {
     const name = unique();
     const volume = await create(name, 64 * MiB);
-    const { publish_context } = await ctl.ControllerPublishVolume({ volume_id: name, node_id: stack.hostId, volume_capability: mountCap });
+    const { publish_context } = await ctl.ControllerPublishVolume({
+      volume_id: name,
+      node_id: stack.hostId,
+      volume_capability: mountCap,
+    });
     const dir = join(stack.dir, 'kubelet', name);
     const staging = join(dir, 'globalmount');
     const target = join(dir, 'pods', 'mount');
     await mkdir(join(dir, 'pods'), { recursive: true });
-    await node.NodeStageVolume({ volume_id: name, staging_target_path: staging, volume_capability: mountCap, publish_context, volume_context: volume.volume_context });
-    await node.NodeStageVolume({ volume_id: name, staging_target_path: staging, volume_capability: mountCap, publish_context, volume_context: volume.volume_context });
-    await node.NodePublishVolume({ volume_id: name, staging_target_path: staging, target_path: target, volume_capability: mountCap, publish_context, volume_context: volume.volume_context });
+    await node.NodeStageVolume({
+      volume_id: name,
+      staging_target_path: staging,
+      volume_capability: mountCap,
+      publish_context,
+      volume_context: volume.volume_context,
+    });
+    await node.NodeStageVolume({
+      volume_id: name,
+      staging_target_path: staging,
+      volume_capability: mountCap,
+      publish_context,
+      volume_context: volume.volume_context,
+    });
+    await node.NodePublishVolume({
+      volume_id: name,
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: mountCap,
+      publish_context,
+      volume_context: volume.volume_context,
+    });
     await writeFile(join(target, 'data'), 'original level');
     expect(await readFile(join(target, 'data'), 'utf8')).toBe('original level');
     await node.NodeUnpublishVolume({ volume_id: name, target_path: target });
@@ -278,10 +359,18 @@ describe('the node on the original level, bad ids', () => {
     expect(f.codeName).toBe('NOT_FOUND');
   });
 
-  it('NodeStage of a volume the back end never had: NOT_FOUND (told apart from the CLI\'s generic failure)', async () => {
+  it("NodeStage of a volume the back end never had: NOT_FOUND (told apart from the CLI's generic failure)", async () => {
     const staging = join(stack.dir, 'kubelet', 'never-staged', 'globalmount');
     await mkdir(staging, { recursive: true });
-    const f = await failure(node.NodeStageVolume({ volume_id: 'pvc-never-was', staging_target_path: staging, volume_capability: mountCap, publish_context: {}, volume_context: {} }));
+    const f = await failure(
+      node.NodeStageVolume({
+        volume_id: 'pvc-never-was',
+        staging_target_path: staging,
+        volume_capability: mountCap,
+        publish_context: {},
+        volume_context: {},
+      }),
+    );
     expect(f.codeName).toBe('NOT_FOUND');
     await expectNothingLeft();
   });
@@ -289,18 +378,34 @@ describe('the node on the original level, bad ids', () => {
 
 describe('pools on the original level', () => {
   it('--vbs-pools are the default pools; a StorageClass pool outside them is asked for by id and used', async () => {
-    const two = await startStack({ mode: 'controller', level: 'original', pools: ['pool0:2G', 'pool1:2G'], driverArgs: ['--vbs-pools', 'pool0'] });
+    const two = await startStack({
+      mode: 'controller',
+      level: 'original',
+      pools: ['pool0:2G', 'pool1:2G'],
+      driverArgs: ['--vbs-pools', 'pool0'],
+    });
     try {
       const c = two.csi.controller;
       const cap = await c.GetCapacity({ volume_capabilities: [mountCap], parameters: { pool: 'pool1' } });
       expect(Number(cap.available_capacity)).toBeGreaterThan(0);
       const name = unique();
-      await c.CreateVolume({ name, volume_capabilities: [mountCap], capacity_range: { required_bytes: String(16 * MiB) }, parameters: { pool: 'pool1' } });
+      await c.CreateVolume({
+        name,
+        volume_capabilities: [mountCap],
+        capacity_range: { required_bytes: String(16 * MiB) },
+        parameters: { pool: 'pool1' },
+      });
       expect(poolFiles(two.emulatorDataDir).volumes).toEqual([`pool1/${name}`]);
       const other = unique();
-      await c.CreateVolume({ name: other, volume_capabilities: [mountCap], capacity_range: { required_bytes: String(16 * MiB) } });
+      await c.CreateVolume({
+        name: other,
+        volume_capabilities: [mountCap],
+        capacity_range: { required_bytes: String(16 * MiB) },
+      });
       expect(poolFiles(two.emulatorDataDir).volumes).toContain(`pool0/${other}`);
-      const f = await failure(c.CreateVolume({ name: unique(), volume_capabilities: [mountCap], parameters: { pool: 'pool9' } }));
+      const f = await failure(
+        c.CreateVolume({ name: unique(), volume_capabilities: [mountCap], parameters: { pool: 'pool9' } }),
+      );
       expect(f.codeName).toBe('INVALID_ARGUMENT');
       await c.DeleteVolume({ volume_id: name });
       await c.DeleteVolume({ volume_id: other });

@@ -42,15 +42,29 @@ function writeSynced(fd: number, text: string): void {
 it('refused while the host is up, forced once it is down; the host that comes back writes to nothing', async () => {
   const { controller: ctl, node } = stack.csi;
   const nodeId = (await node.NodeGetInfo({})).node_id;
-  const { volume } = await ctl.CreateVolume({ name: 'pvc-dead-node', volume_capabilities: [cap], capacity_range: { required_bytes: String(64 * MiB) } });
+  const { volume } = await ctl.CreateVolume({
+    name: 'pvc-dead-node',
+    volume_capabilities: [cap],
+    capacity_range: { required_bytes: String(64 * MiB) },
+  });
   const id = volume!.volume_id;
-  const { publish_context } = await ctl.ControllerPublishVolume({ volume_id: id, node_id: nodeId, volume_capability: cap });
+  const { publish_context } = await ctl.ControllerPublishVolume({
+    volume_id: id,
+    node_id: nodeId,
+    volume_capability: cap,
+  });
   const dir = join(stack.dir, 'kubelet', id);
   await mkdir(join(dir, 'pods'), { recursive: true });
   const staging = join(dir, 'globalmount');
   const target = join(dir, 'pods', 'device');
   await node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: cap, publish_context });
-  await node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: cap, publish_context });
+  await node.NodePublishVolume({
+    volume_id: id,
+    staging_target_path: staging,
+    target_path: target,
+    volume_capability: cap,
+    publish_context,
+  });
   const file = join(stack.emulatorDataDir, 'pools', 'pool0', 'volumes', id);
 
   // The pod writes and syncs: that data is safe whatever happens to the node next.
@@ -60,7 +74,9 @@ it('refused while the host is up, forced once it is down; the host that comes ba
     expect(firstBlock(file)).toBe('synced-before...');
 
     // The node is still up as far as the VBS knows: a plain unmap, refused.
-    expect(await failure(ctl.ControllerUnpublishVolume({ volume_id: id, node_id: nodeId }))).toMatchObject({ codeName: 'FAILED_PRECONDITION' });
+    expect(await failure(ctl.ControllerUnpublishVolume({ volume_id: id, node_id: nodeId }))).toMatchObject({
+      codeName: 'FAILED_PRECONDITION',
+    });
 
     // The node dies (the VBS cluster marks its host down): the volume may go.
     expect((await vbsRequest(stack.vbsSocket, 'SET_HOST_STATE_REQ', { host_id: nodeId, online: '0' })).retcode).toBe(0);

@@ -25,7 +25,13 @@ class FakeKube implements ImageKube {
     this.events.push({ pvc: `${namespace}/${name}`, event });
   }
   reset(): void {
-    Object.assign(this, { enabled: true, reads: 0, annotation: undefined, readFailure: undefined, eventFailure: undefined });
+    Object.assign(this, {
+      enabled: true,
+      reads: 0,
+      annotation: undefined,
+      readFailure: undefined,
+      eventFailure: undefined,
+    });
     this.events.length = 0;
   }
 }
@@ -77,7 +83,10 @@ describe('claim image sources, fake back end and fake Kubernetes', () => {
     expect((await failure(create({ ...claimKeys, allowPvcImageSource: 'true' }))).code).toBe(status.PERMISSION_DENIED);
     const plain = await create({ ...claimKeys });
     expect(backend.volumes.get(plain.volume!.volume_id)?.source).toEqual({ type: 'none' });
-    kube.readFailure = new KubeError('InvalidAnnotation', 'PVC apps/data: sdshypervisor.csi/image-source must be an absolute path');
+    kube.readFailure = new KubeError(
+      'InvalidAnnotation',
+      'PVC apps/data: sdshypervisor.csi/image-source must be an absolute path',
+    );
     const bad = await failure(create({ ...claimKeys }));
     expect(bad.code).toBe(status.INVALID_ARGUMENT);
     expect(kube.events.map((e) => [e.pvc, e.event.reason])).toEqual([['apps/data', 'ImageImportFailed']]);
@@ -86,7 +95,12 @@ describe('claim image sources, fake back end and fake Kubernetes', () => {
   it('refuses an annotation together with a dataSource', async () => {
     const source = await create({});
     kube.annotation = { source: '/images/base.raw' };
-    const f = await failure(create({ ...claimKeys, allowPvcImageSource: 'true' }, { volume_content_source: { volume: { volume_id: source.volume!.volume_id } } }));
+    const f = await failure(
+      create(
+        { ...claimKeys, allowPvcImageSource: 'true' },
+        { volume_content_source: { volume: { volume_id: source.volume!.volume_id } } },
+      ),
+    );
     expect(f.code).toBe(status.INVALID_ARGUMENT);
     expect(f.message).toMatch(/cannot be combined with a dataSource/);
   });
@@ -99,7 +113,10 @@ describe('claim image sources, fake back end and fake Kubernetes', () => {
 
   it('an import that runs out of space is RESOURCE_EXHAUSTED, not INVALID_ARGUMENT', async () => {
     const f = await failure(create({ ...claimKeys, imageSource: '/images/full.raw' }));
-    expect([f.code, f.message]).toEqual([status.RESOURCE_EXHAUSTED, expect.stringMatching(/could not be imported .*ENOSPC/)]);
+    expect([f.code, f.message]).toEqual([
+      status.RESOURCE_EXHAUSTED,
+      expect.stringMatching(/could not be imported .*ENOSPC/),
+    ]);
   });
 
   it('keeps credentials of an image URL out of messages and Events', async () => {

@@ -2,7 +2,11 @@
 // a clone, and the clone through a temporary snapshot resumed after a crash at each step (in-memory back end).
 import { describe, expect, it } from 'vitest';
 import {
-  cloneSnapshotName, cloneThroughSnapshot, controllerCapabilities, EXTENDED_CONTROLLER_CAPABILITIES, ORIGINAL_CONTROLLER_CAPABILITIES,
+  cloneSnapshotName,
+  cloneThroughSnapshot,
+  controllerCapabilities,
+  EXTENDED_CONTROLLER_CAPABILITIES,
+  ORIGINAL_CONTROLLER_CAPABILITIES,
   removeCloneLeftovers,
 } from '../src/controller/original.js';
 import { isValidName } from '../src/protocol/vbs.js';
@@ -14,7 +18,16 @@ describe('capabilities per level', () => {
   it('the original level advertises a subset, without list, record, QoS-change or read-only publish capabilities', () => {
     expect(controllerCapabilities('extended')).toBe(EXTENDED_CONTROLLER_CAPABILITIES);
     for (const c of ORIGINAL_CONTROLLER_CAPABILITIES) expect(EXTENDED_CONTROLLER_CAPABILITIES).toContain(c);
-    for (const c of ['LIST_VOLUMES', 'LIST_SNAPSHOTS', 'GET_VOLUME', 'GET_SNAPSHOT', 'MODIFY_VOLUME', 'VOLUME_CONDITION', 'PUBLISH_READONLY', 'LIST_VOLUMES_PUBLISHED_NODES']) {
+    for (const c of [
+      'LIST_VOLUMES',
+      'LIST_SNAPSHOTS',
+      'GET_VOLUME',
+      'GET_SNAPSHOT',
+      'MODIFY_VOLUME',
+      'VOLUME_CONDITION',
+      'PUBLISH_READONLY',
+      'LIST_VOLUMES_PUBLISHED_NODES',
+    ]) {
       expect(controllerCapabilities('original')).not.toContain(c);
     }
   });
@@ -44,7 +57,11 @@ describe('a clone through a temporary snapshot', () => {
   it('makes the clone and leaves no temporary snapshot', async () => {
     const backend = await withSource();
     const clone = await cloneThroughSnapshot(backend, spec, {});
-    expect(clone).toMatchObject({ name: 'pvc-clone', source: { type: 'volume', name: 'pvc-src' }, cloneType: 'linked' });
+    expect(clone).toMatchObject({
+      name: 'pvc-clone',
+      source: { type: 'volume', name: 'pvc-src' },
+      cloneType: 'linked',
+    });
     expect([...backend.snapshots.keys()]).toEqual([]);
     expect([...backend.volumes.keys()].sort()).toEqual(['pvc-clone', 'pvc-src']);
   });
@@ -55,7 +72,12 @@ describe('a clone through a temporary snapshot', () => {
     await cloneThroughSnapshot(backend, spec, {});
     expect([...backend.snapshots.keys()]).toEqual([]);
     await backend.createSnapshot(cloneSnapshotName('pvc-other'), 'pvc-src');
-    await backend.createVolumeFromSnapshot({ ...spec, name: 'pvc-other', snapshotName: cloneSnapshotName('pvc-other'), cloneType: 'linked' });
+    await backend.createVolumeFromSnapshot({
+      ...spec,
+      name: 'pvc-other',
+      snapshotName: cloneSnapshotName('pvc-other'),
+      cloneType: 'linked',
+    });
     await cloneThroughSnapshot(backend, { ...spec, name: 'pvc-other' }, {});
     expect([...backend.snapshots.keys()]).toEqual([]);
   });

@@ -2,8 +2,18 @@
 // with a fake back end (for what the real emulator cannot easily be made to do). The conformance suite
 // (test/conformance-*.test.ts) drives the real driver and emulator processes.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { backendNameFor, checkCsiName, decodePageToken, encodePageToken, isKnownIdForm } from '../src/controller/ids.js';
-import { parseMutableParameters, parseSnapshotParameters, parseVolumeParameters } from '../src/controller/parameters.js';
+import {
+  backendNameFor,
+  checkCsiName,
+  decodePageToken,
+  encodePageToken,
+  isKnownIdForm,
+} from '../src/controller/ids.js';
+import {
+  parseMutableParameters,
+  parseSnapshotParameters,
+  parseVolumeParameters,
+} from '../src/controller/parameters.js';
 import { choosePool, poolCeilingBytes, PoolDirectory } from '../src/controller/placement.js';
 import { chooseSize, parseCapacityRange, TOPOLOGY_HOST_KEY } from '../src/controller/validation.js';
 import { GiB, MiB, type PoolInfo } from '../src/sds/backend.js';
@@ -67,7 +77,13 @@ describe('CSI names → back-end names', () => {
     expect(decodePageToken('lv1', '')).toBe('');
     // Another valid token decodes to its own marker: the tokens are not tied to one page.
     expect(decodePageToken('lv1', 'lv1.cHZjLTQz')).toBe('pvc-43');
-    for (const bad of ['invalid-token', 'ls1.cHZjLTQy', `lv1.${Buffer.from('../x').toString('base64url')}`, 'lv1.', 'lv1.cHZjLTQy=']) {
+    for (const bad of [
+      'invalid-token',
+      'ls1.cHZjLTQy',
+      `lv1.${Buffer.from('../x').toString('base64url')}`,
+      'lv1.',
+      'lv1.cHZjLTQy=',
+    ]) {
       expect(codeOf(() => decodePageToken('lv1', bad))).toBe(status.ABORTED);
     }
   });
@@ -77,13 +93,29 @@ describe('StorageClass parameters', () => {
   it('parses every key with defaults, Kubernetes metadata keys accepted and dropped', () => {
     expect(parseVolumeParameters({})).toEqual({ qos: {}, thin: true, allowPvcImageSource: false });
     const p = parseVolumeParameters({
-      pool: 'pool0', cloneMode: 'full', thin: 'false', cache: 'read', maxIOPS: '500', maxMBps: '0', qosLevel: 'high', fsType: 'xfs',
-      imageSource: 'https://images.example/a.qcow2', imageChecksum: `sha256:${'a'.repeat(64)}`,
-      'csi.storage.k8s.io/pvc/name': 'data', 'csi.storage.k8s.io/pvc/namespace': 'default', 'csi.storage.k8s.io/pv/name': 'pvc-1',
+      pool: 'pool0',
+      cloneMode: 'full',
+      thin: 'false',
+      cache: 'read',
+      maxIOPS: '500',
+      maxMBps: '0',
+      qosLevel: 'high',
+      fsType: 'xfs',
+      imageSource: 'https://images.example/a.qcow2',
+      imageChecksum: `sha256:${'a'.repeat(64)}`,
+      'csi.storage.k8s.io/pvc/name': 'data',
+      'csi.storage.k8s.io/pvc/namespace': 'default',
+      'csi.storage.k8s.io/pv/name': 'pvc-1',
     });
     expect(p).toEqual({
-      poolId: 'pool0', cloneMode: 'full', thin: false, cachePolicy: 'read', qos: { maxIops: 500, maxMBps: 0, priority: 3 }, fsType: 'xfs',
-      image: { url: 'https://images.example/a.qcow2', checksum: `sha256:${'a'.repeat(64)}` }, allowPvcImageSource: false,
+      poolId: 'pool0',
+      cloneMode: 'full',
+      thin: false,
+      cachePolicy: 'read',
+      qos: { maxIops: 500, maxMBps: 0, priority: 3 },
+      fsType: 'xfs',
+      image: { url: 'https://images.example/a.qcow2', checksum: `sha256:${'a'.repeat(64)}` },
+      allowPvcImageSource: false,
     });
   });
 
@@ -91,14 +123,24 @@ describe('StorageClass parameters', () => {
     expect(messageOf(() => parseVolumeParameters({ colour: 'blue' }))).toMatch(/parameters: unknown key "colour"/);
     expect(messageOf(() => parseVolumeParameters({ maxIOPS: '-1' }))).toMatch(/parameters\.maxIOPS/);
     expect(messageOf(() => parseVolumeParameters({ maxMBps: '1.5' }))).toMatch(/parameters\.maxMBps/);
-    expect(messageOf(() => parseVolumeParameters({ thin: 'yes' }))).toMatch(/parameters\.thin: must be one of true, false/);
+    expect(messageOf(() => parseVolumeParameters({ thin: 'yes' }))).toMatch(
+      /parameters\.thin: must be one of true, false/,
+    );
     expect(messageOf(() => parseVolumeParameters({ cloneMode: 'deep' }))).toMatch(/parameters\.cloneMode/);
     expect(messageOf(() => parseVolumeParameters({ pool: '../p' }))).toMatch(/parameters\.pool/);
     expect(messageOf(() => parseVolumeParameters({ fsType: 'btrfs' }))).toMatch(/parameters\.fsType/);
-    expect(messageOf(() => parseVolumeParameters({ imageSource: 'relative/a.img' }))).toMatch(/parameters\.imageSource/);
-    expect(messageOf(() => parseVolumeParameters({ imageSource: '/images/../etc/shadow' }))).toMatch(/parameters\.imageSource/);
-    expect(messageOf(() => parseVolumeParameters({ imageSource: '/a.img', imageChecksum: 'sha1:abc' }))).toMatch(/parameters\.imageChecksum/);
-    expect(messageOf(() => parseVolumeParameters({ imageChecksum: `md5:${'0'.repeat(32)}` }))).toMatch(/imageChecksum: needs parameters\.imageSource/);
+    expect(messageOf(() => parseVolumeParameters({ imageSource: 'relative/a.img' }))).toMatch(
+      /parameters\.imageSource/,
+    );
+    expect(messageOf(() => parseVolumeParameters({ imageSource: '/images/../etc/shadow' }))).toMatch(
+      /parameters\.imageSource/,
+    );
+    expect(messageOf(() => parseVolumeParameters({ imageSource: '/a.img', imageChecksum: 'sha1:abc' }))).toMatch(
+      /parameters\.imageChecksum/,
+    );
+    expect(messageOf(() => parseVolumeParameters({ imageChecksum: `md5:${'0'.repeat(32)}` }))).toMatch(
+      /imageChecksum: needs parameters\.imageSource/,
+    );
     expect(codeOf(() => parseVolumeParameters({ qosLevel: 'urgent' }))).toBe(status.INVALID_ARGUMENT);
   });
 
@@ -108,14 +150,17 @@ describe('StorageClass parameters', () => {
       qos: { maxIops: 100, maxMBps: 7 },
       cachePolicy: 'none',
     });
-    expect(messageOf(() => parseMutableParameters({ pool: 'pool0' }))).toMatch(/mutable_parameters: unknown key "pool"/);
+    expect(messageOf(() => parseMutableParameters({ pool: 'pool0' }))).toMatch(
+      /mutable_parameters: unknown key "pool"/,
+    );
     expect(codeOf(() => parseSnapshotParameters({ 'csi.storage.k8s.io/volumesnapshot/name': 's' }))).toBe('ok');
     expect(messageOf(() => parseSnapshotParameters({ retention: '1d' }))).toMatch(/unknown key "retention"/);
   });
 });
 
 describe('sizes', () => {
-  const range = (required: number, limit = 0) => parseCapacityRange('capacity_range', { required_bytes: String(required), limit_bytes: String(limit) });
+  const range = (required: number, limit = 0) =>
+    parseCapacityRange('capacity_range', { required_bytes: String(required), limit_bytes: String(limit) });
   it('rounds up to MiB, defaults to 1 GiB and honours limit_bytes', () => {
     expect(chooseSize('c', range(0))).toBe(GiB);
     expect(chooseSize('c', range(1))).toBe(MiB);
@@ -126,7 +171,11 @@ describe('sizes', () => {
     expect(codeOf(() => range(10, 5))).toBe(status.OUT_OF_RANGE);
     expect(codeOf(() => range(-1))).toBe(status.INVALID_ARGUMENT);
     expect(codeOf(() => chooseSize('c', range(Number.MAX_SAFE_INTEGER)))).toBe(status.OUT_OF_RANGE);
-    expect(codeOf(() => chooseSize('c', parseCapacityRange('c', { required_bytes: '9223372036854775807', limit_bytes: '0' })))).toBe(status.OUT_OF_RANGE);
+    expect(
+      codeOf(() =>
+        chooseSize('c', parseCapacityRange('c', { required_bytes: '9223372036854775807', limit_bytes: '0' })),
+      ),
+    ).toBe(status.OUT_OF_RANGE);
   });
   it('takes the source size by default and refuses less than it', () => {
     expect(chooseSize('c', range(0), 64 * MiB)).toBe(64 * MiB);
@@ -138,11 +187,27 @@ describe('sizes', () => {
 
 describe('pool placement', () => {
   const pool = (id: string, hosts: string[], extra: Partial<PoolInfo> = {}): PoolInfo => ({
-    id, totalBytes: 10 * GiB, freeBytes: 10 * GiB, provisionedBytes: 0, allocatedBytes: 0, maxOversubscription: 3,
-    thinCapacityBytes: 30 * GiB, thickCapacityBytes: 10 * GiB, linkedClone: true, type: 'xfs-reflink', hosts, healthy: true, ...extra,
+    id,
+    totalBytes: 10 * GiB,
+    freeBytes: 10 * GiB,
+    provisionedBytes: 0,
+    allocatedBytes: 0,
+    maxOversubscription: 3,
+    thinCapacityBytes: 30 * GiB,
+    thickCapacityBytes: 10 * GiB,
+    linkedClone: true,
+    type: 'xfs-reflink',
+    hosts,
+    healthy: true,
+    ...extra,
   });
   const pools = [pool('p1', ['h1']), pool('p2', ['h2', 'h3'])];
-  const seg = (host?: string, zone?: string) => ({ segments: { ...(host ? { [TOPOLOGY_HOST_KEY]: host } : {}), ...(zone ? { 'topology.kubernetes.io/zone': zone } : {}) } });
+  const seg = (host?: string, zone?: string) => ({
+    segments: {
+      ...(host ? { [TOPOLOGY_HOST_KEY]: host } : {}),
+      ...(zone ? { 'topology.kubernetes.io/zone': zone } : {}),
+    },
+  });
 
   it('takes the named or first pool, and honours requisite and preferred hosts', () => {
     expect(choosePool(pools, undefined, null).id).toBe('p1');
@@ -153,8 +218,12 @@ describe('pool placement', () => {
   });
   it('ignores segments without our key, and refuses unreachable requirements', () => {
     expect(choosePool(pools, undefined, { requisite: [seg(undefined, 'z9')], preferred: [] }).id).toBe('p1');
-    expect(codeOf(() => choosePool(pools, undefined, { requisite: [seg('h9')], preferred: [] }))).toBe(status.RESOURCE_EXHAUSTED);
-    expect(codeOf(() => choosePool(pools, 'p1', { requisite: [seg('h2')], preferred: [] }))).toBe(status.RESOURCE_EXHAUSTED);
+    expect(codeOf(() => choosePool(pools, undefined, { requisite: [seg('h9')], preferred: [] }))).toBe(
+      status.RESOURCE_EXHAUSTED,
+    );
+    expect(codeOf(() => choosePool(pools, 'p1', { requisite: [seg('h2')], preferred: [] }))).toBe(
+      status.RESOURCE_EXHAUSTED,
+    );
     expect(messageOf(() => choosePool(pools, 'nope', null))).toMatch(/parameters\.pool/);
   });
   it('caps thin volumes at total × over-subscription and thick ones at total', () => {
@@ -214,7 +283,10 @@ describe('controller handlers over gRPC, fake back end', () => {
   it('refuses a second concurrent operation on one name with ABORTED and makes one volume', async () => {
     backend.delayMs = 200;
     const req = { name: 'pvc-race', volume_capabilities: [mount] };
-    const [a, b] = await Promise.all([settle(server.csi.controller.CreateVolume(req)), settle(server.csi.controller.CreateVolume(req))]);
+    const [a, b] = await Promise.all([
+      settle(server.csi.controller.CreateVolume(req)),
+      settle(server.csi.controller.CreateVolume(req)),
+    ]);
     const outcomes = [a, b].map((r) => (r.ok ? 'OK' : r.codeName)).sort();
     expect(outcomes).toEqual(['ABORTED', 'OK']);
     const aborted = [a, b].find((r) => !r.ok) as { message: string };
@@ -251,35 +323,68 @@ describe('controller handlers over gRPC, fake back end', () => {
 
   it('imports an image for imageSource, and reports a failed import as INVALID_ARGUMENT', async () => {
     const ok = await server.csi.controller.CreateVolume({
-      name: 'pvc-img', volume_capabilities: [mount], parameters: { imageSource: '/images/base.raw', imageChecksum: `md5:${'1'.repeat(32)}` },
+      name: 'pvc-img',
+      volume_capabilities: [mount],
+      parameters: { imageSource: '/images/base.raw', imageChecksum: `md5:${'1'.repeat(32)}` },
     });
     expect(ok.volume?.capacity_bytes).toBe(String(16 * MiB));
     expect(backend.volumes.get('pvc-img')?.source).toEqual({ type: 'image' });
-    const f = await failure(server.csi.controller.CreateVolume({ name: 'pvc-img2', volume_capabilities: [mount], parameters: { imageSource: '/images/broken.raw' } }));
+    const f = await failure(
+      server.csi.controller.CreateVolume({
+        name: 'pvc-img2',
+        volume_capabilities: [mount],
+        parameters: { imageSource: '/images/broken.raw' },
+      }),
+    );
     expect(f.code).toBe(status.INVALID_ARGUMENT);
-    expect(f.message).toMatch(/parameters\.imageSource: the image \/images\/broken\.raw could not be imported into volume pvc-img2: unreadable image/);
+    expect(f.message).toMatch(
+      /parameters\.imageSource: the image \/images\/broken\.raw could not be imported into volume pvc-img2: unreadable image/,
+    );
     expect(backend.volumes.has('pvc-img2')).toBe(false);
-    const both = await failure(server.csi.controller.CreateVolume({
-      name: 'pvc-img3', volume_capabilities: [mount], parameters: { imageSource: '/images/base.raw' },
-      volume_content_source: { volume: { volume_id: 'pvc-img' } },
-    }));
+    const both = await failure(
+      server.csi.controller.CreateVolume({
+        name: 'pvc-img3',
+        volume_capabilities: [mount],
+        parameters: { imageSource: '/images/base.raw' },
+        volume_content_source: { volume: { volume_id: 'pvc-img' } },
+      }),
+    );
     expect(both.code).toBe(status.INVALID_ARGUMENT);
   });
 
   it('refuses linked clones on a pool that cannot link, and defaults to full copies there', async () => {
-    await server.csi.controller.CreateVolume({ name: 'pvc-src', volume_capabilities: [block], parameters: { pool: 'pool1' }, capacity_range: { required_bytes: String(64 * MiB) } });
-    const linked = await failure(server.csi.controller.CreateVolume({
-      name: 'pvc-clone', volume_capabilities: [block], parameters: { cloneMode: 'linked' }, volume_content_source: { volume: { volume_id: 'pvc-src' } },
-    }));
+    await server.csi.controller.CreateVolume({
+      name: 'pvc-src',
+      volume_capabilities: [block],
+      parameters: { pool: 'pool1' },
+      capacity_range: { required_bytes: String(64 * MiB) },
+    });
+    const linked = await failure(
+      server.csi.controller.CreateVolume({
+        name: 'pvc-clone',
+        volume_capabilities: [block],
+        parameters: { cloneMode: 'linked' },
+        volume_content_source: { volume: { volume_id: 'pvc-src' } },
+      }),
+    );
     expect(linked.code).toBe(status.FAILED_PRECONDITION);
     expect(linked.message).toMatch(/parameters\.cloneMode/);
-    const clone = await server.csi.controller.CreateVolume({ name: 'pvc-clone', volume_capabilities: [block], volume_content_source: { volume: { volume_id: 'pvc-src' } } });
+    const clone = await server.csi.controller.CreateVolume({
+      name: 'pvc-clone',
+      volume_capabilities: [block],
+      volume_content_source: { volume: { volume_id: 'pvc-src' } },
+    });
     expect(clone.volume?.content_source?.volume?.volume_id).toBe('pvc-src');
     expect(backend.volumes.get('pvc-clone')?.cloneType).toBe('full');
     expect(clone.volume?.accessible_topology).toEqual([{ segments: { [TOPOLOGY_HOST_KEY]: 'host-c' } }]);
-    const wrongPool = await failure(server.csi.controller.CreateVolume({
-      name: 'pvc-clone2', volume_capabilities: [block], parameters: { pool: 'pool0' }, volume_content_source: { volume: { volume_id: 'pvc-src' } },
-    }));
+    const wrongPool = await failure(
+      server.csi.controller.CreateVolume({
+        name: 'pvc-clone2',
+        volume_capabilities: [block],
+        parameters: { pool: 'pool0' },
+        volume_content_source: { volume: { volume_id: 'pvc-src' } },
+      }),
+    );
     expect(wrongPool.code).toBe(status.INVALID_ARGUMENT);
   });
 
@@ -288,17 +393,29 @@ describe('controller handlers over gRPC, fake back end', () => {
     expect(thin.available_capacity).toBe(String(256 * GiB));
     const thick = await server.csi.controller.GetCapacity({ parameters: { pool: 'pool0', thin: 'false' } });
     expect(thick.available_capacity).toBe(String(64 * GiB));
-    const atC = await server.csi.controller.GetCapacity({ accessible_topology: { segments: { [TOPOLOGY_HOST_KEY]: 'host-c' } } });
+    const atC = await server.csi.controller.GetCapacity({
+      accessible_topology: { segments: { [TOPOLOGY_HOST_KEY]: 'host-c' } },
+    });
     expect(atC.available_capacity).toBe(String(8 * GiB));
-    const nowhere = await server.csi.controller.GetCapacity({ accessible_topology: { segments: { [TOPOLOGY_HOST_KEY]: 'host-z' } } });
+    const nowhere = await server.csi.controller.GetCapacity({
+      accessible_topology: { segments: { [TOPOLOGY_HOST_KEY]: 'host-z' } },
+    });
     expect(nowhere.available_capacity).toBe('0');
-    const unsupported = await server.csi.controller.GetCapacity({ volume_capabilities: [{ block: {}, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } }] });
+    const unsupported = await server.csi.controller.GetCapacity({
+      volume_capabilities: [{ block: {}, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } }],
+    });
     expect(unsupported.available_capacity).toBe('0');
-    expect((await failure(server.csi.controller.GetCapacity({ parameters: { speed: 'fast' } }))).message).toMatch(/unknown key "speed"/);
+    expect((await failure(server.csi.controller.GetCapacity({ parameters: { speed: 'fast' } }))).message).toMatch(
+      /unknown key "speed"/,
+    );
   });
 
   it('pages through more volumes than one back-end page, and bounds unlimited responses', async () => {
-    for (let i = 0; i < 2105; i++) backend.volumes.set(`v-${String(i).padStart(4, '0')}`, { ...(await backend.createVolume({ name: `tmp-${i}`, sizeBytes: MiB })), name: `v-${String(i).padStart(4, '0')}` });
+    for (let i = 0; i < 2105; i++)
+      backend.volumes.set(`v-${String(i).padStart(4, '0')}`, {
+        ...(await backend.createVolume({ name: `tmp-${i}`, sizeBytes: MiB })),
+        name: `v-${String(i).padStart(4, '0')}`,
+      });
     for (const name of [...backend.volumes.keys()]) if (name.startsWith('tmp-')) backend.volumes.delete(name);
     const unlimited = await server.csi.controller.ListVolumes({});
     expect(unlimited.entries).toHaveLength(2000);

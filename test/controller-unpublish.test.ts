@@ -17,7 +17,11 @@ import { startInProcess, type InProcessServer } from './support/in-process.js';
 
 const TOKEN = 'unpublish-token';
 const cap = { mount: { fs_type: 'ext4', mount_flags: [] }, access_mode: { mode: 'SINGLE_NODE_WRITER' as const } };
-const OUT_OF_SERVICE = { key: 'node.kubernetes.io/out-of-service', value: 'nodeshutdown', effect: 'NoExecute' as const };
+const OUT_OF_SERVICE = {
+  key: 'node.kubernetes.io/out-of-service',
+  value: 'nodeshutdown',
+  effect: 'NoExecute' as const,
+};
 
 let dir: string;
 let api: FakeKubeApi;
@@ -28,13 +32,23 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'csi-unpublish-'));
   const tlsDir = join(dirname(fileURLToPath(import.meta.url)), 'support', 'tls');
   const caFile = join(tlsDir, 'fake-kube-api.crt');
-  api = await new FakeKubeApi({ token: TOKEN, tls: { key: readFileSync(join(tlsDir, 'fake-kube-api.key'), 'utf8'), cert: readFileSync(caFile, 'utf8') } }).start();
+  api = await new FakeKubeApi({
+    token: TOKEN,
+    tls: { key: readFileSync(join(tlsDir, 'fake-kube-api.key'), 'utf8'), cert: readFileSync(caFile, 'utf8') },
+  }).start();
   // host-a's Node is named differently and found by the kubelet's node-id annotation; host-b's by its name.
-  api.addNode({ name: 'worker-1', annotations: { 'csi.volume.kubernetes.io/nodeid': JSON.stringify({ 'csi.sdshypervisor.io': 'host-a' }) } });
+  api.addNode({
+    name: 'worker-1',
+    annotations: { 'csi.volume.kubernetes.io/nodeid': JSON.stringify({ 'csi.sdshypervisor.io': 'host-a' }) },
+  });
   api.addNode({ name: 'host-b', taints: [OUT_OF_SERVICE] });
   api.addNode({ name: 'host-c', annotations: { 'csi.volume.kubernetes.io/nodeid': 'not json' } });
   const kubeconfig = await writeKubeconfig(dir, api.url, TOKEN, { caFile });
-  const kube = createKubeClient({ logger: createLogger({ level: 'silent' }), kubeconfig, retry: { deadlineMs: 2_000 } });
+  const kube = createKubeClient({
+    logger: createLogger({ level: 'silent' }),
+    kubeconfig,
+    retry: { deadlineMs: 2_000 },
+  });
   backend = new FakeBackend();
   server = await startInProcess(backend, { kube });
 });
@@ -48,7 +62,11 @@ let volume = 0;
 /** A volume published to `host` and attached there (a block device on that host, as the VBS reports it). */
 async function attachedVolume(host: string, online = true): Promise<string> {
   const id = `pvc-unpublish-${++volume}`;
-  await server.csi.controller.CreateVolume({ name: id, volume_capabilities: [cap], capacity_range: { required_bytes: 64 * 1024 * 1024 } });
+  await server.csi.controller.CreateVolume({
+    name: id,
+    volume_capabilities: [cap],
+    capacity_range: { required_bytes: 64 * 1024 * 1024 },
+  });
   await server.csi.controller.ControllerPublishVolume({ volume_id: id, node_id: host, volume_capability: cap });
   backend.setAttachment(id, host, { attached: true, online });
   return id;
@@ -80,11 +98,18 @@ describe('ControllerUnpublishVolume of a volume attached on its node', () => {
 
   it('the Node (found by its node-id annotation) carries the out-of-service taint: forced', async () => {
     const id = await attachedVolume('host-a');
-    api.addNode({ name: 'worker-1', annotations: { 'csi.volume.kubernetes.io/nodeid': JSON.stringify({ 'csi.sdshypervisor.io': 'host-a' }) }, taints: [OUT_OF_SERVICE] });
+    api.addNode({
+      name: 'worker-1',
+      annotations: { 'csi.volume.kubernetes.io/nodeid': JSON.stringify({ 'csi.sdshypervisor.io': 'host-a' }) },
+      taints: [OUT_OF_SERVICE],
+    });
     try {
       await server.csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: 'host-a' });
     } finally {
-      api.addNode({ name: 'worker-1', annotations: { 'csi.volume.kubernetes.io/nodeid': JSON.stringify({ 'csi.sdshypervisor.io': 'host-a' }) } });
+      api.addNode({
+        name: 'worker-1',
+        annotations: { 'csi.volume.kubernetes.io/nodeid': JSON.stringify({ 'csi.sdshypervisor.io': 'host-a' }) },
+      });
     }
     expect(unmapsOf(id)).toEqual(['plain', 'force']);
     expect(await backend.volumeHosts(id)).toEqual([]);
@@ -98,14 +123,18 @@ describe('ControllerUnpublishVolume of a volume attached on its node', () => {
 
   it('a Node with a garbled annotation and no taint, or no Node at all: refused', async () => {
     const onC = await attachedVolume('host-c');
-    expect((await failure(server.csi.controller.ControllerUnpublishVolume({ volume_id: onC, node_id: 'host-c' }))).codeName).toBe('FAILED_PRECONDITION');
+    expect(
+      (await failure(server.csi.controller.ControllerUnpublishVolume({ volume_id: onC, node_id: 'host-c' }))).codeName,
+    ).toBe('FAILED_PRECONDITION');
     expect(unmapsOf(onC)).toEqual(['plain']);
   });
 
   it('Kubernetes does not answer: the refusal stands (the CO retries), nothing forced', async () => {
     const id = await attachedVolume('host-a');
     api.inject('nodes', { status: 403 });
-    expect((await failure(server.csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: 'host-a' }))).codeName).toBe('FAILED_PRECONDITION');
+    expect(
+      (await failure(server.csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: 'host-a' }))).codeName,
+    ).toBe('FAILED_PRECONDITION');
     expect(unmapsOf(id)).toEqual(['plain']);
   });
 

@@ -31,7 +31,12 @@ function processesUnder(root: string): number[] {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').some((arg) => arg.includes(root))) pids.push(Number(entry));
+      if (
+        readFileSync(`/proc/${entry}/cmdline`, 'utf8')
+          .split('\0')
+          .some((arg) => arg.includes(root))
+      )
+        pids.push(Number(entry));
     } catch {
       // gone meanwhile
     }
@@ -59,7 +64,11 @@ async function runDemo(name: string, env: NodeJS.ProcessEnv = {}): Promise<Demo>
   child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const step = (title: string) =>
-    eventually(`the demo printed step "${title}":\n${output}`, () => new RegExp(`^\\s*\\d+/\\d+  ${title} `, 'm').test(output) || child.exitCode !== null, 90_000);
+    eventually(
+      `the demo printed step "${title}":\n${output}`,
+      () => new RegExp(`^\\s*\\d+/\\d+  ${title} `, 'm').test(output) || child.exitCode !== null,
+      90_000,
+    );
   return { child, exit, output: () => output, step };
 }
 
@@ -93,7 +102,9 @@ it('Ctrl-C (SIGINT) after the volume is published: undoes every step, says so, e
 it('its own driver stopped under it (SIGTERM): starts it again to undo the mounts', async () => {
   const demo = await runDemo('driver-stopped');
   await demo.step('NodePublishVolume');
-  const driver = processesUnder(join(dir, 'driver-stopped')).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--mode=all'));
+  const driver = processesUnder(join(dir, 'driver-stopped')).find((pid) =>
+    readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--mode=all'),
+  );
   expect(driver).toBeDefined();
   process.kill(driver!, 'SIGTERM');
   expect(await demo.exit).toBe(1);
@@ -105,7 +116,10 @@ it('its own driver stopped under it (SIGTERM): starts it again to undo the mount
 it('a driver that answers "not ready" is not "nothing answers": no second driver, exit 1', async () => {
   const server = await startInProcess(new FakeBackend(), { probe: async () => false });
   try {
-    const demo = await runDemo('not-ready', { CSI_ENDPOINT: `unix://${server.socketPath}`, DEMO_NOT_READY_WAIT_MS: '1000' });
+    const demo = await runDemo('not-ready', {
+      CSI_ENDPOINT: `unix://${server.socketPath}`,
+      DEMO_NOT_READY_WAIT_MS: '1000',
+    });
     expect(await demo.exit).toBe(1);
     expect(demo.output()).toMatch(/a driver answers at unix:\/\/.* but is not ready/);
     expect(demo.output()).toMatch(/still not ready; not starting a second one/);

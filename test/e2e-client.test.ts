@@ -8,7 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KvConnector } from '../src/connector/index.js';
 import { MiB, SdsClient, SdsError } from '../src/sds/index.js';
 import {
-  type Daemon, exchange, forceCleanup, leftovers, makeTempDir, SDS_CLI, snapshotPath, startDaemon, stopAndCheck, volumePath,
+  type Daemon,
+  exchange,
+  forceCleanup,
+  leftovers,
+  makeTempDir,
+  SDS_CLI,
+  snapshotPath,
+  startDaemon,
+  stopAndCheck,
+  volumePath,
 } from './helpers/emulator.js';
 import { readAt, writeAt } from './support/block-io.js';
 
@@ -73,16 +82,26 @@ describe('the driver rooms against the emulator daemon', () => {
     expect(pool).toMatchObject({ id: 'pool0', type: 'xfs-reflink', linkedClone: true, healthy: true });
 
     const source = await client.createVolume({ name: 'e2e-src', sizeBytes: 64 * MiB, poolId: 'pool0' });
-    expect(source).toMatchObject({ name: 'e2e-src', sizeBytes: 64 * MiB, poolId: 'pool0', thin: true, state: 'available' });
+    expect(source).toMatchObject({
+      name: 'e2e-src',
+      sizeBytes: 64 * MiB,
+      poolId: 'pool0',
+      thin: true,
+      state: 'available',
+    });
     expect(existsSync(volumePath(d, 'e2e-src'))).toBe(true);
 
     await client.mapVolume('e2e-src', host, { readOnly: false, exclusive: true });
-    expect(await client.volumeHosts('e2e-src')).toEqual([expect.objectContaining({ hostId: host, accessMode: 'rw', attached: false })]);
+    expect(await client.volumeHosts('e2e-src')).toEqual([
+      expect.objectContaining({ hostId: host, accessMode: 'rw', attached: false }),
+    ]);
     const sourceDevice = await connector.attach('e2e-src');
     expect(sourceDevice).toMatch(/^\/dev\/loop\d+$/);
     expect(await connector.queryDevice('e2e-src')).toBe(sourceDevice);
     expect(deviceBytes(sourceDevice)).toBe(64 * MiB);
-    expect(await client.volumeHosts('e2e-src')).toEqual([expect.objectContaining({ hostId: host, attached: true, devAddr: sourceDevice })]);
+    expect(await client.volumeHosts('e2e-src')).toEqual([
+      expect.objectContaining({ hostId: host, attached: true, devAddr: sourceDevice }),
+    ]);
 
     // A pattern at the start, in the middle (not MiB-aligned) and in the last MiB.
     const pattern = [
@@ -99,12 +118,32 @@ describe('the driver rooms against the emulator daemon', () => {
     // Written after the snapshot: the source shows it, the clones must not.
     const later = randomBytes(64 * 1024);
     writeAt(sourceDevice, [{ offset: 0, data: later }]);
-    expect((readAt(sourceDevice, 0, later.length)).equals(later)).toBe(true);
+    expect(readAt(sourceDevice, 0, later.length).equals(later)).toBe(true);
 
-    const linked = await client.createVolumeFromSnapshot({ name: 'e2e-linked', sizeBytes: 64 * MiB, snapshotName: 'e2e-snap', cloneType: 'linked' });
-    expect(linked).toMatchObject({ name: 'e2e-linked', sizeBytes: 64 * MiB, source: { type: 'snapshot', name: 'e2e-snap' }, cloneType: 'linked' });
-    const full = await client.createVolumeFromSnapshot({ name: 'e2e-full', sizeBytes: 96 * MiB, snapshotName: 'e2e-snap', cloneType: 'full' });
-    expect(full).toMatchObject({ name: 'e2e-full', sizeBytes: 96 * MiB, source: { type: 'snapshot', name: 'e2e-snap' }, cloneType: 'full' });
+    const linked = await client.createVolumeFromSnapshot({
+      name: 'e2e-linked',
+      sizeBytes: 64 * MiB,
+      snapshotName: 'e2e-snap',
+      cloneType: 'linked',
+    });
+    expect(linked).toMatchObject({
+      name: 'e2e-linked',
+      sizeBytes: 64 * MiB,
+      source: { type: 'snapshot', name: 'e2e-snap' },
+      cloneType: 'linked',
+    });
+    const full = await client.createVolumeFromSnapshot({
+      name: 'e2e-full',
+      sizeBytes: 96 * MiB,
+      snapshotName: 'e2e-snap',
+      cloneType: 'full',
+    });
+    expect(full).toMatchObject({
+      name: 'e2e-full',
+      sizeBytes: 96 * MiB,
+      source: { type: 'snapshot', name: 'e2e-snap' },
+      cloneType: 'full',
+    });
 
     const cloneDevices = new Map<string, string>();
     for (const name of ['e2e-linked', 'e2e-full']) {
@@ -114,13 +153,13 @@ describe('the driver rooms against the emulator daemon', () => {
       expect([...cloneDevices.values()]).not.toContain(device);
       cloneDevices.set(name, device);
       for (const p of pattern) {
-        expect((readAt(device, p.offset, p.data.length)).equals(p.data), `${name} @ ${p.offset}`).toBe(true);
+        expect(readAt(device, p.offset, p.data.length).equals(p.data), `${name} @ ${p.offset}`).toBe(true);
       }
     }
     expect(deviceBytes(cloneDevices.get('e2e-linked')!)).toBe(64 * MiB);
     // The full copy was made larger than its snapshot: the part past the snapshot reads as zeros.
     expect(deviceBytes(cloneDevices.get('e2e-full')!)).toBe(96 * MiB);
-    expect((readAt(cloneDevices.get('e2e-full')!, 64 * MiB, MiB)).equals(Buffer.alloc(MiB))).toBe(true);
+    expect(readAt(cloneDevices.get('e2e-full')!, 64 * MiB, MiB).equals(Buffer.alloc(MiB))).toBe(true);
 
     // Extend the attached source: the loop device grows with it, and the new range takes data.
     const extended = await client.extendVolume('e2e-src', 128 * MiB);
@@ -129,7 +168,7 @@ describe('the driver rooms against the emulator daemon', () => {
     expect(deviceBytes(sourceDevice)).toBe(128 * MiB);
     const tail = randomBytes(MiB);
     writeAt(sourceDevice, [{ offset: 127 * MiB, data: tail }]);
-    expect((readAt(sourceDevice, 127 * MiB, MiB)).equals(tail)).toBe(true);
+    expect(readAt(sourceDevice, 127 * MiB, MiB).equals(tail)).toBe(true);
 
     // An attached volume cannot be deleted.
     await expect(client.deleteVolume('e2e-linked')).rejects.toMatchObject({ kind: 'Attached' });
@@ -159,13 +198,32 @@ describe('the driver rooms against the emulator daemon', () => {
 
   it('answers a request in the original Cinder format, sent in one write on a socket never half-closed, and closes', async () => {
     // The keys the Cinder driver sent for a create, with their neutral values; no empty line, no token.
-    const create = [
-      '[CREATE_VOLUME_REQ]', 'vol_name=volume-1', 'vol_size=1024', 'pool_id=pool0', 'thin_flag=1', 'reserved=0',
-      'volume_space_reserved=0', 'force_provision_size=0', 'iops=0', 'max_iops=0', 'min_iops=0', 'cache_size=0',
-      'repicate_num=1', 'repicate_tolerant_num=0', 'encrypt_algorithm=0', 'consistency=0', 'stor_space_level=0',
-      'compress_algorithm=0', 'deduplication=0', 'snapshot=0', 'backup_cycle=0', 'tolerance_disk_failure=0',
-      'tolerance_cache_failure=0',
-    ].join('\n') + '\n';
+    const create =
+      [
+        '[CREATE_VOLUME_REQ]',
+        'vol_name=volume-1',
+        'vol_size=1024',
+        'pool_id=pool0',
+        'thin_flag=1',
+        'reserved=0',
+        'volume_space_reserved=0',
+        'force_provision_size=0',
+        'iops=0',
+        'max_iops=0',
+        'min_iops=0',
+        'cache_size=0',
+        'repicate_num=1',
+        'repicate_tolerant_num=0',
+        'encrypt_algorithm=0',
+        'consistency=0',
+        'stor_space_level=0',
+        'compress_algorithm=0',
+        'deduplication=0',
+        'snapshot=0',
+        'backup_cycle=0',
+        'tolerance_disk_failure=0',
+        'tolerance_cache_failure=0',
+      ].join('\n') + '\n';
     const created = await originalRequest(d.info.tcpPort, create);
     expect(created.closedByServer).toBe(true);
     expect(retcodeOf(created.reply)).toBe(0);
@@ -178,7 +236,12 @@ describe('the driver rooms against the emulator daemon', () => {
     expect(queried.reply).toMatch(/^volume0=\[status=1,/m);
     expect(Buffer.byteLength(queried.reply)).toBeLessThanOrEqual(1024);
     // The driver's client sees the same volume.
-    expect(await client.getVolume('volume-1')).toMatchObject({ name: 'volume-1', sizeBytes: 1024 * MiB, poolId: 'pool0', thin: true });
+    expect(await client.getVolume('volume-1')).toMatchObject({
+      name: 'volume-1',
+      sizeBytes: 1024 * MiB,
+      poolId: 'pool0',
+      thin: true,
+    });
 
     // Delete, then poll as the Cinder driver did until -900079.
     const deleted = await originalRequest(d.info.tcpPort, '[DELETE_VOLUME_REQ]\nvol_name=volume-1\n');
@@ -216,17 +279,25 @@ describe('a daemon that requires a token', () => {
     const none = new SdsClient({ addresses: address });
     try {
       for (const refused of [wrong, none]) {
-        const err = await refused.systemInfo().then(() => undefined, (e: unknown) => e);
+        const err = await refused.systemInfo().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         expect(err).toBeInstanceOf(SdsError);
         expect((err as SdsError).kind).toBe('AuthFailed');
         expect((err as SdsError).message).not.toContain(TOKEN);
         expect((err as SdsError).message).not.toContain(WRONG_TOKEN);
-        await expect(refused.createVolume({ name: 'e2e-denied', sizeBytes: 16 * MiB })).rejects.toMatchObject({ kind: 'AuthFailed' });
+        await expect(refused.createVolume({ name: 'e2e-denied', sizeBytes: 16 * MiB })).rejects.toMatchObject({
+          kind: 'AuthFailed',
+        });
       }
       expect(await right.systemInfo()).toMatchObject({ product: 'SDSHypervisor', hostId: d.info.hostId });
       // Nothing a refused client asked for happened; the right token can work.
       expect(await right.getVolume('e2e-denied')).toBeUndefined();
-      expect(await right.createVolume({ name: 'e2e-allowed', sizeBytes: 16 * MiB })).toMatchObject({ name: 'e2e-allowed', sizeBytes: 16 * MiB });
+      expect(await right.createVolume({ name: 'e2e-allowed', sizeBytes: 16 * MiB })).toMatchObject({
+        name: 'e2e-allowed',
+        sizeBytes: 16 * MiB,
+      });
       await right.deleteVolume('e2e-allowed');
       expect(await right.getVolume('e2e-allowed')).toBeUndefined();
     } finally {

@@ -8,8 +8,19 @@ import net from 'node:net';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  call, type Daemon, extents, forceCleanup, leftovers, makeTempDir, MiB, SDS_CLI, sdsCli, snapshotPath, startDaemon,
-  stopAndCheck, volumePath,
+  call,
+  type Daemon,
+  extents,
+  forceCleanup,
+  leftovers,
+  makeTempDir,
+  MiB,
+  SDS_CLI,
+  sdsCli,
+  snapshotPath,
+  startDaemon,
+  stopAndCheck,
+  volumePath,
 } from './helpers/emulator.js';
 import { readAt, writeAt } from './support/block-io.js';
 
@@ -21,7 +32,9 @@ function devNumbers(device: string): string {
 
 function throttleLine(kind: string, device: string): string | undefined {
   const majMin = devNumbers(device);
-  return readFileSync(join(THROTTLE, `blkio.throttle.${kind}_device`), 'utf8').split('\n').find((l) => l.startsWith(`${majMin} `));
+  return readFileSync(join(THROTTLE, `blkio.throttle.${kind}_device`), 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${majMin} `));
 }
 
 function throttleWritable(): boolean {
@@ -89,7 +102,9 @@ describe('sds_cli arguments and transport errors', () => {
           // sds_cli blocks on the socket: run it asynchronously so the fake server can answer.
           const p = spawn(SDS_CLI, ['-c', 'attach', '-v', 'vol1'], { env: { ...process.env, SDS_KV_SOCKET: sock } });
           let out = '';
-          p.stdout.on('data', (x: Buffer) => { out += x.toString(); });
+          p.stdout.on('data', (x: Buffer) => {
+            out += x.toString();
+          });
           p.on('close', (status) => resolve({ status, stdout: out, code: /^ret_code=(.*)$/m.exec(out)?.[1] }));
         });
       };
@@ -152,7 +167,13 @@ describe('attach through sds_cli', () => {
     expect(again.values.get('dev_addr')).toBe(dev);
     expect(cli('querydev', 'data').values.get('dev_addr')).toBe(dev);
     const hosts = await call(sock, 'QUERY_VOLUME_HOSTS_REQ', { vol_name: 'data' });
-    expect(hosts.record('host0')).toEqual({ host_id: d.info.hostId, access_mode: 'rw', attached: '1', dev_addr: dev, online: '1' });
+    expect(hosts.record('host0')).toEqual({
+      host_id: d.info.hostId,
+      access_mode: 'rw',
+      attached: '1',
+      dev_addr: dev,
+      online: '1',
+    });
     expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'data' })).retcode).toBe(-900018);
     expect((await call(sock, 'UNMAP_VOLUME_REQ', { vol_name: 'data', host_id: d.info.hostId })).retcode).toBe(-900018);
   });
@@ -160,12 +181,20 @@ describe('attach through sds_cli', () => {
   it('serializes concurrent attaches of one volume onto one device', async () => {
     expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'race', vol_size: 8 })).retcode).toBe(0);
     expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'race', host_id: d.info.hostId })).retcode).toBe(0);
-    const runs = await Promise.all(Array.from({ length: 4 }, () => new Promise<string>((resolve) => {
-      const p = spawn(SDS_CLI, ['-c', 'attach', '-v', 'race'], { env: { ...process.env, SDS_KV_SOCKET: kv } });
-      let out = '';
-      p.stdout.on('data', (x: Buffer) => { out += x.toString(); });
-      p.on('close', () => resolve(out));
-    })));
+    const runs = await Promise.all(
+      Array.from(
+        { length: 4 },
+        () =>
+          new Promise<string>((resolve) => {
+            const p = spawn(SDS_CLI, ['-c', 'attach', '-v', 'race'], { env: { ...process.env, SDS_KV_SOCKET: kv } });
+            let out = '';
+            p.stdout.on('data', (x: Buffer) => {
+              out += x.toString();
+            });
+            p.on('close', () => resolve(out));
+          }),
+      ),
+    );
     const codes = runs.map((o) => /ret_code=(\d+)/.exec(o)![1]).sort();
     expect(codes).toEqual(['0', '50151401', '50151401', '50151401']);
     expect(new Set(runs.map((o) => /dev_addr=(\S+)/.exec(o)![1])).size).toBe(1);
@@ -177,8 +206,15 @@ describe('attach through sds_cli', () => {
     for (const c of chunks) writeAt(dev, [{ offset: c.offset, data: c.data }]);
     // Taken while attached: the emulator flushes the device first.
     expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'data-snap', vol_name: 'data' })).retcode).toBe(0);
-    expect((await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'data-linked', snap_name_src: 'data-snap' })).retcode).toBe(0);
-    const full = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'data-full', snap_name_src: 'data-snap', clone_type: 'full' });
+    expect(
+      (await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'data-linked', snap_name_src: 'data-snap' }))
+        .retcode,
+    ).toBe(0);
+    const full = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+      vol_name: 'data-full',
+      snap_name_src: 'data-snap',
+      clone_type: 'full',
+    });
     expect(full.retcode).toBe(0);
     // The full copy holds the data only: 3 MiB written, not 64 MiB.
     expect(Number(full.record('volume0').alloc_size)).toBeGreaterThanOrEqual(3);
@@ -224,7 +260,9 @@ describe('attach through sds_cli', () => {
     expect(throttleLine('read_iops', dev)).toBeUndefined();
     expect(throttleLine('write_bps', dev)).toBe(`${majMin} 20000000`);
     // A volume created with limits gets them at attach.
-    expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'qos-born', vol_size: 8, max_iops: 77, max_mbps: 5 })).retcode).toBe(0);
+    expect(
+      (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'qos-born', vol_size: 8, max_iops: 77, max_mbps: 5 })).retcode,
+    ).toBe(0);
     expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'qos-born', host_id: d.info.hostId })).retcode).toBe(0);
     const qdev = cli('attach', 'qos-born').values.get('dev_addr')!;
     expect(throttleLine('write_iops', qdev)).toBe(`${devNumbers(qdev)} 77`);
@@ -253,7 +291,9 @@ describe('attach through sds_cli', () => {
 
   it('attaches a read-only mapping read-only', async () => {
     expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'ro-vol', vol_size: 8 })).retcode).toBe(0);
-    expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'ro-vol', host_id: d.info.hostId, access_mode: 'ro' })).retcode).toBe(0);
+    expect(
+      (await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'ro-vol', host_id: d.info.hostId, access_mode: 'ro' })).retcode,
+    ).toBe(0);
     const dev = cli('attach', 'ro-vol').values.get('dev_addr')!;
     expect(readFileSync(`/sys/block/${basename(dev)}/ro`, 'utf8').trim()).toBe('1');
     expect(cli('detach', 'ro-vol').values.get('ret_code')).toBe('0');
@@ -278,7 +318,9 @@ describe('attach through sds_cli', () => {
     expect(leftovers(d.dir).loops.filter((l) => l.includes('/volumes/data '))).toEqual([]);
 
     expect(cli('attach', 'data').values.get('ret_code')).toBe('0');
-    expect((await call(sock, 'UNMAP_VOLUME_REQ', { vol_name: 'data', host_id: d.info.hostId, force: 1 })).retcode).toBe(0);
+    expect((await call(sock, 'UNMAP_VOLUME_REQ', { vol_name: 'data', host_id: d.info.hostId, force: 1 })).retcode).toBe(
+      0,
+    );
     expect(cli('querydev', 'data').values.get('ret_code')).toBe('50159004');
     expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'data' })).retcode).toBe(0);
   });
@@ -291,8 +333,12 @@ describe('shutdown with devices', () => {
       let d = await startDaemon({ dir, args: ['--pool', 'pool0:1G'] });
       const kv = d.info.kvSocket;
       for (const name of ['idle', 'busy']) {
-        expect((await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', { vol_name: name, vol_size: 32 })).retcode).toBe(0);
-        expect((await call(d.info.controlSocket, 'MAP_VOLUME_REQ', { vol_name: name, host_id: d.info.hostId })).retcode).toBe(0);
+        expect((await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', { vol_name: name, vol_size: 32 })).retcode).toBe(
+          0,
+        );
+        expect(
+          (await call(d.info.controlSocket, 'MAP_VOLUME_REQ', { vol_name: name, host_id: d.info.hostId })).retcode,
+        ).toBe(0);
         expect(sdsCli(kv, ['-c', 'attach', '-v', name]).values.get('ret_code')).toBe('0');
       }
       const busyDev = sdsCli(kv, ['-c', 'querydev', '-v', 'busy']).values.get('dev_addr')!;

@@ -3,7 +3,16 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, type Daemon, MiB, sdsCli, snapshotPath, startDaemon, stopAndCheck, volumePath } from './helpers/emulator.js';
+import {
+  call,
+  type Daemon,
+  MiB,
+  sdsCli,
+  snapshotPath,
+  startDaemon,
+  stopAndCheck,
+  volumePath,
+} from './helpers/emulator.js';
 
 describe('directory pool', () => {
   let d: Daemon;
@@ -45,9 +54,16 @@ describe('directory pool', () => {
     const linked = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'l', snap_name_src: 's' });
     expect(linked.retcode).toBe(-900015);
     expect(linked.get('ret_desc')).toMatch(/^clone_type:/);
-    expect((await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'l', src_vol_name: 'v', clone_type: 'linked' })).retcode).toBe(-900015);
+    expect(
+      (await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'l', src_vol_name: 'v', clone_type: 'linked' })).retcode,
+    ).toBe(-900015);
 
-    const full = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'f', snap_name_src: 's', clone_type: 'full', vol_size: 128 });
+    const full = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+      vol_name: 'f',
+      snap_name_src: 's',
+      clone_type: 'full',
+      vol_size: 128,
+    });
     expect(full.retcode).toBe(0);
     expect(full.record('volume0')).toMatchObject({ clone_type: 'full', vol_size: '128' });
     const st = statSync(volumePath(d, 'f'));

@@ -12,7 +12,11 @@ const KiB = 1024;
 const B = 4 * KiB;
 
 /** Every range of every page, following next_offset, merged where pages touch. */
-async function allPages(sock: string, type: string, fields: Record<string, string | number>): Promise<{ ranges: ByteRange[]; pages: number; size: number; method?: string }> {
+async function allPages(
+  sock: string,
+  type: string,
+  fields: Record<string, string | number>,
+): Promise<{ ranges: ByteRange[]; pages: number; size: number; method?: string }> {
   const ranges: ByteRange[] = [];
   let offset = 0;
   let pages = 0;
@@ -48,7 +52,8 @@ function merge(ranges: ByteRange[]): ByteRange[] {
   const out: ByteRange[] = [];
   for (const r of [...ranges].sort((a, b) => a.offset - b.offset)) {
     const last = out[out.length - 1];
-    if (last && last.offset + last.length >= r.offset) last.length = Math.max(last.offset + last.length, r.offset + r.length) - last.offset;
+    if (last && last.offset + last.length >= r.offset)
+      last.length = Math.max(last.offset + last.length, r.offset + r.length) - last.offset;
     else out.push({ ...r });
   }
   return out;
@@ -74,7 +79,9 @@ interface Writer {
 
 /** Maps and attaches a volume with the real sds_cli and writes to its loop device. */
 async function attachForWriting(d: Daemon, name: string): Promise<Writer> {
-  expect((await call(d.info.controlSocket, 'MAP_VOLUME_REQ', { vol_name: name, host_id: d.info.hostId })).retcode).toBe(0);
+  expect((await call(d.info.controlSocket, 'MAP_VOLUME_REQ', { vol_name: name, host_id: d.info.hostId })).retcode).toBe(
+    0,
+  );
   const attached = sdsCli(d.info.kvSocket, ['-c', 'attach', '-v', name]);
   expect(attached.values.get('ret_code')).toBe('0');
   const fd = openSync(attached.values.get('dev_addr')!, 'r+');
@@ -100,8 +107,10 @@ describe.each([
     const a = await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: name, vol_name: vol });
     expect(a.retcode, a.text).toBe(0);
   };
-  const delta = (base: string, target: string, limit = 1000) => allPages(sock, 'QUERY_SNAPSHOT_DELTA_REQ', { base_snap_name: base, snap_name: target, limit });
-  const allocated = (name: string, limit = 1000) => allPages(sock, 'QUERY_SNAPSHOT_EXTENTS_REQ', { snap_name: name, limit });
+  const delta = (base: string, target: string, limit = 1000) =>
+    allPages(sock, 'QUERY_SNAPSHOT_DELTA_REQ', { base_snap_name: base, snap_name: target, limit });
+  const allocated = (name: string, limit = 1000) =>
+    allPages(sock, 'QUERY_SNAPSHOT_EXTENTS_REQ', { snap_name: name, limit });
 
   beforeAll(async () => {
     d = await startDaemon({ args: ['--pool', 'pool0:2G', '--pool-type', poolType] });
@@ -193,11 +202,11 @@ describe.each([
     let seed = 42;
     const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const base: ByteRange[] = [];
-    for (let i = 0; i < 200; i++) base.push({ offset: Math.floor(rand() * (512 * MiB / B)) * B, length: B });
+    for (let i = 0; i < 200; i++) base.push({ offset: Math.floor(rand() * ((512 * MiB) / B)) * B, length: B });
     for (const r of base) w.write(r.offset, r.length, 0x44);
     await snap('b1', 'big');
     const changed: ByteRange[] = [];
-    for (let i = 0; i < 300; i++) changed.push({ offset: Math.floor(rand() * (512 * MiB / B)) * B, length: B });
+    for (let i = 0; i < 300; i++) changed.push({ offset: Math.floor(rand() * ((512 * MiB) / B)) * B, length: B });
     for (const r of changed) w.write(r.offset, r.length, 0x55);
     w.close();
     await snap('b2', 'big');
@@ -220,7 +229,10 @@ describe.each([
     expect(a.retcode).toBe(-900079);
     await snap('other', 'v2');
     a = await q('QUERY_SNAPSHOT_DELTA_REQ', { base_snap_name: 's1', snap_name: 'other' });
-    expect([a.retcode, a.get('ret_desc')]).toEqual([-900003, expect.stringMatching(/^base_snap_name: .*two snapshots of one volume/)]);
+    expect([a.retcode, a.get('ret_desc')]).toEqual([
+      -900003,
+      expect.stringMatching(/^base_snap_name: .*two snapshots of one volume/),
+    ]);
     a = await q('QUERY_SNAPSHOT_DELTA_REQ', { base_snap_name: 's2', snap_name: 's1' });
     expect([a.retcode, a.get('ret_desc')]).toEqual([-900003, expect.stringMatching(/^base_snap_name: .*earlier/)]);
     a = await q('QUERY_SNAPSHOT_DELTA_REQ', { base_snap_name: 'nope', snap_name: 's1' });
@@ -264,7 +276,10 @@ describe('extent parsers and the shared-extent classifier', () => {
 
   it.each([
     ['garbage line', '/f:\n EXT: FILE-OFFSET      BLOCK-RANGE      TOTAL FLAGS\n   0: [0..15]: what\n'],
-    ['extents out of order', '/f:\n EXT: FILE-OFFSET BLOCK-RANGE TOTAL FLAGS\n 0: [16..23]: 8..15 8 0x0\n 1: [0..7]: 0..7 8 0x0\n'],
+    [
+      'extents out of order',
+      '/f:\n EXT: FILE-OFFSET BLOCK-RANGE TOTAL FLAGS\n 0: [16..23]: 8..15 8 0x0\n 1: [0..7]: 0..7 8 0x0\n',
+    ],
     ['unequal ranges', '/f:\n EXT: FILE-OFFSET BLOCK-RANGE TOTAL FLAGS\n 0: [0..15]: 0..7 16 0x0\n'],
     ['an error message', 'fiemap: something odd happened\n'],
   ])('refuses fiemap output with %s', (_what, out) => {
@@ -273,7 +288,8 @@ describe('extent parsers and the shared-extent classifier', () => {
 
   it('parses xfs_io seek output into data ranges', () => {
     expect(parseSeek('Whence\tResult\nDATA\t0\nHOLE\t4096\nDATA\t1048576\nHOLE\t1052672\n', 4 * MiB)).toEqual([
-      { offset: 0, length: 4096 }, { offset: MiB, length: 4096 },
+      { offset: 0, length: 4096 },
+      { offset: MiB, length: 4096 },
     ]);
     expect(parseSeek('Whence\tResult\nHOLE\t0\nDATA\t8192\n', 16384)).toEqual([{ offset: 8192, length: 8192 }]);
     expect(parseSeek('Whence\tResult\nDATA\tEOF\n', 16384)).toEqual([]);
@@ -281,9 +297,26 @@ describe('extent parsers and the shared-extent classifier', () => {
   });
 
   it('classifies ranges by physical mapping; ambiguous and unwritten ones are compared', () => {
-    const m = (logical: number, length: number, physical: number, flags = 0x2000): Mapping => ({ logical, length, physical, flags });
-    const base = [m(0, 4 * B, 1000 * B), m(8 * B, 2 * B, 2000 * B), m(12 * B, B, 0, 0x4), m(14 * B, B, 3000 * B, 0x800)];
-    const target = [m(0, B, 1000 * B), m(B, B, 5000 * B), m(2 * B, 2 * B, 1002 * B), m(6 * B, B, 6000 * B), m(12 * B, B, 7000 * B), m(14 * B, B, 3000 * B, 0x800)];
+    const m = (logical: number, length: number, physical: number, flags = 0x2000): Mapping => ({
+      logical,
+      length,
+      physical,
+      flags,
+    });
+    const base = [
+      m(0, 4 * B, 1000 * B),
+      m(8 * B, 2 * B, 2000 * B),
+      m(12 * B, B, 0, 0x4),
+      m(14 * B, B, 3000 * B, 0x800),
+    ];
+    const target = [
+      m(0, B, 1000 * B),
+      m(B, B, 5000 * B),
+      m(2 * B, 2 * B, 1002 * B),
+      m(6 * B, B, 6000 * B),
+      m(12 * B, B, 7000 * B),
+      m(14 * B, B, 3000 * B, 0x800),
+    ];
     expect(classifyShared(base, target, 0, 16 * B)).toEqual([
       { start: B, end: 2 * B, kind: 'changed' }, // remapped block
       { start: 6 * B, end: 7 * B, kind: 'changed' }, // new data over a hole

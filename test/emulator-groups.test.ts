@@ -2,12 +2,33 @@
 // systems, idempotency by name, all-or-nothing failures, member rules, deletes, and recovery after kill -9
 // (a half-made group is removed whole; a file system left frozen is thawed at the next start).
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { openDatabase } from '../emulator/sqlite.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  call, type Daemon, forceCleanup, makeTempDir, MiB, sdsCli, sleep, snapshotPath, startDaemon, stopAndCheck, waitGone,
+  call,
+  type Daemon,
+  forceCleanup,
+  makeTempDir,
+  MiB,
+  sdsCli,
+  sleep,
+  snapshotPath,
+  startDaemon,
+  stopAndCheck,
+  waitGone,
 } from './helpers/emulator.js';
 
 function sh(cmd: string, args: string[]): string {
@@ -44,11 +65,21 @@ function fragment(device: string, bytes: number): void {
 }
 
 /** Volumes mapped to the daemon's host, attached with the real sds_cli, ext4 on each, mounted under `root`. */
-async function mountedVolumes(d: Daemon, root: string, names: string[], sizeMb = 64, fragmented = false): Promise<Map<string, { device: string; dir: string }>> {
+async function mountedVolumes(
+  d: Daemon,
+  root: string,
+  names: string[],
+  sizeMb = 64,
+  fragmented = false,
+): Promise<Map<string, { device: string; dir: string }>> {
   const out = new Map<string, { device: string; dir: string }>();
   for (const name of names) {
-    expect((await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', { vol_name: name, vol_size: sizeMb })).retcode).toBe(0);
-    expect((await call(d.info.controlSocket, 'MAP_VOLUME_REQ', { vol_name: name, host_id: d.info.hostId })).retcode).toBe(0);
+    expect((await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', { vol_name: name, vol_size: sizeMb })).retcode).toBe(
+      0,
+    );
+    expect(
+      (await call(d.info.controlSocket, 'MAP_VOLUME_REQ', { vol_name: name, host_id: d.info.hostId })).retcode,
+    ).toBe(0);
     const attached = sdsCli(d.info.kvSocket, ['-c', 'attach', '-v', name]);
     expect(attached.values.get('ret_code')).toBe('0');
     const device = attached.values.get('dev_addr')!;
@@ -79,7 +110,11 @@ async function finishCleanly(d: Daemon, vols: Map<string, { device: string; dir:
 }
 
 /** Whatever happened: thaws what may still be frozen (`vols` unless already unmounted), kills the daemon, removes `dir`. */
-async function abandon(d: Daemon, vols: Map<string, { device: string; dir: string }> | undefined, dir: string): Promise<void> {
+async function abandon(
+  d: Daemon,
+  vols: Map<string, { device: string; dir: string }> | undefined,
+  dir: string,
+): Promise<void> {
   if (vols) for (const v of vols.values()) spawnSync('fsfreeze', ['-u', v.dir]);
   await d.kill9();
   forceCleanup(dir);
@@ -88,8 +123,18 @@ async function abandon(d: Daemon, vols: Map<string, { device: string; dir: strin
 /** Reads a file from a snapshot: a linked clone of it, attached and mounted read-only. */
 async function readFromSnapshot(d: Daemon, root: string, snap: string, file: string): Promise<string | undefined> {
   const clone = `rd-${snap.slice(-12)}-${Math.random().toString(36).slice(2, 8)}`;
-  expect((await call(d.info.controlSocket, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: clone, snap_name_src: snap, vol_num: 1 })).retcode).toBe(0);
-  expect((await call(d.info.controlSocket, 'MAP_VOLUME_REQ', { vol_name: clone, host_id: d.info.hostId })).retcode).toBe(0);
+  expect(
+    (
+      await call(d.info.controlSocket, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+        vol_name: clone,
+        snap_name_src: snap,
+        vol_num: 1,
+      })
+    ).retcode,
+  ).toBe(0);
+  expect(
+    (await call(d.info.controlSocket, 'MAP_VOLUME_REQ', { vol_name: clone, host_id: d.info.hostId })).retcode,
+  ).toBe(0);
   const device = sdsCli(d.info.kvSocket, ['-c', 'attach', '-v', clone]).values.get('dev_addr')!;
   const dir = join(root, clone);
   mkdirSync(dir, { recursive: true });
@@ -134,7 +179,14 @@ describe('emulator group snapshots', () => {
       const a = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'grp1', vol_name: ['gc', 'ga', 'gb'] });
       expect(a.retcode, a.text).toBe(0);
       expect(a.record('group0')).toMatchObject({
-        status: '1', group_name: 'grp1', pool_id: 'pool0', snap_num: '3', vol_names: 'ga:gb:gc', quiesce: 'freeze', frozen_num: '3', health: 'ok',
+        status: '1',
+        group_name: 'grp1',
+        pool_id: 'pool0',
+        snap_num: '3',
+        vol_names: 'ga:gb:gc',
+        quiesce: 'freeze',
+        frozen_num: '3',
+        health: 'ok',
       });
       expect(a.get('snap_num')).toBe('3');
       const members = [0, 1, 2].map((i) => a.record(`snapshot${i}`));
@@ -147,7 +199,8 @@ describe('emulator group snapshots', () => {
       }
       // Everything is thawed afterwards.
       for (const v of vols.values()) expect(frozen(v.dir)).toBe(false);
-      for (const m of members) expect(await readFromSnapshot(d, mnt, m.snap_name, 'payload')).toBe(`data of ${m.vol_name}\n`);
+      for (const m of members)
+        expect(await readFromSnapshot(d, mnt, m.snap_name, 'payload')).toBe(`data of ${m.vol_name}\n`);
       // Members are ordinary snapshots otherwise: queried and listed with their group.
       const q = await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: members[0]!.snap_name });
       expect(q.record('snapshot0').group_name).toBe('grp1');
@@ -202,7 +255,9 @@ describe('emulator group snapshots', () => {
   });
 
   it('refuses members in several pools (-900015) and leaves nothing', async () => {
-    expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'other-pool', vol_size: 16, pool_id: 'pool1' })).retcode).toBe(0);
+    expect(
+      (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'other-pool', vol_size: 16, pool_id: 'pool1' })).retcode,
+    ).toBe(0);
     const a = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'g-pools', vol_name: ['ga', 'other-pool'] });
     expect(a.retcode).toBe(-900015);
     expect(a.get('ret_desc')).toMatch(/ga in pool0, other-pool in pool1/);
@@ -223,7 +278,11 @@ describe('emulator group snapshots', () => {
       expect((await call(sock, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'g-frozen' })).retcode).toBe(-900079);
       expect((await call(sock, 'LIST_SNAPSHOTS_REQ', { vol_name: 'fz' })).get('snap_num')).toBe('0');
       // quiesce=flush does not freeze (frozen_num 0) and still cuts.
-      const flushed = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'g-flush', vol_name: ['fz', 'ga'], quiesce: 'flush' });
+      const flushed = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', {
+        group_name: 'g-flush',
+        vol_name: ['fz', 'ga'],
+        quiesce: 'flush',
+      });
       expect(flushed.retcode, flushed.text).toBe(0);
       expect(flushed.record('group0')).toMatchObject({ quiesce: 'flush', frozen_num: '0', snap_num: '2' });
       expect((await call(sock, 'DELETE_GROUP_SNAPSHOT_REQ', { group_name: 'g-flush' })).retcode).toBe(0);
@@ -233,17 +292,25 @@ describe('emulator group snapshots', () => {
   });
 
   it('cleans up every member when one member fails half-way (its file vanished): -900030, nothing kept', async () => {
-    for (const n of ['pf-a', 'pf-b', 'pf-c']) expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: n, vol_size: 16 })).retcode).toBe(0);
+    for (const n of ['pf-a', 'pf-b', 'pf-c'])
+      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: n, vol_size: 16 })).retcode).toBe(0);
     // The last member's file goes missing behind the VBS's back: the first two reflinks succeed, the third fails.
     unlinkSync(join(d.dataDir, 'pools', 'pool0', 'volumes', 'pf-c'));
-    const a = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'g-partial', vol_name: ['pf-a', 'pf-b', 'pf-c'] });
+    const a = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', {
+      group_name: 'g-partial',
+      vol_name: ['pf-a', 'pf-b', 'pf-c'],
+    });
     expect(a.retcode).toBe(-900030);
     expect(a.get('ret_desc')).toMatch(/group snapshot g-partial/);
     expect((await call(sock, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'g-partial' })).retcode).toBe(-900079);
-    for (const v of ['pf-a', 'pf-b', 'pf-c']) expect((await call(sock, 'LIST_SNAPSHOTS_REQ', { vol_name: v })).get('snap_num')).toBe('0');
+    for (const v of ['pf-a', 'pf-b', 'pf-c'])
+      expect((await call(sock, 'LIST_SNAPSHOTS_REQ', { vol_name: v })).get('snap_num')).toBe('0');
     expect(readdirSync(join(d.dataDir, 'pools', 'pool0', '.tmp'))).toEqual([]);
-    expect(readdirSync(join(d.dataDir, 'pools', 'pool0', 'snapshots')).filter((f) => f.startsWith('g-partial'))).toEqual([]);
-    for (const n of ['pf-a', 'pf-b', 'pf-c']) expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: n })).retcode).toBe(0);
+    expect(
+      readdirSync(join(d.dataDir, 'pools', 'pool0', 'snapshots')).filter((f) => f.startsWith('g-partial')),
+    ).toEqual([]);
+    for (const n of ['pf-a', 'pf-b', 'pf-c'])
+      expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: n })).retcode).toBe(0);
   });
 
   it('thaws when the freeze window closes before the cut is done, and keeps nothing', async () => {
@@ -256,16 +323,25 @@ describe('emulator group snapshots', () => {
       for (let off = 0; off < 1024 * MiB; off += 8192) writeSync(fd, block, 0, 4096, off);
       fsyncSync(fd);
       closeSync(fd);
-      const a = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'g-window', vol_name: ['fw', 'fw-slow'], freeze_timeout_ms: 1000 });
+      const a = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', {
+        group_name: 'g-window',
+        vol_name: ['fw', 'fw-slow'],
+        freeze_timeout_ms: 1000,
+      });
       expect(a.retcode).toBe(-900030);
       expect(a.get('ret_desc')).toMatch(/longer than freeze_timeout_ms=1000; nothing was kept/);
       expect(frozen(vols.get('fw')!.dir)).toBe(false);
       expect(d.stderr()).toMatch(/freeze window closed before the cut was done/);
       expect((await call(sock, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'g-window' })).retcode).toBe(-900079);
-      for (const v of ['fw', 'fw-slow']) expect((await call(sock, 'LIST_SNAPSHOTS_REQ', { vol_name: v })).get('snap_num')).toBe('0');
+      for (const v of ['fw', 'fw-slow'])
+        expect((await call(sock, 'LIST_SNAPSHOTS_REQ', { vol_name: v })).get('snap_num')).toBe('0');
       expect(readdirSync(join(d.dataDir, 'pools', 'pool0', '.tmp'))).toEqual([]);
       // Without the freeze (flush only) there is no window, and the same cut completes.
-      const flushed = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'g-window', vol_name: ['fw', 'fw-slow'], quiesce: 'flush' });
+      const flushed = await call(sock, 'CREATE_GROUP_SNAPSHOT_REQ', {
+        group_name: 'g-window',
+        vol_name: ['fw', 'fw-slow'],
+        quiesce: 'flush',
+      });
       expect(flushed.retcode, flushed.text).toBe(0);
       expect((await call(sock, 'DELETE_GROUP_SNAPSHOT_REQ', { group_name: 'g-window' })).retcode).toBe(0);
     } finally {
@@ -295,7 +371,10 @@ describe('emulator group snapshot recovery', () => {
     let vols: Map<string, { device: string; dir: string }> | undefined;
     try {
       vols = await mountedVolumes(d, mnt, ['ra', 'rb']);
-      const ok = await call(d.info.controlSocket, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'kept', vol_name: ['ra', 'rb'] });
+      const ok = await call(d.info.controlSocket, 'CREATE_GROUP_SNAPSHOT_REQ', {
+        group_name: 'kept',
+        vol_name: ['ra', 'rb'],
+      });
       expect(ok.retcode).toBe(0);
       await d.kill9();
       // The state kill -9 leaves inside the freeze window: the group and its members 'creating', the mount
@@ -303,13 +382,20 @@ describe('emulator group snapshot recovery', () => {
       const db = openDatabase(join(d.dataDir, 'emulator.db'));
       const frozenDirs = [vols.get('ra')!.dir, vols.get('rb')!.dir];
       const now = Math.floor(Date.now() / 1000);
-      const gid = db.prepare("INSERT INTO group_snapshots (name, pool, state, vol_names, quiesce, frozen, create_time) VALUES ('half', 'pool0', 'creating', 'ra:rb', 'freeze', ?, ?)")
+      const gid = db
+        .prepare(
+          "INSERT INTO group_snapshots (name, pool, state, vol_names, quiesce, frozen, create_time) VALUES ('half', 'pool0', 'creating', 'ra:rb', 'freeze', ?, ?)",
+        )
         .run(JSON.stringify(frozenDirs), now).lastInsertRowid;
       expect(Number(gid)).toBeGreaterThan(0);
       const vol = (name: string) => db.prepare('SELECT id FROM volumes WHERE name = ?').get(name) as { id: number };
-      for (const [name, snap] of [['ra', 'half_a'], ['rb', 'half_b']]) {
-        db.prepare("INSERT INTO snapshots (name, vol_id, vol_name, pool, size_mb, state, group_name, create_time) VALUES (?, ?, ?, 'pool0', 64, 'creating', 'half', ?)")
-          .run(snap, vol(name!).id, name, now);
+      for (const [name, snap] of [
+        ['ra', 'half_a'],
+        ['rb', 'half_b'],
+      ]) {
+        db.prepare(
+          "INSERT INTO snapshots (name, vol_id, vol_name, pool, size_mb, state, group_name, create_time) VALUES (?, ?, ?, 'pool0', 64, 'creating', 'half', ?)",
+        ).run(snap, vol(name!).id, name, now);
       }
       db.close();
       writeFileSync(snapshotPath(d, 'half_a'), Buffer.alloc(64 * MiB));
@@ -318,7 +404,9 @@ describe('emulator group snapshot recovery', () => {
 
       d = await startDaemon({ dir, args: ['--pool', 'pool0:1G'] });
       for (const f of frozenDirs) expect(frozen(f)).toBe(false);
-      expect((await call(d.info.controlSocket, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'half' })).retcode).toBe(-900079);
+      expect((await call(d.info.controlSocket, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'half' })).retcode).toBe(
+        -900079,
+      );
       expect((await call(d.info.controlSocket, 'QUERY_SNAPSHOT_REQ', { snap_name: 'half_a' })).retcode).toBe(-900079);
       expect(existsSync(snapshotPath(d, 'half_a'))).toBe(false);
       // The group that was complete before the crash is intact.
@@ -343,7 +431,14 @@ describe('emulator group snapshot recovery', () => {
       vols = await mountedVolumes(d, mnt, ['ka', 'kb', 'kc'], 96, true);
       // One undisturbed cut, to aim the kills across its whole duration (before, inside and after the freeze).
       const t0 = Date.now();
-      expect((await call(d.info.controlSocket, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: 'timed', vol_name: ['ka', 'kb', 'kc'] })).retcode).toBe(0);
+      expect(
+        (
+          await call(d.info.controlSocket, 'CREATE_GROUP_SNAPSHOT_REQ', {
+            group_name: 'timed',
+            vol_name: ['ka', 'kb', 'kc'],
+          })
+        ).retcode,
+      ).toBe(0);
       const cutMs = Date.now() - t0;
       expect((await call(d.info.controlSocket, 'DELETE_GROUP_SNAPSHOT_REQ', { group_name: 'timed' })).retcode).toBe(0);
       let seed = 7;
@@ -351,7 +446,10 @@ describe('emulator group snapshot recovery', () => {
       const outcomes = { whole: 0, absent: 0 };
       for (let round = 0; round < 6; round++) {
         const name = `k${round}`;
-        const pending = call(d.info.controlSocket, 'CREATE_GROUP_SNAPSHOT_REQ', { group_name: name, vol_name: ['ka', 'kb', 'kc'] }).catch(() => undefined);
+        const pending = call(d.info.controlSocket, 'CREATE_GROUP_SNAPSHOT_REQ', {
+          group_name: name,
+          vol_name: ['ka', 'kb', 'kc'],
+        }).catch(() => undefined);
         await sleep(Math.floor(rand() * cutMs * 1.5));
         await d.kill9();
         await pending;

@@ -2,12 +2,33 @@
 // jobs, with their failure rules: a failed import leaves no volume, paths stay inside the image directories.
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, type Daemon, makeTempDir, MiB, sleep, startDaemon, stopAndCheck, volumePath, waitGone, waitJob } from './helpers/emulator.js';
+import {
+  call,
+  type Daemon,
+  makeTempDir,
+  MiB,
+  sleep,
+  startDaemon,
+  stopAndCheck,
+  volumePath,
+  waitGone,
+  waitJob,
+} from './helpers/emulator.js';
 
 describe('image import and export', () => {
   let d: Daemon;
@@ -35,9 +56,17 @@ describe('image import and export', () => {
     randomBytes(4096).copy(raw, 24 * MiB - 4096);
     const fd = openSync(join(img, 'disk.raw'), 'w');
     ftruncateSync(fd, raw.length);
-    for (const [off, len] of [[0, MiB], [12 * MiB, 3 * MiB + 123], [24 * MiB - 4096, 4096]] as const) writeSync(fd, raw, off, len, off);
+    for (const [off, len] of [
+      [0, MiB],
+      [12 * MiB, 3 * MiB + 123],
+      [24 * MiB - 4096, 4096],
+    ] as const)
+      writeSync(fd, raw, off, len, off);
     closeSync(fd);
-    expect(spawnSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(img, 'disk.raw'), join(img, 'disk.qcow2')]).status).toBe(0);
+    expect(
+      spawnSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(img, 'disk.raw'), join(img, 'disk.qcow2')])
+        .status,
+    ).toBe(0);
 
     server = http.createServer((req, res) => {
       const url = req.url ?? '/';
@@ -88,12 +117,21 @@ describe('image import and export', () => {
   }
 
   it('imports a raw file from a path, sparse, with a sha256 checksum; exports it back byte-equal', async () => {
-    const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'im-raw', image_url: join(img, 'disk.raw'), checksum: `sha256:${sha256(raw)}` });
+    const a = await call(sock, 'IMPORT_IMAGE_REQ', {
+      vol_name: 'im-raw',
+      image_url: join(img, 'disk.raw'),
+      checksum: `sha256:${sha256(raw)}`,
+    });
     expect(a.retcode).toBe(0);
     expect(a.get('job_id')).toMatch(/^job-/);
     expect(a.record('volume0')).toMatchObject({ vol_name: 'im-raw', vol_size: '24', src_type: 'image' });
     const job = await waitJob(sock, a.get('job_id')!);
-    expect(job).toMatchObject({ status: 'done', job_type: 'import', vol_name: 'im-raw', bytes_done: String(raw.length) });
+    expect(job).toMatchObject({
+      status: 'done',
+      job_type: 'import',
+      vol_name: 'im-raw',
+      bytes_done: String(raw.length),
+    });
     const rec = (await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'im-raw' })).record('volume0');
     expect(rec).toMatchObject({ status: '1', vol_size: '24', health: 'ok' });
     expect(statSync(volumePath(d, 'im-raw')).blocks * 512).toBeLessThanOrEqual(6 * MiB);
@@ -101,7 +139,11 @@ describe('image import and export', () => {
   });
 
   it('imports a qcow2 file by file:// URL (format detected) into a bigger volume', async () => {
-    const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'im-qcow', image_url: `file://${join(img, 'disk.qcow2')}`, vol_size: 32 });
+    const a = await call(sock, 'IMPORT_IMAGE_REQ', {
+      vol_name: 'im-qcow',
+      image_url: `file://${join(img, 'disk.qcow2')}`,
+      vol_size: 32,
+    });
     expect(a.retcode).toBe(0);
     expect((await waitJob(sock, a.get('job_id')!)).status).toBe('done');
     const back = await exportRaw('im-qcow');
@@ -118,17 +160,32 @@ describe('image import and export', () => {
       { name: 'h-redir', url: `${base}/redirect`, sum: `sha256:${sha256(raw)}` },
     ];
     for (const c of cases) {
-      const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: c.name, image_url: c.url, checksum: c.sum, thin_flag: 0 });
+      const a = await call(sock, 'IMPORT_IMAGE_REQ', {
+        vol_name: c.name,
+        image_url: c.url,
+        checksum: c.sum,
+        thin_flag: 0,
+      });
       expect([a.retcode, a.get('ret_desc')]).toEqual([0, undefined]);
       expect((await waitJob(sock, a.get('job_id')!)).status).toBe('done');
-      expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: c.name })).record('volume0')).toMatchObject({ thin_flag: '0', alloc_size: '24' });
+      expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: c.name })).record('volume0')).toMatchObject({
+        thin_flag: '0',
+        alloc_size: '24',
+      });
       expect((await exportRaw(c.name)).equals(raw)).toBe(true);
     }
   });
 
   it('fails an import with a checksum mismatch and leaves no volume and no file', async () => {
-    for (const [name, url] of [['bad-sum', join(img, 'disk.raw')], ['bad-sum-q', `${base}/disk.qcow2`]] as const) {
-      const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: name, image_url: url, checksum: `sha256:${'0'.repeat(64)}` });
+    for (const [name, url] of [
+      ['bad-sum', join(img, 'disk.raw')],
+      ['bad-sum-q', `${base}/disk.qcow2`],
+    ] as const) {
+      const a = await call(sock, 'IMPORT_IMAGE_REQ', {
+        vol_name: name,
+        image_url: url,
+        checksum: `sha256:${'0'.repeat(64)}`,
+      });
       expect([a.retcode, a.get('ret_desc')]).toEqual([0, undefined]);
       const job = await waitJob(sock, a.get('job_id')!);
       expect(job.status).toBe('failed');
@@ -158,7 +215,9 @@ describe('image import and export', () => {
       expect([fields, a.retcode]).toEqual([fields, code]);
     }
     expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'never' })).retcode).toBe(-900079);
-    expect((await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'im-raw', image_url: join(img, 'disk.raw') })).retcode).toBe(-900011);
+    expect(
+      (await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'im-raw', image_url: join(img, 'disk.raw') })).retcode,
+    ).toBe(-900011);
   });
 
   it('refuses formats it cannot read by their first bytes (image_format=auto), naming them, before any volume exists', async () => {
@@ -188,7 +247,11 @@ describe('image import and export', () => {
     }
     expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'foreign' })).retcode).toBe(-900079);
     // Asked for as raw, the same bytes are the caller's business: imported as they are.
-    const raw = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'foreign', image_url: join(img, 'a.vmdk'), image_format: 'raw' });
+    const raw = await call(sock, 'IMPORT_IMAGE_REQ', {
+      vol_name: 'foreign',
+      image_url: join(img, 'a.vmdk'),
+      image_format: 'raw',
+    });
     expect((await waitJob(sock, raw.get('job_id')!)).status).toBe('done');
     expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'foreign' })).retcode).toBe(0);
     await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'foreign' });
@@ -199,8 +262,14 @@ describe('image import and export', () => {
     const a = await call(sock, 'EXPORT_IMAGE_REQ', { vol_name: 'im-raw', image_path: target, image_format: 'qcow2' });
     expect(a.retcode).toBe(0);
     expect((await waitJob(sock, a.get('job_id')!)).status).toBe('done');
-    expect(readFileSync(target).subarray(0, 4).equals(Buffer.from([0x51, 0x46, 0x49, 0xfb]))).toBe(true);
-    expect(spawnSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', target, join(img, 'check.raw')]).status).toBe(0);
+    expect(
+      readFileSync(target)
+        .subarray(0, 4)
+        .equals(Buffer.from([0x51, 0x46, 0x49, 0xfb])),
+    ).toBe(true);
+    expect(spawnSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', target, join(img, 'check.raw')]).status).toBe(
+      0,
+    );
     expect(readFileSync(join(img, 'check.raw')).equals(raw)).toBe(true);
 
     const exists = await call(sock, 'EXPORT_IMAGE_REQ', { vol_name: 'im-raw', image_path: target });

@@ -9,20 +9,55 @@ import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Key, REQUEST_SPECS, requestTypesOf } from '../src/protocol/catalog.js';
 import {
-  call, type Daemon, EMULATOR_MAIN, exchange, extents, forceCleanup, makeTempDir, MiB, sdsCli, snapshotPath, startDaemon,
-  stopAndCheck, volumePath, waitGone,
+  call,
+  type Daemon,
+  EMULATOR_MAIN,
+  exchange,
+  extents,
+  forceCleanup,
+  makeTempDir,
+  MiB,
+  sdsCli,
+  snapshotPath,
+  startDaemon,
+  stopAndCheck,
+  volumePath,
+  waitGone,
 } from './helpers/emulator.js';
 import { checkedAgainstCatalog, type Handler } from '../emulator/handlers.js';
 import { backendObjects, poolFiles, storeRows } from './helpers/emulator-inventory.js';
 
-
 /** Every key the Cinder driver sent with CREATE_VOLUME_REQ, at its neutral value. */
-function cinderCreate(name: string, sizeMb: number, pool: string, extra: Record<string, string> = {}): Record<string, string> {
+function cinderCreate(
+  name: string,
+  sizeMb: number,
+  pool: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
   return {
-    vol_name: name, vol_size: String(sizeMb), pool_id: pool, thin_flag: '0', reserved: '', volume_space_reserved: '',
-    force_provision_size: '', iops: '', max_iops: '', min_iops: '', cache_size: '', repicate_num: '', repicate_tolerant_num: '',
-    encrypt_algorithm: '', consistency: '', stor_space_level: '', compress_algorithm: '', deduplication: '', snapshot: '',
-    backup_cycle: '', tolerance_disk_failure: '', tolerance_cache_failure: '', ...extra,
+    vol_name: name,
+    vol_size: String(sizeMb),
+    pool_id: pool,
+    thin_flag: '0',
+    reserved: '',
+    volume_space_reserved: '',
+    force_provision_size: '',
+    iops: '',
+    max_iops: '',
+    min_iops: '',
+    cache_size: '',
+    repicate_num: '',
+    repicate_tolerant_num: '',
+    encrypt_algorithm: '',
+    consistency: '',
+    stor_space_level: '',
+    compress_algorithm: '',
+    deduplication: '',
+    snapshot: '',
+    backup_cycle: '',
+    tolerance_disk_failure: '',
+    tolerance_cache_failure: '',
+    ...extra,
   };
 }
 
@@ -61,7 +96,10 @@ describe('emulator original level: the nine requests', () => {
   let xfs: boolean;
 
   beforeAll(async () => {
-    d = await startDaemon({ protocol: 'original', args: ['--pool', 'pool0:3G', '--pool', 'pool1:2G', '--max-oversubscription', '1'] });
+    d = await startDaemon({
+      protocol: 'original',
+      args: ['--pool', 'pool0:3G', '--pool', 'pool1:2G', '--max-oversubscription', '1'],
+    });
     sock = d.info.controlSocket;
     xfs = /"poolType":"xfs-reflink"/.test(d.stderr());
     expect(d.stderr()).toMatch(/"protocol":"original"/);
@@ -92,11 +130,17 @@ describe('emulator original level: the nine requests', () => {
 
   it('QUERY_POOLS_CAPABILITY_REQ with pool_num=0 or no ids answers no pool; an unknown id is retcode=1', async () => {
     expect((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 0 })).text).toBe('retcode=0\n');
-    expect((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 0, pool_id: ['pool0'] })).text).toBe('retcode=0\n');
+    expect((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 0, pool_id: ['pool0'] })).text).toBe(
+      'retcode=0\n',
+    );
     expect((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 2 })).text).toBe('retcode=0\n');
     expect((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ')).text).toBe('retcode=0\n');
-    expect((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: ['nope'] })).text).toBe('retcode=1\n');
-    expect((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 'x', pool_id: ['pool0'] })).text).toBe('retcode=1\n');
+    expect((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: ['nope'] })).text).toBe(
+      'retcode=1\n',
+    );
+    expect((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 'x', pool_id: ['pool0'] })).text).toBe(
+      'retcode=1\n',
+    );
   });
 
   it('CREATE_VOLUME_REQ with the 22 Cinder keys makes the volume: retcode=0 alone; the query carries status only', async () => {
@@ -105,12 +149,17 @@ describe('emulator original level: the nine requests', () => {
     expect(statSync(volumePath(d, 'orig-v1')).size).toBe(64 * MiB);
     // thin_flag=0 is a thick volume: all of it allocated.
     expect(statSync(volumePath(d, 'orig-v1')).blocks * 512).toBeGreaterThanOrEqual(64 * MiB);
-    expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'orig-v1' })).text).toBe('retcode=0\nvolume0=[status=1]\n');
+    expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'orig-v1' })).text).toBe(
+      'retcode=0\nvolume0=[status=1]\n',
+    );
   });
 
   it('CREATE_VOLUME_REQ failures are all retcode=1: a taken name, no pool, a full pool, a bad key value', async () => {
     await call(sock, 'CREATE_VOLUME_REQ', cinderCreate('orig-taken', 16, 'pool0'));
-    const total = Number((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: ['pool1'] })).record('pool0').total_capacity);
+    const total = Number(
+      (await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: ['pool1'] })).record('pool0')
+        .total_capacity,
+    );
     const tooBigMb = (total + 1) * 1024;
     const cases: Array<Record<string, string>> = [
       cinderCreate('orig-taken', 16, 'pool0'),
@@ -129,7 +178,15 @@ describe('emulator original level: the nine requests', () => {
       expect({ fields, text: a.text }).toEqual({ fields, text: 'retcode=1\n' });
     }
     const files = poolFiles(d.dataDir);
-    for (const name of ['orig-nopool', 'orig-badpool', 'orig-full', 'orig-thinfull', 'orig-size', 'orig-size2', 'orig-crypt']) {
+    for (const name of [
+      'orig-nopool',
+      'orig-badpool',
+      'orig-full',
+      'orig-thinfull',
+      'orig-size',
+      'orig-size2',
+      'orig-crypt',
+    ]) {
       expect(files.volumes.some((v) => v.endsWith(`/${name}`))).toBe(false);
     }
     expect(files.volumes.filter((v) => v.endsWith('/orig-taken'))).toEqual(['pool0/orig-taken']);
@@ -137,9 +194,17 @@ describe('emulator original level: the nine requests', () => {
   });
 
   it('ignores extension keys: no token, no request id echoed, no clone type, no cache policy', async () => {
-    const a = await call(sock, 'CREATE_VOLUME_REQ', cinderCreate('orig-ext', 16, 'pool0', {
-      auth_token: 'wrong', request_id: 'req-1', cache_policy: 'bogus', clone_type: 'full', max_mbps: 'nonsense',
-    }));
+    const a = await call(
+      sock,
+      'CREATE_VOLUME_REQ',
+      cinderCreate('orig-ext', 16, 'pool0', {
+        auth_token: 'wrong',
+        request_id: 'req-1',
+        cache_policy: 'bogus',
+        clone_type: 'full',
+        max_mbps: 'nonsense',
+      }),
+    );
     expect(a.text).toBe('retcode=0\n');
     const q = await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'orig-ext', request_id: 'x'.repeat(300) });
     expect(q.text).toBe('retcode=0\nvolume0=[status=1]\n');
@@ -165,9 +230,15 @@ describe('emulator original level: the nine requests', () => {
     const a = await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'orig-s1', vol_name: 'orig-src', smartflag: 1 });
     expect(a.text).toBe('retcode=0\n');
     expect(statSync(snapshotPath(d, 'orig-s1')).size).toBe(16 * MiB);
-    expect((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'orig-s1' })).text).toBe('retcode=0\nsnapshot0=[status=1]\n');
-    expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'orig-s1', vol_name: 'orig-src', smartflag: 1 })).text).toBe('retcode=1\n');
-    expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'orig-s2', vol_name: 'orig-none', smartflag: 1 })).text).toBe('retcode=1\n');
+    expect((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'orig-s1' })).text).toBe(
+      'retcode=0\nsnapshot0=[status=1]\n',
+    );
+    expect(
+      (await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'orig-s1', vol_name: 'orig-src', smartflag: 1 })).text,
+    ).toBe('retcode=1\n');
+    expect(
+      (await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'orig-s2', vol_name: 'orig-none', smartflag: 1 })).text,
+    ).toBe('retcode=1\n');
     expect((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'orig-s2' })).text).toBe('retcode=-900079\n');
     expect(poolFiles(d.dataDir).snapshots).not.toContain('pool0/orig-s2');
   });
@@ -176,8 +247,16 @@ describe('emulator original level: the nine requests', () => {
     await call(sock, 'CREATE_VOLUME_REQ', cinderCreate('orig-data', 16, 'pool0', { thin_flag: '1' }));
     const data = randomBytes(256 * 1024);
     writeFile(volumePath(d, 'orig-data'), 4 * MiB, data);
-    expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'orig-data-s', vol_name: 'orig-data', smartflag: 1 })).retcode).toBe(0);
-    const a = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'orig-clone', vol_size: 32, snap_name_src: 'orig-data-s', vol_num: 1 });
+    expect(
+      (await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'orig-data-s', vol_name: 'orig-data', smartflag: 1 }))
+        .retcode,
+    ).toBe(0);
+    const a = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+      vol_name: 'orig-clone',
+      vol_size: 32,
+      snap_name_src: 'orig-data-s',
+      vol_num: 1,
+    });
     if (!xfs) {
       // A directory pool cannot share blocks: the product's generic failure, and nothing made.
       expect(a.text).toBe('retcode=1\n');
@@ -188,7 +267,9 @@ describe('emulator original level: the nine requests', () => {
     expect(statSync(volumePath(d, 'orig-clone')).size).toBe(32 * MiB);
     expect(readFile(volumePath(d, 'orig-clone'), 4 * MiB, data.length).equals(data)).toBe(true);
     expect(extents(volumePath(d, 'orig-clone')).shared).toBeGreaterThan(0);
-    expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'orig-clone' })).text).toBe('retcode=0\nvolume0=[status=1]\n');
+    expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'orig-clone' })).text).toBe(
+      'retcode=0\nvolume0=[status=1]\n',
+    );
     // A taken name, a missing source, a smaller size, vol_num other than 1: retcode=1.
     for (const fields of [
       { vol_name: 'orig-clone', vol_size: 32, snap_name_src: 'orig-data-s', vol_num: 1 },
@@ -196,7 +277,10 @@ describe('emulator original level: the nine requests', () => {
       { vol_name: 'orig-clone3', vol_size: 8, snap_name_src: 'orig-data-s', vol_num: 1 },
       { vol_name: 'orig-clone4', vol_size: 32, snap_name_src: 'orig-data-s', vol_num: 2 },
     ]) {
-      expect({ fields, text: (await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', fields)).text }).toEqual({ fields, text: 'retcode=1\n' });
+      expect({ fields, text: (await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', fields)).text }).toEqual({
+        fields,
+        text: 'retcode=1\n',
+      });
     }
     // The snapshot a linked clone came from may be deleted (as on the extended level): the clone keeps its data.
     expect((await call(sock, 'DELETE_SNAPSHOT_REQ', { snap_name: 'orig-data-s' })).text).toBe('retcode=0\n');
@@ -208,10 +292,14 @@ describe('emulator original level: the nine requests', () => {
     await call(sock, 'CREATE_VOLUME_REQ', cinderCreate('orig-del', 16, 'pool0'));
     await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'orig-del-s', vol_name: 'orig-del', smartflag: 1 });
     expect((await call(sock, 'DELETE_SNAPSHOT_REQ', { snap_name: 'orig-del-s' })).text).toBe('retcode=0\n');
-    expect(['retcode=0\nsnapshot0=[status=1]\n', 'retcode=-900079\n']).toContain((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'orig-del-s' })).text);
+    expect(['retcode=0\nsnapshot0=[status=1]\n', 'retcode=-900079\n']).toContain(
+      (await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'orig-del-s' })).text,
+    );
     await waitGone(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'orig-del-s' });
     expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'orig-del' })).text).toBe('retcode=0\n');
-    expect(['retcode=0\nvolume0=[status=1]\n', 'retcode=-900079\n']).toContain((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'orig-del' })).text);
+    expect(['retcode=0\nvolume0=[status=1]\n', 'retcode=-900079\n']).toContain(
+      (await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'orig-del' })).text,
+    );
     await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'orig-del' });
     expect(poolFiles(d.dataDir).volumes).not.toContain('pool0/orig-del');
     // Deleting what is not there is a failure like any other.
@@ -250,7 +338,9 @@ describe('emulator original level: the nine requests', () => {
     expect(r.data.toString()).toBe('retcode=0\nvolume0=[status=1]\n');
     // Over TCP, as the original client spoke it.
     expect(d.info.tcpPort).toBeGreaterThan(0);
-    const tcp = await exchange({ port: d.info.tcpPort }, Buffer.from('[QUERY_VOLUME_REQ]\nvol_name=orig-v1\n'), { timeoutMs: 15_000 });
+    const tcp = await exchange({ port: d.info.tcpPort }, Buffer.from('[QUERY_VOLUME_REQ]\nvol_name=orig-v1\n'), {
+      timeoutMs: 15_000,
+    });
     expect(tcp.data.toString()).toBe('retcode=0\nvolume0=[status=1]\n');
     // The original client read one 1,024-byte recv: every original reply fits.
     expect(tcp.data.length).toBeLessThanOrEqual(1024);
@@ -265,7 +355,9 @@ describe('emulator original level: the KV data plane through the real sds_cli', 
   beforeAll(async () => {
     d = await startDaemon({ protocol: 'original', args: ['--pool', 'pool0:1G'] });
     sock = d.info.controlSocket;
-    expect((await call(sock, 'CREATE_VOLUME_REQ', cinderCreate('kv-v1', 16, 'pool0', { thin_flag: '1' }))).retcode).toBe(0);
+    expect(
+      (await call(sock, 'CREATE_VOLUME_REQ', cinderCreate('kv-v1', 16, 'pool0', { thin_flag: '1' }))).retcode,
+    ).toBe(0);
   });
 
   afterAll(async () => {
@@ -307,8 +399,12 @@ describe('emulator original level: the KV data plane through the real sds_cli', 
     const device = cli('querydev', 'kv-v1').values.get('dev_addr')!;
     const r = cli('detach', 'kv-v1');
     expect({ status: r.status, stdout: r.stdout }).toEqual({ status: 0, stdout: 'ret_code=0\n' });
-    const losetup = spawnSync('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8' }).stdout;
-    expect(losetup.split('\n').some((l) => l.startsWith(`${device} `) && l.includes(volumePath(d, 'kv-v1')))).toBe(false);
+    const losetup = spawnSync('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'], {
+      encoding: 'utf8',
+    }).stdout;
+    expect(losetup.split('\n').some((l) => l.startsWith(`${device} `) && l.includes(volumePath(d, 'kv-v1')))).toBe(
+      false,
+    );
     const again = cli('detach', 'kv-v1');
     expect({ status: again.status, stdout: again.stdout }).toEqual({ status: 0, stdout: 'ret_code=50155007\n' });
     expect(cli('querydev', 'kv-v1').stdout).toBe('ret_code=1\n');
@@ -339,19 +435,36 @@ describe('emulator handler tables and the catalog', () => {
     const table = (types: string[]) => new Map(types.map((t) => [t, handler]));
     const original = requestTypesOf('original');
     expect(checkedAgainstCatalog(table(original), 'original').size).toBe(9);
-    expect(() => checkedAgainstCatalog(table(original.slice(1)), 'original')).toThrow(`missing ${original[0]}, extra none`);
-    expect(() => checkedAgainstCatalog(table([...original, 'MAP_VOLUME_REQ']), 'original')).toThrow('missing none, extra MAP_VOLUME_REQ');
+    expect(() => checkedAgainstCatalog(table(original.slice(1)), 'original')).toThrow(
+      `missing ${original[0]}, extra none`,
+    );
+    expect(() => checkedAgainstCatalog(table([...original, 'MAP_VOLUME_REQ']), 'original')).toThrow(
+      'missing none, extra MAP_VOLUME_REQ',
+    );
     expect(() => checkedAgainstCatalog(table(original), 'extended')).toThrow(/missing QUERY_CAPABILITY_REQ/);
   });
 });
 
 describe('emulator original level: settings and the store after a stop', () => {
   it('SDS_EMULATOR_PROTOCOL=original selects it, a configured token is not asked for, and a stopped store lists what is left', async () => {
-    const d = await startDaemon({ env: { SDS_EMULATOR_PROTOCOL: 'original', SDS_VBS_TOKEN: 'secret-token' }, args: ['--pool', 'pool0:1G'] });
+    const d = await startDaemon({
+      env: { SDS_EMULATOR_PROTOCOL: 'original', SDS_VBS_TOKEN: 'secret-token' },
+      args: ['--pool', 'pool0:1G'],
+    });
     try {
       expect((await call(d.info.controlSocket, 'QUERY_CAPABILITY_REQ')).text).toBe('retcode=1\n');
-      expect((await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', cinderCreate('left-v', 16, 'pool0'))).text).toBe('retcode=0\n');
-      expect((await call(d.info.controlSocket, 'CREATE_SNAPSHOT_REQ', { snap_name: 'left-s', vol_name: 'left-v', smartflag: 1 })).retcode).toBe(0);
+      expect((await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', cinderCreate('left-v', 16, 'pool0'))).text).toBe(
+        'retcode=0\n',
+      );
+      expect(
+        (
+          await call(d.info.controlSocket, 'CREATE_SNAPSHOT_REQ', {
+            snap_name: 'left-s',
+            vol_name: 'left-v',
+            smartflag: 1,
+          })
+        ).retcode,
+      ).toBe(0);
       expect(poolFiles(d.dataDir)).toEqual({ volumes: ['pool0/left-v'], snapshots: ['pool0/left-s'], tmp: [] });
       // While the daemon runs, its store is locked: the listing comes from the pool files.
       expect(backendObjects(d.dataDir)).toEqual({ volumes: ['pool0/left-v'], snapshots: ['pool0/left-s'] });
@@ -370,7 +483,9 @@ describe('emulator original level: settings and the store after a stop', () => {
   it('an unknown --protocol stops the daemon with exit status 2 naming the setting', () => {
     const dir = makeTempDir();
     try {
-      const r = spawnSync(process.execPath, [EMULATOR_MAIN, '--data-dir', dir, '--protocol', 'v2'], { encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [EMULATOR_MAIN, '--data-dir', dir, '--protocol', 'v2'], {
+        encoding: 'utf8',
+      });
       expect(r.status).toBe(2);
       expect(r.stderr).toMatch(/--protocol \(SDS_EMULATOR_PROTOCOL\)/);
     } finally {
@@ -380,14 +495,20 @@ describe('emulator original level: settings and the store after a stop', () => {
 });
 
 /** Stops the daemon, reads its store read-only, then checks for leaks and removes the dir. */
-async function stopAndCheckKeeping(d: Daemon): Promise<{ leaks: { code: number | null; loops: string[]; mounts: string[] }; rows: ReturnType<typeof storeRows> }> {
+async function stopAndCheckKeeping(
+  d: Daemon,
+): Promise<{ leaks: { code: number | null; loops: string[]; mounts: string[] }; rows: ReturnType<typeof storeRows> }> {
   const code = await d.stop();
   let rows: ReturnType<typeof storeRows>;
   try {
     rows = storeRows(d.dataDir);
     // Stopped (an XFS pool unmounted, so its files out of sight): the same listing now comes from the store.
-    expect(backendObjects(d.dataDir)).toEqual({ volumes: rows.volumes.map((v) => `${v.pool}/${v.name}`), snapshots: rows.snapshots.map((s) => `${s.pool}/${s.name}`) });
-    if (/"poolType":"xfs-reflink"/.test(d.stderr())) expect(poolFiles(d.dataDir)).toEqual({ volumes: [], snapshots: [], tmp: [] });
+    expect(backendObjects(d.dataDir)).toEqual({
+      volumes: rows.volumes.map((v) => `${v.pool}/${v.name}`),
+      snapshots: rows.snapshots.map((s) => `${s.pool}/${s.name}`),
+    });
+    if (/"poolType":"xfs-reflink"/.test(d.stderr()))
+      expect(poolFiles(d.dataDir)).toEqual({ volumes: [], snapshots: [], tmp: [] });
   } catch (err) {
     forceCleanup(d.dir);
     throw err;
@@ -395,4 +516,3 @@ async function stopAndCheckKeeping(d: Daemon): Promise<{ leaks: { code: number |
   const leaks = await stopAndCheck(d);
   return { leaks: { ...leaks, code }, rows };
 }
-

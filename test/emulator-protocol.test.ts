@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReply } from '../src/protocol/vbs.js';
 import {
-  call, type Daemon, EMULATOR_MAIN, exchange, forceCleanup, makeTempDir, startDaemon, stopAndCheck,
+  call,
+  type Daemon,
+  EMULATOR_MAIN,
+  exchange,
+  forceCleanup,
+  makeTempDir,
+  startDaemon,
+  stopAndCheck,
 } from './helpers/emulator.js';
 
 describe('emulator socket API transport', () => {
@@ -43,7 +50,18 @@ describe('emulator socket API transport', () => {
     expect(a.get('max_reply_bytes')).toBe('1048576');
     expect(a.get('max_list_limit')).toBe('1000');
     const caps = a.fields.getAll('capability');
-    for (const c of ['linked_clone', 'full_clone', 'clone_volume', 'list', 'qos', 'cache', 'image_import', 'image_export', 'map', 'auth_token']) {
+    for (const c of [
+      'linked_clone',
+      'full_clone',
+      'clone_volume',
+      'list',
+      'qos',
+      'cache',
+      'image_import',
+      'image_export',
+      'map',
+      'auth_token',
+    ]) {
       expect(caps).toContain(c);
     }
   });
@@ -91,13 +109,19 @@ describe('emulator socket API transport', () => {
 
   it('ends a request at EOF (half-close), even without a final newline', async () => {
     const started = Date.now();
-    const r = await exchange(sock, Buffer.from('[QUERY_VOLUME_REQ]\nvol_name=absent'), { halfClose: true, timeoutMs: 15_000 });
+    const r = await exchange(sock, Buffer.from('[QUERY_VOLUME_REQ]\nvol_name=absent'), {
+      halfClose: true,
+      timeoutMs: 15_000,
+    });
     expect(parseReply(r.data).retcode).toBe(-900079);
     expect(Date.now() - started).toBeLessThan(2500);
   });
 
   it('does not cut a request in the middle of a line, however slowly it arrives', async () => {
-    const r = await exchange(sock, [Buffer.from('[QUERY_VOLUME_REQ]\nvol_na'), Buffer.from('me=absent-2\n\n')], { gapMs: 300, timeoutMs: 15_000 });
+    const r = await exchange(sock, [Buffer.from('[QUERY_VOLUME_REQ]\nvol_na'), Buffer.from('me=absent-2\n\n')], {
+      gapMs: 300,
+      timeoutMs: 15_000,
+    });
     const reply = parseReply(r.data);
     expect(reply.retcode).toBe(-900079);
     expect(reply.fields.get('ret_desc')).toContain('absent-2');
@@ -114,7 +138,11 @@ describe('emulator socket API transport', () => {
     ['garbage', Buffer.from('hello world\n\n'), -900001],
     ['a line without =', Buffer.from('[QUERY_VOLUME_REQ]\nvol_name\n\n'), -900001],
     ['a NUL byte', Buffer.from('[QUERY_VOLUME_REQ]\nvol_name=a\u0000b\n\n'), -900001],
-    ['invalid UTF-8', Buffer.concat([Buffer.from('[QUERY_VOLUME_REQ]\nvol_name=a'), Buffer.from([0xc3, 0x28]), Buffer.from('\n\n')]), -900001],
+    [
+      'invalid UTF-8',
+      Buffer.concat([Buffer.from('[QUERY_VOLUME_REQ]\nvol_name=a'), Buffer.from([0xc3, 0x28]), Buffer.from('\n\n')]),
+      -900001,
+    ],
     ['a bad key', Buffer.from('[QUERY_VOLUME_REQ]\n1abc=x\n\n'), -900001],
     ['an unknown request type', Buffer.from('[FROBNICATE_REQ]\n\n'), -900002],
     ['a missing key', Buffer.from('[QUERY_VOLUME_REQ]\n\n'), -900003],
@@ -176,7 +204,11 @@ describe('emulator token', () => {
 
 describe('emulator settings', () => {
   const run = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-    spawnSync(process.execPath, [EMULATOR_MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
+    spawnSync(process.execPath, [EMULATOR_MAIN, ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+      timeout: 30_000,
+    });
 
   it('prints --help and exits 0', () => {
     const r = run(['--help']);

@@ -4,7 +4,16 @@ import { existsSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseReply } from '../src/protocol/vbs.js';
 import {
-  call, type Daemon, exchange, extents, MiB, snapshotPath, startDaemon, stopAndCheck, volumePath, waitGone,
+  call,
+  type Daemon,
+  exchange,
+  extents,
+  MiB,
+  snapshotPath,
+  startDaemon,
+  stopAndCheck,
+  volumePath,
+  waitGone,
 } from './helpers/emulator.js';
 
 describe('emulator control plane', () => {
@@ -13,7 +22,9 @@ describe('emulator control plane', () => {
   const vol = (name: string) => call(sock, 'QUERY_VOLUME_REQ', { vol_name: name });
 
   beforeAll(async () => {
-    d = await startDaemon({ args: ['--pool', 'pool0:2G', '--pool', 'pool1:1G', '--extra-host', 'host-b', '--extra-host', 'host-c'] });
+    d = await startDaemon({
+      args: ['--pool', 'pool0:2G', '--pool', 'pool1:1G', '--extra-host', 'host-b', '--extra-host', 'host-c'],
+    });
     sock = d.info.controlSocket;
   });
 
@@ -24,13 +35,32 @@ describe('emulator control plane', () => {
 
   describe('volumes', () => {
     it('creates a thin volume as a sparse file and reports its record', async () => {
-      const a = await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'v-thin', vol_size: 1024, pool_id: 'pool0', thin_flag: 1 });
+      const a = await call(sock, 'CREATE_VOLUME_REQ', {
+        vol_name: 'v-thin',
+        vol_size: 1024,
+        pool_id: 'pool0',
+        thin_flag: 1,
+      });
       expect(a.retcode).toBe(0);
       const rec = a.record('volume0');
       expect(rec).toMatchObject({
-        status: '1', vol_name: 'v-thin', vol_size: '1024', pool_id: 'pool0', thin_flag: '1', alloc_size: '0', src_type: 'none',
-        src_name: '', clone_type: '', max_iops: '0', max_mbps: '0', IOPRIORITY: '2', cache_policy: 'none', mapped_hosts: '',
-        health: 'ok', fault_reason: '', snap_num: '0',
+        status: '1',
+        vol_name: 'v-thin',
+        vol_size: '1024',
+        pool_id: 'pool0',
+        thin_flag: '1',
+        alloc_size: '0',
+        src_type: 'none',
+        src_name: '',
+        clone_type: '',
+        max_iops: '0',
+        max_mbps: '0',
+        IOPRIORITY: '2',
+        cache_policy: 'none',
+        mapped_hosts: '',
+        health: 'ok',
+        fault_reason: '',
+        snap_num: '0',
       });
       expect(Number(rec.create_time)).toBeGreaterThan(1_600_000_000);
       const st = statSync(volumePath(d, 'v-thin'));
@@ -53,13 +83,38 @@ describe('emulator control plane', () => {
 
     it('uses the first pool when pool_id is missing and accepts the original neutral keys', async () => {
       const a = await call(sock, 'CREATE_VOLUME_REQ', {
-        vol_name: 'v-cinder', vol_size: 64, thin_flag: 1, reserved: '', volume_space_reserved: 0, force_provision_size: 0, iops: 100,
-        min_iops: 10, cache_size: 0, repicate_num: 1, repicate_tolerant_num: 0, encrypt_algorithm: 0, consistency: 0,
-        stor_space_level: 1, compress_algorithm: '', deduplication: 0, snapshot: 0, backup_cycle: 0, tolerance_disk_failure: 0,
-        tolerance_cache_failure: 0, IOClASSID: 'gold', IOPRIORITY: 3, max_iops: 500, some_future_key: 'ignored',
+        vol_name: 'v-cinder',
+        vol_size: 64,
+        thin_flag: 1,
+        reserved: '',
+        volume_space_reserved: 0,
+        force_provision_size: 0,
+        iops: 100,
+        min_iops: 10,
+        cache_size: 0,
+        repicate_num: 1,
+        repicate_tolerant_num: 0,
+        encrypt_algorithm: 0,
+        consistency: 0,
+        stor_space_level: 1,
+        compress_algorithm: '',
+        deduplication: 0,
+        snapshot: 0,
+        backup_cycle: 0,
+        tolerance_disk_failure: 0,
+        tolerance_cache_failure: 0,
+        IOClASSID: 'gold',
+        IOPRIORITY: 3,
+        max_iops: 500,
+        some_future_key: 'ignored',
       });
       expect(a.retcode).toBe(0);
-      expect(a.record('volume0')).toMatchObject({ pool_id: 'pool0', IOPRIORITY: '3', max_iops: '500', IOClASSID: 'gold' });
+      expect(a.record('volume0')).toMatchObject({
+        pool_id: 'pool0',
+        IOPRIORITY: '3',
+        max_iops: '500',
+        IOClASSID: 'gold',
+      });
     });
 
     it.each([
@@ -104,11 +159,13 @@ describe('emulator control plane', () => {
 
     it('survives many create+delete pairs in parallel', async () => {
       const names = Array.from({ length: 200 }, (_, i) => `pair-${i}`);
-      await Promise.all(names.map(async (name) => {
-        expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: name, vol_size: 16 })).retcode).toBe(0);
-        expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: name })).retcode).toBe(0);
-        await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: name });
-      }));
+      await Promise.all(
+        names.map(async (name) => {
+          expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: name, vol_size: 16 })).retcode).toBe(0);
+          expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: name })).retcode).toBe(0);
+          await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: name });
+        }),
+      );
       const list = await call(sock, 'LIST_VOLUMES_REQ', { marker: 'pair-', limit: 1000 });
       expect(list.text).not.toContain('vol_name=pair-');
     });
@@ -127,9 +184,20 @@ describe('emulator control plane', () => {
     });
 
     it('modifies QoS and cache policy and reports them', async () => {
-      const a = await call(sock, 'MODIFY_VOLUME_REQ', { vol_name: 'v-ext', max_iops: 1200, max_mbps: 80, IOPRIORITY: 1, cache_policy: 'readwrite' });
+      const a = await call(sock, 'MODIFY_VOLUME_REQ', {
+        vol_name: 'v-ext',
+        max_iops: 1200,
+        max_mbps: 80,
+        IOPRIORITY: 1,
+        cache_policy: 'readwrite',
+      });
       expect(a.retcode).toBe(0);
-      expect(a.record('volume0')).toMatchObject({ max_iops: '1200', max_mbps: '80', IOPRIORITY: '1', cache_policy: 'readwrite' });
+      expect(a.record('volume0')).toMatchObject({
+        max_iops: '1200',
+        max_mbps: '80',
+        IOPRIORITY: '1',
+        cache_policy: 'readwrite',
+      });
       const partial = await call(sock, 'MODIFY_VOLUME_REQ', { vol_name: 'v-ext', max_iops: 0 });
       expect(partial.record('volume0')).toMatchObject({ max_iops: '0', max_mbps: '80', cache_policy: 'readwrite' });
       expect((await call(sock, 'MODIFY_VOLUME_REQ', { vol_name: 'v-ext', cache_policy: 'x' })).retcode).toBe(-900003);
@@ -138,11 +206,20 @@ describe('emulator control plane', () => {
   });
 
   describe('capacity', () => {
-    const pool = async (id: string) => (await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: id })).record('pool0');
+    const pool = async (id: string) =>
+      (await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: id })).record('pool0');
 
     it('reports pool records with every field', async () => {
       const p = await pool('pool1');
-      expect(p).toMatchObject({ stor_id: 'pool1', raid_level: '0', iops: '0', max_oversubscription: '4.0', linked_clone: '1', pool_type: 'xfs-reflink', health: 'ok' });
+      expect(p).toMatchObject({
+        stor_id: 'pool1',
+        raid_level: '0',
+        iops: '0',
+        max_oversubscription: '4.0',
+        linked_clone: '1',
+        pool_type: 'xfs-reflink',
+        health: 'ok',
+      });
       expect(p.hosts.split(':').sort()).toEqual([d.info.hostId, 'host-b', 'host-c'].sort());
       const total = Number(p.total_capacity_mb);
       expect(total).toBeGreaterThan(900);
@@ -162,12 +239,19 @@ describe('emulator control plane', () => {
 
     it('counts thin volumes as provisioned only, thick volumes as allocated too', async () => {
       const before = await pool('pool1');
-      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-thin', vol_size: 300, pool_id: 'pool1' })).retcode).toBe(0);
+      expect(
+        (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-thin', vol_size: 300, pool_id: 'pool1' })).retcode,
+      ).toBe(0);
       const afterThin = await pool('pool1');
       expect(Number(afterThin.provisioned_mb)).toBe(Number(before.provisioned_mb) + 300);
       expect(Math.abs(Number(afterThin.usable_capacity_mb) - Number(before.usable_capacity_mb))).toBeLessThan(5);
 
-      const thick = await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-thick', vol_size: 300, pool_id: 'pool1', thin_flag: 0 });
+      const thick = await call(sock, 'CREATE_VOLUME_REQ', {
+        vol_name: 'cap-thick',
+        vol_size: 300,
+        pool_id: 'pool1',
+        thin_flag: 0,
+      });
       expect(thick.retcode).toBe(0);
       expect(thick.record('volume0')).toMatchObject({ thin_flag: '0', alloc_size: '300' });
       expect((await vol('cap-thick')).record('volume0').alloc_size).toBe('300');
@@ -177,13 +261,25 @@ describe('emulator control plane', () => {
 
       // Thick: the free space limits; thin: total × 4 limits.
       const free = Number(afterThick.usable_capacity_mb);
-      const tooThick = await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-big', vol_size: free + 10, pool_id: 'pool1', thin_flag: 0 });
+      const tooThick = await call(sock, 'CREATE_VOLUME_REQ', {
+        vol_name: 'cap-big',
+        vol_size: free + 10,
+        pool_id: 'pool1',
+        thin_flag: 0,
+      });
       expect(tooThick.retcode).toBe(-900012);
       const thinLeft = Number(afterThick.thin_capacity_mb);
-      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-big', vol_size: thinLeft + 1, pool_id: 'pool1' })).retcode).toBe(-900012);
-      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-big', vol_size: thinLeft, pool_id: 'pool1' })).retcode).toBe(0);
+      expect(
+        (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-big', vol_size: thinLeft + 1, pool_id: 'pool1' }))
+          .retcode,
+      ).toBe(-900012);
+      expect(
+        (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-big', vol_size: thinLeft, pool_id: 'pool1' })).retcode,
+      ).toBe(0);
       expect(Number((await pool('pool1')).thin_capacity_mb)).toBe(0);
-      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-one', vol_size: 1, pool_id: 'pool1' })).retcode).toBe(-900012);
+      expect(
+        (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-one', vol_size: 1, pool_id: 'pool1' })).retcode,
+      ).toBe(-900012);
       // Extending a thick volume needs free space for the delta.
       expect((await call(sock, 'EXTEND_VOLUME_REQ', { vol_name: 'cap-thick', vol_size: 301 })).retcode).toBe(-900012);
       for (const name of ['cap-big', 'cap-thin']) {
@@ -205,39 +301,90 @@ describe('emulator control plane', () => {
     it('takes a snapshot as a reflink copy and answers a repeat with -900011 + the record', async () => {
       const a = await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'snap1', vol_name: 'src', smartflag: 1 });
       expect(a.retcode).toBe(0);
-      expect(a.record('snapshot0')).toMatchObject({ status: '1', snap_name: 'snap1', vol_name: 'src', vol_size: '256', pool_id: 'pool0', dependents: '0', group_name: '' });
+      expect(a.record('snapshot0')).toMatchObject({
+        status: '1',
+        snap_name: 'snap1',
+        vol_name: 'src',
+        vol_size: '256',
+        pool_id: 'pool0',
+        dependents: '0',
+        group_name: '',
+      });
       expect(statSync(snapshotPath(d, 'snap1')).size).toBe(256 * MiB);
       const again = await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'snap1', vol_name: 'other' });
       expect(again.retcode).toBe(-900011);
       expect(again.record('snapshot0').vol_name).toBe('src');
       expect((await vol('src')).record('volume0').snap_num).toBe('1');
-      expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'snap-x', vol_name: 'missing' })).retcode).toBe(-900079);
-      expect((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap1' })).record('snapshot0').snap_name).toBe('snap1');
+      expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'snap-x', vol_name: 'missing' })).retcode).toBe(
+        -900079,
+      );
+      expect((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap1' })).record('snapshot0').snap_name).toBe(
+        'snap1',
+      );
       expect((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap-none' })).retcode).toBe(-900079);
     });
 
     it('makes a linked clone (default) from a snapshot, extended when larger', async () => {
-      const a = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc1', vol_size: 512, snap_name_src: 'snap1', vol_num: 1 });
+      const a = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+        vol_name: 'lc1',
+        vol_size: 512,
+        snap_name_src: 'snap1',
+        vol_num: 1,
+      });
       expect(a.retcode).toBe(0);
-      expect(a.record('volume0')).toMatchObject({ vol_size: '512', src_type: 'snapshot', src_name: 'snap1', clone_type: 'linked', pool_id: 'pool0' });
+      expect(a.record('volume0')).toMatchObject({
+        vol_size: '512',
+        src_type: 'snapshot',
+        src_name: 'snap1',
+        clone_type: 'linked',
+        pool_id: 'pool0',
+      });
       expect(statSync(volumePath(d, 'lc1')).size).toBe(512 * MiB);
       const snap = (await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap1' })).record('snapshot0');
       expect(snap).toMatchObject({ status: '2', dependents: '1' });
-      expect((await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc1', snap_name_src: 'snap1' })).retcode).toBe(-900011);
+      expect(
+        (await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc1', snap_name_src: 'snap1' })).retcode,
+      ).toBe(-900011);
     });
 
     it('refuses a smaller size, another pool, and a missing snapshot', async () => {
-      const small = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc2', vol_size: 100, snap_name_src: 'snap1' });
+      const small = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+        vol_name: 'lc2',
+        vol_size: 100,
+        snap_name_src: 'snap1',
+      });
       expect(small.retcode).toBe(-900003);
       expect(small.get('ret_desc')).toMatch(/^vol_size:/);
-      expect((await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc2', snap_name_src: 'snap1', pool_id: 'pool1' })).retcode).toBe(-900003);
-      expect((await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc2', snap_name_src: 'nosnap' })).retcode).toBe(-900079);
-      expect((await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc2', snap_name_src: 'snap1', clone_type: 'deep' })).retcode).toBe(-900003);
+      expect(
+        (
+          await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+            vol_name: 'lc2',
+            snap_name_src: 'snap1',
+            pool_id: 'pool1',
+          })
+        ).retcode,
+      ).toBe(-900003);
+      expect(
+        (await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc2', snap_name_src: 'nosnap' })).retcode,
+      ).toBe(-900079);
+      expect(
+        (
+          await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+            vol_name: 'lc2',
+            snap_name_src: 'snap1',
+            clone_type: 'deep',
+          })
+        ).retcode,
+      ).toBe(-900003);
       expect((await vol('lc2')).retcode).toBe(-900079);
     });
 
     it('makes a full copy from a snapshot that shares no extent', async () => {
-      const a = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'fc1', snap_name_src: 'snap1', clone_type: 'full' });
+      const a = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+        vol_name: 'fc1',
+        snap_name_src: 'snap1',
+        clone_type: 'full',
+      });
       expect(a.retcode).toBe(0);
       expect(a.record('volume0')).toMatchObject({ vol_size: '256', clone_type: 'full', src_type: 'snapshot' });
       expect(extents(volumePath(d, 'fc1')).shared).toBe(0);
@@ -246,22 +393,47 @@ describe('emulator control plane', () => {
     it('clones a volume, linked or full; smaller is -900014; a missing source is -900079', async () => {
       const linked = await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'cv-l', src_vol_name: 'src' });
       expect(linked.retcode).toBe(0);
-      expect(linked.record('volume0')).toMatchObject({ src_type: 'volume', src_name: 'src', clone_type: 'linked', vol_size: '256' });
-      const full = await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'cv-f', src_vol_name: 'src', clone_type: 'full', vol_size: 300, thin_flag: 0 });
+      expect(linked.record('volume0')).toMatchObject({
+        src_type: 'volume',
+        src_name: 'src',
+        clone_type: 'linked',
+        vol_size: '256',
+      });
+      const full = await call(sock, 'CLONE_VOLUME_REQ', {
+        vol_name: 'cv-f',
+        src_vol_name: 'src',
+        clone_type: 'full',
+        vol_size: 300,
+        thin_flag: 0,
+      });
       expect(full.retcode).toBe(0);
-      expect(full.record('volume0')).toMatchObject({ clone_type: 'full', vol_size: '300', thin_flag: '0', alloc_size: '300' });
-      expect((await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'cv-s', src_vol_name: 'src', vol_size: 10 })).retcode).toBe(-900014);
+      expect(full.record('volume0')).toMatchObject({
+        clone_type: 'full',
+        vol_size: '300',
+        thin_flag: '0',
+        alloc_size: '300',
+      });
+      expect(
+        (await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'cv-s', src_vol_name: 'src', vol_size: 10 })).retcode,
+      ).toBe(-900014);
       expect((await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'cv-s', src_vol_name: 'none' })).retcode).toBe(-900079);
       expect((await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'cv-l', src_vol_name: 'src' })).retcode).toBe(-900011);
     });
 
     it('keeps snapshots when their volume goes, and deletes a snapshot with linked clones', async () => {
       expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'gone-src', vol_size: 32 })).retcode).toBe(0);
-      expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'orphan-snap', vol_name: 'gone-src' })).retcode).toBe(0);
+      expect(
+        (await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'orphan-snap', vol_name: 'gone-src' })).retcode,
+      ).toBe(0);
       expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'gone-src' })).retcode).toBe(0);
       await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'gone-src' });
-      expect((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'orphan-snap' })).record('snapshot0').vol_name).toBe('gone-src');
-      expect((await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'from-orphan', snap_name_src: 'orphan-snap' })).retcode).toBe(0);
+      expect((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'orphan-snap' })).record('snapshot0').vol_name).toBe(
+        'gone-src',
+      );
+      expect(
+        (await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'from-orphan', snap_name_src: 'orphan-snap' }))
+          .retcode,
+      ).toBe(0);
 
       expect((await call(sock, 'DELETE_SNAPSHOT_REQ', { snap_name: 'snap1' })).retcode).toBe(0);
       await waitGone(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap1' });
@@ -278,19 +450,39 @@ describe('emulator control plane', () => {
 
     it('maps to hosts with access modes, exclusive, conflicts and idempotency', async () => {
       expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b' })).retcode).toBe(0);
-      expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b', access_mode: 'rw' })).retcode).toBe(0);
-      expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b', access_mode: 'ro' })).retcode).toBe(-900021);
-      expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-c', exclusive: 1 })).retcode).toBe(-900016);
+      expect(
+        (await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b', access_mode: 'rw' })).retcode,
+      ).toBe(0);
+      expect(
+        (await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b', access_mode: 'ro' })).retcode,
+      ).toBe(-900021);
+      expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-c', exclusive: 1 })).retcode).toBe(
+        -900016,
+      );
       expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-zz' })).retcode).toBe(-900017);
       expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'nope', host_id: 'host-b' })).retcode).toBe(-900079);
-      expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-c', access_mode: 'ro' })).retcode).toBe(0);
+      expect(
+        (await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-c', access_mode: 'ro' })).retcode,
+      ).toBe(0);
       const rec = (await vol('m1')).record('volume0');
       expect(rec.status).toBe('2');
       expect(rec.mapped_hosts.split(':').sort()).toEqual(['host-b', 'host-c']);
       const hosts = await call(sock, 'QUERY_VOLUME_HOSTS_REQ', { vol_name: 'm1' });
       expect(hosts.get('host_num')).toBe('2');
-      expect(hosts.record('host0')).toEqual({ host_id: 'host-b', access_mode: 'rw', attached: '0', dev_addr: '', online: '1' });
-      expect(hosts.record('host1')).toEqual({ host_id: 'host-c', access_mode: 'ro', attached: '0', dev_addr: '', online: '1' });
+      expect(hosts.record('host0')).toEqual({
+        host_id: 'host-b',
+        access_mode: 'rw',
+        attached: '0',
+        dev_addr: '',
+        online: '1',
+      });
+      expect(hosts.record('host1')).toEqual({
+        host_id: 'host-c',
+        access_mode: 'ro',
+        attached: '0',
+        dev_addr: '',
+        online: '1',
+      });
       expect((await call(sock, 'QUERY_VOLUME_HOSTS_REQ', { vol_name: 'nope' })).retcode).toBe(-900079);
     });
 
@@ -304,16 +496,28 @@ describe('emulator control plane', () => {
     it('deletes a mapped (not attached) volume, unmapping it', async () => {
       expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'm1' })).retcode).toBe(0);
       await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'm1' });
-      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'm1', vol_size: 8 })).record('volume0').mapped_hosts).toBe('');
+      expect(
+        (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'm1', vol_size: 8 })).record('volume0').mapped_hosts,
+      ).toBe('');
     });
   });
 
   describe('lists', () => {
     beforeAll(async () => {
-      await Promise.all(Array.from({ length: 25 }, (_, i) =>
-        call(sock, 'CREATE_VOLUME_REQ', { vol_name: `pg-${String(i).padStart(2, '0')}`, vol_size: 1, pool_id: i % 5 === 0 ? 'pool1' : 'pool0' })));
+      await Promise.all(
+        Array.from({ length: 25 }, (_, i) =>
+          call(sock, 'CREATE_VOLUME_REQ', {
+            vol_name: `pg-${String(i).padStart(2, '0')}`,
+            vol_size: 1,
+            pool_id: i % 5 === 0 ? 'pool1' : 'pool0',
+          }),
+        ),
+      );
       for (let i = 0; i < 7; i++) {
-        expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: `ps-${i}`, vol_name: i < 4 ? 'pg-00' : 'pg-01' })).retcode).toBe(0);
+        expect(
+          (await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: `ps-${i}`, vol_name: i < 4 ? 'pg-00' : 'pg-01' }))
+            .retcode,
+        ).toBe(0);
       }
     });
 
@@ -342,11 +546,14 @@ describe('emulator control plane', () => {
     it('filters volumes by pool and refuses bad limits and markers', async () => {
       const a = await call(sock, 'LIST_VOLUMES_REQ', { pool_id: 'pool1', marker: 'pg-', limit: 1000 });
       const n = Number(a.get('vol_num'));
-      const names = Array.from({ length: n }, (_, i) => a.record(`volume${i}`)).filter((r) => r.vol_name.startsWith('pg-'));
+      const names = Array.from({ length: n }, (_, i) => a.record(`volume${i}`)).filter((r) =>
+        r.vol_name.startsWith('pg-'),
+      );
       expect(names.map((r) => r.vol_name)).toEqual(['pg-00', 'pg-05', 'pg-10', 'pg-15', 'pg-20']);
       expect(names.every((r) => r.pool_id === 'pool1')).toBe(true);
       expect(a.get('next_marker')).toBe('');
-      for (const limit of [0, 1001, 'x']) expect((await call(sock, 'LIST_VOLUMES_REQ', { limit })).retcode).toBe(-900003);
+      for (const limit of [0, 1001, 'x'])
+        expect((await call(sock, 'LIST_VOLUMES_REQ', { limit })).retcode).toBe(-900003);
       expect((await call(sock, 'LIST_VOLUMES_REQ', { marker: '../x' })).retcode).toBe(-900003);
       expect((await call(sock, 'LIST_VOLUMES_REQ', { pool_id: 'nopool' })).retcode).toBe(-900010);
     });

@@ -7,22 +7,50 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failure, status } from './support/csi-client.js';
-import { backendPool, blockCap, eventually, MiB, pattern, readDevice, sha256, stageVolume, unstageVolume, writeDevice, type Staged } from './support/features.js';
+import {
+  backendPool,
+  blockCap,
+  eventually,
+  MiB,
+  pattern,
+  readDevice,
+  sha256,
+  stageVolume,
+  unstageVolume,
+  writeDevice,
+  type Staged,
+} from './support/features.js';
 import { startStack, type Stack } from './support/stack.js';
 import { backendVolume, vbsRequest } from './support/vbs.js';
 
 const SIZE = 32 * MiB;
 
 async function volumeWith(stack: Stack, name: string, data: Buffer): Promise<Staged> {
-  await stack.csi.controller.CreateVolume({ name, volume_capabilities: [blockCap()], capacity_range: { required_bytes: String(data.length) } });
+  await stack.csi.controller.CreateVolume({
+    name,
+    volume_capabilities: [blockCap()],
+    capacity_range: { required_bytes: String(data.length) },
+  });
   const staged = await stageVolume(stack, name, blockCap());
   await writeDevice(staged.target, data);
   return staged;
 }
 
-async function cloneOf(stack: Stack, name: string, source: { snapshot: string } | { volume: string }, parameters: Record<string, string> = {}) {
-  const volume_content_source = 'snapshot' in source ? { snapshot: { snapshot_id: source.snapshot } } : { volume: { volume_id: source.volume } };
-  return stack.csi.controller.CreateVolume({ name, volume_capabilities: [blockCap()], volume_content_source, parameters, capacity_range: { required_bytes: String(SIZE) } });
+async function cloneOf(
+  stack: Stack,
+  name: string,
+  source: { snapshot: string } | { volume: string },
+  parameters: Record<string, string> = {},
+) {
+  const volume_content_source =
+    'snapshot' in source ? { snapshot: { snapshot_id: source.snapshot } } : { volume: { volume_id: source.volume } };
+  return stack.csi.controller.CreateVolume({
+    name,
+    volume_capabilities: [blockCap()],
+    volume_content_source,
+    parameters,
+    capacity_range: { required_bytes: String(SIZE) },
+  });
 }
 
 /** The clone's content as a pod would read it: staged on the node, read from its block device. */
@@ -37,7 +65,11 @@ async function readThroughNode(stack: Stack, id: string, length: number): Promis
 
 function poolFiles(stack: Stack): string[] {
   const root = join(stack.emulatorDataDir, 'pools', 'pool0');
-  return [...readdirSync(join(root, 'volumes')).map((f) => `volumes/${f}`), ...readdirSync(join(root, 'snapshots')).map((f) => `snapshots/${f}`), ...readdirSync(join(root, '.tmp'))];
+  return [
+    ...readdirSync(join(root, 'volumes')).map((f) => `volumes/${f}`),
+    ...readdirSync(join(root, 'snapshots')).map((f) => `snapshots/${f}`),
+    ...readdirSync(join(root, '.tmp')),
+  ];
 }
 
 describe('linked clones on an xfs-reflink pool', () => {
@@ -53,7 +85,11 @@ describe('linked clones on an xfs-reflink pool', () => {
 
   /** Every block the test used is back: allocation at its baseline, no file of any object left in the pool. */
   async function expectNothingLeaked() {
-    expect(await eventually(async () => Math.abs(Number((await backendPool(stack.vbsSocket)).allocated_mb) - baselineMb) <= 1)).toBe(true);
+    expect(
+      await eventually(
+        async () => Math.abs(Number((await backendPool(stack.vbsSocket)).allocated_mb) - baselineMb) <= 1,
+      ),
+    ).toBe(true);
     expect(poolFiles(stack)).toEqual([]);
   }
 
@@ -65,10 +101,16 @@ describe('linked clones on an xfs-reflink pool', () => {
 
     const usedBefore = Number((await backendPool(stack.vbsSocket)).allocated_mb);
     await cloneOf(stack, 'pvc-linked-1', { snapshot: snapshot!.snapshot_id }, { cloneMode: 'linked' });
-    expect(await backendVolume(stack.vbsSocket, 'pvc-linked-1')).toMatchObject({ clone_type: 'linked', src_type: 'snapshot', src_name: 'snap-1' });
+    expect(await backendVolume(stack.vbsSocket, 'pvc-linked-1')).toMatchObject({
+      clone_type: 'linked',
+      src_type: 'snapshot',
+      src_name: 'snap-1',
+    });
     // Copy-on-write: the clone took (almost) no new blocks.
     expect(Number((await backendPool(stack.vbsSocket)).allocated_mb) - usedBefore).toBeLessThan(4);
-    const snapRecord = (await vbsRequest(stack.vbsSocket, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap-1' })).records('snapshot')[0];
+    const snapRecord = (await vbsRequest(stack.vbsSocket, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap-1' })).records(
+      'snapshot',
+    )[0];
     expect(snapRecord).toMatchObject({ status: '2', dependents: '1' });
 
     // Deleting the snapshot that a linked clone came from is allowed, and final.
@@ -78,7 +120,10 @@ describe('linked clones on an xfs-reflink pool', () => {
     expect(sha256(await readThroughNode(stack, 'pvc-linked-1', SIZE))).toBe(sha256(data));
     expect(await stack.csi.controller.ControllerGetVolume({ volume_id: 'pvc-linked-1' })).toMatchObject({
       status: { volume_condition: { abnormal: false } },
-      volume: { content_source: { snapshot: { snapshot_id: 'snap-1' } }, volume_context: { 'sdshypervisor.io/cloneMode': 'linked' } },
+      volume: {
+        content_source: { snapshot: { snapshot_id: 'snap-1' } },
+        volume_context: { 'sdshypervisor.io/cloneMode': 'linked' },
+      },
     });
 
     // The source changed after the snapshot; the clone did not see it and the source kept its own data.
@@ -95,7 +140,11 @@ describe('linked clones on an xfs-reflink pool', () => {
     const source = await volumeWith(stack, 'pvc-src-2', data);
     const clone = await cloneOf(stack, 'pvc-linked-2', { volume: 'pvc-src-2' }, { cloneMode: 'linked' });
     expect(clone.volume?.content_source?.volume?.volume_id).toBe('pvc-src-2');
-    expect(await backendVolume(stack.vbsSocket, 'pvc-linked-2')).toMatchObject({ clone_type: 'linked', src_type: 'volume', src_name: 'pvc-src-2' });
+    expect(await backendVolume(stack.vbsSocket, 'pvc-linked-2')).toMatchObject({
+      clone_type: 'linked',
+      src_type: 'volume',
+      src_name: 'pvc-src-2',
+    });
     await unstageVolume(stack, source);
     await stack.csi.controller.DeleteVolume({ volume_id: 'pvc-src-2' });
     expect(await backendVolume(stack.vbsSocket, 'pvc-src-2')).toBeUndefined();
@@ -103,7 +152,9 @@ describe('linked clones on an xfs-reflink pool', () => {
     const staged = await stageVolume(stack, 'pvc-linked-2', blockCap());
     expect(sha256(await readDevice(staged.target, SIZE))).toBe(sha256(data));
     await writeDevice(staged.target, Buffer.alloc(2 * MiB, 0x11)); // its own blocks now (copy on write)
-    expect(sha256(await readDevice(staged.target, SIZE))).toBe(sha256(Buffer.concat([Buffer.alloc(2 * MiB, 0x11), data.subarray(2 * MiB)])));
+    expect(sha256(await readDevice(staged.target, SIZE))).toBe(
+      sha256(Buffer.concat([Buffer.alloc(2 * MiB, 0x11), data.subarray(2 * MiB)])),
+    );
     await unstageVolume(stack, staged);
     await stack.csi.controller.DeleteVolume({ volume_id: 'pvc-linked-2' });
     await expectNothingLeaked();
@@ -123,7 +174,8 @@ describe('linked clones on an xfs-reflink pool', () => {
     expect(sha256(await readThroughNode(stack, 'pvc-full-3', SIZE))).toBe(sha256(data));
     expect(sha256(await readThroughNode(stack, 'pvc-default-3', SIZE))).toBe(sha256(data));
     await unstageVolume(stack, source);
-    for (const id of ['pvc-full-3', 'pvc-default-3', 'pvc-src-3']) await stack.csi.controller.DeleteVolume({ volume_id: id });
+    for (const id of ['pvc-full-3', 'pvc-default-3', 'pvc-src-3'])
+      await stack.csi.controller.DeleteVolume({ volume_id: id });
     await expectNothingLeaked();
   });
 });
@@ -152,14 +204,21 @@ describe('clones on a directory pool (no reflink)', () => {
 
     await cloneOf(stack, 'pvc-dir-default', { snapshot: 'snap-dir' });
     await cloneOf(stack, 'pvc-dir-full', { volume: 'pvc-dir-src' }, { cloneMode: 'full' });
-    expect(await backendVolume(stack.vbsSocket, 'pvc-dir-default')).toMatchObject({ clone_type: 'full', src_type: 'snapshot' });
-    expect(await backendVolume(stack.vbsSocket, 'pvc-dir-full')).toMatchObject({ clone_type: 'full', src_type: 'volume' });
+    expect(await backendVolume(stack.vbsSocket, 'pvc-dir-default')).toMatchObject({
+      clone_type: 'full',
+      src_type: 'snapshot',
+    });
+    expect(await backendVolume(stack.vbsSocket, 'pvc-dir-full')).toMatchObject({
+      clone_type: 'full',
+      src_type: 'volume',
+    });
     await stack.csi.controller.DeleteSnapshot({ snapshot_id: 'snap-dir' });
     expect(sha256(await readThroughNode(stack, 'pvc-dir-default', SIZE))).toBe(sha256(data));
     expect(sha256(await readThroughNode(stack, 'pvc-dir-full', SIZE))).toBe(sha256(data));
 
     await unstageVolume(stack, source);
-    for (const id of ['pvc-dir-default', 'pvc-dir-full', 'pvc-dir-src']) await stack.csi.controller.DeleteVolume({ volume_id: id });
+    for (const id of ['pvc-dir-default', 'pvc-dir-full', 'pvc-dir-src'])
+      await stack.csi.controller.DeleteVolume({ volume_id: id });
     expect(poolFiles(stack)).toEqual([]);
   });
 });

@@ -8,7 +8,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  blockCap, MiB, mountCap, pattern, runDriverCli, sha256, sha256File, stageVolume, unstageVolume, writeDevice,
+  blockCap,
+  MiB,
+  mountCap,
+  pattern,
+  runDriverCli,
+  sha256,
+  sha256File,
+  stageVolume,
+  unstageVolume,
+  writeDevice,
 } from './support/features.js';
 import { startStack, type Stack } from './support/stack.js';
 
@@ -29,7 +38,11 @@ beforeAll(async () => {
   await mkdir(vbsImages);
   await mkdir(outDir);
   // TCP too (port 0 = a free one), for the remote-VBS case.
-  stack = await startStack({ mode: 'all', pools: ['pool0:4G'], emulatorArgs: ['--image-dir', vbsImages, '--listen-port', '0'] });
+  stack = await startStack({
+    mode: 'all',
+    pools: ['pool0:4G'],
+    emulatorArgs: ['--image-dir', vbsImages, '--listen-port', '0'],
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -43,12 +56,21 @@ function export_(args: string[]) {
 
 /** Nothing of ours is left in the image directory or beside --out: no staged image, no .part file. */
 function strayFiles(): string[] {
-  return [...readdirSync(vbsImages).map((f) => `vbs-images/${f}`), ...readdirSync(outDir).filter((f) => f.startsWith('.')).map((f) => `out/${f}`)];
+  return [
+    ...readdirSync(vbsImages).map((f) => `vbs-images/${f}`),
+    ...readdirSync(outDir)
+      .filter((f) => f.startsWith('.'))
+      .map((f) => `out/${f}`),
+  ];
 }
 
 async function blockVolumeWith(data: Buffer) {
   const id = name('pvc-exp');
-  await stack.csi.controller.CreateVolume({ name: id, volume_capabilities: [blockCap()], capacity_range: { required_bytes: String(data.length) } });
+  await stack.csi.controller.CreateVolume({
+    name: id,
+    volume_capabilities: [blockCap()],
+    capacity_range: { required_bytes: String(data.length) },
+  });
   const staged = await stageVolume(stack, id, blockCap());
   await writeDevice(staged.target, data);
   return staged;
@@ -58,7 +80,10 @@ describe('sdshypervisor-csi export', () => {
   it('exports a snapshot (raw and qcow2) through the staged path, byte for byte what was written', async () => {
     const data = pattern(32 * MiB, 'snapshot-export');
     const staged = await blockVolumeWith(data);
-    const { snapshot } = await stack.csi.controller.CreateSnapshot({ name: name('snap-exp'), source_volume_id: staged.id });
+    const { snapshot } = await stack.csi.controller.CreateSnapshot({
+      name: name('snap-exp'),
+      source_volume_id: staged.id,
+    });
     // Written after the snapshot: must not be in its image.
     await writeDevice(staged.target, Buffer.alloc(MiB, 0xee));
 
@@ -110,7 +135,11 @@ describe('sdshypervisor-csi export', () => {
   it('exports a mounted volume while a writer keeps writing: the image is a consistent filesystem holding the synced data', async () => {
     const id = name('pvc-live');
     const cap = mountCap('ext4');
-    await stack.csi.controller.CreateVolume({ name: id, volume_capabilities: [cap], capacity_range: { required_bytes: String(256 * MiB) } });
+    await stack.csi.controller.CreateVolume({
+      name: id,
+      volume_capabilities: [cap],
+      capacity_range: { required_bytes: String(256 * MiB) },
+    });
     const staged = await stageVolume(stack, id, cap);
     const data = pattern(8 * MiB, 'live-export');
     await writeFile(join(staged.target, 'pattern.bin'), data);
@@ -163,7 +192,10 @@ describe('sdshypervisor-csi export', () => {
       [['--volume', '../etc', '--out', join(outDir, 'x.raw')], /--volume: "..\/etc" is not a volume or snapshot id/],
       [['--volume', 'pvc-1', '--out', join(outDir, 'x.vmdk'), '--format', 'vmdk'], /--format must be raw or qcow2/],
       [['--volume', 'pvc-1', '--out', join(outDir, 'x.raw'), '--colour', 'blue'], /Unknown option '--colour'/],
-      [['--volume', 'pvc-1', '--out', join(outDir, 'x.raw'), '--vbs-token-file', join(work, 'no-such-token')], /--vbs-token-file: cannot read/],
+      [
+        ['--volume', 'pvc-1', '--out', join(outDir, 'x.raw'), '--vbs-token-file', join(work, 'no-such-token')],
+        /--vbs-token-file: cannot read/,
+      ],
       [['--volume', 'pvc-1', '--out', join(outDir, 'x.raw'), '--vbs-url', 'ftp://vbs'], /only tcp:\/\/ and unix:\/\//],
     ];
     for (const [args, message] of cases) {
@@ -180,23 +212,52 @@ describe('sdshypervisor-csi export', () => {
 
   it('fails with exit status 1 for a missing source, a missing directory, and --out outside the image directories of a remote VBS', async () => {
     const missing = await export_(['--volume', 'pvc-does-not-exist', '--out', join(outDir, 'm.raw')]);
-    expect([missing.code, missing.stderr]).toEqual([1, 'sdshypervisor-csi export: volume pvc-does-not-exist does not exist\n']);
+    expect([missing.code, missing.stderr]).toEqual([
+      1,
+      'sdshypervisor-csi export: volume pvc-does-not-exist does not exist\n',
+    ]);
     const noSnap = await export_(['--snapshot', 'snap-does-not-exist', '--out', join(outDir, 'm.raw')]);
-    expect([noSnap.code, noSnap.stderr]).toEqual([1, 'sdshypervisor-csi export: snapshot snap-does-not-exist does not exist\n']);
+    expect([noSnap.code, noSnap.stderr]).toEqual([
+      1,
+      'sdshypervisor-csi export: snapshot snap-does-not-exist does not exist\n',
+    ]);
     const noDir = await export_(['--volume', 'pvc-x', '--out', join(outDir, 'no', 'dir.raw')]);
     expect(noDir.code).toBe(1);
     expect(noDir.stderr).toMatch(/--out: the directory .* does not exist/);
 
     const id = name('pvc-remote');
-    await stack.csi.controller.CreateVolume({ name: id, volume_capabilities: [blockCap()], capacity_range: { required_bytes: String(4 * MiB) } });
-    const { tcpPort } = JSON.parse(readFileSync(join(stack.emulatorDataDir, 'emulator.json'), 'utf8')) as { tcpPort: number };
+    await stack.csi.controller.CreateVolume({
+      name: id,
+      volume_capabilities: [blockCap()],
+      capacity_range: { required_bytes: String(4 * MiB) },
+    });
+    const { tcpPort } = JSON.parse(readFileSync(join(stack.emulatorDataDir, 'emulator.json'), 'utf8')) as {
+      tcpPort: number;
+    };
     expect(tcpPort).toBeGreaterThan(0);
-    const remote = await runDriverCli(['export', '--vbs-url', `127.0.0.1:${tcpPort}`, '--volume', id, '--out', join(outDir, 'remote.raw')]);
+    const remote = await runDriverCli([
+      'export',
+      '--vbs-url',
+      `127.0.0.1:${tcpPort}`,
+      '--volume',
+      id,
+      '--out',
+      join(outDir, 'remote.raw'),
+    ]);
     expect(remote.code).toBe(1);
     expect(remote.stderr).toMatch(/outside the VBS's image directories .*and the VBS is not on this host/);
     // Inside them, a remote VBS writes the file on its host (here the same machine).
     const inside = join(vbsImages, 'remote.raw');
-    const ok = await runDriverCli(['export', '--vbs-url', `127.0.0.1:${tcpPort}`, '--volume', id, '--out', inside, '--quiet']);
+    const ok = await runDriverCli([
+      'export',
+      '--vbs-url',
+      `127.0.0.1:${tcpPort}`,
+      '--volume',
+      id,
+      '--out',
+      inside,
+      '--quiet',
+    ]);
     expect([ok.code, ok.stderr]).toEqual([0, '']);
     expect(readFileSync(inside).equals(Buffer.alloc(4 * MiB))).toBe(true);
     await rm(inside);

@@ -44,11 +44,22 @@ beforeAll(async () => {
   images = join(work, 'images');
   await mkdir(images);
   await writeFile(join(images, 'disk.raw'), IMAGE);
-  execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', join(images, 'disk.raw'), join(images, 'disk.qcow2')]);
+  execFileSync('qemu-img', [
+    'convert',
+    '-f',
+    'raw',
+    '-O',
+    'qcow2',
+    join(images, 'disk.raw'),
+    join(images, 'disk.qcow2'),
+  ]);
   await writeFile(join(images, 'other.raw'), OTHER);
   // A VMDK header (what `qemu-img create -f vmdk` writes first): a format this VBS does not read.
   await writeFile(join(images, 'disk.vmdk'), Buffer.concat([Buffer.from('KDMV'), Buffer.alloc(MiB - 4, 1)]));
-  await writeFile(join(images, 'disk.raw.gz'), Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0x00]), Buffer.alloc(4096, 2)]));
+  await writeFile(
+    join(images, 'disk.raw.gz'),
+    Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0x00]), Buffer.alloc(4096, 2)]),
+  );
 
   server = http.createServer((req, res) => {
     const url = req.url ?? '/';
@@ -73,9 +84,17 @@ beforeAll(async () => {
 
   const tlsDir = join(dirname(fileURLToPath(import.meta.url)), 'support', 'tls');
   const caFile = join(tlsDir, 'fake-kube-api.crt');
-  api = await new FakeKubeApi({ token: 'controller-token', tls: { key: readFileSync(join(tlsDir, 'fake-kube-api.key'), 'utf8'), cert: readFileSync(caFile, 'utf8') } }).start();
+  api = await new FakeKubeApi({
+    token: 'controller-token',
+    tls: { key: readFileSync(join(tlsDir, 'fake-kube-api.key'), 'utf8'), cert: readFileSync(caFile, 'utf8') },
+  }).start();
   const kubeconfig = await writeKubeconfig(work, api.url, 'controller-token', { caFile });
-  stack = await startStack({ mode: 'controller', pools: ['pool0:4G'], emulatorArgs: ['--image-dir', images, '--image-url-allow', '127.0.0.1'], driverArgs: [`--kubeconfig=${kubeconfig}`] });
+  stack = await startStack({
+    mode: 'controller',
+    pools: ['pool0:4G'],
+    emulatorArgs: ['--image-dir', images, '--image-url-allow', '127.0.0.1'],
+    driverArgs: [`--kubeconfig=${kubeconfig}`],
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -94,13 +113,23 @@ function claim(annotations: Record<string, string> = {}) {
 }
 
 /** What external-provisioner sends for a claim (with --extra-create-metadata). */
-function createFor(c: { name: string; volumeName: string }, parameters: Record<string, string>, bytes = 64 * MiB, timeoutMs?: number) {
+function createFor(
+  c: { name: string; volumeName: string },
+  parameters: Record<string, string>,
+  bytes = 64 * MiB,
+  timeoutMs?: number,
+) {
   return stack.csi.controller.CreateVolume(
     {
       name: c.volumeName,
       volume_capabilities: [blockCap()],
       capacity_range: { required_bytes: String(bytes) },
-      parameters: { ...parameters, 'csi.storage.k8s.io/pvc/name': c.name, 'csi.storage.k8s.io/pvc/namespace': NS, 'csi.storage.k8s.io/pv/name': c.volumeName },
+      parameters: {
+        ...parameters,
+        'csi.storage.k8s.io/pvc/name': c.name,
+        'csi.storage.k8s.io/pvc/namespace': NS,
+        'csi.storage.k8s.io/pv/name': c.volumeName,
+      },
     },
     timeoutMs !== undefined ? { timeoutMs } : {},
   );
@@ -109,13 +138,31 @@ function createFor(c: { name: string; volumeName: string }, parameters: Record<s
 function eventsOf(pvcName: string) {
   return api.events
     .filter((e) => (e.object.involvedObject as { name?: string }).name === pvcName)
-    .map((e) => e.object as { type: string; reason: string; message: string; involvedObject: { kind: string; uid?: string; namespace: string } });
+    .map(
+      (e) =>
+        e.object as {
+          type: string;
+          reason: string;
+          message: string;
+          involvedObject: { kind: string; uid?: string; namespace: string };
+        },
+    );
 }
 
 /** Exports a volume with the driver's command and returns the image file's path. */
 async function exportVolume(volumeId: string): Promise<string> {
   const out = join(work, `${volumeId}.raw`);
-  const r = await runDriverCli(['export', '--vbs-url', `unix://${stack.vbsSocket}`, '--volume', volumeId, '--out', out, '--overwrite', '--quiet']);
+  const r = await runDriverCli([
+    'export',
+    '--vbs-url',
+    `unix://${stack.vbsSocket}`,
+    '--volume',
+    volumeId,
+    '--out',
+    out,
+    '--overwrite',
+    '--quiet',
+  ]);
   expect([r.code, r.stderr]).toEqual([0, '']);
   return out;
 }
@@ -139,7 +186,11 @@ describe('copy image to volume through CreateVolume', () => {
     const c = claim();
     const res = await createFor(c, { imageSource: join(images, 'disk.raw'), imageChecksum: `sha256:${sha256(IMAGE)}` });
     expect(res.volume?.capacity_bytes).toBe(String(64 * MiB));
-    expect(await backendVolume(stack.vbsSocket, c.volumeName)).toMatchObject({ src_type: 'image', status: '1', vol_size: '64' });
+    expect(await backendVolume(stack.vbsSocket, c.volumeName)).toMatchObject({
+      src_type: 'image',
+      status: '1',
+      vol_size: '64',
+    });
     await expectVolumeHolds(c.volumeName, IMAGE, 64 * MiB);
     // Events go to the claim for class images too.
     expect(eventsOf(c.name).map((e) => [e.type, e.reason])).toEqual([['Normal', 'ImageImported']]);
@@ -147,13 +198,20 @@ describe('copy image to volume through CreateVolume', () => {
   });
 
   it("imports a claim's annotated http image (raw, then qcow2) and records ImageImported on the claim", async () => {
-    for (const [file, sum] of [['disk.raw', sha256(IMAGE)], ['disk.qcow2', sha256(readFileSync(join(images, 'disk.qcow2')))]] as const) {
+    for (const [file, sum] of [
+      ['disk.raw', sha256(IMAGE)],
+      ['disk.qcow2', sha256(readFileSync(join(images, 'disk.qcow2')))],
+    ] as const) {
       const c = claim({ [SOURCE]: `${base}/${file}`, [CHECKSUM]: `sha256:${sum}` });
       await createFor(c, { allowPvcImageSource: 'true' });
       await expectVolumeHolds(c.volumeName, IMAGE, 64 * MiB);
       const [event, ...more] = eventsOf(c.name);
       expect(more).toEqual([]);
-      expect(event).toMatchObject({ type: 'Normal', reason: 'ImageImported', involvedObject: { kind: 'PersistentVolumeClaim', uid: c.uid, namespace: NS } });
+      expect(event).toMatchObject({
+        type: 'Normal',
+        reason: 'ImageImported',
+        involvedObject: { kind: 'PersistentVolumeClaim', uid: c.uid, namespace: NS },
+      });
       expect(event!.message).toContain(`${base}/${file}`);
       expect(event!.message).toContain(c.volumeName);
       // A repeat of the call (the provisioner retries) is the same volume, without a second import.
@@ -165,13 +223,21 @@ describe('copy image to volume through CreateVolume', () => {
 
   it("takes the claim's annotation over the class's imageSource, and ignores the class's checksum for it", async () => {
     const c = claim({ [SOURCE]: join(images, 'other.raw') });
-    await createFor(c, { allowPvcImageSource: 'true', imageSource: join(images, 'disk.raw'), imageChecksum: `sha256:${sha256(IMAGE)}` }, 8 * MiB);
+    await createFor(
+      c,
+      { allowPvcImageSource: 'true', imageSource: join(images, 'disk.raw'), imageChecksum: `sha256:${sha256(IMAGE)}` },
+      8 * MiB,
+    );
     await expectVolumeHolds(c.volumeName, OTHER, 8 * MiB);
     await stack.csi.controller.DeleteVolume({ volume_id: c.volumeName });
   });
 
   it('refuses an annotated claim in a class that does not allow claim images, with a Warning event and no volume', async () => {
-    const classes: Array<Record<string, string>> = [{}, { allowPvcImageSource: 'false' }, { imageSource: join(images, 'disk.raw') }];
+    const classes: Array<Record<string, string>> = [
+      {},
+      { allowPvcImageSource: 'false' },
+      { imageSource: join(images, 'disk.raw') },
+    ];
     for (const parameters of classes) {
       const c = claim({ [SOURCE]: '/etc/shadow' });
       const f = await failure(createFor(c, parameters));
@@ -244,7 +310,11 @@ describe('copy image to volume through CreateVolume', () => {
     releaseStall = undefined;
     const first = await failure(createFor(c, { allowPvcImageSource: 'true' }, 64 * MiB, 1_500));
     expect(first.codeName).toBe('DEADLINE_EXCEEDED');
-    expect(await backendVolume(stack.vbsSocket, c.volumeName)).toMatchObject({ status: '10', src_type: 'image', job_id: expect.stringMatching(/^job-/) });
+    expect(await backendVolume(stack.vbsSocket, c.volumeName)).toMatchObject({
+      status: '10',
+      src_type: 'image',
+      job_id: expect.stringMatching(/^job-/),
+    });
     expect(eventsOf(c.name)).toEqual([]);
     setTimeout(() => releaseStall?.(), 500);
     let done: Awaited<ReturnType<typeof settle>> | undefined;
@@ -280,7 +350,11 @@ describe('copy image to volume through CreateVolume', () => {
 describe('a back end without qemu-img (--qemu-img none)', () => {
   let plain: Stack;
   beforeAll(async () => {
-    plain = await startStack({ mode: 'controller', pools: ['pool0:2G'], emulatorArgs: ['--image-dir', images, '--image-url-allow', '127.0.0.1', '--qemu-img', 'none'] });
+    plain = await startStack({
+      mode: 'controller',
+      pools: ['pool0:2G'],
+      emulatorArgs: ['--image-dir', images, '--image-url-allow', '127.0.0.1', '--qemu-img', 'none'],
+    });
   }, 60_000);
   afterAll(async () => {
     await plain?.stop();
@@ -292,17 +366,46 @@ describe('a back end without qemu-img (--qemu-img none)', () => {
     expect((await vbsRequest(plain.vbsSocket, 'QUERY_CAPABILITY_REQ')).all('image_dir')).toEqual([images]);
 
     const ctl = plain.csi.controller;
-    const qcow = await failure(ctl.CreateVolume({ name: 'pvc-q', volume_capabilities: [blockCap()], parameters: { imageSource: join(images, 'disk.qcow2') } }));
+    const qcow = await failure(
+      ctl.CreateVolume({
+        name: 'pvc-q',
+        volume_capabilities: [blockCap()],
+        parameters: { imageSource: join(images, 'disk.qcow2') },
+      }),
+    );
     expect(qcow.code).toBe(status.INVALID_ARGUMENT);
     expect(qcow.message).toMatch(/qcow2 image needs qemu-img, and this VBS has none/);
     expect(await backendVolume(plain.vbsSocket, 'pvc-q')).toBeUndefined();
 
-    await ctl.CreateVolume({ name: 'pvc-r', volume_capabilities: [blockCap()], parameters: { imageSource: join(images, 'disk.raw') } });
+    await ctl.CreateVolume({
+      name: 'pvc-r',
+      volume_capabilities: [blockCap()],
+      parameters: { imageSource: join(images, 'disk.raw') },
+    });
     const out = join(work, 'no-qemu.raw');
-    const raw = await runDriverCli(['export', '--vbs-url', `unix://${plain.vbsSocket}`, '--volume', 'pvc-r', '--out', out, '--quiet']);
+    const raw = await runDriverCli([
+      'export',
+      '--vbs-url',
+      `unix://${plain.vbsSocket}`,
+      '--volume',
+      'pvc-r',
+      '--out',
+      out,
+      '--quiet',
+    ]);
     expect([raw.code, raw.stderr]).toEqual([0, '']);
     expect(await sha256File(out)).toBe(sha256(IMAGE));
-    const q = await runDriverCli(['export', '--vbs-url', `unix://${plain.vbsSocket}`, '--volume', 'pvc-r', '--out', join(work, 'no-qemu.qcow2'), '--format', 'qcow2']);
+    const q = await runDriverCli([
+      'export',
+      '--vbs-url',
+      `unix://${plain.vbsSocket}`,
+      '--volume',
+      'pvc-r',
+      '--out',
+      join(work, 'no-qemu.qcow2'),
+      '--format',
+      'qcow2',
+    ]);
     expect(q.code).toBe(1);
     expect(q.stderr).toMatch(/writing a qcow2 image needs qemu-img/);
     expect(existsSync(join(work, 'no-qemu.qcow2'))).toBe(false);
@@ -311,7 +414,11 @@ describe('a back end without qemu-img (--qemu-img none)', () => {
 
   it('the emulator refuses a --qemu-img that is not an executable, naming the setting', () => {
     const emulator = join(projectRoot(), 'dist', 'emulator', 'main.js');
-    const r = spawnSync(process.execPath, [emulator, '--data-dir', join(work, 'never'), '--qemu-img', join(work, 'no-such-qemu-img')], { encoding: 'utf8' });
+    const r = spawnSync(
+      process.execPath,
+      [emulator, '--data-dir', join(work, 'never'), '--qemu-img', join(work, 'no-such-qemu-img')],
+      { encoding: 'utf8' },
+    );
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--qemu-img \(SDS_QEMU_IMG\): is not an executable file/);
     expect(existsSync(join(work, 'never'))).toBe(false);

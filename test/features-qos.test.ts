@@ -31,7 +31,12 @@ afterAll(async () => {
 });
 
 async function create(parameters: Record<string, string>, bytes = 32 * MiB, name = volumeName()) {
-  const res = await stack.csi.controller.CreateVolume({ name, volume_capabilities: [blockCap()], capacity_range: { required_bytes: String(bytes) }, parameters });
+  const res = await stack.csi.controller.CreateVolume({
+    name,
+    volume_capabilities: [blockCap()],
+    capacity_range: { required_bytes: String(bytes) },
+    parameters,
+  });
   return res.volume!.volume_id;
 }
 
@@ -39,7 +44,9 @@ async function create(parameters: Record<string, string>, bytes = 32 * MiB, name
 function throttleOf(majMin: string): Partial<Record<(typeof THROTTLE_FILES)[number], string>> {
   const rules: Partial<Record<(typeof THROTTLE_FILES)[number], string>> = {};
   for (const f of THROTTLE_FILES) {
-    const line = readFileSync(join(BLKIO, `blkio.throttle.${f}_device`), 'utf8').split('\n').find((l) => l.startsWith(`${majMin} `));
+    const line = readFileSync(join(BLKIO, `blkio.throttle.${f}_device`), 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(`${majMin} `));
     if (line) rules[f] = line.split(' ')[1]!;
   }
   return rules;
@@ -52,29 +59,73 @@ async function reported(id: string): Promise<Record<string, string>> {
 describe('QoS and cache', () => {
   it('StorageClass QoS and cache land on the back end and on the attached loop device; ControllerModifyVolume changes them live', async () => {
     const id = await create({ maxIOPS: '300', maxMBps: '20', qosLevel: 'high', cache: 'read' });
-    expect(await backendVolume(stack.vbsSocket, id)).toMatchObject({ max_iops: '300', max_mbps: '20', IOPRIORITY: '3', cache_policy: 'read' });
-    expect(await reported(id)).toMatchObject({ [`${R}maxIOPS`]: '300', [`${R}maxMBps`]: '20', [`${R}qosLevel`]: 'high', [`${R}cache`]: 'read', [`${R}thin`]: 'true' });
+    expect(await backendVolume(stack.vbsSocket, id)).toMatchObject({
+      max_iops: '300',
+      max_mbps: '20',
+      IOPRIORITY: '3',
+      cache_policy: 'read',
+    });
+    expect(await reported(id)).toMatchObject({
+      [`${R}maxIOPS`]: '300',
+      [`${R}maxMBps`]: '20',
+      [`${R}qosLevel`]: 'high',
+      [`${R}cache`]: 'read',
+      [`${R}thin`]: 'true',
+    });
 
     const staged = await stageVolume(stack, id, blockCap());
     const { major, minor } = splitDeviceNumber((await stat(staged.target)).rdev);
     const majMin = `${major}:${minor}`;
     const dio = async () => (await readFile(`/sys/dev/block/${majMin}/loop/dio`, 'utf8')).trim();
-    expect(throttleOf(majMin)).toEqual({ read_iops: '300', write_iops: '300', read_bps: '20000000', write_bps: '20000000' });
+    expect(throttleOf(majMin)).toEqual({
+      read_iops: '300',
+      write_iops: '300',
+      read_bps: '20000000',
+      write_bps: '20000000',
+    });
     expect(await dio()).toBe('0'); // cache read: the host page cache is used
 
     // VolumeAttributesClass change: only the keys given change, on the live device.
-    await stack.csi.controller.ControllerModifyVolume({ volume_id: id, mutable_parameters: { maxIOPS: '1000', qosLevel: 'low', cache: 'none' } });
-    expect(throttleOf(majMin)).toEqual({ read_iops: '1000', write_iops: '1000', read_bps: '20000000', write_bps: '20000000' });
+    await stack.csi.controller.ControllerModifyVolume({
+      volume_id: id,
+      mutable_parameters: { maxIOPS: '1000', qosLevel: 'low', cache: 'none' },
+    });
+    expect(throttleOf(majMin)).toEqual({
+      read_iops: '1000',
+      write_iops: '1000',
+      read_bps: '20000000',
+      write_bps: '20000000',
+    });
     expect(await dio()).toBe('1'); // cache none: direct I/O, no second page cache
-    expect(await backendVolume(stack.vbsSocket, id)).toMatchObject({ max_iops: '1000', max_mbps: '20', IOPRIORITY: '1', cache_policy: 'none' });
-    expect(await reported(id)).toMatchObject({ [`${R}maxIOPS`]: '1000', [`${R}qosLevel`]: 'low', [`${R}cache`]: 'none' });
+    expect(await backendVolume(stack.vbsSocket, id)).toMatchObject({
+      max_iops: '1000',
+      max_mbps: '20',
+      IOPRIORITY: '1',
+      cache_policy: 'none',
+    });
+    expect(await reported(id)).toMatchObject({
+      [`${R}maxIOPS`]: '1000',
+      [`${R}qosLevel`]: 'low',
+      [`${R}cache`]: 'none',
+    });
 
-    await stack.csi.controller.ControllerModifyVolume({ volume_id: id, mutable_parameters: { maxMBps: '5', cache: 'readwrite' } });
-    expect(throttleOf(majMin)).toEqual({ read_iops: '1000', write_iops: '1000', read_bps: '5000000', write_bps: '5000000' });
+    await stack.csi.controller.ControllerModifyVolume({
+      volume_id: id,
+      mutable_parameters: { maxMBps: '5', cache: 'readwrite' },
+    });
+    expect(throttleOf(majMin)).toEqual({
+      read_iops: '1000',
+      write_iops: '1000',
+      read_bps: '5000000',
+      write_bps: '5000000',
+    });
     expect(await dio()).toBe('0');
 
     // 0 is unlimited: the rules go.
-    await stack.csi.controller.ControllerModifyVolume({ volume_id: id, mutable_parameters: { maxIOPS: '0', maxMBps: '0' } });
+    await stack.csi.controller.ControllerModifyVolume({
+      volume_id: id,
+      mutable_parameters: { maxIOPS: '0', maxMBps: '0' },
+    });
     expect(throttleOf(majMin)).toEqual({});
     await stack.csi.controller.ControllerModifyVolume({ volume_id: id, mutable_parameters: { maxIOPS: '77' } });
     expect(throttleOf(majMin)).toEqual({ read_iops: '77', write_iops: '77' });
@@ -102,11 +153,23 @@ describe('QoS and cache', () => {
       expect({ mutable_parameters, code: f.codeName }).toEqual({ mutable_parameters, code: 'INVALID_ARGUMENT' });
       expect(f.message).toContain(key);
     }
-    expect((await failure(stack.csi.controller.ControllerModifyVolume({ volume_id: id, mutable_parameters: {} }))).code).toBe(status.INVALID_ARGUMENT);
-    const missing = await failure(stack.csi.controller.ControllerModifyVolume({ volume_id: 'pvc-no-such-volume', mutable_parameters: { maxIOPS: '10' } }));
+    expect(
+      (await failure(stack.csi.controller.ControllerModifyVolume({ volume_id: id, mutable_parameters: {} }))).code,
+    ).toBe(status.INVALID_ARGUMENT);
+    const missing = await failure(
+      stack.csi.controller.ControllerModifyVolume({
+        volume_id: 'pvc-no-such-volume',
+        mutable_parameters: { maxIOPS: '10' },
+      }),
+    );
     expect(missing.code).toBe(status.NOT_FOUND);
     // Nothing of the refused changes reached the volume.
-    expect(await backendVolume(stack.vbsSocket, id)).toMatchObject({ max_iops: '0', max_mbps: '0', IOPRIORITY: '2', cache_policy: 'none' });
+    expect(await backendVolume(stack.vbsSocket, id)).toMatchObject({
+      max_iops: '0',
+      max_mbps: '0',
+      IOPRIORITY: '2',
+      cache_policy: 'none',
+    });
     await stack.csi.controller.DeleteVolume({ volume_id: id });
   });
 
@@ -116,7 +179,9 @@ describe('QoS and cache', () => {
       storageClasses: Array<{ parameters: Record<string, string> }>;
       volumeAttributesClasses: { items: Array<{ name: string; parameters: Record<string, string> }> };
     };
-    const schema = JSON.parse(readFileSync(join(chart, 'values.schema.json'), 'utf8')) as { definitions: Record<string, { properties: Record<string, unknown> }> };
+    const schema = JSON.parse(readFileSync(join(chart, 'values.schema.json'), 'utf8')) as {
+      definitions: Record<string, { properties: Record<string, unknown> }>;
+    };
     const mutableKeys = Object.keys(schema.definitions.mutableParameters!.properties).sort();
     expect(mutableKeys).toEqual(['cache', 'maxIOPS', 'maxMBps', 'qosLevel']);
 
@@ -143,7 +208,9 @@ describe('QoS and cache', () => {
 
 describe('thin and thick provisioning', () => {
   const capacity = async (parameters: Record<string, string>) =>
-    Number((await stack.csi.controller.GetCapacity({ parameters, volume_capabilities: [blockCap()] })).available_capacity);
+    Number(
+      (await stack.csi.controller.GetCapacity({ parameters, volume_capabilities: [blockCap()] })).available_capacity,
+    );
 
   it('GetCapacity: a thick volume takes its full size from both figures at once, a thin one only from what may be provisioned', async () => {
     const thin0 = await capacity({});
@@ -166,7 +233,11 @@ describe('thin and thick provisioning', () => {
 
     // Thin: nothing allocated, so the free space (thick figure) stays; it counts against the over-subscription.
     const thin = await create({ thin: 'true' }, 256 * MiB);
-    expect(await backendVolume(stack.vbsSocket, thin)).toMatchObject({ thin_flag: '1', vol_size: '256', alloc_size: '0' });
+    expect(await backendVolume(stack.vbsSocket, thin)).toMatchObject({
+      thin_flag: '1',
+      vol_size: '256',
+      alloc_size: '0',
+    });
     const thin2 = await capacity({});
     const thick2 = await capacity({ thin: 'false' });
     expect(thin2).toBe(thin1 - 256 * MiB);
@@ -179,13 +250,22 @@ describe('thin and thick provisioning', () => {
     const thick3 = await capacity({ thin: 'false' });
     expect(thin3).toBe(thick2 - 64 * MiB);
     expect(thick3).toBe(thin3);
-    const tooThick = await failure(stack.csi.controller.CreateVolume({
-      name: volumeName(), volume_capabilities: [blockCap()], capacity_range: { required_bytes: String(thick3 + 64 * MiB) }, parameters: { thin: 'false' },
-    }));
+    const tooThick = await failure(
+      stack.csi.controller.CreateVolume({
+        name: volumeName(),
+        volume_capabilities: [blockCap()],
+        capacity_range: { required_bytes: String(thick3 + 64 * MiB) },
+        parameters: { thin: 'false' },
+      }),
+    );
     expect(tooThick.code).toBe(status.RESOURCE_EXHAUSTED);
-    const tooThin = await failure(stack.csi.controller.CreateVolume({
-      name: volumeName(), volume_capabilities: [blockCap()], capacity_range: { required_bytes: String(thin3 + 64 * MiB) },
-    }));
+    const tooThin = await failure(
+      stack.csi.controller.CreateVolume({
+        name: volumeName(),
+        volume_capabilities: [blockCap()],
+        capacity_range: { required_bytes: String(thin3 + 64 * MiB) },
+      }),
+    );
     expect(tooThin.code).toBe(status.RESOURCE_EXHAUSTED);
 
     for (const id of [thick, thin, big]) await stack.csi.controller.DeleteVolume({ volume_id: id });

@@ -30,7 +30,12 @@ afterAll(async () => {
 });
 
 async function volume(name: string, parameters: Record<string, string> = {}): Promise<string> {
-  const { volume: v } = await ctl.CreateVolume({ name, volume_capabilities: [blockCap], capacity_range: { required_bytes: String(64 * MiB) }, parameters });
+  const { volume: v } = await ctl.CreateVolume({
+    name,
+    volume_capabilities: [blockCap],
+    capacity_range: { required_bytes: String(64 * MiB) },
+    parameters,
+  });
   return v!.volume_id;
 }
 
@@ -47,13 +52,21 @@ describe('CSI GroupController', () => {
   });
 
   it('creates a group whose members carry its id, idempotently; another member set is ALREADY_EXISTS', async () => {
-    const req = { name: 'groupsnapshot-1111', source_volume_ids: [ids[2]!, ids[0]!, ids[1]!], parameters: { quiesce: 'freeze' } };
+    const req = {
+      name: 'groupsnapshot-1111',
+      source_volume_ids: [ids[2]!, ids[0]!, ids[1]!],
+      parameters: { quiesce: 'freeze' },
+    };
     const first = (await grp.CreateVolumeGroupSnapshot(req)).group_snapshot!;
     expect(first.group_snapshot_id).toBe('groupsnapshot-1111');
     expect(first.ready_to_use).toBe(true);
     expect(first.snapshots.map((s) => s.source_volume_id).sort()).toEqual([...ids].sort());
     for (const s of first.snapshots) {
-      expect(s).toMatchObject({ group_snapshot_id: 'groupsnapshot-1111', ready_to_use: true, size_bytes: String(64 * MiB) });
+      expect(s).toMatchObject({
+        group_snapshot_id: 'groupsnapshot-1111',
+        ready_to_use: true,
+        size_bytes: String(64 * MiB),
+      });
       expect(s.creation_time).toEqual(first.creation_time);
     }
     const again = (await grp.CreateVolumeGroupSnapshot(req)).group_snapshot!;
@@ -65,15 +78,22 @@ describe('CSI GroupController', () => {
 
     // Members through the Controller service: GetSnapshot and ListSnapshots report the group.
     const member = first.snapshots[0]!;
-    expect((await ctl.GetSnapshot({ snapshot_id: member.snapshot_id })).snapshot).toMatchObject({ group_snapshot_id: 'groupsnapshot-1111' });
+    expect((await ctl.GetSnapshot({ snapshot_id: member.snapshot_id })).snapshot).toMatchObject({
+      group_snapshot_id: 'groupsnapshot-1111',
+    });
     const listed = await ctl.ListSnapshots({ snapshot_id: member.snapshot_id });
     expect(listed.entries[0]!.snapshot).toMatchObject({ group_snapshot_id: 'groupsnapshot-1111' });
     // A member cannot be deleted alone (CSI: INVALID_ARGUMENT, the CO must delete the group).
     const alone = await failure(ctl.DeleteSnapshot({ snapshot_id: member.snapshot_id }));
-    expect(alone).toMatchObject({ codeName: 'INVALID_ARGUMENT', message: expect.stringContaining('group snapshot groupsnapshot-1111') });
+    expect(alone).toMatchObject({
+      codeName: 'INVALID_ARGUMENT',
+      message: expect.stringContaining('group snapshot groupsnapshot-1111'),
+    });
     // A member restores like any snapshot.
     const restored = await ctl.CreateVolume({
-      name: 'pvc-restored', volume_capabilities: [blockCap], volume_content_source: { snapshot: { snapshot_id: member.snapshot_id } },
+      name: 'pvc-restored',
+      volume_capabilities: [blockCap],
+      volume_content_source: { snapshot: { snapshot_id: member.snapshot_id } },
     });
     expect(restored.volume?.content_source?.snapshot?.snapshot_id).toBe(member.snapshot_id);
     await ctl.DeleteVolume({ volume_id: 'pvc-restored' });
@@ -83,9 +103,17 @@ describe('CSI GroupController', () => {
     const got = (await grp.GetVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-1111' })).group_snapshot!;
     expect(got.snapshots).toHaveLength(3);
     const ids3 = got.snapshots.map((s) => s.snapshot_id);
-    expect((await grp.GetVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-1111', snapshot_ids: [...ids3].reverse() })).group_snapshot).toEqual(got);
-    expect((await failure(grp.GetVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-1111', snapshot_ids: [ids3[0]!] }))).codeName).toBe('INVALID_ARGUMENT');
-    expect((await failure(grp.GetVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-none' }))).codeName).toBe('NOT_FOUND');
+    expect(
+      (await grp.GetVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-1111', snapshot_ids: [...ids3].reverse() }))
+        .group_snapshot,
+    ).toEqual(got);
+    expect(
+      (await failure(grp.GetVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-1111', snapshot_ids: [ids3[0]!] })))
+        .codeName,
+    ).toBe('INVALID_ARGUMENT');
+    expect((await failure(grp.GetVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-none' }))).codeName).toBe(
+      'NOT_FOUND',
+    );
     expect((await failure(grp.GetVolumeGroupSnapshot({ group_snapshot_id: 'bad id!' }))).codeName).toBe('NOT_FOUND');
     expect((await failure(grp.GetVolumeGroupSnapshot({ group_snapshot_id: '' }))).codeName).toBe('INVALID_ARGUMENT');
   });
@@ -93,10 +121,15 @@ describe('CSI GroupController', () => {
   it('DeleteVolumeGroupSnapshot: checks snapshot_ids, deletes every member, and is idempotent', async () => {
     const got = (await grp.GetVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-1111' })).group_snapshot!;
     const members = got.snapshots.map((s) => s.snapshot_id);
-    expect((await failure(grp.DeleteVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-1111', snapshot_ids: ['x'] }))).codeName).toBe('INVALID_ARGUMENT');
+    expect(
+      (await failure(grp.DeleteVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-1111', snapshot_ids: ['x'] })))
+        .codeName,
+    ).toBe('INVALID_ARGUMENT');
     await grp.DeleteVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-1111', snapshot_ids: members });
     for (const m of members) expect((await failure(ctl.GetSnapshot({ snapshot_id: m }))).codeName).toBe('NOT_FOUND');
-    expect((await vbsRequest(stack.vbsSocket, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'groupsnapshot-1111' })).retcode).toBe(-900079);
+    expect(
+      (await vbsRequest(stack.vbsSocket, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'groupsnapshot-1111' })).retcode,
+    ).toBe(-900079);
     await grp.DeleteVolumeGroupSnapshot({ group_snapshot_id: 'groupsnapshot-1111' });
     await grp.DeleteVolumeGroupSnapshot({ group_snapshot_id: 'never-existed' });
     await grp.DeleteVolumeGroupSnapshot({ group_snapshot_id: 'bad id!' });
@@ -108,20 +141,36 @@ describe('CSI GroupController', () => {
     [{ name: 'g-x', source_volume_ids: [] }, 'INVALID_ARGUMENT', 'source_volume_ids is required'],
     [{ name: 'g-x', source_volume_ids: ['pvc-ga', 'pvc-ga'] }, 'INVALID_ARGUMENT', 'twice'],
     [{ name: 'g-x', source_volume_ids: ['pvc-ga', ''] }, 'INVALID_ARGUMENT', 'source_volume_ids[1]'],
-    [{ name: 'g-x', source_volume_ids: ['pvc-ga'], parameters: { quiesce: 'nap' } }, 'INVALID_ARGUMENT', 'parameters.quiesce'],
+    [
+      { name: 'g-x', source_volume_ids: ['pvc-ga'], parameters: { quiesce: 'nap' } },
+      'INVALID_ARGUMENT',
+      'parameters.quiesce',
+    ],
     [{ name: 'g-x', source_volume_ids: ['pvc-ga'], parameters: { color: 'red' } }, 'INVALID_ARGUMENT', '"color"'],
-    [{ name: 'g-x', source_volume_ids: ['pvc-ga'], parameters: { freezeTimeoutSeconds: '600' } }, 'INVALID_ARGUMENT', 'freezeTimeoutSeconds'],
+    [
+      { name: 'g-x', source_volume_ids: ['pvc-ga'], parameters: { freezeTimeoutSeconds: '600' } },
+      'INVALID_ARGUMENT',
+      'freezeTimeoutSeconds',
+    ],
     [{ name: 'g-x', source_volume_ids: ['pvc-ga', 'pvc-missing'] }, 'NOT_FOUND', 'pvc-missing'],
     [{ name: 'g-x', source_volume_ids: ['pvc-ga', 'bad id!'] }, 'NOT_FOUND', 'bad id!'],
   ])('CreateVolumeGroupSnapshot %j → %s', async (req, code, text) => {
     const f = await failure(grp.CreateVolumeGroupSnapshot(req));
     expect(f).toMatchObject({ codeName: code, message: expect.stringContaining(text) });
-    expect((await vbsRequest(stack.vbsSocket, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'g-x' })).retcode).toBe(-900079);
+    expect((await vbsRequest(stack.vbsSocket, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: 'g-x' })).retcode).toBe(
+      -900079,
+    );
   });
 
   it('members in several pools cannot be snapshotted together: FAILED_PRECONDITION, nothing left', async () => {
     const other = await volume('pvc-other-pool', { pool: 'pool1' });
-    const f = await failure(grp.CreateVolumeGroupSnapshot({ name: 'g-pools', source_volume_ids: [ids[0]!, other], parameters: { 'csi.storage.k8s.io/volumegroupsnapshot/name': 'x' } }));
+    const f = await failure(
+      grp.CreateVolumeGroupSnapshot({
+        name: 'g-pools',
+        source_volume_ids: [ids[0]!, other],
+        parameters: { 'csi.storage.k8s.io/volumegroupsnapshot/name': 'x' },
+      }),
+    );
     expect(f).toMatchObject({ codeName: 'FAILED_PRECONDITION', message: expect.stringContaining('share one pool') });
     const listed = await ctl.ListSnapshots({ source_volume_id: ids[0]! });
     expect(listed.entries).toEqual([]);
@@ -150,8 +199,15 @@ while (!fs.existsSync(stopFile)) {
 process.stdout.write('last=' + seq + '\\n');
 `;
 
-function startWriter(stopFile: string, from: number, mode: 'fsync' | 'buffered', files: string[]): { started: Promise<void>; done: Promise<number> } {
-  const child = spawn(process.execPath, ['-e', WRITER, stopFile, String(from), mode, ...files], { stdio: ['ignore', 'pipe', 'inherit'] });
+function startWriter(
+  stopFile: string,
+  from: number,
+  mode: 'fsync' | 'buffered',
+  files: string[],
+): { started: Promise<void>; done: Promise<number> } {
+  const child = spawn(process.execPath, ['-e', WRITER, stopFile, String(from), mode, ...files], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
   let onStart: () => void = () => {};
   const started = new Promise<void>((resolve) => (onStart = resolve));
@@ -183,7 +239,8 @@ describe('group snapshot consistency under concurrent writes', () => {
   const members: Published[] = [];
 
   beforeAll(async () => {
-    for (const n of ['pvc-seq-a', 'pvc-seq-b', 'pvc-seq-c']) members.push(await publishVolume(stack, n, mountCap('ext4')));
+    for (const n of ['pvc-seq-a', 'pvc-seq-b', 'pvc-seq-c'])
+      members.push(await publishVolume(stack, n, mountCap('ext4')));
   });
 
   afterAll(async () => {
@@ -202,20 +259,25 @@ describe('group snapshot consistency under concurrent writes', () => {
       await writer.started;
       await new Promise((r) => setTimeout(r, 150));
       const name = `groupsnapshot-seq-${round}`;
-      const group = (await grp.CreateVolumeGroupSnapshot({ name, source_volume_ids: members.map((m) => m.id) })).group_snapshot!;
+      const group = (await grp.CreateVolumeGroupSnapshot({ name, source_volume_ids: members.map((m) => m.id) }))
+        .group_snapshot!;
       await new Promise((r) => setTimeout(r, 100));
       await writeFile(stopFile, '');
       const before = written;
       written = await writer.done;
       // The back end froze all three file systems for the cut.
-      const record = (await vbsRequest(stack.vbsSocket, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: name })).records('group')[0]!;
+      const record = (await vbsRequest(stack.vbsSocket, 'QUERY_GROUP_SNAPSHOT_REQ', { group_name: name })).records(
+        'group',
+      )[0]!;
       expect(record).toMatchObject({ frozen_num: '3', quiesce: 'freeze', status: '1' });
 
       // Each member restored to a new volume, mounted, read: the last number of each file.
       const last: number[] = [];
       for (const [i, m] of members.entries()) {
         const snap = group.snapshots.find((s) => s.source_volume_id === m.id)!;
-        const restored = await publishVolume(stack, `pvc-restore-${round}-${i}`, mountCap('ext4'), { snapshotId: snap.snapshot_id });
+        const restored = await publishVolume(stack, `pvc-restore-${round}-${i}`, mountCap('ext4'), {
+          snapshotId: snap.snapshot_id,
+        });
         try {
           const seqs = parseRecords(await readFile(join(restored.target, 'seq.log'), 'utf8'));
           // Each file holds exactly its own numbers, in order, without a gap: i+1, i+1+3, ...

@@ -9,8 +9,22 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { runHelm } from '../scripts/helm.mjs';
 import { chartDir, diffManifests, NAMESPACE, renderManifests } from '../scripts/render-manifests.mjs';
 
-type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [key: string]: any };
-type Container = { name: string; image: string; args?: string[]; env?: any[]; ports?: any[]; volumeMounts?: any[]; securityContext?: any; livenessProbe?: any };
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [key: string]: any;
+};
+type Container = {
+  name: string;
+  image: string;
+  args?: string[];
+  env?: any[];
+  ports?: any[];
+  volumeMounts?: any[];
+  securityContext?: any;
+  livenessProbe?: any;
+};
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
 
 const SIG_STORAGE = 'registry.k8s.io/sig-storage';
@@ -31,7 +45,14 @@ async function valuesFile(values: unknown): Promise<string> {
 }
 
 async function template(extraArgs: string[] = []): Promise<K8sObject[]> {
-  const { code, stdout, stderr } = await runHelm(['template', 'sds', chartDir, '--namespace', RELEASE_NAMESPACE, ...extraArgs]);
+  const { code, stdout, stderr } = await runHelm([
+    'template',
+    'sds',
+    chartDir,
+    '--namespace',
+    RELEASE_NAMESPACE,
+    ...extraArgs,
+  ]);
   expect(stderr, 'helm template stderr').toBe('');
   expect(code).toBe(0);
   return parseObjects(stdout);
@@ -49,7 +70,10 @@ function parseObjects(text: string): K8sObject[] {
 
 function only(objects: K8sObject[], kind: string, name?: string): K8sObject {
   const found = objects.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
-  expect(found.map((o) => `${o.kind}/${o.metadata.name}`), `exactly one ${kind} ${name ?? ''}`).toHaveLength(1);
+  expect(
+    found.map((o) => `${o.kind}/${o.metadata.name}`),
+    `exactly one ${kind} ${name ?? ''}`,
+  ).toHaveLength(1);
   return found[0]!;
 }
 
@@ -77,7 +101,11 @@ function rules(objects: K8sObject[], kind: 'ClusterRole' | 'Role', name: string)
 
 /** Flattens rules into "group/resource:verb" strings for exact comparisons. */
 function grants(ruleList: Rule[]): string[] {
-  return ruleList.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g || 'core'}/${res}:${v}`)))).sort();
+  return ruleList
+    .flatMap((r) =>
+      r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g || 'core'}/${res}:${v}`))),
+    )
+    .sort();
 }
 
 function expectFailure(result: { code: number; stderr: string }, ...fragments: string[]): void {
@@ -93,7 +121,11 @@ describe('helm lint', () => {
   });
 
   it('passes in strict mode with non-default values', async () => {
-    const values = await valuesFile({ controller: { replicas: 1 }, monitoring: { podMonitor: { enabled: true }, serviceMonitor: { enabled: true } }, backend: { tokenSecret: { create: true, token: 't0ken' } } });
+    const values = await valuesFile({
+      controller: { replicas: 1 },
+      monitoring: { podMonitor: { enabled: true }, serviceMonitor: { enabled: true } },
+      backend: { tokenSecret: { create: true, token: 't0ken' } },
+    });
     const result = await runHelm(['lint', '--strict', chartDir, '-f', values]);
     expect(result.code).toBe(0);
   });
@@ -106,13 +138,42 @@ describe('default values', () => {
   });
 
   it('renders the expected objects and nothing optional', () => {
-    const counts = Object.fromEntries(['CSIDriver', 'Deployment', 'DaemonSet', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'StorageClass', 'VolumeAttributesClass', 'PodDisruptionBudget'].map((k) => [k, ofKind(objects, k).length]));
-    expect(counts).toEqual({ CSIDriver: 1, Deployment: 1, DaemonSet: 1, ServiceAccount: 2, ClusterRole: 6, ClusterRoleBinding: 6, Role: 4, RoleBinding: 4, StorageClass: 1, VolumeAttributesClass: 3, PodDisruptionBudget: 1 });
+    const counts = Object.fromEntries(
+      [
+        'CSIDriver',
+        'Deployment',
+        'DaemonSet',
+        'ServiceAccount',
+        'ClusterRole',
+        'ClusterRoleBinding',
+        'Role',
+        'RoleBinding',
+        'StorageClass',
+        'VolumeAttributesClass',
+        'PodDisruptionBudget',
+      ].map((k) => [k, ofKind(objects, k).length]),
+    );
+    expect(counts).toEqual({
+      CSIDriver: 1,
+      Deployment: 1,
+      DaemonSet: 1,
+      ServiceAccount: 2,
+      ClusterRole: 6,
+      ClusterRoleBinding: 6,
+      Role: 4,
+      RoleBinding: 4,
+      StorageClass: 1,
+      VolumeAttributesClass: 3,
+      PodDisruptionBudget: 1,
+    });
     // Optional objects: no snapshot API known to `helm template`, monitoring off, no token.
-    for (const kind of ['VolumeSnapshotClass', 'PodMonitor', 'ServiceMonitor', 'Secret', 'Service']) expect(ofKind(objects, kind)).toEqual([]);
+    for (const kind of ['VolumeSnapshotClass', 'PodMonitor', 'ServiceMonitor', 'Secret', 'Service'])
+      expect(ofKind(objects, kind)).toEqual([]);
     for (const o of objects) {
       expect(o.metadata.labels?.['app.kubernetes.io/instance']).toBe('sds');
-      if (!['CSIDriver', 'ClusterRole', 'ClusterRoleBinding', 'StorageClass', 'VolumeAttributesClass'].includes(o.kind)) {
+      if (
+        !['CSIDriver', 'ClusterRole', 'ClusterRoleBinding', 'StorageClass', 'VolumeAttributesClass'].includes(o.kind)
+      ) {
         expect(o.metadata.namespace, `${o.kind}/${o.metadata.name} namespace`).toBe(RELEASE_NAMESPACE);
       }
     }
@@ -121,7 +182,15 @@ describe('default values', () => {
   it('declares the CSIDriver', () => {
     const driver = only(objects, 'CSIDriver');
     expect(driver.metadata.name).toBe('csi.sdshypervisor.io');
-    expect(driver.spec).toEqual({ attachRequired: true, podInfoOnMount: true, fsGroupPolicy: 'File', volumeLifecycleModes: ['Persistent'], storageCapacity: true, requiresRepublish: false, seLinuxMount: false });
+    expect(driver.spec).toEqual({
+      attachRequired: true,
+      podInfoOnMount: true,
+      fsGroupPolicy: 'File',
+      volumeLifecycleModes: ['Persistent'],
+      storageCapacity: true,
+      requiresRepublish: false,
+      seLinuxMount: false,
+    });
   });
 
   it('runs the driver controller with the documented flags, as non-root', () => {
@@ -129,10 +198,26 @@ describe('default values', () => {
     expect(deployment.spec.replicas).toBe(2);
     const pod = deployment.spec.template.spec;
     expect(pod.serviceAccountName).toBe('sds-sdshypervisor-csi-controller');
-    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532 });
-    expect(containers(deployment).map((c) => c.name)).toEqual(['sdshypervisor-csi', 'csi-provisioner', 'csi-attacher', 'csi-snapshotter', 'csi-resizer', 'liveness-probe']);
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      fsGroup: 65532,
+    });
+    expect(containers(deployment).map((c) => c.name)).toEqual([
+      'sdshypervisor-csi',
+      'csi-provisioner',
+      'csi-attacher',
+      'csi-snapshotter',
+      'csi-resizer',
+      'liveness-probe',
+    ]);
     for (const c of containers(deployment)) {
-      expect(c.securityContext, c.name).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+      expect(c.securityContext, c.name).toMatchObject({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+      });
       expect(c.volumeMounts).toContainEqual({ name: 'socket-dir', mountPath: '/csi' });
     }
     const driver = container(deployment, 'sdshypervisor-csi');
@@ -149,7 +234,10 @@ describe('default values', () => {
       '--log-level=info',
       '--shutdown-grace-ms=30000',
     ]);
-    expect(envValue(driver, 'HOST_IP')).toEqual({ name: 'HOST_IP', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+    expect(envValue(driver, 'HOST_IP')).toEqual({
+      name: 'HOST_IP',
+      valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } },
+    });
     // Its liveness comes from the livenessprobe sidecar on the controller's health port.
     expect(driver.ports).toContainEqual({ name: 'healthz', containerPort: 9808, protocol: 'TCP' });
     expect(driver.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'healthz' });
@@ -191,7 +279,13 @@ describe('default values', () => {
   it('gives the provisioner extra-create-metadata, topology and capacity tracking', () => {
     const provisioner = container(only(objects, 'Deployment'), 'csi-provisioner');
     expect(provisioner.args).toEqual(
-      expect.arrayContaining(['--extra-create-metadata', '--feature-gates=Topology=true', '--enable-capacity', '--capacity-ownerref-level=2', '--default-fstype=ext4']),
+      expect.arrayContaining([
+        '--extra-create-metadata',
+        '--feature-gates=Topology=true',
+        '--enable-capacity',
+        '--capacity-ownerref-level=2',
+        '--default-fstype=ext4',
+      ]),
     );
     expect(envValue(provisioner, 'POD_NAME').valueFrom.fieldRef.fieldPath).toBe('metadata.name');
     expect(container(only(objects, 'Deployment'), 'csi-snapshotter').args).toContain('--extra-create-metadata');
@@ -204,7 +298,11 @@ describe('default values', () => {
     expect(pod.serviceAccountName).toBe('sds-sdshypervisor-csi-node');
     expect(pod.hostNetwork).toBe(true);
     expect(pod.tolerations).toEqual([{ operator: 'Exists' }]);
-    expect(containers(daemonSet).map((c) => c.name)).toEqual(['sdshypervisor-csi', 'node-driver-registrar', 'liveness-probe']);
+    expect(containers(daemonSet).map((c) => c.name)).toEqual([
+      'sdshypervisor-csi',
+      'node-driver-registrar',
+      'liveness-probe',
+    ]);
 
     const driver = container(daemonSet, 'sdshypervisor-csi');
     expect(driver.securityContext).toMatchObject({ privileged: true, runAsUser: 0 });
@@ -221,7 +319,10 @@ describe('default values', () => {
       '--log-level=info',
       '--shutdown-grace-ms=30000',
     ]);
-    expect(envValue(driver, 'NODE_NAME')).toEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
+    expect(envValue(driver, 'NODE_NAME')).toEqual({
+      name: 'NODE_NAME',
+      valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } },
+    });
     expect(envValue(driver, 'HUAWEISDSHYPERVISORCLI_PATH').value).toBe('/usr/local/bin/sds/sds_cli');
     expect(envValue(driver, 'SDS_KV_SOCKET').value).toBe('/run/sdshypervisor/kv.sock');
 
@@ -246,12 +347,25 @@ describe('default values', () => {
 
     const registrar = container(daemonSet, 'node-driver-registrar');
     expect(registrar.image).toBe(`${SIG_STORAGE}/csi-node-driver-registrar:v2.17.0`);
-    expect(registrar.args).toEqual(expect.arrayContaining(['--csi-address=$(ADDRESS)', '--kubelet-registration-path=$(DRIVER_REG_SOCK_PATH)', '--http-endpoint=:9812']));
-    expect(envValue(registrar, 'DRIVER_REG_SOCK_PATH').value).toBe('/var/lib/kubelet/plugins/csi.sdshypervisor.io/csi.sock');
+    expect(registrar.args).toEqual(
+      expect.arrayContaining([
+        '--csi-address=$(ADDRESS)',
+        '--kubelet-registration-path=$(DRIVER_REG_SOCK_PATH)',
+        '--http-endpoint=:9812',
+      ]),
+    );
+    expect(envValue(registrar, 'DRIVER_REG_SOCK_PATH').value).toBe(
+      '/var/lib/kubelet/plugins/csi.sdshypervisor.io/csi.sock',
+    );
     expect(registrar.volumeMounts).toContainEqual({ name: 'registration-dir', mountPath: '/registration' });
     // The sidecars are root only to open the root-owned socket: no capabilities, no escalation.
     for (const sidecar of [registrar, container(daemonSet, 'liveness-probe')]) {
-      expect(sidecar.securityContext).toEqual({ runAsUser: 0, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+      expect(sidecar.securityContext).toEqual({
+        runAsUser: 0,
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+      });
     }
 
     // The node's livenessprobe port differs from the controller's: both may share one host network.
@@ -275,24 +389,52 @@ describe('default values', () => {
       ]),
     );
     expect(grants(rules(objects, 'Role', 'sds-sdshypervisor-csi-external-provisioner'))).toEqual(
-      expect.arrayContaining(['coordination.k8s.io/leases:update', 'storage.k8s.io/csistoragecapacities:create', 'storage.k8s.io/csistoragecapacities:delete', 'core/pods:get', 'apps/replicasets:get']),
+      expect.arrayContaining([
+        'coordination.k8s.io/leases:update',
+        'storage.k8s.io/csistoragecapacities:create',
+        'storage.k8s.io/csistoragecapacities:delete',
+        'core/pods:get',
+        'apps/replicasets:get',
+      ]),
     );
     expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-attacher'))).toEqual(
-      expect.arrayContaining(['core/persistentvolumes:patch', 'storage.k8s.io/volumeattachments:patch', 'storage.k8s.io/volumeattachments/status:patch', 'storage.k8s.io/csinodes:get']),
+      expect.arrayContaining([
+        'core/persistentvolumes:patch',
+        'storage.k8s.io/volumeattachments:patch',
+        'storage.k8s.io/volumeattachments/status:patch',
+        'storage.k8s.io/csinodes:get',
+      ]),
     );
     expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter'))).toEqual(
-      expect.arrayContaining(['snapshot.storage.k8s.io/volumesnapshotclasses:watch', 'snapshot.storage.k8s.io/volumesnapshotcontents:update', 'snapshot.storage.k8s.io/volumesnapshotcontents/status:patch']),
+      expect.arrayContaining([
+        'snapshot.storage.k8s.io/volumesnapshotclasses:watch',
+        'snapshot.storage.k8s.io/volumesnapshotcontents:update',
+        'snapshot.storage.k8s.io/volumesnapshotcontents/status:patch',
+      ]),
     );
     expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-resizer'))).toEqual(
-      expect.arrayContaining(['core/persistentvolumes:patch', 'core/persistentvolumeclaims/status:patch', 'storage.k8s.io/volumeattributesclasses:watch']),
+      expect.arrayContaining([
+        'core/persistentvolumes:patch',
+        'core/persistentvolumeclaims/status:patch',
+        'storage.k8s.io/volumeattributesclasses:watch',
+      ]),
     );
     for (const sidecar of ['provisioner', 'attacher', 'snapshotter', 'resizer']) {
       expect(grants(rules(objects, 'Role', `sds-sdshypervisor-csi-external-${sidecar}`))).toEqual(
-        expect.arrayContaining(['coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:get', 'coordination.k8s.io/leases:update']),
+        expect.arrayContaining([
+          'coordination.k8s.io/leases:create',
+          'coordination.k8s.io/leases:get',
+          'coordination.k8s.io/leases:update',
+        ]),
       );
     }
     // The driver's own client-node use: exactly what src/kube calls.
-    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-controller-driver'))).toEqual(['core/events:create', 'core/events:patch', 'core/nodes:list', 'core/persistentvolumeclaims:get']);
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-controller-driver'))).toEqual([
+      'core/events:create',
+      'core/events:patch',
+      'core/nodes:list',
+      'core/persistentvolumeclaims:get',
+    ]);
     expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-node-driver'))).toEqual(['core/nodes:get']);
 
     for (const role of [...ofKind(objects, 'ClusterRole'), ...ofKind(objects, 'Role')]) {
@@ -306,10 +448,18 @@ describe('default values', () => {
 
   it('binds every role to the right ServiceAccount in the release namespace', () => {
     for (const binding of [...ofKind(objects, 'ClusterRoleBinding'), ...ofKind(objects, 'RoleBinding')]) {
-      const account = binding.metadata.name.endsWith('-node-driver') ? 'sds-sdshypervisor-csi-node' : 'sds-sdshypervisor-csi-controller';
-      expect(binding.subjects, binding.metadata.name).toEqual([{ kind: 'ServiceAccount', name: account, namespace: RELEASE_NAMESPACE }]);
+      const account = binding.metadata.name.endsWith('-node-driver')
+        ? 'sds-sdshypervisor-csi-node'
+        : 'sds-sdshypervisor-csi-controller';
+      expect(binding.subjects, binding.metadata.name).toEqual([
+        { kind: 'ServiceAccount', name: account, namespace: RELEASE_NAMESPACE },
+      ]);
       const roleKind = binding.kind === 'ClusterRoleBinding' ? 'ClusterRole' : 'Role';
-      expect(binding.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: roleKind, name: binding.metadata.name });
+      expect(binding.roleRef).toEqual({
+        apiGroup: 'rbac.authorization.k8s.io',
+        kind: roleKind,
+        name: binding.metadata.name,
+      });
       only(objects, roleKind, binding.roleRef.name);
     }
   });
@@ -321,14 +471,26 @@ describe('default values', () => {
       reclaimPolicy: 'Delete',
       volumeBindingMode: 'WaitForFirstConsumer',
       allowVolumeExpansion: true,
-      parameters: { pool: 'pool0', fsType: 'ext4', 'csi.storage.k8s.io/fstype': 'ext4', thin: 'true', cloneMode: 'linked', cache: 'none', qosLevel: 'normal' },
+      parameters: {
+        pool: 'pool0',
+        fsType: 'ext4',
+        'csi.storage.k8s.io/fstype': 'ext4',
+        thin: 'true',
+        cloneMode: 'linked',
+        cache: 'none',
+        qosLevel: 'normal',
+      },
     });
     expect(storageClass.metadata.annotations).toBeUndefined();
   });
 
   it('renders the QoS tiers as VolumeAttributesClasses with only mutable parameters', () => {
     const classes = ofKind(objects, 'VolumeAttributesClass');
-    expect(classes.map((c) => c.metadata.name)).toEqual(['sdshypervisor-gold', 'sdshypervisor-silver', 'sdshypervisor-bronze']);
+    expect(classes.map((c) => c.metadata.name)).toEqual([
+      'sdshypervisor-gold',
+      'sdshypervisor-silver',
+      'sdshypervisor-bronze',
+    ]);
     for (const c of classes) {
       expect(c.apiVersion).toBe('storage.k8s.io/v1');
       expect(c.driverName).toBe('csi.sdshypervisor.io');
@@ -348,20 +510,57 @@ describe('non-default values', () => {
       imagePullSecrets: [{ name: 'regcred' }],
       backend: { tokenSecret: { name: 'vbs-credentials', key: 'api-token' }, vbsPort: 10600 },
       controller: { replicas: 3, vbsUrl: 'vbs-1.example.com,vbs-2.example.com:10601', metricsAddress: '' },
-      node: { kubeletDir: '/var/lib/k0s/kubelet', topologyLabels: ['topology.kubernetes.io/zone', 'example.com/rack'], hostNetwork: false, sdsCliDir: '/opt/huawei/sds/bin' },
+      node: {
+        kubeletDir: '/var/lib/k0s/kubelet',
+        topologyLabels: ['topology.kubernetes.io/zone', 'example.com/rack'],
+        hostNetwork: false,
+        sdsCliDir: '/opt/huawei/sds/bin',
+      },
       sidecars: {
-        provisioner: { image: { repository: 'mirror.example.com/csi-provisioner', tag: 'v6.3.1' }, timeout: '10m', extraArgs: ['--worker-threads=20'] },
+        provisioner: {
+          image: { repository: 'mirror.example.com/csi-provisioner', tag: 'v6.3.1' },
+          timeout: '10m',
+          extraArgs: ['--worker-threads=20'],
+        },
         livenessProbe: { image: { repository: `${SIG_STORAGE}/livenessprobe`, tag: 'v2.19.1' } },
         snapshotter: { enabled: false },
       },
       csiDriver: { attachRequired: false, fsGroupPolicy: 'ReadWriteOnceWithFSType' },
       storageClasses: [
-        { name: 'fast', default: true, reclaimPolicy: 'Retain', parameters: { pool: 'ssd', fsType: 'xfs', thin: 'false', cloneMode: 'full', maxIOPS: '50000', imageSource: 'https://images.example.com/ubuntu.qcow2', imageChecksum: `sha256:${'ab'.repeat(32)}` } },
-        { name: 'raw', volumeBindingMode: 'Immediate', allowVolumeExpansion: false, parameters: { pool: 'hdd', 'csi.storage.k8s.io/fstype': 'ext4' } },
+        {
+          name: 'fast',
+          default: true,
+          reclaimPolicy: 'Retain',
+          parameters: {
+            pool: 'ssd',
+            fsType: 'xfs',
+            thin: 'false',
+            cloneMode: 'full',
+            maxIOPS: '50000',
+            imageSource: 'https://images.example.com/ubuntu.qcow2',
+            imageChecksum: `sha256:${'ab'.repeat(32)}`,
+          },
+        },
+        {
+          name: 'raw',
+          volumeBindingMode: 'Immediate',
+          allowVolumeExpansion: false,
+          parameters: { pool: 'hdd', 'csi.storage.k8s.io/fstype': 'ext4' },
+        },
       ],
-      monitoring: { podMonitor: { enabled: true, labels: { release: 'prometheus' } }, serviceMonitor: { enabled: true } },
+      monitoring: {
+        podMonitor: { enabled: true, labels: { release: 'prometheus' } },
+        serviceMonitor: { enabled: true },
+      },
     });
-    objects = await template(['-f', values, '--api-versions', 'snapshot.storage.k8s.io/v1', '--api-versions', 'monitoring.coreos.com/v1']);
+    objects = await template([
+      '-f',
+      values,
+      '--api-versions',
+      'snapshot.storage.k8s.io/v1',
+      '--api-versions',
+      'monitoring.coreos.com/v1',
+    ]);
   });
 
   it('applies replicas, image overrides and pull secrets', () => {
@@ -369,7 +568,9 @@ describe('non-default values', () => {
     expect(deployment.spec.replicas).toBe(3);
     expect(deployment.spec.template.spec.imagePullSecrets).toEqual([{ name: 'regcred' }]);
     expect(container(deployment, 'sdshypervisor-csi').image).toBe(`registry.example.com/storage/sds-csi@${DIGEST}`);
-    expect(container(only(objects, 'DaemonSet'), 'sdshypervisor-csi').image).toBe(`registry.example.com/storage/sds-csi@${DIGEST}`);
+    expect(container(only(objects, 'DaemonSet'), 'sdshypervisor-csi').image).toBe(
+      `registry.example.com/storage/sds-csi@${DIGEST}`,
+    );
     const provisioner = container(deployment, 'csi-provisioner');
     expect(provisioner.image).toBe('mirror.example.com/csi-provisioner:v6.3.1');
     expect(provisioner.args).toEqual(expect.arrayContaining(['--timeout=10m', '--worker-threads=20']));
@@ -379,10 +580,22 @@ describe('non-default values', () => {
   it('drops the attacher and snapshotter with their RBAC when turned off', () => {
     const names = containers(only(objects, 'Deployment')).map((c) => c.name);
     expect(names).toEqual(['sdshypervisor-csi', 'csi-provisioner', 'csi-resizer', 'liveness-probe']);
-    expect(ofKind(objects, 'ClusterRole').map((r) => r.metadata.name).sort()).toEqual(
-      ['sds-sdshypervisor-csi-controller-driver', 'sds-sdshypervisor-csi-external-provisioner', 'sds-sdshypervisor-csi-external-resizer', 'sds-sdshypervisor-csi-node-driver'].sort(),
+    expect(
+      ofKind(objects, 'ClusterRole')
+        .map((r) => r.metadata.name)
+        .sort(),
+    ).toEqual(
+      [
+        'sds-sdshypervisor-csi-controller-driver',
+        'sds-sdshypervisor-csi-external-provisioner',
+        'sds-sdshypervisor-csi-external-resizer',
+        'sds-sdshypervisor-csi-node-driver',
+      ].sort(),
     );
-    expect(only(objects, 'CSIDriver').spec).toMatchObject({ attachRequired: false, fsGroupPolicy: 'ReadWriteOnceWithFSType' });
+    expect(only(objects, 'CSIDriver').spec).toMatchObject({
+      attachRequired: false,
+      fsGroupPolicy: 'ReadWriteOnceWithFSType',
+    });
   });
 
   it('passes the driver name, VBS addresses, token file and topology labels', () => {
@@ -399,15 +612,27 @@ describe('non-default values', () => {
     expect(controller.ports?.map((p) => p.name)).toEqual(['healthz']);
     const node = container(only(objects, 'DaemonSet'), 'sdshypervisor-csi');
     expect(node.args).toEqual(
-      expect.arrayContaining(['--driver-name=block.example.com', '--vbs-url=$(HOST_IP)', '--topology-labels=topology.kubernetes.io/zone,example.com/rack', '--vbs-token-file=/etc/sdshypervisor-csi/vbs-token/api-token']),
+      expect.arrayContaining([
+        '--driver-name=block.example.com',
+        '--vbs-url=$(HOST_IP)',
+        '--topology-labels=topology.kubernetes.io/zone,example.com/rack',
+        '--vbs-token-file=/etc/sdshypervisor-csi/vbs-token/api-token',
+      ]),
     );
     expect(envValue(node, 'HUAWEISDSHYPERVISORCLI_PATH').value).toBe('/opt/huawei/sds/bin/sds_cli');
     // The Secret is referenced, not created, and mounted read-only in both pods.
     expect(ofKind(objects, 'Secret')).toEqual([]);
     for (const workload of [only(objects, 'Deployment'), only(objects, 'DaemonSet')]) {
       const volume = workload.spec.template.spec.volumes.find((v: any) => v.name === 'vbs-token');
-      expect(volume.secret).toMatchObject({ secretName: 'vbs-credentials', items: [{ key: 'api-token', path: 'api-token' }] });
-      expect(container(workload, 'sdshypervisor-csi').volumeMounts).toContainEqual({ name: 'vbs-token', mountPath: '/etc/sdshypervisor-csi/vbs-token', readOnly: true });
+      expect(volume.secret).toMatchObject({
+        secretName: 'vbs-credentials',
+        items: [{ key: 'api-token', path: 'api-token' }],
+      });
+      expect(container(workload, 'sdshypervisor-csi').volumeMounts).toContainEqual({
+        name: 'vbs-token',
+        mountPath: '/etc/sdshypervisor-csi/vbs-token',
+        readOnly: true,
+      });
     }
   });
 
@@ -415,33 +640,61 @@ describe('non-default values', () => {
     const daemonSet = only(objects, 'DaemonSet');
     expect(daemonSet.spec.template.spec.hostNetwork).toBe(false);
     expect(daemonSet.spec.template.spec.dnsPolicy).toBeUndefined();
-    expect(container(daemonSet, 'sdshypervisor-csi').volumeMounts).toContainEqual({ name: 'kubelet-dir', mountPath: '/var/lib/k0s/kubelet', mountPropagation: 'Bidirectional' });
-    expect(envValue(container(daemonSet, 'node-driver-registrar'), 'DRIVER_REG_SOCK_PATH').value).toBe('/var/lib/k0s/kubelet/plugins/block.example.com/csi.sock');
+    expect(container(daemonSet, 'sdshypervisor-csi').volumeMounts).toContainEqual({
+      name: 'kubelet-dir',
+      mountPath: '/var/lib/k0s/kubelet',
+      mountPropagation: 'Bidirectional',
+    });
+    expect(envValue(container(daemonSet, 'node-driver-registrar'), 'DRIVER_REG_SOCK_PATH').value).toBe(
+      '/var/lib/k0s/kubelet/plugins/block.example.com/csi.sock',
+    );
   });
 
   it('renders several StorageClasses, a default one, and keeps an explicit csi fstype', () => {
     const fast = only(objects, 'StorageClass', 'fast');
     expect(fast.metadata.annotations).toEqual({ 'storageclass.kubernetes.io/is-default-class': 'true' });
     expect(fast).toMatchObject({ provisioner: 'block.example.com', reclaimPolicy: 'Retain' });
-    expect(fast.parameters).toMatchObject({ fsType: 'xfs', 'csi.storage.k8s.io/fstype': 'xfs', imageSource: 'https://images.example.com/ubuntu.qcow2', maxIOPS: '50000' });
+    expect(fast.parameters).toMatchObject({
+      fsType: 'xfs',
+      'csi.storage.k8s.io/fstype': 'xfs',
+      imageSource: 'https://images.example.com/ubuntu.qcow2',
+      maxIOPS: '50000',
+    });
     const raw = only(objects, 'StorageClass', 'raw');
-    expect(raw).toMatchObject({ volumeBindingMode: 'Immediate', allowVolumeExpansion: false, parameters: { pool: 'hdd', 'csi.storage.k8s.io/fstype': 'ext4' } });
+    expect(raw).toMatchObject({
+      volumeBindingMode: 'Immediate',
+      allowVolumeExpansion: false,
+      parameters: { pool: 'hdd', 'csi.storage.k8s.io/fstype': 'ext4' },
+    });
   });
 
   it('renders the snapshot class when the API exists, and the monitors', () => {
     const snapshotClass = only(objects, 'VolumeSnapshotClass', 'sdshypervisor-snapshot');
-    expect(snapshotClass).toMatchObject({ apiVersion: 'snapshot.storage.k8s.io/v1', driver: 'block.example.com', deletionPolicy: 'Delete' });
+    expect(snapshotClass).toMatchObject({
+      apiVersion: 'snapshot.storage.k8s.io/v1',
+      driver: 'block.example.com',
+      deletionPolicy: 'Delete',
+    });
     expect(snapshotClass.metadata.annotations).toEqual({ 'snapshot.storage.kubernetes.io/is-default-class': 'true' });
 
     const podMonitor = only(objects, 'PodMonitor');
     expect(podMonitor.metadata.labels?.release).toBe('prometheus');
-    expect(podMonitor.spec.podMetricsEndpoints.map((e: any) => e.port)).toEqual(['metrics', 'http-provision', 'http-attacher', 'http-snapshot', 'http-resizer']);
+    expect(podMonitor.spec.podMetricsEndpoints.map((e: any) => e.port)).toEqual([
+      'metrics',
+      'http-provision',
+      'http-attacher',
+      'http-snapshot',
+      'http-resizer',
+    ]);
     const serviceMonitor = only(objects, 'ServiceMonitor');
     expect(serviceMonitor.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '30s' }]);
     // The controller's metrics are off here, so only the node plugin gets a metrics Service.
     const service = only(objects, 'Service');
     expect(service.metadata.name).toBe('sds-sdshypervisor-csi-node-metrics');
-    expect(service.spec).toMatchObject({ clusterIP: 'None', ports: [{ name: 'metrics', port: 9811, targetPort: 'metrics' }] });
+    expect(service.spec).toMatchObject({
+      clusterIP: 'None',
+      ports: [{ name: 'metrics', port: 9811, targetPort: 'metrics' }],
+    });
   });
 });
 
@@ -453,7 +706,12 @@ describe('capability-gated classes', () => {
   });
 
   it('follows API discovery: rendered when the cluster serves VolumeAttributesClass, not when it is switched off', async () => {
-    const served = await kinds(['--api-versions', 'storage.k8s.io/v1/StorageClass', '--api-versions', 'storage.k8s.io/v1/VolumeAttributesClass']);
+    const served = await kinds([
+      '--api-versions',
+      'storage.k8s.io/v1/StorageClass',
+      '--api-versions',
+      'storage.k8s.io/v1/VolumeAttributesClass',
+    ]);
     expect(served.filter((k) => k === 'VolumeAttributesClass')).toHaveLength(3);
     const switchedOff = await kinds(['--api-versions', 'storage.k8s.io/v1/StorageClass']);
     expect(switchedOff).not.toContain('VolumeAttributesClass');
@@ -465,28 +723,46 @@ describe('capability-gated classes', () => {
   });
 
   it('refuses Kubernetes older than 1.34', async () => {
-    expectFailure(await runHelm(['template', 'sds', chartDir, '--kube-version', '1.33.5']), 'chart requires kubeVersion: >=1.34.0-0');
+    expectFailure(
+      await runHelm(['template', 'sds', chartDir, '--kube-version', '1.33.5']),
+      'chart requires kubeVersion: >=1.34.0-0',
+    );
   });
 
   it('renders VolumeSnapshotClasses by API (auto), always or never', async () => {
     expect(await kinds([])).not.toContain('VolumeSnapshotClass');
-    expect(await kinds(['--api-versions', 'snapshot.storage.k8s.io/v1/VolumeSnapshotClass'])).toContain('VolumeSnapshotClass');
+    expect(await kinds(['--api-versions', 'snapshot.storage.k8s.io/v1/VolumeSnapshotClass'])).toContain(
+      'VolumeSnapshotClass',
+    );
     expect(await kinds(['--set', 'volumeSnapshotClasses.create=always'])).toContain('VolumeSnapshotClass');
-    expect(await kinds(['--set', 'volumeSnapshotClasses.create=never', '--api-versions', 'snapshot.storage.k8s.io/v1'])).not.toContain('VolumeSnapshotClass');
+    expect(
+      await kinds(['--set', 'volumeSnapshotClasses.create=never', '--api-versions', 'snapshot.storage.k8s.io/v1']),
+    ).not.toContain('VolumeSnapshotClass');
   });
 
   it('creates the token Secret only when asked, from the given token', async () => {
-    const objects = await template(['--set', 'backend.tokenSecret.create=true', '--set', 'backend.tokenSecret.token=s3cret']);
+    const objects = await template([
+      '--set',
+      'backend.tokenSecret.create=true',
+      '--set',
+      'backend.tokenSecret.token=s3cret',
+    ]);
     const secret = only(objects, 'Secret', 'sds-sdshypervisor-csi-vbs-token');
     expect(Buffer.from(secret.data.token, 'base64').toString()).toBe('s3cret');
-    expect(container(only(objects, 'Deployment'), 'sdshypervisor-csi').args).toContain('--vbs-token-file=/etc/sdshypervisor-csi/vbs-token/token');
+    expect(container(only(objects, 'Deployment'), 'sdshypervisor-csi').args).toContain(
+      '--vbs-token-file=/etc/sdshypervisor-csi/vbs-token/token',
+    );
     // The token never appears in args or env.
-    for (const workload of [only(objects, 'Deployment'), only(objects, 'DaemonSet')]) expect(JSON.stringify(workload)).not.toContain('s3cret');
+    for (const workload of [only(objects, 'Deployment'), only(objects, 'DaemonSet')])
+      expect(JSON.stringify(workload)).not.toContain('s3cret');
   });
 });
 
-describe('the back end\'s protocol level (backend.protocol, backend.pools)', () => {
-  const driverArgs = (objects: K8sObject[]) => [only(objects, 'Deployment'), only(objects, 'DaemonSet')].map((w) => container(w, 'sdshypervisor-csi').args as string[]);
+describe("the back end's protocol level (backend.protocol, backend.pools)", () => {
+  const driverArgs = (objects: K8sObject[]) =>
+    [only(objects, 'Deployment'), only(objects, 'DaemonSet')].map(
+      (w) => container(w, 'sdshypervisor-csi').args as string[],
+    );
 
   it('auto by default: both plugins negotiate, no pools named', async () => {
     for (const args of driverArgs(await template())) {
@@ -496,7 +772,14 @@ describe('the back end\'s protocol level (backend.protocol, backend.pools)', () 
   });
 
   it('original with pools: the flags, and none of the extended-only objects', async () => {
-    const objects = await template(['--kube-version', '1.34.0', '--set', 'backend.protocol=original', '--set', 'backend.pools={P1,P2}']);
+    const objects = await template([
+      '--kube-version',
+      '1.34.0',
+      '--set',
+      'backend.protocol=original',
+      '--set',
+      'backend.pools={P1,P2}',
+    ]);
     for (const args of driverArgs(objects)) {
       expect(args).toContain('--vbs-protocol=original');
       expect(args).toContain('--vbs-pools=P1,P2');
@@ -507,21 +790,49 @@ describe('the back end\'s protocol level (backend.protocol, backend.pools)', () 
     expect(kinds).not.toContain('SnapshotMetadataService');
     expect(containers(only(objects, 'Deployment')).map((c) => c.name)).not.toContain('csi-snapshot-metadata');
     // The extended level keeps them.
-    const extended = (await template(['--kube-version', '1.34.0', '--set', 'backend.protocol=extended'])).map((o) => o.kind);
+    const extended = (await template(['--kube-version', '1.34.0', '--set', 'backend.protocol=extended'])).map(
+      (o) => o.kind,
+    );
     expect(extended.filter((k) => k === 'VolumeAttributesClass')).toHaveLength(3);
   });
 
   it('original refuses group snapshots and snapshot metadata, naming the setting', async () => {
-    expectFailure(await runHelm(['template', 'sds', chartDir, '--set', 'backend.protocol=original', '--set', 'groupSnapshot.enabled=true']), 'groupSnapshot.enabled needs backend.protocol');
+    expectFailure(
+      await runHelm([
+        'template',
+        'sds',
+        chartDir,
+        '--set',
+        'backend.protocol=original',
+        '--set',
+        'groupSnapshot.enabled=true',
+      ]),
+      'groupSnapshot.enabled needs backend.protocol',
+    );
     const CA = Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n').toString('base64');
-    expectFailure(await runHelm([
-      'template', 'sds', chartDir, '--set', 'backend.protocol=original', '--set', 'snapshotMetadata.enabled=true',
-      '--set', 'snapshotMetadata.tls.secretName=tls', '--set', `snapshotMetadata.tls.caCert=${CA}`,
-    ]), 'snapshotMetadata.enabled needs backend.protocol');
+    expectFailure(
+      await runHelm([
+        'template',
+        'sds',
+        chartDir,
+        '--set',
+        'backend.protocol=original',
+        '--set',
+        'snapshotMetadata.enabled=true',
+        '--set',
+        'snapshotMetadata.tls.secretName=tls',
+        '--set',
+        `snapshotMetadata.tls.caCert=${CA}`,
+      ]),
+      'snapshotMetadata.enabled needs backend.protocol',
+    );
   });
 
   it('the schema refuses an unknown level and a bad pool id', async () => {
-    expectFailure(await runHelm(['template', 'sds', chartDir, '--set', 'backend.protocol=newest']), '/backend/protocol');
+    expectFailure(
+      await runHelm(['template', 'sds', chartDir, '--set', 'backend.protocol=newest']),
+      '/backend/protocol',
+    );
     expectFailure(await runHelm(['template', 'sds', chartDir, '--set', 'backend.pools={-bad}']), '/backend/pools/0');
   });
 });
@@ -529,8 +840,14 @@ describe('the back end\'s protocol level (backend.protocol, backend.pools)', () 
 describe('group snapshots and snapshot metadata (off by default)', () => {
   const CA = Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n').toString('base64');
   const onArgs = [
-    '--set', 'groupSnapshot.enabled=true', '--set', 'snapshotMetadata.enabled=true',
-    '--set', 'snapshotMetadata.tls.secretName=sds-snapshot-metadata-tls', '--set', `snapshotMetadata.tls.caCert=${CA}`,
+    '--set',
+    'groupSnapshot.enabled=true',
+    '--set',
+    'snapshotMetadata.enabled=true',
+    '--set',
+    'snapshotMetadata.tls.secretName=sds-snapshot-metadata-tls',
+    '--set',
+    `snapshotMetadata.tls.caCert=${CA}`,
   ];
 
   it('off: no group class, no feature gate, no group RBAC, no metadata sidecar, Service or SnapshotMetadataService', async () => {
@@ -541,28 +858,46 @@ describe('group snapshots and snapshot metadata (off by default)', () => {
     const deployment = only(objects, 'Deployment');
     expect(containers(deployment).map((c) => c.name)).not.toContain('csi-snapshot-metadata');
     expect(container(deployment, 'csi-snapshotter').args!.join(' ')).not.toContain('CSIVolumeGroupSnapshot');
-    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter')).join(' ')).not.toContain('groupsnapshot');
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter')).join(' ')).not.toContain(
+      'groupsnapshot',
+    );
     expect(objects.map((o) => o.metadata.name)).not.toContain('sds-sdshypervisor-csi-snapshot-metadata-client');
   });
 
   it('on: the group class, the snapshotter feature gate and its group RBAC', async () => {
     const objects = await template(onArgs);
     const groupClass = only(objects, 'VolumeGroupSnapshotClass', 'sdshypervisor-group-snapshot');
-    expect(groupClass).toMatchObject({ apiVersion: 'groupsnapshot.storage.k8s.io/v1', driver: 'csi.sdshypervisor.io', deletionPolicy: 'Delete', parameters: { quiesce: 'freeze' } });
+    expect(groupClass).toMatchObject({
+      apiVersion: 'groupsnapshot.storage.k8s.io/v1',
+      driver: 'csi.sdshypervisor.io',
+      deletionPolicy: 'Delete',
+      parameters: { quiesce: 'freeze' },
+    });
     expect(groupClass.metadata.annotations).toEqual({ 'groupsnapshot.storage.kubernetes.io/is-default-class': 'true' });
-    expect(container(only(objects, 'Deployment'), 'csi-snapshotter').args).toContain('--feature-gates=CSIVolumeGroupSnapshot=true');
-    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter'))).toEqual(expect.arrayContaining([
-      'snapshot.storage.k8s.io/volumesnapshotcontents:create',
-      'groupsnapshot.storage.k8s.io/volumegroupsnapshotclasses:watch',
-      'groupsnapshot.storage.k8s.io/volumegroupsnapshotcontents:update',
-      'groupsnapshot.storage.k8s.io/volumegroupsnapshotcontents/status:patch',
-    ]));
+    expect(container(only(objects, 'Deployment'), 'csi-snapshotter').args).toContain(
+      '--feature-gates=CSIVolumeGroupSnapshot=true',
+    );
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter'))).toEqual(
+      expect.arrayContaining([
+        'snapshot.storage.k8s.io/volumesnapshotcontents:create',
+        'groupsnapshot.storage.k8s.io/volumegroupsnapshotclasses:watch',
+        'groupsnapshot.storage.k8s.io/volumegroupsnapshotcontents:update',
+        'groupsnapshot.storage.k8s.io/volumegroupsnapshotcontents/status:patch',
+      ]),
+    );
     // An older CRD version, and a class with a freeze timeout.
     const values = await valuesFile({
-      groupSnapshot: { enabled: true, apiVersion: 'groupsnapshot.storage.k8s.io/v1beta2', classes: [{ name: 'slow-apps', parameters: { quiesce: 'freeze', freezeTimeoutSeconds: '30' } }] },
+      groupSnapshot: {
+        enabled: true,
+        apiVersion: 'groupsnapshot.storage.k8s.io/v1beta2',
+        classes: [{ name: 'slow-apps', parameters: { quiesce: 'freeze', freezeTimeoutSeconds: '30' } }],
+      },
     });
     const older = await template(['-f', values]);
-    expect(only(older, 'VolumeGroupSnapshotClass', 'slow-apps')).toMatchObject({ apiVersion: 'groupsnapshot.storage.k8s.io/v1beta2', parameters: { quiesce: 'freeze', freezeTimeoutSeconds: '30' } });
+    expect(only(older, 'VolumeGroupSnapshotClass', 'slow-apps')).toMatchObject({
+      apiVersion: 'groupsnapshot.storage.k8s.io/v1beta2',
+      parameters: { quiesce: 'freeze', freezeTimeoutSeconds: '30' },
+    });
     expect(only(older, 'VolumeGroupSnapshotClass').metadata.annotations).toBeUndefined();
   });
 
@@ -571,34 +906,78 @@ describe('group snapshots and snapshot metadata (off by default)', () => {
     const deployment = only(objects, 'Deployment');
     const sidecar = container(deployment, 'csi-snapshot-metadata');
     expect(sidecar.image).toBe(`${SIG_STORAGE}/csi-snapshot-metadata:v1.1.0`);
-    expect(sidecar.args).toEqual(expect.arrayContaining(['--csi-address=$(ADDRESS)', '--port=50051', '--tls-cert=/etc/snapshot-metadata/tls/tls.crt', '--tls-key=/etc/snapshot-metadata/tls/tls.key']));
+    expect(sidecar.args).toEqual(
+      expect.arrayContaining([
+        '--csi-address=$(ADDRESS)',
+        '--port=50051',
+        '--tls-cert=/etc/snapshot-metadata/tls/tls.crt',
+        '--tls-key=/etc/snapshot-metadata/tls/tls.key',
+      ]),
+    );
     expect(sidecar.ports).toEqual([{ name: 'snapshot-meta', containerPort: 50051, protocol: 'TCP' }]);
     expect(sidecar.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
     const tlsVolume = deployment.spec.template.spec.volumes.find((v: any) => v.name === 'snapshot-metadata-tls');
     expect(tlsVolume.secret.secretName).toBe('sds-snapshot-metadata-tls');
     const service = only(objects, 'Service', 'sds-sdshypervisor-csi-snapshot-metadata');
-    expect(service.spec).toMatchObject({ type: 'ClusterIP', ports: [{ name: 'snapshot-meta', port: 6443, targetPort: 'snapshot-meta', protocol: 'TCP' }] });
+    expect(service.spec).toMatchObject({
+      type: 'ClusterIP',
+      ports: [{ name: 'snapshot-meta', port: 6443, targetPort: 'snapshot-meta', protocol: 'TCP' }],
+    });
     expect(service.spec.selector).toEqual(deployment.spec.selector.matchLabels);
     const sms = only(objects, 'SnapshotMetadataService', 'csi.sdshypervisor.io');
-    expect(sms).toMatchObject({ apiVersion: 'cbt.storage.k8s.io/v1beta1', spec: { address: `sds-sdshypervisor-csi-snapshot-metadata.${RELEASE_NAMESPACE}:6443`, caCert: CA, audience: 'csi.sdshypervisor.io' } });
+    expect(sms).toMatchObject({
+      apiVersion: 'cbt.storage.k8s.io/v1beta1',
+      spec: {
+        address: `sds-sdshypervisor-csi-snapshot-metadata.${RELEASE_NAMESPACE}:6443`,
+        caCert: CA,
+        audience: 'csi.sdshypervisor.io',
+      },
+    });
     expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-snapshot-metadata'))).toEqual([
-      'authentication.k8s.io/tokenreviews:create', 'authorization.k8s.io/subjectaccessreviews:create',
-      'cbt.storage.k8s.io/snapshotmetadataservices:get', 'cbt.storage.k8s.io/snapshotmetadataservices:list', 'cbt.storage.k8s.io/snapshotmetadataservices:watch',
-      'snapshot.storage.k8s.io/volumesnapshotcontents:get', 'snapshot.storage.k8s.io/volumesnapshotcontents:list',
-      'snapshot.storage.k8s.io/volumesnapshots:get', 'snapshot.storage.k8s.io/volumesnapshots:list',
+      'authentication.k8s.io/tokenreviews:create',
+      'authorization.k8s.io/subjectaccessreviews:create',
+      'cbt.storage.k8s.io/snapshotmetadataservices:get',
+      'cbt.storage.k8s.io/snapshotmetadataservices:list',
+      'cbt.storage.k8s.io/snapshotmetadataservices:watch',
+      'snapshot.storage.k8s.io/volumesnapshotcontents:get',
+      'snapshot.storage.k8s.io/volumesnapshotcontents:list',
+      'snapshot.storage.k8s.io/volumesnapshots:get',
+      'snapshot.storage.k8s.io/volumesnapshots:list',
     ]);
     const binding = only(objects, 'ClusterRoleBinding', 'sds-sdshypervisor-csi-snapshot-metadata');
-    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'sds-sdshypervisor-csi-controller', namespace: RELEASE_NAMESPACE }]);
-    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-snapshot-metadata-client'))).toContain('core/serviceaccounts/token:create');
+    expect(binding.subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'sds-sdshypervisor-csi-controller', namespace: RELEASE_NAMESPACE },
+    ]);
+    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-snapshot-metadata-client'))).toContain(
+      'core/serviceaccounts/token:create',
+    );
     const lint = await runHelm(['lint', '--strict', chartDir, ...onArgs]);
     expect(lint.stdout).toContain('1 chart(s) linted, 0 chart(s) failed');
   });
 
   it('refuses the metadata sidecar without TLS, and group snapshots without the snapshotter', async () => {
-    expectFailure(await runHelm(['template', 'sds', chartDir, '--set', 'snapshotMetadata.enabled=true']), '/snapshotMetadata/tls/secretName', '/snapshotMetadata/tls/caCert');
-    expectFailure(await runHelm(['template', 'sds', chartDir, '--set', 'groupSnapshot.enabled=true', '--set', 'sidecars.snapshotter.enabled=false']), 'groupSnapshot.enabled needs sidecars.snapshotter.enabled');
+    expectFailure(
+      await runHelm(['template', 'sds', chartDir, '--set', 'snapshotMetadata.enabled=true']),
+      '/snapshotMetadata/tls/secretName',
+      '/snapshotMetadata/tls/caCert',
+    );
+    expectFailure(
+      await runHelm([
+        'template',
+        'sds',
+        chartDir,
+        '--set',
+        'groupSnapshot.enabled=true',
+        '--set',
+        'sidecars.snapshotter.enabled=false',
+      ]),
+      'groupSnapshot.enabled needs sidecars.snapshotter.enabled',
+    );
     const bad = await valuesFile({ groupSnapshot: { classes: [{ name: 'g', parameters: { quiesce: 'nap' } }] } });
-    expectFailure(await runHelm(['template', 'sds', chartDir, '-f', bad]), '/groupSnapshot/classes/0/parameters/quiesce');
+    expectFailure(
+      await runHelm(['template', 'sds', chartDir, '-f', bad]),
+      '/groupSnapshot/classes/0/parameters/quiesce',
+    );
   });
 });
 
@@ -610,7 +989,11 @@ describe('values.schema.json', () => {
   });
 
   it('rejects a nested typo', async () => {
-    expectFailure(await tryValues('--set', 'sidecars.provisioner.timout=30s'), '/sidecars/provisioner', "'timout' not allowed");
+    expectFailure(
+      await tryValues('--set', 'sidecars.provisioner.timout=30s'),
+      '/sidecars/provisioner',
+      "'timout' not allowed",
+    );
   });
 
   it('rejects a wrong type', async () => {
@@ -619,26 +1002,52 @@ describe('values.schema.json', () => {
   });
 
   it('rejects bad StorageClass and VolumeAttributesClass parameters', async () => {
-    const badParam = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: 'p', qosLevel: 'ultra' } }] });
+    const badParam = await valuesFile({
+      storageClasses: [{ name: 'x', parameters: { pool: 'p', qosLevel: 'ultra' } }],
+    });
     expectFailure(await tryValues('-f', badParam), '/storageClasses/0/parameters/qosLevel');
-    const unknownParam = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: 'p', maxIops: '100' } }] });
+    const unknownParam = await valuesFile({
+      storageClasses: [{ name: 'x', parameters: { pool: 'p', maxIops: '100' } }],
+    });
     expectFailure(await tryValues('-f', unknownParam), "'maxIops' not allowed");
     const numberParam = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: 'p', maxIOPS: 100 } }] });
     expectFailure(await tryValues('-f', numberParam), '/storageClasses/0/parameters/maxIOPS', 'want string');
-    const immutable = await valuesFile({ volumeAttributesClasses: { items: [{ name: 'x', parameters: { pool: 'other' } }] } });
+    const immutable = await valuesFile({
+      volumeAttributesClasses: { items: [{ name: 'x', parameters: { pool: 'other' } }] },
+    });
     expectFailure(await tryValues('-f', immutable), "'pool' not allowed");
   });
 
-  it('rejects a shutdown grace that does not end before the pods\' termination grace period', async () => {
-    expectFailure(await tryValues('--set', 'driver.shutdownGraceMs=45000'), 'driver.shutdownGraceMs (45000 ms) must be less than controller.terminationGracePeriodSeconds (45 s = 45000 ms)');
-    expectFailure(await tryValues('--set', 'node.terminationGracePeriodSeconds=20'), 'driver.shutdownGraceMs (30000 ms) must be less than node.terminationGracePeriodSeconds (20 s = 20000 ms)');
-    expectFailure(await tryValues('--set', 'driver.shutdownGraceMs=600001', '--set', 'controller.terminationGracePeriodSeconds=700', '--set', 'node.terminationGracePeriodSeconds=700'), '/driver/shutdownGraceMs', 'maximum');
+  it("rejects a shutdown grace that does not end before the pods' termination grace period", async () => {
+    expectFailure(
+      await tryValues('--set', 'driver.shutdownGraceMs=45000'),
+      'driver.shutdownGraceMs (45000 ms) must be less than controller.terminationGracePeriodSeconds (45 s = 45000 ms)',
+    );
+    expectFailure(
+      await tryValues('--set', 'node.terminationGracePeriodSeconds=20'),
+      'driver.shutdownGraceMs (30000 ms) must be less than node.terminationGracePeriodSeconds (20 s = 20000 ms)',
+    );
+    expectFailure(
+      await tryValues(
+        '--set',
+        'driver.shutdownGraceMs=600001',
+        '--set',
+        'controller.terminationGracePeriodSeconds=700',
+        '--set',
+        'node.terminationGracePeriodSeconds=700',
+      ),
+      '/driver/shutdownGraceMs',
+      'maximum',
+    );
     expect((await tryValues('--set', 'driver.shutdownGraceMs=44999')).code).toBe(0);
   });
 
   it('rejects a StorageClass with an empty or malformed pool, and an empty list of StorageClasses', async () => {
     // Helm turns this into `storageClasses: []`: refused rather than installing no StorageClass.
-    expectFailure(await tryValues('--set', 'storageClasses[0].parameters.pool='), "at '/storageClasses': minItems: got 0, want 1");
+    expectFailure(
+      await tryValues('--set', 'storageClasses[0].parameters.pool='),
+      "at '/storageClasses': minItems: got 0, want 1",
+    );
     const empty = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: '' } }] });
     expectFailure(await tryValues('-f', empty), '/storageClasses/0/parameters/pool');
     const spaced = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: 'my pool' } }] });
@@ -648,8 +1057,14 @@ describe('values.schema.json', () => {
   });
 
   it('rejects the Ephemeral volume lifecycle mode: the driver serves persistent volumes only', async () => {
-    expectFailure(await tryValues('--set', 'csiDriver.volumeLifecycleModes[0]=Ephemeral'), "at '/csiDriver/volumeLifecycleModes/0': value must be 'Persistent'");
-    expectFailure(await tryValues('--set', 'csiDriver.volumeLifecycleModes={Persistent,Ephemeral}'), '/csiDriver/volumeLifecycleModes/1');
+    expectFailure(
+      await tryValues('--set', 'csiDriver.volumeLifecycleModes[0]=Ephemeral'),
+      "at '/csiDriver/volumeLifecycleModes/0': value must be 'Persistent'",
+    );
+    expectFailure(
+      await tryValues('--set', 'csiDriver.volumeLifecycleModes={Persistent,Ephemeral}'),
+      '/csiDriver/volumeLifecycleModes/1',
+    );
   });
 
   it('rejects bad durations, driver names, ports and a token Secret to create without a token', async () => {
@@ -667,10 +1082,15 @@ describe('plain manifests (deploy/kubernetes)', () => {
 
   it('are valid YAML in the sdshypervisor-csi namespace, with the Namespace itself', async () => {
     const files = await renderManifests();
-    const objects = [...files.entries()].filter(([name]) => name !== 'kustomization.yaml').flatMap(([, content]) => parseObjects(content));
-    expect(only(objects, 'Namespace', NAMESPACE).metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('privileged');
+    const objects = [...files.entries()]
+      .filter(([name]) => name !== 'kustomization.yaml')
+      .flatMap(([, content]) => parseObjects(content));
+    expect(only(objects, 'Namespace', NAMESPACE).metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe(
+      'privileged',
+    );
     for (const o of objects) {
-      if (['Deployment', 'DaemonSet', 'ServiceAccount', 'Role', 'RoleBinding', 'PodDisruptionBudget'].includes(o.kind)) expect(o.metadata.namespace).toBe(NAMESPACE);
+      if (['Deployment', 'DaemonSet', 'ServiceAccount', 'Role', 'RoleBinding', 'PodDisruptionBudget'].includes(o.kind))
+        expect(o.metadata.namespace).toBe(NAMESPACE);
     }
     expect(ofKind(objects, 'VolumeSnapshotClass')).toHaveLength(1);
     expect(ofKind(objects, 'VolumeAttributesClass')).toHaveLength(3);

@@ -9,16 +9,17 @@ describe('KeyedMutex', () => {
     const log: string[] = [];
     let running = 0;
     let maxRunning = 0;
-    const job = (id: string) => m.withLock('vol', async () => {
-      running++;
-      maxRunning = Math.max(maxRunning, running);
-      log.push(`start ${id}`);
-      await tick();
-      await tick();
-      log.push(`end ${id}`);
-      running--;
-      return id;
-    });
+    const job = (id: string) =>
+      m.withLock('vol', async () => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        log.push(`start ${id}`);
+        await tick();
+        await tick();
+        log.push(`end ${id}`);
+        running--;
+        return id;
+      });
     expect(await Promise.all([job('a'), job('b'), job('c')])).toEqual(['a', 'b', 'c']);
     expect(maxRunning).toBe(1);
     expect(log).toEqual(['start a', 'end a', 'start b', 'end b', 'start c', 'end c']);
@@ -46,9 +47,11 @@ describe('KeyedMutex', () => {
 
   it('releases the lock when the function throws', async () => {
     const m = new KeyedMutex();
-    await expect(m.withLock('k', () => {
-      throw new Error('boom');
-    })).rejects.toThrow('boom');
+    await expect(
+      m.withLock('k', () => {
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
     expect(m.isLocked('k')).toBe(false);
     expect(await m.withLock('k', () => 42)).toBe(42);
   });

@@ -49,7 +49,11 @@ let tls: { key: string; cert: string; caFile: string };
 beforeAll(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'kube-test-'));
   const caFile = join(tlsDir, 'fake-kube-api.crt');
-  tls = { key: await readFile(join(tlsDir, 'fake-kube-api.key'), 'utf8'), cert: await readFile(caFile, 'utf8'), caFile };
+  tls = {
+    key: await readFile(join(tlsDir, 'fake-kube-api.key'), 'utf8'),
+    cert: await readFile(caFile, 'utf8'),
+    caFile,
+  };
 });
 afterAll(async () => {
   await rm(workDir, { recursive: true, force: true });
@@ -66,7 +70,10 @@ describe('configuration', () => {
       expect(kube.configSource).toBe('none');
       await expectKubeError(kube.readNodeTopology('n1', []), 'Disabled');
       await expectKubeError(kube.readPvcImageSource('default', 'claim'), 'Disabled');
-      await expectKubeError(kube.recordPvcEvent('default', 'claim', { type: 'Normal', reason: 'Test', message: 'x' }), 'Disabled');
+      await expectKubeError(
+        kube.recordPvcEvent('default', 'claim', { type: 'Normal', reason: 'Test', message: 'x' }),
+        'Disabled',
+      );
     } finally {
       if (saved.host !== undefined) process.env.KUBERNETES_SERVICE_HOST = saved.host;
       if (saved.port !== undefined) process.env.KUBERNETES_SERVICE_PORT = saved.port;
@@ -100,17 +107,32 @@ describe('against the fake API server (kubeconfig)', () => {
 
   beforeEach(async () => {
     api = await new FakeKubeApi({ token: TOKEN, tls }).start();
-    api.addNode({ name: 'worker-1', labels: { 'topology.kubernetes.io/zone': 'zone-a', 'example.com/rack': 'r7', 'kubernetes.io/os': 'linux' } });
+    api.addNode({
+      name: 'worker-1',
+      labels: { 'topology.kubernetes.io/zone': 'zone-a', 'example.com/rack': 'r7', 'kubernetes.io/os': 'linux' },
+    });
     pvcUid = api.addPvc({
       namespace: 'apps',
       name: 'data-db-0',
-      annotations: { [IMAGE_SOURCE_ANNOTATION]: 'http://127.0.0.1:8080/images/base.qcow2', [IMAGE_CHECKSUM_ANNOTATION]: SHA256 },
+      annotations: {
+        [IMAGE_SOURCE_ANNOTATION]: 'http://127.0.0.1:8080/images/base.qcow2',
+        [IMAGE_CHECKSUM_ANNOTATION]: SHA256,
+      },
     });
     api.addPvc({ namespace: 'apps', name: 'plain' });
-    const kubeconfig = await writeKubeconfig(workDir, api.url, TOKEN, { caFile: tls.caFile, fileName: `kubeconfig-${api.listeningPort}` });
+    const kubeconfig = await writeKubeconfig(workDir, api.url, TOKEN, {
+      caFile: tls.caFile,
+      fileName: `kubeconfig-${api.listeningPort}`,
+    });
     const captured = captureLogger();
     logs = captured.lines;
-    kube = createKubeClient({ logger: captured.logger, kubeconfig, component: 'csi.sdshypervisor.io', instance: 'controller-0', retry: { initialBackoffMs: 10, maxBackoffMs: 40 } });
+    kube = createKubeClient({
+      logger: captured.logger,
+      kubeconfig,
+      component: 'csi.sdshypervisor.io',
+      instance: 'controller-0',
+      retry: { initialBackoffMs: 10, maxBackoffMs: 40 },
+    });
   });
 
   afterEach(async () => {
@@ -131,7 +153,10 @@ describe('against the fake API server (kubeconfig)', () => {
   });
 
   it('leaves out label keys the node lacks, and logs them', async () => {
-    const topology = await kube.readNodeTopology('worker-1', ['topology.kubernetes.io/zone', 'topology.kubernetes.io/region']);
+    const topology = await kube.readNodeTopology('worker-1', [
+      'topology.kubernetes.io/zone',
+      'topology.kubernetes.io/region',
+    ]);
     expect(topology).toEqual({ 'topology.kubernetes.io/zone': 'zone-a' });
     expect(logs.join('')).toContain('topology.kubernetes.io/region');
     expect(await kube.readNodeTopology('worker-1', [])).toEqual({});
@@ -150,8 +175,14 @@ describe('against the fake API server (kubeconfig)', () => {
     const err = await expectKubeError(kube.readNodeTopology('worker-1', ['not a key']), 'InvalidArgument');
     expect(err.message).toContain('not a key');
     await expectKubeError(kube.readPvcImageSource('apps', '../etc'), 'InvalidArgument');
-    await expectKubeError(kube.recordPvcEvent('apps', 'plain', { type: 'Normal', reason: 'not camel case', message: 'x' }), 'InvalidArgument');
-    await expectKubeError(kube.recordPvcEvent('apps', 'plain', { type: 'Info' as 'Normal', reason: 'Test', message: 'x' }), 'InvalidArgument');
+    await expectKubeError(
+      kube.recordPvcEvent('apps', 'plain', { type: 'Normal', reason: 'not camel case', message: 'x' }),
+      'InvalidArgument',
+    );
+    await expectKubeError(
+      kube.recordPvcEvent('apps', 'plain', { type: 'Info' as 'Normal', reason: 'Test', message: 'x' }),
+      'InvalidArgument',
+    );
     expect(api.requests).toHaveLength(0);
   });
 
@@ -171,9 +202,17 @@ describe('against the fake API server (kubeconfig)', () => {
   });
 
   it('accepts absolute paths and file:/// URLs, and rejects other sources and bad checksums', async () => {
-    api.addPvc({ namespace: 'apps', name: 'from-path', annotations: { [IMAGE_SOURCE_ANNOTATION]: ' /srv/images/base.raw ' } });
+    api.addPvc({
+      namespace: 'apps',
+      name: 'from-path',
+      annotations: { [IMAGE_SOURCE_ANNOTATION]: ' /srv/images/base.raw ' },
+    });
     expect(await kube.readPvcImageSource('apps', 'from-path')).toMatchObject({ source: '/srv/images/base.raw' });
-    api.addPvc({ namespace: 'apps', name: 'from-file-url', annotations: { [IMAGE_SOURCE_ANNOTATION]: 'file:///srv/images/base.raw' } });
+    api.addPvc({
+      namespace: 'apps',
+      name: 'from-file-url',
+      annotations: { [IMAGE_SOURCE_ANNOTATION]: 'file:///srv/images/base.raw' },
+    });
     expect((await kube.readPvcImageSource('apps', 'from-file-url'))?.checksum).toBeUndefined();
 
     api.addPvc({ namespace: 'apps', name: 'relative', annotations: { [IMAGE_SOURCE_ANNOTATION]: 'images/base.raw' } });
@@ -181,7 +220,11 @@ describe('against the fake API server (kubeconfig)', () => {
     expect(relative.message).toContain(IMAGE_SOURCE_ANNOTATION);
     api.addPvc({ namespace: 'apps', name: 'ftp', annotations: { [IMAGE_SOURCE_ANNOTATION]: 'ftp://host/base.raw' } });
     await expectKubeError(kube.readPvcImageSource('apps', 'ftp'), 'InvalidAnnotation');
-    api.addPvc({ namespace: 'apps', name: 'bad-sum', annotations: { [IMAGE_SOURCE_ANNOTATION]: '/srv/a.raw', [IMAGE_CHECKSUM_ANNOTATION]: 'sha1:abc' } });
+    api.addPvc({
+      namespace: 'apps',
+      name: 'bad-sum',
+      annotations: { [IMAGE_SOURCE_ANNOTATION]: '/srv/a.raw', [IMAGE_CHECKSUM_ANNOTATION]: 'sha1:abc' },
+    });
     const badSum = await expectKubeError(kube.readPvcImageSource('apps', 'bad-sum'), 'InvalidAnnotation');
     expect(badSum.message).toContain(IMAGE_CHECKSUM_ANNOTATION);
     api.addPvc({ namespace: 'apps', name: 'sum-only', annotations: { [IMAGE_CHECKSUM_ANNOTATION]: SHA256 } });
@@ -189,7 +232,11 @@ describe('against the fake API server (kubeconfig)', () => {
   });
 
   it('records a Normal event on the claim with the claim UID it reads first', async () => {
-    await kube.recordPvcEvent('apps', 'data-db-0', { type: 'Normal', reason: 'ImageImported', message: 'imported base.qcow2 into pvc-123' });
+    await kube.recordPvcEvent('apps', 'data-db-0', {
+      type: 'Normal',
+      reason: 'ImageImported',
+      message: 'imported base.qcow2 into pvc-123',
+    });
     expect(api.requestsTo('pvc')).toHaveLength(1);
     expect(api.events).toHaveLength(1);
     const [post] = api.requestsTo('event');
@@ -199,7 +246,13 @@ describe('against the fake API server (kubeconfig)', () => {
       apiVersion: 'v1',
       kind: 'Event',
       metadata: { namespace: 'apps' },
-      involvedObject: { apiVersion: 'v1', kind: 'PersistentVolumeClaim', namespace: 'apps', name: 'data-db-0', uid: pvcUid },
+      involvedObject: {
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        namespace: 'apps',
+        name: 'data-db-0',
+        uid: pvcUid,
+      },
       type: 'Normal',
       reason: 'ImageImported',
       message: 'imported base.qcow2 into pvc-123',
@@ -214,7 +267,12 @@ describe('against the fake API server (kubeconfig)', () => {
   });
 
   it('records a Warning event without reading the claim when its UID is known, truncating long messages', async () => {
-    await kube.recordPvcEvent('apps', 'data-db-0', { type: 'Warning', reason: 'ImageImportFailed', message: 'x'.repeat(5000) }, { pvcUid: 'uid-given' });
+    await kube.recordPvcEvent(
+      'apps',
+      'data-db-0',
+      { type: 'Warning', reason: 'ImageImportFailed', message: 'x'.repeat(5000) },
+      { pvcUid: 'uid-given' },
+    );
     expect(api.requestsTo('pvc')).toHaveLength(0);
     const body = api.requestsTo('event')[0]!.body as Record<string, any>;
     expect(body.type).toBe('Warning');
@@ -225,14 +283,25 @@ describe('against the fake API server (kubeconfig)', () => {
 
   it('gives distinct names to events recorded back to back', async () => {
     for (let i = 0; i < 5; i += 1) {
-      await kube.recordPvcEvent('apps', 'plain', { type: 'Normal', reason: 'Test', message: `event ${i}` }, { pvcUid: 'u' });
+      await kube.recordPvcEvent(
+        'apps',
+        'plain',
+        { type: 'Normal', reason: 'Test', message: `event ${i}` },
+        { pvcUid: 'u' },
+      );
     }
     const names = new Set(api.events.map((e) => (e.object.metadata as { name: string }).name));
     expect(names.size).toBe(5);
   });
 
   it('retries 500, 503, 429 and a dropped connection, then succeeds', async () => {
-    api.inject('node', { status: 500 }, { status: 503 }, { status: 429, retryAfterSeconds: 0 }, { dropConnection: true });
+    api.inject(
+      'node',
+      { status: 500 },
+      { status: 503 },
+      { status: 429, retryAfterSeconds: 0 },
+      { dropConnection: true },
+    );
     const topology = await kube.readNodeTopology('worker-1', ['example.com/rack']);
     expect(topology).toEqual({ 'example.com/rack': 'r7' });
     expect(api.requestsTo('node')).toHaveLength(5);
@@ -247,14 +316,27 @@ describe('against the fake API server (kubeconfig)', () => {
   });
 
   it('does not retry 403 or 422: Forbidden and Rejected at once', async () => {
-    api.inject('pvc', { status: 403, body: { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Forbidden', message: 'cannot get resource "persistentvolumeclaims"', code: 403 } });
+    api.inject('pvc', {
+      status: 403,
+      body: {
+        kind: 'Status',
+        apiVersion: 'v1',
+        status: 'Failure',
+        reason: 'Forbidden',
+        message: 'cannot get resource "persistentvolumeclaims"',
+        code: 403,
+      },
+    });
     const forbidden = await expectKubeError(kube.readPvcImageSource('apps', 'plain'), 'Forbidden');
     expect(forbidden.httpStatus).toBe(403);
     expect(forbidden.message).toContain('cannot get resource');
     expect(api.requestsTo('pvc')).toHaveLength(1);
 
     api.inject('event', { status: 422 });
-    const rejected = await expectKubeError(kube.recordPvcEvent('apps', 'plain', { type: 'Normal', reason: 'Test', message: 'x' }, { pvcUid: 'u' }), 'Rejected');
+    const rejected = await expectKubeError(
+      kube.recordPvcEvent('apps', 'plain', { type: 'Normal', reason: 'Test', message: 'x' }, { pvcUid: 'u' }),
+      'Rejected',
+    );
     expect(rejected.httpStatus).toBe(422);
     expect(api.requestsTo('event')).toHaveLength(1);
   });
@@ -310,7 +392,10 @@ describe('against the fake API server (kubeconfig)', () => {
   });
 
   it('treats a wrong token as Forbidden', async () => {
-    const kubeconfig = await writeKubeconfig(workDir, api.url, 'wrong-token', { caFile: tls.caFile, fileName: `kubeconfig-wrong-${api.listeningPort}` });
+    const kubeconfig = await writeKubeconfig(workDir, api.url, 'wrong-token', {
+      caFile: tls.caFile,
+      fileName: `kubeconfig-wrong-${api.listeningPort}`,
+    });
     const wrong = createKubeClient({ logger: captureLogger().logger, kubeconfig });
     const err = await expectKubeError(wrong.readNodeTopology('worker-1', []), 'Forbidden');
     expect(err.httpStatus).toBe(401);
@@ -322,7 +407,11 @@ it('reports Unavailable when nothing listens at the API address', async () => {
   const url = api.url;
   await api.stop();
   const kubeconfig = await writeKubeconfig(workDir, url, TOKEN, { caFile: tls.caFile, fileName: 'kubeconfig-closed' });
-  const kube = createKubeClient({ logger: captureLogger().logger, kubeconfig, retry: { deadlineMs: 500, initialBackoffMs: 20, maxBackoffMs: 80 } });
+  const kube = createKubeClient({
+    logger: captureLogger().logger,
+    kubeconfig,
+    retry: { deadlineMs: 500, initialBackoffMs: 20, maxBackoffMs: 80 },
+  });
   const err = await expectKubeError(kube.readNodeTopology('worker-1', []), 'Unavailable');
   expect(err.message).toContain('ECONNREFUSED');
 });
@@ -358,7 +447,9 @@ describe('in-cluster configuration (HTTPS, service-account token file)', () => {
     expect(kube.enabled).toBe(true);
     expect(kube.configSource).toBe('in-cluster');
     expect(kube.server).toBe(`https://127.0.0.1:${api.listeningPort}`);
-    expect(await kube.readNodeTopology('worker-2', ['topology.kubernetes.io/zone'])).toEqual({ 'topology.kubernetes.io/zone': 'zone-b' });
+    expect(await kube.readNodeTopology('worker-2', ['topology.kubernetes.io/zone'])).toEqual({
+      'topology.kubernetes.io/zone': 'zone-b',
+    });
     expect(api.requests[0]!.headers.authorization).toBe(`Bearer ${TOKEN}-sa`);
   });
 

@@ -8,7 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/log/logger.js';
-import { ConnectorError, KvConnector, type ConnectorErrorKind, type KvConnectorOptions } from '../src/connector/index.js';
+import {
+  ConnectorError,
+  KvConnector,
+  type ConnectorErrorKind,
+  type KvConnectorOptions,
+} from '../src/connector/index.js';
 
 let dir: string;
 let devDir: string;
@@ -37,15 +42,29 @@ async function fakeCli(body: string): Promise<{ path: string; log: string }> {
 }
 
 function connector(cli: string, extra: Partial<KvConnectorOptions> = {}): KvConnector {
-  return new KvConnector({ cliPath: cli, deviceDir: devDir, deviceWaitMs: 2_000, timeoutMs: 5_000, env: { PATH: process.env.PATH }, ...extra });
+  return new KvConnector({
+    cliPath: cli,
+    deviceDir: devDir,
+    deviceWaitMs: 2_000,
+    timeoutMs: 5_000,
+    env: { PATH: process.env.PATH },
+    ...extra,
+  });
 }
 
 async function calls(log: string): Promise<string[]> {
   return existsSync(log) ? (await readFile(log, 'utf8')).trim().split('\n') : [];
 }
 
-async function expectConnectorError(p: Promise<unknown>, kind: ConnectorErrorKind, message?: RegExp): Promise<ConnectorError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+async function expectConnectorError(
+  p: Promise<unknown>,
+  kind: ConnectorErrorKind,
+  message?: RegExp,
+): Promise<ConnectorError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(ConnectorError);
   expect((err as ConnectorError).kind).toBe(kind);
   if (message) expect((err as ConnectorError).message).toMatch(message);
@@ -79,14 +98,19 @@ describe('finding the CLI', () => {
 });
 
 describe('success codes', () => {
-  it.each([0, 50151401, 50151405])('attach succeeds on %i, runs `-c attach -v NAME`, and returns dev_addr', async (code) => {
-    const { path, log } = await answering(code, blockDevice);
-    expect(await connector(path).attach('vol-1')).toBe(blockDevice);
-    expect(await calls(log)).toEqual(['-c attach -v vol-1']);
-  });
+  it.each([0, 50151401, 50151405])(
+    'attach succeeds on %i, runs `-c attach -v NAME`, and returns dev_addr',
+    async (code) => {
+      const { path, log } = await answering(code, blockDevice);
+      expect(await connector(path).attach('vol-1')).toBe(blockDevice);
+      expect(await calls(log)).toEqual(['-c attach -v vol-1']);
+    },
+  );
 
   it('attach without dev_addr asks querydev', async () => {
-    const { path, log } = await fakeCli(`case "$2" in attach) echo ret_code=0;; querydev) echo ret_code=0; echo "dev_addr=${blockDevice}";; esac`);
+    const { path, log } = await fakeCli(
+      `case "$2" in attach) echo ret_code=0;; querydev) echo ret_code=0; echo "dev_addr=${blockDevice}";; esac`,
+    );
     expect(await connector(path).attach('v1')).toBe(blockDevice);
     expect(await calls(log)).toEqual(['-c attach -v v1', '-c querydev -v v1']);
   });
@@ -106,12 +130,22 @@ describe('success codes', () => {
   it('querydev of the product CLI (originalCli): any non-zero code, ret_code=1 included, means not attached', async () => {
     expect(await connector((await answering(1)).path, { originalCli: true }).queryDevice('v1')).toBeUndefined();
     expect(await connector((await answering(50159002)).path, { originalCli: true }).queryDevice('v1')).toBeUndefined();
-    expect(await connector((await answering(0, blockDevice)).path, { originalCli: true }).queryDevice('v1')).toBe(blockDevice);
+    expect(await connector((await answering(0, blockDevice)).path, { originalCli: true }).queryDevice('v1')).toBe(
+      blockDevice,
+    );
     // With the back end's answer, a volume it does not have is VolumeNotFound, on querydev and on detach.
     const gone = { originalCli: true, volumeExists: async () => false };
-    await expectConnectorError(connector((await answering(1)).path, gone).queryDevice('v1'), 'VolumeNotFound', /no such volume/);
+    await expectConnectorError(
+      connector((await answering(1)).path, gone).queryDevice('v1'),
+      'VolumeNotFound',
+      /no such volume/,
+    );
     await expectConnectorError(connector((await answering(1)).path, gone).detach('v1'), 'VolumeNotFound');
-    expect(await connector((await answering(1)).path, { originalCli: true, volumeExists: async () => true }).queryDevice('v1')).toBeUndefined();
+    expect(
+      await connector((await answering(1)).path, { originalCli: true, volumeExists: async () => true }).queryDevice(
+        'v1',
+      ),
+    ).toBeUndefined();
     // Without it, ret_code=1 is a failure, as before.
     await expectConnectorError(connector((await answering(1)).path).queryDevice('v1'), 'Failed');
   });
@@ -123,7 +157,12 @@ describe('success codes', () => {
     await connector(path, { logger }).detach('v1');
     const logged = lines.map((l) => JSON.parse(l) as { level: number; msg: string; stderr: string; volume: string });
     expect(logged).toHaveLength(1);
-    expect(logged[0]).toMatchObject({ level: 40, msg: 'sds_cli wrote to stderr', stderr: 'vbs slow to answer\n', volume: 'v1' });
+    expect(logged[0]).toMatchObject({
+      level: 40,
+      msg: 'sds_cli wrote to stderr',
+      stderr: 'vbs slow to answer\n',
+      volume: 'v1',
+    });
   });
 });
 
@@ -144,13 +183,16 @@ describe('failure codes', () => {
     ['querydev', 50159001, 'Unavailable'],
     ['querydev', 50159002, 'VolumeNotFound'],
     ['querydev', 50159006, 'Failed'],
-  ] as Array<['attach' | 'detach' | 'querydev', number, ConnectorErrorKind]>)('%s answering %i is %s, with code and ret_desc', async (method, code, kind) => {
-    const { path } = await answering(code, blockDevice);
-    const c = connector(path);
-    const call = method === 'attach' ? c.attach('v1') : method === 'detach' ? c.detach('v1') : c.queryDevice('v1');
-    const err = await expectConnectorError(call, kind, new RegExp(`ret_code=${code} \\(code ${code}\\)`));
-    expect(err.code).toBe(code);
-  });
+  ] as Array<['attach' | 'detach' | 'querydev', number, ConnectorErrorKind]>)(
+    '%s answering %i is %s, with code and ret_desc',
+    async (method, code, kind) => {
+      const { path } = await answering(code, blockDevice);
+      const c = connector(path);
+      const call = method === 'attach' ? c.attach('v1') : method === 'detach' ? c.detach('v1') : c.queryDevice('v1');
+      const err = await expectConnectorError(call, kind, new RegExp(`ret_code=${code} \\(code ${code}\\)`));
+      expect(err.code).toBe(code);
+    },
+  );
 
   it('a usage error (exit status 2 with ret_code) is Failed with the code', async () => {
     const { path } = await fakeCli('echo ret_code=50159003; echo \'ret_desc="bad arguments"\'; exit 2');
@@ -184,13 +226,18 @@ describe('output it cannot understand', () => {
     await expectConnectorError(connector(path).attach('v1'), 'Garbled', /querydev v1: success without dev_addr/);
   });
 
-  it.each(['/etc/passwd', 'DEV/../etc/x', 'DEV//sdsblk0', 'sdsblk0', 'DEV'])('refuses dev_addr %s (not a plain path inside the device directory)', async (template) => {
-    const { path } = await answering(0, template.replace('DEV', devDir));
-    await expectConnectorError(connector(path).attach('v1'), 'Garbled', /not a device path/);
-  });
+  it.each(['/etc/passwd', 'DEV/../etc/x', 'DEV//sdsblk0', 'sdsblk0', 'DEV'])(
+    'refuses dev_addr %s (not a plain path inside the device directory)',
+    async (template) => {
+      const { path } = await answering(0, template.replace('DEV', devDir));
+      await expectConnectorError(connector(path).attach('v1'), 'Garbled', /not a device path/);
+    },
+  );
 
   it('output past the limit is refused and the CLI killed', async () => {
-    const { path } = await fakeCli('echo ret_code=0; while true; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done');
+    const { path } = await fakeCli(
+      'echo ret_code=0; while true; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; done',
+    );
     await expectConnectorError(connector(path, { maxOutputBytes: 4096 }).detach('v1'), 'Garbled', /exceeds 4096 bytes/);
   });
 });
@@ -199,7 +246,11 @@ describe('time bounds', () => {
   it('a hanging CLI is killed with whatever it started, and the call is a Timeout', async () => {
     const pidFile = join(dir, 'hang.pid');
     const { path } = await fakeCli(`sleep 30 &\necho $! > "${pidFile}"\nwait`);
-    await expectConnectorError(connector(path, { timeoutMs: 300 }).attach('v1'), 'Timeout', /no reply within 300 ms; killed/);
+    await expectConnectorError(
+      connector(path, { timeoutMs: 300 }).attach('v1'),
+      'Timeout',
+      /no reply within 300 ms; killed/,
+    );
     const sleeper = Number(readFileSync(pidFile, 'utf8'));
     // The CLI's own child died with it (dead or a zombie waiting for its reaper).
     await expect.poll(() => processState(sleeper), { timeout: 2_000 }).toMatch(/^(gone|Z)$/);
@@ -214,14 +265,22 @@ describe('time bounds', () => {
 
   it('a device that never appears is DeviceTimeout', async () => {
     const { path } = await answering(0, join(devDir, 'never'));
-    await expectConnectorError(connector(path, { deviceWaitMs: 200 }).attach('v1'), 'DeviceTimeout', /never does not exist after 200 ms/);
+    await expectConnectorError(
+      connector(path, { deviceWaitMs: 200 }).attach('v1'),
+      'DeviceTimeout',
+      /never does not exist after 200 ms/,
+    );
   });
 
   it('a path that is not a block device is DeviceTimeout', async () => {
     const plain = join(devDir, 'plainfile');
     await writeFile(plain, '');
     const { path } = await answering(0, plain);
-    await expectConnectorError(connector(path).attach('v1', { deviceWaitMs: 150 }), 'DeviceTimeout', /exists but is not a block device/);
+    await expectConnectorError(
+      connector(path).attach('v1', { deviceWaitMs: 150 }),
+      'DeviceTimeout',
+      /exists but is not a block device/,
+    );
   });
 
   it('waits for a device node that appears a little later', async () => {
@@ -235,7 +294,8 @@ describe('time bounds', () => {
 describe('serialization', () => {
   // Each run marks its volume busy in a file; a run that finds the mark logs OVERLAP. Runs also count how
   // many of them run at once across volumes.
-  const serialCli = () => fakeCli(`
+  const serialCli = () =>
+    fakeCli(`
 mark="${dir}/running-$4"
 [ -e "$mark" ] && echo "OVERLAP $4" >> "${dir}/overlaps"
 touch "$mark"

@@ -22,9 +22,11 @@ interface Driver {
 }
 
 async function startDriver(): Promise<Driver> {
-  const child = spawn(process.execPath, [
-    join(projectRoot(), 'dist', 'src', 'main.js'), '--mode=all', `--data-dir=${dataDir}`, '--metrics-address=',
-  ], { env: cleanEnv({ CSI_ENDPOINT: `unix://${endpoint}`, SDS_POOLS: 'pool0:1G' }), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [join(projectRoot(), 'dist', 'src', 'main.js'), '--mode=all', `--data-dir=${dataDir}`, '--metrics-address='],
+    { env: cleanEnv({ CSI_ENDPOINT: `unix://${endpoint}`, SDS_POOLS: 'pool0:1G' }), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
@@ -33,7 +35,10 @@ async function startDriver(): Promise<Driver> {
   const deadline = Date.now() + 40_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`the driver exited early (${child.exitCode}):\n${output}`);
-    const ready = await csi.identity.Probe({}, { timeoutMs: 2_000 }).then((r) => r.ready?.value, () => undefined);
+    const ready = await csi.identity.Probe({}, { timeoutMs: 2_000 }).then(
+      (r) => r.ready?.value,
+      () => undefined,
+    );
     if (ready) return { child, exit, log: () => output, csi };
     if (Date.now() > deadline) throw new Error(`the driver was not ready in time:\n${output}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -64,10 +69,16 @@ afterAll(async () => {
 describe('--mode=all with the embedded emulator', () => {
   it('serves CSI over its own emulator and stops it on SIGTERM, leaving nothing behind', async () => {
     const driver = await startDriver();
-    const info = JSON.parse(readFileSync(join(dataDir, 'emulator.json'), 'utf8')) as { pid: number; controlSocket: string };
+    const info = JSON.parse(readFileSync(join(dataDir, 'emulator.json'), 'utf8')) as {
+      pid: number;
+      controlSocket: string;
+    };
     expect(alive(info.pid)).toBe(true);
     expect(info.controlSocket).toBe(join(dataDir, 'vbs.sock'));
-    const created = await driver.csi.controller.CreateVolume({ name: 'pvc-all-mode', volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }] });
+    const created = await driver.csi.controller.CreateVolume({
+      name: 'pvc-all-mode',
+      volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
+    });
     expect(created.volume?.volume_id).toBe('pvc-all-mode');
     driver.csi.close();
     driver.child.kill('SIGTERM');

@@ -26,11 +26,20 @@ it('one Ctrl-C delivered twice (terminal group + npm) drains, stops the emulator
   const endpoint = join(dir, 'csi.sock');
   await mkdir(join(dir, 'data'));
   // detached: a process group of its own, like the shell gives `npm start` in a terminal.
-  const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js'), '--mode=all', `--data-dir=${join(dir, 'data')}`, '--metrics-address='], {
-    env: cleanEnv({ CSI_ENDPOINT: `unix://${endpoint}`, SDS_POOLS: 'pool0:1G' }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      join(projectRoot(), 'dist', 'src', 'main.js'),
+      '--mode=all',
+      `--data-dir=${join(dir, 'data')}`,
+      '--metrics-address=',
+    ],
+    {
+      env: cleanEnv({ CSI_ENDPOINT: `unix://${endpoint}`, SDS_POOLS: 'pool0:1G' }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    },
+  );
   let output = '';
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
@@ -38,8 +47,14 @@ it('one Ctrl-C delivered twice (terminal group + npm) drains, stops the emulator
   const csi = connectCsi(endpoint);
   try {
     const deadline = Date.now() + 40_000;
-    while (!(await csi.identity.Probe({}, { timeoutMs: 2_000 }).then((r) => r.ready?.value, () => false))) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the driver did not become ready:\n${output}`);
+    while (
+      !(await csi.identity.Probe({}, { timeoutMs: 2_000 }).then(
+        (r) => r.ready?.value,
+        () => false,
+      ))
+    ) {
+      if (child.exitCode !== null || Date.now() > deadline)
+        throw new Error(`the driver did not become ready:\n${output}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     expect((await csi.node.NodeGetCapabilities({})).capabilities.length).toBe(5);

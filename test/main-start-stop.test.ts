@@ -51,7 +51,13 @@ function startDriver(name: string): Driver {
   const base = join(dir, name);
   const child = spawn(
     process.execPath,
-    [join(projectRoot(), 'dist', 'src', 'main.js'), '--mode=all', `--data-dir=${join(base, 'data')}`, `--endpoint=unix://${join(base, 'csi.sock')}`, '--metrics-address='],
+    [
+      join(projectRoot(), 'dist', 'src', 'main.js'),
+      '--mode=all',
+      `--data-dir=${join(base, 'data')}`,
+      `--endpoint=unix://${join(base, 'csi.sock')}`,
+      '--metrics-address=',
+    ],
     { env: cleanEnv({ SDS_POOLS: 'pool0:1G' }), stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
@@ -67,7 +73,9 @@ function startDriver(name: string): Driver {
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const saw = (msg: string) =>
     new Promise<void>((resolve, reject) => {
       if (logLines(output).some((line) => line.msg === msg)) return resolve();
@@ -126,7 +134,9 @@ describe('a start interrupted at any stage leaves nothing behind', () => {
   it('SIGKILL of the driver: its emulator notices and stops on its own, unmounting its pool', async () => {
     const driver = startDriver('killed');
     await driver.saw('sdshypervisor-csi started');
-    const emulatorPid = (JSON.parse(readFileSync(join(dir, 'killed', 'data', 'emulator.json'), 'utf8')) as { pid: number }).pid;
+    const emulatorPid = (
+      JSON.parse(readFileSync(join(dir, 'killed', 'data', 'emulator.json'), 'utf8')) as { pid: number }
+    ).pid;
     driver.child.kill('SIGKILL');
     expect((await driver.exit).signal).toBe('SIGKILL');
     await eventually('the orphaned emulator has stopped', () => !existsSync(`/proc/${emulatorPid}`));
@@ -139,15 +149,23 @@ describe('an emulator that cannot start', () => {
   it('a data directory held by another emulator: exit 1, a line naming the cause and the directory', async () => {
     const dataDir = join(dir, 'locked', 'data');
     await mkdir(dataDir, { recursive: true });
-    const holder = spawn(process.execPath, [join(projectRoot(), 'dist', 'emulator', 'main.js'), '--data-dir', dataDir, '--listen-port', '0'], {
-      env: cleanEnv({ SDS_POOLS: 'pool0:1G' }),
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const holder = spawn(
+      process.execPath,
+      [join(projectRoot(), 'dist', 'emulator', 'main.js'), '--data-dir', dataDir, '--listen-port', '0'],
+      {
+        env: cleanEnv({ SDS_POOLS: 'pool0:1G' }),
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     let holderLog = '';
     holder.stderr!.on('data', (c: Buffer) => (holderLog += c.toString()));
     const holderExit = new Promise((resolve) => holder.once('exit', resolve));
     try {
-      await eventually('the first emulator is ready', () => existsSync(join(dataDir, 'emulator.json')) || holder.exitCode !== null, 40_000);
+      await eventually(
+        'the first emulator is ready',
+        () => existsSync(join(dataDir, 'emulator.json')) || holder.exitCode !== null,
+        40_000,
+      );
       expect(holder.exitCode, holderLog).toBeNull();
       const driver = startDriver('locked');
       expect(await driver.exit).toEqual({ code: 1, signal: null });

@@ -38,53 +38,121 @@ function parseObjects(text: string): K8sObject[] {
 }
 
 async function render(release: string, args: string[]): Promise<K8sObject[]> {
-  const { code, stdout, stderr } = await runHelm(['template', release, chartDir, '--namespace', NAMESPACE, '--kube-version', '1.34.0', ...args]);
+  const { code, stdout, stderr } = await runHelm([
+    'template',
+    release,
+    chartDir,
+    '--namespace',
+    NAMESPACE,
+    '--kube-version',
+    '1.34.0',
+    ...args,
+  ]);
   expect(stderr).toBe('');
   expect(code).toBe(0);
   return parseObjects(stdout);
 }
 
-const ALL_APIS = ['--api-versions', 'snapshot.storage.k8s.io/v1', '--api-versions', 'groupsnapshot.storage.k8s.io/v1', '--api-versions', 'monitoring.coreos.com/v1', '--api-versions', 'cbt.storage.k8s.io/v1beta1'];
+const ALL_APIS = [
+  '--api-versions',
+  'snapshot.storage.k8s.io/v1',
+  '--api-versions',
+  'groupsnapshot.storage.k8s.io/v1',
+  '--api-versions',
+  'monitoring.coreos.com/v1',
+  '--api-versions',
+  'cbt.storage.k8s.io/v1beta1',
+];
 const EVERYTHING_ON = [
   ...ALL_APIS,
-  '--set', 'groupSnapshot.enabled=true',
-  '--set', 'monitoring.podMonitor.enabled=true',
-  '--set', 'monitoring.serviceMonitor.enabled=true',
-  '--set', 'snapshotMetadata.enabled=true',
-  '--set', 'snapshotMetadata.tls.secretName=sds-snapshot-metadata-tls',
-  '--set', `snapshotMetadata.tls.caCert=${CA}`,
-  '--set', 'backend.tokenSecret.create=true',
-  '--set', 'backend.tokenSecret.token=t0ken',
+  '--set',
+  'groupSnapshot.enabled=true',
+  '--set',
+  'monitoring.podMonitor.enabled=true',
+  '--set',
+  'monitoring.serviceMonitor.enabled=true',
+  '--set',
+  'snapshotMetadata.enabled=true',
+  '--set',
+  'snapshotMetadata.tls.secretName=sds-snapshot-metadata-tls',
+  '--set',
+  `snapshotMetadata.tls.caCert=${CA}`,
+  '--set',
+  'backend.tokenSecret.create=true',
+  '--set',
+  'backend.tokenSecret.token=t0ken',
 ];
 
 const VARIANTS: { name: string; release: string; args: string[]; kinds: string[] }[] = [
-  { name: 'default values', release: 'sds', args: [], kinds: ['Deployment', 'DaemonSet', 'CSIDriver', 'StorageClass', 'VolumeAttributesClass'] },
+  {
+    name: 'default values',
+    release: 'sds',
+    args: [],
+    kinds: ['Deployment', 'DaemonSet', 'CSIDriver', 'StorageClass', 'VolumeAttributesClass'],
+  },
   {
     name: 'snapshot and group-snapshot APIs present',
     release: 'sds',
-    args: ['--api-versions', 'snapshot.storage.k8s.io/v1', '--api-versions', 'groupsnapshot.storage.k8s.io/v1', '--set', 'groupSnapshot.enabled=true'],
+    args: [
+      '--api-versions',
+      'snapshot.storage.k8s.io/v1',
+      '--api-versions',
+      'groupsnapshot.storage.k8s.io/v1',
+      '--set',
+      'groupSnapshot.enabled=true',
+    ],
     kinds: ['VolumeSnapshotClass', 'VolumeGroupSnapshotClass'],
   },
   {
     name: 'group snapshots on the v1beta2 API',
     release: 'sds',
-    args: ['--api-versions', 'groupsnapshot.storage.k8s.io/v1beta2', '--set', 'groupSnapshot.enabled=true', '--set', 'groupSnapshot.apiVersion=groupsnapshot.storage.k8s.io/v1beta2'],
+    args: [
+      '--api-versions',
+      'groupsnapshot.storage.k8s.io/v1beta2',
+      '--set',
+      'groupSnapshot.enabled=true',
+      '--set',
+      'groupSnapshot.apiVersion=groupsnapshot.storage.k8s.io/v1beta2',
+    ],
     kinds: ['VolumeGroupSnapshotClass'],
   },
   {
     name: 'monitors on',
     release: 'sds',
-    args: ['--api-versions', 'monitoring.coreos.com/v1', '--set', 'monitoring.podMonitor.enabled=true', '--set', 'monitoring.serviceMonitor.enabled=true'],
+    args: [
+      '--api-versions',
+      'monitoring.coreos.com/v1',
+      '--set',
+      'monitoring.podMonitor.enabled=true',
+      '--set',
+      'monitoring.serviceMonitor.enabled=true',
+    ],
     kinds: ['PodMonitor', 'ServiceMonitor', 'Service'],
   },
-  { name: 'snapshot metadata, token Secret, everything on', release: 'sds', args: EVERYTHING_ON, kinds: ['SnapshotMetadataService', 'Service', 'Secret', 'PodMonitor'] },
-  { name: `a ${LONGEST_RELEASE.length}-character release name, everything on`, release: LONGEST_RELEASE, args: EVERYTHING_ON, kinds: ['Service', 'ServiceMonitor', 'SnapshotMetadataService'] },
-  { name: 'a release name containing the chart name', release: 'sdshypervisor-csi', args: EVERYTHING_ON, kinds: ['Service'] },
+  {
+    name: 'snapshot metadata, token Secret, everything on',
+    release: 'sds',
+    args: EVERYTHING_ON,
+    kinds: ['SnapshotMetadataService', 'Service', 'Secret', 'PodMonitor'],
+  },
+  {
+    name: `a ${LONGEST_RELEASE.length}-character release name, everything on`,
+    release: LONGEST_RELEASE,
+    args: EVERYTHING_ON,
+    kinds: ['Service', 'ServiceMonitor', 'SnapshotMetadataService'],
+  },
+  {
+    name: 'a release name containing the chart name',
+    release: 'sdshypervisor-csi',
+    args: EVERYTHING_ON,
+    kinds: ['Service'],
+  },
 ];
 
 describe('the rules the API server applies and schemas do not carry', () => {
   it('port names: IANA_SVC_NAME', () => {
-    for (const good of ['metrics', 'healthz', 'http-provision', 'http-snapshot', 'a1', 'x'.repeat(15)]) expect(portNameProblem(good), good).toBeUndefined();
+    for (const good of ['metrics', 'healthz', 'http-provision', 'http-snapshot', 'a1', 'x'.repeat(15)])
+      expect(portNameProblem(good), good).toBeUndefined();
     expect(portNameProblem('http-provisioner')).toMatch(/1 to 15 characters/);
     expect(portNameProblem('http-snapshotter')).toMatch(/1 to 15 characters/);
     expect(portNameProblem('')).toMatch(/1 to 15/);
@@ -136,7 +204,14 @@ describe('the rules the API server applies and schemas do not carry', () => {
           spec: {
             volumes: [{ name: 'data', emptyDir: {} }],
             containers: [
-              { name: 'a', image: 'i', ports: [{ name: 'http-provisioner', containerPort: 1 }], livenessProbe: { httpGet: { port: 'healthz', path: '/' } }, volumeMounts: [{ name: 'other', mountPath: '/x' }], env: [{ name: '9LIVES', value: '' }] },
+              {
+                name: 'a',
+                image: 'i',
+                ports: [{ name: 'http-provisioner', containerPort: 1 }],
+                livenessProbe: { httpGet: { port: 'healthz', path: '/' } },
+                volumeMounts: [{ name: 'other', mountPath: '/x' }],
+                env: [{ name: '9LIVES', value: '' }],
+              },
               { name: 'a', image: 'i' },
             ],
           },
@@ -146,23 +221,43 @@ describe('the rules the API server applies and schemas do not carry', () => {
     const problems = objectRuleProblems(deployment).join('\n');
     expect(problems).toContain('ports[0].name "http-provisioner": must be 1 to 15 characters');
     expect(problems).toContain('livenessProbe.httpGet.port: names no port of the container ("healthz")');
-    expect(problems).toContain('spec.selector: does not match the pod template\'s labels');
+    expect(problems).toContain("spec.selector: does not match the pod template's labels");
     expect(problems).toContain('containers: duplicate name "a"');
     expect(problems).toContain('volumeMounts[0].name: names no volume of the pod ("other")');
     expect(problems).toContain('env[0].name "9LIVES"');
   });
 
   it('schemas: kubernetes-models for built-in kinds, required fields for the others', async () => {
-    const bad = await schemaProblems({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd' }, spec: { selector: {}, template: { spec: { containers: [{ name: 'a', ports: [{ containerPort: 'http' }] }] } } } });
+    const bad = await schemaProblems({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'd' },
+      spec: { selector: {}, template: { spec: { containers: [{ name: 'a', ports: [{ containerPort: 'http' }] }] } } },
+    });
     expect(bad.join('\n')).toContain('containerPort: must be integer');
-    expect(await schemaProblems({ apiVersion: 'snapshot.storage.k8s.io/v1', kind: 'VolumeSnapshotClass', metadata: { name: 'c' }, driver: 'd', deletionPolicy: 'Keep' })).toEqual([
-      'VolumeSnapshotClass/c: deletionPolicy: must be one of Delete, Retain',
-    ]);
-    expect(await schemaProblems({ apiVersion: 'storage.k8s.io/v1', kind: 'VolumeAttributesClass', metadata: { name: 'c' }, parameters: { maxIOPS: 5 } })).toEqual([
+    expect(
+      await schemaProblems({
+        apiVersion: 'snapshot.storage.k8s.io/v1',
+        kind: 'VolumeSnapshotClass',
+        metadata: { name: 'c' },
+        driver: 'd',
+        deletionPolicy: 'Keep',
+      }),
+    ).toEqual(['VolumeSnapshotClass/c: deletionPolicy: must be one of Delete, Retain']);
+    expect(
+      await schemaProblems({
+        apiVersion: 'storage.k8s.io/v1',
+        kind: 'VolumeAttributesClass',
+        metadata: { name: 'c' },
+        parameters: { maxIOPS: 5 },
+      }),
+    ).toEqual([
       'VolumeAttributesClass/c: driverName: required',
       'VolumeAttributesClass/c: parameters.maxIOPS: must be a string',
     ]);
-    expect(await schemaProblems({ apiVersion: 'example.com/v1', kind: 'Thing', metadata: { name: 't' } })).toEqual(['Thing/t: no schema known for example.com/v1 Thing']);
+    expect(await schemaProblems({ apiVersion: 'example.com/v1', kind: 'Thing', metadata: { name: 't' } })).toEqual([
+      'Thing/t: no schema known for example.com/v1 Thing',
+    ]);
   });
 });
 
@@ -192,12 +287,16 @@ describe('deploy/kubernetes holds only objects the API server accepts', () => {
       expect(objects.length, `${file} holds objects`).toBeGreaterThan(0);
       all.push(...objects);
     }
-    expect(all.map((o) => o.kind)).toEqual(expect.arrayContaining(['Namespace', 'Deployment', 'DaemonSet', 'CSIDriver']));
+    expect(all.map((o) => o.kind)).toEqual(
+      expect.arrayContaining(['Namespace', 'Deployment', 'DaemonSet', 'CSIDriver']),
+    );
     expect(await validateObjects(all)).toEqual([]);
   });
 
   it('the kustomization lists exactly the other files', () => {
-    const kustomization = parseObjects(readFileSync(join(manifestsDir, 'kustomization.yaml'), 'utf8'))[0] as unknown as { resources: string[] };
+    const kustomization = parseObjects(
+      readFileSync(join(manifestsDir, 'kustomization.yaml'), 'utf8'),
+    )[0] as unknown as { resources: string[] };
     expect([...kustomization.resources].sort()).toEqual(files.filter((f) => f !== 'kustomization.yaml').sort());
   });
 });

@@ -3,7 +3,12 @@
 // make or meet, and say "don't know" for anything else. filesystemSmallerThan trusts it only for "not smaller".
 import { writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ext4SuperblockSizeBytes, filesystemSizeBytes, filesystemSmallerThan, makeFilesystem } from '../src/mount/index.js';
+import {
+  ext4SuperblockSizeBytes,
+  filesystemSizeBytes,
+  filesystemSmallerThan,
+  makeFilesystem,
+} from '../src/mount/index.js';
 import { LoopFixtures, sh } from './support/loop-fixtures.js';
 
 const MiB = 1024 * 1024;
@@ -24,7 +29,11 @@ describe('the ext4 superblock, read without a process', () => {
     expect(leaks).toEqual({ mounts: [], loops: [] });
   });
 
-  async function withDevice(name: string, bytes: number, fn: (device: string, image: string) => Promise<void>): Promise<void> {
+  async function withDevice(
+    name: string,
+    bytes: number,
+    fn: (device: string, image: string) => Promise<void>,
+  ): Promise<void> {
     const image = await fx.image(name, bytes);
     const device = fx.attach(image);
     try {
@@ -35,7 +44,7 @@ describe('the ext4 superblock, read without a process', () => {
   }
 
   it.each([
-    ['the driver\'s own mkfs (4 KiB blocks)', [] as string[]],
+    ["the driver's own mkfs (4 KiB blocks)", [] as string[]],
     ['1 KiB blocks', ['-b', '1024']],
     ['without the 64bit feature', ['-O', '^64bit']],
     ['with the 64bit feature', ['-O', '64bit']],
@@ -43,7 +52,8 @@ describe('the ext4 superblock, read without a process', () => {
   ])('agrees with dumpe2fs: %s', async (_what, extra) => {
     await withDevice(`e-${extra.join('')}.img`, 300 * MiB, async (device) => {
       if (extra.length === 0) await makeFilesystem(device, 'ext4');
-      else if (extra.includes('DEVICE')) sh('mkfs.ext4', ['-F', '-q', ...extra.slice(0, extra.indexOf('DEVICE')), device, extra[extra.length - 1]!]);
+      else if (extra.includes('DEVICE'))
+        sh('mkfs.ext4', ['-F', '-q', ...extra.slice(0, extra.indexOf('DEVICE')), device, extra[extra.length - 1]!]);
       else sh('mkfs.ext4', ['-F', '-q', ...extra, device]);
       const bytes = await ext4SuperblockSizeBytes(device);
       expect(bytes).toBe(dumpe2fsBytes(device));
@@ -56,12 +66,17 @@ describe('the ext4 superblock, read without a process', () => {
       await makeFilesystem(device, 'ext4');
       expect(await ext4SuperblockSizeBytes(device)).toBe(200 * MiB);
       await fx.grow(image, device, 400 * MiB);
-      expect(await filesystemSmallerThan({ devicePath: device, mountPoint: '' }, 'ext4', 400 * MiB)).toEqual({ smaller: true, fsBytes: 200 * MiB });
+      expect(await filesystemSmallerThan({ devicePath: device, mountPoint: '' }, 'ext4', 400 * MiB)).toEqual({
+        smaller: true,
+        fsBytes: 200 * MiB,
+      });
       sh('e2fsck', ['-f', '-p', device]);
       sh('resize2fs', [device]);
       expect(await ext4SuperblockSizeBytes(device)).toBe(400 * MiB);
       expect(await ext4SuperblockSizeBytes(device)).toBe(dumpe2fsBytes(device));
-      expect(await filesystemSmallerThan({ devicePath: device, mountPoint: '' }, 'ext4', 400 * MiB)).toEqual({ smaller: false });
+      expect(await filesystemSmallerThan({ devicePath: device, mountPoint: '' }, 'ext4', 400 * MiB)).toEqual({
+        smaller: false,
+      });
     });
   });
 
@@ -88,8 +103,13 @@ describe('the ext4 superblock, read without a process', () => {
       sh('mount', ['-t', 'xfs', '-o', 'nouuid', device, mnt]);
       try {
         const fsBytes = await filesystemSizeBytes({ devicePath: device, mountPoint: mnt }, 'xfs');
-        expect(await filesystemSmallerThan({ devicePath: device, mountPoint: mnt }, 'xfs', fsBytes)).toEqual({ smaller: false });
-        expect(await filesystemSmallerThan({ devicePath: device, mountPoint: mnt }, 'xfs', fsBytes + MiB)).toEqual({ smaller: true, fsBytes });
+        expect(await filesystemSmallerThan({ devicePath: device, mountPoint: mnt }, 'xfs', fsBytes)).toEqual({
+          smaller: false,
+        });
+        expect(await filesystemSmallerThan({ devicePath: device, mountPoint: mnt }, 'xfs', fsBytes + MiB)).toEqual({
+          smaller: true,
+          fsBytes,
+        });
       } finally {
         sh('umount', [mnt]);
       }

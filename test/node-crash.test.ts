@@ -8,10 +8,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { LoopFixtures, sh } from './support/loop-fixtures.js';
-import { blockCap, codeOf, dfSize, mountAt, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
+import {
+  blockCap,
+  codeOf,
+  dfSize,
+  mountAt,
+  mountCap,
+  startLoopNode,
+  stopLoopNode,
+  type NodeHarness,
+} from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
-
 
 /** Lets a test hold attach() until it says so. */
 class GatedConnector extends LoopConnector {
@@ -42,7 +50,8 @@ describe('node service: crash recovery and broken surroundings', () => {
   }
   const stage = (vol: string, staging: string, fsType = 'ext4') =>
     h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap(fsType) });
-  const unstage = (vol: string, staging: string) => h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+  const unstage = (vol: string, staging: string) =>
+    h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
 
   it('stage: crash after attach, before mkfs → the repeat formats and mounts', async () => {
     const { staging } = await volume('c-attached');
@@ -113,7 +122,13 @@ describe('node service: crash recovery and broken surroundings', () => {
     const target = fx.path('c-bind-pod');
     await mkdir(target);
     sh('mount', ['--bind', staging, target]);
-    const req = { volume_id: 'c-bind', staging_target_path: staging, target_path: target, volume_capability: mountCap('ext4'), readonly: true };
+    const req = {
+      volume_id: 'c-bind',
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: mountCap('ext4'),
+      readonly: true,
+    };
     await h.node.NodePublishVolume(req);
     expect((await mountAt(target))?.options).toContain('ro');
     expect(await codeOf(h.node.NodePublishVolume({ ...req, readonly: false }))).toBe('ALREADY_EXISTS');
@@ -126,7 +141,12 @@ describe('node service: crash recovery and broken surroundings', () => {
     await stage('c-mkdir', staging);
     const target = fx.path('c-mkdir-pod');
     await mkdir(target);
-    await h.node.NodePublishVolume({ volume_id: 'c-mkdir', staging_target_path: staging, target_path: target, volume_capability: mountCap('ext4') });
+    await h.node.NodePublishVolume({
+      volume_id: 'c-mkdir',
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: mountCap('ext4'),
+    });
     expect((await mountAt(target))?.fsType).toBe('ext4');
     await h.node.NodeUnpublishVolume({ volume_id: 'c-mkdir', target_path: target });
     await unstage('c-mkdir', staging);
@@ -138,7 +158,12 @@ describe('node service: crash recovery and broken surroundings', () => {
     const target = fx.path('c-dead-target-pod');
     await mkdir(target);
     fx.deadMount(target);
-    const pub = { volume_id: 'c-dead-target', staging_target_path: staging, target_path: target, volume_capability: mountCap('ext4') };
+    const pub = {
+      volume_id: 'c-dead-target',
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: mountCap('ext4'),
+    };
     await h.node.NodePublishVolume(pub);
     expect((await readMountTable()).filter((e) => e.mountPoint === target).map((e) => e.fsType)).toEqual(['ext4']);
     await h.node.NodeUnpublishVolume({ volume_id: 'c-dead-target', target_path: target });
@@ -146,7 +171,9 @@ describe('node service: crash recovery and broken surroundings', () => {
     await mkdir(target);
     fx.deadMount(target);
     // A dead mount that is not this volume's (FUSE, not its device): the volume is not there.
-    expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: 'c-dead-target', volume_path: target }))).toBe('NOT_FOUND');
+    expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: 'c-dead-target', volume_path: target }))).toBe(
+      'NOT_FOUND',
+    );
     // A dead mount that is not this volume's (FUSE, not its device) is someone else's: unpublish leaves it.
     await h.node.NodeUnpublishVolume({ volume_id: 'c-dead-target', target_path: target });
     expect((await mountAt(target))?.fsType).toBe('fuse');
@@ -158,7 +185,12 @@ describe('node service: crash recovery and broken surroundings', () => {
     const { staging } = await volume('c-unpub', 64 * MiB);
     await stage('c-unpub', staging);
     const target = fx.path('c-unpub-pod');
-    await h.node.NodePublishVolume({ volume_id: 'c-unpub', staging_target_path: staging, target_path: target, volume_capability: mountCap('ext4') });
+    await h.node.NodePublishVolume({
+      volume_id: 'c-unpub',
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: mountCap('ext4'),
+    });
     sh('umount', [target]);
     await h.node.NodeUnpublishVolume({ volume_id: 'c-unpub', target_path: target });
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
@@ -178,12 +210,20 @@ describe('node service: crash recovery and broken surroundings', () => {
     const { staging } = await volume('c-vanished', 64 * MiB);
     await stage('c-vanished', staging);
     const target = fx.path('c-vanished-pod');
-    await h.node.NodePublishVolume({ volume_id: 'c-vanished', staging_target_path: staging, target_path: target, volume_capability: mountCap('ext4') });
+    await h.node.NodePublishVolume({
+      volume_id: 'c-vanished',
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: mountCap('ext4'),
+    });
     const device = (await connector.queryDevice('c-vanished'))!;
     sh('losetup', ['--detach', device]); // the kernel keeps it until the last mount goes (autoclear)
     connector.forget('c-vanished'); // and the back end no longer reports it attached
     const stats = await h.node.NodeGetVolumeStats({ volume_id: 'c-vanished', volume_path: target });
-    expect(stats.volume_condition).toMatchObject({ abnormal: true, message: expect.stringContaining('no longer attached') });
+    expect(stats.volume_condition).toMatchObject({
+      abnormal: true,
+      message: expect.stringContaining('no longer attached'),
+    });
     await h.node.NodeUnpublishVolume({ volume_id: 'c-vanished', target_path: target });
     await unstage('c-vanished', staging);
     expect(await mountAt(staging)).toBeUndefined();
@@ -196,10 +236,18 @@ describe('node service: crash recovery and broken surroundings', () => {
     const cap = blockCap();
     await h.node.NodeStageVolume({ volume_id: 'c-vanished-blk', staging_target_path: staging, volume_capability: cap });
     const target = fx.path('c-vanished-blk-pod', 'dev');
-    await h.node.NodePublishVolume({ volume_id: 'c-vanished-blk', staging_target_path: staging, target_path: target, volume_capability: cap });
+    await h.node.NodePublishVolume({
+      volume_id: 'c-vanished-blk',
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: cap,
+    });
     sh('losetup', ['--detach', (await connector.queryDevice('c-vanished-blk'))!]);
     const stats = await h.node.NodeGetVolumeStats({ volume_id: 'c-vanished-blk', volume_path: target });
-    expect(stats.volume_condition).toMatchObject({ abnormal: true, message: expect.stringMatching(/size 0|no longer attached/) });
+    expect(stats.volume_condition).toMatchObject({
+      abnormal: true,
+      message: expect.stringMatching(/size 0|no longer attached/),
+    });
     await h.node.NodeUnpublishVolume({ volume_id: 'c-vanished-blk', target_path: target });
     await h.node.NodeUnstageVolume({ volume_id: 'c-vanished-blk', staging_target_path: staging });
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });

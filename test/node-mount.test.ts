@@ -2,9 +2,27 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  bindMount, blockDeviceNumber, canonicalPath, deviceProblem, deviceSizeBytes, filesystemSizeBytes, filesystemUsage, growFilesystem,
-  inspectPath, isMountError, makeFilesystem, mountFilesystem, mountFlagsProblem, mountPointState, mountPointsOfDevice, parseMountInfo,
-  probeDevice, unmount, unmountAll, xfsMkfsInterrupted, growUnmountedExt4,
+  bindMount,
+  blockDeviceNumber,
+  canonicalPath,
+  deviceProblem,
+  deviceSizeBytes,
+  filesystemSizeBytes,
+  filesystemUsage,
+  growFilesystem,
+  inspectPath,
+  isMountError,
+  makeFilesystem,
+  mountFilesystem,
+  mountFlagsProblem,
+  mountPointState,
+  mountPointsOfDevice,
+  parseMountInfo,
+  probeDevice,
+  unmount,
+  unmountAll,
+  xfsMkfsInterrupted,
+  growUnmountedExt4,
 } from '../src/mount/index.js';
 import { hasCapSysResource, LoopFixtures, sh } from './support/loop-fixtures.js';
 
@@ -20,9 +38,24 @@ describe('mountinfo parsing', () => {
     ].join('\n');
     const entries = parseMountInfo(text);
     expect(entries).toHaveLength(2);
-    expect(entries[0]).toMatchObject({ id: 36, parentId: 35, major: 98, minor: 0, root: '/mnt1', mountPoint: '/mnt with space', fsType: 'ext3', source: '/dev/root' });
+    expect(entries[0]).toMatchObject({
+      id: 36,
+      parentId: 35,
+      major: 98,
+      minor: 0,
+      root: '/mnt1',
+      mountPoint: '/mnt with space',
+      fsType: 'ext3',
+      source: '/dev/root',
+    });
     expect(entries[0]!.superOptions).toEqual(['rw', 'errors=continue']);
-    expect(entries[1]).toMatchObject({ major: 7, minor: 3, options: ['ro', 'relatime'], fsType: 'xfs', source: '/dev/loop3' });
+    expect(entries[1]).toMatchObject({
+      major: 7,
+      minor: 3,
+      options: ['ro', 'relatime'],
+      fsType: 'xfs',
+      source: '/dev/loop3',
+    });
   });
 });
 
@@ -218,7 +251,10 @@ describe('the mount room on real loop devices', () => {
     const state = await mountPointState(at);
     expect(state.mount?.fsType).toBe('fuse');
     expect(state.pathState.kind).toBe('dead');
-    await expect(filesystemUsage(at)).rejects.toMatchObject({ name: 'MountError', message: expect.stringContaining('ENOTCONN') });
+    await expect(filesystemUsage(at)).rejects.toMatchObject({
+      name: 'MountError',
+      message: expect.stringContaining('ENOTCONN'),
+    });
     await unmountAll(at);
     expect((await mountPointState(at)).mount).toBeUndefined();
   });

@@ -34,23 +34,63 @@ describe('the content origin travels from CreateVolume to NodeStage', () => {
     const ctl = stack.csi.controller;
     const caps = [mountCap('ext4'), blockCap()];
     const size = { required_bytes: String(64 * MiB) };
-    const fromImage = (await ctl.CreateVolume({ name: 'pvc-from-image', volume_capabilities: caps, capacity_range: size, parameters: { imageSource: join(images, 'raw.img') } })).volume!;
+    const fromImage = (
+      await ctl.CreateVolume({
+        name: 'pvc-from-image',
+        volume_capabilities: caps,
+        capacity_range: size,
+        parameters: { imageSource: join(images, 'raw.img') },
+      })
+    ).volume!;
     expect(fromImage.volume_context[ORIGIN]).toBe('image');
     const snap = (await ctl.CreateSnapshot({ name: 'snap-of-image', source_volume_id: fromImage.volume_id })).snapshot!;
-    const fromSnapshot = (await ctl.CreateVolume({ name: 'pvc-from-snap', volume_capabilities: caps, capacity_range: size, volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } } })).volume!;
+    const fromSnapshot = (
+      await ctl.CreateVolume({
+        name: 'pvc-from-snap',
+        volume_capabilities: caps,
+        capacity_range: size,
+        volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } },
+      })
+    ).volume!;
     expect(fromSnapshot.volume_context[ORIGIN]).toBe('snapshot');
-    const clone = (await ctl.CreateVolume({ name: 'pvc-clone', volume_capabilities: caps, capacity_range: size, volume_content_source: { volume: { volume_id: fromImage.volume_id } } })).volume!;
+    const clone = (
+      await ctl.CreateVolume({
+        name: 'pvc-clone',
+        volume_capabilities: caps,
+        capacity_range: size,
+        volume_content_source: { volume: { volume_id: fromImage.volume_id } },
+      })
+    ).volume!;
     expect(clone.volume_context[ORIGIN]).toBe('volume');
     // A repeat of the create answers the same context.
-    const again = (await ctl.CreateVolume({ name: 'pvc-clone', volume_capabilities: caps, capacity_range: size, volume_content_source: { volume: { volume_id: fromImage.volume_id } } })).volume!;
+    const again = (
+      await ctl.CreateVolume({
+        name: 'pvc-clone',
+        volume_capabilities: caps,
+        capacity_range: size,
+        volume_content_source: { volume: { volume_id: fromImage.volume_id } },
+      })
+    ).volume!;
     expect(again.volume_context).toEqual(clone.volume_context);
 
     const nodeId = (await stack.csi.node.NodeGetInfo({})).node_id;
     for (const volume of [fromImage, fromSnapshot, clone]) {
       const cap = mountCap('ext4');
-      const { publish_context } = await ctl.ControllerPublishVolume({ volume_id: volume.volume_id, node_id: nodeId, volume_capability: cap });
+      const { publish_context } = await ctl.ControllerPublishVolume({
+        volume_id: volume.volume_id,
+        node_id: nodeId,
+        volume_capability: cap,
+      });
       const staging = join(stack.dir, 'kubelet', volume.volume_id, 'globalmount');
-      const refused = await failure(stack.csi.node.NodeStageVolume({ volume_id: volume.volume_id, staging_target_path: staging, volume_capability: cap, publish_context, volume_context: volume.volume_context }));
+      const refused = await failure(
+        stack.csi.node.NodeStageVolume({
+          volume_id: volume.volume_id,
+          staging_target_path: staging,
+          volume_capability: cap,
+          publish_context,
+          volume_context: volume.volume_context,
+        }),
+      );
       expect(refused.code).toBe(status.FAILED_PRECONDITION);
       expect(refused.message).toMatch(/never formatted/);
       await stack.csi.node.NodeUnstageVolume({ volume_id: volume.volume_id, staging_target_path: staging });
@@ -67,7 +107,13 @@ describe('the content origin travels from CreateVolume to NodeStage', () => {
 
   it('a blank volume has no origin and is formatted at its first stage', async () => {
     const ctl = stack.csi.controller;
-    const blank = (await ctl.CreateVolume({ name: 'pvc-blank', volume_capabilities: [mountCap('ext4')], capacity_range: { required_bytes: String(64 * MiB) } })).volume!;
+    const blank = (
+      await ctl.CreateVolume({
+        name: 'pvc-blank',
+        volume_capabilities: [mountCap('ext4')],
+        capacity_range: { required_bytes: String(64 * MiB) },
+      })
+    ).volume!;
     expect(blank.volume_context[ORIGIN]).toBeUndefined();
     const staged = await stageVolume(stack, blank.volume_id, mountCap('ext4'));
     await writeFile(join(staged.target, 'hello'), 'formatted');
@@ -77,19 +123,56 @@ describe('the content origin travels from CreateVolume to NodeStage', () => {
 
   it('item 10: CreateVolume rounds a filesystem volume up to its minimum, or answers OUT_OF_RANGE; the result stages', async () => {
     const ctl = stack.csi.controller;
-    const xfs = (await ctl.CreateVolume({ name: 'pvc-small-xfs', volume_capabilities: [mountCap('xfs')], capacity_range: { required_bytes: String(256 * MiB) } })).volume!;
+    const xfs = (
+      await ctl.CreateVolume({
+        name: 'pvc-small-xfs',
+        volume_capabilities: [mountCap('xfs')],
+        capacity_range: { required_bytes: String(256 * MiB) },
+      })
+    ).volume!;
     expect(Number(xfs.capacity_bytes)).toBe(300 * MiB);
     // The same request again is the same volume.
-    const again = (await ctl.CreateVolume({ name: 'pvc-small-xfs', volume_capabilities: [mountCap('xfs')], capacity_range: { required_bytes: String(256 * MiB) } })).volume!;
+    const again = (
+      await ctl.CreateVolume({
+        name: 'pvc-small-xfs',
+        volume_capabilities: [mountCap('xfs')],
+        capacity_range: { required_bytes: String(256 * MiB) },
+      })
+    ).volume!;
     expect(again.capacity_bytes).toBe(xfs.capacity_bytes);
     // fsType from the parameters counts like the capability's; ext4 (the default) needs less.
-    const byParam = (await ctl.CreateVolume({ name: 'pvc-small-param', volume_capabilities: [mountCap('')], capacity_range: { required_bytes: String(MiB) }, parameters: { fsType: 'xfs' } })).volume!;
+    const byParam = (
+      await ctl.CreateVolume({
+        name: 'pvc-small-param',
+        volume_capabilities: [mountCap('')],
+        capacity_range: { required_bytes: String(MiB) },
+        parameters: { fsType: 'xfs' },
+      })
+    ).volume!;
     expect(Number(byParam.capacity_bytes)).toBe(300 * MiB);
-    const ext4 = (await ctl.CreateVolume({ name: 'pvc-small-ext4', volume_capabilities: [mountCap('')], capacity_range: { required_bytes: String(MiB) } })).volume!;
+    const ext4 = (
+      await ctl.CreateVolume({
+        name: 'pvc-small-ext4',
+        volume_capabilities: [mountCap('')],
+        capacity_range: { required_bytes: String(MiB) },
+      })
+    ).volume!;
     expect(Number(ext4.capacity_bytes)).toBe(8 * MiB);
-    const block = (await ctl.CreateVolume({ name: 'pvc-small-block', volume_capabilities: [blockCap()], capacity_range: { required_bytes: String(MiB) } })).volume!;
+    const block = (
+      await ctl.CreateVolume({
+        name: 'pvc-small-block',
+        volume_capabilities: [blockCap()],
+        capacity_range: { required_bytes: String(MiB) },
+      })
+    ).volume!;
     expect(Number(block.capacity_bytes)).toBe(MiB);
-    const capped = await failure(ctl.CreateVolume({ name: 'pvc-capped-xfs', volume_capabilities: [mountCap('xfs')], capacity_range: { required_bytes: String(256 * MiB), limit_bytes: String(256 * MiB) } }));
+    const capped = await failure(
+      ctl.CreateVolume({
+        name: 'pvc-capped-xfs',
+        volume_capabilities: [mountCap('xfs')],
+        capacity_range: { required_bytes: String(256 * MiB), limit_bytes: String(256 * MiB) },
+      }),
+    );
     expect(capped.code).toBe(status.OUT_OF_RANGE);
     expect(capped.message).toMatch(/smallest xfs filesystem/);
 

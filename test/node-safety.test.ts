@@ -6,7 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeFilesystem } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { sh, type LoopFixtures } from './support/loop-fixtures.js';
-import { blockCap, codeOf, mountAt, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
+import {
+  blockCap,
+  codeOf,
+  mountAt,
+  mountCap,
+  startLoopNode,
+  stopLoopNode,
+  type NodeHarness,
+} from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -16,7 +24,7 @@ async function foreignTmpfs(fx: LoopFixtures, name: string): Promise<string> {
   const at = fx.path(name);
   await mkdir(at, { recursive: true });
   sh('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'foreign', at]);
-  await writeFile(`${at}/keep`, 'not the driver\'s');
+  await writeFile(`${at}/keep`, "not the driver's");
   return at;
 }
 
@@ -36,25 +44,40 @@ describe('node safety', () => {
     sh('umount', [at]);
   }
 
-  it('item 7: unpublish and unstage leave a mount that is not the volume\'s alone (unknown volume, or another one)', async () => {
+  it("item 7: unpublish and unstage leave a mount that is not the volume's alone (unknown volume, or another one)", async () => {
     const target = await foreignTmpfs(fx, 'foreign-target');
-    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'no-such-volume', target_path: target }))).toBe('NOT_FOUND');
-    expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: 'no-such-volume', staging_target_path: target }))).toBe('NOT_FOUND');
-    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: '../not-a-name', target_path: target }))).toBe('NOT_FOUND');
+    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'no-such-volume', target_path: target }))).toBe(
+      'NOT_FOUND',
+    );
+    expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: 'no-such-volume', staging_target_path: target }))).toBe(
+      'NOT_FOUND',
+    );
+    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: '../not-a-name', target_path: target }))).toBe(
+      'NOT_FOUND',
+    );
 
     // A volume that exists (attached, and not): the mount at the path is not its; the call is done, nothing touched.
     await connector.create('own-a', 64 * MiB);
     expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'own-a', target_path: target }))).toBe('OK');
     expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: 'own-a', staging_target_path: target }))).toBe('OK');
     const staging = fx.path('own-a-staging');
-    await h.node.NodeStageVolume({ volume_id: 'own-a', staging_target_path: staging, volume_capability: mountCap('ext4') });
+    await h.node.NodeStageVolume({
+      volume_id: 'own-a',
+      staging_target_path: staging,
+      volume_capability: mountCap('ext4'),
+    });
     expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'own-a', target_path: target }))).toBe('OK');
     await expectUntouched(target);
 
     // Another volume's publish is not this volume's either.
     await connector.create('own-b', 64 * MiB);
     const otherTarget = fx.path('own-a-pod');
-    await h.node.NodePublishVolume({ volume_id: 'own-a', staging_target_path: staging, target_path: otherTarget, volume_capability: mountCap('ext4') });
+    await h.node.NodePublishVolume({
+      volume_id: 'own-a',
+      staging_target_path: staging,
+      target_path: otherTarget,
+      volume_capability: mountCap('ext4'),
+    });
     expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'own-b', target_path: otherTarget }))).toBe('OK');
     expect((await mountAt(otherTarget))?.fsType).toBe('ext4');
     await h.node.NodeUnpublishVolume({ volume_id: 'own-a', target_path: otherTarget });
@@ -80,18 +103,32 @@ describe('node safety: one staging path per volume', () => {
     const second = fx.path('twice-staging-2');
     const cap = mountCap('ext4');
     await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: first, volume_capability: cap });
-    const refused = await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: second, volume_capability: cap }).catch((e: Error) => e);
+    const refused = await h.node
+      .NodeStageVolume({ volume_id: 'twice', staging_target_path: second, volume_capability: cap })
+      .catch((e: Error) => e);
     expect(refused).toMatchObject({ code: 9, details: expect.stringContaining(first) });
     expect(await mountAt(second)).toBeUndefined();
     // Also while published: the publish is no staging path.
     const target = fx.path('twice-pod');
-    await h.node.NodePublishVolume({ volume_id: 'twice', staging_target_path: first, target_path: target, volume_capability: cap });
-    expect(await codeOf(h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: second, volume_capability: cap }))).toBe('FAILED_PRECONDITION');
+    await h.node.NodePublishVolume({
+      volume_id: 'twice',
+      staging_target_path: first,
+      target_path: target,
+      volume_capability: cap,
+    });
+    expect(
+      await codeOf(h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: second, volume_capability: cap })),
+    ).toBe('FAILED_PRECONDITION');
     await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: first, volume_capability: cap }); // the same one again is fine
     await h.node.NodeUnpublishVolume({ volume_id: 'twice', target_path: target });
     // Unstaging the path that was refused detaches nothing from under the first: it says where the volume is.
-    const elsewhere = await h.node.NodeUnstageVolume({ volume_id: 'twice', staging_target_path: second }).catch((e: Error) => e);
-    expect(elsewhere).toMatchObject({ code: 9, details: expect.stringContaining(`no mount at ${second} but is still in use at ${first}`) });
+    const elsewhere = await h.node
+      .NodeUnstageVolume({ volume_id: 'twice', staging_target_path: second })
+      .catch((e: Error) => e);
+    expect(elsewhere).toMatchObject({
+      code: 9,
+      details: expect.stringContaining(`no mount at ${second} but is still in use at ${first}`),
+    });
     expect(await mountAt(first)).toBeDefined();
     await h.node.NodeUnstageVolume({ volume_id: 'twice', staging_target_path: first });
     expect(await mountAt(first)).toBeUndefined();
@@ -100,7 +137,9 @@ describe('node safety: one staging path per volume', () => {
     await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: second, volume_capability: cap });
     // A block stage elsewhere while the filesystem is mounted would let raw writes in beside it.
     const blockStaging = fx.path('twice-block-staging');
-    const asBlock = await h.node.NodeStageVolume({ volume_id: 'twice', staging_target_path: blockStaging, volume_capability: blockCap() }).catch((e: Error) => e);
+    const asBlock = await h.node
+      .NodeStageVolume({ volume_id: 'twice', staging_target_path: blockStaging, volume_capability: blockCap() })
+      .catch((e: Error) => e);
     expect(asBlock).toMatchObject({ code: 9, details: expect.stringContaining(second) });
     await h.node.NodeUnstageVolume({ volume_id: 'twice', staging_target_path: second });
   });
@@ -112,8 +151,15 @@ describe('node safety: one staging path per volume', () => {
     await h.node.NodeStageVolume({ volume_id: 'twice-blk', staging_target_path: a, volume_capability: cap });
     await h.node.NodeStageVolume({ volume_id: 'twice-blk', staging_target_path: b, volume_capability: cap });
     const target = fx.path('twice-blk-pod', 'dev');
-    await h.node.NodePublishVolume({ volume_id: 'twice-blk', staging_target_path: a, target_path: target, volume_capability: cap });
-    expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: 'twice-blk', staging_target_path: b }))).toBe('FAILED_PRECONDITION');
+    await h.node.NodePublishVolume({
+      volume_id: 'twice-blk',
+      staging_target_path: a,
+      target_path: target,
+      volume_capability: cap,
+    });
+    expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: 'twice-blk', staging_target_path: b }))).toBe(
+      'FAILED_PRECONDITION',
+    );
     await h.node.NodeUnpublishVolume({ volume_id: 'twice-blk', target_path: target });
     await h.node.NodeUnstageVolume({ volume_id: 'twice-blk', staging_target_path: b });
     await h.node.NodeUnstageVolume({ volume_id: 'twice-blk', staging_target_path: a });
@@ -145,7 +191,12 @@ describe('node safety: content with an origin is never formatted', () => {
         const before = sha256((await readFile(image)).subarray(0, 8 * MiB));
         const staging = fx.path(`${vol}-staging`);
         const refused = await h.node
-          .NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap(fsType), volume_context: { 'sdshypervisor.io/contentOrigin': origin } })
+          .NodeStageVolume({
+            volume_id: vol,
+            staging_target_path: staging,
+            volume_capability: mountCap(fsType),
+            volume_context: { 'sdshypervisor.io/contentOrigin': origin },
+          })
           .catch((e: Error) => e);
         expect(refused).toMatchObject({ code: 9, details: expect.stringMatching(/never formatted/) });
         expect(await mountAt(staging)).toBeUndefined();
@@ -159,7 +210,12 @@ describe('node safety: content with an origin is never formatted', () => {
     await connector.create('origin-blank', 64 * MiB);
     const staging = fx.path('origin-blank-staging');
     const stage = (volume_context: Record<string, string>) =>
-      h.node.NodeStageVolume({ volume_id: 'origin-blank', staging_target_path: staging, volume_capability: mountCap('ext4'), volume_context });
+      h.node.NodeStageVolume({
+        volume_id: 'origin-blank',
+        staging_target_path: staging,
+        volume_capability: mountCap('ext4'),
+        volume_context,
+      });
     expect(await codeOf(stage({ 'sdshypervisor.io/contentOrigin': 'snapshot' }))).toBe('FAILED_PRECONDITION');
     await stage({});
     expect((await mountAt(staging))?.fsType).toBe('ext4');
@@ -184,11 +240,20 @@ describe('node safety: too small for its filesystem', () => {
   it('item 10: a blank 256 MiB volume staged as xfs is FAILED_PRECONDITION naming both sizes, never a usage text; ext4 stages', async () => {
     await connector.create('small', 256 * MiB);
     const staging = fx.path('small-staging');
-    const refused = await h.node.NodeStageVolume({ volume_id: 'small', staging_target_path: staging, volume_capability: mountCap('xfs') }).catch((e: Error) => e);
-    expect(refused).toMatchObject({ code: 9, details: expect.stringMatching(/256 MiB, too small for xfs, which needs at least 300 MiB/) });
+    const refused = await h.node
+      .NodeStageVolume({ volume_id: 'small', staging_target_path: staging, volume_capability: mountCap('xfs') })
+      .catch((e: Error) => e);
+    expect(refused).toMatchObject({
+      code: 9,
+      details: expect.stringMatching(/256 MiB, too small for xfs, which needs at least 300 MiB/),
+    });
     expect((refused as { details: string }).details).not.toMatch(/usage/i);
     expect(await mountAt(staging)).toBeUndefined();
-    await h.node.NodeStageVolume({ volume_id: 'small', staging_target_path: staging, volume_capability: mountCap('ext4') });
+    await h.node.NodeStageVolume({
+      volume_id: 'small',
+      staging_target_path: staging,
+      volume_capability: mountCap('ext4'),
+    });
     expect((await mountAt(staging))?.fsType).toBe('ext4');
     await h.node.NodeUnstageVolume({ volume_id: 'small', staging_target_path: staging });
   });
@@ -218,7 +283,12 @@ describe('node safety: a read-only raw block publish', () => {
   afterAll(async () => {
     // A read-only loop over one of our devices is not under the temp dir: the leak check cannot see it, and it
     // would hold our device. Whatever a failed test left is released here.
-    const ours = new Set(sh('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE']).split('\n').filter((l) => l.includes(fx.dir)).map((l) => l.trim().split(/\s+/)[0]!));
+    const ours = new Set(
+      sh('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
+        .split('\n')
+        .filter((l) => l.includes(fx.dir))
+        .map((l) => l.trim().split(/\s+/)[0]!),
+    );
     const over = [...ours].flatMap((device) => loopsOver(device).map((l) => l.trim().split(/\s+/)[0]!));
     for (const loop of over) sh('losetup', ['--detach', loop]);
     await stopLoopNode({ fx, h });
@@ -227,7 +297,9 @@ describe('node safety: a read-only raw block publish', () => {
 
   /** Loop devices whose backing file is `device` (read-only publishes' loops). */
   function loopsOver(device: string): string[] {
-    return sh('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE']).split('\n').filter((l) => l.trim().split(/\s+/)[1] === device);
+    return sh('losetup', ['--list', '--noheadings', '--output', 'NAME,BACK-FILE'])
+      .split('\n')
+      .filter((l) => l.trim().split(/\s+/)[1] === device);
   }
 
   async function writeAt(path: string): Promise<string> {
@@ -259,7 +331,13 @@ describe('node safety: a read-only raw block publish', () => {
       await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap });
       const device = (await connector.queryDevice(vol))!;
       const target = fx.path(`${vol}-pod`, 'dev');
-      const publish = { volume_id: vol, staging_target_path: staging, target_path: target, volume_capability: cap, readonly: true };
+      const publish = {
+        volume_id: vol,
+        staging_target_path: staging,
+        target_path: target,
+        volume_capability: cap,
+        readonly: true,
+      };
       await h.node.NodePublishVolume(publish);
       await h.node.NodePublishVolume(publish); // idempotent: the same read-only publish
       expect(loopsOver(device)).toHaveLength(1);
@@ -276,7 +354,13 @@ describe('node safety: a read-only raw block publish', () => {
       expect(stats.volume_condition?.abnormal).toBe(false);
       expect(stats.usage?.[0]?.total).toBe(String(64 * MiB));
       await fx.grow(image, device, 96 * MiB);
-      expect(await h.node.NodeExpandVolume({ volume_id: vol, volume_path: target, capacity_range: { required_bytes: String(96 * MiB) } })).toMatchObject({ capacity_bytes: String(96 * MiB) });
+      expect(
+        await h.node.NodeExpandVolume({
+          volume_id: vol,
+          volume_path: target,
+          capacity_range: { required_bytes: String(96 * MiB) },
+        }),
+      ).toMatchObject({ capacity_bytes: String(96 * MiB) });
       expect(Number(sh('blockdev', ['--getsize64', target]).trim())).toBe(96 * MiB);
 
       if (mode === 'SINGLE_NODE_MULTI_WRITER') {
@@ -285,11 +369,15 @@ describe('node safety: a read-only raw block publish', () => {
         await h.node.NodePublishVolume({ ...publish, target_path: rw, readonly: false });
         expect(await writeAt(rw)).toBe('written');
         expect(await writeAt(target)).toMatch(/^(EPERM|EROFS|EACCES)$/);
-        expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging }))).toBe('FAILED_PRECONDITION');
+        expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging }))).toBe(
+          'FAILED_PRECONDITION',
+        );
         await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: rw });
       }
       // The read-only publish is still a use of the volume: unstage waits for it.
-      expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging }))).toBe('FAILED_PRECONDITION');
+      expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging }))).toBe(
+        'FAILED_PRECONDITION',
+      );
       await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
       expect(loopsOver(device)).toEqual([]);
       await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
@@ -307,7 +395,13 @@ describe('node safety: a read-only raw block publish', () => {
     const device = (await connector.queryDevice(vol))!;
     sh('losetup', ['--find', '--read-only', device]); // what a crash between making the loop and binding it leaves
     const target = fx.path(`${vol}-pod`, 'dev');
-    await h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, target_path: target, volume_capability: cap, readonly: true });
+    await h.node.NodePublishVolume({
+      volume_id: vol,
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: cap,
+      readonly: true,
+    });
     expect(loopsOver(device)).toHaveLength(1);
     expect(await writeAt(target)).toMatch(/^(EPERM|EROFS|EACCES)$/);
     await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
@@ -328,28 +422,39 @@ describe('node safety: stats and expand of a volume that is not at the path', ()
   });
   afterAll(() => stopLoopNode({ fx, h }));
 
-  it('issue 16 item 11: NOT_FOUND whatever form volume_path takes (relative, malformed, absent, another volume\'s); INVALID_ARGUMENT only when empty', async () => {
+  it("issue 16 item 11: NOT_FOUND whatever form volume_path takes (relative, malformed, absent, another volume's); INVALID_ARGUMENT only when empty", async () => {
     await connector.create('nf-a', 64 * MiB);
     await connector.create('nf-b', 64 * MiB);
     const staging = fx.path('nf-a-staging');
     const target = fx.path('nf-a-pod');
     const cap = mountCap('ext4');
     await h.node.NodeStageVolume({ volume_id: 'nf-a', staging_target_path: staging, volume_capability: cap });
-    await h.node.NodePublishVolume({ volume_id: 'nf-a', staging_target_path: staging, target_path: target, volume_capability: cap });
+    await h.node.NodePublishVolume({
+      volume_id: 'nf-a',
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: cap,
+    });
     const tmpfs = await foreignTmpfs(fx, 'nf-tmpfs');
     const paths: Array<[string, string]> = [
       ['relative', 'nf-a-pod'],
       ['a `..` component', `${fx.dir}/x/../nf-a-pod`],
       ['a trailing slash', `${target}/`],
       ['absent', fx.path('never-there')],
-      ['another volume\'s', target],
+      ["another volume's", target],
       ['a foreign tmpfs', tmpfs],
     ];
     for (const volumeId of ['nf-b', 'no-such-volume']) {
       for (const [what, volume_path] of paths) {
         const codes = [
           await codeOf(h.node.NodeGetVolumeStats({ volume_id: volumeId, volume_path })),
-          await codeOf(h.node.NodeExpandVolume({ volume_id: volumeId, volume_path, capacity_range: { required_bytes: String(64 * MiB) } })),
+          await codeOf(
+            h.node.NodeExpandVolume({
+              volume_id: volumeId,
+              volume_path,
+              capacity_range: { required_bytes: String(64 * MiB) },
+            }),
+          ),
         ];
         expect([volumeId, what, codes]).toEqual([volumeId, what, ['NOT_FOUND', 'NOT_FOUND']]);
       }
@@ -357,7 +462,9 @@ describe('node safety: stats and expand of a volume that is not at the path', ()
     expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: 'nf-a', volume_path: '' }))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(h.node.NodeExpandVolume({ volume_id: 'nf-a', volume_path: '' }))).toBe('INVALID_ARGUMENT');
     // The volume's own path answers.
-    expect((await h.node.NodeGetVolumeStats({ volume_id: 'nf-a', volume_path: target })).volume_condition?.abnormal).toBe(false);
+    expect(
+      (await h.node.NodeGetVolumeStats({ volume_id: 'nf-a', volume_path: target })).volume_condition?.abnormal,
+    ).toBe(false);
     expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: 'nf-a', volume_path: tmpfs }))).toBe('NOT_FOUND');
     sh('umount', [tmpfs]);
     await h.node.NodeUnpublishVolume({ volume_id: 'nf-a', target_path: target });

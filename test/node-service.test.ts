@@ -8,7 +8,17 @@ import { KvConnector } from '../src/connector/index.js';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { hasCapSysResource, LoopFixtures, sh } from './support/loop-fixtures.js';
-import { blockCap, codeOf, dfSize, mountAt, mountCap, startLoopNode, startNodeServer, stopLoopNode, type NodeHarness } from './support/node-harness.js';
+import {
+  blockCap,
+  codeOf,
+  dfSize,
+  mountAt,
+  mountCap,
+  startLoopNode,
+  startNodeServer,
+  stopLoopNode,
+  type NodeHarness,
+} from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 
@@ -25,7 +35,13 @@ describe('node service over gRPC', () => {
   it('advertises its capabilities and identity', async () => {
     const caps = await h.node.NodeGetCapabilities({});
     expect(caps.capabilities.map((c) => c.rpc?.type).sort()).toEqual(
-      ['EXPAND_VOLUME', 'GET_VOLUME_STATS', 'SINGLE_NODE_MULTI_WRITER', 'STAGE_UNSTAGE_VOLUME', 'VOLUME_CONDITION'].sort(),
+      [
+        'EXPAND_VOLUME',
+        'GET_VOLUME_STATS',
+        'SINGLE_NODE_MULTI_WRITER',
+        'STAGE_UNSTAGE_VOLUME',
+        'VOLUME_CONDITION',
+      ].sort(),
     );
     const info = await h.node.NodeGetInfo({});
     expect(info).toMatchObject({ node_id: 'host-a', max_volumes_per_node: '16' });
@@ -44,13 +60,19 @@ describe('node service over gRPC', () => {
       connector,
       backend,
       maxVolumesPerNode: 7,
-      topologyLabels: async () => ({ 'topology.kubernetes.io/zone': 'zone-1', 'topology.sdshypervisor.io/host': 'spoofed' }),
+      topologyLabels: async () => ({
+        'topology.kubernetes.io/zone': 'zone-1',
+        'topology.sdshypervisor.io/host': 'spoofed',
+      }),
     });
     try {
       for (let i = 0; i < 3; i++) {
         const info = await other.node.NodeGetInfo({});
         expect(info).toMatchObject({ node_id: 'host-from-vbs', max_volumes_per_node: '7' });
-        expect(info.accessible_topology?.segments).toEqual({ 'topology.kubernetes.io/zone': 'zone-1', 'topology.sdshypervisor.io/host': 'host-from-vbs' });
+        expect(info.accessible_topology?.segments).toEqual({
+          'topology.kubernetes.io/zone': 'zone-1',
+          'topology.sdshypervisor.io/host': 'host-from-vbs',
+        });
       }
       expect(asked).toBe(1);
     } finally {
@@ -65,9 +87,18 @@ describe('node service over gRPC', () => {
   });
 
   it('with the real KV connector and no sds_cli installed, stage says so (FAILED_PRECONDITION)', async () => {
-    const kv = await startNodeServer(fx.path('kv.sock'), { connector: new KvConnector({ cliPath: fx.path('no-such-sds_cli') }), hostId: 'host-a' });
+    const kv = await startNodeServer(fx.path('kv.sock'), {
+      connector: new KvConnector({ cliPath: fx.path('no-such-sds_cli') }),
+      hostId: 'host-a',
+    });
     try {
-      const err = await kv.node.NodeStageVolume({ volume_id: 'pvc-x', staging_target_path: fx.path('kv-staging'), volume_capability: mountCap('ext4') }).catch((e: Error) => e);
+      const err = await kv.node
+        .NodeStageVolume({
+          volume_id: 'pvc-x',
+          staging_target_path: fx.path('kv-staging'),
+          volume_capability: mountCap('ext4'),
+        })
+        .catch((e: Error) => e);
       expect(err).toMatchObject({ code: 9, details: expect.stringContaining('sds_cli not found') });
     } finally {
       await kv.stop();
@@ -94,10 +125,22 @@ describe('node service over gRPC', () => {
       expect(staged!.options).toContain('noatime');
       if (fsType === 'xfs') expect(staged!.superOptions).toContain('nouuid');
       const other = fsType === 'ext4' ? 'xfs' : 'ext4';
-      expect(await codeOf(h.node.NodeStageVolume({ ...stageReq, volume_capability: mountCap(other, 'SINGLE_NODE_MULTI_WRITER') }))).toBe('ALREADY_EXISTS');
-      expect(await codeOf(h.node.NodeStageVolume({ ...stageReq, volume_capability: blockCap('SINGLE_NODE_MULTI_WRITER') }))).toBe('ALREADY_EXISTS');
+      expect(
+        await codeOf(
+          h.node.NodeStageVolume({ ...stageReq, volume_capability: mountCap(other, 'SINGLE_NODE_MULTI_WRITER') }),
+        ),
+      ).toBe('ALREADY_EXISTS');
+      expect(
+        await codeOf(h.node.NodeStageVolume({ ...stageReq, volume_capability: blockCap('SINGLE_NODE_MULTI_WRITER') })),
+      ).toBe('ALREADY_EXISTS');
 
-      const pub1 = { volume_id: vol, staging_target_path: staging, target_path: t1, volume_capability: cap, readonly: false };
+      const pub1 = {
+        volume_id: vol,
+        staging_target_path: staging,
+        target_path: t1,
+        volume_capability: cap,
+        readonly: false,
+      };
       const pub2 = { ...pub1, target_path: t2, readonly: true };
       await h.node.NodePublishVolume(pub1);
       await h.node.NodePublishVolume(pub1);
@@ -107,10 +150,18 @@ describe('node service over gRPC', () => {
       expect(await readFile(`${t2}/hello.txt`, 'utf8')).toBe(`hello from ${fsType}`);
       await expect(writeFile(`${t2}/nope.txt`, 'x')).rejects.toMatchObject({ code: 'EROFS' });
       expect(await codeOf(h.node.NodePublishVolume({ ...pub2, readonly: false }))).toBe('ALREADY_EXISTS');
-      expect(await codeOf(h.node.NodePublishVolume({ ...pub1, volume_capability: blockCap('SINGLE_NODE_MULTI_WRITER') }))).toBe('ALREADY_EXISTS');
+      expect(
+        await codeOf(h.node.NodePublishVolume({ ...pub1, volume_capability: blockCap('SINGLE_NODE_MULTI_WRITER') })),
+      ).toBe('ALREADY_EXISTS');
       // The spec's matrix: a one-target mode may not publish to a second target on this node.
       expect(
-        await codeOf(h.node.NodePublishVolume({ ...pub1, target_path: fx.path(`${vol}-pod3`), volume_capability: mountCap(fsType, 'SINGLE_NODE_SINGLE_WRITER') })),
+        await codeOf(
+          h.node.NodePublishVolume({
+            ...pub1,
+            target_path: fx.path(`${vol}-pod3`),
+            volume_capability: mountCap(fsType, 'SINGLE_NODE_SINGLE_WRITER'),
+          }),
+        ),
       ).toBe('FAILED_PRECONDITION');
 
       const stats = await h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: t1, staging_target_path: staging });
@@ -127,7 +178,10 @@ describe('node service over gRPC', () => {
       const device = (await connector.queryDevice(vol))!;
       await fx.grow(image, device, 640 * MiB);
       const expandReq = {
-        volume_id: vol, volume_path: t1, staging_target_path: staging, volume_capability: cap,
+        volume_id: vol,
+        volume_path: t1,
+        staging_target_path: staging,
+        volume_capability: cap,
         capacity_range: { required_bytes: String(640 * MiB), limit_bytes: '0' },
       };
       if (fsType === 'ext4' && !hasCapSysResource()) {
@@ -143,9 +197,18 @@ describe('node service over gRPC', () => {
         expect(dfSize(t2)).toBe(dfSize(t1));
         expect((await h.node.NodeExpandVolume(expandReq)).capacity_bytes).toBe(String(640 * MiB));
       }
-      expect(await codeOf(h.node.NodeExpandVolume({ ...expandReq, capacity_range: { required_bytes: '0', limit_bytes: String(320 * MiB) } }))).toBe('OUT_OF_RANGE');
+      expect(
+        await codeOf(
+          h.node.NodeExpandVolume({
+            ...expandReq,
+            capacity_range: { required_bytes: '0', limit_bytes: String(320 * MiB) },
+          }),
+        ),
+      ).toBe('OUT_OF_RANGE');
 
-      expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging }))).toBe('FAILED_PRECONDITION');
+      expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging }))).toBe(
+        'FAILED_PRECONDITION',
+      );
       for (const target of [t1, t2]) {
         await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
         await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
@@ -182,7 +245,13 @@ describe('node service over gRPC', () => {
     const device = (await connector.queryDevice(vol))!;
     expect(device).toMatch(/^\/dev\/loop\d+$/);
 
-    const pub = { volume_id: vol, staging_target_path: staging, target_path: t1, volume_capability: cap, readonly: false };
+    const pub = {
+      volume_id: vol,
+      staging_target_path: staging,
+      target_path: t1,
+      volume_capability: cap,
+      readonly: false,
+    };
     await h.node.NodePublishVolume(pub);
     await h.node.NodePublishVolume(pub);
     await h.node.NodePublishVolume({ ...pub, target_path: t2, readonly: true });
@@ -190,13 +259,31 @@ describe('node service over gRPC', () => {
     expect(published.isBlockDevice()).toBe(true);
     expect(published.rdev).toBe(dev.rdev);
     expect(await codeOf(h.node.NodePublishVolume({ ...pub, target_path: t2, readonly: false }))).toBe('ALREADY_EXISTS');
-    expect(await codeOf(h.node.NodePublishVolume({ ...pub, volume_capability: mountCap('ext4', 'SINGLE_NODE_MULTI_WRITER') }))).toBe('ALREADY_EXISTS');
+    expect(
+      await codeOf(
+        h.node.NodePublishVolume({ ...pub, volume_capability: mountCap('ext4', 'SINGLE_NODE_MULTI_WRITER') }),
+      ),
+    ).toBe('ALREADY_EXISTS');
     // Staged as block: a filesystem publish elsewhere has nothing staged to bind.
     expect(
-      await codeOf(h.node.NodePublishVolume({ ...pub, target_path: fx.path(`${vol}-fs-pod`), volume_capability: mountCap('ext4', 'SINGLE_NODE_MULTI_WRITER') })),
+      await codeOf(
+        h.node.NodePublishVolume({
+          ...pub,
+          target_path: fx.path(`${vol}-fs-pod`),
+          volume_capability: mountCap('ext4', 'SINGLE_NODE_MULTI_WRITER'),
+        }),
+      ),
     ).toBe('FAILED_PRECONDITION');
     // A one-target access mode may not add a second block publish on this node.
-    expect(await codeOf(h.node.NodePublishVolume({ ...pub, target_path: fx.path(`${vol}-pods`, 'pod3'), volume_capability: blockCap('SINGLE_NODE_WRITER') }))).toBe('FAILED_PRECONDITION');
+    expect(
+      await codeOf(
+        h.node.NodePublishVolume({
+          ...pub,
+          target_path: fx.path(`${vol}-pods`, 'pod3'),
+          volume_capability: blockCap('SINGLE_NODE_WRITER'),
+        }),
+      ),
+    ).toBe('FAILED_PRECONDITION');
 
     const block = Buffer.alloc(4096, 0x5a);
     const out = await open(t1, 'r+');
@@ -214,7 +301,11 @@ describe('node service over gRPC', () => {
     expect(stats.volume_condition?.abnormal).toBe(false);
 
     await fx.grow(image, device, 128 * MiB);
-    const expanded = await h.node.NodeExpandVolume({ volume_id: vol, volume_path: t1, capacity_range: { required_bytes: String(128 * MiB), limit_bytes: '0' } });
+    const expanded = await h.node.NodeExpandVolume({
+      volume_id: vol,
+      volume_path: t1,
+      capacity_range: { required_bytes: String(128 * MiB), limit_bytes: '0' },
+    });
     expect(expanded.capacity_bytes).toBe(String(128 * MiB));
 
     for (const target of [t1, t2]) {
@@ -234,9 +325,17 @@ describe('node service over gRPC', () => {
       await mkdir(staging);
       await connector.create(vol, 320 * MiB);
       const roCap = mountCap(fsType, 'MULTI_NODE_READER_ONLY');
-      expect(await codeOf(h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: roCap }))).toBe('FAILED_PRECONDITION');
+      expect(
+        await codeOf(
+          h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: roCap }),
+        ),
+      ).toBe('FAILED_PRECONDITION');
       // Write something once, as a writer would have.
-      await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap(fsType) });
+      await h.node.NodeStageVolume({
+        volume_id: vol,
+        staging_target_path: staging,
+        volume_capability: mountCap(fsType),
+      });
       await writeFile(`${staging}/data`, 'seed');
       await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
 
@@ -246,9 +345,19 @@ describe('node service over gRPC', () => {
       expect(m!.superOptions).toContain('norecovery'); // the kernel shows ext4's noload as norecovery too
       expect(await readFile(`${staging}/data`, 'utf8')).toBe('seed');
       // Same path, read-write asked now: incompatible.
-      expect(await codeOf(h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap(fsType) }))).toBe('ALREADY_EXISTS');
+      expect(
+        await codeOf(
+          h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap(fsType) }),
+        ),
+      ).toBe('ALREADY_EXISTS');
       const target = fx.path(`${vol}-pod`);
-      await h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, target_path: target, volume_capability: roCap, readonly: false });
+      await h.node.NodePublishVolume({
+        volume_id: vol,
+        staging_target_path: staging,
+        target_path: target,
+        volume_capability: roCap,
+        readonly: false,
+      });
       await expect(writeFile(`${target}/x`, 'x')).rejects.toMatchObject({ code: 'EROFS' });
       await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
       await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
@@ -262,7 +371,10 @@ describe('node service over gRPC', () => {
     await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap('ext4') });
     await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
     await h.node.NodeStageVolume({
-      volume_id: vol, staging_target_path: staging, volume_capability: mountCap('ext4'), publish_context: { 'sdshypervisor.io/access-mode': 'ro' },
+      volume_id: vol,
+      staging_target_path: staging,
+      volume_capability: mountCap('ext4'),
+      publish_context: { 'sdshypervisor.io/access-mode': 'ro' },
     });
     expect((await mountAt(staging))!.options).toContain('ro');
     await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
@@ -273,12 +385,19 @@ describe('node service over gRPC', () => {
     const image = await connector.create(vol, 320 * MiB);
     sh('mkfs.xfs', ['-q', image]);
     const staging = fx.path(`${vol}-staging`);
-    const err = await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap('ext4') }).catch((e: Error) => e);
+    const err = await h.node
+      .NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap('ext4') })
+      .catch((e: Error) => e);
     expect(err).toMatchObject({ code: 9, details: expect.stringMatching(/xfs.*ext4/) });
     expect(sh('blkid', ['-p', '-o', 'value', '-s', 'TYPE', image]).trim()).toBe('xfs');
     expect(await mountAt(staging)).toBeUndefined();
     // fs_type from volume_context when the capability names none
-    await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap(''), volume_context: { fsType: 'xfs' } });
+    await h.node.NodeStageVolume({
+      volume_id: vol,
+      staging_target_path: staging,
+      volume_capability: mountCap(''),
+      volume_context: { fsType: 'xfs' },
+    });
     expect((await mountAt(staging))!.fsType).toBe('xfs');
     await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
   });
@@ -292,58 +411,157 @@ describe('node service over gRPC', () => {
       ['stage: volume_id', h.node.NodeStageVolume({ staging_target_path: staging, volume_capability: cap })],
       ['stage: staging path', h.node.NodeStageVolume({ volume_id: vol, volume_capability: cap })],
       ['stage: capability', h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging })],
-      ['stage: access mode', h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: { mount: {} } })],
-      ['stage: access type', h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: { access_mode: { mode: 'SINGLE_NODE_WRITER' } } })],
-      ['stage: relative path', h.node.NodeStageVolume({ volume_id: vol, staging_target_path: 'relative/dir', volume_capability: cap })],
-      ['stage: fs type', h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap('btrfs') })],
-      ['stage: mount flag', h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap('ext4', 'SINGLE_NODE_WRITER', ['ro,remount']) })],
+      [
+        'stage: access mode',
+        h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: { mount: {} } }),
+      ],
+      [
+        'stage: access type',
+        h.node.NodeStageVolume({
+          volume_id: vol,
+          staging_target_path: staging,
+          volume_capability: { access_mode: { mode: 'SINGLE_NODE_WRITER' } },
+        }),
+      ],
+      [
+        'stage: relative path',
+        h.node.NodeStageVolume({ volume_id: vol, staging_target_path: 'relative/dir', volume_capability: cap }),
+      ],
+      [
+        'stage: fs type',
+        h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap('btrfs') }),
+      ],
+      [
+        'stage: mount flag',
+        h.node.NodeStageVolume({
+          volume_id: vol,
+          staging_target_path: staging,
+          volume_capability: mountCap('ext4', 'SINGLE_NODE_WRITER', ['ro,remount']),
+        }),
+      ],
       ['unstage: volume_id', h.node.NodeUnstageVolume({ staging_target_path: staging })],
       ['unstage: path', h.node.NodeUnstageVolume({ volume_id: vol })],
-      ['publish: volume_id', h.node.NodePublishVolume({ staging_target_path: staging, target_path: fx.path('t'), volume_capability: cap })],
-      ['publish: target', h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap })],
-      ['publish: capability', h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, target_path: fx.path('t') })],
+      [
+        'publish: volume_id',
+        h.node.NodePublishVolume({ staging_target_path: staging, target_path: fx.path('t'), volume_capability: cap }),
+      ],
+      [
+        'publish: target',
+        h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap }),
+      ],
+      [
+        'publish: capability',
+        h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, target_path: fx.path('t') }),
+      ],
       ['unpublish: volume_id', h.node.NodeUnpublishVolume({ target_path: fx.path('t') })],
       ['unpublish: target', h.node.NodeUnpublishVolume({ volume_id: vol })],
       ['stats: volume_id', h.node.NodeGetVolumeStats({ volume_path: staging })],
       ['stats: path', h.node.NodeGetVolumeStats({ volume_id: vol })],
       ['expand: volume_id', h.node.NodeExpandVolume({ volume_path: staging })],
       ['expand: path', h.node.NodeExpandVolume({ volume_id: vol })],
-      ['expand: negative-looking size', h.node.NodeExpandVolume({ volume_id: vol, volume_path: staging, capacity_range: { required_bytes: '10', limit_bytes: '5' } })],
+      [
+        'expand: negative-looking size',
+        h.node.NodeExpandVolume({
+          volume_id: vol,
+          volume_path: staging,
+          capacity_range: { required_bytes: '10', limit_bytes: '5' },
+        }),
+      ],
     ];
     for (const [what, call] of missing) expect([what, await codeOf(call)]).toEqual([what, 'INVALID_ARGUMENT']);
 
-    expect(await codeOf(h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap('ext4', 'MULTI_NODE_MULTI_WRITER') }))).toBe('FAILED_PRECONDITION');
-    expect(await codeOf(h.node.NodeExpandVolume({ volume_id: vol, volume_path: staging, volume_capability: mountCap('ext4', 'MULTI_NODE_MULTI_WRITER') }))).toBe('INVALID_ARGUMENT');
+    expect(
+      await codeOf(
+        h.node.NodeStageVolume({
+          volume_id: vol,
+          staging_target_path: staging,
+          volume_capability: mountCap('ext4', 'MULTI_NODE_MULTI_WRITER'),
+        }),
+      ),
+    ).toBe('FAILED_PRECONDITION');
+    expect(
+      await codeOf(
+        h.node.NodeExpandVolume({
+          volume_id: vol,
+          volume_path: staging,
+          volume_capability: mountCap('ext4', 'MULTI_NODE_MULTI_WRITER'),
+        }),
+      ),
+    ).toBe('INVALID_ARGUMENT');
     // Something else (a tmpfs) mounted at the staging path is not ours to remove.
     await mkdir(staging, { recursive: true });
     sh('mount', ['-t', 'tmpfs', 'tmpfs', staging]);
-    expect(await codeOf(h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap }))).toBe('ALREADY_EXISTS');
+    expect(
+      await codeOf(h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap })),
+    ).toBe('ALREADY_EXISTS');
     sh('umount', [staging]);
     await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
-    expect(await codeOf(h.node.NodeStageVolume({ volume_id: 'no-such-volume', staging_target_path: staging, volume_capability: cap }))).toBe('NOT_FOUND');
-    expect(await codeOf(h.node.NodeStageVolume({ volume_id: '../etc', staging_target_path: staging, volume_capability: cap }))).toBe('NOT_FOUND');
+    expect(
+      await codeOf(
+        h.node.NodeStageVolume({ volume_id: 'no-such-volume', staging_target_path: staging, volume_capability: cap }),
+      ),
+    ).toBe('NOT_FOUND');
+    expect(
+      await codeOf(
+        h.node.NodeStageVolume({ volume_id: '../etc', staging_target_path: staging, volume_capability: cap }),
+      ),
+    ).toBe('NOT_FOUND');
     connector.unmapped.add(vol);
-    const notMapped = await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap }).catch((e: Error) => e);
+    const notMapped = await h.node
+      .NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap })
+      .catch((e: Error) => e);
     expect(notMapped).toMatchObject({ code: 9, details: expect.stringContaining('ControllerPublishVolume') });
     connector.unmapped.delete(vol);
 
     // Publish before stage, or without a staging path.
     const target = fx.path(`${vol}-pod`);
-    expect(await codeOf(h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, target_path: target, volume_capability: cap }))).toBe('FAILED_PRECONDITION');
-    expect(await codeOf(h.node.NodePublishVolume({ volume_id: vol, target_path: target, volume_capability: cap }))).toBe('FAILED_PRECONDITION');
+    expect(
+      await codeOf(
+        h.node.NodePublishVolume({
+          volume_id: vol,
+          staging_target_path: staging,
+          target_path: target,
+          volume_capability: cap,
+        }),
+      ),
+    ).toBe('FAILED_PRECONDITION');
+    expect(
+      await codeOf(h.node.NodePublishVolume({ volume_id: vol, target_path: target, volume_capability: cap })),
+    ).toBe('FAILED_PRECONDITION');
     await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap });
     // A symlinked target is refused, never followed.
     const { symlink } = await import('node:fs/promises');
     await symlink('/etc', fx.path('evil-link'));
-    expect(await codeOf(h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, target_path: fx.path('evil-link'), volume_capability: cap }))).toBe('INVALID_ARGUMENT');
+    expect(
+      await codeOf(
+        h.node.NodePublishVolume({
+          volume_id: vol,
+          staging_target_path: staging,
+          target_path: fx.path('evil-link'),
+          volume_capability: cap,
+        }),
+      ),
+    ).toBe('INVALID_ARGUMENT');
     await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
 
     // Unknown paths: unpublish/unstage are OK, stats and expand NOT_FOUND; unknown volume on unstage NOT_FOUND.
-    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: vol, target_path: fx.path('never-published') }))).toBe('OK');
-    expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: fx.path('never-staged') }))).toBe('OK');
-    expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: 'no-such-volume', staging_target_path: fx.path('never-staged') }))).toBe('NOT_FOUND');
-    expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: fx.path('never-published') }))).toBe('NOT_FOUND');
+    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: vol, target_path: fx.path('never-published') }))).toBe(
+      'OK',
+    );
+    expect(
+      await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: fx.path('never-staged') })),
+    ).toBe('OK');
+    expect(
+      await codeOf(
+        h.node.NodeUnstageVolume({ volume_id: 'no-such-volume', staging_target_path: fx.path('never-staged') }),
+      ),
+    ).toBe('NOT_FOUND');
+    expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: fx.path('never-published') }))).toBe(
+      'NOT_FOUND',
+    );
     expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: fx.dir }))).toBe('NOT_FOUND');
-    expect(await codeOf(h.node.NodeExpandVolume({ volume_id: vol, volume_path: fx.path('never-published') }))).toBe('NOT_FOUND');
+    expect(await codeOf(h.node.NodeExpandVolume({ volume_id: vol, volume_path: fx.path('never-published') }))).toBe(
+      'NOT_FOUND',
+    );
   });
 });

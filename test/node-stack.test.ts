@@ -16,7 +16,9 @@ import { startStack, type Stack } from './support/stack.js';
 
 const MiB = 1024 * 1024;
 function mountsAt(path: string): string[] {
-  return execFileSync('findmnt', ['--noheadings', '--output', 'FSTYPE', '--mountpoint', path], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  return execFileSync('findmnt', ['--noheadings', '--output', 'FSTYPE', '--mountpoint', path], { encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean);
 }
 function findmntOrEmpty(path: string): string[] {
   try {
@@ -45,11 +47,26 @@ afterAll(async () => {
 /** A volume created and published to this node, as the provisioner and the attacher leave it for kubelet. */
 async function attachedVolume(cap: VolumeCapability, bytes = 320 * MiB, parameters: Record<string, string> = {}) {
   const name = `pvc-node-${process.pid}-${++seq}`;
-  const { volume } = await ctl.CreateVolume({ name, volume_capabilities: [cap], capacity_range: { required_bytes: String(bytes) }, parameters });
-  const { publish_context } = await ctl.ControllerPublishVolume({ volume_id: volume!.volume_id, node_id: nodeId, volume_capability: cap });
+  const { volume } = await ctl.CreateVolume({
+    name,
+    volume_capabilities: [cap],
+    capacity_range: { required_bytes: String(bytes) },
+    parameters,
+  });
+  const { publish_context } = await ctl.ControllerPublishVolume({
+    volume_id: volume!.volume_id,
+    node_id: nodeId,
+    volume_capability: cap,
+  });
   const dir = join(stack.dir, 'kubelet', name);
   await mkdir(join(dir, 'pods'), { recursive: true });
-  return { id: volume!.volume_id, context: volume!.volume_context, publish_context, staging: join(dir, 'globalmount'), dir };
+  return {
+    id: volume!.volume_id,
+    context: volume!.volume_context,
+    publish_context,
+    staging: join(dir, 'globalmount'),
+    dir,
+  };
 }
 
 async function teardown(v: { id: string; staging: string }, targets: string[]) {
@@ -70,12 +87,24 @@ describe('node service in the real stack', () => {
     it(`${fsType}: stage, two publishes (one read-only), stats, online expand, and back — every call twice`, async () => {
       const cap = mountCap(fsType, 'SINGLE_NODE_MULTI_WRITER');
       const v = await attachedVolume(cap);
-      const stageReq = { volume_id: v.id, staging_target_path: v.staging, volume_capability: cap, volume_context: v.context, publish_context: v.publish_context };
+      const stageReq = {
+        volume_id: v.id,
+        staging_target_path: v.staging,
+        volume_capability: cap,
+        volume_context: v.context,
+        publish_context: v.publish_context,
+      };
       await node.NodeStageVolume(stageReq);
       await node.NodeStageVolume(stageReq);
       expect(findmntOrEmpty(v.staging)).toEqual([fsType]);
       const [t1, t2] = [join(v.dir, 'pods', 'a'), join(v.dir, 'pods', 'b')];
-      const pub = { volume_id: v.id, staging_target_path: v.staging, volume_capability: cap, volume_context: v.context, publish_context: v.publish_context };
+      const pub = {
+        volume_id: v.id,
+        staging_target_path: v.staging,
+        volume_capability: cap,
+        volume_context: v.context,
+        publish_context: v.publish_context,
+      };
       await node.NodePublishVolume({ ...pub, target_path: t1 });
       await node.NodePublishVolume({ ...pub, target_path: t1 });
       await node.NodePublishVolume({ ...pub, target_path: t2, readonly: true });
@@ -89,11 +118,24 @@ describe('node service in the real stack', () => {
       expect(stats.volume_condition).toMatchObject({ abnormal: false });
 
       const before = dfSize(t1);
-      const grown = await ctl.ControllerExpandVolume({ volume_id: v.id, capacity_range: { required_bytes: String(640 * MiB) }, volume_capability: cap });
+      const grown = await ctl.ControllerExpandVolume({
+        volume_id: v.id,
+        capacity_range: { required_bytes: String(640 * MiB) },
+        volume_capability: cap,
+      });
       expect(grown).toMatchObject({ capacity_bytes: String(640 * MiB), node_expansion_required: true });
-      const expandReq = { volume_id: v.id, volume_path: t1, staging_target_path: v.staging, volume_capability: cap, capacity_range: { required_bytes: String(640 * MiB) } };
+      const expandReq = {
+        volume_id: v.id,
+        volume_path: t1,
+        staging_target_path: v.staging,
+        volume_capability: cap,
+        capacity_range: { required_bytes: String(640 * MiB) },
+      };
       if (fsType === 'ext4' && !hasCapSysResource()) {
-        expect(await failure(node.NodeExpandVolume(expandReq))).toMatchObject({ codeName: 'FAILED_PRECONDITION', message: expect.stringContaining('CAP_SYS_RESOURCE') });
+        expect(await failure(node.NodeExpandVolume(expandReq))).toMatchObject({
+          codeName: 'FAILED_PRECONDITION',
+          message: expect.stringContaining('CAP_SYS_RESOURCE'),
+        });
       } else {
         expect((await node.NodeExpandVolume(expandReq)).capacity_bytes).toBe(String(640 * MiB));
         expect((await node.NodeExpandVolume(expandReq)).capacity_bytes).toBe(String(640 * MiB));
@@ -123,9 +165,20 @@ describe('node service in the real stack', () => {
   it('block: the device at the target carries data; stats give its size; expand needs no filesystem work', async () => {
     const cap = blockCap();
     const v = await attachedVolume(cap, 64 * MiB);
-    await node.NodeStageVolume({ volume_id: v.id, staging_target_path: v.staging, volume_capability: cap, publish_context: v.publish_context });
+    await node.NodeStageVolume({
+      volume_id: v.id,
+      staging_target_path: v.staging,
+      volume_capability: cap,
+      publish_context: v.publish_context,
+    });
     const target = join(v.dir, 'pods', 'dev');
-    await node.NodePublishVolume({ volume_id: v.id, staging_target_path: v.staging, target_path: target, volume_capability: cap, publish_context: v.publish_context });
+    await node.NodePublishVolume({
+      volume_id: v.id,
+      staging_target_path: v.staging,
+      target_path: target,
+      volume_capability: cap,
+      publish_context: v.publish_context,
+    });
     expect((await stat(target)).isBlockDevice()).toBe(true);
     const payload = Buffer.alloc(4096, 7);
     const fd = await open(target, 'r+');
@@ -137,26 +190,58 @@ describe('node service in the real stack', () => {
     expect(back.equals(payload)).toBe(true);
     const stats = await node.NodeGetVolumeStats({ volume_id: v.id, volume_path: target });
     expect(stats.usage).toEqual([{ unit: 'BYTES', total: String(64 * MiB), available: '0', used: '0' }]);
-    await ctl.ControllerExpandVolume({ volume_id: v.id, capacity_range: { required_bytes: String(128 * MiB) }, volume_capability: cap });
-    expect((await node.NodeExpandVolume({ volume_id: v.id, volume_path: target, capacity_range: { required_bytes: String(128 * MiB) } })).capacity_bytes).toBe(String(128 * MiB));
+    await ctl.ControllerExpandVolume({
+      volume_id: v.id,
+      capacity_range: { required_bytes: String(128 * MiB) },
+      volume_capability: cap,
+    });
+    expect(
+      (
+        await node.NodeExpandVolume({
+          volume_id: v.id,
+          volume_path: target,
+          capacity_range: { required_bytes: String(128 * MiB) },
+        })
+      ).capacity_bytes,
+    ).toBe(String(128 * MiB));
     await teardown(v, [target]);
   });
 
   it('a restored linked clone mounts beside its source on the same host (xfs nouuid) and reads back the data', async () => {
     const cap = mountCap('xfs');
     const v = await attachedVolume(cap);
-    await node.NodeStageVolume({ volume_id: v.id, staging_target_path: v.staging, volume_capability: cap, publish_context: v.publish_context });
+    await node.NodeStageVolume({
+      volume_id: v.id,
+      staging_target_path: v.staging,
+      volume_capability: cap,
+      publish_context: v.publish_context,
+    });
     await writeFile(join(v.staging, 'before-snapshot.txt'), 'kept');
     execFileSync('sync', ['-f', join(v.staging, 'before-snapshot.txt')]);
-    const { snapshot } = await ctl.CreateSnapshot({ name: `snap-node-${process.pid}-${++seq}`, source_volume_id: v.id });
+    const { snapshot } = await ctl.CreateSnapshot({
+      name: `snap-node-${process.pid}-${++seq}`,
+      source_volume_id: v.id,
+    });
     const clone = await ctl.CreateVolume({
-      name: `pvc-node-clone-${process.pid}-${++seq}`, volume_capabilities: [cap], capacity_range: { required_bytes: String(480 * MiB) },
-      parameters: { cloneMode: 'linked' }, volume_content_source: { snapshot: { snapshot_id: snapshot!.snapshot_id } },
+      name: `pvc-node-clone-${process.pid}-${++seq}`,
+      volume_capabilities: [cap],
+      capacity_range: { required_bytes: String(480 * MiB) },
+      parameters: { cloneMode: 'linked' },
+      volume_content_source: { snapshot: { snapshot_id: snapshot!.snapshot_id } },
     });
     const c = clone.volume!;
-    const { publish_context } = await ctl.ControllerPublishVolume({ volume_id: c.volume_id, node_id: nodeId, volume_capability: cap });
+    const { publish_context } = await ctl.ControllerPublishVolume({
+      volume_id: c.volume_id,
+      node_id: nodeId,
+      volume_capability: cap,
+    });
     const cloneStaging = join(stack.dir, 'kubelet', c.volume_id, 'globalmount');
-    await node.NodeStageVolume({ volume_id: c.volume_id, staging_target_path: cloneStaging, volume_capability: cap, publish_context });
+    await node.NodeStageVolume({
+      volume_id: c.volume_id,
+      staging_target_path: cloneStaging,
+      volume_capability: cap,
+      publish_context,
+    });
     expect(await readFile(join(cloneStaging, 'before-snapshot.txt'), 'utf8')).toBe('kept');
     // Restored larger than its snapshot: the filesystem was grown to the device at stage.
     expect(dfSize(cloneStaging)).toBeGreaterThan(400 * MiB);
@@ -167,20 +252,46 @@ describe('node service in the real stack', () => {
 
   it('stage before ControllerPublish → FAILED_PRECONDITION; unknown volume → NOT_FOUND', async () => {
     const cap = mountCap('ext4');
-    const { volume } = await ctl.CreateVolume({ name: `pvc-node-unpublished-${process.pid}`, volume_capabilities: [cap], capacity_range: { required_bytes: String(64 * MiB) } });
-    const staging = join(stack.dir, 'kubelet', 'unpublished', 'globalmount');
-    expect(await failure(node.NodeStageVolume({ volume_id: volume!.volume_id, staging_target_path: staging, volume_capability: cap }))).toMatchObject({
-      codeName: 'FAILED_PRECONDITION', message: expect.stringContaining('ControllerPublishVolume'),
+    const { volume } = await ctl.CreateVolume({
+      name: `pvc-node-unpublished-${process.pid}`,
+      volume_capabilities: [cap],
+      capacity_range: { required_bytes: String(64 * MiB) },
     });
-    expect((await failure(node.NodeStageVolume({ volume_id: 'pvc-never-created', staging_target_path: staging, volume_capability: cap }))).codeName).toBe('NOT_FOUND');
+    const staging = join(stack.dir, 'kubelet', 'unpublished', 'globalmount');
+    expect(
+      await failure(
+        node.NodeStageVolume({ volume_id: volume!.volume_id, staging_target_path: staging, volume_capability: cap }),
+      ),
+    ).toMatchObject({
+      codeName: 'FAILED_PRECONDITION',
+      message: expect.stringContaining('ControllerPublishVolume'),
+    });
+    expect(
+      (
+        await failure(
+          node.NodeStageVolume({
+            volume_id: 'pvc-never-created',
+            staging_target_path: staging,
+            volume_capability: cap,
+          }),
+        )
+      ).codeName,
+    ).toBe('NOT_FOUND');
     await ctl.DeleteVolume({ volume_id: volume!.volume_id });
   });
 
   it('unstage still ends OK when the loop device was detached behind our back', async () => {
     const cap = mountCap('ext4');
     const v = await attachedVolume(cap, 64 * MiB);
-    await node.NodeStageVolume({ volume_id: v.id, staging_target_path: v.staging, volume_capability: cap, publish_context: v.publish_context });
-    const device = execFileSync('findmnt', ['--noheadings', '--output', 'SOURCE', '--mountpoint', v.staging], { encoding: 'utf8' }).trim();
+    await node.NodeStageVolume({
+      volume_id: v.id,
+      staging_target_path: v.staging,
+      volume_capability: cap,
+      publish_context: v.publish_context,
+    });
+    const device = execFileSync('findmnt', ['--noheadings', '--output', 'SOURCE', '--mountpoint', v.staging], {
+      encoding: 'utf8',
+    }).trim();
     expect(device).toMatch(/^\/dev\/loop\d+$/);
     execFileSync('losetup', ['--detach', device]); // mounted: the kernel clears it when the mount goes
     await node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: v.staging });
@@ -193,9 +304,19 @@ describe('node service in the real stack', () => {
   it('a block volume whose device vanished: condition abnormal, then unpublish and unstage OK', async () => {
     const cap = blockCap();
     const v = await attachedVolume(cap, 64 * MiB);
-    await node.NodeStageVolume({ volume_id: v.id, staging_target_path: v.staging, volume_capability: cap, publish_context: v.publish_context });
+    await node.NodeStageVolume({
+      volume_id: v.id,
+      staging_target_path: v.staging,
+      volume_capability: cap,
+      publish_context: v.publish_context,
+    });
     const target = join(v.dir, 'pods', 'dev');
-    await node.NodePublishVolume({ volume_id: v.id, staging_target_path: v.staging, target_path: target, volume_capability: cap });
+    await node.NodePublishVolume({
+      volume_id: v.id,
+      staging_target_path: v.staging,
+      target_path: target,
+      volume_capability: cap,
+    });
     const device = (await devicePathOf(splitDeviceNumber((await stat(target)).rdev)))!;
     expect(device).toMatch(/^\/dev\/loop\d+$/);
     execFileSync('losetup', ['--detach', device]);
@@ -209,17 +330,28 @@ describe('--mode=node', () => {
   it('NodeGetInfo adds the Node labels named by --topology-labels, read from the Kubernetes API', async () => {
     const tlsDir = join(dirname(fileURLToPath(import.meta.url)), 'support', 'tls');
     const caFile = join(tlsDir, 'fake-kube-api.crt');
-    const tls = { key: await readFile(join(tlsDir, 'fake-kube-api.key'), 'utf8'), cert: await readFile(caFile, 'utf8'), caFile };
+    const tls = {
+      key: await readFile(join(tlsDir, 'fake-kube-api.key'), 'utf8'),
+      cert: await readFile(caFile, 'utf8'),
+      caFile,
+    };
     const api = await new FakeKubeApi({ token: 'node-token', tls }).start();
     api.addNode({ name: 'worker-7', labels: { 'topology.kubernetes.io/zone': 'zone-c', 'kubernetes.io/os': 'linux' } });
     const kubeconfig = await writeKubeconfig(stack.dir, api.url, 'node-token', { caFile, fileName: 'kubeconfig-node' });
     const labelled = await startStack({
       mode: 'node',
-      driverArgs: ['--node-name=worker-7', '--topology-labels=topology.kubernetes.io/zone,example.com/missing', `--kubeconfig=${kubeconfig}`],
+      driverArgs: [
+        '--node-name=worker-7',
+        '--topology-labels=topology.kubernetes.io/zone,example.com/missing',
+        `--kubeconfig=${kubeconfig}`,
+      ],
     });
     try {
       const info = await labelled.csi.node.NodeGetInfo({});
-      expect(info.accessible_topology?.segments).toEqual({ 'topology.kubernetes.io/zone': 'zone-c', 'topology.sdshypervisor.io/host': labelled.hostId });
+      expect(info.accessible_topology?.segments).toEqual({
+        'topology.kubernetes.io/zone': 'zone-c',
+        'topology.sdshypervisor.io/host': labelled.hostId,
+      });
     } finally {
       await labelled.stop();
       await api.stop();

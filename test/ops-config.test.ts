@@ -16,9 +16,15 @@ import { cleanEnv, leftovers } from './support/stack.js';
 const runFile = promisify(execFile);
 const driverEntry = join(projectRoot(), 'dist', 'src', 'main.js');
 
-async function runDriver(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function runDriver(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await runFile(process.execPath, [driverEntry, ...args], { env: cleanEnv(env), timeout: 20_000 });
+    const { stdout, stderr } = await runFile(process.execPath, [driverEntry, ...args], {
+      env: cleanEnv(env),
+      timeout: 20_000,
+    });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -41,29 +47,33 @@ afterAll(async () => {
  * A bad value for each setting and what the message must say about it. `flagOnly`: an empty variable counts
  * as unset. `alone`: checked after the others pass (reading the token file), so it needs a run of its own.
  */
-const BAD: Record<SettingName, { value: string | (() => string); says: RegExp; flagOnly?: boolean; alone?: boolean }> = {
-  mode: { value: 'sideways', says: /expected one of "controller"\|"node"\|"all"/ },
-  endpoint: { value: 'tcp://127.0.0.1:10000', says: /must be unix:\/\/\/absolute\/path/ },
-  endpointMode: { value: '0999', says: /must be an octal file mode/ },
-  driverName: { value: 'not_a-dns_name!', says: /DNS-1123 subdomain/ },
-  vbsUrl: { value: 'ftp://vbs.example.com', says: /only tcp:\/\/ and unix:\/\/ are supported/ },
-  vbsPort: { value: '70000', says: /^--vbs-port: must be a whole number from 1 to 65535$|^SDS_VBS_PORT: must be a whole number from 1 to 65535$/ },
-  vbsTokenFile: { value: () => join(dir, 'no-such-token'), says: /cannot read the token file: ENOENT/, alone: true },
-  vbsProtocol: { value: 'newest', says: /auto.*original.*extended|Invalid (enum|option)/ },
-  vbsPools: { value: 'pool0,-bad', says: /1-96 characters/ },
-  vbsTimeoutMs: { value: '-5', says: /must be a whole number from 100 to 3600000$/ },
-  hostId: { value: '-starts-with-a-dash', says: /1-96 characters/ },
-  sdsCli: { value: 'relative/sds_cli', says: /must be an absolute path/ },
-  nodeName: { value: '', says: />=1 characters/, flagOnly: true },
-  topologyLabels: { value: 'zone,bad label!', says: /each must be a Kubernetes label key/ },
-  maxVolumesPerNode: { value: '0', says: /must be a whole number from 1 to 1000000$/ },
-  metricsAddress: { value: '127.0.0.1', says: /must be host:port/ },
-  logLevel: { value: 'loud', says: /expected one of "trace"/ },
-  kubeconfig: { value: '', says: />=1 characters/, flagOnly: true },
-  shutdownGraceMs: { value: '600001', says: /must be a whole number from 0 to 600000$/ },
-  emulator: { value: 'maybe', says: /expected one of/ },
-  dataDir: { value: 'relative/data', says: /must be an absolute path/ },
-};
+const BAD: Record<SettingName, { value: string | (() => string); says: RegExp; flagOnly?: boolean; alone?: boolean }> =
+  {
+    mode: { value: 'sideways', says: /expected one of "controller"\|"node"\|"all"/ },
+    endpoint: { value: 'tcp://127.0.0.1:10000', says: /must be unix:\/\/\/absolute\/path/ },
+    endpointMode: { value: '0999', says: /must be an octal file mode/ },
+    driverName: { value: 'not_a-dns_name!', says: /DNS-1123 subdomain/ },
+    vbsUrl: { value: 'ftp://vbs.example.com', says: /only tcp:\/\/ and unix:\/\/ are supported/ },
+    vbsPort: {
+      value: '70000',
+      says: /^--vbs-port: must be a whole number from 1 to 65535$|^SDS_VBS_PORT: must be a whole number from 1 to 65535$/,
+    },
+    vbsTokenFile: { value: () => join(dir, 'no-such-token'), says: /cannot read the token file: ENOENT/, alone: true },
+    vbsProtocol: { value: 'newest', says: /auto.*original.*extended|Invalid (enum|option)/ },
+    vbsPools: { value: 'pool0,-bad', says: /1-96 characters/ },
+    vbsTimeoutMs: { value: '-5', says: /must be a whole number from 100 to 3600000$/ },
+    hostId: { value: '-starts-with-a-dash', says: /1-96 characters/ },
+    sdsCli: { value: 'relative/sds_cli', says: /must be an absolute path/ },
+    nodeName: { value: '', says: />=1 characters/, flagOnly: true },
+    topologyLabels: { value: 'zone,bad label!', says: /each must be a Kubernetes label key/ },
+    maxVolumesPerNode: { value: '0', says: /must be a whole number from 1 to 1000000$/ },
+    metricsAddress: { value: '127.0.0.1', says: /must be host:port/ },
+    logLevel: { value: 'loud', says: /expected one of "trace"/ },
+    kubeconfig: { value: '', says: />=1 characters/, flagOnly: true },
+    shutdownGraceMs: { value: '600001', says: /must be a whole number from 0 to 600000$/ },
+    emulator: { value: 'maybe', says: /expected one of/ },
+    dataDir: { value: 'relative/data', says: /must be an absolute path/ },
+  };
 
 const rows = Object.entries(BAD).map(([name, bad]) => {
   const setting = SETTINGS[name as SettingName] as { flag: string; env?: string };
@@ -129,7 +139,9 @@ describe('every setting is validated at start, naming the flag or variable', () 
   it('one bad value alone is enough to stop the start', async () => {
     const alone = await runDriver(['--shutdown-grace-ms=soon']);
     expect(alone).toMatchObject({ code: 2, stdout: '' });
-    expect(alone.stderr).toBe('sdshypervisor-csi: invalid configuration: --shutdown-grace-ms: must be a whole number from 0 to 600000\n');
+    expect(alone.stderr).toBe(
+      'sdshypervisor-csi: invalid configuration: --shutdown-grace-ms: must be a whole number from 0 to 600000\n',
+    );
   });
 
   it('the token: an empty token file, and a bad SDS_VBS_TOKEN whose value is never shown', async () => {
@@ -137,7 +149,10 @@ describe('every setting is validated at start, naming the flag or variable', () 
       runDriver([`--vbs-token-file=${join(dir, 'empty-token')}`]),
       runDriver([], { SDS_VBS_TOKEN: 'has a-SPACE-canary' }),
     ]);
-    expect(empty).toMatchObject({ code: 2, stderr: expect.stringMatching(/--vbs-token-file: the token file is empty/) });
+    expect(empty).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--vbs-token-file: the token file is empty/),
+    });
     expect(spaced.code).toBe(2);
     expect(spaced.stderr).toMatch(/SDS_VBS_TOKEN: the token must be 1-4096 printable ASCII characters without spaces/);
     expect(spaced.stderr).not.toMatch(/SPACE-canary/);
@@ -153,7 +168,10 @@ describe('every setting is validated at start, naming the flag or variable', () 
     expect(both.stderr).not.toMatch(/CSI_MODE|--mode/);
     expect(both.stderr).toMatch(/--vbs-port: /);
     expect(unknown).toMatchObject({ code: 2, stderr: expect.stringMatching(/Unknown option '--bogus'.*see --help/) });
-    expect(emulator).toMatchObject({ code: 2, stderr: expect.stringMatching(/--emulator: the embedded emulator runs only in --mode=all/) });
+    expect(emulator).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(/--emulator: the embedded emulator runs only in --mode=all/),
+    });
   });
 });
 
@@ -162,7 +180,9 @@ describe('--help and --version', () => {
     const [help, short] = await Promise.all([runDriver(['--help']), runDriver(['-h'])]);
     expect(help.code).toBe(0);
     expect(short).toEqual(help);
-    expect(help.stdout).toMatch(/--log-level \/ LOG_LEVEL.*\n.*trace \| debug \| info \| warn \| error \| fatal \| silent/);
+    expect(help.stdout).toMatch(
+      /--log-level \/ LOG_LEVEL.*\n.*trace \| debug \| info \| warn \| error \| fatal \| silent/,
+    );
     expect(help.stdout).toContain('-h, --help');
     for (const s of Object.values(SETTINGS) as Array<{ flag: string; env?: string }>) {
       expect(help.stdout).toContain(`--${s.flag}${s.env ? ` / ${s.env}` : ''}`);
@@ -179,19 +199,27 @@ describe('all-in-one mode (npm start)', () => {
     const dataDir = join(dir, 'data');
     const endpoint = join(dir, 'csi.sock');
     // What `npm start` runs, with a private socket, data dir and metrics port so parallel runs do not meet.
-    const child = spawn(process.execPath, [driverEntry, '--mode=all', `--data-dir=${dataDir}`, '--metrics-address=127.0.0.1:0'], {
-      env: cleanEnv({ CSI_ENDPOINT: `unix://${endpoint}`, SDS_POOLS: 'pool0:1G' }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [driverEntry, '--mode=all', `--data-dir=${dataDir}`, '--metrics-address=127.0.0.1:0'],
+      {
+        env: cleanEnv({ CSI_ENDPOINT: `unix://${endpoint}`, SDS_POOLS: 'pool0:1G' }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let output = '';
     child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      await eventually('the start-up line', () => {
-        if (child.exitCode !== null) throw new Error(`the driver exited (${child.exitCode}):\n${output}`);
-        return logLines(output).some((l) => l.msg === 'sdshypervisor-csi started');
-      }, 40_000);
+      await eventually(
+        'the start-up line',
+        () => {
+          if (child.exitCode !== null) throw new Error(`the driver exited (${child.exitCode}):\n${output}`);
+          return logLines(output).some((l) => l.msg === 'sdshypervisor-csi started');
+        },
+        40_000,
+      );
       const started = logLines(output).find((l) => l.msg === 'sdshypervisor-csi started')!;
       expect(started).toMatchObject({
         mode: 'all',
@@ -201,9 +229,15 @@ describe('all-in-one mode (npm start)', () => {
         kvSocket: join(dataDir, 'kv.sock'),
         metrics: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/),
       });
-      expect(logLines(output).find((l) => l.msg === 'node service: data plane')).toMatchObject({ sdsCli: join(projectRoot(), 'emulator', 'bin', 'sds_cli'), kvSocket: join(dataDir, 'kv.sock') });
+      expect(logLines(output).find((l) => l.msg === 'node service: data plane')).toMatchObject({
+        sdsCli: join(projectRoot(), 'emulator', 'bin', 'sds_cli'),
+        kvSocket: join(dataDir, 'kv.sock'),
+      });
       expect((await httpRequest(started.metrics as string)).status).toBe(200);
-      expect(await httpRequest((started.metrics as string).replace(/metrics$/, 'healthz'))).toMatchObject({ status: 200, body: 'ok\n' });
+      expect(await httpRequest((started.metrics as string).replace(/metrics$/, 'healthz'))).toMatchObject({
+        status: 200,
+        body: 'ok\n',
+      });
       const csi = connectCsi(endpoint);
       try {
         expect((await csi.identity.Probe({})).ready?.value).toBe(true);

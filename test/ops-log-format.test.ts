@@ -24,7 +24,13 @@ afterAll(async () => {
 
 function driverArgs(name: string): string[] {
   const base = join(dir, name);
-  return [join(projectRoot(), 'dist', 'src', 'main.js'), '--mode=all', `--data-dir=${join(base, 'data')}`, `--endpoint=unix://${join(base, 'csi.sock')}`, '--metrics-address='];
+  return [
+    join(projectRoot(), 'dist', 'src', 'main.js'),
+    '--mode=all',
+    `--data-dir=${join(base, 'data')}`,
+    `--endpoint=unix://${join(base, 'csi.sock')}`,
+    '--metrics-address=',
+  ];
 }
 
 /** The driver process (not `script`) of a run: the node process whose argv has --mode=all and the run's dir. */
@@ -33,7 +39,8 @@ function driverPid(name: string): number | undefined {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (argv[0] === process.execPath && argv.includes('--mode=all') && argv.some((a) => a.includes(join(dir, name)))) return Number(entry);
+      if (argv[0] === process.execPath && argv.includes('--mode=all') && argv.some((a) => a.includes(join(dir, name))))
+        return Number(entry);
     } catch {
       // gone
     }
@@ -46,23 +53,36 @@ async function runUntilStartedThenStop(child: ChildProcess, name: string): Promi
   child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
   const exit = new Promise((resolve) => child.once('exit', resolve));
-  await eventually(`the driver started:\n${output}`, () => output.includes('sdshypervisor-csi started') || child.exitCode !== null, 60_000);
+  await eventually(
+    `the driver started:\n${output}`,
+    () => output.includes('sdshypervisor-csi started') || child.exitCode !== null,
+    60_000,
+  );
   process.kill(driverPid(name)!, 'SIGTERM');
   await exit;
   return output;
 }
 
 it('JSON lines with ISO 8601 times from the driver and its emulator when stderr is a pipe', async () => {
-  const child = spawn(process.execPath, driverArgs('pipe'), { env: cleanEnv({ SDS_POOLS: 'pool0:1G' }), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, driverArgs('pipe'), {
+    env: cleanEnv({ SDS_POOLS: 'pool0:1G' }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const output = await runUntilStartedThenStop(child, 'pipe');
-  const lines = output.trim().split('\n').map((line) => JSON.parse(line) as { time: unknown; name: string });
+  const lines = output
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { time: unknown; name: string });
   expect(new Set(lines.map((l) => l.name))).toEqual(new Set(['sdshypervisor-csi', 'sdshypervisor-emulator']));
   for (const line of lines) expect(line.time, JSON.stringify(line)).toMatch(ISO_8601);
 });
 
-it('readable lines with the same times at a terminal, the emulator\'s too', async () => {
+it("readable lines with the same times at a terminal, the emulator's too", async () => {
   const command = [process.execPath, ...driverArgs('tty')].map((a) => `'${a}'`).join(' ');
-  const child = spawn('script', ['-qec', command, '/dev/null'], { env: cleanEnv({ SDS_POOLS: 'pool0:1G', TERM: 'dumb' }), stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('script', ['-qec', command, '/dev/null'], {
+    env: cleanEnv({ SDS_POOLS: 'pool0:1G', TERM: 'dumb' }),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const output = (await runUntilStartedThenStop(child, 'tty')).replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '');
   expect(output).not.toMatch(/^\{"level"/m);
   const headers = output.split('\n').filter((line) => line.startsWith('['));

@@ -49,29 +49,74 @@ describe('metrics of the running driver', () => {
 
   it('counts RPCs by method and code, with durations, back-end requests and sds_cli runs', async () => {
     const before = await Scrape.of(address);
-    const { volume } = await stack.csi.controller.CreateVolume({ name: 'pvc-metrics-1', volume_capabilities: [blockCap], capacity_range: { required_bytes: String(64 * MiB) } });
-    expect((await failure(stack.csi.controller.CreateVolume({ name: 'pvc-metrics-bad', volume_capabilities: [] }))).codeName).toBe('INVALID_ARGUMENT');
+    const { volume } = await stack.csi.controller.CreateVolume({
+      name: 'pvc-metrics-1',
+      volume_capabilities: [blockCap],
+      capacity_range: { required_bytes: String(64 * MiB) },
+    });
+    expect(
+      (await failure(stack.csi.controller.CreateVolume({ name: 'pvc-metrics-bad', volume_capabilities: [] }))).codeName,
+    ).toBe('INVALID_ARGUMENT');
     await stack.csi.controller.ListVolumes({});
     // Unstaging a volume that is not attached runs sds_cli querydev (not attached) and detach.
-    await stack.csi.node.NodeUnstageVolume({ volume_id: volume!.volume_id, staging_target_path: `${stack.dir}/staging-1` });
-    expect((await failure(stack.csi.node.NodeUnstageVolume({ volume_id: 'pvc-metrics-missing', staging_target_path: `${stack.dir}/staging-2` }))).codeName).toBe('NOT_FOUND');
+    await stack.csi.node.NodeUnstageVolume({
+      volume_id: volume!.volume_id,
+      staging_target_path: `${stack.dir}/staging-1`,
+    });
+    expect(
+      (
+        await failure(
+          stack.csi.node.NodeUnstageVolume({
+            volume_id: 'pvc-metrics-missing',
+            staging_target_path: `${stack.dir}/staging-2`,
+          }),
+        )
+      ).codeName,
+    ).toBe('NOT_FOUND');
     await stack.csi.controller.DeleteVolume({ volume_id: volume!.volume_id });
     const after = await Scrape.of(address);
 
     const rpcs: Array<[string, string, number]> = [
-      ['CreateVolume', 'OK', 1], ['CreateVolume', 'INVALID_ARGUMENT', 1], ['ListVolumes', 'OK', 1],
-      ['NodeUnstageVolume', 'OK', 1], ['NodeUnstageVolume', 'NOT_FOUND', 1], ['DeleteVolume', 'OK', 1], ['DeleteVolume', 'NOT_FOUND', 0],
+      ['CreateVolume', 'OK', 1],
+      ['CreateVolume', 'INVALID_ARGUMENT', 1],
+      ['ListVolumes', 'OK', 1],
+      ['NodeUnstageVolume', 'OK', 1],
+      ['NodeUnstageVolume', 'NOT_FOUND', 1],
+      ['DeleteVolume', 'OK', 1],
+      ['DeleteVolume', 'NOT_FOUND', 0],
     ];
     for (const [method, code, n] of rpcs) {
       expect(delta(before, after, `${P}rpc_requests_total`, { method, code }), `${method} ${code}`).toBe(n);
-      expect(delta(before, after, `${P}rpc_duration_seconds_count`, { method, code }), `${method} ${code} duration count`).toBe(n);
+      expect(
+        delta(before, after, `${P}rpc_duration_seconds_count`, { method, code }),
+        `${method} ${code} duration count`,
+      ).toBe(n);
     }
     const create = { method: 'CreateVolume', code: 'OK' };
-    expect(after.value(`${P}rpc_duration_seconds_bucket`, { ...create, le: '+Inf' })).toBe(after.value(`${P}rpc_duration_seconds_count`, create));
-    expect(after.value(`${P}rpc_duration_seconds_bucket`, { ...create, le: '60' })).toBe(after.value(`${P}rpc_duration_seconds_count`, create));
-    expect(after.all(`${P}rpc_duration_seconds_bucket`, create).map((s) => s.labels.le)).toEqual(
-      ['0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '30', '60', '+Inf'],
+    expect(after.value(`${P}rpc_duration_seconds_bucket`, { ...create, le: '+Inf' })).toBe(
+      after.value(`${P}rpc_duration_seconds_count`, create),
     );
+    expect(after.value(`${P}rpc_duration_seconds_bucket`, { ...create, le: '60' })).toBe(
+      after.value(`${P}rpc_duration_seconds_count`, create),
+    );
+    expect(after.all(`${P}rpc_duration_seconds_bucket`, create).map((s) => s.labels.le)).toEqual([
+      '0.001',
+      '0.0025',
+      '0.005',
+      '0.01',
+      '0.025',
+      '0.05',
+      '0.1',
+      '0.25',
+      '0.5',
+      '1',
+      '2.5',
+      '5',
+      '10',
+      '30',
+      '60',
+      '+Inf',
+    ]);
     expect(after.value(`${P}rpc_duration_seconds_sum`, create)).toBeGreaterThan(0);
     expect(after.value(`${P}rpc_in_flight`, { method: 'CreateVolume' })).toBe(0);
 
@@ -93,8 +138,17 @@ describe('metrics of the running driver', () => {
     const thaw = stack.freezeEmulator();
     let pending;
     try {
-      pending = settle(stack.csi.controller.CreateVolume({ name: 'pvc-metrics-slow', volume_capabilities: [blockCap], capacity_range: { required_bytes: String(64 * MiB) } }));
-      await eventually('CreateVolume in flight', async () => (await Scrape.of(address)).value(`${P}rpc_in_flight`, { method: 'CreateVolume' }) === 1);
+      pending = settle(
+        stack.csi.controller.CreateVolume({
+          name: 'pvc-metrics-slow',
+          volume_capabilities: [blockCap],
+          capacity_range: { required_bytes: String(64 * MiB) },
+        }),
+      );
+      await eventually(
+        'CreateVolume in flight',
+        async () => (await Scrape.of(address)).value(`${P}rpc_in_flight`, { method: 'CreateVolume' }) === 1,
+      );
     } finally {
       thaw();
     }
@@ -104,7 +158,12 @@ describe('metrics of the running driver', () => {
 
   it('reports volumes per pool and pool capacities from the back end', async () => {
     const names = ['pvc-metrics-a', 'pvc-metrics-b'];
-    for (const name of names) await stack.csi.controller.CreateVolume({ name, volume_capabilities: [blockCap], capacity_range: { required_bytes: String(96 * MiB) } });
+    for (const name of names)
+      await stack.csi.controller.CreateVolume({
+        name,
+        volume_capabilities: [blockCap],
+        capacity_range: { required_bytes: String(96 * MiB) },
+      });
     const listed = (await stack.csi.controller.ListVolumes({})).entries.map((e) => e.volume!);
     const provisioned = listed.reduce((sum, v) => sum + Number(v.capacity_bytes), 0);
     let scrape: Scrape | undefined;
@@ -128,13 +187,20 @@ describe('metrics of the running driver', () => {
   it('serves build info, 404 for other paths and 405 for other methods', async () => {
     const scrape = await Scrape.of(address);
     expect(scrape.all(`${P}build_info`)).toEqual([
-      { name: `${P}build_info`, labels: { version: expect.stringMatching(/^\d+\.\d+\.\d+/), mode: 'all', driver_name: 'csi.sdshypervisor.io' }, value: 1 },
+      {
+        name: `${P}build_info`,
+        labels: { version: expect.stringMatching(/^\d+\.\d+\.\d+/), mode: 'all', driver_name: 'csi.sdshypervisor.io' },
+        value: 1,
+      },
     ]);
     const metrics = await httpRequest(`http://${address}/metrics`);
     expect(metrics.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
     expect(await httpRequest(`http://${address}/nope`)).toMatchObject({ status: 404 });
     expect(await httpRequest(`http://${address}/`)).toMatchObject({ status: 404 });
-    expect(await httpRequest(`http://${address}/metrics`, { method: 'POST' })).toMatchObject({ status: 405, headers: { allow: 'GET, HEAD' } });
+    expect(await httpRequest(`http://${address}/metrics`, { method: 'POST' })).toMatchObject({
+      status: 405,
+      headers: { allow: 'GET, HEAD' },
+    });
     expect(await httpRequest(`http://${address}/healthz`, { method: 'HEAD' })).toMatchObject({ status: 200, body: '' });
   });
 });

@@ -22,7 +22,12 @@ afterAll(async () => {
 it('reconnects after the emulator is killed and restarted, without a restart of its own', async () => {
   const address = metricsAddressFrom(stack.driverLog());
   const driverPid = stack.driverProcess()!.pid;
-  const create = (name: string) => stack.csi.controller.CreateVolume({ name, volume_capabilities: [blockCap], capacity_range: { required_bytes: String(64 * MiB) } });
+  const create = (name: string) =>
+    stack.csi.controller.CreateVolume({
+      name,
+      volume_capabilities: [blockCap],
+      capacity_range: { required_bytes: String(64 * MiB) },
+    });
   await create('pvc-before-crash');
 
   for (let round = 1; round <= 2; round++) {
@@ -46,11 +51,19 @@ it('reconnects after the emulator is killed and restarted, without a restart of 
   expect(stack.driverProcess()!.pid).toBe(driverPid);
   expect(stack.driverProcess()!.exitCode).toBeNull();
   // (The log is written asynchronously: the last line may trail the last answer.)
-  await eventually('the second recovery line', () => logLines(stack.driverLog()).filter((l) => l.msg === 'back end ready again').length >= 2);
+  await eventually(
+    'the second recovery line',
+    () => logLines(stack.driverLog()).filter((l) => l.msg === 'back end ready again').length >= 2,
+  );
   const lines = logLines(stack.driverLog());
   expect(lines.filter((l) => l.msg?.startsWith('back end not ready'))).toHaveLength(2);
   expect(lines.filter((l) => l.msg === 'back end ready again')).toHaveLength(2);
   const scrape = await Scrape.of(address);
   expect(scrape.value('sdshypervisor_csi_rpc_requests_total', { method: 'CreateVolume', code: 'UNAVAILABLE' })).toBe(2);
-  expect(scrape.value('sdshypervisor_csi_backend_request_duration_seconds_count', { request_type: 'QUERY_CAPABILITY_REQ', result: 'Unavailable' })).toBeGreaterThanOrEqual(2);
+  expect(
+    scrape.value('sdshypervisor_csi_backend_request_duration_seconds_count', {
+      request_type: 'QUERY_CAPABILITY_REQ',
+      result: 'Unavailable',
+    }),
+  ).toBeGreaterThanOrEqual(2);
 });

@@ -22,7 +22,10 @@ afterAll(async () => {
 });
 
 async function gone(path: string): Promise<boolean> {
-  return lstat(path).then(() => false, (err: NodeJS.ErrnoException) => err.code === 'ENOENT');
+  return lstat(path).then(
+    () => false,
+    (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+  );
 }
 
 /** Starts the driver and a CreateVolume that hangs on the frozen emulator; returns the call and the thaw. */
@@ -33,9 +36,17 @@ async function slowCallUnderWay(name: string, driverArgs: string[]) {
   const log = () => logLines(stack.driverLog().slice(mark));
   const address = metricsAddressFrom(stack.driverLog());
   const thaw = stack.freezeEmulator();
-  const call = settle(stack.csi.controller.CreateVolume({ name, volume_capabilities: [blockCap], capacity_range: { required_bytes: String(64 * MiB) } }, { timeoutMs: 30_000 }));
+  const call = settle(
+    stack.csi.controller.CreateVolume(
+      { name, volume_capabilities: [blockCap], capacity_range: { required_bytes: String(64 * MiB) } },
+      { timeoutMs: 30_000 },
+    ),
+  );
   // Wait until the driver holds it (a scrape may take up to 2 s while the back end is frozen).
-  await eventually('CreateVolume in flight', async () => (await Scrape.of(address)).value('sdshypervisor_csi_rpc_in_flight', { method: 'CreateVolume' }) === 1);
+  await eventually(
+    'CreateVolume in flight',
+    async () => (await Scrape.of(address)).value('sdshypervisor_csi_rpc_in_flight', { method: 'CreateVolume' }) === 1,
+  );
   return { address, thaw, call, log, exited: stack.driverExited(), driver: stack.driverProcess()! };
 }
 
@@ -63,14 +74,24 @@ describe('SIGTERM', () => {
     expect(answer.ok).toBe(true);
     expect(await exited).toBe(0);
     expect(await gone(stack.csiSocket)).toBe(true);
-    await expect(httpRequest(`http://${address}/healthz`, { timeoutMs: 2_000 })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    await expect(httpRequest(`http://${address}/healthz`, { timeoutMs: 2_000 })).rejects.toMatchObject({
+      code: 'ECONNREFUSED',
+    });
     const msgs = log().map((l) => l.msg);
-    const steps = ['stopping: draining in-flight calls', 'draining in-flight RPCs', 'CSI endpoint closed', 'back-end client closed'].map((m) => msgs.indexOf(m));
+    const steps = [
+      'stopping: draining in-flight calls',
+      'draining in-flight RPCs',
+      'CSI endpoint closed',
+      'back-end client closed',
+    ].map((m) => msgs.indexOf(m));
     expect(steps.every((i) => i >= 0)).toBe(true);
     expect(steps).toEqual([...steps].sort((a, b) => a - b));
     expect(msgs).not.toContain('grace period over: in-flight RPCs cut');
     // The drained call's own line: it finished OK after the signal.
-    expect(log().find((l) => l.msg === 'rpc' && l.method === 'CreateVolume')).toMatchObject({ code: 'OK', volumeId: 'pvc-drained' });
+    expect(log().find((l) => l.msg === 'rpc' && l.method === 'CreateVolume')).toMatchObject({
+      code: 'OK',
+      volumeId: 'pvc-drained',
+    });
   });
 
   it('waits no longer than --shutdown-grace-ms: the call still hanging is cut and the process exits 0', async () => {
@@ -89,7 +110,9 @@ describe('SIGTERM', () => {
   });
 
   it('a second SIGTERM stops at once with exit status 1, and the socket is removed', async () => {
-    const { thaw, call, log, exited, driver } = await slowCallUnderWay('pvc-second-signal', ['--shutdown-grace-ms=60000']);
+    const { thaw, call, log, exited, driver } = await slowCallUnderWay('pvc-second-signal', [
+      '--shutdown-grace-ms=60000',
+    ]);
     try {
       driver.kill('SIGTERM');
       const first = Date.now();

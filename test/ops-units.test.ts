@@ -14,8 +14,18 @@ const log = createLogger({ level: 'silent' });
 
 function pool(id: string): PoolInfo {
   return {
-    id, totalBytes: 100, freeBytes: 60, provisionedBytes: 30, allocatedBytes: 20, maxOversubscription: 1,
-    thinCapacityBytes: 70, thickCapacityBytes: 60, linkedClone: true, type: 'xfs-reflink', hosts: [], healthy: true,
+    id,
+    totalBytes: 100,
+    freeBytes: 60,
+    provisionedBytes: 30,
+    allocatedBytes: 20,
+    maxOversubscription: 1,
+    thinCapacityBytes: 70,
+    thickCapacityBytes: 60,
+    linkedClone: true,
+    type: 'xfs-reflink',
+    hosts: [],
+    healthy: true,
   };
 }
 
@@ -95,16 +105,33 @@ describe('DriverMetrics', () => {
     expect(scrape.value(`${P}rpc_in_flight`, { method: 'CreateVolume' })).toBe(1);
     expect(scrape.value(`${P}rpc_requests_total`, { method: 'CreateVolume', code: 'OK' })).toBe(1);
     expect(scrape.value(`${P}rpc_duration_seconds_bucket`, { method: 'CreateVolume', code: 'OK', le: '0.01' })).toBe(0);
-    expect(scrape.value(`${P}rpc_duration_seconds_bucket`, { method: 'CreateVolume', code: 'OK', le: '0.025' })).toBe(1);
-    expect(scrape.value(`${P}backend_request_duration_seconds_count`, { request_type: 'QUERY_VOLUME_REQ', result: 'NotFound' })).toBe(1);
-    expect(scrape.value(`${P}connector_call_duration_seconds_bucket`, { method: 'attach', result: 'Timeout', le: '60' })).toBe(0);
-    expect(scrape.value(`${P}connector_call_duration_seconds_bucket`, { method: 'attach', result: 'Timeout', le: '+Inf' })).toBe(1);
+    expect(scrape.value(`${P}rpc_duration_seconds_bucket`, { method: 'CreateVolume', code: 'OK', le: '0.025' })).toBe(
+      1,
+    );
+    expect(
+      scrape.value(`${P}backend_request_duration_seconds_count`, {
+        request_type: 'QUERY_VOLUME_REQ',
+        result: 'NotFound',
+      }),
+    ).toBe(1);
+    expect(
+      scrape.value(`${P}connector_call_duration_seconds_bucket`, { method: 'attach', result: 'Timeout', le: '60' }),
+    ).toBe(0);
+    expect(
+      scrape.value(`${P}connector_call_duration_seconds_bucket`, { method: 'attach', result: 'Timeout', le: '+Inf' }),
+    ).toBe(1);
     expect(scrape.value(`${P}volumes`, { pool: 'p2' })).toBe(0);
     expect(scrape.all(`${P}pool_capacity_bytes`, { pool: 'p1' }).map((s) => [s.labels.kind, s.value])).toEqual([
-      ['total', 100], ['free', 60], ['provisioned', 30], ['allocated', 20], ['thin_available', 70],
+      ['total', 100],
+      ['free', 60],
+      ['provisioned', 30],
+      ['allocated', 20],
+      ['thin_available', 70],
     ]);
     expect(scrape.value(`${P}backend_up`)).toBe(1);
-    expect(scrape.value(`${P}build_info`, { version: '1.2.3', mode: 'controller', driver_name: 'x.example.com' })).toBe(1);
+    expect(scrape.value(`${P}build_info`, { version: '1.2.3', mode: 'controller', driver_name: 'x.example.com' })).toBe(
+      1,
+    );
     expect(scrape.has('process_cpu_seconds_total')).toBe(true);
     // Another instance starts from zero: nothing is shared through prom-client's global registry.
     const other = new DriverMetrics({ version: '1.2.3', mode: 'node', driverName: 'x.example.com' });
@@ -141,7 +168,10 @@ describe('backendProbe', () => {
     const probe = backendProbe(backend, { timeoutMs: 1_000, log: createLogger({ level: 'info' }, sink) });
     expect(await probe()).toEqual({ ready: true });
     down = true;
-    expect(await probe()).toEqual({ ready: false, reason: 'QUERY_CAPABILITY_REQ: no VBS could be reached (x: ECONNREFUSED)' });
+    expect(await probe()).toEqual({
+      ready: false,
+      reason: 'QUERY_CAPABILITY_REQ: no VBS could be reached (x: ECONNREFUSED)',
+    });
     expect(await probe()).toMatchObject({ ready: false });
     down = false;
     expect(await probe()).toEqual({ ready: true });
@@ -156,9 +186,17 @@ describe('backendProbe', () => {
 describe('mount errors', () => {
   it('a cancelled mount does not quote its options (they may carry credentials)', async () => {
     const cancelled = AbortSignal.abort(new Error('call cancelled by the client'));
-    const err = await mountFilesystem('/dev/loop-none', '/nonexistent/target', 'ext4', ['comment=s3cr3t-value', 'noatime'], { signal: cancelled }).catch((e: Error) => e);
+    const err = await mountFilesystem(
+      '/dev/loop-none',
+      '/nonexistent/target',
+      'ext4',
+      ['comment=s3cr3t-value', 'noatime'],
+      { signal: cancelled },
+    ).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
-    expect((err as Error).message).toMatch(/^mount -t ext4 -o <2 options> \/dev\/loop-none \/nonexistent\/target: cancelled/);
+    expect((err as Error).message).toMatch(
+      /^mount -t ext4 -o <2 options> \/dev\/loop-none \/nonexistent\/target: cancelled/,
+    );
     expect((err as Error).message).not.toMatch(/s3cr3t|noatime/);
   });
 });

@@ -1,19 +1,43 @@
 // The typed request catalog: the levels, the retry and mutation flags, the keys and record fields of each level.
 import { describe, expect, it } from 'vitest';
 import {
-  isKnownAt, isMutating, isResendSafe, keysAt, ORIGINAL_CREATE_KEYS, ORIGINAL_CREATE_NEUTRAL, recordFields, REQUEST_SPECS, requestSpec,
-  requestTypesOf, takesKey, Key, RECORDS,
+  isKnownAt,
+  isMutating,
+  isResendSafe,
+  keysAt,
+  ORIGINAL_CREATE_KEYS,
+  ORIGINAL_CREATE_NEUTRAL,
+  recordFields,
+  REQUEST_SPECS,
+  requestSpec,
+  requestTypesOf,
+  takesKey,
+  Key,
+  RECORDS,
 } from '../src/protocol/catalog.js';
 
 const ORIGINAL_NINE = [
-  'CREATE_VOLUME_REQ', 'DELETE_VOLUME_REQ', 'EXTEND_VOLUME_REQ', 'CREATE_SNAPSHOT_REQ', 'DELETE_SNAPSHOT_REQ',
-  'CREATE_VOLUME_FROM_SNAPSHOT_REQ', 'QUERY_VOLUME_REQ', 'QUERY_SNAPSHOT_REQ', 'QUERY_POOLS_CAPABILITY_REQ',
+  'CREATE_VOLUME_REQ',
+  'DELETE_VOLUME_REQ',
+  'EXTEND_VOLUME_REQ',
+  'CREATE_SNAPSHOT_REQ',
+  'DELETE_SNAPSHOT_REQ',
+  'CREATE_VOLUME_FROM_SNAPSHOT_REQ',
+  'QUERY_VOLUME_REQ',
+  'QUERY_SNAPSHOT_REQ',
+  'QUERY_POOLS_CAPABILITY_REQ',
 ];
 
 describe('the request catalog', () => {
   it('the original level is exactly the nine requests of the product', () => {
     expect(requestTypesOf('original').sort()).toEqual([...ORIGINAL_NINE].sort());
-    for (const t of ['QUERY_CAPABILITY_REQ', 'MAP_VOLUME_REQ', 'CLONE_VOLUME_REQ', 'LIST_VOLUMES_REQ', 'MODIFY_VOLUME_REQ']) {
+    for (const t of [
+      'QUERY_CAPABILITY_REQ',
+      'MAP_VOLUME_REQ',
+      'CLONE_VOLUME_REQ',
+      'LIST_VOLUMES_REQ',
+      'MODIFY_VOLUME_REQ',
+    ]) {
       expect(isKnownAt(t, 'original')).toBe(false);
       expect(isKnownAt(t, 'extended')).toBe(true);
     }
@@ -28,7 +52,9 @@ describe('the request catalog', () => {
   });
 
   it('only the image jobs are unsafe to resend; unknown types are neither resent nor mutating', () => {
-    const unsafe = REQUEST_SPECS.filter((s) => !s.resendSafe).map((s) => s.type).sort();
+    const unsafe = REQUEST_SPECS.filter((s) => !s.resendSafe)
+      .map((s) => s.type)
+      .sort();
     expect(unsafe).toEqual(['EXPORT_IMAGE_REQ', 'IMPORT_IMAGE_REQ']);
     expect(isResendSafe('SOMETHING_NEW_REQ')).toBe(false);
     expect(isMutating('SOMETHING_NEW_REQ')).toBe(false);
@@ -37,7 +63,8 @@ describe('the request catalog', () => {
   it('queries do not mutate; creates, deletes, maps and modifies do', () => {
     for (const s of REQUEST_SPECS) {
       if (/^(QUERY|LIST)_/.test(s.type)) expect(s.mutating, s.type).toBe(false);
-      if (/^(CREATE|DELETE|EXTEND|MAP|UNMAP|MODIFY|CLONE|IMPORT|EXPORT)_/.test(s.type)) expect(s.mutating, s.type).toBe(true);
+      if (/^(CREATE|DELETE|EXTEND|MAP|UNMAP|MODIFY|CLONE|IMPORT|EXPORT)_/.test(s.type))
+        expect(s.mutating, s.type).toBe(true);
     }
   });
 
@@ -62,7 +89,13 @@ describe('the request catalog', () => {
   it('original records carry only what the product sent', () => {
     expect(recordFields('volume', 'original')).toEqual(['status']);
     expect(recordFields('snapshot', 'original')).toEqual(['status']);
-    expect(recordFields('pool', 'original').sort()).toEqual(['iops', 'raid_level', 'stor_id', 'total_capacity', 'usable_capacity']);
+    expect(recordFields('pool', 'original').sort()).toEqual([
+      'iops',
+      'raid_level',
+      'stor_id',
+      'total_capacity',
+      'usable_capacity',
+    ]);
     expect(recordFields('host', 'original')).toEqual([]);
     expect(recordFields('volume', 'extended')).toEqual(Object.keys(RECORDS.volume));
   });

@@ -30,7 +30,9 @@ describe('parseKv', () => {
   });
 
   it('collects garbage lines (at most 5, sanitised) and keeps going', () => {
-    const { fields, garbage } = parseKv('sds_cli v1.0 banner\n\u001b[31mERROR\u001b[0m\nret_code=50159001\n1=2\n-x\nfoo\nbar\n');
+    const { fields, garbage } = parseKv(
+      'sds_cli v1.0 banner\n\u001b[31mERROR\u001b[0m\nret_code=50159001\n1=2\n-x\nfoo\nbar\n',
+    );
     expect(fields.get('ret_code')).toBe('50159001');
     expect(garbage).toHaveLength(5);
     expect(garbage[1]).toBe('?[31mERROR?[0m');
@@ -60,7 +62,9 @@ describe('parseKv', () => {
 
 describe('encodeKv', () => {
   it('encodes a request with its terminating empty line', () => {
-    expect(encodeKv({ method: 'attach', volume: 'v1', request_id: undefined }, true).toString()).toBe('method=attach\nvolume=v1\n\n');
+    expect(encodeKv({ method: 'attach', volume: 'v1', request_id: undefined }, true).toString()).toBe(
+      'method=attach\nvolume=v1\n\n',
+    );
     expect(encodeKv({ ret_code: 0 }, false).toString()).toBe('ret_code=0\n');
   });
 

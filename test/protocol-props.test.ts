@@ -4,7 +4,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseKv } from '../src/protocol/kv.js';
 import {
-  encodeRecord, encodeReply, encodeRequest, findRequestEnd, parseRecord, parseReply, parseRequest, ProtocolError,
+  encodeRecord,
+  encodeReply,
+  encodeRequest,
+  findRequestEnd,
+  parseRecord,
+  parseReply,
+  parseRequest,
+  ProtocolError,
 } from '../src/protocol/vbs.js';
 
 const key = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,20}$/);
@@ -18,13 +25,31 @@ const fields = fc.array(fc.tuple(key, lineValue), { maxLength: 12 });
 /** Bytes biased towards the protocol's own shapes, so the parsers get past their first check. */
 const protocolishBytes = fc.oneof(
   fc.uint8Array({ maxLength: 300 }),
-  fc.array(
-    fc.oneof(
-      fc.constantFrom('[', ']', '=', ',', '%', '\n', '\r\n', '\u0000', 'retcode=', 'retcode=0\n', 'volume0=[', '%2C', '%F', '\u00e9', '\t'),
-      fc.string({ maxLength: 8 }),
-    ),
-    { maxLength: 40 },
-  ).map((parts) => new Uint8Array(Buffer.from(parts.join(''), 'utf8'))),
+  fc
+    .array(
+      fc.oneof(
+        fc.constantFrom(
+          '[',
+          ']',
+          '=',
+          ',',
+          '%',
+          '\n',
+          '\r\n',
+          '\u0000',
+          'retcode=',
+          'retcode=0\n',
+          'volume0=[',
+          '%2C',
+          '%F',
+          '\u00e9',
+          '\t',
+        ),
+        fc.string({ maxLength: 8 }),
+      ),
+      { maxLength: 40 },
+    )
+    .map((parts) => new Uint8Array(Buffer.from(parts.join(''), 'utf8'))),
   fc.tuple(fc.uint8Array({ maxLength: 40 }), fc.nat({ max: 40 })).map(([junk, at]) => {
     const valid = Buffer.from('retcode=0\nvolume0=[status=1,vol_name=v]\n');
     return new Uint8Array(Buffer.concat([valid.subarray(0, Math.min(at, valid.length)), junk]));
@@ -67,7 +92,13 @@ describe('codec properties', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: -999_999_999, max: 999_999_999 }),
-        fc.array(fc.tuple(key.filter((k) => k !== 'retcode'), lineValue), { maxLength: 8 }),
+        fc.array(
+          fc.tuple(
+            key.filter((k) => k !== 'retcode'),
+            lineValue,
+          ),
+          { maxLength: 8 },
+        ),
         fc.array(fc.dictionary(key, text, { maxKeys: 6 }), { maxLength: 4 }),
         (retcode, list, records) => {
           const all = [...list, ...records.map((r, i): [string, string] => [`rec${i}`, encodeRecord(r)])];
@@ -99,9 +130,15 @@ describe('codec properties', () => {
 
   it('parseRecord throws nothing but ProtocolError on arbitrary text', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.string({ maxLength: 80 }), fc.string({ maxLength: 60 }).map((s) => `[${s}]`)), (body) => {
-        onlyProtocolErrors(() => parseRecord(body));
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 80 }),
+          fc.string({ maxLength: 60 }).map((s) => `[${s}]`),
+        ),
+        (body) => {
+          onlyProtocolErrors(() => parseRecord(body));
+        },
+      ),
       { numRuns: 2_000 },
     );
   });

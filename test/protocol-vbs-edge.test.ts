@@ -2,8 +2,16 @@
 // input, NUL bytes, invalid UTF-8, CRLF, quoted values and repeated keys.
 import { describe, expect, it } from 'vitest';
 import {
-  encodeRecord, encodeReply, encodeRequest, findRequestEnd, MAX_REPLY_BYTES, parseRecord, parseReply, parseRequest,
-  ProtocolError, RetCode,
+  encodeRecord,
+  encodeReply,
+  encodeRequest,
+  findRequestEnd,
+  MAX_REPLY_BYTES,
+  parseRecord,
+  parseReply,
+  parseRequest,
+  ProtocolError,
+  RetCode,
 } from '../src/protocol/vbs.js';
 
 function retcodeOf(fn: () => unknown): number | undefined {
@@ -32,7 +40,9 @@ describe('request parsing', () => {
   });
 
   it('keeps repeated keys in order; get() answers the first', () => {
-    const req = parseRequest(Buffer.from('[QUERY_POOLS_CAPABILITY_REQ]\npool_num=3\npool_id=b\npool_id=a\npool_id=b\n'));
+    const req = parseRequest(
+      Buffer.from('[QUERY_POOLS_CAPABILITY_REQ]\npool_num=3\npool_id=b\npool_id=a\npool_id=b\n'),
+    );
     expect(req.fields.getAll('pool_id')).toEqual(['b', 'a', 'b']);
     expect(req.fields.get('pool_id')).toBe('b');
   });
@@ -44,9 +54,13 @@ describe('request parsing', () => {
   });
 
   it('a request cut inside a key is MALFORMED; cut inside a value, it parses the value it has', () => {
-    expect(retcodeOf(() => parseRequest(Buffer.from('[CREATE_VOLUME_REQ]\nvol_name=v1\nvol_si')))).toBe(RetCode.MALFORMED);
+    expect(retcodeOf(() => parseRequest(Buffer.from('[CREATE_VOLUME_REQ]\nvol_name=v1\nvol_si')))).toBe(
+      RetCode.MALFORMED,
+    );
     // Framing (empty line, EOF or quiet period) is the server's job: the codec cannot see a cut value.
-    expect(parseRequest(Buffer.from('[CREATE_VOLUME_REQ]\nvol_name=v1\nvol_size=10')).fields.get('vol_size')).toBe('10');
+    expect(parseRequest(Buffer.from('[CREATE_VOLUME_REQ]\nvol_name=v1\nvol_size=10')).fields.get('vol_size')).toBe(
+      '10',
+    );
   });
 
   it.each([
@@ -84,7 +98,9 @@ describe('request parsing', () => {
 
 describe('reply parsing', () => {
   it('accepts CRLF, blank lines and repeated keys', () => {
-    const reply = parseReply(Buffer.from('retcode=0\r\n\r\ncapability=list\r\ncapability=qos\r\nproduct=SDSHypervisor\r\n'));
+    const reply = parseReply(
+      Buffer.from('retcode=0\r\n\r\ncapability=list\r\ncapability=qos\r\nproduct=SDSHypervisor\r\n'),
+    );
     expect(reply.retcode).toBe(0);
     expect(reply.fields.getAll('capability')).toEqual(['list', 'qos']);
     expect(reply.fields.get('product')).toBe('SDSHypervisor');
@@ -96,7 +112,11 @@ describe('reply parsing', () => {
 
   it.each([
     ['a NUL byte', Buffer.from('retcode=0\nvolume0=[status=1\u0000]\n'), RetCode.MALFORMED],
-    ['invalid UTF-8', Buffer.from([0x72, 0x65, 0x74, 0x63, 0x6f, 0x64, 0x65, 0x3d, 0x30, 0x0a, 0x61, 0x3d, 0xff, 0x0a]), RetCode.MALFORMED],
+    [
+      'invalid UTF-8',
+      Buffer.from([0x72, 0x65, 0x74, 0x63, 0x6f, 0x64, 0x65, 0x3d, 0x30, 0x0a, 0x61, 0x3d, 0xff, 0x0a]),
+      RetCode.MALFORMED,
+    ],
     ['a line without =', Buffer.from('retcode=0\ngarbage\n'), RetCode.MALFORMED],
     ['no retcode', Buffer.from('ret_desc=ok\n'), RetCode.MALFORMED],
     ['a non-numeric retcode', Buffer.from('retcode=0x10\n'), RetCode.MALFORMED],
@@ -121,13 +141,21 @@ describe('reply parsing', () => {
   });
 
   it('orders records numerically, not lexically', () => {
-    const lines = ['retcode=0', ...Array.from({ length: 12 }, (_, i) => `pool${11 - i}=${encodeRecord({ stor_id: `p${11 - i}` })}`)];
+    const lines = [
+      'retcode=0',
+      ...Array.from({ length: 12 }, (_, i) => `pool${11 - i}=${encodeRecord({ stor_id: `p${11 - i}` })}`),
+    ];
     const reply = parseReply(Buffer.from(lines.join('\n') + '\n'));
     expect(reply.fields.records('pool').map((r) => r.stor_id)).toEqual(Array.from({ length: 12 }, (_, i) => `p${i}`));
   });
 
   it('encodeReply puts retcode first and drops a second one', () => {
-    expect(encodeReply(0, [['retcode', '5'], ['a', 'b']]).toString()).toBe('retcode=0\na=b\n');
+    expect(
+      encodeReply(0, [
+        ['retcode', '5'],
+        ['a', 'b'],
+      ]).toString(),
+    ).toBe('retcode=0\na=b\n');
   });
 });
 
@@ -138,7 +166,10 @@ describe('record parsing', () => {
   });
 
   it('decodes percent-encoded separators and keeps UTF-8', () => {
-    expect(parseRecord('[fault_reason=disk%2C gone%3D yes %5Bx%5D 100%25,name=záb]')).toEqual({ fault_reason: 'disk, gone= yes [x] 100%', name: 'záb' });
+    expect(parseRecord('[fault_reason=disk%2C gone%3D yes %5Bx%5D 100%25,name=záb]')).toEqual({
+      fault_reason: 'disk, gone= yes [x] 100%',
+      name: 'záb',
+    });
   });
 
   it('gives records a null prototype, so a __proto__ key is plain data', () => {

@@ -1,13 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import {
-  encodeRecord, encodeReply, encodeRequest, findRequestEnd, parseRecord, parseReply, parseRequest,
-  ProtocolError, RetCode,
+  encodeRecord,
+  encodeReply,
+  encodeRequest,
+  findRequestEnd,
+  parseRecord,
+  parseReply,
+  parseRequest,
+  ProtocolError,
+  RetCode,
 } from '../src/protocol/vbs.js';
 
 describe('VBS request codec', () => {
   it('encodes the original Cinder form byte for byte when not terminated', () => {
-    const bytes = encodeRequest('CREATE_VOLUME_REQ', { vol_name: 'volume-1', vol_size: 1024, pool_id: 'pool0', thin_flag: 1 }, { terminate: false });
-    expect(bytes.toString()).toBe('[CREATE_VOLUME_REQ]\nvol_name=volume-1\nvol_size=1024\npool_id=pool0\nthin_flag=1\n');
+    const bytes = encodeRequest(
+      'CREATE_VOLUME_REQ',
+      { vol_name: 'volume-1', vol_size: 1024, pool_id: 'pool0', thin_flag: 1 },
+      { terminate: false },
+    );
+    expect(bytes.toString()).toBe(
+      '[CREATE_VOLUME_REQ]\nvol_name=volume-1\nvol_size=1024\npool_id=pool0\nthin_flag=1\n',
+    );
     expect(findRequestEnd(bytes)).toBe(-1);
   });
 
@@ -28,7 +41,11 @@ describe('VBS request codec', () => {
     ['a bad key', '[QUERY_VOLUME_REQ]\n9x=1\n'],
   ])('refuses %s as MALFORMED', (_what, text) => {
     expect(() => parseRequest(Buffer.from(text))).toThrowError(ProtocolError);
-    try { parseRequest(Buffer.from(text)); } catch (e) { expect((e as ProtocolError).retcode).toBe(RetCode.MALFORMED); }
+    try {
+      parseRequest(Buffer.from(text));
+    } catch (e) {
+      expect((e as ProtocolError).retcode).toBe(RetCode.MALFORMED);
+    }
   });
 
   it('refuses invalid UTF-8 and oversized requests', () => {

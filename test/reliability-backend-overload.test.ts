@@ -94,7 +94,10 @@ describe('a saturated VBS (accept queue full: EAGAIN on connect)', () => {
     const client = new SdsClient({ addresses: `unix://${join(dir, 'nobody.sock')}`, requestTimeoutMs: 60_000 });
     try {
       const started = Date.now();
-      const err = await client.systemInfo().then(() => undefined, (e: unknown) => e);
+      const err = await client.systemInfo().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(SdsError);
       expect((err as SdsError).kind).toBe('Unavailable');
       // No back-off for a refusal: far inside the 60 s deadline (a retry loop would run to it).

@@ -16,14 +16,33 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { isValidName } from '../src/protocol/vbs.js';
 import { countFrom, listEverything, MiB, seedFrom } from './support/backend-audit.js';
-import { capability, capacityRange, hostileString, int32, int64, nodePath, parameters, stringMap, topology } from './support/csi-arbitraries.js';
+import {
+  capability,
+  capacityRange,
+  hostileString,
+  int32,
+  int64,
+  nodePath,
+  parameters,
+  stringMap,
+  topology,
+} from './support/csi-arbitraries.js';
 import { settle } from './support/csi-client.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const SEED = seedFrom('BADINPUT_SEED', 20_240_611);
 const RUNS = countFrom('BADINPUT_RUNS', 40);
 /** Deliberate answers. INTERNAL, UNKNOWN, UNAVAILABLE or DEADLINE_EXCEEDED to bad input is a defect. */
-const CLEAN = new Set(['OK', 'INVALID_ARGUMENT', 'NOT_FOUND', 'OUT_OF_RANGE', 'ALREADY_EXISTS', 'FAILED_PRECONDITION', 'ABORTED', 'RESOURCE_EXHAUSTED']);
+const CLEAN = new Set([
+  'OK',
+  'INVALID_ARGUMENT',
+  'NOT_FOUND',
+  'OUT_OF_RANGE',
+  'ALREADY_EXISTS',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'RESOURCE_EXHAUSTED',
+]);
 
 const mountCap: VolumeCapability = { mount: { fs_type: 'ext4' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } };
 const FIXTURE_VOLUME = 'pvc-fuzz-ctl';
@@ -41,7 +60,12 @@ let stagingPath: string;
 let canaryBefore: string[];
 let topBefore: string[];
 const codes: Record<string, Record<string, number>> = {};
-const created = { volumes: new Set<string>(), snapshots: new Set<string>(), published: new Set<string>(), groups: new Map<string, string[]>() };
+const created = {
+  volumes: new Set<string>(),
+  snapshots: new Set<string>(),
+  published: new Set<string>(),
+  groups: new Map<string, string[]>(),
+};
 
 /** A fingerprint of a directory tree: every entry's path, type, mode, size, content hash or link target. */
 function fingerprint(dir: string, prefix = ''): string[] {
@@ -51,8 +75,12 @@ function fingerprint(dir: string, prefix = ''): string[] {
     const st = lstatSync(path);
     const rel = `${prefix}${name}`;
     if (st.isSymbolicLink()) out.push(`${rel} -> ${readlinkSync(path)}`);
-    else if (st.isDirectory()) out.push(`${rel}/ ${st.mode.toString(8)} ${st.mtimeMs}`, ...fingerprint(path, `${rel}/`));
-    else out.push(`${rel} ${st.mode.toString(8)} ${st.size} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(path)).digest('hex')}`);
+    else if (st.isDirectory())
+      out.push(`${rel}/ ${st.mode.toString(8)} ${st.mtimeMs}`, ...fingerprint(path, `${rel}/`));
+    else
+      out.push(
+        `${rel} ${st.mode.toString(8)} ${st.size} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(path)).digest('hex')}`,
+      );
   }
   return out;
 }
@@ -68,7 +96,9 @@ async function expectClean(method: string, send: () => Promise<unknown>, request
   const code = outcome.ok ? 'OK' : outcome.codeName;
   record(method, code);
   if (!CLEAN.has(code)) {
-    const shown = JSON.stringify(request, (_k, v: unknown) => (typeof v === 'string' && v.length > 200 ? `${v.slice(0, 200)}…(${v.length})` : v));
+    const shown = JSON.stringify(request, (_k, v: unknown) =>
+      typeof v === 'string' && v.length > 200 ? `${v.slice(0, 200)}…(${v.length})` : v,
+    );
     throw new Error(`${method} answered ${code}${outcome.ok ? '' : `: ${outcome.message}`}\nrequest: ${shown}`);
   }
   if (!outcome.ok && outcome.message.trim() === '') throw new Error(`${method} answered ${code} without a message`);
@@ -78,7 +108,12 @@ async function expectClean(method: string, send: () => Promise<unknown>, request
 const hasDotDot = (path: string) => path.split('/').some((c) => c === '..' || c === '.');
 
 beforeAll(async () => {
-  stack = await startStack({ mode: 'all', pools: ['pool0:4G'], extraHosts: ['host-b'], driverArgs: ['--log-level=warn'] });
+  stack = await startStack({
+    mode: 'all',
+    pools: ['pool0:4G'],
+    extraHosts: ['host-b'],
+    driverArgs: ['--log-level=warn'],
+  });
   kubelet = join(stack.dir, 'kubelet');
   canary = join(stack.dir, 'canary');
   await mkdir(join(canary, 'emptydir'), { recursive: true });
@@ -89,15 +124,27 @@ beforeAll(async () => {
   await symlink('../canary/empty', join(kubelet, 'link-to-canary-file'));
   await symlink('../nowhere', join(kubelet, 'link-dangling'));
   const ctl = stack.csi.controller;
-  await ctl.CreateVolume({ name: FIXTURE_VOLUME, volume_capabilities: [mountCap], capacity_range: { required_bytes: String(64 * MiB) } });
+  await ctl.CreateVolume({
+    name: FIXTURE_VOLUME,
+    volume_capabilities: [mountCap],
+    capacity_range: { required_bytes: String(64 * MiB) },
+  });
   await ctl.CreateSnapshot({ name: FIXTURE_SNAPSHOT, source_volume_id: FIXTURE_VOLUME });
   for (const name of [STAGED_VOLUME, SPARE_VOLUME]) {
-    await ctl.CreateVolume({ name, volume_capabilities: [mountCap], capacity_range: { required_bytes: String(64 * MiB) } });
+    await ctl.CreateVolume({
+      name,
+      volume_capabilities: [mountCap],
+      capacity_range: { required_bytes: String(64 * MiB) },
+    });
     await ctl.ControllerPublishVolume({ volume_id: name, node_id: stack.hostId, volume_capability: mountCap });
   }
   stagingPath = join(kubelet, 'staged', 'globalmount');
   await mkdir(stagingPath, { recursive: true });
-  await stack.csi.node.NodeStageVolume({ volume_id: STAGED_VOLUME, staging_target_path: stagingPath, volume_capability: mountCap });
+  await stack.csi.node.NodeStageVolume({
+    volume_id: STAGED_VOLUME,
+    staging_target_path: stagingPath,
+    volume_capability: mountCap,
+  });
   canaryBefore = fingerprint(canary);
   topBefore = readdirSync(stack.dir).sort();
 });
@@ -109,15 +156,26 @@ afterAll(async () => {
 });
 
 const params = (runs = RUNS) => ({ numRuns: runs, seed: SEED, endOnFailure: false });
-const id = (...known: string[]) => fc.oneof({ weight: 2, arbitrary: fc.constantFrom(...known) }, { weight: 3, arbitrary: hostileString(known) });
+const id = (...known: string[]) =>
+  fc.oneof({ weight: 2, arbitrary: fc.constantFrom(...known) }, { weight: 3, arbitrary: hostileString(known) });
 /** Mostly a plausible value, often a hostile one: bad input must be met deep inside the handlers too. */
-const mostly = <T>(plausible: fc.Arbitrary<T>, hostile: fc.Arbitrary<T>) => fc.oneof({ weight: 3, arbitrary: plausible }, { weight: 1, arbitrary: hostile });
+const mostly = <T>(plausible: fc.Arbitrary<T>, hostile: fc.Arbitrary<T>) =>
+  fc.oneof({ weight: 3, arbitrary: plausible }, { weight: 1, arbitrary: hostile });
 const someParameters = mostly(
-  fc.constantFrom<Record<string, string>>({}, { thin: 'false' }, { cloneMode: 'full' }, { pool: 'pool0', fsType: 'xfs' }, { maxIOPS: '100', qosLevel: 'high' }),
+  fc.constantFrom<Record<string, string>>(
+    {},
+    { thin: 'false' },
+    { cloneMode: 'full' },
+    { pool: 'pool0', fsType: 'xfs' },
+    { maxIOPS: '100', qosLevel: 'high' },
+  ),
   parameters,
 );
 const someCaps = mostly<VolumeCapability[]>(fc.constant([mountCap]), fc.array(capability, { maxLength: 3 }));
-const someName = mostly(fc.stringMatching(/^[a-z][a-z0-9-]{0,20}$/).map((n) => `pvc-fuzz-new-${n}`), hostileString());
+const someName = mostly(
+  fc.stringMatching(/^[a-z][a-z0-9-]{0,20}$/).map((n) => `pvc-fuzz-new-${n}`),
+  hostileString(),
+);
 
 describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUNS * 2_000 }, () => {
   it('Identity: GetPluginInfo, GetPluginCapabilities, Probe ignore whatever else a request carries', async () => {
@@ -138,25 +196,51 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
     const ctl = stack.csi.controller;
     await fc.assert(
       fc.asyncProperty(
-        fc.record({
-          name: someName,
-          capacity_range: mostly(fc.constantFrom({ required_bytes: String(8 * MiB) }, { required_bytes: String(MiB + 1), limit_bytes: String(4 * MiB) }), capacityRange),
-          volume_capabilities: someCaps,
-          parameters: someParameters,
-          secrets: stringMap,
-          volume_content_source: fc.option(
-            fc.oneof(
-              fc.record({ snapshot: fc.record({ snapshot_id: id(FIXTURE_SNAPSHOT) }) }),
-              fc.record({ volume: fc.record({ volume_id: id(FIXTURE_VOLUME) }) }),
+        fc.record(
+          {
+            name: someName,
+            capacity_range: mostly(
+              fc.constantFrom(
+                { required_bytes: String(8 * MiB) },
+                { required_bytes: String(MiB + 1), limit_bytes: String(4 * MiB) },
+              ),
+              capacityRange,
             ),
-            { nil: undefined },
-          ),
-          accessibility_requirements: fc.option(fc.record({ requisite: fc.array(topology, { maxLength: 2 }), preferred: fc.array(topology, { maxLength: 2 }) }), { nil: undefined }),
-          mutable_parameters: mostly(fc.constant({}), fc.dictionary(fc.oneof(fc.constantFrom('maxIOPS', 'maxMBps', 'qosLevel', 'cache'), hostileString()), hostileString(), { maxKeys: 2 })),
-        }, { requiredKeys: ['name', 'volume_capabilities', 'parameters'] }),
+            volume_capabilities: someCaps,
+            parameters: someParameters,
+            secrets: stringMap,
+            volume_content_source: fc.option(
+              fc.oneof(
+                fc.record({ snapshot: fc.record({ snapshot_id: id(FIXTURE_SNAPSHOT) }) }),
+                fc.record({ volume: fc.record({ volume_id: id(FIXTURE_VOLUME) }) }),
+              ),
+              { nil: undefined },
+            ),
+            accessibility_requirements: fc.option(
+              fc.record({
+                requisite: fc.array(topology, { maxLength: 2 }),
+                preferred: fc.array(topology, { maxLength: 2 }),
+              }),
+              { nil: undefined },
+            ),
+            mutable_parameters: mostly(
+              fc.constant({}),
+              fc.dictionary(
+                fc.oneof(fc.constantFrom('maxIOPS', 'maxMBps', 'qosLevel', 'cache'), hostileString()),
+                hostileString(),
+                { maxKeys: 2 },
+              ),
+            ),
+          },
+          { requiredKeys: ['name', 'volume_capabilities', 'parameters'] },
+        ),
         async (req) => {
           let volumeId: string | undefined;
-          const ok = await expectClean('CreateVolume', () => ctl.CreateVolume(req).then((r) => (volumeId = r.volume?.volume_id)), req);
+          const ok = await expectClean(
+            'CreateVolume',
+            () => ctl.CreateVolume(req).then((r) => (volumeId = r.volume?.volume_id)),
+            req,
+          );
           if (ok) {
             expect(isValidName(volumeId ?? '')).toBe(true);
             created.volumes.add(volumeId!);
@@ -170,9 +254,12 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
   it('DeleteVolume, ControllerGetVolume, ValidateVolumeCapabilities, ControllerExpandVolume, ControllerModifyVolume', async () => {
     const ctl = stack.csi.controller;
     await fc.assert(
-      fc.asyncProperty(fc.record({ volume_id: hostileString(['pvc-nothing-here']), secrets: stringMap }), async (req) => {
-        await expectClean('DeleteVolume', () => ctl.DeleteVolume(req), req);
-      }),
+      fc.asyncProperty(
+        fc.record({ volume_id: hostileString(['pvc-nothing-here']), secrets: stringMap }),
+        async (req) => {
+          await expectClean('DeleteVolume', () => ctl.DeleteVolume(req), req);
+        },
+      ),
       params(),
     );
     await fc.assert(
@@ -183,7 +270,14 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
     );
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ volume_id: id(FIXTURE_VOLUME), volume_context: stringMap, volume_capabilities: someCaps, parameters: someParameters, mutable_parameters: mostly(fc.constant({}), stringMap), secrets: stringMap }),
+        fc.record({
+          volume_id: id(FIXTURE_VOLUME),
+          volume_context: stringMap,
+          volume_capabilities: someCaps,
+          parameters: someParameters,
+          mutable_parameters: mostly(fc.constant({}), stringMap),
+          secrets: stringMap,
+        }),
         async (req) => {
           await expectClean('ValidateVolumeCapabilities', () => ctl.ValidateVolumeCapabilities(req), req);
         },
@@ -192,7 +286,15 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
     );
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ volume_id: id(FIXTURE_VOLUME), capacity_range: capacityRange, volume_capability: fc.option(capability, { nil: undefined }), secrets: stringMap }, { requiredKeys: ['volume_id'] }),
+        fc.record(
+          {
+            volume_id: id(FIXTURE_VOLUME),
+            capacity_range: capacityRange,
+            volume_capability: fc.option(capability, { nil: undefined }),
+            secrets: stringMap,
+          },
+          { requiredKeys: ['volume_id'] },
+        ),
         async (req) => {
           await expectClean('ControllerExpandVolume', () => ctl.ControllerExpandVolume(req), req);
         },
@@ -203,7 +305,11 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
       fc.asyncProperty(
         fc.record({
           volume_id: id(FIXTURE_VOLUME),
-          mutable_parameters: fc.dictionary(mostly(fc.constantFrom('maxIOPS', 'maxMBps', 'qosLevel', 'cache'), hostileString()), mostly(fc.constantFrom('0', '100', 'high', 'read', '-5', '1e3', '99999999999'), hostileString()), { maxKeys: 3 }),
+          mutable_parameters: fc.dictionary(
+            mostly(fc.constantFrom('maxIOPS', 'maxMBps', 'qosLevel', 'cache'), hostileString()),
+            mostly(fc.constantFrom('0', '100', 'high', 'read', '-5', '1e3', '99999999999'), hostileString()),
+            { maxKeys: 3 },
+          ),
           secrets: stringMap,
         }),
         async (req) => {
@@ -218,16 +324,20 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
     const ctl = stack.csi.controller;
     await fc.assert(
       fc.asyncProperty(
-        fc.record({
-          volume_id: id(FIXTURE_VOLUME),
-          node_id: id('host-a', 'host-b'),
-          volume_capability: mostly(fc.constant(mountCap), fc.option(capability, { nil: undefined })),
-          readonly: fc.boolean(),
-          secrets: stringMap,
-          volume_context: stringMap,
-        }, { requiredKeys: ['volume_id', 'node_id', 'readonly'] }),
+        fc.record(
+          {
+            volume_id: id(FIXTURE_VOLUME),
+            node_id: id('host-a', 'host-b'),
+            volume_capability: mostly(fc.constant(mountCap), fc.option(capability, { nil: undefined })),
+            readonly: fc.boolean(),
+            secrets: stringMap,
+            volume_context: stringMap,
+          },
+          { requiredKeys: ['volume_id', 'node_id', 'readonly'] },
+        ),
         async (req) => {
-          if (await expectClean('ControllerPublishVolume', () => ctl.ControllerPublishVolume(req), req)) created.published.add(`${req.volume_id}\u0000${req.node_id}`);
+          if (await expectClean('ControllerPublishVolume', () => ctl.ControllerPublishVolume(req), req))
+            created.published.add(`${req.volume_id}\u0000${req.node_id}`);
           const undo = { volume_id: req.volume_id, node_id: req.node_id };
           await expectClean('ControllerUnpublishVolume', () => ctl.ControllerUnpublishVolume(undo), undo);
         },
@@ -239,14 +349,23 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
   it('ListVolumes, ListSnapshots, GetCapacity, GetSnapshot: paging tokens, limits, filters, topology', async () => {
     const ctl = stack.csi.controller;
     await fc.assert(
-      fc.asyncProperty(fc.record({ max_entries: int32, starting_token: hostileString(['lv1.cHZjLWZ1enotY3Rs', 'lv1.', 'ls1.cHZj']) }), async (req) => {
-        await expectClean('ListVolumes', () => ctl.ListVolumes(req), req);
-      }),
+      fc.asyncProperty(
+        fc.record({ max_entries: int32, starting_token: hostileString(['lv1.cHZjLWZ1enotY3Rs', 'lv1.', 'ls1.cHZj']) }),
+        async (req) => {
+          await expectClean('ListVolumes', () => ctl.ListVolumes(req), req);
+        },
+      ),
       params(),
     );
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ max_entries: int32, starting_token: hostileString(['ls1.c25hcHNob3Q', 'lv1.cHZj']), source_volume_id: id(FIXTURE_VOLUME), snapshot_id: id(FIXTURE_SNAPSHOT), secrets: stringMap }),
+        fc.record({
+          max_entries: int32,
+          starting_token: hostileString(['ls1.c25hcHNob3Q', 'lv1.cHZj']),
+          source_volume_id: id(FIXTURE_VOLUME),
+          snapshot_id: id(FIXTURE_SNAPSHOT),
+          secrets: stringMap,
+        }),
         async (req) => {
           await expectClean('ListSnapshots', () => ctl.ListSnapshots(req), req);
         },
@@ -255,7 +374,15 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
     );
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ volume_capabilities: someCaps, parameters: someParameters, accessible_topology: fc.option(topology, { nil: undefined }), mutable_parameters: stringMap }, { requiredKeys: ['volume_capabilities', 'parameters'] }),
+        fc.record(
+          {
+            volume_capabilities: someCaps,
+            parameters: someParameters,
+            accessible_topology: fc.option(topology, { nil: undefined }),
+            mutable_parameters: stringMap,
+          },
+          { requiredKeys: ['volume_capabilities', 'parameters'] },
+        ),
         async (req) => {
           await expectClean('GetCapacity', () => ctl.GetCapacity(req), req);
         },
@@ -273,19 +400,39 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
   it('CreateSnapshot and DeleteSnapshot: name, source_volume_id, parameters, snapshot_id', async () => {
     const ctl = stack.csi.controller;
     await fc.assert(
-      fc.asyncProperty(fc.record({ source_volume_id: id(FIXTURE_VOLUME), name: mostly(fc.stringMatching(/^[a-z0-9]{1,12}$/).map((n) => `snapshot-fuzz-${n}`), hostileString([FIXTURE_SNAPSHOT])), parameters: mostly(fc.constant({}), parameters), secrets: stringMap }), async (req) => {
-        let snapshotId: string | undefined;
-        if (await expectClean('CreateSnapshot', () => ctl.CreateSnapshot(req).then((r) => (snapshotId = r.snapshot?.snapshot_id)), req)) {
-          expect(isValidName(snapshotId ?? '')).toBe(true);
-          if (snapshotId !== FIXTURE_SNAPSHOT) created.snapshots.add(snapshotId!);
-        }
-      }),
+      fc.asyncProperty(
+        fc.record({
+          source_volume_id: id(FIXTURE_VOLUME),
+          name: mostly(
+            fc.stringMatching(/^[a-z0-9]{1,12}$/).map((n) => `snapshot-fuzz-${n}`),
+            hostileString([FIXTURE_SNAPSHOT]),
+          ),
+          parameters: mostly(fc.constant({}), parameters),
+          secrets: stringMap,
+        }),
+        async (req) => {
+          let snapshotId: string | undefined;
+          if (
+            await expectClean(
+              'CreateSnapshot',
+              () => ctl.CreateSnapshot(req).then((r) => (snapshotId = r.snapshot?.snapshot_id)),
+              req,
+            )
+          ) {
+            expect(isValidName(snapshotId ?? '')).toBe(true);
+            if (snapshotId !== FIXTURE_SNAPSHOT) created.snapshots.add(snapshotId!);
+          }
+        },
+      ),
       params(),
     );
     await fc.assert(
-      fc.asyncProperty(fc.record({ snapshot_id: hostileString(['snapshot-nothing-here']), secrets: stringMap }), async (req) => {
-        await expectClean('DeleteSnapshot', () => ctl.DeleteSnapshot(req), req);
-      }),
+      fc.asyncProperty(
+        fc.record({ snapshot_id: hostileString(['snapshot-nothing-here']), secrets: stringMap }),
+        async (req) => {
+          await expectClean('DeleteSnapshot', () => ctl.DeleteSnapshot(req), req);
+        },
+      ),
       params(),
     );
   });
@@ -294,14 +441,23 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
     const node = stack.csi.node;
     await fc.assert(
       fc.asyncProperty(
-        fc.record({
-          volume_id: mostly(fc.constant(SPARE_VOLUME), id(SPARE_VOLUME)),
-          staging_target_path: fc.oneof(fc.constant(join(kubelet, 'spare', 'globalmount')), nodePath(kubelet, SYMLINKS)),
-          volume_capability: mostly(fc.constant(mountCap), capability),
-          publish_context: mostly(fc.constant({}), fc.oneof(fc.constant({ 'sdshypervisor.io/access-mode': 'ro' }), stringMap)),
-          volume_context: mostly(fc.constant({}), fc.oneof(fc.constant({ fsType: 'xfs' }), stringMap)),
-          secrets: stringMap,
-        }, { requiredKeys: ['volume_id', 'staging_target_path'] }),
+        fc.record(
+          {
+            volume_id: mostly(fc.constant(SPARE_VOLUME), id(SPARE_VOLUME)),
+            staging_target_path: fc.oneof(
+              fc.constant(join(kubelet, 'spare', 'globalmount')),
+              nodePath(kubelet, SYMLINKS),
+            ),
+            volume_capability: mostly(fc.constant(mountCap), capability),
+            publish_context: mostly(
+              fc.constant({}),
+              fc.oneof(fc.constant({ 'sdshypervisor.io/access-mode': 'ro' }), stringMap),
+            ),
+            volume_context: mostly(fc.constant({}), fc.oneof(fc.constant({ fsType: 'xfs' }), stringMap)),
+            secrets: stringMap,
+          },
+          { requiredKeys: ['volume_id', 'staging_target_path'] },
+        ),
         async (req) => {
           const ok = await expectClean('NodeStageVolume', () => node.NodeStageVolume(req), req);
           if (hasDotDot(req.staging_target_path)) expect(ok).toBe(false);
@@ -318,16 +474,22 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
     const node = stack.csi.node;
     await fc.assert(
       fc.asyncProperty(
-        fc.record({
-          volume_id: mostly(fc.constant(STAGED_VOLUME), id(STAGED_VOLUME)),
-          staging_target_path: fc.oneof({ weight: 3, arbitrary: fc.constant(stagingPath) }, { weight: 1, arbitrary: nodePath(kubelet, SYMLINKS) }),
-          target_path: nodePath(kubelet, SYMLINKS),
-          volume_capability: mostly(fc.constant(mountCap), capability),
-          readonly: fc.boolean(),
-          publish_context: stringMap,
-          volume_context: stringMap,
-          secrets: stringMap,
-        }, { requiredKeys: ['volume_id', 'staging_target_path', 'target_path', 'readonly'] }),
+        fc.record(
+          {
+            volume_id: mostly(fc.constant(STAGED_VOLUME), id(STAGED_VOLUME)),
+            staging_target_path: fc.oneof(
+              { weight: 3, arbitrary: fc.constant(stagingPath) },
+              { weight: 1, arbitrary: nodePath(kubelet, SYMLINKS) },
+            ),
+            target_path: nodePath(kubelet, SYMLINKS),
+            volume_capability: mostly(fc.constant(mountCap), capability),
+            readonly: fc.boolean(),
+            publish_context: stringMap,
+            volume_context: stringMap,
+            secrets: stringMap,
+          },
+          { requiredKeys: ['volume_id', 'staging_target_path', 'target_path', 'readonly'] },
+        ),
         async (req) => {
           const ok = await expectClean('NodePublishVolume', () => node.NodePublishVolume(req), req);
           if (hasDotDot(req.target_path) || hasDotDot(req.staging_target_path)) expect(ok).toBe(false);
@@ -342,31 +504,52 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
 
   it('NodeGetVolumeStats and NodeExpandVolume: volume_path, staging path, capacity_range, capability', async () => {
     const node = stack.csi.node;
-    const paths = fc.oneof({ weight: 1, arbitrary: fc.constant(stagingPath) }, { weight: 3, arbitrary: nodePath(kubelet, SYMLINKS) });
-    await fc.assert(
-      fc.asyncProperty(fc.record({ volume_id: id(STAGED_VOLUME), volume_path: paths, staging_target_path: fc.oneof(fc.constant(''), paths) }), async (req) => {
-        await expectClean('NodeGetVolumeStats', () => node.NodeGetVolumeStats(req), req);
-      }),
-      params(),
+    const paths = fc.oneof(
+      { weight: 1, arbitrary: fc.constant(stagingPath) },
+      { weight: 3, arbitrary: nodePath(kubelet, SYMLINKS) },
     );
     await fc.assert(
       fc.asyncProperty(
         fc.record({
           volume_id: id(STAGED_VOLUME),
           volume_path: paths,
-          // Sizes the staged volume already has, sizes no volume can have, and garbage. (A size in between is
-          // no bad input: it waits for ControllerExpandVolume to grow the device — tested in node-service.)
-          capacity_range: fc.option(
-            fc.record({
-              required_bytes: fc.oneof(fc.bigInt({ min: -(2n ** 63n), max: 64n * 2n ** 20n }), fc.bigInt({ min: 2n ** 46n + 1n, max: 2n ** 63n - 1n })).map(String),
-              limit_bytes: int64,
-            }, { requiredKeys: [] }),
-            { nil: undefined },
-          ),
           staging_target_path: fc.oneof(fc.constant(''), paths),
-          volume_capability: fc.option(capability, { nil: undefined }),
-          secrets: stringMap,
-        }, { requiredKeys: ['volume_id', 'volume_path'] }),
+        }),
+        async (req) => {
+          await expectClean('NodeGetVolumeStats', () => node.NodeGetVolumeStats(req), req);
+        },
+      ),
+      params(),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record(
+          {
+            volume_id: id(STAGED_VOLUME),
+            volume_path: paths,
+            // Sizes the staged volume already has, sizes no volume can have, and garbage. (A size in between is
+            // no bad input: it waits for ControllerExpandVolume to grow the device — tested in node-service.)
+            capacity_range: fc.option(
+              fc.record(
+                {
+                  required_bytes: fc
+                    .oneof(
+                      fc.bigInt({ min: -(2n ** 63n), max: 64n * 2n ** 20n }),
+                      fc.bigInt({ min: 2n ** 46n + 1n, max: 2n ** 63n - 1n }),
+                    )
+                    .map(String),
+                  limit_bytes: int64,
+                },
+                { requiredKeys: [] },
+              ),
+              { nil: undefined },
+            ),
+            staging_target_path: fc.oneof(fc.constant(''), paths),
+            volume_capability: fc.option(capability, { nil: undefined }),
+            secrets: stringMap,
+          },
+          { requiredKeys: ['volume_id', 'volume_path'] },
+        ),
         async (req) => {
           await expectClean('NodeExpandVolume', () => node.NodeExpandVolume(req), req);
         },
@@ -377,37 +560,68 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
 
   it('GroupController: CreateVolumeGroupSnapshot, GetVolumeGroupSnapshot, DeleteVolumeGroupSnapshot', async () => {
     const group = stack.csi.groupController;
-    expect(await expectClean('GroupControllerGetCapabilities', () => group.GroupControllerGetCapabilities({}), {})).toBe(true);
+    expect(
+      await expectClean('GroupControllerGetCapabilities', () => group.GroupControllerGetCapabilities({}), {}),
+    ).toBe(true);
     const ids = fc.array(id(FIXTURE_VOLUME, SPARE_VOLUME), { maxLength: 3 });
     await fc.assert(
       fc.asyncProperty(
         fc.record({
-          name: mostly(fc.stringMatching(/^[a-z0-9]{1,12}$/).map((n) => `groupsnapshot-fuzz-${n}`), hostileString()),
+          name: mostly(
+            fc.stringMatching(/^[a-z0-9]{1,12}$/).map((n) => `groupsnapshot-fuzz-${n}`),
+            hostileString(),
+          ),
           source_volume_ids: mostly<string[]>(fc.constant([FIXTURE_VOLUME]), ids),
           parameters: mostly(fc.constant({}), parameters),
           secrets: stringMap,
         }),
         async (req) => {
           let made: { id: string; members: string[] } | undefined;
-          const ok = await expectClean('CreateVolumeGroupSnapshot', () => group.CreateVolumeGroupSnapshot(req).then((r) => {
-            made = { id: r.group_snapshot!.group_snapshot_id, members: r.group_snapshot!.snapshots.map((m) => m.snapshot_id) };
-          }), req);
+          const ok = await expectClean(
+            'CreateVolumeGroupSnapshot',
+            () =>
+              group.CreateVolumeGroupSnapshot(req).then((r) => {
+                made = {
+                  id: r.group_snapshot!.group_snapshot_id,
+                  members: r.group_snapshot!.snapshots.map((m) => m.snapshot_id),
+                };
+              }),
+            req,
+          );
           if (ok) created.groups.set(made!.id, made!.members);
         },
       ),
       params(),
     );
-    const groupIds = () => fc.oneof(fc.constantFrom(...(created.groups.size > 0 ? [...created.groups.keys()] : ['groupsnapshot-none'])), hostileString());
+    const groupIds = () =>
+      fc.oneof(
+        fc.constantFrom(...(created.groups.size > 0 ? [...created.groups.keys()] : ['groupsnapshot-none'])),
+        hostileString(),
+      );
     await fc.assert(
-      fc.asyncProperty(fc.record({ group_snapshot_id: groupIds(), snapshot_ids: fc.array(id(FIXTURE_SNAPSHOT), { maxLength: 3 }), secrets: stringMap }), async (req) => {
-        await expectClean('GetVolumeGroupSnapshot', () => group.GetVolumeGroupSnapshot(req), req);
-      }),
+      fc.asyncProperty(
+        fc.record({
+          group_snapshot_id: groupIds(),
+          snapshot_ids: fc.array(id(FIXTURE_SNAPSHOT), { maxLength: 3 }),
+          secrets: stringMap,
+        }),
+        async (req) => {
+          await expectClean('GetVolumeGroupSnapshot', () => group.GetVolumeGroupSnapshot(req), req);
+        },
+      ),
       params(),
     );
     await fc.assert(
-      fc.asyncProperty(fc.record({ group_snapshot_id: hostileString(['groupsnapshot-nothing-here']), snapshot_ids: fc.array(hostileString(), { maxLength: 3 }), secrets: stringMap }), async (req) => {
-        await expectClean('DeleteVolumeGroupSnapshot', () => group.DeleteVolumeGroupSnapshot(req), req);
-      }),
+      fc.asyncProperty(
+        fc.record({
+          group_snapshot_id: hostileString(['groupsnapshot-nothing-here']),
+          snapshot_ids: fc.array(hostileString(), { maxLength: 3 }),
+          secrets: stringMap,
+        }),
+        async (req) => {
+          await expectClean('DeleteVolumeGroupSnapshot', () => group.DeleteVolumeGroupSnapshot(req), req);
+        },
+      ),
       params(),
     );
   });
@@ -415,14 +629,28 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
   it('SnapshotMetadata: GetMetadataAllocated and GetMetadataDelta (streams): ids, offsets, page sizes', async () => {
     const meta = stack.csi.snapshotMetadata;
     await fc.assert(
-      fc.asyncProperty(fc.record({ snapshot_id: id(FIXTURE_SNAPSHOT), starting_offset: int64, max_results: int32, secrets: stringMap }), async (req) => {
-        await expectClean('GetMetadataAllocated', () => meta.GetMetadataAllocated(req), req);
-      }),
+      fc.asyncProperty(
+        fc.record({
+          snapshot_id: id(FIXTURE_SNAPSHOT),
+          starting_offset: int64,
+          max_results: int32,
+          secrets: stringMap,
+        }),
+        async (req) => {
+          await expectClean('GetMetadataAllocated', () => meta.GetMetadataAllocated(req), req);
+        },
+      ),
       params(),
     );
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ base_snapshot_id: id(FIXTURE_SNAPSHOT), target_snapshot_id: id(FIXTURE_SNAPSHOT), starting_offset: int64, max_results: int32, secrets: stringMap }),
+        fc.record({
+          base_snapshot_id: id(FIXTURE_SNAPSHOT),
+          target_snapshot_id: id(FIXTURE_SNAPSHOT),
+          starting_offset: int64,
+          max_results: int32,
+          secrets: stringMap,
+        }),
         async (req) => {
           await expectClean('GetMetadataDelta', () => meta.GetMetadataDelta(req), req);
         },
@@ -436,7 +664,11 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
     expect(readdirSync(stack.dir).sort()).toEqual(topBefore);
     // The emulator's own directory: only its files, every volume file a valid name.
     const data = stack.emulatorDataDir;
-    expect(readdirSync(data).filter((n) => !/^(emulator\.(db|db-wal|db-shm|json)|vbs\.sock|kv\.sock|images|luns|pools)$/.test(n))).toEqual([]);
+    expect(
+      readdirSync(data).filter(
+        (n) => !/^(emulator\.(db|db-wal|db-shm|json)|vbs\.sock|kv\.sock|images|luns|pools)$/.test(n),
+      ),
+    ).toEqual([]);
     for (const sub of ['volumes', 'snapshots']) {
       for (const n of readdirSync(join(data, 'pools', 'pool0', sub))) expect(isValidName(n), `${sub}/${n}`).toBe(true);
     }
@@ -445,21 +677,26 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
     // Undo what succeeded; then only the fixtures remain.
     const ctl = stack.csi.controller;
     const node = stack.csi.node;
-    for (const [group, members] of created.groups) await stack.csi.groupController.DeleteVolumeGroupSnapshot({ group_snapshot_id: group, snapshot_ids: members });
+    for (const [group, members] of created.groups)
+      await stack.csi.groupController.DeleteVolumeGroupSnapshot({ group_snapshot_id: group, snapshot_ids: members });
     for (const snapshot of created.snapshots) await ctl.DeleteSnapshot({ snapshot_id: snapshot });
     for (const volume of created.volumes) await ctl.DeleteVolume({ volume_id: volume });
     const { volumes, snapshots } = await listEverything(stack.vbsSocket);
     expect(volumes.map((v) => v.vol_name).sort()).toEqual([FIXTURE_VOLUME, STAGED_VOLUME, SPARE_VOLUME].sort());
     expect(snapshots.map((s) => s.snap_name)).toEqual([FIXTURE_SNAPSHOT]);
     await node.NodeUnstageVolume({ volume_id: STAGED_VOLUME, staging_target_path: stagingPath });
-    for (const name of [STAGED_VOLUME, SPARE_VOLUME]) await ctl.ControllerUnpublishVolume({ volume_id: name, node_id: stack.hostId });
+    for (const name of [STAGED_VOLUME, SPARE_VOLUME])
+      await ctl.ControllerUnpublishVolume({ volume_id: name, node_id: stack.hostId });
     await ctl.DeleteSnapshot({ snapshot_id: FIXTURE_SNAPSHOT });
     for (const name of [FIXTURE_VOLUME, STAGED_VOLUME, SPARE_VOLUME]) await ctl.DeleteVolume({ volume_id: name });
     expect(await listEverything(stack.vbsSocket)).toEqual({ volumes: [], snapshots: [] });
   });
 
   it('never answered INTERNAL or UNKNOWN', () => {
-    const bad = stack.driverLog().split('\n').filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l));
+    const bad = stack
+      .driverLog()
+      .split('\n')
+      .filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l));
     expect(bad.map((l) => (l.length > 400 ? `${l.slice(0, 400)}…` : l))).toEqual([]);
   });
 });

@@ -11,7 +11,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { call } from './helpers/emulator.js';
 import { settle, status, type ControllerApi } from './support/csi-client.js';
-import { countFrom, databaseRows, disagreements, listEverything, loopDevicesUnder, MiB, poolFiles, seededRandom, seedFrom } from './support/backend-audit.js';
+import {
+  countFrom,
+  databaseRows,
+  disagreements,
+  listEverything,
+  loopDevicesUnder,
+  MiB,
+  poolFiles,
+  seededRandom,
+  seedFrom,
+} from './support/backend-audit.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const ROUNDS = countFrom('FAULT_ROUNDS', 20);
@@ -47,7 +57,12 @@ function send(ctl: ControllerApi, op: Op): Promise<unknown> {
   switch (op.kind) {
     case 'create':
       return ctl.CreateVolume(
-        { name: op.name, capacity_range: { required_bytes: String(op.bytes) }, volume_capabilities: [mountCap], parameters: { thin: String(op.thin) } },
+        {
+          name: op.name,
+          capacity_range: { required_bytes: String(op.bytes) },
+          volume_capabilities: [mountCap],
+          parameters: { thin: String(op.thin) },
+        },
         opts,
       );
     case 'clone-volume':
@@ -58,14 +73,20 @@ function send(ctl: ControllerApi, op: Op): Promise<unknown> {
           capacity_range: { required_bytes: String(op.bytes) },
           volume_capabilities: [mountCap],
           parameters: { cloneMode: op.mode },
-          volume_content_source: op.kind === 'clone-volume' ? { volume: { volume_id: op.source } } : { snapshot: { snapshot_id: op.source } },
+          volume_content_source:
+            op.kind === 'clone-volume'
+              ? { volume: { volume_id: op.source } }
+              : { snapshot: { snapshot_id: op.source } },
         },
         opts,
       );
     case 'snapshot':
       return ctl.CreateSnapshot({ name: op.name, source_volume_id: op.source }, opts);
     case 'extend':
-      return ctl.ControllerExpandVolume({ volume_id: op.name, capacity_range: { required_bytes: String(op.bytes) }, volume_capability: mountCap }, opts);
+      return ctl.ControllerExpandVolume(
+        { volume_id: op.name, capacity_range: { required_bytes: String(op.bytes) }, volume_capability: mountCap },
+        opts,
+      );
     case 'delete-volume':
       return ctl.DeleteVolume({ volume_id: op.name }, opts);
     case 'delete-snapshot':
@@ -99,7 +120,8 @@ function apply(model: Model, op: Op): void {
  * both, so the end state does not depend on the order the calls happen to run in.
  */
 function planRound(model: Model, round: number, rand: () => number): Op[] {
-  const pick = <T>(list: T[]): T | undefined => (list.length === 0 ? undefined : list[Math.floor(rand() * list.length)]);
+  const pick = <T>(list: T[]): T | undefined =>
+    list.length === 0 ? undefined : list[Math.floor(rand() * list.length)];
   const size = (min: number, max: number) => (min + Math.floor(rand() * (max - min + 1))) * MiB;
   const read = new Set<string>();
   const changed = new Set<string>();
@@ -128,7 +150,13 @@ function planRound(model: Model, round: number, rand: () => number): Op[] {
       const source = pick(readable(model.volumes.keys()));
       if (source) {
         read.add(source);
-        ops.push({ kind: 'clone-volume', name: fresh('pvc-clone'), source, bytes: model.volumes.get(source)! + size(0, 16), mode: rand() < 0.5 ? 'linked' : 'full' });
+        ops.push({
+          kind: 'clone-volume',
+          name: fresh('pvc-clone'),
+          source,
+          bytes: model.volumes.get(source)! + size(0, 16),
+          mode: rand() < 0.5 ? 'linked' : 'full',
+        });
         continue;
       }
     }
@@ -136,7 +164,13 @@ function planRound(model: Model, round: number, rand: () => number): Op[] {
       const source = pick(readable(model.snapshots.keys()));
       if (source) {
         read.add(source);
-        ops.push({ kind: 'clone-snapshot', name: fresh('pvc-restore'), source, bytes: model.snapshots.get(source)!.bytes + size(0, 16), mode: rand() < 0.5 ? 'linked' : 'full' });
+        ops.push({
+          kind: 'clone-snapshot',
+          name: fresh('pvc-restore'),
+          source,
+          bytes: model.snapshots.get(source)!.bytes + size(0, 16),
+          mode: rand() < 0.5 ? 'linked' : 'full',
+        });
         continue;
       }
     }
@@ -181,8 +215,10 @@ async function converge(ctl: ControllerApi, op: Op): Promise<number> {
   for (let attempt = 1; ; attempt++) {
     const outcome = await settle(send(ctl, op));
     if (outcome.ok) return attempt;
-    if (!TRANSIENT.has(outcome.codeName)) throw new Error(`${describeOp(op)} failed for good: ${outcome.codeName} ${outcome.message}`);
-    if (attempt >= MAX_RETRIES) throw new Error(`${describeOp(op)} still ${outcome.codeName} after ${attempt} attempts: ${outcome.message}`);
+    if (!TRANSIENT.has(outcome.codeName))
+      throw new Error(`${describeOp(op)} failed for good: ${outcome.codeName} ${outcome.message}`);
+    if (attempt >= MAX_RETRIES)
+      throw new Error(`${describeOp(op)} still ${outcome.codeName} after ${attempt} attempts: ${outcome.message}`);
     await sleep(Math.min(20 * attempt, 200));
   }
 }
@@ -194,10 +230,15 @@ async function audit(stack: Stack, model: Model, where: string): Promise<void> {
   expect(disagreements(records, files), where).toEqual([]);
   const volumes = Object.fromEntries(records.volumes.map((v) => [v.vol_name!, Number(v.vol_size) * MiB]));
   expect(volumes, where).toEqual(Object.fromEntries(model.volumes));
-  const snapshots = Object.fromEntries(records.snapshots.map((s) => [s.snap_name!, { source: s.vol_name!, bytes: Number(s.vol_size) * MiB }]));
+  const snapshots = Object.fromEntries(
+    records.snapshots.map((s) => [s.snap_name!, { source: s.vol_name!, bytes: Number(s.vol_size) * MiB }]),
+  );
   expect(snapshots, where).toEqual(Object.fromEntries(model.snapshots));
   const ctl = stack.csi.controller;
-  const listed = (await ctl.ListVolumes({})).entries.map((e) => [e.volume!.volume_id, Number(e.volume!.capacity_bytes)]);
+  const listed = (await ctl.ListVolumes({})).entries.map((e) => [
+    e.volume!.volume_id,
+    Number(e.volume!.capacity_bytes),
+  ]);
   expect(Object.fromEntries(listed), where).toEqual(Object.fromEntries(model.volumes));
   const snaps = (await ctl.ListSnapshots({})).entries.map((e) => e.snapshot!.snapshot_id).sort();
   expect(snaps, where).toEqual([...model.snapshots.keys()].sort());
@@ -213,79 +254,115 @@ function lastReconcile(log: string): Record<string, number> | undefined {
   if (lines.length === 0) return undefined;
   const entry = JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>;
   const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(entry)) if (typeof v === 'number' && !['level', 'time', 'pid'].includes(k)) out[k] = v;
+  for (const [k, v] of Object.entries(entry))
+    if (typeof v === 'number' && !['level', 'time', 'pid'].includes(k)) out[k] = v;
   return out;
 }
 
 describe(`kill -9 of the emulator during controller calls: ${ROUNDS} seeded rounds (seed ${SEED})`, () => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ pools: ['pool0:4G'], emulatorArgs: ['--log-level', 'info'], driverArgs: ['--vbs-timeout-ms=10000'] });
+    stack = await startStack({
+      pools: ['pool0:4G'],
+      emulatorArgs: ['--log-level', 'info'],
+      driverArgs: ['--vbs-timeout-ms=10000'],
+    });
   });
   afterAll(async () => {
     await stack?.stop();
   });
 
-  it('every repeated call converges, and afterwards the back end holds exactly what the CSI layer was told', async () => {
-    const rand = seededRandom(SEED);
-    const ctl = stack.csi.controller;
-    const model: Model = { volumes: new Map(), snapshots: new Map() };
-    // A starting population, without faults.
-    for (let i = 0; i < 6; i++) {
-      const op: Op = { kind: 'create', name: `pvc-base-${i}`, bytes: (16 + 8 * i) * MiB, thin: i % 3 !== 0 };
-      await send(ctl, op);
-      apply(model, op);
-    }
-    for (const [i, source] of ['pvc-base-0', 'pvc-base-1'].entries()) {
-      const op: Op = { kind: 'snapshot', name: `snapshot-base-${i}`, source };
-      await send(ctl, op);
-      apply(model, op);
-    }
-    await audit(stack, model, 'before the first round');
-
-    const figures = { rounds: ROUNDS, seed: SEED, calls: 0, interrupted: 0, retries: 0, kinds: {} as Record<string, number>, firstCodes: {} as Record<string, number>, repairs: {} as Record<string, number> };
-    for (let round = 0; round < ROUNDS; round++) {
-      const ops = planRound(model, round, rand);
-      const killAfter = Math.floor(rand() * KILL_WINDOW_MS);
-      const where = `round ${round} (seed ${SEED}, kill after ${killAfter} ms): ${ops.map(describeOp).join(' ')}`;
-      const first = ops.map((op) => settle(send(ctl, op)));
-      await sleep(killAfter);
-      await stack.killEmulator();
-      const outcomes = await Promise.all(first);
-      for (const o of outcomes) {
-        const code = o.ok ? 'OK' : o.codeName;
-        figures.firstCodes[code] = (figures.firstCodes[code] ?? 0) + 1;
-        if (!o.ok && !TRANSIENT.has(o.codeName)) throw new Error(`${where}: a first attempt answered ${o.codeName}: ${o.message}`);
-      }
-      figures.interrupted += outcomes.filter((o) => !o.ok).length;
-      await stack.startEmulator();
-      const repairs = lastReconcile(stack.emulatorLog());
-      for (const [k, v] of Object.entries(repairs ?? {})) figures.repairs[k] = (figures.repairs[k] ?? 0) + v;
-      // The same calls again, every one of them, until each succeeds.
-      const attempts = await Promise.all(ops.map((op) => converge(ctl, op).catch((err: Error) => Promise.reject(new Error(`${where}: ${err.message}`)))));
-      figures.retries += attempts.reduce((a, b) => a + b, 0);
-      for (const op of ops) {
+  it(
+    'every repeated call converges, and afterwards the back end holds exactly what the CSI layer was told',
+    async () => {
+      const rand = seededRandom(SEED);
+      const ctl = stack.csi.controller;
+      const model: Model = { volumes: new Map(), snapshots: new Map() };
+      // A starting population, without faults.
+      for (let i = 0; i < 6; i++) {
+        const op: Op = { kind: 'create', name: `pvc-base-${i}`, bytes: (16 + 8 * i) * MiB, thin: i % 3 !== 0 };
+        await send(ctl, op);
         apply(model, op);
-        figures.kinds[op.kind] = (figures.kinds[op.kind] ?? 0) + 1;
       }
-      figures.calls += ops.length;
-      await audit(stack, model, where);
-    }
-    console.log(`[reliability] emulator kill -9: ${JSON.stringify(figures)}`);
-    // The kills did land inside calls, not only between them.
-    expect(figures.interrupted).toBeGreaterThan(0);
+      for (const [i, source] of ['pvc-base-0', 'pvc-base-1'].entries()) {
+        const op: Op = { kind: 'snapshot', name: `snapshot-base-${i}`, source };
+        await send(ctl, op);
+        apply(model, op);
+      }
+      await audit(stack, model, 'before the first round');
 
-    // The rows themselves, read once the daemon has let go of its database.
-    await stack.stopEmulator();
-    const rows = databaseRows(stack.emulatorDataDir);
-    expect(rows.volumes).toEqual([...model.volumes].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, bytes]) => ({ name, state: 'available', size_mb: bytes / MiB })));
-    expect(rows.snapshots).toEqual([...model.snapshots].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, s]) => ({ name, state: 'available', size_mb: s.bytes / MiB })));
-    expect(rows.attachments).toBe(0);
-    await stack.startEmulator();
-  }, 60_000 + ROUNDS * 10_000);
+      const figures = {
+        rounds: ROUNDS,
+        seed: SEED,
+        calls: 0,
+        interrupted: 0,
+        retries: 0,
+        kinds: {} as Record<string, number>,
+        firstCodes: {} as Record<string, number>,
+        repairs: {} as Record<string, number>,
+      };
+      for (let round = 0; round < ROUNDS; round++) {
+        const ops = planRound(model, round, rand);
+        const killAfter = Math.floor(rand() * KILL_WINDOW_MS);
+        const where = `round ${round} (seed ${SEED}, kill after ${killAfter} ms): ${ops.map(describeOp).join(' ')}`;
+        const first = ops.map((op) => settle(send(ctl, op)));
+        await sleep(killAfter);
+        await stack.killEmulator();
+        const outcomes = await Promise.all(first);
+        for (const o of outcomes) {
+          const code = o.ok ? 'OK' : o.codeName;
+          figures.firstCodes[code] = (figures.firstCodes[code] ?? 0) + 1;
+          if (!o.ok && !TRANSIENT.has(o.codeName))
+            throw new Error(`${where}: a first attempt answered ${o.codeName}: ${o.message}`);
+        }
+        figures.interrupted += outcomes.filter((o) => !o.ok).length;
+        await stack.startEmulator();
+        const repairs = lastReconcile(stack.emulatorLog());
+        for (const [k, v] of Object.entries(repairs ?? {})) figures.repairs[k] = (figures.repairs[k] ?? 0) + v;
+        // The same calls again, every one of them, until each succeeds.
+        const attempts = await Promise.all(
+          ops.map((op) =>
+            converge(ctl, op).catch((err: Error) => Promise.reject(new Error(`${where}: ${err.message}`))),
+          ),
+        );
+        figures.retries += attempts.reduce((a, b) => a + b, 0);
+        for (const op of ops) {
+          apply(model, op);
+          figures.kinds[op.kind] = (figures.kinds[op.kind] ?? 0) + 1;
+        }
+        figures.calls += ops.length;
+        await audit(stack, model, where);
+      }
+      console.log(`[reliability] emulator kill -9: ${JSON.stringify(figures)}`);
+      // The kills did land inside calls, not only between them.
+      expect(figures.interrupted).toBeGreaterThan(0);
+
+      // The rows themselves, read once the daemon has let go of its database.
+      await stack.stopEmulator();
+      const rows = databaseRows(stack.emulatorDataDir);
+      expect(rows.volumes).toEqual(
+        [...model.volumes]
+          .sort(([a], [b]) => (a < b ? -1 : 1))
+          .map(([name, bytes]) => ({ name, state: 'available', size_mb: bytes / MiB })),
+      );
+      expect(rows.snapshots).toEqual(
+        [...model.snapshots]
+          .sort(([a], [b]) => (a < b ? -1 : 1))
+          .map(([name, s]) => ({ name, state: 'available', size_mb: s.bytes / MiB })),
+      );
+      expect(rows.attachments).toBe(0);
+      await stack.startEmulator();
+    },
+    60_000 + ROUNDS * 10_000,
+  );
 
   it('never answered INTERNAL or UNKNOWN', () => {
-    expect(stack.driverLog().split('\n').filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l))).toEqual([]);
+    expect(
+      stack
+        .driverLog()
+        .split('\n')
+        .filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l)),
+    ).toEqual([]);
   });
 });
 
@@ -301,7 +378,11 @@ describe('the back end unreachable', () => {
   it('killed: every back-end call answers UNAVAILABLE (or its spec code), Probe says not ready; it comes back without a driver restart', async () => {
     const ctl = stack.csi.controller;
     const node = stack.csi.node;
-    const { volume } = await ctl.CreateVolume({ name: 'pvc-before', volume_capabilities: [mountCap], capacity_range: { required_bytes: String(16 * MiB) } });
+    const { volume } = await ctl.CreateVolume({
+      name: 'pvc-before',
+      volume_capabilities: [mountCap],
+      capacity_range: { required_bytes: String(16 * MiB) },
+    });
     const { snapshot } = await ctl.CreateSnapshot({ name: 'snapshot-before', source_volume_id: volume!.volume_id });
     const driverPid = stack.driverProcess()!.pid;
     await stack.killEmulator();
@@ -310,21 +391,59 @@ describe('the back end unreachable', () => {
     const calls: Array<[string, () => Promise<unknown>]> = [
       ['CreateVolume', () => ctl.CreateVolume({ name: 'pvc-while-down', volume_capabilities: [mountCap] })],
       ['DeleteVolume', () => ctl.DeleteVolume({ volume_id: volume!.volume_id })],
-      ['ControllerPublishVolume', () => ctl.ControllerPublishVolume({ volume_id: volume!.volume_id, node_id: stack.hostId, volume_capability: mountCap })],
-      ['ControllerUnpublishVolume', () => ctl.ControllerUnpublishVolume({ volume_id: volume!.volume_id, node_id: stack.hostId })],
-      ['ValidateVolumeCapabilities', () => ctl.ValidateVolumeCapabilities({ volume_id: volume!.volume_id, volume_capabilities: [mountCap] })],
+      [
+        'ControllerPublishVolume',
+        () =>
+          ctl.ControllerPublishVolume({
+            volume_id: volume!.volume_id,
+            node_id: stack.hostId,
+            volume_capability: mountCap,
+          }),
+      ],
+      [
+        'ControllerUnpublishVolume',
+        () => ctl.ControllerUnpublishVolume({ volume_id: volume!.volume_id, node_id: stack.hostId }),
+      ],
+      [
+        'ValidateVolumeCapabilities',
+        () => ctl.ValidateVolumeCapabilities({ volume_id: volume!.volume_id, volume_capabilities: [mountCap] }),
+      ],
       ['ListVolumes', () => ctl.ListVolumes({})],
       ['GetCapacity', () => ctl.GetCapacity({})],
-      ['CreateSnapshot', () => ctl.CreateSnapshot({ name: 'snapshot-while-down', source_volume_id: volume!.volume_id })],
+      [
+        'CreateSnapshot',
+        () => ctl.CreateSnapshot({ name: 'snapshot-while-down', source_volume_id: volume!.volume_id }),
+      ],
       ['DeleteSnapshot', () => ctl.DeleteSnapshot({ snapshot_id: snapshot!.snapshot_id })],
       ['ListSnapshots', () => ctl.ListSnapshots({})],
       ['GetSnapshot', () => ctl.GetSnapshot({ snapshot_id: snapshot!.snapshot_id })],
-      ['ControllerExpandVolume', () => ctl.ControllerExpandVolume({ volume_id: volume!.volume_id, capacity_range: { required_bytes: String(32 * MiB) } })],
+      [
+        'ControllerExpandVolume',
+        () =>
+          ctl.ControllerExpandVolume({
+            volume_id: volume!.volume_id,
+            capacity_range: { required_bytes: String(32 * MiB) },
+          }),
+      ],
       ['ControllerGetVolume', () => ctl.ControllerGetVolume({ volume_id: volume!.volume_id })],
-      ['ControllerModifyVolume', () => ctl.ControllerModifyVolume({ volume_id: volume!.volume_id, mutable_parameters: { maxIOPS: '100' } })],
+      [
+        'ControllerModifyVolume',
+        () => ctl.ControllerModifyVolume({ volume_id: volume!.volume_id, mutable_parameters: { maxIOPS: '100' } }),
+      ],
       // The data plane: sds_cli cannot reach the VBS's KV socket either.
-      ['NodeStageVolume', () => node.NodeStageVolume({ volume_id: volume!.volume_id, staging_target_path: `${stack.dir}/staging`, volume_capability: mountCap })],
-      ['NodeUnstageVolume', () => node.NodeUnstageVolume({ volume_id: volume!.volume_id, staging_target_path: `${stack.dir}/staging` })],
+      [
+        'NodeStageVolume',
+        () =>
+          node.NodeStageVolume({
+            volume_id: volume!.volume_id,
+            staging_target_path: `${stack.dir}/staging`,
+            volume_capability: mountCap,
+          }),
+      ],
+      [
+        'NodeUnstageVolume',
+        () => node.NodeUnstageVolume({ volume_id: volume!.volume_id, staging_target_path: `${stack.dir}/staging` }),
+      ],
     ];
     const codes: Record<string, string> = {};
     for (const [method, call] of calls) {
@@ -337,7 +456,11 @@ describe('the back end unreachable', () => {
     expect(stack.driverProcess()!.pid).toBe(driverPid);
     expect((await stack.csi.identity.Probe({})).ready?.value).toBe(true);
     expect((await ctl.ControllerGetVolume({ volume_id: volume!.volume_id })).volume?.volume_id).toBe(volume!.volume_id);
-    await ctl.CreateVolume({ name: 'pvc-while-down', volume_capabilities: [mountCap], capacity_range: { required_bytes: String(16 * MiB) } });
+    await ctl.CreateVolume({
+      name: 'pvc-while-down',
+      volume_capabilities: [mountCap],
+      capacity_range: { required_bytes: String(16 * MiB) },
+    });
     await ctl.DeleteSnapshot({ snapshot_id: snapshot!.snapshot_id });
     await ctl.DeleteVolume({ volume_id: 'pvc-while-down' });
     await ctl.DeleteVolume({ volume_id: volume!.volume_id });
@@ -357,7 +480,9 @@ describe('the back end unreachable', () => {
     for (const url of [`tcp://127.0.0.1:${port}`, `unix://${stack.dir}/no-such.sock`]) {
       await stack.startDriver([`--vbs-url=${url}`], 'serving');
       expect((await stack.csi.identity.Probe({})).ready?.value).toBe(false);
-      const outcome = await settle(stack.csi.controller.CreateVolume({ name: 'pvc-nowhere', volume_capabilities: [mountCap] }));
+      const outcome = await settle(
+        stack.csi.controller.CreateVolume({ name: 'pvc-nowhere', volume_capabilities: [mountCap] }),
+      );
       expect(outcome.ok ? 'OK' : outcome.code, url).toBe(status.UNAVAILABLE);
       await stack.stopDriver();
     }
@@ -365,6 +490,11 @@ describe('the back end unreachable', () => {
   });
 
   it('never answered INTERNAL or UNKNOWN', () => {
-    expect(stack.driverLog().split('\n').filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l))).toEqual([]);
+    expect(
+      stack
+        .driverLog()
+        .split('\n')
+        .filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l)),
+    ).toEqual([]);
   });
 });

@@ -6,7 +6,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CreateVolumeResponse__Output } from '../src/generated/csi/v1/CreateVolumeResponse.js';
 import { settle } from './support/csi-client.js';
-import { countFrom, databaseRows, disagreements, listEverything, loopDevicesUnder, MiB, poolFiles, seededRandom, seedFrom } from './support/backend-audit.js';
+import {
+  countFrom,
+  databaseRows,
+  disagreements,
+  listEverything,
+  loopDevicesUnder,
+  MiB,
+  poolFiles,
+  seededRandom,
+  seedFrom,
+} from './support/backend-audit.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const CALLS = countFrom('LOAD_CALLS', 1000);
@@ -39,14 +49,21 @@ function tally(codes: string[]): Record<string, number> {
  */
 async function storm<T>(names: string[], seed: number, call: (name: string) => Promise<T>) {
   const rand = seededRandom(seed);
-  const order = shuffled(Array.from({ length: CALLS }, (_, i) => names[i % names.length]!), rand);
+  const order = shuffled(
+    Array.from({ length: CALLS }, (_, i) => names[i % names.length]!),
+    rand,
+  );
   const delays = order.map((_, i) => (i % 2 === 0 ? 0 : Math.floor(rand() * SPREAD_MS)));
   const started = Date.now();
-  const results = await Promise.all(order.map(async (name, i) => ({ name, outcome: await settle(sleep(delays[i]!).then(() => call(name))) })));
+  const results = await Promise.all(
+    order.map(async (name, i) => ({ name, outcome: await settle(sleep(delays[i]!).then(() => call(name))) })),
+  );
   const wallMs = Date.now() - started;
   const codes = tally(results.map((r) => (r.outcome.ok ? 'OK' : r.outcome.codeName)));
   const unexpected = results.filter((r) => !r.outcome.ok && r.outcome.codeName !== 'ABORTED');
-  expect(unexpected.slice(0, 5).map((r) => (r.outcome.ok ? '' : `${r.name}: ${r.outcome.codeName} ${r.outcome.message}`))).toEqual([]);
+  expect(
+    unexpected.slice(0, 5).map((r) => (r.outcome.ok ? '' : `${r.name}: ${r.outcome.codeName} ${r.outcome.message}`)),
+  ).toEqual([]);
   return { results, wallMs, codes };
 }
 
@@ -64,63 +81,78 @@ describe(`load: ${CALLS} concurrent CreateVolume over ${NAMES} names, then ${CAL
   const names = Array.from({ length: NAMES }, (_, i) => `pvc-load-${String(i).padStart(5, '0')}`);
   const figures: Record<string, unknown> = { calls: CALLS, names: NAMES, spreadMs: SPREAD_MS, seed: SEED };
 
-  it('creates exactly one volume per name; each call OK or ABORTED; every OK for a name describes the same volume', async () => {
-    const ctl = stack.csi.controller;
-    const { results, wallMs, codes } = await storm(names, SEED, (name) =>
-      ctl.CreateVolume(
-        {
-          name,
-          capacity_range: { required_bytes: String(SIZE) },
-          volume_capabilities: [{ mount: { fs_type: 'ext4' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
-          parameters: { thin: 'true' },
-        },
-        { timeoutMs: 120_000 },
-      ),
-    );
-    figures.create = { wallMs, codes };
-    console.log(`[reliability] load create: ${JSON.stringify(figures)}`);
+  it(
+    'creates exactly one volume per name; each call OK or ABORTED; every OK for a name describes the same volume',
+    async () => {
+      const ctl = stack.csi.controller;
+      const { results, wallMs, codes } = await storm(names, SEED, (name) =>
+        ctl.CreateVolume(
+          {
+            name,
+            capacity_range: { required_bytes: String(SIZE) },
+            volume_capabilities: [{ mount: { fs_type: 'ext4' }, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
+            parameters: { thin: 'true' },
+          },
+          { timeoutMs: 120_000 },
+        ),
+      );
+      figures.create = { wallMs, codes };
+      console.log(`[reliability] load create: ${JSON.stringify(figures)}`);
 
-    const volumeOf = new Map<string, CreateVolumeResponse__Output['volume']>();
-    for (const r of results) {
-      if (!r.outcome.ok) continue;
-      const v = r.outcome.value.volume;
-      expect(v?.volume_id).toBe(r.name);
-      expect(v?.capacity_bytes).toBe(String(SIZE));
-      const first = volumeOf.get(r.name);
-      if (first) expect(v).toEqual(first);
-      else volumeOf.set(r.name, v);
-    }
-    // The first call for a name takes its lock, so every name got at least one OK.
-    expect(volumeOf.size).toBe(NAMES);
+      const volumeOf = new Map<string, CreateVolumeResponse__Output['volume']>();
+      for (const r of results) {
+        if (!r.outcome.ok) continue;
+        const v = r.outcome.value.volume;
+        expect(v?.volume_id).toBe(r.name);
+        expect(v?.capacity_bytes).toBe(String(SIZE));
+        const first = volumeOf.get(r.name);
+        if (first) expect(v).toEqual(first);
+        else volumeOf.set(r.name, v);
+      }
+      // The first call for a name takes its lock, so every name got at least one OK.
+      expect(volumeOf.size).toBe(NAMES);
 
-    const records = await listEverything(stack.vbsSocket, 97); // an odd page size: paging is exercised too
-    expect(records.volumes.map((v) => v.vol_name).sort()).toEqual(names);
-    expect(records.volumes.every((v) => v.vol_size === String(SIZE / MiB))).toBe(true);
-    const files = poolFiles(stack.emulatorDataDir);
-    expect(disagreements(records, files)).toEqual([]);
-    expect(files.volumes.size).toBe(NAMES);
-  }, 60_000 + CALLS * 50);
+      const records = await listEverything(stack.vbsSocket, 97); // an odd page size: paging is exercised too
+      expect(records.volumes.map((v) => v.vol_name).sort()).toEqual(names);
+      expect(records.volumes.every((v) => v.vol_size === String(SIZE / MiB))).toBe(true);
+      const files = poolFiles(stack.emulatorDataDir);
+      expect(disagreements(records, files)).toEqual([]);
+      expect(files.volumes.size).toBe(NAMES);
+    },
+    60_000 + CALLS * 50,
+  );
 
-  it('deletes them all; each call OK or ABORTED; no record, no file, no loop device, and (stopped) no row is left', async () => {
-    const ctl = stack.csi.controller;
-    const { results, wallMs, codes } = await storm(names, SEED + 1, (name) => ctl.DeleteVolume({ volume_id: name }, { timeoutMs: 120_000 }));
-    figures.delete = { wallMs, codes };
-    console.log(`[reliability] load delete: ${JSON.stringify(figures)}`);
+  it(
+    'deletes them all; each call OK or ABORTED; no record, no file, no loop device, and (stopped) no row is left',
+    async () => {
+      const ctl = stack.csi.controller;
+      const { results, wallMs, codes } = await storm(names, SEED + 1, (name) =>
+        ctl.DeleteVolume({ volume_id: name }, { timeoutMs: 120_000 }),
+      );
+      figures.delete = { wallMs, codes };
+      console.log(`[reliability] load delete: ${JSON.stringify(figures)}`);
 
-    expect(new Set(results.filter((r) => r.outcome.ok).map((r) => r.name)).size).toBe(NAMES);
+      expect(new Set(results.filter((r) => r.outcome.ok).map((r) => r.name)).size).toBe(NAMES);
 
-    const records = await listEverything(stack.vbsSocket);
-    expect(records).toEqual({ volumes: [], snapshots: [] });
-    const files = poolFiles(stack.emulatorDataDir);
-    expect([...files.volumes.keys(), ...files.snapshots.keys(), ...files.tmp]).toEqual([]);
-    expect(await loopDevicesUnder(`${stack.emulatorDataDir}/pools`)).toEqual([]);
-    expect((await ctl.ListVolumes({})).entries).toEqual([]);
+      const records = await listEverything(stack.vbsSocket);
+      expect(records).toEqual({ volumes: [], snapshots: [] });
+      const files = poolFiles(stack.emulatorDataDir);
+      expect([...files.volumes.keys(), ...files.snapshots.keys(), ...files.tmp]).toEqual([]);
+      expect(await loopDevicesUnder(`${stack.emulatorDataDir}/pools`)).toEqual([]);
+      expect((await ctl.ListVolumes({})).entries).toEqual([]);
 
-    await stack.stopEmulator();
-    expect(databaseRows(stack.emulatorDataDir)).toEqual({ volumes: [], snapshots: [], attachments: 0 });
-  }, 60_000 + CALLS * 50);
+      await stack.stopEmulator();
+      expect(databaseRows(stack.emulatorDataDir)).toEqual({ volumes: [], snapshots: [], attachments: 0 });
+    },
+    60_000 + CALLS * 50,
+  );
 
   it('never answered INTERNAL or UNKNOWN', () => {
-    expect(stack.driverLog().split('\n').filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l))).toEqual([]);
+    expect(
+      stack
+        .driverLog()
+        .split('\n')
+        .filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l)),
+    ).toEqual([]);
   });
 });

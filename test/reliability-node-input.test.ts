@@ -16,7 +16,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { LoopFixtures } from './support/loop-fixtures.js';
-import { blockCap, codeOf, mountAt, mountCap, startLoopNode, stopLoopNode, type NodeHarness } from './support/node-harness.js';
+import {
+  blockCap,
+  codeOf,
+  mountAt,
+  mountCap,
+  startLoopNode,
+  stopLoopNode,
+  type NodeHarness,
+} from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 
@@ -65,53 +73,122 @@ describe('node paths', () => {
     ['over 4095 bytes', `KUBELET/${'d/'.repeat(2100)}x`],
   ];
 
-  it.each(bad)('%s is INVALID_ARGUMENT for every path field (NOT_FOUND for stats and expand), and nothing is made', async (_what, template) => {
-    const path = template.replace('KUBELET', kubelet);
-    const staged = join(kubelet, 'ok-staging');
-    const before = tree(kubelet);
-    // One at a time: they share the volume's lock.
-    const codes: Record<string, string> = {};
-    for (const [name, call] of [
-      ['stage', () => h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: path, volume_capability: mountCap('ext4') })],
-      ['unstage', () => h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: path })],
-      ['publish target', () => h.node.NodePublishVolume({ volume_id: 'vol-a', staging_target_path: staged, target_path: path, volume_capability: mountCap('ext4') })],
-      ['publish staging', () => h.node.NodePublishVolume({ volume_id: 'vol-a', staging_target_path: path, target_path: join(kubelet, 'pod'), volume_capability: mountCap('ext4') })],
-      ['unpublish', () => h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: path })],
-      ['stats', () => h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: path })],
-      ['expand', () => h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: path })],
-      ['expand staging', () => h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: staged, staging_target_path: path })],
-    ] as const) {
-      codes[name] = await codeOf(call());
-    }
-    // Stats and expand only read a volume path: a path of any form that holds no volume is NOT_FOUND (CSI's
-    // table; issue 16). Every call that would make or remove something refuses it as INVALID_ARGUMENT.
-    const lookups = new Set(['stats', 'expand', 'expand staging']);
-    for (const [name, code] of Object.entries(codes)) expect([name, code]).toEqual([name, lookups.has(name) ? 'NOT_FOUND' : 'INVALID_ARGUMENT']);
-    expect(tree(kubelet)).toEqual(before);
-    await canaryUntouched();
-  });
+  it.each(bad)(
+    '%s is INVALID_ARGUMENT for every path field (NOT_FOUND for stats and expand), and nothing is made',
+    async (_what, template) => {
+      const path = template.replace('KUBELET', kubelet);
+      const staged = join(kubelet, 'ok-staging');
+      const before = tree(kubelet);
+      // One at a time: they share the volume's lock.
+      const codes: Record<string, string> = {};
+      for (const [name, call] of [
+        [
+          'stage',
+          () =>
+            h.node.NodeStageVolume({
+              volume_id: 'vol-a',
+              staging_target_path: path,
+              volume_capability: mountCap('ext4'),
+            }),
+        ],
+        ['unstage', () => h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: path })],
+        [
+          'publish target',
+          () =>
+            h.node.NodePublishVolume({
+              volume_id: 'vol-a',
+              staging_target_path: staged,
+              target_path: path,
+              volume_capability: mountCap('ext4'),
+            }),
+        ],
+        [
+          'publish staging',
+          () =>
+            h.node.NodePublishVolume({
+              volume_id: 'vol-a',
+              staging_target_path: path,
+              target_path: join(kubelet, 'pod'),
+              volume_capability: mountCap('ext4'),
+            }),
+        ],
+        ['unpublish', () => h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: path })],
+        ['stats', () => h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: path })],
+        ['expand', () => h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: path })],
+        [
+          'expand staging',
+          () => h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: staged, staging_target_path: path }),
+        ],
+      ] as const) {
+        codes[name] = await codeOf(call());
+      }
+      // Stats and expand only read a volume path: a path of any form that holds no volume is NOT_FOUND (CSI's
+      // table; issue 16). Every call that would make or remove something refuses it as INVALID_ARGUMENT.
+      const lookups = new Set(['stats', 'expand', 'expand staging']);
+      for (const [name, code] of Object.entries(codes))
+        expect([name, code]).toEqual([name, lookups.has(name) ? 'NOT_FOUND' : 'INVALID_ARGUMENT']);
+      expect(tree(kubelet)).toEqual(before);
+      await canaryUntouched();
+    },
+  );
 
   it('a staging path that is a symlink (to a directory elsewhere) is refused; the volume is not left attached by it', async () => {
-    expect(await codeOf(h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: join(kubelet, 'to-canary'), volume_capability: mountCap('ext4') }))).toBe('INVALID_ARGUMENT');
+    expect(
+      await codeOf(
+        h.node.NodeStageVolume({
+          volume_id: 'vol-a',
+          staging_target_path: join(kubelet, 'to-canary'),
+          volume_capability: mountCap('ext4'),
+        }),
+      ),
+    ).toBe('INVALID_ARGUMENT');
     expect(await connector.queryDevice('vol-a')).toBeUndefined();
     await canaryUntouched();
   });
 
   it('a target path that is a symlink is refused for filesystem and block publishes; unpublish and unstage leave a symlink and what it points to alone', async () => {
     const staging = join(kubelet, 'vol-a', 'globalmount');
-    await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: mountCap('ext4') });
-    expect(await codeOf(h.node.NodePublishVolume({ volume_id: 'vol-a', staging_target_path: staging, target_path: join(kubelet, 'to-canary'), volume_capability: mountCap('ext4') }))).toBe('INVALID_ARGUMENT');
+    await h.node.NodeStageVolume({
+      volume_id: 'vol-a',
+      staging_target_path: staging,
+      volume_capability: mountCap('ext4'),
+    });
+    expect(
+      await codeOf(
+        h.node.NodePublishVolume({
+          volume_id: 'vol-a',
+          staging_target_path: staging,
+          target_path: join(kubelet, 'to-canary'),
+          volume_capability: mountCap('ext4'),
+        }),
+      ),
+    ).toBe('INVALID_ARGUMENT');
     await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
     await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: blockCap() });
-    expect(await codeOf(h.node.NodePublishVolume({ volume_id: 'vol-a', staging_target_path: staging, target_path: join(kubelet, 'to-canary-file'), volume_capability: blockCap() }))).toBe('INVALID_ARGUMENT');
+    expect(
+      await codeOf(
+        h.node.NodePublishVolume({
+          volume_id: 'vol-a',
+          staging_target_path: staging,
+          target_path: join(kubelet, 'to-canary-file'),
+          volume_capability: blockCap(),
+        }),
+      ),
+    ).toBe('INVALID_ARGUMENT');
     for (const link of ['to-canary', 'to-canary-file']) {
-      expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: join(kubelet, link) }))).toBe('OK');
+      expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: join(kubelet, link) }))).toBe(
+        'OK',
+      );
       expect(lstatSync(join(kubelet, link)).isSymbolicLink()).toBe(true);
     }
     await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
-    expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: join(kubelet, 'to-canary') }))).toBe('OK');
+    expect(
+      await codeOf(h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: join(kubelet, 'to-canary') })),
+    ).toBe('OK');
     expect(readlinkSync(join(kubelet, 'to-canary'))).toBe(canary);
-    expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: join(kubelet, 'to-canary') }))).toBe('NOT_FOUND');
+    expect(
+      await codeOf(h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: join(kubelet, 'to-canary') })),
+    ).toBe('NOT_FOUND');
     await canaryUntouched();
   });
 
@@ -122,8 +199,17 @@ describe('node paths', () => {
     const staging = join(fx.path('linked-kubelet'), 'vol-a', 'globalmount');
     const target = join(fx.path('linked-kubelet'), 'pods', 'p1', 'mount');
     await mkdir(join(fx.path('linked-kubelet'), 'pods', 'p1'), { recursive: true });
-    await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: mountCap('ext4') });
-    await h.node.NodePublishVolume({ volume_id: 'vol-a', staging_target_path: staging, target_path: target, volume_capability: mountCap('ext4') });
+    await h.node.NodeStageVolume({
+      volume_id: 'vol-a',
+      staging_target_path: staging,
+      volume_capability: mountCap('ext4'),
+    });
+    await h.node.NodePublishVolume({
+      volume_id: 'vol-a',
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: mountCap('ext4'),
+    });
     const points = (await readMountTable()).map((m) => m.mountPoint);
     expect(points).toContain(join(realRoot, 'vol-a', 'globalmount'));
     expect(points).toContain(join(realRoot, 'pods', 'p1', 'mount'));
@@ -137,11 +223,28 @@ describe('node paths', () => {
   it('a path running through a regular file is INVALID_ARGUMENT for stage and both kinds of publish', async () => {
     await writeFile(join(kubelet, 'a-file'), 'x');
     const through = join(kubelet, 'a-file', 'globalmount');
-    expect(await codeOf(h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: through, volume_capability: mountCap('ext4') }))).toBe('INVALID_ARGUMENT');
+    expect(
+      await codeOf(
+        h.node.NodeStageVolume({
+          volume_id: 'vol-a',
+          staging_target_path: through,
+          volume_capability: mountCap('ext4'),
+        }),
+      ),
+    ).toBe('INVALID_ARGUMENT');
     const staging = join(kubelet, 'vol-a', 'globalmount');
     for (const cap of [mountCap('ext4'), blockCap()]) {
       await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: cap });
-      expect(await codeOf(h.node.NodePublishVolume({ volume_id: 'vol-a', staging_target_path: staging, target_path: join(through, 'pod'), volume_capability: cap }))).toBe('INVALID_ARGUMENT');
+      expect(
+        await codeOf(
+          h.node.NodePublishVolume({
+            volume_id: 'vol-a',
+            staging_target_path: staging,
+            target_path: join(through, 'pod'),
+            volume_capability: cap,
+          }),
+        ),
+      ).toBe('INVALID_ARGUMENT');
       await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
     }
     expect(await connector.queryDevice('vol-a')).toBeUndefined();
@@ -154,12 +257,21 @@ describe('node paths', () => {
     await mkdir(dir);
     await writeFile(join(dir, 'theirs'), 'not ours');
     await writeFile(file, 'not ours either');
-    for (const [cap, target] of [[mountCap('ext4'), dir], [blockCap(), file]] as const) {
+    for (const [cap, target] of [
+      [mountCap('ext4'), dir],
+      [blockCap(), file],
+    ] as const) {
       await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: cap });
-      await h.node.NodePublishVolume({ volume_id: 'vol-a', staging_target_path: staging, target_path: target, volume_capability: cap });
+      await h.node.NodePublishVolume({
+        volume_id: 'vol-a',
+        staging_target_path: staging,
+        target_path: target,
+        volume_capability: cap,
+      });
       expect(await mountAt(target)).toBeDefined();
       // Twice: the repeat after a finished unpublish must not be stuck on what was there before.
-      for (let i = 0; i < 2; i++) expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: target }))).toBe('OK');
+      for (let i = 0; i < 2; i++)
+        expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: target }))).toBe('OK');
       expect(await mountAt(target)).toBeUndefined();
       await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
     }
@@ -169,7 +281,15 @@ describe('node paths', () => {
 
   it('NodeStageVolume of a volume that does not exist makes no staging directory', async () => {
     const staging = join(kubelet, 'ghost', 'globalmount');
-    expect(await codeOf(h.node.NodeStageVolume({ volume_id: 'vol-ghost', staging_target_path: staging, volume_capability: mountCap('ext4') }))).toBe('NOT_FOUND');
+    expect(
+      await codeOf(
+        h.node.NodeStageVolume({
+          volume_id: 'vol-ghost',
+          staging_target_path: staging,
+          volume_capability: mountCap('ext4'),
+        }),
+      ),
+    ).toBe('NOT_FOUND');
     expect(existsSync(join(kubelet, 'ghost'))).toBe(false);
   });
 });
@@ -177,10 +297,22 @@ describe('node paths', () => {
 describe('node sizes', () => {
   it('NodeExpandVolume to more than the back end can ever hold is OUT_OF_RANGE at once, without waiting for the device', async () => {
     const staging = join(kubelet, 'vol-a', 'globalmount');
-    await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: mountCap('ext4') });
+    await h.node.NodeStageVolume({
+      volume_id: 'vol-a',
+      staging_target_path: staging,
+      volume_capability: mountCap('ext4'),
+    });
     // Before, each of these waited out the 10 s device wait and answered UNAVAILABLE ("not grown yet").
     for (const required of ['70368744177665', '9007199254740991']) {
-      expect(await codeOf(h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: staging, capacity_range: { required_bytes: required } }))).toBe('OUT_OF_RANGE');
+      expect(
+        await codeOf(
+          h.node.NodeExpandVolume({
+            volume_id: 'vol-a',
+            volume_path: staging,
+            capacity_range: { required_bytes: required },
+          }),
+        ),
+      ).toBe('OUT_OF_RANGE');
     }
     await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
   });

@@ -27,7 +27,16 @@ describe('the socket-API token', () => {
 
   it('matches only the configured token, whatever the length of what is given, without throwing', () => {
     expect(tokenMatches('s3cret-token', expected)).toBe(true);
-    for (const wrong of ['s3cret-tokeN', 's3cret-toke', 's3cret-token ', '', 'x', 'A'.repeat(10_000), '\u00e9', undefined]) {
+    for (const wrong of [
+      's3cret-tokeN',
+      's3cret-toke',
+      's3cret-token ',
+      '',
+      'x',
+      'A'.repeat(10_000),
+      '\u00e9',
+      undefined,
+    ]) {
       expect(tokenMatches(wrong, expected), JSON.stringify(wrong?.slice(0, 20))).toBe(false);
     }
   });
@@ -42,7 +51,10 @@ describe('the socket-API token', () => {
     expect(server).toMatch(/export const tokenDigest = \(s: string\): Buffer => createHash\('sha256'\)/);
     // The only place the emulator looks at auth_token goes through tokenMatches.
     const uses = server.split('\n').filter((l) => /auth_token/.test(l) && !/^\s*(\/\/|\*)/.test(l));
-    expect(uses.every((l) => /fields\.get\('auth_token'\)|VbsError\(RetCode\.AUTH_FAILED/.test(l)), uses.join('\n')).toBe(true);
+    expect(
+      uses.every((l) => /fields\.get\('auth_token'\)|VbsError\(RetCode\.AUTH_FAILED/.test(l)),
+      uses.join('\n'),
+    ).toBe(true);
     // No plain comparison of a token value anywhere (a check against undefined is not one).
     expect(server).not.toMatch(/\b(given|token|expected|expectedToken)\s*[!=]==?\s*(?!undefined\b)\w/);
   });
@@ -74,10 +86,21 @@ describe('unix socket modes', () => {
     const dir = await mkdtemp(join(tmpdir(), 'csi-sockmodes-'));
     dirs.push(dir);
     const csi = join(dir, 'csi', 'csi.sock');
-    const child = spawn(process.execPath, [join(root, 'dist', 'src', 'main.js'), '--mode=all', `--data-dir=${join(dir, 'data')}`, `--endpoint=unix://${csi}`, '--metrics-address=', '--log-level=warn'], {
-      env: cleanEnv(),
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        join(root, 'dist', 'src', 'main.js'),
+        '--mode=all',
+        `--data-dir=${join(dir, 'data')}`,
+        `--endpoint=unix://${csi}`,
+        '--metrics-address=',
+        '--log-level=warn',
+      ],
+      {
+        env: cleanEnv(),
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     let log = '';
     child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     const exited = new Promise((r) => child.once('exit', r));
@@ -85,13 +108,19 @@ describe('unix socket modes', () => {
       const clients = connectCsi(csi);
       const deadline = Date.now() + 30_000;
       for (;;) {
-        const ready = await clients.identity.Probe({}, { timeoutMs: 2_000 }).then((p) => p.ready?.value === true, () => false);
+        const ready = await clients.identity.Probe({}, { timeoutMs: 2_000 }).then(
+          (p) => p.ready?.value === true,
+          () => false,
+        );
         if (ready) break;
         if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the driver did not get ready:\n${log}`);
         await new Promise((r) => setTimeout(r, 100));
       }
       clients.close();
-      const info = JSON.parse(readFileSync(join(dir, 'data', 'emulator.json'), 'utf8')) as { controlSocket: string; kvSocket: string };
+      const info = JSON.parse(readFileSync(join(dir, 'data', 'emulator.json'), 'utf8')) as {
+        controlSocket: string;
+        kvSocket: string;
+      };
       for (const path of [csi, info.controlSocket, info.kvSocket]) {
         const st = await lstat(path);
         expect(st.isSocket(), path).toBe(true);
@@ -127,7 +156,17 @@ describe('no shell anywhere', () => {
   const files = productSources();
   const program = ts.createProgram({
     rootNames: files,
-    options: { allowJs: true, checkJs: false, noEmit: true, target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext, types: ['node'], skipLibCheck: true, strict: true },
+    options: {
+      allowJs: true,
+      checkJs: false,
+      noEmit: true,
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      types: ['node'],
+      skipLibCheck: true,
+      strict: true,
+    },
   });
   const checker = program.getTypeChecker();
 
@@ -158,8 +197,12 @@ describe('no shell anywhere', () => {
     return arrayish(type) || (type.isUnion() && type.types.every(arrayish));
   };
   /** Test files too: they call the scripts' exported helpers. */
-  const callers = [...program.getSourceFiles().filter((f) => files.includes(f.fileName)),
-    ...readdirSync(join(root, 'test')).filter((n) => n.endsWith('.ts')).map((n) => ts.createSourceFile(n, readFileSync(join(root, 'test', n), 'utf8'), ts.ScriptTarget.ES2022, true))];
+  const callers = [
+    ...program.getSourceFiles().filter((f) => files.includes(f.fileName)),
+    ...readdirSync(join(root, 'test'))
+      .filter((n) => n.endsWith('.ts'))
+      .map((n) => ts.createSourceFile(n, readFileSync(join(root, 'test', n), 'utf8'), ts.ScriptTarget.ES2022, true)),
+  ];
   /**
    * An untyped JavaScript wrapper (`const run = (cmd, args) => execFileSync(cmd, args)`): the argv is the
    * wrapper's parameter, so every call of the wrapper must pass an array there.
@@ -172,23 +215,39 @@ describe('no shell anywhere', () => {
     const index = fn.parameters.indexOf(param);
     let name: string | undefined;
     if (ts.isFunctionDeclaration(fn) && fn.name) name = fn.name.text;
-    else if ((ts.isArrowFunction(fn) || ts.isFunctionExpression(fn)) && ts.isVariableDeclaration(fn.parent) && ts.isIdentifier(fn.parent.name)) name = fn.parent.name.text;
+    else if (
+      (ts.isArrowFunction(fn) || ts.isFunctionExpression(fn)) &&
+      ts.isVariableDeclaration(fn.parent) &&
+      ts.isIdentifier(fn.parent.name)
+    )
+      name = fn.parent.name.text;
     if (name === undefined) return undefined;
     const home = fn.getSourceFile();
     const declaration = ts.isFunctionDeclaration(fn) ? fn : fn.parent.parent.parent;
-    const exported = ts.canHaveModifiers(declaration) && (ts.getModifiers(declaration) ?? []).some((m) => m.kind === ts.SyntaxKind.ExportKeyword);
+    const exported =
+      ts.canHaveModifiers(declaration) &&
+      (ts.getModifiers(declaration) ?? []).some((m) => m.kind === ts.SyntaxKind.ExportKeyword);
     const problems: string[] = [];
     let seen = 0;
     for (const sf of exported ? callers : [home]) {
       const visit = (node: ts.Node): void => {
         if (ts.isCallExpression(node)) {
           const callee = node.expression;
-          const called = ts.isIdentifier(callee) ? callee.text : ts.isPropertyAccessExpression(callee) ? callee.name.text : undefined;
+          const called = ts.isIdentifier(callee)
+            ? callee.text
+            : ts.isPropertyAccessExpression(callee)
+              ? callee.name.text
+              : undefined;
           if (called === name) {
             seen++;
             const arg = node.arguments[index];
-            if (!arg || !(ts.isArrayLiteralExpression(arg) || (program.getSourceFiles().includes(sf) && isArrayTyped(arg)))) {
-              problems.push(`${sf.fileName}:${sf.getLineAndCharacterOfPosition(node.getStart()).line + 1}: ${name}() called without an argv array`);
+            if (
+              !arg ||
+              !(ts.isArrayLiteralExpression(arg) || (program.getSourceFiles().includes(sf) && isArrayTyped(arg)))
+            ) {
+              problems.push(
+                `${sf.fileName}:${sf.getLineAndCharacterOfPosition(node.getStart()).line + 1}: ${name}() called without an argv array`,
+              );
             }
           }
         }
@@ -200,34 +259,54 @@ describe('no shell anywhere', () => {
   }
   for (const sf of program.getSourceFiles()) {
     if (!files.includes(sf.fileName)) continue;
-    const where = (node: ts.Node) => `${relative(root, sf.fileName)}:${sf.getLineAndCharacterOfPosition(node.getStart()).line + 1}`;
+    const where = (node: ts.Node) =>
+      `${relative(root, sf.fileName)}:${sf.getLineAndCharacterOfPosition(node.getStart()).line + 1}`;
     const { names, namespaces } = childProcessBindings(sf);
     if (/\bchild_process\b/.test(sf.text) && names.size === 0 && namespaces.size === 0) {
-      if (/require\(['"](node:)?child_process['"]\)/.test(sf.text)) findings.push(`${relative(root, sf.fileName)}: child_process through require()`);
+      if (/require\(['"](node:)?child_process['"]\)/.test(sf.text))
+        findings.push(`${relative(root, sf.fileName)}: child_process through require()`);
     }
     const visit = (node: ts.Node): void => {
-      if (ts.isPropertyAssignment(node) && node.name.getText(sf) === 'shell') findings.push(`${where(node)}: a "shell" option`);
-      if (ts.isShorthandPropertyAssignment(node) && node.name.text === 'shell') findings.push(`${where(node)}: a "shell" option`);
+      if (ts.isPropertyAssignment(node) && node.name.getText(sf) === 'shell')
+        findings.push(`${where(node)}: a "shell" option`);
+      if (ts.isShorthandPropertyAssignment(node) && node.name.text === 'shell')
+        findings.push(`${where(node)}: a "shell" option`);
       if (ts.isCallExpression(node)) {
         let fn: string | undefined;
         const callee = node.expression;
         if (ts.isIdentifier(callee) && names.has(callee.text)) fn = names.get(callee.text);
-        if (ts.isPropertyAccessExpression(callee) && ts.isIdentifier(callee.expression) && namespaces.has(callee.expression.text)) fn = callee.name.text;
+        if (
+          ts.isPropertyAccessExpression(callee) &&
+          ts.isIdentifier(callee.expression) &&
+          namespaces.has(callee.expression.text)
+        )
+          fn = callee.name.text;
         if (fn !== undefined && PROCESS_FUNCTIONS.has(fn)) {
           calls.push(`${where(node)} ${fn}`);
           if (fn === 'exec' || fn === 'execSync') findings.push(`${where(node)}: ${fn}() runs a shell`);
           const [command, argv] = node.arguments;
-          if (command && ts.isStringLiteralLike(command) && SHELLS.test(command.text)) findings.push(`${where(node)}: runs the shell ${command.text}`);
+          if (command && ts.isStringLiteralLike(command) && SHELLS.test(command.text))
+            findings.push(`${where(node)}: runs the shell ${command.text}`);
           if (fn !== 'fork') {
             if (argv === undefined) findings.push(`${where(node)}: ${fn}() without an argv array`);
             else if (!isArrayTyped(argv)) {
               const viaWrapper = ts.isIdentifier(argv) ? wrapperCallProblems(argv) : undefined;
-              if (viaWrapper === undefined) findings.push(`${where(node)}: ${fn}() without an argv array (${checker.typeToString(checker.getTypeAtLocation(argv))})`);
+              if (viaWrapper === undefined)
+                findings.push(
+                  `${where(node)}: ${fn}() without an argv array (${checker.typeToString(checker.getTypeAtLocation(argv))})`,
+                );
               else findings.push(...viaWrapper);
             }
             if (argv && ts.isArrayLiteralExpression(argv)) {
               const first = argv.elements[0];
-              if (first && ts.isStringLiteralLike(first) && first.text === '-c' && command && ts.isStringLiteralLike(command) && SHELLS.test(command.text)) {
+              if (
+                first &&
+                ts.isStringLiteralLike(first) &&
+                first.text === '-c' &&
+                command &&
+                ts.isStringLiteralLike(command) &&
+                SHELLS.test(command.text)
+              ) {
                 findings.push(`${where(node)}: a shell command line`);
               }
             }
@@ -241,8 +320,17 @@ describe('no shell anywhere', () => {
 
   it('finds the process calls it is meant to check (the scan is not vacuous)', () => {
     // mount tools, the connector's sds_cli, the emulator's tools and its image converter, the embedded emulator
-    for (const file of ['src/mount/exec.ts', 'src/connector/kv-connector.ts', 'emulator/exec.ts', 'emulator/images.ts', 'src/server/embedded-emulator.ts']) {
-      expect(calls.some((c) => c.startsWith(file)), file).toBe(true);
+    for (const file of [
+      'src/mount/exec.ts',
+      'src/connector/kv-connector.ts',
+      'emulator/exec.ts',
+      'emulator/images.ts',
+      'src/server/embedded-emulator.ts',
+    ]) {
+      expect(
+        calls.some((c) => c.startsWith(file)),
+        file,
+      ).toBe(true);
     }
   });
 
@@ -251,7 +339,11 @@ describe('no shell anywhere', () => {
   });
 
   it('the C sds_cli starts no process and no shell', () => {
-    const c = readFileSync(join(root, 'emulator', 'cli', 'sds_cli.c'), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
-    expect(c).not.toMatch(/\b(system|popen|execl|execlp|execle|execv|execvp|execvpe|posix_spawn|posix_spawnp|fork|vfork)\s*\(/);
+    const c = readFileSync(join(root, 'emulator', 'cli', 'sds_cli.c'), 'utf8')
+      .replace(/\/\*[\s\S]*?\*\//g, '')
+      .replace(/\/\/.*$/gm, '');
+    expect(c).not.toMatch(
+      /\b(system|popen|execl|execlp|execle|execv|execvp|execvpe|posix_spawn|posix_spawnp|fork|vfork)\s*\(/,
+    );
   });
 });

@@ -19,7 +19,16 @@ import { ConnectorError, KvConnector } from '../src/connector/index.js';
 import { encodeRecord, encodeRequest, findRequestEnd, isValidName, parseReply, RetCode } from '../src/protocol/vbs.js';
 import { SdsClient } from '../src/sds/client.js';
 import { SdsError } from '../src/sds/errors.js';
-import { call, type Daemon, exchange, forceCleanup, makeTempDir, sleep, startDaemon, stopAndCheck } from './helpers/emulator.js';
+import {
+  call,
+  type Daemon,
+  exchange,
+  forceCleanup,
+  makeTempDir,
+  sleep,
+  startDaemon,
+  stopAndCheck,
+} from './helpers/emulator.js';
 import { FakeVbs, snapshotRecord, volumeRecord } from './helpers/fake-vbs.js';
 import { countFrom, seedFrom } from './support/backend-audit.js';
 import { hostileString } from './support/csi-arbitraries.js';
@@ -32,13 +41,15 @@ const KNOWN_RETCODES = new Set<number>(Object.values(RetCode));
 const SLOWLORIS = 60;
 
 function fingerprint(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort().map((rel) => {
-    const p = join(dir, rel);
-    const st = lstatSync(p);
-    if (st.isSymbolicLink()) return `${rel} -> ${readlinkSync(p)}`;
-    if (st.isDirectory()) return `${rel}/ ${st.mtimeMs}`;
-    return `${rel} ${st.size} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`;
-  });
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .sort()
+    .map((rel) => {
+      const p = join(dir, rel);
+      const st = lstatSync(p);
+      if (st.isSymbolicLink()) return `${rel} -> ${readlinkSync(p)}`;
+      if (st.isDirectory()) return `${rel}/ ${st.mtimeMs}`;
+      return `${rel} ${st.size} ${st.mtimeMs} ${createHash('sha256').update(readFileSync(p)).digest('hex')}`;
+    });
 }
 
 const openFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
@@ -47,7 +58,11 @@ const openFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
  * A slowloris client: the start of a request, then one byte every `gapMs`, never an end. Resolves when the
  * server closes the connection (however it does: FIN, or a reset that a late write runs into).
  */
-function trickle(target: string | { port: number }, bytes: number, gapMs: number): Promise<{ closedByServer: boolean; answered: boolean; ms: number }> {
+function trickle(
+  target: string | { port: number },
+  bytes: number,
+  gapMs: number,
+): Promise<{ closedByServer: boolean; answered: boolean; ms: number }> {
   return new Promise((resolve) => {
     const started = Date.now();
     const socket = typeof target === 'string' ? net.connect(target) : net.connect(target.port, '127.0.0.1');
@@ -75,16 +90,49 @@ function trickle(target: string | { port: number }, bytes: number, gapMs: number
 
 /** Bytes shaped like requests, so the server gets past its first checks. */
 const requestType = fc.constantFrom(
-  'QUERY_CAPABILITY_REQ', 'CREATE_VOLUME_REQ', 'DELETE_VOLUME_REQ', 'QUERY_VOLUME_REQ', 'LIST_VOLUMES_REQ', 'CREATE_SNAPSHOT_REQ',
-  'EXTEND_VOLUME_REQ', 'MAP_VOLUME_REQ', 'EXPORT_IMAGE_REQ', 'IMPORT_IMAGE_REQ', 'QUERY_POOLS_CAPABILITY_REQ', 'NO_SUCH_REQ',
+  'QUERY_CAPABILITY_REQ',
+  'CREATE_VOLUME_REQ',
+  'DELETE_VOLUME_REQ',
+  'QUERY_VOLUME_REQ',
+  'LIST_VOLUMES_REQ',
+  'CREATE_SNAPSHOT_REQ',
+  'EXTEND_VOLUME_REQ',
+  'MAP_VOLUME_REQ',
+  'EXPORT_IMAGE_REQ',
+  'IMPORT_IMAGE_REQ',
+  'QUERY_POOLS_CAPABILITY_REQ',
+  'NO_SUCH_REQ',
 );
 const lineSafe = (s: string) => s.replace(/[\u0000-\u0008\u000a-\u001f\u007f]/g, '');
 const validRequest = fc
-  .tuple(requestType, fc.array(fc.tuple(fc.stringMatching(/^[a-z_]{1,12}$/), hostileString().map(lineSafe)), { maxLength: 6 }))
+  .tuple(
+    requestType,
+    fc.array(fc.tuple(fc.stringMatching(/^[a-z_]{1,12}$/), hostileString().map(lineSafe)), { maxLength: 6 }),
+  )
   .map(([type, fields]) => encodeRequest(type, fields));
 const garbage: fc.Arbitrary<Buffer> = fc.oneof(
   fc.uint8Array({ maxLength: 2_000 }).map((b) => Buffer.from(b)),
-  fc.array(fc.oneof(fc.constantFrom('[', ']', '=', '\n', '\r\n', '\n\n', '\u0000', '\u00ff', 'vol_name=', '[QUERY_VOLUME_REQ]', '%', '\t'), fc.string({ maxLength: 10 })), { maxLength: 60 })
+  fc
+    .array(
+      fc.oneof(
+        fc.constantFrom(
+          '[',
+          ']',
+          '=',
+          '\n',
+          '\r\n',
+          '\n\n',
+          '\u0000',
+          '\u00ff',
+          'vol_name=',
+          '[QUERY_VOLUME_REQ]',
+          '%',
+          '\t',
+        ),
+        fc.string({ maxLength: 10 }),
+      ),
+      { maxLength: 60 },
+    )
     .map((parts) => Buffer.from(parts.join(''), 'utf8')),
   fc.tuple(validRequest, fc.nat()).map(([req, at]) => req.subarray(0, at % (req.length + 1))),
   fc.tuple(validRequest, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([req, at, byte]) => {
@@ -92,7 +140,9 @@ const garbage: fc.Arbitrary<Buffer> = fc.oneof(
     if (copy.length > 0) copy[at % copy.length] = byte;
     return copy;
   }),
-  fc.constantFrom(65_536, 65_537, 70_000).map((n) => Buffer.concat([Buffer.from('[QUERY_CAPABILITY_REQ]\nx='), Buffer.alloc(n, 0x61), Buffer.from('\n\n')])),
+  fc
+    .constantFrom(65_536, 65_537, 70_000)
+    .map((n) => Buffer.concat([Buffer.from('[QUERY_CAPABILITY_REQ]\nx='), Buffer.alloc(n, 0x61), Buffer.from('\n\n')])),
   validRequest,
 );
 
@@ -111,7 +161,10 @@ describe(`the emulator's sockets under fuzz (seed ${SEED})`, () => {
     writeFileSync(join(canary, 'keep'), 'canary\n');
     mkdirSync(join(dir, 'images'));
     // Image directories only inside its own directory: by default the system temp dir is one too.
-    d = await startDaemon({ dir, args: ['--pool', 'pool0:1G', '--image-dir', join(dir, 'images'), '--log-level', 'warn'] });
+    d = await startDaemon({
+      dir,
+      args: ['--pool', 'pool0:1G', '--image-dir', join(dir, 'images'), '--log-level', 'warn'],
+    });
     targets = [d.info.controlSocket, { port: d.info.tcpPort }];
     fdsBefore = openFds(d.proc.pid!);
     // Slowloris: connections that trickle a request that never ends, for longer than the server allows.
@@ -150,36 +203,70 @@ describe(`the emulator's sockets under fuzz (seed ${SEED})`, () => {
   it('hostile names and paths in every name and path field are refused; nothing is written outside the data and image directories', async () => {
     const before = fingerprint(canary);
     const nameFields: Array<[string, string[]]> = [
-      ['CREATE_VOLUME_REQ', ['vol_name', 'pool_id']], ['DELETE_VOLUME_REQ', ['vol_name']], ['QUERY_VOLUME_REQ', ['vol_name']],
-      ['EXTEND_VOLUME_REQ', ['vol_name']], ['CREATE_SNAPSHOT_REQ', ['snap_name', 'vol_name']], ['DELETE_SNAPSHOT_REQ', ['snap_name']],
-      ['CREATE_VOLUME_FROM_SNAPSHOT_REQ', ['vol_name', 'snap_name_src']], ['CLONE_VOLUME_REQ', ['vol_name', 'src_vol_name']],
-      ['MAP_VOLUME_REQ', ['vol_name', 'host_id']], ['LIST_VOLUMES_REQ', ['marker', 'pool_id']], ['LIST_SNAPSHOTS_REQ', ['marker', 'vol_name']],
-      ['IMPORT_IMAGE_REQ', ['vol_name', 'image_url']], ['EXPORT_IMAGE_REQ', ['vol_name', 'image_path']],
+      ['CREATE_VOLUME_REQ', ['vol_name', 'pool_id']],
+      ['DELETE_VOLUME_REQ', ['vol_name']],
+      ['QUERY_VOLUME_REQ', ['vol_name']],
+      ['EXTEND_VOLUME_REQ', ['vol_name']],
+      ['CREATE_SNAPSHOT_REQ', ['snap_name', 'vol_name']],
+      ['DELETE_SNAPSHOT_REQ', ['snap_name']],
+      ['CREATE_VOLUME_FROM_SNAPSHOT_REQ', ['vol_name', 'snap_name_src']],
+      ['CLONE_VOLUME_REQ', ['vol_name', 'src_vol_name']],
+      ['MAP_VOLUME_REQ', ['vol_name', 'host_id']],
+      ['LIST_VOLUMES_REQ', ['marker', 'pool_id']],
+      ['LIST_SNAPSHOTS_REQ', ['marker', 'vol_name']],
+      ['IMPORT_IMAGE_REQ', ['vol_name', 'image_url']],
+      ['EXPORT_IMAGE_REQ', ['vol_name', 'image_path']],
     ];
-    expect((await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', { vol_name: 'fuzz-base', vol_size: 8 })).retcode).toBe(0);
+    expect(
+      (await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', { vol_name: 'fuzz-base', vol_size: 8 })).retcode,
+    ).toBe(0);
     const hostilePath = fc.constantFrom(
-      `${canary}/x`, `${dir}/images/../canary/y`, `/tmp/../${canary}/z`, `file://${canary}/keep`, `${canary}/keep`, '/etc/passwd', '../../etc/passwd', `${dir}/images/ok.raw`,
+      `${canary}/x`,
+      `${dir}/images/../canary/y`,
+      `/tmp/../${canary}/z`,
+      `file://${canary}/keep`,
+      `${canary}/keep`,
+      '/etc/passwd',
+      '../../etc/passwd',
+      `${dir}/images/ok.raw`,
     );
     const codes = new Map<number, number>();
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...nameFields), fc.oneof(hostileString(['fuzz-base']), hostilePath).map(lineSafe), async ([type, fields], value) => {
-        const req: Record<string, string | number> = { vol_size: 8, vol_name: 'fuzz-base', snap_name: 'fuzz-snap', host_id: d.info.hostId };
-        for (const f of fields) req[f] = value;
-        const answer = await call(d.info.controlSocket, type, req);
-        codes.set(answer.retcode, (codes.get(answer.retcode) ?? 0) + 1);
-        expect(answer.retcode, answer.text).not.toBe(RetCode.INTERNAL);
-        expect(KNOWN_RETCODES.has(answer.retcode)).toBe(true);
-        const nameish = fields.filter((f) => f !== 'image_url' && f !== 'image_path');
-        if (nameish.length > 0 && value !== '' && !isValidName(value) && answer.retcode === 0 && type !== 'LIST_VOLUMES_REQ' && type !== 'LIST_SNAPSHOTS_REQ') {
-          throw new Error(`${type} accepted the name ${JSON.stringify(value)}: ${answer.text}`);
-        }
-      }),
+      fc.asyncProperty(
+        fc.constantFrom(...nameFields),
+        fc.oneof(hostileString(['fuzz-base']), hostilePath).map(lineSafe),
+        async ([type, fields], value) => {
+          const req: Record<string, string | number> = {
+            vol_size: 8,
+            vol_name: 'fuzz-base',
+            snap_name: 'fuzz-snap',
+            host_id: d.info.hostId,
+          };
+          for (const f of fields) req[f] = value;
+          const answer = await call(d.info.controlSocket, type, req);
+          codes.set(answer.retcode, (codes.get(answer.retcode) ?? 0) + 1);
+          expect(answer.retcode, answer.text).not.toBe(RetCode.INTERNAL);
+          expect(KNOWN_RETCODES.has(answer.retcode)).toBe(true);
+          const nameish = fields.filter((f) => f !== 'image_url' && f !== 'image_path');
+          if (
+            nameish.length > 0 &&
+            value !== '' &&
+            !isValidName(value) &&
+            answer.retcode === 0 &&
+            type !== 'LIST_VOLUMES_REQ' &&
+            type !== 'LIST_SNAPSHOTS_REQ'
+          ) {
+            throw new Error(`${type} accepted the name ${JSON.stringify(value)}: ${answer.text}`);
+          }
+        },
+      ),
       params(),
     );
     console.log(`[reliability] hostile names: ${JSON.stringify(Object.fromEntries(codes))}`);
     expect(fingerprint(canary)).toEqual(before);
     for (const sub of ['volumes', 'snapshots']) {
-      for (const n of readdirSync(join(d.dataDir, 'pools', 'pool0', sub))) expect(isValidName(n), `${sub}/${n}`).toBe(true);
+      for (const n of readdirSync(join(d.dataDir, 'pools', 'pool0', sub)))
+        expect(isValidName(n), `${sub}/${n}`).toBe(true);
     }
     expect(readdirSync(dir).sort()).toEqual(['canary', 'data', 'images']);
   }, 300_000);
@@ -190,7 +277,9 @@ describe(`the emulator's sockets under fuzz (seed ${SEED})`, () => {
         fc.oneof(
           garbage,
           hostileString().map((v) => Buffer.from(`method=attach\nvolume=${lineSafe(v)}\n\n`)),
-          fc.tuple(fc.constantFrom('attach', 'detach', 'querydev', 'format', ''), hostileString().map(lineSafe)).map(([m, v]) => Buffer.from(`method=${m}\nvolume=${v}\n\n`)),
+          fc
+            .tuple(fc.constantFrom('attach', 'detach', 'querydev', 'format', ''), hostileString().map(lineSafe))
+            .map(([m, v]) => Buffer.from(`method=${m}\nvolume=${v}\n\n`)),
         ),
         async (bytes) => {
           const r = await exchange(d.info.kvSocket, bytes, { halfClose: true, timeoutMs: 15_000 });
@@ -206,12 +295,17 @@ describe(`the emulator's sockets under fuzz (seed ${SEED})`, () => {
 
   it('hundreds of connections at once, half of them garbage: every valid one is answered, nothing leaks', async () => {
     // Its own volume: the hostile-name property above may well have deleted fuzz-base.
-    expect((await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', { vol_name: 'fuzz-many', vol_size: 8 })).retcode).toBe(0);
+    expect(
+      (await call(d.info.controlSocket, 'CREATE_VOLUME_REQ', { vol_name: 'fuzz-many', vol_size: 8 })).retcode,
+    ).toBe(0);
     const results = await Promise.all(
       Array.from({ length: 400 }, async (_, i) => {
         const target = targets[i % 2]!;
         if (i % 2 === 0) return (await call(target, 'QUERY_VOLUME_REQ', { vol_name: 'fuzz-many' })).retcode;
-        await exchange(target, Buffer.from(`[JUNK_${i}]\n\u0000\u0001\n`), { halfClose: i % 4 === 1, timeoutMs: 15_000 });
+        await exchange(target, Buffer.from(`[JUNK_${i}]\n\u0000\u0001\n`), {
+          halfClose: i % 4 === 1,
+          timeoutMs: 15_000,
+        });
         return 'junk';
       }),
     );
@@ -235,31 +329,97 @@ describe(`the driver's readers of fuzzed replies (seed ${SEED})`, () => {
   afterAll(() => forceCleanup(dir));
 
   const recordValue = fc.oneof(
-    fc.constantFrom('', '0', '1', '2', '10', '11', '12', '-1', '99', '1.5', '1e3', ' 1', '9007199254740993', 'ok', 'fault', 'linked', 'full', 'none', 'snapshot', 'volume'),
+    fc.constantFrom(
+      '',
+      '0',
+      '1',
+      '2',
+      '10',
+      '11',
+      '12',
+      '-1',
+      '99',
+      '1.5',
+      '1e3',
+      ' 1',
+      '9007199254740993',
+      'ok',
+      'fault',
+      'linked',
+      'full',
+      'none',
+      'snapshot',
+      'volume',
+    ),
     fc.string({ maxLength: 12 }),
   );
   const fuzzedVolume = fc
-    .dictionary(fc.constantFrom('status', 'vol_name', 'vol_size', 'pool_id', 'thin_flag', 'alloc_size', 'create_time', 'src_type', 'src_name', 'clone_type', 'max_iops', 'max_mbps', 'IOPRIORITY', 'cache_policy', 'mapped_hosts', 'health', 'snap_num'), recordValue, { maxKeys: 6 })
+    .dictionary(
+      fc.constantFrom(
+        'status',
+        'vol_name',
+        'vol_size',
+        'pool_id',
+        'thin_flag',
+        'alloc_size',
+        'create_time',
+        'src_type',
+        'src_name',
+        'clone_type',
+        'max_iops',
+        'max_mbps',
+        'IOPRIORITY',
+        'cache_policy',
+        'mapped_hosts',
+        'health',
+        'snap_num',
+      ),
+      recordValue,
+      { maxKeys: 6 },
+    )
     .map((over) => volumeRecord(over));
   const fuzzedSnapshot = fc
-    .dictionary(fc.constantFrom('status', 'snap_name', 'vol_name', 'vol_size', 'pool_id', 'create_time', 'dependents'), recordValue, { maxKeys: 4 })
+    .dictionary(
+      fc.constantFrom('status', 'snap_name', 'vol_name', 'vol_size', 'pool_id', 'create_time', 'dependents'),
+      recordValue,
+      { maxKeys: 4 },
+    )
     .map((over) => snapshotRecord(over));
   const replyBytes: fc.Arbitrary<Buffer> = fc.oneof(
     garbage,
-    fc.tuple(fc.constantFrom(0, -900079, -900011, -900013, -900001, -900030, 12345), fuzzedVolume, fuzzedSnapshot, fc.nat({ max: 3 }), fc.option(fc.nat({ max: 1200 }), { nil: undefined }))
+    fc
+      .tuple(
+        fc.constantFrom(0, -900079, -900011, -900013, -900001, -900030, 12345),
+        fuzzedVolume,
+        fuzzedSnapshot,
+        fc.nat({ max: 3 }),
+        fc.option(fc.nat({ max: 1200 }), { nil: undefined }),
+      )
       .map(([retcode, vol, snap, n, count]) => {
-        const lines = [`retcode=${retcode}`, ...Array.from({ length: n }, (_, i) => `volume${i}=${vol}`), `snapshot0=${snap}`, `pool0=${encodeRecord({ stor_id: 'pool0', total_capacity: 4 })}`];
+        const lines = [
+          `retcode=${retcode}`,
+          ...Array.from({ length: n }, (_, i) => `volume${i}=${vol}`),
+          `snapshot0=${snap}`,
+          `pool0=${encodeRecord({ stor_id: 'pool0', total_capacity: 4 })}`,
+        ];
         if (count !== undefined) lines.push(`vol_num=${count}`, `snap_num=${count}`, `host_num=${count}`);
         return Buffer.from(`${lines.join('\n')}\n`);
       }),
-    fc.tuple(fc.nat({ max: 100 }), fc.constant(Buffer.from(`retcode=0\nvolume0=${volumeRecord()}\nnext_marker=v1\n`))).map(([cut, full]) => full.subarray(0, cut)),
+    fc
+      .tuple(fc.nat({ max: 100 }), fc.constant(Buffer.from(`retcode=0\nvolume0=${volumeRecord()}\nnext_marker=v1\n`)))
+      .map(([cut, full]) => full.subarray(0, cut)),
     fc.constant(Buffer.alloc(1024 * 1024 + 10, 0x61)),
   );
 
   it('SdsClient: every call on a fuzzed reply ends in a result or a typed SdsError', async () => {
     let next: Buffer = Buffer.alloc(0);
     const fake = await FakeVbs.start(() => next, { dir });
-    const client = new SdsClient({ addresses: fake.address, requestTimeoutMs: 2_000, deleteTimeoutMs: 500, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 2 } });
+    const client = new SdsClient({
+      addresses: fake.address,
+      requestTimeoutMs: 2_000,
+      deleteTimeoutMs: 500,
+      retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 2 },
+    });
     const calls: Array<[string, () => Promise<unknown>]> = [
       ['getVolume', () => client.getVolume('v1')],
       ['listVolumes', () => client.listVolumes({ limit: 10 })],
@@ -303,8 +463,26 @@ describe(`the driver's readers of fuzzed replies (seed ${SEED})`, () => {
     await chmod(cli, 0o755);
     mkdirSync(join(dir, 'dev'));
     const line = fc.oneof(
-      fc.constantFrom('ret_code=0', 'ret_code=50151401', 'ret_code=50155007', 'ret_code=50159002', 'ret_code=-1', 'ret_code=', 'ret_code=0x10', 'ret_code=99999999999999',
-        'dev_addr=/dev/loop0', `dev_addr=${dir}/dev/nothing`, 'dev_addr=../../etc/passwd', 'dev_addr=/dev/../etc/shadow', 'dev_addr=', 'dev_addr=/dev/', 'ret_desc="ok"', 'ret_desc="', '=', '  ret_code = 0  '),
+      fc.constantFrom(
+        'ret_code=0',
+        'ret_code=50151401',
+        'ret_code=50155007',
+        'ret_code=50159002',
+        'ret_code=-1',
+        'ret_code=',
+        'ret_code=0x10',
+        'ret_code=99999999999999',
+        'dev_addr=/dev/loop0',
+        `dev_addr=${dir}/dev/nothing`,
+        'dev_addr=../../etc/passwd',
+        'dev_addr=/dev/../etc/shadow',
+        'dev_addr=',
+        'dev_addr=/dev/',
+        'ret_desc="ok"',
+        'ret_desc="',
+        '=',
+        '  ret_code = 0  ',
+      ),
       fc.string({ maxLength: 30 }),
       fc.string({ unit: 'binary', maxLength: 30 }),
     );
@@ -312,26 +490,37 @@ describe(`the driver's readers of fuzzed replies (seed ${SEED})`, () => {
       fc.array(line, { maxLength: 8 }).map((l) => Buffer.from(l.join('\n'))),
       fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
       fc.constant(Buffer.alloc(70_000, 0x41)),
-      fc.tuple(fc.nat({ max: 40 }), fc.constant('ret_code=0\ndev_addr=/dev/loop0\nret_desc="success"\n')).map(([cut, t]) => Buffer.from(t.slice(0, cut))),
+      fc
+        .tuple(fc.nat({ max: 40 }), fc.constant('ret_code=0\ndev_addr=/dev/loop0\nret_desc="success"\n'))
+        .map(([cut, t]) => Buffer.from(t.slice(0, cut))),
     );
     const kinds: Record<string, number> = {};
     await fc.assert(
-      fc.asyncProperty(output, fc.constantFrom(0, 1, 2, 139), fc.constantFrom('attach', 'detach', 'queryDevice') as fc.Arbitrary<'attach' | 'detach' | 'queryDevice'>, async (bytes, exit, method) => {
-        writeFileSync(out, bytes);
-        const connector = new KvConnector({
-          cliPath: cli, deviceDir: join(dir, 'dev'), deviceWaitMs: 20, timeoutMs: 5_000, maxOutputBytes: 64 * 1024,
-          env: { PATH: process.env.PATH, FUZZ_CLI_OUTPUT: out, FUZZ_CLI_EXIT: String(exit) },
-        });
-        try {
-          const result = await connector[method]('vol-1');
-          if (method === 'attach') expect(typeof result).toBe('string');
-          if (typeof result === 'string') expect(result.startsWith(`${join(dir, 'dev')}/`)).toBe(true);
-          kinds.ok = (kinds.ok ?? 0) + 1;
-        } catch (err) {
-          if (!(err instanceof ConnectorError)) throw err;
-          kinds[err.kind] = (kinds[err.kind] ?? 0) + 1;
-        }
-      }),
+      fc.asyncProperty(
+        output,
+        fc.constantFrom(0, 1, 2, 139),
+        fc.constantFrom('attach', 'detach', 'queryDevice') as fc.Arbitrary<'attach' | 'detach' | 'queryDevice'>,
+        async (bytes, exit, method) => {
+          writeFileSync(out, bytes);
+          const connector = new KvConnector({
+            cliPath: cli,
+            deviceDir: join(dir, 'dev'),
+            deviceWaitMs: 20,
+            timeoutMs: 5_000,
+            maxOutputBytes: 64 * 1024,
+            env: { PATH: process.env.PATH, FUZZ_CLI_OUTPUT: out, FUZZ_CLI_EXIT: String(exit) },
+          });
+          try {
+            const result = await connector[method]('vol-1');
+            if (method === 'attach') expect(typeof result).toBe('string');
+            if (typeof result === 'string') expect(result.startsWith(`${join(dir, 'dev')}/`)).toBe(true);
+            kinds.ok = (kinds.ok ?? 0) + 1;
+          } catch (err) {
+            if (!(err instanceof ConnectorError)) throw err;
+            kinds[err.kind] = (kinds[err.kind] ?? 0) + 1;
+          }
+        },
+      ),
       params(RUNS * 2),
     );
     console.log(`[reliability] KvConnector on fuzzed output: ${JSON.stringify(kinds)}`);

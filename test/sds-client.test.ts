@@ -54,7 +54,10 @@ async function closedPort(): Promise<number> {
 }
 
 async function expectSdsError(p: Promise<unknown>, kind: SdsErrorKind, message?: RegExp): Promise<SdsError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(SdsError);
   expect((err as SdsError).kind).toBe(kind);
   if (message) expect((err as SdsError).message).toMatch(message);
@@ -62,7 +65,8 @@ async function expectSdsError(p: Promise<unknown>, kind: SdsErrorKind, message?:
 }
 
 const ok = (fields: Record<string, string> = {}): Buffer => reply(0, fields);
-const volumeReply = (overrides: Record<string, string | number> = {}): Buffer => reply(0, { volume0: volumeRecord(overrides) });
+const volumeReply = (overrides: Record<string, string | number> = {}): Buffer =>
+  reply(0, { volume0: volumeRecord(overrides) });
 
 describe('addresses', () => {
   it('parses every accepted form with the default port', () => {
@@ -96,7 +100,9 @@ describe('transport', () => {
     try {
       const info = await client(f.address).systemInfo({ requestId: 'req-1' });
       expect(info).toMatchObject({ product: 'SDSHypervisor', hostId: 'h1', capabilities: ['list'] });
-      const requestWrites = writes.mock.calls.filter(([data]) => Buffer.isBuffer(data) && data.toString().includes('QUERY_CAPABILITY_REQ'));
+      const requestWrites = writes.mock.calls.filter(
+        ([data]) => Buffer.isBuffer(data) && data.toString().includes('QUERY_CAPABILITY_REQ'),
+      );
       expect(requestWrites.map(([data]) => String(data))).toEqual(['[QUERY_CAPABILITY_REQ]\nrequest_id=req-1\n\n']);
     } finally {
       writes.mockRestore();
@@ -127,7 +133,9 @@ describe('transport', () => {
   });
 
   it('refuses a reply over 1 MiB as a Protocol error', async () => {
-    const f = await fake(() => Buffer.concat([Buffer.from('retcode=0\nx='), Buffer.alloc(MAX_REPLY_BYTES, 0x61), Buffer.from('\n')]));
+    const f = await fake(() =>
+      Buffer.concat([Buffer.from('retcode=0\nx='), Buffer.alloc(MAX_REPLY_BYTES, 0x61), Buffer.from('\n')]),
+    );
     await expectSdsError(client(f.address).getVolume('v1'), 'Protocol', /exceeds 1048576 bytes/);
     expect(f.seen).toHaveLength(1); // not retried: the VBS answered, just not acceptably
   });
@@ -164,7 +172,10 @@ describe('fail-over', () => {
 
   it('answers Unavailable when no address takes the connection, naming each failure', async () => {
     const port = await closedPort();
-    const err = await expectSdsError(client([`127.0.0.1:${port}`, `unix://${join(dir, 'none.sock')}`]).systemInfo(), 'Unavailable');
+    const err = await expectSdsError(
+      client([`127.0.0.1:${port}`, `unix://${join(dir, 'none.sock')}`]).systemInfo(),
+      'Unavailable',
+    );
     expect(err.message).toContain(`127.0.0.1:${port}: ECONNREFUSED`);
     expect(err.message).toContain('none.sock: ENOENT');
   });
@@ -179,7 +190,11 @@ describe('fail-over', () => {
       expect((await c.systemInfo()).hostId).toBe('good');
       expect(logged.some((l) => l.includes(hole.address) && l.includes('no connection within 200 ms'))).toBe(true);
       // Alone, the black hole is Unavailable (nothing was sent), not Timeout.
-      await expectSdsError(client(hole.address, { connectTimeoutMs: 100 }).systemInfo(), 'Unavailable', /no connection within 100 ms/);
+      await expectSdsError(
+        client(hole.address, { connectTimeoutMs: 100 }).systemInfo(),
+        'Unavailable',
+        /no connection within 100 ms/,
+      );
     } finally {
       await hole.close();
     }
@@ -188,7 +203,11 @@ describe('fail-over', () => {
   it('a request that was sent and never answered is a Timeout, not retried, not failed over', async () => {
     const silent = await fake(() => ({ hang: true }));
     const other = await fake(() => ok());
-    const err = await expectSdsError(client([silent.address, other.address], { requestTimeoutMs: 300 }).getVolume('v1'), 'Timeout', /outcome is unknown/);
+    const err = await expectSdsError(
+      client([silent.address, other.address], { requestTimeoutMs: 300 }).getVolume('v1'),
+      'Timeout',
+      /outcome is unknown/,
+    );
     expect(err.message).toContain('300 ms');
     expect(silent.seen).toHaveLength(1);
     expect(other.seen).toHaveLength(0);
@@ -197,16 +216,37 @@ describe('fail-over', () => {
 
 describe('retries', () => {
   it('documents a retry decision for every request type', () => {
-    const retried = ['QUERY_CAPABILITY_REQ', 'QUERY_POOLS_CAPABILITY_REQ', 'QUERY_VOLUME_REQ', 'QUERY_SNAPSHOT_REQ',
-      'QUERY_VOLUME_HOSTS_REQ', 'QUERY_HOSTS_REQ', 'QUERY_IMAGE_JOB_REQ', 'LIST_VOLUMES_REQ', 'LIST_SNAPSHOTS_REQ',
-      'CREATE_VOLUME_REQ', 'CREATE_SNAPSHOT_REQ', 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', 'CLONE_VOLUME_REQ',
-      'DELETE_VOLUME_REQ', 'DELETE_SNAPSHOT_REQ', 'EXTEND_VOLUME_REQ', 'MAP_VOLUME_REQ', 'UNMAP_VOLUME_REQ', 'MODIFY_VOLUME_REQ'];
+    const retried = [
+      'QUERY_CAPABILITY_REQ',
+      'QUERY_POOLS_CAPABILITY_REQ',
+      'QUERY_VOLUME_REQ',
+      'QUERY_SNAPSHOT_REQ',
+      'QUERY_VOLUME_HOSTS_REQ',
+      'QUERY_HOSTS_REQ',
+      'QUERY_IMAGE_JOB_REQ',
+      'LIST_VOLUMES_REQ',
+      'LIST_SNAPSHOTS_REQ',
+      'CREATE_VOLUME_REQ',
+      'CREATE_SNAPSHOT_REQ',
+      'CREATE_VOLUME_FROM_SNAPSHOT_REQ',
+      'CLONE_VOLUME_REQ',
+      'DELETE_VOLUME_REQ',
+      'DELETE_SNAPSHOT_REQ',
+      'EXTEND_VOLUME_REQ',
+      'MAP_VOLUME_REQ',
+      'UNMAP_VOLUME_REQ',
+      'MODIFY_VOLUME_REQ',
+    ];
     for (const t of retried) expect(isRetriedAfterSend(t)).toBe(true);
-    for (const t of ['IMPORT_IMAGE_REQ', 'EXPORT_IMAGE_REQ', 'SOMETHING_NEW_REQ']) expect(isRetriedAfterSend(t)).toBe(false);
+    for (const t of ['IMPORT_IMAGE_REQ', 'EXPORT_IMAGE_REQ', 'SOMETHING_NEW_REQ'])
+      expect(isRetriedAfterSend(t)).toBe(false);
   });
 
   it.each([['close' as const], ['reset' as const]])('re-sends a query whose reply was lost (%s)', async (how) => {
-    const f = await fake((_req, i) => (i < 2 ? (how === 'close' ? { close: true } : { reset: true }) : volumeReply()), how === 'reset');
+    const f = await fake(
+      (_req, i) => (i < 2 ? (how === 'close' ? { close: true } : { reset: true }) : volumeReply()),
+      how === 'reset',
+    );
     const v = await client(f.address).getVolume('v1');
     expect(v?.name).toBe('v1');
     expect(f.count('QUERY_VOLUME_REQ')).toBe(3);
@@ -219,7 +259,9 @@ describe('retries', () => {
         created = true;
         return { close: true }; // done, but the reply is lost
       }
-      return reply(RetCode.ALREADY_EXISTS, { volume0: volumeRecord({ vol_name: req.fields.get('vol_name')!, vol_size: 10 }) });
+      return reply(RetCode.ALREADY_EXISTS, {
+        volume0: volumeRecord({ vol_name: req.fields.get('vol_name')!, vol_size: 10 }),
+      });
     });
     const v = await client(f.address).createVolume({ name: 'v1', sizeBytes: 10 * MiB, poolId: 'pool0' });
     expect(v).toMatchObject({ name: 'v1', sizeBytes: 10 * MiB, state: 'available' });
@@ -230,13 +272,22 @@ describe('retries', () => {
     const f = await fake(() => ({ close: true }));
     const c = client(f.address);
     await expectSdsError(c.importImage({ name: 'img', url: '/images/a.raw' }), 'Unavailable', /outcome is unknown/);
-    await expectSdsError(c.exportImage({ volumeName: 'v1', path: '/images/out.raw' }), 'Unavailable', /outcome is unknown/);
+    await expectSdsError(
+      c.exportImage({ volumeName: 'v1', path: '/images/out.raw' }),
+      'Unavailable',
+      /outcome is unknown/,
+    );
     expect(f.types()).toEqual(['IMPORT_IMAGE_REQ', 'EXPORT_IMAGE_REQ']);
   });
 
   it('an import is still tried on the next address when the first refused the connection', async () => {
-    const f = await fake(() => reply(0, { job_id: 'job-1', volume0: volumeRecord({ vol_name: 'img', status: 10, src_type: 'image' }) }));
-    const res = await client([`127.0.0.1:${await closedPort()}`, f.address]).importImage({ name: 'img', url: '/images/a.raw' });
+    const f = await fake(() =>
+      reply(0, { job_id: 'job-1', volume0: volumeRecord({ vol_name: 'img', status: 10, src_type: 'image' }) }),
+    );
+    const res = await client([`127.0.0.1:${await closedPort()}`, f.address]).importImage({
+      name: 'img',
+      url: '/images/a.raw',
+    });
     expect(res.job).toMatchObject({ id: 'job-1', type: 'import', state: 'running' });
     expect(res.volume.state).toBe('busy');
     expect(f.seen).toHaveLength(1);
@@ -274,15 +325,31 @@ describe('retries', () => {
 
 describe('result codes', () => {
   it.each([
-    [RetCode.NOT_EXIST, 'NotFound'], [RetCode.MALFORMED, 'Protocol'], [RetCode.UNKNOWN_REQUEST, 'NotSupported'],
-    [RetCode.INVALID_PARAMETER, 'InvalidParameter'], [RetCode.AUTH_FAILED, 'AuthFailed'], [RetCode.TOO_LARGE, 'Protocol'],
-    [RetCode.POOL_NOT_EXIST, 'PoolNotFound'], [RetCode.NO_SPACE, 'NoSpace'], [RetCode.CANNOT_SHRINK, 'CannotShrink'],
-    [RetCode.NOT_SUPPORTED, 'NotSupported'], [RetCode.MAPPED_ELSEWHERE, 'MappedElsewhere'], [RetCode.HOST_NOT_EXIST, 'HostNotFound'],
-    [RetCode.ATTACHED, 'Attached'], [RetCode.IMAGE_ERROR, 'ImageError'], [RetCode.HAS_DEPENDENTS, 'HasDependents'],
-    [RetCode.MAP_CONFLICT, 'MapConflict'], [RetCode.INTERNAL, 'Internal'], [-123, 'Internal'],
+    [RetCode.NOT_EXIST, 'NotFound'],
+    [RetCode.MALFORMED, 'Protocol'],
+    [RetCode.UNKNOWN_REQUEST, 'NotSupported'],
+    [RetCode.INVALID_PARAMETER, 'InvalidParameter'],
+    [RetCode.AUTH_FAILED, 'AuthFailed'],
+    [RetCode.TOO_LARGE, 'Protocol'],
+    [RetCode.POOL_NOT_EXIST, 'PoolNotFound'],
+    [RetCode.NO_SPACE, 'NoSpace'],
+    [RetCode.CANNOT_SHRINK, 'CannotShrink'],
+    [RetCode.NOT_SUPPORTED, 'NotSupported'],
+    [RetCode.MAPPED_ELSEWHERE, 'MappedElsewhere'],
+    [RetCode.HOST_NOT_EXIST, 'HostNotFound'],
+    [RetCode.ATTACHED, 'Attached'],
+    [RetCode.IMAGE_ERROR, 'ImageError'],
+    [RetCode.HAS_DEPENDENTS, 'HasDependents'],
+    [RetCode.MAP_CONFLICT, 'MapConflict'],
+    [RetCode.INTERNAL, 'Internal'],
+    [-123, 'Internal'],
   ] as Array<[number, SdsErrorKind]>)('retcode %i → %s, with ret_desc in the message', async (code, kind) => {
     const f = await fake(() => reply(code, { ret_desc: 'vol_size: must be a whole number' }));
-    const err = await expectSdsError(client(f.address).mapVolume('v1', 'h1', { readOnly: false, exclusive: true }), kind, /vol_size: must be a whole number/);
+    const err = await expectSdsError(
+      client(f.address).mapVolume('v1', 'h1', { readOnly: false, exclusive: true }),
+      kind,
+      /vol_size: must be a whole number/,
+    );
     expect(err.retcode).toBe(code);
     expect(err.message).toContain('MAP_VOLUME_REQ');
   });
@@ -297,8 +364,10 @@ describe('result codes', () => {
 });
 
 describe('idempotent creates', () => {
-  const existing = (overrides: Record<string, string | number>): FakeHandler =>
-    () => reply(RetCode.ALREADY_EXISTS, { ret_desc: 'exists', volume0: volumeRecord(overrides) });
+  const existing =
+    (overrides: Record<string, string | number>): FakeHandler =>
+    () =>
+      reply(RetCode.ALREADY_EXISTS, { ret_desc: 'exists', volume0: volumeRecord(overrides) });
 
   it('returns an identical existing volume (size compared in MiB, rounded up)', async () => {
     const f = await fake(existing({ vol_name: 'v1', vol_size: 2, pool_id: 'pool0', thin_flag: 0 }));
@@ -318,7 +387,11 @@ describe('idempotent creates', () => {
     ['size', { vol_size: 2048 }, { sizeBytes: 2 * GiB }],
     ['pool', { pool_id: 'pool1' }, { poolId: 'pool1' }],
     ['thin', { thin_flag: 0 }, { thin: false }],
-    ['source', { src_type: 'snapshot', src_name: 's1', clone_type: 'linked' }, { source: { type: 'snapshot', name: 's1' } }],
+    [
+      'source',
+      { src_type: 'snapshot', src_name: 's1', clone_type: 'linked' },
+      { source: { type: 'snapshot', name: 's1' } },
+    ],
   ])('reports an existing volume with another %s as it is, without judging it', async (_what, overrides, shown) => {
     const f = await fake(existing(overrides));
     expect(await client(f.address).createVolume({ name: 'v1', sizeBytes: GiB, poolId: 'pool0' })).toMatchObject(shown);
@@ -337,7 +410,9 @@ describe('idempotent creates', () => {
   it('a clone: reports the existing volume with its own source', async () => {
     const f = await fake(existing({ src_type: 'volume', src_name: 'src', clone_type: 'linked' }));
     const c = client(f.address);
-    expect((await c.cloneVolume({ name: 'v1', sizeBytes: GiB, sourceVolumeName: 'other', cloneType: 'linked' })).source).toEqual({ type: 'volume', name: 'src' });
+    expect(
+      (await c.cloneVolume({ name: 'v1', sizeBytes: GiB, sourceVolumeName: 'other', cloneType: 'linked' })).source,
+    ).toEqual({ type: 'volume', name: 'src' });
     expect(f.seen[0]!.fields.get('src_vol_name')).toBe('other');
   });
 
@@ -347,7 +422,9 @@ describe('idempotent creates', () => {
   });
 
   it('snapshots: a taken name reports the existing snapshot with its source', async () => {
-    const f = await fake(() => reply(RetCode.ALREADY_EXISTS, { snapshot0: snapshotRecord({ snap_name: 's1', vol_name: 'v1' }) }));
+    const f = await fake(() =>
+      reply(RetCode.ALREADY_EXISTS, { snapshot0: snapshotRecord({ snap_name: 's1', vol_name: 'v1' }) }),
+    );
     const c = client(f.address);
     expect(await c.createSnapshot('s1', 'v1')).toMatchObject({ name: 's1', volumeName: 'v1', state: 'available' });
     expect(f.seen[0]!.fields.get('smartflag')).toBe('1');
@@ -355,7 +432,9 @@ describe('idempotent creates', () => {
   });
 
   it('a part-1 VBS: bare retcode replies are completed by a query', async () => {
-    const f = await fake((req) => (req.type === 'QUERY_VOLUME_REQ' ? volumeReply({ vol_name: 'old', vol_size: 4096 }) : ok()));
+    const f = await fake((req) =>
+      req.type === 'QUERY_VOLUME_REQ' ? volumeReply({ vol_name: 'old', vol_size: 4096 }) : ok(),
+    );
     const v = await client(f.address).createVolume({ name: 'old', sizeBytes: 4 * GiB });
     expect(v.sizeBytes).toBe(4 * GiB);
     expect(f.types()).toEqual(['CREATE_VOLUME_REQ', 'QUERY_VOLUME_REQ']);
@@ -383,7 +462,9 @@ describe('asynchronous deletes', () => {
   });
 
   it('does not poll when the VBS says the delete already completed (deleted=1)', async () => {
-    const f = await fake((req) => (req.type.startsWith('DELETE_') ? ok({ deleted: '1' }) : volumeReply({ status: 11 })));
+    const f = await fake((req) =>
+      req.type.startsWith('DELETE_') ? ok({ deleted: '1' }) : volumeReply({ status: 11 }),
+    );
     const c = client(f.address);
     await c.deleteVolume('v1');
     await c.deleteSnapshot('s1');
@@ -391,8 +472,14 @@ describe('asynchronous deletes', () => {
   });
 
   it('is bounded: a delete that never completes is a Timeout naming the last state', async () => {
-    const f = await fake((req) => (req.type === 'DELETE_SNAPSHOT_REQ' ? ok() : reply(0, { snapshot0: snapshotRecord({ status: 11 }) })));
-    await expectSdsError(client(f.address, { deleteTimeoutMs: 150 }).deleteSnapshot('s1'), 'Timeout', /still there after 150 ms \(state deleting\)/);
+    const f = await fake((req) =>
+      req.type === 'DELETE_SNAPSHOT_REQ' ? ok() : reply(0, { snapshot0: snapshotRecord({ status: 11 }) }),
+    );
+    await expectSdsError(
+      client(f.address, { deleteTimeoutMs: 150 }).deleteSnapshot('s1'),
+      'Timeout',
+      /still there after 150 ms \(state deleting\)/,
+    );
     expect(f.count('QUERY_SNAPSHOT_REQ')).toBeGreaterThan(2);
   });
 
@@ -405,22 +492,55 @@ describe('asynchronous deletes', () => {
 
 describe('records', () => {
   it('parses a full volume record into bytes and words', async () => {
-    const f = await fake(() => volumeReply({
-      status: 2, vol_size: 3, alloc_size: 1, thin_flag: 0, src_type: 'snapshot', src_name: 's1', clone_type: 'linked',
-      max_iops: 500, max_mbps: 40, IOPRIORITY: 3, cache_policy: 'readwrite', mapped_hosts: 'h1:h2', health: 'fault',
-      fault_reason: 'file missing, see log', snap_num: 4, create_time: 1_700_000_001,
-    }));
+    const f = await fake(() =>
+      volumeReply({
+        status: 2,
+        vol_size: 3,
+        alloc_size: 1,
+        thin_flag: 0,
+        src_type: 'snapshot',
+        src_name: 's1',
+        clone_type: 'linked',
+        max_iops: 500,
+        max_mbps: 40,
+        IOPRIORITY: 3,
+        cache_policy: 'readwrite',
+        mapped_hosts: 'h1:h2',
+        health: 'fault',
+        fault_reason: 'file missing, see log',
+        snap_num: 4,
+        create_time: 1_700_000_001,
+      }),
+    );
     expect(await client(f.address).getVolume('v1')).toEqual({
-      name: 'v1', sizeBytes: 3 * MiB, poolId: 'pool0', thin: false, state: 'in-use', status: 2, allocatedBytes: MiB,
-      createdAt: new Date(1_700_000_001_000), source: { type: 'snapshot', name: 's1' }, cloneType: 'linked',
-      qos: { maxIops: 500, maxMBps: 40, priority: 3 }, cachePolicy: 'readwrite', mappedHosts: ['h1', 'h2'], healthy: false,
-      faultReason: 'file missing, see log', snapshotCount: 4,
+      name: 'v1',
+      sizeBytes: 3 * MiB,
+      poolId: 'pool0',
+      thin: false,
+      state: 'in-use',
+      status: 2,
+      allocatedBytes: MiB,
+      createdAt: new Date(1_700_000_001_000),
+      source: { type: 'snapshot', name: 's1' },
+      cloneType: 'linked',
+      qos: { maxIops: 500, maxMBps: 40, priority: 3 },
+      cachePolicy: 'readwrite',
+      mappedHosts: ['h1', 'h2'],
+      healthy: false,
+      faultReason: 'file missing, see log',
+      snapshotCount: 4,
     });
   });
 
   it('parses a minimal part-1 record with neutral defaults', async () => {
     const f = await fake(() => reply(0, { volume0: encodeRecord({ status: 1, vol_size: 1024 }) }));
-    expect(await client(f.address).getVolume('legacy')).toMatchObject({ name: 'legacy', sizeBytes: GiB, thin: true, state: 'available', mappedHosts: [] });
+    expect(await client(f.address).getVolume('legacy')).toMatchObject({
+      name: 'legacy',
+      sizeBytes: GiB,
+      thin: true,
+      state: 'available',
+      mappedHosts: [],
+    });
   });
 
   it('parses pools, preferring exact MiB fields over the original GiB ones', async () => {
@@ -428,27 +548,65 @@ describe('records', () => {
       expect(req.fields.get('pool_num')).toBe('2');
       expect(req.fields.getAll('pool_id')).toEqual(['pool0', 'old']);
       return reply(0, {
-        pool0: encodeRecord({ stor_id: 'pool0', total_capacity: 64, usable_capacity: 63, raid_level: 0, iops: 0, total_capacity_mb: 65536,
-          usable_capacity_mb: 65000, provisioned_mb: 2048, allocated_mb: 10, max_oversubscription: '4.0', thin_capacity_mb: 260096,
-          thick_capacity_mb: 65000, linked_clone: 1, pool_type: 'xfs-reflink', hosts: 'h1', health: 'ok' }),
+        pool0: encodeRecord({
+          stor_id: 'pool0',
+          total_capacity: 64,
+          usable_capacity: 63,
+          raid_level: 0,
+          iops: 0,
+          total_capacity_mb: 65536,
+          usable_capacity_mb: 65000,
+          provisioned_mb: 2048,
+          allocated_mb: 10,
+          max_oversubscription: '4.0',
+          thin_capacity_mb: 260096,
+          thick_capacity_mb: 65000,
+          linked_clone: 1,
+          pool_type: 'xfs-reflink',
+          hosts: 'h1',
+          health: 'ok',
+        }),
         pool1: encodeRecord({ stor_id: 'old', total_capacity: 10, usable_capacity: 5, raid_level: 0, iops: 0 }),
       });
     });
     const [p0, old] = await client(f.address).queryPools(['pool0', 'old']);
-    expect(p0).toEqual({ id: 'pool0', totalBytes: 64 * GiB, freeBytes: 65000 * MiB, provisionedBytes: 2 * GiB, allocatedBytes: 10 * MiB,
-      maxOversubscription: 4, thinCapacityBytes: 260096 * MiB, thickCapacityBytes: 65000 * MiB, linkedClone: true, type: 'xfs-reflink',
-      hosts: ['h1'], healthy: true });
+    expect(p0).toEqual({
+      id: 'pool0',
+      totalBytes: 64 * GiB,
+      freeBytes: 65000 * MiB,
+      provisionedBytes: 2 * GiB,
+      allocatedBytes: 10 * MiB,
+      maxOversubscription: 4,
+      thinCapacityBytes: 260096 * MiB,
+      thickCapacityBytes: 65000 * MiB,
+      linkedClone: true,
+      type: 'xfs-reflink',
+      hosts: ['h1'],
+      healthy: true,
+    });
     expect(old).toMatchObject({ id: 'old', totalBytes: 10 * GiB, freeBytes: 5 * GiB, thinCapacityBytes: 5 * GiB });
   });
 
   it.each([
-    ['a non-numeric size', { volume0: volumeRecord({ vol_size: 'abc' }) }, /volume record.*vol_size: not a whole number/],
+    [
+      'a non-numeric size',
+      { volume0: volumeRecord({ vol_size: 'abc' }) },
+      /volume record.*vol_size: not a whole number/,
+    ],
     ['a size with a fraction', { volume0: volumeRecord({ vol_size: '1.5' }) }, /vol_size: not a whole number/],
     ['an unknown status', { volume0: volumeRecord({ status: 99 }) }, /status: unknown volume status/],
-    ['an unknown cache policy', { volume0: volumeRecord({ cache_policy: 'writeback' }) }, /cache_policy: must be one of/],
+    [
+      'an unknown cache policy',
+      { volume0: volumeRecord({ cache_policy: 'writeback' }) },
+      /cache_policy: must be one of/,
+    ],
     ['an out-of-range priority', { volume0: volumeRecord({ IOPRIORITY: 7 }) }, /IOPRIORITY: above 3/],
     ['a bad flag', { volume0: volumeRecord({ thin_flag: 'yes' }) }, /thin_flag: must be 0 or 1/],
-    ['a snapshot source without a name', { volume0: volumeRecord({ src_type: 'snapshot', src_name: '' }) }, /src_name: empty/],
+    [
+      'a snapshot source without a name',
+      { volume0: volumeRecord({ src_type: 'snapshot', src_name: '' }) },
+      /src_name: empty/,
+    ],
     ['a truncated record', { volume0: '[status=1,vol_name=v1,vol_si' }, /bracketed/],
     ['a missing size', { volume0: encodeRecord({ status: 1, vol_name: 'v1' }) }, /vol_size: missing/],
     ['no record at all', {}, /without volume0/],
@@ -464,27 +622,76 @@ describe('records', () => {
   });
 
   it('lists with marker and limit', async () => {
-    const f = await fake(() => reply(0, { snap_num: '2', snapshot0: snapshotRecord({ snap_name: 'a' }), snapshot1: snapshotRecord({ snap_name: 'b' }), next_marker: 'b' }));
+    const f = await fake(() =>
+      reply(0, {
+        snap_num: '2',
+        snapshot0: snapshotRecord({ snap_name: 'a' }),
+        snapshot1: snapshotRecord({ snap_name: 'b' }),
+        next_marker: 'b',
+      }),
+    );
     const page = await client(f.address).listSnapshots({ marker: 'x', limit: 2, volumeName: 'v1' });
     expect(page.items.map((s) => s.name)).toEqual(['a', 'b']);
     expect(page.nextMarker).toBe('b');
-    expect(f.seen[0]!.fields.list).toEqual([['marker', 'x'], ['limit', '2'], ['vol_name', 'v1']]);
+    expect(f.seen[0]!.fields.list).toEqual([
+      ['marker', 'x'],
+      ['limit', '2'],
+      ['vol_name', 'v1'],
+    ]);
   });
 
   it('parses host mappings and image jobs', async () => {
-    const f = await fake((req) => req.type === 'QUERY_VOLUME_HOSTS_REQ'
-      ? reply(0, { host_num: '1', host0: encodeRecord({ host_id: 'h1', access_mode: 'ro', attached: 1, dev_addr: '/dev/loop9' }) })
-      : reply(0, { job0: encodeRecord({ job_id: 'j1', job_type: 'import', status: 'failed', vol_name: 'v1', snap_name: '', bytes_done: 5, bytes_total: 10, error: 'checksum mismatch, expected sha256:ab' }) }));
+    const f = await fake((req) =>
+      req.type === 'QUERY_VOLUME_HOSTS_REQ'
+        ? reply(0, {
+            host_num: '1',
+            host0: encodeRecord({ host_id: 'h1', access_mode: 'ro', attached: 1, dev_addr: '/dev/loop9' }),
+          })
+        : reply(0, {
+            job0: encodeRecord({
+              job_id: 'j1',
+              job_type: 'import',
+              status: 'failed',
+              vol_name: 'v1',
+              snap_name: '',
+              bytes_done: 5,
+              bytes_total: 10,
+              error: 'checksum mismatch, expected sha256:ab',
+            }),
+          }),
+    );
     const c = client(f.address);
-    expect(await c.volumeHosts('v1')).toEqual([{ hostId: 'h1', accessMode: 'ro', attached: true, devAddr: '/dev/loop9', online: true }]); // no online field: taken as up
-    expect(await c.waitImageJob('j1', 1_000)).toEqual({ id: 'j1', type: 'import', state: 'failed', volumeName: 'v1', bytesDone: 5, bytesTotal: 10, error: 'checksum mismatch, expected sha256:ab' });
+    expect(await c.volumeHosts('v1')).toEqual([
+      { hostId: 'h1', accessMode: 'ro', attached: true, devAddr: '/dev/loop9', online: true },
+    ]); // no online field: taken as up
+    expect(await c.waitImageJob('j1', 1_000)).toEqual({
+      id: 'j1',
+      type: 'import',
+      state: 'failed',
+      volumeName: 'v1',
+      bytesDone: 5,
+      bytesTotal: 10,
+      error: 'checksum mismatch, expected sha256:ab',
+    });
   });
 
   it('waits for a running image job, bounded', async () => {
-    const f = await fake((_r, i) => reply(0, { job0: encodeRecord({ job_id: 'j1', job_type: 'export', status: i < 3 ? 'running' : 'done', bytes_done: i, bytes_total: 3 }) }));
+    const f = await fake((_r, i) =>
+      reply(0, {
+        job0: encodeRecord({
+          job_id: 'j1',
+          job_type: 'export',
+          status: i < 3 ? 'running' : 'done',
+          bytes_done: i,
+          bytes_total: 3,
+        }),
+      }),
+    );
     expect((await client(f.address).waitImageJob('j1', 5_000)).state).toBe('done');
     expect(f.seen).toHaveLength(4);
-    const slow = await fake(() => reply(0, { job0: encodeRecord({ job_id: 'j2', job_type: 'export', status: 'running' }) }));
+    const slow = await fake(() =>
+      reply(0, { job0: encodeRecord({ job_id: 'j2', job_type: 'export', status: 'running' }) }),
+    );
     await expectSdsError(client(slow.address).waitImageJob('j2', 100), 'Timeout', /still running/);
   });
 });
@@ -497,7 +704,11 @@ describe('arguments', () => {
     await expectSdsError(c.createVolume({ name: 'v1\nx=1', sizeBytes: MiB }), 'InvalidParameter', /vol_name/);
     await expectSdsError(c.createVolume({ name: 'v1', sizeBytes: -1 }), 'InvalidParameter', /sizeBytes/);
     await expectSdsError(c.createVolume({ name: 'v1', sizeBytes: 1.5 }), 'InvalidParameter', /sizeBytes/);
-    await expectSdsError(c.createVolume({ name: 'v1', sizeBytes: MiB, qos: { priority: 4 as 1 } }), 'InvalidParameter', /priority/);
+    await expectSdsError(
+      c.createVolume({ name: 'v1', sizeBytes: MiB, qos: { priority: 4 as 1 } }),
+      'InvalidParameter',
+      /priority/,
+    );
     await expectSdsError(c.mapVolume('v1', 'h/1', { readOnly: true, exclusive: false }), 'InvalidParameter', /host_id/);
     await expectSdsError(c.listVolumes({ limit: 1001 }), 'InvalidParameter', /limit/);
     await expectSdsError(c.getVolume('v1', { requestId: 'a\nb' }), 'InvalidParameter', /request_id/);
@@ -507,11 +718,28 @@ describe('arguments', () => {
 
   it('sends sizes in MiB rounded up, and QoS and cache keys', async () => {
     const f = await fake(() => volumeReply());
-    await client(f.address).createVolume({ name: 'v1', sizeBytes: 5 * MiB - 1, poolId: 'pool0', qos: { maxIops: 100, maxMBps: 20, priority: 1 }, cachePolicy: 'read' });
+    await client(f.address).createVolume({
+      name: 'v1',
+      sizeBytes: 5 * MiB - 1,
+      poolId: 'pool0',
+      qos: { maxIops: 100, maxMBps: 20, priority: 1 },
+      cachePolicy: 'read',
+    });
     await client(f.address).extendVolume('v1', GiB + 1);
-    expect(f.seen[0]!.fields.list).toEqual([['vol_name', 'v1'], ['vol_size', '5'], ['pool_id', 'pool0'], ['thin_flag', '1'],
-      ['max_iops', '100'], ['max_mbps', '20'], ['IOPRIORITY', '1'], ['cache_policy', 'read']]);
-    expect(f.seen[1]!.fields.list).toEqual([['vol_name', 'v1'], ['vol_size', '1025']]);
+    expect(f.seen[0]!.fields.list).toEqual([
+      ['vol_name', 'v1'],
+      ['vol_size', '5'],
+      ['pool_id', 'pool0'],
+      ['thin_flag', '1'],
+      ['max_iops', '100'],
+      ['max_mbps', '20'],
+      ['IOPRIORITY', '1'],
+      ['cache_policy', 'read'],
+    ]);
+    expect(f.seen[1]!.fields.list).toEqual([
+      ['vol_name', 'v1'],
+      ['vol_size', '1025'],
+    ]);
   });
 });
 
@@ -606,7 +834,8 @@ describe('abort listeners', () => {
   }
 
   /** The client's own closing signal (private): every call is linked to it. */
-  const closingSignal = (c: SdsClient): AbortSignal => (c as unknown as { s: { closing: AbortController } }).s.closing.signal;
+  const closingSignal = (c: SdsClient): AbortSignal =>
+    (c as unknown as { s: { closing: AbortController } }).s.closing.signal;
 
   function captureWarnings(): { warnings: string[]; stop: () => void } {
     const warnings: string[] = [];
@@ -624,10 +853,16 @@ describe('abort listeners', () => {
     let extends_ = 0;
     const polls = new Map<string, number>();
     const f = await gatheringFake(
-      (type) => samples.push({ type, caller: getEventListeners(shared.signal, 'abort').length, closing: getEventListeners(closingSignal(c), 'abort').length }),
+      (type) =>
+        samples.push({
+          type,
+          caller: getEventListeners(shared.signal, 'abort').length,
+          closing: getEventListeners(closingSignal(c), 'abort').length,
+        }),
       (req) => {
         // The first round of extends is BUSY (a backoff sleep, then a retry); each delete polls twice (a poll sleep).
-        if (req.type === 'EXTEND_VOLUME_REQ') return ++extends_ <= CONCURRENCY ? reply(RetCode.BUSY) : volumeReply({ vol_size: 2048 });
+        if (req.type === 'EXTEND_VOLUME_REQ')
+          return ++extends_ <= CONCURRENCY ? reply(RetCode.BUSY) : volumeReply({ vol_size: 2048 });
         if (req.type === 'QUERY_VOLUME_REQ') {
           const name = req.fields.get('vol_name')!;
           const n = (polls.get(name) ?? 0) + 1;
@@ -638,7 +873,8 @@ describe('abort listeners', () => {
       },
     );
     c = client(f.address);
-    const many = <T>(fn: (i: number) => Promise<T>): Promise<T[]> => Promise.all(Array.from({ length: CONCURRENCY }, (_, i) => fn(i)));
+    const many = <T>(fn: (i: number) => Promise<T>): Promise<T[]> =>
+      Promise.all(Array.from({ length: CONCURRENCY }, (_, i) => fn(i)));
     const { warnings, stop } = captureWarnings();
     try {
       await many(() => c.systemInfo()); // no caller signal: only the client's own
@@ -652,7 +888,12 @@ describe('abort listeners', () => {
     expect(f.count('EXTEND_VOLUME_REQ')).toBe(2 * CONCURRENCY);
     expect(f.count('QUERY_VOLUME_REQ')).toBe(2 * CONCURRENCY);
     expect(samples.map((s) => s.type)).toEqual([
-      'QUERY_CAPABILITY_REQ', 'EXTEND_VOLUME_REQ', 'EXTEND_VOLUME_REQ', 'DELETE_VOLUME_REQ', 'QUERY_VOLUME_REQ', 'QUERY_VOLUME_REQ',
+      'QUERY_CAPABILITY_REQ',
+      'EXTEND_VOLUME_REQ',
+      'EXTEND_VOLUME_REQ',
+      'DELETE_VOLUME_REQ',
+      'QUERY_VOLUME_REQ',
+      'QUERY_VOLUME_REQ',
     ]);
     // All calls in flight at once: one listener per shared signal, not one per call.
     for (const sample of samples) {

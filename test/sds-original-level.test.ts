@@ -34,12 +34,22 @@ async function fake(handler: FakeHandler): Promise<FakeVbs> {
   return f;
 }
 function client(address: string, extra: Partial<SdsClientOptions> = {}): SdsClient {
-  const c = new SdsClient({ addresses: address, retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 }, requestTimeoutMs: 5_000, level: 'original', pools: ['P1'], ...extra });
+  const c = new SdsClient({
+    addresses: address,
+    retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
+    requestTimeoutMs: 5_000,
+    level: 'original',
+    pools: ['P1'],
+    ...extra,
+  });
   clients.push(c);
   return c;
 }
 async function expectKind(p: Promise<unknown>, kind: SdsErrorKind, message?: RegExp): Promise<void> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(SdsError);
   expect((err as SdsError).kind, (err as Error).message).toBe(kind);
   if (message) expect((err as Error).message).toMatch(message);
@@ -54,7 +64,12 @@ function productVbs(state: { volumes: Map<string, number>; snapshots: Set<string
       case 'QUERY_POOLS_CAPABILITY_REQ': {
         const ids = req.fields.getAll('pool_id');
         if (ids.some((id) => id !== 'P1')) return reply(1);
-        return reply(0, ids.length ? { pool0: `[stor_id=P1,total_capacity=10,usable_capacity=${state.freeGiB},raid_level=0,iops=0]` } : {});
+        return reply(
+          0,
+          ids.length
+            ? { pool0: `[stor_id=P1,total_capacity=10,usable_capacity=${state.freeGiB},raid_level=0,iops=0]` }
+            : {},
+        );
       }
       case 'QUERY_VOLUME_REQ':
         return state.volumes.has(f('vol_name')) ? reply(0, { volume0: '[status=1]' }) : reply(RetCode.NOT_EXIST);
@@ -91,7 +106,13 @@ const freshState = () => ({ volumes: new Map<string, number>(), snapshots: new S
 
 describe('negotiating the level', () => {
   it('an answered QUERY_CAPABILITY_REQ is extended, with its capabilities', async () => {
-    const f = await fake(() => reply(0, [['product', 'SDSHypervisor'], ['capability', 'list'], ['capability', 'map']]));
+    const f = await fake(() =>
+      reply(0, [
+        ['product', 'SDSHypervisor'],
+        ['capability', 'list'],
+        ['capability', 'map'],
+      ]),
+    );
     const got = await negotiateLevel(client(f.address, { level: 'extended' }), 'auto');
     expect(got).toMatchObject({ level: 'extended', how: 'answered' });
     expect(got.system?.capabilities).toEqual(['list', 'map']);
@@ -103,12 +124,18 @@ describe('negotiating the level', () => {
     ['a connection closed without a reply', () => ({ close: true as const })],
   ])('%s is the original level', async (_what, answer) => {
     const f = await fake(answer);
-    expect(await negotiateLevel(client(f.address, { level: 'extended' }), 'auto')).toMatchObject({ level: 'original', how: 'refused' });
+    expect(await negotiateLevel(client(f.address, { level: 'extended' }), 'auto')).toMatchObject({
+      level: 'original',
+      how: 'refused',
+    });
   });
 
   it('a request taken and never answered is the original level (the least helpful reading)', async () => {
     const f = await fake(() => ({ hang: true }));
-    expect(await askLevel(client(f.address, { level: 'extended' }), {}, 100)).toMatchObject({ level: 'original', how: 'refused' });
+    expect(await askLevel(client(f.address, { level: 'extended' }), {}, 100)).toMatchObject({
+      level: 'original',
+      how: 'refused',
+    });
   });
 
   it('a refused token is an extended answer (only that level has tokens)', async () => {
@@ -122,7 +149,11 @@ describe('negotiating the level', () => {
     expect(f.seen).toHaveLength(0);
     const nowhere = client(`unix://${join(dir, 'nobody.sock')}`, { level: 'extended' });
     const attempts: number[] = [];
-    const got = await negotiateLevel(nowhere, 'auto', { retryDelayMs: 1, unreachableWaitMs: 20, onUnreachable: (a) => attempts.push(a) });
+    const got = await negotiateLevel(nowhere, 'auto', {
+      retryDelayMs: 1,
+      unreachableWaitMs: 20,
+      onUnreachable: (a) => attempts.push(a),
+    });
     expect(got).toEqual({ level: 'extended', how: 'assumed' });
     expect(attempts.length).toBeGreaterThan(0);
   });
@@ -132,8 +163,20 @@ describe('requests on the original level', () => {
   it('CREATE_VOLUME_REQ carries the 22 keys with neutral values, no extension key; the answer comes from the request', async () => {
     const state = freshState();
     const f = await fake(productVbs(state));
-    const v = await client(f.address, { token: 'secret-token' }).createVolume({ name: 'v1', sizeBytes: GiB, poolId: 'P1', thin: false });
-    expect(v).toMatchObject({ name: 'v1', sizeBytes: GiB, poolId: 'P1', thin: false, state: 'available', statusOnly: true });
+    const v = await client(f.address, { token: 'secret-token' }).createVolume({
+      name: 'v1',
+      sizeBytes: GiB,
+      poolId: 'P1',
+      thin: false,
+    });
+    expect(v).toMatchObject({
+      name: 'v1',
+      sizeBytes: GiB,
+      poolId: 'P1',
+      thin: false,
+      state: 'available',
+      statusOnly: true,
+    });
     const sent = f.seen.find((r) => r.type === 'CREATE_VOLUME_REQ')!;
     const keys = sent.fields.list.map(([k]) => k);
     expect(keys).toEqual([Key.VOL_NAME, Key.VOL_SIZE, ...ORIGINAL_CREATE_KEYS]);
@@ -163,16 +206,27 @@ describe('requests on the original level', () => {
     const c = client(f.address);
     await c.createVolume({ name: 'v1', sizeBytes: GiB, poolId: 'P1' });
     await expectKind(c.createVolume({ name: 'v1', sizeBytes: GiB, poolId: 'P1' }), 'AlreadyExists', /taken/);
-    await expectKind(c.createVolume({ name: 'v2', sizeBytes: 8 * GiB, poolId: 'P1' }), 'NoSpace', /P1 has 5120 MiB free/);
+    await expectKind(
+      c.createVolume({ name: 'v2', sizeBytes: 8 * GiB, poolId: 'P1' }),
+      'NoSpace',
+      /P1 has 5120 MiB free/,
+    );
     await expectKind(c.createVolume({ name: 'v3', sizeBytes: GiB, poolId: 'P9' }), 'PoolNotFound');
   });
 
   it('from a snapshot: a missing source is NotFound; a full clone is refused before anything is sent', async () => {
     const f = await fake(productVbs(freshState()));
     const c = client(f.address);
-    await expectKind(c.createVolumeFromSnapshot({ name: 'v1', sizeBytes: GiB, poolId: 'P1', snapshotName: 's0', cloneType: 'linked' }), 'NotFound', /s0/);
+    await expectKind(
+      c.createVolumeFromSnapshot({ name: 'v1', sizeBytes: GiB, poolId: 'P1', snapshotName: 's0', cloneType: 'linked' }),
+      'NotFound',
+      /s0/,
+    );
     const before = f.seen.length;
-    await expectKind(c.createVolumeFromSnapshot({ name: 'v1', sizeBytes: GiB, snapshotName: 's0', cloneType: 'full' }), 'NotSupported');
+    await expectKind(
+      c.createVolumeFromSnapshot({ name: 'v1', sizeBytes: GiB, snapshotName: 's0', cloneType: 'full' }),
+      'NotSupported',
+    );
     expect(f.seen.length).toBe(before);
   });
 
@@ -181,7 +235,12 @@ describe('requests on the original level', () => {
     const f = await fake(productVbs(state));
     const c = client(f.address);
     await c.createVolume({ name: 'v1', sizeBytes: 16 * MiB, poolId: 'P1' });
-    expect(await c.createSnapshot('s1', 'v1')).toMatchObject({ name: 's1', volumeName: 'v1', state: 'available', statusOnly: true });
+    expect(await c.createSnapshot('s1', 'v1')).toMatchObject({
+      name: 's1',
+      volumeName: 'v1',
+      state: 'available',
+      statusOnly: true,
+    });
     expect((await c.getSnapshot('s1'))?.statusOnly).toBe(true);
     await expectKind(c.createSnapshot('s2', 'nothing'), 'NotFound', /nothing/);
     await expectKind(c.createSnapshot('s1', 'v1'), 'AlreadyExists');
@@ -203,7 +262,10 @@ describe('requests on the original level', () => {
     const c = client(f.address);
     await expectKind(c.listVolumes({}), 'NotSupported');
     await expectKind(c.mapVolume('v1', 'h1', { readOnly: false, exclusive: true }), 'NotSupported');
-    await expectKind(c.cloneVolume({ name: 'v2', sizeBytes: GiB, sourceVolumeName: 'v1', cloneType: 'linked' }), 'NotSupported');
+    await expectKind(
+      c.cloneVolume({ name: 'v2', sizeBytes: GiB, sourceVolumeName: 'v1', cloneType: 'linked' }),
+      'NotSupported',
+    );
     await expectKind(c.modifyVolume('v1', { qos: { maxIops: 5 } }), 'NotSupported');
     expect(f.seen).toHaveLength(0);
   });

@@ -22,10 +22,22 @@ interface Running {
 
 async function startAllMode(dir: string, extraArgs: string[]): Promise<Running> {
   const csi = join(dir, 'csi.sock');
-  const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js'), '--mode=all', `--data-dir=${join(dir, 'data')}`, `--endpoint=unix://${csi}`, '--metrics-address=', '--log-level=warn', ...extraArgs], {
-    env: cleanEnv(),
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      join(projectRoot(), 'dist', 'src', 'main.js'),
+      '--mode=all',
+      `--data-dir=${join(dir, 'data')}`,
+      `--endpoint=unix://${csi}`,
+      '--metrics-address=',
+      '--log-level=warn',
+      ...extraArgs,
+    ],
+    {
+      env: cleanEnv(),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   let log = '';
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   const exited = new Promise((r) => child.once('exit', r));
@@ -38,7 +50,10 @@ async function startAllMode(dir: string, extraArgs: string[]): Promise<Running> 
     const deadline = Date.now() + 30_000;
     for (;;) {
       // Ready means the driver reached its emulator, with the token it handed it.
-      const ready = await clients.identity.Probe({}, { timeoutMs: 2_000 }).then((p) => p.ready?.value === true, () => false);
+      const ready = await clients.identity.Probe({}, { timeoutMs: 2_000 }).then(
+        (p) => p.ready?.value === true,
+        () => false,
+      );
       if (ready) break;
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the driver did not get ready:\n${log}`);
       await new Promise((r) => setTimeout(r, 100));
@@ -66,14 +81,37 @@ describe('all mode: the embedded emulator', () => {
         // The random token is root's alone (0600), and `sdshypervisor-csi export` on this host finds it.
         const tokenFile = join(dir, 'data', 'vbs.token');
         expect((statSync(tokenFile).mode & 0o777).toString(8)).toBe('600');
-        expect((await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ', { auth_token: readFileSync(tokenFile, 'utf8').trim() })).retcode).toBe(0);
+        expect(
+          (
+            await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ', {
+              auth_token: readFileSync(tokenFile, 'utf8').trim(),
+            })
+          ).retcode,
+        ).toBe(0);
         const clients = connectCsi(run.csi);
         try {
-          const created = await clients.controller.CreateVolume({ name: 'pvc-export', capacity_range: { required_bytes: String(1024 * 1024) }, volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }] });
-          const out = join(dir, 'out.raw');
-          const exported = spawnSync(process.execPath, [join(projectRoot(), 'dist', 'src', 'main.js'), 'export', '--volume', created.volume!.volume_id!, '--out', out, '--quiet'], {
-            env: cleanEnv({ SDS_DATA_DIR: join(dir, 'data') }), encoding: 'utf8',
+          const created = await clients.controller.CreateVolume({
+            name: 'pvc-export',
+            capacity_range: { required_bytes: String(1024 * 1024) },
+            volume_capabilities: [{ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } }],
           });
+          const out = join(dir, 'out.raw');
+          const exported = spawnSync(
+            process.execPath,
+            [
+              join(projectRoot(), 'dist', 'src', 'main.js'),
+              'export',
+              '--volume',
+              created.volume!.volume_id!,
+              '--out',
+              out,
+              '--quiet',
+            ],
+            {
+              env: cleanEnv({ SDS_DATA_DIR: join(dir, 'data') }),
+              encoding: 'utf8',
+            },
+          );
           expect([exported.status, exported.stderr]).toEqual([0, '']);
           expect(statSync(out).size).toBe(1024 * 1024);
         } finally {
@@ -97,7 +135,9 @@ describe('all mode: the embedded emulator', () => {
       try {
         expect(run.info.tcpPort ?? -1).toBe(-1);
         expect((await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ')).retcode).toBe(RetCode.AUTH_FAILED);
-        expect((await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ', { auth_token: 'file-token-4f2a' })).retcode).toBe(0);
+        expect(
+          (await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ', { auth_token: 'file-token-4f2a' })).retcode,
+        ).toBe(0);
       } finally {
         await run.stop();
       }

@@ -6,8 +6,20 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
-  chmodSync, chownSync, closeSync, constants, existsSync, lchownSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync,
-  statSync, symlinkSync, writeFileSync,
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants,
+  existsSync,
+  lchownSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
 } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -68,7 +80,11 @@ describe('image paths against an unprivileged local attacker', () => {
     const answers: number[] = [];
     try {
       for (let i = 0; i < 20; i++) {
-        const a = await call(sock, 'EXPORT_IMAGE_REQ', { vol_name: 'ex-src', image_path: join(play, 'sub', 'x'), overwrite: 1 });
+        const a = await call(sock, 'EXPORT_IMAGE_REQ', {
+          vol_name: 'ex-src',
+          image_path: join(play, 'sub', 'x'),
+          overwrite: 1,
+        });
         answers.push(a.retcode);
         if (a.retcode === 0) await waitJob(sock, a.get('job_id')!);
       }
@@ -77,7 +93,10 @@ describe('image paths against an unprivileged local attacker', () => {
     }
     expect(readdirSync(secret)).toEqual(['shadow']);
     // The attacker's directory is writable by nobody: no export goes there, whatever `sub` is at the time.
-    expect(answers.every((c) => c === RetCode.IMAGE_ERROR), answers.join(',')).toBe(true);
+    expect(
+      answers.every((c) => c === RetCode.IMAGE_ERROR),
+      answers.join(','),
+    ).toBe(true);
   });
 
   it('import: a directory swapped for a symlink never reads a file outside the image directories', async () => {
@@ -87,7 +106,11 @@ describe('image paths against an unprivileged local attacker', () => {
     try {
       for (let i = 0; i < 60; i++) {
         const name = `race-${i}`;
-        const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: name, image_url: join(play, 'sub', 'shadow'), vol_size: 1 });
+        const a = await call(sock, 'IMPORT_IMAGE_REQ', {
+          vol_name: name,
+          image_url: join(play, 'sub', 'shadow'),
+          vol_size: 1,
+        });
         if (a.retcode !== 0) {
           expect(a.retcode, a.text).toBe(RetCode.IMAGE_ERROR);
           continue;
@@ -117,9 +140,18 @@ describe('image paths against an unprivileged local attacker', () => {
     const directory = join(img, 'adir');
     mkdirSync(directory);
     try {
-      for (const [name, path] of [['fifo', fifo], ['dev', device], ['sock', socketPath], ['dir', directory]] as const) {
+      for (const [name, path] of [
+        ['fifo', fifo],
+        ['dev', device],
+        ['sock', socketPath],
+        ['dir', directory],
+      ] as const) {
         const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: `odd-${name}`, image_url: path, vol_size: 1 });
-        expect([name, a.retcode, a.get('ret_desc')]).toEqual([name, RetCode.IMAGE_ERROR, expect.stringMatching(/not a regular file/)]);
+        expect([name, a.retcode, a.get('ret_desc')]).toEqual([
+          name,
+          RetCode.IMAGE_ERROR,
+          expect.stringMatching(/not a regular file/),
+        ]);
         expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: `odd-${name}` })).retcode).toBe(RetCode.NOT_EXIST);
       }
       expect((await call(sock, 'QUERY_CAPABILITY_REQ')).retcode).toBe(0);
@@ -127,7 +159,9 @@ describe('image paths against an unprivileged local attacker', () => {
       // Today's code blocks in open(2) on the FIFO: a writer lets it go, so the test can end.
       try {
         closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-      } catch { /* nobody was blocked on it */ }
+      } catch {
+        /* nobody was blocked on it */
+      }
       await new Promise((r) => server.close(r));
     }
   });
@@ -154,7 +188,10 @@ describe('image paths against an unprivileged local attacker', () => {
     const b = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'ww-link', image_url: link, vol_size: 1 });
     expect([b.retcode, b.get('ret_desc')]).toEqual([RetCode.IMAGE_ERROR, expect.stringMatching(/2 links/)]);
     const c = await call(sock, 'EXPORT_IMAGE_REQ', { vol_name: 'ex-src', image_path: join(worldWritable, 'out.raw') });
-    expect([c.retcode, c.get('ret_desc')]).toEqual([RetCode.IMAGE_ERROR, expect.stringMatching(/can be written by users other than root/)]);
+    expect([c.retcode, c.get('ret_desc')]).toEqual([
+      RetCode.IMAGE_ERROR,
+      expect.stringMatching(/can be written by users other than root/),
+    ]);
     expect(existsSync(join(worldWritable, 'out.raw'))).toBe(false);
   });
 });
@@ -167,8 +204,15 @@ describe('default image directories', () => {
       expect(caps.fields.getAll('image_dir')).toEqual([join(d.dataDir, 'images')]);
       const file = join(d.dir, 'disk.raw');
       writeFileSync(file, HARMLESS);
-      const a = await call(d.info.controlSocket, 'IMPORT_IMAGE_REQ', { vol_name: 'from-tmp', image_url: file, vol_size: 1 });
-      expect([a.retcode, a.get('ret_desc')]).toEqual([RetCode.IMAGE_ERROR, expect.stringMatching(/outside the image directories/)]);
+      const a = await call(d.info.controlSocket, 'IMPORT_IMAGE_REQ', {
+        vol_name: 'from-tmp',
+        image_url: file,
+        vol_size: 1,
+      });
+      expect([a.retcode, a.get('ret_desc')]).toEqual([
+        RetCode.IMAGE_ERROR,
+        expect.stringMatching(/outside the image directories/),
+      ]);
     } finally {
       expect(await stopAndCheck(d)).toEqual({ code: 0, loops: [], mounts: [] });
     }

@@ -15,7 +15,9 @@ const SECRET = Buffer.concat([Buffer.from('METADATA-SECRET\n'), randomBytes(4080
 
 function serve(host: string, handler: http.RequestListener): Promise<{ server: http.Server; port: number }> {
   const server = http.createServer(handler);
-  return new Promise((resolve) => server.listen(0, host, () => resolve({ server, port: (server.address() as AddressInfo).port })));
+  return new Promise((resolve) =>
+    server.listen(0, host, () => resolve({ server, port: (server.address() as AddressInfo).port })),
+  );
 }
 
 describe('http(s) image imports and the addresses they may reach', () => {
@@ -72,7 +74,9 @@ describe('http(s) image imports and the addresses they may reach', () => {
     for (const [name, url, why] of cases) {
       const a = await importOf(d, `ssrf-${name}`, url);
       expect([name, a.retcode, a.get('ret_desc')]).toEqual([name, RetCode.IMAGE_ERROR, expect.stringMatching(why)]);
-      expect((await call(d.info.controlSocket, 'QUERY_VOLUME_REQ', { vol_name: `ssrf-${name}` })).retcode).toBe(RetCode.NOT_EXIST);
+      expect((await call(d.info.controlSocket, 'QUERY_VOLUME_REQ', { vol_name: `ssrf-${name}` })).retcode).toBe(
+        RetCode.NOT_EXIST,
+      );
     }
   });
 
@@ -85,15 +89,27 @@ describe('http(s) image imports and the addresses they may reach', () => {
     expect(readFileSync(volumePath(d, 'allowed')).subarray(0, SECRET.length).equals(SECRET)).toBe(true);
 
     const b = await importOf(d, 'redirected', `${base}/to-other`);
-    expect([b.retcode, b.get('ret_desc')]).toEqual([RetCode.IMAGE_ERROR, expect.stringMatching(/127\.0\.0\.2, a loopback/)]);
+    expect([b.retcode, b.get('ret_desc')]).toEqual([
+      RetCode.IMAGE_ERROR,
+      expect.stringMatching(/127\.0\.0\.2, a loopback/),
+    ]);
     const c = await importOf(d, 'to-file', `${base}/to-file`);
-    expect([c.retcode, c.get('ret_desc')]).toEqual([RetCode.IMAGE_ERROR, expect.stringMatching(/not an http\(s\) URL/)]);
+    expect([c.retcode, c.get('ret_desc')]).toEqual([
+      RetCode.IMAGE_ERROR,
+      expect.stringMatching(/not an http\(s\) URL/),
+    ]);
   });
 
   it('--image-url-allow takes host names, addresses and CIDRs, and names a bad entry', () => {
-    const ok = loadConfig(['--image-url-allow', 'mirror.example.com', '--image-url-allow', '10.0.0.0/8', '--image-url-allow', 'fd00::/8'], {});
+    const ok = loadConfig(
+      ['--image-url-allow', 'mirror.example.com', '--image-url-allow', '10.0.0.0/8', '--image-url-allow', 'fd00::/8'],
+      {},
+    );
     expect(ok.config?.imageUrlAllow).toEqual(['mirror.example.com', '10.0.0.0/8', 'fd00::/8']);
-    expect(loadConfig([], { SDS_IMAGE_URL_ALLOW: '127.0.0.1, ::1' }).config?.imageUrlAllow).toEqual(['127.0.0.1', '::1']);
+    expect(loadConfig([], { SDS_IMAGE_URL_ALLOW: '127.0.0.1, ::1' }).config?.imageUrlAllow).toEqual([
+      '127.0.0.1',
+      '::1',
+    ]);
     for (const bad of ['10.0.0.0/33', 'http://x', 'a b']) {
       expect(() => loadConfig(['--image-url-allow', bad], {})).toThrow(ConfigError);
       expect(() => loadConfig(['--image-url-allow', bad], {})).toThrow(/--image-url-allow \(SDS_IMAGE_URL_ALLOW\)/);

@@ -22,14 +22,20 @@ function merge(ranges: Range[]): Range[] {
   const out: Range[] = [];
   for (const r of [...ranges].sort((a, b) => a.offset - b.offset)) {
     const last = out[out.length - 1];
-    if (last && last.offset + last.length >= r.offset) last.length = Math.max(last.offset + last.length, r.offset + r.length) - last.offset;
+    if (last && last.offset + last.length >= r.offset)
+      last.length = Math.max(last.offset + last.length, r.offset + r.length) - last.offset;
     else out.push({ ...r });
   }
   return out;
 }
 
 /** The ranges of a stream, checked against the stream rules of the spec. */
-function rangesOf(messages: GetMetadataAllocatedResponse__Output[], capacity: number, startingOffset = 0, maxResults = 0): Range[] {
+function rangesOf(
+  messages: GetMetadataAllocatedResponse__Output[],
+  capacity: number,
+  startingOffset = 0,
+  maxResults = 0,
+): Range[] {
   expect(messages.length).toBeGreaterThan(0);
   const out: Range[] = [];
   for (const m of messages) {
@@ -56,8 +62,12 @@ describe('CSI SnapshotMetadata', () => {
   const SIZE = 128 * MiB;
   // A sparse pattern: single blocks, a run, blocks on both sides of a MiB boundary, the last block.
   const WRITTEN: Range[] = [
-    { offset: 0, length: B }, { offset: 5 * B, length: 3 * B }, { offset: MiB - B, length: 2 * B }, { offset: 40 * MiB, length: 64 * 1024 },
-    { offset: 77 * MiB + 3 * B, length: B }, { offset: SIZE - B, length: B },
+    { offset: 0, length: B },
+    { offset: 5 * B, length: 3 * B },
+    { offset: MiB - B, length: 2 * B },
+    { offset: 40 * MiB, length: 64 * 1024 },
+    { offset: 77 * MiB + 3 * B, length: B },
+    { offset: SIZE - B, length: B },
   ];
   const CHANGED: Range[] = [
     { offset: B, length: B }, // touches the first range
@@ -79,7 +89,8 @@ describe('CSI SnapshotMetadata', () => {
 
   afterAll(async () => {
     if (vol) await removeVolume(stack, vol);
-    for (const s of ['snapshot-meta-1', 'snapshot-meta-2', 'snapshot-other']) await ctl.DeleteSnapshot({ snapshot_id: s }).catch(() => undefined);
+    for (const s of ['snapshot-meta-1', 'snapshot-meta-2', 'snapshot-other'])
+      await ctl.DeleteSnapshot({ snapshot_id: s }).catch(() => undefined);
     await ctl.DeleteVolume({ volume_id: 'pvc-meta-other' }).catch(() => undefined);
     await stack?.stop();
   });
@@ -93,7 +104,8 @@ describe('CSI SnapshotMetadata', () => {
     expect(rangesOf(one, SIZE, 0, 1)).toEqual(merge(WRITTEN));
     // Bytes: every written block holds the pattern in the snapshot's file, every other block reads zeros.
     const file = snapshotFile('snapshot-meta-1');
-    for (const r of merge(WRITTEN)) expect(readAt(file, r.offset, r.length).equals(Buffer.alloc(r.length, 0xa1))).toBe(true);
+    for (const r of merge(WRITTEN))
+      expect(readAt(file, r.offset, r.length).equals(Buffer.alloc(r.length, 0xa1))).toBe(true);
     expect(readAt(file, 2 * MiB, MiB).equals(Buffer.alloc(MiB))).toBe(true);
   });
 
@@ -102,7 +114,11 @@ describe('CSI SnapshotMetadata', () => {
     const messages = await meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', starting_offset: String(from) });
     const ranges = rangesOf(messages, SIZE, from);
     expect(ranges[0]!.offset).toBeLessThanOrEqual(from);
-    expect(ranges).toEqual(merge(WRITTEN).filter((r) => r.offset + r.length > from).map((r) => (r.offset < from ? { offset: 40 * MiB + 8192, length: r.offset + r.length - from } : r)));
+    expect(ranges).toEqual(
+      merge(WRITTEN)
+        .filter((r) => r.offset + r.length > from)
+        .map((r) => (r.offset < from ? { offset: 40 * MiB + 8192, length: r.offset + r.length - from } : r)),
+    );
     // At the very end: one message, no ranges.
     const end = await meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', starting_offset: String(SIZE) });
     expect(end).toHaveLength(1);
@@ -110,7 +126,11 @@ describe('CSI SnapshotMetadata', () => {
   });
 
   it('GetMetadataDelta lists exactly the blocks written between the snapshots, byte-checked', async () => {
-    const messages = await meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-meta-1', target_snapshot_id: 'snapshot-meta-2', max_results: 2 });
+    const messages = await meta.GetMetadataDelta({
+      base_snapshot_id: 'snapshot-meta-1',
+      target_snapshot_id: 'snapshot-meta-2',
+      max_results: 2,
+    });
     const delta = rangesOf(messages, SIZE, 0, 2);
     expect(delta).toEqual(merge(CHANGED));
     // Against the back-end files: blocks outside the delta are equal, blocks inside hold the new bytes.
@@ -124,45 +144,116 @@ describe('CSI SnapshotMetadata', () => {
       }
     }
     // Through a volume restored from the later snapshot (published raw on this node): the delta's bytes.
-    const restored = await publishVolume(stack, 'pvc-meta-restored', blockCap(), { bytes: SIZE, snapshotId: 'snapshot-meta-2' });
+    const restored = await publishVolume(stack, 'pvc-meta-restored', blockCap(), {
+      bytes: SIZE,
+      snapshotId: 'snapshot-meta-2',
+    });
     try {
-      for (const r of delta) expect(readAt(restored.target, r.offset, r.length).equals(Buffer.alloc(r.length, 0xb2))).toBe(true);
+      for (const r of delta)
+        expect(readAt(restored.target, r.offset, r.length).equals(Buffer.alloc(r.length, 0xb2))).toBe(true);
     } finally {
       await removeVolume(stack, restored);
     }
   });
 
   it('answers the spec codes: INVALID_ARGUMENT, NOT_FOUND, OUT_OF_RANGE', async () => {
-    await ctl.CreateVolume({ name: 'pvc-meta-other', volume_capabilities: [blockCap()], capacity_range: { required_bytes: String(16 * MiB) } });
+    await ctl.CreateVolume({
+      name: 'pvc-meta-other',
+      volume_capabilities: [blockCap()],
+      capacity_range: { required_bytes: String(16 * MiB) },
+    });
     await ctl.CreateSnapshot({ name: 'snapshot-other', source_volume_id: 'pvc-meta-other' });
     const cases: Array<[() => Promise<unknown>, string, string]> = [
       [() => meta.GetMetadataAllocated({ snapshot_id: '' }), 'INVALID_ARGUMENT', 'snapshot_id is required'],
       [() => meta.GetMetadataAllocated({ snapshot_id: 'snapshot-none' }), 'NOT_FOUND', 'snapshot-none'],
       [() => meta.GetMetadataAllocated({ snapshot_id: 'bad id!' }), 'NOT_FOUND', 'bad id!'],
-      [() => meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', starting_offset: '-1' }), 'OUT_OF_RANGE', 'negative'],
-      [() => meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', starting_offset: String(SIZE + 1) }), 'OUT_OF_RANGE', 'beyond'],
-      [() => meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', max_results: -1 }), 'INVALID_ARGUMENT', 'max_results'],
-      [() => meta.GetMetadataDelta({ base_snapshot_id: '', target_snapshot_id: 'snapshot-meta-2' }), 'INVALID_ARGUMENT', 'base_snapshot_id is required'],
-      [() => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-meta-1', target_snapshot_id: '' }), 'INVALID_ARGUMENT', 'target_snapshot_id is required'],
-      [() => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-none', target_snapshot_id: 'snapshot-meta-2' }), 'NOT_FOUND', 'base_snapshot_id'],
-      [() => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-meta-1', target_snapshot_id: 'snapshot-none' }), 'NOT_FOUND', 'target_snapshot_id'],
-      [() => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-other', target_snapshot_id: 'snapshot-meta-2' }), 'INVALID_ARGUMENT', 'one volume'],
-      [() => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-meta-2', target_snapshot_id: 'snapshot-meta-1' }), 'INVALID_ARGUMENT', 'earlier'],
-      [() => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-meta-1', target_snapshot_id: 'snapshot-meta-2', starting_offset: String(SIZE + B) }), 'OUT_OF_RANGE', 'beyond'],
+      [
+        () => meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', starting_offset: '-1' }),
+        'OUT_OF_RANGE',
+        'negative',
+      ],
+      [
+        () => meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', starting_offset: String(SIZE + 1) }),
+        'OUT_OF_RANGE',
+        'beyond',
+      ],
+      [
+        () => meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', max_results: -1 }),
+        'INVALID_ARGUMENT',
+        'max_results',
+      ],
+      [
+        () => meta.GetMetadataDelta({ base_snapshot_id: '', target_snapshot_id: 'snapshot-meta-2' }),
+        'INVALID_ARGUMENT',
+        'base_snapshot_id is required',
+      ],
+      [
+        () => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-meta-1', target_snapshot_id: '' }),
+        'INVALID_ARGUMENT',
+        'target_snapshot_id is required',
+      ],
+      [
+        () => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-none', target_snapshot_id: 'snapshot-meta-2' }),
+        'NOT_FOUND',
+        'base_snapshot_id',
+      ],
+      [
+        () => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-meta-1', target_snapshot_id: 'snapshot-none' }),
+        'NOT_FOUND',
+        'target_snapshot_id',
+      ],
+      [
+        () => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-other', target_snapshot_id: 'snapshot-meta-2' }),
+        'INVALID_ARGUMENT',
+        'one volume',
+      ],
+      [
+        () => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-meta-2', target_snapshot_id: 'snapshot-meta-1' }),
+        'INVALID_ARGUMENT',
+        'earlier',
+      ],
+      [
+        () =>
+          meta.GetMetadataDelta({
+            base_snapshot_id: 'snapshot-meta-1',
+            target_snapshot_id: 'snapshot-meta-2',
+            starting_offset: String(SIZE + B),
+          }),
+        'OUT_OF_RANGE',
+        'beyond',
+      ],
     ];
-    for (const [call, code, text] of cases) expect(await failure(call())).toMatchObject({ codeName: code, message: expect.stringContaining(text) });
+    for (const [call, code, text] of cases)
+      expect(await failure(call())).toMatchObject({ codeName: code, message: expect.stringContaining(text) });
   });
 
   it('works on the members of a group snapshot', async () => {
-    const g1 = (await stack.csi.groupController.CreateVolumeGroupSnapshot({ name: 'groupsnapshot-meta-1', source_volume_ids: [vol.id] })).group_snapshot!;
+    const g1 = (
+      await stack.csi.groupController.CreateVolumeGroupSnapshot({
+        name: 'groupsnapshot-meta-1',
+        source_volume_ids: [vol.id],
+      })
+    ).group_snapshot!;
     write(vol.target, [{ offset: 64 * MiB, length: B }], 0xc3);
-    const g2 = (await stack.csi.groupController.CreateVolumeGroupSnapshot({ name: 'groupsnapshot-meta-2', source_volume_ids: [vol.id] })).group_snapshot!;
-    const messages = await meta.GetMetadataDelta({ base_snapshot_id: g1.snapshots[0]!.snapshot_id, target_snapshot_id: g2.snapshots[0]!.snapshot_id });
+    const g2 = (
+      await stack.csi.groupController.CreateVolumeGroupSnapshot({
+        name: 'groupsnapshot-meta-2',
+        source_volume_ids: [vol.id],
+      })
+    ).group_snapshot!;
+    const messages = await meta.GetMetadataDelta({
+      base_snapshot_id: g1.snapshots[0]!.snapshot_id,
+      target_snapshot_id: g2.snapshots[0]!.snapshot_id,
+    });
     expect(rangesOf(messages, SIZE)).toEqual([{ offset: 64 * MiB, length: B }]);
-    for (const g of ['groupsnapshot-meta-1', 'groupsnapshot-meta-2']) await stack.csi.groupController.DeleteVolumeGroupSnapshot({ group_snapshot_id: g });
+    for (const g of ['groupsnapshot-meta-1', 'groupsnapshot-meta-2'])
+      await stack.csi.groupController.DeleteVolumeGroupSnapshot({ group_snapshot_id: g });
   });
 });
 
 function write(device: string, ranges: Range[], fill: number): void {
-  writeAt(device, ranges.map((r) => ({ offset: r.offset, data: Buffer.alloc(r.length, fill) })));
+  writeAt(
+    device,
+    ranges.map((r) => ({ offset: r.offset, data: Buffer.alloc(r.length, fill) })),
+  );
 }

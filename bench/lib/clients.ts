@@ -22,7 +22,12 @@ type AnyClient = IdentityClient | ControllerClient | NodeClient;
 
 export interface Csi {
   /** calls `method` with `request`; rejects with CallFailed */
-  call<T = Record<string, unknown>>(service: 'identity' | 'controller' | 'node', method: string, request: object, timeoutMs?: number): Promise<T>;
+  call<T = Record<string, unknown>>(
+    service: 'identity' | 'controller' | 'node',
+    method: string,
+    request: object,
+    timeoutMs?: number,
+  ): Promise<T>;
   close(): void;
 }
 
@@ -49,10 +54,15 @@ export function connectCsi(socket: string, options: { fastReconnect?: boolean } 
     call(service, method, request, timeoutMs = 120_000) {
       const client = clients[service] as unknown as Record<string, (...args: unknown[]) => unknown>;
       return new Promise((resolve, reject) => {
-        client[method]!.call(client, request, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, response: unknown) => {
-          if (err) reject(new CallFailed(method, err.code, err.details));
-          else resolve(response as never);
-        });
+        client[method]!.call(
+          client,
+          request,
+          { deadline: Date.now() + timeoutMs },
+          (err: grpc.ServiceError | null, response: unknown) => {
+            if (err) reject(new CallFailed(method, err.code, err.details));
+            else resolve(response as never);
+          },
+        );
       });
     },
     close() {

@@ -6,7 +6,15 @@ import type { Csi } from './clients.js';
 import type { Driver, DriverMode, DriverOptions, Emulator } from './procs.js';
 import { fmt, load1, type Figure } from './stats.js';
 
-export const SECTIONS = ['floor', 'startup', 'create-delete', 'snapshot', 'stage', 'first-stage', 'snapshot-delta'] as const;
+export const SECTIONS = [
+  'floor',
+  'startup',
+  'create-delete',
+  'snapshot',
+  'stage',
+  'first-stage',
+  'snapshot-delta',
+] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchOptions {
@@ -81,7 +89,8 @@ export function parseBenchOptions(args: string[]): BenchOptions | 'help' {
   const levels = (opt.concurrency ?? '1,16,64').split(',').map(Number);
   const only = new Set((opt.only ? opt.only.split(',') : [...SECTIONS]).map((s) => s.trim()));
   for (const s of only) {
-    if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`--only: unknown section ${s} (known: ${SECTIONS.join(', ')})`);
+    if (!(SECTIONS as readonly string[]).includes(s))
+      throw new Error(`--only: unknown section ${s} (known: ${SECTIONS.join(', ')})`);
   }
   if (![durationMs, iterations, ...levels].every((n) => Number.isFinite(n) && n > 0)) {
     throw new Error('--duration, --iterations and --concurrency must be positive numbers');
@@ -97,7 +106,10 @@ export function parseBenchOptions(args: string[]): BenchOptions | 'help' {
     only: only as Set<Section>,
     deltaGiB: Number(opt['delta-gib'] ?? (quick ? 0.25 : 1)),
     logLevel: opt['log-level'],
-    nodeArgs: [...(opt['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${resolve(opt['cpu-prof'])}`] : []), ...(opt['node-option'] ?? [])],
+    nodeArgs: [
+      ...(opt['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${resolve(opt['cpu-prof'])}`] : []),
+      ...(opt['node-option'] ?? []),
+    ],
     metrics: !opt['no-metrics'],
     ...(opt.driver ? { driverEntry: resolve(opt.driver) } : {}),
     keep: opt.keep,

@@ -24,12 +24,22 @@ export interface Target {
 
 const cell = (s: string) => s.replace(/\|/g, '\\|');
 
-export function markdown(meta: RunMeta, figures: readonly Figure[], targets: readonly Target[], notes: readonly string[]): string {
+export function markdown(
+  meta: RunMeta,
+  figures: readonly Figure[],
+  targets: readonly Target[],
+  notes: readonly string[],
+): string {
   const lines: string[] = [];
   lines.push(`### Run of ${meta.date.slice(0, 16).replace('T', ' ')} UTC`, '');
-  lines.push(`${meta.cpu}, ${meta.cores} cores, ${meta.ramGiB} GiB RAM, kernel ${meta.kernel}, Node ${meta.node}; load average ${meta.loadAtStart} at the start, ${meta.loadAtEnd} at the end; ${meta.seconds} s.`);
+  lines.push(
+    `${meta.cpu}, ${meta.cores} cores, ${meta.ramGiB} GiB RAM, kernel ${meta.kernel}, Node ${meta.node}; load average ${meta.loadAtStart} at the start, ${meta.loadAtEnd} at the end; ${meta.seconds} s.`,
+  );
   lines.push(`Options: \`${JSON.stringify(meta.options)}\`.`, '');
-  lines.push('| figure | value | p50 ms | p95 ms | p99 ms | floor | ratio | load | note |', '|---|---:|---:|---:|---:|---|---:|---:|---|');
+  lines.push(
+    '| figure | value | p50 ms | p95 ms | p99 ms | floor | ratio | load | note |',
+    '|---|---:|---:|---:|---:|---|---:|---:|---|',
+  );
   for (const f of figures) {
     lines.push(
       `| ${f.section}/${f.name} | ${fmt(f.value)} ${f.unit} | ${f.latency ? fmt(f.latency.p50) : ''} | ${f.latency ? fmt(f.latency.p95) : ''} | ${f.latency ? fmt(f.latency.p99) : ''} | ` +

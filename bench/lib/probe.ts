@@ -17,7 +17,8 @@ export async function waitProbeReady(driver: Driver, timeoutMs = 60_000): Promis
       } catch {
         // not listening yet
       }
-      if (now() > deadline) throw new Error(`driver ${driver.socket} not ready within ${timeoutMs} ms: see ${driver.logFile}`);
+      if (now() > deadline)
+        throw new Error(`driver ${driver.socket} not ready within ${timeoutMs} ms: see ${driver.logFile}`);
       await sleep(5);
     }
   } finally {

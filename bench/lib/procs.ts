@@ -16,7 +16,8 @@ export const HOST_ID = 'bench-host';
 export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (/^(CSI_|SDS_|HUAWEISDSHYPERVISORCLI_PATH$|NODE_NAME$|KUBECONFIG$|LOG_LEVEL$|NODE_OPTIONS$|VITEST)/.test(k)) continue;
+    if (/^(CSI_|SDS_|HUAWEISDSHYPERVISORCLI_PATH$|NODE_NAME$|KUBECONFIG$|LOG_LEVEL$|NODE_OPTIONS$|VITEST)/.test(k))
+      continue;
     env[k] = v;
   }
   return { ...env, ...extra };
@@ -80,7 +81,18 @@ export async function startEmulator(dir: string, poolSize: string, nodeOptions?:
     dataDir,
     log: createLogger({ level: 'silent' }),
     port: -1,
-    extraArgs: ['--host-id', HOST_ID, '--control-socket', vbsSocket, '--kv-socket', kvSocket, '--pool', `pool0:${poolSize}`, '--log-level', 'warn'],
+    extraArgs: [
+      '--host-id',
+      HOST_ID,
+      '--control-socket',
+      vbsSocket,
+      '--kv-socket',
+      kvSocket,
+      '--pool',
+      `pool0:${poolSize}`,
+      '--log-level',
+      'warn',
+    ],
     env: cleanEnv(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
     output: 'inherit',
   });
@@ -142,7 +154,8 @@ export function spawnDriver(o: DriverOptions): Driver {
     ...(o.nodeArgs ?? []),
     entry,
     `--mode=${o.mode}`,
-    '--endpoint', `unix://${socket}`,
+    '--endpoint',
+    `unix://${socket}`,
     `--metrics-address=${o.metrics === false ? '' : '127.0.0.1:0'}`,
     `--log-level=${o.logLevel}`,
     '--shutdown-grace-ms=5000',
@@ -185,7 +198,9 @@ export async function cleanUpUnder(dir: string): Promise<string[]> {
     left.push(`mount ${m}`);
     await run('umount', ['-l', m]).catch(() => undefined);
   }
-  const { stdout } = await run('losetup', ['--list', '--noheadings', '--raw', '--output', 'NAME,BACK-FILE']).catch(() => ({ stdout: '' }));
+  const { stdout } = await run('losetup', ['--list', '--noheadings', '--raw', '--output', 'NAME,BACK-FILE']).catch(
+    () => ({ stdout: '' }),
+  );
   for (const line of stdout.split('\n')) {
     const space = line.indexOf(' ');
     if (space === -1) continue;

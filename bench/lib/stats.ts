@@ -17,7 +17,15 @@ export function summarize(samples: readonly number[]): Summary {
   const sorted = [...samples].sort((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
   const mean = sorted.reduce((a, b) => a + b, 0) / sorted.length;
-  return { count: sorted.length, mean, p50: at(0.5), p95: at(0.95), p99: at(0.99), min: sorted[0]!, max: sorted[sorted.length - 1]! };
+  return {
+    count: sorted.length,
+    mean,
+    p50: at(0.5),
+    p95: at(0.95),
+    p99: at(0.99),
+    min: sorted[0]!,
+    max: sorted[sorted.length - 1]!,
+  };
 }
 
 /** The 1-minute load average, as every figure carries it. */
@@ -53,7 +61,8 @@ export function fmt(n: number | undefined, digits = 1): string {
 /** A fixed-width table: first column left-aligned, the rest right-aligned. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 

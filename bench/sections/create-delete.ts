@@ -9,7 +9,12 @@ const GiB = 1024 ** 3;
 export async function createDelete(b: BenchContext): Promise<void> {
   const { ctl, emulator, controller, opt, add, find } = b;
   const sampler = new RssSampler([controller.pid, emulator.pid]);
-  const request = (name: string) => ({ name, capacity_range: { required_bytes: String(GiB) }, volume_capabilities: [mountCap('ext4')], parameters: {} });
+  const request = (name: string) => ({
+    name,
+    capacity_range: { required_bytes: String(GiB) },
+    volume_capabilities: [mountCap('ext4')],
+    parameters: {},
+  });
   for (const c of opt.levels) {
     const pair = async (name: string, timesOut?: { create: number[]; del: number[] }) => {
       const t0 = now();
@@ -31,13 +36,33 @@ export async function createDelete(b: BenchContext): Promise<void> {
     const floor = find('floor', `emulator-pairs-c${c}`);
     const s = summarize(loop.latencies);
     add({
-      section: 'create-delete', name: `pairs-c${c}`, value: rate, unit: 'pairs/s', opsPerSec: rate, latency: s,
-      ...(floor ? { floor: { name: `emulator-pairs-c${c}`, value: floor.value, unit: 'pairs/s' }, ratio: floor.value / rate } : {}),
-      note: `${loop.ops} pairs; CPU ms/pair: controller ${perPair(cpuMs(controller.pid) - cpu0.ctl)}, emulator ${perPair(cpuMs(emulator.pid) - cpu0.emu)}, ` +
+      section: 'create-delete',
+      name: `pairs-c${c}`,
+      value: rate,
+      unit: 'pairs/s',
+      opsPerSec: rate,
+      latency: s,
+      ...(floor
+        ? { floor: { name: `emulator-pairs-c${c}`, value: floor.value, unit: 'pairs/s' }, ratio: floor.value / rate }
+        : {}),
+      note:
+        `${loop.ops} pairs; CPU ms/pair: controller ${perPair(cpuMs(controller.pid) - cpu0.ctl)}, emulator ${perPair(cpuMs(emulator.pid) - cpu0.emu)}, ` +
         `bench client ${perPair((self.user + self.system) / 1000)}; CreateVolume p50 ${fmt(summarize(parts.create).p50)} ms, DeleteVolume p50 ${fmt(summarize(parts.del).p50)} ms; p99/p50 ${fmt(s.p99 / s.p50)}`,
     });
   }
   const peaks = sampler.stop();
-  add({ section: 'rss', name: 'controller-under-load', value: peaks.get(controller.pid) ?? NaN, unit: 'MiB', note: 'peak during create/delete' });
-  add({ section: 'rss', name: 'emulator-under-load', value: peaks.get(emulator.pid) ?? NaN, unit: 'MiB', note: 'peak during create/delete; the back end, not ours' });
+  add({
+    section: 'rss',
+    name: 'controller-under-load',
+    value: peaks.get(controller.pid) ?? NaN,
+    unit: 'MiB',
+    note: 'peak during create/delete',
+  });
+  add({
+    section: 'rss',
+    name: 'emulator-under-load',
+    value: peaks.get(emulator.pid) ?? NaN,
+    unit: 'MiB',
+    note: 'peak during create/delete; the back end, not ours',
+  });
 }

@@ -17,15 +17,33 @@ export async function snapshotDelta(b: BenchContext): Promise<void> {
   const { opt, add, notes } = b;
   const sizeGiB = Number(opt.deltaGiB ?? (opt.quick ? 0.25 : 1));
   const script = join(projectRoot(), 'dist', 'bench', 'snapshot-delta.js');
-  const { stdout } = await exec(process.execPath, [script, '--size-gib', String(sizeGiB), '--json'], { env: cleanEnv(), maxBuffer: 64 * 1024 * 1024 });
+  const { stdout } = await exec(process.execPath, [script, '--size-gib', String(sizeGiB), '--json'], {
+    env: cleanEnv(),
+    maxBuffer: 64 * 1024 * 1024,
+  });
   const report = JSON.parse(stdout.trim().split('\n').pop()!) as {
-    results: Array<{ pool: string; method: string; deltaSeconds: number; pages: number; extents: number; deltaBytes: number; writtenBytes: number; exact: boolean; allocatedSeconds: number; allocatedBytes: number }>;
+    results: Array<{
+      pool: string;
+      method: string;
+      deltaSeconds: number;
+      pages: number;
+      extents: number;
+      deltaBytes: number;
+      writtenBytes: number;
+      exact: boolean;
+      allocatedSeconds: number;
+      allocatedBytes: number;
+    }>;
   };
   const MiB = 1024 * 1024;
   for (const r of report.results) {
     add({
-      section: 'snapshot-delta', name: `${r.pool}-${sizeGiB}GiB`, value: r.deltaSeconds * 1000, unit: 'ms',
-      note: `${r.method}: ${r.pages} page(s), ${r.extents} ranges, ${fmt(r.deltaBytes / MiB)} MiB listed of ${fmt(r.writtenBytes / MiB)} MiB rewritten (1 % of 4 KiB blocks), ` +
+      section: 'snapshot-delta',
+      name: `${r.pool}-${sizeGiB}GiB`,
+      value: r.deltaSeconds * 1000,
+      unit: 'ms',
+      note:
+        `${r.method}: ${r.pages} page(s), ${r.extents} ranges, ${fmt(r.deltaBytes / MiB)} MiB listed of ${fmt(r.writtenBytes / MiB)} MiB rewritten (1 % of 4 KiB blocks), ` +
         `exact: ${r.exact ? 'yes' : 'NO'}; the allocated map of the whole snapshot: ${fmt(r.allocatedSeconds * 1000)} ms`,
     });
     if (!r.exact) notes.push(`snapshot-delta on ${r.pool}: the listed delta is not exactly the rewritten blocks`);

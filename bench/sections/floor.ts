@@ -18,44 +18,109 @@ export async function floors(b: BenchContext): Promise<void> {
   // Node itself: what any Node process pays before our first line runs.
   const bareCpu: number[] = [];
   const nodeStart = await repeat(opt.quick ? 3 : 10, async () => {
-    const { stdout } = await exec(process.execPath, ['-e', 'const u = process.cpuUsage(); process.stdout.write(String((u.user + u.system) / 1000))']);
+    const { stdout } = await exec(process.execPath, [
+      '-e',
+      'const u = process.cpuUsage(); process.stdout.write(String((u.user + u.system) / 1000))',
+    ]);
     bareCpu.push(Number(stdout));
   });
-  add({ section: 'floor', name: 'node-start', value: summarize(nodeStart).p50, unit: 'ms', latency: summarize(nodeStart), note: 'a bare node process, spawn to exit' });
-  add({ section: 'floor', name: 'node-start-cpu', value: summarize(bareCpu).p50, unit: 'ms CPU', latency: summarize(bareCpu), note: 'CPU a bare node process has used when its first line runs' });
+  add({
+    section: 'floor',
+    name: 'node-start',
+    value: summarize(nodeStart).p50,
+    unit: 'ms',
+    latency: summarize(nodeStart),
+    note: 'a bare node process, spawn to exit',
+  });
+  add({
+    section: 'floor',
+    name: 'node-start-cpu',
+    value: summarize(bareCpu).p50,
+    unit: 'ms CPU',
+    latency: summarize(bareCpu),
+    note: 'CPU a bare node process has used when its first line runs',
+  });
 
   for (const c of opt.levels) {
     // The empty RPC: GetPluginInfo on the controller's server (no back-end call).
     await closedLoop(c, opt.quick ? 50 : 200, () => ctl.call('identity', 'GetPluginInfo', {}).then(() => undefined));
     const rpc = await closedLoop(c, floorMs, () => ctl.call('identity', 'GetPluginInfo', {}).then(() => undefined));
-    add({ section: 'floor', name: `grpc-empty-c${c}`, value: rpc.ops / rpc.seconds, unit: 'ops/s', opsPerSec: rpc.ops / rpc.seconds, latency: summarize(rpc.latencies) });
+    add({
+      section: 'floor',
+      name: `grpc-empty-c${c}`,
+      value: rpc.ops / rpc.seconds,
+      unit: 'ops/s',
+      opsPerSec: rpc.ops / rpc.seconds,
+      latency: summarize(rpc.latencies),
+    });
     // The socket API alone: QUERY_CAPABILITY_REQ straight to the emulator.
-    const sock = await closedLoop(c, floorMs, () => vbsCall(emulator.vbsSocket, 'QUERY_CAPABILITY_REQ').then(() => undefined));
-    add({ section: 'floor', name: `socket-api-c${c}`, value: sock.ops / sock.seconds, unit: 'ops/s', opsPerSec: sock.ops / sock.seconds, latency: summarize(sock.latencies) });
+    const sock = await closedLoop(c, floorMs, () =>
+      vbsCall(emulator.vbsSocket, 'QUERY_CAPABILITY_REQ').then(() => undefined),
+    );
+    add({
+      section: 'floor',
+      name: `socket-api-c${c}`,
+      value: sock.ops / sock.seconds,
+      unit: 'ops/s',
+      opsPerSec: sock.ops / sock.seconds,
+      latency: summarize(sock.latencies),
+    });
     // The back end's create+delete alone, as the driver does it (create, delete, poll until gone).
     const pairs = await closedLoop(c, floorMs * 2, async (seq) => {
       const name = `floor-${c}-${seq}`;
-      const created = await vbsCall(emulator.vbsSocket, 'CREATE_VOLUME_REQ', { vol_name: name, vol_size: 1024, pool_id: 'pool0', thin_flag: 1 });
+      const created = await vbsCall(emulator.vbsSocket, 'CREATE_VOLUME_REQ', {
+        vol_name: name,
+        vol_size: 1024,
+        pool_id: 'pool0',
+        thin_flag: 1,
+      });
       if (created.retcode !== 0) throw new Error(`floor create ${name}: ${created.retcode}`);
       const deleted = await vbsCall(emulator.vbsSocket, 'DELETE_VOLUME_REQ', { vol_name: name });
       if (deleted.retcode !== 0) throw new Error(`floor delete ${name}: ${deleted.retcode}`);
-      while ((await vbsCall(emulator.vbsSocket, 'QUERY_VOLUME_REQ', { vol_name: name })).retcode !== RetCode.NOT_EXIST) await sleep(1);
+      while ((await vbsCall(emulator.vbsSocket, 'QUERY_VOLUME_REQ', { vol_name: name })).retcode !== RetCode.NOT_EXIST)
+        await sleep(1);
     });
     add({
-      section: 'floor', name: `emulator-pairs-c${c}`, value: pairs.ops / pairs.seconds, unit: 'pairs/s', opsPerSec: pairs.ops / pairs.seconds,
-      latency: summarize(pairs.latencies), note: 'CREATE_VOLUME + DELETE_VOLUME + QUERY_VOLUME until gone, straight to the emulator',
+      section: 'floor',
+      name: `emulator-pairs-c${c}`,
+      value: pairs.ops / pairs.seconds,
+      unit: 'pairs/s',
+      opsPerSec: pairs.ops / pairs.seconds,
+      latency: summarize(pairs.latencies),
+      note: 'CREATE_VOLUME + DELETE_VOLUME + QUERY_VOLUME until gone, straight to the emulator',
     });
   }
 
   // Spawning: any program, the C sds_cli (one socket round trip), and a bind mount + unmount.
   const n = opt.quick ? 5 : 30;
   const spawnTrue = await repeat(n, () => exec('/bin/true', []).then(() => undefined));
-  add({ section: 'floor', name: 'spawn-true', value: summarize(spawnTrue).p50, unit: 'ms', latency: summarize(spawnTrue), note: 'execFile /bin/true from Node' });
+  add({
+    section: 'floor',
+    name: 'spawn-true',
+    value: summarize(spawnTrue).p50,
+    unit: 'ms',
+    latency: summarize(spawnTrue),
+    note: 'execFile /bin/true from Node',
+  });
   const floorVol = 'floor-querydev';
-  await vbsCall(emulator.vbsSocket, 'CREATE_VOLUME_REQ', { vol_name: floorVol, vol_size: 64, pool_id: 'pool0', thin_flag: 1 });
+  await vbsCall(emulator.vbsSocket, 'CREATE_VOLUME_REQ', {
+    vol_name: floorVol,
+    vol_size: 64,
+    pool_id: 'pool0',
+    thin_flag: 1,
+  });
   const cliEnv = { ...process.env, SDS_KV_SOCKET: emulator.kvSocket };
-  const querydev = await repeat(n, () => exec(sdsCliPath(), ['-c', 'querydev', '-v', floorVol], { env: cliEnv }).then(() => undefined));
-  add({ section: 'floor', name: 'sds-cli-querydev', value: summarize(querydev).p50, unit: 'ms', latency: summarize(querydev), note: 'spawn of the C sds_cli, one KV round trip' });
+  const querydev = await repeat(n, () =>
+    exec(sdsCliPath(), ['-c', 'querydev', '-v', floorVol], { env: cliEnv }).then(() => undefined),
+  );
+  add({
+    section: 'floor',
+    name: 'sds-cli-querydev',
+    value: summarize(querydev).p50,
+    unit: 'ms',
+    latency: summarize(querydev),
+    note: 'spawn of the C sds_cli, one KV round trip',
+  });
   await vbsCall(emulator.vbsSocket, 'DELETE_VOLUME_REQ', { vol_name: floorVol });
   const [src, dst] = [join(dir, 'bind-src'), join(dir, 'bind-dst')];
   await mkdir(src, { recursive: true });
@@ -66,6 +131,13 @@ export async function floors(b: BenchContext): Promise<void> {
     binds.push((await timed(() => exec('mount', ['--bind', src, dst])))[0]);
     unbinds.push((await timed(() => exec('umount', [dst])))[0]);
   }
-  add({ section: 'floor', name: 'mount-bind', value: summarize(binds).p50, unit: 'ms', latency: summarize(binds), note: 'mount --bind' });
+  add({
+    section: 'floor',
+    name: 'mount-bind',
+    value: summarize(binds).p50,
+    unit: 'ms',
+    latency: summarize(binds),
+    note: 'mount --bind',
+  });
   add({ section: 'floor', name: 'umount', value: summarize(unbinds).p50, unit: 'ms', latency: summarize(unbinds) });
 }

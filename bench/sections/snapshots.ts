@@ -13,17 +13,34 @@ export async function snapshots(b: BenchContext): Promise<void> {
   const { ctl, nodeCsi, emulator, dir, opt, add } = b;
   const src = await publishedVolume(b, 'snap-source', 'ext4');
   const staging = join(dir, 'snap-source-staging');
-  await nodeCsi.call('node', 'NodeStageVolume', { volume_id: src.id, staging_target_path: staging, volume_capability: mountCap('ext4'), publish_context: src.publishContext, volume_context: {} });
+  await nodeCsi.call('node', 'NodeStageVolume', {
+    volume_id: src.id,
+    staging_target_path: staging,
+    volume_capability: mountCap('ext4'),
+    publish_context: src.publishContext,
+    volume_context: {},
+  });
   await nodeCsi.call('node', 'NodeUnstageVolume', { volume_id: src.id, staging_target_path: staging });
   const snap: number[] = [];
   const clone: number[] = [];
   const del: number[] = [];
   for (let i = 0; i < opt.iterations; i++) {
-    const [ts, r] = await timed(() => ctl.call<{ snapshot: { snapshot_id: string } }>('controller', 'CreateSnapshot', { source_volume_id: src.id, name: `snap-${i}`, parameters: {} }));
-    const [tc, v] = await timed(() => ctl.call<{ volume: { volume_id: string } }>('controller', 'CreateVolume', {
-      name: `clone-${i}`, capacity_range: { required_bytes: String(GiB) }, volume_capabilities: [mountCap('ext4')], parameters: {},
-      volume_content_source: { snapshot: { snapshot_id: r.snapshot.snapshot_id } },
-    }));
+    const [ts, r] = await timed(() =>
+      ctl.call<{ snapshot: { snapshot_id: string } }>('controller', 'CreateSnapshot', {
+        source_volume_id: src.id,
+        name: `snap-${i}`,
+        parameters: {},
+      }),
+    );
+    const [tc, v] = await timed(() =>
+      ctl.call<{ volume: { volume_id: string } }>('controller', 'CreateVolume', {
+        name: `clone-${i}`,
+        capacity_range: { required_bytes: String(GiB) },
+        volume_capabilities: [mountCap('ext4')],
+        parameters: {},
+        volume_content_source: { snapshot: { snapshot_id: r.snapshot.snapshot_id } },
+      }),
+    );
     const [td] = await timed(async () => {
       await ctl.call('controller', 'DeleteVolume', { volume_id: v.volume.volume_id });
       await ctl.call('controller', 'DeleteSnapshot', { snapshot_id: r.snapshot.snapshot_id });
@@ -40,8 +57,17 @@ export async function snapshots(b: BenchContext): Promise<void> {
     while ((await vbsCall(sock, type, { [key]: name })).retcode !== RetCode.NOT_EXIST) await sleep(1);
   };
   for (let i = 0; i < opt.iterations; i++) {
-    const [ts, rs] = await timed(() => vbsCall(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: `raw-snap-${i}`, vol_name: src.id, smartflag: 1 }));
-    const [tc, rc] = await timed(() => vbsCall(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: `raw-clone-${i}`, vol_size: 1024, snap_name_src: `raw-snap-${i}`, vol_num: 1 }));
+    const [ts, rs] = await timed(() =>
+      vbsCall(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: `raw-snap-${i}`, vol_name: src.id, smartflag: 1 }),
+    );
+    const [tc, rc] = await timed(() =>
+      vbsCall(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+        vol_name: `raw-clone-${i}`,
+        vol_size: 1024,
+        snap_name_src: `raw-snap-${i}`,
+        vol_num: 1,
+      }),
+    );
     if (rs.retcode !== 0 || rc.retcode !== 0) throw new Error(`raw snapshot/clone: ${rs.retcode}/${rc.retcode}`);
     await vbsCall(sock, 'DELETE_VOLUME_REQ', { vol_name: `raw-clone-${i}` });
     await gone('QUERY_VOLUME_REQ', 'vol_name', `raw-clone-${i}`);
@@ -52,12 +78,49 @@ export async function snapshots(b: BenchContext): Promise<void> {
   }
   const rs = summarize(rawSnap);
   const rc = summarize(rawClone);
-  add({ section: 'floor', name: 'emulator-snapshot', value: rs.p50, unit: 'ms', latency: rs, note: 'CREATE_SNAPSHOT_REQ straight to the emulator' });
-  add({ section: 'floor', name: 'emulator-clone', value: rc.p50, unit: 'ms', latency: rc, note: 'CREATE_VOLUME_FROM_SNAPSHOT_REQ straight to the emulator' });
+  add({
+    section: 'floor',
+    name: 'emulator-snapshot',
+    value: rs.p50,
+    unit: 'ms',
+    latency: rs,
+    note: 'CREATE_SNAPSHOT_REQ straight to the emulator',
+  });
+  add({
+    section: 'floor',
+    name: 'emulator-clone',
+    value: rc.p50,
+    unit: 'ms',
+    latency: rc,
+    note: 'CREATE_VOLUME_FROM_SNAPSHOT_REQ straight to the emulator',
+  });
   const s = summarize(snap);
   const c = summarize(clone);
-  add({ section: 'snapshot', name: 'create-snapshot', value: s.p50, unit: 'ms', latency: s, floor: { name: 'emulator-snapshot', value: rs.p50, unit: 'ms' }, ratio: s.p50 / rs.p50 });
-  add({ section: 'snapshot', name: 'linked-clone', value: c.p50, unit: 'ms', latency: c, floor: { name: 'emulator-clone', value: rc.p50, unit: 'ms' }, ratio: c.p50 / rc.p50, note: 'CreateVolume from the snapshot' });
-  add({ section: 'snapshot', name: 'delete-clone+snapshot', value: summarize(del).p50, unit: 'ms', latency: summarize(del) });
+  add({
+    section: 'snapshot',
+    name: 'create-snapshot',
+    value: s.p50,
+    unit: 'ms',
+    latency: s,
+    floor: { name: 'emulator-snapshot', value: rs.p50, unit: 'ms' },
+    ratio: s.p50 / rs.p50,
+  });
+  add({
+    section: 'snapshot',
+    name: 'linked-clone',
+    value: c.p50,
+    unit: 'ms',
+    latency: c,
+    floor: { name: 'emulator-clone', value: rc.p50, unit: 'ms' },
+    ratio: c.p50 / rc.p50,
+    note: 'CreateVolume from the snapshot',
+  });
+  add({
+    section: 'snapshot',
+    name: 'delete-clone+snapshot',
+    value: summarize(del).p50,
+    unit: 'ms',
+    latency: summarize(del),
+  });
   await removeVolume(b, src.id);
 }

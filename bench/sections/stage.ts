@@ -22,7 +22,15 @@ export async function firstStage(b: BenchContext): Promise<void> {
     for (let r = 0; r < opt.firstStageRepeats; r++) {
       const v = await publishedVolume(b, `first-${fsType}-${r}`, fsType);
       const staging = join(dir, `first-${fsType}-${r}`);
-      const [t] = await timed(() => nodeCsi.call('node', 'NodeStageVolume', { volume_id: v.id, staging_target_path: staging, volume_capability: mountCap(fsType), publish_context: v.publishContext, volume_context: {} }));
+      const [t] = await timed(() =>
+        nodeCsi.call('node', 'NodeStageVolume', {
+          volume_id: v.id,
+          staging_target_path: staging,
+          volume_capability: mountCap(fsType),
+          publish_context: v.publishContext,
+          volume_context: {},
+        }),
+      );
       stage.push(t);
       await nodeCsi.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging });
       await removeVolume(b, v.id);
@@ -37,7 +45,8 @@ export async function firstStage(b: BenchContext): Promise<void> {
       const { stdout } = await exec(sdsCliPath(), ['-c', 'attach', '-v', v.id], { env: cliEnv });
       const dev = /dev_addr=(\S+)/.exec(stdout)?.[1];
       if (!dev) throw new Error(`sds_cli attach printed no dev_addr: ${stdout}`);
-      if (fsType === 'ext4') await exec('mkfs.ext4', ['-F', '-q', '-b', '4096', '-E', 'lazy_itable_init=1,lazy_journal_init=1', dev]);
+      if (fsType === 'ext4')
+        await exec('mkfs.ext4', ['-F', '-q', '-b', '4096', '-E', 'lazy_itable_init=1,lazy_journal_init=1', dev]);
       else await exec('mkfs.xfs', ['-q', '-s', 'size=4096', dev]);
       await exec('mount', ['-t', fsType, ...(fsType === 'xfs' ? ['-o', 'nouuid'] : []), dev, mnt]);
       floor.push(now() - t0);
@@ -47,8 +56,23 @@ export async function firstStage(b: BenchContext): Promise<void> {
     }
     const s = summarize(stage);
     const f = summarize(floor);
-    add({ section: 'floor', name: `attach+mkfs+mount-${fsType}`, value: f.p50, unit: 'ms', latency: f, note: 'sds_cli attach, mkfs, mount by hand' });
-    add({ section: 'first-stage', name: `${fsType}-1GiB`, value: s.p50, unit: 'ms', latency: s, floor: { name: `attach+mkfs+mount-${fsType}`, value: f.p50, unit: 'ms' }, ratio: s.p50 / f.p50 });
+    add({
+      section: 'floor',
+      name: `attach+mkfs+mount-${fsType}`,
+      value: f.p50,
+      unit: 'ms',
+      latency: f,
+      note: 'sds_cli attach, mkfs, mount by hand',
+    });
+    add({
+      section: 'first-stage',
+      name: `${fsType}-1GiB`,
+      value: s.p50,
+      unit: 'ms',
+      latency: s,
+      floor: { name: `attach+mkfs+mount-${fsType}`, value: f.p50, unit: 'ms' },
+      ratio: s.p50 / f.p50,
+    });
   }
 }
 
@@ -60,19 +84,35 @@ export async function stagePublish(b: BenchContext): Promise<void> {
   const staging = join(dir, 'kubelet', 'globalmount');
   const target = join(dir, 'kubelet', 'pods', 'mount');
   const cap = mountCap(fsType);
-  const stageReq = { volume_id: v.id, staging_target_path: staging, volume_capability: cap, publish_context: v.publishContext, volume_context: {} };
+  const stageReq = {
+    volume_id: v.id,
+    staging_target_path: staging,
+    volume_capability: cap,
+    publish_context: v.publishContext,
+    volume_context: {},
+  };
   const publishReq = { ...stageReq, target_path: target, readonly: false };
   await nodeCsi.call('node', 'NodeStageVolume', stageReq); // formats
   await nodeCsi.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging });
 
   const sampler = new RssSampler([node.pid]);
   let nodeCpu0 = cpuMs(node.pid);
-  const t = { stage: [] as number[], publish: [] as number[], unpublish: [] as number[], unstage: [] as number[], stagePublish: [] as number[] };
+  const t = {
+    stage: [] as number[],
+    publish: [] as number[],
+    unpublish: [] as number[],
+    unstage: [] as number[],
+    stagePublish: [] as number[],
+  };
   for (let i = 0; i < opt.iterations + 2; i++) {
     const [a] = await timed(() => nodeCsi.call('node', 'NodeStageVolume', stageReq));
     const [b] = await timed(() => nodeCsi.call('node', 'NodePublishVolume', publishReq));
-    const [c] = await timed(() => nodeCsi.call('node', 'NodeUnpublishVolume', { volume_id: v.id, target_path: target }));
-    const [d] = await timed(() => nodeCsi.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging }));
+    const [c] = await timed(() =>
+      nodeCsi.call('node', 'NodeUnpublishVolume', { volume_id: v.id, target_path: target }),
+    );
+    const [d] = await timed(() =>
+      nodeCsi.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging }),
+    );
     if (i < 2) {
       nodeCpu0 = cpuMs(node.pid); // warm-up
       continue;
@@ -88,7 +128,13 @@ export async function stagePublish(b: BenchContext): Promise<void> {
 
   // Floor: the least the machine must do for the same: attach + mount (stage), bind (publish), and back.
   const cliEnv = { ...process.env, SDS_KV_SOCKET: emulator.kvSocket };
-  const f = { stage: [] as number[], publish: [] as number[], unpublish: [] as number[], unstage: [] as number[], stagePublish: [] as number[] };
+  const f = {
+    stage: [] as number[],
+    publish: [] as number[],
+    unpublish: [] as number[],
+    unstage: [] as number[],
+    stagePublish: [] as number[],
+  };
   await mkdir(staging, { recursive: true });
   await mkdir(target, { recursive: true });
   for (let i = 0; i < opt.iterations; i++) {
@@ -112,15 +158,44 @@ export async function stagePublish(b: BenchContext): Promise<void> {
   for (const k of ['stage', 'publish', 'unpublish', 'unstage', 'stagePublish'] as const) {
     const floorName = `${k === 'stagePublish' ? 'stage+publish' : k}-by-hand`;
     const fs = summarize(f[k]);
-    add({ section: 'floor', name: floorName, value: fs.p50, unit: 'ms', latency: fs, note: k === 'stage' ? 'sds_cli attach + mount' : k === 'publish' ? 'mount --bind' : k === 'unstage' ? 'umount + sds_cli detach' : undefined });
+    add({
+      section: 'floor',
+      name: floorName,
+      value: fs.p50,
+      unit: 'ms',
+      latency: fs,
+      note:
+        k === 'stage'
+          ? 'sds_cli attach + mount'
+          : k === 'publish'
+            ? 'mount --bind'
+            : k === 'unstage'
+              ? 'umount + sds_cli detach'
+              : undefined,
+    });
     const s = summarize(t[k]);
     add({
-      section: 'stage', name: k === 'stagePublish' ? 'stage+publish' : `Node${k[0]!.toUpperCase()}${k.slice(1)}Volume`,
-      value: s.p50, unit: 'ms', latency: s, floor: { name: floorName, value: fs.p50, unit: 'ms' }, ratio: s.p50 / fs.p50,
-      ...(k === 'stagePublish' ? { note: `the node process's own CPU per stage+publish+unpublish+unstage: ${fmt(nodeCpuPerCycle)} ms (its children not counted)` } : {}),
+      section: 'stage',
+      name: k === 'stagePublish' ? 'stage+publish' : `Node${k[0]!.toUpperCase()}${k.slice(1)}Volume`,
+      value: s.p50,
+      unit: 'ms',
+      latency: s,
+      floor: { name: floorName, value: fs.p50, unit: 'ms' },
+      ratio: s.p50 / fs.p50,
+      ...(k === 'stagePublish'
+        ? {
+            note: `the node process's own CPU per stage+publish+unpublish+unstage: ${fmt(nodeCpuPerCycle)} ms (its children not counted)`,
+          }
+        : {}),
     });
   }
-  add({ section: 'rss', name: 'node-under-load', value: peak, unit: 'MiB', note: 'peak during the stage/publish cycles' });
+  add({
+    section: 'rss',
+    name: 'node-under-load',
+    value: peak,
+    unit: 'MiB',
+    note: 'peak during the stage/publish cycles',
+  });
   const counts = await countPrograms(b, v, fsType);
   notes.push(`programs run per call (formatted ${fsType} volume): ${counts}`);
   await removeVolume(b, v.id);
@@ -130,13 +205,39 @@ export async function stagePublish(b: BenchContext): Promise<void> {
  * Which programs each node call runs: one cycle on a second node process whose PATH starts with shims that
  * log their name and exec the real tool (and whose sds_cli is such a shim).
  */
-export async function countPrograms(b: BenchContext, v: { id: string; publishContext: Record<string, string> }, fsType: string): Promise<string> {
+export async function countPrograms(
+  b: BenchContext,
+  v: { id: string; publishContext: Record<string, string> },
+  fsType: string,
+): Promise<string> {
   const { dir, driverBase } = b;
   const shims = join(dir, 'shims');
   const logFile = join(dir, 'shims.log');
   await mkdir(shims, { recursive: true });
-  const searchPath = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-  const tools = ['blkid', 'mount', 'umount', 'findmnt', 'losetup', 'mkfs.ext4', 'mkfs.xfs', 'e2fsck', 'dumpe2fs', 'resize2fs', 'xfs_growfs', 'xfs_db', 'blockdev'];
+  const searchPath = [
+    ...(process.env.PATH ?? '').split(delimiter),
+    '/usr/local/sbin',
+    '/usr/local/bin',
+    '/usr/sbin',
+    '/usr/bin',
+    '/sbin',
+    '/bin',
+  ];
+  const tools = [
+    'blkid',
+    'mount',
+    'umount',
+    'findmnt',
+    'losetup',
+    'mkfs.ext4',
+    'mkfs.xfs',
+    'e2fsck',
+    'dumpe2fs',
+    'resize2fs',
+    'xfs_growfs',
+    'xfs_db',
+    'blockdev',
+  ];
   const shim = async (name: string, real: string) => {
     const path = join(shims, name);
     await writeFile(path, `#!/bin/sh\necho "${name} $*" >> '${logFile}'\nexec '${real}' "$@"\n`);
@@ -148,18 +249,36 @@ export async function countPrograms(b: BenchContext, v: { id: string; publishCon
     if (real) await shim(tool, real);
   }
   const cli = await shim('sds_cli', sdsCliPath());
-  const counting = spawnDriver(driverBase('node', 'node-counting', { sdsCli: cli, nodeArgs: [], env: { PATH: `${shims}${delimiter}${process.env.PATH ?? ''}` } }));
+  const counting = spawnDriver(
+    driverBase('node', 'node-counting', {
+      sdsCli: cli,
+      nodeArgs: [],
+      env: { PATH: `${shims}${delimiter}${process.env.PATH ?? ''}` },
+    }),
+  );
   const csi = connectCsi(counting.socket);
   try {
     await waitProbeReady(counting);
     const staging = join(dir, 'kubelet', 'globalmount');
     const target = join(dir, 'kubelet', 'pods', 'mount');
-    const stageReq = { volume_id: v.id, staging_target_path: staging, volume_capability: mountCap(fsType), publish_context: v.publishContext, volume_context: {} };
+    const stageReq = {
+      volume_id: v.id,
+      staging_target_path: staging,
+      volume_capability: mountCap(fsType),
+      publish_context: v.publishContext,
+      volume_context: {},
+    };
     const calls: Array<[string, () => Promise<unknown>]> = [
       ['NodeStageVolume', () => csi.call('node', 'NodeStageVolume', stageReq)],
-      ['NodePublishVolume', () => csi.call('node', 'NodePublishVolume', { ...stageReq, target_path: target, readonly: false })],
+      [
+        'NodePublishVolume',
+        () => csi.call('node', 'NodePublishVolume', { ...stageReq, target_path: target, readonly: false }),
+      ],
       ['NodeUnpublishVolume', () => csi.call('node', 'NodeUnpublishVolume', { volume_id: v.id, target_path: target })],
-      ['NodeUnstageVolume', () => csi.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging })],
+      [
+        'NodeUnstageVolume',
+        () => csi.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging }),
+      ],
     ];
     const parts: string[] = [];
     let seen = 0;

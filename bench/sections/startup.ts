@@ -12,7 +12,9 @@ export async function startup(b: BenchContext): Promise<void> {
   for (const mode of ['controller', 'node', 'all'] as const) {
     const dataDir = join(dir, 'all-mode-data');
     const runOnce = async (i: number): Promise<{ ms: number; rss: number; cpu: number }> => {
-      const d = spawnDriver(driverBase(mode, `startup-${mode}-${i}`, mode === 'all' ? { dataDir, env: { SDS_POOLS: 'pool0:2G' } } : {}));
+      const d = spawnDriver(
+        driverBase(mode, `startup-${mode}-${i}`, mode === 'all' ? { dataDir, env: { SDS_POOLS: 'pool0:2G' } } : {}),
+      );
       let run: { ms: number; rss: number; cpu: number };
       try {
         const ms = await waitProbeReady(d);
@@ -35,13 +37,28 @@ export async function startup(b: BenchContext): Promise<void> {
     const cpu = summarize(runs.map((r) => r.cpu));
     const bareCpu = find('floor', 'node-start-cpu');
     add({
-      section: 'startup', name: `cpu-to-ready-${mode}`, value: cpu.p50, unit: 'ms CPU', latency: cpu,
-      ...(bareCpu ? { floor: { name: 'node-start-cpu', value: bareCpu.value, unit: 'ms CPU' }, ratio: cpu.p50 / bareCpu.value } : {}),
-      note: mode === 'all' ? 'the driver process only (not the emulator it starts)' : 'user + system CPU of the driver process when Probe first answers ready',
+      section: 'startup',
+      name: `cpu-to-ready-${mode}`,
+      value: cpu.p50,
+      unit: 'ms CPU',
+      latency: cpu,
+      ...(bareCpu
+        ? { floor: { name: 'node-start-cpu', value: bareCpu.value, unit: 'ms CPU' }, ratio: cpu.p50 / bareCpu.value }
+        : {}),
+      note:
+        mode === 'all'
+          ? 'the driver process only (not the emulator it starts)'
+          : 'user + system CPU of the driver process when Probe first answers ready',
     });
     add({
-      section: 'startup', name: `probe-ready-${mode}`, value: s.p50, unit: 'ms', latency: s,
-      ...(nodeStart ? { floor: { name: 'node-start', value: nodeStart.value, unit: 'ms' }, ratio: s.p50 / nodeStart.value } : {}),
+      section: 'startup',
+      name: `probe-ready-${mode}`,
+      value: s.p50,
+      unit: 'ms',
+      latency: s,
+      ...(nodeStart
+        ? { floor: { name: 'node-start', value: nodeStart.value, unit: 'ms' }, ratio: s.p50 / nodeStart.value }
+        : {}),
       note: `${mode === 'all' ? 'includes starting the emulator (pool already made); ' : ''}RSS at ready ${fmt(summarize(runs.map((r) => r.rss)).p50)} MiB`,
     });
   }

@@ -5,14 +5,27 @@ import { HOST_ID } from '../lib/procs.js';
 const GiB = 1024 ** 3;
 
 /** A 1 GiB volume created and published (ControllerPublishVolume) to this node. */
-export async function publishedVolume(b: BenchContext, name: string, fsType: string): Promise<{ id: string; publishContext: Record<string, string> }> {
+export async function publishedVolume(
+  b: BenchContext,
+  name: string,
+  fsType: string,
+): Promise<{ id: string; publishContext: Record<string, string> }> {
   const { ctl } = b;
   const { volume } = await ctl.call<{ volume: { volume_id: string } }>('controller', 'CreateVolume', {
-    name, capacity_range: { required_bytes: String(GiB) }, volume_capabilities: [mountCap(fsType)], parameters: {},
+    name,
+    capacity_range: { required_bytes: String(GiB) },
+    volume_capabilities: [mountCap(fsType)],
+    parameters: {},
   });
-  const { publish_context } = await ctl.call<{ publish_context: Record<string, string> }>('controller', 'ControllerPublishVolume', {
-    volume_id: volume.volume_id, node_id: HOST_ID, volume_capability: mountCap(fsType),
-  });
+  const { publish_context } = await ctl.call<{ publish_context: Record<string, string> }>(
+    'controller',
+    'ControllerPublishVolume',
+    {
+      volume_id: volume.volume_id,
+      node_id: HOST_ID,
+      volume_capability: mountCap(fsType),
+    },
+  );
   return { id: volume.volume_id, publishContext: publish_context };
 }
 

@@ -91,25 +91,34 @@ function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv): ExportArgs | '
   }
   const v = parsed.values;
   if (v.help) return 'help';
-  if ((v.volume === undefined) === (v.snapshot === undefined)) throw new UsageError('give exactly one of --volume and --snapshot');
+  if ((v.volume === undefined) === (v.snapshot === undefined))
+    throw new UsageError('give exactly one of --volume and --snapshot');
   const id = (v.volume ?? v.snapshot)!;
   const flag = v.volume !== undefined ? '--volume' : '--snapshot';
-  if (!isValidName(id)) throw new UsageError(`${flag}: ${JSON.stringify(id)} is not a volume or snapshot id (1-96 characters of [A-Za-z0-9_.-])`);
+  if (!isValidName(id))
+    throw new UsageError(
+      `${flag}: ${JSON.stringify(id)} is not a volume or snapshot id (1-96 characters of [A-Za-z0-9_.-])`,
+    );
   if (v.out === undefined || v.out === '') throw new UsageError('--out FILE is required');
   if (v.out.endsWith('/')) throw new UsageError('--out must name a file, not a directory');
   const format = v.format ?? 'raw';
-  if (format !== 'raw' && format !== 'qcow2') throw new UsageError(`--format must be raw or qcow2, not ${JSON.stringify(format)}`);
+  if (format !== 'raw' && format !== 'qcow2')
+    throw new UsageError(`--format must be raw or qcow2, not ${JSON.stringify(format)}`);
   const portText = v['vbs-port'] ?? env.SDS_VBS_PORT ?? '10599';
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) throw new UsageError('--vbs-port must be 1-65535');
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535)
+    throw new UsageError('--vbs-port must be 1-65535');
   const timeoutText = v['timeout-ms'] ?? '21600000';
-  if (!/^\d{1,10}$/.test(timeoutText) || Number(timeoutText) < 1) throw new UsageError('--timeout-ms must be a positive whole number');
+  if (!/^\d{1,10}$/.test(timeoutText) || Number(timeoutText) < 1)
+    throw new UsageError('--timeout-ms must be a positive whole number');
   const tokenFile = v['vbs-token-file'] ?? (env.SDS_VBS_TOKEN_FILE || undefined);
   let token = env.SDS_VBS_TOKEN || undefined;
   if (tokenFile) {
     try {
       token = readFileSync(tokenFile, 'utf8').trim();
     } catch (err) {
-      throw new UsageError(`--vbs-token-file: cannot read ${tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new UsageError(
+        `--vbs-token-file: cannot read ${tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
     if (!token) throw new UsageError(`--vbs-token-file: ${tokenFile} is empty`);
   }
@@ -136,7 +145,8 @@ function defaultVbsUrl(env: NodeJS.ProcessEnv): string {
   return existsSync(socket) ? `unix://${socket}` : '127.0.0.1';
 }
 
-const embeddedDataDir = (env: NodeJS.ProcessEnv): string => (env.SDS_DATA_DIR && isAbsolute(env.SDS_DATA_DIR) ? env.SDS_DATA_DIR : defaultDataDir(env));
+const embeddedDataDir = (env: NodeJS.ProcessEnv): string =>
+  env.SDS_DATA_DIR && isAbsolute(env.SDS_DATA_DIR) ? env.SDS_DATA_DIR : defaultDataDir(env);
 const embeddedSocket = (env: NodeJS.ProcessEnv): string => join(embeddedDataDir(env), 'vbs.sock');
 
 /** The token the driver wrote for its embedded emulator (src/server/embedded-emulator.ts), if any. */
@@ -179,7 +189,12 @@ export async function runExport(argv: string[], io: ExportIo): Promise<number> {
   }
   let client: SdsClient;
   try {
-    client = new SdsClient({ addresses: args.vbsUrl, defaultPort: args.vbsPort, ...(args.token ? { token: args.token } : {}), longRequestTimeoutMs: args.timeoutMs });
+    client = new SdsClient({
+      addresses: args.vbsUrl,
+      defaultPort: args.vbsPort,
+      ...(args.token ? { token: args.token } : {}),
+      longRequestTimeoutMs: args.timeoutMs,
+    });
   } catch (err) {
     io.stderr(`sdshypervisor-csi export: ${(err as Error).message}\n`);
     return EXIT_USAGE;
@@ -215,12 +230,17 @@ class ExportRun {
   async execute(): Promise<number> {
     const { args } = this;
     const outDir = dirname(args.out);
-    if (!existsSync(outDir) || !statSync(outDir).isDirectory()) throw new ExportError(`--out: the directory ${outDir} does not exist`);
+    if (!existsSync(outDir) || !statSync(outDir).isDirectory())
+      throw new ExportError(`--out: the directory ${outDir} does not exist`);
     const out = join(realpathOr(outDir), basename(args.out));
-    if (existsSync(out) && !args.overwrite) throw new ExportError(`--out: ${args.out} exists; add --overwrite to replace it`);
+    if (existsSync(out) && !args.overwrite)
+      throw new ExportError(`--out: ${args.out} exists; add --overwrite to replace it`);
 
     const info = await this.client.systemInfo();
-    const found = args.volume !== undefined ? await this.client.getVolume(args.volume) : await this.client.getSnapshot(args.snapshot!);
+    const found =
+      args.volume !== undefined
+        ? await this.client.getVolume(args.volume)
+        : await this.client.getSnapshot(args.snapshot!);
     if (!found) throw new ExportError(`${this.subject} does not exist`);
 
     const imageDirs = info.imageDirs ?? [];
@@ -250,14 +270,23 @@ class ExportRun {
         format: args.format,
         ...(args.overwrite && !staged ? { overwrite: true } : {}),
       });
-      this.progress(`export: job ${job.id}: ${this.subject} → ${staged ? `${staged} (then ${out})` : out} (${args.format})`);
+      this.progress(
+        `export: job ${job.id}: ${this.subject} → ${staged ? `${staged} (then ${out})` : out} (${args.format})`,
+      );
       let lastShown = -1;
-      const done = await this.client.waitImageJob(job.id, args.timeoutMs, { signal: this.abort.signal }, (j: ImageJob) => {
-        const pct = j.bytesTotal > 0 ? Math.floor((j.bytesDone / j.bytesTotal) * 100) : 0;
-        if (pct !== lastShown) this.progress(`export: ${pct}% (${Math.floor(j.bytesDone / MiB)}/${Math.ceil(j.bytesTotal / MiB)} MiB)`);
-        lastShown = pct;
-      });
-      if (done.state !== 'done') throw new ExportError(`the VBS could not export ${this.subject}: ${done.error ?? done.state}`);
+      const done = await this.client.waitImageJob(
+        job.id,
+        args.timeoutMs,
+        { signal: this.abort.signal },
+        (j: ImageJob) => {
+          const pct = j.bytesTotal > 0 ? Math.floor((j.bytesDone / j.bytesTotal) * 100) : 0;
+          if (pct !== lastShown)
+            this.progress(`export: ${pct}% (${Math.floor(j.bytesDone / MiB)}/${Math.ceil(j.bytesTotal / MiB)} MiB)`);
+          lastShown = pct;
+        },
+      );
+      if (done.state !== 'done')
+        throw new ExportError(`the VBS could not export ${this.subject}: ${done.error ?? done.state}`);
       if (this.interrupted) {
         // The VBS finished what we could not stop; what it wrote for us goes.
         if (!staged) await rm(out, { force: true });
@@ -265,7 +294,9 @@ class ExportRun {
       }
       if (staged) await this.moveInto(staged, out);
       const size = (await stat(out)).size;
-      this.progress(`export: done: ${out} (${size} bytes, ${args.format}) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      this.progress(
+        `export: done: ${out} (${size} bytes, ${args.format}) in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      );
       this.io.stdout(`${out}\n`);
       return EXIT_OK;
     } finally {
@@ -283,7 +314,9 @@ class ExportRun {
       }
     });
     if (usable.length === 0) {
-      throw new ExportError(`--out: ${this.args.out} is outside the VBS's image directories (${imageDirs.join(', ')}), and none of them exists here to stage the export in`);
+      throw new ExportError(
+        `--out: ${this.args.out} is outside the VBS's image directories (${imageDirs.join(', ')}), and none of them exists here to stage the export in`,
+      );
     }
     const device = statSync(outDir).dev;
     return usable.find((d) => statSync(d).dev === device) ?? usable[0]!;
@@ -308,7 +341,8 @@ class ExportRun {
       try {
         await link(source, out);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new ExportError(`--out: ${out} appeared meanwhile; add --overwrite to replace it`);
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+          throw new ExportError(`--out: ${out} appeared meanwhile; add --overwrite to replace it`);
         throw err;
       }
       await unlink(source);
@@ -327,7 +361,9 @@ class ExportRun {
         return;
       }
       this.interrupted = true;
-      this.io.stderr('sdshypervisor-csi export: interrupted; waiting for the VBS job to end to remove its file (interrupt again to stop now)\n');
+      this.io.stderr(
+        'sdshypervisor-csi export: interrupted; waiting for the VBS job to end to remove its file (interrupt again to stop now)\n',
+      );
     };
     emitter.on('SIGINT', onSignal);
     emitter.on('SIGTERM', onSignal);
@@ -356,7 +392,7 @@ export async function copySparse(src: string, dst: string): Promise<void> {
       const size = (await input.stat()).size;
       const buffer = Buffer.alloc(4 * MiB);
       const zero = Buffer.alloc(BLOCK);
-      for (let offset = 0; offset < size; ) {
+      for (let offset = 0; offset < size;) {
         const { bytesRead } = await input.read(buffer, 0, buffer.length, offset);
         if (bytesRead === 0) break;
         let run = -1;

@@ -17,41 +17,134 @@ export interface Setting {
 
 export const SETTINGS = {
   mode: { flag: 'mode', env: 'CSI_MODE', help: 'controller | node | all', shown: 'all' },
-  endpoint: { flag: 'endpoint', env: 'CSI_ENDPOINT', help: 'CSI gRPC endpoint, unix:///path', shown: 'unix:///tmp/sdshypervisor-csi/csi.sock' },
-  endpointMode: { flag: 'endpoint-mode', env: 'CSI_ENDPOINT_MODE', help: 'file mode of the CSI socket (octal)', shown: '0600' },
-  driverName: { flag: 'driver-name', env: 'CSI_DRIVER_NAME', help: 'driver name reported to the CO', shown: 'csi.sdshypervisor.io' },
-  vbsUrl: { flag: 'vbs-url', env: 'SDS_VBS_URL', help: 'comma-separated VBS addresses (host, host:port, tcp://host:port, unix:///path)', shown: 'all mode: the embedded emulator; else 127.0.0.1' },
+  endpoint: {
+    flag: 'endpoint',
+    env: 'CSI_ENDPOINT',
+    help: 'CSI gRPC endpoint, unix:///path',
+    shown: 'unix:///tmp/sdshypervisor-csi/csi.sock',
+  },
+  endpointMode: {
+    flag: 'endpoint-mode',
+    env: 'CSI_ENDPOINT_MODE',
+    help: 'file mode of the CSI socket (octal)',
+    shown: '0600',
+  },
+  driverName: {
+    flag: 'driver-name',
+    env: 'CSI_DRIVER_NAME',
+    help: 'driver name reported to the CO',
+    shown: 'csi.sdshypervisor.io',
+  },
+  vbsUrl: {
+    flag: 'vbs-url',
+    env: 'SDS_VBS_URL',
+    help: 'comma-separated VBS addresses (host, host:port, tcp://host:port, unix:///path)',
+    shown: 'all mode: the embedded emulator; else 127.0.0.1',
+  },
   vbsPort: { flag: 'vbs-port', env: 'SDS_VBS_PORT', help: 'VBS port for addresses without one', shown: '10599' },
-  vbsTokenFile: { flag: 'vbs-token-file', env: 'SDS_VBS_TOKEN_FILE', help: 'file holding the socket-API token (SDS_VBS_TOKEN holds it directly)' },
-  vbsProtocol: { flag: 'vbs-protocol', env: 'SDS_VBS_PROTOCOL', help: 'auto | original | extended: the socket-API level (auto asks the VBS)', shown: 'auto' },
-  vbsPools: { flag: 'vbs-pools', env: 'SDS_VBS_POOLS', help: 'comma-separated pool ids the driver uses (needed on the original level)', shown: 'all pools the VBS lists' },
-  vbsTimeoutMs: { flag: 'vbs-timeout-ms', env: 'SDS_VBS_TIMEOUT_MS', help: 'socket-API request timeout, ms', shown: '30000' },
-  hostId: { flag: 'host-id', env: 'SDS_HOST_ID', help: "this node's host id on the back end", shown: 'asked of the local VBS' },
-  sdsCli: { flag: 'sds-cli', env: 'HUAWEISDSHYPERVISORCLI_PATH', help: 'path of sds_cli', shown: '/usr/local/bin/sds/sds_cli (all mode: the emulator\'s)' },
+  vbsTokenFile: {
+    flag: 'vbs-token-file',
+    env: 'SDS_VBS_TOKEN_FILE',
+    help: 'file holding the socket-API token (SDS_VBS_TOKEN holds it directly)',
+  },
+  vbsProtocol: {
+    flag: 'vbs-protocol',
+    env: 'SDS_VBS_PROTOCOL',
+    help: 'auto | original | extended: the socket-API level (auto asks the VBS)',
+    shown: 'auto',
+  },
+  vbsPools: {
+    flag: 'vbs-pools',
+    env: 'SDS_VBS_POOLS',
+    help: 'comma-separated pool ids the driver uses (needed on the original level)',
+    shown: 'all pools the VBS lists',
+  },
+  vbsTimeoutMs: {
+    flag: 'vbs-timeout-ms',
+    env: 'SDS_VBS_TIMEOUT_MS',
+    help: 'socket-API request timeout, ms',
+    shown: '30000',
+  },
+  hostId: {
+    flag: 'host-id',
+    env: 'SDS_HOST_ID',
+    help: "this node's host id on the back end",
+    shown: 'asked of the local VBS',
+  },
+  sdsCli: {
+    flag: 'sds-cli',
+    env: 'HUAWEISDSHYPERVISORCLI_PATH',
+    help: 'path of sds_cli',
+    shown: "/usr/local/bin/sds/sds_cli (all mode: the emulator's)",
+  },
   nodeName: { flag: 'node-name', env: 'NODE_NAME', help: 'Kubernetes Node name', shown: 'hostname' },
-  topologyLabels: { flag: 'topology-labels', env: 'CSI_TOPOLOGY_LABELS', help: 'comma-separated Node label keys published as topology' },
-  maxVolumesPerNode: { flag: 'max-volumes-per-node', env: 'CSI_MAX_VOLUMES_PER_NODE', help: 'reported by NodeGetInfo', shown: '128' },
-  metricsAddress: { flag: 'metrics-address', env: 'CSI_METRICS_ADDRESS', help: 'host:port for /metrics and /healthz; empty disables', shown: '127.0.0.1:9810' },
-  logLevel: { flag: 'log-level', env: 'LOG_LEVEL', help: 'trace | debug | info | warn | error | fatal | silent', shown: 'info' },
-  kubeconfig: { flag: 'kubeconfig', env: 'KUBECONFIG', help: 'kubeconfig path (in-cluster config is used when present)' },
-  shutdownGraceMs: { flag: 'shutdown-grace-ms', env: 'CSI_SHUTDOWN_GRACE_MS', help: 'how long SIGTERM waits for in-flight RPCs, ms', shown: '30000' },
-  emulator: { flag: 'emulator', env: 'SDS_EMULATOR', help: 'start the embedded emulator (all mode)', shown: 'true in all mode' },
-  dataDir: { flag: 'data-dir', env: 'SDS_DATA_DIR', help: "the embedded emulator's data directory", shown: '$XDG_STATE_HOME/sdshypervisor-csi' },
+  topologyLabels: {
+    flag: 'topology-labels',
+    env: 'CSI_TOPOLOGY_LABELS',
+    help: 'comma-separated Node label keys published as topology',
+  },
+  maxVolumesPerNode: {
+    flag: 'max-volumes-per-node',
+    env: 'CSI_MAX_VOLUMES_PER_NODE',
+    help: 'reported by NodeGetInfo',
+    shown: '128',
+  },
+  metricsAddress: {
+    flag: 'metrics-address',
+    env: 'CSI_METRICS_ADDRESS',
+    help: 'host:port for /metrics and /healthz; empty disables',
+    shown: '127.0.0.1:9810',
+  },
+  logLevel: {
+    flag: 'log-level',
+    env: 'LOG_LEVEL',
+    help: 'trace | debug | info | warn | error | fatal | silent',
+    shown: 'info',
+  },
+  kubeconfig: {
+    flag: 'kubeconfig',
+    env: 'KUBECONFIG',
+    help: 'kubeconfig path (in-cluster config is used when present)',
+  },
+  shutdownGraceMs: {
+    flag: 'shutdown-grace-ms',
+    env: 'CSI_SHUTDOWN_GRACE_MS',
+    help: 'how long SIGTERM waits for in-flight RPCs, ms',
+    shown: '30000',
+  },
+  emulator: {
+    flag: 'emulator',
+    env: 'SDS_EMULATOR',
+    help: 'start the embedded emulator (all mode)',
+    shown: 'true in all mode',
+  },
+  dataDir: {
+    flag: 'data-dir',
+    env: 'SDS_DATA_DIR',
+    help: "the embedded emulator's data directory",
+    shown: '$XDG_STATE_HOME/sdshypervisor-csi',
+  },
 } as const satisfies Record<string, Setting>;
 
 export type SettingName = keyof typeof SETTINGS;
 
-const boolString = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const boolString = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
 // One message for every bad number, naming the range in words (the caller prefixes the flag or variable).
 const intString = (min: number, max: number) =>
   z
     .string()
-    .refine((v) => /^\d{1,16}$/.test(v) && Number(v) >= min && Number(v) <= max, `must be a whole number from ${min} to ${max}`)
+    .refine(
+      (v) => /^\d{1,16}$/.test(v) && Number(v) >= min && Number(v) <= max,
+      `must be a whole number from ${min} to ${max}`,
+    )
     .transform(Number);
 
 /** The embedded emulator's data directory when SDS_DATA_DIR does not name one. */
 export function defaultDataDir(env: NodeJS.ProcessEnv): string {
-  const state = env.XDG_STATE_HOME && env.XDG_STATE_HOME.startsWith('/') ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
+  const state =
+    env.XDG_STATE_HOME && env.XDG_STATE_HOME.startsWith('/') ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
   return join(state, 'sdshypervisor-csi');
 }
 
@@ -65,8 +158,15 @@ function schemaFor(env: NodeJS.ProcessEnv) {
       .string()
       .regex(/^unix:\/\/?\/[^\0]+$/, 'must be unix:///absolute/path')
       .default('unix:///tmp/sdshypervisor-csi/csi.sock'),
-    endpointMode: z.string().regex(/^0?[0-7]{3}$/, 'must be an octal file mode like 0600').transform((v) => parseInt(v, 8)).default(0o600),
-    driverName: z.string().regex(DNS_SUBDOMAIN, 'must be a DNS-1123 subdomain of at most 63 characters').default('csi.sdshypervisor.io'),
+    endpointMode: z
+      .string()
+      .regex(/^0?[0-7]{3}$/, 'must be an octal file mode like 0600')
+      .transform((v) => parseInt(v, 8))
+      .default(0o600),
+    driverName: z
+      .string()
+      .regex(DNS_SUBDOMAIN, 'must be a DNS-1123 subdomain of at most 63 characters')
+      .default('csi.sdshypervisor.io'),
     vbsUrl: z
       .string()
       .superRefine((value, ctx) => {
@@ -83,23 +183,43 @@ function schemaFor(env: NodeJS.ProcessEnv) {
     vbsProtocol: z.enum(['auto', 'original', 'extended']).default('auto'),
     vbsPools: z
       .string()
-      .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
-      .pipe(z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'each must be 1-96 characters of [A-Za-z0-9_.-]')))
+      .transform((v) =>
+        v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      )
+      .pipe(
+        z.array(
+          z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'each must be 1-96 characters of [A-Za-z0-9_.-]'),
+        ),
+      )
       .default([]),
     vbsTimeoutMs: intString(100, 3_600_000).default(30_000),
-    hostId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'must be 1-96 characters of [A-Za-z0-9_.-]').optional(),
+    hostId: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'must be 1-96 characters of [A-Za-z0-9_.-]')
+      .optional(),
     sdsCli: z.string().startsWith('/', 'must be an absolute path').optional(),
     nodeName: z.string().min(1).default(hostname()),
     topologyLabels: z
       .string()
-      .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+      .transform((v) =>
+        v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean),
+      )
       .pipe(z.array(z.string().regex(LABEL_KEY, 'each must be a Kubernetes label key')))
       .default([]),
     maxVolumesPerNode: intString(1, 1_000_000).default(128),
     metricsAddress: z
       .string()
       .regex(/^(|\[[0-9A-Fa-f:.]+\]:\d{1,5}|[0-9A-Za-z.-]*:\d{1,5})$/, 'must be host:port, [v6]:port, :port or empty')
-      .refine((v) => !/:\d{1,5}$/.test(v) || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be 0-65535')
+      .refine(
+        (v) => !/:\d{1,5}$/.test(v) || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535,
+        'the port must be 0-65535',
+      )
       .default('127.0.0.1:9810'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     kubeconfig: z.string().min(1).optional(),
@@ -121,9 +241,7 @@ export class ConfigError extends Error {
 }
 
 export type ParsedCommandLine =
-  | { kind: 'help'; text: string }
-  | { kind: 'version' }
-  | { kind: 'run'; config: DriverConfig; positionals: string[] };
+  { kind: 'help'; text: string } | { kind: 'version' } | { kind: 'run'; config: DriverConfig; positionals: string[] };
 
 export function helpText(): string {
   const lines = [
@@ -133,7 +251,10 @@ export function helpText(): string {
     'Options (flag / environment variable, default):',
   ];
   for (const s of Object.values(SETTINGS) as Setting[]) {
-    lines.push(`  --${s.flag}${s.env ? ` / ${s.env}` : ''}${s.shown ? ` (default: ${s.shown})` : ''}`, `      ${s.help}`);
+    lines.push(
+      `  --${s.flag}${s.env ? ` / ${s.env}` : ''}${s.shown ? ` (default: ${s.shown})` : ''}`,
+      `      ${s.help}`,
+    );
   }
   lines.push('  -h, --help, --version');
   return lines.join('\n');
@@ -141,7 +262,10 @@ export function helpText(): string {
 
 /** Parses argv (without node and script) and env into a validated configuration. Throws ConfigError. */
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = process.env): ParsedCommandLine {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean' },
+  };
   for (const s of Object.values(SETTINGS) as Setting[]) options[s.flag] = { type: 'string' };
   let parsed;
   try {
@@ -184,7 +308,9 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
     try {
       vbsToken = readFileSync(config.vbsTokenFile, 'utf8').trim();
     } catch (err) {
-      throw new ConfigError(`${origin.vbsTokenFile}: cannot read the token file: ${(err as NodeJS.ErrnoException).code ?? err}`);
+      throw new ConfigError(
+        `${origin.vbsTokenFile}: cannot read the token file: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      );
     }
     if (!vbsToken) throw new ConfigError(`${origin.vbsTokenFile}: the token file is empty`);
     tokenOrigin = origin.vbsTokenFile!;
@@ -194,6 +320,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
     throw new ConfigError(`${tokenOrigin}: the token must be 1-4096 printable ASCII characters without spaces`);
   }
   const startEmulator = config.emulator ?? config.mode === 'all';
-  if (startEmulator && config.mode !== 'all') throw new ConfigError(`${origin.emulator}: the embedded emulator runs only in --mode=all`);
+  if (startEmulator && config.mode !== 'all')
+    throw new ConfigError(`${origin.emulator}: the embedded emulator runs only in --mode=all`);
   return { kind: 'run', config: { ...config, vbsToken, startEmulator }, positionals: parsed.positionals };
 }

@@ -37,4 +37,5 @@ export class ConnectorError extends RoomError<ConnectorErrorKind> {
   }
 }
 
-export const isConnectorError = (err: unknown, kind?: ConnectorErrorKind): err is ConnectorError => isRoomError(ConnectorError, err, kind);
+export const isConnectorError = (err: unknown, kind?: ConnectorErrorKind): err is ConnectorError =>
+  isRoomError(ConnectorError, err, kind);

@@ -126,68 +126,104 @@ export class KvConnector {
   /** Attaches the volume to this host and returns its block device once the device node is there. */
   async attach(volumeName: string, opts: AttachOptions = {}): Promise<string> {
     checkVolumeName(volumeName);
-    return this.locks.withLock(volumeName, async () => {
-      const attached = await this.call('attach', volumeName, opts);
-      let device = attached.fields.get('dev_addr');
-      if (device === undefined || device === '') {
-        // The product's attach prints no device: ask for it, as os-brick did.
-        const queried = await this.call('querydev', volumeName, opts);
-        device = queried.fields.get('dev_addr');
+    return this.locks.withLock(
+      volumeName,
+      async () => {
+        const attached = await this.call('attach', volumeName, opts);
+        let device = attached.fields.get('dev_addr');
         if (device === undefined || device === '') {
-          throw new ConnectorError('Garbled', `sds_cli querydev ${volumeName}: success without dev_addr`, queried.code);
+          // The product's attach prints no device: ask for it, as os-brick did.
+          const queried = await this.call('querydev', volumeName, opts);
+          device = queried.fields.get('dev_addr');
+          if (device === undefined || device === '') {
+            throw new ConnectorError(
+              'Garbled',
+              `sds_cli querydev ${volumeName}: success without dev_addr`,
+              queried.code,
+            );
+          }
         }
-      }
-      const path = this.checkDevicePath(volumeName, device);
-      await this.waitForBlockDevice(volumeName, path, opts.deviceWaitMs ?? this.deviceWaitMs, opts.signal);
-      return path;
-    }, opts.signal);
+        const path = this.checkDevicePath(volumeName, device);
+        await this.waitForBlockDevice(volumeName, path, opts.deviceWaitMs ?? this.deviceWaitMs, opts.signal);
+        return path;
+      },
+      opts.signal,
+    );
   }
 
   /** Detaches the volume from this host; detaching a volume that is not attached succeeds. */
   async detach(volumeName: string, opts: CallOptions = {}): Promise<void> {
     checkVolumeName(volumeName);
-    return this.locks.withLock(volumeName, async () => {
-      await this.call('detach', volumeName, opts);
-    }, opts.signal);
+    return this.locks.withLock(
+      volumeName,
+      async () => {
+        await this.call('detach', volumeName, opts);
+      },
+      opts.signal,
+    );
   }
 
   /** The volume's block device on this host, or undefined when it is not attached here. */
   async queryDevice(volumeName: string, opts: CallOptions = {}): Promise<string | undefined> {
     checkVolumeName(volumeName);
-    return this.locks.withLock(volumeName, async () => {
-      const reply = await this.call('querydev', volumeName, opts, this.originalCli ? ANY_CODE : [KvCode.NOT_ATTACHED, KvCode.NOT_MOUNT_NODE]);
-      if (reply.code !== KvCode.OK) {
-        // The product's querydev answers the same code for "not attached" and "no such volume".
-        await this.failIfMissing('querydev', volumeName, reply.code, opts);
-        return undefined;
-      }
-      const device = reply.fields.get('dev_addr');
-      if (device === undefined || device === '') {
-        throw new ConnectorError('Garbled', `sds_cli querydev ${volumeName}: success without dev_addr`, reply.code);
-      }
-      return this.checkDevicePath(volumeName, device);
-    }, opts.signal);
+    return this.locks.withLock(
+      volumeName,
+      async () => {
+        const reply = await this.call(
+          'querydev',
+          volumeName,
+          opts,
+          this.originalCli ? ANY_CODE : [KvCode.NOT_ATTACHED, KvCode.NOT_MOUNT_NODE],
+        );
+        if (reply.code !== KvCode.OK) {
+          // The product's querydev answers the same code for "not attached" and "no such volume".
+          await this.failIfMissing('querydev', volumeName, reply.code, opts);
+          return undefined;
+        }
+        const device = reply.fields.get('dev_addr');
+        if (device === undefined || device === '') {
+          throw new ConnectorError('Garbled', `sds_cli querydev ${volumeName}: success without dev_addr`, reply.code);
+        }
+        return this.checkDevicePath(volumeName, device);
+      },
+      opts.signal,
+    );
   }
 
   /** With the product CLI, a failure for a volume the back end does not have is VolumeNotFound, as our CLI says. */
   private async failIfMissing(method: KvMethod, volumeName: string, code: number, opts: CallOptions): Promise<void> {
     if (!this.originalCli || this.volumeExists === undefined) return;
     if (!(await this.volumeExists(volumeName, opts.signal))) {
-      throw new ConnectorError('VolumeNotFound', `sds_cli ${method} ${volumeName}: ret_code=${code}, and the back end has no such volume`, code);
+      throw new ConnectorError(
+        'VolumeNotFound',
+        `sds_cli ${method} ${volumeName}: ret_code=${code}, and the back end has no such volume`,
+        code,
+      );
     }
   }
 
   /** Runs one method; resolves on a success code (or one of `alsoAccept`), throws a typed error otherwise. */
-  private async call(method: KvMethod, volumeName: string, opts: CallOptions, alsoAccept: readonly number[] = []): Promise<CliReply> {
+  private async call(
+    method: KvMethod,
+    volumeName: string,
+    opts: CallOptions,
+    alsoAccept: readonly number[] = [],
+  ): Promise<CliReply> {
     try {
       return await this.observedCall(method, volumeName, opts, alsoAccept);
     } catch (err) {
-      if (err instanceof ConnectorError && err.kind === 'Failed' && err.code !== undefined) await this.failIfMissing(method, volumeName, err.code, opts);
+      if (err instanceof ConnectorError && err.kind === 'Failed' && err.code !== undefined)
+        await this.failIfMissing(method, volumeName, err.code, opts);
       throw err;
     }
   }
 
-  private async observedCall(method: KvMethod, volumeName: string, opts: CallOptions, alsoAccept: readonly number[]): Promise<CliReply> {
+  private async observedCall(
+    method: KvMethod,
+    volumeName: string,
+    opts: CallOptions,
+    alsoAccept: readonly number[],
+  ): Promise<CliReply> {
     if (this.observer === undefined) return this.callOnce(method, volumeName, opts, alsoAccept);
     const started = performance.now();
     try {
@@ -200,27 +236,43 @@ export class KvConnector {
     }
   }
 
-  private async callOnce(method: KvMethod, volumeName: string, opts: CallOptions, alsoAccept: readonly number[]): Promise<CliReply> {
+  private async callOnce(
+    method: KvMethod,
+    volumeName: string,
+    opts: CallOptions,
+    alsoAccept: readonly number[],
+  ): Promise<CliReply> {
     const { requestId } = opts;
     await this.checkCli();
     const run = await this.run(method, volumeName, opts.signal);
     if (run.stderr.trim() !== '') {
       // The product logs stderr as an error; it is diagnostics next to a reply we judge by ret_code.
-      this.logger?.warn({ method, volume: volumeName, requestId, stderr: run.stderr.slice(0, 2_000) }, 'sds_cli wrote to stderr');
+      this.logger?.warn(
+        { method, volume: volumeName, requestId, stderr: run.stderr.slice(0, 2_000) },
+        'sds_cli wrote to stderr',
+      );
     }
     const parsed = parseKv(run.stdout);
     const codeText = parsed.fields.get('ret_code');
     const how = `sds_cli ${method} ${volumeName}`;
     if (codeText === undefined || !/^-?\d{1,12}$/.test(codeText)) {
-      const problem = codeText === undefined ? 'no ret_code' : `ret_code is not a number (${JSON.stringify(codeText.slice(0, 40))})`;
-      throw new ConnectorError('Garbled', `${how}: ${problem} in its output (${exitText(run)}); output: ${firstLines(run.stdout)}`);
+      const problem =
+        codeText === undefined ? 'no ret_code' : `ret_code is not a number (${JSON.stringify(codeText.slice(0, 40))})`;
+      throw new ConnectorError(
+        'Garbled',
+        `${how}: ${problem} in its output (${exitText(run)}); output: ${firstLines(run.stdout)}`,
+      );
     }
     const code = Number(codeText);
     const desc = (parsed.fields.get('ret_desc') ?? '').replace(/[\u0000-\u001f\u007f]/g, ' ').slice(0, 300);
     const reply: CliReply = { code, fields: parsed.fields, desc };
     this.logger?.debug({ method, volume: volumeName, requestId, code }, 'sds_cli replied');
     if (SUCCESS[method].has(code) || alsoAccept === ANY_CODE || alsoAccept.includes(code)) return reply;
-    throw new ConnectorError(failureKind(method, code), `${how} failed: ret_code=${code}${desc ? ` (${desc})` : ''}`, code);
+    throw new ConnectorError(
+      failureKind(method, code),
+      `${how} failed: ret_code=${code}${desc ? ` (${desc})` : ''}`,
+      code,
+    );
   }
 
   private async checkCli(): Promise<void> {
@@ -229,7 +281,12 @@ export class KvConnector {
       if (!info.isFile()) throw new Error('not a file');
       await access(this.cliPath, fsConstants.X_OK);
     } catch (err) {
-      throw new ConnectorError('CliMissing', `sds_cli not found or not executable at ${this.cliPath} (set ${CLI_PATH_ENV} or --sds-cli)`, undefined, { cause: err });
+      throw new ConnectorError(
+        'CliMissing',
+        `sds_cli not found or not executable at ${this.cliPath} (set ${CLI_PATH_ENV} or --sds-cli)`,
+        undefined,
+        { cause: err },
+      );
     }
   }
 
@@ -280,13 +337,18 @@ export class KvConnector {
           settle(failure!);
         }, 1_000);
       };
-      const onAbort = (): void => kill(new ConnectorError('Timeout', `${how}: cancelled`, undefined, { cause: signal?.reason }));
-      const timer = setTimeout(() => kill(new ConnectorError('Timeout', `${how}: no reply within ${this.timeoutMs} ms; killed`)), this.timeoutMs);
+      const onAbort = (): void =>
+        kill(new ConnectorError('Timeout', `${how}: cancelled`, undefined, { cause: signal?.reason }));
+      const timer = setTimeout(
+        () => kill(new ConnectorError('Timeout', `${how}: no reply within ${this.timeoutMs} ms; killed`)),
+        this.timeoutMs,
+      );
       signal?.addEventListener('abort', onAbort, { once: true });
 
       child.stdout!.on('data', (chunk: Buffer) => {
         outBytes += chunk.length;
-        if (outBytes > this.maxOutputBytes) kill(new ConnectorError('Garbled', `${how}: output exceeds ${this.maxOutputBytes} bytes; killed`));
+        if (outBytes > this.maxOutputBytes)
+          kill(new ConnectorError('Garbled', `${how}: output exceeds ${this.maxOutputBytes} bytes; killed`));
         else out.push(chunk);
       });
       child.stderr!.on('data', (chunk: Buffer) => {
@@ -295,26 +357,47 @@ export class KvConnector {
       });
       child.once('error', (e: NodeJS.ErrnoException) => {
         const kind: ConnectorErrorKind = e.code === 'ENOENT' || e.code === 'EACCES' ? 'CliMissing' : 'Failed';
-        settle(new ConnectorError(kind, `${how}: cannot run ${this.cliPath}: ${e.code ?? e.message}`, undefined, { cause: e }));
+        settle(
+          new ConnectorError(kind, `${how}: cannot run ${this.cliPath}: ${e.code ?? e.message}`, undefined, {
+            cause: e,
+          }),
+        );
       });
       child.once('close', (exitCode, exitSignal) => {
         if (failure) settle(failure);
-        else settle({ stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), exitCode, exitSignal });
+        else
+          settle({
+            stdout: Buffer.concat(out).toString('utf8'),
+            stderr: Buffer.concat(err).toString('utf8'),
+            exitCode,
+            exitSignal,
+          });
       });
     });
   }
 
   /** dev_addr comes from a program's output: accept only a plain absolute path under the device directory. */
   private checkDevicePath(volumeName: string, device: string): string {
-    const ok = isAbsolute(device) && normalize(device) === device && device.startsWith(this.deviceDir + '/') &&
+    const ok =
+      isAbsolute(device) &&
+      normalize(device) === device &&
+      device.startsWith(this.deviceDir + '/') &&
       !/[\u0000-\u001f\u007f]/.test(device);
     if (!ok) {
-      throw new ConnectorError('Garbled', `sds_cli for ${volumeName} reported dev_addr ${JSON.stringify(device.slice(0, 120))}, not a device path under ${this.deviceDir}`);
+      throw new ConnectorError(
+        'Garbled',
+        `sds_cli for ${volumeName} reported dev_addr ${JSON.stringify(device.slice(0, 120))}, not a device path under ${this.deviceDir}`,
+      );
     }
     return device;
   }
 
-  private async waitForBlockDevice(volumeName: string, device: string, waitMs: number, signal: AbortSignal | undefined): Promise<void> {
+  private async waitForBlockDevice(
+    volumeName: string,
+    device: string,
+    waitMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     const deadline = Date.now() + waitMs;
     let delay = 5;
     let seen = 'does not exist';
@@ -327,7 +410,10 @@ export class KvConnector {
         const code = (err as NodeJS.ErrnoException).code;
         seen = code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`;
       }
-      if (signal?.aborted) throw new ConnectorError('Timeout', `attach ${volumeName}: cancelled while waiting for ${device}`, undefined, { cause: signal.reason });
+      if (signal?.aborted)
+        throw new ConnectorError('Timeout', `attach ${volumeName}: cancelled while waiting for ${device}`, undefined, {
+          cause: signal.reason,
+        });
       if (Date.now() >= deadline) {
         throw new ConnectorError('DeviceTimeout', `attach ${volumeName}: ${device} ${seen} after ${waitMs} ms`);
       }
@@ -340,7 +426,10 @@ export class KvConnector {
 function checkVolumeName(volumeName: string): void {
   // Also keeps a name from being read as an option by the CLI: names start with a letter or digit.
   if (typeof volumeName !== 'string' || !isValidName(volumeName)) {
-    throw new ConnectorError('InvalidArgument', `volume name ${JSON.stringify(String(volumeName).slice(0, 100))}: must be 1-96 characters of [A-Za-z0-9_.-] starting with a letter or digit`);
+    throw new ConnectorError(
+      'InvalidArgument',
+      `volume name ${JSON.stringify(String(volumeName).slice(0, 100))}: must be 1-96 characters of [A-Za-z0-9_.-] starting with a letter or digit`,
+    );
   }
 }
 
@@ -365,6 +454,9 @@ function exitText(run: CliRun): string {
 
 function firstLines(text: string): string {
   if (text.trim() === '') return '(empty)';
-  const lines = text.split('\n').slice(0, 3).map((l) => l.replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, 120));
+  const lines = text
+    .split('\n')
+    .slice(0, 3)
+    .map((l) => l.replace(/[\u0000-\u001f\u007f]/g, '?').slice(0, 120));
   return JSON.stringify(lines.join(' | '));
 }

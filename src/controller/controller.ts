@@ -12,16 +12,35 @@ import { isSdsError } from '../sds/errors.js';
 import { alreadyExists, invalidArgument, notFound, outOfRange, unimplemented } from '../server/errors.js';
 import type { RpcContext, RpcFactory } from '../server/rpc.js';
 import { createVolumeHandler } from './create-volume.js';
-import { backendNameFor, checkCsiName, decodePageToken, encodePageToken, isKnownIdForm, type TokenKind } from './ids.js';
+import {
+  backendNameFor,
+  checkCsiName,
+  decodePageToken,
+  encodePageToken,
+  isKnownIdForm,
+  type TokenKind,
+} from './ids.js';
 import { ImageImports, type ImageKube } from './images.js';
 import { unmapFromHost, type NodeKube } from './unpublish.js';
 import { OperationLocks, snapshotKey, volumeKey } from './locks.js';
-import { controllerCapabilities, EXTENDED_CONTROLLER_CAPABILITIES, EXTENDED_ONLY_CALLS, removeCloneLeftovers } from './original.js';
+import {
+  controllerCapabilities,
+  EXTENDED_CONTROLLER_CAPABILITIES,
+  EXTENDED_ONLY_CALLS,
+  removeCloneLeftovers,
+} from './original.js';
 import { parseMutableParameters, parseSnapshotParameters, parseVolumeParameters } from './parameters.js';
 import { candidatePools, checkPoolCeiling, PoolDirectory, poolsForTopology, withNamedPool } from './placement.js';
 import {
-  checkVolumeCapability, isReadOnlyMode, isSingleNodeMode, malformedCapability, parseCapacityRange, requireString, roundUpToMiB,
-  unsupportedCapability, type ByteRange,
+  checkVolumeCapability,
+  isReadOnlyMode,
+  isSingleNodeMode,
+  malformedCapability,
+  parseCapacityRange,
+  requireString,
+  roundUpToMiB,
+  unsupportedCapability,
+  type ByteRange,
 } from './validation.js';
 import { csiSnapshot, csiVolume, reportedSettings, settingDifferences, volumeCondition } from './volumes.js';
 
@@ -57,7 +76,8 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
   const opts = (ctx: RpcContext): CallOptions => ({ requestId: ctx.requestId, signal: ctx.signal });
 
   const poolDirectory = new PoolDirectory((callOpts) => backend.queryPools(undefined, callOpts));
-  const poolOf = (poolId: string, ctx: RpcContext): Promise<PoolInfo | undefined> => poolDirectory.pool(poolId, opts(ctx));
+  const poolOf = (poolId: string, ctx: RpcContext): Promise<PoolInfo | undefined> =>
+    poolDirectory.pool(poolId, opts(ctx));
 
   /** Collects up to `maxEntries` (0 = all) items from a marker-paged back-end list. */
   async function collect<T>(
@@ -104,7 +124,8 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       return locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
         if (original) {
           // No mapping request on this level: the node attaches with sds_cli, as os-brick did.
-          if (!(await backend.getVolume(req.volume_id, opts(ctx)))) throw notFound(`volume ${req.volume_id} does not exist`);
+          if (!(await backend.getVolume(req.volume_id, opts(ctx))))
+            throw notFound(`volume ${req.volume_id} does not exist`);
           return { publish_context: { [PUBLISH_ACCESS_MODE]: readOnly ? 'ro' : 'rw' } };
         }
         await backend.mapVolume(req.volume_id, nodeId, { readOnly, exclusive: isSingleNodeMode(mode) }, opts(ctx));
@@ -119,8 +140,16 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       if (original) return {}; // nothing was mapped: the node's NodeUnstage detached it
       await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, async () => {
         try {
-          const hosts = req.node_id !== '' ? [req.node_id] : (await backend.volumeHosts(req.volume_id, opts(ctx))).map((h) => h.hostId);
-          const unpublish = { backend, kube: deps.kube, driverName: deps.driverName ?? 'csi.sdshypervisor.io', log: ctx.log };
+          const hosts =
+            req.node_id !== ''
+              ? [req.node_id]
+              : (await backend.volumeHosts(req.volume_id, opts(ctx))).map((h) => h.hostId);
+          const unpublish = {
+            backend,
+            kube: deps.kube,
+            driverName: deps.driverName ?? 'csi.sdshypervisor.io',
+            log: ctx.log,
+          };
           for (const host of hosts) await unmapFromHost(unpublish, req.volume_id, host, opts(ctx));
         } catch (err) {
           // Volume or host unknown to the back end: the volume is certainly not mapped there.
@@ -130,29 +159,32 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       return {};
     }),
 
-    ValidateVolumeCapabilities: rpc.unary('ValidateVolumeCapabilities', async (req, ctx): Promise<ValidateVolumeCapabilitiesResponse> => {
-      const known = isKnownIdForm('volume_id', req.volume_id);
-      if (req.volume_capabilities.length === 0) throw invalidArgument('volume_capabilities is required');
-      req.volume_capabilities.forEach((cap, i) => {
-        const why = malformedCapability(cap);
-        if (why) throw invalidArgument(`volume_capabilities[${i}]: ${why}`);
-      });
-      const params = parseVolumeParameters(req.parameters, parseMutableParameters(req.mutable_parameters));
-      const volume = known ? await backend.getVolume(req.volume_id, opts(ctx)) : undefined;
-      if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
-      const reasons = req.volume_capabilities.map(unsupportedCapability).filter((r): r is string => r !== undefined);
-      const diffs = volume.statusOnly ? [] : settingDifferences(volume, params, 'thin' in req.parameters);
-      const problems = [...reasons, ...diffs.map((d) => `the volume does not match the parameters: ${d}`)];
-      if (problems.length > 0) return { message: problems.join('; ') };
-      return {
-        confirmed: {
-          volume_context: req.volume_context,
-          volume_capabilities: req.volume_capabilities,
-          parameters: req.parameters,
-          mutable_parameters: req.mutable_parameters,
-        },
-      };
-    }),
+    ValidateVolumeCapabilities: rpc.unary(
+      'ValidateVolumeCapabilities',
+      async (req, ctx): Promise<ValidateVolumeCapabilitiesResponse> => {
+        const known = isKnownIdForm('volume_id', req.volume_id);
+        if (req.volume_capabilities.length === 0) throw invalidArgument('volume_capabilities is required');
+        req.volume_capabilities.forEach((cap, i) => {
+          const why = malformedCapability(cap);
+          if (why) throw invalidArgument(`volume_capabilities[${i}]: ${why}`);
+        });
+        const params = parseVolumeParameters(req.parameters, parseMutableParameters(req.mutable_parameters));
+        const volume = known ? await backend.getVolume(req.volume_id, opts(ctx)) : undefined;
+        if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
+        const reasons = req.volume_capabilities.map(unsupportedCapability).filter((r): r is string => r !== undefined);
+        const diffs = volume.statusOnly ? [] : settingDifferences(volume, params, 'thin' in req.parameters);
+        const problems = [...reasons, ...diffs.map((d) => `the volume does not match the parameters: ${d}`)];
+        if (problems.length > 0) return { message: problems.join('; ') };
+        return {
+          confirmed: {
+            volume_context: req.volume_context,
+            volume_capabilities: req.volume_capabilities,
+            parameters: req.parameters,
+            mutable_parameters: req.mutable_parameters,
+          },
+        };
+      },
+    ),
 
     ListVolumes: rpc.unary('ListVolumes', async (req, ctx): Promise<ListVolumesResponse> => {
       const { items, nextToken } = await collect('lv1', req.starting_token, req.max_entries, (marker, limit) =>
@@ -171,10 +203,20 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
     GetCapacity: rpc.unary('GetCapacity', async (req, ctx) => {
       const params = parseVolumeParameters(req.parameters);
       const unsupported = req.volume_capabilities.some((cap) => malformedCapability(cap) ?? unsupportedCapability(cap));
-      const pools = await withNamedPool(backend, await backend.queryPools(undefined, opts(ctx)), params.poolId, opts(ctx));
+      const pools = await withNamedPool(
+        backend,
+        await backend.queryPools(undefined, opts(ctx)),
+        params.poolId,
+        opts(ctx),
+      );
       // The pool CreateVolume would pick for this topology; nothing can be provisioned where no pool is seen.
-      const pool = poolsForTopology(candidatePools(pools, params.poolId), req.accessible_topology).find((p) => p.healthy);
-      const available = pool && !unsupported ? Math.floor((params.thin ? pool.thinCapacityBytes : pool.thickCapacityBytes) / MiB) * MiB : 0;
+      const pool = poolsForTopology(candidatePools(pools, params.poolId), req.accessible_topology).find(
+        (p) => p.healthy,
+      );
+      const available =
+        pool && !unsupported
+          ? Math.floor((params.thin ? pool.thinCapacityBytes : pool.thickCapacityBytes) / MiB) * MiB
+          : 0;
       return {
         available_capacity: String(available),
         maximum_volume_size: { value: String(available) },
@@ -193,10 +235,13 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const name = backendNameFor(req.name);
       return locks.run(snapshotKey(name), `snapshot ${name}`, async () => {
         const existing = await backend.getSnapshot(name, opts(ctx));
-        if (existing?.statusOnly) return { snapshot: csiSnapshot({ ...existing, volumeName: req.source_volume_id, createdAt: new Date() }) };
+        if (existing?.statusOnly)
+          return { snapshot: csiSnapshot({ ...existing, volumeName: req.source_volume_id, createdAt: new Date() }) };
         if (existing) {
           if (existing.volumeName !== req.source_volume_id) {
-            throw alreadyExists(`snapshot ${name} (name ${JSON.stringify(req.name)}) already exists for volume ${existing.volumeName}, not ${req.source_volume_id}`);
+            throw alreadyExists(
+              `snapshot ${name} (name ${JSON.stringify(req.name)}) already exists for volume ${existing.volumeName}, not ${req.source_volume_id}`,
+            );
           }
           return { snapshot: csiSnapshot(existing) };
         }
@@ -207,14 +252,19 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
 
     DeleteSnapshot: rpc.unary('DeleteSnapshot', async (req, ctx) => {
       if (!isKnownIdForm('snapshot_id', req.snapshot_id)) return {};
-      await locks.run(snapshotKey(req.snapshot_id), `snapshot ${req.snapshot_id}`, () => backend.deleteSnapshot(req.snapshot_id, opts(ctx)));
+      await locks.run(snapshotKey(req.snapshot_id), `snapshot ${req.snapshot_id}`, () =>
+        backend.deleteSnapshot(req.snapshot_id, opts(ctx)),
+      );
       return {};
     }),
 
     ListSnapshots: rpc.unary('ListSnapshots', async (req, ctx): Promise<ListSnapshotsResponse> => {
       const cut = (s: SnapshotInfo) => s.state !== 'creating' && s.state !== 'deleting';
       // Filters naming an id that cannot exist match nothing (not an error).
-      if ((req.snapshot_id !== '' && !isValidName(req.snapshot_id)) || (req.source_volume_id !== '' && !isValidName(req.source_volume_id))) {
+      if (
+        (req.snapshot_id !== '' && !isValidName(req.snapshot_id)) ||
+        (req.source_volume_id !== '' && !isValidName(req.source_volume_id))
+      ) {
         decodePageToken('ls1', req.starting_token);
         return { entries: [], next_token: '' };
       }
@@ -243,7 +293,8 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const known = isKnownIdForm('volume_id', req.volume_id);
       if (!req.capacity_range) throw invalidArgument('capacity_range is required');
       const range = parseCapacityRange('capacity_range', req.capacity_range);
-      if (range.requiredBytes === 0 && range.limitBytes === 0) throw invalidArgument('capacity_range needs required_bytes or limit_bytes');
+      if (range.requiredBytes === 0 && range.limitBytes === 0)
+        throw invalidArgument('capacity_range needs required_bytes or limit_bytes');
       const cap = req.volume_capability ? checkVolumeCapability('volume_capability', req.volume_capability) : undefined;
       if (!known) throw notFound(`volume ${req.volume_id} does not exist`);
       const nodeExpansionRequired = !cap?.block;
@@ -252,13 +303,17 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
         if (!volume) throw notFound(`volume ${req.volume_id} does not exist`);
         if (volume.statusOnly) {
           // Its size is not told on this level: grow to the target (EXTEND_VOLUME_REQ of an equal size is a no-op).
-          if (range.requiredBytes === 0) throw invalidArgument('capacity_range.required_bytes is needed on this back end (its protocol level does not tell the current size)');
+          if (range.requiredBytes === 0)
+            throw invalidArgument(
+              'capacity_range.required_bytes is needed on this back end (its protocol level does not tell the current size)',
+            );
           const target = expansionTarget(range, 0);
           const grown = await backend.extendVolume(req.volume_id, target, opts(ctx));
           return { capacity_bytes: String(grown.sizeBytes), node_expansion_required: nodeExpansionRequired };
         }
         const target = expansionTarget(range, volume.sizeBytes);
-        if (volume.sizeBytes >= target) return { capacity_bytes: String(volume.sizeBytes), node_expansion_required: nodeExpansionRequired };
+        if (volume.sizeBytes >= target)
+          return { capacity_bytes: String(volume.sizeBytes), node_expansion_required: nodeExpansionRequired };
         const pool = await poolOf(volume.poolId, ctx);
         if (pool) checkPoolCeiling(pool, volume.thin, target);
         const grown = await backend.extendVolume(req.volume_id, target, opts(ctx));
@@ -282,7 +337,9 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const change = parseMutableParameters(req.mutable_parameters);
       if (!known) throw notFound(`volume ${req.volume_id} does not exist`);
       // Only the keys present change: absent ones are undefined and not sent.
-      await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, () => backend.modifyVolume(req.volume_id, change, opts(ctx)));
+      await locks.run(volumeKey(req.volume_id), `volume ${req.volume_id}`, () =>
+        backend.modifyVolume(req.volume_id, change, opts(ctx)),
+      );
       return {};
     }),
   };
@@ -299,13 +356,18 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
 
 /** The size ControllerExpandVolume grows to; the current size when it already satisfies the range. */
 function expansionTarget(range: ByteRange, currentBytes: number): number {
-  if (range.requiredBytes === Number.POSITIVE_INFINITY) throw outOfRange('capacity_range.required_bytes exceeds the largest volume the back end can hold');
+  if (range.requiredBytes === Number.POSITIVE_INFINITY)
+    throw outOfRange('capacity_range.required_bytes exceeds the largest volume the back end can hold');
   if (range.limitBytes > 0 && currentBytes > range.limitBytes) {
-    throw outOfRange(`capacity_range.limit_bytes ${range.limitBytes} is below the volume's current ${currentBytes} bytes; volumes cannot shrink`);
+    throw outOfRange(
+      `capacity_range.limit_bytes ${range.limitBytes} is below the volume's current ${currentBytes} bytes; volumes cannot shrink`,
+    );
   }
   const target = range.requiredBytes > 0 ? roundUpToMiB(range.requiredBytes) : currentBytes;
   if (range.limitBytes > 0 && target > range.limitBytes) {
-    throw outOfRange(`capacity_range: ${target} bytes (required_bytes rounded up to whole MiB) exceeds limit_bytes ${range.limitBytes}`);
+    throw outOfRange(
+      `capacity_range: ${target} bytes (required_bytes rounded up to whole MiB) exceeds limit_bytes ${range.limitBytes}`,
+    );
   }
   return Math.max(target, currentBytes);
 }

@@ -26,7 +26,9 @@ export interface CreateVolumeDeps {
   level: ProtocolLevel;
 }
 
-export function createVolumeHandler(deps: CreateVolumeDeps): (req: CreateVolumeRequest__Output, ctx: RpcContext) => Promise<CreateVolumeResponse> {
+export function createVolumeHandler(
+  deps: CreateVolumeDeps,
+): (req: CreateVolumeRequest__Output, ctx: RpcContext) => Promise<CreateVolumeResponse> {
   const { backend, locks, images, poolDirectory } = deps;
   const original = deps.level === 'original';
   const opts = (ctx: RpcContext): CallOptions => ({ requestId: ctx.requestId, signal: ctx.signal });
@@ -36,11 +38,19 @@ export function createVolumeHandler(deps: CreateVolumeDeps): (req: CreateVolumeR
     const caps = checkVolumeCapabilities('volume_capabilities', req.volume_capabilities);
     const params = parseVolumeParameters(req.parameters, parseMutableParameters(req.mutable_parameters));
     if (params.fsType && caps.fsTypes.size > 0 && !caps.fsTypes.has(params.fsType)) {
-      throw invalidArgument(`parameters.fsType ${params.fsType} contradicts the capability's fs_type ${[...caps.fsTypes].join(', ')}`);
+      throw invalidArgument(
+        `parameters.fsType ${params.fsType} contradicts the capability's fs_type ${[...caps.fsTypes].join(', ')}`,
+      );
     }
-    const range = withFilesystemMinimum('capacity_range', parseCapacityRange('capacity_range', req.capacity_range), caps, params);
+    const range = withFilesystemMinimum(
+      'capacity_range',
+      parseCapacityRange('capacity_range', req.capacity_range),
+      caps,
+      params,
+    );
     const source = requestedSource(req);
-    if (source && params.image) throw invalidArgument('parameters.imageSource cannot be combined with volume_content_source');
+    if (source && params.image)
+      throw invalidArgument('parameters.imageSource cannot be combined with volume_content_source');
     const name = backendNameFor(req.name);
     const image = await images.resolve(params, req.parameters, source !== undefined, ctx);
     const context = volumeContext(params, source ? source.type : image ? 'image' : undefined);
@@ -56,14 +66,20 @@ export function createVolumeHandler(deps: CreateVolumeDeps): (req: CreateVolumeR
         if (existing.statusOnly) return acceptStatusOnly(existing);
         const diffs = incompatibilities(existing, { range, params: wanted, source, cloneType: params.cloneMode });
         const pool = pools.find((p) => p.id === existing.poolId);
-        if (pool && !poolSatisfies(pool, req.accessibility_requirements)) diffs.push('it is not reachable from the required topology');
-        if (diffs.length > 0) throw alreadyExists(`volume ${name} (name ${JSON.stringify(req.name)}) already exists, but ${diffs.join('; ')}`);
+        if (pool && !poolSatisfies(pool, req.accessibility_requirements))
+          diffs.push('it is not reachable from the required topology');
+        if (diffs.length > 0)
+          throw alreadyExists(
+            `volume ${name} (name ${JSON.stringify(req.name)}) already exists, but ${diffs.join('; ')}`,
+          );
         if (existing.state === 'busy' && existing.source.type === 'image' && existing.imageJobId) {
           // An earlier call started the import and gave up waiting: this one waits for it (bounded).
           return { volume: csiVolume(await images.awaitRunning(existing, image, ctx), pool, context) };
         }
         if (existing.state === 'busy' || existing.state === 'deleting') {
-          throw aborted(`volume ${name} is still ${existing.state === 'busy' ? 'being created' : 'being deleted'}; retry later`);
+          throw aborted(
+            `volume ${name} is still ${existing.state === 'busy' ? 'being created' : 'being deleted'}; retry later`,
+          );
         }
         return { volume: csiVolume(existing, pool, context) };
       };
@@ -72,8 +88,17 @@ export function createVolumeHandler(deps: CreateVolumeDeps): (req: CreateVolumeR
         if (existing.state === 'busy') throw aborted(`volume ${name} is still being created; retry later`);
         if (source?.type === 'volume') await finishClone(backend, name, opts(ctx));
         const sizeGiven = range.requiredBytes > 0 || range.limitBytes > 0;
-        const capacity = existing.sizeBytes > 0 ? existing.sizeBytes : sizeGiven ? chooseSize('capacity_range', range) : 0;
-        const volume = csiVolume({ ...existing, sizeBytes: capacity, source: source ? { type: source.type, name: source.id } : { type: 'none' } }, undefined, context);
+        const capacity =
+          existing.sizeBytes > 0 ? existing.sizeBytes : sizeGiven ? chooseSize('capacity_range', range) : 0;
+        const volume = csiVolume(
+          {
+            ...existing,
+            sizeBytes: capacity,
+            source: source ? { type: source.type, name: source.id } : { type: 'none' },
+          },
+          undefined,
+          context,
+        );
         return { volume };
       };
 
@@ -87,30 +112,54 @@ export function createVolumeHandler(deps: CreateVolumeDeps): (req: CreateVolumeR
 
       const sourceInfo = source ? await lookUpSource(source, ctx) : undefined;
       // A source of the original level does not say its pool: the clone is made where the VBS makes it.
-      const pool = sourceInfo && !sourceInfo.statusOnly
-        ? sourcePool(pools, sourceInfo.poolId, params, req)
-        : choosePool(pools, params.poolId, req.accessibility_requirements);
+      const pool =
+        sourceInfo && !sourceInfo.statusOnly
+          ? sourcePool(pools, sourceInfo.poolId, params, req)
+          : choosePool(pools, params.poolId, req.accessibility_requirements);
       const cloneType = params.cloneMode ?? (pool.linkedClone ? 'linked' : 'full');
       if (sourceInfo && cloneType === 'linked' && !pool.linkedClone) {
         // Asked for explicitly: the pool's state, not the request, is what cannot be met.
-        throw failedPrecondition(`parameters.cloneMode: pool ${pool.id} (${pool.type}) cannot make linked clones; use cloneMode "full", or leave cloneMode out to get full copies there`);
+        throw failedPrecondition(
+          `parameters.cloneMode: pool ${pool.id} (${pool.type}) cannot make linked clones; use cloneMode "full", or leave cloneMode out to get full copies there`,
+        );
       }
       const sizeGiven = range.requiredBytes > 0 || range.limitBytes > 0;
       if (sourceInfo?.statusOnly && !sizeGiven) {
-        throw invalidArgument('capacity_range.required_bytes is needed for a volume made from a source on this back end (its protocol level does not tell the source\'s size)');
+        throw invalidArgument(
+          "capacity_range.required_bytes is needed for a volume made from a source on this back end (its protocol level does not tell the source's size)",
+        );
       }
-      const sizeBytes = image && !sizeGiven ? undefined : chooseSize('capacity_range', range, sourceInfo?.statusOnly ? undefined : sourceInfo?.sizeBytes);
+      const sizeBytes =
+        image && !sizeGiven
+          ? undefined
+          : chooseSize('capacity_range', range, sourceInfo?.statusOnly ? undefined : sourceInfo?.sizeBytes);
       if (sizeBytes !== undefined) checkPoolCeiling(pool, params.thin, sizeBytes);
 
-      const spec = { name, poolId: pool.id, thin: params.thin, qos: params.qos, ...(params.cachePolicy ? { cachePolicy: params.cachePolicy } : {}) };
+      const spec = {
+        name,
+        poolId: pool.id,
+        thin: params.thin,
+        qos: params.qos,
+        ...(params.cachePolicy ? { cachePolicy: params.cachePolicy } : {}),
+      };
       let created: VolumeInfo;
       try {
         if (source?.type === 'snapshot') {
-          created = await backend.createVolumeFromSnapshot({ ...spec, sizeBytes: sizeBytes!, snapshotName: source.id, cloneType }, opts(ctx));
+          created = await backend.createVolumeFromSnapshot(
+            { ...spec, sizeBytes: sizeBytes!, snapshotName: source.id, cloneType },
+            opts(ctx),
+          );
         } else if (source?.type === 'volume' && original) {
-          created = await cloneThroughSnapshot(backend, { ...spec, sizeBytes: sizeBytes!, sourceVolumeName: source.id }, opts(ctx));
+          created = await cloneThroughSnapshot(
+            backend,
+            { ...spec, sizeBytes: sizeBytes!, sourceVolumeName: source.id },
+            opts(ctx),
+          );
         } else if (source?.type === 'volume') {
-          created = await backend.cloneVolume({ ...spec, sizeBytes: sizeBytes!, sourceVolumeName: source.id, cloneType }, opts(ctx));
+          created = await backend.cloneVolume(
+            { ...spec, sizeBytes: sizeBytes!, sourceVolumeName: source.id, cloneType },
+            opts(ctx),
+          );
         } else if (image) {
           created = await images.importNew(spec, image, sizeBytes, ctx);
         } else {
@@ -132,12 +181,23 @@ export function createVolumeHandler(deps: CreateVolumeDeps): (req: CreateVolumeR
   function requestedSource(req: CreateVolumeRequest__Output): RequestedSource | undefined {
     const src = req.volume_content_source;
     if (!src) return undefined;
-    if (src.type === 'snapshot') return { type: 'snapshot', id: requireString('volume_content_source.snapshot.snapshot_id', src.snapshot?.snapshot_id ?? '') };
-    if (src.type === 'volume') return { type: 'volume', id: requireString('volume_content_source.volume.volume_id', src.volume?.volume_id ?? '') };
+    if (src.type === 'snapshot')
+      return {
+        type: 'snapshot',
+        id: requireString('volume_content_source.snapshot.snapshot_id', src.snapshot?.snapshot_id ?? ''),
+      };
+    if (src.type === 'volume')
+      return {
+        type: 'volume',
+        id: requireString('volume_content_source.volume.volume_id', src.volume?.volume_id ?? ''),
+      };
     throw invalidArgument('volume_content_source: a snapshot or a volume is required');
   }
 
-  async function lookUpSource(source: RequestedSource, ctx: RpcContext): Promise<{ sizeBytes: number; poolId: string; statusOnly?: boolean }> {
+  async function lookUpSource(
+    source: RequestedSource,
+    ctx: RpcContext,
+  ): Promise<{ sizeBytes: number; poolId: string; statusOnly?: boolean }> {
     const found = !isValidName(source.id)
       ? undefined
       : source.type === 'snapshot'
@@ -148,9 +208,16 @@ export function createVolumeHandler(deps: CreateVolumeDeps): (req: CreateVolumeR
   }
 
   /** Clones live in their source's pool. */
-  function sourcePool(pools: PoolInfo[], poolId: string, params: VolumeParameters, req: CreateVolumeRequest__Output): PoolInfo {
+  function sourcePool(
+    pools: PoolInfo[],
+    poolId: string,
+    params: VolumeParameters,
+    req: CreateVolumeRequest__Output,
+  ): PoolInfo {
     if (params.poolId !== undefined && params.poolId !== poolId) {
-      throw invalidArgument(`parameters.pool: the source is in pool ${poolId}; a volume made from it must be in the same pool`);
+      throw invalidArgument(
+        `parameters.pool: the source is in pool ${poolId}; a volume made from it must be in the same pool`,
+      );
     }
     const pool = pools.find((p) => p.id === poolId);
     if (!pool) throw failedPrecondition(`the source's pool ${poolId} is not reported by the back end`);

@@ -19,7 +19,8 @@ const BANNED_NAME_CHARACTERS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u
 export function checkCsiName(field: string, name: string): void {
   if (name === '') throw invalidArgument(`${field} is required`);
   const bytes = Buffer.byteLength(name, 'utf8');
-  if (bytes > MAX_CSI_STRING_BYTES) throw invalidArgument(`${field} is ${bytes} bytes long; at most ${MAX_CSI_STRING_BYTES} are allowed`);
+  if (bytes > MAX_CSI_STRING_BYTES)
+    throw invalidArgument(`${field} is ${bytes} bytes long; at most ${MAX_CSI_STRING_BYTES} are allowed`);
   const banned = BANNED_NAME_CHARACTERS.exec(name);
   if (banned) {
     const code = banned[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
@@ -53,7 +54,10 @@ export function encodePageToken(kind: TokenKind, marker: string): string {
 /** The back-end marker in a `starting_token`; '' for none. A token we did not issue → ABORTED (spec). */
 export function decodePageToken(kind: TokenKind, token: string): string {
   if (token === '') return '';
-  const bad = () => aborted(`starting_token ${JSON.stringify(token.length > 64 ? `${token.slice(0, 64)}…` : token)} is not valid; restart the listing without a token`);
+  const bad = () =>
+    aborted(
+      `starting_token ${JSON.stringify(token.length > 64 ? `${token.slice(0, 64)}…` : token)} is not valid; restart the listing without a token`,
+    );
   if (!token.startsWith(`${kind}.`)) throw bad();
   const body = token.slice(kind.length + 1);
   if (!/^[A-Za-z0-9_-]{1,200}$/.test(body)) throw bad();

@@ -53,7 +53,12 @@ export class ImageImports {
    * The image a new volume gets, or undefined. Reads the claim (one GET, bounded by the Kubernetes client's
    * deadline and the RPC's signal) when the provisioner named it and Kubernetes is reachable.
    */
-  async resolve(params: VolumeParameters, parameters: Record<string, string>, hasContentSource: boolean, ctx: RpcContext): Promise<ImageRequest | undefined> {
+  async resolve(
+    params: VolumeParameters,
+    parameters: Record<string, string>,
+    hasContentSource: boolean,
+    ctx: RpcContext,
+  ): Promise<ImageRequest | undefined> {
     const namespace = parameters[PVC_NAMESPACE_KEY];
     const name = parameters[PVC_NAME_KEY];
     const named = namespace !== undefined && name !== undefined && namespace !== '' && name !== '';
@@ -75,12 +80,19 @@ export class ImageImports {
         }
       } catch (err) {
         if (isKubeError(err, 'InvalidAnnotation')) {
-          await this.event(claim, { type: 'Warning', reason: 'ImageImportFailed', message: (err as Error).message }, ctx);
+          await this.event(
+            claim,
+            { type: 'Warning', reason: 'ImageImportFailed', message: (err as Error).message },
+            ctx,
+          );
           throw err;
         }
         // A class that does not take images from claims needs nothing from the claim: provisioning goes on.
         if (params.allowPvcImageSource) throw err;
-        ctx.log.warn({ err, pvc: `${claim.namespace}/${claim.name}` }, 'cannot read the claim; its annotations are not honoured by this class anyway');
+        ctx.log.warn(
+          { err, pvc: `${claim.namespace}/${claim.name}` },
+          'cannot read the claim; its annotations are not honoured by this class anyway',
+        );
       }
     }
     if (annotated && claim) {
@@ -98,14 +110,25 @@ export class ImageImports {
       return { url: annotated.source, ...(annotated.checksum ? { checksum: annotated.checksum } : {}), origin, claim };
     }
     if (params.image) {
-      return { url: params.image.url, ...(params.image.checksum ? { checksum: params.image.checksum } : {}), origin: 'parameters.imageSource', ...(claim ? { claim } : {}) };
+      return {
+        url: params.image.url,
+        ...(params.image.checksum ? { checksum: params.image.checksum } : {}),
+        origin: 'parameters.imageSource',
+        ...(claim ? { claim } : {}),
+      };
     }
     return undefined;
   }
 
   /** Starts the import that creates volume `spec.name`, and waits for it. */
   async importNew(
-    spec: { name: string; poolId: string; thin: boolean; qos: VolumeParameters['qos']; cachePolicy?: VolumeParameters['cachePolicy'] },
+    spec: {
+      name: string;
+      poolId: string;
+      thin: boolean;
+      qos: VolumeParameters['qos'];
+      cachePolicy?: VolumeParameters['cachePolicy'];
+    },
     image: ImageRequest,
     sizeBytes: number | undefined,
     ctx: RpcContext,
@@ -113,7 +136,12 @@ export class ImageImports {
     let started: { job: ImageJob; volume: VolumeInfo };
     try {
       started = await this.backend.importImage(
-        { ...spec, url: image.url, ...(image.checksum ? { checksum: image.checksum } : {}), ...(sizeBytes !== undefined ? { sizeBytes } : {}) },
+        {
+          ...spec,
+          url: image.url,
+          ...(image.checksum ? { checksum: image.checksum } : {}),
+          ...(sizeBytes !== undefined ? { sizeBytes } : {}),
+        },
         this.opts(ctx),
       );
     } catch (err) {
@@ -137,7 +165,13 @@ export class ImageImports {
     return this.finish(volume.name, volume.imageJobId!, request, ctx, volume);
   }
 
-  private async finish(name: string, jobId: string, image: ImageRequest, ctx: RpcContext, fallback: VolumeInfo): Promise<VolumeInfo> {
+  private async finish(
+    name: string,
+    jobId: string,
+    image: ImageRequest,
+    ctx: RpcContext,
+    fallback: VolumeInfo,
+  ): Promise<VolumeInfo> {
     const started = Date.now();
     const done = await this.backend.waitImageJob(jobId, this.timeoutMs, this.opts(ctx));
     // A failed import removes its volume on the back end, so nothing half-made is left behind.
@@ -149,11 +183,15 @@ export class ImageImports {
     }
     const volume = (await this.backend.getVolume(name, this.opts(ctx))) ?? fallback;
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
-    await this.event(image.claim, {
-      type: 'Normal',
-      reason: 'ImageImported',
-      message: `imported ${displayImage(image.url)} (${done.bytesTotal} bytes) into volume ${name} of ${volume.sizeBytes} bytes; waited ${seconds} s`,
-    }, ctx);
+    await this.event(
+      image.claim,
+      {
+        type: 'Normal',
+        reason: 'ImageImported',
+        message: `imported ${displayImage(image.url)} (${done.bytesTotal} bytes) into volume ${name} of ${volume.sizeBytes} bytes; waited ${seconds} s`,
+      },
+      ctx,
+    );
     return volume;
   }
 
@@ -165,9 +203,15 @@ export class ImageImports {
   private async event(claim: Claim | undefined, event: PvcEvent, ctx: RpcContext): Promise<void> {
     if (!claim || !this.kube?.enabled) return;
     try {
-      await this.kube.recordPvcEvent(claim.namespace, claim.name, event, { signal: ctx.signal, ...(claim.uid ? { pvcUid: claim.uid } : {}) });
+      await this.kube.recordPvcEvent(claim.namespace, claim.name, event, {
+        signal: ctx.signal,
+        ...(claim.uid ? { pvcUid: claim.uid } : {}),
+      });
     } catch (err) {
-      ctx.log.warn({ err, pvc: `${claim.namespace}/${claim.name}`, reason: event.reason }, 'cannot record the event on the claim');
+      ctx.log.warn(
+        { err, pvc: `${claim.namespace}/${claim.name}`, reason: event.reason },
+        'cannot record the event on the claim',
+      );
     }
   }
 

@@ -45,7 +45,13 @@ export function controllerCapabilities(level: ProtocolLevel): readonly Controlle
 }
 
 /** The CSI calls that need an extended VBS. */
-export const EXTENDED_ONLY_CALLS = ['ListVolumes', 'ListSnapshots', 'GetSnapshot', 'ControllerGetVolume', 'ControllerModifyVolume'] as const;
+export const EXTENDED_ONLY_CALLS = [
+  'ListVolumes',
+  'ListSnapshots',
+  'GetSnapshot',
+  'ControllerGetVolume',
+  'ControllerModifyVolume',
+] as const;
 
 /**
  * The temporary snapshot a clone of the original level goes through. Derived from the target's name only, so
@@ -54,7 +60,9 @@ export const EXTENDED_ONLY_CALLS = ['ListVolumes', 'ListSnapshots', 'GetSnapshot
 export function cloneSnapshotName(target: string): string {
   // Upper case never occurs in a name taken from CSI (ids.ts), so this cannot be a CO's snapshot.
   const name = `${target}.CLONE_SRC`;
-  return name.length <= 96 ? name : `C_${createHash('sha256').update(target, 'utf8').digest('hex').slice(0, 40)}.CLONE_SRC`;
+  return name.length <= 96
+    ? name
+    : `C_${createHash('sha256').update(target, 'utf8').digest('hex').slice(0, 40)}.CLONE_SRC`;
 }
 
 export interface CloneLog {
@@ -94,12 +102,20 @@ export async function cloneThroughSnapshot(
   return { ...clone, source: { type: 'volume', name: spec.sourceVolumeName }, cloneType: 'linked' };
 }
 
-async function removeTemporarySnapshot(backend: SdsBackend, temporary: string, opts: CallOptions, log?: CloneLog): Promise<void> {
+async function removeTemporarySnapshot(
+  backend: SdsBackend,
+  temporary: string,
+  opts: CallOptions,
+  log?: CloneLog,
+): Promise<void> {
   try {
     await backend.deleteSnapshot(temporary, opts);
   } catch (err) {
     if (!isSdsError(err, 'HasDependents') && !isSdsError(err, 'Internal')) throw err;
-    log?.warn({ snapshot: temporary, err: (err as Error).message }, 'the VBS keeps the clone\'s temporary snapshot; it is removed with the clone');
+    log?.warn(
+      { snapshot: temporary, err: (err as Error).message },
+      "the VBS keeps the clone's temporary snapshot; it is removed with the clone",
+    );
   }
 }
 
@@ -109,6 +125,11 @@ export async function removeCloneLeftovers(backend: SdsBackend, volumeName: stri
 }
 
 /** A retried clone whose target exists: finish its last step (the temporary snapshot), best effort. */
-export async function finishClone(backend: SdsBackend, volumeName: string, opts: CallOptions, log?: CloneLog): Promise<void> {
+export async function finishClone(
+  backend: SdsBackend,
+  volumeName: string,
+  opts: CallOptions,
+  log?: CloneLog,
+): Promise<void> {
   await removeTemporarySnapshot(backend, cloneSnapshotName(volumeName), opts, log).catch(() => undefined);
 }

@@ -37,16 +37,23 @@ const imageSource = z
   });
 
 const volumeSchema = z.strictObject({
-  pool: z.string().refine(isValidName, 'must be 1-96 characters of [A-Za-z0-9_.-], starting with a letter or digit').optional(),
+  pool: z
+    .string()
+    .refine(isValidName, 'must be 1-96 characters of [A-Za-z0-9_.-], starting with a letter or digit')
+    .optional(),
   cloneMode: oneOf(['linked', 'full']).optional(),
-  thin: oneOf(['true', 'false']).transform((v) => v === 'true').optional(),
+  thin: oneOf(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional(),
   fsType: oneOf(['ext4', 'xfs']).optional(),
   imageSource: imageSource.optional(),
   imageChecksum: z
     .string()
     .regex(/^(sha256:[0-9a-fA-F]{64}|md5:[0-9a-fA-F]{32})$/, 'must be sha256:<64 hex digits> or md5:<32 hex digits>')
     .optional(),
-  allowPvcImageSource: oneOf(['true', 'false']).transform((v) => v === 'true').optional(),
+  allowPvcImageSource: oneOf(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional(),
   ...mutableShape,
 });
 
@@ -121,7 +128,9 @@ export function parseVolumeParameters(params: Record<string, string>, mutable?: 
     ...(p.cloneMode !== undefined ? { cloneMode: p.cloneMode } : {}),
     thin: p.thin ?? true,
     ...(p.fsType !== undefined ? { fsType: p.fsType } : {}),
-    ...(p.imageSource !== undefined ? { image: { url: p.imageSource, ...(p.imageChecksum ? { checksum: p.imageChecksum } : {}) } } : {}),
+    ...(p.imageSource !== undefined
+      ? { image: { url: p.imageSource, ...(p.imageChecksum ? { checksum: p.imageChecksum } : {}) } }
+      : {}),
     allowPvcImageSource: p.allowPvcImageSource ?? false,
   };
 }
@@ -130,6 +139,8 @@ export function parseVolumeParameters(params: Record<string, string>, mutable?: 
 export function parseSnapshotParameters(params: Record<string, string>): void {
   const unknown = Object.keys(withoutKubernetesKeys(params));
   if (unknown.length > 0) {
-    throw invalidArgument(`parameters: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}`);
+    throw invalidArgument(
+      `parameters: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}`,
+    );
   }
 }

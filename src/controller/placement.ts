@@ -28,7 +28,12 @@ export function poolSatisfies(pool: PoolInfo, requirements: TopologyRequirement_
  * The pools the driver uses (--vbs-pools, or all the VBS lists) and the StorageClass's `pool` when it is not
  * among them: asked for by id, as the original client asked (a VBS that answers only named pools has it).
  */
-export async function withNamedPool(backend: Pick<SdsBackend, 'queryPools'>, pools: PoolInfo[], poolId: string | undefined, opts: CallOptions): Promise<PoolInfo[]> {
+export async function withNamedPool(
+  backend: Pick<SdsBackend, 'queryPools'>,
+  pools: PoolInfo[],
+  poolId: string | undefined,
+  opts: CallOptions,
+): Promise<PoolInfo[]> {
   if (poolId === undefined || pools.some((p) => p.id === poolId)) return pools;
   try {
     return [...pools, ...(await backend.queryPools([poolId], opts)).filter((p) => p.id === poolId)];
@@ -48,13 +53,19 @@ export function candidatePools(pools: PoolInfo[], poolId: string | undefined): P
 }
 
 /** Chooses the pool for a new volume; RESOURCE_EXHAUSTED when no pool is reachable where the CO requires. */
-export function choosePool(pools: PoolInfo[], poolId: string | undefined, requirements: TopologyRequirement__Output | null): PoolInfo {
+export function choosePool(
+  pools: PoolInfo[],
+  poolId: string | undefined,
+  requirements: TopologyRequirement__Output | null,
+): PoolInfo {
   const named = candidatePools(pools, poolId);
   const fitting = named.filter((p) => poolSatisfies(p, requirements));
   if (fitting.length === 0) {
     if (named.length === 0) throw resourceExhausted('the back end has no storage pool');
     const hosts = requiredHosts(requirements) ?? [];
-    throw resourceExhausted(`no ${poolId ? `pool ${JSON.stringify(poolId)}` : 'pool'} is reachable from the required hosts ${hosts.join(', ')}`);
+    throw resourceExhausted(
+      `no ${poolId ? `pool ${JSON.stringify(poolId)}` : 'pool'} is reachable from the required hosts ${hosts.join(', ')}`,
+    );
   }
   // Healthy pools first, then the CO's preferred hosts in its order.
   const ordered = [...fitting.filter((p) => p.healthy), ...fitting.filter((p) => !p.healthy)];
@@ -79,7 +90,9 @@ export function poolCeilingBytes(pool: PoolInfo, thin: boolean): number {
 export function checkPoolCeiling(pool: PoolInfo, thin: boolean, sizeBytes: number): void {
   const ceiling = poolCeilingBytes(pool, thin);
   if (sizeBytes > ceiling) {
-    throw outOfRange(`${sizeBytes} bytes exceeds what pool ${pool.id} can ever hold for a ${thin ? 'thin' : 'thick'} volume (${ceiling} bytes)`);
+    throw outOfRange(
+      `${sizeBytes} bytes exceeds what pool ${pool.id} can ever hold for a ${thin ? 'thin' : 'thick'} volume (${ceiling} bytes)`,
+    );
   }
 }
 

@@ -19,7 +19,12 @@ export interface UnpublishDeps {
   log: Logger;
 }
 
-export async function unmapFromHost(deps: UnpublishDeps, volumeId: string, hostId: string, opts: CallOptions): Promise<void> {
+export async function unmapFromHost(
+  deps: UnpublishDeps,
+  volumeId: string,
+  hostId: string,
+  opts: CallOptions,
+): Promise<void> {
   try {
     await deps.backend.unmapVolume(volumeId, hostId, {}, opts);
     return;
@@ -27,13 +32,21 @@ export async function unmapFromHost(deps: UnpublishDeps, volumeId: string, hostI
     if (!isSdsError(err, 'Attached')) throw err;
     const reason = await forceReason(deps, volumeId, hostId, opts);
     if (!reason) throw err;
-    deps.log.warn({ volumeId, hostId, reason }, 'the volume is attached on a host that no longer serves it: unmapping with force');
+    deps.log.warn(
+      { volumeId, hostId, reason },
+      'the volume is attached on a host that no longer serves it: unmapping with force',
+    );
     await deps.backend.unmapVolume(volumeId, hostId, { force: true }, opts);
   }
 }
 
 /** Why the host no longer serves the volume, or undefined when it may still be using it. */
-async function forceReason(deps: UnpublishDeps, volumeId: string, hostId: string, opts: CallOptions): Promise<string | undefined> {
+async function forceReason(
+  deps: UnpublishDeps,
+  volumeId: string,
+  hostId: string,
+  opts: CallOptions,
+): Promise<string | undefined> {
   const mapping = (await deps.backend.volumeHosts(volumeId, opts)).find((h) => h.hostId === hostId);
   if (mapping && !mapping.online) return `the VBS reports host ${hostId} down`;
   const { kube } = deps;

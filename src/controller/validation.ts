@@ -45,7 +45,8 @@ export function unsupportedCapability(cap: VolumeCapability__Output): string | u
   }
   if (cap.access_type === 'mount') {
     const fsType = cap.mount?.fs_type ?? '';
-    if (fsType !== '' && !SUPPORTED_FS_TYPES.has(fsType)) return `fs_type ${JSON.stringify(fsType)} is not supported (ext4 or xfs)`;
+    if (fsType !== '' && !SUPPORTED_FS_TYPES.has(fsType))
+      return `fs_type ${JSON.stringify(fsType)} is not supported (ext4 or xfs)`;
   }
   return undefined;
 }
@@ -83,7 +84,12 @@ function summarise(field: string, caps: VolumeCapability__Output[]): CapabilityS
 }
 
 export function isSingleNodeMode(mode: AccessMode): boolean {
-  return mode === 'SINGLE_NODE_WRITER' || mode === 'SINGLE_NODE_READER_ONLY' || mode === 'SINGLE_NODE_SINGLE_WRITER' || mode === 'SINGLE_NODE_MULTI_WRITER';
+  return (
+    mode === 'SINGLE_NODE_WRITER' ||
+    mode === 'SINGLE_NODE_READER_ONLY' ||
+    mode === 'SINGLE_NODE_SINGLE_WRITER' ||
+    mode === 'SINGLE_NODE_MULTI_WRITER'
+  );
 }
 
 export function isReadOnlyMode(mode: AccessMode): boolean {
@@ -126,7 +132,9 @@ const roundDownToMiB = (bytes: number) => Math.floor(bytes / MiB) * MiB;
 export function chooseSize(field: string, range: ByteRange, sourceBytes?: number): number {
   const { requiredBytes, limitBytes } = range;
   if (requiredBytes === Number.POSITIVE_INFINITY) {
-    throw outOfRange(`${field}.required_bytes exceeds the largest volume the back end can hold (${MAX_VOLUME_BYTES} bytes)`);
+    throw outOfRange(
+      `${field}.required_bytes exceeds the largest volume the back end can hold (${MAX_VOLUME_BYTES} bytes)`,
+    );
   }
   let size: number;
   if (requiredBytes > 0) size = roundUpToMiB(requiredBytes);
@@ -137,10 +145,16 @@ export function chooseSize(field: string, range: ByteRange, sourceBytes?: number
   }
   if (size === 0) throw outOfRange(`${field}.limit_bytes ${limitBytes} is below the smallest volume (1 MiB)`);
   if (limitBytes > 0 && size > limitBytes) {
-    const why = sourceBytes !== undefined && sourceBytes > limitBytes ? `the source's ${sourceBytes} bytes` : `${size} bytes (sizes are whole MiB)`;
+    const why =
+      sourceBytes !== undefined && sourceBytes > limitBytes
+        ? `the source's ${sourceBytes} bytes`
+        : `${size} bytes (sizes are whole MiB)`;
     throw outOfRange(`${field}.limit_bytes ${limitBytes} is below ${why}`);
   }
-  if (size > MAX_VOLUME_BYTES) throw outOfRange(`${field}: ${size} bytes exceeds the largest volume the back end can hold (${MAX_VOLUME_BYTES} bytes)`);
+  if (size > MAX_VOLUME_BYTES)
+    throw outOfRange(
+      `${field}: ${size} bytes exceeds the largest volume the back end can hold (${MAX_VOLUME_BYTES} bytes)`,
+    );
   return size;
 }
 

@@ -29,7 +29,10 @@ export const CONTEXT_CONTENT_ORIGIN = 'sdshypervisor.io/contentOrigin';
 export type ContentOrigin = 'image' | 'snapshot' | 'volume';
 
 /** What CreateVolume tells the node. `origin` comes from the request (content source or image), not from records. */
-export function volumeContext(params: Pick<VolumeParameters, 'fsType'>, origin?: ContentOrigin): Record<string, string> {
+export function volumeContext(
+  params: Pick<VolumeParameters, 'fsType'>,
+  origin?: ContentOrigin,
+): Record<string, string> {
   return {
     ...(params.fsType ? { [CONTEXT_FS_TYPE]: params.fsType } : {}),
     ...(origin ? { [CONTEXT_CONTENT_ORIGIN]: origin } : {}),
@@ -69,7 +72,10 @@ export function reportedSettings(info: VolumeInfo): Record<string, string> {
 
 export function volumeCondition(info: VolumeInfo): VolumeCondition {
   const abnormal = !info.healthy || info.state === 'fault';
-  return { abnormal, message: abnormal ? `volume is faulty: ${info.faultReason || 'the back end reports a fault'}` : 'volume is healthy' };
+  return {
+    abnormal,
+    message: abnormal ? `volume is faulty: ${info.faultReason || 'the back end reports a fault'}` : 'volume is healthy',
+  };
 }
 
 export function csiSnapshot(info: SnapshotInfo): Snapshot {
@@ -94,22 +100,33 @@ export interface WantedVolume {
 /** Settings of an existing volume that differ from the parameters; `thin` counts only when `compareThin`. */
 export function settingDifferences(existing: VolumeInfo, params: VolumeParameters, compareThin: boolean): string[] {
   const diffs: string[] = [];
-  if (params.poolId !== undefined && existing.poolId !== params.poolId) diffs.push(`it is in pool ${existing.poolId}, not ${params.poolId}`);
+  if (params.poolId !== undefined && existing.poolId !== params.poolId)
+    diffs.push(`it is in pool ${existing.poolId}, not ${params.poolId}`);
   if (compareThin && existing.thin !== params.thin) diffs.push(`it is ${existing.thin ? 'thin' : 'thick'}`);
-  if (params.qos.maxIops !== undefined && existing.qos.maxIops !== params.qos.maxIops) diffs.push(`its maxIOPS is ${existing.qos.maxIops}`);
-  if (params.qos.maxMBps !== undefined && existing.qos.maxMBps !== params.qos.maxMBps) diffs.push(`its maxMBps is ${existing.qos.maxMBps}`);
-  if (params.qos.priority !== undefined && existing.qos.priority !== params.qos.priority) diffs.push(`its IO priority is ${existing.qos.priority}`);
-  if (params.cachePolicy !== undefined && existing.cachePolicy !== params.cachePolicy) diffs.push(`its cache is ${existing.cachePolicy}`);
+  if (params.qos.maxIops !== undefined && existing.qos.maxIops !== params.qos.maxIops)
+    diffs.push(`its maxIOPS is ${existing.qos.maxIops}`);
+  if (params.qos.maxMBps !== undefined && existing.qos.maxMBps !== params.qos.maxMBps)
+    diffs.push(`its maxMBps is ${existing.qos.maxMBps}`);
+  if (params.qos.priority !== undefined && existing.qos.priority !== params.qos.priority)
+    diffs.push(`its IO priority is ${existing.qos.priority}`);
+  if (params.cachePolicy !== undefined && existing.cachePolicy !== params.cachePolicy)
+    diffs.push(`its cache is ${existing.cachePolicy}`);
   return diffs;
 }
 
 /** What makes an existing volume unlike the requested one (empty: it is the same volume). */
 export function incompatibilities(existing: VolumeInfo, want: WantedVolume): string[] {
   const diffs: string[] = [];
-  if (!sizeFits(existing.sizeBytes, want.range)) diffs.push(`its size ${existing.sizeBytes} bytes is outside the requested capacity_range`);
+  if (!sizeFits(existing.sizeBytes, want.range))
+    diffs.push(`its size ${existing.sizeBytes} bytes is outside the requested capacity_range`);
   diffs.push(...settingDifferences(existing, want.params, true));
   const src = existing.source;
-  const have = src.type === 'snapshot' || src.type === 'volume' ? `${src.type} ${src.name}` : src.type === 'image' ? 'an image' : 'no source';
+  const have =
+    src.type === 'snapshot' || src.type === 'volume'
+      ? `${src.type} ${src.name}`
+      : src.type === 'image'
+        ? 'an image'
+        : 'no source';
   const wanted = want.source ? `${want.source.type} ${want.source.id}` : want.params.image ? 'an image' : 'no source';
   if (have !== wanted) diffs.push(`it was made from ${have}, not ${wanted}`);
   else if (want.source && want.cloneType && existing.cloneType && existing.cloneType !== want.cloneType) {
@@ -123,7 +140,12 @@ export function incompatibilities(existing: VolumeInfo, want: WantedVolume): str
  * a mount capability names none, as the node does): a required size below it is rounded up to it, a limit
  * below it is OUT_OF_RANGE. Block-only volumes and an unsized range (the default size) are left as asked.
  */
-export function withFilesystemMinimum(field: string, range: ByteRange, caps: CapabilitySummary, params: Pick<VolumeParameters, 'fsType'>): ByteRange {
+export function withFilesystemMinimum(
+  field: string,
+  range: ByteRange,
+  caps: CapabilitySummary,
+  params: Pick<VolumeParameters, 'fsType'>,
+): ByteRange {
   if (!caps.mount || (range.requiredBytes === 0 && range.limitBytes === 0)) return range;
   const fsTypes = new Set([...caps.fsTypes, ...(params.fsType ? [params.fsType] : [])]);
   if (fsTypes.size === 0) fsTypes.add('ext4');
@@ -134,7 +156,9 @@ export function withFilesystemMinimum(field: string, range: ByteRange, caps: Cap
     if (bytes > minimum) [minimum, needs] = [bytes, fsType];
   }
   if (range.limitBytes > 0 && range.limitBytes < minimum) {
-    throw outOfRange(`${field}.limit_bytes ${range.limitBytes} is below the smallest ${needs} filesystem (${minimum} bytes, ${minimum / 1048576} MiB)`);
+    throw outOfRange(
+      `${field}.limit_bytes ${range.limitBytes} is below the smallest ${needs} filesystem (${minimum} bytes, ${minimum / 1048576} MiB)`,
+    );
   }
   // required 0 (a limit only): the default size, capped at the limit, which is at least the minimum.
   return range.requiredBytes === 0 || range.requiredBytes >= minimum ? range : { ...range, requiredBytes: minimum };

@@ -57,7 +57,9 @@ type Api<C> = {
 function api<C extends grpc.Client>(client: C, timeoutMs = 120_000): Api<C> {
   return new Proxy({} as Api<C>, {
     get(_, method: string) {
-      const fn = (client as unknown as Record<string, (req: unknown, opts: grpc.CallOptions, cb: Callback<unknown>) => void>)[method];
+      const fn = (
+        client as unknown as Record<string, (req: unknown, opts: grpc.CallOptions, cb: Callback<unknown>) => void>
+      )[method];
       if (typeof fn !== 'function') return undefined;
       return (request: unknown) =>
         new Promise((resolve, reject) =>
@@ -80,7 +82,11 @@ function connect(socket: string): Csi {
   const csi = loadCsiProto().csi.v1;
   const address = `unix://${socket}`;
   const creds = grpc.credentials.createInsecure();
-  const clients = [new csi.Identity(address, creds), new csi.Controller(address, creds), new csi.Node(address, creds)] as const;
+  const clients = [
+    new csi.Identity(address, creds),
+    new csi.Controller(address, creds),
+    new csi.Node(address, creds),
+  ] as const;
   return {
     identity: api(clients[0], 5_000),
     controller: api(clients[1]),
@@ -112,10 +118,21 @@ async function startDriver(dir: string): Promise<{ socket: string; child: ChildP
   let output = '';
   // Its own process group: a Ctrl-C in the terminal reaches the demo only, which then cleans up through the
   // driver before stopping it. Every exit path of the demo stops it (the 'exit' hook covers a crash).
-  const child = spawn(process.execPath, [entry, '--mode=all', `--endpoint=unix://${socket}`, `--data-dir=${join(dir, 'data')}`, '--metrics-address=', '--log-level=warn'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      entry,
+      '--mode=all',
+      `--endpoint=unix://${socket}`,
+      `--data-dir=${join(dir, 'data')}`,
+      '--metrics-address=',
+      '--log-level=warn',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    },
+  );
   const stopWithUs = () => child.exitCode === null && child.signalCode === null && child.kill('SIGTERM');
   process.once('exit', stopWithUs);
   child.once('exit', () => process.removeListener('exit', stopWithUs));
@@ -145,7 +162,8 @@ async function stopDriver(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
-const size = (bytes: number) => (bytes >= GiB && bytes % (GiB / 4) === 0 ? `${bytes / GiB} GiB` : `${Math.round(bytes / MiB)} MiB`);
+const size = (bytes: number) =>
+  bytes >= GiB && bytes % (GiB / 4) === 0 ? `${bytes / GiB} GiB` : `${Math.round(bytes / MiB)} MiB`;
 
 async function dfBytes(path: string): Promise<number> {
   const s = await statfs(path);
@@ -177,7 +195,9 @@ async function main(): Promise<number> {
     if (state !== 'ready') {
       csi.close();
       await removeWorkDir(work);
-      out(`the driver at ${endpoint} is ${state === 'nothing' ? 'gone' : 'still not ready'}; not starting a second one (see its log, or stop it)\n`);
+      out(
+        `the driver at ${endpoint} is ${state === 'nothing' ? 'gone' : 'still not ready'}; not starting a second one (see its log, or stop it)\n`,
+      );
       return 1;
     }
   }
@@ -199,7 +219,10 @@ async function main(): Promise<number> {
   const pvc = `pvc-demo-${tag}`;
   const snap = `snapshot-demo-${tag}`;
   const clone = `pvc-demo-${tag}-restored`;
-  const capability: VolumeCapability = { access_mode: { mode: 'SINGLE_NODE_WRITER' }, mount: { fs_type: fsType, mount_flags: [] } };
+  const capability: VolumeCapability = {
+    access_mode: { mode: 'SINGLE_NODE_WRITER' },
+    mount: { fs_type: fsType, mount_flags: [] },
+  };
   const paths = {
     staging: join(work, 'staging', pvc),
     target: join(work, 'pods', 'writer', pvc),
@@ -224,13 +247,30 @@ async function main(): Promise<number> {
 
   // Recorded before the call: a failed stage or publish may have done part of its work, and its undo is safe
   // on anything (unstage/unpublish of what is not there is OK).
-  const stage = async (id: string, staging: string, context: Record<string, string>, publishContext: Record<string, string>) => {
+  const stage = async (
+    id: string,
+    staging: string,
+    context: Record<string, string>,
+    publishContext: Record<string, string>,
+  ) => {
     live.staged.set(staging, id);
-    await csi.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: capability, volume_context: context, publish_context: publishContext });
+    await csi.node.NodeStageVolume({
+      volume_id: id,
+      staging_target_path: staging,
+      volume_capability: capability,
+      volume_context: context,
+      publish_context: publishContext,
+    });
   };
   const publish = async (id: string, staging: string, target: string) => {
     live.published.set(target, id);
-    await csi.node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: capability, readonly: false });
+    await csi.node.NodePublishVolume({
+      volume_id: id,
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: capability,
+      readonly: false,
+    });
   };
   const contexts = new Map<string, { volume: Record<string, string>; publish: Record<string, string> }>();
 
@@ -270,7 +310,12 @@ async function main(): Promise<number> {
       title: 'ControllerPublishVolume',
       run: async () => {
         live.attached.add(volumeId);
-        const res = await csi.controller.ControllerPublishVolume({ volume_id: volumeId, node_id: nodeId, volume_capability: capability, readonly: false });
+        const res = await csi.controller.ControllerPublishVolume({
+          volume_id: volumeId,
+          node_id: nodeId,
+          volume_capability: capability,
+          readonly: false,
+        });
         contexts.get(volumeId)!.publish = res.publish_context;
         return `${volumeId} mapped to ${nodeId} ${JSON.stringify(res.publish_context)}`;
       },
@@ -331,7 +376,12 @@ async function main(): Promise<number> {
       title: 'ControllerPublishVolume (clone)',
       run: async () => {
         live.attached.add(cloneId);
-        const res = await csi.controller.ControllerPublishVolume({ volume_id: cloneId, node_id: nodeId, volume_capability: capability, readonly: false });
+        const res = await csi.controller.ControllerPublishVolume({
+          volume_id: cloneId,
+          node_id: nodeId,
+          volume_capability: capability,
+          readonly: false,
+        });
         contexts.get(cloneId)!.publish = res.publish_context;
         return `${cloneId} mapped to ${nodeId}`;
       },
@@ -341,7 +391,7 @@ async function main(): Promise<number> {
       run: async () => {
         const c = contexts.get(cloneId)!;
         await stage(cloneId, paths.cloneStaging, c.volume, c.publish);
-        return `mounted at ${paths.cloneStaging}${fsType === 'xfs' ? ' (nouuid: it shares its source\'s XFS UUID)' : ''}`;
+        return `mounted at ${paths.cloneStaging}${fsType === 'xfs' ? " (nouuid: it shares its source's XFS UUID)" : ''}`;
       },
     },
     {
@@ -355,14 +405,19 @@ async function main(): Promise<number> {
       title: 'read the file from the clone',
       run: async () => {
         const text = await readFile(join(paths.cloneTarget, 'hello.txt'), 'utf8');
-        if (text !== message) throw new Error(`the clone holds ${JSON.stringify(text)}, expected ${JSON.stringify(message)}`);
+        if (text !== message)
+          throw new Error(`the clone holds ${JSON.stringify(text)}, expected ${JSON.stringify(message)}`);
         return `hello.txt matches: ${JSON.stringify(text.trim())}`;
       },
     },
     {
       title: 'ControllerExpandVolume',
       run: async () => {
-        const res = await csi.controller.ControllerExpandVolume({ volume_id: volumeId, capacity_range: { required_bytes: String(2 * GiB) }, volume_capability: capability });
+        const res = await csi.controller.ControllerExpandVolume({
+          volume_id: volumeId,
+          capacity_range: { required_bytes: String(2 * GiB) },
+          volume_capability: capability,
+        });
         return `${volumeId} → ${size(Number(res.capacity_bytes))}, node_expansion_required=${res.node_expansion_required}`;
       },
     },
@@ -370,7 +425,10 @@ async function main(): Promise<number> {
       title: 'NodeExpandVolume (online)',
       run: async () => {
         const res = await csi.node.NodeExpandVolume({
-          volume_id: volumeId, volume_path: paths.target, staging_target_path: paths.staging, volume_capability: capability,
+          volume_id: volumeId,
+          volume_path: paths.target,
+          staging_target_path: paths.staging,
+          volume_capability: capability,
           capacity_range: { required_bytes: String(2 * GiB) },
         });
         const after = await dfBytes(paths.target);
@@ -380,7 +438,11 @@ async function main(): Promise<number> {
     {
       title: 'NodeGetVolumeStats',
       run: async () => {
-        const stats = await csi.node.NodeGetVolumeStats({ volume_id: volumeId, volume_path: paths.target, staging_target_path: paths.staging });
+        const stats = await csi.node.NodeGetVolumeStats({
+          volume_id: volumeId,
+          volume_path: paths.target,
+          staging_target_path: paths.staging,
+        });
         const bytes = stats.usage.find((u) => u.unit === 'BYTES');
         const inodes = stats.usage.find((u) => u.unit === 'INODES');
         return `used ${size(Number(bytes?.used ?? 0))} of ${size(Number(bytes?.total ?? 0))}, inodes ${inodes?.used}/${inodes?.total}, condition: ${stats.volume_condition?.message}`;
@@ -393,7 +455,7 @@ async function main(): Promise<number> {
           await csi.node.NodeUnpublishVolume({ volume_id: id, target_path: target });
           live.published.delete(target);
         }
-        return 'both pods\' bind mounts removed';
+        return "both pods' bind mounts removed";
       },
     },
     {
@@ -476,7 +538,9 @@ async function main(): Promise<number> {
     }
     await removeWorkDir(work);
   }
-  out(`\n${stopReason ? `demo interrupted (${stopReason})` : failed ? 'demo FAILED' : 'demo done'} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  out(
+    `\n${stopReason ? `demo interrupted (${stopReason})` : failed ? 'demo FAILED' : 'demo done'} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+  );
   return failed ? 1 : 0;
 }
 
@@ -496,7 +560,13 @@ async function removeWorkDir(work: string): Promise<void> {
 /** After a failed step: removes whatever the demo made, in reverse dependency order, reporting each attempt. */
 async function cleanUp(
   csi: Csi,
-  live: { published: Map<string, string>; staged: Map<string, string>; attached: Set<string>; snapshots: Set<string>; volumes: string[] },
+  live: {
+    published: Map<string, string>;
+    staged: Map<string, string>;
+    attached: Set<string>;
+    snapshots: Set<string>;
+    volumes: string[];
+  },
   nodeId: string,
 ): Promise<void> {
   const attempt = async (what: string, fn: () => Promise<unknown>) => {
@@ -507,11 +577,18 @@ async function cleanUp(
       out(`cleanup: ${what} FAILED: ${(err as Error).message}\n`);
     }
   };
-  for (const [target, id] of live.published) await attempt(`unpublish ${target}`, () => csi.node.NodeUnpublishVolume({ volume_id: id, target_path: target }));
-  for (const [staging, id] of live.staged) await attempt(`unstage ${staging}`, () => csi.node.NodeUnstageVolume({ volume_id: id, staging_target_path: staging }));
-  for (const id of live.attached) await attempt(`unmap ${id}`, () => csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: nodeId }));
-  for (const id of [...live.volumes].reverse().slice(0, -1)) await attempt(`delete ${id}`, () => csi.controller.DeleteVolume({ volume_id: id }));
-  for (const id of live.snapshots) await attempt(`delete ${id}`, () => csi.controller.DeleteSnapshot({ snapshot_id: id }));
+  for (const [target, id] of live.published)
+    await attempt(`unpublish ${target}`, () => csi.node.NodeUnpublishVolume({ volume_id: id, target_path: target }));
+  for (const [staging, id] of live.staged)
+    await attempt(`unstage ${staging}`, () =>
+      csi.node.NodeUnstageVolume({ volume_id: id, staging_target_path: staging }),
+    );
+  for (const id of live.attached)
+    await attempt(`unmap ${id}`, () => csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: nodeId }));
+  for (const id of [...live.volumes].reverse().slice(0, -1))
+    await attempt(`delete ${id}`, () => csi.controller.DeleteVolume({ volume_id: id }));
+  for (const id of live.snapshots)
+    await attempt(`delete ${id}`, () => csi.controller.DeleteSnapshot({ snapshot_id: id }));
   const first = live.volumes[0];
   if (first) await attempt(`delete ${first}`, () => csi.controller.DeleteVolume({ volume_id: first }));
 }

@@ -43,7 +43,8 @@ export function parseGroupParameters(params: Record<string, string>): GroupParam
   const result = groupParametersSchema.safeParse(own);
   if (!result.success) {
     const issue = result.error.issues[0]!;
-    if (issue.code === 'unrecognized_keys') throw invalidArgument(`parameters: unknown key ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`);
+    if (issue.code === 'unrecognized_keys')
+      throw invalidArgument(`parameters: unknown key ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`);
     throw invalidArgument(`parameters.${issue.path.join('.')}: ${issue.message}`);
   }
   const out: GroupParameters = {};
@@ -59,7 +60,8 @@ export function csiGroupSnapshot(info: GroupSnapshotInfo): VolumeGroupSnapshot {
     // Every member carries the group's id (csiSnapshot reads it from the record's group_name).
     snapshots: info.snapshots.map((s) => ({ ...csiSnapshot(s), group_snapshot_id: info.name })),
     creation_time: { seconds: String(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 },
-    ready_to_use: info.state === 'available' && info.snapshots.every((s) => s.state === 'available' || s.state === 'in-use'),
+    ready_to_use:
+      info.state === 'available' && info.snapshots.every((s) => s.state === 'available' || s.state === 'in-use'),
   };
 }
 
@@ -90,7 +92,8 @@ export function groupControllerService(deps: GroupControllerDeps, rpc: RpcFactor
       req.source_volume_ids.forEach((id, i) => {
         if (id === '') throw invalidArgument(`source_volume_ids[${i}] is empty`);
       });
-      if (new Set(req.source_volume_ids).size !== req.source_volume_ids.length) throw invalidArgument('source_volume_ids lists a volume twice');
+      if (new Set(req.source_volume_ids).size !== req.source_volume_ids.length)
+        throw invalidArgument('source_volume_ids lists a volume twice');
       const params = parseGroupParameters(req.parameters);
       const unknown = req.source_volume_ids.find((id) => !isValidName(id));
       const name = backendNameFor(req.name);
@@ -99,9 +102,14 @@ export function groupControllerService(deps: GroupControllerDeps, rpc: RpcFactor
         const existing = await backend.getGroupSnapshot(name, opts(ctx));
         if (existing) {
           const diffs: string[] = [];
-          if (existing.volumeNames.join(':') !== wanted.join(':')) diffs.push(`its source volumes are ${existing.volumeNames.join(', ')}`);
-          if (params.quiesce !== undefined && existing.quiesce !== params.quiesce) diffs.push(`it was quiesced by ${existing.quiesce}`);
-          if (diffs.length > 0) throw alreadyExists(`group snapshot ${name} (name ${JSON.stringify(req.name)}) already exists, but ${diffs.join('; ')}`);
+          if (existing.volumeNames.join(':') !== wanted.join(':'))
+            diffs.push(`its source volumes are ${existing.volumeNames.join(', ')}`);
+          if (params.quiesce !== undefined && existing.quiesce !== params.quiesce)
+            diffs.push(`it was quiesced by ${existing.quiesce}`);
+          if (diffs.length > 0)
+            throw alreadyExists(
+              `group snapshot ${name} (name ${JSON.stringify(req.name)}) already exists, but ${diffs.join('; ')}`,
+            );
           if (existing.state === 'deleting') throw aborted(`group snapshot ${name} is being deleted; retry later`);
           return { group_snapshot: csiGroupSnapshot(existing) };
         }
@@ -128,7 +136,9 @@ export function groupControllerService(deps: GroupControllerDeps, rpc: RpcFactor
 
     GetVolumeGroupSnapshot: rpc.unary('GetVolumeGroupSnapshot', async (req, ctx) => {
       if (req.group_snapshot_id === '') throw invalidArgument('group_snapshot_id is required');
-      const found = isValidName(req.group_snapshot_id) ? await backend.getGroupSnapshot(req.group_snapshot_id, opts(ctx)) : undefined;
+      const found = isValidName(req.group_snapshot_id)
+        ? await backend.getGroupSnapshot(req.group_snapshot_id, opts(ctx))
+        : undefined;
       if (!found) throw notFound(`group snapshot ${req.group_snapshot_id} does not exist`);
       const wrong = mismatch(found, req.snapshot_ids);
       if (wrong) throw invalidArgument(wrong);

@@ -17,7 +17,9 @@ export interface IdentityDeps {
 
 export function pluginCapabilities(deps: IdentityDeps): GetPluginCapabilitiesResponse {
   const services = ['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS'] as const;
-  const capabilities: NonNullable<GetPluginCapabilitiesResponse['capabilities']> = services.map((type) => ({ service: { type } }));
+  const capabilities: NonNullable<GetPluginCapabilitiesResponse['capabilities']> = services.map((type) => ({
+    service: { type },
+  }));
   if (deps.groupControllerService) capabilities.push({ service: { type: 'GROUP_CONTROLLER_SERVICE' } });
   if (deps.snapshotMetadataService) capabilities.push({ service: { type: 'SNAPSHOT_METADATA_SERVICE' } });
   capabilities.push({ volume_expansion: { type: 'ONLINE' } });

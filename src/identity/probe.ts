@@ -20,7 +20,8 @@ export interface BackendProbeOptions {
 export type Probe = () => Promise<ProbeResult>;
 
 /** What the probe asks: the capability query of the extended level, or a pool query on the original one. */
-export type ProbedBackend = Pick<SdsBackend, 'systemInfo'> & Partial<Pick<SdsBackend, 'queryPools'>> & { readonly level?: ProtocolLevel };
+export type ProbedBackend = Pick<SdsBackend, 'systemInfo'> &
+  Partial<Pick<SdsBackend, 'queryPools'>> & { readonly level?: ProtocolLevel };
 
 /**
  * A probe asking the VBS `QUERY_CAPABILITY_REQ` (its ping); on the original level, which has no such
@@ -41,7 +42,11 @@ export function backendProbe(backend: ProbedBackend, options: BackendProbeOption
     }
     if (result.ready !== wasReady) {
       if (result.ready) options.log.info(wasReady === undefined ? 'back end ready' : 'back end ready again');
-      else options.log.warn({ reason: result.reason }, 'back end not ready: Probe and /healthz report not ready until it answers');
+      else
+        options.log.warn(
+          { reason: result.reason },
+          'back end not ready: Probe and /healthz report not ready until it answers',
+        );
       wasReady = result.ready;
     }
     return result;

@@ -13,7 +13,13 @@ import {
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { KubeError } from './errors.js';
-import { DisabledKubeClient, IMAGE_CHECKSUM_ANNOTATION, IMAGE_SOURCE_ANNOTATION, inClusterConfigPresent, KUBERNETES_OFF } from './lazy.js';
+import {
+  DisabledKubeClient,
+  IMAGE_CHECKSUM_ANNOTATION,
+  IMAGE_SOURCE_ANNOTATION,
+  inClusterConfigPresent,
+  KUBERNETES_OFF,
+} from './lazy.js';
 import { DEFAULT_RETRY_POLICY, withRetries, type AttemptFailure, type RetryPolicy } from './retry.js';
 
 export { IMAGE_CHECKSUM_ANNOTATION, IMAGE_SOURCE_ANNOTATION };
@@ -63,17 +69,30 @@ export interface KubeClient {
   /** the API server URL, when enabled */
   readonly server?: string;
   /** The values of `labelKeys` on Node `nodeName`; keys the node lacks are left out (and logged). */
-  readNodeTopology(nodeName: string, labelKeys: readonly string[], options?: CallOptions): Promise<Record<string, string>>;
+  readNodeTopology(
+    nodeName: string,
+    labelKeys: readonly string[],
+    options?: CallOptions,
+  ): Promise<Record<string, string>>;
   /**
    * Whether the Node the CSI node id `nodeId` belongs to carries the `node.kubernetes.io/out-of-service`
    * taint (non-graceful node shutdown). The Node is found by the kubelet's `csi.volume.kubernetes.io/nodeid`
    * annotation for `driverName`, else by name; undefined when no Node matches.
    */
-  nodeOutOfService(nodeId: string, driverName: string, options?: CallOptions): Promise<{ node: string; outOfService: boolean } | undefined>;
+  nodeOutOfService(
+    nodeId: string,
+    driverName: string,
+    options?: CallOptions,
+  ): Promise<{ node: string; outOfService: boolean } | undefined>;
   /** The image-source annotations of a claim, or undefined when it has none. */
   readPvcImageSource(namespace: string, name: string, options?: CallOptions): Promise<PvcImageSource | undefined>;
   /** Records an Event on a claim (the claim is read for its UID unless `pvcUid` is given). */
-  recordPvcEvent(namespace: string, name: string, event: PvcEvent, options?: CallOptions & { pvcUid?: string }): Promise<void>;
+  recordPvcEvent(
+    namespace: string,
+    name: string,
+    event: PvcEvent,
+    options?: CallOptions & { pvcUid?: string },
+  ): Promise<void>;
 }
 
 /**
@@ -88,7 +107,12 @@ export function createKubeClient(options: KubeClientOptions): KubeClient {
     try {
       kubeConfig.loadFromString(readFileSync(options.kubeconfig, 'utf8'));
     } catch (err) {
-      throw new KubeError('Config', `kubeconfig ${options.kubeconfig}: cannot load it: ${(err as Error).message}`, undefined, { cause: err });
+      throw new KubeError(
+        'Config',
+        `kubeconfig ${options.kubeconfig}: cannot load it: ${(err as Error).message}`,
+        undefined,
+        { cause: err },
+      );
     }
     if (!kubeConfig.getCurrentCluster()) {
       throw new KubeError('Config', `kubeconfig ${options.kubeconfig}: no current-context naming a cluster`);
@@ -114,7 +138,8 @@ export const OUT_OF_SERVICE_TAINT = 'node.kubernetes.io/out-of-service';
 // Kubernetes name rules, checked before a request so a bad argument is not sent (and not retried).
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const LABEL_KEY =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 const EVENT_REASON = /^[A-Za-z][A-Za-z0-9]{0,127}$/;
 const IMAGE_SOURCE = /^(\/|file:\/\/\/|https?:\/\/)/;
 const CHECKSUM = /^(sha256:[0-9a-fA-F]{64}|md5:[0-9a-fA-F]{32})$/;
@@ -147,11 +172,18 @@ class ApiKubeClient implements KubeClient {
     this.instance = options.instance ?? process.env.HOSTNAME ?? 'unknown';
   }
 
-  async readNodeTopology(nodeName: string, labelKeys: readonly string[], options: CallOptions = {}): Promise<Record<string, string>> {
+  async readNodeTopology(
+    nodeName: string,
+    labelKeys: readonly string[],
+    options: CallOptions = {},
+  ): Promise<Record<string, string>> {
     requireName('node name', nodeName, DNS_SUBDOMAIN, 253);
     for (const key of labelKeys) {
       if (typeof key !== 'string' || !LABEL_KEY.test(key)) {
-        throw new KubeError('InvalidArgument', `topology label key ${JSON.stringify(key)} is not a Kubernetes label key`);
+        throw new KubeError(
+          'InvalidArgument',
+          `topology label key ${JSON.stringify(key)} is not a Kubernetes label key`,
+        );
       }
     }
     const node = await this.call(`GET node ${nodeName}`, options, (o) => this.core.readNode({ name: nodeName }, o));
@@ -162,11 +194,16 @@ class ApiKubeClient implements KubeClient {
       if (typeof labels[key] === 'string') topology[key] = labels[key];
       else missing.push(key);
     }
-    if (missing.length > 0) this.logger.warn({ node: nodeName, missing }, 'node lacks topology labels; they are left out of its topology');
+    if (missing.length > 0)
+      this.logger.warn({ node: nodeName, missing }, 'node lacks topology labels; they are left out of its topology');
     return topology;
   }
 
-  async nodeOutOfService(nodeId: string, driverName: string, options: CallOptions = {}): Promise<{ node: string; outOfService: boolean } | undefined> {
+  async nodeOutOfService(
+    nodeId: string,
+    driverName: string,
+    options: CallOptions = {},
+  ): Promise<{ node: string; outOfService: boolean } | undefined> {
     const list = await this.call('LIST nodes', options, (o) => this.core.listNode({}, o));
     const nodeIdOf = (annotations: Record<string, string> | undefined): string | undefined => {
       try {
@@ -176,13 +213,19 @@ class ApiKubeClient implements KubeClient {
         return undefined; // not ours to judge: a Node with a garbled annotation matches by name only
       }
     };
-    const node = list.items.find((n) => nodeIdOf(n.metadata?.annotations) === nodeId) ?? list.items.find((n) => n.metadata?.name === nodeId);
+    const node =
+      list.items.find((n) => nodeIdOf(n.metadata?.annotations) === nodeId) ??
+      list.items.find((n) => n.metadata?.name === nodeId);
     if (!node?.metadata?.name) return undefined;
     const outOfService = (node.spec?.taints ?? []).some((t) => t.key === OUT_OF_SERVICE_TAINT);
     return { node: node.metadata.name, outOfService };
   }
 
-  async readPvcImageSource(namespace: string, name: string, options: CallOptions = {}): Promise<PvcImageSource | undefined> {
+  async readPvcImageSource(
+    namespace: string,
+    name: string,
+    options: CallOptions = {},
+  ): Promise<PvcImageSource | undefined> {
     requireName('PVC namespace', namespace, DNS_LABEL, 63);
     requireName('PVC name', name, DNS_SUBDOMAIN, 253);
     const pvc = await this.call(`GET persistentvolumeclaim ${namespace}/${name}`, options, (o) =>
@@ -193,7 +236,10 @@ class ApiKubeClient implements KubeClient {
     const checksum = annotations[IMAGE_CHECKSUM_ANNOTATION]?.trim();
     if (!source) {
       if (checksum) {
-        throw new KubeError('InvalidAnnotation', `PVC ${namespace}/${name}: ${IMAGE_CHECKSUM_ANNOTATION} is set but ${IMAGE_SOURCE_ANNOTATION} is not`);
+        throw new KubeError(
+          'InvalidAnnotation',
+          `PVC ${namespace}/${name}: ${IMAGE_CHECKSUM_ANNOTATION} is set but ${IMAGE_SOURCE_ANNOTATION} is not`,
+        );
       }
       return undefined;
     }
@@ -204,19 +250,30 @@ class ApiKubeClient implements KubeClient {
       );
     }
     if (checksum !== undefined && checksum !== '' && !CHECKSUM.test(checksum)) {
-      throw new KubeError('InvalidAnnotation', `PVC ${namespace}/${name}: ${IMAGE_CHECKSUM_ANNOTATION} must be sha256:<64 hex> or md5:<32 hex>`);
+      throw new KubeError(
+        'InvalidAnnotation',
+        `PVC ${namespace}/${name}: ${IMAGE_CHECKSUM_ANNOTATION} must be sha256:<64 hex> or md5:<32 hex>`,
+      );
     }
     return { source, ...(checksum ? { checksum } : {}), ...(pvc.metadata?.uid ? { pvcUid: pvc.metadata.uid } : {}) };
   }
 
-  async recordPvcEvent(namespace: string, name: string, event: PvcEvent, options: CallOptions & { pvcUid?: string } = {}): Promise<void> {
+  async recordPvcEvent(
+    namespace: string,
+    name: string,
+    event: PvcEvent,
+    options: CallOptions & { pvcUid?: string } = {},
+  ): Promise<void> {
     requireName('PVC namespace', namespace, DNS_LABEL, 63);
     requireName('PVC name', name, DNS_SUBDOMAIN, 253);
     if (event.type !== 'Normal' && event.type !== 'Warning') {
       throw new KubeError('InvalidArgument', `event type must be Normal or Warning, not ${JSON.stringify(event.type)}`);
     }
     if (!EVENT_REASON.test(event.reason)) {
-      throw new KubeError('InvalidArgument', `event reason ${JSON.stringify(event.reason)} must be UpperCamelCase letters and digits`);
+      throw new KubeError(
+        'InvalidArgument',
+        `event reason ${JSON.stringify(event.reason)} must be UpperCamelCase letters and digits`,
+      );
     }
     // One deadline for both requests: the claim read (for its UID) and the Event.
     const started = Date.now();
@@ -229,7 +286,8 @@ class ApiKubeClient implements KubeClient {
       uid = pvc.metadata?.uid;
     }
     const now = new Date();
-    const message = event.message.length > MAX_EVENT_MESSAGE ? `${event.message.slice(0, MAX_EVENT_MESSAGE - 3)}...` : event.message;
+    const message =
+      event.message.length > MAX_EVENT_MESSAGE ? `${event.message.slice(0, MAX_EVENT_MESSAGE - 3)}...` : event.message;
     const body: CoreV1Event = {
       apiVersion: 'v1',
       kind: 'Event',
@@ -250,17 +308,24 @@ class ApiKubeClient implements KubeClient {
       count: 1,
     };
     const remaining = Math.max(1, deadlineMs - (Date.now() - started));
-    await this.call(`POST event on persistentvolumeclaim ${namespace}/${name}`, { ...options, deadlineMs: remaining }, (o) =>
-      this.core.createNamespacedEvent({ namespace, body }, o),
+    await this.call(
+      `POST event on persistentvolumeclaim ${namespace}/${name}`,
+      { ...options, deadlineMs: remaining },
+      (o) => this.core.createNamespacedEvent({ namespace, body }, o),
     );
     this.logger.debug({ pvc: `${namespace}/${name}`, reason: event.reason }, 'event recorded');
   }
 
   /** One API call with the deadline, retries and error typing of this room. */
-  private call<T>(operation: string, options: CallOptions, request: (o: { middleware: ObservableMiddleware[]; middlewareMergeStrategy: 'append' }) => Promise<T>): Promise<T> {
+  private call<T>(
+    operation: string,
+    options: CallOptions,
+    request: (o: { middleware: ObservableMiddleware[]; middlewareMergeStrategy: 'append' }) => Promise<T>,
+  ): Promise<T> {
     const policy = { ...this.policy, ...(options.deadlineMs !== undefined ? { deadlineMs: options.deadlineMs } : {}) };
-    return withRetries({ operation, logger: this.logger, policy, signal: options.signal, classify: (err) => classify(operation, err) }, (signal) =>
-      request({ middleware: [abortOn(signal)], middlewareMergeStrategy: 'append' }),
+    return withRetries(
+      { operation, logger: this.logger, policy, signal: options.signal, classify: (err) => classify(operation, err) },
+      (signal) => request({ middleware: [abortOn(signal)], middlewareMergeStrategy: 'append' }),
     );
   }
 }
@@ -276,7 +341,16 @@ function abortOn(signal: AbortSignal): ObservableMiddleware {
   };
 }
 
-const RETRYABLE_NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
+const RETRYABLE_NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+]);
 
 /** Sorts a failed attempt into retryable or final, with a message naming the operation. */
 export function classify(operation: string, err: unknown): AttemptFailure {
@@ -285,10 +359,15 @@ export function classify(operation: string, err: unknown): AttemptFailure {
     const detail = statusDetail(err.body);
     const message = `${operation}: HTTP ${status}${detail ? `: ${detail}` : ''}`;
     if (status === 429 || status >= 500) {
-      return { retryable: true, error: new KubeError('Unavailable', message, status), retryAfterMs: retryAfterMs(err.headers) };
+      return {
+        retryable: true,
+        error: new KubeError('Unavailable', message, status),
+        retryAfterMs: retryAfterMs(err.headers),
+      };
     }
     if (status === 404) return { retryable: false, error: new KubeError('NotFound', message, status) };
-    if (status === 401 || status === 403) return { retryable: false, error: new KubeError('Forbidden', message, status) };
+    if (status === 401 || status === 403)
+      return { retryable: false, error: new KubeError('Forbidden', message, status) };
     return { retryable: false, error: new KubeError('Rejected', message, status) };
   }
   if (err instanceof KubeError) return { retryable: false, error: err };
@@ -297,12 +376,19 @@ export function classify(operation: string, err: unknown): AttemptFailure {
   // node-fetch quotes a header it refuses (e.g. a token file ending in a newline): never pass a token on.
   const text = redactCredentials(err instanceof Error ? err.message : String(err));
   // node-fetch's FetchError: type 'system' with an errno-style code for socket failures.
-  if ((typeof code === 'string' && RETRYABLE_NETWORK_CODES.has(code)) || type === 'system' || type === 'request-timeout') {
+  if (
+    (typeof code === 'string' && RETRYABLE_NETWORK_CODES.has(code)) ||
+    type === 'system' ||
+    type === 'request-timeout'
+  ) {
     return { retryable: true, error: new KubeError('Unavailable', `${operation}: ${text}`, undefined, { cause: err }) };
   }
   // A reply we could not parse (e.g. a proxy's HTML page): another attempt may meet a healthy server.
   if (err instanceof SyntaxError || type === 'invalid-json') {
-    return { retryable: true, error: new KubeError('Unavailable', `${operation}: unreadable reply: ${text}`, undefined, { cause: err }) };
+    return {
+      retryable: true,
+      error: new KubeError('Unavailable', `${operation}: unreadable reply: ${text}`, undefined, { cause: err }),
+    };
   }
   // No cause here: the original message may hold what redactCredentials removed.
   return { retryable: false, error: new KubeError('Rejected', `${operation}: ${text}`) };
@@ -324,7 +410,10 @@ function statusDetail(body: unknown): string | undefined {
   }
   if (parsed && typeof parsed === 'object') {
     const { reason, message } = parsed as { reason?: unknown; message?: unknown };
-    const parts = [typeof reason === 'string' ? reason : undefined, typeof message === 'string' ? message : undefined].filter(Boolean);
+    const parts = [
+      typeof reason === 'string' ? reason : undefined,
+      typeof message === 'string' ? message : undefined,
+    ].filter(Boolean);
     if (parts.length > 0) return parts.join(': ');
   }
   return undefined;

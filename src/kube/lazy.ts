@@ -17,14 +17,20 @@ export const IMAGE_CHECKSUM_ANNOTATION = 'sdshypervisor.csi/image-checksum';
 export const KUBERNETES_OFF = 'no kubeconfig and no in-cluster service account: Kubernetes features are off';
 
 export function inClusterConfigPresent(root: string): boolean {
-  return Boolean(process.env.KUBERNETES_SERVICE_HOST && process.env.KUBERNETES_SERVICE_PORT && existsSync(join(root, SERVICE_ACCOUNT_TOKEN)));
+  return Boolean(
+    process.env.KUBERNETES_SERVICE_HOST &&
+    process.env.KUBERNETES_SERVICE_PORT &&
+    existsSync(join(root, SERVICE_ACCOUNT_TOKEN)),
+  );
 }
 
 export class DisabledKubeClient implements KubeClient {
   readonly enabled = false;
   readonly configSource = 'none' as const;
   private fail(): Promise<never> {
-    return Promise.reject(new KubeError('Disabled', 'Kubernetes features are off: no in-cluster config and no --kubeconfig / KUBECONFIG'));
+    return Promise.reject(
+      new KubeError('Disabled', 'Kubernetes features are off: no in-cluster config and no --kubeconfig / KUBECONFIG'),
+    );
   }
   readNodeTopology(): Promise<Record<string, string>> {
     return this.fail();

@@ -52,7 +52,9 @@ export async function withRetries<T>(context: RetryContext, attempt: (signal: Ab
     const after = `after ${attempts} attempt${attempts === 1 ? '' : 's'} in ${Date.now() - started} ms`;
     const lastWords = last ? `; last error: ${last.error.message}` : '';
     if (abort.signal.reason === 'cancelled') {
-      return new KubeError('Cancelled', `${operation}: cancelled ${after}${lastWords}`, last?.error.httpStatus, { cause: last?.error });
+      return new KubeError('Cancelled', `${operation}: cancelled ${after}${lastWords}`, last?.error.httpStatus, {
+        cause: last?.error,
+      });
     }
     // The kind says what the server did, not where the deadline happened to fall: one that kept answering
     // with retryable errors is Unavailable even when the deadline cut the attempt after them short (on a
@@ -65,9 +67,14 @@ export async function withRetries<T>(context: RetryContext, attempt: (signal: Ab
         { cause: last.error },
       );
     }
-    return new KubeError('Timeout', `${operation}: no answer within ${policy.deadlineMs} ms (${after})${lastWords}`, last?.error.httpStatus, {
-      cause: last?.error,
-    });
+    return new KubeError(
+      'Timeout',
+      `${operation}: no answer within ${policy.deadlineMs} ms (${after})${lastWords}`,
+      last?.error.httpStatus,
+      {
+        cause: last?.error,
+      },
+    );
   };
 
   try {
@@ -93,7 +100,10 @@ export async function withRetries<T>(context: RetryContext, attempt: (signal: Ab
             { cause: last.error },
           );
         }
-        logger.warn({ operation, attempt: attempts, retryInMs: Math.round(wait), err: last.error.message }, 'Kubernetes API call failed, retrying');
+        logger.warn(
+          { operation, attempt: attempts, retryInMs: Math.round(wait), err: last.error.message },
+          'Kubernetes API call failed, retrying',
+        );
         await sleep(wait, abort.signal).catch(() => undefined);
       }
     }

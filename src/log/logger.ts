@@ -53,7 +53,10 @@ export const REDACT_PATHS = [
   '*.volume_capabilities[*].mount.mount_flags',
 ];
 
-export function createLogger(options: { level?: string; name?: string; pretty?: boolean } = {}, destination?: pino.DestinationStream): Logger {
+export function createLogger(
+  options: { level?: string; name?: string; pretty?: boolean } = {},
+  destination?: pino.DestinationStream,
+): Logger {
   const readable = options.pretty ?? (destination === undefined && stderrIsTerminal());
   return pino(
     {
@@ -64,7 +67,12 @@ export function createLogger(options: { level?: string; name?: string; pretty?: 
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     readable
-      ? pretty()({ destination: destination ?? 2, sync: true, translateTime: PRETTY_TIME, colorize: destination === undefined })
+      ? pretty()({
+          destination: destination ?? 2,
+          sync: true,
+          translateTime: PRETTY_TIME,
+          colorize: destination === undefined,
+        })
       : (destination ?? pino.destination({ fd: 2, sync: false })),
   );
 }

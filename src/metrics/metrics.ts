@@ -61,7 +61,10 @@ export class BackendStatsCache {
       this.pending = undefined;
     });
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.pending, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.waitMs)))]);
+    await Promise.race([
+      this.pending,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.waitMs))),
+    ]);
     clearTimeout(timer);
     return this.last?.stats;
   }
@@ -86,7 +89,11 @@ export class BackendStatsCache {
       // Values we can no longer confirm are dropped rather than shown as current.
       this.last = undefined;
       this.up = false;
-      if (!this.loggedFailure) this.options.log.warn({ err: (err as Error).message }, 'metrics: cannot collect pool and volume figures from the back end');
+      if (!this.loggedFailure)
+        this.options.log.warn(
+          { err: (err as Error).message },
+          'metrics: cannot collect pool and volume figures from the back end',
+        );
       this.loggedFailure = true;
     }
   }

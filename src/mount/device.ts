@@ -18,7 +18,9 @@ export async function blockDeviceNumber(devicePath: string): Promise<DeviceNumbe
     info = await stat(devicePath);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new MountError(code === 'ENOENT' ? 'NotFound' : 'Failed', `device ${devicePath}: ${code ?? String(err)}`, { cause: err });
+    throw new MountError(code === 'ENOENT' ? 'NotFound' : 'Failed', `device ${devicePath}: ${code ?? String(err)}`, {
+      cause: err,
+    });
   }
   if (!info.isBlockDevice()) throw new MountError('InvalidArgument', `${devicePath} is not a block device`);
   return splitDeviceNumber(info.rdev);
@@ -56,9 +58,13 @@ export async function deviceSizeBytes(devicePath: string, options: { signal?: Ab
   const dev = await blockDeviceNumber(devicePath);
   const sectors = await readSysfs(`${sysfs(dev)}/size`);
   if (sectors !== undefined && /^\d+$/.test(sectors)) return Number(sectors) * 512;
-  const { stdout } = await runTool('blockdev', ['--getsize64', devicePath], { timeoutMs: 30_000, signal: options.signal });
+  const { stdout } = await runTool('blockdev', ['--getsize64', devicePath], {
+    timeoutMs: 30_000,
+    signal: options.signal,
+  });
   const bytes = stdout.trim();
-  if (!/^\d+$/.test(bytes)) throw new MountError('Failed', `blockdev --getsize64 ${devicePath} printed ${JSON.stringify(bytes.slice(0, 60))}`);
+  if (!/^\d+$/.test(bytes))
+    throw new MountError('Failed', `blockdev --getsize64 ${devicePath} printed ${JSON.stringify(bytes.slice(0, 60))}`);
   return Number(bytes);
 }
 

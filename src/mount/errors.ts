@@ -23,4 +23,5 @@ export class MountError extends RoomError<MountErrorKind> {
   }
 }
 
-export const isMountError = (err: unknown, kind?: MountErrorKind): err is MountError => isRoomError(MountError, err, kind);
+export const isMountError = (err: unknown, kind?: MountErrorKind): err is MountError =>
+  isRoomError(MountError, err, kind);

@@ -32,7 +32,10 @@ const MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
 
 /** What a tool said, for error messages: its lines without version banners ("resize2fs 1.47.0 (5-Feb-2023)"). */
 export function toolSaid(text: string): string {
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !/^[\w.-]+ \d+\.\d+(\.\d+)? \(\d/.test(l));
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !/^[\w.-]+ \d+\.\d+(\.\d+)? \(\d/.test(l));
   const said = lines.join(' / ');
   return said.length > 400 ? `${said.slice(0, 400)}…` : said;
 }
@@ -75,7 +78,9 @@ export function runTool(tool: string, args: readonly string[], options: RunOptio
         } else if (e.code === 'ENOENT') {
           reject(new MountError('NotFound', `${tool} is not installed (or not on PATH)`, { cause: error }));
         } else if (e.killed || e.signal === 'SIGKILL') {
-          reject(new MountError('Timeout', `${how}: no result within ${options.timeoutMs} ms; killed`, { cause: error }));
+          reject(
+            new MountError('Timeout', `${how}: no result within ${options.timeoutMs} ms; killed`, { cause: error }),
+          );
         } else if (typeof e.code === 'number' && options.okExitCodes?.includes(e.code)) {
           resolve({ stdout, stderr, exitCode: e.code });
         } else {

@@ -17,7 +17,10 @@ export function isSupportedFilesystem(name: string): name is FsType {
  * 300 MiB; mkfs.ext4 with 4 KiB blocks leaves out the journal under 8 MiB, which no volume should lack.
  * CreateVolume rounds a filesystem volume up to this; NodeStage refuses a smaller blank device by name.
  */
-export const FILESYSTEM_MINIMUM_BYTES: Readonly<Record<FsType, number>> = { ext4: 8 * 1024 * 1024, xfs: 300 * 1024 * 1024 };
+export const FILESYSTEM_MINIMUM_BYTES: Readonly<Record<FsType, number>> = {
+  ext4: 8 * 1024 * 1024,
+  xfs: 300 * 1024 * 1024,
+};
 
 export type DeviceContent =
   /** no signature of any kind: safe to format */
@@ -36,9 +39,14 @@ export const TIMEOUTS = {
 /** Low-level probe (`blkid -p`, no cache): what the device holds. */
 export async function probeDevice(devicePath: string, options: { signal?: AbortSignal } = {}): Promise<DeviceContent> {
   // exit 2: nothing found; exit 8: ambivalent result (several signatures) — that is not blank either.
-  const result = await runTool('blkid', ['-p', '-o', 'export', devicePath], { timeoutMs: TIMEOUTS.probeMs, signal: options.signal, okExitCodes: [2, 8] });
+  const result = await runTool('blkid', ['-p', '-o', 'export', devicePath], {
+    timeoutMs: TIMEOUTS.probeMs,
+    signal: options.signal,
+    okExitCodes: [2, 8],
+  });
   if (result.exitCode === 2) return { kind: 'blank' };
-  if (result.exitCode === 8) return { kind: 'other', description: `several signatures (blkid: ${result.stderr.trim() || 'ambivalent result'})` };
+  if (result.exitCode === 8)
+    return { kind: 'other', description: `several signatures (blkid: ${result.stderr.trim() || 'ambivalent result'})` };
   const tags = new Map<string, string>();
   for (const line of result.stdout.split('\n')) {
     const at = line.indexOf('=');
@@ -46,7 +54,8 @@ export async function probeDevice(devicePath: string, options: { signal?: AbortS
   }
   const type = tags.get('TYPE');
   const usage = tags.get('USAGE');
-  if (type && (usage === undefined || usage === 'filesystem')) return { kind: 'filesystem', fsType: type, uuid: tags.get('UUID') };
+  if (type && (usage === undefined || usage === 'filesystem'))
+    return { kind: 'filesystem', fsType: type, uuid: tags.get('UUID') };
   if (tags.has('PTTYPE')) return { kind: 'other', description: `a ${tags.get('PTTYPE')} partition table` };
   if (type) return { kind: 'other', description: `${type} (${usage ?? 'unknown use'})` };
   return { kind: 'other', description: `unrecognised signature (${[...tags.keys()].join(', ') || 'no tags'})` };
@@ -56,7 +65,11 @@ export async function probeDevice(devicePath: string, options: { signal?: AbortS
  * Formats a device that the caller has just probed blank. mkfs.xfs refuses a device holding a filesystem;
  * `force` overrides that, only for a superblock left by an interrupted mkfs.xfs (see xfsMkfsInterrupted).
  */
-export async function makeFilesystem(devicePath: string, fsType: FsType, options: { signal?: AbortSignal; force?: boolean } = {}): Promise<void> {
+export async function makeFilesystem(
+  devicePath: string,
+  fsType: FsType,
+  options: { signal?: AbortSignal; force?: boolean } = {},
+): Promise<void> {
   const run = { timeoutMs: TIMEOUTS.mkfsMs, signal: options.signal };
   // 4 KiB blocks (ext4) and sectors (xfs) whatever the device reports now: a volume's device may come back
   // with 4 KiB logical sectors later (a clone or snapshot whose file shares extents is attached with a larger
@@ -65,13 +78,18 @@ export async function makeFilesystem(devicePath: string, fsType: FsType, options
     if (fsType === 'ext4') {
       // Lazy init: the inode tables and journal are zeroed in the background after mount, so a large volume
       // stages in seconds.
-      await runTool('mkfs.ext4', ['-F', '-q', '-b', '4096', '-E', 'lazy_itable_init=1,lazy_journal_init=1', devicePath], run);
+      await runTool(
+        'mkfs.ext4',
+        ['-F', '-q', '-b', '4096', '-E', 'lazy_itable_init=1,lazy_journal_init=1', devicePath],
+        run,
+      );
     } else {
       await runTool('mkfs.xfs', ['-q', '-s', 'size=4096', ...(options.force ? ['-f'] : []), devicePath], run);
     }
   } catch (err) {
     // mkfs prints its whole usage text after the reason it refused: keep the reason.
-    if (err instanceof ToolFailure) throw new MountError('Failed', `mkfs.${fsType} ${devicePath} failed: ${firstReason(err)}`, { cause: err });
+    if (err instanceof ToolFailure)
+      throw new MountError('Failed', `mkfs.${fsType} ${devicePath} failed: ${firstReason(err)}`, { cause: err });
     throw err;
   }
 }
@@ -89,7 +107,10 @@ function firstReason(err: ToolFailure): string {
  */
 export async function xfsMkfsInterrupted(devicePath: string, options: { signal?: AbortSignal } = {}): Promise<boolean> {
   try {
-    const { stdout } = await runTool('xfs_db', ['-r', '-c', 'sb 0', '-c', 'print inprogress', devicePath], { timeoutMs: TIMEOUTS.infoMs, signal: options.signal });
+    const { stdout } = await runTool('xfs_db', ['-r', '-c', 'sb 0', '-c', 'print inprogress', devicePath], {
+      timeoutMs: TIMEOUTS.infoMs,
+      signal: options.signal,
+    });
     return /^inprogress = 1$/m.test(stdout);
   } catch {
     return false;
@@ -111,17 +132,32 @@ export async function filesystemSizeBytes(
   const run = { timeoutMs: TIMEOUTS.infoMs, signal: options.signal };
   if (fsType === 'ext4') {
     const { stdout } = await runTool('dumpe2fs', ['-h', target.devicePath], run);
-    return numberAfter(stdout, /^Block count:\s+(\d+)$/m, 'ext4 block count') * numberAfter(stdout, /^Block size:\s+(\d+)$/m, 'ext4 block size');
+    return (
+      numberAfter(stdout, /^Block count:\s+(\d+)$/m, 'ext4 block count') *
+      numberAfter(stdout, /^Block size:\s+(\d+)$/m, 'ext4 block size')
+    );
   }
   // -n: print the geometry, change nothing.
   const { stdout } = await runTool('xfs_growfs', ['-n', target.mountPoint], run);
   const data = /^data\s+=\s+bsize=(\d+)\s+blocks=(\d+)/m.exec(stdout);
-  if (!data) throw new MountError('Failed', `cannot read the xfs geometry of ${target.mountPoint}: unexpected xfs_growfs output`);
+  if (!data)
+    throw new MountError(
+      'Failed',
+      `cannot read the xfs geometry of ${target.mountPoint}: unexpected xfs_growfs output`,
+    );
   return Number(data[1]) * Number(data[2]);
 }
 
 // The ext4 superblock: 1024 bytes at byte 1024 of the device, little-endian (linux/fs/ext4/ext4.h).
-const EXT4_SUPERBLOCK = { offset: 1024, size: 1024, blocksCountLo: 0x04, logBlockSize: 0x18, magic: 0x38, featureIncompat: 0x60, blocksCountHi: 0x150 } as const;
+const EXT4_SUPERBLOCK = {
+  offset: 1024,
+  size: 1024,
+  blocksCountLo: 0x04,
+  logBlockSize: 0x18,
+  magic: 0x38,
+  featureIncompat: 0x60,
+  blocksCountHi: 0x150,
+} as const;
 const EXT4_MAGIC = 0xef53;
 const EXT4_FEATURE_INCOMPAT_64BIT = 0x80;
 
@@ -149,7 +185,10 @@ export async function ext4SuperblockSizeBytes(devicePath: string): Promise<numbe
   if (sb.readUInt16LE(EXT4_SUPERBLOCK.magic) !== EXT4_MAGIC) return undefined;
   const logBlockSize = sb.readUInt32LE(EXT4_SUPERBLOCK.logBlockSize);
   if (logBlockSize > 6) return undefined; // 1 KiB << 6 = 64 KiB, the largest ext4 block
-  const high = sb.readUInt32LE(EXT4_SUPERBLOCK.featureIncompat) & EXT4_FEATURE_INCOMPAT_64BIT ? sb.readUInt32LE(EXT4_SUPERBLOCK.blocksCountHi) : 0;
+  const high =
+    sb.readUInt32LE(EXT4_SUPERBLOCK.featureIncompat) & EXT4_FEATURE_INCOMPAT_64BIT
+      ? sb.readUInt32LE(EXT4_SUPERBLOCK.blocksCountHi)
+      : 0;
   return (high * 2 ** 32 + sb.readUInt32LE(EXT4_SUPERBLOCK.blocksCountLo)) * (1024 * 2 ** logBlockSize);
 }
 
@@ -164,7 +203,8 @@ export async function filesystemSmallerThan(
   deviceBytes: number,
   options: { signal?: AbortSignal } = {},
 ): Promise<{ smaller: false } | { smaller: true; fsBytes: number }> {
-  if (fsType === 'ext4' && ((await ext4SuperblockSizeBytes(target.devicePath)) ?? 0) >= deviceBytes) return { smaller: false };
+  if (fsType === 'ext4' && ((await ext4SuperblockSizeBytes(target.devicePath)) ?? 0) >= deviceBytes)
+    return { smaller: false };
   const fsBytes = await filesystemSizeBytes(target, fsType, options);
   return fsBytes >= deviceBytes ? { smaller: false } : { smaller: true, fsBytes };
 }
@@ -185,7 +225,11 @@ export async function growFilesystem(
     else await runTool('xfs_growfs', ['-d', target.mountPoint], run);
   } catch (err) {
     if (err instanceof ToolFailure && /read-only/i.test(err.stderr)) {
-      throw new MountError('Busy', `cannot grow the ${fsType} filesystem at ${target.mountPoint}: it is mounted read-only`, { cause: err });
+      throw new MountError(
+        'Busy',
+        `cannot grow the ${fsType} filesystem at ${target.mountPoint}: it is mounted read-only`,
+        { cause: err },
+      );
     }
     if (err instanceof ToolFailure && fsType === 'ext4' && /Permission denied to resize/i.test(err.stderr)) {
       throw new MountError(
@@ -205,9 +249,18 @@ export async function growFilesystem(
 export async function growUnmountedExt4(devicePath: string, options: { signal?: AbortSignal } = {}): Promise<void> {
   // e2fsck -p: repair only what is safe without asking. Exit 1 = errors fixed, 2 = fixed, reboot advised (not for us).
   try {
-    await runTool('e2fsck', ['-f', '-p', devicePath], { timeoutMs: TIMEOUTS.resizeMs, signal: options.signal, okExitCodes: [1, 2] });
+    await runTool('e2fsck', ['-f', '-p', devicePath], {
+      timeoutMs: TIMEOUTS.resizeMs,
+      signal: options.signal,
+      okExitCodes: [1, 2],
+    });
   } catch (err) {
-    if (err instanceof ToolFailure) throw new MountError('Failed', `the ext4 filesystem on ${devicePath} has errors e2fsck could not fix safely: ${toolSaid(`${err.stdout}\n${err.stderr}`)}`, { cause: err });
+    if (err instanceof ToolFailure)
+      throw new MountError(
+        'Failed',
+        `the ext4 filesystem on ${devicePath} has errors e2fsck could not fix safely: ${toolSaid(`${err.stdout}\n${err.stderr}`)}`,
+        { cause: err },
+      );
     throw err;
   }
   await runTool('resize2fs', [devicePath], { timeoutMs: TIMEOUTS.resizeMs, signal: options.signal });
@@ -229,7 +282,10 @@ export async function filesystemUsage(path: string, timeoutMs = 10_000): Promise
     const s = await Promise.race([
       statfs(path),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new MountError('Timeout', `statfs ${path}: no answer within ${timeoutMs} ms`)), timeoutMs);
+        timer = setTimeout(
+          () => reject(new MountError('Timeout', `statfs ${path}: no answer within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
       }),
     ]);
     const totalBytes = s.blocks * s.bsize;
@@ -245,7 +301,11 @@ export async function filesystemUsage(path: string, timeoutMs = 10_000): Promise
     if (err instanceof MountError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new MountError('NotFound', `statfs ${path}: no such path`, { cause: err });
-    throw new MountError('Failed', `statfs ${path}: ${code ?? String(err)}${isDeadMountError(err) ? ' (the filesystem does not answer)' : ''}`, { cause: err });
+    throw new MountError(
+      'Failed',
+      `statfs ${path}: ${code ?? String(err)}${isDeadMountError(err) ? ' (the filesystem does not answer)' : ''}`,
+      { cause: err },
+    );
   } finally {
     clearTimeout(timer);
   }

@@ -10,7 +10,8 @@ function classifyMountFailure(err: unknown, what: string): never {
   if (err instanceof ToolFailure) {
     const said = err.stderr.replace(/\s+/g, ' ').trim().slice(0, 400) || `exit status ${err.exitCode}`;
     if (/already mounted|busy/i.test(err.stderr)) throw new MountError('Busy', `${what}: ${said}`, { cause: err });
-    if (/does not exist|no such file/i.test(err.stderr)) throw new MountError('NotFound', `${what}: ${said}`, { cause: err });
+    if (/does not exist|no such file/i.test(err.stderr))
+      throw new MountError('NotFound', `${what}: ${said}`, { cause: err });
     throw new MountError('Failed', `${what}: ${said}`, { cause: err });
   }
   throw err;
@@ -38,7 +39,12 @@ export async function mountFilesystem(
  * step (a bind mount ignores `ro` until remounted). If that step fails the bind is undone, so a read-only
  * request never leaves a writable mount behind.
  */
-export async function bindMount(source: string, target: string, readOnly: boolean, run: { signal?: AbortSignal } = {}): Promise<void> {
+export async function bindMount(
+  source: string,
+  target: string,
+  readOnly: boolean,
+  run: { signal?: AbortSignal } = {},
+): Promise<void> {
   try {
     await runTool('mount', ['--bind', source, target], { timeoutMs: MOUNT_TIMEOUT_MS, signal: run.signal });
   } catch (err) {

@@ -3,9 +3,28 @@
 
 /** Options that change what mount(8) does rather than how the filesystem behaves: never from a CO. */
 const FORBIDDEN = new Set([
-  'remount', 'bind', 'rbind', 'move', 'loop', 'offset', 'sizelimit', 'encryption', 'helper',
-  'user', 'users', 'nouser', 'owner', 'group',
-  'shared', 'rshared', 'private', 'rprivate', 'slave', 'rslave', 'unbindable', 'runbindable',
+  'remount',
+  'bind',
+  'rbind',
+  'move',
+  'loop',
+  'offset',
+  'sizelimit',
+  'encryption',
+  'helper',
+  'user',
+  'users',
+  'nouser',
+  'owner',
+  'group',
+  'shared',
+  'rshared',
+  'private',
+  'rprivate',
+  'slave',
+  'rslave',
+  'unbindable',
+  'runbindable',
 ]);
 
 /** SELinux context options, whose quoted values may hold commas (`context="system_u:object_r:t:s0:c1,c2"`). */
@@ -39,7 +58,8 @@ export function mountFlagsProblem(flags: readonly string[]): string | undefined 
     if (FORBIDDEN.has(lower) || lower.startsWith('make-') || lower.startsWith('x-')) {
       return `${where} (${name}) changes how mount(8) works and may not be given`;
     }
-    if (value.includes('"') && !(CONTEXT_OPTIONS.has(lower) && /^"[^"]*"$/.test(value))) return `${where} (${name}) contains a stray '"'`;
+    if (value.includes('"') && !(CONTEXT_OPTIONS.has(lower) && /^"[^"]*"$/.test(value)))
+      return `${where} (${name}) contains a stray '"'`;
   }
   return undefined;
 }

@@ -58,10 +58,20 @@ export async function readOnlyLoopsOver(dev: DeviceNumber): Promise<LoopDevice[]
 }
 
 /** A new read-only loop device over the block device at `devicePath`. */
-export async function createReadOnlyLoop(devicePath: string, options: { signal?: AbortSignal } = {}): Promise<LoopDevice> {
-  const { stdout } = await runTool('losetup', ['--find', '--show', '--read-only', devicePath], { timeoutMs: LOSETUP_TIMEOUT_MS, signal: options.signal });
+export async function createReadOnlyLoop(
+  devicePath: string,
+  options: { signal?: AbortSignal } = {},
+): Promise<LoopDevice> {
+  const { stdout } = await runTool('losetup', ['--find', '--show', '--read-only', devicePath], {
+    timeoutMs: LOSETUP_TIMEOUT_MS,
+    signal: options.signal,
+  });
   const path = stdout.trim();
-  if (!/^\/dev\/loop\d+$/.test(path)) throw new MountError('Failed', `losetup printed ${JSON.stringify(path.slice(0, 60))} for a read-only loop over ${devicePath}`);
+  if (!/^\/dev\/loop\d+$/.test(path))
+    throw new MountError(
+      'Failed',
+      `losetup printed ${JSON.stringify(path.slice(0, 60))} for a read-only loop over ${devicePath}`,
+    );
   const info = await stat(path);
   return { path, dev: splitDeviceNumber(info.rdev) };
 }

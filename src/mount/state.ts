@@ -47,7 +47,8 @@ export async function mountPointsOfDevice(dev: DeviceNumber, devicePath: string 
     // A device node never blocks a stat, whatever state its device is in.
     try {
       const info = await stat(m.mountPoint);
-      if (info.isBlockDevice() && nodes.some((n) => sameDevice(splitDeviceNumber(info.rdev), n))) points.push(m.mountPoint);
+      if (info.isBlockDevice() && nodes.some((n) => sameDevice(splitDeviceNumber(info.rdev), n)))
+        points.push(m.mountPoint);
     } catch {
       // gone between reading the table and now
     }
@@ -73,7 +74,10 @@ export async function unmountTop(path: string, options: { signal?: AbortSignal }
  * unmount cannot remove, is detached lazily: it has no I/O left to lose. Returns how many were removed and
  * whether a lazy unmount was needed.
  */
-export async function unmountAll(path: string, options: { signal?: AbortSignal } = {}): Promise<{ removed: number; lazy: boolean }> {
+export async function unmountAll(
+  path: string,
+  options: { signal?: AbortSignal } = {},
+): Promise<{ removed: number; lazy: boolean }> {
   let removed = 0;
   let lazy = false;
   for (let round = 0; round < 16; round++) {

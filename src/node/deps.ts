@@ -43,4 +43,3 @@ export const CONTEXT_CONTENT_ORIGIN_KEY = 'sdshypervisor.io/contentOrigin';
 
 /** Topology segment key naming the back-end host (the same key the controller reads). */
 export const TOPOLOGY_HOST_KEY = 'topology.sdshypervisor.io/host';
-

@@ -15,7 +15,10 @@ export class VolumeLocks {
 
   async run<T>(volumeId: string, what: string, fn: () => Promise<T>): Promise<T> {
     const release = this.mutex.tryLock(volumeId);
-    if (!release) throw aborted(`an operation on volume ${volumeId} is already in progress (${this.holders.get(volumeId) ?? 'another call'}); retry later`);
+    if (!release)
+      throw aborted(
+        `an operation on volume ${volumeId} is already in progress (${this.holders.get(volumeId) ?? 'another call'}); retry later`,
+      );
     this.holders.set(volumeId, what);
     try {
       return await fn();

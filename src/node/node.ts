@@ -8,13 +8,27 @@ import { failedPrecondition, internal, invalidArgument } from '../server/errors.
 import { TOPOLOGY_HOST_KEY, type NodeConnector, type NodeDeps } from './deps.js';
 import { VolumeLocks } from './locks.js';
 import { publishVolume, unpublishVolume } from './publish.js';
-import { checkPath, checkVolumeId, checkVolumePath, contentOrigin, mappedReadOnly, parseCapability, parseCapacityRange } from './request.js';
+import {
+  checkPath,
+  checkVolumeId,
+  checkVolumePath,
+  contentOrigin,
+  mappedReadOnly,
+  parseCapability,
+  parseCapacityRange,
+} from './request.js';
 import { stageVolume, unstageVolume } from './stage.js';
 import { expandVolume, volumeStats } from './volume.js';
 
 export type { NodeDeps, NodeConnector } from './deps.js';
 
-const NODE_CAPABILITIES = ['STAGE_UNSTAGE_VOLUME', 'EXPAND_VOLUME', 'GET_VOLUME_STATS', 'VOLUME_CONDITION', 'SINGLE_NODE_MULTI_WRITER'] as const;
+const NODE_CAPABILITIES = [
+  'STAGE_UNSTAGE_VOLUME',
+  'EXPAND_VOLUME',
+  'GET_VOLUME_STATS',
+  'VOLUME_CONDITION',
+  'SINGLE_NODE_MULTI_WRITER',
+] as const;
 
 export function nodeCapabilities(): NodeGetCapabilitiesResponse {
   return { capabilities: NODE_CAPABILITIES.map((type) => ({ rpc: { type } })) };
@@ -31,7 +45,11 @@ function connectorFor(connector: NodeConnector, requestId: string): NodeConnecto
 
 export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
   const locks = new VolumeLocks();
-  const work = (ctx: RpcContext) => ({ connector: connectorFor(deps.connector, ctx.requestId), log: ctx.log, signal: ctx.signal });
+  const work = (ctx: RpcContext) => ({
+    connector: connectorFor(deps.connector, ctx.requestId),
+    log: ctx.log,
+    signal: ctx.signal,
+  });
   let hostId = deps.hostId;
 
   async function resolveHostId(ctx: RpcContext): Promise<string> {
@@ -49,7 +67,13 @@ export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
       const stagingPath = checkPath('staging_target_path', req.staging_target_path);
       const capability = parseCapability('volume_capability', req.volume_capability, req.volume_context);
       await locks.run(volumeId, 'NodeStageVolume', () =>
-        stageVolume(work(ctx), { volumeId, stagingPath, capability, mappedReadOnly: mappedReadOnly(req.publish_context), contentOrigin: contentOrigin(req.volume_context) }),
+        stageVolume(work(ctx), {
+          volumeId,
+          stagingPath,
+          capability,
+          mappedReadOnly: mappedReadOnly(req.publish_context),
+          contentOrigin: contentOrigin(req.volume_context),
+        }),
       );
       return {};
     }),
@@ -66,10 +90,13 @@ export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
       const targetPath = checkPath('target_path', req.target_path);
       const capability = parseCapability('volume_capability', req.volume_capability, req.volume_context);
       // We stage every volume: a publish without a staging path is a publish before stage.
-      if (req.staging_target_path === '') throw failedPrecondition('staging_target_path is required: this node stages volumes (NodeStageVolume first)');
+      if (req.staging_target_path === '')
+        throw failedPrecondition('staging_target_path is required: this node stages volumes (NodeStageVolume first)');
       const stagingPath = checkPath('staging_target_path', req.staging_target_path);
       const readOnly = req.readonly || capability.readerOnly;
-      await locks.run(volumeId, 'NodePublishVolume', () => publishVolume(work(ctx), { volumeId, stagingPath, targetPath, capability, readOnly }));
+      await locks.run(volumeId, 'NodePublishVolume', () =>
+        publishVolume(work(ctx), { volumeId, stagingPath, targetPath, capability, readOnly }),
+      );
       return {};
     }),
 
@@ -89,11 +116,22 @@ export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
     NodeExpandVolume: rpc.unary('NodeExpandVolume', async (req, ctx) => {
       const volumeId = checkVolumeId(req.volume_id);
       const volumePath = checkVolumePath('volume_path', req.volume_path);
-      const stagingPath = req.staging_target_path ? checkVolumePath('staging_target_path', req.staging_target_path) : undefined;
-      const capability = req.volume_capability ? parseCapability('volume_capability', req.volume_capability, {}, invalidArgument) : undefined;
+      const stagingPath = req.staging_target_path
+        ? checkVolumePath('staging_target_path', req.staging_target_path)
+        : undefined;
+      const capability = req.volume_capability
+        ? parseCapability('volume_capability', req.volume_capability, {}, invalidArgument)
+        : undefined;
       const range = parseCapacityRange(req.capacity_range);
       const { capacityBytes } = await locks.run(volumeId, 'NodeExpandVolume', () =>
-        expandVolume(work(ctx), { volumeId, volumePath, stagingPath, capability, range, deviceGrowWaitMs: deps.deviceGrowWaitMs ?? 10_000 }),
+        expandVolume(work(ctx), {
+          volumeId,
+          volumePath,
+          stagingPath,
+          capability,
+          range,
+          deviceGrowWaitMs: deps.deviceGrowWaitMs ?? 10_000,
+        }),
       );
       return { capacity_bytes: String(capacityBytes) };
     }),

@@ -3,8 +3,19 @@
 // it): a path handed to us may hold anything, and what is not this volume's is left exactly as it was.
 // See docs/node.md, "What is the volume's".
 import {
-  blockDeviceNumber, detachLoop, deviceDetaching, isMountError, mountPointState, mountPointsOfDevice, readOnlyLoopBacking, readOnlyLoopsOver, sameDevice, unmountTop,
-  type DeviceNumber, type LoopDevice, type MountPointState,
+  blockDeviceNumber,
+  detachLoop,
+  deviceDetaching,
+  isMountError,
+  mountPointState,
+  mountPointsOfDevice,
+  readOnlyLoopBacking,
+  readOnlyLoopsOver,
+  sameDevice,
+  unmountTop,
+  type DeviceNumber,
+  type LoopDevice,
+  type MountPointState,
 } from '../mount/index.js';
 import type { Logger } from '../log/logger.js';
 import { isValidName } from '../protocol/vbs.js';
@@ -82,12 +93,16 @@ export async function unmountOurs(path: string, volume: VolumeDevice): Promise<{
 /** Read-only loops over the device that no publish uses (left by a crash between making and binding one). */
 export async function unusedReadOnlyLoops(dev: DeviceNumber): Promise<LoopDevice[]> {
   const unused: LoopDevice[] = [];
-  for (const loop of await readOnlyLoopsOver(dev)) if ((await mountPointsOfDevice(loop.dev, loop.path)).length === 0) unused.push(loop);
+  for (const loop of await readOnlyLoopsOver(dev))
+    if ((await mountPointsOfDevice(loop.dev, loop.path)).length === 0) unused.push(loop);
   return unused;
 }
 
 /** Detaches the read-only loops over the volume's device that no publish uses any more. */
-export async function releaseUnusedReadOnlyLoops(ctx: Ctx & { log: Logger }, dev: DeviceNumber | undefined): Promise<void> {
+export async function releaseUnusedReadOnlyLoops(
+  ctx: Ctx & { log: Logger },
+  dev: DeviceNumber | undefined,
+): Promise<void> {
   if (!dev) return;
   for (const loop of await unusedReadOnlyLoops(dev)) {
     ctx.log.debug({ loop: loop.path }, 'detaching the read-only loop device of a read-only block publish');

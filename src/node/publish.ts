@@ -4,14 +4,33 @@ import { open, rmdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import {
-  bindMount, blockDeviceNumber, createReadOnlyLoop, detachLoop, inspectPath, isReadOnlyMount, mountPointState, mountPointsOfDevice, readOnlyLoopBacking,
-  remountBindReadOnly, sameDevice, unmountAll, unmountTop, type DeviceNumber, type MountPointState,
+  bindMount,
+  blockDeviceNumber,
+  createReadOnlyLoop,
+  detachLoop,
+  inspectPath,
+  isReadOnlyMount,
+  mountPointState,
+  mountPointsOfDevice,
+  readOnlyLoopBacking,
+  remountBindReadOnly,
+  sameDevice,
+  unmountAll,
+  unmountTop,
+  type DeviceNumber,
+  type MountPointState,
 } from '../mount/index.js';
 import { alreadyExists, failedPrecondition, internal, invalidArgument, notFound } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
 import { allowsOneTarget, type Capability } from './request.js';
-import { holdsVolume, releaseUnusedReadOnlyLoops, unmountOurs, unusedReadOnlyLoops, volumeDevice } from './ownership.js';
+import {
+  holdsVolume,
+  releaseUnusedReadOnlyLoops,
+  unmountOurs,
+  unusedReadOnlyLoops,
+  volumeDevice,
+} from './ownership.js';
 import { ensureDirectory, makeDirectories } from './stage.js';
 
 interface Ctx {
@@ -37,7 +56,8 @@ async function stagedDevice(ctx: Ctx, volumeId: string): Promise<{ path: string;
     if (isConnectorError(err, 'NotMapped')) path = undefined;
     else throw err;
   }
-  if (!path) throw failedPrecondition(`volume ${volumeId} is not attached to this node: NodeStageVolume must come first`);
+  if (!path)
+    throw failedPrecondition(`volume ${volumeId} is not attached to this node: NodeStageVolume must come first`);
   return { path, dev: await blockDeviceNumber(path) };
 }
 
@@ -45,34 +65,57 @@ async function stagedDevice(ctx: Ctx, volumeId: string): Promise<{ path: string;
  * An existing mount at the target: the same publish again → true (nothing to do); a dead one is removed
  * → false; anything else → ALREADY_EXISTS.
  */
-async function alreadyPublished(ctx: Ctx, req: PublishRequest, target: MountPointState, isOurs: boolean): Promise<boolean> {
+async function alreadyPublished(
+  ctx: Ctx,
+  req: PublishRequest,
+  target: MountPointState,
+  isOurs: boolean,
+): Promise<boolean> {
   if (!target.mount) return false;
   if (target.pathState.kind === 'dead') {
-    ctx.log.warn({ targetPath: target.path, reason: target.pathState.reason }, 'removing a dead mount at the target path');
+    ctx.log.warn(
+      { targetPath: target.path, reason: target.pathState.reason },
+      'removing a dead mount at the target path',
+    );
     await unmountAll(target.path);
     return false;
   }
-  if (!isOurs) throw alreadyExists(`target_path ${target.path} already holds something else (${target.mount.source}, ${target.mount.fsType}); volume ${req.volumeId} was asked as ${req.capability.accessType}`);
+  if (!isOurs)
+    throw alreadyExists(
+      `target_path ${target.path} already holds something else (${target.mount.source}, ${target.mount.fsType}); volume ${req.volumeId} was asked as ${req.capability.accessType}`,
+    );
   const mountedReadOnly = isReadOnlyMount(target.mount);
   if (req.readOnly && !mountedReadOnly) {
     // A read-only bind takes two steps (bind, then remount ro); a crash between them leaves this. We cannot
     // tell that from a CO now asking ro where it asked rw, so finish the job: the safe direction. See docs/node.md.
-    ctx.log.warn({ targetPath: target.path }, 'found a writable bind where a read-only one was asked; making it read-only');
+    ctx.log.warn(
+      { targetPath: target.path },
+      'found a writable bind where a read-only one was asked; making it read-only',
+    );
     await remountBindReadOnly(target.path);
     return true;
   }
   if (mountedReadOnly !== req.readOnly) {
-    throw alreadyExists(`volume ${req.volumeId} is already published at ${target.path} ${mountedReadOnly ? 'read-only' : 'read-write'}; ${req.readOnly ? 'read-only' : 'read-write'} was asked`);
+    throw alreadyExists(
+      `volume ${req.volumeId} is already published at ${target.path} ${mountedReadOnly ? 'read-only' : 'read-write'}; ${req.readOnly ? 'read-only' : 'read-write'} was asked`,
+    );
   }
   return true;
 }
 
 /** For access modes that allow one target per node, a publish elsewhere is FAILED_PRECONDITION (spec matrix). */
-async function checkSingleTarget(req: PublishRequest, dev: DeviceNumber, devicePath: string, exclude: string[]): Promise<void> {
+async function checkSingleTarget(
+  req: PublishRequest,
+  dev: DeviceNumber,
+  devicePath: string,
+  exclude: string[],
+): Promise<void> {
   if (!allowsOneTarget(req.capability.mode)) return;
   const elsewhere = (await mountPointsOfDevice(dev, devicePath)).filter((p) => !exclude.includes(p));
   if (elsewhere.length > 0) {
-    throw failedPrecondition(`volume ${req.volumeId} is already published at ${elsewhere[0]}, and access mode ${req.capability.mode} allows one target per node`);
+    throw failedPrecondition(
+      `volume ${req.volumeId} is already published at ${elsewhere[0]}, and access mode ${req.capability.mode} allows one target per node`,
+    );
   }
 }
 
@@ -86,10 +129,14 @@ export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void
     const isOurs = target.mount !== undefined && sameDevice(target.mount, device.dev) && target.mount.root === '/';
     if (await alreadyPublished(ctx, req, target, isOurs)) return;
     if (!staging.mount || !sameDevice(staging.mount, device.dev) || staging.pathState.kind === 'dead') {
-      throw failedPrecondition(`volume ${req.volumeId} is not staged at ${staging.path}: NodeStageVolume must come first`);
+      throw failedPrecondition(
+        `volume ${req.volumeId} is not staged at ${staging.path}: NodeStageVolume must come first`,
+      );
     }
     if (staging.mount.fsType !== req.capability.fsType) {
-      throw failedPrecondition(`volume ${req.volumeId} is staged as ${staging.mount.fsType}; ${req.capability.fsType} was asked`);
+      throw failedPrecondition(
+        `volume ${req.volumeId} is staged as ${staging.mount.fsType}; ${req.capability.fsType} was asked`,
+      );
     }
     target = await mountPointState(req.targetPath);
     if (target.mount) throw alreadyExists(`target_path ${target.path} is still a mount point`);
@@ -100,20 +147,29 @@ export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void
   }
 
   const node = target.pathState.kind === 'blockDevice' ? target.pathState : undefined;
-  const throughReadOnlyLoop = node !== undefined && sameDevice((await readOnlyLoopBacking(node)) ?? { major: -1, minor: -1 }, device.dev);
+  const throughReadOnlyLoop =
+    node !== undefined && sameDevice((await readOnlyLoopBacking(node)) ?? { major: -1, minor: -1 }, device.dev);
   if (target.mount && node && req.readOnly && sameDevice(node, device.dev)) {
     // A read-only publish of the device itself (an older driver's, or a crash's): writes go through it. Redo it.
-    ctx.log.warn({ targetPath: target.path }, 'found the writable device bound where a read-only publish was asked; republishing it read-only');
+    ctx.log.warn(
+      { targetPath: target.path },
+      'found the writable device bound where a read-only publish was asked; republishing it read-only',
+    );
     await unmountTop(target.path);
     target = await mountPointState(req.targetPath);
   }
-  const isOurs = target.mount !== undefined && node !== undefined && (sameDevice(node, device.dev) || throughReadOnlyLoop);
+  const isOurs =
+    target.mount !== undefined && node !== undefined && (sameDevice(node, device.dev) || throughReadOnlyLoop);
   if (target.mount && isOurs && throughReadOnlyLoop !== req.readOnly) {
-    throw alreadyExists(`volume ${req.volumeId} is already published at ${target.path} ${throughReadOnlyLoop ? 'read-only' : 'read-write'}; ${req.readOnly ? 'read-only' : 'read-write'} was asked`);
+    throw alreadyExists(
+      `volume ${req.volumeId} is already published at ${target.path} ${throughReadOnlyLoop ? 'read-only' : 'read-write'}; ${req.readOnly ? 'read-only' : 'read-write'} was asked`,
+    );
   }
   if (await alreadyPublished(ctx, req, target, isOurs)) return;
   if (staging.mount && sameDevice(staging.mount, device.dev)) {
-    throw failedPrecondition(`volume ${req.volumeId} is staged as a filesystem at ${staging.path}; a block publish was asked`);
+    throw failedPrecondition(
+      `volume ${req.volumeId} is staged as a filesystem at ${staging.path}; a block publish was asked`,
+    );
   }
   target = await mountPointState(req.targetPath);
   if (target.mount) throw alreadyExists(`target_path ${target.path} is still a mount point`);
@@ -124,7 +180,8 @@ export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void
     return;
   }
   // The pod gets a read-only loop device over the volume's: the kernel refuses writes to it, whoever opens it.
-  const loop = (await unusedReadOnlyLoops(device.dev))[0] ?? (await createReadOnlyLoop(device.path, { signal: ctx.signal }));
+  const loop =
+    (await unusedReadOnlyLoops(device.dev))[0] ?? (await createReadOnlyLoop(device.path, { signal: ctx.signal }));
   try {
     await bindMount(loop.path, target.path, true);
   } catch (err) {
@@ -138,7 +195,10 @@ async function ensureFile(path: string): Promise<void> {
   const state = await inspectPath(path);
   if (state.kind === 'file' || state.kind === 'dead') return;
   if (state.kind === 'symlink') throw invalidArgument(`target_path ${path} is a symbolic link; refusing to use it`);
-  if (state.kind !== 'missing') throw invalidArgument(`target_path ${path} exists and is not a regular file (a block volume is published as a file)`);
+  if (state.kind !== 'missing')
+    throw invalidArgument(
+      `target_path ${path} exists and is not a regular file (a block volume is published as a file)`,
+    );
   await makeDirectories('target_path', dirname(path));
   try {
     await (await open(path, 'wx', 0o640)).close();
@@ -157,13 +217,19 @@ export async function unpublishVolume(ctx: Ctx, req: UnpublishRequest): Promise<
   const target = await mountPointState(req.targetPath);
   if (!volume.known) {
     // Nothing can be this volume's: touch nothing. Nothing there is the idempotent "already unpublished".
-    if (target.mount) throw notFound(`volume ${req.volumeId} does not exist; the mount at ${target.path} (${target.mount.source}, ${target.mount.fsType}) is not its and was left alone`);
+    if (target.mount)
+      throw notFound(
+        `volume ${req.volumeId} does not exist; the mount at ${target.path} (${target.mount.source}, ${target.mount.fsType}) is not its and was left alone`,
+      );
     return;
   }
   if (target.mount) {
     if (!(await holdsVolume(target, volume))) {
       // Not published here: the call's work is done. What is mounted there is someone else's.
-      ctx.log.warn({ targetPath: target.path, source: target.mount.source, fsType: target.mount.fsType }, `target_path holds a mount that is not volume ${req.volumeId}'s; left alone`);
+      ctx.log.warn(
+        { targetPath: target.path, source: target.mount.source, fsType: target.mount.fsType },
+        `target_path holds a mount that is not volume ${req.volumeId}'s; left alone`,
+      );
       return;
     }
     const { lazy } = await unmountOurs(target.path, volume);
@@ -175,7 +241,8 @@ export async function unpublishVolume(ctx: Ctx, req: UnpublishRequest): Promise<
   // delete, and no reason to fail — the volume is no longer published here, and a failure would only make
   // the CO repeat this call forever.
   const state = await inspectPath(target.path);
-  const leaveAlone = (what: string) => ctx.log.warn({ targetPath: target.path }, `target_path is ${what} after unmounting; left in place`);
+  const leaveAlone = (what: string) =>
+    ctx.log.warn({ targetPath: target.path }, `target_path is ${what} after unmounting; left in place`);
   try {
     if (state.kind === 'directory') await rmdir(target.path);
     else if (state.kind === 'file' && state.size === 0) await unlink(target.path);

@@ -18,10 +18,17 @@ const SUPPORTED_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>([
   'SINGLE_NODE_MULTI_WRITER',
 ]);
 
-const READER_ONLY_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>(['SINGLE_NODE_READER_ONLY', 'MULTI_NODE_READER_ONLY']);
+const READER_ONLY_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>([
+  'SINGLE_NODE_READER_ONLY',
+  'MULTI_NODE_READER_ONLY',
+]);
 
 /** Modes in which a volume may be published at one target path only on a node (spec's second-publish matrix). */
-const ONE_TARGET_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>(['SINGLE_NODE_WRITER', 'SINGLE_NODE_READER_ONLY', 'SINGLE_NODE_SINGLE_WRITER']);
+const ONE_TARGET_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>([
+  'SINGLE_NODE_WRITER',
+  'SINGLE_NODE_READER_ONLY',
+  'SINGLE_NODE_SINGLE_WRITER',
+]);
 
 export const DEFAULT_FS_TYPE: FsType = 'ext4';
 
@@ -39,7 +46,8 @@ export function allowsOneTarget(mode: AccessMode): boolean {
  */
 export function checkVolumeId(volumeId: string, forCleanup = false): string {
   if (volumeId === '') throw invalidArgument('volume_id is required');
-  if (!forCleanup && !isValidName(volumeId)) throw notFound(`volume ${JSON.stringify(volumeId.slice(0, 100))} does not exist (not a valid volume name)`);
+  if (!forCleanup && !isValidName(volumeId))
+    throw notFound(`volume ${JSON.stringify(volumeId.slice(0, 100))} does not exist (not a valid volume name)`);
   return volumeId;
 }
 
@@ -56,11 +64,14 @@ export function checkPath(field: string, path: string): string {
   if (path === '') throw invalidArgument(`${field} is required`);
   if (!isAbsolute(path)) throw invalidArgument(`${field} must be an absolute path`);
   if (path.includes('\0')) throw invalidArgument(`${field} contains a NUL byte`);
-  if (Buffer.byteLength(path, 'utf8') > MAX_PATH_BYTES) throw invalidArgument(`${field} is longer than ${MAX_PATH_BYTES} bytes`);
+  if (Buffer.byteLength(path, 'utf8') > MAX_PATH_BYTES)
+    throw invalidArgument(`${field} is longer than ${MAX_PATH_BYTES} bytes`);
   if (path === '/') throw invalidArgument(`${field} must not be the root directory`);
   const components = path.slice(1).split('/');
   if (components.some((c) => c === '' || c === '.' || c === '..')) {
-    throw invalidArgument(`${field} must be a normalized absolute path: no ".", ".." or empty component, no trailing "/"`);
+    throw invalidArgument(
+      `${field} must be a normalized absolute path: no ".", ".." or empty component, no trailing "/"`,
+    );
   }
   if (components.some((c) => Buffer.byteLength(c, 'utf8') > MAX_COMPONENT_BYTES)) {
     throw invalidArgument(`${field} has a component longer than ${MAX_COMPONENT_BYTES} bytes`);
@@ -97,21 +108,28 @@ export function parseCapability(
   const mode = cap.access_mode?.mode;
   if (mode === undefined || mode === 'UNKNOWN') throw invalidArgument(`${field}.access_mode is required`);
   if (!SUPPORTED_MODES.has(mode)) {
-    throw unsupported(`${field}.access_mode ${mode} is not supported by this volume (one host at a time, or read-only on several)`);
+    throw unsupported(
+      `${field}.access_mode ${mode} is not supported by this volume (one host at a time, or read-only on several)`,
+    );
   }
   const readerOnly = READER_ONLY_MODES.has(mode);
   if (cap.access_type === 'block') return { accessType: 'block', mode, readerOnly };
-  if (cap.access_type !== 'mount' || !cap.mount) throw invalidArgument(`${field}.access_type (block or mount) is required`);
+  if (cap.access_type !== 'mount' || !cap.mount)
+    throw invalidArgument(`${field}.access_type (block or mount) is required`);
   const requested = cap.mount.fs_type || volumeContext.fsType || DEFAULT_FS_TYPE;
   if (!isSupportedFilesystem(requested)) {
     const from = cap.mount.fs_type ? `${field}.mount.fs_type` : 'volume_context.fsType';
     throw invalidArgument(`${from} ${JSON.stringify(requested.slice(0, 40))} is not supported (ext4 or xfs)`);
   }
-  if (cap.mount.volume_mount_group) throw invalidArgument(`${field}.mount.volume_mount_group is not supported (the node does not advertise VOLUME_MOUNT_GROUP)`);
+  if (cap.mount.volume_mount_group)
+    throw invalidArgument(
+      `${field}.mount.volume_mount_group is not supported (the node does not advertise VOLUME_MOUNT_GROUP)`,
+    );
   const flags = cap.mount.mount_flags ?? [];
   const problem = mountFlagsProblem(flags);
   if (problem) throw invalidArgument(`${field}.mount.${problem}`);
-  if (readerOnly && flags.includes('rw')) throw invalidArgument(`${field}.mount.mount_flags has rw, but access mode ${mode} is read-only`);
+  if (readerOnly && flags.includes('rw'))
+    throw invalidArgument(`${field}.mount.mount_flags has rw, but access mode ${mode} is read-only`);
   return { accessType: 'mount', mode, readerOnly, fsType: requested, mountFlags: [...flags] };
 }
 
@@ -147,7 +165,11 @@ export function parseCapacityRange(range: CapacityRange__Output | null): ByteRan
   const requiredBytes = bytesField('capacity_range.required_bytes', range?.required_bytes);
   const limitBytes = bytesField('capacity_range.limit_bytes', range?.limit_bytes);
   // No device will ever grow that far: say so now, rather than wait for it and answer "not yet".
-  if (requiredBytes > MAX_VOLUME_BYTES) throw outOfRange(`capacity_range.required_bytes exceeds the largest volume the back end can hold (${MAX_VOLUME_BYTES} bytes)`);
-  if (limitBytes > 0 && requiredBytes > limitBytes) throw invalidArgument('capacity_range.required_bytes is larger than capacity_range.limit_bytes');
+  if (requiredBytes > MAX_VOLUME_BYTES)
+    throw outOfRange(
+      `capacity_range.required_bytes exceeds the largest volume the back end can hold (${MAX_VOLUME_BYTES} bytes)`,
+    );
+  if (limitBytes > 0 && requiredBytes > limitBytes)
+    throw invalidArgument('capacity_range.required_bytes is larger than capacity_range.limit_bytes');
   return { requiredBytes, limitBytes };
 }

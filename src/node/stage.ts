@@ -4,9 +4,30 @@
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
 import {
-  FILESYSTEM_MINIMUM_BYTES, blockDeviceNumber, deviceExists, deviceSizeBytes, filesystemSmallerThan, growFilesystem, inspectPath, isMountError,
-  makeFilesystem, growUnmountedExt4, mountFilesystem, mountsOfDevice, readMountTable, mountPointState, mountPointsOfDevice, probeDevice, sameDevice, unmountAll, isReadOnlyMount,
-  xfsMkfsInterrupted, MountError, type DeviceNumber, type FsType, type MountEntry,
+  FILESYSTEM_MINIMUM_BYTES,
+  blockDeviceNumber,
+  deviceExists,
+  deviceSizeBytes,
+  filesystemSmallerThan,
+  growFilesystem,
+  inspectPath,
+  isMountError,
+  makeFilesystem,
+  growUnmountedExt4,
+  mountFilesystem,
+  mountsOfDevice,
+  readMountTable,
+  mountPointState,
+  mountPointsOfDevice,
+  probeDevice,
+  sameDevice,
+  unmountAll,
+  isReadOnlyMount,
+  xfsMkfsInterrupted,
+  MountError,
+  type DeviceNumber,
+  type FsType,
+  type MountEntry,
 } from '../mount/index.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
@@ -36,7 +57,9 @@ export async function attachVolume(ctx: Ctx, volumeId: string): Promise<string> 
     return await ctx.connector.attach(volumeId, { signal: ctx.signal });
   } catch (err) {
     if (isConnectorError(err, 'NotMapped')) {
-      throw failedPrecondition(`volume ${volumeId} is not mapped to this host: ControllerPublishVolume has not happened (or was undone) — ${(err as Error).message}`);
+      throw failedPrecondition(
+        `volume ${volumeId} is not mapped to this host: ControllerPublishVolume has not happened (or was undone) — ${(err as Error).message}`,
+      );
     }
     throw err;
   }
@@ -64,7 +87,8 @@ export async function makeDirectories(field: string, path: string): Promise<void
     await mkdir(path, { recursive: true, mode: 0o750 });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOTDIR' || code === 'EEXIST') throw invalidArgument(`${field} ${path}: a part of it exists and is not a directory`);
+    if (code === 'ENOTDIR' || code === 'EEXIST')
+      throw invalidArgument(`${field} ${path}: a part of it exists and is not a directory`);
     throw err;
   }
 }
@@ -91,22 +115,41 @@ export function stageMountOptions(fsType: FsType, flags: readonly string[], read
 }
 
 /** A filesystem mount at the staging path matches the request, or throws ALREADY_EXISTS saying how it differs. */
-function checkStagedCompatible(volumeId: string, stagingPath: string, mount: MountEntry, fsType: FsType, readOnly: boolean): void {
+function checkStagedCompatible(
+  volumeId: string,
+  stagingPath: string,
+  mount: MountEntry,
+  fsType: FsType,
+  readOnly: boolean,
+): void {
   const differences: string[] = [];
   if (mount.fsType !== fsType) differences.push(`it is ${mount.fsType}, ${fsType} was asked`);
   const mountedReadOnly = isReadOnlyMount(mount);
-  if (mountedReadOnly !== readOnly) differences.push(`it is mounted ${mountedReadOnly ? 'read-only' : 'read-write'}, ${readOnly ? 'read-only' : 'read-write'} was asked`);
+  if (mountedReadOnly !== readOnly)
+    differences.push(
+      `it is mounted ${mountedReadOnly ? 'read-only' : 'read-write'}, ${readOnly ? 'read-only' : 'read-write'} was asked`,
+    );
   if (differences.length) {
-    throw alreadyExists(`volume ${volumeId} is already staged at ${stagingPath} with another capability: ${differences.join('; ')}`);
+    throw alreadyExists(
+      `volume ${volumeId} is already staged at ${stagingPath} with another capability: ${differences.join('; ')}`,
+    );
   }
 }
 
 /** Grows the staged filesystem when its device is larger (a clone restored bigger than its snapshot, an expand). */
-export async function growIfSmaller(ctx: Ctx, devicePath: string, mountPoint: string, fsType: FsType): Promise<{ deviceBytes: number; grew: boolean }> {
+export async function growIfSmaller(
+  ctx: Ctx,
+  devicePath: string,
+  mountPoint: string,
+  fsType: FsType,
+): Promise<{ deviceBytes: number; grew: boolean }> {
   const deviceBytes = await deviceSizeBytes(devicePath);
   const size = await filesystemSmallerThan({ devicePath, mountPoint }, fsType, deviceBytes);
   if (!size.smaller) return { deviceBytes, grew: false };
-  ctx.log.info({ device: devicePath, mountPoint, fsBytes: size.fsBytes, deviceBytes }, 'growing the filesystem to fill its device');
+  ctx.log.info(
+    { device: devicePath, mountPoint, fsBytes: size.fsBytes, deviceBytes },
+    'growing the filesystem to fill its device',
+  );
   await growFilesystem({ devicePath, mountPoint }, fsType);
   return { deviceBytes, grew: true };
 }
@@ -133,12 +176,16 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
   if (capability.accessType === 'block') {
     // A block volume is only attached at stage; a filesystem of this device here means it was staged as one.
     if (state.mount && sameDevice(state.mount, device)) {
-      throw alreadyExists(`volume ${volumeId} is already staged at ${stagingPath} as a filesystem; a block stage was asked`);
+      throw alreadyExists(
+        `volume ${volumeId} is already staged at ${stagingPath} as a filesystem; a block stage was asked`,
+      );
     }
     // Its filesystem mounted at another staging path: raw writes beside a mounted filesystem would corrupt it.
     const mounted = mountsOfDevice(await readMountTable(), device.major, device.minor);
     if (mounted.length > 0) {
-      throw failedPrecondition(`volume ${volumeId} is staged as a filesystem at ${mounted[0]!.mountPoint}; a block stage was asked: NodeUnstageVolume it there first`);
+      throw failedPrecondition(
+        `volume ${volumeId} is staged as a filesystem at ${mounted[0]!.mountPoint}; a block stage was asked: NodeUnstageVolume it there first`,
+      );
     }
     return;
   }
@@ -148,15 +195,26 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
   if (state.mount) {
     const dead = state.pathState.kind === 'dead';
     if (sameDevice(state.mount, device) && !dead) {
-      checkStagedCompatible(volumeId, stagingPath, state.mount, fsType, readOnly || capability.mountFlags.includes('ro'));
+      checkStagedCompatible(
+        volumeId,
+        stagingPath,
+        state.mount,
+        fsType,
+        readOnly || capability.mountFlags.includes('ro'),
+      );
       // Staged already; finish what a crash may have cut short (xfs grows after mounting; ext4 grew before).
       if (fsType === 'xfs' && !isReadOnlyMount(state.mount)) await growIfSmaller(ctx, devicePath, stagingPath, fsType);
       return;
     }
     if (!(await isStale(state.mount, dead))) {
-      throw alreadyExists(`staging_target_path ${stagingPath} already holds another filesystem (${state.mount.source}, ${state.mount.fsType}); volume ${volumeId} is ${devicePath}`);
+      throw alreadyExists(
+        `staging_target_path ${stagingPath} already holds another filesystem (${state.mount.source}, ${state.mount.fsType}); volume ${volumeId} is ${devicePath}`,
+      );
     }
-    ctx.log.warn({ stagingPath, source: state.mount.source, pathState: state.pathState.kind }, 'removing a stale mount at the staging path');
+    ctx.log.warn(
+      { stagingPath, source: state.mount.source, pathState: state.pathState.kind },
+      'removing a stale mount at the staging path',
+    );
     const { lazy } = await unmountAll(stagingPath);
     if (lazy) ctx.log.warn({ stagingPath }, 'the stale mount needed a lazy unmount');
     state = await mountPointState(stagingPath);
@@ -166,15 +224,29 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
   // still in place, and refuse forever. The first mount of the device is its staging mount.
   const elsewhere = (await mountPointsOfDevice(device, devicePath)).filter((p) => p !== state.path);
   if (elsewhere.length > 0) {
-    throw failedPrecondition(`volume ${volumeId} is already staged at ${elsewhere[0]}; a volume has one staging path per node: NodeUnstageVolume it there first`);
+    throw failedPrecondition(
+      `volume ${volumeId} is already staged at ${elsewhere[0]}; a volume has one staging path per node: NodeUnstageVolume it there first`,
+    );
   }
   await formatIfBlank(ctx, { volumeId, devicePath, fsType, readOnly, contentOrigin: req.contentOrigin });
   // ext4 grows before it is mounted: offline resize needs no CAP_SYS_RESOURCE, which online resize does.
   if (fsType === 'ext4' && !readOnly) await growUnmountedExt4IfSmaller(ctx, devicePath);
   const options = stageMountOptions(fsType, capability.mountFlags, readOnly);
-  await mountStaged(ctx, { volumeId, devicePath, stagingPath, fsType, options, hasCoFlags: capability.mountFlags.length > 0, contentOrigin: req.contentOrigin });
+  await mountStaged(ctx, {
+    volumeId,
+    devicePath,
+    stagingPath,
+    fsType,
+    options,
+    hasCoFlags: capability.mountFlags.length > 0,
+    contentOrigin: req.contentOrigin,
+  });
   const mounted = (await mountPointState(stagingPath)).mount;
-  if (!mounted || !sameDevice(mounted, device)) throw new MountError('Failed', `mounted ${devicePath} at ${stagingPath}, but the mount table does not show it there`);
+  if (!mounted || !sameDevice(mounted, device))
+    throw new MountError(
+      'Failed',
+      `mounted ${devicePath} at ${stagingPath}, but the mount table does not show it there`,
+    );
   if (fsType === 'xfs' && !isReadOnlyMount(mounted)) await growIfSmaller(ctx, devicePath, stagingPath, fsType);
 }
 
@@ -182,28 +254,46 @@ async function growUnmountedExt4IfSmaller(ctx: Ctx, devicePath: string): Promise
   const deviceBytes = await deviceSizeBytes(devicePath);
   const size = await filesystemSmallerThan({ devicePath, mountPoint: '' }, 'ext4', deviceBytes);
   if (!size.smaller) return;
-  ctx.log.info({ device: devicePath, fsBytes: size.fsBytes, deviceBytes }, 'growing the ext4 filesystem to fill its device before mounting it');
+  ctx.log.info(
+    { device: devicePath, fsBytes: size.fsBytes, deviceBytes },
+    'growing the ext4 filesystem to fill its device before mounting it',
+  );
   await growUnmountedExt4(devicePath);
 }
 
-const mebibytes = (bytes: number): string => `${Math.floor(bytes / 1048576) === bytes / 1048576 ? bytes / 1048576 : (bytes / 1048576).toFixed(1)} MiB`;
+const mebibytes = (bytes: number): string =>
+  `${Math.floor(bytes / 1048576) === bytes / 1048576 ? bytes / 1048576 : (bytes / 1048576).toFixed(1)} MiB`;
 
-const ORIGIN_WORDS: Record<string, string> = { image: 'an image', snapshot: 'a snapshot', volume: 'a clone of another volume' };
+const ORIGIN_WORDS: Record<string, string> = {
+  image: 'an image',
+  snapshot: 'a snapshot',
+  volume: 'a clone of another volume',
+};
 
 /** blkid first: a blank device gets a filesystem; anything else on it is kept, never formatted over. */
 async function formatIfBlank(
   ctx: Ctx,
-  { volumeId, devicePath, fsType, readOnly, contentOrigin }: { volumeId: string; devicePath: string; fsType: FsType; readOnly: boolean; contentOrigin?: string },
+  {
+    volumeId,
+    devicePath,
+    fsType,
+    readOnly,
+    contentOrigin,
+  }: { volumeId: string; devicePath: string; fsType: FsType; readOnly: boolean; contentOrigin?: string },
 ): Promise<void> {
   const content = await probeDevice(devicePath);
   if (content.kind === 'filesystem') {
     if (content.fsType !== fsType) {
-      throw failedPrecondition(`volume ${volumeId} already holds a ${content.fsType} filesystem, but ${fsType} was asked; it is never reformatted`);
+      throw failedPrecondition(
+        `volume ${volumeId} already holds a ${content.fsType} filesystem, but ${fsType} was asked; it is never reformatted`,
+      );
     }
     return;
   }
   if (content.kind === 'other') {
-    throw failedPrecondition(`volume ${volumeId} (${devicePath}) holds ${content.description}; refusing to format it as ${fsType}`);
+    throw failedPrecondition(
+      `volume ${volumeId} (${devicePath}) holds ${content.description}; refusing to format it as ${fsType}`,
+    );
   }
   if (contentOrigin !== undefined) {
     // Its content came from somewhere (a raw disk image, a snapshot or clone of a block volume): formatting
@@ -213,7 +303,10 @@ async function formatIfBlank(
         `it is never formatted (that would destroy its content): stage it as a raw block volume, or put a ${fsType} filesystem on its source`,
     );
   }
-  if (readOnly) throw failedPrecondition(`volume ${volumeId} is blank and is to be mounted read-only: there is no filesystem to mount, and a read-only volume cannot be formatted`);
+  if (readOnly)
+    throw failedPrecondition(
+      `volume ${volumeId} is blank and is to be mounted read-only: there is no filesystem to mount, and a read-only volume cannot be formatted`,
+    );
   const deviceBytes = await deviceSizeBytes(devicePath);
   const minimum = FILESYSTEM_MINIMUM_BYTES[fsType];
   if (deviceBytes < minimum) {
@@ -228,7 +321,15 @@ async function formatIfBlank(
 
 async function mountStaged(
   ctx: Ctx,
-  m: { volumeId: string; devicePath: string; stagingPath: string; fsType: FsType; options: string[]; hasCoFlags: boolean; contentOrigin?: string },
+  m: {
+    volumeId: string;
+    devicePath: string;
+    stagingPath: string;
+    fsType: FsType;
+    options: string[];
+    hasCoFlags: boolean;
+    contentOrigin?: string;
+  },
 ): Promise<void> {
   try {
     await mountFilesystem(m.devicePath, m.stagingPath, m.fsType, m.options);
@@ -236,14 +337,25 @@ async function mountStaged(
   } catch (err) {
     // mkfs.xfs marks its superblock "in progress" until it is done; a crash in the middle leaves one that
     // blkid calls xfs and the kernel refuses. Nothing was ever stored there: finish the format and retry.
-    if (m.fsType === 'xfs' && m.contentOrigin === undefined && isMountError(err, 'Failed') && (await xfsMkfsInterrupted(m.devicePath))) {
+    if (
+      m.fsType === 'xfs' &&
+      m.contentOrigin === undefined &&
+      isMountError(err, 'Failed') &&
+      (await xfsMkfsInterrupted(m.devicePath))
+    ) {
       ctx.log.warn({ device: m.devicePath }, 'found an interrupted mkfs.xfs; formatting again');
       await makeFilesystem(m.devicePath, 'xfs', { force: true });
       await mountFilesystem(m.devicePath, m.stagingPath, m.fsType, m.options);
       return;
     }
-    if (m.hasCoFlags && isMountError(err, 'Failed') && /bad option|wrong fs type|invalid argument/i.test((err as Error).message)) {
-      throw invalidArgument(`mounting volume ${m.volumeId} failed; check volume_capability.mount.mount_flags: ${(err as Error).message}`);
+    if (
+      m.hasCoFlags &&
+      isMountError(err, 'Failed') &&
+      /bad option|wrong fs type|invalid argument/i.test((err as Error).message)
+    ) {
+      throw invalidArgument(
+        `mounting volume ${m.volumeId} failed; check volume_capability.mount.mount_flags: ${(err as Error).message}`,
+      );
     }
     throw err;
   }
@@ -260,11 +372,16 @@ export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void
   const state = await mountPointState(stagingPath);
   // No such volume: nothing here can be its; touch nothing.
   if (!volume.known) {
-    throw notFound(`volume ${volumeId} does not exist${state.mount ? ` (the mount at ${state.path} is not its and was left alone)` : ''}`);
+    throw notFound(
+      `volume ${volumeId} does not exist${state.mount ? ` (the mount at ${state.path} is not its and was left alone)` : ''}`,
+    );
   }
   const ours = await holdsVolume(state, volume);
   if (state.mount && !ours) {
-    ctx.log.warn({ stagingPath: state.path, source: state.mount.source, fsType: state.mount.fsType }, `staging_target_path holds a mount that is not volume ${volumeId}'s; left alone`);
+    ctx.log.warn(
+      { stagingPath: state.path, source: state.mount.source, fsType: state.mount.fsType },
+      `staging_target_path holds a mount that is not volume ${volumeId}'s; left alone`,
+    );
   }
 
   // Publishes of this volume still in place would lose their device: the CO must unpublish first.
@@ -272,13 +389,18 @@ export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void
   if (state.mount && ours) devices.push({ dev: state.mount });
   if (volume.dev) devices.push({ dev: volume.dev, path: volume.path });
   const users = new Set<string>();
-  for (const { dev, path } of devices) for (const p of await mountPointsOfDevice(dev, path)) if (p !== state.path) users.add(p);
+  for (const { dev, path } of devices)
+    for (const p of await mountPointsOfDevice(dev, path)) if (p !== state.path) users.add(p);
   if (users.size > 0 && !ours) {
     // Staged (or used) elsewhere, not here: detaching would pull the device from under that mount.
-    throw failedPrecondition(`volume ${volumeId} has no mount at ${state.path} but is still in use at ${[...users].slice(0, 5).join(', ')} (staged or published there): NodeUnpublishVolume / NodeUnstageVolume it there first`);
+    throw failedPrecondition(
+      `volume ${volumeId} has no mount at ${state.path} but is still in use at ${[...users].slice(0, 5).join(', ')} (staged or published there): NodeUnpublishVolume / NodeUnstageVolume it there first`,
+    );
   }
   if (users.size > 0) {
-    throw failedPrecondition(`volume ${volumeId} is still published at ${[...users].slice(0, 5).join(', ')}; NodeUnpublishVolume must come first`);
+    throw failedPrecondition(
+      `volume ${volumeId} is still published at ${[...users].slice(0, 5).join(', ')}; NodeUnpublishVolume must come first`,
+    );
   }
 
   if (ours) {

@@ -4,8 +4,19 @@ import type { Logger } from '../log/logger.js';
 import type { NodeGetVolumeStatsResponse } from '../generated/csi/v1/NodeGetVolumeStatsResponse.js';
 import type { VolumeCondition } from '../generated/csi/v1/VolumeCondition.js';
 import {
-  blockDeviceNumber, deviceProblem, devicePathOf, deviceSizeBytes, filesystemUsage, isReadOnlyMount, isSupportedFilesystem,
-  mountPointState, readOnlyLoopBacking, refreshLoopCapacity, sameDevice, type DeviceNumber, type MountPointState,
+  blockDeviceNumber,
+  deviceProblem,
+  devicePathOf,
+  deviceSizeBytes,
+  filesystemUsage,
+  isReadOnlyMount,
+  isSupportedFilesystem,
+  mountPointState,
+  readOnlyLoopBacking,
+  refreshLoopCapacity,
+  sameDevice,
+  type DeviceNumber,
+  type MountPointState,
 } from '../mount/index.js';
 import { failedPrecondition, invalidArgument, notFound, outOfRange, unavailable } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
@@ -30,7 +41,8 @@ async function volumeAtPath(path: string, volumeId: string): Promise<VolumeAtPat
   const state = await mountPointState(path);
   const { mount, pathState } = state;
   if (!mount) throw notFound(`volume_path ${state.path} holds no volume (not a mount point)`);
-  if (pathState.kind === 'dead') return { kind: 'dead', state, dev: mount, reason: `${state.path} does not answer (${pathState.reason})` };
+  if (pathState.kind === 'dead')
+    return { kind: 'dead', state, dev: mount, reason: `${state.path} does not answer (${pathState.reason})` };
   if (pathState.kind === 'blockDevice') return { kind: 'block', state, dev: pathState };
   if (pathState.kind !== 'directory') throw notFound(`volume_path ${state.path} holds no volume of ${volumeId}`);
   return { kind: 'filesystem', state, dev: mount, fsType: mount.fsType, readOnly: isReadOnlyMount(mount) };
@@ -44,12 +56,16 @@ async function attachmentProblem(ctx: Ctx, volumeId: string, dev: DeviceNumber):
   } catch (err) {
     if (isConnectorError(err, 'VolumeNotFound')) return `volume ${volumeId} no longer exists on the back end`;
     // The VBS not answering says nothing about this volume's health.
-    ctx.log.warn({ err: (err as Error).message }, 'cannot ask the connector about the volume; condition from local checks only');
+    ctx.log.warn(
+      { err: (err as Error).message },
+      'cannot ask the connector about the volume; condition from local checks only',
+    );
     return undefined;
   }
   if (attached === undefined) return `volume ${volumeId} is no longer attached to this node`;
   try {
-    if (!sameDevice(await blockDeviceNumber(attached), dev)) return `volume ${volumeId} is attached as ${attached}, not as the device mounted here`;
+    if (!sameDevice(await blockDeviceNumber(attached), dev))
+      return `volume ${volumeId} is attached as ${attached}, not as the device mounted here`;
   } catch {
     return `volume ${volumeId}'s device ${attached} is missing`;
   }
@@ -62,7 +78,10 @@ async function volumeDeviceIfAnswered(ctx: Ctx, volumeId: string): Promise<Volum
     return await volumeDevice(ctx, volumeId);
   } catch (err) {
     // The VBS not answering says nothing about this volume's health.
-    ctx.log.warn({ err: (err as Error).message }, 'cannot ask the connector about the volume; condition from local checks only');
+    ctx.log.warn(
+      { err: (err as Error).message },
+      'cannot ask the connector about the volume; condition from local checks only',
+    );
     return undefined;
   }
 }
@@ -73,7 +92,9 @@ export async function volumeStats(ctx: Ctx, volumeId: string, volumePath: string
   const found = await volumeAtPath(volumePath, volumeId);
   // Another volume's mount (or anything else) at the path: this volume does not exist there (CSI: NOT_FOUND).
   if (volume && !(await holdsVolume(found.state, volume))) {
-    throw notFound(`volume_path ${found.state.path} does not hold volume ${volumeId} (it holds ${found.state.mount!.source}, ${found.state.mount!.fsType})`);
+    throw notFound(
+      `volume_path ${found.state.path} does not hold volume ${volumeId} (it holds ${found.state.mount!.source}, ${found.state.mount!.fsType})`,
+    );
   }
   const problems: string[] = [];
   if (found.kind === 'dead') problems.push(found.reason);
@@ -86,8 +107,18 @@ export async function volumeStats(ctx: Ctx, volumeId: string, volumePath: string
   if (found.kind === 'filesystem') {
     try {
       const u = await filesystemUsage(found.state.path);
-      usage.push({ unit: 'BYTES', total: String(u.totalBytes), available: String(u.availableBytes), used: String(u.usedBytes) });
-      usage.push({ unit: 'INODES', total: String(u.totalInodes), available: String(u.freeInodes), used: String(u.usedInodes) });
+      usage.push({
+        unit: 'BYTES',
+        total: String(u.totalBytes),
+        available: String(u.availableBytes),
+        used: String(u.usedBytes),
+      });
+      usage.push({
+        unit: 'INODES',
+        total: String(u.totalInodes),
+        available: String(u.freeInodes),
+        used: String(u.usedInodes),
+      });
     } catch (err) {
       problems.push((err as Error).message);
     }
@@ -103,7 +134,10 @@ export async function volumeStats(ctx: Ctx, volumeId: string, volumePath: string
   }
   const volume_condition: VolumeCondition = problems.length
     ? { abnormal: true, message: problems.join('; ') }
-    : { abnormal: false, message: found.kind === 'block' ? 'block device attached and healthy' : 'filesystem mounted and healthy' };
+    : {
+        abnormal: false,
+        message: found.kind === 'block' ? 'block device attached and healthy' : 'filesystem mounted and healthy',
+      };
   return { usage, volume_condition };
 }
 
@@ -131,7 +165,9 @@ export async function expandVolume(ctx: Ctx, req: ExpandRequest): Promise<{ capa
   if (found.kind === 'dead') throw failedPrecondition(`cannot expand volume ${req.volumeId}: ${found.reason}`);
   const heldType = found.kind === 'block' ? 'block' : 'mount';
   if (req.capability && req.capability.accessType !== heldType) {
-    throw invalidArgument(`volume_capability says ${req.capability.accessType}, but volume_path holds a ${found.kind === 'block' ? 'block device' : 'filesystem'}`);
+    throw invalidArgument(
+      `volume_capability says ${req.capability.accessType}, but volume_path holds a ${found.kind === 'block' ? 'block device' : 'filesystem'}`,
+    );
   }
   // A read-only block publish shows a read-only loop over the volume's device: the volume is what is under it.
   const readOnlyLoop = found.kind === 'block' ? await readOnlyLoopBacking(found.dev) : undefined;
@@ -144,10 +180,14 @@ export async function expandVolume(ctx: Ctx, req: ExpandRequest): Promise<{ capa
   const deviceBytes = await waitForDeviceSize(devicePath, req.range.requiredBytes, req.deviceGrowWaitMs);
   if (deviceBytes < req.range.requiredBytes) {
     // Not final: the back end may still be resizing the device. UNAVAILABLE lets the CO retry.
-    throw unavailable(`the device of volume ${req.volumeId} is ${deviceBytes} bytes, less than the ${req.range.requiredBytes} asked; ControllerExpandVolume must finish first`);
+    throw unavailable(
+      `the device of volume ${req.volumeId} is ${deviceBytes} bytes, less than the ${req.range.requiredBytes} asked; ControllerExpandVolume must finish first`,
+    );
   }
   if (req.range.limitBytes > 0 && deviceBytes > req.range.limitBytes) {
-    throw outOfRange(`the device of volume ${req.volumeId} is ${deviceBytes} bytes, more than capacity_range.limit_bytes ${req.range.limitBytes}`);
+    throw outOfRange(
+      `the device of volume ${req.volumeId} is ${deviceBytes} bytes, more than capacity_range.limit_bytes ${req.range.limitBytes}`,
+    );
   }
   if (found.kind === 'block') {
     if (readOnlyLoop) {
@@ -167,8 +207,12 @@ export async function expandVolume(ctx: Ctx, req: ExpandRequest): Promise<{ capa
       readOnly = isReadOnlyMount(staging.mount);
     }
   }
-  if (!isSupportedFilesystem(found.fsType)) throw failedPrecondition(`volume ${req.volumeId} holds ${found.fsType}, which this driver cannot grow`);
-  if (readOnly) throw failedPrecondition(`volume ${req.volumeId} is mounted read-only at ${mountPoint}; its filesystem cannot grow in that state`);
+  if (!isSupportedFilesystem(found.fsType))
+    throw failedPrecondition(`volume ${req.volumeId} holds ${found.fsType}, which this driver cannot grow`);
+  if (readOnly)
+    throw failedPrecondition(
+      `volume ${req.volumeId} is mounted read-only at ${mountPoint}; its filesystem cannot grow in that state`,
+    );
   await growIfSmaller(ctx, devicePath, mountPoint, found.fsType);
   return { capacityBytes: deviceBytes };
 }

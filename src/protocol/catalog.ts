@@ -123,8 +123,10 @@ export interface FieldSpec {
   readonly values?: readonly string[];
 }
 
-const o = (type: FieldType, values?: readonly string[]): FieldSpec => (values ? { type, level: 'original', values } : { type, level: 'original' });
-const x = (type: FieldType, values?: readonly string[]): FieldSpec => (values ? { type, level: 'extended', values } : { type, level: 'extended' });
+const o = (type: FieldType, values?: readonly string[]): FieldSpec =>
+  values ? { type, level: 'original', values } : { type, level: 'original' };
+const x = (type: FieldType, values?: readonly string[]): FieldSpec =>
+  values ? { type, level: 'extended', values } : { type, level: 'extended' };
 
 /** Record prefixes (`volume0=[...]`). */
 export const RecordPrefix = {
@@ -310,15 +312,33 @@ export interface RequestSpec {
   readonly mutating: boolean;
 }
 
-const req = (key: KeyName, level: ProtocolLevel = 'original', repeated = false): KeySpec => (repeated ? { key, required: true, level, repeated } : { key, required: true, level });
-const opt = (key: KeyName, level: ProtocolLevel = 'extended', repeated = false): KeySpec => (repeated ? { key, required: false, level, repeated } : { key, required: false, level });
+const req = (key: KeyName, level: ProtocolLevel = 'original', repeated = false): KeySpec =>
+  repeated ? { key, required: true, level, repeated } : { key, required: true, level };
+const opt = (key: KeyName, level: ProtocolLevel = 'extended', repeated = false): KeySpec =>
+  repeated ? { key, required: false, level, repeated } : { key, required: false, level };
 
 /** The keys the Cinder driver sent with every CREATE_VOLUME_REQ after the name and size, in its order. */
 export const ORIGINAL_CREATE_KEYS = [
-  Key.POOL_ID, Key.THIN_FLAG, Key.RESERVED, Key.VOLUME_SPACE_RESERVED, Key.FORCE_PROVISION_SIZE, Key.IOPS, Key.MAX_IOPS,
-  Key.MIN_IOPS, Key.CACHE_SIZE, Key.REPLICATE_NUM, Key.REPLICATE_TOLERANT_NUM, Key.ENCRYPT_ALGORITHM, Key.CONSISTENCY,
-  Key.STOR_SPACE_LEVEL, Key.COMPRESS_ALGORITHM, Key.DEDUPLICATION, Key.SNAPSHOT, Key.BACKUP_CYCLE,
-  Key.TOLERANCE_DISK_FAILURE, Key.TOLERANCE_CACHE_FAILURE,
+  Key.POOL_ID,
+  Key.THIN_FLAG,
+  Key.RESERVED,
+  Key.VOLUME_SPACE_RESERVED,
+  Key.FORCE_PROVISION_SIZE,
+  Key.IOPS,
+  Key.MAX_IOPS,
+  Key.MIN_IOPS,
+  Key.CACHE_SIZE,
+  Key.REPLICATE_NUM,
+  Key.REPLICATE_TOLERANT_NUM,
+  Key.ENCRYPT_ALGORITHM,
+  Key.CONSISTENCY,
+  Key.STOR_SPACE_LEVEL,
+  Key.COMPRESS_ALGORITHM,
+  Key.DEDUPLICATION,
+  Key.SNAPSHOT,
+  Key.BACKUP_CYCLE,
+  Key.TOLERANCE_DISK_FAILURE,
+  Key.TOLERANCE_CACHE_FAILURE,
 ] as const;
 
 /**
@@ -350,22 +370,41 @@ export const ORIGINAL_CREATE_NEUTRAL: Readonly<Record<(typeof ORIGINAL_CREATE_KE
 };
 
 const CREATE_KEYS: readonly KeySpec[] = [
-  req(Key.VOL_NAME), req(Key.VOL_SIZE),
+  req(Key.VOL_NAME),
+  req(Key.VOL_SIZE),
   ...ORIGINAL_CREATE_KEYS.map((k) => opt(k, 'original')),
-  opt(Key.IO_CLASS_ID, 'original'), opt(Key.IO_PRIORITY, 'original'),
-  opt(Key.MAX_MBPS), opt(Key.CACHE_POLICY),
+  opt(Key.IO_CLASS_ID, 'original'),
+  opt(Key.IO_PRIORITY, 'original'),
+  opt(Key.MAX_MBPS),
+  opt(Key.CACHE_POLICY),
 ];
 /** The placement, QoS and cache keys a clone or import also takes (extended). */
 const PLACEMENT_QOS_KEYS: readonly KeySpec[] = [
-  opt(Key.POOL_ID), opt(Key.THIN_FLAG), opt(Key.MAX_IOPS), opt(Key.MAX_MBPS), opt(Key.IO_PRIORITY), opt(Key.IO_CLASS_ID), opt(Key.CACHE_POLICY),
+  opt(Key.POOL_ID),
+  opt(Key.THIN_FLAG),
+  opt(Key.MAX_IOPS),
+  opt(Key.MAX_MBPS),
+  opt(Key.IO_PRIORITY),
+  opt(Key.IO_CLASS_ID),
+  opt(Key.CACHE_POLICY),
 ];
 const PAGE_KEYS: readonly KeySpec[] = [opt(Key.MARKER), opt(Key.LIMIT)];
 const EXTENT_PAGE_KEYS: readonly KeySpec[] = [opt(Key.OFFSET), opt(Key.LIMIT)];
-const EXTENT_REPLY: ReplySpec = { records: ['extent'], keys: [Key.SIZE_BYTES, Key.BLOCK_SIZE, Key.EXTENT_NUM, Key.NEXT_OFFSET, Key.METHOD] };
+const EXTENT_REPLY: ReplySpec = {
+  records: ['extent'],
+  keys: [Key.SIZE_BYTES, Key.BLOCK_SIZE, Key.EXTENT_NUM, Key.NEXT_OFFSET, Key.METHOD],
+};
 const nothing: ReplySpec = { records: [], keys: [] };
 const only = (...records: RecordPrefixName[]): ReplySpec => ({ records, keys: [] });
 
-function spec(type: string, level: ProtocolLevel, resendSafe: boolean, mutating: boolean, keys: readonly KeySpec[], reply: ReplySpec): RequestSpec {
+function spec(
+  type: string,
+  level: ProtocolLevel,
+  resendSafe: boolean,
+  mutating: boolean,
+  keys: readonly KeySpec[],
+  reply: ReplySpec,
+): RequestSpec {
   return { type, level, keys, reply, resendSafe, mutating };
 }
 
@@ -376,57 +415,198 @@ function spec(type: string, level: ProtocolLevel, resendSafe: boolean, mutating:
 export const Requests = {
   // the original nine
   CREATE_VOLUME: spec('CREATE_VOLUME_REQ', 'original', true, true, CREATE_KEYS, only('volume')),
-  DELETE_VOLUME: spec('DELETE_VOLUME_REQ', 'original', true, true, [req(Key.VOL_NAME)], { records: [], keys: [Key.DELETED] }),
-  EXTEND_VOLUME: spec('EXTEND_VOLUME_REQ', 'original', true, true, [req(Key.VOL_NAME), req(Key.VOL_SIZE)], only('volume')),
-  CREATE_SNAPSHOT: spec('CREATE_SNAPSHOT_REQ', 'original', true, true, [req(Key.SNAP_NAME), req(Key.VOL_NAME), req(Key.SMARTFLAG)], only('snapshot')),
-  DELETE_SNAPSHOT: spec('DELETE_SNAPSHOT_REQ', 'original', true, true, [req(Key.SNAP_NAME)], { records: [], keys: [Key.DELETED] }),
-  CREATE_VOLUME_FROM_SNAPSHOT: spec('CREATE_VOLUME_FROM_SNAPSHOT_REQ', 'original', true, true, [
-    req(Key.VOL_NAME), req(Key.VOL_SIZE), req(Key.SNAP_NAME_SRC), req(Key.VOL_NUM), opt(Key.CLONE_TYPE), ...PLACEMENT_QOS_KEYS,
-  ], only('volume')),
+  DELETE_VOLUME: spec('DELETE_VOLUME_REQ', 'original', true, true, [req(Key.VOL_NAME)], {
+    records: [],
+    keys: [Key.DELETED],
+  }),
+  EXTEND_VOLUME: spec(
+    'EXTEND_VOLUME_REQ',
+    'original',
+    true,
+    true,
+    [req(Key.VOL_NAME), req(Key.VOL_SIZE)],
+    only('volume'),
+  ),
+  CREATE_SNAPSHOT: spec(
+    'CREATE_SNAPSHOT_REQ',
+    'original',
+    true,
+    true,
+    [req(Key.SNAP_NAME), req(Key.VOL_NAME), req(Key.SMARTFLAG)],
+    only('snapshot'),
+  ),
+  DELETE_SNAPSHOT: spec('DELETE_SNAPSHOT_REQ', 'original', true, true, [req(Key.SNAP_NAME)], {
+    records: [],
+    keys: [Key.DELETED],
+  }),
+  CREATE_VOLUME_FROM_SNAPSHOT: spec(
+    'CREATE_VOLUME_FROM_SNAPSHOT_REQ',
+    'original',
+    true,
+    true,
+    [
+      req(Key.VOL_NAME),
+      req(Key.VOL_SIZE),
+      req(Key.SNAP_NAME_SRC),
+      req(Key.VOL_NUM),
+      opt(Key.CLONE_TYPE),
+      ...PLACEMENT_QOS_KEYS,
+    ],
+    only('volume'),
+  ),
   QUERY_VOLUME: spec('QUERY_VOLUME_REQ', 'original', true, false, [req(Key.VOL_NAME)], only('volume')),
   QUERY_SNAPSHOT: spec('QUERY_SNAPSHOT_REQ', 'original', true, false, [req(Key.SNAP_NAME)], only('snapshot')),
-  QUERY_POOLS_CAPABILITY: spec('QUERY_POOLS_CAPABILITY_REQ', 'original', true, false, [req(Key.POOL_NUM), opt(Key.POOL_ID, 'original', true)], only('pool')),
+  QUERY_POOLS_CAPABILITY: spec(
+    'QUERY_POOLS_CAPABILITY_REQ',
+    'original',
+    true,
+    false,
+    [req(Key.POOL_NUM), opt(Key.POOL_ID, 'original', true)],
+    only('pool'),
+  ),
   // ours
   QUERY_CAPABILITY: spec('QUERY_CAPABILITY_REQ', 'extended', true, false, [], {
     records: [],
-    keys: [Key.PRODUCT, Key.VERSION, Key.API_VERSION, Key.HOST_ID, Key.CAPABILITY, Key.IMAGE_DIR, Key.MAX_REQUEST_BYTES, Key.MAX_REPLY_BYTES, Key.MAX_LIST_LIMIT],
+    keys: [
+      Key.PRODUCT,
+      Key.VERSION,
+      Key.API_VERSION,
+      Key.HOST_ID,
+      Key.CAPABILITY,
+      Key.IMAGE_DIR,
+      Key.MAX_REQUEST_BYTES,
+      Key.MAX_REPLY_BYTES,
+      Key.MAX_LIST_LIMIT,
+    ],
   }),
-  CLONE_VOLUME: spec('CLONE_VOLUME_REQ', 'extended', true, true, [
-    req(Key.VOL_NAME, 'extended'), req(Key.VOL_SIZE, 'extended'), req(Key.SRC_VOL_NAME, 'extended'), opt(Key.CLONE_TYPE), ...PLACEMENT_QOS_KEYS,
-  ], only('volume')),
-  MODIFY_VOLUME: spec('MODIFY_VOLUME_REQ', 'extended', true, true, [
-    req(Key.VOL_NAME, 'extended'), opt(Key.MAX_IOPS), opt(Key.MAX_MBPS), opt(Key.IO_PRIORITY), opt(Key.CACHE_POLICY),
-  ], only('volume')),
-  LIST_VOLUMES: spec('LIST_VOLUMES_REQ', 'extended', true, false, [...PAGE_KEYS, opt(Key.POOL_ID)], { records: ['volume'], keys: [Key.VOL_NUM, Key.NEXT_MARKER] }),
-  LIST_SNAPSHOTS: spec('LIST_SNAPSHOTS_REQ', 'extended', true, false, [...PAGE_KEYS, opt(Key.VOL_NAME), opt(Key.SNAP_NAME)], {
-    records: ['snapshot'], keys: [Key.SNAP_NUM, Key.NEXT_MARKER],
+  CLONE_VOLUME: spec(
+    'CLONE_VOLUME_REQ',
+    'extended',
+    true,
+    true,
+    [
+      req(Key.VOL_NAME, 'extended'),
+      req(Key.VOL_SIZE, 'extended'),
+      req(Key.SRC_VOL_NAME, 'extended'),
+      opt(Key.CLONE_TYPE),
+      ...PLACEMENT_QOS_KEYS,
+    ],
+    only('volume'),
+  ),
+  MODIFY_VOLUME: spec(
+    'MODIFY_VOLUME_REQ',
+    'extended',
+    true,
+    true,
+    [req(Key.VOL_NAME, 'extended'), opt(Key.MAX_IOPS), opt(Key.MAX_MBPS), opt(Key.IO_PRIORITY), opt(Key.CACHE_POLICY)],
+    only('volume'),
+  ),
+  LIST_VOLUMES: spec('LIST_VOLUMES_REQ', 'extended', true, false, [...PAGE_KEYS, opt(Key.POOL_ID)], {
+    records: ['volume'],
+    keys: [Key.VOL_NUM, Key.NEXT_MARKER],
   }),
-  MAP_VOLUME: spec('MAP_VOLUME_REQ', 'extended', true, true, [
-    req(Key.VOL_NAME, 'extended'), req(Key.HOST_ID, 'extended'), opt(Key.ACCESS_MODE), opt(Key.EXCLUSIVE),
-  ], nothing),
-  UNMAP_VOLUME: spec('UNMAP_VOLUME_REQ', 'extended', true, true, [req(Key.VOL_NAME, 'extended'), req(Key.HOST_ID, 'extended'), opt(Key.FORCE)], nothing),
-  QUERY_VOLUME_HOSTS: spec('QUERY_VOLUME_HOSTS_REQ', 'extended', true, false, [req(Key.VOL_NAME, 'extended')], { records: ['host'], keys: [Key.HOST_NUM] }),
+  LIST_SNAPSHOTS: spec(
+    'LIST_SNAPSHOTS_REQ',
+    'extended',
+    true,
+    false,
+    [...PAGE_KEYS, opt(Key.VOL_NAME), opt(Key.SNAP_NAME)],
+    {
+      records: ['snapshot'],
+      keys: [Key.SNAP_NUM, Key.NEXT_MARKER],
+    },
+  ),
+  MAP_VOLUME: spec(
+    'MAP_VOLUME_REQ',
+    'extended',
+    true,
+    true,
+    [req(Key.VOL_NAME, 'extended'), req(Key.HOST_ID, 'extended'), opt(Key.ACCESS_MODE), opt(Key.EXCLUSIVE)],
+    nothing,
+  ),
+  UNMAP_VOLUME: spec(
+    'UNMAP_VOLUME_REQ',
+    'extended',
+    true,
+    true,
+    [req(Key.VOL_NAME, 'extended'), req(Key.HOST_ID, 'extended'), opt(Key.FORCE)],
+    nothing,
+  ),
+  QUERY_VOLUME_HOSTS: spec('QUERY_VOLUME_HOSTS_REQ', 'extended', true, false, [req(Key.VOL_NAME, 'extended')], {
+    records: ['host'],
+    keys: [Key.HOST_NUM],
+  }),
   QUERY_HOSTS: spec('QUERY_HOSTS_REQ', 'extended', true, false, [], { records: ['host'], keys: [Key.HOST_NUM] }),
   /** the emulator's stand-in for the cluster's heartbeats: a host marked down (online=0) or up (tests, drills) */
-  SET_HOST_STATE: spec('SET_HOST_STATE_REQ', 'extended', true, true, [req(Key.HOST_ID, 'extended'), opt(Key.ONLINE)], nothing),
-  IMPORT_IMAGE: spec('IMPORT_IMAGE_REQ', 'extended', false, true, [
-    req(Key.VOL_NAME, 'extended'), req(Key.IMAGE_URL, 'extended'), opt(Key.IMAGE_FORMAT), opt(Key.CHECKSUM), opt(Key.VOL_SIZE), ...PLACEMENT_QOS_KEYS,
-  ], { records: ['volume'], keys: [Key.JOB_ID] }),
-  EXPORT_IMAGE: spec('EXPORT_IMAGE_REQ', 'extended', false, true, [
-    opt(Key.VOL_NAME), opt(Key.SNAP_NAME), req(Key.IMAGE_PATH, 'extended'), opt(Key.IMAGE_FORMAT), opt(Key.OVERWRITE),
-  ], { records: [], keys: [Key.JOB_ID] }),
+  SET_HOST_STATE: spec(
+    'SET_HOST_STATE_REQ',
+    'extended',
+    true,
+    true,
+    [req(Key.HOST_ID, 'extended'), opt(Key.ONLINE)],
+    nothing,
+  ),
+  IMPORT_IMAGE: spec(
+    'IMPORT_IMAGE_REQ',
+    'extended',
+    false,
+    true,
+    [
+      req(Key.VOL_NAME, 'extended'),
+      req(Key.IMAGE_URL, 'extended'),
+      opt(Key.IMAGE_FORMAT),
+      opt(Key.CHECKSUM),
+      opt(Key.VOL_SIZE),
+      ...PLACEMENT_QOS_KEYS,
+    ],
+    { records: ['volume'], keys: [Key.JOB_ID] },
+  ),
+  EXPORT_IMAGE: spec(
+    'EXPORT_IMAGE_REQ',
+    'extended',
+    false,
+    true,
+    [opt(Key.VOL_NAME), opt(Key.SNAP_NAME), req(Key.IMAGE_PATH, 'extended'), opt(Key.IMAGE_FORMAT), opt(Key.OVERWRITE)],
+    { records: [], keys: [Key.JOB_ID] },
+  ),
   QUERY_IMAGE_JOB: spec('QUERY_IMAGE_JOB_REQ', 'extended', true, false, [req(Key.JOB_ID, 'extended')], only('job')),
-  CREATE_GROUP_SNAPSHOT: spec('CREATE_GROUP_SNAPSHOT_REQ', 'extended', true, true, [
-    req(Key.GROUP_NAME, 'extended'), req(Key.VOL_NAME, 'extended', true), opt(Key.QUIESCE), opt(Key.FREEZE_TIMEOUT_MS),
-  ], { records: ['group', 'snapshot'], keys: [Key.SNAP_NUM] }),
-  DELETE_GROUP_SNAPSHOT: spec('DELETE_GROUP_SNAPSHOT_REQ', 'extended', true, true, [req(Key.GROUP_NAME, 'extended')], { records: [], keys: [Key.DELETED] }),
-  QUERY_GROUP_SNAPSHOT: spec('QUERY_GROUP_SNAPSHOT_REQ', 'extended', true, false, [req(Key.GROUP_NAME, 'extended')], {
-    records: ['group', 'snapshot'], keys: [Key.SNAP_NUM],
+  CREATE_GROUP_SNAPSHOT: spec(
+    'CREATE_GROUP_SNAPSHOT_REQ',
+    'extended',
+    true,
+    true,
+    [
+      req(Key.GROUP_NAME, 'extended'),
+      req(Key.VOL_NAME, 'extended', true),
+      opt(Key.QUIESCE),
+      opt(Key.FREEZE_TIMEOUT_MS),
+    ],
+    { records: ['group', 'snapshot'], keys: [Key.SNAP_NUM] },
+  ),
+  DELETE_GROUP_SNAPSHOT: spec('DELETE_GROUP_SNAPSHOT_REQ', 'extended', true, true, [req(Key.GROUP_NAME, 'extended')], {
+    records: [],
+    keys: [Key.DELETED],
   }),
-  QUERY_SNAPSHOT_EXTENTS: spec('QUERY_SNAPSHOT_EXTENTS_REQ', 'extended', true, false, [req(Key.SNAP_NAME, 'extended'), ...EXTENT_PAGE_KEYS], EXTENT_REPLY),
-  QUERY_SNAPSHOT_DELTA: spec('QUERY_SNAPSHOT_DELTA_REQ', 'extended', true, false, [
-    req(Key.BASE_SNAP_NAME, 'extended'), req(Key.SNAP_NAME, 'extended'), ...EXTENT_PAGE_KEYS,
-  ], EXTENT_REPLY),
+  QUERY_GROUP_SNAPSHOT: spec('QUERY_GROUP_SNAPSHOT_REQ', 'extended', true, false, [req(Key.GROUP_NAME, 'extended')], {
+    records: ['group', 'snapshot'],
+    keys: [Key.SNAP_NUM],
+  }),
+  QUERY_SNAPSHOT_EXTENTS: spec(
+    'QUERY_SNAPSHOT_EXTENTS_REQ',
+    'extended',
+    true,
+    false,
+    [req(Key.SNAP_NAME, 'extended'), ...EXTENT_PAGE_KEYS],
+    EXTENT_REPLY,
+  ),
+  QUERY_SNAPSHOT_DELTA: spec(
+    'QUERY_SNAPSHOT_DELTA_REQ',
+    'extended',
+    true,
+    false,
+    [req(Key.BASE_SNAP_NAME, 'extended'), req(Key.SNAP_NAME, 'extended'), ...EXTENT_PAGE_KEYS],
+    EXTENT_REPLY,
+  ),
 } as const satisfies Record<string, RequestSpec>;
 
 export type RequestName = keyof typeof Requests;

@@ -166,7 +166,8 @@ function decodeLines(bytes: Uint8Array, what: string): string[] {
 
 function parseFieldLine(line: string, what: string): Field {
   const eq = line.indexOf('=');
-  if (eq <= 0) throw new ProtocolError(RetCode.MALFORMED, `${what}: line without key=value: ${JSON.stringify(line.slice(0, 80))}`);
+  if (eq <= 0)
+    throw new ProtocolError(RetCode.MALFORMED, `${what}: line without key=value: ${JSON.stringify(line.slice(0, 80))}`);
   const key = line.slice(0, eq);
   const value = line.slice(eq + 1);
   checkField(key, value);
@@ -185,7 +186,11 @@ export function parseRequest(bytes: Uint8Array): VbsRequest {
   const first = body[0];
   if (first === undefined) throw new ProtocolError(RetCode.MALFORMED, 'empty request');
   const m = /^\[([A-Za-z0-9_]+)\]$/.exec(first.trim());
-  if (!m) throw new ProtocolError(RetCode.MALFORMED, `first line must be [REQ_TYPE], got ${JSON.stringify(first.slice(0, 80))}`);
+  if (!m)
+    throw new ProtocolError(
+      RetCode.MALFORMED,
+      `first line must be [REQ_TYPE], got ${JSON.stringify(first.slice(0, 80))}`,
+    );
   const fields = body.slice(1).map((l) => parseFieldLine(l, 'request'));
   return { type: m[1]!, fields: new Fields(fields) };
 }
@@ -211,7 +216,8 @@ export function parseReply(bytes: Uint8Array): VbsReply {
   const fields = new Fields(lines.map((l) => parseFieldLine(l, 'reply')));
   const raw = fields.get('retcode');
   if (raw === undefined) throw new ProtocolError(RetCode.MALFORMED, 'reply has no retcode');
-  if (!/^-?\d{1,10}$/.test(raw.trim())) throw new ProtocolError(RetCode.MALFORMED, `reply retcode is not a number: ${JSON.stringify(raw.slice(0, 40))}`);
+  if (!/^-?\d{1,10}$/.test(raw.trim()))
+    throw new ProtocolError(RetCode.MALFORMED, `reply retcode is not a number: ${JSON.stringify(raw.slice(0, 40))}`);
   return { retcode: Number(raw.trim()), fields };
 }
 
@@ -243,7 +249,8 @@ export function parseRecord(body: string): Record<string, string> {
   if (inner.trim() === '') return out;
   for (const part of inner.split(',')) {
     const eq = part.indexOf('=');
-    if (eq <= 0) throw new ProtocolError(RetCode.MALFORMED, `record part without key=value: ${JSON.stringify(part.slice(0, 80))}`);
+    if (eq <= 0)
+      throw new ProtocolError(RetCode.MALFORMED, `record part without key=value: ${JSON.stringify(part.slice(0, 80))}`);
     const key = part.slice(0, eq).trim();
     if (!KEY_PATTERN.test(key)) throw new ProtocolError(RetCode.MALFORMED, `bad record key ${JSON.stringify(key)}`);
     let value: string;

@@ -206,22 +206,38 @@ export interface SdsBackend {
 
   /** Idempotent: an existing identical volume is returned; a different one throws kind 'AlreadyExists'. */
   createVolume(spec: VolumeSpec, opts?: CallOptions): Promise<VolumeInfo>;
-  createVolumeFromSnapshot(spec: VolumeSpec & { snapshotName: string; cloneType: CloneType }, opts?: CallOptions): Promise<VolumeInfo>;
-  cloneVolume(spec: VolumeSpec & { sourceVolumeName: string; cloneType: CloneType }, opts?: CallOptions): Promise<VolumeInfo>;
+  createVolumeFromSnapshot(
+    spec: VolumeSpec & { snapshotName: string; cloneType: CloneType },
+    opts?: CallOptions,
+  ): Promise<VolumeInfo>;
+  cloneVolume(
+    spec: VolumeSpec & { sourceVolumeName: string; cloneType: CloneType },
+    opts?: CallOptions,
+  ): Promise<VolumeInfo>;
   /** Waits (bounded) until the asynchronous delete completes. A missing volume is success. */
   deleteVolume(name: string, opts?: CallOptions): Promise<void>;
   extendVolume(name: string, sizeBytes: number, opts?: CallOptions): Promise<VolumeInfo>;
   /** undefined when the volume does not exist */
   getVolume(name: string, opts?: CallOptions): Promise<VolumeInfo | undefined>;
-  listVolumes(query: { marker?: string; limit?: number; poolId?: string }, opts?: CallOptions): Promise<Page<VolumeInfo>>;
-  modifyVolume(name: string, change: { qos?: Partial<Qos>; cachePolicy?: CachePolicy }, opts?: CallOptions): Promise<VolumeInfo>;
+  listVolumes(
+    query: { marker?: string; limit?: number; poolId?: string },
+    opts?: CallOptions,
+  ): Promise<Page<VolumeInfo>>;
+  modifyVolume(
+    name: string,
+    change: { qos?: Partial<Qos>; cachePolicy?: CachePolicy },
+    opts?: CallOptions,
+  ): Promise<VolumeInfo>;
 
   /** Idempotent: same name and same source returns it; another source throws kind 'AlreadyExists'. */
   createSnapshot(name: string, volumeName: string, opts?: CallOptions): Promise<SnapshotInfo>;
   /** Waits (bounded) until the asynchronous delete completes. A missing snapshot is success. */
   deleteSnapshot(name: string, opts?: CallOptions): Promise<void>;
   getSnapshot(name: string, opts?: CallOptions): Promise<SnapshotInfo | undefined>;
-  listSnapshots(query: { marker?: string; limit?: number; volumeName?: string; snapshotName?: string }, opts?: CallOptions): Promise<Page<SnapshotInfo>>;
+  listSnapshots(
+    query: { marker?: string; limit?: number; volumeName?: string; snapshotName?: string },
+    opts?: CallOptions,
+  ): Promise<Page<SnapshotInfo>>;
 
   /** Idempotent: the same name with the same member volumes returns the group; other members throw 'AlreadyExists'. */
   createGroupSnapshot(spec: GroupSnapshotSpec, opts?: CallOptions): Promise<GroupSnapshotInfo>;
@@ -231,9 +247,19 @@ export interface SdsBackend {
   /** One page of the ranges of a snapshot that hold data. */
   snapshotExtents(name: string, page?: { offset?: number; limit?: number }, opts?: CallOptions): Promise<ExtentPage>;
   /** One page of the ranges that differ between two snapshots of one volume (`baseName` the earlier). */
-  snapshotDelta(baseName: string, targetName: string, page?: { offset?: number; limit?: number }, opts?: CallOptions): Promise<ExtentPage>;
+  snapshotDelta(
+    baseName: string,
+    targetName: string,
+    page?: { offset?: number; limit?: number },
+    opts?: CallOptions,
+  ): Promise<ExtentPage>;
 
-  mapVolume(name: string, hostId: string, options: { readOnly: boolean; exclusive: boolean }, opts?: CallOptions): Promise<void>;
+  mapVolume(
+    name: string,
+    hostId: string,
+    options: { readOnly: boolean; exclusive: boolean },
+    opts?: CallOptions,
+  ): Promise<void>;
   unmapVolume(name: string, hostId: string, options?: { force?: boolean }, opts?: CallOptions): Promise<void>;
   volumeHosts(name: string, opts?: CallOptions): Promise<HostMapping[]>;
 
@@ -242,7 +268,12 @@ export interface SdsBackend {
   exportImage(spec: ImageExportSpec, opts?: CallOptions): Promise<ImageJob>;
   getImageJob(id: string, opts?: CallOptions): Promise<ImageJob | undefined>;
   /** Polls a job until it is done or failed, bounded by `timeoutMs`; `onProgress` sees every poll of a running job. */
-  waitImageJob(id: string, timeoutMs: number, opts?: CallOptions, onProgress?: (job: ImageJob) => void): Promise<ImageJob>;
+  waitImageJob(
+    id: string,
+    timeoutMs: number,
+    opts?: CallOptions,
+    onProgress?: (job: ImageJob) => void,
+  ): Promise<ImageJob>;
 
   close(): void;
 }

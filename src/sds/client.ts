@@ -3,14 +3,36 @@
 // answers the object holding it); CSI's idempotency rules are the controller's. On the original level the
 // nine requests go through original.ts. Bytes in the interface, MiB on the wire.
 import type {
-  CachePolicy, CallOptions, CloneType, ExtentPage, GroupSnapshotInfo, GroupSnapshotSpec, HostMapping, ImageExportSpec, ImageImportSpec,
-  ImageJob, Page, PoolInfo, Qos, SdsBackend, SnapshotInfo, SystemInfo, VolumeInfo, VolumeSpec,
+  CachePolicy,
+  CallOptions,
+  CloneType,
+  ExtentPage,
+  GroupSnapshotInfo,
+  GroupSnapshotSpec,
+  HostMapping,
+  ImageExportSpec,
+  ImageImportSpec,
+  ImageJob,
+  Page,
+  PoolInfo,
+  Qos,
+  SdsBackend,
+  SnapshotInfo,
+  SystemInfo,
+  VolumeInfo,
+  VolumeSpec,
 } from './backend.js';
 import { checkCloneType, checkName, pageFields, positive, qosFields, toMiB, volumeFields } from './fields.js';
 import { GroupRequests } from './groups.js';
 import { ImageRequests } from './images.js';
 import { OriginalLevel } from './original.js';
-import { hostMappingFromRecord, poolFromRecord, snapshotFromRecord, systemInfoFromReply, volumeFromRecord } from './records.js';
+import {
+  hostMappingFromRecord,
+  poolFromRecord,
+  snapshotFromRecord,
+  systemInfoFromReply,
+  volumeFromRecord,
+} from './records.js';
 import { VbsSession, type RetryPolicy, type SdsLogger, type SdsObserver } from './session.js';
 import type { VbsAddress } from './transport.js';
 import { isResendSafe, Key, Requests, type ProtocolLevel, RecordPrefix } from '../protocol/catalog.js';
@@ -67,7 +89,6 @@ interface CreateAsked {
   sizeMiB: number;
 }
 
-
 export class SdsClient implements SdsBackend {
   private readonly s: VbsSession;
   private readonly longRequestTimeoutMs: number;
@@ -90,13 +111,18 @@ export class SdsClient implements SdsBackend {
       observer: options.observer,
       level: options.level ?? 'extended',
     });
-    this.longRequestTimeoutMs = positive('longRequestTimeoutMs', options.longRequestTimeoutMs ?? CLIENT_DEFAULTS.longRequestTimeoutMs);
+    this.longRequestTimeoutMs = positive(
+      'longRequestTimeoutMs',
+      options.longRequestTimeoutMs ?? CLIENT_DEFAULTS.longRequestTimeoutMs,
+    );
     this.deleteTimeoutMs = positive('deleteTimeoutMs', options.deleteTimeoutMs ?? CLIENT_DEFAULTS.deleteTimeoutMs);
     this.deletePoll = { ...CLIENT_DEFAULTS.deletePoll, ...options.deletePoll };
     this.configuredPools = (options.pools ?? []).map((id) => checkName(Key.POOL_ID, id));
     this.original = new OriginalLevel(this.s, this.configuredPools);
     this.groups = new GroupRequests(this.s);
-    this.images = new ImageRequests(this.s, this.longRequestTimeoutMs, (name, after, opts) => this.mustGetVolume(name, after, opts));
+    this.images = new ImageRequests(this.s, this.longRequestTimeoutMs, (name, after, opts) =>
+      this.mustGetVolume(name, after, opts),
+    );
   }
 
   /** The protocol level requests are sent at. */
@@ -136,7 +162,11 @@ export class SdsClient implements SdsBackend {
     if (this.s.level === 'original') return this.original.queryPools(asked, opts);
     // With pools configured the driver never asks for "all pools" (pool_num=0).
     const poolIds = asked.length > 0 ? asked : [...this.configuredPools];
-    const reply = await this.s.request(Requests.QUERY_POOLS_CAPABILITY.type, [[Key.POOL_NUM, String(poolIds.length)], ...poolIds.map((id): Field => [Key.POOL_ID, id])], opts);
+    const reply = await this.s.request(
+      Requests.QUERY_POOLS_CAPABILITY.type,
+      [[Key.POOL_NUM, String(poolIds.length)], ...poolIds.map((id): Field => [Key.POOL_ID, id])],
+      opts,
+    );
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.QUERY_POOLS_CAPABILITY.type, reply);
     return this.s.parsing(() => reply.fields.records(RecordPrefix.POOL).map(poolFromRecord));
   }
@@ -148,29 +178,43 @@ export class SdsClient implements SdsBackend {
     return this.createVolumeLike(Requests.CREATE_VOLUME.type, fields, want, opts, this.s.requestTimeoutMs);
   }
 
-  async createVolumeFromSnapshot(spec: VolumeSpec & { snapshotName: string; cloneType: CloneType }, opts?: CallOptions): Promise<VolumeInfo> {
+  async createVolumeFromSnapshot(
+    spec: VolumeSpec & { snapshotName: string; cloneType: CloneType },
+    opts?: CallOptions,
+  ): Promise<VolumeInfo> {
     checkName(Key.SNAP_NAME_SRC, spec.snapshotName);
     const cloneType = checkCloneType(spec.cloneType);
     const want = this.asked(spec);
     if (this.s.level === 'original') {
-      if (cloneType !== 'linked') throw this.s.error('NotSupported', 'CREATE_VOLUME_FROM_SNAPSHOT_REQ: the original level makes linked clones only');
+      if (cloneType !== 'linked')
+        throw this.s.error(
+          'NotSupported',
+          'CREATE_VOLUME_FROM_SNAPSHOT_REQ: the original level makes linked clones only',
+        );
       return this.original.createVolumeFromSnapshot(spec, want.sizeMiB, opts);
     }
     const fields: Field[] = [
       ...volumeFields(spec, want.sizeMiB),
-      [Key.SNAP_NAME_SRC, spec.snapshotName], [Key.VOL_NUM, '1'], [Key.CLONE_TYPE, cloneType],
+      [Key.SNAP_NAME_SRC, spec.snapshotName],
+      [Key.VOL_NUM, '1'],
+      [Key.CLONE_TYPE, cloneType],
     ];
     const timeout = cloneType === 'full' ? this.longRequestTimeoutMs : this.s.requestTimeoutMs;
     return this.createVolumeLike(Requests.CREATE_VOLUME_FROM_SNAPSHOT.type, fields, want, opts, timeout);
   }
 
-  async cloneVolume(spec: VolumeSpec & { sourceVolumeName: string; cloneType: CloneType }, opts?: CallOptions): Promise<VolumeInfo> {
+  async cloneVolume(
+    spec: VolumeSpec & { sourceVolumeName: string; cloneType: CloneType },
+    opts?: CallOptions,
+  ): Promise<VolumeInfo> {
     checkName(Key.SRC_VOL_NAME, spec.sourceVolumeName);
     this.s.extendedOnly(Requests.CLONE_VOLUME.type);
     const cloneType = checkCloneType(spec.cloneType);
     const want = this.asked(spec);
     const fields: Field[] = [
-      ...volumeFields(spec, want.sizeMiB), [Key.SRC_VOL_NAME, spec.sourceVolumeName], [Key.CLONE_TYPE, cloneType],
+      ...volumeFields(spec, want.sizeMiB),
+      [Key.SRC_VOL_NAME, spec.sourceVolumeName],
+      [Key.CLONE_TYPE, cloneType],
     ];
     const timeout = cloneType === 'full' ? this.longRequestTimeoutMs : this.s.requestTimeoutMs;
     return this.createVolumeLike(Requests.CLONE_VOLUME.type, fields, want, opts, timeout);
@@ -179,7 +223,8 @@ export class SdsClient implements SdsBackend {
   async deleteVolume(name: string, opts?: CallOptions): Promise<void> {
     checkName(Key.VOL_NAME, name);
     if (this.s.level === 'original') {
-      if ((await this.original.startDelete('volume', name, opts)) === 'accepted') await this.pollUntilGone(Requests.DELETE_VOLUME.type, Requests.QUERY_VOLUME.type, Key.VOL_NAME, name, opts);
+      if ((await this.original.startDelete('volume', name, opts)) === 'accepted')
+        await this.pollUntilGone(Requests.DELETE_VOLUME.type, Requests.QUERY_VOLUME.type, Key.VOL_NAME, name, opts);
       return;
     }
     await this.deleteAndWait(Requests.DELETE_VOLUME.type, Requests.QUERY_VOLUME.type, Key.VOL_NAME, name, opts);
@@ -189,7 +234,14 @@ export class SdsClient implements SdsBackend {
     checkName(Key.VOL_NAME, name);
     const sizeMiB = toMiB('sizeBytes', sizeBytes);
     if (this.s.level === 'original') return this.original.extendVolume(name, sizeMiB, opts);
-    const reply = await this.s.request(Requests.EXTEND_VOLUME.type, [[Key.VOL_NAME, name], [Key.VOL_SIZE, String(sizeMiB)]], opts);
+    const reply = await this.s.request(
+      Requests.EXTEND_VOLUME.type,
+      [
+        [Key.VOL_NAME, name],
+        [Key.VOL_SIZE, String(sizeMiB)],
+      ],
+      opts,
+    );
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.EXTEND_VOLUME.type, reply);
     return this.volumeFromReplyOrQuery(reply, name, opts);
   }
@@ -205,7 +257,10 @@ export class SdsClient implements SdsBackend {
     return volume;
   }
 
-  async listVolumes(query: { marker?: string; limit?: number; poolId?: string }, opts?: CallOptions): Promise<Page<VolumeInfo>> {
+  async listVolumes(
+    query: { marker?: string; limit?: number; poolId?: string },
+    opts?: CallOptions,
+  ): Promise<Page<VolumeInfo>> {
     this.s.extendedOnly(Requests.LIST_VOLUMES.type);
     const fields = pageFields(query.marker, query.limit);
     if (query.poolId !== undefined) fields.push([Key.POOL_ID, checkName(Key.POOL_ID, query.poolId)]);
@@ -214,7 +269,11 @@ export class SdsClient implements SdsBackend {
     return this.s.page(reply, Key.VOL_NUM, RecordPrefix.VOLUME, (r) => volumeFromRecord(r));
   }
 
-  async modifyVolume(name: string, change: { qos?: Partial<Qos>; cachePolicy?: CachePolicy }, opts?: CallOptions): Promise<VolumeInfo> {
+  async modifyVolume(
+    name: string,
+    change: { qos?: Partial<Qos>; cachePolicy?: CachePolicy },
+    opts?: CallOptions,
+  ): Promise<VolumeInfo> {
     checkName(Key.VOL_NAME, name);
     this.s.extendedOnly(Requests.MODIFY_VOLUME.type);
     const fields: Field[] = [[Key.VOL_NAME, name], ...qosFields(change.qos, change.cachePolicy)];
@@ -228,14 +287,31 @@ export class SdsClient implements SdsBackend {
     checkName(Key.VOL_NAME, volumeName);
     const type = Requests.CREATE_SNAPSHOT.type;
     if (this.s.level === 'original') return this.original.createSnapshot(name, volumeName, opts);
-    const reply = await this.s.request(type, [[Key.SNAP_NAME, name], [Key.VOL_NAME, volumeName], [Key.SMARTFLAG, '1']], opts);
+    const reply = await this.s.request(
+      type,
+      [
+        [Key.SNAP_NAME, name],
+        [Key.VOL_NAME, volumeName],
+        [Key.SMARTFLAG, '1'],
+      ],
+      opts,
+    );
     if (reply.retcode === RetCode.OK) {
-      return this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name)) ?? (await this.mustGetSnapshot(name, type, opts));
+      return (
+        this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name)) ??
+        (await this.mustGetSnapshot(name, type, opts))
+      );
     }
     if (reply.retcode !== RetCode.ALREADY_EXISTS) throw this.s.replyError(type, reply);
-    const existing = this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name)) ?? (await this.getSnapshot(name, opts));
+    const existing =
+      this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name)) ??
+      (await this.getSnapshot(name, opts));
     if (existing === undefined) {
-      throw this.s.error('AlreadyExists', `${type}: snapshot name ${name} is taken, but the VBS shows no such snapshot; retry`, reply.retcode);
+      throw this.s.error(
+        'AlreadyExists',
+        `${type}: snapshot name ${name} is taken, but the VBS shows no such snapshot; retry`,
+        reply.retcode,
+      );
     }
     if (existing.state === 'deleting') {
       throw this.s.error('Busy', `${type}: snapshot ${name} exists and is being deleted; retry later`, RetCode.BUSY);
@@ -247,7 +323,14 @@ export class SdsClient implements SdsBackend {
   async deleteSnapshot(name: string, opts?: CallOptions): Promise<void> {
     checkName(Key.SNAP_NAME, name);
     if (this.s.level === 'original') {
-      if ((await this.original.startDelete('snapshot', name, opts)) === 'accepted') await this.pollUntilGone(Requests.DELETE_SNAPSHOT.type, Requests.QUERY_SNAPSHOT.type, Key.SNAP_NAME, name, opts);
+      if ((await this.original.startDelete('snapshot', name, opts)) === 'accepted')
+        await this.pollUntilGone(
+          Requests.DELETE_SNAPSHOT.type,
+          Requests.QUERY_SNAPSHOT.type,
+          Key.SNAP_NAME,
+          name,
+          opts,
+        );
       return;
     }
     await this.deleteAndWait(Requests.DELETE_SNAPSHOT.type, Requests.QUERY_SNAPSHOT.type, Key.SNAP_NAME, name, opts);
@@ -285,18 +368,33 @@ export class SdsClient implements SdsBackend {
 
   async deleteGroupSnapshot(name: string, opts?: CallOptions): Promise<void> {
     checkName(Key.GROUP_NAME, name);
-    await this.deleteAndWait(Requests.DELETE_GROUP_SNAPSHOT.type, Requests.QUERY_GROUP_SNAPSHOT.type, Key.GROUP_NAME, name, opts);
+    await this.deleteAndWait(
+      Requests.DELETE_GROUP_SNAPSHOT.type,
+      Requests.QUERY_GROUP_SNAPSHOT.type,
+      Key.GROUP_NAME,
+      name,
+      opts,
+    );
   }
 
   getGroupSnapshot(name: string, opts?: CallOptions): Promise<GroupSnapshotInfo | undefined> {
     return this.groups.get(name, opts);
   }
 
-  snapshotExtents(name: string, page: { offset?: number; limit?: number } = {}, opts?: CallOptions): Promise<ExtentPage> {
+  snapshotExtents(
+    name: string,
+    page: { offset?: number; limit?: number } = {},
+    opts?: CallOptions,
+  ): Promise<ExtentPage> {
     return this.groups.extents(name, page, opts);
   }
 
-  snapshotDelta(baseName: string, targetName: string, page: { offset?: number; limit?: number } = {}, opts?: CallOptions): Promise<ExtentPage> {
+  snapshotDelta(
+    baseName: string,
+    targetName: string,
+    page: { offset?: number; limit?: number } = {},
+    opts?: CallOptions,
+  ): Promise<ExtentPage> {
     return this.groups.delta(baseName, targetName, page, opts);
   }
 
@@ -312,25 +410,55 @@ export class SdsClient implements SdsBackend {
     return this.images.getJob(id, opts);
   }
 
-  waitImageJob(id: string, timeoutMs: number, opts?: CallOptions, onProgress?: (job: ImageJob) => void): Promise<ImageJob> {
+  waitImageJob(
+    id: string,
+    timeoutMs: number,
+    opts?: CallOptions,
+    onProgress?: (job: ImageJob) => void,
+  ): Promise<ImageJob> {
     return this.images.waitJob(id, timeoutMs, opts, onProgress);
   }
 
-  async mapVolume(name: string, hostId: string, options: { readOnly: boolean; exclusive: boolean }, opts?: CallOptions): Promise<void> {
+  async mapVolume(
+    name: string,
+    hostId: string,
+    options: { readOnly: boolean; exclusive: boolean },
+    opts?: CallOptions,
+  ): Promise<void> {
     checkName(Key.VOL_NAME, name);
     checkName(Key.HOST_ID, hostId);
     this.s.extendedOnly(Requests.MAP_VOLUME.type);
-    const reply = await this.s.request(Requests.MAP_VOLUME.type, [
-      [Key.VOL_NAME, name], [Key.HOST_ID, hostId], [Key.ACCESS_MODE, options.readOnly ? 'ro' : 'rw'], [Key.EXCLUSIVE, options.exclusive ? '1' : '0'],
-    ], opts);
+    const reply = await this.s.request(
+      Requests.MAP_VOLUME.type,
+      [
+        [Key.VOL_NAME, name],
+        [Key.HOST_ID, hostId],
+        [Key.ACCESS_MODE, options.readOnly ? 'ro' : 'rw'],
+        [Key.EXCLUSIVE, options.exclusive ? '1' : '0'],
+      ],
+      opts,
+    );
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.MAP_VOLUME.type, reply);
   }
 
-  async unmapVolume(name: string, hostId: string, options: { force?: boolean } = {}, opts?: CallOptions): Promise<void> {
+  async unmapVolume(
+    name: string,
+    hostId: string,
+    options: { force?: boolean } = {},
+    opts?: CallOptions,
+  ): Promise<void> {
     checkName(Key.VOL_NAME, name);
     checkName(Key.HOST_ID, hostId);
     this.s.extendedOnly(Requests.UNMAP_VOLUME.type);
-    const reply = await this.s.request(Requests.UNMAP_VOLUME.type, [[Key.VOL_NAME, name], [Key.HOST_ID, hostId], [Key.FORCE, options.force ? '1' : '0']], opts);
+    const reply = await this.s.request(
+      Requests.UNMAP_VOLUME.type,
+      [
+        [Key.VOL_NAME, name],
+        [Key.HOST_ID, hostId],
+        [Key.FORCE, options.force ? '1' : '0'],
+      ],
+      opts,
+    );
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.UNMAP_VOLUME.type, reply);
   }
 
@@ -344,25 +472,46 @@ export class SdsClient implements SdsBackend {
 
   // ---- creates and deletes ----
 
-  private async createVolumeLike(type: string, fields: Field[], want: CreateAsked, opts: CallOptions | undefined, timeoutMs: number): Promise<VolumeInfo> {
+  private async createVolumeLike(
+    type: string,
+    fields: Field[],
+    want: CreateAsked,
+    opts: CallOptions | undefined,
+    timeoutMs: number,
+  ): Promise<VolumeInfo> {
     const reply = await this.s.request(type, fields, opts, timeoutMs);
     if (reply.retcode === RetCode.OK) return this.volumeFromReplyOrQuery(reply, want.name, opts);
     if (reply.retcode !== RetCode.ALREADY_EXISTS) throw this.s.replyError(type, reply);
     // The name is taken: the same volume asked again (a retry, a repeated CSI call) is success.
-    const existing = this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, want.name)) ?? (await this.getVolume(want.name, opts));
+    const existing =
+      this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, want.name)) ??
+      (await this.getVolume(want.name, opts));
     if (existing === undefined) {
-      throw this.s.error('AlreadyExists', `${type}: volume name ${want.name} is taken, but the VBS shows no such volume; retry`, reply.retcode);
+      throw this.s.error(
+        'AlreadyExists',
+        `${type}: volume name ${want.name} is taken, but the VBS shows no such volume; retry`,
+        reply.retcode,
+      );
     }
     if (existing.state === 'deleting') {
       throw this.s.error('Busy', `${type}: volume ${want.name} exists and is being deleted; retry later`, RetCode.BUSY);
     }
     // The client reports what holds the name; the controller judges, by CSI's rules, whether it is the one asked for.
-    this.s.logger?.debug({ request: type, volume: want.name }, 'volume name already taken; reporting the existing volume');
+    this.s.logger?.debug(
+      { request: type, volume: want.name },
+      'volume name already taken; reporting the existing volume',
+    );
     return existing;
   }
 
   /** DELETE_*, then poll QUERY_* until the VBS says the object is gone (its deletes are asynchronous). */
-  private async deleteAndWait(deleteType: string, queryType: string, key: typeof Key.VOL_NAME | typeof Key.SNAP_NAME | typeof Key.GROUP_NAME, name: string, opts?: CallOptions): Promise<void> {
+  private async deleteAndWait(
+    deleteType: string,
+    queryType: string,
+    key: typeof Key.VOL_NAME | typeof Key.SNAP_NAME | typeof Key.GROUP_NAME,
+    name: string,
+    opts?: CallOptions,
+  ): Promise<void> {
     const reply = await this.s.request(deleteType, [[key, name]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return;
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(deleteType, reply);
@@ -372,25 +521,40 @@ export class SdsClient implements SdsBackend {
   }
 
   /** Polls QUERY_* after an accepted DELETE_* until the VBS says the object is gone, bounded. */
-  private async pollUntilGone(deleteType: string, queryType: string, key: typeof Key.VOL_NAME | typeof Key.SNAP_NAME | typeof Key.GROUP_NAME, name: string, opts?: CallOptions): Promise<void> {
+  private async pollUntilGone(
+    deleteType: string,
+    queryType: string,
+    key: typeof Key.VOL_NAME | typeof Key.SNAP_NAME | typeof Key.GROUP_NAME,
+    name: string,
+    opts?: CallOptions,
+  ): Promise<void> {
     await this.s.withCall(opts, async (signal) => {
       const pollOpts: CallOptions = { ...opts, signal };
       const deadline = Date.now() + this.deleteTimeoutMs;
       let delay = this.deletePoll.initialDelayMs;
       for (;;) {
         const left = deadline - Date.now();
-        const poll = await this.s.request(queryType, [[key, name]], pollOpts, Math.max(1, Math.min(this.s.requestTimeoutMs, left)));
+        const poll = await this.s.request(
+          queryType,
+          [[key, name]],
+          pollOpts,
+          Math.max(1, Math.min(this.s.requestTimeoutMs, left)),
+        );
         if (poll.retcode === RetCode.NOT_EXIST) return;
         if (poll.retcode !== RetCode.OK) throw this.s.replyError(queryType, poll);
         if (Date.now() + delay > deadline) {
-          const state = this.s.level === 'original'
-            ? poll.fields.records(key === Key.VOL_NAME ? RecordPrefix.VOLUME : RecordPrefix.SNAPSHOT)[0]?.status
-            : key === Key.VOL_NAME
-            ? this.s.firstRecord(poll, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name))?.state
-            : key === Key.GROUP_NAME
-              ? this.groups.groupFromReplyNow(poll, name).state
-              : this.s.firstRecord(poll, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name))?.state;
-          throw this.s.error('Timeout', `${deleteType} ${name}: accepted, but still there after ${this.deleteTimeoutMs} ms (state ${state ?? 'unknown'})`);
+          const state =
+            this.s.level === 'original'
+              ? poll.fields.records(key === Key.VOL_NAME ? RecordPrefix.VOLUME : RecordPrefix.SNAPSHOT)[0]?.status
+              : key === Key.VOL_NAME
+                ? this.s.firstRecord(poll, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name))?.state
+                : key === Key.GROUP_NAME
+                  ? this.groups.groupFromReplyNow(poll, name).state
+                  : this.s.firstRecord(poll, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name))?.state;
+          throw this.s.error(
+            'Timeout',
+            `${deleteType} ${name}: accepted, but still there after ${this.deleteTimeoutMs} ms (state ${state ?? 'unknown'})`,
+          );
         }
         await this.s.sleep(delay, signal, `waiting for ${deleteType} to complete`);
         delay = Math.min(delay * 2, this.deletePoll.maxDelayMs);
@@ -400,18 +564,23 @@ export class SdsClient implements SdsBackend {
 
   private async volumeFromReplyOrQuery(reply: VbsReply, name: string, opts?: CallOptions): Promise<VolumeInfo> {
     // A part-1 VBS answers a bare retcode=0: ask for the record.
-    return this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name)) ?? (await this.mustGetVolume(name, 'reply', opts));
+    return (
+      this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name)) ??
+      (await this.mustGetVolume(name, 'reply', opts))
+    );
   }
 
   private async mustGetVolume(name: string, after: string, opts?: CallOptions): Promise<VolumeInfo> {
     const volume = await this.getVolume(name, opts);
-    if (volume === undefined) throw this.s.error('NotFound', `volume ${name} does not exist after ${after} succeeded`, RetCode.NOT_EXIST);
+    if (volume === undefined)
+      throw this.s.error('NotFound', `volume ${name} does not exist after ${after} succeeded`, RetCode.NOT_EXIST);
     return volume;
   }
 
   private async mustGetSnapshot(name: string, after: string, opts?: CallOptions): Promise<SnapshotInfo> {
     const snapshot = await this.getSnapshot(name, opts);
-    if (snapshot === undefined) throw this.s.error('NotFound', `snapshot ${name} does not exist after ${after} succeeded`, RetCode.NOT_EXIST);
+    if (snapshot === undefined)
+      throw this.s.error('NotFound', `snapshot ${name} does not exist after ${after} succeeded`, RetCode.NOT_EXIST);
     return snapshot;
   }
 

@@ -9,7 +9,12 @@ import { isValidName, MAX_LIST_LIMIT, type Field } from '../protocol/vbs.js';
 const CACHE_POLICIES: readonly CachePolicy[] = ['none', 'read', 'readwrite'];
 
 export function volumeFields(spec: VolumeSpec, sizeMiB: number): Field[] {
-  return [[Key.VOL_NAME, spec.name], [Key.VOL_SIZE, String(sizeMiB)], ...placementFields(spec), ...qosFields(spec.qos, spec.cachePolicy)];
+  return [
+    [Key.VOL_NAME, spec.name],
+    [Key.VOL_SIZE, String(sizeMiB)],
+    ...placementFields(spec),
+    ...qosFields(spec.qos, spec.cachePolicy),
+  ];
 }
 
 export function placementFields(spec: { poolId?: string; thin?: boolean }): Field[] {
@@ -24,10 +29,12 @@ export function qosFields(qos: Partial<Qos> | undefined, cachePolicy: CachePolic
   if (qos?.maxIops !== undefined) fields.push([Key.MAX_IOPS, String(wholeNumber('maxIops', qos.maxIops))]);
   if (qos?.maxMBps !== undefined) fields.push([Key.MAX_MBPS, String(wholeNumber('maxMBps', qos.maxMBps))]);
   if (qos?.priority !== undefined) {
-    if (![1, 2, 3].includes(qos.priority)) throw new SdsError('InvalidParameter', 'priority: must be 1 (low), 2 (normal) or 3 (high)');
+    if (![1, 2, 3].includes(qos.priority))
+      throw new SdsError('InvalidParameter', 'priority: must be 1 (low), 2 (normal) or 3 (high)');
     fields.push([Key.IO_PRIORITY, String(qos.priority)]);
   }
-  if (cachePolicy !== undefined) fields.push([Key.CACHE_POLICY, checkWord(Key.CACHE_POLICY, cachePolicy, CACHE_POLICIES)]);
+  if (cachePolicy !== undefined)
+    fields.push([Key.CACHE_POLICY, checkWord(Key.CACHE_POLICY, cachePolicy, CACHE_POLICIES)]);
   return fields;
 }
 
@@ -35,7 +42,8 @@ export function pageFields(marker: string | undefined, limit: number | undefined
   const fields: Field[] = [];
   if (marker !== undefined && marker !== '') fields.push([Key.MARKER, checkName(Key.MARKER, marker)]);
   if (limit !== undefined) {
-    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) throw new SdsError('InvalidParameter', `limit: must be 1-${MAX_LIST_LIMIT}`);
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT)
+      throw new SdsError('InvalidParameter', `limit: must be 1-${MAX_LIST_LIMIT}`);
     fields.push([Key.LIMIT, String(limit)]);
   }
   return fields;
@@ -43,7 +51,10 @@ export function pageFields(marker: string | undefined, limit: number | undefined
 
 export function checkName(field: string, value: string): string {
   if (typeof value !== 'string' || !isValidName(value)) {
-    throw new SdsError('InvalidParameter', `${field}: must be 1-96 characters of [A-Za-z0-9_.-] starting with a letter or digit`);
+    throw new SdsError(
+      'InvalidParameter',
+      `${field}: must be 1-96 characters of [A-Za-z0-9_.-] starting with a letter or digit`,
+    );
   }
   return value;
 }
@@ -53,22 +64,26 @@ export function checkCloneType(value: string): CloneType {
 }
 
 export function checkWord<T extends string>(field: string, value: T, allowed: readonly T[]): T {
-  if (!allowed.includes(value)) throw new SdsError('InvalidParameter', `${field}: must be one of ${allowed.join(', ')}`);
+  if (!allowed.includes(value))
+    throw new SdsError('InvalidParameter', `${field}: must be one of ${allowed.join(', ')}`);
   return value;
 }
 
 /** Bytes → whole MiB, rounded up (the wire speaks MiB; limits are the caller's business). */
 export function toMiB(field: string, bytes: number): number {
-  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new SdsError('InvalidParameter', `${field}: must be a whole, non-negative number of bytes`);
+  if (!Number.isSafeInteger(bytes) || bytes < 0)
+    throw new SdsError('InvalidParameter', `${field}: must be a whole, non-negative number of bytes`);
   return Math.ceil(bytes / MiB);
 }
 
 export function wholeNumber(field: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 0) throw new SdsError('InvalidParameter', `${field}: must be a whole, non-negative number`);
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new SdsError('InvalidParameter', `${field}: must be a whole, non-negative number`);
   return value;
 }
 
 export function positive(field: string, value: number): number {
-  if (!Number.isFinite(value) || value <= 0) throw new SdsError('InvalidParameter', `${field}: must be a positive number of milliseconds`);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new SdsError('InvalidParameter', `${field}: must be a positive number of milliseconds`);
   return value;
 }

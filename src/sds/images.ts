@@ -17,10 +17,15 @@ export class ImageRequests {
     const type = Requests.IMPORT_IMAGE.type;
     this.s.extendedOnly(type);
     checkName(Key.VOL_NAME, spec.name);
-    const fields: Field[] = [[Key.VOL_NAME, spec.name], [Key.IMAGE_URL, spec.url]];
-    if (spec.format !== undefined) fields.push([Key.IMAGE_FORMAT, checkWord(Key.IMAGE_FORMAT, spec.format, ['auto', 'raw', 'qcow2'])]);
+    const fields: Field[] = [
+      [Key.VOL_NAME, spec.name],
+      [Key.IMAGE_URL, spec.url],
+    ];
+    if (spec.format !== undefined)
+      fields.push([Key.IMAGE_FORMAT, checkWord(Key.IMAGE_FORMAT, spec.format, ['auto', 'raw', 'qcow2'])]);
     if (spec.checksum !== undefined) {
-      if (!/^(sha256|md5):[0-9a-fA-F]+$/.test(spec.checksum)) throw this.s.error('InvalidParameter', 'checksum: must be sha256:<hex> or md5:<hex>');
+      if (!/^(sha256|md5):[0-9a-fA-F]+$/.test(spec.checksum))
+        throw this.s.error('InvalidParameter', 'checksum: must be sha256:<hex> or md5:<hex>');
       fields.push([Key.CHECKSUM, spec.checksum]);
     }
     if (spec.sizeBytes !== undefined) fields.push([Key.VOL_SIZE, String(toMiB('sizeBytes', spec.sizeBytes))]);
@@ -28,8 +33,13 @@ export class ImageRequests {
     const reply = await this.s.request(type, fields, opts, this.longRequestTimeoutMs);
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(type, reply);
     const jobId = this.s.parsing(() => FieldReader.ofReply('import reply', reply.fields).name(Key.JOB_ID));
-    const volume = this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, spec.name)) ?? (await this.mustGetVolume(spec.name, type, opts));
-    return { job: { id: jobId, type: 'import', state: 'running', volumeName: spec.name, bytesDone: 0, bytesTotal: 0 }, volume };
+    const volume =
+      this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, spec.name)) ??
+      (await this.mustGetVolume(spec.name, type, opts));
+    return {
+      job: { id: jobId, type: 'import', state: 'running', volumeName: spec.name, bytesDone: 0, bytesTotal: 0 },
+      volume,
+    };
   }
 
   async exportImage(spec: ImageExportSpec, opts?: CallOptions): Promise<ImageJob> {
@@ -43,7 +53,8 @@ export class ImageRequests {
     if (spec.snapshotName !== undefined) fields.push([Key.SNAP_NAME, checkName(Key.SNAP_NAME, spec.snapshotName)]);
     if (!spec.path.startsWith('/')) throw this.s.error('InvalidParameter', 'image_path: must be an absolute path');
     fields.push([Key.IMAGE_PATH, spec.path]);
-    if (spec.format !== undefined) fields.push([Key.IMAGE_FORMAT, checkWord(Key.IMAGE_FORMAT, spec.format, ['raw', 'qcow2'])]);
+    if (spec.format !== undefined)
+      fields.push([Key.IMAGE_FORMAT, checkWord(Key.IMAGE_FORMAT, spec.format, ['raw', 'qcow2'])]);
     if (spec.overwrite) fields.push([Key.OVERWRITE, '1']);
     const reply = await this.s.request(type, fields, opts, this.longRequestTimeoutMs);
     if (reply.retcode !== RetCode.OK) throw this.s.replyError(type, reply);
@@ -55,7 +66,8 @@ export class ImageRequests {
   }
 
   async getJob(id: string, opts?: CallOptions): Promise<ImageJob | undefined> {
-    if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(id)) throw this.s.error('InvalidParameter', 'job_id: must be 1-128 characters of [A-Za-z0-9_.:-]');
+    if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(id))
+      throw this.s.error('InvalidParameter', 'job_id: must be 1-128 characters of [A-Za-z0-9_.:-]');
     this.s.extendedOnly(Requests.QUERY_IMAGE_JOB.type);
     const reply = await this.s.request(Requests.QUERY_IMAGE_JOB.type, [[Key.JOB_ID, id]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
@@ -65,7 +77,12 @@ export class ImageRequests {
     return job;
   }
 
-  async waitJob(id: string, timeoutMs: number, opts?: CallOptions, onProgress?: (job: ImageJob) => void): Promise<ImageJob> {
+  async waitJob(
+    id: string,
+    timeoutMs: number,
+    opts?: CallOptions,
+    onProgress?: (job: ImageJob) => void,
+  ): Promise<ImageJob> {
     const deadline = Date.now() + positive('timeoutMs', timeoutMs);
     return this.s.withCall(opts, async (signal) => {
       // The polls are linked to this wait's own signal (cancelled with it), not again to the caller's.
@@ -77,7 +94,10 @@ export class ImageRequests {
         if (job.state !== 'running') return job;
         onProgress?.(job);
         if (Date.now() + delay > deadline) {
-          throw this.s.error('Timeout', `image job ${id} still running after ${timeoutMs} ms (${job.bytesDone}/${job.bytesTotal} bytes)`);
+          throw this.s.error(
+            'Timeout',
+            `image job ${id} still running after ${timeoutMs} ms (${job.bytesDone}/${job.bytesTotal} bytes)`,
+          );
         }
         await this.s.sleep(delay, signal, 'waiting for an image job');
         delay = Math.min(delay * 2, 1_000);

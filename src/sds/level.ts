@@ -37,7 +37,11 @@ export interface NegotiateOptions {
 export const LEVEL_QUERY_TIMEOUT_MS = 5_000;
 
 /** The answer that tells the level, or undefined when the VBS could not be reached (ask again). */
-export async function askLevel(vbs: LevelProbe, opts: CallOptions = {}, timeoutMs = LEVEL_QUERY_TIMEOUT_MS): Promise<NegotiatedLevel | undefined> {
+export async function askLevel(
+  vbs: LevelProbe,
+  opts: CallOptions = {},
+  timeoutMs = LEVEL_QUERY_TIMEOUT_MS,
+): Promise<NegotiatedLevel | undefined> {
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
   try {
@@ -61,12 +65,18 @@ export async function askLevel(vbs: LevelProbe, opts: CallOptions = {}, timeoutM
 }
 
 /** Decides the level: forced, or asked of the VBS until it answers. */
-export async function negotiateLevel(vbs: LevelProbe, choice: ProtocolChoice, options: NegotiateOptions = {}): Promise<NegotiatedLevel> {
+export async function negotiateLevel(
+  vbs: LevelProbe,
+  choice: ProtocolChoice,
+  options: NegotiateOptions = {},
+): Promise<NegotiatedLevel> {
   if (choice === 'original') return { level: 'original', how: 'forced' };
   if (choice === 'extended') {
     // Forced: the capabilities are still worth having, but an unreachable VBS must not stop the start.
     const answer = await askLevel(vbs, options.signal ? { signal: options.signal } : {}).catch(() => undefined);
-    return answer?.system ? { level: 'extended', how: 'forced', system: answer.system } : { level: 'extended', how: 'forced' };
+    return answer?.system
+      ? { level: 'extended', how: 'forced', system: answer.system }
+      : { level: 'extended', how: 'forced' };
   }
   let delay = options.retryDelayMs ?? 250;
   const giveUpAt = Date.now() + (options.unreachableWaitMs ?? 3_000);
@@ -77,10 +87,18 @@ export async function negotiateLevel(vbs: LevelProbe, choice: ProtocolChoice, op
     if (Date.now() + delay > giveUpAt) return { level: 'extended', how: 'assumed' };
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(resolve, delay);
-      options.signal?.addEventListener('abort', () => {
-        clearTimeout(timer);
-        reject(options.signal!.reason instanceof Error ? options.signal!.reason : new Error('stopped while negotiating the protocol level'));
-      }, { once: true });
+      options.signal?.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(timer);
+          reject(
+            options.signal!.reason instanceof Error
+              ? options.signal!.reason
+              : new Error('stopped while negotiating the protocol level'),
+          );
+        },
+        { once: true },
+      );
     });
     delay = Math.min(delay * 2, 10_000);
   }

@@ -41,7 +41,11 @@ export class OriginalLevel {
   }
 
   private poolQuery(ids: readonly string[], opts?: CallOptions): Promise<VbsReply> {
-    return this.vbs.request(Requests.QUERY_POOLS_CAPABILITY.type, [[Key.POOL_NUM, String(ids.length)], ...ids.map((id): Field => [Key.POOL_ID, id])], opts);
+    return this.vbs.request(
+      Requests.QUERY_POOLS_CAPABILITY.type,
+      [[Key.POOL_NUM, String(ids.length)], ...ids.map((id): Field => [Key.POOL_ID, id])],
+      opts,
+    );
   }
 
   private pools(reply: VbsReply): PoolInfo[] {
@@ -58,7 +62,11 @@ export class OriginalLevel {
     return this.vbs.parsing(() => volumeFromStatusRecord(record, name, asked));
   }
 
-  async getSnapshot(name: string, opts?: CallOptions, asked: Partial<SnapshotInfo> = {}): Promise<SnapshotInfo | undefined> {
+  async getSnapshot(
+    name: string,
+    opts?: CallOptions,
+    asked: Partial<SnapshotInfo> = {},
+  ): Promise<SnapshotInfo | undefined> {
     const type = Requests.QUERY_SNAPSHOT.type;
     const reply = await this.vbs.request(type, [[Key.SNAP_NAME, name]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
@@ -71,14 +79,22 @@ export class OriginalLevel {
   /** CREATE_VOLUME_REQ with every key the Cinder driver sent: the request's values, the others neutral. */
   async createVolume(spec: VolumeSpec, sizeMiB: number, opts?: CallOptions): Promise<VolumeInfo> {
     const type = Requests.CREATE_VOLUME.type;
-    if (spec.poolId === undefined) throw this.vbs.error('PoolNotFound', `${type}: the original level needs a pool id (--vbs-pools or the StorageClass parameter pool)`);
+    if (spec.poolId === undefined)
+      throw this.vbs.error(
+        'PoolNotFound',
+        `${type}: the original level needs a pool id (--vbs-pools or the StorageClass parameter pool)`,
+      );
     const values: Record<string, string> = {
       ...ORIGINAL_CREATE_NEUTRAL,
       [Key.POOL_ID]: spec.poolId,
       [Key.THIN_FLAG]: spec.thin === false ? '0' : '1',
       [Key.MAX_IOPS]: String(spec.qos?.maxIops ?? 0),
     };
-    const fields: Field[] = [[Key.VOL_NAME, spec.name], [Key.VOL_SIZE, String(sizeMiB)], ...ORIGINAL_CREATE_KEYS.map((k): Field => [k, values[k]!])];
+    const fields: Field[] = [
+      [Key.VOL_NAME, spec.name],
+      [Key.VOL_SIZE, String(sizeMiB)],
+      ...ORIGINAL_CREATE_KEYS.map((k): Field => [k, values[k]!]),
+    ];
     if (spec.qos?.priority !== undefined) fields.push([Key.IO_PRIORITY, String(spec.qos.priority)]);
     const asked = this.askedVolume(spec, sizeMiB, { type: 'none' });
     const reply = await this.vbs.request(type, fields, opts);
@@ -87,10 +103,22 @@ export class OriginalLevel {
   }
 
   /** CREATE_VOLUME_FROM_SNAPSHOT_REQ: always a linked clone, in the snapshot's pool (it names no pool). */
-  async createVolumeFromSnapshot(spec: VolumeSpec & { snapshotName: string }, sizeMiB: number, opts?: CallOptions): Promise<VolumeInfo> {
+  async createVolumeFromSnapshot(
+    spec: VolumeSpec & { snapshotName: string },
+    sizeMiB: number,
+    opts?: CallOptions,
+  ): Promise<VolumeInfo> {
     const type = Requests.CREATE_VOLUME_FROM_SNAPSHOT.type;
-    const fields: Field[] = [[Key.VOL_NAME, spec.name], [Key.VOL_SIZE, String(sizeMiB)], [Key.SNAP_NAME_SRC, spec.snapshotName], [Key.VOL_NUM, '1']];
-    const asked = { ...this.askedVolume(spec, sizeMiB, { type: 'snapshot', name: spec.snapshotName }), cloneType: 'linked' as const };
+    const fields: Field[] = [
+      [Key.VOL_NAME, spec.name],
+      [Key.VOL_SIZE, String(sizeMiB)],
+      [Key.SNAP_NAME_SRC, spec.snapshotName],
+      [Key.VOL_NUM, '1'],
+    ];
+    const asked = {
+      ...this.askedVolume(spec, sizeMiB, { type: 'snapshot', name: spec.snapshotName }),
+      cloneType: 'linked' as const,
+    };
     const reply = await this.vbs.request(type, fields, opts);
     if (reply.retcode === RetCode.OK) return this.afterCreate(type, spec.name, asked, opts);
     throw await this.whyCreateFailed(type, reply, spec.name, sizeMiB, spec.poolId, spec.snapshotName, opts);
@@ -99,27 +127,51 @@ export class OriginalLevel {
   async createSnapshot(name: string, volumeName: string, opts?: CallOptions): Promise<SnapshotInfo> {
     const type = Requests.CREATE_SNAPSHOT.type;
     const asked: Partial<SnapshotInfo> = { volumeName, createdAt: new Date() };
-    const reply = await this.vbs.request(type, [[Key.SNAP_NAME, name], [Key.VOL_NAME, volumeName], [Key.SMARTFLAG, '1']], opts);
+    const reply = await this.vbs.request(
+      type,
+      [
+        [Key.SNAP_NAME, name],
+        [Key.VOL_NAME, volumeName],
+        [Key.SMARTFLAG, '1'],
+      ],
+      opts,
+    );
     if (reply.retcode === RetCode.OK) {
       const made = await this.getSnapshot(name, opts, asked);
-      if (made === undefined) throw this.vbs.error('NotFound', `snapshot ${name} does not exist after ${type} succeeded`, RetCode.NOT_EXIST);
+      if (made === undefined)
+        throw this.vbs.error('NotFound', `snapshot ${name} does not exist after ${type} succeeded`, RetCode.NOT_EXIST);
       return made;
     }
     // Follow-up queries: a taken name first (a repeat), then a missing source.
-    if (await this.getSnapshot(name, opts)) throw this.vbs.error('AlreadyExists', `${type}: snapshot name ${name} is taken`, reply.retcode);
-    if (!(await this.getVolume(volumeName, opts))) throw this.vbs.error('NotFound', `${type}: source volume ${volumeName} does not exist`, reply.retcode);
+    if (await this.getSnapshot(name, opts))
+      throw this.vbs.error('AlreadyExists', `${type}: snapshot name ${name} is taken`, reply.retcode);
+    if (!(await this.getVolume(volumeName, opts)))
+      throw this.vbs.error('NotFound', `${type}: source volume ${volumeName} does not exist`, reply.retcode);
     throw this.failed(type, reply, `snapshot ${name} of volume ${volumeName} was not made`);
   }
 
   async extendVolume(name: string, sizeMiB: number, opts?: CallOptions): Promise<VolumeInfo> {
     const type = Requests.EXTEND_VOLUME.type;
-    const reply = await this.vbs.request(type, [[Key.VOL_NAME, name], [Key.VOL_SIZE, String(sizeMiB)]], opts);
+    const reply = await this.vbs.request(
+      type,
+      [
+        [Key.VOL_NAME, name],
+        [Key.VOL_SIZE, String(sizeMiB)],
+      ],
+      opts,
+    );
     if (reply.retcode !== RetCode.OK) {
-      if (!(await this.getVolume(name, opts))) throw this.vbs.error('NotFound', `${type}: volume ${name} does not exist`, reply.retcode);
-      throw this.failed(type, reply, `volume ${name} was not grown to ${sizeMiB} MiB (too small a pool, or a smaller size than it has)`);
+      if (!(await this.getVolume(name, opts)))
+        throw this.vbs.error('NotFound', `${type}: volume ${name} does not exist`, reply.retcode);
+      throw this.failed(
+        type,
+        reply,
+        `volume ${name} was not grown to ${sizeMiB} MiB (too small a pool, or a smaller size than it has)`,
+      );
     }
     const volume = await this.getVolume(name, opts, { sizeBytes: sizeMiB * MiB });
-    if (volume === undefined) throw this.vbs.error('NotFound', `volume ${name} does not exist after ${type} succeeded`, RetCode.NOT_EXIST);
+    if (volume === undefined)
+      throw this.vbs.error('NotFound', `volume ${name} does not exist after ${type} succeeded`, RetCode.NOT_EXIST);
     return volume;
   }
 
@@ -132,7 +184,11 @@ export class OriginalLevel {
     const exists = kind === 'volume' ? await this.getVolume(name, opts) : await this.getSnapshot(name, opts);
     if (!exists) return 'gone';
     // The product names no reason. For a volume the likeliest is a host that still has it attached.
-    throw this.vbs.error(kind === 'volume' ? 'Attached' : 'HasDependents', `${type}: ${kind} ${name} exists and the VBS refused to delete it (it says no more; ${kind === 'volume' ? 'is it still attached on a host?' : 'do volumes still depend on it?'})`, reply.retcode);
+    throw this.vbs.error(
+      kind === 'volume' ? 'Attached' : 'HasDependents',
+      `${type}: ${kind} ${name} exists and the VBS refused to delete it (it says no more; ${kind === 'volume' ? 'is it still attached on a host?' : 'do volumes still depend on it?'})`,
+      reply.retcode,
+    );
   }
 
   private askedVolume(spec: VolumeSpec, sizeMiB: number, source: VolumeInfo['source']): Partial<VolumeInfo> {
@@ -146,9 +202,15 @@ export class OriginalLevel {
     };
   }
 
-  private async afterCreate(type: string, name: string, asked: Partial<VolumeInfo>, opts?: CallOptions): Promise<VolumeInfo> {
+  private async afterCreate(
+    type: string,
+    name: string,
+    asked: Partial<VolumeInfo>,
+    opts?: CallOptions,
+  ): Promise<VolumeInfo> {
     const volume = await this.getVolume(name, opts, asked);
-    if (volume === undefined) throw this.vbs.error('NotFound', `volume ${name} does not exist after ${type} succeeded`, RetCode.NOT_EXIST);
+    if (volume === undefined)
+      throw this.vbs.error('NotFound', `volume ${name} does not exist after ${type} succeeded`, RetCode.NOT_EXIST);
     return volume;
   }
 
@@ -157,24 +219,43 @@ export class OriginalLevel {
    * (the controller judges it by CSI's rule); a missing source snapshot → NotFound; a missing pool →
    * PoolNotFound; a pool without room for the size → NoSpace; otherwise the failure as it came.
    */
-  private async whyCreateFailed(type: string, reply: VbsReply, name: string, sizeMiB: number, poolId: string | undefined, snapshotName: string | undefined, opts?: CallOptions): Promise<SdsError> {
-    if (reply.retcode !== 1 && reply.retcode !== RetCode.NOT_EXIST) return this.failed(type, reply, `volume ${name} was not made`);
-    if (await this.getVolume(name, opts)) return this.vbs.error('AlreadyExists', `${type}: volume name ${name} is taken`, reply.retcode);
+  private async whyCreateFailed(
+    type: string,
+    reply: VbsReply,
+    name: string,
+    sizeMiB: number,
+    poolId: string | undefined,
+    snapshotName: string | undefined,
+    opts?: CallOptions,
+  ): Promise<SdsError> {
+    if (reply.retcode !== 1 && reply.retcode !== RetCode.NOT_EXIST)
+      return this.failed(type, reply, `volume ${name} was not made`);
+    if (await this.getVolume(name, opts))
+      return this.vbs.error('AlreadyExists', `${type}: volume name ${name} is taken`, reply.retcode);
     if (snapshotName !== undefined && !(await this.getSnapshot(snapshotName, opts))) {
       return this.vbs.error('NotFound', `${type}: source snapshot ${snapshotName} does not exist`, reply.retcode);
     }
     if (poolId !== undefined) {
       const pools = await this.queryPools([poolId], opts);
       const pool = pools.find((p) => p.id === poolId);
-      if (pool === undefined) return this.vbs.error('PoolNotFound', `${type}: pool ${poolId} does not exist`, reply.retcode);
+      if (pool === undefined)
+        return this.vbs.error('PoolNotFound', `${type}: pool ${poolId} does not exist`, reply.retcode);
       if (pool.freeBytes < sizeMiB * MiB) {
-        return this.vbs.error('NoSpace', `${type}: pool ${poolId} has ${Math.floor(pool.freeBytes / MiB)} MiB free, ${sizeMiB} MiB asked`, reply.retcode);
+        return this.vbs.error(
+          'NoSpace',
+          `${type}: pool ${poolId} has ${Math.floor(pool.freeBytes / MiB)} MiB free, ${sizeMiB} MiB asked`,
+          reply.retcode,
+        );
       }
     }
     return this.failed(type, reply, `volume ${name} was not made`);
   }
 
   private failed(type: string, reply: VbsReply, what: string): SdsError {
-    return this.vbs.error('Internal', `${type} failed with retcode=${reply.retcode} and no reason (original level): ${what}`, reply.retcode);
+    return this.vbs.error(
+      'Internal',
+      `${type} failed with retcode=${reply.retcode} and no reason (original level): ${what}`,
+      reply.retcode,
+    );
   }
 }

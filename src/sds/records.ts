@@ -4,18 +4,40 @@
 // that a part-1 VBS does not send take neutral defaults, so the original operations keep working.
 import { GiB, MiB } from './backend.js';
 import type {
-  ByteRange, CachePolicy, CloneType, ExtentPage, GroupSnapshotInfo, GroupSnapshotState, HostMapping, ImageJob, IoPriority, PoolInfo,
-  QuiesceMode, SnapshotInfo, SnapshotState, SystemInfo, VolumeInfo, VolumeState,
+  ByteRange,
+  CachePolicy,
+  CloneType,
+  ExtentPage,
+  GroupSnapshotInfo,
+  GroupSnapshotState,
+  HostMapping,
+  ImageJob,
+  IoPriority,
+  PoolInfo,
+  QuiesceMode,
+  SnapshotInfo,
+  SnapshotState,
+  SystemInfo,
+  VolumeInfo,
+  VolumeState,
 } from './backend.js';
 import { SdsError } from './errors.js';
 import { RetCode, type Fields } from '../protocol/vbs.js';
 import { Field, Key, RecordPrefix } from '../protocol/catalog.js';
 
 const VOLUME_STATES: ReadonlyMap<number, VolumeState> = new Map([
-  [1, 'available'], [2, 'in-use'], [10, 'busy'], [11, 'deleting'], [12, 'fault'],
+  [1, 'available'],
+  [2, 'in-use'],
+  [10, 'busy'],
+  [11, 'deleting'],
+  [12, 'fault'],
 ]);
 const SNAPSHOT_STATES: ReadonlyMap<number, SnapshotState> = new Map([
-  [1, 'available'], [2, 'in-use'], [10, 'creating'], [11, 'deleting'], [12, 'fault'],
+  [1, 'available'],
+  [2, 'in-use'],
+  [10, 'creating'],
+  [11, 'deleting'],
+  [12, 'fault'],
 ]);
 
 function garbled(what: string, field: string, problem: string, value?: string): SdsError {
@@ -113,7 +135,8 @@ export class FieldReader {
       if (fallback === undefined) throw garbled(this.what, field, 'missing');
       return fallback;
     }
-    if (!(allowed as readonly string[]).includes(raw)) throw garbled(this.what, field, `must be one of ${allowed.join('/')}`, raw);
+    if (!(allowed as readonly string[]).includes(raw))
+      throw garbled(this.what, field, `must be one of ${allowed.join('/')}`, raw);
     return raw as T;
   }
 
@@ -141,7 +164,9 @@ export function volumeFromRecord(record: Record<string, string>, fallbackName?: 
   if (state === undefined) throw garbled('volume record', Field.STATUS, 'unknown volume status', String(status));
   const srcType = r.oneOf(Field.SRC_TYPE, ['none', 'snapshot', 'volume', 'image'] as const, 'none');
   const source: VolumeInfo['source'] =
-    srcType === 'snapshot' || srcType === 'volume' ? { type: srcType, name: r.name(Field.SRC_NAME) } : { type: srcType };
+    srcType === 'snapshot' || srcType === 'volume'
+      ? { type: srcType, name: r.name(Field.SRC_NAME) }
+      : { type: srcType };
   const cloneType = r.oneOf(Key.CLONE_TYPE, ['', 'linked', 'full'] as const, '');
   const volume: VolumeInfo = {
     name: r.name(Key.VOL_NAME, fallbackName),
@@ -193,11 +218,18 @@ export function snapshotFromRecord(record: Record<string, string>, fallbackName?
 }
 
 const GROUP_STATES: ReadonlyMap<number, GroupSnapshotState> = new Map([
-  [1, 'available'], [10, 'creating'], [11, 'deleting'], [12, 'fault'],
+  [1, 'available'],
+  [10, 'creating'],
+  [11, 'deleting'],
+  [12, 'fault'],
 ]);
 
 /** A group record with its member snapshot records (already parsed). */
-export function groupFromRecord(record: Record<string, string>, snapshots: SnapshotInfo[], fallbackName?: string): GroupSnapshotInfo {
+export function groupFromRecord(
+  record: Record<string, string>,
+  snapshots: SnapshotInfo[],
+  fallbackName?: string,
+): GroupSnapshotInfo {
   const r = FieldReader.ofRecord('group record', record);
   const status = r.int(Field.STATUS);
   const state = GROUP_STATES.get(status);
@@ -226,14 +258,19 @@ export function extentPageFromReply(fields: Fields, requestedOffset: number): Ex
   const blockSize = r.int(Key.BLOCK_SIZE, { fallback: 4096, min: 1 });
   const records = fields.records(RecordPrefix.EXTENT);
   const count = r.int(Key.EXTENT_NUM, { fallback: records.length, min: 0 });
-  if (count !== records.length) throw new SdsError('Protocol', `garbled extent reply from the VBS: extent_num=${count} but ${records.length} extent records`);
+  if (count !== records.length)
+    throw new SdsError(
+      'Protocol',
+      `garbled extent reply from the VBS: extent_num=${count} but ${records.length} extent records`,
+    );
   const extents: ByteRange[] = [];
   let end = 0;
   records.forEach((record, i) => {
     const e = FieldReader.ofRecord(`extent record ${i}`, record);
     const offset = e.int(Key.OFFSET, { min: 0 });
     const length = e.int(Field.LENGTH, { min: 1 });
-    if (offset < end || offset + length > sizeBytes) throw garbled(`extent record ${i}`, Key.OFFSET, 'out of order or beyond the size', String(offset));
+    if (offset < end || offset + length > sizeBytes)
+      throw garbled(`extent record ${i}`, Key.OFFSET, 'out of order or beyond the size', String(offset));
     end = offset + length;
     extents.push({ offset, length });
   });
@@ -241,7 +278,8 @@ export function extentPageFromReply(fields: Fields, requestedOffset: number): Ex
   const next = r.optional(Key.NEXT_OFFSET);
   if (next !== undefined) {
     const n = r.int(Key.NEXT_OFFSET, { min: 0 });
-    if (n <= requestedOffset || n < end || n > sizeBytes) throw garbled('extent reply', Key.NEXT_OFFSET, 'does not move forward', next);
+    if (n <= requestedOffset || n < end || n > sizeBytes)
+      throw garbled('extent reply', Key.NEXT_OFFSET, 'does not move forward', next);
     page.nextOffset = n;
   }
   const method = r.optional(Key.METHOD);
@@ -276,27 +314,57 @@ export function poolFromRecord(record: Record<string, string>): PoolInfo {
  * A volume record of the original level: `status` alone. The other fields take neutral values, or those of
  * `asked` (what a create or extend requested), and the result is marked statusOnly.
  */
-export function volumeFromStatusRecord(record: Record<string, string>, name: string, asked: Partial<VolumeInfo> = {}): VolumeInfo {
+export function volumeFromStatusRecord(
+  record: Record<string, string>,
+  name: string,
+  asked: Partial<VolumeInfo> = {},
+): VolumeInfo {
   const r = FieldReader.ofRecord('volume record', record);
   const status = r.int(Field.STATUS);
   const state = VOLUME_STATES.get(status);
   if (state === undefined) throw garbled('volume record', Field.STATUS, 'unknown volume status', String(status));
   return {
-    name, sizeBytes: 0, poolId: '', thin: true, allocatedBytes: 0, createdAt: new Date(0), source: { type: 'none' },
-    qos: { maxIops: 0, maxMBps: 0, priority: 2 }, cachePolicy: 'none', mappedHosts: [], healthy: true, snapshotCount: 0,
-    ...asked, state, status, statusOnly: true,
+    name,
+    sizeBytes: 0,
+    poolId: '',
+    thin: true,
+    allocatedBytes: 0,
+    createdAt: new Date(0),
+    source: { type: 'none' },
+    qos: { maxIops: 0, maxMBps: 0, priority: 2 },
+    cachePolicy: 'none',
+    mappedHosts: [],
+    healthy: true,
+    snapshotCount: 0,
+    ...asked,
+    state,
+    status,
+    statusOnly: true,
   };
 }
 
 /** A snapshot record of the original level (`status` alone), completed as volumeFromStatusRecord does. */
-export function snapshotFromStatusRecord(record: Record<string, string>, name: string, asked: Partial<SnapshotInfo> = {}): SnapshotInfo {
+export function snapshotFromStatusRecord(
+  record: Record<string, string>,
+  name: string,
+  asked: Partial<SnapshotInfo> = {},
+): SnapshotInfo {
   const r = FieldReader.ofRecord('snapshot record', record);
   const status = r.int(Field.STATUS);
   const state = SNAPSHOT_STATES.get(status);
   if (state === undefined) throw garbled('snapshot record', Field.STATUS, 'unknown snapshot status', String(status));
   return {
-    name, volumeName: '', sizeBytes: 0, poolId: '', allocatedBytes: 0, createdAt: new Date(0), dependents: 0,
-    ...asked, state, status, statusOnly: true,
+    name,
+    volumeName: '',
+    sizeBytes: 0,
+    poolId: '',
+    allocatedBytes: 0,
+    createdAt: new Date(0),
+    dependents: 0,
+    ...asked,
+    state,
+    status,
+    statusOnly: true,
   };
 }
 

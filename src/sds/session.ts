@@ -6,7 +6,15 @@ import type { CallOptions, Page } from './backend.js';
 import { FieldReader } from './records.js';
 import { AddressError, exchange, parseAddressList, TransportError, type VbsAddress } from './transport.js';
 import { isResendSafe, type ProtocolLevel } from '../protocol/catalog.js';
-import { encodeRequest, isValidName, parseReply, ProtocolError, RetCode, type Field, type VbsReply } from '../protocol/vbs.js';
+import {
+  encodeRequest,
+  isValidName,
+  parseReply,
+  ProtocolError,
+  RetCode,
+  type Field,
+  type VbsReply,
+} from '../protocol/vbs.js';
 
 /**
  * Told of every request when it ends, for metrics: its type (`CREATE_VOLUME_REQ`), its result (`ok`, or the
@@ -87,7 +95,8 @@ export class VbsSession {
 
   /** Refuses, without sending it, a request the VBS of the original level does not know. */
   extendedOnly(type: string): void {
-    if (this.level === 'original') throw this.error('NotSupported', `${type}: not offered by a VBS of the original protocol level`);
+    if (this.level === 'original')
+      throw this.error('NotSupported', `${type}: not offered by a VBS of the original protocol level`);
   }
 
   // ---- the request loop ----
@@ -96,14 +105,24 @@ export class VbsSession {
    * Sends one request and returns its reply, whatever its retcode except BUSY/UNAVAILABLE (retried, then
    * thrown). Fail-over, deadline, cancellation and safe retries happen here; callers interpret retcodes.
    */
-  async request(type: string, fields: readonly Field[], opts: CallOptions = {}, timeoutMs: number = this.requestTimeoutMs): Promise<VbsReply> {
+  async request(
+    type: string,
+    fields: readonly Field[],
+    opts: CallOptions = {},
+    timeoutMs: number = this.requestTimeoutMs,
+  ): Promise<VbsReply> {
     if (this.closing.signal.aborted) throw this.error('Unavailable', `${type}: the VBS client is closed`);
     const bytes = this.encode(type, fields, opts.requestId);
-    if (this.observer === undefined) return this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal));
+    if (this.observer === undefined)
+      return this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal));
     const started = performance.now();
     try {
       const reply = await this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal));
-      this.observer(type, reply.retcode === RetCode.OK ? 'ok' : kindOfRetcode(reply.retcode), (performance.now() - started) / 1e3);
+      this.observer(
+        type,
+        reply.retcode === RetCode.OK ? 'ok' : kindOfRetcode(reply.retcode),
+        (performance.now() - started) / 1e3,
+      );
       return reply;
     } catch (err) {
       this.observer(type, err instanceof SdsError ? err.kind : 'Internal', (performance.now() - started) / 1e3);
@@ -111,7 +130,13 @@ export class VbsSession {
     }
   }
 
-  private async requestLoop(type: string, bytes: Buffer, opts: CallOptions, timeoutMs: number, signal: AbortSignal): Promise<VbsReply> {
+  private async requestLoop(
+    type: string,
+    bytes: Buffer,
+    opts: CallOptions,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<VbsReply> {
     const deadline = Date.now() + timeoutMs;
     const retryAfterSend = isResendSafe(type);
     let lostReplies = 0;
@@ -127,21 +152,48 @@ export class VbsSession {
         if (err.failure === 'overloaded') {
           // Its accept queue is full (a burst of calls): it is alive and nothing was sent, so any request type
           // may be tried again, backing off, until the deadline — rather than answer "unreachable".
-          this.logger?.debug({ request: type, requestId: opts.requestId, attempt: overloads + 1 }, 'VBS accept queue full; retrying');
-          await this.backoff(Math.min(overloads++, 6), deadline, signal, type, () => this.error('Unavailable', `${type}: the VBS was too busy to accept a connection until the deadline (${err.message})`, undefined, err));
+          this.logger?.debug(
+            { request: type, requestId: opts.requestId, attempt: overloads + 1 },
+            'VBS accept queue full; retrying',
+          );
+          await this.backoff(Math.min(overloads++, 6), deadline, signal, type, () =>
+            this.error(
+              'Unavailable',
+              `${type}: the VBS was too busy to accept a connection until the deadline (${err.message})`,
+              undefined,
+              err,
+            ),
+          );
           continue;
         }
         // A VBS that just said BUSY and now cannot be reached before the deadline is still best described as busy.
-        if (!err.sent && err.failure !== 'aborted' && lastBusyReply !== undefined) throw this.replyError(type, lastBusyReply);
+        if (!err.sent && err.failure !== 'aborted' && lastBusyReply !== undefined)
+          throw this.replyError(type, lastBusyReply);
         if (err.failure === 'aborted') {
-          throw this.error('Timeout', `${type}: cancelled ${err.sent ? 'after the request was sent (outcome unknown)' : 'before the request was sent'}`, undefined, err);
+          throw this.error(
+            'Timeout',
+            `${type}: cancelled ${err.sent ? 'after the request was sent (outcome unknown)' : 'before the request was sent'}`,
+            undefined,
+            err,
+          );
         }
-        if (err.failure === 'timeout') throw this.error('Timeout', `${type}: ${err.message} within ${timeoutMs} ms; the outcome is unknown`, undefined, err);
+        if (err.failure === 'timeout')
+          throw this.error(
+            'Timeout',
+            `${type}: ${err.message} within ${timeoutMs} ms; the outcome is unknown`,
+            undefined,
+            err,
+          );
         if (err.failure === 'oversize') throw this.error('Protocol', `${type}: ${err.message}`, undefined, err);
         if (err.failure === 'no-reply') {
           if (retryAfterSend && lostReplies < this.retry.attempts) {
-            this.logger?.warn({ request: type, requestId: opts.requestId, attempt: lostReplies + 1, error: this.redact(err.message) }, 'VBS reply lost; sending the request again');
-            await this.backoff(lostReplies++, deadline, signal, type, () => this.error('Unavailable', `${type}: ${err.message}; no time left to retry`, undefined, err));
+            this.logger?.warn(
+              { request: type, requestId: opts.requestId, attempt: lostReplies + 1, error: this.redact(err.message) },
+              'VBS reply lost; sending the request again',
+            );
+            await this.backoff(lostReplies++, deadline, signal, type, () =>
+              this.error('Unavailable', `${type}: ${err.message}; no time left to retry`, undefined, err),
+            );
             continue;
           }
           throw this.error('Unavailable', `${type}: ${err.message}; the outcome is unknown`, undefined, err);
@@ -152,14 +204,18 @@ export class VbsSession {
       try {
         reply = parseReply(raw);
       } catch (err) {
-        if (err instanceof ProtocolError) throw this.error('Protocol', `${type}: unreadable reply: ${err.message}`, undefined, err);
+        if (err instanceof ProtocolError)
+          throw this.error('Protocol', `${type}: unreadable reply: ${err.message}`, undefined, err);
         throw err;
       }
       this.logger?.debug({ request: type, requestId: opts.requestId, retcode: reply.retcode }, 'VBS reply');
       if (reply.retcode === RetCode.BUSY || reply.retcode === RetCode.UNAVAILABLE) {
         lastBusyReply = reply;
         if (busyReplies < this.retry.attempts) {
-          this.logger?.debug({ request: type, requestId: opts.requestId, retcode: reply.retcode, attempt: busyReplies + 1 }, 'VBS busy; retrying');
+          this.logger?.debug(
+            { request: type, requestId: opts.requestId, retcode: reply.retcode, attempt: busyReplies + 1 },
+            'VBS busy; retrying',
+          );
           await this.backoff(busyReplies++, deadline, signal, type, () => this.replyError(type, reply));
           continue;
         }
@@ -190,7 +246,10 @@ export class VbsSession {
         });
       } catch (err) {
         if (err instanceof TransportError && !err.sent && err.failure !== 'aborted') {
-          this.logger?.debug({ address: this.addresses[index]!.text, error: err.message }, 'VBS address failed; trying the next');
+          this.logger?.debug(
+            { address: this.addresses[index]!.text, error: err.message },
+            'VBS address failed; trying the next',
+          );
           failures.push(err.message);
           if (err.failure === 'overloaded') overloaded = true;
           continue;
@@ -202,7 +261,13 @@ export class VbsSession {
     throw new TransportError(overloaded ? 'overloaded' : 'connect-failed', false, failures.join('; '));
   }
 
-  private async backoff(attempt: number, deadline: number, signal: AbortSignal, type: string, giveUp: () => SdsError): Promise<void> {
+  private async backoff(
+    attempt: number,
+    deadline: number,
+    signal: AbortSignal,
+    type: string,
+    giveUp: () => SdsError,
+  ): Promise<void> {
     const exp = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** attempt);
     const delay = Math.round(exp / 2 + (Math.random() * exp) / 2); // jitter: callers retrying together spread out
     if (Date.now() + delay >= deadline) throw giveUp();
@@ -250,7 +315,8 @@ export class VbsSession {
     // The token goes first: the VBS checks it before reading anything else.
     if (this.token !== undefined) head.push(['auth_token', this.token]);
     if (requestId !== undefined) {
-      if (!REQUEST_ID_PATTERN.test(requestId)) throw this.error('InvalidParameter', 'request_id: must be 1-128 printable ASCII characters');
+      if (!REQUEST_ID_PATTERN.test(requestId))
+        throw this.error('InvalidParameter', 'request_id: must be 1-128 printable ASCII characters');
       head.push(['request_id', requestId]);
     }
     return this.encodeFields(type, [...head, ...fields]);
@@ -305,7 +371,10 @@ export class VbsSession {
       const records = reply.fields.records(prefix);
       const count = FieldReader.ofReply('reply', reply.fields).int(countKey, { fallback: records.length, min: 0 });
       if (count !== records.length) {
-        throw new SdsError('Protocol', `garbled reply from the VBS: ${countKey}=${count} but ${records.length} ${prefix} records`);
+        throw new SdsError(
+          'Protocol',
+          `garbled reply from the VBS: ${countKey}=${count} but ${records.length} ${prefix} records`,
+        );
       }
       return records.map(parse);
     });
@@ -314,7 +383,8 @@ export class VbsSession {
   page<T>(reply: VbsReply, countKey: string, prefix: string, parse: (record: Record<string, string>) => T): Page<T> {
     const items = this.counted(reply, countKey, prefix, parse);
     const nextMarker = reply.fields.get('next_marker') ?? '';
-    if (nextMarker !== '' && !isValidName(nextMarker)) throw this.error('Protocol', `garbled reply from the VBS: next_marker: not a name`);
+    if (nextMarker !== '' && !isValidName(nextMarker))
+      throw this.error('Protocol', `garbled reply from the VBS: next_marker: not a name`);
     return { items, nextMarker };
   }
 }

@@ -22,7 +22,9 @@ export function parseAddress(input: string, defaultPort: number = DEFAULT_VBS_PO
   if (text.startsWith('unix://')) {
     const path = text.slice('unix://'.length);
     if (!path.startsWith('/') || path.includes('\0')) {
-      throw new AddressError(`VBS address ${JSON.stringify(text)}: unix:// needs an absolute path (unix:///run/x.sock)`);
+      throw new AddressError(
+        `VBS address ${JSON.stringify(text)}: unix:// needs an absolute path (unix:///run/x.sock)`,
+      );
     }
     return { kind: 'unix', path, text };
   }
@@ -57,14 +59,21 @@ export function parseAddress(input: string, defaultPort: number = DEFAULT_VBS_PO
 }
 
 /** Parses a comma-separated list (or an array) of addresses, keeping their order. */
-export function parseAddressList(input: string | readonly string[], defaultPort: number = DEFAULT_VBS_PORT): VbsAddress[] {
-  const items = (typeof input === 'string' ? input.split(',') : [...input]).map((s) => s.trim()).filter((s) => s !== '');
+export function parseAddressList(
+  input: string | readonly string[],
+  defaultPort: number = DEFAULT_VBS_PORT,
+): VbsAddress[] {
+  const items = (typeof input === 'string' ? input.split(',') : [...input])
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (items.length === 0) throw new AddressError('no VBS address given');
   return items.map((s) => parseAddress(s, defaultPort));
 }
 
 export function formatAddress(address: VbsAddress): string {
-  return address.kind === 'unix' ? `unix://${address.path}` : `${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  return address.kind === 'unix'
+    ? `unix://${address.path}`
+    : `${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
 }
 
 export type TransportFailure =
@@ -116,7 +125,9 @@ export function exchange(address: VbsAddress, request: Uint8Array, options: Exch
   const where = formatAddress(address);
   return new Promise<Buffer>((resolve, reject) => {
     if (options.signal?.aborted) {
-      reject(new TransportError('aborted', false, `aborted before connecting to ${where}`, { cause: options.signal.reason }));
+      reject(
+        new TransportError('aborted', false, `aborted before connecting to ${where}`, { cause: options.signal.reason }),
+      );
       return;
     }
     const remaining = options.deadline - Date.now();
@@ -144,11 +155,23 @@ export function exchange(address: VbsAddress, request: Uint8Array, options: Exch
       else resolve(value!);
     };
     const onAbort = (): void =>
-      finish(new TransportError('aborted', sent, `aborted while talking to ${where}`, { cause: options.signal?.reason }));
+      finish(
+        new TransportError('aborted', sent, `aborted while talking to ${where}`, { cause: options.signal?.reason }),
+      );
 
-    const connectTimer = setTimeout(() => {
-      if (!sent) finish(new TransportError('connect-timeout', false, `${where}: no connection within ${Math.min(options.connectTimeoutMs, remaining)} ms`));
-    }, Math.min(options.connectTimeoutMs, remaining));
+    const connectTimer = setTimeout(
+      () => {
+        if (!sent)
+          finish(
+            new TransportError(
+              'connect-timeout',
+              false,
+              `${where}: no connection within ${Math.min(options.connectTimeoutMs, remaining)} ms`,
+            ),
+          );
+      },
+      Math.min(options.connectTimeoutMs, remaining),
+    );
     const deadlineTimer = setTimeout(() => {
       finish(
         sent
@@ -180,16 +203,28 @@ export function exchange(address: VbsAddress, request: Uint8Array, options: Exch
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       const code = err.code ?? 'error';
-      if (!sent) finish(new TransportError(code === 'EAGAIN' ? 'overloaded' : 'connect-failed', false, `${where}: ${code}`, { cause: err }));
-      else finish(new TransportError('no-reply', true, `${where}: connection broke after the request was sent (${code})`, { cause: err }));
+      if (!sent)
+        finish(
+          new TransportError(code === 'EAGAIN' ? 'overloaded' : 'connect-failed', false, `${where}: ${code}`, {
+            cause: err,
+          }),
+        );
+      else
+        finish(
+          new TransportError('no-reply', true, `${where}: connection broke after the request was sent (${code})`, {
+            cause: err,
+          }),
+        );
     });
     // A server that closes without FIN handshake completing (RST) ends up in 'error'; a plain close
     // without 'end' (e.g. destroyed by us) is covered by finish() having settled already.
     socket.once('close', () => {
       if (!settled) {
-        finish(sent
-          ? new TransportError('no-reply', true, `${where}: connection closed without a complete reply`)
-          : new TransportError('connect-failed', false, `${where}: connection closed while connecting`));
+        finish(
+          sent
+            ? new TransportError('no-reply', true, `${where}: connection closed without a complete reply`)
+            : new TransportError('connect-failed', false, `${where}: connection closed while connecting`),
+        );
       }
     });
   });

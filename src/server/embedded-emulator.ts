@@ -86,12 +86,21 @@ export class EmbeddedEmulator {
 
   static async start(options: EmbeddedEmulatorOptions): Promise<EmbeddedEmulator> {
     const entry = options.entry ?? join(projectRoot(), 'dist', 'emulator', 'main.js');
-    if (!existsSync(entry)) throw new EmbeddedEmulatorError(`the emulator is not built: ${entry} is missing (run npm run build)`);
+    if (!existsSync(entry))
+      throw new EmbeddedEmulatorError(`the emulator is not built: ${entry} is missing (run npm run build)`);
     // Not removed first: it may be another emulator's, which holds the data directory; a status naming our
     // child's pid is the only one that counts.
     const statusFile = join(options.dataDir, 'emulator.json');
-    if (options.signal?.aborted) throw new EmulatorStartInterrupted('the start was interrupted before the emulator was started');
-    const args = [entry, '--data-dir', options.dataDir, '--listen-port', String(options.port ?? 0), ...(options.extraArgs ?? [])];
+    if (options.signal?.aborted)
+      throw new EmulatorStartInterrupted('the start was interrupted before the emulator was started');
+    const args = [
+      entry,
+      '--data-dir',
+      options.dataDir,
+      '--listen-port',
+      String(options.port ?? 0),
+      ...(options.extraArgs ?? []),
+    ];
     const output = options.output ?? 'inherit';
     // Its own process group: a Ctrl-C in the terminal signals the whole foreground group, and the emulator
     // must not start shutting down while the driver still drains RPCs that use it (its second signal, our
@@ -123,7 +132,15 @@ export class EmbeddedEmulator {
     options.log.info({ emulatorPid: child.pid, dataDir: options.dataDir }, 'starting the embedded emulator');
     let info: EmulatorInfo;
     try {
-      info = await waitForStatusFile(statusFile, child, exited, options.dataDir, options.readyTimeoutMs ?? 30_000, options.signal, lastError);
+      info = await waitForStatusFile(
+        statusFile,
+        child,
+        exited,
+        options.dataDir,
+        options.readyTimeoutMs ?? 30_000,
+        options.signal,
+        lastError,
+      );
     } catch (err) {
       terminated.add(child);
       child.kill('SIGTERM');
@@ -131,7 +148,10 @@ export class EmbeddedEmulator {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       throw err;
     }
-    options.log.info({ emulatorPid: info.pid, controlSocket: info.controlSocket, kvSocket: info.kvSocket, tcpPort: info.tcpPort }, 'embedded emulator ready');
+    options.log.info(
+      { emulatorPid: info.pid, controlSocket: info.controlSocket, kvSocket: info.kvSocket, tcpPort: info.tcpPort },
+      'embedded emulator ready',
+    );
     return new EmbeddedEmulator(child, info, exited, options.log);
   }
 
@@ -196,7 +216,8 @@ function forwardStderr(child: ChildProcess): { message: string | undefined } {
       if (readable) process.stderr.write(prettyLine(line));
       try {
         const entry = JSON.parse(line) as { level?: unknown; msg?: unknown };
-        if (typeof entry.level === 'number' && entry.level >= 50 && typeof entry.msg === 'string') last.message = entry.msg;
+        if (typeof entry.level === 'number' && entry.level >= 50 && typeof entry.msg === 'string')
+          last.message = entry.msg;
       } catch {
         if (line.trim()) last.message = line.trim(); // a plain line, such as a configuration error
       }
@@ -221,15 +242,22 @@ async function waitForStatusFile(
   for (let wait = 10; ; wait = Math.min(wait * 2, 200)) {
     if (exit) {
       // Let the last lines of its stderr arrive: they say why.
-      const stderrClosed = new Promise((resolve) => (child.stderr && !child.stderr.destroyed ? child.stderr.once('close', resolve) : resolve(undefined)));
+      const stderrClosed = new Promise((resolve) =>
+        child.stderr && !child.stderr.destroyed ? child.stderr.once('close', resolve) : resolve(undefined),
+      );
       await Promise.race([stderrClosed, delay(1_000)]);
       const cause = lastError.message ?? `exit code ${exit.code}, signal ${exit.signal}`;
-      throw new EmbeddedEmulatorError(`the embedded emulator could not start with the data directory ${dataDir}: ${cause}`);
+      throw new EmbeddedEmulatorError(
+        `the embedded emulator could not start with the data directory ${dataDir}: ${cause}`,
+      );
     }
     if (signal?.aborted) throw new EmulatorStartInterrupted(`the start was interrupted by ${String(signal.reason)}`);
     const info = await readStatus(path, dataDir);
     if (info && info.pid === child.pid) return info;
-    if (Date.now() > deadline) throw new EmbeddedEmulatorError(`the embedded emulator did not write ${path} within ${timeoutMs} ms (data directory ${dataDir})`);
+    if (Date.now() > deadline)
+      throw new EmbeddedEmulatorError(
+        `the embedded emulator did not write ${path} within ${timeoutMs} ms (data directory ${dataDir})`,
+      );
     // A referenced timer: once the child has exited nothing else may keep the process alive to see it.
     await Promise.race([new Promise((resolve) => setTimeout(resolve, wait)), aborted]);
   }

@@ -35,7 +35,11 @@ let cached: ProtoGrpcType | undefined;
 function protobufjs(): { protobuf: typeof Protobuf; root: string; require: NodeJS.Require } {
   const fromLoader = createRequire(createRequire(import.meta.url).resolve('@grpc/proto-loader'));
   const path = fromLoader.resolve('protobufjs');
-  return { protobuf: fromLoader(path) as typeof Protobuf, root: dirname(fromLoader.resolve('protobufjs/package.json')), require: fromLoader };
+  return {
+    protobuf: fromLoader(path) as typeof Protobuf,
+    root: dirname(fromLoader.resolve('protobufjs/package.json')),
+    require: fromLoader,
+  };
 }
 
 /** Parses csi.proto (imports from proto/ and protobufjs's bundled google/protobuf files), resolved. */
@@ -67,12 +71,17 @@ export function parseCsiProto(): Protobuf.Root {
  * them; the option values stay on the fields as names.
  */
 export function csiProtoJson(): Protobuf.INamespace {
-  const json = parseCsiProto().toJSON() as { nested: Record<string, Protobuf.INamespace & { nested: Record<string, unknown> }> };
+  const json = parseCsiProto().toJSON() as {
+    nested: Record<string, Protobuf.INamespace & { nested: Record<string, unknown> }>;
+  };
   const v1 = (json.nested.csi!.nested as Record<string, { nested: Record<string, { extend?: string }> }>).v1!.nested;
   for (const [name, member] of Object.entries(v1)) if (member.extend) delete v1[name];
   const google = (json.nested.google!.nested as Record<string, { nested: Record<string, unknown> }>).protobuf!.nested;
-  const descriptorTypes = (protobufjs().require('protobufjs/google/protobuf/descriptor.json') as { nested: { google: { nested: { protobuf: { nested: object } } } } })
-    .nested.google.nested.protobuf.nested;
+  const descriptorTypes = (
+    protobufjs().require('protobufjs/google/protobuf/descriptor.json') as {
+      nested: { google: { nested: { protobuf: { nested: object } } } };
+    }
+  ).nested.google.nested.protobuf.nested;
   for (const name of Object.keys(descriptorTypes)) delete google[name];
   return json;
 }
@@ -86,7 +95,8 @@ export function loadCsiRoot(): Protobuf.Root {
   const jsonPath = csiProtoJsonPath();
   let json: string | undefined;
   try {
-    if (statSync(jsonPath).mtimeMs >= statSync(join(protoDir(), 'csi.proto')).mtimeMs) json = readFileSync(jsonPath, 'utf8');
+    if (statSync(jsonPath).mtimeMs >= statSync(join(protoDir(), 'csi.proto')).mtimeMs)
+      json = readFileSync(jsonPath, 'utf8');
   } catch {
     // not built: parse
   }
@@ -123,7 +133,8 @@ export function serviceDefinition(root: Protobuf.Root, fullName: string): grpc.S
 
 function serializer(type: Protobuf.Type): grpc.serialize<object> {
   return (value) => {
-    if (Array.isArray(value)) throw new Error(`Failed to serialize message: expected object with ${type.name} structure, got array instead`);
+    if (Array.isArray(value))
+      throw new Error(`Failed to serialize message: expected object with ${type.name} structure, got array instead`);
     return type.encode(type.fromObject(value)).finish() as Buffer; // a Buffer under Node (protobufjs's BufferWriter)
   };
 }
@@ -137,6 +148,8 @@ export function loadCsiProto(): ProtoGrpcType {
   const root = loadCsiRoot();
   const packageDefinition: Record<string, grpc.ServiceDefinition> = {};
   for (const name of CSI_SERVICES) packageDefinition[`csi.v1.${name}`] = serviceDefinition(root, `csi.v1.${name}`);
-  cached = grpc.loadPackageDefinition(packageDefinition as unknown as ProtoLoader.PackageDefinition) as unknown as ProtoGrpcType;
+  cached = grpc.loadPackageDefinition(
+    packageDefinition as unknown as ProtoLoader.PackageDefinition,
+  ) as unknown as ProtoGrpcType;
   return cached;
 }

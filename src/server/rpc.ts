@@ -14,7 +14,11 @@ export interface RpcContext {
 }
 
 export type UnaryHandler<Req, Res> = (request: Req, ctx: RpcContext) => Promise<Res>;
-export type StreamHandler<Req, Res> = (request: Req, ctx: RpcContext, send: (message: Res) => Promise<void>) => Promise<void>;
+export type StreamHandler<Req, Res> = (
+  request: Req,
+  ctx: RpcContext,
+  send: (message: Res) => Promise<void>,
+) => Promise<void>;
 
 /** Hooks for metrics; the server works without them. */
 export interface RpcObserver {
@@ -53,7 +57,14 @@ export class RpcTracker {
 function subjectOf(request: unknown): string | undefined {
   if (!request || typeof request !== 'object') return undefined;
   const r = request as Record<string, unknown>;
-  for (const key of ['volume_id', 'snapshot_id', 'name', 'source_volume_id', 'group_snapshot_id', 'target_snapshot_id']) {
+  for (const key of [
+    'volume_id',
+    'snapshot_id',
+    'name',
+    'source_volume_id',
+    'group_snapshot_id',
+    'target_snapshot_id',
+  ]) {
     const v = r[key];
     if (typeof v === 'string' && v !== '') return v.length > 200 ? `${v.slice(0, 200)}…` : v;
   }
@@ -71,7 +82,10 @@ function callSignal(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWr
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : typeof deadline === 'number' ? deadline : Infinity;
   if (Number.isFinite(deadlineMs)) {
-    timer = setTimeout(() => controller.abort(new Error('call deadline exceeded')), Math.max(0, deadlineMs - Date.now()));
+    timer = setTimeout(
+      () => controller.abort(new Error('call deadline exceeded')),
+      Math.max(0, deadlineMs - Date.now()),
+    );
   }
   return {
     signal: controller.signal,
@@ -83,7 +97,11 @@ function callSignal(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWr
 }
 
 export function makeContextFactory(log: Logger, tracker: RpcTracker) {
-  function begin(method: string, request: unknown, call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) {
+  function begin(
+    method: string,
+    request: unknown,
+    call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
+  ) {
     const requestId = randomUUID().slice(0, 8);
     const volumeId = subjectOf(request);
     const { signal, dispose } = callSignal(call);
@@ -121,7 +139,10 @@ export function makeContextFactory(log: Logger, tracker: RpcTracker) {
     };
   }
 
-  function serverStream<Req, Res>(method: string, handler: StreamHandler<Req, Res>): grpc.handleServerStreamingCall<Req, Res> {
+  function serverStream<Req, Res>(
+    method: string,
+    handler: StreamHandler<Req, Res>,
+  ): grpc.handleServerStreamingCall<Req, Res> {
     return (call) => {
       const { ctx, end } = begin(method, call.request, call as grpc.ServerWritableStream<unknown, unknown>);
       const send = (message: Res) =>

@@ -68,13 +68,24 @@ export class CsiServer {
   register(services: CsiServices): void {
     const csi = loadCsiProto().csi.v1;
     this.server.addService(csi.Identity.service, services.identity as unknown as grpc.UntypedServiceImplementation);
-    if (services.controller) this.server.addService(csi.Controller.service, services.controller as unknown as grpc.UntypedServiceImplementation);
-    if (services.node) this.server.addService(csi.Node.service, services.node as unknown as grpc.UntypedServiceImplementation);
+    if (services.controller)
+      this.server.addService(
+        csi.Controller.service,
+        services.controller as unknown as grpc.UntypedServiceImplementation,
+      );
+    if (services.node)
+      this.server.addService(csi.Node.service, services.node as unknown as grpc.UntypedServiceImplementation);
     if (services.groupController) {
-      this.server.addService(csi.GroupController.service, services.groupController as unknown as grpc.UntypedServiceImplementation);
+      this.server.addService(
+        csi.GroupController.service,
+        services.groupController as unknown as grpc.UntypedServiceImplementation,
+      );
     }
     if (services.snapshotMetadata) {
-      this.server.addService(csi.SnapshotMetadata.service, services.snapshotMetadata as unknown as grpc.UntypedServiceImplementation);
+      this.server.addService(
+        csi.SnapshotMetadata.service,
+        services.snapshotMetadata as unknown as grpc.UntypedServiceImplementation,
+      );
     }
   }
 
@@ -85,7 +96,9 @@ export class CsiServer {
     const previous = process.umask(0o777 & ~mode);
     try {
       await new Promise<void>((resolve, reject) => {
-        this.server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+        this.server.bindAsync(`unix://${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
+          err ? reject(err) : resolve(),
+        );
       });
     } finally {
       process.umask(previous);

@@ -47,7 +47,9 @@ export class StopRequest {
   /** Resolves with the signal's name once a stop is requested (at once if one already was). */
   requested(): Promise<NodeJS.Signals> {
     if (this.first) return Promise.resolve(this.first.signal);
-    return new Promise((resolve) => this.signal.addEventListener('abort', () => resolve(this.first!.signal), { once: true }));
+    return new Promise((resolve) =>
+      this.signal.addEventListener('abort', () => resolve(this.first!.signal), { once: true }),
+    );
   }
 
   private received(signal: NodeJS.Signals): void {

@@ -18,7 +18,9 @@ export interface SnapshotMetadataDeps {
   backend: SdsBackend;
 }
 
-type Message = Required<Pick<GetMetadataAllocatedResponse, 'block_metadata_type' | 'volume_capacity_bytes' | 'block_metadata'>>;
+type Message = Required<
+  Pick<GetMetadataAllocatedResponse, 'block_metadata_type' | 'volume_capacity_bytes' | 'block_metadata'>
+>;
 
 function parseOffset(raw: string | number | undefined): number {
   const text = String(raw ?? '0');
@@ -94,10 +96,15 @@ export function snapshotMetadataService(deps: SnapshotMetadataDeps, rpc: RpcFact
       const offset = parseOffset(req.starting_offset);
       const maxResults = parseMaxResults(req.max_results);
       const snapshot = await lookUp(backend, 'snapshot_id', req.snapshot_id, opts(ctx));
-      if (offset > snapshot.sizeBytes) throw outOfRange(`starting_offset ${offset} is beyond the snapshot's ${snapshot.sizeBytes} bytes`);
+      if (offset > snapshot.sizeBytes)
+        throw outOfRange(`starting_offset ${offset} is beyond the snapshot's ${snapshot.sizeBytes} bytes`);
       await stream(
         (o) => backend.snapshotExtents(snapshot.name, { offset: o, limit: BACKEND_PAGE }, opts(ctx)),
-        offset, snapshot.sizeBytes, maxResults, ctx, send,
+        offset,
+        snapshot.sizeBytes,
+        maxResults,
+        ctx,
+        send,
       );
     }),
 
@@ -109,12 +116,19 @@ export function snapshotMetadataService(deps: SnapshotMetadataDeps, rpc: RpcFact
       const base = await lookUp(backend, 'base_snapshot_id', req.base_snapshot_id, opts(ctx));
       const target = await lookUp(backend, 'target_snapshot_id', req.target_snapshot_id, opts(ctx));
       if (base.volumeName !== target.volumeName) {
-        throw invalidArgument(`base_snapshot_id ${base.name} is a snapshot of volume ${base.volumeName}, target_snapshot_id ${target.name} of volume ${target.volumeName}; both must be snapshots of one volume`);
+        throw invalidArgument(
+          `base_snapshot_id ${base.name} is a snapshot of volume ${base.volumeName}, target_snapshot_id ${target.name} of volume ${target.volumeName}; both must be snapshots of one volume`,
+        );
       }
-      if (offset > target.sizeBytes) throw outOfRange(`starting_offset ${offset} is beyond the snapshot's ${target.sizeBytes} bytes`);
+      if (offset > target.sizeBytes)
+        throw outOfRange(`starting_offset ${offset} is beyond the snapshot's ${target.sizeBytes} bytes`);
       await stream(
         (o) => backend.snapshotDelta(base.name, target.name, { offset: o, limit: BACKEND_PAGE }, opts(ctx)),
-        offset, target.sizeBytes, maxResults, ctx, send,
+        offset,
+        target.sizeBytes,
+        maxResults,
+        ctx,
+        send,
       );
     }),
   };

@@ -53,10 +53,14 @@ export function storeRows(dataDir: string): StoreRows {
   try {
     return {
       volumes: db.prepare('SELECT name, pool, state FROM volumes ORDER BY name').all() as StoreRows['volumes'],
-      snapshots: db.prepare('SELECT name, vol_name, pool, state FROM snapshots ORDER BY name').all() as StoreRows['snapshots'],
-      attachments: db.prepare(
-        'SELECT v.name AS vol_name, a.state, a.device FROM attachments a JOIN volumes v ON v.id = a.vol_id ORDER BY v.name',
-      ).all() as StoreRows['attachments'],
+      snapshots: db
+        .prepare('SELECT name, vol_name, pool, state FROM snapshots ORDER BY name')
+        .all() as StoreRows['snapshots'],
+      attachments: db
+        .prepare(
+          'SELECT v.name AS vol_name, a.state, a.device FROM attachments a JOIN volumes v ON v.id = a.vol_id ORDER BY v.name',
+        )
+        .all() as StoreRows['attachments'],
     };
   } finally {
     db.close();

@@ -55,10 +55,24 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const infoPath = join(dataDir, 'emulator.json');
   rmSync(infoPath, { force: true });
   const level = options.protocol ? ['--protocol', options.protocol] : [];
-  const proc = spawn(process.execPath, [EMULATOR_MAIN, '--data-dir', dataDir, '--listen-port', '0', '--log-level', 'debug', ...level, ...(options.args ?? [])], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ...options.env },
-  });
+  const proc = spawn(
+    process.execPath,
+    [
+      EMULATOR_MAIN,
+      '--data-dir',
+      dataDir,
+      '--listen-port',
+      '0',
+      '--log-level',
+      'debug',
+      ...level,
+      ...(options.args ?? []),
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...options.env },
+    },
+  );
   let log = '';
   proc.stderr!.setEncoding('utf8').on('data', (d: string) => {
     log += d;
@@ -68,7 +82,9 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
   const deadline = Date.now() + 30_000;
   let info: EmulatorInfo | undefined;
   let exitCode: number | null | undefined;
-  void exited.then((c) => { exitCode = c; });
+  void exited.then((c) => {
+    exitCode = c;
+  });
   const fail = (message: string): never => {
     // A dir this helper made is its to clean up.
     if (options.dir === undefined) forceCleanup(dir);
@@ -124,7 +140,11 @@ export interface Exchange {
  * Sends raw bytes (one write per chunk, `gapMs` apart), optionally half-closes, and reads until the server
  * closes or `timeoutMs` passes.
  */
-export function exchange(target: Target, chunks: Buffer | Buffer[], options: { halfClose?: boolean; gapMs?: number; timeoutMs?: number } = {}): Promise<Exchange> {
+export function exchange(
+  target: Target,
+  chunks: Buffer | Buffer[],
+  options: { halfClose?: boolean; gapMs?: number; timeoutMs?: number } = {},
+): Promise<Exchange> {
   const list = Array.isArray(chunks) ? chunks : [chunks];
   return new Promise((resolvePromise, reject) => {
     const socket = connect(target);
@@ -198,7 +218,11 @@ export async function waitJob(target: Target, jobId: string, timeoutMs = 60_000)
 }
 
 /** Polls until a query answers NOT_EXIST (an asynchronous delete finished). */
-export async function waitGone(target: Target, type: 'QUERY_VOLUME_REQ' | 'QUERY_SNAPSHOT_REQ', fields: Record<string, string>): Promise<void> {
+export async function waitGone(
+  target: Target,
+  type: 'QUERY_VOLUME_REQ' | 'QUERY_SNAPSHOT_REQ',
+  fields: Record<string, string>,
+): Promise<void> {
   const deadline = Date.now() + 20_000;
   while ((await call(target, type, fields)).retcode !== -900079) {
     if (Date.now() > deadline) throw new Error(`${JSON.stringify(fields)} not gone`);
@@ -238,7 +262,9 @@ export function forceCleanup(dir: string): void {
 }
 
 /** Stops a daemon, asserts-by-return that nothing is left under its dir, and removes the dir. */
-export async function stopAndCheck(daemon: Daemon): Promise<{ code: number | null; loops: string[]; mounts: string[] }> {
+export async function stopAndCheck(
+  daemon: Daemon,
+): Promise<{ code: number | null; loops: string[]; mounts: string[] }> {
   const code = await daemon.stop();
   const left = leftovers(daemon.dir);
   forceCleanup(daemon.dir);

@@ -3,7 +3,12 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import {
-  encodeRecord, encodeReply, findRequestEnd, parseRequest, type FieldInput, type VbsRequest,
+  encodeRecord,
+  encodeReply,
+  findRequestEnd,
+  parseRequest,
+  type FieldInput,
+  type VbsRequest,
 } from '../../src/protocol/vbs.js';
 
 export type FakeAnswer =
@@ -23,22 +28,49 @@ export interface SeenRequest extends VbsRequest {
 
 export type FakeHandler = (req: VbsRequest, index: number) => FakeAnswer | Promise<FakeAnswer>;
 
-export function reply(retcode: number, fields: Record<string, FieldInput> | Array<readonly [string, string]> = []): Buffer {
+export function reply(
+  retcode: number,
+  fields: Record<string, FieldInput> | Array<readonly [string, string]> = [],
+): Buffer {
   return encodeReply(retcode, fields as Record<string, FieldInput>);
 }
 
 export function volumeRecord(overrides: Record<string, string | number> = {}): string {
   return encodeRecord({
-    status: 1, vol_name: 'v1', vol_size: 1024, pool_id: 'pool0', thin_flag: 1, alloc_size: 0, create_time: 1_700_000_000,
-    src_type: 'none', src_name: '', clone_type: '', max_iops: 0, max_mbps: 0, IOPRIORITY: 2, cache_policy: 'none',
-    mapped_hosts: '', health: 'ok', fault_reason: '', snap_num: 0, ...overrides,
+    status: 1,
+    vol_name: 'v1',
+    vol_size: 1024,
+    pool_id: 'pool0',
+    thin_flag: 1,
+    alloc_size: 0,
+    create_time: 1_700_000_000,
+    src_type: 'none',
+    src_name: '',
+    clone_type: '',
+    max_iops: 0,
+    max_mbps: 0,
+    IOPRIORITY: 2,
+    cache_policy: 'none',
+    mapped_hosts: '',
+    health: 'ok',
+    fault_reason: '',
+    snap_num: 0,
+    ...overrides,
   });
 }
 
 export function snapshotRecord(overrides: Record<string, string | number> = {}): string {
   return encodeRecord({
-    status: 1, snap_name: 's1', vol_name: 'v1', vol_size: 1024, pool_id: 'pool0', alloc_size: 0, create_time: 1_700_000_000,
-    dependents: 0, group_name: '', ...overrides,
+    status: 1,
+    snap_name: 's1',
+    vol_name: 'v1',
+    vol_size: 1024,
+    pool_id: 'pool0',
+    alloc_size: 0,
+    create_time: 1_700_000_000,
+    dependents: 0,
+    group_name: '',
+    ...overrides,
   });
 }
 
@@ -62,7 +94,9 @@ export class FakeVbs {
       await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
       fake = new FakeVbs(server, `unix://${path}`, handler);
     } else {
-      await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ port: 0, host: '127.0.0.1' }, resolve));
+      await new Promise<void>((resolve, reject) =>
+        server.once('error', reject).listen({ port: 0, host: '127.0.0.1' }, resolve),
+      );
       const port = (server.address() as { port: number }).port;
       fake = new FakeVbs(server, `127.0.0.1:${port}`, handler);
     }

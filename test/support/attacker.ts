@@ -51,7 +51,11 @@ export interface Swapper {
 
 /** Starts swapping `a` and `b` as nobody:nogroup, at most `max` times. */
 export function startSwapper(bin: string, a: string, b: string, stopFile: string, max = 200_000_000): Swapper {
-  const child = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', bin, a, b, stopFile, String(max)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    'setpriv',
+    ['--reuid=nobody', '--regid=nogroup', '--clear-groups', bin, a, b, stopFile, String(max)],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));

@@ -110,7 +110,8 @@ export function disagreements(records: BackendRecords, files: PoolFiles): string
       if (r.health !== 'ok') problems.push(`${kind} ${name}: health ${r.health} (${r.fault_reason})`);
       const size = onDisk.get(name);
       if (size === undefined) problems.push(`${kind} ${name}: record without a file`);
-      else if (size !== Number(r.vol_size) * MiB) problems.push(`${kind} ${name}: file of ${size} bytes, record says ${r.vol_size} MiB`);
+      else if (size !== Number(r.vol_size) * MiB)
+        problems.push(`${kind} ${name}: file of ${size} bytes, record says ${r.vol_size} MiB`);
     }
     for (const name of onDisk.keys()) if (!named.has(name)) problems.push(`${kind} file ${name} without a record`);
   }

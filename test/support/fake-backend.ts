@@ -3,8 +3,24 @@
 // the real emulator instead.
 import { GiB, MiB } from '../../src/sds/backend.js';
 import type {
-  CachePolicy, CallOptions, CloneType, ExtentPage, GroupSnapshotInfo, GroupSnapshotSpec, HostMapping, ImageExportSpec, ImageImportSpec,
-  ImageJob, Page, PoolInfo, Qos, SdsBackend, SnapshotInfo, SystemInfo, VolumeInfo, VolumeSpec,
+  CachePolicy,
+  CallOptions,
+  CloneType,
+  ExtentPage,
+  GroupSnapshotInfo,
+  GroupSnapshotSpec,
+  HostMapping,
+  ImageExportSpec,
+  ImageImportSpec,
+  ImageJob,
+  Page,
+  PoolInfo,
+  Qos,
+  SdsBackend,
+  SnapshotInfo,
+  SystemInfo,
+  VolumeInfo,
+  VolumeSpec,
 } from '../../src/sds/backend.js';
 import { SdsError } from '../../src/sds/errors.js';
 
@@ -19,7 +35,14 @@ interface FakePool {
 
 export class FakeBackend implements SdsBackend {
   pools: FakePool[] = [
-    { id: 'pool0', totalBytes: 64 * GiB, maxOversubscription: 4, linkedClone: true, hosts: ['host-a', 'host-b'], healthy: true },
+    {
+      id: 'pool0',
+      totalBytes: 64 * GiB,
+      maxOversubscription: 4,
+      linkedClone: true,
+      hosts: ['host-a', 'host-b'],
+      healthy: true,
+    },
     { id: 'pool1', totalBytes: 8 * GiB, maxOversubscription: 1, linkedClone: false, hosts: ['host-c'], healthy: true },
   ];
   hosts = new Set(['host-a', 'host-b', 'host-c']);
@@ -45,10 +68,18 @@ export class FakeBackend implements SdsBackend {
     const allocated = vols.reduce((n, v) => n + (v.thin ? 0 : v.sizeBytes), 0);
     const thinCapacity = Math.max(0, p.totalBytes * p.maxOversubscription - provisioned);
     return {
-      id: p.id, totalBytes: p.totalBytes, freeBytes: p.totalBytes - allocated, provisionedBytes: provisioned, allocatedBytes: allocated,
-      maxOversubscription: p.maxOversubscription, thinCapacityBytes: thinCapacity,
-      thickCapacityBytes: Math.min(p.totalBytes - allocated, thinCapacity), linkedClone: p.linkedClone,
-      type: p.linkedClone ? 'xfs-reflink' : 'directory', hosts: [...p.hosts], healthy: p.healthy,
+      id: p.id,
+      totalBytes: p.totalBytes,
+      freeBytes: p.totalBytes - allocated,
+      provisionedBytes: provisioned,
+      allocatedBytes: allocated,
+      maxOversubscription: p.maxOversubscription,
+      thinCapacityBytes: thinCapacity,
+      thickCapacityBytes: Math.min(p.totalBytes - allocated, thinCapacity),
+      linkedClone: p.linkedClone,
+      type: p.linkedClone ? 'xfs-reflink' : 'directory',
+      hosts: [...p.hosts],
+      healthy: p.healthy,
     };
   }
 
@@ -65,12 +96,29 @@ export class FakeBackend implements SdsBackend {
     const pool = this.pool(spec.poolId);
     const info = this.poolInfo(pool);
     const thin = spec.thin ?? true;
-    if (spec.sizeBytes > (thin ? info.thinCapacityBytes : info.thickCapacityBytes)) throw new SdsError('NoSpace', `pool ${pool.id} is full`);
-    const qos: Qos = { maxIops: spec.qos?.maxIops ?? 0, maxMBps: spec.qos?.maxMBps ?? 0, priority: spec.qos?.priority ?? 2 };
+    if (spec.sizeBytes > (thin ? info.thinCapacityBytes : info.thickCapacityBytes))
+      throw new SdsError('NoSpace', `pool ${pool.id} is full`);
+    const qos: Qos = {
+      maxIops: spec.qos?.maxIops ?? 0,
+      maxMBps: spec.qos?.maxMBps ?? 0,
+      priority: spec.qos?.priority ?? 2,
+    };
     const volume: VolumeInfo = {
-      name: spec.name, sizeBytes: spec.sizeBytes, poolId: pool.id, thin, state: 'available', status: 1, allocatedBytes: 0,
-      createdAt: new Date(), source: { type: 'none' }, qos, cachePolicy: spec.cachePolicy ?? 'none', mappedHosts: [],
-      healthy: true, snapshotCount: 0, ...extra,
+      name: spec.name,
+      sizeBytes: spec.sizeBytes,
+      poolId: pool.id,
+      thin,
+      state: 'available',
+      status: 1,
+      allocatedBytes: 0,
+      createdAt: new Date(),
+      source: { type: 'none' },
+      qos,
+      cachePolicy: spec.cachePolicy ?? 'none',
+      mappedHosts: [],
+      healthy: true,
+      snapshotCount: 0,
+      ...extra,
     };
     this.volumes.set(spec.name, volume);
     return { ...volume };
@@ -78,7 +126,13 @@ export class FakeBackend implements SdsBackend {
 
   async systemInfo(): Promise<SystemInfo> {
     await this.enter('systemInfo');
-    return { product: 'SDSHypervisor', version: 'fake', apiVersion: '1', hostId: 'host-a', capabilities: ['list', 'map'] };
+    return {
+      product: 'SDSHypervisor',
+      version: 'fake',
+      apiVersion: '1',
+      hostId: 'host-a',
+      capabilities: ['list', 'map'],
+    };
   }
   async queryPools(poolIds?: string[]): Promise<PoolInfo[]> {
     await this.enter('queryPools');
@@ -88,24 +142,34 @@ export class FakeBackend implements SdsBackend {
     await this.enter('createVolume', true);
     return this.newVolume(spec);
   }
-  async createVolumeFromSnapshot(spec: VolumeSpec & { snapshotName: string; cloneType: CloneType }): Promise<VolumeInfo> {
+  async createVolumeFromSnapshot(
+    spec: VolumeSpec & { snapshotName: string; cloneType: CloneType },
+  ): Promise<VolumeInfo> {
     await this.enter('createVolumeFromSnapshot', true);
     const snap = this.snapshots.get(spec.snapshotName);
     if (!snap) throw new SdsError('NotFound', `snapshot ${spec.snapshotName} does not exist`);
     if (spec.sizeBytes < snap.sizeBytes) throw new SdsError('InvalidParameter', 'vol_size: smaller than the snapshot');
-    if (spec.cloneType === 'linked' && !this.pool(snap.poolId).linkedClone) throw new SdsError('NotSupported', 'no linked clones here');
-    return this.newVolume({ ...spec, poolId: snap.poolId }, { source: { type: 'snapshot', name: snap.name }, cloneType: spec.cloneType });
+    if (spec.cloneType === 'linked' && !this.pool(snap.poolId).linkedClone)
+      throw new SdsError('NotSupported', 'no linked clones here');
+    return this.newVolume(
+      { ...spec, poolId: snap.poolId },
+      { source: { type: 'snapshot', name: snap.name }, cloneType: spec.cloneType },
+    );
   }
   async cloneVolume(spec: VolumeSpec & { sourceVolumeName: string; cloneType: CloneType }): Promise<VolumeInfo> {
     await this.enter('cloneVolume', true);
     const src = this.volumes.get(spec.sourceVolumeName);
     if (!src) throw new SdsError('NotFound', `volume ${spec.sourceVolumeName} does not exist`);
     if (spec.sizeBytes < src.sizeBytes) throw new SdsError('CannotShrink', 'vol_size: smaller than the source');
-    return this.newVolume({ ...spec, poolId: src.poolId }, { source: { type: 'volume', name: src.name }, cloneType: spec.cloneType });
+    return this.newVolume(
+      { ...spec, poolId: src.poolId },
+      { source: { type: 'volume', name: src.name }, cloneType: spec.cloneType },
+    );
   }
   async deleteVolume(name: string): Promise<void> {
     await this.enter('deleteVolume', true);
-    if ((this.mappings.get(name) ?? []).some((m) => m.attached)) throw new SdsError('Attached', `volume ${name} is attached`);
+    if ((this.mappings.get(name) ?? []).some((m) => m.attached))
+      throw new SdsError('Attached', `volume ${name} is attached`);
     this.volumes.delete(name);
     this.mappings.delete(name);
   }
@@ -150,8 +214,15 @@ export class FakeBackend implements SdsBackend {
     const v = this.volumes.get(volumeName);
     if (!v) throw new SdsError('NotFound', `volume ${volumeName} does not exist`);
     const snap: SnapshotInfo = {
-      name, volumeName, sizeBytes: v.sizeBytes, poolId: v.poolId, state: 'available', status: 1, allocatedBytes: 0,
-      createdAt: new Date(), dependents: 0,
+      name,
+      volumeName,
+      sizeBytes: v.sizeBytes,
+      poolId: v.poolId,
+      state: 'available',
+      status: 1,
+      allocatedBytes: 0,
+      createdAt: new Date(),
+      dependents: 0,
     };
     this.snapshots.set(name, snap);
     return { ...snap };
@@ -159,17 +230,28 @@ export class FakeBackend implements SdsBackend {
   async deleteSnapshot(name: string): Promise<void> {
     await this.enter('deleteSnapshot', true);
     const s = this.snapshots.get(name);
-    if (s?.groupName && this.groups.has(s.groupName)) throw new SdsError('GroupMember', `snapshot ${name} belongs to group ${s.groupName}`);
+    if (s?.groupName && this.groups.has(s.groupName))
+      throw new SdsError('GroupMember', `snapshot ${name} belongs to group ${s.groupName}`);
     this.snapshots.delete(name);
   }
   readonly groups = new Map<string, { volumeNames: string[]; createdAt: Date; quiesce: 'freeze' | 'flush' }>();
   private groupInfo(name: string): GroupSnapshotInfo | undefined {
     const g = this.groups.get(name);
     if (!g) return undefined;
-    const snapshots = [...this.snapshots.values()].filter((s) => s.groupName === name).sort((a, b) => (a.volumeName < b.volumeName ? -1 : 1));
+    const snapshots = [...this.snapshots.values()]
+      .filter((s) => s.groupName === name)
+      .sort((a, b) => (a.volumeName < b.volumeName ? -1 : 1));
     return {
-      name, state: 'available', status: 1, poolId: snapshots[0]?.poolId ?? 'pool0', createdAt: g.createdAt, volumeNames: [...g.volumeNames],
-      quiesce: g.quiesce, frozenCount: 0, healthy: true, snapshots: snapshots.map((s) => ({ ...s })),
+      name,
+      state: 'available',
+      status: 1,
+      poolId: snapshots[0]?.poolId ?? 'pool0',
+      createdAt: g.createdAt,
+      volumeNames: [...g.volumeNames],
+      quiesce: g.quiesce,
+      frozenCount: 0,
+      healthy: true,
+      snapshots: snapshots.map((s) => ({ ...s })),
     };
   }
   async createGroupSnapshot(spec: GroupSnapshotSpec): Promise<GroupSnapshotInfo> {
@@ -177,7 +259,8 @@ export class FakeBackend implements SdsBackend {
     const wanted = [...spec.volumeNames].sort();
     const existing = this.groups.get(spec.name);
     if (existing) {
-      if (existing.volumeNames.join(':') !== wanted.join(':')) throw new SdsError('AlreadyExists', `group ${spec.name} exists with other members`);
+      if (existing.volumeNames.join(':') !== wanted.join(':'))
+        throw new SdsError('AlreadyExists', `group ${spec.name} exists with other members`);
       return this.groupInfo(spec.name)!;
     }
     const vols = wanted.map((n) => {
@@ -191,8 +274,16 @@ export class FakeBackend implements SdsBackend {
     for (const v of vols) {
       const name = `${spec.name}_${v.name}`;
       this.snapshots.set(name, {
-        name, volumeName: v.name, sizeBytes: v.sizeBytes, poolId: v.poolId, state: 'available', status: 1, allocatedBytes: 0, createdAt,
-        dependents: 0, groupName: spec.name,
+        name,
+        volumeName: v.name,
+        sizeBytes: v.sizeBytes,
+        poolId: v.poolId,
+        state: 'available',
+        status: 1,
+        allocatedBytes: 0,
+        createdAt,
+        dependents: 0,
+        groupName: spec.name,
       });
     }
     return this.groupInfo(spec.name)!;
@@ -217,10 +308,19 @@ export class FakeBackend implements SdsBackend {
     const s = this.snapshots.get(name);
     return s && { ...s };
   }
-  async listSnapshots(query: { marker?: string; limit?: number; volumeName?: string; snapshotName?: string }): Promise<Page<SnapshotInfo>> {
+  async listSnapshots(query: {
+    marker?: string;
+    limit?: number;
+    volumeName?: string;
+    snapshotName?: string;
+  }): Promise<Page<SnapshotInfo>> {
     await this.enter('listSnapshots');
     const all = [...this.snapshots.values()]
-      .filter((s) => (!query.volumeName || s.volumeName === query.volumeName) && (!query.snapshotName || s.name === query.snapshotName))
+      .filter(
+        (s) =>
+          (!query.volumeName || s.volumeName === query.volumeName) &&
+          (!query.snapshotName || s.name === query.snapshotName),
+      )
       .sort((a, b) => (a.name < b.name ? -1 : 1))
       .filter((s) => !query.marker || s.name > query.marker);
     const limit = query.limit ?? 100;
@@ -239,7 +339,8 @@ export class FakeBackend implements SdsBackend {
       return;
     }
     const other = maps.find((m) => m.hostId !== hostId);
-    if (options.exclusive && other) throw new SdsError('MappedElsewhere', `volume ${name} is mapped to host ${other.hostId}`);
+    if (options.exclusive && other)
+      throw new SdsError('MappedElsewhere', `volume ${name} is mapped to host ${other.hostId}`);
     maps.push({ hostId, accessMode: mode, attached: false, online: true });
     this.mappings.set(name, maps);
   }
@@ -248,8 +349,12 @@ export class FakeBackend implements SdsBackend {
     if (!this.volumes.has(name)) throw new SdsError('NotFound', `volume ${name} does not exist`);
     this.unmaps.push({ name, hostId, force: options.force === true });
     const mapping = (this.mappings.get(name) ?? []).find((m) => m.hostId === hostId);
-    if (mapping?.attached && !options.force) throw new SdsError('Attached', `volume ${name} is attached on ${hostId}; detach it or unmap with force=1`);
-    this.mappings.set(name, (this.mappings.get(name) ?? []).filter((m) => m.hostId !== hostId));
+    if (mapping?.attached && !options.force)
+      throw new SdsError('Attached', `volume ${name} is attached on ${hostId}; detach it or unmap with force=1`);
+    this.mappings.set(
+      name,
+      (this.mappings.get(name) ?? []).filter((m) => m.hostId !== hostId),
+    );
   }
   /** Every unmapVolume call, in order, with its force flag. */
   readonly unmaps: Array<{ name: string; hostId: string; force: boolean }> = [];
@@ -272,8 +377,13 @@ export class FakeBackend implements SdsBackend {
     const failed = full || spec.url.includes('broken');
     if (failed) this.volumes.delete(spec.name);
     const job: ImageJob = {
-      id: `job-${this.jobs.size + 1}`, type: 'import', state: failed ? 'failed' : 'done', volumeName: spec.name, bytesDone: 0,
-      bytesTotal: 0, ...(failed ? { error: full ? 'ENOSPC: no space left on device, write' : 'unreadable image' } : {}),
+      id: `job-${this.jobs.size + 1}`,
+      type: 'import',
+      state: failed ? 'failed' : 'done',
+      volumeName: spec.name,
+      bytesDone: 0,
+      bytesTotal: 0,
+      ...(failed ? { error: full ? 'ENOSPC: no space left on device, write' : 'unreadable image' } : {}),
       ...(full ? { outOfSpace: true } : {}),
     };
     this.jobs.set(job.id, job);

@@ -77,7 +77,9 @@ export class FakeKubeApi {
 
   async start(): Promise<this> {
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
-    this.server = this.options.tls ? createHttpsServer({ key: this.options.tls.key, cert: this.options.tls.cert }, handler) : createHttpServer(handler);
+    this.server = this.options.tls
+      ? createHttpsServer({ key: this.options.tls.key, cert: this.options.tls.cert }, handler)
+      : createHttpServer(handler);
     this.server.on(this.options.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
@@ -100,7 +102,13 @@ export class FakeKubeApi {
     this.nodes.set(node.name, {
       apiVersion: 'v1',
       kind: 'Node',
-      metadata: { name: node.name, uid: randomUUID(), resourceVersion: '1', labels: node.labels ?? {}, annotations: node.annotations ?? {} },
+      metadata: {
+        name: node.name,
+        uid: randomUUID(),
+        resourceVersion: '1',
+        labels: node.labels ?? {},
+        annotations: node.annotations ?? {},
+      },
       spec: node.taints ? { taints: node.taints } : {},
       status: {},
     });
@@ -111,7 +119,13 @@ export class FakeKubeApi {
     this.pvcs.set(`${pvc.namespace}/${pvc.name}`, {
       apiVersion: 'v1',
       kind: 'PersistentVolumeClaim',
-      metadata: { name: pvc.name, namespace: pvc.namespace, uid, resourceVersion: '1', annotations: pvc.annotations ?? {} },
+      metadata: {
+        name: pvc.name,
+        namespace: pvc.namespace,
+        uid,
+        resourceVersion: '1',
+        annotations: pvc.annotations ?? {},
+      },
       spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
       status: { phase: 'Pending' },
     });
@@ -145,7 +159,8 @@ export class FakeKubeApi {
       return sendStatus(res, 401, 'Unauthorized', 'Unauthorized');
     }
     const match = routeOf(method, path);
-    if (!match) return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${method} ${path})`);
+    if (!match)
+      return sendStatus(res, 404, 'NotFound', `the server could not find the requested resource (${method} ${path})`);
 
     const fault = this.faults[match.route].shift();
     if (fault && 'dropConnection' in fault) {
@@ -171,16 +186,26 @@ export class FakeKubeApi {
 
     switch (match.route) {
       case 'nodes':
-        return sendJson(res, 200, { apiVersion: 'v1', kind: 'NodeList', metadata: { resourceVersion: '1' }, items: [...this.nodes.values()] });
+        return sendJson(res, 200, {
+          apiVersion: 'v1',
+          kind: 'NodeList',
+          metadata: { resourceVersion: '1' },
+          items: [...this.nodes.values()],
+        });
       case 'node': {
         const node = this.nodes.get(match.name!);
-        return node ? sendJson(res, 200, node) : sendStatus(res, 404, 'NotFound', `nodes "${match.name}" not found`, { kind: 'nodes', name: match.name });
+        return node
+          ? sendJson(res, 200, node)
+          : sendStatus(res, 404, 'NotFound', `nodes "${match.name}" not found`, { kind: 'nodes', name: match.name });
       }
       case 'pvc': {
         const pvc = this.pvcs.get(`${match.namespace}/${match.name}`);
         return pvc
           ? sendJson(res, 200, pvc)
-          : sendStatus(res, 404, 'NotFound', `persistentvolumeclaims "${match.name}" not found`, { kind: 'persistentvolumeclaims', name: match.name });
+          : sendStatus(res, 404, 'NotFound', `persistentvolumeclaims "${match.name}" not found`, {
+              kind: 'persistentvolumeclaims',
+              name: match.name,
+            });
       }
       case 'event':
         return this.createEvent(match.namespace!, body, res);
@@ -193,15 +218,20 @@ export class FakeKubeApi {
     const problems: string[] = [];
     if (!event || event.kind !== 'Event' || event.apiVersion !== 'v1') problems.push('body must be a v1 Event');
     if (!event?.metadata?.name) problems.push('metadata.name: Required value');
-    if (event?.metadata?.namespace && event.metadata.namespace !== namespace) problems.push('metadata.namespace: does not match the request');
-    if (event?.involvedObject?.namespace !== namespace) problems.push('involvedObject.namespace: does not match event.namespace');
+    if (event?.metadata?.namespace && event.metadata.namespace !== namespace)
+      problems.push('metadata.namespace: does not match the request');
+    if (event?.involvedObject?.namespace !== namespace)
+      problems.push('involvedObject.namespace: does not match event.namespace');
     if (event?.type !== 'Normal' && event?.type !== 'Warning') problems.push('type: Unsupported value');
     if (typeof event?.reason !== 'string' || event.reason.length > 128) problems.push('reason: Invalid value');
     if (problems.length > 0) return sendStatus(res, 422, 'Invalid', `Event is invalid: ${problems.join('; ')}`);
     if (this.events.some((e) => e.object.metadata && (e.object.metadata as any).name === event!.metadata.name)) {
       return sendStatus(res, 409, 'AlreadyExists', `events "${event!.metadata.name}" already exists`);
     }
-    const stored = { ...event!, metadata: { ...event!.metadata, namespace, uid: randomUUID(), resourceVersion: String(this.events.length + 1) } };
+    const stored = {
+      ...event!,
+      metadata: { ...event!.metadata, namespace, uid: randomUUID(), resourceVersion: String(this.events.length + 1) },
+    };
     this.events.push({ namespace, object: stored });
     sendJson(res, 201, stored);
   }
@@ -212,7 +242,8 @@ function routeOf(method: string, path: string): { route: Route; namespace?: stri
   let m = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path);
   if (m && method === 'GET') return { route: 'node', name: decodeURIComponent(m[1]!) };
   m = /^\/api\/v1\/namespaces\/([^/]+)\/persistentvolumeclaims\/([^/]+)$/.exec(path);
-  if (m && method === 'GET') return { route: 'pvc', namespace: decodeURIComponent(m[1]!), name: decodeURIComponent(m[2]!) };
+  if (m && method === 'GET')
+    return { route: 'pvc', namespace: decodeURIComponent(m[1]!), name: decodeURIComponent(m[2]!) };
   m = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(path);
   if (m && method === 'POST') return { route: 'event', namespace: decodeURIComponent(m[1]!) };
   return undefined;
@@ -233,18 +264,53 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function sendStatus(res: ServerResponse, code: number, reason: string, message: string, details?: Record<string, unknown>): void {
-  sendJson(res, code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code, ...(details ? { details } : {}) });
+function sendStatus(
+  res: ServerResponse,
+  code: number,
+  reason: string,
+  message: string,
+  details?: Record<string, unknown>,
+): void {
+  sendJson(res, code, {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason,
+    code,
+    ...(details ? { details } : {}),
+  });
 }
 
 function reasonFor(status: number): string {
-  return { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'AlreadyExists', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout' }[status] ?? 'Unknown';
+  return (
+    {
+      400: 'BadRequest',
+      401: 'Unauthorized',
+      403: 'Forbidden',
+      404: 'NotFound',
+      409: 'AlreadyExists',
+      422: 'Invalid',
+      429: 'TooManyRequests',
+      500: 'InternalError',
+      503: 'ServiceUnavailable',
+      504: 'Timeout',
+    }[status] ?? 'Unknown'
+  );
 }
 
 /** Writes a kubeconfig pointing at `server` with a bearer token; returns its path. */
-export async function writeKubeconfig(dir: string, server: string, token: string, options: { caFile?: string; fileName?: string } = {}): Promise<string> {
+export async function writeKubeconfig(
+  dir: string,
+  server: string,
+  token: string,
+  options: { caFile?: string; fileName?: string } = {},
+): Promise<string> {
   const path = join(dir, options.fileName ?? 'kubeconfig');
-  const cluster = options.caFile ? `    server: ${server}\n    certificate-authority: ${options.caFile}\n` : `    server: ${server}\n`;
+  const cluster = options.caFile
+    ? `    server: ${server}\n    certificate-authority: ${options.caFile}\n`
+    : `    server: ${server}\n`;
   await writeFile(
     path,
     `apiVersion: v1

@@ -14,7 +14,10 @@ import { vbsRequest } from './vbs.js';
 export const MiB = 1024 * 1024;
 type Mode = NonNullable<VolumeCapability['access_mode']>['mode'];
 export const blockCap = (mode: Mode = 'SINGLE_NODE_WRITER'): VolumeCapability => ({ block: {}, access_mode: { mode } });
-export const mountCap = (fsType: string, mode: Mode = 'SINGLE_NODE_WRITER'): VolumeCapability => ({ mount: { fs_type: fsType }, access_mode: { mode } });
+export const mountCap = (fsType: string, mode: Mode = 'SINGLE_NODE_WRITER'): VolumeCapability => ({
+  mount: { fs_type: fsType },
+  access_mode: { mode },
+});
 
 export async function sha256File(path: string, length?: number): Promise<string> {
   const hash = createHash('sha256');
@@ -47,13 +50,28 @@ export interface Staged {
 /** ControllerPublish + NodeStage + NodePublish of an existing volume on the stack's node. */
 export async function stageVolume(stack: Stack, id: string, cap: VolumeCapability): Promise<Staged> {
   const nodeId = (await stack.csi.node.NodeGetInfo({})).node_id;
-  const { publish_context } = await stack.csi.controller.ControllerPublishVolume({ volume_id: id, node_id: nodeId, volume_capability: cap });
+  const { publish_context } = await stack.csi.controller.ControllerPublishVolume({
+    volume_id: id,
+    node_id: nodeId,
+    volume_capability: cap,
+  });
   const dir = join(stack.dir, 'kubelet', id);
   await mkdir(join(dir, 'pods'), { recursive: true });
   const staging = join(dir, 'globalmount');
   const target = join(dir, 'pods', cap.block ? 'dev' : 'mnt');
-  await stack.csi.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: cap, publish_context });
-  await stack.csi.node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: cap, publish_context });
+  await stack.csi.node.NodeStageVolume({
+    volume_id: id,
+    staging_target_path: staging,
+    volume_capability: cap,
+    publish_context,
+  });
+  await stack.csi.node.NodePublishVolume({
+    volume_id: id,
+    staging_target_path: staging,
+    target_path: target,
+    volume_capability: cap,
+    publish_context,
+  });
   return { id, staging, target, cap };
 }
 
@@ -118,7 +136,8 @@ export function runDriverCli(args: string[], env: NodeJS.ProcessEnv = {}, timeou
 /** The back end's record of pool `poolId`. */
 export async function backendPool(vbsSocket: string, poolId = 'pool0'): Promise<Record<string, string>> {
   const reply = await vbsRequest(vbsSocket, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: poolId });
-  if (reply.retcode !== 0) throw new Error(`QUERY_POOLS_CAPABILITY_REQ: ${reply.retcode} ${reply.get('ret_desc') ?? ''}`);
+  if (reply.retcode !== 0)
+    throw new Error(`QUERY_POOLS_CAPABILITY_REQ: ${reply.retcode} ${reply.get('ret_desc') ?? ''}`);
   return reply.records('pool')[0]!;
 }
 

@@ -19,14 +19,20 @@ export interface InProcessServer {
   stop(): Promise<void>;
 }
 
-export async function startInProcess(backend: SdsBackend, options: { probe?: () => Promise<boolean>; kube?: ImageKube & Partial<NodeKube> } = {}): Promise<InProcessServer> {
+export async function startInProcess(
+  backend: SdsBackend,
+  options: { probe?: () => Promise<boolean>; kube?: ImageKube & Partial<NodeKube> } = {},
+): Promise<InProcessServer> {
   const dir = await mkdtemp(join(tmpdir(), 'csi-unit-'));
   const socketPath = join(dir, 'csi.sock');
   const log = createLogger({ level: 'silent' });
   const server = new CsiServer(socketPath, log);
   const rpc = makeContextFactory(log, server.tracker);
   server.register({
-    identity: identityService({ driverName: 'csi.sdshypervisor.io', vendorVersion: '0.0.0-test', probe: options.probe ?? (async () => true) }, rpc),
+    identity: identityService(
+      { driverName: 'csi.sdshypervisor.io', vendorVersion: '0.0.0-test', probe: options.probe ?? (async () => true) },
+      rpc,
+    ),
     controller: controllerService({ backend, ...(options.kube ? { kube: options.kube } : {}) }, rpc),
   });
   await server.listen(0o600);

@@ -26,21 +26,24 @@ const ENV_VAR_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 /** IsDNS1123Label: container, volume and Namespace names. */
 export function dns1123LabelProblem(value: string): string | undefined {
   if (value.length > 63) return `must be no more than 63 characters (has ${value.length})`;
-  if (!DNS1123_LABEL.test(value)) return 'must be a DNS-1123 label: lowercase alphanumerics and "-", starting and ending alphanumeric';
+  if (!DNS1123_LABEL.test(value))
+    return 'must be a DNS-1123 label: lowercase alphanumerics and "-", starting and ending alphanumeric';
   return undefined;
 }
 
 /** IsDNS1123Subdomain: most object names. */
 export function dns1123SubdomainProblem(value: string): string | undefined {
   if (value.length > 253) return `must be no more than 253 characters (has ${value.length})`;
-  if (!DNS1123_SUBDOMAIN.test(value)) return 'must be a DNS-1123 subdomain: lowercase alphanumerics, "-" and ".", starting and ending alphanumeric';
+  if (!DNS1123_SUBDOMAIN.test(value))
+    return 'must be a DNS-1123 subdomain: lowercase alphanumerics, "-" and ".", starting and ending alphanumeric';
   return undefined;
 }
 
 /** IsDNS1035Label: Service names. */
 export function dns1035LabelProblem(value: string): string | undefined {
   if (value.length > 63) return `must be no more than 63 characters (has ${value.length})`;
-  if (!DNS1035_LABEL.test(value)) return 'must be a DNS-1035 label: lowercase alphanumerics and "-", starting with a letter';
+  if (!DNS1035_LABEL.test(value))
+    return 'must be a DNS-1035 label: lowercase alphanumerics and "-", starting with a letter';
   return undefined;
 }
 
@@ -66,7 +69,8 @@ export function qualifiedNameProblem(key: string): string | undefined {
     if (prefixProblem) return `prefix ${prefixProblem}`;
   }
   if (name.length === 0 || name.length > 63) return `name part must be 1 to 63 characters (has ${name.length})`;
-  if (!QUALIFIED_NAME.test(name)) return 'name part must be alphanumerics, "-", "_" or ".", starting and ending alphanumeric';
+  if (!QUALIFIED_NAME.test(name))
+    return 'name part must be alphanumerics, "-", "_" or ".", starting and ending alphanumeric';
   return undefined;
 }
 
@@ -74,12 +78,14 @@ export function qualifiedNameProblem(key: string): string | undefined {
 export function labelValueProblem(value: unknown): string | undefined {
   if (typeof value !== 'string') return `must be a string (is ${typeof value})`;
   if (value.length > 63) return `must be no more than 63 characters (has ${value.length})`;
-  if (!LABEL_VALUE.test(value)) return 'must be empty or alphanumerics, "-", "_" or ".", starting and ending alphanumeric';
+  if (!LABEL_VALUE.test(value))
+    return 'must be empty or alphanumerics, "-", "_" or ".", starting and ending alphanumeric';
   return undefined;
 }
 
 export function envVarNameProblem(value: string): string | undefined {
-  if (!ENV_VAR_NAME.test(value)) return 'must consist of alphabetic characters, digits, "_", "-" or ".", and must not start with a digit';
+  if (!ENV_VAR_NAME.test(value))
+    return 'must consist of alphabetic characters, digits, "_", "-" or ".", and must not start with a digit';
   if (value === '.' || value === '..' || value.startsWith('..')) return 'must not be "." or ".." or start with ".."';
   return undefined;
 }
@@ -95,7 +101,12 @@ const MODEL_MODULES: Record<string, string> = {
 
 // Kinds kubernetes-models has no schema for: the fields their CRD (or, for VolumeAttributesClass, the API
 // server) requires, and the allowed values of enums.
-type FieldRule = { path: string; type: 'string' | 'object' | 'array' | 'boolean' | 'integer'; required?: boolean; oneOf?: string[] };
+type FieldRule = {
+  path: string;
+  type: 'string' | 'object' | 'array' | 'boolean' | 'integer';
+  required?: boolean;
+  oneOf?: string[];
+};
 const HAND_SCHEMAS: Record<string, FieldRule[]> = {
   'storage.k8s.io/v1/VolumeAttributesClass': [
     { path: 'driverName', type: 'string', required: true },
@@ -134,7 +145,17 @@ const HAND_SCHEMAS: Record<string, FieldRule[]> = {
   ],
 };
 
-const CLUSTER_SCOPED = new Set(['Namespace', 'CSIDriver', 'ClusterRole', 'ClusterRoleBinding', 'StorageClass', 'VolumeAttributesClass', 'VolumeSnapshotClass', 'VolumeGroupSnapshotClass', 'SnapshotMetadataService']);
+const CLUSTER_SCOPED = new Set([
+  'Namespace',
+  'CSIDriver',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'StorageClass',
+  'VolumeAttributesClass',
+  'VolumeSnapshotClass',
+  'VolumeGroupSnapshotClass',
+  'SnapshotMetadataService',
+]);
 
 function id(object: K8sObject): string {
   return `${object.kind}/${object.metadata?.name}`;
@@ -147,7 +168,9 @@ function typeOf(value: unknown): string {
 }
 
 function at(object: any, path: string): unknown {
-  return path.split('.').reduce((value, key) => (value === undefined || value === null ? undefined : value[key]), object);
+  return path
+    .split('.')
+    .reduce((value, key) => (value === undefined || value === null ? undefined : value[key]), object);
 }
 
 /** The OpenAPI schema of the object's kind (kubernetes-models), or the hand-written rules for other kinds. */
@@ -162,8 +185,10 @@ export async function schemaProblems(object: K8sObject): Promise<string[]> {
         continue;
       }
       const actual = typeOf(value);
-      if (actual !== rule.type && !(rule.type === 'object' && actual === 'object')) problems.push(`${id(object)}: ${rule.path}: must be ${rule.type} (is ${actual})`);
-      else if (rule.oneOf && !rule.oneOf.includes(value as string)) problems.push(`${id(object)}: ${rule.path}: must be one of ${rule.oneOf.join(', ')}`);
+      if (actual !== rule.type && !(rule.type === 'object' && actual === 'object'))
+        problems.push(`${id(object)}: ${rule.path}: must be ${rule.type} (is ${actual})`);
+      else if (rule.oneOf && !rule.oneOf.includes(value as string))
+        problems.push(`${id(object)}: ${rule.path}: must be one of ${rule.oneOf.join(', ')}`);
     }
     if (object.kind === 'VolumeAttributesClass' || object.kind.endsWith('SnapshotClass')) {
       for (const [key, value] of Object.entries((object.parameters ?? {}) as Record<string, unknown>)) {
@@ -194,10 +219,16 @@ function metadataProblems(object: K8sObject, problems: string[]): void {
     return;
   }
   // Services and Namespaces have the stricter label rule; every other kind here is a DNS-1123 subdomain.
-  const nameProblem = object.kind === 'Service' ? dns1035LabelProblem(name) : object.kind === 'Namespace' ? dns1123LabelProblem(name) : dns1123SubdomainProblem(name);
+  const nameProblem =
+    object.kind === 'Service'
+      ? dns1035LabelProblem(name)
+      : object.kind === 'Namespace'
+        ? dns1123LabelProblem(name)
+        : dns1123SubdomainProblem(name);
   if (nameProblem) problems.push(`${id(object)}: metadata.name: ${nameProblem}`);
   if (CLUSTER_SCOPED.has(object.kind)) {
-    if (object.metadata.namespace !== undefined) problems.push(`${id(object)}: metadata.namespace: set on a cluster-scoped kind`);
+    if (object.metadata.namespace !== undefined)
+      problems.push(`${id(object)}: metadata.namespace: set on a cluster-scoped kind`);
   } else if (object.metadata.namespace !== undefined) {
     const nsProblem = dns1123LabelProblem(object.metadata.namespace);
     if (nsProblem) problems.push(`${id(object)}: metadata.namespace: ${nsProblem}`);
@@ -225,7 +256,8 @@ function duplicates(values: string[]): string[] {
 type PodTemplate = { metadata?: { labels?: Record<string, string> }; spec: any };
 
 function podTemplateOf(object: K8sObject): PodTemplate | undefined {
-  if (['Deployment', 'DaemonSet', 'StatefulSet', 'ReplicaSet', 'Job'].includes(object.kind)) return object.spec?.template;
+  if (['Deployment', 'DaemonSet', 'StatefulSet', 'ReplicaSet', 'Job'].includes(object.kind))
+    return object.spec?.template;
   return undefined;
 }
 
@@ -236,14 +268,16 @@ function probePortProblems(where: string, probe: any, portNames: Set<string>, pr
     if (typeof port !== 'string') continue;
     const nameProblem = portNameProblem(port);
     if (nameProblem) problems.push(`${where}.${handler}.port: ${nameProblem}`);
-    else if (!portNames.has(port)) problems.push(`${where}.${handler}.port: names no port of the container ("${port}")`);
+    else if (!portNames.has(port))
+      problems.push(`${where}.${handler}.port: names no port of the container ("${port}")`);
   }
 }
 
 function podSpecProblems(where: string, spec: any, problems: string[]): void {
   const allContainers = [...(spec.initContainers ?? []), ...(spec.containers ?? [])] as any[];
   const volumeNames = ((spec.volumes ?? []) as any[]).map((v) => v.name as string);
-  for (const name of duplicates(allContainers.map((c) => c.name))) problems.push(`${where}.containers: duplicate name "${name}"`);
+  for (const name of duplicates(allContainers.map((c) => c.name)))
+    problems.push(`${where}.containers: duplicate name "${name}"`);
   for (const name of duplicates(volumeNames)) problems.push(`${where}.volumes: duplicate name "${name}"`);
   for (const [index, volume] of ((spec.volumes ?? []) as any[]).entries()) {
     const problem = dns1123LabelProblem(volume.name);
@@ -262,24 +296,32 @@ function podSpecProblems(where: string, spec: any, problems: string[]): void {
       if (portNames.has(port.name)) problems.push(`${at}.ports[${index}].name: duplicate "${port.name}"`);
       portNames.add(port.name);
       podPortNames.push(port.name);
-      if (spec.hostNetwork && port.hostPort !== undefined && port.hostPort !== port.containerPort) problems.push(`${at}.ports[${index}].hostPort: must equal containerPort with hostNetwork`);
+      if (spec.hostNetwork && port.hostPort !== undefined && port.hostPort !== port.containerPort)
+        problems.push(`${at}.ports[${index}].hostPort: must equal containerPort with hostNetwork`);
     }
-    for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe']) probePortProblems(`${at}.${probe}`, c[probe], portNames, problems);
+    for (const probe of ['livenessProbe', 'readinessProbe', 'startupProbe'])
+      probePortProblems(`${at}.${probe}`, c[probe], portNames, problems);
     for (const [index, env] of ((c.env ?? []) as any[]).entries()) {
       const problem = envVarNameProblem(env.name);
       if (problem) problems.push(`${at}.env[${index}].name "${env.name}": ${problem}`);
     }
-    for (const name of duplicates(((c.env ?? []) as any[]).map((e) => e.name))) problems.push(`${at}.env: duplicate name "${name}"`);
+    for (const name of duplicates(((c.env ?? []) as any[]).map((e) => e.name)))
+      problems.push(`${at}.env: duplicate name "${name}"`);
     for (const [index, mount] of ((c.volumeMounts ?? []) as any[]).entries()) {
-      if (!volumeNames.includes(mount.name)) problems.push(`${at}.volumeMounts[${index}].name: names no volume of the pod ("${mount.name}")`);
+      if (!volumeNames.includes(mount.name))
+        problems.push(`${at}.volumeMounts[${index}].name: names no volume of the pod ("${mount.name}")`);
     }
-    for (const name of duplicates(((c.volumeMounts ?? []) as any[]).map((m) => m.mountPath))) problems.push(`${at}.volumeMounts: duplicate mountPath "${name}"`);
+    for (const name of duplicates(((c.volumeMounts ?? []) as any[]).map((m) => m.mountPath)))
+      problems.push(`${at}.volumeMounts: duplicate mountPath "${name}"`);
   }
   // The API server warns on duplicate port names across containers; Services and monitors could not tell them apart.
   for (const name of duplicates(podPortNames)) problems.push(`${where}: port name "${name}" used by two containers`);
 }
 
-function selects(selector: { matchLabels?: Record<string, string>; matchExpressions?: any[] } | undefined, labels: Record<string, string>): boolean {
+function selects(
+  selector: { matchLabels?: Record<string, string>; matchExpressions?: any[] } | undefined,
+  labels: Record<string, string>,
+): boolean {
   if (!selector) return false;
   for (const [key, value] of Object.entries(selector.matchLabels ?? {})) if (labels[key] !== value) return false;
   for (const expression of selector.matchExpressions ?? []) {
@@ -296,7 +338,8 @@ function selects(selector: { matchLabels?: Record<string, string>; matchExpressi
 function selectorProblems(where: string, selector: any, problems: string[]): void {
   if (!selector) return;
   labelMapProblems(`${where}.matchLabels`, selector.matchLabels, problems);
-  if (Object.keys(selector.matchLabels ?? {}).length === 0 && (selector.matchExpressions ?? []).length === 0) problems.push(`${where}: empty selector selects everything`);
+  if (Object.keys(selector.matchLabels ?? {}).length === 0 && (selector.matchExpressions ?? []).length === 0)
+    problems.push(`${where}: empty selector selects everything`);
 }
 
 /** The API server's rules for one object, independent of the others. */
@@ -309,7 +352,8 @@ export function objectRuleProblems(object: K8sObject): string[] {
     labelMapProblems(`${id(object)}: spec.template.metadata.labels`, template.metadata?.labels, problems);
     podSpecProblems(where, template.spec, problems);
     selectorProblems(`${id(object)}: spec.selector`, object.spec.selector, problems);
-    if (!selects(object.spec.selector, template.metadata?.labels ?? {})) problems.push(`${id(object)}: spec.selector: does not match the pod template's labels`);
+    if (!selects(object.spec.selector, template.metadata?.labels ?? {}))
+      problems.push(`${id(object)}: spec.selector: does not match the pod template's labels`);
   }
   if (object.kind === 'Service') {
     for (const [index, port] of ((object.spec?.ports ?? []) as any[]).entries()) {
@@ -324,10 +368,12 @@ export function objectRuleProblems(object: K8sObject): string[] {
     }
     labelMapProblems(`${id(object)}: spec.selector`, object.spec?.selector, problems);
   }
-  if (object.kind === 'PodDisruptionBudget') selectorProblems(`${id(object)}: spec.selector`, object.spec?.selector, problems);
+  if (object.kind === 'PodDisruptionBudget')
+    selectorProblems(`${id(object)}: spec.selector`, object.spec?.selector, problems);
   if (object.kind === 'CSIDriver') {
     const problem = dns1123SubdomainProblem(object.metadata.name);
-    if (!problem && object.metadata.name.length > 63) problems.push(`${id(object)}: metadata.name: a CSI driver name must be no more than 63 characters`);
+    if (!problem && object.metadata.name.length > 63)
+      problems.push(`${id(object)}: metadata.name: a CSI driver name must be no more than 63 characters`);
   }
   return problems;
 }
@@ -340,7 +386,11 @@ export function crossObjectProblems(objects: K8sObject[]): string[] {
     return template ? [{ owner: o, labels: template.metadata?.labels ?? {}, spec: template.spec }] : [];
   });
   const portNamesOf = (pod: (typeof pods)[number]): Set<string> =>
-    new Set([...(pod.spec.initContainers ?? []), ...(pod.spec.containers ?? [])].flatMap((c: any) => (c.ports ?? []).map((p: any) => p.name)));
+    new Set(
+      [...(pod.spec.initContainers ?? []), ...(pod.spec.containers ?? [])].flatMap((c: any) =>
+        (c.ports ?? []).map((p: any) => p.name),
+      ),
+    );
   const selectedPods = (selector: any) => pods.filter((pod) => selects(selector, pod.labels));
   for (const object of objects) {
     if (object.kind === 'PodDisruptionBudget' && selectedPods(object.spec?.selector).length === 0) {
@@ -359,18 +409,27 @@ export function crossObjectProblems(objects: K8sObject[]): string[] {
       const selected = selectedPods(object.spec?.selector);
       if (selected.length === 0) problems.push(`${id(object)}: spec.selector: selects no pod template of the release`);
       for (const endpoint of (object.spec?.podMetricsEndpoints ?? []) as any[]) {
-        if (!selected.some((pod) => portNamesOf(pod).has(endpoint.port))) problems.push(`${id(object)}: endpoint port "${endpoint.port}" is a port of no selected pod`);
+        if (!selected.some((pod) => portNamesOf(pod).has(endpoint.port)))
+          problems.push(`${id(object)}: endpoint port "${endpoint.port}" is a port of no selected pod`);
       }
     }
     if (object.kind === 'ServiceMonitor') {
-      const services = objects.filter((o) => o.kind === 'Service' && selects(object.spec?.selector, o.metadata.labels ?? {}));
+      const services = objects.filter(
+        (o) => o.kind === 'Service' && selects(object.spec?.selector, o.metadata.labels ?? {}),
+      );
       if (services.length === 0) problems.push(`${id(object)}: spec.selector: selects no Service of the release`);
       for (const endpoint of (object.spec?.endpoints ?? []) as any[]) {
-        if (!services.some((s) => (s.spec?.ports ?? []).some((p: any) => p.name === endpoint.port))) problems.push(`${id(object)}: endpoint port "${endpoint.port}" is a port of no selected Service`);
+        if (!services.some((s) => (s.spec?.ports ?? []).some((p: any) => p.name === endpoint.port)))
+          problems.push(`${id(object)}: endpoint port "${endpoint.port}" is a port of no selected Service`);
       }
     }
   }
-  for (const key of duplicates(objects.map((o) => `${o.apiVersion.split('/').slice(0, -1).join('/')}/${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`))) {
+  for (const key of duplicates(
+    objects.map(
+      (o) =>
+        `${o.apiVersion.split('/').slice(0, -1).join('/')}/${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`,
+    ),
+  )) {
     problems.push(`${key}: defined twice`);
   }
   return problems;

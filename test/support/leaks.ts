@@ -23,7 +23,9 @@ interface LoopDevice {
 }
 
 function listLoops(): LoopDevice[] {
-  const result = spawnSync('losetup', ['--list', '--json', '--output', 'NAME,MAJ:MIN,BACK-MAJ:MIN,BACK-FILE'], { encoding: 'utf8' });
+  const result = spawnSync('losetup', ['--list', '--json', '--output', 'NAME,MAJ:MIN,BACK-MAJ:MIN,BACK-FILE'], {
+    encoding: 'utf8',
+  });
   const text = result.stdout?.trim();
   if (!text) return [];
   const parsed = JSON.parse(text) as { loopdevices: Array<Record<string, string | null>> };
@@ -52,9 +54,9 @@ function ourLoops(dir: string): LoopDevice[] {
   const all = listLoops();
   const ours = new Map<string, LoopDevice>();
   const depth = new Map<string, number>();
-  for (const d of all) if (d.backFile && under(dir, d.backFile)) ours.set(d.name, d), depth.set(d.name, 0);
+  for (const d of all) if (d.backFile && under(dir, d.backFile)) (ours.set(d.name, d), depth.set(d.name, 0));
   // Loops over files on our loops: follow the chain until nothing new appears.
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     changed = false;
     const ourDevices = new Map([...ours.values()].map((d) => [d.majMin, d.name]));
     for (const d of all) {

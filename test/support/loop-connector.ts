@@ -7,7 +7,6 @@ import { ConnectorError } from '../../src/connector/index.js';
 import type { NodeConnector } from '../../src/node/deps.js';
 import { sh, type LoopFixtures } from './loop-fixtures.js';
 
-
 export class LoopConnector implements NodeConnector {
   readonly images = new Map<string, string>();
   readonly unmapped = new Set<string>();
@@ -38,7 +37,8 @@ export class LoopConnector implements NodeConnector {
   async attach(name: string): Promise<string> {
     this.calls.push(`attach ${name}`);
     const file = this.file(name);
-    if (this.unmapped.has(name)) throw new ConnectorError('NotMapped', `sds_cli attach ${name} failed: ret_code=50155007`, 50155007);
+    if (this.unmapped.has(name))
+      throw new ConnectorError('NotMapped', `sds_cli attach ${name} failed: ret_code=50155007`, 50155007);
     return this.attachedDevice(file) ?? this.fixtures.attach(file);
   }
 

@@ -47,7 +47,9 @@ export class LoopFixtures {
   deadMount(at: string): void {
     const fd = openSync('/dev/fuse', 'r+');
     try {
-      const r = spawnSync('mount', ['-t', 'fuse', '-o', 'fd=3,rootmode=40000,user_id=0,group_id=0', 'deadfuse', at], { stdio: ['ignore', 'pipe', 'pipe', fd] });
+      const r = spawnSync('mount', ['-t', 'fuse', '-o', 'fd=3,rootmode=40000,user_id=0,group_id=0', 'deadfuse', at], {
+        stdio: ['ignore', 'pipe', 'pipe', fd],
+      });
       if (r.status !== 0) throw new Error(`fuse mount failed: ${r.stderr}`);
     } finally {
       closeSync(fd);
@@ -75,5 +77,5 @@ export class LoopFixtures {
  */
 export function hasCapSysResource(): boolean {
   const line = /^CapEff:\s+([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
-  return line ? (BigInt(`0x${line[1]}`) >> 24n) & 1n ? true : false : false;
+  return line ? ((BigInt(`0x${line[1]}`) >> 24n) & 1n ? true : false) : false;
 }

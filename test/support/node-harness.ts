@@ -6,7 +6,10 @@ import { pino } from 'pino';
 import { expect } from 'vitest';
 import type { NodeClient } from '../../src/generated/csi/v1/Node.js';
 import type { IdentityClient } from '../../src/generated/csi/v1/Identity.js';
-import type { _csi_v1_VolumeCapability_AccessMode_Mode, VolumeCapability } from '../../src/generated/csi/v1/VolumeCapability.js';
+import type {
+  _csi_v1_VolumeCapability_AccessMode_Mode,
+  VolumeCapability,
+} from '../../src/generated/csi/v1/VolumeCapability.js';
 import { identityService } from '../../src/identity/identity.js';
 import { nodeService, type NodeDeps } from '../../src/node/node.js';
 import { loadCsiProto } from '../../src/server/proto.js';
@@ -31,7 +34,8 @@ export function promisify<C extends grpc.Client>(client: C): Promisified<C> {
     get(_, method: string) {
       const fn = (client as unknown as Record<string, (req: unknown, cb: Callback<unknown>) => void>)[method];
       if (typeof fn !== 'function') return undefined;
-      return (request: unknown) => new Promise((resolve, reject) => fn.call(client, request, (err, res) => (err ? reject(err) : resolve(res))));
+      return (request: unknown) =>
+        new Promise((resolve, reject) => fn.call(client, request, (err, res) => (err ? reject(err) : resolve(res))));
     },
   });
 }
@@ -63,12 +67,18 @@ export interface NodeHarness extends CsiClients {
   stop(): Promise<void>;
 }
 
-export async function startNodeServer(socketPath: string, deps: Omit<NodeDeps, 'log' | 'maxVolumesPerNode'> & Partial<NodeDeps>): Promise<NodeHarness> {
+export async function startNodeServer(
+  socketPath: string,
+  deps: Omit<NodeDeps, 'log' | 'maxVolumesPerNode'> & Partial<NodeDeps>,
+): Promise<NodeHarness> {
   const log = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const server = new CsiServer(socketPath, log);
   const rpc = makeContextFactory(log, server.tracker);
   server.register({
-    identity: identityService({ driverName: 'csi.sdshypervisor.io', vendorVersion: 'test', probe: async () => true }, rpc),
+    identity: identityService(
+      { driverName: 'csi.sdshypervisor.io', vendorVersion: 'test', probe: async () => true },
+      rpc,
+    ),
     node: nodeService({ maxVolumesPerNode: 16, log, ...deps }, rpc),
   });
   await server.listen(0o600);
@@ -97,7 +107,11 @@ export async function codeOf(promise: Promise<unknown>): Promise<string> {
 export type AccessModeName = keyof typeof _csi_v1_VolumeCapability_AccessMode_Mode;
 
 /** A mount capability. */
-export function mountCap(fsType: string, mode: AccessModeName = 'SINGLE_NODE_WRITER', mountFlags: string[] = []): VolumeCapability {
+export function mountCap(
+  fsType: string,
+  mode: AccessModeName = 'SINGLE_NODE_WRITER',
+  mountFlags: string[] = [],
+): VolumeCapability {
   return { access_mode: { mode }, mount: { fs_type: fsType, mount_flags: mountFlags } };
 }
 
@@ -122,7 +136,10 @@ export interface LoopNode<C extends LoopConnector> {
 }
 
 /** Fresh loop fixtures in a temp dir and a node server over the loop stand-in connector `makeConnector` builds. */
-export async function startLoopNode<C extends LoopConnector>(prefix: string, makeConnector: (fx: LoopFixtures) => C): Promise<LoopNode<C>> {
+export async function startLoopNode<C extends LoopConnector>(
+  prefix: string,
+  makeConnector: (fx: LoopFixtures) => C,
+): Promise<LoopNode<C>> {
   const fx = await LoopFixtures.create(prefix);
   const connector = makeConnector(fx);
   const h = await startNodeServer(fx.path('csi.sock'), { connector, hostId: 'host-a' });

@@ -20,8 +20,11 @@ export function logLines(text: string): LogLine[] {
 
 /** The `host:port` the driver logged in its last "metrics listening" line. */
 export function metricsAddressFrom(log: string): string {
-  const line = logLines(log).filter((l) => l.msg === 'metrics listening').at(-1);
-  if (!line || typeof line.address !== 'string') throw new Error(`no "metrics listening" line in the driver log:\n${log.slice(-3000)}`);
+  const line = logLines(log)
+    .filter((l) => l.msg === 'metrics listening')
+    .at(-1);
+  if (!line || typeof line.address !== 'string')
+    throw new Error(`no "metrics listening" line in the driver log:\n${log.slice(-3000)}`);
   return line.address;
 }
 
@@ -33,13 +36,17 @@ export interface HttpAnswer {
 
 export function httpRequest(url: string, options: { method?: string; timeoutMs?: number } = {}): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: options.method ?? 'GET', timeout: options.timeoutMs ?? 15_000, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      res.on('error', reject);
-    });
+    const req = request(
+      url,
+      { method: options.method ?? 'GET', timeout: options.timeoutMs ?? 15_000, agent: false },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new Error(`${url}: no answer within ${options.timeoutMs ?? 15_000} ms`)));
     req.on('error', reject);
     req.end();
@@ -60,7 +67,8 @@ export function parseExposition(text: string): Sample[] {
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: \d+)?$/.exec(line);
     if (!m) throw new Error(`unparsable exposition line: ${line}`);
     const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+      labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
     const value = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3]);
     samples.push({ name: m[1]!, labels, value });
   }
@@ -96,7 +104,11 @@ export class Scrape {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `check` until it returns true, or fails with `what` after `timeoutMs`. */
-export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
+export async function eventually(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 20_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);

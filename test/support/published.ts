@@ -7,7 +7,10 @@ import type { VolumeCapability } from '../../src/generated/csi/v1/VolumeCapabili
 import type { Stack } from './stack.js';
 
 export const MiB = 1024 * 1024;
-export const mountCap = (fsType = 'ext4'): VolumeCapability => ({ mount: { fs_type: fsType }, access_mode: { mode: 'SINGLE_NODE_WRITER' } });
+export const mountCap = (fsType = 'ext4'): VolumeCapability => ({
+  mount: { fs_type: fsType },
+  access_mode: { mode: 'SINGLE_NODE_WRITER' },
+});
 export const blockCap = (): VolumeCapability => ({ block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' } });
 
 export interface Published {
@@ -31,11 +34,17 @@ export async function publishVolume(
   const node = stack.csi.node;
   const nodeId = (await node.NodeGetInfo({})).node_id;
   const { volume } = await ctl.CreateVolume({
-    name, volume_capabilities: [cap], capacity_range: { required_bytes: String(options.bytes ?? 64 * MiB) },
+    name,
+    volume_capabilities: [cap],
+    capacity_range: { required_bytes: String(options.bytes ?? 64 * MiB) },
     ...(options.snapshotId ? { volume_content_source: { snapshot: { snapshot_id: options.snapshotId } } } : {}),
   });
   const id = volume!.volume_id;
-  const { publish_context } = await ctl.ControllerPublishVolume({ volume_id: id, node_id: nodeId, volume_capability: cap });
+  const { publish_context } = await ctl.ControllerPublishVolume({
+    volume_id: id,
+    node_id: nodeId,
+    volume_capability: cap,
+  });
   const dir = join(stack.dir, 'kubelet', `${name}-${++seq}`);
   await mkdir(join(dir, 'pods'), { recursive: true });
   const staging = join(dir, 'globalmount');

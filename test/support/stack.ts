@@ -44,7 +44,6 @@ export interface StackOptions {
 
 export type StackLevel = 'original' | 'extended' | 'auto';
 
-
 export interface Stack {
   /** the temp directory holding everything */
   dir: string;
@@ -81,7 +80,8 @@ export interface Stack {
 export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (/^(CSI_|SDS_|HUAWEISDSHYPERVISORCLI_PATH$|NODE_NAME$|KUBECONFIG$|LOG_LEVEL$|VITEST|NODE_OPTIONS$)/.test(k)) continue;
+    if (/^(CSI_|SDS_|HUAWEISDSHYPERVISORCLI_PATH$|NODE_NAME$|KUBECONFIG$|LOG_LEVEL$|VITEST|NODE_OPTIONS$)/.test(k))
+      continue;
     env[k] = v;
   }
   return { ...env, ...extra };
@@ -106,16 +106,29 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const sdsCli = join(root, 'emulator', 'bin', 'sds_cli');
   const log = createLogger({ level: 'silent' });
 
-  const emulatorArgs = ['--host-id', hostId, '--control-socket', vbsSocket, '--kv-socket', kvSocket, '--log-level', 'warn'];
+  const emulatorArgs = [
+    '--host-id',
+    hostId,
+    '--control-socket',
+    vbsSocket,
+    '--kv-socket',
+    kvSocket,
+    '--log-level',
+    'warn',
+  ];
   for (const h of options.extraHosts ?? []) emulatorArgs.push('--extra-host', h);
   const pools = options.pools ?? ['pool0:4G'];
   for (const p of pools) emulatorArgs.push('--pool', p);
   const level = options.level ?? 'extended';
   if (level !== 'extended') emulatorArgs.push('--protocol', 'original');
-  const levelArgs = level === 'extended' ? [] : [
-    ...(level === 'original' ? ['--vbs-protocol', 'original'] : []),
-    '--vbs-pools', pools.map((p) => p.split(':')[0]!).join(','),
-  ];
+  const levelArgs =
+    level === 'extended'
+      ? []
+      : [
+          ...(level === 'original' ? ['--vbs-protocol', 'original'] : []),
+          '--vbs-pools',
+          pools.map((p) => p.split(':')[0]!).join(','),
+        ];
   if (options.token !== undefined) {
     const tokenFile = join(dir, 'token');
     await writeFile(tokenFile, options.token, { mode: 0o600 });
@@ -161,7 +174,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     frozen = undefined;
     const exit = await emulator.stop(15_000);
     emulator = undefined;
-    if (exit.code !== 0) throw new Error(`the emulator exited with code ${exit.code} signal ${exit.signal}:\n${tail(emulatorOutput)}`);
+    if (exit.code !== 0)
+      throw new Error(`the emulator exited with code ${exit.code} signal ${exit.signal}:\n${tail(emulatorOutput)}`);
   }
 
   async function killEmulator(): Promise<void> {
@@ -179,18 +193,25 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       driverEntry,
       `--mode=${mode}`,
       '--emulator=false',
-      '--vbs-url', `unix://${vbsSocket}`,
-      '--endpoint', `unix://${csiSocket}`,
+      '--vbs-url',
+      `unix://${vbsSocket}`,
+      '--endpoint',
+      `unix://${csiSocket}`,
       '--metrics-address=',
       '--log-level=info',
-      '--sds-cli', sdsCli,
+      '--sds-cli',
+      sdsCli,
       '--shutdown-grace-ms=5000',
       ...(mode !== 'controller' ? ['--host-id', hostId] : []),
       ...levelArgs,
       ...(options.driverArgs ?? []),
       ...extraArgs,
     ];
-    const env = cleanEnv({ SDS_KV_SOCKET: kvSocket, ...(options.token !== undefined ? { SDS_VBS_TOKEN: options.token } : {}), ...options.driverEnv });
+    const env = cleanEnv({
+      SDS_KV_SOCKET: kvSocket,
+      ...(options.token !== undefined ? { SDS_VBS_TOKEN: options.token } : {}),
+      ...options.driverEnv,
+    });
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
     driver = child;
     const collect = (chunk: Buffer) => (driverOutput = (driverOutput + chunk.toString()).slice(-500_000));
@@ -200,7 +221,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     csi = connectCsi(csiSocket);
     const deadline = Date.now() + 30_000;
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`the driver exited with code ${child.exitCode} before it was ready:\n${tail(driverOutput)}`);
+      if (child.exitCode !== null)
+        throw new Error(`the driver exited with code ${child.exitCode} before it was ready:\n${tail(driverOutput)}`);
       try {
         const probe = await csi.identity.Probe({}, { timeoutMs: 2_000 });
         if (probe.ready?.value || until === 'serving') return;
@@ -294,5 +316,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 export async function leftovers(dir: string): Promise<string[]> {
   const leaks = await settledLeaks(dir, 2_000);
   cleanupLeaks(dir);
-  return [...leaks.mounts.map((m) => `mount left behind: ${m}`), ...leaks.loops.map((l) => `loop device left behind: ${l}`)];
+  return [
+    ...leaks.mounts.map((m) => `mount left behind: ${m}`),
+    ...leaks.loops.map((l) => `loop device left behind: ${l}`),
+  ];
 }

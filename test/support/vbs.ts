@@ -11,18 +11,36 @@ export interface RawReply {
   records(prefix: string): Record<string, string>[];
 }
 
-export async function vbsRequest(socketPath: string, type: string, fields: Record<string, FieldInput> = {}, token?: string): Promise<RawReply> {
+export async function vbsRequest(
+  socketPath: string,
+  type: string,
+  fields: Record<string, FieldInput> = {},
+  token?: string,
+): Promise<RawReply> {
   const bytes = encodeRequest(type, { ...fields, ...(token ? { auth_token: token } : {}) });
-  const raw = await exchange({ kind: 'unix', path: socketPath, text: `unix://${socketPath}` }, bytes, { connectTimeoutMs: 3_000, deadline: Date.now() + 10_000 });
+  const raw = await exchange({ kind: 'unix', path: socketPath, text: `unix://${socketPath}` }, bytes, {
+    connectTimeoutMs: 3_000,
+    deadline: Date.now() + 10_000,
+  });
   const reply = parseReply(raw);
-  return { retcode: reply.retcode, get: (k) => reply.fields.get(k), all: (k) => reply.fields.getAll(k), records: (p) => reply.fields.records(p) };
+  return {
+    retcode: reply.retcode,
+    get: (k) => reply.fields.get(k),
+    all: (k) => reply.fields.getAll(k),
+    records: (p) => reply.fields.records(p),
+  };
 }
 
 /** The back end's record of a volume, or undefined when it does not exist. */
-export async function backendVolume(socketPath: string, name: string, token?: string): Promise<Record<string, string> | undefined> {
+export async function backendVolume(
+  socketPath: string,
+  name: string,
+  token?: string,
+): Promise<Record<string, string> | undefined> {
   const reply = await vbsRequest(socketPath, 'QUERY_VOLUME_REQ', { vol_name: name }, token);
   if (reply.retcode === -900079) return undefined;
-  if (reply.retcode !== 0) throw new Error(`QUERY_VOLUME_REQ ${name}: retcode ${reply.retcode} ${reply.get('ret_desc') ?? ''}`);
+  if (reply.retcode !== 0)
+    throw new Error(`QUERY_VOLUME_REQ ${name}: retcode ${reply.retcode} ${reply.get('ret_desc') ?? ''}`);
   return reply.records('volume')[0];
 }
 
@@ -32,7 +50,8 @@ export async function backendVolumeNames(socketPath: string, token?: string): Pr
   let marker = '';
   do {
     const reply = await vbsRequest(socketPath, 'LIST_VOLUMES_REQ', { marker, limit: 1000 }, token);
-    if (reply.retcode !== 0) throw new Error(`LIST_VOLUMES_REQ: retcode ${reply.retcode} ${reply.get('ret_desc') ?? ''}`);
+    if (reply.retcode !== 0)
+      throw new Error(`LIST_VOLUMES_REQ: retcode ${reply.retcode} ${reply.get('ret_desc') ?? ''}`);
     names.push(...reply.records('volume').map((r) => r.vol_name!));
     marker = reply.get('next_marker') ?? '';
   } while (marker !== '');
