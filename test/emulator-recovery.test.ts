@@ -57,17 +57,17 @@ async function checkConsistent(d: Daemon): Promise<void> {
   for (const v of volumes) {
     expect(['1', '2', '12']).toContain(v.status);
     if (v.health === 'ok') {
-      expect(statSync(volumePath(d, v.vol_name)).size).toBe(Number(v.vol_size) * MiB);
+      expect(statSync(volumePath(d, v.vol_name!)).size).toBe(Number(v.vol_size) * MiB);
     }
   }
   for (const s of snapshots) {
     expect(['1', '2', '12']).toContain(s.status);
-    if (s.health === 'ok') expect(statSync(snapshotPath(d, s.snap_name)).size).toBe(Number(s.vol_size) * MiB);
+    if (s.health === 'ok') expect(statSync(snapshotPath(d, s.snap_name!)).size).toBe(Number(s.vol_size) * MiB);
   }
   // No file without its row, nothing under construction.
   expect(readdirSync(poolDir(d, 'volumes')).sort()).toEqual(
     volumes
-      .filter((v) => existsSync(volumePath(d, v.vol_name)))
+      .filter((v) => existsSync(volumePath(d, v.vol_name!)))
       .map((v) => v.vol_name)
       .sort(),
   );

@@ -220,7 +220,7 @@ describe('emulator control plane', () => {
         pool_type: 'xfs-reflink',
         health: 'ok',
       });
-      expect(p.hosts.split(':').sort()).toEqual([d.info.hostId, 'host-b', 'host-c'].sort());
+      expect(p.hosts!.split(':').sort()).toEqual([d.info.hostId, 'host-b', 'host-c'].sort());
       const total = Number(p.total_capacity_mb);
       expect(total).toBeGreaterThan(900);
       expect(total).toBeLessThanOrEqual(1024);
@@ -466,7 +466,7 @@ describe('emulator control plane', () => {
       ).toBe(0);
       const rec = (await vol('m1')).record('volume0');
       expect(rec.status).toBe('2');
-      expect(rec.mapped_hosts.split(':').sort()).toEqual(['host-b', 'host-c']);
+      expect(rec.mapped_hosts!.split(':').sort()).toEqual(['host-b', 'host-c']);
       const hosts = await call(sock, 'QUERY_VOLUME_HOSTS_REQ', { vol_name: 'm1' });
       expect(hosts.get('host_num')).toBe('2');
       expect(hosts.record('host0')).toEqual({
@@ -529,7 +529,7 @@ describe('emulator control plane', () => {
         const a = await call(sock, 'LIST_VOLUMES_REQ', { marker, limit: 10 });
         expect(a.retcode).toBe(0);
         const n = Number(a.get('vol_num'));
-        const page = Array.from({ length: n }, (_, i) => a.record(`volume${i}`).vol_name);
+        const page = Array.from({ length: n }, (_, i) => a.record(`volume${i}`).vol_name!);
         names.push(...page);
         pages++;
         const next = a.get('next_marker') ?? '';
@@ -547,7 +547,7 @@ describe('emulator control plane', () => {
       const a = await call(sock, 'LIST_VOLUMES_REQ', { pool_id: 'pool1', marker: 'pg-', limit: 1000 });
       const n = Number(a.get('vol_num'));
       const names = Array.from({ length: n }, (_, i) => a.record(`volume${i}`)).filter((r) =>
-        r.vol_name.startsWith('pg-'),
+        r.vol_name!.startsWith('pg-'),
       );
       expect(names.map((r) => r.vol_name)).toEqual(['pg-00', 'pg-05', 'pg-10', 'pg-15', 'pg-20']);
       expect(names.every((r) => r.pool_id === 'pool1')).toBe(true);

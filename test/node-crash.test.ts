@@ -2,7 +2,6 @@
 // steps of an RPC, by hand with the same tools, then repeats the RPC and checks that it finishes the job.
 // Also dead mounts (a FUSE mount whose daemon is gone: ENOTCONN), devices vanishing behind our back, and
 // concurrent calls for one volume.
-import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMountTable } from '../src/mount/index.js';

@@ -1,11 +1,10 @@
 // The node service end to end over its real gRPC socket, with real loop devices, filesystems and mounts.
 // The connector is the loop stand-in (test/support/loop-connector.ts); node-stack.test.ts runs the same
 // life against the emulator through the real KV connector.
-import { execFileSync } from 'node:child_process';
 import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KvConnector } from '../src/connector/index.js';
-import { readMountTable } from '../src/mount/index.js';
+
 import { LoopConnector } from './support/loop-connector.js';
 import { hasCapSysResource, LoopFixtures, sh } from './support/loop-fixtures.js';
 import {

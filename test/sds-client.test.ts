@@ -113,14 +113,15 @@ describe('transport', () => {
 
   it('reads a reply that arrives in many small chunks, to EOF', async () => {
     const server = createServer((s) => {
-      s.once('data', async () => {
+      const dribble = async (): Promise<void> => {
         const bytes = volumeReply({ vol_name: 'slow' });
         for (let i = 0; i < bytes.length; i += 7) {
           s.write(bytes.subarray(i, i + 7));
           await new Promise((r) => setTimeout(r, 1));
         }
         s.end();
-      });
+      };
+      s.once('data', () => void dribble());
     });
     const path = join(dir, 'chunky.sock');
     await new Promise<void>((r) => server.listen(path, r));

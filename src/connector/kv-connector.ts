@@ -400,7 +400,7 @@ export class KvConnector {
   ): Promise<void> {
     const deadline = Date.now() + waitMs;
     let delay = 5;
-    let seen = 'does not exist';
+    let seen: string;
     for (;;) {
       try {
         const info = await stat(device);

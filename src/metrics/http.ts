@@ -17,7 +17,7 @@ export interface OpsHttpOptions {
 
 /** `host:port` → its parts; an empty host means every interface. Throws on anything else. */
 export function parseListenAddress(address: string): { host: string | undefined; port: number } {
-  const m = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(address) ?? /^([^:\[\]]*):(\d{1,5})$/.exec(address);
+  const m = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(address) ?? /^([^:[\]]*):(\d{1,5})$/.exec(address);
   if (!m || Number(m[2]) > 65535)
     throw new Error(`metrics address must be host:port, [v6]:port or :port, got ${JSON.stringify(address)}`);
   return { host: m[1] === '' ? undefined : m[1], port: Number(m[2]) };

@@ -61,7 +61,7 @@ async function stream(
     volume_capacity_bytes: String(capacity),
     block_metadata: ranges.map((r) => ({ byte_offset: String(r.offset), size_bytes: String(r.length) })),
   });
-  let pending: ByteRange[] = [];
+  const pending: ByteRange[] = [];
   let sent = 0;
   const flush = async (keepLast: boolean) => {
     while (pending.length > (keepLast ? maxResults : 0)) {

@@ -54,7 +54,11 @@ function ourLoops(dir: string): LoopDevice[] {
   const all = listLoops();
   const ours = new Map<string, LoopDevice>();
   const depth = new Map<string, number>();
-  for (const d of all) if (d.backFile && under(dir, d.backFile)) (ours.set(d.name, d), depth.set(d.name, 0));
+  for (const d of all) {
+    if (!d.backFile || !under(dir, d.backFile)) continue;
+    ours.set(d.name, d);
+    depth.set(d.name, 0);
+  }
   // Loops over files on our loops: follow the chain until nothing new appears.
   for (let changed = true; changed;) {
     changed = false;
