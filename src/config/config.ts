@@ -234,6 +234,8 @@ export type DriverConfig = z.output<ReturnType<typeof schemaFor>> & {
   vbsToken?: string;
   /** whether to start the embedded emulator */
   startEmulator: boolean;
+  /** --vbs-port or SDS_VBS_PORT was given: the embedded emulator then also listens on that TCP port */
+  vbsPortGiven: boolean;
 };
 
 export class ConfigError extends Error {
@@ -276,10 +278,31 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
   if (parsed.values.help) return { kind: 'help', text: helpText() };
   if (parsed.values.version) return { kind: 'version' };
 
+  const { config, origin } = resolveSettings(schemaFor(env), (s) => parsed.values[s.flag], env);
+  const vbsToken = readToken(config.vbsTokenFile, origin, env);
+  const startEmulator = config.emulator ?? config.mode === 'all';
+  if (startEmulator && config.mode !== 'all')
+    throw new ConfigError(`${origin.emulator}: the embedded emulator runs only in --mode=all`);
+  const vbsPortGiven = origin.vbsPort !== undefined;
+  return { kind: 'run', config: { ...config, vbsToken, startEmulator, vbsPortGiven }, positionals: parsed.positionals };
+}
+
+type Origins = Record<string, string>;
+
+/**
+ * Each setting of `schema` from its flag (as `flagValue` gives it) or else its variable, validated; a bad value
+ * is reported with the flag or variable it came from. Throws ConfigError.
+ */
+function resolveSettings<S extends z.ZodObject<z.ZodRawShape>>(
+  schema: S,
+  flagValue: (s: Setting) => unknown,
+  env: NodeJS.ProcessEnv,
+): { config: z.output<S>; origin: Origins } {
   const raw: Record<string, string> = {};
-  const origin: Record<string, string> = {};
-  for (const [name, s] of Object.entries(SETTINGS) as Array<[SettingName, Setting]>) {
-    const fromFlag = parsed.values[s.flag];
+  const origin: Origins = {};
+  for (const name of Object.keys(schema.shape) as SettingName[]) {
+    const s: Setting = SETTINGS[name];
+    const fromFlag = flagValue(s);
     const fromEnv = s.env ? env[s.env] : undefined;
     if (typeof fromFlag === 'string') {
       raw[name] = fromFlag;
@@ -289,7 +312,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
       origin[name] = s.env!;
     }
   }
-  const result = schemaFor(env).safeParse(raw);
+  const result = schema.safeParse(raw);
   if (!result.success) {
     const messages = result.error.issues.map((issue) => {
       const name = String(issue.path[0]) as SettingName;
@@ -301,12 +324,16 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
     });
     throw new ConfigError(`invalid configuration: ${messages.join('; ')}`);
   }
-  const config = result.data;
+  return { config: result.data, origin };
+}
+
+/** The socket-API token: from the token file when one is set, else SDS_VBS_TOKEN; checked. Throws ConfigError. */
+function readToken(tokenFile: string | undefined, origin: Origins, env: NodeJS.ProcessEnv): string | undefined {
   let vbsToken = env.SDS_VBS_TOKEN || undefined;
   let tokenOrigin = 'SDS_VBS_TOKEN';
-  if (config.vbsTokenFile) {
+  if (tokenFile) {
     try {
-      vbsToken = readFileSync(config.vbsTokenFile, 'utf8').trim();
+      vbsToken = readFileSync(tokenFile, 'utf8').trim();
     } catch (err) {
       throw new ConfigError(
         `${origin.vbsTokenFile}: cannot read the token file: ${(err as NodeJS.ErrnoException).code ?? err}`,
@@ -319,8 +346,31 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
   if (vbsToken !== undefined && !/^[\x21-\x7e]{1,4096}$/.test(vbsToken)) {
     throw new ConfigError(`${tokenOrigin}: the token must be 1-4096 printable ASCII characters without spaces`);
   }
-  const startEmulator = config.emulator ?? config.mode === 'all';
-  if (startEmulator && config.mode !== 'all')
-    throw new ConfigError(`${origin.emulator}: the embedded emulator runs only in --mode=all`);
-  return { kind: 'run', config: { ...config, vbsToken, startEmulator }, positionals: parsed.positionals };
+  return vbsToken;
+}
+
+/** The settings the export subcommand shares with the driver (src/cli/export.ts). */
+export interface ExportSharedSettings {
+  vbsUrl: string | undefined;
+  vbsPort: number;
+  vbsToken: string | undefined;
+  dataDir: string;
+}
+
+/**
+ * The export subcommand's VBS settings, by the driver's own definitions (the same flags, variables,
+ * defaults, validation and token check). `flags` holds the flag values given, by flag name. Throws ConfigError.
+ */
+export function parseExportSettings(
+  flags: Readonly<Record<string, unknown>>,
+  env: NodeJS.ProcessEnv = process.env,
+): ExportSharedSettings {
+  const schema = schemaFor(env).pick({ vbsUrl: true, vbsPort: true, vbsTokenFile: true, dataDir: true });
+  const { config, origin } = resolveSettings(schema, (s) => flags[s.flag], env);
+  return {
+    vbsUrl: config.vbsUrl,
+    vbsPort: config.vbsPort,
+    vbsToken: readToken(config.vbsTokenFile, origin, env),
+    dataDir: config.dataDir,
+  };
 }
