@@ -55,7 +55,7 @@ interface SettingDef {
   help: string;
 }
 
-const SETTINGS = {
+export const SETTINGS = {
   dataDir: {
     flag: 'data-dir',
     env: ['SDS_DATA_DIR'],

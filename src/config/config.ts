@@ -39,7 +39,7 @@ export const SETTINGS = {
     flag: 'vbs-url',
     env: 'SDS_VBS_URL',
     help: 'comma-separated VBS addresses (host, host:port, tcp://host:port, unix:///path)',
-    shown: 'all mode: the embedded emulator; else 127.0.0.1',
+    shown: "all mode: the embedded emulator's unix socket; otherwise 127.0.0.1",
   },
   vbsPort: { flag: 'vbs-port', env: 'SDS_VBS_PORT', help: 'VBS port for addresses without one', shown: '10599' },
   vbsTokenFile: {
@@ -57,7 +57,7 @@ export const SETTINGS = {
     flag: 'vbs-pools',
     env: 'SDS_VBS_POOLS',
     help: 'comma-separated pool ids the driver uses (needed on the original level)',
-    shown: 'all pools the VBS lists',
+    shown: 'none: every pool the VBS lists',
   },
   vbsTimeoutMs: {
     flag: 'vbs-timeout-ms',
@@ -75,7 +75,7 @@ export const SETTINGS = {
     flag: 'sds-cli',
     env: 'HUAWEISDSHYPERVISORCLI_PATH',
     help: 'path of sds_cli',
-    shown: "/usr/local/bin/sds/sds_cli (all mode: the emulator's)",
+    shown: "/usr/local/bin/sds/sds_cli; all mode: the emulator's emulator/bin/sds_cli",
   },
   nodeName: { flag: 'node-name', env: 'NODE_NAME', help: 'Kubernetes Node name', shown: 'hostname' },
   topologyLabels: {
@@ -105,6 +105,7 @@ export const SETTINGS = {
     flag: 'kubeconfig',
     env: 'KUBECONFIG',
     help: 'kubeconfig path (in-cluster config is used when present)',
+    shown: 'in-cluster config when present, otherwise none',
   },
   shutdownGraceMs: {
     flag: 'shutdown-grace-ms',
@@ -122,7 +123,7 @@ export const SETTINGS = {
     flag: 'data-dir',
     env: 'SDS_DATA_DIR',
     help: "the embedded emulator's data directory",
-    shown: '$XDG_STATE_HOME/sdshypervisor-csi',
+    shown: '$XDG_STATE_HOME/sdshypervisor-csi (else ~/.local/state/sdshypervisor-csi)',
   },
 } as const satisfies Record<string, Setting>;
 
