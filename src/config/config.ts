@@ -11,29 +11,31 @@ export interface Setting {
   flag: string;
   env?: string;
   help: string;
-  /** default shown in --help (the real default is in the schema) */
+  /** the default, as a flag's value would give it (parsed and validated like one) */
+  default?: string;
+  /** how --help and the docs describe a default that is not a plain value, or that depends on others */
   shown?: string;
 }
 
 export const SETTINGS = {
-  mode: { flag: 'mode', env: 'CSI_MODE', help: 'controller | node | all', shown: 'all' },
+  mode: { flag: 'mode', env: 'CSI_MODE', help: 'controller | node | all', default: 'all' },
   endpoint: {
     flag: 'endpoint',
     env: 'CSI_ENDPOINT',
     help: 'CSI gRPC endpoint, unix:///path',
-    shown: 'unix:///tmp/sdshypervisor-csi/csi.sock',
+    default: 'unix:///tmp/sdshypervisor-csi/csi.sock',
   },
   endpointMode: {
     flag: 'endpoint-mode',
     env: 'CSI_ENDPOINT_MODE',
     help: 'file mode of the CSI socket (octal)',
-    shown: '0600',
+    default: '0600',
   },
   driverName: {
     flag: 'driver-name',
     env: 'CSI_DRIVER_NAME',
     help: 'driver name reported to the CO',
-    shown: 'csi.sdshypervisor.io',
+    default: 'csi.sdshypervisor.io',
   },
   vbsUrl: {
     flag: 'vbs-url',
@@ -41,7 +43,7 @@ export const SETTINGS = {
     help: 'comma-separated VBS addresses (host, host:port, tcp://host:port, unix:///path)',
     shown: "all mode: the embedded emulator's unix socket; otherwise 127.0.0.1",
   },
-  vbsPort: { flag: 'vbs-port', env: 'SDS_VBS_PORT', help: 'VBS port for addresses without one', shown: '10599' },
+  vbsPort: { flag: 'vbs-port', env: 'SDS_VBS_PORT', help: 'VBS port for addresses without one', default: '10599' },
   vbsTokenFile: {
     flag: 'vbs-token-file',
     env: 'SDS_VBS_TOKEN_FILE',
@@ -51,7 +53,7 @@ export const SETTINGS = {
     flag: 'vbs-protocol',
     env: 'SDS_VBS_PROTOCOL',
     help: 'auto | original | extended: the socket-API level (auto asks the VBS)',
-    shown: 'auto',
+    default: 'auto',
   },
   vbsPools: {
     flag: 'vbs-pools',
@@ -63,7 +65,7 @@ export const SETTINGS = {
     flag: 'vbs-timeout-ms',
     env: 'SDS_VBS_TIMEOUT_MS',
     help: 'socket-API request timeout, ms',
-    shown: '30000',
+    default: '30000',
   },
   hostId: {
     flag: 'host-id',
@@ -87,19 +89,19 @@ export const SETTINGS = {
     flag: 'max-volumes-per-node',
     env: 'CSI_MAX_VOLUMES_PER_NODE',
     help: 'reported by NodeGetInfo',
-    shown: '128',
+    default: '128',
   },
   metricsAddress: {
     flag: 'metrics-address',
     env: 'CSI_METRICS_ADDRESS',
     help: 'host:port for /metrics and /healthz; empty disables',
-    shown: '127.0.0.1:9810',
+    default: '127.0.0.1:9810',
   },
   logLevel: {
     flag: 'log-level',
     env: 'LOG_LEVEL',
     help: 'trace | debug | info | warn | error | fatal | silent',
-    shown: 'info',
+    default: 'info',
   },
   kubeconfig: {
     flag: 'kubeconfig',
@@ -111,7 +113,7 @@ export const SETTINGS = {
     flag: 'shutdown-grace-ms',
     env: 'CSI_SHUTDOWN_GRACE_MS',
     help: 'how long SIGTERM waits for in-flight RPCs, ms',
-    shown: '30000',
+    default: '30000',
   },
   emulator: {
     flag: 'emulator',
@@ -154,20 +156,13 @@ const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.
 
 function schemaFor(env: NodeJS.ProcessEnv) {
   return z.object({
-    mode: z.enum(['controller', 'node', 'all']).default('all'),
-    endpoint: z
-      .string()
-      .regex(/^unix:\/\/?\/[^\0]+$/, 'must be unix:///absolute/path')
-      .default('unix:///tmp/sdshypervisor-csi/csi.sock'),
+    mode: z.enum(['controller', 'node', 'all']),
+    endpoint: z.string().regex(/^unix:\/\/?\/[^\0]+$/, 'must be unix:///absolute/path'),
     endpointMode: z
       .string()
       .regex(/^0?[0-7]{3}$/, 'must be an octal file mode like 0600')
-      .transform((v) => parseInt(v, 8))
-      .default(0o600),
-    driverName: z
-      .string()
-      .regex(DNS_SUBDOMAIN, 'must be a DNS-1123 subdomain of at most 63 characters')
-      .default('csi.sdshypervisor.io'),
+      .transform((v) => parseInt(v, 8)),
+    driverName: z.string().regex(DNS_SUBDOMAIN, 'must be a DNS-1123 subdomain of at most 63 characters'),
     vbsUrl: z
       .string()
       .superRefine((value, ctx) => {
@@ -179,9 +174,9 @@ function schemaFor(env: NodeJS.ProcessEnv) {
         }
       })
       .optional(),
-    vbsPort: intString(1, 65535).default(10599),
+    vbsPort: intString(1, 65535),
     vbsTokenFile: z.string().min(1).optional(),
-    vbsProtocol: z.enum(['auto', 'original', 'extended']).default('auto'),
+    vbsProtocol: z.enum(['auto', 'original', 'extended']),
     vbsPools: z
       .string()
       .transform((v) =>
@@ -196,7 +191,7 @@ function schemaFor(env: NodeJS.ProcessEnv) {
         ),
       )
       .default([]),
-    vbsTimeoutMs: intString(100, 3_600_000).default(30_000),
+    vbsTimeoutMs: intString(100, 3_600_000),
     hostId: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'must be 1-96 characters of [A-Za-z0-9_.-]')
@@ -213,18 +208,17 @@ function schemaFor(env: NodeJS.ProcessEnv) {
       )
       .pipe(z.array(z.string().regex(LABEL_KEY, 'each must be a Kubernetes label key')))
       .default([]),
-    maxVolumesPerNode: intString(1, 1_000_000).default(128),
+    maxVolumesPerNode: intString(1, 1_000_000),
     metricsAddress: z
       .string()
       .regex(/^(|\[[0-9A-Fa-f:.]+\]:\d{1,5}|[0-9A-Za-z.-]*:\d{1,5})$/, 'must be host:port, [v6]:port, :port or empty')
       .refine(
         (v) => !/:\d{1,5}$/.test(v) || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535,
         'the port must be 0-65535',
-      )
-      .default('127.0.0.1:9810'),
-    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      ),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
     kubeconfig: z.string().min(1).optional(),
-    shutdownGraceMs: intString(0, 600_000).default(30_000),
+    shutdownGraceMs: intString(0, 600_000),
     emulator: boolString.optional(),
     dataDir: z.string().startsWith('/', 'must be an absolute path').default(defaultDataDir(env)),
   });
@@ -246,6 +240,11 @@ export class ConfigError extends Error {
 export type ParsedCommandLine =
   { kind: 'help'; text: string } | { kind: 'version' } | { kind: 'run'; config: DriverConfig; positionals: string[] };
 
+/** The default as --help and docs/configuration.md show it; undefined when there is none. */
+export function shownDefault(s: Setting): string | undefined {
+  return s.shown ?? s.default;
+}
+
 export function helpText(): string {
   const lines = [
     'Usage: sdshypervisor-csi [options]',
@@ -255,7 +254,7 @@ export function helpText(): string {
   ];
   for (const s of Object.values(SETTINGS) as Setting[]) {
     lines.push(
-      `  --${s.flag}${s.env ? ` / ${s.env}` : ''}${s.shown ? ` (default: ${s.shown})` : ''}`,
+      `  --${s.flag}${s.env ? ` / ${s.env}` : ''}${shownDefault(s) ? ` (default: ${shownDefault(s)})` : ''}`,
       `      ${s.help}`,
     );
   }
@@ -311,6 +310,8 @@ function resolveSettings<S extends z.ZodObject<z.ZodRawShape>>(
     } else if (fromEnv !== undefined && fromEnv !== '') {
       raw[name] = fromEnv;
       origin[name] = s.env!;
+    } else if (s.default !== undefined) {
+      raw[name] = s.default;
     }
   }
   const result = schema.safeParse(raw);
