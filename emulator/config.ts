@@ -1,11 +1,10 @@
 // Settings of the emulator daemon (docs/configuration.md, "The emulator"): flags win over environment
 // variables; every value is validated with zod and a bad one names the setting it came from.
-import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
+import { accessSync, existsSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { hostname, homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_VBS_PORT, isValidName } from '../src/protocol/vbs.js';
-import { findTool } from './exec.js';
 import { parseAllowlist } from './url-guard.js';
 
 export type PoolType = 'auto' | 'xfs-reflink' | 'directory';
@@ -56,7 +55,7 @@ interface SettingDef {
   help: string;
 }
 
-const SETTINGS = {
+export const SETTINGS = {
   dataDir: {
     flag: 'data-dir',
     env: ['SDS_DATA_DIR'],
@@ -485,4 +484,31 @@ export function loadConfig(
       kvSocket: resolve(v.kvSocket),
     },
   };
+}
+
+/** The first `name` in PATH (then the usual sbin/bin directories), or undefined. */
+export function findTool(name: string): string | undefined {
+  const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin', '/usr/bin', '/bin']);
+  for (const d of dirs) {
+    if (d && existsSync(join(d, name))) return join(d, name);
+  }
+  return undefined;
+}
+
+/** The environment of the tools the emulator runs (emulator/exec.ts): ours, in the C locale. */
+export function toolEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, LC_ALL: 'C' };
+}
+
+/** Tells the emulator to stop when its stdin reaches its end (set by src/server/embedded-emulator.ts). */
+const STOP_WITH_PARENT_ENV = 'SDS_EMULATOR_STOP_ON_STDIN_EOF';
+
+/**
+ * Whether the driver that started us asked us to stop with it; the variable is removed so the tools we run
+ * do not inherit it.
+ */
+export function takeStopWithParent(): boolean {
+  const asked = process.env[STOP_WITH_PARENT_ENV] === '1';
+  delete process.env[STOP_WITH_PARENT_ENV];
+  return asked;
 }

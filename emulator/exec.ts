@@ -1,16 +1,9 @@
 // Runs external tools with an argv array (never a shell), bounded in time, with their stderr in errors.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { findTool, toolEnv } from './config.js';
 
-/** The first `name` in PATH (then the usual sbin/bin directories), or undefined. */
-export function findTool(name: string): string | undefined {
-  const dirs = (process.env.PATH ?? '').split(':').concat(['/usr/sbin', '/sbin', '/usr/bin', '/bin']);
-  for (const d of dirs) {
-    if (d && existsSync(join(d, name))) return join(d, name);
-  }
-  return undefined;
-}
+// Found through the configured environment (emulator/config.ts, the one reader of process.env).
+export { findTool };
 
 export class ToolError extends Error {
   override name = 'ToolError';
@@ -39,7 +32,7 @@ export function run(cmd: string, args: readonly string[], options: { timeoutMs?:
         timeout: options.timeoutMs ?? 120_000,
         maxBuffer: 16 * 1024 * 1024,
         encoding: 'utf8',
-        env: { ...process.env, LC_ALL: 'C' },
+        env: toolEnv(),
       },
       (err, stdout, stderr) => {
         if (err) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // sdshypervisor-emulator: the SDSHypervisor emulator daemon (see emulator/README.md).
-import { ConfigError, helpText, loadConfig } from './config.js';
+import { ConfigError, helpText, loadConfig, takeStopWithParent } from './config.js';
 import { startEmulator, type RunningEmulator } from './daemon.js';
 import { EMULATOR_VERSION } from './handlers.js';
 import { createLogger } from './log.js';
@@ -67,8 +67,7 @@ async function main(): Promise<void> {
   // Started by the driver (src/server/embedded-emulator.ts): our stdin is a pipe from it, whose end means
   // the driver is gone however it went (even SIGKILL). Stop cleanly rather than live on without it; this
   // is not a "second signal" when the driver has already asked us to stop.
-  if (process.env.SDS_EMULATOR_STOP_ON_STDIN_EOF === '1') {
-    delete process.env.SDS_EMULATOR_STOP_ON_STDIN_EOF;
+  if (takeStopWithParent()) {
     const parentGone = (): void => {
       if (stopRequested) return;
       log.warn('the driver that started this emulator is gone: stopping');

@@ -4,6 +4,7 @@
 // and on SIGINT/SIGTERM drains in-flight calls before it stops (a second signal stops at once).
 import { runExport } from './cli/export.js';
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
+import { childEnv } from './config/environment.js';
 import { controllerService } from './controller/controller.js';
 import { KvConnector } from './connector/index.js';
 import { groupControllerService } from './groupcontroller/group-controller.js';
@@ -40,15 +41,14 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
     // The embedded emulator always requires a token (docs/RELIABILITY.md, threat model): the configured one,
     // from a file or SDS_VBS_TOKEN, or a random one for this run (also in <data>/vbs.token, 0600, for the export
     // command); it reaches the child in its environment (readable by root only). TCP stays off unless
-    // SDS_VBS_PORT asks for it: the 0600 unix socket serves.
+    // --vbs-port / SDS_VBS_PORT asks for it: the 0600 unix socket serves.
     config.vbsToken ??= makeEmbeddedToken(config.dataDir);
-    const emulatorEnv: NodeJS.ProcessEnv = { ...process.env, SDS_VBS_TOKEN: config.vbsToken };
-    delete emulatorEnv.SDS_VBS_TOKEN_FILE;
+    const emulatorEnv = childEnv({ SDS_VBS_TOKEN: config.vbsToken, SDS_VBS_TOKEN_FILE: undefined });
     try {
       emulator = await EmbeddedEmulator.start({
         dataDir: config.dataDir,
         log: log.child({ room: 'emulator' }),
-        port: process.env.SDS_VBS_PORT ? Number(process.env.SDS_VBS_PORT) : -1,
+        port: config.vbsPortGiven ? config.vbsPort : -1,
         env: emulatorEnv,
         signal: stopRequest.signal,
       });
@@ -61,8 +61,6 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       );
       return 0;
     }
-    // The node side finds the emulator's data plane through these (sds_cli reads SDS_KV_SOCKET).
-    process.env.SDS_KV_SOCKET = emulator.info.kvSocket;
     config.sdsCli ??= defaultSdsCliPath();
   }
 
@@ -120,7 +118,7 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       }
     }
     if (config.mode === 'node' || config.mode === 'all')
-      services.node = nodeService(await nodeDeps(config, sds, log, metrics), rpc);
+      services.node = nodeService(await nodeDeps(config, sds, log, metrics, emulator?.info.kvSocket), rpc);
     server.register(services);
     let draining = false;
     if (metricsRoom && metrics) {
@@ -213,17 +211,21 @@ async function negotiate(sds: SdsClient, config: DriverConfig, log: Logger): Pro
 
 /**
  * The node service's collaborators: the KV connector (its sds_cli finds the VBS's data plane through
- * SDS_KV_SOCKET, set above in all mode), the back end for the host id, and the Node's labels for topology.
+ * SDS_KV_SOCKET in its environment: the embedded emulator's in all mode, else the inherited one), the back
+ * end for the host id, and the Node's labels for topology.
  */
 async function nodeDeps(
   config: DriverConfig,
   backend: SdsClient,
   log: Logger,
   metrics: DriverMetrics | undefined,
+  embeddedKvSocket: string | undefined,
 ): Promise<NodeDeps> {
   const original = backend.level === 'original';
+  const cliEnv = embeddedKvSocket ? childEnv({ SDS_KV_SOCKET: embeddedKvSocket }) : childEnv();
   const connector = new KvConnector({
     cliPath: config.sdsCli,
+    env: cliEnv,
     originalCli: original,
     ...(original
       ? {
@@ -245,7 +247,7 @@ async function nodeDeps(
     topologyLabels = (signal) => kube.readNodeTopology(config.nodeName, config.topologyLabels, { signal });
   }
   log.info(
-    { sdsCli: connector.cli, kvSocket: process.env.SDS_KV_SOCKET, hostId: config.hostId ?? '(asked of the VBS)' },
+    { sdsCli: connector.cli, kvSocket: cliEnv.SDS_KV_SOCKET, hostId: config.hostId ?? '(asked of the VBS)' },
     'node service: data plane',
   );
   return {
@@ -284,7 +286,6 @@ async function main(argv: string[]): Promise<number> {
     return runExport(argv.slice(1), {
       stdout: (t) => process.stdout.write(t),
       stderr: (t) => process.stderr.write(t),
-      env: process.env,
     });
   }
   let parsed;

@@ -1,10 +1,11 @@
 // The embedded emulator of all mode (issue #15, item 4): it serves the socket API on its 0600 unix socket
-// only (no TCP port unless SDS_VBS_PORT asks for one) and always requires a token: the one configured
+// only (no TCP port unless --vbs-port / SDS_VBS_PORT asks for one) and always requires a token: the one configured
 // (here --vbs-token-file, which was not passed on before) or a random one the driver makes at start and
 // keeps to itself. A request without the token is AUTH_FAILED; the driver itself is served (Probe ready).
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -146,4 +147,37 @@ describe('all mode: the embedded emulator', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('with --vbs-port: the emulator also listens on that TCP port, and requires its token there too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'csi-allmode-port-'));
+    try {
+      const port = await freePort();
+      const run = await startAllMode(dir, [`--vbs-port=${port}`]);
+      try {
+        expect(run.info.tcpPort).toBe(port);
+        expect((await call({ port }, 'QUERY_CAPABILITY_REQ')).retcode).toBe(RetCode.AUTH_FAILED);
+        const token = readFileSync(join(dir, 'data', 'vbs.token'), 'utf8').trim();
+        expect((await call({ port }, 'QUERY_CAPABILITY_REQ', { auth_token: token })).retcode).toBe(0);
+      } finally {
+        await run.stop();
+      }
+      expect(await leftovers(dir)).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
+
+/** A TCP port free on 127.0.0.1 a moment ago (the kernel's pick, released). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}

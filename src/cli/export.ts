@@ -9,7 +9,7 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { link, open, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, relative, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { defaultDataDir } from '../config/config.js';
+import { ConfigError, parseExportSettings } from '../config/config.js';
 import { isValidName } from '../protocol/vbs.js';
 import type { ImageJob } from '../sds/backend.js';
 import { SdsClient } from '../sds/client.js';
@@ -47,7 +47,8 @@ class ExportError extends Error {}
 export interface ExportIo {
   stderr: (text: string) => void;
   stdout: (text: string) => void;
-  env: NodeJS.ProcessEnv;
+  /** where the settings' variables are read; default the process's environment */
+  env?: NodeJS.ProcessEnv;
   /** where SIGINT/SIGTERM are listened for (the process, by default) */
   signals?: NodeJS.EventEmitter;
 }
@@ -65,7 +66,7 @@ interface ExportArgs {
   quiet: boolean;
 }
 
-function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv): ExportArgs | 'help' {
+function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv | undefined): ExportArgs | 'help' {
   let parsed;
   try {
     parsed = parseArgs({
@@ -104,27 +105,21 @@ function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv): ExportArgs | '
   const format = v.format ?? 'raw';
   if (format !== 'raw' && format !== 'qcow2')
     throw new UsageError(`--format must be raw or qcow2, not ${JSON.stringify(format)}`);
-  const portText = v['vbs-port'] ?? env.SDS_VBS_PORT ?? '10599';
-  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535)
-    throw new UsageError('--vbs-port must be 1-65535');
   const timeoutText = v['timeout-ms'] ?? '21600000';
   if (!/^\d{1,10}$/.test(timeoutText) || Number(timeoutText) < 1)
     throw new UsageError('--timeout-ms must be a positive whole number');
-  const tokenFile = v['vbs-token-file'] ?? (env.SDS_VBS_TOKEN_FILE || undefined);
-  let token = env.SDS_VBS_TOKEN || undefined;
-  if (tokenFile) {
-    try {
-      token = readFileSync(tokenFile, 'utf8').trim();
-    } catch (err) {
-      throw new UsageError(
-        `--vbs-token-file: cannot read ${tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-      );
-    }
-    if (!token) throw new UsageError(`--vbs-token-file: ${tokenFile} is empty`);
+  // --vbs-url, --vbs-port, --vbs-token-file and the data directory: the driver's own settings.
+  let shared;
+  try {
+    shared = parseExportSettings(v, env);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
   }
-  const vbsUrl = v['vbs-url'] ?? (env.SDS_VBS_URL || defaultVbsUrl(env));
+  let token = shared.vbsToken;
+  const vbsUrl = shared.vbsUrl ?? defaultVbsUrl(shared.dataDir);
   // The embedded emulator of `npm start` always requires a token; without one given, the one it was started with.
-  if (!token && vbsUrl === `unix://${embeddedSocket(env)}`) token = embeddedToken(env);
+  if (!token && vbsUrl === `unix://${embeddedSocket(shared.dataDir)}`) token = embeddedToken(shared.dataDir);
   return {
     ...(v.volume !== undefined ? { volume: v.volume } : {}),
     ...(v.snapshot !== undefined ? { snapshot: v.snapshot } : {}),
@@ -132,7 +127,7 @@ function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv): ExportArgs | '
     format,
     overwrite: v.overwrite ?? false,
     vbsUrl,
-    vbsPort: Number(portText),
+    vbsPort: shared.vbsPort,
     ...(token ? { token } : {}),
     timeoutMs: Number(timeoutText),
     quiet: v.quiet ?? false,
@@ -140,19 +135,17 @@ function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv): ExportArgs | '
 }
 
 /** The embedded emulator's socket of `npm start` when it is there, else the product's default address. */
-function defaultVbsUrl(env: NodeJS.ProcessEnv): string {
-  const socket = embeddedSocket(env);
+function defaultVbsUrl(dataDir: string): string {
+  const socket = embeddedSocket(dataDir);
   return existsSync(socket) ? `unix://${socket}` : '127.0.0.1';
 }
 
-const embeddedDataDir = (env: NodeJS.ProcessEnv): string =>
-  env.SDS_DATA_DIR && isAbsolute(env.SDS_DATA_DIR) ? env.SDS_DATA_DIR : defaultDataDir(env);
-const embeddedSocket = (env: NodeJS.ProcessEnv): string => join(embeddedDataDir(env), 'vbs.sock');
+const embeddedSocket = (dataDir: string): string => join(dataDir, 'vbs.sock');
 
 /** The token the driver wrote for its embedded emulator (src/server/embedded-emulator.ts), if any. */
-function embeddedToken(env: NodeJS.ProcessEnv): string | undefined {
+function embeddedToken(dataDir: string): string | undefined {
   try {
-    return readFileSync(join(embeddedDataDir(env), EMBEDDED_TOKEN_FILE), 'utf8').trim() || undefined;
+    return readFileSync(join(dataDir, EMBEDDED_TOKEN_FILE), 'utf8').trim() || undefined;
   } catch {
     return undefined;
   }

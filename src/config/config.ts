@@ -11,37 +11,39 @@ export interface Setting {
   flag: string;
   env?: string;
   help: string;
-  /** default shown in --help (the real default is in the schema) */
+  /** the default, as a flag's value would give it (parsed and validated like one) */
+  default?: string;
+  /** how --help and the docs describe a default that is not a plain value, or that depends on others */
   shown?: string;
 }
 
 export const SETTINGS = {
-  mode: { flag: 'mode', env: 'CSI_MODE', help: 'controller | node | all', shown: 'all' },
+  mode: { flag: 'mode', env: 'CSI_MODE', help: 'controller | node | all', default: 'all' },
   endpoint: {
     flag: 'endpoint',
     env: 'CSI_ENDPOINT',
     help: 'CSI gRPC endpoint, unix:///path',
-    shown: 'unix:///tmp/sdshypervisor-csi/csi.sock',
+    default: 'unix:///tmp/sdshypervisor-csi/csi.sock',
   },
   endpointMode: {
     flag: 'endpoint-mode',
     env: 'CSI_ENDPOINT_MODE',
     help: 'file mode of the CSI socket (octal)',
-    shown: '0600',
+    default: '0600',
   },
   driverName: {
     flag: 'driver-name',
     env: 'CSI_DRIVER_NAME',
     help: 'driver name reported to the CO',
-    shown: 'csi.sdshypervisor.io',
+    default: 'csi.sdshypervisor.io',
   },
   vbsUrl: {
     flag: 'vbs-url',
     env: 'SDS_VBS_URL',
     help: 'comma-separated VBS addresses (host, host:port, tcp://host:port, unix:///path)',
-    shown: 'all mode: the embedded emulator; else 127.0.0.1',
+    shown: "all mode: the embedded emulator's unix socket; otherwise 127.0.0.1",
   },
-  vbsPort: { flag: 'vbs-port', env: 'SDS_VBS_PORT', help: 'VBS port for addresses without one', shown: '10599' },
+  vbsPort: { flag: 'vbs-port', env: 'SDS_VBS_PORT', help: 'VBS port for addresses without one', default: '10599' },
   vbsTokenFile: {
     flag: 'vbs-token-file',
     env: 'SDS_VBS_TOKEN_FILE',
@@ -51,19 +53,19 @@ export const SETTINGS = {
     flag: 'vbs-protocol',
     env: 'SDS_VBS_PROTOCOL',
     help: 'auto | original | extended: the socket-API level (auto asks the VBS)',
-    shown: 'auto',
+    default: 'auto',
   },
   vbsPools: {
     flag: 'vbs-pools',
     env: 'SDS_VBS_POOLS',
     help: 'comma-separated pool ids the driver uses (needed on the original level)',
-    shown: 'all pools the VBS lists',
+    shown: 'none: every pool the VBS lists',
   },
   vbsTimeoutMs: {
     flag: 'vbs-timeout-ms',
     env: 'SDS_VBS_TIMEOUT_MS',
     help: 'socket-API request timeout, ms',
-    shown: '30000',
+    default: '30000',
   },
   hostId: {
     flag: 'host-id',
@@ -75,7 +77,7 @@ export const SETTINGS = {
     flag: 'sds-cli',
     env: 'HUAWEISDSHYPERVISORCLI_PATH',
     help: 'path of sds_cli',
-    shown: "/usr/local/bin/sds/sds_cli (all mode: the emulator's)",
+    shown: "/usr/local/bin/sds/sds_cli; all mode: the emulator's emulator/bin/sds_cli",
   },
   nodeName: { flag: 'node-name', env: 'NODE_NAME', help: 'Kubernetes Node name', shown: 'hostname' },
   topologyLabels: {
@@ -87,30 +89,31 @@ export const SETTINGS = {
     flag: 'max-volumes-per-node',
     env: 'CSI_MAX_VOLUMES_PER_NODE',
     help: 'reported by NodeGetInfo',
-    shown: '128',
+    default: '128',
   },
   metricsAddress: {
     flag: 'metrics-address',
     env: 'CSI_METRICS_ADDRESS',
     help: 'host:port for /metrics and /healthz; empty disables',
-    shown: '127.0.0.1:9810',
+    default: '127.0.0.1:9810',
   },
   logLevel: {
     flag: 'log-level',
     env: 'LOG_LEVEL',
     help: 'trace | debug | info | warn | error | fatal | silent',
-    shown: 'info',
+    default: 'info',
   },
   kubeconfig: {
     flag: 'kubeconfig',
     env: 'KUBECONFIG',
     help: 'kubeconfig path (in-cluster config is used when present)',
+    shown: 'in-cluster config when present, otherwise none',
   },
   shutdownGraceMs: {
     flag: 'shutdown-grace-ms',
     env: 'CSI_SHUTDOWN_GRACE_MS',
     help: 'how long SIGTERM waits for in-flight RPCs, ms',
-    shown: '30000',
+    default: '30000',
   },
   emulator: {
     flag: 'emulator',
@@ -122,7 +125,7 @@ export const SETTINGS = {
     flag: 'data-dir',
     env: 'SDS_DATA_DIR',
     help: "the embedded emulator's data directory",
-    shown: '$XDG_STATE_HOME/sdshypervisor-csi',
+    shown: '$XDG_STATE_HOME/sdshypervisor-csi (else ~/.local/state/sdshypervisor-csi)',
   },
 } as const satisfies Record<string, Setting>;
 
@@ -153,20 +156,13 @@ const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.
 
 function schemaFor(env: NodeJS.ProcessEnv) {
   return z.object({
-    mode: z.enum(['controller', 'node', 'all']).default('all'),
-    endpoint: z
-      .string()
-      .regex(/^unix:\/\/?\/[^\0]+$/, 'must be unix:///absolute/path')
-      .default('unix:///tmp/sdshypervisor-csi/csi.sock'),
+    mode: z.enum(['controller', 'node', 'all']),
+    endpoint: z.string().regex(/^unix:\/\/?\/[^\0]+$/, 'must be unix:///absolute/path'),
     endpointMode: z
       .string()
       .regex(/^0?[0-7]{3}$/, 'must be an octal file mode like 0600')
-      .transform((v) => parseInt(v, 8))
-      .default(0o600),
-    driverName: z
-      .string()
-      .regex(DNS_SUBDOMAIN, 'must be a DNS-1123 subdomain of at most 63 characters')
-      .default('csi.sdshypervisor.io'),
+      .transform((v) => parseInt(v, 8)),
+    driverName: z.string().regex(DNS_SUBDOMAIN, 'must be a DNS-1123 subdomain of at most 63 characters'),
     vbsUrl: z
       .string()
       .superRefine((value, ctx) => {
@@ -178,9 +174,9 @@ function schemaFor(env: NodeJS.ProcessEnv) {
         }
       })
       .optional(),
-    vbsPort: intString(1, 65535).default(10599),
+    vbsPort: intString(1, 65535),
     vbsTokenFile: z.string().min(1).optional(),
-    vbsProtocol: z.enum(['auto', 'original', 'extended']).default('auto'),
+    vbsProtocol: z.enum(['auto', 'original', 'extended']),
     vbsPools: z
       .string()
       .transform((v) =>
@@ -195,7 +191,7 @@ function schemaFor(env: NodeJS.ProcessEnv) {
         ),
       )
       .default([]),
-    vbsTimeoutMs: intString(100, 3_600_000).default(30_000),
+    vbsTimeoutMs: intString(100, 3_600_000),
     hostId: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'must be 1-96 characters of [A-Za-z0-9_.-]')
@@ -212,18 +208,17 @@ function schemaFor(env: NodeJS.ProcessEnv) {
       )
       .pipe(z.array(z.string().regex(LABEL_KEY, 'each must be a Kubernetes label key')))
       .default([]),
-    maxVolumesPerNode: intString(1, 1_000_000).default(128),
+    maxVolumesPerNode: intString(1, 1_000_000),
     metricsAddress: z
       .string()
       .regex(/^(|\[[0-9A-Fa-f:.]+\]:\d{1,5}|[0-9A-Za-z.-]*:\d{1,5})$/, 'must be host:port, [v6]:port, :port or empty')
       .refine(
         (v) => !/:\d{1,5}$/.test(v) || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535,
         'the port must be 0-65535',
-      )
-      .default('127.0.0.1:9810'),
-    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      ),
+    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
     kubeconfig: z.string().min(1).optional(),
-    shutdownGraceMs: intString(0, 600_000).default(30_000),
+    shutdownGraceMs: intString(0, 600_000),
     emulator: boolString.optional(),
     dataDir: z.string().startsWith('/', 'must be an absolute path').default(defaultDataDir(env)),
   });
@@ -234,6 +229,8 @@ export type DriverConfig = z.output<ReturnType<typeof schemaFor>> & {
   vbsToken?: string;
   /** whether to start the embedded emulator */
   startEmulator: boolean;
+  /** --vbs-port or SDS_VBS_PORT was given: the embedded emulator then also listens on that TCP port */
+  vbsPortGiven: boolean;
 };
 
 export class ConfigError extends Error {
@@ -242,6 +239,11 @@ export class ConfigError extends Error {
 
 export type ParsedCommandLine =
   { kind: 'help'; text: string } | { kind: 'version' } | { kind: 'run'; config: DriverConfig; positionals: string[] };
+
+/** The default as --help and docs/configuration.md show it; undefined when there is none. */
+export function shownDefault(s: Setting): string | undefined {
+  return s.shown ?? s.default;
+}
 
 export function helpText(): string {
   const lines = [
@@ -252,7 +254,7 @@ export function helpText(): string {
   ];
   for (const s of Object.values(SETTINGS) as Setting[]) {
     lines.push(
-      `  --${s.flag}${s.env ? ` / ${s.env}` : ''}${s.shown ? ` (default: ${s.shown})` : ''}`,
+      `  --${s.flag}${s.env ? ` / ${s.env}` : ''}${shownDefault(s) ? ` (default: ${shownDefault(s)})` : ''}`,
       `      ${s.help}`,
     );
   }
@@ -276,10 +278,31 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
   if (parsed.values.help) return { kind: 'help', text: helpText() };
   if (parsed.values.version) return { kind: 'version' };
 
+  const { config, origin } = resolveSettings(schemaFor(env), (s) => parsed.values[s.flag], env);
+  const vbsToken = readToken(config.vbsTokenFile, origin, env);
+  const startEmulator = config.emulator ?? config.mode === 'all';
+  if (startEmulator && config.mode !== 'all')
+    throw new ConfigError(`${origin.emulator}: the embedded emulator runs only in --mode=all`);
+  const vbsPortGiven = origin.vbsPort !== undefined;
+  return { kind: 'run', config: { ...config, vbsToken, startEmulator, vbsPortGiven }, positionals: parsed.positionals };
+}
+
+type Origins = Record<string, string>;
+
+/**
+ * Each setting of `schema` from its flag (as `flagValue` gives it) or else its variable, validated; a bad value
+ * is reported with the flag or variable it came from. Throws ConfigError.
+ */
+function resolveSettings<S extends z.ZodObject<z.ZodRawShape>>(
+  schema: S,
+  flagValue: (s: Setting) => unknown,
+  env: NodeJS.ProcessEnv,
+): { config: z.output<S>; origin: Origins } {
   const raw: Record<string, string> = {};
-  const origin: Record<string, string> = {};
-  for (const [name, s] of Object.entries(SETTINGS) as Array<[SettingName, Setting]>) {
-    const fromFlag = parsed.values[s.flag];
+  const origin: Origins = {};
+  for (const name of Object.keys(schema.shape) as SettingName[]) {
+    const s: Setting = SETTINGS[name];
+    const fromFlag = flagValue(s);
     const fromEnv = s.env ? env[s.env] : undefined;
     if (typeof fromFlag === 'string') {
       raw[name] = fromFlag;
@@ -287,9 +310,11 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
     } else if (fromEnv !== undefined && fromEnv !== '') {
       raw[name] = fromEnv;
       origin[name] = s.env!;
+    } else if (s.default !== undefined) {
+      raw[name] = s.default;
     }
   }
-  const result = schemaFor(env).safeParse(raw);
+  const result = schema.safeParse(raw);
   if (!result.success) {
     const messages = result.error.issues.map((issue) => {
       const name = String(issue.path[0]) as SettingName;
@@ -301,12 +326,16 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
     });
     throw new ConfigError(`invalid configuration: ${messages.join('; ')}`);
   }
-  const config = result.data;
+  return { config: result.data, origin };
+}
+
+/** The socket-API token: from the token file when one is set, else SDS_VBS_TOKEN; checked. Throws ConfigError. */
+function readToken(tokenFile: string | undefined, origin: Origins, env: NodeJS.ProcessEnv): string | undefined {
   let vbsToken = env.SDS_VBS_TOKEN || undefined;
   let tokenOrigin = 'SDS_VBS_TOKEN';
-  if (config.vbsTokenFile) {
+  if (tokenFile) {
     try {
-      vbsToken = readFileSync(config.vbsTokenFile, 'utf8').trim();
+      vbsToken = readFileSync(tokenFile, 'utf8').trim();
     } catch (err) {
       throw new ConfigError(
         `${origin.vbsTokenFile}: cannot read the token file: ${(err as NodeJS.ErrnoException).code ?? err}`,
@@ -319,8 +348,31 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
   if (vbsToken !== undefined && !/^[\x21-\x7e]{1,4096}$/.test(vbsToken)) {
     throw new ConfigError(`${tokenOrigin}: the token must be 1-4096 printable ASCII characters without spaces`);
   }
-  const startEmulator = config.emulator ?? config.mode === 'all';
-  if (startEmulator && config.mode !== 'all')
-    throw new ConfigError(`${origin.emulator}: the embedded emulator runs only in --mode=all`);
-  return { kind: 'run', config: { ...config, vbsToken, startEmulator }, positionals: parsed.positionals };
+  return vbsToken;
+}
+
+/** The settings the export subcommand shares with the driver (src/cli/export.ts). */
+export interface ExportSharedSettings {
+  vbsUrl: string | undefined;
+  vbsPort: number;
+  vbsToken: string | undefined;
+  dataDir: string;
+}
+
+/**
+ * The export subcommand's VBS settings, by the driver's own definitions (the same flags, variables,
+ * defaults, validation and token check). `flags` holds the flag values given, by flag name. Throws ConfigError.
+ */
+export function parseExportSettings(
+  flags: Readonly<Record<string, unknown>>,
+  env: NodeJS.ProcessEnv = process.env,
+): ExportSharedSettings {
+  const schema = schemaFor(env).pick({ vbsUrl: true, vbsPort: true, vbsTokenFile: true, dataDir: true });
+  const { config, origin } = resolveSettings(schema, (s) => flags[s.flag], env);
+  return {
+    vbsUrl: config.vbsUrl,
+    vbsPort: config.vbsPort,
+    vbsToken: readToken(config.vbsTokenFile, origin, env),
+    dataDir: config.dataDir,
+  };
 }

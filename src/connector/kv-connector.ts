@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { isAbsolute, normalize } from 'node:path';
+import { childEnv } from '../config/environment.js';
 import { ConnectorError, type ConnectorErrorKind } from './errors.js';
 import { KvCode, parseKv, type KvMethod } from '../protocol/kv.js';
 import { isValidName } from '../protocol/vbs.js';
@@ -28,7 +29,7 @@ export interface ConnectorLogger {
 export interface KvConnectorOptions {
   /** the CLI; else `HUAWEISDSHYPERVISORCLI_PATH` from `env`, else /usr/local/bin/sds/sds_cli */
   cliPath?: string;
-  /** environment of the CLI (it finds its VBS through SDS_KV_SOCKET); default process.env */
+  /** environment of the CLI (it finds its VBS through SDS_KV_SOCKET); default the driver's own (src/config/environment.ts) */
   env?: NodeJS.ProcessEnv;
   /** how long one CLI run may take before it is killed */
   timeoutMs?: number;
@@ -106,7 +107,7 @@ export class KvConnector {
   private readonly volumeExists: KvConnectorOptions['volumeExists'];
 
   constructor(options: KvConnectorOptions = {}) {
-    this.env = options.env ?? process.env;
+    this.env = options.env ?? childEnv();
     this.cliPath = options.cliPath || this.env[CLI_PATH_ENV] || DEFAULT_CLI_PATH;
     this.timeoutMs = options.timeoutMs ?? CONNECTOR_DEFAULTS.timeoutMs;
     this.maxOutputBytes = options.maxOutputBytes ?? CONNECTOR_DEFAULTS.maxOutputBytes;

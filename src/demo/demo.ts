@@ -15,13 +15,14 @@ import type { ControllerClient } from '../generated/csi/v1/Controller.js';
 import type { IdentityClient } from '../generated/csi/v1/Identity.js';
 import type { NodeClient } from '../generated/csi/v1/Node.js';
 import type { VolumeCapability } from '../generated/csi/v1/VolumeCapability.js';
+import { demoSettings } from '../config/demo.js';
 import { loadCsiProto } from '../server/proto.js';
 import { parseUnixEndpoint } from '../server/server.js';
 import { projectRoot } from '../util/paths.js';
 
 const DEFAULT_ENDPOINT = 'unix:///tmp/sdshypervisor-csi/csi.sock';
 /** How long a driver that answers "not ready" gets to become ready before the demo gives up. */
-const NOT_READY_WAIT_MS = Number(process.env.DEMO_NOT_READY_WAIT_MS) || 15_000;
+const NOT_READY_WAIT_MS = demoSettings().notReadyWaitMs;
 
 // Stopping: a signal or a closed stdout ends the run after the step in flight; the clean-up then runs.
 let stopReason: string | undefined;
@@ -176,9 +177,9 @@ interface Step {
 }
 
 async function main(): Promise<number> {
-  const fsType = (process.env.DEMO_FS_TYPE ?? 'xfs') as 'ext4' | 'xfs';
+  const fsType = demoSettings().fsType;
   const work = await mkdtemp(join(tmpdir(), 'sds-demo-'));
-  const endpoint = process.env.CSI_ENDPOINT || DEFAULT_ENDPOINT;
+  const endpoint = demoSettings().endpoint ?? DEFAULT_ENDPOINT;
   let socket = parseUnixEndpoint(endpoint);
   let own: Awaited<ReturnType<typeof startDriver>> | undefined;
   let csi = connect(socket);

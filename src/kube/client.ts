@@ -12,6 +12,7 @@ import {
   type ResponseContext,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { hostnameFromEnv } from '../config/environment.js';
 import { KubeError } from './errors.js';
 import {
   DisabledKubeClient,
@@ -169,7 +170,7 @@ class ApiKubeClient implements KubeClient {
     this.core = kubeConfig.makeApiClient(CoreV1Api);
     this.policy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
     this.component = options.component ?? 'sdshypervisor-csi';
-    this.instance = options.instance ?? process.env.HOSTNAME ?? 'unknown';
+    this.instance = options.instance ?? hostnameFromEnv() ?? 'unknown';
   }
 
   async readNodeTopology(

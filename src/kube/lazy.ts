@@ -3,6 +3,7 @@
 // Kubernetes is configured. Code that runs in every driver process imports from here, not from index.ts.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { kubernetesServiceInEnv } from '../config/environment.js';
 import type { KubeClient, KubeClientOptions, PvcImageSource } from './client.js';
 import { KubeError } from './errors.js';
 
@@ -17,11 +18,7 @@ export const IMAGE_CHECKSUM_ANNOTATION = 'sdshypervisor.csi/image-checksum';
 export const KUBERNETES_OFF = 'no kubeconfig and no in-cluster service account: Kubernetes features are off';
 
 export function inClusterConfigPresent(root: string): boolean {
-  return Boolean(
-    process.env.KUBERNETES_SERVICE_HOST &&
-    process.env.KUBERNETES_SERVICE_PORT &&
-    existsSync(join(root, SERVICE_ACCOUNT_TOKEN)),
-  );
+  return Boolean(kubernetesServiceInEnv() && existsSync(join(root, SERVICE_ACCOUNT_TOKEN)));
 }
 
 export class DisabledKubeClient implements KubeClient {

@@ -1,6 +1,7 @@
 // Runs the mount room's tools: execFile with an argv array (never a shell), a timeout that kills, the caller's
 // AbortSignal, bounded output, and the C locale so messages parse the same everywhere.
 import { execFile } from 'node:child_process';
+import { toolEnv } from '../config/environment.js';
 import { MountError } from './errors.js';
 
 export interface ToolResult {
@@ -17,15 +18,6 @@ export interface RunOptions {
   okExitCodes?: readonly number[];
   /** how the command is shown in errors, when its arguments must not be (mount options may hold secrets) */
   shownAs?: string;
-}
-
-const SYSTEM_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'];
-
-// The tools live in sbin directories that a non-login PATH may lack; keep the caller's order, add what is missing.
-function toolEnv(): NodeJS.ProcessEnv {
-  const path = (process.env.PATH ?? '').split(':').filter(Boolean);
-  for (const dir of SYSTEM_PATH) if (!path.includes(dir)) path.push(dir);
-  return { ...process.env, PATH: path.join(':'), LC_ALL: 'C', LANG: 'C' };
 }
 
 const MAX_OUTPUT_BYTES = 4 * 1024 * 1024;

@@ -6,8 +6,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { childEnv } from '../config/environment.js';
 import { prettyLine, stderrIsTerminal, type Logger } from '../log/logger.js';
 import { projectRoot } from '../util/paths.js';
 
@@ -108,7 +109,7 @@ export class EmbeddedEmulator {
     // stops it; if the driver exits any other way, the exit hook below still does.
     const child = spawn(process.execPath, args, {
       stdio: ['pipe', output, 'pipe'],
-      env: { ...(options.env ?? process.env), [STOP_WITH_PARENT_ENV]: '1' },
+      env: { ...(options.env ?? childEnv()), [STOP_WITH_PARENT_ENV]: '1' },
       detached: true,
     });
     // Our end of its stdin must not keep this process alive, nor fail loudly once the child is gone.
