@@ -12,7 +12,7 @@ import { ORIGINAL_CONTROLLER_CAPABILITIES } from '../src/controller/original.js'
 import { failure, type ControllerApi, type NodeApi } from './support/csi-client.js';
 import { startStack, type Stack } from './support/stack.js';
 import { vbsRequest } from './support/vbs.js';
-import { poolFiles } from './helpers/emulator-inventory.js';
+import { poolFiles } from './support/emulator-inventory.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;

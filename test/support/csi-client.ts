@@ -55,7 +55,7 @@ export class CsiCallError extends Error {
 function promisify<D>(client: grpc.Client, definition: grpc.ServiceDefinition): Promisified<D> {
   const api: Record<string, unknown> = {};
   for (const method of Object.keys(definition)) {
-    const fn = (client as unknown as Record<string, Function>)[method]!.bind(client);
+    const fn = (client as unknown as Record<string, (...args: unknown[]) => unknown>)[method]!.bind(client);
     api[method] = (request: unknown, opts: CallOpts = {}) =>
       new Promise((resolve, reject) => {
         const deadline = new Date(Date.now() + (opts.timeoutMs ?? 60_000));
@@ -71,7 +71,7 @@ function promisify<D>(client: grpc.Client, definition: grpc.ServiceDefinition): 
 function collecting<D>(client: grpc.Client, definition: grpc.ServiceDefinition): Collected<D> {
   const api: Record<string, unknown> = {};
   for (const method of Object.keys(definition)) {
-    const fn = (client as unknown as Record<string, Function>)[method]!.bind(client);
+    const fn = (client as unknown as Record<string, (...args: unknown[]) => unknown>)[method]!.bind(client);
     api[method] = (request: unknown, opts: CallOpts = {}) =>
       new Promise((resolve, reject) => {
         const deadline = new Date(Date.now() + (opts.timeoutMs ?? 60_000));
