@@ -43,8 +43,8 @@ export async function floors(b: BenchContext): Promise<void> {
 
   for (const c of opt.levels) {
     // The empty RPC: GetPluginInfo on the controller's server (no back-end call).
-    await closedLoop(c, opt.quick ? 50 : 200, () => ctl.call('identity', 'GetPluginInfo', {}).then(() => undefined));
-    const rpc = await closedLoop(c, floorMs, () => ctl.call('identity', 'GetPluginInfo', {}).then(() => undefined));
+    await closedLoop(c, opt.quick ? 50 : 200, () => ctl.identity.GetPluginInfo({}).then(() => undefined));
+    const rpc = await closedLoop(c, floorMs, () => ctl.identity.GetPluginInfo({}).then(() => undefined));
     add({
       section: 'floor',
       name: `grpc-empty-c${c}`,

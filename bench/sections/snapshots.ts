@@ -13,37 +13,37 @@ export async function snapshots(b: BenchContext): Promise<void> {
   const { ctl, nodeCsi, emulator, dir, opt, add } = b;
   const src = await publishedVolume(b, 'snap-source', 'ext4');
   const staging = join(dir, 'snap-source-staging');
-  await nodeCsi.call('node', 'NodeStageVolume', {
+  await nodeCsi.node.NodeStageVolume({
     volume_id: src.id,
     staging_target_path: staging,
     volume_capability: mountCap('ext4'),
     publish_context: src.publishContext,
     volume_context: {},
   });
-  await nodeCsi.call('node', 'NodeUnstageVolume', { volume_id: src.id, staging_target_path: staging });
+  await nodeCsi.node.NodeUnstageVolume({ volume_id: src.id, staging_target_path: staging });
   const snap: number[] = [];
   const clone: number[] = [];
   const del: number[] = [];
   for (let i = 0; i < opt.iterations; i++) {
     const [ts, r] = await timed(() =>
-      ctl.call<{ snapshot: { snapshot_id: string } }>('controller', 'CreateSnapshot', {
+      ctl.controller.CreateSnapshot({
         source_volume_id: src.id,
         name: `snap-${i}`,
         parameters: {},
       }),
     );
     const [tc, v] = await timed(() =>
-      ctl.call<{ volume: { volume_id: string } }>('controller', 'CreateVolume', {
+      ctl.controller.CreateVolume({
         name: `clone-${i}`,
         capacity_range: { required_bytes: String(GiB) },
         volume_capabilities: [mountCap('ext4')],
         parameters: {},
-        volume_content_source: { snapshot: { snapshot_id: r.snapshot.snapshot_id } },
+        volume_content_source: { snapshot: { snapshot_id: r.snapshot!.snapshot_id } },
       }),
     );
     const [td] = await timed(async () => {
-      await ctl.call('controller', 'DeleteVolume', { volume_id: v.volume.volume_id });
-      await ctl.call('controller', 'DeleteSnapshot', { snapshot_id: r.snapshot.snapshot_id });
+      await ctl.controller.DeleteVolume({ volume_id: v.volume!.volume_id });
+      await ctl.controller.DeleteSnapshot({ snapshot_id: r.snapshot!.snapshot_id });
     });
     snap.push(ts);
     clone.push(tc);
