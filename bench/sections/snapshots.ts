@@ -1,7 +1,7 @@
 // CreateSnapshot and a linked clone from it, next to the same requests sent straight to the emulator.
 import { join } from 'node:path';
 import { RetCode } from '../../src/protocol/vbs.js';
-import { vbsCall } from '../lib/clients.js';
+import { rawVbsCall } from '../../src/sds/raw.js';
 import { mountCap, sleep, timed, type BenchContext } from '../lib/context.js';
 import { summarize } from '../lib/stats.js';
 import { publishedVolume, removeVolume } from './volumes.js';
@@ -54,14 +54,14 @@ export async function snapshots(b: BenchContext): Promise<void> {
   const rawClone: number[] = [];
   const sock = emulator.vbsSocket;
   const gone = async (type: string, key: string, name: string) => {
-    while ((await vbsCall(sock, type, { [key]: name })).retcode !== RetCode.NOT_EXIST) await sleep(1);
+    while ((await rawVbsCall(sock, type, { [key]: name })).retcode !== RetCode.NOT_EXIST) await sleep(1);
   };
   for (let i = 0; i < opt.iterations; i++) {
     const [ts, rs] = await timed(() =>
-      vbsCall(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: `raw-snap-${i}`, vol_name: src.id, smartflag: 1 }),
+      rawVbsCall(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: `raw-snap-${i}`, vol_name: src.id, smartflag: 1 }),
     );
     const [tc, rc] = await timed(() =>
-      vbsCall(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+      rawVbsCall(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
         vol_name: `raw-clone-${i}`,
         vol_size: 1024,
         snap_name_src: `raw-snap-${i}`,
@@ -69,9 +69,9 @@ export async function snapshots(b: BenchContext): Promise<void> {
       }),
     );
     if (rs.retcode !== 0 || rc.retcode !== 0) throw new Error(`raw snapshot/clone: ${rs.retcode}/${rc.retcode}`);
-    await vbsCall(sock, 'DELETE_VOLUME_REQ', { vol_name: `raw-clone-${i}` });
+    await rawVbsCall(sock, 'DELETE_VOLUME_REQ', { vol_name: `raw-clone-${i}` });
     await gone('QUERY_VOLUME_REQ', 'vol_name', `raw-clone-${i}`);
-    await vbsCall(sock, 'DELETE_SNAPSHOT_REQ', { snap_name: `raw-snap-${i}` });
+    await rawVbsCall(sock, 'DELETE_SNAPSHOT_REQ', { snap_name: `raw-snap-${i}` });
     await gone('QUERY_SNAPSHOT_REQ', 'snap_name', `raw-snap-${i}`);
     rawSnap.push(ts);
     rawClone.push(tc);

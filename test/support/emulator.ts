@@ -7,7 +7,8 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeRequest, parseRecord, parseReply, type Fields, type FieldInput } from '../../src/protocol/vbs.js';
+import { parseRecord, type Fields, type FieldInput } from '../../src/protocol/vbs.js';
+import { rawVbsCall } from '../../src/sds/raw.js';
 import { cleanupLeaks, findLeaks, type Leaks } from './leaks.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -189,10 +190,10 @@ export interface Answer {
   record(key: string): Record<string, string>;
 }
 
-/** One request with the empty-line terminator; the reply parsed. */
+/** One request through the shared raw client (src/sds/raw.ts); the reply parsed, its text kept. */
 export async function call(target: Target, type: string, fields: Record<string, FieldInput> = {}): Promise<Answer> {
-  const { data } = await exchange(target, encodeRequest(type, fields), { timeoutMs: 120_000 });
-  const reply = parseReply(data);
+  const reply = await rawVbsCall(target, type, fields, { timeoutMs: 120_000 });
+  const data = reply.raw;
   return {
     retcode: reply.retcode,
     fields: reply.fields,
