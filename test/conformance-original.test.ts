@@ -26,9 +26,8 @@ const unique = (prefix = 'pvc') => `${prefix}-${randomUUID()}`;
 
 /** Names of the volume and snapshot files in the emulator's pools: what exists on the back end. */
 async function backendFiles(kind: 'volumes' | 'snapshots'): Promise<string[]> {
-  return poolFiles(stack.emulatorDataDir)
-    [kind].map((f) => f.slice(f.indexOf('/') + 1))
-    .sort();
+  const files = poolFiles(stack.emulatorDataDir);
+  return files[kind].map((f) => f.slice(f.indexOf('/') + 1)).sort();
 }
 
 async function expectNothingLeft(): Promise<void> {

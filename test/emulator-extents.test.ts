@@ -20,7 +20,7 @@ async function allPages(
   const ranges: ByteRange[] = [];
   let offset = 0;
   let pages = 0;
-  let size = 0;
+  let size: number;
   let method: string | undefined;
   for (;;) {
     const a = await call(sock, type, { ...fields, offset });
