@@ -3,22 +3,16 @@
 //   node dist/bench/emulator-pairs.js [pairs=4000] [concurrency=16]
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeRequest, parseReply, RetCode, type FieldInput } from '../src/protocol/vbs.js';
+import { RetCode, type FieldInput } from '../src/protocol/vbs.js';
+import { rawVbsCall } from '../src/sds/raw.js';
 
 const mainJs = join(dirname(fileURLToPath(import.meta.url)), '..', 'emulator', 'main.js');
 
-function call(socket: string, type: string, fields: Record<string, FieldInput>): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const s = net.connect(socket, () => s.write(encodeRequest(type, fields)));
-    s.on('data', (c) => chunks.push(c));
-    s.on('end', () => resolve(parseReply(Buffer.concat(chunks)).retcode));
-    s.on('error', reject);
-  });
+async function call(socket: string, type: string, fields: Record<string, FieldInput>): Promise<number> {
+  return (await rawVbsCall(socket, type, fields)).retcode;
 }
 
 /** [user, system] CPU of a process in ms (from clock ticks of 1/100 s). */

@@ -19,11 +19,11 @@ import {
   statfsSync,
   writeSync,
 } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeRequest, parseReply, type FieldInput, type Fields } from '../src/protocol/vbs.js';
+import type { FieldInput, VbsReply } from '../src/protocol/vbs.js';
+import { rawVbsCall } from '../src/sds/raw.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const emulatorMain = join(here, '..', 'emulator', 'main.js');
@@ -63,26 +63,8 @@ function parseOptions(argv: string[]): Options {
   return o;
 }
 
-interface Reply {
-  retcode: number;
-  fields: Fields;
-}
-
-function call(socket: string, type: string, fields: Record<string, FieldInput>): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const s = net.connect(socket, () => s.write(encodeRequest(type, fields)));
-    s.on('data', (c) => chunks.push(c));
-    s.on('end', () => {
-      const r = parseReply(Buffer.concat(chunks));
-      resolve({ retcode: r.retcode, fields: r.fields });
-    });
-    s.on('error', reject);
-  });
-}
-
-async function must(socket: string, type: string, fields: Record<string, FieldInput>): Promise<Reply> {
-  const r = await call(socket, type, fields);
+async function must(socket: string, type: string, fields: Record<string, FieldInput>): Promise<VbsReply> {
+  const r = await rawVbsCall(socket, type, fields);
   if (r.retcode !== 0) throw new Error(`${type}: ${r.retcode} ${r.fields.get('ret_desc') ?? ''}`);
   return r;
 }

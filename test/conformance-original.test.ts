@@ -12,7 +12,7 @@ import { ORIGINAL_CONTROLLER_CAPABILITIES } from '../src/controller/original.js'
 import { failure, type ControllerApi, type NodeApi } from './support/csi-client.js';
 import { startStack, type Stack } from './support/stack.js';
 import { vbsRequest } from './support/vbs.js';
-import { poolFiles } from './helpers/emulator-inventory.js';
+import { poolFiles } from './support/emulator-inventory.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -26,9 +26,8 @@ const unique = (prefix = 'pvc') => `${prefix}-${randomUUID()}`;
 
 /** Names of the volume and snapshot files in the emulator's pools: what exists on the back end. */
 async function backendFiles(kind: 'volumes' | 'snapshots'): Promise<string[]> {
-  return poolFiles(stack.emulatorDataDir)
-    [kind].map((f) => f.slice(f.indexOf('/') + 1))
-    .sort();
+  const files = poolFiles(stack.emulatorDataDir);
+  return files[kind].map((f) => f.slice(f.indexOf('/') + 1)).sort();
 }
 
 async function expectNothingLeft(): Promise<void> {

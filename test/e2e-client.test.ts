@@ -1,6 +1,6 @@
 // End to end: the driver's rooms — src/sds (SdsClient) and src/connector (KvConnector running the real C
 // sds_cli) — against the real emulator daemon, started as a process from dist/ in a mkdtemp data dir
-// (test/helpers/emulator.ts). Real XFS pool, real loop devices; nothing is left under the temp dir at the end.
+// (test/support/emulator.ts). Real XFS pool, real loop devices; nothing is left under the temp dir at the end.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -18,7 +18,7 @@ import {
   startDaemon,
   stopAndCheck,
   volumePath,
-} from './helpers/emulator.js';
+} from './support/emulator.js';
 import { readAt, writeAt } from './support/block-io.js';
 
 const TOKEN = `e2e-${randomBytes(12).toString('hex')}`;

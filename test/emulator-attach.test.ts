@@ -21,7 +21,7 @@ import {
   startDaemon,
   stopAndCheck,
   volumePath,
-} from './helpers/emulator.js';
+} from './support/emulator.js';
 import { readAt, writeAt } from './support/block-io.js';
 
 const THROTTLE = '/sys/fs/cgroup/blkio';

@@ -12,7 +12,7 @@ import {
   startDaemon,
   stopAndCheck,
   volumePath,
-} from './helpers/emulator.js';
+} from './support/emulator.js';
 
 describe('directory pool', () => {
   let d: Daemon;

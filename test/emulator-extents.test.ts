@@ -5,7 +5,7 @@
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classifyShared, parseFiemap, parseSeek, type ByteRange, type Mapping } from '../emulator/extents.js';
-import { call, type Daemon, MiB, sdsCli, snapshotPath, startDaemon, stopAndCheck } from './helpers/emulator.js';
+import { call, type Daemon, MiB, sdsCli, snapshotPath, startDaemon, stopAndCheck } from './support/emulator.js';
 import { readAt } from './support/block-io.js';
 
 const KiB = 1024;

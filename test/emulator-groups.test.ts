@@ -29,7 +29,7 @@ import {
   startDaemon,
   stopAndCheck,
   waitGone,
-} from './helpers/emulator.js';
+} from './support/emulator.js';
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });

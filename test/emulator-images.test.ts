@@ -28,7 +28,7 @@ import {
   volumePath,
   waitGone,
   waitJob,
-} from './helpers/emulator.js';
+} from './support/emulator.js';
 
 describe('image import and export', () => {
   let d: Daemon;

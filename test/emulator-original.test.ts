@@ -23,9 +23,9 @@ import {
   stopAndCheck,
   volumePath,
   waitGone,
-} from './helpers/emulator.js';
+} from './support/emulator.js';
 import { checkedAgainstCatalog, type Handler } from '../emulator/handlers.js';
-import { backendObjects, poolFiles, storeRows } from './helpers/emulator-inventory.js';
+import { backendObjects, poolFiles, storeRows } from './support/emulator-inventory.js';
 
 /** Every key the Cinder driver sent with CREATE_VOLUME_REQ, at its neutral value. */
 function cinderCreate(

@@ -14,7 +14,7 @@ import {
   makeTempDir,
   startDaemon,
   stopAndCheck,
-} from './helpers/emulator.js';
+} from './support/emulator.js';
 
 describe('emulator socket API transport', () => {
   let d: Daemon;

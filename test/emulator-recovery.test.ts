@@ -19,7 +19,7 @@ import {
   stopAndCheck,
   volumePath,
   waitJob,
-} from './helpers/emulator.js';
+} from './support/emulator.js';
 
 const POOL = ['--pool', 'pool0:2G'];
 

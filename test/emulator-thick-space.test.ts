@@ -18,7 +18,7 @@ import {
   stopAndCheck,
   waitGone,
   waitJob,
-} from './helpers/emulator.js';
+} from './support/emulator.js';
 import { failure, status } from './support/csi-client.js';
 import { blockCap } from './support/features.js';
 import { startStack } from './support/stack.js';

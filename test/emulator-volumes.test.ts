@@ -14,7 +14,7 @@ import {
   stopAndCheck,
   volumePath,
   waitGone,
-} from './helpers/emulator.js';
+} from './support/emulator.js';
 
 describe('emulator control plane', () => {
   let d: Daemon;

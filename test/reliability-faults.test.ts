@@ -9,7 +9,7 @@
 // Rounds and seed from the environment for the soak run (FAULT_ROUNDS, FAULT_SEED).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
-import { call } from './helpers/emulator.js';
+import { call } from './support/emulator.js';
 import { settle, status, type ControllerApi } from './support/csi-client.js';
 import {
   countFrom,

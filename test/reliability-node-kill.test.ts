@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { mountsAt, readMountTable } from '../src/mount/index.js';
-import { call } from './helpers/emulator.js';
+import { call } from './support/emulator.js';
 import { countFrom, loopDevicesUnder, seededRandom, seedFrom } from './support/backend-audit.js';
 import { settle, type NodeApi } from './support/csi-client.js';
 import { startStack, type Stack } from './support/stack.js';

@@ -28,8 +28,8 @@ import {
   sleep,
   startDaemon,
   stopAndCheck,
-} from './helpers/emulator.js';
-import { FakeVbs, snapshotRecord, volumeRecord } from './helpers/fake-vbs.js';
+} from './support/emulator.js';
+import { FakeVbs, snapshotRecord, volumeRecord } from './support/fake-vbs.js';
 import { countFrom, seedFrom } from './support/backend-audit.js';
 import { hostileString } from './support/csi-arbitraries.js';
 

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SdsClient, isRetriedAfterSend } from '../src/sds/client.js';
 import { SdsError, type SdsErrorKind } from '../src/sds/errors.js';
 import { encodeRecord, RetCode } from '../src/protocol/vbs.js';
-import { FakeVbs, reply, snapshotRecord, type FakeHandler } from './helpers/fake-vbs.js';
+import { FakeVbs, reply, snapshotRecord, type FakeHandler } from './support/fake-vbs.js';
 
 let dir: string;
 const fakes: FakeVbs[] = [];

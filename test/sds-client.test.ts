@@ -1,4 +1,4 @@
-// SdsClient against an in-test fake VBS (test/helpers/fake-vbs.ts): transport, fail-over, retries, result
+// SdsClient against an in-test fake VBS (test/support/fake-vbs.ts): transport, fail-over, retries, result
 // codes, idempotent creates, delete polling, record parsing and the token's secrecy.
 import { getEventListeners } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -12,8 +12,8 @@ import { SdsClient, isRetriedAfterSend, type SdsClientOptions } from '../src/sds
 import { SdsError, type SdsErrorKind } from '../src/sds/errors.js';
 import { parseAddress, parseAddressList } from '../src/sds/transport.js';
 import { encodeRecord, MAX_REPLY_BYTES, RetCode, type VbsRequest } from '../src/protocol/vbs.js';
-import { startBlackhole } from './helpers/blackhole.js';
-import { FakeVbs, reply, snapshotRecord, volumeRecord, type FakeHandler } from './helpers/fake-vbs.js';
+import { startBlackhole } from './support/blackhole.js';
+import { FakeVbs, reply, snapshotRecord, volumeRecord, type FakeHandler } from './support/fake-vbs.js';
 
 let dir: string;
 const fakes: FakeVbs[] = [];

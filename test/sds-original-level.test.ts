@@ -11,7 +11,7 @@ import { SdsError, type SdsErrorKind } from '../src/sds/errors.js';
 import { askLevel, negotiateLevel } from '../src/sds/level.js';
 import { Key, ORIGINAL_CREATE_KEYS, isKnownAt } from '../src/protocol/catalog.js';
 import { RetCode, type VbsRequest } from '../src/protocol/vbs.js';
-import { FakeVbs, reply, type FakeHandler } from './helpers/fake-vbs.js';
+import { FakeVbs, reply, type FakeHandler } from './support/fake-vbs.js';
 
 let dir: string;
 const fakes: FakeVbs[] = [];

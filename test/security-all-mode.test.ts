@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RetCode } from '../src/protocol/vbs.js';
 import { projectRoot } from '../src/util/paths.js';
-import { call } from './helpers/emulator.js';
+import { call } from './support/emulator.js';
 import { connectCsi } from './support/csi-client.js';
 import { cleanEnv, leftovers } from './support/stack.js';
 

@@ -25,7 +25,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RetCode } from '../src/protocol/vbs.js';
-import { call, type Daemon, makeTempDir, startDaemon, stopAndCheck, volumePath, waitJob } from './helpers/emulator.js';
+import { call, type Daemon, makeTempDir, startDaemon, stopAndCheck, volumePath, waitJob } from './support/emulator.js';
 import { buildSwapper, NOBODY, NOGROUP, startSwapper } from './support/attacker.js';
 
 const SECRET = `TOP-SECRET-${randomBytes(8).toString('hex')}\n`;

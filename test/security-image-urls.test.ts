@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../emulator/config.js';
 import { RetCode } from '../src/protocol/vbs.js';
-import { call, type Daemon, startDaemon, stopAndCheck, volumePath, waitJob } from './helpers/emulator.js';
+import { call, type Daemon, startDaemon, stopAndCheck, volumePath, waitJob } from './support/emulator.js';
 
 const SECRET = Buffer.concat([Buffer.from('METADATA-SECRET\n'), randomBytes(4080)]);
 

@@ -2,6 +2,7 @@
 // clients, and the report the figures go into. Built once by bench/run.ts; sections keep no state of their own.
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import type { VolumeCapability } from '../../src/generated/csi/v1/VolumeCapability.js';
 import type { Csi } from './clients.js';
 import type { Driver, DriverMode, DriverOptions, Emulator } from './procs.js';
 import { fmt, load1, type Figure } from './stats.js';
@@ -198,7 +199,7 @@ export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
   return [now() - t, value];
 }
 
-export const mountCap = (fsType: string) => ({
+export const mountCap = (fsType: string): VolumeCapability => ({
   mount: { fs_type: fsType, mount_flags: [] },
   access_mode: { mode: 'SINGLE_NODE_WRITER' },
 });

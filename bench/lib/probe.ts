@@ -12,7 +12,7 @@ export async function waitProbeReady(driver: Driver, timeoutMs = 60_000): Promis
         throw new Error(`driver ${driver.socket} exited with ${driver.child.exitCode}: see ${driver.logFile}`);
       }
       try {
-        const probe = await csi.call<{ ready?: { value: boolean } }>('identity', 'Probe', {}, 1_000);
+        const probe = await csi.identity.Probe({}, { timeoutMs: 1_000 });
         if (probe.ready?.value) return now() - driver.spawnedAt;
       } catch {
         // not listening yet

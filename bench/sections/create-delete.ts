@@ -18,9 +18,9 @@ export async function createDelete(b: BenchContext): Promise<void> {
   for (const c of opt.levels) {
     const pair = async (name: string, timesOut?: { create: number[]; del: number[] }) => {
       const t0 = now();
-      const { volume } = await ctl.call<{ volume: { volume_id: string } }>('controller', 'CreateVolume', request(name));
+      const { volume } = await ctl.controller.CreateVolume(request(name));
       const t1 = now();
-      await ctl.call('controller', 'DeleteVolume', { volume_id: volume.volume_id });
+      await ctl.controller.DeleteVolume({ volume_id: volume!.volume_id });
       if (timesOut) {
         timesOut.create.push(t1 - t0);
         timesOut.del.push(now() - t1);

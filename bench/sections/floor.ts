@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { RetCode } from '../../src/protocol/vbs.js';
-import { vbsCall } from '../lib/clients.js';
+import { rawVbsCall } from '../../src/sds/raw.js';
 import { closedLoop, repeat, sleep, timed, type BenchContext } from '../lib/context.js';
 import { sdsCliPath } from '../lib/procs.js';
 import { summarize } from '../lib/stats.js';
@@ -43,8 +43,8 @@ export async function floors(b: BenchContext): Promise<void> {
 
   for (const c of opt.levels) {
     // The empty RPC: GetPluginInfo on the controller's server (no back-end call).
-    await closedLoop(c, opt.quick ? 50 : 200, () => ctl.call('identity', 'GetPluginInfo', {}).then(() => undefined));
-    const rpc = await closedLoop(c, floorMs, () => ctl.call('identity', 'GetPluginInfo', {}).then(() => undefined));
+    await closedLoop(c, opt.quick ? 50 : 200, () => ctl.identity.GetPluginInfo({}).then(() => undefined));
+    const rpc = await closedLoop(c, floorMs, () => ctl.identity.GetPluginInfo({}).then(() => undefined));
     add({
       section: 'floor',
       name: `grpc-empty-c${c}`,
@@ -55,7 +55,7 @@ export async function floors(b: BenchContext): Promise<void> {
     });
     // The socket API alone: QUERY_CAPABILITY_REQ straight to the emulator.
     const sock = await closedLoop(c, floorMs, () =>
-      vbsCall(emulator.vbsSocket, 'QUERY_CAPABILITY_REQ').then(() => undefined),
+      rawVbsCall(emulator.vbsSocket, 'QUERY_CAPABILITY_REQ').then(() => undefined),
     );
     add({
       section: 'floor',
@@ -68,16 +68,18 @@ export async function floors(b: BenchContext): Promise<void> {
     // The back end's create+delete alone, as the driver does it (create, delete, poll until gone).
     const pairs = await closedLoop(c, floorMs * 2, async (seq) => {
       const name = `floor-${c}-${seq}`;
-      const created = await vbsCall(emulator.vbsSocket, 'CREATE_VOLUME_REQ', {
+      const created = await rawVbsCall(emulator.vbsSocket, 'CREATE_VOLUME_REQ', {
         vol_name: name,
         vol_size: 1024,
         pool_id: 'pool0',
         thin_flag: 1,
       });
       if (created.retcode !== 0) throw new Error(`floor create ${name}: ${created.retcode}`);
-      const deleted = await vbsCall(emulator.vbsSocket, 'DELETE_VOLUME_REQ', { vol_name: name });
+      const deleted = await rawVbsCall(emulator.vbsSocket, 'DELETE_VOLUME_REQ', { vol_name: name });
       if (deleted.retcode !== 0) throw new Error(`floor delete ${name}: ${deleted.retcode}`);
-      while ((await vbsCall(emulator.vbsSocket, 'QUERY_VOLUME_REQ', { vol_name: name })).retcode !== RetCode.NOT_EXIST)
+      while (
+        (await rawVbsCall(emulator.vbsSocket, 'QUERY_VOLUME_REQ', { vol_name: name })).retcode !== RetCode.NOT_EXIST
+      )
         await sleep(1);
     });
     add({
@@ -103,7 +105,7 @@ export async function floors(b: BenchContext): Promise<void> {
     note: 'execFile /bin/true from Node',
   });
   const floorVol = 'floor-querydev';
-  await vbsCall(emulator.vbsSocket, 'CREATE_VOLUME_REQ', {
+  await rawVbsCall(emulator.vbsSocket, 'CREATE_VOLUME_REQ', {
     vol_name: floorVol,
     vol_size: 64,
     pool_id: 'pool0',
@@ -121,7 +123,7 @@ export async function floors(b: BenchContext): Promise<void> {
     latency: summarize(querydev),
     note: 'spawn of the C sds_cli, one KV round trip',
   });
-  await vbsCall(emulator.vbsSocket, 'DELETE_VOLUME_REQ', { vol_name: floorVol });
+  await rawVbsCall(emulator.vbsSocket, 'DELETE_VOLUME_REQ', { vol_name: floorVol });
   const [src, dst] = [join(dir, 'bind-src'), join(dir, 'bind-dst')];
   await mkdir(src, { recursive: true });
   await mkdir(dst, { recursive: true });

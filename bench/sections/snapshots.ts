@@ -1,7 +1,7 @@
 // CreateSnapshot and a linked clone from it, next to the same requests sent straight to the emulator.
 import { join } from 'node:path';
 import { RetCode } from '../../src/protocol/vbs.js';
-import { vbsCall } from '../lib/clients.js';
+import { rawVbsCall } from '../../src/sds/raw.js';
 import { mountCap, sleep, timed, type BenchContext } from '../lib/context.js';
 import { summarize } from '../lib/stats.js';
 import { publishedVolume, removeVolume } from './volumes.js';
@@ -13,37 +13,37 @@ export async function snapshots(b: BenchContext): Promise<void> {
   const { ctl, nodeCsi, emulator, dir, opt, add } = b;
   const src = await publishedVolume(b, 'snap-source', 'ext4');
   const staging = join(dir, 'snap-source-staging');
-  await nodeCsi.call('node', 'NodeStageVolume', {
+  await nodeCsi.node.NodeStageVolume({
     volume_id: src.id,
     staging_target_path: staging,
     volume_capability: mountCap('ext4'),
     publish_context: src.publishContext,
     volume_context: {},
   });
-  await nodeCsi.call('node', 'NodeUnstageVolume', { volume_id: src.id, staging_target_path: staging });
+  await nodeCsi.node.NodeUnstageVolume({ volume_id: src.id, staging_target_path: staging });
   const snap: number[] = [];
   const clone: number[] = [];
   const del: number[] = [];
   for (let i = 0; i < opt.iterations; i++) {
     const [ts, r] = await timed(() =>
-      ctl.call<{ snapshot: { snapshot_id: string } }>('controller', 'CreateSnapshot', {
+      ctl.controller.CreateSnapshot({
         source_volume_id: src.id,
         name: `snap-${i}`,
         parameters: {},
       }),
     );
     const [tc, v] = await timed(() =>
-      ctl.call<{ volume: { volume_id: string } }>('controller', 'CreateVolume', {
+      ctl.controller.CreateVolume({
         name: `clone-${i}`,
         capacity_range: { required_bytes: String(GiB) },
         volume_capabilities: [mountCap('ext4')],
         parameters: {},
-        volume_content_source: { snapshot: { snapshot_id: r.snapshot.snapshot_id } },
+        volume_content_source: { snapshot: { snapshot_id: r.snapshot!.snapshot_id } },
       }),
     );
     const [td] = await timed(async () => {
-      await ctl.call('controller', 'DeleteVolume', { volume_id: v.volume.volume_id });
-      await ctl.call('controller', 'DeleteSnapshot', { snapshot_id: r.snapshot.snapshot_id });
+      await ctl.controller.DeleteVolume({ volume_id: v.volume!.volume_id });
+      await ctl.controller.DeleteSnapshot({ snapshot_id: r.snapshot!.snapshot_id });
     });
     snap.push(ts);
     clone.push(tc);
@@ -54,14 +54,14 @@ export async function snapshots(b: BenchContext): Promise<void> {
   const rawClone: number[] = [];
   const sock = emulator.vbsSocket;
   const gone = async (type: string, key: string, name: string) => {
-    while ((await vbsCall(sock, type, { [key]: name })).retcode !== RetCode.NOT_EXIST) await sleep(1);
+    while ((await rawVbsCall(sock, type, { [key]: name })).retcode !== RetCode.NOT_EXIST) await sleep(1);
   };
   for (let i = 0; i < opt.iterations; i++) {
     const [ts, rs] = await timed(() =>
-      vbsCall(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: `raw-snap-${i}`, vol_name: src.id, smartflag: 1 }),
+      rawVbsCall(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: `raw-snap-${i}`, vol_name: src.id, smartflag: 1 }),
     );
     const [tc, rc] = await timed(() =>
-      vbsCall(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+      rawVbsCall(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
         vol_name: `raw-clone-${i}`,
         vol_size: 1024,
         snap_name_src: `raw-snap-${i}`,
@@ -69,9 +69,9 @@ export async function snapshots(b: BenchContext): Promise<void> {
       }),
     );
     if (rs.retcode !== 0 || rc.retcode !== 0) throw new Error(`raw snapshot/clone: ${rs.retcode}/${rc.retcode}`);
-    await vbsCall(sock, 'DELETE_VOLUME_REQ', { vol_name: `raw-clone-${i}` });
+    await rawVbsCall(sock, 'DELETE_VOLUME_REQ', { vol_name: `raw-clone-${i}` });
     await gone('QUERY_VOLUME_REQ', 'vol_name', `raw-clone-${i}`);
-    await vbsCall(sock, 'DELETE_SNAPSHOT_REQ', { snap_name: `raw-snap-${i}` });
+    await rawVbsCall(sock, 'DELETE_SNAPSHOT_REQ', { snap_name: `raw-snap-${i}` });
     await gone('QUERY_SNAPSHOT_REQ', 'snap_name', `raw-snap-${i}`);
     rawSnap.push(ts);
     rawClone.push(tc);

@@ -23,7 +23,7 @@ export async function firstStage(b: BenchContext): Promise<void> {
       const v = await publishedVolume(b, `first-${fsType}-${r}`, fsType);
       const staging = join(dir, `first-${fsType}-${r}`);
       const [t] = await timed(() =>
-        nodeCsi.call('node', 'NodeStageVolume', {
+        nodeCsi.node.NodeStageVolume({
           volume_id: v.id,
           staging_target_path: staging,
           volume_capability: mountCap(fsType),
@@ -32,7 +32,7 @@ export async function firstStage(b: BenchContext): Promise<void> {
         }),
       );
       stage.push(t);
-      await nodeCsi.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging });
+      await nodeCsi.node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: staging });
       await removeVolume(b, v.id);
     }
     // Floor: attach, mkfs (the driver's arguments) and mount, run by hand on a fresh volume.
@@ -92,8 +92,8 @@ export async function stagePublish(b: BenchContext): Promise<void> {
     volume_context: {},
   };
   const publishReq = { ...stageReq, target_path: target, readonly: false };
-  await nodeCsi.call('node', 'NodeStageVolume', stageReq); // formats
-  await nodeCsi.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging });
+  await nodeCsi.node.NodeStageVolume(stageReq); // formats
+  await nodeCsi.node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: staging });
 
   const sampler = new RssSampler([node.pid]);
   let nodeCpu0 = cpuMs(node.pid);
@@ -105,14 +105,10 @@ export async function stagePublish(b: BenchContext): Promise<void> {
     stagePublish: [] as number[],
   };
   for (let i = 0; i < opt.iterations + 2; i++) {
-    const [a] = await timed(() => nodeCsi.call('node', 'NodeStageVolume', stageReq));
-    const [b] = await timed(() => nodeCsi.call('node', 'NodePublishVolume', publishReq));
-    const [c] = await timed(() =>
-      nodeCsi.call('node', 'NodeUnpublishVolume', { volume_id: v.id, target_path: target }),
-    );
-    const [d] = await timed(() =>
-      nodeCsi.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging }),
-    );
+    const [a] = await timed(() => nodeCsi.node.NodeStageVolume(stageReq));
+    const [b] = await timed(() => nodeCsi.node.NodePublishVolume(publishReq));
+    const [c] = await timed(() => nodeCsi.node.NodeUnpublishVolume({ volume_id: v.id, target_path: target }));
+    const [d] = await timed(() => nodeCsi.node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: staging }));
     if (i < 2) {
       nodeCpu0 = cpuMs(node.pid); // warm-up
       continue;
@@ -269,16 +265,10 @@ export async function countPrograms(
       volume_context: {},
     };
     const calls: Array<[string, () => Promise<unknown>]> = [
-      ['NodeStageVolume', () => csi.call('node', 'NodeStageVolume', stageReq)],
-      [
-        'NodePublishVolume',
-        () => csi.call('node', 'NodePublishVolume', { ...stageReq, target_path: target, readonly: false }),
-      ],
-      ['NodeUnpublishVolume', () => csi.call('node', 'NodeUnpublishVolume', { volume_id: v.id, target_path: target })],
-      [
-        'NodeUnstageVolume',
-        () => csi.call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: staging }),
-      ],
+      ['NodeStageVolume', () => csi.node.NodeStageVolume(stageReq)],
+      ['NodePublishVolume', () => csi.node.NodePublishVolume({ ...stageReq, target_path: target, readonly: false })],
+      ['NodeUnpublishVolume', () => csi.node.NodeUnpublishVolume({ volume_id: v.id, target_path: target })],
+      ['NodeUnstageVolume', () => csi.node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: staging })],
     ];
     const parts: string[] = [];
     let seen = 0;

@@ -11,26 +11,22 @@ export async function publishedVolume(
   fsType: string,
 ): Promise<{ id: string; publishContext: Record<string, string> }> {
   const { ctl } = b;
-  const { volume } = await ctl.call<{ volume: { volume_id: string } }>('controller', 'CreateVolume', {
+  const { volume } = await ctl.controller.CreateVolume({
     name,
     capacity_range: { required_bytes: String(GiB) },
     volume_capabilities: [mountCap(fsType)],
     parameters: {},
   });
-  const { publish_context } = await ctl.call<{ publish_context: Record<string, string> }>(
-    'controller',
-    'ControllerPublishVolume',
-    {
-      volume_id: volume.volume_id,
-      node_id: HOST_ID,
-      volume_capability: mountCap(fsType),
-    },
-  );
-  return { id: volume.volume_id, publishContext: publish_context };
+  const { publish_context } = await ctl.controller.ControllerPublishVolume({
+    volume_id: volume!.volume_id,
+    node_id: HOST_ID,
+    volume_capability: mountCap(fsType),
+  });
+  return { id: volume!.volume_id, publishContext: publish_context };
 }
 
 export async function removeVolume(b: BenchContext, id: string): Promise<void> {
   const { ctl } = b;
-  await ctl.call('controller', 'ControllerUnpublishVolume', { volume_id: id, node_id: HOST_ID });
-  await ctl.call('controller', 'DeleteVolume', { volume_id: id });
+  await ctl.controller.ControllerUnpublishVolume({ volume_id: id, node_id: HOST_ID });
+  await ctl.controller.DeleteVolume({ volume_id: id });
 }

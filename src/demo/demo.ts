@@ -11,13 +11,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ControllerClient } from '../generated/csi/v1/Controller.js';
-import type { IdentityClient } from '../generated/csi/v1/Identity.js';
-import type { NodeClient } from '../generated/csi/v1/Node.js';
 import type { VolumeCapability } from '../generated/csi/v1/VolumeCapability.js';
 import { demoSettings } from '../config/demo.js';
-import { loadCsiProto } from '../server/proto.js';
 import { parseUnixEndpoint } from '../server/server.js';
+import { connectCsi, CsiCallError, type CsiClients } from '../util/csi-client.js';
 import { projectRoot } from '../util/paths.js';
 
 const DEFAULT_ENDPOINT = 'unix:///tmp/sdshypervisor-csi/csi.sock';
@@ -46,64 +43,23 @@ const out = (text: string): void => {
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 
-type Callback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
-type Api<C> = {
-  [K in keyof C as K extends `${Uppercase<infer _F>}${string}` ? K : never]: C[K] extends {
-    (argument: infer Req, callback: Callback<infer Res>): grpc.ClientUnaryCall;
-  }
-    ? (request: Req) => Promise<Res>
-    : never;
-};
+type Csi = CsiClients;
 
-function api<C extends grpc.Client>(client: C, timeoutMs = 120_000): Api<C> {
-  return new Proxy({} as Api<C>, {
-    get(_, method: string) {
-      const fn = (
-        client as unknown as Record<string, (req: unknown, opts: grpc.CallOptions, cb: Callback<unknown>) => void>
-      )[method];
-      if (typeof fn !== 'function') return undefined;
-      return (request: unknown) =>
-        new Promise((resolve, reject) =>
-          fn.call(client, request, { deadline: Date.now() + timeoutMs }, (err, res) =>
-            err ? reject(new Error(`${method}: ${grpc.status[err.code] ?? err.code}: ${err.details}`)) : resolve(res),
-          ),
-        );
-    },
-  });
-}
-
-interface Csi {
-  identity: Api<IdentityClient>;
-  controller: Api<ControllerClient>;
-  node: Api<NodeClient>;
-  close(): void;
-}
+/** Identity calls answer at once or not at all; the rest may format or clone, so they get longer. */
+const IDENTITY_CALL = { timeoutMs: 5_000 };
 
 function connect(socket: string): Csi {
-  const csi = loadCsiProto().csi.v1;
-  const address = `unix://${socket}`;
-  const creds = grpc.credentials.createInsecure();
-  const clients = [
-    new csi.Identity(address, creds),
-    new csi.Controller(address, creds),
-    new csi.Node(address, creds),
-  ] as const;
-  return {
-    identity: api(clients[0], 5_000),
-    controller: api(clients[1]),
-    node: api(clients[2]),
-    close: () => clients.forEach((c) => c.close()),
-  };
+  return connectCsi(socket, { timeoutMs: 120_000 });
 }
 
 /** 'ready', 'not-ready' (a driver answered: not ready yet) or 'nothing' (no answer at all). */
 async function probeState(csi: Csi): Promise<'ready' | 'not-ready' | 'nothing'> {
   try {
-    const probe = await csi.identity.Probe({});
+    const probe = await csi.identity.Probe({}, IDENTITY_CALL);
     return probe.ready?.value !== false ? 'ready' : 'not-ready';
   } catch (err) {
     // FAILED_PRECONDITION / UNAVAILABLE from a driver that serves but cannot reach its back end: it answered.
-    const code = (err as grpc.ServiceError).code;
+    const code = err instanceof CsiCallError ? err.code : undefined;
     return code === grpc.status.FAILED_PRECONDITION ? 'not-ready' : 'nothing';
   }
 }
@@ -279,8 +235,8 @@ async function main(): Promise<number> {
     {
       title: 'GetPluginInfo + Probe',
       run: async () => {
-        const info = await csi.identity.GetPluginInfo({});
-        const probe = await csi.identity.Probe({});
+        const info = await csi.identity.GetPluginInfo({}, IDENTITY_CALL);
+        const probe = await csi.identity.Probe({}, IDENTITY_CALL);
         return `${info.name} ${info.vendor_version}, ready=${probe.ready?.value ?? true}`;
       },
     },

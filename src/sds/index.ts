@@ -5,3 +5,5 @@ export { SdsClient, CLIENT_DEFAULTS, isRetriedAfterSend, toMiB } from './client.
 export type { SdsClientOptions, SdsLogger, SdsObserver, RetryPolicy } from './client.js';
 export { parseAddress, parseAddressList, formatAddress, AddressError } from './transport.js';
 export type { VbsAddress } from './transport.js';
+export { rawVbsCall } from './raw.js';
+export type { RawCallOptions, RawReply, RawTarget } from './raw.js';

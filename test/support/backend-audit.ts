@@ -7,7 +7,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { openDatabase } from '../../emulator/sqlite.js';
-import { call } from '../helpers/emulator.js';
+import { call } from './emulator.js';
 
 const run = promisify(execFile);
 

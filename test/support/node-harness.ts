@@ -1,66 +1,21 @@
-// A real CSI server (identity + node) on a unix socket in a temp dir, and a promise-based gRPC client for
-// it. The node service gets whatever connector the test passes (the loop stand-in, or the real KvConnector).
+// A real CSI server (identity + node) on a unix socket in a temp dir, and the shared CSI client
+// (src/util/csi-client.ts) for it. The node service gets whatever connector the test passes (the loop stand-in, or the real KvConnector).
 import { execFileSync } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { expect } from 'vitest';
-import type { NodeClient } from '../../src/generated/csi/v1/Node.js';
-import type { IdentityClient } from '../../src/generated/csi/v1/Identity.js';
 import type {
   _csi_v1_VolumeCapability_AccessMode_Mode,
   VolumeCapability,
 } from '../../src/generated/csi/v1/VolumeCapability.js';
 import { identityService } from '../../src/identity/identity.js';
 import { nodeService, type NodeDeps } from '../../src/node/node.js';
-import { loadCsiProto } from '../../src/server/proto.js';
 import { makeContextFactory } from '../../src/server/rpc.js';
 import { CsiServer } from '../../src/server/server.js';
 import { readMountTable, topMountAt } from '../../src/mount/index.js';
+import { connectCsi, type CsiClients } from '../../src/util/csi-client.js';
 import type { LoopConnector } from './loop-connector.js';
 import { LoopFixtures } from './loop-fixtures.js';
-
-type Callback<Res> = (err: grpc.ServiceError | null, res?: Res) => void;
-type Promisified<C> = {
-  [K in keyof C as K extends `${Uppercase<infer _F>}${string}` ? K : never]: C[K] extends {
-    (argument: infer Req, callback: Callback<infer Res>): grpc.ClientUnaryCall;
-  }
-    ? (request: Req) => Promise<Res>
-    : never;
-};
-
-/** Wraps a grpc-js client: `await client.NodeStageVolume({...})`. */
-export function promisify<C extends grpc.Client>(client: C): Promisified<C> {
-  return new Proxy({} as Promisified<C>, {
-    get(_, method: string) {
-      const fn = (client as unknown as Record<string, (req: unknown, cb: Callback<unknown>) => void>)[method];
-      if (typeof fn !== 'function') return undefined;
-      return (request: unknown) =>
-        new Promise((resolve, reject) => fn.call(client, request, (err, res) => (err ? reject(err) : resolve(res))));
-    },
-  });
-}
-
-export interface CsiClients {
-  node: Promisified<NodeClient>;
-  identity: Promisified<IdentityClient>;
-  close(): void;
-}
-
-export function connectCsi(socketPath: string): CsiClients {
-  const csi = loadCsiProto().csi.v1;
-  const address = `unix://${socketPath}`;
-  const creds = grpc.credentials.createInsecure();
-  const node = new csi.Node(address, creds);
-  const identity = new csi.Identity(address, creds);
-  return {
-    node: promisify(node),
-    identity: promisify(identity),
-    close: () => {
-      node.close();
-      identity.close();
-    },
-  };
-}
 
 export interface NodeHarness extends CsiClients {
   server: CsiServer;
@@ -99,7 +54,7 @@ export async function codeOf(promise: Promise<unknown>): Promise<string> {
     await promise;
     return 'OK';
   } catch (err) {
-    const code = (err as grpc.ServiceError).code;
+    const code = (err as { code: grpc.status }).code;
     return grpc.status[code] ?? String(code);
   }
 }

@@ -1,7 +1,7 @@
 // A bare VBS socket-API request from a test, for looking at the back end's own view of things (the driver
-// is never involved): the shared codec over the client's one-request exchange, no retries, no interpretation.
-import { encodeRequest, parseReply, type FieldInput } from '../../src/protocol/vbs.js';
-import { exchange } from '../../src/sds/transport.js';
+// is never involved): the shared raw client (src/sds/raw.ts) with accessors for repeated keys and records.
+import type { FieldInput } from '../../src/protocol/vbs.js';
+import { rawVbsCall } from '../../src/sds/raw.js';
 
 export interface RawReply {
   retcode: number;
@@ -17,12 +17,7 @@ export async function vbsRequest(
   fields: Record<string, FieldInput> = {},
   token?: string,
 ): Promise<RawReply> {
-  const bytes = encodeRequest(type, { ...fields, ...(token ? { auth_token: token } : {}) });
-  const raw = await exchange({ kind: 'unix', path: socketPath, text: `unix://${socketPath}` }, bytes, {
-    connectTimeoutMs: 3_000,
-    deadline: Date.now() + 10_000,
-  });
-  const reply = parseReply(raw);
+  const reply = await rawVbsCall(socketPath, type, fields, { token, timeoutMs: 10_000 });
   return {
     retcode: reply.retcode,
     get: (k) => reply.fields.get(k),

@@ -7,8 +7,9 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeRequest, parseRecord, parseReply, type Fields, type FieldInput } from '../../src/protocol/vbs.js';
-import { cleanupLeaks, findLeaks, type Leaks } from '../support/leaks.js';
+import { parseRecord, type Fields, type FieldInput } from '../../src/protocol/vbs.js';
+import { rawVbsCall } from '../../src/sds/raw.js';
+import { cleanupLeaks, findLeaks, type Leaks } from './leaks.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const EMULATOR_MAIN = join(root, 'dist', 'emulator', 'main.js');
@@ -158,13 +159,15 @@ export function exchange(
       resolvePromise({ data: Buffer.concat(received), closedByServer });
     };
     const timer = setTimeout(() => finish(false), options.timeoutMs ?? 20_000);
-    socket.on('connect', async () => {
+    const writeAll = async (): Promise<void> => {
       for (let i = 0; i < list.length; i++) {
         if (i > 0 && options.gapMs) await sleep(options.gapMs);
         if (!socket.destroyed) socket.write(list[i]!);
       }
       if (options.halfClose) socket.end();
-    });
+    };
+    // writeAll only awaits sleeps; a socket failure arrives as its 'error' event below.
+    socket.on('connect', () => void writeAll());
     socket.on('data', (d: Buffer) => received.push(d));
     socket.on('end', () => finish(true));
     socket.on('close', () => finish(true));
@@ -187,10 +190,10 @@ export interface Answer {
   record(key: string): Record<string, string>;
 }
 
-/** One request with the empty-line terminator; the reply parsed. */
+/** One request through the shared raw client (src/sds/raw.ts); the reply parsed, its text kept. */
 export async function call(target: Target, type: string, fields: Record<string, FieldInput> = {}): Promise<Answer> {
-  const { data } = await exchange(target, encodeRequest(type, fields), { timeoutMs: 120_000 });
-  const reply = parseReply(data);
+  const reply = await rawVbsCall(target, type, fields, { timeoutMs: 120_000 });
+  const data = reply.raw;
   return {
     retcode: reply.retcode,
     fields: reply.fields,
