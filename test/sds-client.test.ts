@@ -316,6 +316,14 @@ describe('retries', () => {
     expect(starting.seen).toHaveLength(fastRetry.attempts + 1);
   });
 
+  it('a retry after BUSY that the deadline cuts is still Busy for a request safe to resend', async () => {
+    let answered = 0;
+    const f = await fake(() => (answered++ === 0 ? reply(RetCode.BUSY) : { hang: true }));
+    const c = client(f.address, { requestTimeoutMs: 300, retry: { attempts: 5, baseDelayMs: 10, maxDelayMs: 10 } });
+    await expectSdsError(c.getVolume('v1'), 'Busy');
+    expect(f.seen.length).toBe(2);
+  });
+
   it('stops backing off when the deadline would pass', async () => {
     const f = await fake(() => reply(RetCode.BUSY));
     const c = client(f.address, { requestTimeoutMs: 200, retry: { attempts: 100, baseDelayMs: 80, maxDelayMs: 80 } });

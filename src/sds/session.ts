@@ -177,6 +177,10 @@ export class VbsSession {
             err,
           );
         }
+        // A retry after BUSY cut by the deadline: for a request that is safe to send again, the VBS's last word
+        // (busy, retry) says more than "timeout", and the CO's retry is safe either way.
+        if (err.failure === 'timeout' && retryAfterSend && lastBusyReply !== undefined)
+          throw this.replyError(type, lastBusyReply);
         if (err.failure === 'timeout')
           throw this.error(
             'Timeout',
