@@ -13,6 +13,7 @@ import { projectRoot } from '../src/util/paths.js';
 import { FakeBackend } from './support/fake-backend.js';
 import { startInProcess } from './support/in-process.js';
 import { eventually } from './support/ops.js';
+import { processesUnder } from './support/leaks.js';
 import { cleanEnv, leftovers } from './support/stack.js';
 
 let dir: string;
@@ -25,24 +26,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
   expect(problems).toEqual([]);
 });
-
-function processesUnder(root: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      if (
-        readFileSync(`/proc/${entry}/cmdline`, 'utf8')
-          .split('\0')
-          .some((arg) => arg.includes(root))
-      )
-        pids.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
 
 interface Demo {
   child: ChildProcess;

@@ -4,13 +4,14 @@
 // directory held by another emulator) stops the driver with exit 1 and a line naming the cause and the
 // directory. The stages are found from the log lines the driver writes, never from timing.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../src/util/paths.js';
 import { eventually, logLines } from './support/ops.js';
+import { processesUnder } from './support/leaks.js';
 import { cleanEnv, leftovers } from './support/stack.js';
 
 let dir: string;
@@ -23,21 +24,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
   expect(problems).toEqual([]);
 });
-
-/** Pids of the processes whose command line names a path under `root` (our drivers and emulators). */
-function processesUnder(root: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (argv.some((arg) => arg.includes(root))) pids.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
 
 interface Driver {
   child: ChildProcess;

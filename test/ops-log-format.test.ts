@@ -2,7 +2,6 @@
 // as JSON when stderr is not a terminal (pipes, files, Kubernetes), and as readable pino-pretty lines when it
 // is (a person running `npm start`; the test gives the driver a pseudo-terminal with util-linux `script`).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { projectRoot } from '../src/util/paths.js';
 import { eventually } from './support/ops.js';
 import { cleanEnv, leftovers } from './support/stack.js';
+import { processArgvs } from './support/leaks.js';
 
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 let dir: string;
@@ -35,17 +35,10 @@ function driverArgs(name: string): string[] {
 
 /** The driver process (not `script`) of a run: the node process whose argv has --mode=all and the run's dir. */
 function driverPid(name: string): number | undefined {
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (argv[0] === process.execPath && argv.includes('--mode=all') && argv.some((a) => a.includes(join(dir, name))))
-        return Number(entry);
-    } catch {
-      // gone
-    }
-  }
-  return undefined;
+  return processArgvs().find(
+    ({ argv }) =>
+      argv[0] === process.execPath && argv.includes('--mode=all') && argv.some((a) => a.includes(join(dir, name))),
+  )?.pid;
 }
 
 async function runUntilStartedThenStop(child: ChildProcess, name: string): Promise<string> {

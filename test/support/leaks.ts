@@ -6,7 +6,7 @@
 //  - mounts whose mount point is under `dir`, or whose source is one of those loop devices.
 // Cleanup goes inside out: mounts deepest first, then loop devices over pool files, then the LUNs.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, realpathSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync } from 'node:fs';
 
 export interface Leaks {
   /** `<device> → <backing file>` */
@@ -126,4 +126,25 @@ export async function settledLeaks(dir: string, timeoutMs = 5_000): Promise<Leak
     leaks = findLeaks(dir);
   }
   return leaks;
+}
+
+/** Every other process's pid and argv, read from /proc (a process gone meanwhile is skipped). */
+export function processArgvs(): Array<{ pid: number; argv: string[] }> {
+  const out: Array<{ pid: number; argv: string[] }> = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      out.push({ pid: Number(entry), argv: readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0') });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Pids of the processes whose command line names a path under `root` (a test's drivers and emulators). */
+export function processesUnder(root: string): number[] {
+  return processArgvs()
+    .filter((p) => p.argv.some((arg) => arg.includes(root)))
+    .map((p) => p.pid);
 }
