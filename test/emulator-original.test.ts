@@ -23,6 +23,7 @@ import {
   stopAndCheck,
   volumePath,
   waitGone,
+  waitForLog,
 } from './support/emulator.js';
 import { checkedAgainstCatalog, type Handler } from '../emulator/handlers.js';
 import { backendObjects, poolFiles, storeRows } from './support/emulator-inventory.js';
@@ -101,8 +102,9 @@ describe('emulator original level: the nine requests', () => {
       args: ['--pool', 'pool0:3G', '--pool', 'pool1:2G', '--max-oversubscription', '1'],
     });
     sock = d.info.controlSocket;
+    // The "ready" line carries the level; earlier lines (the pool type) came down the pipe before it.
+    await waitForLog(d, /"protocol":"original"/);
     xfs = /"poolType":"xfs-reflink"/.test(d.stderr());
-    expect(d.stderr()).toMatch(/"protocol":"original"/);
   });
 
   afterAll(async () => {
@@ -468,7 +470,7 @@ describe('emulator original level: settings and the store after a stop', () => {
       expect(poolFiles(d.dataDir)).toEqual({ volumes: ['pool0/left-v'], snapshots: ['pool0/left-s'], tmp: [] });
       // While the daemon runs, its store is locked: the listing comes from the pool files.
       expect(backendObjects(d.dataDir)).toEqual({ volumes: ['pool0/left-v'], snapshots: ['pool0/left-s'] });
-      expect(d.stderr()).toMatch(/checks no token/);
+      expect(await waitForLog(d, /checks no token/)).toBeTruthy();
     } finally {
       const r = await stopAndCheckKeeping(d);
       expect(r.leaks).toEqual({ code: 0, loops: [], mounts: [] });

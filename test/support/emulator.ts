@@ -125,6 +125,21 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<Daemon> 
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Waits until the daemon's log matches `pattern`. The daemon writes its info file before it logs
+ * "ready", and stderr reaches the test through a pipe, so a line can lag the event it reports.
+ */
+export async function waitForLog(d: Pick<Daemon, 'stderr'>, pattern: RegExp, timeoutMs = 10_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = pattern.exec(d.stderr());
+    if (match) return match[0];
+    if (Date.now() > deadline)
+      throw new Error(`no log line matched ${pattern} in ${timeoutMs} ms:\n${d.stderr().slice(-3000)}`);
+    await sleep(20);
+  }
+}
+
 export type Target = string | { port: number };
 
 function connect(target: Target): net.Socket {
