@@ -3,20 +3,11 @@
 // Also dead mounts (a FUSE mount whose daemon is gone: ENOTCONN), devices vanishing behind our back, and
 // concurrent calls for one volume.
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
-import { LoopFixtures, sh } from './support/loop-fixtures.js';
-import {
-  blockCap,
-  codeOf,
-  dfSize,
-  mountAt,
-  mountCap,
-  startLoopNode,
-  stopLoopNode,
-  type NodeHarness,
-} from './support/node-harness.js';
+import { sh } from './support/loop-fixtures.js';
+import { blockCap, codeOf, dfSize, mountAt, mountCap, useLoopNode } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 
@@ -32,29 +23,22 @@ class GatedConnector extends LoopConnector {
 }
 
 describe('node service: crash recovery and broken surroundings', () => {
-  let fx: LoopFixtures;
-  let connector: GatedConnector;
-  let h: NodeHarness;
-
-  beforeAll(async () => {
-    ({ fx, connector, h } = await startLoopNode('node-crash', (f) => new GatedConnector(f)));
-  });
-  afterAll(() => stopLoopNode({ fx, h }));
+  const loop = useLoopNode('node-crash', (f) => new GatedConnector(f));
 
   async function volume(name: string, bytes = 320 * MiB) {
-    const image = await connector.create(name, bytes);
-    const staging = fx.path(`${name}-staging`);
+    const image = await loop.connector.create(name, bytes);
+    const staging = loop.fx.path(`${name}-staging`);
     await mkdir(staging);
     return { image, staging };
   }
   const stage = (vol: string, staging: string, fsType = 'ext4') =>
-    h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap(fsType) });
+    loop.h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap(fsType) });
   const unstage = (vol: string, staging: string) =>
-    h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+    loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
 
   it('stage: crash after attach, before mkfs → the repeat formats and mounts', async () => {
     const { staging } = await volume('c-attached');
-    await connector.attach('c-attached');
+    await loop.connector.attach('c-attached');
     await stage('c-attached', staging);
     expect((await mountAt(staging))?.fsType).toBe('ext4');
     await unstage('c-attached', staging);
@@ -62,9 +46,9 @@ describe('node service: crash recovery and broken surroundings', () => {
 
   it('stage: crash after mkfs (data already written once), before mount → mounted, nothing reformatted', async () => {
     const { staging } = await volume('c-formatted');
-    const device = await connector.attach('c-formatted');
+    const device = await loop.connector.attach('c-formatted');
     sh('mkfs.xfs', ['-q', device]);
-    const scratch = fx.path('c-formatted-scratch');
+    const scratch = loop.fx.path('c-formatted-scratch');
     await mkdir(scratch);
     sh('mount', [device, scratch]);
     await writeFile(`${scratch}/keep.txt`, 'still here');
@@ -76,7 +60,7 @@ describe('node service: crash recovery and broken surroundings', () => {
 
   it('stage: a crash in the middle of mkfs.xfs (superblock still "in progress") → formatted again and mounted', async () => {
     const { staging } = await volume('c-half-xfs');
-    const device = await connector.attach('c-half-xfs');
+    const device = await loop.connector.attach('c-half-xfs');
     sh('mkfs.xfs', ['-q', device]);
     sh('xfs_db', ['-x', '-c', 'sb 0', '-c', 'write inprogress 1', device]);
     await stage('c-half-xfs', staging, 'xfs');
@@ -86,9 +70,9 @@ describe('node service: crash recovery and broken surroundings', () => {
 
   it('stage: xfs mounted but not grown to its bigger device (crash before xfs_growfs) → the repeat grows it', async () => {
     const { image, staging } = await volume('c-xfs-grow');
-    const device = await connector.attach('c-xfs-grow');
+    const device = await loop.connector.attach('c-xfs-grow');
     sh('mkfs.xfs', ['-q', device]);
-    await fx.grow(image, device, 640 * MiB);
+    await loop.fx.grow(image, device, 640 * MiB);
     sh('mount', ['-t', 'xfs', '-o', 'nouuid', device, staging]);
     expect(dfSize(staging)).toBeLessThan(330 * MiB);
     await stage('c-xfs-grow', staging, 'xfs');
@@ -99,8 +83,8 @@ describe('node service: crash recovery and broken surroundings', () => {
   it('stage: an ext4 volume on a bigger device (a clone restored larger than its snapshot) grows before it mounts', async () => {
     const { image, staging } = await volume('c-ext4-clone');
     sh('mkfs.ext4', ['-F', '-q', image]);
-    await connector.attach('c-ext4-clone');
-    await fx.grow(image, (await connector.queryDevice('c-ext4-clone'))!, 640 * MiB);
+    await loop.connector.attach('c-ext4-clone');
+    await loop.fx.grow(image, (await loop.connector.queryDevice('c-ext4-clone'))!, 640 * MiB);
     await stage('c-ext4-clone', staging);
     expect(dfSize(staging)).toBeGreaterThan(580 * MiB);
     await unstage('c-ext4-clone', staging);
@@ -108,7 +92,7 @@ describe('node service: crash recovery and broken surroundings', () => {
 
   it('stage: a dead mount left at the staging path is cleared and the volume staged', async () => {
     const { staging } = await volume('c-dead-staging', 64 * MiB);
-    fx.deadMount(staging);
+    loop.fx.deadMount(staging);
     await stage('c-dead-staging', staging);
     const m = (await readMountTable()).filter((e) => e.mountPoint === staging);
     expect(m.map((e) => e.fsType)).toEqual(['ext4']);
@@ -118,7 +102,7 @@ describe('node service: crash recovery and broken surroundings', () => {
   it('publish: crash between bind and the read-only remount → the repeat makes it read-only; ro→rw stays ALREADY_EXISTS', async () => {
     const { staging } = await volume('c-bind', 64 * MiB);
     await stage('c-bind', staging);
-    const target = fx.path('c-bind-pod');
+    const target = loop.fx.path('c-bind-pod');
     await mkdir(target);
     sh('mount', ['--bind', staging, target]);
     const req = {
@@ -128,53 +112,53 @@ describe('node service: crash recovery and broken surroundings', () => {
       volume_capability: mountCap('ext4'),
       readonly: true,
     };
-    await h.node.NodePublishVolume(req);
+    await loop.h.node.NodePublishVolume(req);
     expect((await mountAt(target))?.options).toContain('ro');
-    expect(await codeOf(h.node.NodePublishVolume({ ...req, readonly: false }))).toBe('ALREADY_EXISTS');
-    await h.node.NodeUnpublishVolume({ volume_id: 'c-bind', target_path: target });
+    expect(await codeOf(loop.h.node.NodePublishVolume({ ...req, readonly: false }))).toBe('ALREADY_EXISTS');
+    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-bind', target_path: target });
     await unstage('c-bind', staging);
   });
 
   it('publish: crash after creating the target directory, before binding → the repeat binds', async () => {
     const { staging } = await volume('c-mkdir', 64 * MiB);
     await stage('c-mkdir', staging);
-    const target = fx.path('c-mkdir-pod');
+    const target = loop.fx.path('c-mkdir-pod');
     await mkdir(target);
-    await h.node.NodePublishVolume({
+    await loop.h.node.NodePublishVolume({
       volume_id: 'c-mkdir',
       staging_target_path: staging,
       target_path: target,
       volume_capability: mountCap('ext4'),
     });
     expect((await mountAt(target))?.fsType).toBe('ext4');
-    await h.node.NodeUnpublishVolume({ volume_id: 'c-mkdir', target_path: target });
+    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-mkdir', target_path: target });
     await unstage('c-mkdir', staging);
   });
 
   it('publish over a dead mount at the target replaces it; stats and unpublish leave a foreign dead one alone', async () => {
     const { staging } = await volume('c-dead-target', 64 * MiB);
     await stage('c-dead-target', staging);
-    const target = fx.path('c-dead-target-pod');
+    const target = loop.fx.path('c-dead-target-pod');
     await mkdir(target);
-    fx.deadMount(target);
+    loop.fx.deadMount(target);
     const pub = {
       volume_id: 'c-dead-target',
       staging_target_path: staging,
       target_path: target,
       volume_capability: mountCap('ext4'),
     };
-    await h.node.NodePublishVolume(pub);
+    await loop.h.node.NodePublishVolume(pub);
     expect((await readMountTable()).filter((e) => e.mountPoint === target).map((e) => e.fsType)).toEqual(['ext4']);
-    await h.node.NodeUnpublishVolume({ volume_id: 'c-dead-target', target_path: target });
+    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-dead-target', target_path: target });
 
     await mkdir(target);
-    fx.deadMount(target);
+    loop.fx.deadMount(target);
     // A dead mount that is not this volume's (FUSE, not its device): the volume is not there.
-    expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: 'c-dead-target', volume_path: target }))).toBe(
+    expect(await codeOf(loop.h.node.NodeGetVolumeStats({ volume_id: 'c-dead-target', volume_path: target }))).toBe(
       'NOT_FOUND',
     );
     // A dead mount that is not this volume's (FUSE, not its device) is someone else's: unpublish leaves it.
-    await h.node.NodeUnpublishVolume({ volume_id: 'c-dead-target', target_path: target });
+    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-dead-target', target_path: target });
     expect((await mountAt(target))?.fsType).toBe('fuse');
     sh('umount', ['--lazy', target]);
     await unstage('c-dead-target', staging);
@@ -183,15 +167,15 @@ describe('node service: crash recovery and broken surroundings', () => {
   it('unpublish: crash after unmount, before removing the directory → the repeat removes it', async () => {
     const { staging } = await volume('c-unpub', 64 * MiB);
     await stage('c-unpub', staging);
-    const target = fx.path('c-unpub-pod');
-    await h.node.NodePublishVolume({
+    const target = loop.fx.path('c-unpub-pod');
+    await loop.h.node.NodePublishVolume({
       volume_id: 'c-unpub',
       staging_target_path: staging,
       target_path: target,
       volume_capability: mountCap('ext4'),
     });
     sh('umount', [target]);
-    await h.node.NodeUnpublishVolume({ volume_id: 'c-unpub', target_path: target });
+    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-unpub', target_path: target });
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
     await unstage('c-unpub', staging);
   });
@@ -200,69 +184,73 @@ describe('node service: crash recovery and broken surroundings', () => {
     const { staging } = await volume('c-unstage', 64 * MiB);
     await stage('c-unstage', staging);
     sh('umount', [staging]);
-    expect(await connector.queryDevice('c-unstage')).toBeDefined();
+    expect(await loop.connector.queryDevice('c-unstage')).toBeDefined();
     await unstage('c-unstage', staging);
-    expect(await connector.queryDevice('c-unstage')).toBeUndefined();
+    expect(await loop.connector.queryDevice('c-unstage')).toBeUndefined();
   });
 
   it('filesystem volume whose loop device is detached behind our back: condition abnormal, unpublish and unstage still OK', async () => {
     const { staging } = await volume('c-vanished', 64 * MiB);
     await stage('c-vanished', staging);
-    const target = fx.path('c-vanished-pod');
-    await h.node.NodePublishVolume({
+    const target = loop.fx.path('c-vanished-pod');
+    await loop.h.node.NodePublishVolume({
       volume_id: 'c-vanished',
       staging_target_path: staging,
       target_path: target,
       volume_capability: mountCap('ext4'),
     });
-    const device = (await connector.queryDevice('c-vanished'))!;
+    const device = (await loop.connector.queryDevice('c-vanished'))!;
     sh('losetup', ['--detach', device]); // the kernel keeps it until the last mount goes (autoclear)
-    connector.forget('c-vanished'); // and the back end no longer reports it attached
-    const stats = await h.node.NodeGetVolumeStats({ volume_id: 'c-vanished', volume_path: target });
+    loop.connector.forget('c-vanished'); // and the back end no longer reports it attached
+    const stats = await loop.h.node.NodeGetVolumeStats({ volume_id: 'c-vanished', volume_path: target });
     expect(stats.volume_condition).toMatchObject({
       abnormal: true,
       message: expect.stringContaining('no longer attached'),
     });
-    await h.node.NodeUnpublishVolume({ volume_id: 'c-vanished', target_path: target });
+    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-vanished', target_path: target });
     await unstage('c-vanished', staging);
     expect(await mountAt(staging)).toBeUndefined();
-    connector.remember('c-vanished');
-    expect(await connector.queryDevice('c-vanished')).toBeUndefined();
+    loop.connector.remember('c-vanished');
+    expect(await loop.connector.queryDevice('c-vanished')).toBeUndefined();
   });
 
   it('block volume whose loop device is detached behind our back: condition abnormal (size 0), unpublish and unstage OK', async () => {
     const { staging } = await volume('c-vanished-blk', 64 * MiB);
     const cap = blockCap();
-    await h.node.NodeStageVolume({ volume_id: 'c-vanished-blk', staging_target_path: staging, volume_capability: cap });
-    const target = fx.path('c-vanished-blk-pod', 'dev');
-    await h.node.NodePublishVolume({
+    await loop.h.node.NodeStageVolume({
+      volume_id: 'c-vanished-blk',
+      staging_target_path: staging,
+      volume_capability: cap,
+    });
+    const target = loop.fx.path('c-vanished-blk-pod', 'dev');
+    await loop.h.node.NodePublishVolume({
       volume_id: 'c-vanished-blk',
       staging_target_path: staging,
       target_path: target,
       volume_capability: cap,
     });
-    sh('losetup', ['--detach', (await connector.queryDevice('c-vanished-blk'))!]);
-    const stats = await h.node.NodeGetVolumeStats({ volume_id: 'c-vanished-blk', volume_path: target });
+    sh('losetup', ['--detach', (await loop.connector.queryDevice('c-vanished-blk'))!]);
+    const stats = await loop.h.node.NodeGetVolumeStats({ volume_id: 'c-vanished-blk', volume_path: target });
     expect(stats.volume_condition).toMatchObject({
       abnormal: true,
       message: expect.stringMatching(/size 0|no longer attached/),
     });
-    await h.node.NodeUnpublishVolume({ volume_id: 'c-vanished-blk', target_path: target });
-    await h.node.NodeUnstageVolume({ volume_id: 'c-vanished-blk', staging_target_path: staging });
+    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-vanished-blk', target_path: target });
+    await loop.h.node.NodeUnstageVolume({ volume_id: 'c-vanished-blk', staging_target_path: staging });
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('a second concurrent call for one volume is ABORTED; the first finishes; a retry then succeeds', async () => {
     const { staging } = await volume('c-concurrent', 64 * MiB);
     let open!: () => void;
-    connector.gate = new Promise((r) => (open = r));
-    const entered = new Promise<void>((r) => (connector.entered = r));
+    loop.connector.gate = new Promise((r) => (open = r));
+    const entered = new Promise<void>((r) => (loop.connector.entered = r));
     const first = stage('c-concurrent', staging);
     await entered;
     expect(await codeOf(stage('c-concurrent', staging))).toBe('ABORTED');
     expect(await codeOf(unstage('c-concurrent', staging))).toBe('ABORTED');
-    connector.gate = undefined;
-    connector.entered = undefined;
+    loop.connector.gate = undefined;
+    loop.connector.entered = undefined;
     open();
     await first;
     await stage('c-concurrent', staging);

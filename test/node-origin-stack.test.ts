@@ -9,6 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failure, status } from './support/csi-client.js';
 import { blockCap, MiB, mountCap, readDevice, sha256, stageVolume, unstageVolume } from './support/features.js';
 import { startStack, type Stack } from './support/stack.js';
+import type { CreateVolumeRequest } from '../src/generated/csi/v1/CreateVolumeRequest.js';
+import type { Volume__Output } from '../src/generated/csi/v1/Volume.js';
+import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 
 const ORIGIN = 'sdshypervisor.io/contentOrigin';
 /** Raw data with no signature blkid knows: what a raw disk image or a copy of a block volume holds. */
@@ -29,48 +32,43 @@ afterAll(async () => {
   await rm(images, { recursive: true, force: true });
 });
 
+/** CreateVolume for `bytes` at least; the volume it answers. */
+async function createVolume(
+  name: string,
+  volume_capabilities: VolumeCapability[],
+  bytes: number,
+  more: Partial<CreateVolumeRequest> = {},
+): Promise<Volume__Output> {
+  const created = await stack.csi.controller.CreateVolume({
+    name,
+    volume_capabilities,
+    capacity_range: { required_bytes: String(bytes) },
+    ...more,
+  });
+  return created.volume!;
+}
+
 describe('the content origin travels from CreateVolume to NodeStage', () => {
   it('image, snapshot and clone: origin in volume_context; a filesystem stage is FAILED_PRECONDITION; the data is intact', async () => {
     const ctl = stack.csi.controller;
     const caps = [mountCap('ext4'), blockCap()];
-    const size = { required_bytes: String(64 * MiB) };
-    const fromImage = (
-      await ctl.CreateVolume({
-        name: 'pvc-from-image',
-        volume_capabilities: caps,
-        capacity_range: size,
-        parameters: { imageSource: join(images, 'raw.img') },
-      })
-    ).volume!;
+    const fromImage = await createVolume('pvc-from-image', caps, 64 * MiB, {
+      parameters: { imageSource: join(images, 'raw.img') },
+    });
     expect(fromImage.volume_context[ORIGIN]).toBe('image');
     const snap = (await ctl.CreateSnapshot({ name: 'snap-of-image', source_volume_id: fromImage.volume_id })).snapshot!;
-    const fromSnapshot = (
-      await ctl.CreateVolume({
-        name: 'pvc-from-snap',
-        volume_capabilities: caps,
-        capacity_range: size,
-        volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } },
-      })
-    ).volume!;
+    const fromSnapshot = await createVolume('pvc-from-snap', caps, 64 * MiB, {
+      volume_content_source: { snapshot: { snapshot_id: snap.snapshot_id } },
+    });
     expect(fromSnapshot.volume_context[ORIGIN]).toBe('snapshot');
-    const clone = (
-      await ctl.CreateVolume({
-        name: 'pvc-clone',
-        volume_capabilities: caps,
-        capacity_range: size,
-        volume_content_source: { volume: { volume_id: fromImage.volume_id } },
-      })
-    ).volume!;
+    const clone = await createVolume('pvc-clone', caps, 64 * MiB, {
+      volume_content_source: { volume: { volume_id: fromImage.volume_id } },
+    });
     expect(clone.volume_context[ORIGIN]).toBe('volume');
     // A repeat of the create answers the same context.
-    const again = (
-      await ctl.CreateVolume({
-        name: 'pvc-clone',
-        volume_capabilities: caps,
-        capacity_range: size,
-        volume_content_source: { volume: { volume_id: fromImage.volume_id } },
-      })
-    ).volume!;
+    const again = await createVolume('pvc-clone', caps, 64 * MiB, {
+      volume_content_source: { volume: { volume_id: fromImage.volume_id } },
+    });
     expect(again.volume_context).toEqual(clone.volume_context);
 
     const nodeId = (await stack.csi.node.NodeGetInfo({})).node_id;
@@ -107,13 +105,7 @@ describe('the content origin travels from CreateVolume to NodeStage', () => {
 
   it('a blank volume has no origin and is formatted at its first stage', async () => {
     const ctl = stack.csi.controller;
-    const blank = (
-      await ctl.CreateVolume({
-        name: 'pvc-blank',
-        volume_capabilities: [mountCap('ext4')],
-        capacity_range: { required_bytes: String(64 * MiB) },
-      })
-    ).volume!;
+    const blank = await createVolume('pvc-blank', [mountCap('ext4')], 64 * MiB);
     expect(blank.volume_context[ORIGIN]).toBeUndefined();
     const staged = await stageVolume(stack, blank.volume_id, mountCap('ext4'));
     await writeFile(join(staged.target, 'hello'), 'formatted');
@@ -123,48 +115,17 @@ describe('the content origin travels from CreateVolume to NodeStage', () => {
 
   it('item 10: CreateVolume rounds a filesystem volume up to its minimum, or answers OUT_OF_RANGE; the result stages', async () => {
     const ctl = stack.csi.controller;
-    const xfs = (
-      await ctl.CreateVolume({
-        name: 'pvc-small-xfs',
-        volume_capabilities: [mountCap('xfs')],
-        capacity_range: { required_bytes: String(256 * MiB) },
-      })
-    ).volume!;
+    const xfs = await createVolume('pvc-small-xfs', [mountCap('xfs')], 256 * MiB);
     expect(Number(xfs.capacity_bytes)).toBe(300 * MiB);
     // The same request again is the same volume.
-    const again = (
-      await ctl.CreateVolume({
-        name: 'pvc-small-xfs',
-        volume_capabilities: [mountCap('xfs')],
-        capacity_range: { required_bytes: String(256 * MiB) },
-      })
-    ).volume!;
+    const again = await createVolume('pvc-small-xfs', [mountCap('xfs')], 256 * MiB);
     expect(again.capacity_bytes).toBe(xfs.capacity_bytes);
     // fsType from the parameters counts like the capability's; ext4 (the default) needs less.
-    const byParam = (
-      await ctl.CreateVolume({
-        name: 'pvc-small-param',
-        volume_capabilities: [mountCap('')],
-        capacity_range: { required_bytes: String(MiB) },
-        parameters: { fsType: 'xfs' },
-      })
-    ).volume!;
+    const byParam = await createVolume('pvc-small-param', [mountCap('')], MiB, { parameters: { fsType: 'xfs' } });
     expect(Number(byParam.capacity_bytes)).toBe(300 * MiB);
-    const ext4 = (
-      await ctl.CreateVolume({
-        name: 'pvc-small-ext4',
-        volume_capabilities: [mountCap('')],
-        capacity_range: { required_bytes: String(MiB) },
-      })
-    ).volume!;
+    const ext4 = await createVolume('pvc-small-ext4', [mountCap('')], MiB);
     expect(Number(ext4.capacity_bytes)).toBe(8 * MiB);
-    const block = (
-      await ctl.CreateVolume({
-        name: 'pvc-small-block',
-        volume_capabilities: [blockCap()],
-        capacity_range: { required_bytes: String(MiB) },
-      })
-    ).volume!;
+    const block = await createVolume('pvc-small-block', [blockCap()], MiB);
     expect(Number(block.capacity_bytes)).toBe(MiB);
     const capped = await failure(
       ctl.CreateVolume({

@@ -2,37 +2,20 @@
 // The connector is the loop stand-in (test/support/loop-connector.ts); node-stack.test.ts runs the same
 // life against the emulator through the real KV connector.
 import { mkdir, open, readFile, stat, writeFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { KvConnector } from '../src/connector/index.js';
 
 import { LoopConnector } from './support/loop-connector.js';
-import { hasCapSysResource, LoopFixtures, sh } from './support/loop-fixtures.js';
-import {
-  blockCap,
-  codeOf,
-  dfSize,
-  mountAt,
-  mountCap,
-  startLoopNode,
-  startNodeServer,
-  stopLoopNode,
-  type NodeHarness,
-} from './support/node-harness.js';
+import { hasCapSysResource, sh } from './support/loop-fixtures.js';
+import { blockCap, codeOf, dfSize, mountAt, mountCap, startNodeServer, useLoopNode } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 
 describe('node service over gRPC', () => {
-  let fx: LoopFixtures;
-  let connector: LoopConnector;
-  let h: NodeHarness;
-
-  beforeAll(async () => {
-    ({ fx, connector, h } = await startLoopNode('node-svc', (f) => new LoopConnector(f)));
-  });
-  afterAll(() => stopLoopNode({ fx, h }));
+  const loop = useLoopNode('node-svc', (f) => new LoopConnector(f));
 
   it('advertises its capabilities and identity', async () => {
-    const caps = await h.node.NodeGetCapabilities({});
+    const caps = await loop.h.node.NodeGetCapabilities({});
     expect(caps.capabilities.map((c) => c.rpc?.type).sort()).toEqual(
       [
         'EXPAND_VOLUME',
@@ -42,7 +25,7 @@ describe('node service over gRPC', () => {
         'VOLUME_CONDITION',
       ].sort(),
     );
-    const info = await h.node.NodeGetInfo({});
+    const info = await loop.h.node.NodeGetInfo({});
     expect(info).toMatchObject({ node_id: 'host-a', max_volumes_per_node: '16' });
     expect(info.accessible_topology?.segments).toEqual({ 'topology.sdshypervisor.io/host': 'host-a' });
   });
@@ -55,8 +38,8 @@ describe('node service over gRPC', () => {
         return { product: 'SDSHypervisor', version: 'x', apiVersion: '2', hostId: 'host-from-vbs', capabilities: [] };
       },
     };
-    const other = await startNodeServer(fx.path('info.sock'), {
-      connector,
+    const other = await startNodeServer(loop.fx.path('info.sock'), {
+      connector: loop.connector,
       backend,
       maxVolumesPerNode: 7,
       topologyLabels: async () => ({
@@ -77,7 +60,7 @@ describe('node service over gRPC', () => {
     } finally {
       await other.stop();
     }
-    const noHost = await startNodeServer(fx.path('nohost.sock'), { connector });
+    const noHost = await startNodeServer(loop.fx.path('nohost.sock'), { connector: loop.connector });
     try {
       expect(await codeOf(noHost.node.NodeGetInfo({}))).toBe('FAILED_PRECONDITION');
     } finally {
@@ -86,15 +69,15 @@ describe('node service over gRPC', () => {
   });
 
   it('with the real KV connector and no sds_cli installed, stage says so (FAILED_PRECONDITION)', async () => {
-    const kv = await startNodeServer(fx.path('kv.sock'), {
-      connector: new KvConnector({ cliPath: fx.path('no-such-sds_cli') }),
+    const kv = await startNodeServer(loop.fx.path('kv.sock'), {
+      connector: new KvConnector({ cliPath: loop.fx.path('no-such-sds_cli') }),
       hostId: 'host-a',
     });
     try {
       const err = await kv.node
         .NodeStageVolume({
           volume_id: 'pvc-x',
-          staging_target_path: fx.path('kv-staging'),
+          staging_target_path: loop.fx.path('kv-staging'),
           volume_capability: mountCap('ext4'),
         })
         .catch((e: Error) => e);
@@ -107,30 +90,32 @@ describe('node service over gRPC', () => {
   for (const fsType of ['ext4', 'xfs'] as const) {
     it(`${fsType}: stage (formats), two publishes (rw, ro), stats, online expand, unpublish, unstage — each repeated`, async () => {
       const vol = `vol-${fsType}`;
-      const image = await connector.create(vol, 320 * MiB);
-      const staging = fx.path(`${vol}-staging`);
+      const image = await loop.connector.create(vol, 320 * MiB);
+      const staging = loop.fx.path(`${vol}-staging`);
       await mkdir(staging);
-      const t1 = fx.path(`${vol}-pod1`, 'mount');
-      const t2 = fx.path(`${vol}-pod2`, 'mount');
-      await mkdir(fx.path(`${vol}-pod1`));
-      await mkdir(fx.path(`${vol}-pod2`));
+      const t1 = loop.fx.path(`${vol}-pod1`, 'mount');
+      const t2 = loop.fx.path(`${vol}-pod2`, 'mount');
+      await mkdir(loop.fx.path(`${vol}-pod1`));
+      await mkdir(loop.fx.path(`${vol}-pod2`));
       const cap = mountCap(fsType, 'SINGLE_NODE_MULTI_WRITER', ['noatime']);
       const stageReq = { volume_id: vol, staging_target_path: staging, volume_capability: cap };
 
-      await h.node.NodeStageVolume(stageReq);
-      await h.node.NodeStageVolume(stageReq);
+      await loop.h.node.NodeStageVolume(stageReq);
+      await loop.h.node.NodeStageVolume(stageReq);
       const staged = await mountAt(staging);
-      expect(staged).toMatchObject({ fsType, source: await connector.queryDevice(vol) });
+      expect(staged).toMatchObject({ fsType, source: await loop.connector.queryDevice(vol) });
       expect(staged!.options).toContain('noatime');
       if (fsType === 'xfs') expect(staged!.superOptions).toContain('nouuid');
       const other = fsType === 'ext4' ? 'xfs' : 'ext4';
       expect(
         await codeOf(
-          h.node.NodeStageVolume({ ...stageReq, volume_capability: mountCap(other, 'SINGLE_NODE_MULTI_WRITER') }),
+          loop.h.node.NodeStageVolume({ ...stageReq, volume_capability: mountCap(other, 'SINGLE_NODE_MULTI_WRITER') }),
         ),
       ).toBe('ALREADY_EXISTS');
       expect(
-        await codeOf(h.node.NodeStageVolume({ ...stageReq, volume_capability: blockCap('SINGLE_NODE_MULTI_WRITER') })),
+        await codeOf(
+          loop.h.node.NodeStageVolume({ ...stageReq, volume_capability: blockCap('SINGLE_NODE_MULTI_WRITER') }),
+        ),
       ).toBe('ALREADY_EXISTS');
 
       const pub1 = {
@@ -141,29 +126,35 @@ describe('node service over gRPC', () => {
         readonly: false,
       };
       const pub2 = { ...pub1, target_path: t2, readonly: true };
-      await h.node.NodePublishVolume(pub1);
-      await h.node.NodePublishVolume(pub1);
+      await loop.h.node.NodePublishVolume(pub1);
+      await loop.h.node.NodePublishVolume(pub1);
       await writeFile(`${t1}/hello.txt`, `hello from ${fsType}`);
-      await h.node.NodePublishVolume(pub2);
-      await h.node.NodePublishVolume(pub2);
+      await loop.h.node.NodePublishVolume(pub2);
+      await loop.h.node.NodePublishVolume(pub2);
       expect(await readFile(`${t2}/hello.txt`, 'utf8')).toBe(`hello from ${fsType}`);
       await expect(writeFile(`${t2}/nope.txt`, 'x')).rejects.toMatchObject({ code: 'EROFS' });
-      expect(await codeOf(h.node.NodePublishVolume({ ...pub2, readonly: false }))).toBe('ALREADY_EXISTS');
+      expect(await codeOf(loop.h.node.NodePublishVolume({ ...pub2, readonly: false }))).toBe('ALREADY_EXISTS');
       expect(
-        await codeOf(h.node.NodePublishVolume({ ...pub1, volume_capability: blockCap('SINGLE_NODE_MULTI_WRITER') })),
+        await codeOf(
+          loop.h.node.NodePublishVolume({ ...pub1, volume_capability: blockCap('SINGLE_NODE_MULTI_WRITER') }),
+        ),
       ).toBe('ALREADY_EXISTS');
       // The spec's matrix: a one-target mode may not publish to a second target on this node.
       expect(
         await codeOf(
-          h.node.NodePublishVolume({
+          loop.h.node.NodePublishVolume({
             ...pub1,
-            target_path: fx.path(`${vol}-pod3`),
+            target_path: loop.fx.path(`${vol}-pod3`),
             volume_capability: mountCap(fsType, 'SINGLE_NODE_SINGLE_WRITER'),
           }),
         ),
       ).toBe('FAILED_PRECONDITION');
 
-      const stats = await h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: t1, staging_target_path: staging });
+      const stats = await loop.h.node.NodeGetVolumeStats({
+        volume_id: vol,
+        volume_path: t1,
+        staging_target_path: staging,
+      });
       const bytes = stats.usage.find((u) => u.unit === 'BYTES')!;
       const inodes = stats.usage.find((u) => u.unit === 'INODES')!;
       expect(Number(bytes.total)).toBeGreaterThan(200 * MiB);
@@ -174,8 +165,8 @@ describe('node service over gRPC', () => {
 
       // Online expand: the back end grows the device, then the CO calls NodeExpandVolume.
       const before = dfSize(t1);
-      const device = (await connector.queryDevice(vol))!;
-      await fx.grow(image, device, 640 * MiB);
+      const device = (await loop.connector.queryDevice(vol))!;
+      await loop.fx.grow(image, device, 640 * MiB);
       const expandReq = {
         volume_id: vol,
         volume_path: t1,
@@ -186,62 +177,62 @@ describe('node service over gRPC', () => {
       if (fsType === 'ext4' && !hasCapSysResource()) {
         // This sandbox drops CAP_SYS_RESOURCE, which the kernel needs for an online ext4 resize: the RPC says
         // so (FAILED_PRECONDITION: cannot grow in this state), and the next stage grows it offline.
-        const err = await h.node.NodeExpandVolume(expandReq).catch((e: Error) => e);
+        const err = await loop.h.node.NodeExpandVolume(expandReq).catch((e: Error) => e);
         expect(err).toMatchObject({ code: 9, details: expect.stringContaining('CAP_SYS_RESOURCE') });
         expect(dfSize(t1)).toBe(before);
       } else {
-        const expanded = await h.node.NodeExpandVolume(expandReq);
+        const expanded = await loop.h.node.NodeExpandVolume(expandReq);
         expect(expanded.capacity_bytes).toBe(String(640 * MiB));
         expect(dfSize(t1)).toBeGreaterThan(before + 250 * MiB);
         expect(dfSize(t2)).toBe(dfSize(t1));
-        expect((await h.node.NodeExpandVolume(expandReq)).capacity_bytes).toBe(String(640 * MiB));
+        expect((await loop.h.node.NodeExpandVolume(expandReq)).capacity_bytes).toBe(String(640 * MiB));
       }
       expect(
         await codeOf(
-          h.node.NodeExpandVolume({
+          loop.h.node.NodeExpandVolume({
             ...expandReq,
             capacity_range: { required_bytes: '0', limit_bytes: String(320 * MiB) },
           }),
         ),
       ).toBe('OUT_OF_RANGE');
 
-      expect(await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging }))).toBe(
+      expect(await codeOf(loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging }))).toBe(
         'FAILED_PRECONDITION',
       );
       for (const target of [t1, t2]) {
-        await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
-        await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
+        await loop.h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
+        await loop.h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
         await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
       }
 
       if (fsType === 'ext4' && !hasCapSysResource()) {
         // Restage: the filesystem grows offline before it is mounted.
-        await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
-        await h.node.NodeStageVolume(stageReq);
+        await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+        await loop.h.node.NodeStageVolume(stageReq);
         expect(dfSize(staging)).toBeGreaterThan(before + 250 * MiB);
         expect(await readFile(`${staging}/hello.txt`, 'utf8')).toBe(`hello from ${fsType}`);
       }
 
-      await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
-      await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+      await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+      await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
       expect(await mountAt(staging)).toBeUndefined();
-      expect(await connector.queryDevice(vol)).toBeUndefined();
+      expect(await loop.connector.queryDevice(vol)).toBeUndefined();
     });
   }
 
   it('block: stage attaches, publish binds the device onto a file, data goes through, stats, expand, cleanup', async () => {
     const vol = 'vol-block';
-    const image = await connector.create(vol, 64 * MiB);
-    const staging = fx.path(`${vol}-staging`);
+    const image = await loop.connector.create(vol, 64 * MiB);
+    const staging = loop.fx.path(`${vol}-staging`);
     await mkdir(staging);
-    const t1 = fx.path(`${vol}-pods`, 'pod1');
-    const t2 = fx.path(`${vol}-pods`, 'pod2');
+    const t1 = loop.fx.path(`${vol}-pods`, 'pod1');
+    const t2 = loop.fx.path(`${vol}-pods`, 'pod2');
     const cap = blockCap('SINGLE_NODE_MULTI_WRITER');
     const stageReq = { volume_id: vol, staging_target_path: staging, volume_capability: cap };
-    await h.node.NodeStageVolume(stageReq);
-    await h.node.NodeStageVolume(stageReq);
+    await loop.h.node.NodeStageVolume(stageReq);
+    await loop.h.node.NodeStageVolume(stageReq);
     expect(await mountAt(staging)).toBeUndefined();
-    const device = (await connector.queryDevice(vol))!;
+    const device = (await loop.connector.queryDevice(vol))!;
     expect(device).toMatch(/^\/dev\/loop\d+$/);
 
     const pub = {
@@ -251,24 +242,26 @@ describe('node service over gRPC', () => {
       volume_capability: cap,
       readonly: false,
     };
-    await h.node.NodePublishVolume(pub);
-    await h.node.NodePublishVolume(pub);
-    await h.node.NodePublishVolume({ ...pub, target_path: t2, readonly: true });
+    await loop.h.node.NodePublishVolume(pub);
+    await loop.h.node.NodePublishVolume(pub);
+    await loop.h.node.NodePublishVolume({ ...pub, target_path: t2, readonly: true });
     const [published, dev] = await Promise.all([stat(t1), stat(device)]);
     expect(published.isBlockDevice()).toBe(true);
     expect(published.rdev).toBe(dev.rdev);
-    expect(await codeOf(h.node.NodePublishVolume({ ...pub, target_path: t2, readonly: false }))).toBe('ALREADY_EXISTS');
+    expect(await codeOf(loop.h.node.NodePublishVolume({ ...pub, target_path: t2, readonly: false }))).toBe(
+      'ALREADY_EXISTS',
+    );
     expect(
       await codeOf(
-        h.node.NodePublishVolume({ ...pub, volume_capability: mountCap('ext4', 'SINGLE_NODE_MULTI_WRITER') }),
+        loop.h.node.NodePublishVolume({ ...pub, volume_capability: mountCap('ext4', 'SINGLE_NODE_MULTI_WRITER') }),
       ),
     ).toBe('ALREADY_EXISTS');
     // Staged as block: a filesystem publish elsewhere has nothing staged to bind.
     expect(
       await codeOf(
-        h.node.NodePublishVolume({
+        loop.h.node.NodePublishVolume({
           ...pub,
-          target_path: fx.path(`${vol}-fs-pod`),
+          target_path: loop.fx.path(`${vol}-fs-pod`),
           volume_capability: mountCap('ext4', 'SINGLE_NODE_MULTI_WRITER'),
         }),
       ),
@@ -276,9 +269,9 @@ describe('node service over gRPC', () => {
     // A one-target access mode may not add a second block publish on this node.
     expect(
       await codeOf(
-        h.node.NodePublishVolume({
+        loop.h.node.NodePublishVolume({
           ...pub,
-          target_path: fx.path(`${vol}-pods`, 'pod3'),
+          target_path: loop.fx.path(`${vol}-pods`, 'pod3'),
           volume_capability: blockCap('SINGLE_NODE_WRITER'),
         }),
       ),
@@ -295,12 +288,12 @@ describe('node service over gRPC', () => {
     await inp.close();
     expect(back.equals(block)).toBe(true);
 
-    const stats = await h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: t1 });
+    const stats = await loop.h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: t1 });
     expect(stats.usage).toEqual([{ unit: 'BYTES', total: String(64 * MiB), available: '0', used: '0' }]);
     expect(stats.volume_condition?.abnormal).toBe(false);
 
-    await fx.grow(image, device, 128 * MiB);
-    const expanded = await h.node.NodeExpandVolume({
+    await loop.fx.grow(image, device, 128 * MiB);
+    const expanded = await loop.h.node.NodeExpandVolume({
       volume_id: vol,
       volume_path: t1,
       capacity_range: { required_bytes: String(128 * MiB), limit_bytes: '0' },
@@ -308,37 +301,37 @@ describe('node service over gRPC', () => {
     expect(expanded.capacity_bytes).toBe(String(128 * MiB));
 
     for (const target of [t1, t2]) {
-      await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
-      await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
+      await loop.h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
+      await loop.h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
       await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
     }
-    await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
-    await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
-    expect(await connector.queryDevice(vol)).toBeUndefined();
+    await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+    await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+    expect(await loop.connector.queryDevice(vol)).toBeUndefined();
   });
 
   it('reader-only access modes stage read-only without replaying the journal; a blank volume cannot stage read-only', async () => {
     for (const fsType of ['ext4', 'xfs'] as const) {
       const vol = `vol-ro-${fsType}`;
-      const staging = fx.path(`${vol}-staging`);
+      const staging = loop.fx.path(`${vol}-staging`);
       await mkdir(staging);
-      await connector.create(vol, 320 * MiB);
+      await loop.connector.create(vol, 320 * MiB);
       const roCap = mountCap(fsType, 'MULTI_NODE_READER_ONLY');
       expect(
         await codeOf(
-          h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: roCap }),
+          loop.h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: roCap }),
         ),
       ).toBe('FAILED_PRECONDITION');
       // Write something once, as a writer would have.
-      await h.node.NodeStageVolume({
+      await loop.h.node.NodeStageVolume({
         volume_id: vol,
         staging_target_path: staging,
         volume_capability: mountCap(fsType),
       });
       await writeFile(`${staging}/data`, 'seed');
-      await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+      await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
 
-      await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: roCap });
+      await loop.h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: roCap });
       const m = await mountAt(staging);
       expect(m!.options).toContain('ro');
       expect(m!.superOptions).toContain('norecovery'); // the kernel shows ext4's noload as norecovery too
@@ -346,11 +339,15 @@ describe('node service over gRPC', () => {
       // Same path, read-write asked now: incompatible.
       expect(
         await codeOf(
-          h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap(fsType) }),
+          loop.h.node.NodeStageVolume({
+            volume_id: vol,
+            staging_target_path: staging,
+            volume_capability: mountCap(fsType),
+          }),
         ),
       ).toBe('ALREADY_EXISTS');
-      const target = fx.path(`${vol}-pod`);
-      await h.node.NodePublishVolume({
+      const target = loop.fx.path(`${vol}-pod`);
+      await loop.h.node.NodePublishVolume({
         volume_id: vol,
         staging_target_path: staging,
         target_path: target,
@@ -358,65 +355,69 @@ describe('node service over gRPC', () => {
         readonly: false,
       });
       await expect(writeFile(`${target}/x`, 'x')).rejects.toMatchObject({ code: 'EROFS' });
-      await h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
-      await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+      await loop.h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
+      await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
     }
   });
 
   it('the publish_context of a read-only mapping stages read-only', async () => {
     const vol = 'vol-mapped-ro';
-    const staging = fx.path(`${vol}-staging`);
-    await connector.create(vol, 64 * MiB);
-    await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap('ext4') });
-    await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
-    await h.node.NodeStageVolume({
+    const staging = loop.fx.path(`${vol}-staging`);
+    await loop.connector.create(vol, 64 * MiB);
+    await loop.h.node.NodeStageVolume({
+      volume_id: vol,
+      staging_target_path: staging,
+      volume_capability: mountCap('ext4'),
+    });
+    await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+    await loop.h.node.NodeStageVolume({
       volume_id: vol,
       staging_target_path: staging,
       volume_capability: mountCap('ext4'),
       publish_context: { 'sdshypervisor.io/access-mode': 'ro' },
     });
     expect((await mountAt(staging))!.options).toContain('ro');
-    await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+    await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
   });
 
   it('never formats a volume holding another filesystem: FAILED_PRECONDITION naming both', async () => {
     const vol = 'vol-mismatch';
-    const image = await connector.create(vol, 320 * MiB);
+    const image = await loop.connector.create(vol, 320 * MiB);
     sh('mkfs.xfs', ['-q', image]);
-    const staging = fx.path(`${vol}-staging`);
-    const err = await h.node
+    const staging = loop.fx.path(`${vol}-staging`);
+    const err = await loop.h.node
       .NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap('ext4') })
       .catch((e: Error) => e);
     expect(err).toMatchObject({ code: 9, details: expect.stringMatching(/xfs.*ext4/) });
     expect(sh('blkid', ['-p', '-o', 'value', '-s', 'TYPE', image]).trim()).toBe('xfs');
     expect(await mountAt(staging)).toBeUndefined();
     // fs_type from volume_context when the capability names none
-    await h.node.NodeStageVolume({
+    await loop.h.node.NodeStageVolume({
       volume_id: vol,
       staging_target_path: staging,
       volume_capability: mountCap(''),
       volume_context: { fsType: 'xfs' },
     });
     expect((await mountAt(staging))!.fsType).toBe('xfs');
-    await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+    await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
   });
 
   it('answers bad and unknown requests with the spec codes', async () => {
     const vol = 'vol-errors';
-    await connector.create(vol, 64 * MiB);
-    const staging = fx.path(`${vol}-staging`);
+    await loop.connector.create(vol, 64 * MiB);
+    const staging = loop.fx.path(`${vol}-staging`);
     const cap = mountCap('ext4');
     const missing: Array<[string, Promise<unknown>]> = [
-      ['stage: volume_id', h.node.NodeStageVolume({ staging_target_path: staging, volume_capability: cap })],
-      ['stage: staging path', h.node.NodeStageVolume({ volume_id: vol, volume_capability: cap })],
-      ['stage: capability', h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging })],
+      ['stage: volume_id', loop.h.node.NodeStageVolume({ staging_target_path: staging, volume_capability: cap })],
+      ['stage: staging path', loop.h.node.NodeStageVolume({ volume_id: vol, volume_capability: cap })],
+      ['stage: capability', loop.h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging })],
       [
         'stage: access mode',
-        h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: { mount: {} } }),
+        loop.h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: { mount: {} } }),
       ],
       [
         'stage: access type',
-        h.node.NodeStageVolume({
+        loop.h.node.NodeStageVolume({
           volume_id: vol,
           staging_target_path: staging,
           volume_capability: { access_mode: { mode: 'SINGLE_NODE_WRITER' } },
@@ -424,43 +425,51 @@ describe('node service over gRPC', () => {
       ],
       [
         'stage: relative path',
-        h.node.NodeStageVolume({ volume_id: vol, staging_target_path: 'relative/dir', volume_capability: cap }),
+        loop.h.node.NodeStageVolume({ volume_id: vol, staging_target_path: 'relative/dir', volume_capability: cap }),
       ],
       [
         'stage: fs type',
-        h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap('btrfs') }),
+        loop.h.node.NodeStageVolume({
+          volume_id: vol,
+          staging_target_path: staging,
+          volume_capability: mountCap('btrfs'),
+        }),
       ],
       [
         'stage: mount flag',
-        h.node.NodeStageVolume({
+        loop.h.node.NodeStageVolume({
           volume_id: vol,
           staging_target_path: staging,
           volume_capability: mountCap('ext4', 'SINGLE_NODE_WRITER', ['ro,remount']),
         }),
       ],
-      ['unstage: volume_id', h.node.NodeUnstageVolume({ staging_target_path: staging })],
-      ['unstage: path', h.node.NodeUnstageVolume({ volume_id: vol })],
+      ['unstage: volume_id', loop.h.node.NodeUnstageVolume({ staging_target_path: staging })],
+      ['unstage: path', loop.h.node.NodeUnstageVolume({ volume_id: vol })],
       [
         'publish: volume_id',
-        h.node.NodePublishVolume({ staging_target_path: staging, target_path: fx.path('t'), volume_capability: cap }),
+        loop.h.node.NodePublishVolume({
+          staging_target_path: staging,
+          target_path: loop.fx.path('t'),
+          volume_capability: cap,
+        }),
       ],
       [
         'publish: target',
-        h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap }),
+        loop.h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap }),
       ],
       [
         'publish: capability',
-        h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, target_path: fx.path('t') }),
+        loop.h.node.NodePublishVolume({ volume_id: vol, staging_target_path: staging, target_path: loop.fx.path('t') }),
       ],
-      ['unpublish: volume_id', h.node.NodeUnpublishVolume({ target_path: fx.path('t') })],
-      ['unpublish: target', h.node.NodeUnpublishVolume({ volume_id: vol })],
-      ['stats: volume_id', h.node.NodeGetVolumeStats({ volume_path: staging })],
-      ['stats: path', h.node.NodeGetVolumeStats({ volume_id: vol })],
-      ['expand: volume_id', h.node.NodeExpandVolume({ volume_path: staging })],
-      ['expand: path', h.node.NodeExpandVolume({ volume_id: vol })],
+      ['unpublish: volume_id', loop.h.node.NodeUnpublishVolume({ target_path: loop.fx.path('t') })],
+      ['unpublish: target', loop.h.node.NodeUnpublishVolume({ volume_id: vol })],
+      ['stats: volume_id', loop.h.node.NodeGetVolumeStats({ volume_path: staging })],
+      ['stats: path', loop.h.node.NodeGetVolumeStats({ volume_id: vol })],
+      ['expand: volume_id', loop.h.node.NodeExpandVolume({ volume_path: staging })],
+      ['expand: path', loop.h.node.NodeExpandVolume({ volume_id: vol })],
       [
         'expand: negative-looking size',
-        h.node.NodeExpandVolume({
+        loop.h.node.NodeExpandVolume({
           volume_id: vol,
           volume_path: staging,
           capacity_range: { required_bytes: '10', limit_bytes: '5' },
@@ -471,7 +480,7 @@ describe('node service over gRPC', () => {
 
     expect(
       await codeOf(
-        h.node.NodeStageVolume({
+        loop.h.node.NodeStageVolume({
           volume_id: vol,
           staging_target_path: staging,
           volume_capability: mountCap('ext4', 'MULTI_NODE_MULTI_WRITER'),
@@ -480,7 +489,7 @@ describe('node service over gRPC', () => {
     ).toBe('FAILED_PRECONDITION');
     expect(
       await codeOf(
-        h.node.NodeExpandVolume({
+        loop.h.node.NodeExpandVolume({
           volume_id: vol,
           volume_path: staging,
           volume_capability: mountCap('ext4', 'MULTI_NODE_MULTI_WRITER'),
@@ -491,32 +500,38 @@ describe('node service over gRPC', () => {
     await mkdir(staging, { recursive: true });
     sh('mount', ['-t', 'tmpfs', 'tmpfs', staging]);
     expect(
-      await codeOf(h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap })),
+      await codeOf(
+        loop.h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap }),
+      ),
     ).toBe('ALREADY_EXISTS');
     sh('umount', [staging]);
-    await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+    await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
     expect(
       await codeOf(
-        h.node.NodeStageVolume({ volume_id: 'no-such-volume', staging_target_path: staging, volume_capability: cap }),
+        loop.h.node.NodeStageVolume({
+          volume_id: 'no-such-volume',
+          staging_target_path: staging,
+          volume_capability: cap,
+        }),
       ),
     ).toBe('NOT_FOUND');
     expect(
       await codeOf(
-        h.node.NodeStageVolume({ volume_id: '../etc', staging_target_path: staging, volume_capability: cap }),
+        loop.h.node.NodeStageVolume({ volume_id: '../etc', staging_target_path: staging, volume_capability: cap }),
       ),
     ).toBe('NOT_FOUND');
-    connector.unmapped.add(vol);
-    const notMapped = await h.node
+    loop.connector.unmapped.add(vol);
+    const notMapped = await loop.h.node
       .NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap })
       .catch((e: Error) => e);
     expect(notMapped).toMatchObject({ code: 9, details: expect.stringContaining('ControllerPublishVolume') });
-    connector.unmapped.delete(vol);
+    loop.connector.unmapped.delete(vol);
 
     // Publish before stage, or without a staging path.
-    const target = fx.path(`${vol}-pod`);
+    const target = loop.fx.path(`${vol}-pod`);
     expect(
       await codeOf(
-        h.node.NodePublishVolume({
+        loop.h.node.NodePublishVolume({
           volume_id: vol,
           staging_target_path: staging,
           target_path: target,
@@ -525,42 +540,49 @@ describe('node service over gRPC', () => {
       ),
     ).toBe('FAILED_PRECONDITION');
     expect(
-      await codeOf(h.node.NodePublishVolume({ volume_id: vol, target_path: target, volume_capability: cap })),
+      await codeOf(loop.h.node.NodePublishVolume({ volume_id: vol, target_path: target, volume_capability: cap })),
     ).toBe('FAILED_PRECONDITION');
-    await h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap });
+    await loop.h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: cap });
     // A symlinked target is refused, never followed.
     const { symlink } = await import('node:fs/promises');
-    await symlink('/etc', fx.path('evil-link'));
+    await symlink('/etc', loop.fx.path('evil-link'));
     expect(
       await codeOf(
-        h.node.NodePublishVolume({
+        loop.h.node.NodePublishVolume({
           volume_id: vol,
           staging_target_path: staging,
-          target_path: fx.path('evil-link'),
+          target_path: loop.fx.path('evil-link'),
           volume_capability: cap,
         }),
       ),
     ).toBe('INVALID_ARGUMENT');
-    await h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+    await loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
 
     // Unknown paths: unpublish/unstage are OK, stats and expand NOT_FOUND; unknown volume on unstage NOT_FOUND.
-    expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: vol, target_path: fx.path('never-published') }))).toBe(
-      'OK',
-    );
     expect(
-      await codeOf(h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: fx.path('never-staged') })),
+      await codeOf(loop.h.node.NodeUnpublishVolume({ volume_id: vol, target_path: loop.fx.path('never-published') })),
     ).toBe('OK');
     expect(
       await codeOf(
-        h.node.NodeUnstageVolume({ volume_id: 'no-such-volume', staging_target_path: fx.path('never-staged') }),
+        loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: loop.fx.path('never-staged') }),
+      ),
+    ).toBe('OK');
+    expect(
+      await codeOf(
+        loop.h.node.NodeUnstageVolume({
+          volume_id: 'no-such-volume',
+          staging_target_path: loop.fx.path('never-staged'),
+        }),
       ),
     ).toBe('NOT_FOUND');
-    expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: fx.path('never-published') }))).toBe(
+    expect(
+      await codeOf(loop.h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: loop.fx.path('never-published') })),
+    ).toBe('NOT_FOUND');
+    expect(await codeOf(loop.h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: loop.fx.dir }))).toBe(
       'NOT_FOUND',
     );
-    expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: vol, volume_path: fx.dir }))).toBe('NOT_FOUND');
-    expect(await codeOf(h.node.NodeExpandVolume({ volume_id: vol, volume_path: fx.path('never-published') }))).toBe(
-      'NOT_FOUND',
-    );
+    expect(
+      await codeOf(loop.h.node.NodeExpandVolume({ volume_id: vol, volume_path: loop.fx.path('never-published') })),
+    ).toBe('NOT_FOUND');
   });
 });

@@ -12,25 +12,14 @@
 import { existsSync, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
-import { LoopFixtures } from './support/loop-fixtures.js';
-import {
-  blockCap,
-  codeOf,
-  mountAt,
-  mountCap,
-  startLoopNode,
-  stopLoopNode,
-  type NodeHarness,
-} from './support/node-harness.js';
+import { blockCap, codeOf, mountAt, mountCap, useLoopNode } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 
-let fx: LoopFixtures;
-let connector: LoopConnector;
-let h: NodeHarness;
+const loop = useLoopNode('node-paths', (f) => new LoopConnector(f));
 let canary: string;
 let kubelet: string;
 
@@ -39,18 +28,16 @@ function tree(dir: string): string[] {
 }
 
 beforeAll(async () => {
-  ({ fx, connector, h } = await startLoopNode('node-paths', (f) => new LoopConnector(f)));
-  canary = fx.path('canary');
-  kubelet = fx.path('kubelet');
+  canary = loop.fx.path('canary');
+  kubelet = loop.fx.path('kubelet');
   await mkdir(join(canary, 'dir'), { recursive: true });
   await writeFile(join(canary, 'file'), 'canary\n');
   await writeFile(join(canary, 'empty'), '');
   await mkdir(kubelet);
   await symlink(canary, join(kubelet, 'to-canary'));
   await symlink(join(canary, 'empty'), join(kubelet, 'to-canary-file'));
-  await connector.create('vol-a', 64 * MiB);
+  await loop.connector.create('vol-a', 64 * MiB);
 });
-afterAll(() => stopLoopNode({ fx, h }));
 
 async function canaryUntouched(): Promise<void> {
   expect(tree(canary)).toEqual(['dir', 'empty', 'file']);
@@ -85,17 +72,17 @@ describe('node paths', () => {
         [
           'stage',
           () =>
-            h.node.NodeStageVolume({
+            loop.h.node.NodeStageVolume({
               volume_id: 'vol-a',
               staging_target_path: path,
               volume_capability: mountCap('ext4'),
             }),
         ],
-        ['unstage', () => h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: path })],
+        ['unstage', () => loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: path })],
         [
           'publish target',
           () =>
-            h.node.NodePublishVolume({
+            loop.h.node.NodePublishVolume({
               volume_id: 'vol-a',
               staging_target_path: staged,
               target_path: path,
@@ -105,19 +92,19 @@ describe('node paths', () => {
         [
           'publish staging',
           () =>
-            h.node.NodePublishVolume({
+            loop.h.node.NodePublishVolume({
               volume_id: 'vol-a',
               staging_target_path: path,
               target_path: join(kubelet, 'pod'),
               volume_capability: mountCap('ext4'),
             }),
         ],
-        ['unpublish', () => h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: path })],
-        ['stats', () => h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: path })],
-        ['expand', () => h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: path })],
+        ['unpublish', () => loop.h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: path })],
+        ['stats', () => loop.h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: path })],
+        ['expand', () => loop.h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: path })],
         [
           'expand staging',
-          () => h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: staged, staging_target_path: path }),
+          () => loop.h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: staged, staging_target_path: path }),
         ],
       ] as const) {
         codes[name] = await codeOf(call());
@@ -135,27 +122,27 @@ describe('node paths', () => {
   it('a staging path that is a symlink (to a directory elsewhere) is refused; the volume is not left attached by it', async () => {
     expect(
       await codeOf(
-        h.node.NodeStageVolume({
+        loop.h.node.NodeStageVolume({
           volume_id: 'vol-a',
           staging_target_path: join(kubelet, 'to-canary'),
           volume_capability: mountCap('ext4'),
         }),
       ),
     ).toBe('INVALID_ARGUMENT');
-    expect(await connector.queryDevice('vol-a')).toBeUndefined();
+    expect(await loop.connector.queryDevice('vol-a')).toBeUndefined();
     await canaryUntouched();
   });
 
   it('a target path that is a symlink is refused for filesystem and block publishes; unpublish and unstage leave a symlink and what it points to alone', async () => {
     const staging = join(kubelet, 'vol-a', 'globalmount');
-    await h.node.NodeStageVolume({
+    await loop.h.node.NodeStageVolume({
       volume_id: 'vol-a',
       staging_target_path: staging,
       volume_capability: mountCap('ext4'),
     });
     expect(
       await codeOf(
-        h.node.NodePublishVolume({
+        loop.h.node.NodePublishVolume({
           volume_id: 'vol-a',
           staging_target_path: staging,
           target_path: join(kubelet, 'to-canary'),
@@ -163,11 +150,15 @@ describe('node paths', () => {
         }),
       ),
     ).toBe('INVALID_ARGUMENT');
-    await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
-    await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: blockCap() });
+    await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
+    await loop.h.node.NodeStageVolume({
+      volume_id: 'vol-a',
+      staging_target_path: staging,
+      volume_capability: blockCap(),
+    });
     expect(
       await codeOf(
-        h.node.NodePublishVolume({
+        loop.h.node.NodePublishVolume({
           volume_id: 'vol-a',
           staging_target_path: staging,
           target_path: join(kubelet, 'to-canary-file'),
@@ -176,35 +167,37 @@ describe('node paths', () => {
       ),
     ).toBe('INVALID_ARGUMENT');
     for (const link of ['to-canary', 'to-canary-file']) {
-      expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: join(kubelet, link) }))).toBe(
-        'OK',
-      );
+      expect(
+        await codeOf(loop.h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: join(kubelet, link) })),
+      ).toBe('OK');
       expect(lstatSync(join(kubelet, link)).isSymbolicLink()).toBe(true);
     }
-    await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
+    await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
     expect(
-      await codeOf(h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: join(kubelet, 'to-canary') })),
+      await codeOf(
+        loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: join(kubelet, 'to-canary') }),
+      ),
     ).toBe('OK');
     expect(readlinkSync(join(kubelet, 'to-canary'))).toBe(canary);
     expect(
-      await codeOf(h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: join(kubelet, 'to-canary') })),
+      await codeOf(loop.h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: join(kubelet, 'to-canary') })),
     ).toBe('NOT_FOUND');
     await canaryUntouched();
   });
 
   it('a symlink above the path is followed: a kubelet root that is itself a symlink works', async () => {
-    const realRoot = fx.path('real-kubelet');
+    const realRoot = loop.fx.path('real-kubelet');
     await mkdir(realRoot);
-    await symlink(realRoot, fx.path('linked-kubelet'));
-    const staging = join(fx.path('linked-kubelet'), 'vol-a', 'globalmount');
-    const target = join(fx.path('linked-kubelet'), 'pods', 'p1', 'mount');
-    await mkdir(join(fx.path('linked-kubelet'), 'pods', 'p1'), { recursive: true });
-    await h.node.NodeStageVolume({
+    await symlink(realRoot, loop.fx.path('linked-kubelet'));
+    const staging = join(loop.fx.path('linked-kubelet'), 'vol-a', 'globalmount');
+    const target = join(loop.fx.path('linked-kubelet'), 'pods', 'p1', 'mount');
+    await mkdir(join(loop.fx.path('linked-kubelet'), 'pods', 'p1'), { recursive: true });
+    await loop.h.node.NodeStageVolume({
       volume_id: 'vol-a',
       staging_target_path: staging,
       volume_capability: mountCap('ext4'),
     });
-    await h.node.NodePublishVolume({
+    await loop.h.node.NodePublishVolume({
       volume_id: 'vol-a',
       staging_target_path: staging,
       target_path: target,
@@ -213,11 +206,11 @@ describe('node paths', () => {
     const points = (await readMountTable()).map((m) => m.mountPoint);
     expect(points).toContain(join(realRoot, 'vol-a', 'globalmount'));
     expect(points).toContain(join(realRoot, 'pods', 'p1', 'mount'));
-    expect(await codeOf(h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: target }))).toBe('OK');
-    await h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: target });
-    await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
+    expect(await codeOf(loop.h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: target }))).toBe('OK');
+    await loop.h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: target });
+    await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
     expect(existsSync(join(realRoot, 'pods', 'p1', 'mount'))).toBe(false);
-    expect(await connector.queryDevice('vol-a')).toBeUndefined();
+    expect(await loop.connector.queryDevice('vol-a')).toBeUndefined();
   });
 
   it('a path running through a regular file is INVALID_ARGUMENT for stage and both kinds of publish', async () => {
@@ -225,7 +218,7 @@ describe('node paths', () => {
     const through = join(kubelet, 'a-file', 'globalmount');
     expect(
       await codeOf(
-        h.node.NodeStageVolume({
+        loop.h.node.NodeStageVolume({
           volume_id: 'vol-a',
           staging_target_path: through,
           volume_capability: mountCap('ext4'),
@@ -234,10 +227,10 @@ describe('node paths', () => {
     ).toBe('INVALID_ARGUMENT');
     const staging = join(kubelet, 'vol-a', 'globalmount');
     for (const cap of [mountCap('ext4'), blockCap()]) {
-      await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: cap });
+      await loop.h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: cap });
       expect(
         await codeOf(
-          h.node.NodePublishVolume({
+          loop.h.node.NodePublishVolume({
             volume_id: 'vol-a',
             staging_target_path: staging,
             target_path: join(through, 'pod'),
@@ -245,9 +238,9 @@ describe('node paths', () => {
           }),
         ),
       ).toBe('INVALID_ARGUMENT');
-      await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
+      await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
     }
-    expect(await connector.queryDevice('vol-a')).toBeUndefined();
+    expect(await loop.connector.queryDevice('vol-a')).toBeUndefined();
   });
 
   it('unpublish of a target that held files before the publish unmounts it and succeeds, leaving those files alone', async () => {
@@ -261,8 +254,8 @@ describe('node paths', () => {
       [mountCap('ext4'), dir],
       [blockCap(), file],
     ] as const) {
-      await h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: cap });
-      await h.node.NodePublishVolume({
+      await loop.h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: cap });
+      await loop.h.node.NodePublishVolume({
         volume_id: 'vol-a',
         staging_target_path: staging,
         target_path: target,
@@ -271,9 +264,9 @@ describe('node paths', () => {
       expect(await mountAt(target)).toBeDefined();
       // Twice: the repeat after a finished unpublish must not be stuck on what was there before.
       for (let i = 0; i < 2; i++)
-        expect(await codeOf(h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: target }))).toBe('OK');
+        expect(await codeOf(loop.h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: target }))).toBe('OK');
       expect(await mountAt(target)).toBeUndefined();
-      await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
+      await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
     }
     expect(await readFile(join(dir, 'theirs'), 'utf8')).toBe('not ours');
     expect(await readFile(file, 'utf8')).toBe('not ours either');
@@ -283,7 +276,7 @@ describe('node paths', () => {
     const staging = join(kubelet, 'ghost', 'globalmount');
     expect(
       await codeOf(
-        h.node.NodeStageVolume({
+        loop.h.node.NodeStageVolume({
           volume_id: 'vol-ghost',
           staging_target_path: staging,
           volume_capability: mountCap('ext4'),
@@ -297,7 +290,7 @@ describe('node paths', () => {
 describe('node sizes', () => {
   it('NodeExpandVolume to more than the back end can ever hold is OUT_OF_RANGE at once, without waiting for the device', async () => {
     const staging = join(kubelet, 'vol-a', 'globalmount');
-    await h.node.NodeStageVolume({
+    await loop.h.node.NodeStageVolume({
       volume_id: 'vol-a',
       staging_target_path: staging,
       volume_capability: mountCap('ext4'),
@@ -306,7 +299,7 @@ describe('node sizes', () => {
     for (const required of ['70368744177665', '9007199254740991']) {
       expect(
         await codeOf(
-          h.node.NodeExpandVolume({
+          loop.h.node.NodeExpandVolume({
             volume_id: 'vol-a',
             volume_path: staging,
             capacity_range: { required_bytes: required },
@@ -314,6 +307,6 @@ describe('node sizes', () => {
         ),
       ).toBe('OUT_OF_RANGE');
     }
-    await h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
+    await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
   });
 });

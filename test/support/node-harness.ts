@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import type {
   _csi_v1_VolumeCapability_AccessMode_Mode,
   VolumeCapability,
@@ -108,4 +108,33 @@ export async function stopLoopNode(node: Partial<LoopNode<LoopConnector>>): Prom
   const leaks = await node.fx.leaks();
   await node.fx.cleanup();
   expect(leaks).toEqual({ mounts: [], loops: [] });
+}
+
+/**
+ * A loop node for the enclosing describe (or file): started in beforeAll, stopped and leak-checked in afterAll.
+ * The fields are filled in once beforeAll has run. `beforeStop` releases what the suite made outside the temp
+ * dir; whatever it throws fails the suite after the node is stopped, so a failed check leaves nothing behind.
+ */
+export function useLoopNode<C extends LoopConnector>(
+  prefix: string,
+  makeConnector: (fx: LoopFixtures) => C,
+  beforeStop?: (node: LoopNode<C>) => void | Promise<void>,
+): LoopNode<C> {
+  const node = {} as LoopNode<C>;
+  beforeAll(async () => {
+    Object.assign(node, await startLoopNode(prefix, makeConnector));
+  });
+  afterAll(async () => {
+    let failed: { error: unknown } | undefined;
+    if (node.fx && beforeStop) {
+      try {
+        await beforeStop(node);
+      } catch (error) {
+        failed = { error };
+      }
+    }
+    await stopLoopNode(node);
+    if (failed) throw failed.error;
+  });
+  return node;
 }
