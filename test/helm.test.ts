@@ -5,16 +5,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { runHelm } from '../scripts/helm.mjs';
 import { chartDir, diffManifests, NAMESPACE, renderManifests } from '../scripts/render-manifests.mjs';
+import type { K8sObject } from './support/k8s-validation.js';
+import { CA, parseObjects } from './support/rendered.js';
 
-type K8sObject = {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-  [key: string]: any;
-};
 type Container = {
   name: string;
   image: string;
@@ -45,27 +41,10 @@ async function valuesFile(values: unknown): Promise<string> {
 }
 
 async function template(extraArgs: string[] = []): Promise<K8sObject[]> {
-  const { code, stdout, stderr } = await runHelm([
-    'template',
-    'sds',
-    chartDir,
-    '--namespace',
-    RELEASE_NAMESPACE,
-    ...extraArgs,
-  ]);
+  const { code, stdout, stderr } = await tryTemplate('--namespace', RELEASE_NAMESPACE, ...extraArgs);
   expect(stderr, 'helm template stderr').toBe('');
   expect(code).toBe(0);
   return parseObjects(stdout);
-}
-
-function parseObjects(text: string): K8sObject[] {
-  const objects: K8sObject[] = [];
-  for (const doc of parseAllDocuments(text)) {
-    expect(doc.errors).toEqual([]);
-    const value = doc.toJS() as K8sObject | null;
-    if (value) objects.push(value);
-  }
-  return objects;
 }
 
 function only(objects: K8sObject[], kind: string, name?: string): K8sObject {
@@ -106,6 +85,17 @@ function grants(ruleList: Rule[]): string[] {
       r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g || 'core'}/${res}:${v}`))),
     )
     .sort();
+}
+
+/** `--set` arguments, one for each assignment. */
+const sets = (...assignments: string[]): string[] => assignments.flatMap((a) => ['--set', a]);
+
+/** A helm template run whose result the test judges itself (a failure, or just the exit code). */
+const tryTemplate = (...args: string[]) => runHelm(['template', 'sds', chartDir, ...args]);
+
+/** helm template with `--set setting` fails, saying each fragment. */
+async function expectRefused(setting: string, ...fragments: string[]): Promise<void> {
+  expectFailure(await tryTemplate('--set', setting), ...fragments);
 }
 
 function expectFailure(result: { code: number; stderr: string }, ...fragments: string[]): void {
@@ -723,10 +713,7 @@ describe('capability-gated classes', () => {
   });
 
   it('refuses Kubernetes older than 1.34', async () => {
-    expectFailure(
-      await runHelm(['template', 'sds', chartDir, '--kube-version', '1.33.5']),
-      'chart requires kubeVersion: >=1.34.0-0',
-    );
+    expectFailure(await tryTemplate('--kube-version', '1.33.5'), 'chart requires kubeVersion: >=1.34.0-0');
   });
 
   it('renders VolumeSnapshotClasses by API (auto), always or never', async () => {
@@ -798,57 +785,35 @@ describe("the back end's protocol level (backend.protocol, backend.pools)", () =
 
   it('original refuses group snapshots and snapshot metadata, naming the setting', async () => {
     expectFailure(
-      await runHelm([
-        'template',
-        'sds',
-        chartDir,
-        '--set',
-        'backend.protocol=original',
-        '--set',
-        'groupSnapshot.enabled=true',
-      ]),
+      await tryTemplate(...sets('backend.protocol=original', 'groupSnapshot.enabled=true')),
       'groupSnapshot.enabled needs backend.protocol',
     );
-    const CA = Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n').toString('base64');
     expectFailure(
-      await runHelm([
-        'template',
-        'sds',
-        chartDir,
-        '--set',
-        'backend.protocol=original',
-        '--set',
-        'snapshotMetadata.enabled=true',
-        '--set',
-        'snapshotMetadata.tls.secretName=tls',
-        '--set',
-        `snapshotMetadata.tls.caCert=${CA}`,
-      ]),
+      await tryTemplate(
+        ...sets(
+          'backend.protocol=original',
+          'snapshotMetadata.enabled=true',
+          'snapshotMetadata.tls.secretName=tls',
+          `snapshotMetadata.tls.caCert=${CA}`,
+        ),
+      ),
       'snapshotMetadata.enabled needs backend.protocol',
     );
   });
 
   it('the schema refuses an unknown level and a bad pool id', async () => {
-    expectFailure(
-      await runHelm(['template', 'sds', chartDir, '--set', 'backend.protocol=newest']),
-      '/backend/protocol',
-    );
-    expectFailure(await runHelm(['template', 'sds', chartDir, '--set', 'backend.pools={-bad}']), '/backend/pools/0');
+    await expectRefused('backend.protocol=newest', '/backend/protocol');
+    await expectRefused('backend.pools={-bad}', '/backend/pools/0');
   });
 });
 
 describe('group snapshots and snapshot metadata (off by default)', () => {
-  const CA = Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n').toString('base64');
-  const onArgs = [
-    '--set',
+  const onArgs = sets(
     'groupSnapshot.enabled=true',
-    '--set',
     'snapshotMetadata.enabled=true',
-    '--set',
     'snapshotMetadata.tls.secretName=sds-snapshot-metadata-tls',
-    '--set',
     `snapshotMetadata.tls.caCert=${CA}`,
-  ];
+  );
 
   it('off: no group class, no feature gate, no group RBAC, no metadata sidecar, Service or SnapshotMetadataService', async () => {
     const objects = await template();
@@ -956,79 +921,62 @@ describe('group snapshots and snapshot metadata (off by default)', () => {
   });
 
   it('refuses the metadata sidecar without TLS, and group snapshots without the snapshotter', async () => {
-    expectFailure(
-      await runHelm(['template', 'sds', chartDir, '--set', 'snapshotMetadata.enabled=true']),
+    await expectRefused(
+      'snapshotMetadata.enabled=true',
       '/snapshotMetadata/tls/secretName',
       '/snapshotMetadata/tls/caCert',
     );
     expectFailure(
-      await runHelm([
-        'template',
-        'sds',
-        chartDir,
-        '--set',
-        'groupSnapshot.enabled=true',
-        '--set',
-        'sidecars.snapshotter.enabled=false',
-      ]),
+      await tryTemplate(...sets('groupSnapshot.enabled=true', 'sidecars.snapshotter.enabled=false')),
       'groupSnapshot.enabled needs sidecars.snapshotter.enabled',
     );
     const bad = await valuesFile({ groupSnapshot: { classes: [{ name: 'g', parameters: { quiesce: 'nap' } }] } });
-    expectFailure(
-      await runHelm(['template', 'sds', chartDir, '-f', bad]),
-      '/groupSnapshot/classes/0/parameters/quiesce',
-    );
+    expectFailure(await tryTemplate('-f', bad), '/groupSnapshot/classes/0/parameters/quiesce');
   });
 });
 
 describe('values.schema.json', () => {
-  const tryValues = async (...setArgs: string[]) => runHelm(['template', 'sds', chartDir, ...setArgs]);
-
   it('rejects an unknown top-level key (a typo) naming it', async () => {
-    expectFailure(await tryValues('--set', 'controler.replicas=3'), "additional properties 'controler' not allowed");
+    await expectRefused('controler.replicas=3', "additional properties 'controler' not allowed");
   });
 
   it('rejects a nested typo', async () => {
-    expectFailure(
-      await tryValues('--set', 'sidecars.provisioner.timout=30s'),
-      '/sidecars/provisioner',
-      "'timout' not allowed",
-    );
+    await expectRefused('sidecars.provisioner.timout=30s', '/sidecars/provisioner', "'timout' not allowed");
   });
 
   it('rejects a wrong type', async () => {
-    expectFailure(await tryValues('--set', 'controller.replicas=two'), '/controller/replicas', 'want integer');
-    expectFailure(await tryValues('--set-string', 'node.hostNetwork=yes'), '/node/hostNetwork', 'want boolean');
+    await expectRefused('controller.replicas=two', '/controller/replicas', 'want integer');
+    expectFailure(await tryTemplate('--set-string', 'node.hostNetwork=yes'), '/node/hostNetwork', 'want boolean');
   });
 
   it('rejects bad StorageClass and VolumeAttributesClass parameters', async () => {
     const badParam = await valuesFile({
       storageClasses: [{ name: 'x', parameters: { pool: 'p', qosLevel: 'ultra' } }],
     });
-    expectFailure(await tryValues('-f', badParam), '/storageClasses/0/parameters/qosLevel');
+    expectFailure(await tryTemplate('-f', badParam), '/storageClasses/0/parameters/qosLevel');
     const unknownParam = await valuesFile({
       storageClasses: [{ name: 'x', parameters: { pool: 'p', maxIops: '100' } }],
     });
-    expectFailure(await tryValues('-f', unknownParam), "'maxIops' not allowed");
+    expectFailure(await tryTemplate('-f', unknownParam), "'maxIops' not allowed");
     const numberParam = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: 'p', maxIOPS: 100 } }] });
-    expectFailure(await tryValues('-f', numberParam), '/storageClasses/0/parameters/maxIOPS', 'want string');
+    expectFailure(await tryTemplate('-f', numberParam), '/storageClasses/0/parameters/maxIOPS', 'want string');
     const immutable = await valuesFile({
       volumeAttributesClasses: { items: [{ name: 'x', parameters: { pool: 'other' } }] },
     });
-    expectFailure(await tryValues('-f', immutable), "'pool' not allowed");
+    expectFailure(await tryTemplate('-f', immutable), "'pool' not allowed");
   });
 
   it("rejects a shutdown grace that does not end before the pods' termination grace period", async () => {
-    expectFailure(
-      await tryValues('--set', 'driver.shutdownGraceMs=45000'),
+    await expectRefused(
+      'driver.shutdownGraceMs=45000',
       'driver.shutdownGraceMs (45000 ms) must be less than controller.terminationGracePeriodSeconds (45 s = 45000 ms)',
     );
-    expectFailure(
-      await tryValues('--set', 'node.terminationGracePeriodSeconds=20'),
+    await expectRefused(
+      'node.terminationGracePeriodSeconds=20',
       'driver.shutdownGraceMs (30000 ms) must be less than node.terminationGracePeriodSeconds (20 s = 20000 ms)',
     );
     expectFailure(
-      await tryValues(
+      await tryTemplate(
         '--set',
         'driver.shutdownGraceMs=600001',
         '--set',
@@ -1039,39 +987,33 @@ describe('values.schema.json', () => {
       '/driver/shutdownGraceMs',
       'maximum',
     );
-    expect((await tryValues('--set', 'driver.shutdownGraceMs=44999')).code).toBe(0);
+    expect((await tryTemplate('--set', 'driver.shutdownGraceMs=44999')).code).toBe(0);
   });
 
   it('rejects a StorageClass with an empty or malformed pool, and an empty list of StorageClasses', async () => {
     // Helm turns this into `storageClasses: []`: refused rather than installing no StorageClass.
-    expectFailure(
-      await tryValues('--set', 'storageClasses[0].parameters.pool='),
-      "at '/storageClasses': minItems: got 0, want 1",
-    );
+    await expectRefused('storageClasses[0].parameters.pool=', "at '/storageClasses': minItems: got 0, want 1");
     const empty = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: '' } }] });
-    expectFailure(await tryValues('-f', empty), '/storageClasses/0/parameters/pool');
+    expectFailure(await tryTemplate('-f', empty), '/storageClasses/0/parameters/pool');
     const spaced = await valuesFile({ storageClasses: [{ name: 'x', parameters: { pool: 'my pool' } }] });
-    expectFailure(await tryValues('-f', spaced), '/storageClasses/0/parameters/pool');
+    expectFailure(await tryTemplate('-f', spaced), '/storageClasses/0/parameters/pool');
     const noPool = await valuesFile({ storageClasses: [{ name: 'x', parameters: { fsType: 'xfs' } }] });
-    expect((await tryValues('-f', noPool)).code, 'no pool: the driver places the volume').toBe(0);
+    expect((await tryTemplate('-f', noPool)).code, 'no pool: the driver places the volume').toBe(0);
   });
 
   it('rejects the Ephemeral volume lifecycle mode: the driver serves persistent volumes only', async () => {
-    expectFailure(
-      await tryValues('--set', 'csiDriver.volumeLifecycleModes[0]=Ephemeral'),
+    await expectRefused(
+      'csiDriver.volumeLifecycleModes[0]=Ephemeral',
       "at '/csiDriver/volumeLifecycleModes/0': value must be 'Persistent'",
     );
-    expectFailure(
-      await tryValues('--set', 'csiDriver.volumeLifecycleModes={Persistent,Ephemeral}'),
-      '/csiDriver/volumeLifecycleModes/1',
-    );
+    await expectRefused('csiDriver.volumeLifecycleModes={Persistent,Ephemeral}', '/csiDriver/volumeLifecycleModes/1');
   });
 
   it('rejects bad durations, driver names, ports and a token Secret to create without a token', async () => {
-    expectFailure(await tryValues('--set', 'sidecars.attacher.timeout=soon'), '/sidecars/attacher/timeout');
-    expectFailure(await tryValues('--set', 'driverName=Not_A_DNS_Name'), '/driverName');
-    expectFailure(await tryValues('--set', 'node.healthPort=70000'), '/node/healthPort');
-    expectFailure(await tryValues('--set', 'backend.tokenSecret.create=true'), '/backend/tokenSecret/token');
+    await expectRefused('sidecars.attacher.timeout=soon', '/sidecars/attacher/timeout');
+    await expectRefused('driverName=Not_A_DNS_Name', '/driverName');
+    await expectRefused('node.healthPort=70000', '/node/healthPort');
+    await expectRefused('backend.tokenSecret.create=true', '/backend/tokenSecret/token');
   });
 });
 

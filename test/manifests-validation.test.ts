@@ -5,7 +5,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
 import { runHelm } from '../scripts/helm.mjs';
 import { chartDir, manifestsDir } from '../scripts/render-manifests.mjs';
 import {
@@ -21,21 +20,11 @@ import {
   validateObjects,
   type K8sObject,
 } from './support/k8s-validation.js';
+import { CA, parseObjects } from './support/rendered.js';
 
 const NAMESPACE = 'storage-system';
 // Helm's own limit on release names; the chart must fit every name it derives from one this long.
 const LONGEST_RELEASE = 'the-longest-release-name-helm-allows-'.padEnd(53, 'x');
-const CA = Buffer.from('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n').toString('base64');
-
-function parseObjects(text: string): K8sObject[] {
-  const objects: K8sObject[] = [];
-  for (const doc of parseAllDocuments(text)) {
-    expect(doc.errors).toEqual([]);
-    const value = doc.toJS() as K8sObject | null;
-    if (value) objects.push(value);
-  }
-  return objects;
-}
 
 async function render(release: string, args: string[]): Promise<K8sObject[]> {
   const { code, stdout, stderr } = await runHelm([
