@@ -48,11 +48,15 @@ export interface EmulatorConfig {
   protocol: EmulatorProtocol;
 }
 
-interface SettingDef {
+export interface SettingDef {
   flag: string;
-  env?: string[];
+  env: string[];
   kind: 'string' | 'list' | 'bool';
   help: string;
+  /** the default, as a flag's value would give it (parsed and validated like one; a list's comma-separated) */
+  default?: string;
+  /** how --help and the docs describe a default that is not a plain value, or that depends on others */
+  shown?: string;
 }
 
 export const SETTINGS = {
@@ -60,13 +64,15 @@ export const SETTINGS = {
     flag: 'data-dir',
     env: ['SDS_DATA_DIR'],
     kind: 'string',
-    help: 'data directory (database, LUN images, pool mounts, sockets); default $XDG_STATE_HOME/sdshypervisor-csi',
+    help: 'data directory (database, LUN images, pool mounts, sockets)',
+    shown: '$XDG_STATE_HOME/sdshypervisor-csi (else ~/.local/state/sdshypervisor-csi)',
   },
   hostId: {
     flag: 'host-id',
     env: ['SDS_HOST_ID'],
     kind: 'string',
-    help: "this VBS's host id (default host-<hostname>)",
+    help: "this VBS's host id",
+    shown: 'host-<hostname>',
   },
   extraHosts: {
     flag: 'extra-host',
@@ -78,25 +84,29 @@ export const SETTINGS = {
     flag: 'listen-host',
     env: ['SDS_LISTEN_HOST'],
     kind: 'string',
-    help: 'TCP listen address (default 127.0.0.1)',
+    help: 'TCP listen address',
+    default: '127.0.0.1',
   },
   listenPort: {
     flag: 'listen-port',
     env: ['SDS_VBS_PORT'],
     kind: 'string',
-    help: `TCP port (default ${DEFAULT_VBS_PORT}; 0 = a free port, -1 = no TCP)`,
+    help: 'TCP port (0 = a free port, -1 = no TCP)',
+    default: String(DEFAULT_VBS_PORT),
   },
   controlSocket: {
     flag: 'control-socket',
     env: ['SDS_CONTROL_SOCKET'],
     kind: 'string',
-    help: 'unix socket of the socket API (default <data>/vbs.sock)',
+    help: 'unix socket of the socket API',
+    shown: '<data>/vbs.sock',
   },
   kvSocket: {
     flag: 'kv-socket',
     env: ['SDS_KV_SOCKET'],
     kind: 'string',
-    help: 'unix socket of the KV data plane used by sds_cli (default <data>/kv.sock)',
+    help: 'unix socket of the KV data plane used by sds_cli',
+    shown: '<data>/kv.sock',
   },
   tokenFile: {
     flag: 'token-file',
@@ -108,25 +118,30 @@ export const SETTINGS = {
     flag: 'pool',
     env: ['SDS_POOLS'],
     kind: 'list',
-    help: 'pool as name[:size][:path] (repeatable; env: comma-separated); default pool0:64G:<data>/luns/pool0.img',
+    help: 'pool as name[:size][:path] (repeatable; env: comma-separated)',
+    default: 'pool0',
+    shown: 'one pool pool0 of 64 GiB as a sparse LUN image in the data dir',
   },
   poolType: {
     flag: 'pool-type',
     env: ['SDS_POOL_TYPE'],
     kind: 'string',
     help: 'auto (xfs-reflink when root and mkfs.xfs are available, else directory), xfs-reflink or directory',
+    default: 'auto',
   },
   maxOversubscription: {
     flag: 'max-oversubscription',
     env: ['SDS_MAX_OVERSUBSCRIPTION'],
     kind: 'string',
-    help: 'ratio of provisioned to total capacity thin volumes may reach (default 4.0)',
+    help: 'ratio of provisioned to total capacity thin volumes may reach',
+    default: '4.0',
   },
   imageDirs: {
     flag: 'image-dir',
     env: ['SDS_IMAGE_DIRS'],
     kind: 'list',
-    help: 'directory image import/export may use (repeatable; env: comma-separated); default <data>/images; a directory others can write (such as /tmp) serves imports only, never exports',
+    help: 'directory image import/export may use (repeatable; env: comma-separated); a directory others can write (such as /tmp) serves imports only, never exports',
+    shown: '<data>/images',
   },
   imageUrlAllow: {
     flag: 'image-url-allow',
@@ -139,39 +154,51 @@ export const SETTINGS = {
     env: ['SDS_KEEP_MOUNTED'],
     kind: 'bool',
     help: 'on shutdown, leave volume loop devices attached and pools mounted',
+    default: 'false',
+    shown: 'off',
   },
-  logLevel: { flag: 'log-level', env: ['LOG_LEVEL'], kind: 'string', help: 'pino level (default info)' },
+  logLevel: { flag: 'log-level', env: ['LOG_LEVEL'], kind: 'string', help: 'pino level', default: 'info' },
   requestQuietMs: {
     flag: 'request-quiet-ms',
     env: ['SDS_REQUEST_QUIET_MS'],
     kind: 'string',
-    help: 'quiet period that ends a request sent without an empty line (default 25)',
+    help: 'quiet period that ends a request sent without an empty line',
+    default: '25',
   },
   shutdownGraceMs: {
     flag: 'shutdown-grace-ms',
     env: ['SDS_SHUTDOWN_GRACE_MS'],
     kind: 'string',
-    help: 'how long SIGTERM waits for in-flight operations (default 10000)',
+    help: 'how long SIGTERM waits for in-flight operations',
+    default: '10000',
   },
   blkioCgroup: {
     flag: 'blkio-cgroup',
     env: ['SDS_BLKIO_CGROUP'],
     kind: 'string',
-    help: 'cgroup v1 blkio directory for QoS throttling (default /sys/fs/cgroup/blkio; empty disables)',
+    help: 'cgroup v1 blkio directory for QoS throttling; empty disables',
+    default: '/sys/fs/cgroup/blkio',
   },
   protocol: {
     flag: 'protocol',
     env: ['SDS_EMULATOR_PROTOCOL'],
     kind: 'string',
-    help: 'extended (default: every request of docs/socket-api.md) or original (only the nine requests of the 2014 product, in their original form)',
+    help: 'extended (every request of docs/socket-api.md) or original (only the nine requests of the 2014 product, in their original form)',
+    default: 'extended',
   },
   qemuImg: {
     flag: 'qemu-img',
     env: ['SDS_QEMU_IMG'],
     kind: 'string',
-    help: 'path of qemu-img for qcow2 images (default: qemu-img found in PATH; "none": raw images only)',
+    help: 'path of qemu-img for qcow2 images ("none": raw images only)',
+    shown: 'qemu-img found in PATH at start',
   },
 } satisfies Record<string, SettingDef>;
+
+/** The default as --help and docs/configuration.md show it; undefined when there is none. */
+export function shownDefault(def: SettingDef): string | undefined {
+  return def.shown ?? def.default;
+}
 
 type SettingKey = keyof typeof SETTINGS;
 
@@ -189,8 +216,12 @@ export function helpText(): string {
     'Options (a flag wins over its environment variable):',
   ];
   for (const def of Object.values(SETTINGS) as SettingDef[]) {
-    const env = def.env?.length ? ` [env ${def.env.join(', ')}]` : '';
-    lines.push(`  --${def.flag}${def.kind === 'bool' ? '' : '=VALUE'}${env}`, `      ${def.help}`);
+    const env = def.env.length ? ` [env ${def.env.join(', ')}]` : '';
+    const shown = shownDefault(def);
+    lines.push(
+      `  --${def.flag}${def.kind === 'bool' ? '' : '=VALUE'}${env}`,
+      `      ${def.help}${shown ? ` (default: ${shown})` : ''}`,
+    );
   }
   lines.push('  --help      print this help', '  --version   print the version');
   return lines.join('\n') + '\n';
@@ -236,20 +267,26 @@ function parseArgv(argv: readonly string[]): { raw: RawSettings; help: boolean; 
   return { raw, help, version };
 }
 
+/** A definition's default in the form a flag or variable would give it. */
+function defaultValue(def: SettingDef, text: string): string | string[] {
+  return def.kind === 'list' ? splitList(text) : text;
+}
+
+function splitList(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
 function fromEnv(env: NodeJS.ProcessEnv, raw: RawSettings): RawSettings {
   const merged: RawSettings = { ...raw };
   for (const [key, def] of Object.entries(SETTINGS) as [SettingKey, SettingDef][]) {
     if (merged[key] !== undefined) continue;
-    for (const name of def.env ?? []) {
+    for (const name of def.env) {
       const value = env[name];
       if (value === undefined || value === '') continue;
-      merged[key] =
-        def.kind === 'list'
-          ? value
-              .split(',')
-              .map((s) => s.trim())
-              .filter(Boolean)
-          : value;
+      merged[key] = def.kind === 'list' ? splitList(value) : value;
       break;
     }
   }
@@ -436,34 +473,27 @@ export function loadConfig(
   const raw = fromEnv(env, fromArgs);
   const dataDirRaw = (raw.dataDir as string | undefined) ?? defaultDataDir(env);
   const dataDir = isAbsolute(dataDirRaw) ? resolve(dataDirRaw) : dataDirRaw;
-  const input = {
-    dataDir,
-    hostId: (raw.hostId as string | undefined) ?? `host-${hostname().replace(/[^A-Za-z0-9_.-]/g, '-')}`,
-    extraHosts: (raw.extraHosts as string[] | undefined) ?? [],
-    listenHost: (raw.listenHost as string | undefined) ?? '127.0.0.1',
-    listenPort: (raw.listenPort as string | undefined) ?? String(DEFAULT_VBS_PORT),
-    controlSocket: (raw.controlSocket as string | undefined) ?? join(dataDir, 'vbs.sock'),
-    kvSocket: (raw.kvSocket as string | undefined) ?? join(dataDir, 'kv.sock'),
-    pools: (raw.pools as string[] | undefined) ?? ['pool0'],
-    poolType: (raw.poolType as string | undefined) ?? 'auto',
-    maxOversubscription: (raw.maxOversubscription as string | undefined) ?? '4.0',
-    imageDirs: (raw.imageDirs as string[] | undefined) ?? [],
-    imageUrlAllow: (raw.imageUrlAllow as string[] | undefined) ?? [],
-    keepMounted: raw.keepMounted ?? false,
-    logLevel: (raw.logLevel as string | undefined) ?? 'info',
-    requestQuietMs: (raw.requestQuietMs as string | undefined) ?? '25',
-    shutdownGraceMs: (raw.shutdownGraceMs as string | undefined) ?? '10000',
-    blkioCgroup: (raw.blkioCgroup as string | undefined) ?? '/sys/fs/cgroup/blkio',
+  // Defaults that depend on the data directory or the machine; every other one is in its definition.
+  const computed: Partial<Record<SettingKey, string | string[]>> = {
+    hostId: `host-${hostname().replace(/[^A-Za-z0-9_.-]/g, '-')}`,
+    controlSocket: join(dataDir, 'vbs.sock'),
+    kvSocket: join(dataDir, 'kv.sock'),
     // Looked up once, here: every qcow2 operation then names the same binary, or fails clearly without one.
-    qemuImg: (raw.qemuImg as string | undefined) ?? findTool('qemu-img') ?? 'none',
-    protocol: (raw.protocol as string | undefined) ?? 'extended',
+    qemuImg: findTool('qemu-img') ?? 'none',
   };
+  const input: Record<string, string | string[] | boolean> = { dataDir };
+  for (const [key, def] of Object.entries(SETTINGS) as [SettingKey, SettingDef][]) {
+    if (key === 'dataDir' || key === 'tokenFile') continue;
+    const fallback = def.default === undefined ? computed[key] : defaultValue(def, def.default);
+    input[key] = raw[key] ?? fallback ?? (def.kind === 'list' ? [] : '');
+  }
+
   const parsed = schemaFor(dataDir).safeParse(input);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const key = String(issue.path[0]) as SettingKey;
     const def: SettingDef | undefined = SETTINGS[key];
-    const name = def ? `--${def.flag}${def.env?.length ? ` (${def.env.join(', ')})` : ''}` : key;
+    const name = def ? `--${def.flag}${def.env.length ? ` (${def.env.join(', ')})` : ''}` : key;
     throw new ConfigError(`setting ${name}: ${issue.message}`);
   }
   const v = parsed.data;

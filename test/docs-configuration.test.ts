@@ -1,9 +1,14 @@
 // docs/configuration.md lists every setting as its definition says: the driver's (src/config/config.ts: flag,
-// variable, default as --help shows it) and the emulator's (emulator/config.ts: flag, variables).
+// variable, default as --help shows it) and the emulator's (emulator/config.ts: flag, variables, default as its
+// --help shows it).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SETTINGS as EMULATOR_SETTINGS } from '../emulator/config.js';
+import {
+  SETTINGS as EMULATOR_SETTINGS,
+  shownDefault as emulatorShownDefault,
+  type SettingDef as EmulatorSetting,
+} from '../emulator/config.js';
 import { SETTINGS as DRIVER_SETTINGS, shownDefault, type Setting } from '../src/config/config.js';
 import { projectRoot } from '../src/util/paths.js';
 
@@ -36,9 +41,13 @@ describe('docs/configuration.md', () => {
     expect(rows.map((r) => r.slice(0, 3))).toEqual(expected);
   });
 
-  it('lists every emulator setting with its flag and variables, and nothing else', () => {
+  it('lists every emulator setting with its flag, variables and --help default, and nothing else', () => {
     const rows = tableUnder('The emulator');
-    const expected = Object.values(EMULATOR_SETTINGS).map((s) => [`--${s.flag}`, s.env.join(', ')]);
-    expect(rows.map((r) => r.slice(0, 2))).toEqual(expected);
+    const expected = (Object.values(EMULATOR_SETTINGS) as EmulatorSetting[]).map((s) => [
+      `--${s.flag}`,
+      s.env.join(', '),
+      emulatorShownDefault(s) ?? 'none',
+    ]);
+    expect(rows.map((r) => r.slice(0, 3))).toEqual(expected);
   });
 });
