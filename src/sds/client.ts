@@ -35,7 +35,15 @@ import {
 } from './records.js';
 import { VbsSession, type RetryPolicy, type SdsLogger, type SdsObserver } from './session.js';
 import type { VbsAddress } from './transport.js';
-import { isResendSafe, Key, Requests, type ProtocolLevel, RecordPrefix } from '../protocol/catalog.js';
+import {
+  isResendSafe,
+  Key,
+  Requests,
+  type KeyName,
+  type ProtocolLevel,
+  RecordPrefix,
+  type RecordPrefixName,
+} from '../protocol/catalog.js';
 import { RetCode, type Field, type VbsReply } from '../protocol/vbs.js';
 
 export type { RetryPolicy, SdsLogger, SdsObserver } from './session.js';
@@ -152,8 +160,7 @@ export class SdsClient implements SdsBackend {
   // ---- the interface ----
 
   async systemInfo(opts?: CallOptions): Promise<SystemInfo> {
-    const reply = await this.s.request(Requests.QUERY_CAPABILITY.type, [], opts);
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.QUERY_CAPABILITY.type, reply);
+    const reply = await this.requestOk(Requests.QUERY_CAPABILITY.type, [], opts);
     return this.s.parsing(() => systemInfoFromReply(reply.fields));
   }
 
@@ -162,12 +169,11 @@ export class SdsClient implements SdsBackend {
     if (this.s.level === 'original') return this.original.queryPools(asked, opts);
     // With pools configured the driver never asks for "all pools" (pool_num=0).
     const poolIds = asked.length > 0 ? asked : [...this.configuredPools];
-    const reply = await this.s.request(
+    const reply = await this.requestOk(
       Requests.QUERY_POOLS_CAPABILITY.type,
       [[Key.POOL_NUM, String(poolIds.length)], ...poolIds.map((id): Field => [Key.POOL_ID, id])],
       opts,
     );
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.QUERY_POOLS_CAPABILITY.type, reply);
     return this.s.parsing(() => reply.fields.records(RecordPrefix.POOL).map(poolFromRecord));
   }
 
@@ -234,7 +240,7 @@ export class SdsClient implements SdsBackend {
     checkName(Key.VOL_NAME, name);
     const sizeMiB = toMiB('sizeBytes', sizeBytes);
     if (this.s.level === 'original') return this.original.extendVolume(name, sizeMiB, opts);
-    const reply = await this.s.request(
+    const reply = await this.requestOk(
       Requests.EXTEND_VOLUME.type,
       [
         [Key.VOL_NAME, name],
@@ -242,19 +248,13 @@ export class SdsClient implements SdsBackend {
       ],
       opts,
     );
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.EXTEND_VOLUME.type, reply);
     return this.volumeFromReplyOrQuery(reply, name, opts);
   }
 
   async getVolume(name: string, opts?: CallOptions): Promise<VolumeInfo | undefined> {
     checkName(Key.VOL_NAME, name);
     if (this.s.level === 'original') return this.original.getVolume(name, opts);
-    const reply = await this.s.request(Requests.QUERY_VOLUME.type, [[Key.VOL_NAME, name]], opts);
-    if (reply.retcode === RetCode.NOT_EXIST) return undefined;
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.QUERY_VOLUME.type, reply);
-    const volume = this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name));
-    if (volume === undefined) throw this.s.error('Protocol', 'QUERY_VOLUME_REQ: success reply without volume0');
-    return volume;
+    return this.queryOne(Requests.QUERY_VOLUME.type, Key.VOL_NAME, name, RecordPrefix.VOLUME, volumeFromRecord, opts);
   }
 
   async listVolumes(
@@ -264,8 +264,7 @@ export class SdsClient implements SdsBackend {
     this.s.extendedOnly(Requests.LIST_VOLUMES.type);
     const fields = pageFields(query.marker, query.limit);
     if (query.poolId !== undefined) fields.push([Key.POOL_ID, checkName(Key.POOL_ID, query.poolId)]);
-    const reply = await this.s.request(Requests.LIST_VOLUMES.type, fields, opts);
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.LIST_VOLUMES.type, reply);
+    const reply = await this.requestOk(Requests.LIST_VOLUMES.type, fields, opts);
     return this.s.page(reply, Key.VOL_NUM, RecordPrefix.VOLUME, (r) => volumeFromRecord(r));
   }
 
@@ -277,8 +276,7 @@ export class SdsClient implements SdsBackend {
     checkName(Key.VOL_NAME, name);
     this.s.extendedOnly(Requests.MODIFY_VOLUME.type);
     const fields: Field[] = [[Key.VOL_NAME, name], ...qosFields(change.qos, change.cachePolicy)];
-    const reply = await this.s.request(Requests.MODIFY_VOLUME.type, fields, opts);
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.MODIFY_VOLUME.type, reply);
+    const reply = await this.requestOk(Requests.MODIFY_VOLUME.type, fields, opts);
     return this.volumeFromReplyOrQuery(reply, name, opts);
   }
 
@@ -339,12 +337,8 @@ export class SdsClient implements SdsBackend {
   async getSnapshot(name: string, opts?: CallOptions): Promise<SnapshotInfo | undefined> {
     checkName(Key.SNAP_NAME, name);
     if (this.s.level === 'original') return this.original.getSnapshot(name, opts);
-    const reply = await this.s.request(Requests.QUERY_SNAPSHOT.type, [[Key.SNAP_NAME, name]], opts);
-    if (reply.retcode === RetCode.NOT_EXIST) return undefined;
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.QUERY_SNAPSHOT.type, reply);
-    const snapshot = this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name));
-    if (snapshot === undefined) throw this.s.error('Protocol', 'QUERY_SNAPSHOT_REQ: success reply without snapshot0');
-    return snapshot;
+    const type = Requests.QUERY_SNAPSHOT.type;
+    return this.queryOne(type, Key.SNAP_NAME, name, RecordPrefix.SNAPSHOT, snapshotFromRecord, opts);
   }
 
   async listSnapshots(
@@ -355,8 +349,7 @@ export class SdsClient implements SdsBackend {
     const fields = pageFields(query.marker, query.limit);
     if (query.volumeName !== undefined) fields.push([Key.VOL_NAME, checkName(Key.VOL_NAME, query.volumeName)]);
     if (query.snapshotName !== undefined) fields.push([Key.SNAP_NAME, checkName(Key.SNAP_NAME, query.snapshotName)]);
-    const reply = await this.s.request(Requests.LIST_SNAPSHOTS.type, fields, opts);
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.LIST_SNAPSHOTS.type, reply);
+    const reply = await this.requestOk(Requests.LIST_SNAPSHOTS.type, fields, opts);
     return this.s.page(reply, Key.SNAP_NUM, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r));
   }
 
@@ -425,20 +418,11 @@ export class SdsClient implements SdsBackend {
     options: { readOnly: boolean; exclusive: boolean },
     opts?: CallOptions,
   ): Promise<void> {
-    checkName(Key.VOL_NAME, name);
-    checkName(Key.HOST_ID, hostId);
-    this.s.extendedOnly(Requests.MAP_VOLUME.type);
-    const reply = await this.s.request(
-      Requests.MAP_VOLUME.type,
-      [
-        [Key.VOL_NAME, name],
-        [Key.HOST_ID, hostId],
-        [Key.ACCESS_MODE, options.readOnly ? 'ro' : 'rw'],
-        [Key.EXCLUSIVE, options.exclusive ? '1' : '0'],
-      ],
-      opts,
-    );
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.MAP_VOLUME.type, reply);
+    const access: Field[] = [
+      [Key.ACCESS_MODE, options.readOnly ? 'ro' : 'rw'],
+      [Key.EXCLUSIVE, options.exclusive ? '1' : '0'],
+    ];
+    await this.hostRequest(Requests.MAP_VOLUME.type, name, hostId, access, opts);
   }
 
   async unmapVolume(
@@ -447,26 +431,14 @@ export class SdsClient implements SdsBackend {
     options: { force?: boolean } = {},
     opts?: CallOptions,
   ): Promise<void> {
-    checkName(Key.VOL_NAME, name);
-    checkName(Key.HOST_ID, hostId);
-    this.s.extendedOnly(Requests.UNMAP_VOLUME.type);
-    const reply = await this.s.request(
-      Requests.UNMAP_VOLUME.type,
-      [
-        [Key.VOL_NAME, name],
-        [Key.HOST_ID, hostId],
-        [Key.FORCE, options.force ? '1' : '0'],
-      ],
-      opts,
-    );
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.UNMAP_VOLUME.type, reply);
+    const force: Field[] = [[Key.FORCE, options.force ? '1' : '0']];
+    await this.hostRequest(Requests.UNMAP_VOLUME.type, name, hostId, force, opts);
   }
 
   async volumeHosts(name: string, opts?: CallOptions): Promise<HostMapping[]> {
     checkName(Key.VOL_NAME, name);
     this.s.extendedOnly(Requests.QUERY_VOLUME_HOSTS.type);
-    const reply = await this.s.request(Requests.QUERY_VOLUME_HOSTS.type, [[Key.VOL_NAME, name]], opts);
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(Requests.QUERY_VOLUME_HOSTS.type, reply);
+    const reply = await this.requestOk(Requests.QUERY_VOLUME_HOSTS.type, [[Key.VOL_NAME, name]], opts);
     return this.s.counted(reply, Key.HOST_NUM, RecordPrefix.HOST, hostMappingFromRecord);
   }
 
@@ -560,6 +532,38 @@ export class SdsClient implements SdsBackend {
         delay = Math.min(delay * 2, this.deletePoll.maxDelayMs);
       }
     });
+  }
+
+  /** Sends `type` with `fields`; its reply, or the reply's error unless it is OK. */
+  private async requestOk(type: string, fields: Field[], opts?: CallOptions): Promise<VbsReply> {
+    const reply = await this.s.request(type, fields, opts);
+    if (reply.retcode !== RetCode.OK) throw this.s.replyError(type, reply);
+    return reply;
+  }
+
+  /** A request (extended) about volume `name` on host `hostId`, with its own keys after those two. */
+  private async hostRequest(type: string, name: string, hostId: string, more: Field[], opts?: CallOptions) {
+    checkName(Key.VOL_NAME, name);
+    checkName(Key.HOST_ID, hostId);
+    this.s.extendedOnly(type);
+    await this.requestOk(type, [[Key.VOL_NAME, name], [Key.HOST_ID, hostId], ...more], opts);
+  }
+
+  /** A query of one object by name: its record, or undefined when the VBS says it does not exist. */
+  private async queryOne<T>(
+    type: string,
+    key: KeyName,
+    name: string,
+    prefix: RecordPrefixName,
+    parse: (record: Record<string, string>, name: string) => T,
+    opts?: CallOptions,
+  ): Promise<T | undefined> {
+    const reply = await this.s.request(type, [[key, name]], opts);
+    if (reply.retcode === RetCode.NOT_EXIST) return undefined;
+    if (reply.retcode !== RetCode.OK) throw this.s.replyError(type, reply);
+    const found = this.s.firstRecord(reply, prefix, (r) => parse(r, name));
+    if (found === undefined) throw this.s.error('Protocol', `${type}: success reply without ${prefix}0`);
+    return found;
   }
 
   private async volumeFromReplyOrQuery(reply: VbsReply, name: string, opts?: CallOptions): Promise<VolumeInfo> {
