@@ -2,18 +2,14 @@
 // sdshypervisor-csi: the CSI driver process. Parses the configuration, starts the embedded emulator in
 // all mode, builds the back-end client and the services of the chosen mode, serves them on the CSI socket,
 // and on SIGINT/SIGTERM drains in-flight calls before it stops (a second signal stops at once).
-import { runExport } from './cli/export.js';
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
 import { childEnv } from './config/environment.js';
-import { controllerService } from './controller/controller.js';
-import { KvConnector } from './connector/index.js';
-import { groupControllerService } from './groupcontroller/group-controller.js';
 import { identityService } from './identity/identity.js';
 import { backendProbe, type ProbeResult } from './identity/probe.js';
 import { openKubeClient } from './kube/lazy.js';
 import { createLogger, type Logger } from './log/logger.js';
 import type { DriverMetrics, OpsHttpServer } from './metrics/index.js';
-import { nodeService, type NodeDeps } from './node/node.js';
+import type { NodeDeps } from './node/node.js';
 import { SdsClient } from './sds/client.js';
 import { negotiateLevel } from './sds/level.js';
 import type { ProtocolLevel } from './protocol/catalog.js';
@@ -26,7 +22,6 @@ import {
 import { makeContextFactory } from './server/rpc.js';
 import { CsiServer, parseUnixEndpoint, type CsiServices } from './server/server.js';
 import { StopRequest } from './server/stop-request.js';
-import { snapshotMetadataService } from './snapshotmetadata/snapshot-metadata.js';
 import { packageVersion } from './util/paths.js';
 
 // First thing the module does: from here on a stop signal is a request the start honours (see stop-request.ts).
@@ -111,14 +106,22 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
     if (config.mode === 'controller' || config.mode === 'all') {
       // Claims' image-source annotations and Events; off (quietly) without in-cluster config or a kubeconfig.
       const kube = await openKubeClient({ logger: log, kubeconfig: config.kubeconfig, instance: config.nodeName });
+      // Each mode loads only its own services: a node plugin never parses the controller's code.
+      const { controllerService } = await import('./controller/controller.js');
       services.controller = controllerService({ backend: sds, kube, driverName: config.driverName, level }, rpc);
       if (level === 'extended') {
+        const [{ groupControllerService }, { snapshotMetadataService }] = await Promise.all([
+          import('./groupcontroller/group-controller.js'),
+          import('./snapshotmetadata/snapshot-metadata.js'),
+        ]);
         services.groupController = groupControllerService({ backend: sds }, rpc);
         services.snapshotMetadata = snapshotMetadataService({ backend: sds }, rpc);
       }
     }
-    if (config.mode === 'node' || config.mode === 'all')
+    if (config.mode === 'node' || config.mode === 'all') {
+      const { nodeService } = await import('./node/node.js');
       services.node = nodeService(await nodeDeps(config, sds, log, metrics, emulator?.info.kvSocket), rpc);
+    }
     server.register(services);
     let draining = false;
     if (metricsRoom && metrics) {
@@ -223,6 +226,7 @@ async function nodeDeps(
 ): Promise<NodeDeps> {
   const original = backend.level === 'original';
   const cliEnv = embeddedKvSocket ? childEnv({ SDS_KV_SOCKET: embeddedKvSocket }) : childEnv();
+  const { KvConnector } = await import('./connector/index.js');
   const connector = new KvConnector({
     cliPath: config.sdsCli,
     env: cliEnv,
@@ -283,6 +287,7 @@ async function main(argv: string[]): Promise<number> {
     // The export tool keeps the default signal actions (a Ctrl-C stops it; its copies are atomic).
     stopRequest.dispose();
     if (stopRequest.requestedBy) return 1;
+    const { runExport } = await import('./cli/export.js');
     return runExport(argv.slice(1), {
       stdout: (t) => process.stdout.write(t),
       stderr: (t) => process.stderr.write(t),

@@ -1,10 +1,24 @@
 // Driver configuration from flags and environment (docs/configuration.md). A flag wins over its variable.
-// Validated with zod; a bad value is reported with the flag and variable it came from.
+// Validated by checks.ts; a bad value is reported with the flag and variable it came from.
 import { readFileSync } from 'node:fs';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { z } from 'zod';
+import {
+  absolute,
+  list,
+  mapped,
+  matches,
+  nonEmpty,
+  oneOf,
+  optional,
+  text,
+  wholeNumber,
+  withDefault,
+  yesNo,
+  type Check,
+  type CheckedValues,
+} from './checks.js';
 import { AddressError, parseAddressList } from '../sds/transport.js';
 
 export interface Setting {
@@ -131,19 +145,6 @@ export const SETTINGS = {
 
 export type SettingName = keyof typeof SETTINGS;
 
-const boolString = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
-// One message for every bad number, naming the range in words (the caller prefixes the flag or variable).
-const intString = (min: number, max: number) =>
-  z
-    .string()
-    .refine(
-      (v) => /^\d{1,16}$/.test(v) && Number(v) >= min && Number(v) <= max,
-      `must be a whole number from ${min} to ${max}`,
-    )
-    .transform(Number);
-
 /** The embedded emulator's data directory when SDS_DATA_DIR does not name one. */
 export function defaultDataDir(env: NodeJS.ProcessEnv): string {
   const state =
@@ -154,77 +155,48 @@ export function defaultDataDir(env: NodeJS.ProcessEnv): string {
 const DNS_SUBDOMAIN = /^[a-z0-9A-Z]([a-z0-9A-Z.-]{0,61}[a-z0-9A-Z])?$/;
 const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 
-function schemaFor(env: NodeJS.ProcessEnv) {
-  return z.object({
-    mode: z.enum(['controller', 'node', 'all']),
-    endpoint: z.string().regex(/^unix:\/\/?\/[^\0]+$/, 'must be unix:///absolute/path'),
-    endpointMode: z
-      .string()
-      .regex(/^0?[0-7]{3}$/, 'must be an octal file mode like 0600')
-      .transform((v) => parseInt(v, 8)),
-    driverName: z.string().regex(DNS_SUBDOMAIN, 'must be a DNS-1123 subdomain of at most 63 characters'),
-    vbsUrl: z
-      .string()
-      .superRefine((value, ctx) => {
-        try {
-          parseAddressList(value);
-        } catch (err) {
-          if (!(err instanceof AddressError)) throw err;
-          ctx.addIssue({ code: 'custom', message: err.message });
-        }
-      })
-      .optional(),
-    vbsPort: intString(1, 65535),
-    vbsTokenFile: z.string().min(1).optional(),
-    vbsProtocol: z.enum(['auto', 'original', 'extended']),
-    vbsPools: z
-      .string()
-      .transform((v) =>
-        v
-          .split(',')
-          .map((s) => s.trim())
-          .filter(Boolean),
-      )
-      .pipe(
-        z.array(
-          z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'each must be 1-96 characters of [A-Za-z0-9_.-]'),
-        ),
-      )
-      .default([]),
-    vbsTimeoutMs: intString(100, 3_600_000),
-    hostId: z
-      .string()
-      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/, 'must be 1-96 characters of [A-Za-z0-9_.-]')
-      .optional(),
-    sdsCli: z.string().startsWith('/', 'must be an absolute path').optional(),
-    nodeName: z.string().min(1).default(hostname()),
-    topologyLabels: z
-      .string()
-      .transform((v) =>
-        v
-          .split(',')
-          .map((s) => s.trim())
-          .filter(Boolean),
-      )
-      .pipe(z.array(z.string().regex(LABEL_KEY, 'each must be a Kubernetes label key')))
-      .default([]),
-    maxVolumesPerNode: intString(1, 1_000_000),
-    metricsAddress: z
-      .string()
-      .regex(/^(|\[[0-9A-Fa-f:.]+\]:\d{1,5}|[0-9A-Za-z.-]*:\d{1,5})$/, 'must be host:port, [v6]:port, :port or empty')
-      .refine(
-        (v) => !/:\d{1,5}$/.test(v) || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535,
-        'the port must be 0-65535',
-      ),
-    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
-    kubeconfig: z.string().min(1).optional(),
-    shutdownGraceMs: intString(0, 600_000),
-    emulator: boolString.optional(),
-    dataDir: z.string().startsWith('/', 'must be an absolute path').default(defaultDataDir(env)),
-  });
+function checksFor(env: NodeJS.ProcessEnv) {
+  const name96 = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/;
+  return {
+    mode: oneOf('controller', 'node', 'all'),
+    endpoint: text(matches(/^unix:\/\/?\/[^\0]+$/, 'must be unix:///absolute/path')),
+    endpointMode: mapped(text(matches(/^0?[0-7]{3}$/, 'must be an octal file mode like 0600')), (v) => parseInt(v, 8)),
+    driverName: text(matches(DNS_SUBDOMAIN, 'must be a DNS-1123 subdomain of at most 63 characters')),
+    vbsUrl: optional(vbsAddressList),
+    vbsPort: wholeNumber(1, 65535),
+    vbsTokenFile: optional(text(nonEmpty)),
+    vbsProtocol: oneOf('auto', 'original', 'extended'),
+    vbsPools: withDefault(list(name96, 'each must be 1-96 characters of [A-Za-z0-9_.-]'), []),
+    vbsTimeoutMs: wholeNumber(100, 3_600_000),
+    hostId: optional(text(matches(name96, 'must be 1-96 characters of [A-Za-z0-9_.-]'))),
+    sdsCli: optional(text(absolute)),
+    nodeName: withDefault(text(nonEmpty), hostname()),
+    topologyLabels: withDefault(list(LABEL_KEY, 'each must be a Kubernetes label key'), []),
+    maxVolumesPerNode: wholeNumber(1, 1_000_000),
+    metricsAddress: text(
+      matches(/^(|\[[0-9A-Fa-f:.]+\]:\d{1,5}|[0-9A-Za-z.-]*:\d{1,5})$/, 'must be host:port, [v6]:port, :port or empty'),
+      [(v) => !/:\d{1,5}$/.test(v) || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be 0-65535'],
+    ),
+    logLevel: oneOf('trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'),
+    kubeconfig: optional(text(nonEmpty)),
+    shutdownGraceMs: wholeNumber(0, 600_000),
+    emulator: optional(yesNo),
+    dataDir: withDefault(text(absolute), defaultDataDir(env)),
+  } satisfies Record<SettingName, Check<unknown>>;
 }
 
-export type DriverConfig = z.output<ReturnType<typeof schemaFor>> & {
+/** A VBS address list, judged (and its problem worded) by the VBS client's own parser. */
+const vbsAddressList: Check<string> = (raw) => {
+  try {
+    parseAddressList(raw ?? '');
+    return { ok: true, value: raw ?? '' };
+  } catch (err) {
+    if (!(err instanceof AddressError)) throw err;
+    return { ok: false, message: err.message };
+  }
+};
+
+export type DriverConfig = CheckedValues<ReturnType<typeof checksFor>> & {
   /** the socket-API token, from SDS_VBS_TOKEN or --vbs-token-file; never logged */
   vbsToken?: string;
   /** whether to start the embedded emulator */
@@ -278,7 +250,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = proces
   if (parsed.values.help) return { kind: 'help', text: helpText() };
   if (parsed.values.version) return { kind: 'version' };
 
-  const { config, origin } = resolveSettings(schemaFor(env), (s) => parsed.values[s.flag], env);
+  const { config, origin } = resolveSettings(checksFor(env), (s) => parsed.values[s.flag], env);
   const vbsToken = readToken(config.vbsTokenFile, origin, env);
   const startEmulator = config.emulator ?? config.mode === 'all';
   if (startEmulator && config.mode !== 'all')
@@ -293,40 +265,40 @@ type Origins = Record<string, string>;
  * Each setting of `schema` from its flag (as `flagValue` gives it) or else its variable, validated; a bad value
  * is reported with the flag or variable it came from. Throws ConfigError.
  */
-function resolveSettings<S extends z.ZodObject<z.ZodRawShape>>(
-  schema: S,
+function resolveSettings<C extends Partial<Record<SettingName, Check<unknown>>>>(
+  checks: C,
   flagValue: (s: Setting) => unknown,
   env: NodeJS.ProcessEnv,
-): { config: z.output<S>; origin: Origins } {
-  const raw: Record<string, string> = {};
+): { config: CheckedValues<C>; origin: Origins } {
+  const config: Record<string, unknown> = {};
   const origin: Origins = {};
-  for (const name of Object.keys(schema.shape) as SettingName[]) {
+  const messages: string[] = [];
+  for (const name of Object.keys(checks) as SettingName[]) {
     const s: Setting = SETTINGS[name];
     const fromFlag = flagValue(s);
     const fromEnv = s.env ? env[s.env] : undefined;
+    let raw: string | undefined;
     if (typeof fromFlag === 'string') {
-      raw[name] = fromFlag;
+      raw = fromFlag;
       origin[name] = `--${s.flag}`;
     } else if (fromEnv !== undefined && fromEnv !== '') {
-      raw[name] = fromEnv;
+      raw = fromEnv;
       origin[name] = s.env!;
     } else if (s.default !== undefined) {
-      raw[name] = s.default;
+      raw = s.default;
     }
+    const result = checks[name]!(raw);
+    if (result.ok) {
+      config[name] = result.value;
+      continue;
+    }
+    const where = origin[name] ?? `--${s.flag}`;
+    // An item of a list setting: say which (--topology-labels[1]).
+    const item = result.item === undefined ? '' : `[${result.item}]`;
+    messages.push(`${where}${item}: ${result.message}`);
   }
-  const result = schema.safeParse(raw);
-  if (!result.success) {
-    const messages = result.error.issues.map((issue) => {
-      const name = String(issue.path[0]) as SettingName;
-      const s: Setting | undefined = SETTINGS[name];
-      const where = origin[name] ?? (s ? `--${s.flag}` : name);
-      // An item of a list setting: say which (--topology-labels[1]).
-      const item = issue.path.length > 1 ? `[${issue.path.slice(1).join('.')}]` : '';
-      return `${where}${item}: ${issue.message}`;
-    });
-    throw new ConfigError(`invalid configuration: ${messages.join('; ')}`);
-  }
-  return { config: result.data, origin };
+  if (messages.length) throw new ConfigError(`invalid configuration: ${messages.join('; ')}`);
+  return { config: config as CheckedValues<C>, origin };
 }
 
 /** The socket-API token: from the token file when one is set, else SDS_VBS_TOKEN; checked. Throws ConfigError. */
@@ -367,8 +339,8 @@ export function parseExportSettings(
   flags: Readonly<Record<string, unknown>>,
   env: NodeJS.ProcessEnv = process.env,
 ): ExportSharedSettings {
-  const schema = schemaFor(env).pick({ vbsUrl: true, vbsPort: true, vbsTokenFile: true, dataDir: true });
-  const { config, origin } = resolveSettings(schema, (s) => flags[s.flag], env);
+  const { vbsUrl, vbsPort, vbsTokenFile, dataDir } = checksFor(env);
+  const { config, origin } = resolveSettings({ vbsUrl, vbsPort, vbsTokenFile, dataDir }, (s) => flags[s.flag], env);
   return {
     vbsUrl: config.vbsUrl,
     vbsPort: config.vbsPort,

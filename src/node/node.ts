@@ -18,6 +18,7 @@ import {
   parseCapacityRange,
 } from './request.js';
 import { stageVolume, unstageVolume } from './stage.js';
+import { StagedDevices } from './staged.js';
 import { expandVolume, volumeStats } from './volume.js';
 
 export type { NodeDeps, NodeConnector } from './deps.js';
@@ -45,10 +46,12 @@ function connectorFor(connector: NodeConnector, requestId: string): NodeConnecto
 
 export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
   const locks = new VolumeLocks();
+  const staged = new StagedDevices();
   const work = (ctx: RpcContext) => ({
     connector: connectorFor(deps.connector, ctx.requestId),
     log: ctx.log,
     signal: ctx.signal,
+    staged,
   });
   let hostId = deps.hostId;
 

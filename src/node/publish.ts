@@ -30,13 +30,17 @@ import {
   unmountOurs,
   unusedReadOnlyLoops,
   volumeDevice,
+  type VolumeDevice,
 } from './ownership.js';
 import { ensureDirectory, makeDirectories } from './stage.js';
+import type { StagedDevices } from './staged.js';
 
 interface Ctx {
   connector: NodeConnector;
   log: Logger;
   signal?: AbortSignal;
+  /** the devices this process staged (a hint that spares `querydev`; see staged.ts) */
+  staged?: StagedDevices;
 }
 
 export interface PublishRequest {
@@ -120,8 +124,13 @@ async function checkSingleTarget(
 }
 
 export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void> {
-  const device = await stagedDevice(ctx, req.volumeId);
   const staging = await mountPointState(req.stagingPath);
+  // A filesystem volume: its staging mount showing the device this process staged it as answers querydev.
+  const staged =
+    req.capability.accessType === 'mount' && staging.pathState.kind !== 'dead'
+      ? await ctx.staged?.confirmed(req.volumeId, staging.mount)
+      : undefined;
+  const device = staged ?? (await stagedDevice(ctx, req.volumeId));
   let target = await mountPointState(req.targetPath);
 
   // The target first: a publish already there answers for itself (same → OK, different → ALREADY_EXISTS).
@@ -213,8 +222,10 @@ export interface UnpublishRequest {
 }
 
 export async function unpublishVolume(ctx: Ctx, req: UnpublishRequest): Promise<void> {
-  const volume = await volumeDevice(ctx, req.volumeId);
   const target = await mountPointState(req.targetPath);
+  // The target's mount showing the device this process staged the volume as answers what querydev would.
+  const staged = await ctx.staged?.confirmed(req.volumeId, target.mount);
+  const volume: VolumeDevice = staged ? { known: true, ...staged } : await volumeDevice(ctx, req.volumeId);
   if (!volume.known) {
     // Nothing can be this volume's: touch nothing. Nothing there is the idempotent "already unpublished".
     if (target.mount)

@@ -32,8 +32,9 @@ import {
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
-import { holdsVolume, releaseUnusedReadOnlyLoops, unmountOurs, volumeDevice } from './ownership.js';
+import { holdsVolume, releaseUnusedReadOnlyLoops, unmountOurs, volumeDevice, type VolumeDevice } from './ownership.js';
 import type { Capability } from './request.js';
+import type { StagedDevices } from './staged.js';
 
 export interface StageRequest {
   volumeId: string;
@@ -49,6 +50,8 @@ interface Ctx {
   connector: NodeConnector;
   log: Logger;
   signal?: AbortSignal;
+  /** the devices this process staged (a hint that spares `querydev`; see staged.ts) */
+  staged?: StagedDevices;
 }
 
 /** Attaches the volume, turning the connector's "not mapped here" into the CSI answer for it. */
@@ -204,6 +207,7 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
       );
       // Staged already; finish what a crash may have cut short (xfs grows after mounting; ext4 grew before).
       if (fsType === 'xfs' && !isReadOnlyMount(state.mount)) await growIfSmaller(ctx, devicePath, stagingPath, fsType);
+      ctx.staged?.remember(volumeId, { path: devicePath, dev: device });
       return;
     }
     if (!(await isStale(state.mount, dead))) {
@@ -248,6 +252,7 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
       `mounted ${devicePath} at ${stagingPath}, but the mount table does not show it there`,
     );
   if (fsType === 'xfs' && !isReadOnlyMount(mounted)) await growIfSmaller(ctx, devicePath, stagingPath, fsType);
+  ctx.staged?.remember(volumeId, { path: devicePath, dev: device });
 }
 
 async function growUnmountedExt4IfSmaller(ctx: Ctx, devicePath: string): Promise<void> {
@@ -368,8 +373,10 @@ export interface UnstageRequest {
 
 export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void> {
   const { volumeId, stagingPath } = req;
-  const volume = await volumeDevice(ctx, volumeId);
   const state = await mountPointState(stagingPath);
+  // The staging mount showing the device this process staged the volume as answers what querydev would.
+  const staged = await ctx.staged?.confirmed(volumeId, state.mount);
+  const volume: VolumeDevice = staged ? { known: true, ...staged } : await volumeDevice(ctx, volumeId);
   // No such volume: nothing here can be its; touch nothing.
   if (!volume.known) {
     throw notFound(
@@ -403,6 +410,7 @@ export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void
     );
   }
 
+  ctx.staged?.forget(volumeId);
   if (ours) {
     const { removed, lazy } = await unmountOurs(state.path, volume);
     if (lazy) ctx.log.warn({ stagingPath: state.path }, 'the staging mount was dead; it was unmounted lazily');
