@@ -3,18 +3,27 @@
 // consistent while the volume is written) and writes only inside its image directories. When --out lies
 // outside them and the VBS is on this host (unix socket), the image is exported into one of its directories
 // under a hidden name and moved (or copied, sparse) to --out by us. Either way --out appears under its final
-// name only when complete.
+// name only when complete. On the original level (no export request) this host copies the data itself
+// through a temporary clone (host-export.ts).
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { link, open, rename, rm, stat, unlink } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseExportSettings } from '../config/config.js';
+import { childEnv } from '../config/environment.js';
 import { isValidName } from '../protocol/vbs.js';
 import type { ImageJob } from '../sds/backend.js';
 import { SdsClient } from '../sds/client.js';
 import { isSdsError } from '../sds/errors.js';
-import { EMBEDDED_TOKEN_FILE } from '../server/embedded-emulator.js';
+import { negotiateLevel } from '../sds/level.js';
+import type { SystemInfo } from '../sds/backend.js';
+import { isConnectorError } from '../connector/index.js';
+import { defaultSdsCliPath, EMBEDDED_TOKEN_FILE } from '../server/embedded-emulator.js';
+import { copySparse, ExportError, publishFile, TargetExistsError } from './host-copy.js';
+import { HostExportRun } from './host-export-run.js';
+
+export { copySparse, ExportError } from './host-copy.js';
 
 export const EXPORT_USAGE = `Usage: sdshypervisor-csi export (--volume ID | --snapshot ID) --out FILE [options]
 
@@ -25,10 +34,15 @@ Writes a volume or a snapshot to an image file (copy volume to image).
   --out FILE           the image file to write; it appears under this name only when complete
   --format raw|qcow2   image format (default raw; raw output is sparse)
   --overwrite          replace FILE if it exists
+  --size SIZE          the source's size (bytes, or with Ki/Mi/Gi/Ti); needed on the original level, which
+                       does not tell it (a larger one pads the image with zeros, a smaller one is refused)
   --vbs-url ADDRS      VBS addresses (default: SDS_VBS_URL, else the embedded emulator's socket under
                        SDS_DATA_DIR when present, else 127.0.0.1)
   --vbs-port N         port for addresses without one (default: SDS_VBS_PORT, else 10599)
   --vbs-token-file F   file holding the socket-API token (default: SDS_VBS_TOKEN_FILE; SDS_VBS_TOKEN holds it)
+  --vbs-protocol P     auto | original | extended (default: SDS_VBS_PROTOCOL, else auto: asked of the VBS)
+  --sds-cli PATH       sds_cli, to attach the clone on the original level (default: HUAWEISDSHYPERVISORCLI_PATH,
+                       else the embedded emulator's when its socket is used, else /usr/local/bin/sds/sds_cli)
   --timeout-ms N       give up after N ms (default 21600000, 6 h)
   --quiet              no progress lines on stderr
 
@@ -38,11 +52,9 @@ const EXIT_OK = 0;
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 const EXIT_INTERRUPTED = 130;
-const BLOCK = 4096;
 const MiB = 1024 * 1024;
 
 class UsageError extends Error {}
-class ExportError extends Error {}
 
 export interface ExportIo {
   stderr: (text: string) => void;
@@ -53,7 +65,7 @@ export interface ExportIo {
   signals?: NodeJS.EventEmitter;
 }
 
-interface ExportArgs {
+export interface ExportArgs {
   volume?: string;
   snapshot?: string;
   out: string;
@@ -64,6 +76,23 @@ interface ExportArgs {
   token?: string;
   timeoutMs: number;
   quiet: boolean;
+  sizeBytes?: number;
+  protocol: 'auto' | 'original' | 'extended';
+  sdsCli?: string;
+  /** the environment of sds_cli (SDS_KV_SOCKET) */
+  cliEnv: NodeJS.ProcessEnv;
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, Ki: 1024, Mi: MiB, Gi: 1024 * MiB, Ti: 1024 * 1024 * MiB };
+
+function parseSize(text: string): number {
+  const m = /^(\d{1,15})(Ki|Mi|Gi|Ti)?$/.exec(text);
+  const bytes = m ? Number(m[1]) * SIZE_UNITS[m[2] ?? '']! : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1)
+    throw new UsageError(
+      `--size must be a positive size in bytes, or with Ki, Mi, Gi or Ti, not ${JSON.stringify(text)}`,
+    );
+  return bytes;
 }
 
 function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv | undefined): ExportArgs | 'help' {
@@ -82,6 +111,9 @@ function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv | undefined): Ex
         'vbs-url': { type: 'string' },
         'vbs-port': { type: 'string' },
         'vbs-token-file': { type: 'string' },
+        'vbs-protocol': { type: 'string' },
+        'sds-cli': { type: 'string' },
+        size: { type: 'string' },
         'timeout-ms': { type: 'string' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean' },
@@ -108,6 +140,7 @@ function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv | undefined): Ex
   const timeoutText = v['timeout-ms'] ?? '21600000';
   if (!/^\d{1,10}$/.test(timeoutText) || Number(timeoutText) < 1)
     throw new UsageError('--timeout-ms must be a positive whole number');
+  const sizeBytes = v.size !== undefined ? parseSize(v.size) : undefined;
   // --vbs-url, --vbs-port, --vbs-token-file and the data directory: the driver's own settings.
   let shared;
   try {
@@ -119,7 +152,12 @@ function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv | undefined): Ex
   let token = shared.vbsToken;
   const vbsUrl = shared.vbsUrl ?? defaultVbsUrl(shared.dataDir);
   // The embedded emulator of `npm start` always requires a token; without one given, the one it was started with.
-  if (!token && vbsUrl === `unix://${embeddedSocket(shared.dataDir)}`) token = embeddedToken(shared.dataDir);
+  const embedded = vbsUrl === `unix://${embeddedSocket(shared.dataDir)}`;
+  if (!token && embedded) token = embeddedToken(shared.dataDir);
+  // sds_cli finds its VBS through SDS_KV_SOCKET; beside the embedded emulator's socket, its KV socket.
+  const cliEnv = env ? { ...env } : childEnv();
+  if (embedded && !cliEnv.SDS_KV_SOCKET) cliEnv.SDS_KV_SOCKET = join(shared.dataDir, 'kv.sock');
+  const sdsCli = shared.sdsCli ?? (embedded ? defaultSdsCliPath() : undefined);
   return {
     ...(v.volume !== undefined ? { volume: v.volume } : {}),
     ...(v.snapshot !== undefined ? { snapshot: v.snapshot } : {}),
@@ -131,6 +169,10 @@ function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv | undefined): Ex
     ...(token ? { token } : {}),
     timeoutMs: Number(timeoutText),
     quiet: v.quiet ?? false,
+    ...(sizeBytes !== undefined ? { sizeBytes } : {}),
+    protocol: shared.vbsProtocol,
+    ...(sdsCli !== undefined ? { sdsCli } : {}),
+    cliEnv,
   };
 }
 
@@ -192,17 +234,38 @@ export async function runExport(argv: string[], io: ExportIo): Promise<number> {
     io.stderr(`sdshypervisor-csi export: ${(err as Error).message}\n`);
     return EXIT_USAGE;
   }
-  const run = new ExportRun(client, args, io);
+  let run: ExportRun | HostExportRun | undefined;
   try {
+    const out = checkOut(args);
+    const negotiated = await negotiateLevel(client, args.protocol);
+    if (negotiated.level === 'original') {
+      client.setLevel('original');
+      run = new HostExportRun(client, args, io, out);
+    } else {
+      run = new ExportRun(client, args, io, out, negotiated.system);
+    }
     return await run.execute();
   } catch (err) {
-    const message = err instanceof ExportError || isSdsError(err) ? err.message : String((err as Error)?.stack ?? err);
+    const told =
+      err instanceof ExportError || err instanceof TargetExistsError || isSdsError(err) || isConnectorError(err);
+    const message = told ? err.message : String((err as Error)?.stack ?? err);
     io.stderr(`sdshypervisor-csi export: ${message}\n`);
-    return run.interrupted ? EXIT_INTERRUPTED : EXIT_FAILED;
+    return run?.interrupted ? EXIT_INTERRUPTED : EXIT_FAILED;
   } finally {
-    await run.cleanUp();
+    await run?.cleanUp();
     client.close();
   }
+}
+
+/** --out's directory exists and --out is free (or may be replaced); returns --out in its real directory. */
+function checkOut(args: ExportArgs): string {
+  const outDir = dirname(args.out);
+  if (!existsSync(outDir) || !statSync(outDir).isDirectory())
+    throw new ExportError(`--out: the directory ${outDir} does not exist`);
+  const out = join(realpathOr(outDir), basename(args.out));
+  if (existsSync(out) && !args.overwrite)
+    throw new ExportError(`--out: ${args.out} exists; add --overwrite to replace it`);
+  return out;
 }
 
 class ExportRun {
@@ -216,20 +279,16 @@ class ExportRun {
     private readonly client: SdsClient,
     private readonly args: ExportArgs,
     private readonly io: ExportIo,
+    private readonly out: string,
+    private readonly system: SystemInfo | undefined,
   ) {
     this.subject = args.volume !== undefined ? `volume ${args.volume}` : `snapshot ${args.snapshot}`;
   }
 
   async execute(): Promise<number> {
-    const { args } = this;
-    const outDir = dirname(args.out);
-    if (!existsSync(outDir) || !statSync(outDir).isDirectory())
-      throw new ExportError(`--out: the directory ${outDir} does not exist`);
-    const out = join(realpathOr(outDir), basename(args.out));
-    if (existsSync(out) && !args.overwrite)
-      throw new ExportError(`--out: ${args.out} exists; add --overwrite to replace it`);
-
-    const info = await this.client.systemInfo();
+    const { args, out } = this;
+    const outDir = dirname(out);
+    const info = this.system ?? (await this.client.systemInfo());
     const found =
       args.volume !== undefined
         ? await this.client.getVolume(args.volume)
@@ -327,19 +386,7 @@ class ExportRun {
       this.leftovers.delete(staged);
       source = part;
     }
-    if (this.args.overwrite) {
-      await rename(source, out);
-    } else {
-      // link(2) refuses a file that appeared meanwhile, where a rename would replace it.
-      try {
-        await link(source, out);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST')
-          throw new ExportError(`--out: ${out} appeared meanwhile; add --overwrite to replace it`);
-        throw err;
-      }
-      await unlink(source);
-    }
+    await publishFile(source, out, this.args.overwrite);
     this.leftovers.delete(source);
   }
 
@@ -373,40 +420,5 @@ class ExportRun {
   async cleanUp(): Promise<void> {
     for (const file of this.leftovers) await rm(file, { force: true }).catch(() => undefined);
     this.leftovers.clear();
-  }
-}
-
-/** Copies a file keeping its holes: all-zero 4 KiB blocks are skipped, the length is set at the end. */
-export async function copySparse(src: string, dst: string): Promise<void> {
-  const input = await open(src, 'r');
-  try {
-    const output = await open(dst, 'wx', 0o644);
-    try {
-      const size = (await input.stat()).size;
-      const buffer = Buffer.alloc(4 * MiB);
-      const zero = Buffer.alloc(BLOCK);
-      for (let offset = 0; offset < size;) {
-        const { bytesRead } = await input.read(buffer, 0, buffer.length, offset);
-        if (bytesRead === 0) break;
-        let run = -1;
-        for (let i = 0; i <= bytesRead; i += BLOCK) {
-          const end = Math.min(i + BLOCK, bytesRead);
-          const isZero = i >= bytesRead || buffer.subarray(i, end).equals(zero.subarray(0, end - i));
-          if (!isZero && run < 0) run = i;
-          if ((isZero || end === bytesRead) && run >= 0) {
-            const stop = isZero ? i : end;
-            await output.write(buffer, run, stop - run, offset + run);
-            run = -1;
-          }
-        }
-        offset += bytesRead;
-      }
-      await output.truncate(size);
-      await output.sync();
-    } finally {
-      await output.close();
-    }
-  } finally {
-    await input.close();
   }
 }

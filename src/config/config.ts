@@ -357,6 +357,10 @@ export interface ExportSharedSettings {
   vbsPort: number;
   vbsToken: string | undefined;
   dataDir: string;
+  /** the socket-API level: asked of the VBS (auto) or given */
+  vbsProtocol: 'auto' | 'original' | 'extended';
+  /** sds_cli, for the original level's export through this host (undefined: the connector's default) */
+  sdsCli: string | undefined;
 }
 
 /**
@@ -367,12 +371,21 @@ export function parseExportSettings(
   flags: Readonly<Record<string, unknown>>,
   env: NodeJS.ProcessEnv = process.env,
 ): ExportSharedSettings {
-  const schema = schemaFor(env).pick({ vbsUrl: true, vbsPort: true, vbsTokenFile: true, dataDir: true });
+  const schema = schemaFor(env).pick({
+    vbsUrl: true,
+    vbsPort: true,
+    vbsTokenFile: true,
+    dataDir: true,
+    vbsProtocol: true,
+    sdsCli: true,
+  });
   const { config, origin } = resolveSettings(schema, (s) => flags[s.flag], env);
   return {
     vbsUrl: config.vbsUrl,
     vbsPort: config.vbsPort,
     vbsToken: readToken(config.vbsTokenFile, origin, env),
     dataDir: config.dataDir,
+    vbsProtocol: config.vbsProtocol,
+    sdsCli: config.sdsCli,
   };
 }
