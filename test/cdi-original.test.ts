@@ -122,6 +122,18 @@ describe("CDI's CSI calls on the original level", () => {
     expect(await sha256File(restoredStaged.target, SIZE)).toBe(sha256(disk));
     await unstageVolume(stack, restoredStaged);
 
+    // The VBS-side import of the extended level is not there: a class's imageSource says so, nothing made.
+    const viaClass = await failure(
+      ctl.CreateVolume({
+        name: name('pvc-image'),
+        volume_capabilities: [blockCap()],
+        capacity_range: { required_bytes: String(SIZE) },
+        parameters: { imageSource: rawImage },
+      }),
+    );
+    expect(viaClass.codeName).toBe('FAILED_PRECONDITION');
+    expect(viaClass.message).toMatch(/IMPORT_IMAGE_REQ: not offered by a VBS of the original protocol level/);
+
     for (const id of [restored, clone, target]) await ctl.DeleteVolume({ volume_id: id });
     expect(poolFiles(stack.emulatorDataDir)).toEqual({ volumes: [], snapshots: [], tmp: [] });
   });
