@@ -6,7 +6,8 @@ import { rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { KvConnector } from '../connector/index.js';
 import type { SdsClient } from '../sds/client.js';
-import type { ExportArgs, ExportIo } from './export.js';
+import type { ExportArgs } from './export-args.js';
+import type { ExportIo } from './export.js';
 import { ExportError, publishFile } from './host-copy.js';
 import { exportThroughHost, exportTemporaries } from './host-export.js';
 
