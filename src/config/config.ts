@@ -329,6 +329,10 @@ export interface ExportSharedSettings {
   vbsPort: number;
   vbsToken: string | undefined;
   dataDir: string;
+  /** the socket-API level: asked of the VBS (auto) or given */
+  vbsProtocol: 'auto' | 'original' | 'extended';
+  /** sds_cli, for the original level's export through this host (undefined: the connector's default) */
+  sdsCli: string | undefined;
 }
 
 /**
@@ -339,12 +343,18 @@ export function parseExportSettings(
   flags: Readonly<Record<string, unknown>>,
   env: NodeJS.ProcessEnv = process.env,
 ): ExportSharedSettings {
-  const { vbsUrl, vbsPort, vbsTokenFile, dataDir } = checksFor(env);
-  const { config, origin } = resolveSettings({ vbsUrl, vbsPort, vbsTokenFile, dataDir }, (s) => flags[s.flag], env);
+  const { vbsUrl, vbsPort, vbsTokenFile, dataDir, vbsProtocol, sdsCli } = checksFor(env);
+  const { config, origin } = resolveSettings(
+    { vbsUrl, vbsPort, vbsTokenFile, dataDir, vbsProtocol, sdsCli },
+    (s) => flags[s.flag],
+    env,
+  );
   return {
     vbsUrl: config.vbsUrl,
     vbsPort: config.vbsPort,
     vbsToken: readToken(config.vbsTokenFile, origin, env),
     dataDir: config.dataDir,
+    vbsProtocol: config.vbsProtocol,
+    sdsCli: config.sdsCli,
   };
 }
