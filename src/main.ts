@@ -3,6 +3,7 @@
 // all mode, builds the back-end client and the services of the chosen mode, serves them on the CSI socket,
 // and on SIGINT/SIGTERM drains in-flight calls before it stops (a second signal stops at once).
 import { runExport } from './cli/export.js';
+import { runImport } from './cli/import.js';
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
 import { childEnv } from './config/environment.js';
 import { controllerService } from './controller/controller.js';
@@ -279,11 +280,11 @@ function stopRequested(log: Logger, emulator: EmbeddedEmulator | undefined): Pro
 }
 
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'export') {
-    // The export tool keeps the default signal actions (a Ctrl-C stops it; its copies are atomic).
+  if (argv[0] === 'export' || argv[0] === 'import') {
+    // The image tools keep the default signal actions until they listen themselves.
     stopRequest.dispose();
     if (stopRequest.requestedBy) return 1;
-    return runExport(argv.slice(1), {
+    return (argv[0] === 'export' ? runExport : runImport)(argv.slice(1), {
       stdout: (t) => process.stdout.write(t),
       stderr: (t) => process.stderr.write(t),
     });
