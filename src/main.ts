@@ -283,12 +283,14 @@ function stopRequested(log: Logger, emulator: EmbeddedEmulator | undefined): Pro
 }
 
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'export') {
-    // The export tool keeps the default signal actions (a Ctrl-C stops it; its copies are atomic).
+  if (argv[0] === 'export' || argv[0] === 'import') {
+    // The image tools keep the default signal actions until they listen themselves.
     stopRequest.dispose();
     if (stopRequest.requestedBy) return 1;
-    const { runExport } = await import('./cli/export.js');
-    return runExport(argv.slice(1), {
+    // Loaded only here: the driver's own modes never parse the image tools.
+    const run =
+      argv[0] === 'export' ? (await import('./cli/export.js')).runExport : (await import('./cli/import.js')).runImport;
+    return run(argv.slice(1), {
       stdout: (t) => process.stdout.write(t),
       stderr: (t) => process.stderr.write(t),
     });

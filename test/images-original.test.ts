@@ -265,3 +265,69 @@ describe('sdshypervisor-csi export on the original level', () => {
     await removeVolume(staged);
   });
 });
+
+describe('sdshypervisor-csi import on the original level', () => {
+  function import_(args: string[]) {
+    return runDriverCli(['import', '--vbs-url', `unix://${stack.vbsSocket}`, '--sds-cli', stack.sdsCli, ...args], {
+      SDS_KV_SOCKET: stack.kvSocket,
+    });
+  }
+
+  it('writes a qcow2 image onto a blank volume, refuses one with data unless --overwrite, and one in use', async () => {
+    const id = name('pvc-import');
+    await stack.csi.controller.CreateVolume({
+      name: id,
+      volume_capabilities: [blockCap()],
+      capacity_range: { required_bytes: String(SIZE) },
+    });
+    const loopsBefore = ourLoops();
+    const disk = Buffer.alloc(48 * MiB);
+    pattern(2 * MiB, 'import-head').copy(disk, 0);
+    pattern(MiB, 'import-tail').copy(disk, 47 * MiB);
+    const rawImage = join(work, 'import.raw');
+    const qcow = join(work, 'import.qcow2');
+    await writeFile(rawImage, disk);
+    execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', rawImage, qcow]);
+
+    const r = await import_(['--volume', id, '--image', qcow, '--format', 'qcow2']);
+    expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code: 0 });
+    expect(r.stderr).toMatch(/import: done/);
+    expect(ourLoops()).toEqual(loopsBefore);
+
+    const again = await import_(['--volume', id, '--image', rawImage]);
+    expect([again.code, again.stderr]).toEqual([
+      1,
+      `sdshypervisor-csi import: volume ${id} holds data; add --overwrite to write over it\n`,
+    ]);
+    // Over it: the zeros of the new image replace the old data too.
+    const second = Buffer.alloc(16 * MiB, 0);
+    pattern(MiB, 'import-second').copy(second, 8 * MiB);
+    await writeFile(rawImage, second);
+    const over = await import_(['--volume', id, '--image', rawImage, '--overwrite', '--quiet']);
+    expect([over.code, over.stderr]).toEqual([0, '']);
+    expect(ourLoops()).toEqual(loopsBefore);
+
+    const staged = await stageVolume(stack, id, blockCap());
+    const expected = Buffer.concat([second, disk.subarray(16 * MiB), Buffer.alloc(SIZE - disk.length)]);
+    expect(await sha256File(staged.target, SIZE)).toBe(sha256(expected));
+    const inUse = await import_(['--volume', id, '--image', rawImage, '--overwrite']);
+    expect(inUse.code).toBe(1);
+    expect(inUse.stderr).toMatch(/is in use \(attached on a host\)/);
+
+    const big = join(work, 'big.raw');
+    await writeFile(big, Buffer.alloc(0));
+    execFileSync('truncate', ['-s', String(SIZE + MiB), big]);
+    await removeVolume(staged);
+    await stack.csi.controller.CreateVolume({
+      name: id,
+      volume_capabilities: [blockCap()],
+      capacity_range: { required_bytes: String(SIZE) },
+    });
+    const tooBig = await import_(['--volume', id, '--image', big]);
+    expect(tooBig.code).toBe(1);
+    expect(tooBig.stderr).toMatch(/is larger than volume/);
+    expect(ourLoops()).toEqual(loopsBefore);
+    await stack.csi.controller.DeleteVolume({ volume_id: id });
+    expectNoTemporaries([]);
+  });
+});

@@ -221,6 +221,7 @@ export function helpText(): string {
   const lines = [
     'Usage: sdshypervisor-csi [options]',
     '       sdshypervisor-csi export --help   (copy a volume or snapshot to an image file)',
+    '       sdshypervisor-csi import --help   (copy an image file to a volume, original level, through this host)',
     '',
     'Options (flag / environment variable, default):',
   ];
