@@ -106,7 +106,8 @@ describe('npm run bench -- --quick', () => {
       if (f.floor) expect(typeof f.ratio).toBe('number');
     }
     expect(report.targets.map((t) => typeof t.met)).toEqual(Array(report.targets.length).fill('boolean'));
-    expect(report.targets.length).toBe(6);
+    // six of the first round, ten of issue 19 (docs/BENCHMARKS.md)
+    expect(report.targets.length).toBe(16);
   });
 
   it('leaves nothing behind and every driver exits cleanly', () => {

@@ -43,5 +43,40 @@ export function judgeTargets(
       measured: `${fmt(sp.value)} ms`,
       met: sp.value <= 60,
     });
+  out.push(...issue19Targets(find));
+  return out;
+}
+
+/** Issue 19's targets: ratios to floors measured in the same run (and two absolute ceilings it names). */
+function issue19Targets(find: Report['find']): Array<{ name: string; wanted: string; measured: string; met: boolean }> {
+  const out: Array<{ name: string; wanted: string; measured: string; met: boolean }> = [];
+  const atMost = (name: string, section: string, figure: string, limit: number, what: 'ratio' | 'value') => {
+    const f = find(section, figure);
+    const v = what === 'ratio' ? f?.ratio : f?.value;
+    if (f && v !== undefined)
+      out.push({
+        name,
+        wanted: what === 'ratio' ? `≤ ${limit}×` : `≤ ${limit} ${f.unit}`,
+        measured: what === 'ratio' ? `${fmt(v)}× (floor ${f.floor?.name ?? '?'})` : `${fmt(v)} ${f.unit}`,
+        met: v <= limit,
+      });
+  };
+  atMost('#19 node plugin idle RSS', 'rss', 'node-idle', 45, 'value');
+  atMost('#19 controller RSS peak during create/delete', 'rss', 'controller-under-load', 100, 'value');
+  atMost('#19 stage+publish ÷ by hand', 'stage', 'stage+publish', 1.4, 'ratio');
+  atMost('#19 NodePublishVolume ÷ by hand', 'stage', 'NodePublishVolume', 1.3, 'ratio');
+  atMost('#19 NodeUnpublishVolume ÷ by hand', 'stage', 'NodeUnpublishVolume', 1.3, 'ratio');
+  atMost('#19 create+delete ÷ emulator alone, c=1', 'create-delete', 'pairs-c1', 1.3, 'ratio');
+  atMost('#19 create+delete ÷ emulator alone, c=16', 'create-delete', 'pairs-c16', 1.1, 'ratio');
+  const emulator = find('floor', 'emulator-pairs-c16');
+  if (emulator)
+    out.push({
+      name: '#19 emulator alone, pairs/s at c=16',
+      wanted: '≥ 2000 pairs/s',
+      measured: `${fmt(emulator.value)} pairs/s`,
+      met: emulator.value >= 2000,
+    });
+  atMost('#19 Probe ready (--mode=controller)', 'startup', 'probe-ready-controller', 200, 'value');
+  atMost('#19 Probe ready (--mode=node)', 'startup', 'probe-ready-node', 200, 'value');
   return out;
 }
