@@ -2,8 +2,8 @@
 // definitions (src/config/config.ts).
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { ConfigError, parseExportSettings } from '../config/config.js';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ConfigError, parseExportSettings, type ExportSharedSettings } from '../config/config.js';
 import { childEnv } from '../config/environment.js';
 import { isValidName } from '../protocol/vbs.js';
 import { defaultSdsCliPath, EMBEDDED_TOKEN_FILE } from '../server/embedded-emulator.js';
@@ -34,6 +34,36 @@ Exit status: 0 written, 1 failed, 2 bad arguments, 130 interrupted.`;
 const MiB = 1024 * 1024;
 
 export class UsageError extends Error {}
+
+/** The image tools' command line: strict, no positionals; a misuse is a UsageError. */
+export function parseToolArgs<O extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: O) {
+  try {
+    return parseArgs({ args: argv, strict: true, allowPositionals: false, options }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+/** --format of an image tool. */
+export function imageFormat(text: string | undefined): 'raw' | 'qcow2' {
+  const format = text ?? 'raw';
+  if (format !== 'raw' && format !== 'qcow2')
+    throw new UsageError(`--format must be raw or qcow2, not ${JSON.stringify(format)}`);
+  return format;
+}
+
+/** The VBS and sds_cli settings an image tool shares with the driver; a bad one is a UsageError. */
+export function toolSettings(
+  flags: Readonly<Record<string, unknown>>,
+  env: NodeJS.ProcessEnv | undefined,
+): ExportSharedSettings {
+  try {
+    return parseExportSettings(flags, env);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
 
 export interface ExportArgs {
   volume?: string;
@@ -66,33 +96,22 @@ function parseSize(text: string): number {
 }
 
 export function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv | undefined): ExportArgs | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        volume: { type: 'string' },
-        snapshot: { type: 'string' },
-        out: { type: 'string' },
-        format: { type: 'string' },
-        overwrite: { type: 'boolean' },
-        'vbs-url': { type: 'string' },
-        'vbs-port': { type: 'string' },
-        'vbs-token-file': { type: 'string' },
-        'vbs-protocol': { type: 'string' },
-        'sds-cli': { type: 'string' },
-        size: { type: 'string' },
-        'timeout-ms': { type: 'string' },
-        quiet: { type: 'boolean' },
-        help: { type: 'boolean' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const v = parsed.values;
+  const v = parseToolArgs(argv, {
+    volume: { type: 'string' },
+    snapshot: { type: 'string' },
+    out: { type: 'string' },
+    format: { type: 'string' },
+    overwrite: { type: 'boolean' },
+    'vbs-url': { type: 'string' },
+    'vbs-port': { type: 'string' },
+    'vbs-token-file': { type: 'string' },
+    'vbs-protocol': { type: 'string' },
+    'sds-cli': { type: 'string' },
+    size: { type: 'string' },
+    'timeout-ms': { type: 'string' },
+    quiet: { type: 'boolean' },
+    help: { type: 'boolean' },
+  });
   if (v.help) return 'help';
   if ((v.volume === undefined) === (v.snapshot === undefined))
     throw new UsageError('give exactly one of --volume and --snapshot');
@@ -104,21 +123,13 @@ export function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv | undefin
     );
   if (v.out === undefined || v.out === '') throw new UsageError('--out FILE is required');
   if (v.out.endsWith('/')) throw new UsageError('--out must name a file, not a directory');
-  const format = v.format ?? 'raw';
-  if (format !== 'raw' && format !== 'qcow2')
-    throw new UsageError(`--format must be raw or qcow2, not ${JSON.stringify(format)}`);
+  const format = imageFormat(v.format);
   const timeoutText = v['timeout-ms'] ?? '21600000';
   if (!/^\d{1,10}$/.test(timeoutText) || Number(timeoutText) < 1)
     throw new UsageError('--timeout-ms must be a positive whole number');
   const sizeBytes = v.size !== undefined ? parseSize(v.size) : undefined;
   // --vbs-url, --vbs-port, --vbs-token-file and the data directory: the driver's own settings.
-  let shared;
-  try {
-    shared = parseExportSettings(v, env);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new UsageError(err.message);
-    throw err;
-  }
+  const shared = toolSettings(v, env);
   let token = shared.vbsToken;
   const vbsUrl = shared.vbsUrl ?? defaultVbsUrl(shared.dataDir);
   // The embedded emulator of `npm start` always requires a token; without one given, the one it was started with.

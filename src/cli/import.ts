@@ -6,8 +6,6 @@
 import { execFile } from 'node:child_process';
 import { open, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { ConfigError, parseExportSettings } from '../config/config.js';
 import { childEnv } from '../config/environment.js';
 import { isConnectorError, KvConnector } from '../connector/index.js';
 import { deviceSizeBytes } from '../mount/device.js';
@@ -15,6 +13,7 @@ import { isValidName, VolumeStatus } from '../protocol/vbs.js';
 import { SdsClient } from '../sds/client.js';
 import { isSdsError } from '../sds/errors.js';
 import { negotiateLevel } from '../sds/level.js';
+import { imageFormat, parseToolArgs, toolSettings, UsageError } from './export-args.js';
 import type { ExportIo } from './export.js';
 import { ExportError as ImportError } from './host-copy.js';
 
@@ -34,8 +33,6 @@ Writes an image file onto a volume through this host (copy image to volume, orig
 
 Exit status: 0 written, 1 failed, 2 bad arguments, 130 interrupted.`;
 
-class UsageError extends Error {}
-
 interface ImportArgs {
   volume: string;
   image: string;
@@ -50,43 +47,24 @@ interface ImportArgs {
 }
 
 function parseImportArgs(argv: string[], env: NodeJS.ProcessEnv | undefined): ImportArgs | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        volume: { type: 'string' },
-        image: { type: 'string' },
-        format: { type: 'string' },
-        overwrite: { type: 'boolean' },
-        'vbs-url': { type: 'string' },
-        'vbs-port': { type: 'string' },
-        'vbs-protocol': { type: 'string' },
-        'sds-cli': { type: 'string' },
-        quiet: { type: 'boolean' },
-        help: { type: 'boolean' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const v = parsed.values;
+  const v = parseToolArgs(argv, {
+    volume: { type: 'string' },
+    image: { type: 'string' },
+    format: { type: 'string' },
+    overwrite: { type: 'boolean' },
+    'vbs-url': { type: 'string' },
+    'vbs-port': { type: 'string' },
+    'vbs-protocol': { type: 'string' },
+    'sds-cli': { type: 'string' },
+    quiet: { type: 'boolean' },
+    help: { type: 'boolean' },
+  });
   if (v.help) return 'help';
   if (v.volume === undefined || !isValidName(v.volume))
     throw new UsageError('--volume ID is required (1-96 characters of [A-Za-z0-9_.-])');
   if (v.image === undefined || v.image === '') throw new UsageError('--image FILE is required');
-  const format = v.format ?? 'raw';
-  if (format !== 'raw' && format !== 'qcow2')
-    throw new UsageError(`--format must be raw or qcow2, not ${JSON.stringify(format)}`);
-  let shared;
-  try {
-    shared = parseExportSettings(v, env);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new UsageError(err.message);
-    throw err;
-  }
+  const format = imageFormat(v.format);
+  const shared = toolSettings(v, env);
   return {
     volume: v.volume,
     image: resolve(v.image),
