@@ -80,7 +80,8 @@ interface LiveJob {
   abort: AbortController;
 }
 
-type Source = { kind: 'file'; path: string; fd: number; size: number; head: Buffer } | HttpSource;
+type Source =
+  { kind: 'file'; path: string; fd: number; size: number; head: Buffer; othersCanWrite: boolean } | HttpSource;
 
 function checksumSpec(p: Params): { algorithm: 'sha256' | 'md5'; hex: string } | undefined {
   const v = p.opt('checksum');
@@ -301,7 +302,14 @@ export class ImageService {
     try {
       const head = Buffer.alloc(512);
       const n = readSync(opened.fd, head, 0, head.length, 0);
-      return { kind: 'file', path: opened.real, fd: opened.fd, size: opened.size, head: head.subarray(0, n) };
+      return {
+        kind: 'file',
+        path: opened.real,
+        fd: opened.fd,
+        size: opened.size,
+        head: head.subarray(0, n),
+        othersCanWrite: opened.othersCanWrite,
+      };
     } catch (err) {
       closeSync(opened.fd);
       throw imageError(`image_url: cannot read ${path}: ${(err as Error).message}`);
@@ -334,7 +342,11 @@ export class ImageService {
         await writeSparse(sourceStream(source), job.tmpVolume, job.sizeBytes, hash, live, signal);
       } else {
         let qcowPath: string;
-        if (source.kind === 'file') {
+        // qemu-img reads the image twice (info checks it has no backing or data file, convert reads it): a file
+        // someone else may write could gain a backing file (/etc/shadow) between the two, so that one is
+        // read from a private copy, as a download is.
+        const direct = source.kind === 'file' && !source.othersCanWrite;
+        if (direct) {
           if (hash) await hashFile(source.fd, hash, live, signal);
           // qemu-img reads the very file that was hashed: the descriptor is its fd 3.
           qcowPath = '/dev/fd/3';
@@ -342,7 +354,7 @@ export class ImageService {
           await download(sourceStream(source), job.download, hash, live, signal);
           qcowPath = job.download;
         }
-        const fd = source.kind === 'file' ? source.fd : undefined;
+        const fd = direct ? source.fd : undefined;
         const qemuImg = this.needQemuImg('reading a qcow2 image');
         await checkQcow2(qemuImg, qcowPath, job.sizeBytes, signal, fd);
         live.bytesDone = 0;

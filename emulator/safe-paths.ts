@@ -150,6 +150,12 @@ export interface OpenedImage {
   /** the real path of the opened file */
   real: string;
   size: number;
+  /**
+   * Whether users other than root may write the file's content (not root's, or group- or other-writable):
+   * then what is read twice may differ between the reads, so a reader that checks before it uses (qemu-img
+   * info, then convert) works on a private copy instead.
+   */
+  othersCanWrite: boolean;
 }
 
 /**
@@ -198,7 +204,7 @@ export function openImageForRead(raw: string, key: string, dirs: ImageDirs): Ope
       const real = realPathOf(fd);
       if (!isInside(dirReal, real)) throw new UnsafePathError(`${key}: ${raw} is outside the image directories`);
       checkNotForbidden(real, raw, key, dirs);
-      return { fd, real, size: again.size };
+      return { fd, real, size: again.size, othersCanWrite: again.uid !== 0 || (again.mode & 0o022) !== 0 };
     } catch (err) {
       closeSync(fd);
       throw err;

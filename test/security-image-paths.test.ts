@@ -26,10 +26,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RetCode } from '../src/protocol/vbs.js';
 import { call, type Daemon, makeTempDir, startDaemon, stopAndCheck, volumePath, waitJob } from './support/emulator.js';
-import { buildSwapper, NOBODY, NOGROUP, startSwapper } from './support/attacker.js';
+import { buildFlipper, buildSwapper, NOBODY, NOGROUP, startFlipper, startSwapper } from './support/attacker.js';
 
 const SECRET = `TOP-SECRET-${randomBytes(8).toString('hex')}\n`;
 const HARMLESS = 'harmless image bytes\n';
+const MiB = 1024 * 1024;
 
 describe('image paths against an unprivileged local attacker', () => {
   let dir: string;
@@ -38,6 +39,7 @@ describe('image paths against an unprivileged local attacker', () => {
   let secret: string;
   let worldWritable: string;
   let swapper: string;
+  let flipper: string;
   let d: Daemon;
   let sock: string;
 
@@ -65,6 +67,7 @@ describe('image paths against an unprivileged local attacker', () => {
     const bin = join(dir, 'bin');
     mkdirSync(bin, { mode: 0o755 });
     swapper = buildSwapper(bin);
+    flipper = buildFlipper(bin);
     d = await startDaemon({ dir, args: ['--pool', 'pool0:1G', '--image-dir', img, '--image-dir', worldWritable] });
     sock = d.info.controlSocket;
     expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'ex-src', vol_size: 1 })).retcode).toBe(0);
@@ -129,6 +132,47 @@ describe('image paths against an unprivileged local attacker', () => {
     expect(accepted).toBeGreaterThan(0);
   });
 
+  it("qcow2: a file its owner rewrites between qemu-img's check and its read never brings in a backing file", async () => {
+    // Two qcow2 headers of one size: `plain` has no backing file, `backed` has the root-only disk as one. The
+    // emulator checks an image with `qemu-img info` (no backing file) and then reads it with `qemu-img
+    // convert`: `nobody` rewrites its own file in place between the two, in a bounded loop.
+    const disk = join(secret, 'disk.raw');
+    writeFileSync(disk, Buffer.alloc(MiB, SECRET), { mode: 0o600 });
+    const plain = join(play, 'plain.qcow2');
+    const backed = join(play, 'backed.qcow2');
+    expect(spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', plain, '1M']).status).toBe(0);
+    expect(spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', disk, '-F', 'raw', backed, '1M']).status).toBe(
+      0,
+    );
+    expect(statSync(plain).size).toBe(statSync(backed).size);
+    const target = join(worldWritable, 'flip.qcow2');
+    writeFileSync(target, readFileSync(plain));
+    chownSync(target, NOBODY, NOGROUP);
+    const attacker = startFlipper(flipper, target, plain, backed, join(play, 'stop-flip'));
+    let accepted = 0;
+    const leaked: string[] = [];
+    try {
+      for (let i = 0; i < 40; i++) {
+        const name = `flip-${i}`;
+        const a = await call(sock, 'IMPORT_IMAGE_REQ', {
+          vol_name: name,
+          image_url: target,
+          image_format: 'qcow2',
+          vol_size: 1,
+        });
+        if (a.retcode !== 0) continue;
+        if ((await waitJob(sock, a.get('job_id')!)).status !== 'done') continue;
+        accepted++;
+        if (readFileSync(volumePath(d, name)).includes(SECRET)) leaked.push(name);
+      }
+    } finally {
+      await attacker.stop();
+    }
+    expect(leaked).toEqual([]);
+    // The plain header, when it is what was copied, is still imported.
+    expect(accepted).toBeGreaterThan(0);
+  });
+
   it('FIFOs, devices, sockets and directories are refused at once; the daemon never blocks on them', async () => {
     const fifo = join(img, 'fifo');
     expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
@@ -146,7 +190,12 @@ describe('image paths against an unprivileged local attacker', () => {
         ['sock', socketPath],
         ['dir', directory],
       ] as const) {
-        const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: `odd-${name}`, image_url: path, vol_size: 1 });
+        // Offered together with another request: that one is answered whatever the import does.
+        const [a, other] = await Promise.all([
+          call(sock, 'IMPORT_IMAGE_REQ', { vol_name: `odd-${name}`, image_url: path, vol_size: 1 }),
+          call(sock, 'QUERY_CAPABILITY_REQ'),
+        ]);
+        expect(other.retcode).toBe(0);
         expect([name, a.retcode, a.get('ret_desc')]).toEqual([
           name,
           RetCode.IMAGE_ERROR,
@@ -155,6 +204,10 @@ describe('image paths against an unprivileged local attacker', () => {
         expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: `odd-${name}` })).retcode).toBe(RetCode.NOT_EXIST);
       }
       expect((await call(sock, 'QUERY_CAPABILITY_REQ')).retcode).toBe(0);
+      // Nobody holds the FIFO open for reading: the daemon never opened it (ENXIO for a non-blocking writer).
+      expect(() => openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK)).toThrow(
+        expect.objectContaining({ code: 'ENXIO' }),
+      );
     } finally {
       // Today's code blocks in open(2) on the FIFO: a writer lets it go, so the test can end.
       try {

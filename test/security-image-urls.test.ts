@@ -100,6 +100,20 @@ describe('http(s) image imports and the addresses they may reach', () => {
     ]);
   });
 
+  it('SDS_IMAGE_URL_ALLOW naming a host lets that name through, not the address it resolves to', async () => {
+    const d = await startDaemon({ args: ['--pool', 'pool0:1G'], env: { SDS_IMAGE_URL_ALLOW: 'localhost' } });
+    daemons.push(d);
+    const a = await importOf(d, 'by-name', `http://localhost:${secret.port}/secret`);
+    expect(a.retcode, a.text).toBe(0);
+    expect((await waitJob(d.info.controlSocket, a.get('job_id')!)).status).toBe('done');
+    expect(readFileSync(volumePath(d, 'by-name')).subarray(0, SECRET.length).equals(SECRET)).toBe(true);
+    const b = await importOf(d, 'by-ip', `${base}/secret`);
+    expect([b.retcode, b.get('ret_desc')]).toEqual([
+      RetCode.IMAGE_ERROR,
+      expect.stringMatching(/127\.0\.0\.1, a loopback/),
+    ]);
+  });
+
   it('--image-url-allow takes host names, addresses and CIDRs, and names a bad entry', () => {
     const ok = loadConfig(
       ['--image-url-allow', 'mirror.example.com', '--image-url-allow', '10.0.0.0/8', '--image-url-allow', 'fd00::/8'],
