@@ -35,16 +35,33 @@ interface Demo {
   step: (title: string) => Promise<void>;
 }
 
-async function runDemo(name: string, env: NodeJS.ProcessEnv = {}): Promise<Demo> {
+/** `tty`: run at a terminal (a pseudo-terminal from util-linux `script`), as a person running `npm run demo`. */
+async function runDemo(name: string, env: NodeJS.ProcessEnv = {}, { tty = false } = {}): Promise<Demo> {
   const tmp = join(dir, name);
   await mkdir(tmp);
-  const child = spawn(process.execPath, [join(projectRoot(), 'dist', 'src', 'demo', 'demo.js')], {
-    env: cleanEnv({ TMPDIR: tmp, CSI_ENDPOINT: `unix://${join(tmp, 'nothing-here.sock')}`, ...env }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const argv = [process.execPath, join(projectRoot(), 'dist', 'src', 'demo', 'demo.js')];
+  const child = spawn(
+    tty ? 'script' : argv[0]!,
+    tty ? ['-qec', argv.map((a) => `'${a}'`).join(' '), '/dev/null'] : argv.slice(1),
+    {
+      env: cleanEnv({
+        TMPDIR: tmp,
+        CSI_ENDPOINT: `unix://${join(tmp, 'nothing-here.sock')}`,
+        ...(tty ? { TERM: 'dumb' } : {}),
+        ...env,
+      }),
+      stdio: [tty ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
-  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+  // At a terminal: colours and carriage returns off, to read the text.
+  const text = (c: Buffer) =>
+    c
+      .toString()
+      .replace(/\x1b\[[0-9;]*m/g, '')
+      .replace(/\r/g, '');
+  child.stdout!.on('data', (c: Buffer) => (output += text(c)));
+  child.stderr!.on('data', (c: Buffer) => (output += text(c)));
   const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const step = (title: string) =>
     eventually(
@@ -82,18 +99,51 @@ it('Ctrl-C (SIGINT) after the volume is published: undoes every step, says so, e
   await expectNothingLeft('sigint');
 });
 
-it('its own driver stopped under it (SIGTERM): starts it again to undo the mounts', async () => {
-  const demo = await runDemo('driver-stopped');
+/** Stops the demo's own driver under it once the volume is published; the demo's whole output. */
+async function stopItsDriver(name: string, tty: boolean): Promise<string> {
+  const demo = await runDemo(name, {}, { tty });
   await demo.step('NodePublishVolume');
-  const driver = processesUnder(join(dir, 'driver-stopped')).find((pid) =>
-    readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('--mode=all'),
+  const driver = processesUnder(join(dir, name)).find((pid) =>
+    readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--mode=all'),
   );
   expect(driver).toBeDefined();
   process.kill(driver!, 'SIGTERM');
   expect(await demo.exit).toBe(1);
   expect(demo.output()).toMatch(/starting it again to clean up/);
   expect(demo.output()).toMatch(/cleanup: unstage /);
-  await expectNothingLeft('driver-stopped');
+  await expectNothingLeft(name);
+  return demo.output();
+}
+
+/** The lines the demo shows of the driver that was stopped under it. */
+function stoppedDriverLog(output: string): string[] {
+  const after = output.split('its log (tail):\n')[1] ?? '';
+  return after.split('\n').slice(
+    0,
+    after.split('\n').findIndex((l) => l.startsWith('cleanup:')),
+  );
+}
+
+const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+it('its own driver stopped under it (SIGTERM): starts it again to undo the mounts; its log as JSON in a pipe', async () => {
+  const lines = stoppedDriverLog(await stopItsDriver('driver-stopped', false))
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { msg: string; time: string; signal?: string });
+  const stopping = lines.find((l) => l.msg === 'stopping: draining in-flight calls');
+  expect(stopping, JSON.stringify(lines)).toMatchObject({ signal: 'SIGTERM' });
+  for (const line of lines) expect(line.time).toMatch(ISO_8601);
+});
+
+it('at a terminal the same, its driver log as readable lines with ISO 8601 times', async () => {
+  const shown = stoppedDriverLog(await stopItsDriver('driver-stopped-tty', true));
+  expect(shown.filter((l) => l.startsWith('{'))).toEqual([]);
+  const headers = shown.filter((l) => l.startsWith('['));
+  expect(
+    headers.some((h) => /^\[[^\]]+\] INFO \(sdshypervisor-csi\/\d+\): stopping: draining in-flight calls$/.test(h)),
+    shown.join('\n'),
+  ).toBe(true);
+  for (const header of headers) expect(/^\[([^\]]+)\]/.exec(header)![1], header).toMatch(ISO_8601);
 });
 
 it('a driver that answers "not ready" is not "nothing answers": no second driver, exit 1', async () => {

@@ -12,7 +12,7 @@ import { parseUnixEndpoint } from '../server/server.js';
 import type { CsiClients } from '../util/csi-client.js';
 import { cleanUp, removeWorkDir } from './cleanup.js';
 import { connect, probeState, startDriver, stopDriver, type OwnDriver, type ProbeState } from './driver.js';
-import { out, stopOnSignals, stopRequested } from './output.js';
+import { driverLogText, out, stopOnSignals, stopRequested } from './output.js';
 import { pvcLife, type Step } from './steps.js';
 
 const DEFAULT_ENDPOINT = 'unix:///tmp/sdshypervisor-csi/csi.sock';
@@ -98,10 +98,12 @@ async function main(): Promise<number> {
   } finally {
     if (failed && own && (own.child.exitCode !== null || (await probeState(csi)) === 'nothing')) {
       // Our driver was stopped under us (SIGTERM to it): start it again on the same data to undo the mounts.
+      csi.close();
+      await stopDriver(own.child);
+      const gone = own.log().trim();
       out('the driver the demo started has exited; starting it again to clean up\n');
+      if (gone) out(`its log (tail):\n${driverLogText(gone.split('\n').slice(-30).join('\n'))}`);
       try {
-        csi.close();
-        await stopDriver(own.child);
         own = await startDriver(work);
         csi = connect(own.socket);
       } catch (err) {
@@ -115,7 +117,9 @@ async function main(): Promise<number> {
       await stopDriver(own.child);
       out(`\nstopped the driver it started (${Date.now() - t0} ms)\n`);
       const tail = own.log().trim();
-      if (failed && tail) out(`driver log (tail):\n${tail.split('\n').slice(-30).join('\n')}\n`);
+      // A step that failed, not a stop the user asked for: what the driver said last.
+      if (failed && !stopRequested() && tail)
+        out(`driver log (tail):\n${driverLogText(tail.split('\n').slice(-30).join('\n'))}`);
     }
     await removeWorkDir(work);
   }

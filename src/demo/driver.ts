@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { connectCsi, CsiCallError, type CsiClients } from '../util/csi-client.js';
 import { projectRoot } from '../util/paths.js';
+import { driverLogText } from './output.js';
 
 /** Identity calls answer at once or not at all; the rest may format or clone, so they get longer. */
 export const IDENTITY_CALL = { timeoutMs: 5_000 };
@@ -48,7 +49,8 @@ export async function startDriver(dir: string): Promise<OwnDriver> {
       `--endpoint=unix://${socket}`,
       `--data-dir=${join(dir, 'data')}`,
       '--metrics-address=',
-      '--log-level=warn',
+      // info: a failure's log tail then says what the driver was doing (and whether it was told to stop).
+      '--log-level=info',
     ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -65,8 +67,11 @@ export async function startDriver(dir: string): Promise<OwnDriver> {
   try {
     const deadline = Date.now() + 60_000;
     while ((await probeState(csi)) !== 'ready') {
-      if (child.exitCode !== null) throw new Error(`the driver exited with code ${child.exitCode}:\n${output}`);
-      if (Date.now() > deadline) throw new Error(`the driver did not become ready within 60 s:\n${output}`);
+      // Thrown to main, which writes it to stderr: readable there at a terminal.
+      if (child.exitCode !== null)
+        throw new Error(`the driver exited with code ${child.exitCode}:\n${driverLogText(output, process.stderr)}`);
+      if (Date.now() > deadline)
+        throw new Error(`the driver did not become ready within 60 s:\n${driverLogText(output, process.stderr)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   } finally {

@@ -1,5 +1,7 @@
 // The demo's output and its stop request: a signal or a closed stdout ends the run after the step in flight;
 // the clean-up then runs.
+import { prettyLine } from '../log/logger.js';
+
 let stopReason: string | undefined;
 let stdoutOpen = true;
 
@@ -29,6 +31,16 @@ export function stopRequested(): string | undefined {
 /** Writes to stdout while someone reads it. */
 export function out(text: string): void {
   if (stdoutOpen) process.stdout.write(text);
+}
+
+/**
+ * Its driver's log lines (JSON, as the driver writes to a pipe) as the stream shows them: readable
+ * (pino-pretty, ISO 8601 times) on a terminal, JSON as they are otherwise.
+ */
+export function driverLogText(text: string, stream: NodeJS.WriteStream = process.stdout): string {
+  const lines = text.trim().split('\n');
+  if (stream.isTTY !== true) return `${lines.join('\n')}\n`;
+  return lines.map((line) => prettyLine(line)).join('');
 }
 
 const GiB = 1024 ** 3;
