@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { imageError, invalid } from './errors.js';
 import { guardedLookup, refusal, type UrlAllowlist } from './url-guard.js';
 import { urlWithoutCredentials } from '../src/protocol/urls.js';
+import { Key } from '../src/protocol/catalog.js';
 
 const HTTP_HEADER_TIMEOUT_MS = 10_000;
 const HTTP_IDLE_TIMEOUT_MS = 60_000;
@@ -28,7 +29,7 @@ export async function openHttp(url: string, allow: UrlAllowlist, redirects = 0):
   try {
     parsed = new URL(url);
   } catch {
-    throw invalid('image_url', 'is not a valid URL');
+    throw invalid(Key.IMAGE_URL, 'is not a valid URL');
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw imageError(

@@ -21,6 +21,7 @@ import {
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { Key } from '../src/protocol/catalog.js';
 import { RetCode } from '../src/protocol/vbs.js';
 import { nowSeconds, poolOf, usablePool, type Ctx } from './context.js';
 import { busy, fromIoError, imageError, invalid, notExist, VbsError } from './errors.js';
@@ -84,11 +85,11 @@ type Source =
   { kind: 'file'; path: string; fd: number; size: number; head: Buffer; othersCanWrite: boolean } | HttpSource;
 
 function checksumSpec(p: Params): { algorithm: 'sha256' | 'md5'; hex: string } | undefined {
-  const v = p.opt('checksum');
+  const v = p.opt(Key.CHECKSUM);
   if (v === undefined) return undefined;
   const m = /^(sha256|md5):([0-9a-fA-F]+)$/.exec(v);
   if (!m || m[2]!.length !== (m[1] === 'sha256' ? 64 : 32)) {
-    throw invalid('checksum', 'must be sha256:<64 hex digits> or md5:<32 hex digits>');
+    throw invalid(Key.CHECKSUM, 'must be sha256:<64 hex digits> or md5:<32 hex digits>');
   }
   return { algorithm: m[1] as 'sha256' | 'md5', hex: m[2]!.toLowerCase() };
 }
@@ -152,9 +153,9 @@ export class ImageService {
   // ---- import
 
   async startImport(p: Params, log: Logger): Promise<{ jobId: string; volume: VolumeRow }> {
-    const name = p.name('vol_name');
-    const url = p.req('image_url');
-    const requested = p.oneOf('image_format', ['auto', 'raw', 'qcow2'] as const, 'auto');
+    const name = p.name(Key.VOL_NAME);
+    const url = p.req(Key.IMAGE_URL);
+    const requested = p.oneOf(Key.IMAGE_FORMAT, ['auto', 'raw', 'qcow2'] as const, 'auto');
     const checksum = checksumSpec(p);
     const spec = parseCreateSpec(this.ctx, p, false);
     checkVolumeNameFree(this.ctx, name);
@@ -180,7 +181,7 @@ export class ImageService {
         virtualSize = source.size;
       }
       const sizeMb = spec.sizeMb ?? (virtualSize !== undefined ? Math.max(1, Math.ceil(virtualSize / MiB)) : undefined);
-      if (sizeMb === undefined) throw invalid('vol_size', 'is required: the image size is not known in advance');
+      if (sizeMb === undefined) throw invalid(Key.VOL_SIZE, 'is required: the image size is not known in advance');
       if (virtualSize !== undefined && virtualSize > sizeMb * MiB) {
         throw imageError(`vol_size: the image (${virtualSize} bytes) is larger than ${sizeMb} MiB`);
       }
@@ -286,16 +287,16 @@ export class ImageService {
       try {
         path = fileURLToPath(url);
       } catch {
-        throw invalid('image_url', 'is not a valid file:// URL');
+        throw invalid(Key.IMAGE_URL, 'is not a valid file:// URL');
       }
     } else if (/^https?:\/\//i.test(url)) {
       return openHttp(url, this.urlAllow);
     } else {
-      throw invalid('image_url', 'must be an absolute path, a file:// URL or an http(s):// URL');
+      throw invalid(Key.IMAGE_URL, 'must be an absolute path, a file:// URL or an http(s):// URL');
     }
     let opened: OpenedImage;
     try {
-      opened = openImageForRead(path, 'image_url', this.imageDirs());
+      opened = openImageForRead(path, Key.IMAGE_URL, this.imageDirs());
     } catch (err) {
       throw pathError(err);
     }
@@ -419,16 +420,16 @@ export class ImageService {
   // ---- export
 
   startExport(p: Params, log: Logger): string {
-    const volName = p.optName('vol_name');
-    const snapName = p.optName('snap_name');
+    const volName = p.optName(Key.VOL_NAME);
+    const snapName = p.optName(Key.SNAP_NAME);
     if ((volName === undefined) === (snapName === undefined))
-      throw invalid('vol_name', 'give exactly one of vol_name and snap_name');
-    const format = p.oneOf('image_format', ['raw', 'qcow2'] as const, 'raw');
+      throw invalid(Key.VOL_NAME, 'give exactly one of vol_name and snap_name');
+    const format = p.oneOf(Key.IMAGE_FORMAT, ['raw', 'qcow2'] as const, 'raw');
     if (format === 'qcow2') this.needQemuImg('writing a qcow2 image');
-    const overwrite = p.flag('overwrite', false);
+    const overwrite = p.flag(Key.OVERWRITE, false);
     let dir: ExportDir;
     try {
-      dir = openExportDir(p.req('image_path'), 'image_path', this.imageDirs());
+      dir = openExportDir(p.req(Key.IMAGE_PATH), Key.IMAGE_PATH, this.imageDirs());
     } catch (err) {
       throw pathError(err);
     }

@@ -399,6 +399,6 @@ function parseKvRequest(bytes: Buffer): { method: KvMethod; volume: string; requ
   if (!(KV_METHODS as readonly string[]).includes(method))
     return { error: `method must be one of ${KV_METHODS.join(', ')}` };
   if (!isValidName(volume)) return { error: 'volume must be a volume name' };
-  const rid = values.get('request_id');
+  const rid = values.get(Key.REQUEST_ID);
   return { method: method as KvMethod, volume, requestId: rid && REQUEST_ID_PATTERN.test(rid) ? rid : undefined };
 }

@@ -157,6 +157,61 @@ describe('bad input gets what it gets on the extended level', () => {
   });
 });
 
+describe('settings no original request carries', () => {
+  it('maxMBps and a cache policy are INVALID_ARGUMENT naming the key, not dropped; their neutral values pass', async () => {
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ parameters: { maxMBps: '100' } }, /^parameters\.maxMBps: .*original protocol level/],
+      [{ parameters: { cache: 'read' } }, /^parameters\.cache: .*original protocol level/],
+      [{ mutable_parameters: { cache: 'readwrite' } }, /^mutable_parameters\.cache: /],
+      [{ parameters: { cache: 'none' }, mutable_parameters: { maxMBps: '5' } }, /^mutable_parameters\.maxMBps: /],
+    ];
+    for (const [extra, message] of cases) {
+      const f = await failure(create(unique(), 16 * MiB, extra));
+      expect({ extra, code: f.codeName }).toEqual({ extra, code: 'INVALID_ARGUMENT' });
+      expect(f.message).toMatch(message);
+    }
+    await expectNothingLeft();
+    const name = unique();
+    await create(name, 16 * MiB, { parameters: { cache: 'none', maxMBps: '0', maxIOPS: '100', qosLevel: 'high' } });
+    await ctl.DeleteVolume({ volume_id: name });
+    await expectNothingLeft();
+  });
+});
+
+describe("what the original level cannot tell (docs/protocol-levels.md, 'A taken name')", () => {
+  it('a CreateVolume repeated with another size or source answers the existing volume, sized from the request; nothing more is made', async () => {
+    const name = unique();
+    const other = unique();
+    await create(name, 16 * MiB);
+    await create(other, 16 * MiB);
+    const bigger = await create(name, 32 * MiB);
+    expect(bigger).toMatchObject({ volume_id: name, capacity_bytes: String(32 * MiB) });
+    const asClone = await create(name, 16 * MiB, { volume_content_source: { volume: { volume_id: other } } });
+    expect(asClone.volume_id).toBe(name);
+    expect(asClone.content_source?.volume?.volume_id).toBe(other);
+    expect(await backendFiles('volumes')).toEqual([name, other].sort());
+    expect(await backendFiles('snapshots')).toEqual([]);
+    await ctl.DeleteVolume({ volume_id: name });
+    await ctl.DeleteVolume({ volume_id: other });
+    await expectNothingLeft();
+  });
+
+  it('a CreateSnapshot repeated with another source volume answers the existing snapshot, its source from the request', async () => {
+    const [a, b] = [unique(), unique()];
+    await create(a);
+    await create(b);
+    const name = unique('snapshot');
+    const first = (await ctl.CreateSnapshot({ name, source_volume_id: a })).snapshot!;
+    const again = (await ctl.CreateSnapshot({ name, source_volume_id: b })).snapshot!;
+    expect(again).toMatchObject({ snapshot_id: first.snapshot_id, source_volume_id: b, ready_to_use: true });
+    expect(await backendFiles('snapshots')).toEqual([first.snapshot_id]);
+    await ctl.DeleteSnapshot({ snapshot_id: first.snapshot_id });
+    await ctl.DeleteVolume({ volume_id: a });
+    await ctl.DeleteVolume({ volume_id: b });
+    await expectNothingLeft();
+  });
+});
+
 describe('volumes', () => {
   it('create, a repeated create (the provisioner retrying), delete: one volume, then none', async () => {
     const name = unique();

@@ -1,4 +1,6 @@
 // The typed request catalog: the levels, the retry and mutation flags, the keys and record fields of each level.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   isKnownAt,
@@ -98,5 +100,33 @@ describe('the request catalog', () => {
     ]);
     expect(recordFields('host', 'original')).toEqual([]);
     expect(recordFields('volume', 'extended')).toEqual(Object.keys(RECORDS.volume));
+  });
+});
+
+describe('the catalog is the one place wire names are spelled', () => {
+  /** The code that speaks the VBS protocol: the driver's client and the emulator. */
+  const files = ['src/sds', 'emulator'].flatMap((dir) =>
+    readdirSync(dir)
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => join(dir, f)),
+  );
+  // Keys with an underscore: a plain word (`status`, `size`) is too common to be told from prose or a column.
+  const keyValues = new Set(Object.values(Key).filter((k: string) => k.includes('_')));
+
+  it('no request type or field key is a string literal outside src/protocol/catalog', () => {
+    const found: string[] = [];
+    for (const file of files) {
+      // The emulator's store names its SQL columns after the keys; those are columns, not wire keys.
+      if (file === join('emulator', 'store.ts')) continue;
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .forEach((line, i) => {
+          if (/^\s*(\/\/|\*)/.test(line) || /Pick<|Omit<|Row\[/.test(line)) return;
+          for (const m of line.matchAll(/'([A-Za-z][A-Za-z0-9_]*)'/g)) {
+            if (keyValues.has(m[1] as never) || /^[A-Z_]+_REQ$/.test(m[1]!)) found.push(`${file}:${i + 1}: ${m[1]}`);
+          }
+        });
+    }
+    expect(found).toEqual([]);
   });
 });

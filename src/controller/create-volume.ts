@@ -12,7 +12,7 @@ import type { RpcContext } from '../server/rpc.js';
 import { backendNameFor, checkCsiName } from './ids.js';
 import type { ImageImports } from './images.js';
 import { volumeKey, type OperationLocks } from './locks.js';
-import { cloneThroughSnapshot, finishClone } from './original.js';
+import { checkOriginalSettings, cloneThroughSnapshot, finishClone } from './original.js';
 import { parseMutableParameters, parseVolumeParameters, type VolumeParameters } from './parameters.js';
 import { checkPoolCeiling, choosePool, poolSatisfies, withNamedPool, type PoolDirectory } from './placement.js';
 import { checkVolumeCapabilities, chooseSize, parseCapacityRange, requireString } from './validation.js';
@@ -37,6 +37,8 @@ export function createVolumeHandler(
     checkCsiName('name', req.name);
     const caps = checkVolumeCapabilities('volume_capabilities', req.volume_capabilities);
     const params = parseVolumeParameters(req.parameters, parseMutableParameters(req.mutable_parameters));
+    if (original)
+      checkOriginalSettings(params, (key) => (key in req.mutable_parameters ? 'mutable_parameters' : 'parameters'));
     if (params.fsType && caps.fsTypes.size > 0 && !caps.fsTypes.has(params.fsType)) {
       throw invalidArgument(
         `parameters.fsType ${params.fsType} contradicts the capability's fs_type ${[...caps.fsTypes].join(', ')}`,

@@ -5,6 +5,8 @@ import { createHash } from 'node:crypto';
 import type { CallOptions, SdsBackend, VolumeInfo, VolumeSpec } from '../sds/backend.js';
 import { isSdsError } from '../sds/errors.js';
 import type { ProtocolLevel } from '../protocol/catalog.js';
+import { invalidArgument } from '../server/errors.js';
+import type { VolumeParameters } from './parameters.js';
 
 export const EXTENDED_CONTROLLER_CAPABILITIES = [
   'CREATE_DELETE_VOLUME',
@@ -52,6 +54,19 @@ export const EXTENDED_ONLY_CALLS = [
   'ControllerGetVolume',
   'ControllerModifyVolume',
 ] as const;
+
+/**
+ * Settings no request of the original level carries (CREATE_VOLUME_REQ has no MBps limit and no cache policy):
+ * refused, naming the key, rather than dropped without a word and then claimed in the volume context. Their
+ * neutral values ("0", "none") ask for nothing and pass. `fieldOf` names where the key came from.
+ */
+export function checkOriginalSettings(params: VolumeParameters, fieldOf: (key: string) => string): void {
+  const why = 'the VBS speaks the original protocol level, which has no such setting';
+  if ((params.qos.maxMBps ?? 0) > 0)
+    throw invalidArgument(`${fieldOf('maxMBps')}.maxMBps: ${why} (leave it out or use "0")`);
+  if (params.cachePolicy !== undefined && params.cachePolicy !== 'none')
+    throw invalidArgument(`${fieldOf('cache')}.cache: ${why} (leave it out or use "none")`);
+}
 
 /**
  * The temporary snapshot a clone of the original level goes through. Derived from the target's name only, so

@@ -5,7 +5,7 @@ import { kindOfRetcode, SdsError, type SdsErrorKind } from './errors.js';
 import type { CallOptions, Page } from './backend.js';
 import { FieldReader } from './records.js';
 import { AddressError, exchange, parseAddressList, TransportError, type VbsAddress } from './transport.js';
-import { isResendSafe, type ProtocolLevel } from '../protocol/catalog.js';
+import { isResendSafe, Key, type ProtocolLevel } from '../protocol/catalog.js';
 import {
   encodeRequest,
   isValidName,
@@ -317,11 +317,11 @@ export class VbsSession {
     // A VBS of the original level knows neither key.
     if (this.level === 'original') return this.encodeFields(type, fields);
     // The token goes first: the VBS checks it before reading anything else.
-    if (this.token !== undefined) head.push(['auth_token', this.token]);
+    if (this.token !== undefined) head.push([Key.AUTH_TOKEN, this.token]);
     if (requestId !== undefined) {
       if (!REQUEST_ID_PATTERN.test(requestId))
         throw this.error('InvalidParameter', 'request_id: must be 1-128 printable ASCII characters');
-      head.push(['request_id', requestId]);
+      head.push([Key.REQUEST_ID, requestId]);
     }
     return this.encodeFields(type, [...head, ...fields]);
   }
@@ -338,7 +338,7 @@ export class VbsSession {
   // ---- replies and errors ----
 
   replyError(type: string, reply: VbsReply): SdsError {
-    const e = SdsError.fromRetcode(type, reply.retcode, reply.fields.get('ret_desc'));
+    const e = SdsError.fromRetcode(type, reply.retcode, reply.fields.get(Key.RET_DESC));
     return new SdsError(e.kind, this.redact(e.message), e.retcode);
   }
 
@@ -386,7 +386,7 @@ export class VbsSession {
 
   page<T>(reply: VbsReply, countKey: string, prefix: string, parse: (record: Record<string, string>) => T): Page<T> {
     const items = this.counted(reply, countKey, prefix, parse);
-    const nextMarker = reply.fields.get('next_marker') ?? '';
+    const nextMarker = reply.fields.get(Key.NEXT_MARKER) ?? '';
     if (nextMarker !== '' && !isValidName(nextMarker))
       throw this.error('Protocol', `garbled reply from the VBS: next_marker: not a name`);
     return { items, nextMarker };
