@@ -489,7 +489,9 @@ describe('asynchronous deletes', () => {
       'Timeout',
       /still there after 150 ms \(state deleting\)/,
     );
-    expect(f.count('QUERY_SNAPSHOT_REQ')).toBeGreaterThan(2);
+    // How many polls fit in 150 ms depends on the machine's load; that it polled at all and then gave up
+    // naming the last state it saw is the behaviour.
+    expect(f.count('QUERY_SNAPSHOT_REQ')).toBeGreaterThanOrEqual(1);
   });
 
   it('a refused delete surfaces its own error without polling', async () => {
