@@ -200,3 +200,54 @@ describe('store migration', () => {
     }
   });
 });
+
+describe('several hosts on the original level', () => {
+  it("attaches on any host without a mapping, each host's own device, as the product did", async () => {
+    const orig = await startHosts(['host-a', 'host-b'], { protocol: 'original', args: ['--pool', 'pool0:1G'] });
+    try {
+      const a = orig.fronts.get('host-a')!.info;
+      const b = orig.fronts.get('host-b')!.info;
+      const blank = Object.fromEntries(
+        [
+          'thin_flag',
+          'reserved',
+          'volume_space_reserved',
+          'force_provision_size',
+          'iops',
+          'max_iops',
+          'min_iops',
+          'cache_size',
+          'repicate_num',
+          'repicate_tolerant_num',
+          'encrypt_algorithm',
+          'consistency',
+          'stor_space_level',
+          'compress_algorithm',
+          'deduplication',
+          'snapshot',
+          'backup_cycle',
+          'tolerance_disk_failure',
+          'tolerance_cache_failure',
+        ].map((k) => [k, k === 'thin_flag' ? '0' : '']),
+      );
+      const made = await call(a.controlSocket, 'CREATE_VOLUME_REQ', {
+        vol_name: 'orig-any',
+        vol_size: '16',
+        pool_id: 'pool0',
+        ...blank,
+      });
+      expect(made.retcode).toBe(0);
+      expect(sdsCli(b.kvSocket, ['-c', 'attach', '-v', 'orig-any']).stdout).toBe('ret_code=0\n');
+      const q = sdsCli(b.kvSocket, ['-c', 'querydev', '-v', 'orig-any']);
+      expect(q.stdout).toMatch(/^ret_code=0\ndev_addr=\/dev\/loop\d+\n$/);
+      // Host A has nothing attached: the attachment is B's.
+      expect(sdsCli(a.kvSocket, ['-c', 'querydev', '-v', 'orig-any']).stdout).toBe('ret_code=1\n');
+      expect(sdsCli(b.kvSocket, ['-c', 'detach', '-v', 'orig-any']).values.get('ret_code')).toBe('0');
+    } finally {
+      await orig.stop();
+      const left = leftovers(orig.daemon.dir);
+      forceCleanup(orig.daemon.dir);
+      expect(left).toEqual({ loops: [], mounts: [] });
+    }
+  }, 120_000);
+});
