@@ -33,6 +33,7 @@ import { floors } from './sections/floor.js';
 import { snapshots } from './sections/snapshots.js';
 import { firstStage, stagePublish } from './sections/stage.js';
 import { startup } from './sections/startup.js';
+import { multiHost } from './sections/multi-host.js';
 
 const GiB = 1024 ** 3;
 
@@ -121,6 +122,7 @@ async function measure(opt: BenchOptions, dir: string, report: Report): Promise<
     if (opt.only.has('first-stage')) await firstStage(b);
     if (opt.only.has('stage')) await stagePublish(b);
     if (opt.only.has('snapshot-delta')) await snapshotDelta(b);
+    if (opt.only.has('multi-host')) await multiHost(b);
   } finally {
     ctl?.close();
     nodeCsi?.close();

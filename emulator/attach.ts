@@ -44,8 +44,8 @@ export class AttachService {
   }
 
   /** The attachment of a volume when its device still shows the volume's file; a stale row is dropped. */
-  private liveAttachment(row: VolumeRow): AttachmentRow | undefined {
-    const att = this.ctx.store.attachment(row.id);
+  private liveAttachment(row: VolumeRow, hostId: string): AttachmentRow | undefined {
+    const att = this.ctx.store.attachment(row.id, hostId);
     if (!att || att.state !== 'attached') return att;
     if (backingFileOf(att.device) === this.volumeFile(row)) return att;
     this.ctx.log.warn(
@@ -53,20 +53,21 @@ export class AttachService {
       'attached device no longer backs the volume; dropping the record',
     );
     this.ctx.qos.clear(att.dev_major, att.dev_minor);
-    this.ctx.store.deleteAttachment(row.id);
+    this.ctx.store.deleteAttachment(row.id, hostId);
     return undefined;
   }
 
-  attach(name: string): Promise<KvReply> {
+  /** Attach on `hostId` (the host whose data plane sds_cli reached; this VBS's own by default). */
+  attach(name: string, hostId = this.ctx.hostId): Promise<KvReply> {
     return this.queue.run(name, async () => {
       const { ctx } = this;
       const row = ctx.store.volume(name);
       if (!row || row.state === 'deleting') return reply(KvCode.VOLUME_NOT_EXIST, `volume ${name} does not exist`);
-      const mapping = ctx.store.mappings(row.id).find((m) => m.host_id === ctx.hostId);
+      const mapping = ctx.store.mappings(row.id).find((m) => m.host_id === hostId);
       if (!mapping && this.options.requireMapping) {
-        return reply(KvCode.NOT_MOUNT_NODE, `volume ${name} is not mapped to host ${ctx.hostId}`);
+        return reply(KvCode.NOT_MOUNT_NODE, `volume ${name} is not mapped to host ${hostId}`);
       }
-      const existing = this.liveAttachment(row);
+      const existing = this.liveAttachment(row, hostId);
       if (existing?.state === 'attached') return reply(KvCode.ALREADY_ATTACHED, 'already attached', existing.device);
       if (existing)
         return reply(
@@ -86,7 +87,7 @@ export class AttachService {
       }
       const base: AttachmentRow = {
         vol_id: row.id,
-        host_id: ctx.hostId,
+        host_id: hostId,
         state: 'attaching',
         device: '',
         dev_major: 0,
@@ -103,28 +104,28 @@ export class AttachService {
         const { major, minor } = deviceNumbers(device);
         ctx.qos.apply(major, minor, { maxIops: row.max_iops, maxMbps: row.max_mbps });
         ctx.store.upsertAttachment({ ...base, state: 'attached', device, dev_major: major, dev_minor: minor });
-        ctx.log.info({ volume: name, device, readOnly: base.read_only === 1 }, 'attached');
+        ctx.log.info({ volume: name, hostId, device, readOnly: base.read_only === 1 }, 'attached');
         return reply(KvCode.OK, 'success', device);
       } catch (err) {
-        ctx.store.deleteAttachment(row.id);
-        ctx.log.error({ err, volume: name }, 'attach failed');
+        ctx.store.deleteAttachment(row.id, hostId);
+        ctx.log.error({ err, volume: name, hostId }, 'attach failed');
         return reply(KvCode.DEVICE_FAILED, `cannot make a block device for ${name}: ${(err as Error).message}`);
       }
     });
   }
 
   /** Detach; `force` also releases a device in use (the kernel then frees it when its last user closes it). */
-  detach(name: string, force = false): Promise<KvReply> {
-    return this.queue.run(name, () => this.detachNow(name, force));
+  detach(name: string, hostId = this.ctx.hostId, force = false): Promise<KvReply> {
+    return this.queue.run(name, () => this.detachNow(name, hostId, force));
   }
 
   /** Detach without taking the queue: for callers already running inside `queue.run(name)`. */
-  async detachNow(name: string, force: boolean): Promise<KvReply> {
+  async detachNow(name: string, hostId: string, force: boolean): Promise<KvReply> {
     const { ctx } = this;
     const row = ctx.store.volume(name);
     if (!row)
       return { ...reply(KvCode.OK, `volume ${name} does not exist; nothing to detach`), nothingToDetach: 'no-volume' };
-    const att = ctx.store.attachment(row.id);
+    const att = ctx.store.attachment(row.id, hostId);
     if (!att) return { ...reply(KvCode.OK, 'not attached'), nothingToDetach: 'not-attached' };
     const file = this.volumeFile(row);
     const ours = att.device !== '' && backingFileOf(att.device) === file;
@@ -134,19 +135,24 @@ export class AttachService {
     // A forced detach (the host is down, or Kubernetes says it is out of service): whoever still holds the
     // device — a mount, or a process with it open, which no check can see — must not write to the volume
     // any more, should that host come back.
-    const fence = ours && force && file !== undefined;
-    ctx.store.setAttachmentState(row.id, 'detaching');
+    // A new inode would also cut off the other hosts that share the volume (raw block during a live
+    // migration): there only the device is released, and the fence is left to the caller (docs/features.md).
+    const shared = ctx.store.attachments(row.id).some((a) => a.host_id !== hostId);
+    const fence = ours && force && file !== undefined && !shared;
+    if (ours && force && shared)
+      ctx.log.warn({ volume: name, hostId }, 'forced detach of a volume other hosts also hold: not fenced');
+    ctx.store.setAttachmentState(row.id, hostId, 'detaching');
     try {
       if (att.dev_major || att.dev_minor) ctx.qos.clear(att.dev_major, att.dev_minor);
       if (ours) await detachLoop(att.device);
       if (fence) await this.fence(row, file);
     } catch (err) {
-      ctx.store.setAttachmentState(row.id, 'attached');
+      ctx.store.setAttachmentState(row.id, hostId, 'attached');
       ctx.log.error({ err, volume: name, device: att.device }, 'detach failed');
       return reply(KvCode.DEVICE_FAILED, `cannot detach ${att.device}: ${(err as Error).message}`);
     }
-    ctx.store.deleteAttachment(row.id);
-    ctx.log.info({ volume: name, device: att.device, force }, 'detached');
+    ctx.store.deleteAttachment(row.id, hostId);
+    ctx.log.info({ volume: name, hostId, device: att.device, force }, 'detached');
     return reply(KvCode.OK, 'success');
   }
 
@@ -173,11 +179,11 @@ export class AttachService {
     );
   }
 
-  querydev(name: string): Promise<KvReply> {
+  querydev(name: string, hostId = this.ctx.hostId): Promise<KvReply> {
     return this.queue.run(name, async () => {
       const row = this.ctx.store.volume(name);
       if (!row || row.state === 'deleting') return reply(KvCode.VOLUME_NOT_EXIST, `volume ${name} does not exist`);
-      const att = this.liveAttachment(row);
+      const att = this.liveAttachment(row, hostId);
       if (att?.state === 'attached') return reply(KvCode.OK, 'success', att.device);
       return reply(KvCode.NOT_ATTACHED, `volume ${name} is not attached`);
     });
@@ -185,7 +191,7 @@ export class AttachService {
 
   /** Attachment details for QUERY_VOLUME_HOSTS_REQ. */
   deviceOf(row: VolumeRow, hostId: string): string | undefined {
-    const att = this.ctx.store.attachment(row.id);
-    return att && att.host_id === hostId && att.state === 'attached' ? att.device : undefined;
+    const att = this.ctx.store.attachment(row.id, hostId);
+    return att?.state === 'attached' ? att.device : undefined;
   }
 }

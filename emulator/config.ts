@@ -23,6 +23,8 @@ export interface EmulatorConfig {
   dataDir: string;
   hostId: string;
   extraHosts: string[];
+  /** more hosts with a data plane of their own: sockets under <data>/hosts/<id>/ (emulator/hosts.ts) */
+  dataHosts: string[];
   listenHost: string;
   /** -1 disables TCP, 0 picks a free port */
   listenPort: number;
@@ -79,6 +81,12 @@ export const SETTINGS = {
     env: ['SDS_EXTRA_HOSTS'],
     kind: 'list',
     help: 'more host ids the back end knows (repeatable; env: comma-separated)',
+  },
+  dataHosts: {
+    flag: 'data-host',
+    env: ['SDS_DATA_HOSTS'],
+    kind: 'list',
+    help: 'more hosts with a data plane of their own, served on <data>/hosts/<id>/{vbs,kv,presence}.sock (repeatable; env: comma-separated)',
   },
   listenHost: {
     flag: 'listen-host',
@@ -393,6 +401,7 @@ function schemaFor(dataDir: string) {
     dataDir: z.string().refine((p) => isAbsolute(p), 'must be an absolute path'),
     hostId: z.string().refine(isValidName, 'must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
     extraHosts: listOf.refine((l) => l.every(isValidName), 'every host id must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
+    dataHosts: listOf.refine((l) => l.every(isValidName), 'every host id must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
     listenHost: z.string().min(1),
     listenPort: z
       .string()
@@ -499,6 +508,12 @@ export function loadConfig(
   const v = parsed.data;
   if (v.extraHosts.includes(v.hostId)) {
     throw new ConfigError('setting --extra-host (SDS_EXTRA_HOSTS): must not repeat --host-id');
+  }
+  if (
+    new Set(v.dataHosts).size !== v.dataHosts.length ||
+    v.dataHosts.some((h) => h === v.hostId || v.extraHosts.includes(h))
+  ) {
+    throw new ConfigError('setting --data-host (SDS_DATA_HOSTS): each must be unique and differ from the other hosts');
   }
   const token = readToken(raw, env, readFile);
   // Never a world-writable directory such as /tmp by default (docs/RELIABILITY.md, threat model).

@@ -80,3 +80,15 @@ export function usablePool(ctx: Ctx, name: string): Pool {
 }
 
 export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
+/**
+ * One host's view of the shared context: the same store, pools, locks and flags (read through to `ctx`, so
+ * `stopping` set on it is seen here), only `hostId` is this host's. Every host of a multi-host back end
+ * serves its socket API and data plane through such a view (emulator/README.md, "Several hosts").
+ */
+export function hostView(ctx: Ctx, hostId: string): Ctx {
+  if (hostId === ctx.hostId) return ctx;
+  const view = Object.create(ctx) as Ctx;
+  Object.defineProperty(view, 'hostId', { value: hostId, enumerable: true });
+  return view;
+}

@@ -18,6 +18,7 @@ import { BlkioThrottle } from './qos.js';
 import { reconcile } from './reconcile.js';
 import { ThickReservations } from './reservations.js';
 import { ControlServer, KvServer } from './server.js';
+import { closeDataHost, startDataHost, type DataHost } from './hosts.js';
 import { Store } from './store.js';
 
 export interface RunningEmulator {
@@ -52,7 +53,7 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
   const store = new Store(join(config.dataDir, 'emulator.db'));
   let ctx: Ctx | undefined;
   try {
-    store.setHosts(config.hostId, config.extraHosts);
+    store.setHosts(config.hostId, [...config.dataHosts, ...config.extraHosts]);
     const { kind, reason } = detectPoolKind(config.poolType);
     log.info({ poolType: kind, reason }, 'pool type');
     const mounts = readMounts();
@@ -107,10 +108,15 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     stopping: () => shared.stopping,
   });
   const kv = new KvServer(attach, log, config.protocol);
+  const dataHosts: DataHost[] = [];
   let tcpPort = -1;
   try {
     await control.listenUnix(config.controlSocket);
     await kv.listenUnix(config.kvSocket);
+    for (const hostId of config.dataHosts) {
+      const handlersFor = (view: Ctx) => (original ? buildOriginalHandlers(view) : buildHandlers(view, attach, images));
+      dataHosts.push(await startDataHost({ ctx, attach, handlersFor, token: config.token }, hostId));
+    }
     if (config.listenPort >= 0) tcpPort = await control.listenTcp(config.listenHost, config.listenPort);
     if (tcpPort >= 0 && config.token === undefined) {
       // Any local user can connect to a TCP port: without a token each of them controls every volume.
@@ -120,7 +126,7 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
       );
     }
   } catch (err) {
-    await Promise.all([control.close(), kv.close()]);
+    await Promise.all([control.close(), kv.close(), ...dataHosts.map((h) => closeDataHost(h, config.dataDir))]);
     store.close();
     throw err;
   }
@@ -131,6 +137,7 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     controlSocket: config.controlSocket,
     kvSocket: config.kvSocket,
     hostId: config.hostId,
+    dataHosts: config.dataHosts,
   };
   const infoPath = infoFile(config.dataDir);
   const tmpInfo = `${infoPath}.${process.pid}.tmp`;
@@ -162,7 +169,9 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     dataDir: config.dataDir,
     log,
     stop: () =>
-      (stopping ??= shutdown(ctx, { control, kv, images, infoPath }).finally(() => process.off('exit', thawAtExit))),
+      (stopping ??= shutdown(ctx, { control, kv, images, infoPath, dataHosts }).finally(() =>
+        process.off('exit', thawAtExit),
+      )),
   };
   return running;
 }
@@ -174,7 +183,7 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
  */
 async function shutdown(
   ctx: Ctx,
-  parts: { control: ControlServer; kv: KvServer; images: ImageService; infoPath: string },
+  parts: { control: ControlServer; kv: KvServer; images: ImageService; infoPath: string; dataHosts: DataHost[] },
 ): Promise<void> {
   const { log, config, store } = ctx;
   log.info('shutting down');
@@ -183,13 +192,18 @@ async function shutdown(
   // sees it and fails, leaving nothing).
   await ctx.freezer.thawAll();
   rmSync(parts.infoPath, { force: true });
-  await Promise.all([parts.control.close(), parts.kv.close()]);
+  await Promise.all([
+    parts.control.close(),
+    parts.kv.close(),
+    ...parts.dataHosts.map((h) => closeDataHost(h, config.dataDir)),
+  ]);
   parts.images.abortAll();
   const deadline = Date.now() + config.shutdownGraceMs;
   const left = (): number => Math.max(0, deadline - Date.now());
-  const [controlIdle, kvIdle] = await Promise.all([parts.control.drain(left()), parts.kv.drain(left())]);
+  const servers = [parts.control, parts.kv, ...parts.dataHosts.flatMap((h) => [h.control, h.kv])];
+  const serversIdle = (await Promise.all(servers.map((s) => s.drain(left())))).every(Boolean);
   const backgroundIdle = await ctx.background.drain(left());
-  if (!controlIdle || !kvIdle || !backgroundIdle)
+  if (!serversIdle || !backgroundIdle)
     log.warn('in-flight work did not finish within the grace period; reconcile finishes it at the next start');
 
   if (!config.keepMounted) {
@@ -204,7 +218,7 @@ async function shutdown(
       try {
         ctx.qos.clear(att.dev_major, att.dev_minor);
         await detachLoop(att.device);
-        store.deleteAttachment(att.vol_id);
+        store.deleteAttachment(att.vol_id, att.host_id);
       } catch (err) {
         log.warn({ err, device: att.device }, 'cannot detach volume device');
       }

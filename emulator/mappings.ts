@@ -43,19 +43,20 @@ export function mapVolume(ctx: Ctx, name: string, hostId: string, mode: 'rw' | '
   ctx.store.upsertMapping(row.id, hostId, mode);
 }
 
-// Host liveness. A real VBS cluster learns it from its members' heartbeats; the emulator has one data plane
-// (its own host), so a host is marked down by hand: SET_HOST_STATE_REQ (tests and operators' drills). Kept in
-// memory only: every host is online after a restart.
-const offlineHosts = new WeakMap<Ctx, Set<string>>();
+// Host liveness. A real VBS cluster learns it from its members' heartbeats. Here a host is down when it is
+// marked so by hand (SET_HOST_STATE_REQ: tests and operators' drills) or when the front end of a data host
+// (emulator/host.ts) that had come up is gone (emulator/hosts.ts). Kept in memory only, per store (every
+// host's view of the context shares it): every host is online after a restart.
+const offlineHosts = new WeakMap<object, Set<string>>();
 
 export function isHostOnline(ctx: Ctx, hostId: string): boolean {
-  return !offlineHosts.get(ctx)?.has(hostId);
+  return !offlineHosts.get(ctx.store)?.has(hostId);
 }
 
 export function setHostState(ctx: Ctx, hostId: string, online: boolean): void {
   checkHost(ctx, hostId);
-  const set = offlineHosts.get(ctx) ?? new Set<string>();
-  offlineHosts.set(ctx, set);
+  const set = offlineHosts.get(ctx.store) ?? new Set<string>();
+  offlineHosts.set(ctx.store, set);
   if (online) set.delete(hostId);
   else set.add(hostId);
   ctx.log.warn({ hostId, online }, online ? 'host marked online' : 'host marked offline');
@@ -73,15 +74,15 @@ export async function unmapVolume(
     const row = ctx.store.volume(name);
     if (!row) throw notExist(`volume ${name}`);
     if (!ctx.store.mappings(row.id).some((m) => m.host_id === hostId)) return;
-    const att = ctx.store.attachment(row.id);
-    if (att && att.host_id === hostId) {
+    const att = ctx.store.attachment(row.id, hostId);
+    if (att) {
       if (!force) {
         throw new VbsError(
           RetCode.ATTACHED,
           `volume ${name} is attached on ${hostId}${att.device ? ` as ${att.device}` : ''}; detach it or unmap with force=1`,
         );
       }
-      const result = await attach.detachNow(name, true);
+      const result = await attach.detachNow(name, hostId, true);
       if (result.ret_code !== 0) throw new VbsError(RetCode.INTERNAL, result.ret_desc);
     }
     ctx.store.deleteMapping(row.id, hostId);
@@ -115,7 +116,11 @@ export function hostsList(ctx: Ctx): Field[] {
   hosts.forEach((h, i) =>
     fields.push([
       `host${i}`,
-      encodeRecord({ host_id: h.host_id, local: h.local, online: isHostOnline(ctx, h.host_id) ? 1 : 0 }),
+      encodeRecord({
+        host_id: h.host_id,
+        local: h.host_id === ctx.hostId ? 1 : 0,
+        online: isHostOnline(ctx, h.host_id) ? 1 : 0,
+      }),
     ]),
   );
   return fields;

@@ -226,18 +226,20 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
     const vol = store.volumeById(att.vol_id);
     const pool = vol ? usable(vol.pool) : undefined;
     if (!vol || !pool) {
-      if (!vol) store.deleteAttachment(att.vol_id);
+      if (!vol) store.deleteAttachment(att.vol_id, att.host_id);
       continue;
     }
     const path = pool.volumePath(vol.name);
     const devices = byFile.get(path) ?? [];
-    const current = devices.find((d) => d.device === att.device) ?? devices[0];
+    // Several hosts may hold the same file: a host's record matches its own device, or a device no other
+    // record has claimed.
+    const current = devices.find((d) => d.device === att.device) ?? devices.find((d) => !claimed.has(d.device));
     if (att.state === 'detaching' || !current) {
       if (current)
         await detachLoop(current.device).catch((err: unknown) =>
           log.warn({ err, device: current.device }, 'cannot finish a detach'),
         );
-      store.deleteAttachment(att.vol_id);
+      store.deleteAttachment(att.vol_id, att.host_id);
       report.attachmentsFixed++;
       log.warn(
         { volume: vol.name, device: att.device, state: att.state },

@@ -340,7 +340,8 @@ export function encodeKvReply(r: KvReply): Buffer {
 
 /** The KV data plane for sds_cli: `method=..\nvolume=..\n\n`. */
 export class KvServer extends OneShotServer {
-  constructor(attach: AttachService, log: Logger, protocol: EmulatorProtocol = 'extended') {
+  /** `hostId`: the host whose data plane this socket is (a data host's own socket, emulator/hosts.ts). */
+  constructor(attach: AttachService, log: Logger, protocol: EmulatorProtocol = 'extended', hostId?: string) {
     const encode = (method: KvMethod | undefined, r: KvReply): Buffer =>
       protocol === 'original' ? encodeOriginalKvReply(method, r) : encodeKvReply(r);
     super({
@@ -361,10 +362,10 @@ export class KvServer extends OneShotServer {
         try {
           result =
             parsed.method === 'attach'
-              ? await attach.attach(parsed.volume)
+              ? await attach.attach(parsed.volume, hostId)
               : parsed.method === 'detach'
-                ? await attach.detach(parsed.volume)
-                : await attach.querydev(parsed.volume);
+                ? await attach.detach(parsed.volume, hostId)
+                : await attach.querydev(parsed.volume, hostId);
         } catch (err) {
           reqLog.error({ err }, 'kv request failed');
           result = { ret_code: KvCode.DEVICE_FAILED, ret_desc: `internal error: ${(err as Error).message}` };

@@ -113,8 +113,9 @@ export interface PoolRow {
   created_at: number;
 }
 
-// 2: group_snapshots (snapshots.group_name existed since 1).
-const SCHEMA_VERSION = '2';
+// 2: group_snapshots (snapshots.group_name existed since 1). 3: attachments keyed by (volume, host), so a
+// volume can be attached on several hosts at once (shared raw block for live migration).
+const SCHEMA_VERSION = '3';
 
 // Provisioned MiB per pool are counted in memory (see Store.usage), not by triggers: a trigger adds a page
 // to every commit of the create/delete hot path.
@@ -162,8 +163,9 @@ CREATE INDEX IF NOT EXISTS snapshots_vol_name ON snapshots (vol_name, name);
 CREATE TABLE IF NOT EXISTS mappings (
   vol_id INTEGER NOT NULL, host_id TEXT NOT NULL, access_mode TEXT NOT NULL, PRIMARY KEY (vol_id, host_id));
 CREATE TABLE IF NOT EXISTS attachments (
-  vol_id INTEGER PRIMARY KEY, host_id TEXT NOT NULL, state TEXT NOT NULL, device TEXT NOT NULL,
-  dev_major INTEGER NOT NULL, dev_minor INTEGER NOT NULL, read_only INTEGER NOT NULL, attached_at INTEGER NOT NULL);
+  vol_id INTEGER NOT NULL, host_id TEXT NOT NULL, state TEXT NOT NULL, device TEXT NOT NULL,
+  dev_major INTEGER NOT NULL, dev_minor INTEGER NOT NULL, read_only INTEGER NOT NULL, attached_at INTEGER NOT NULL,
+  PRIMARY KEY (vol_id, host_id));
 CREATE TABLE IF NOT EXISTS jobs (
   job_id TEXT PRIMARY KEY, job_type TEXT NOT NULL, status TEXT NOT NULL, vol_name TEXT NOT NULL,
   snap_name TEXT NOT NULL, vol_id INTEGER, pool TEXT NOT NULL, image TEXT NOT NULL, image_format TEXT NOT NULL,
@@ -175,6 +177,26 @@ CREATE TABLE IF NOT EXISTS group_snapshots (
 CREATE INDEX IF NOT EXISTS snapshots_group ON snapshots (group_name) WHERE group_name != '';
 
 `;
+
+/**
+ * Databases before schema 3 keyed attachments by volume alone (one host per volume). SQLite cannot change a
+ * primary key in place: the rows are copied into a table of the new shape, in one transaction.
+ */
+function migrateAttachments(db: SqliteDatabase): void {
+  const columns = db.prepare('PRAGMA table_info(attachments)').all() as Array<{ name: string; pk: number }>;
+  if (columns.length === 0 || columns.some((c) => c.name === 'host_id' && c.pk > 0)) return;
+  db.transaction(() => {
+    db.exec('ALTER TABLE attachments RENAME TO attachments_v2');
+    db.exec(`CREATE TABLE attachments (
+      vol_id INTEGER NOT NULL, host_id TEXT NOT NULL, state TEXT NOT NULL, device TEXT NOT NULL,
+      dev_major INTEGER NOT NULL, dev_minor INTEGER NOT NULL, read_only INTEGER NOT NULL, attached_at INTEGER NOT NULL,
+      PRIMARY KEY (vol_id, host_id))`);
+    db.exec(
+      'INSERT INTO attachments SELECT vol_id, host_id, state, device, dev_major, dev_minor, read_only, attached_at FROM attachments_v2',
+    );
+    db.exec('DROP TABLE attachments_v2');
+  })();
+}
 
 export class StoreLockedError extends Error {
   override name = 'StoreLockedError';
@@ -202,6 +224,7 @@ export class Store {
       const hadMeta = this.db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'meta'").get() as {
         n: number;
       };
+      migrateAttachments(this.db);
       this.db.exec(SCHEMA);
       // Databases from before jobs.error_code (the result code of a failed job, e.g. NO_SPACE).
       const jobColumns = this.db.prepare('PRAGMA table_info(jobs)').all() as Array<{ name: string }>;
@@ -285,15 +308,23 @@ export class Store {
       ),
       deleteMapping: db.prepare<[number, string]>('DELETE FROM mappings WHERE vol_id = ? AND host_id = ?'),
 
-      attachmentOf: db.prepare<[number], AttachmentRow>('SELECT * FROM attachments WHERE vol_id = ?'),
+      attachmentsOf: db.prepare<[number], AttachmentRow>(
+        'SELECT * FROM attachments WHERE vol_id = ? ORDER BY attached_at, host_id',
+      ),
+      attachmentOn: db.prepare<[number, string], AttachmentRow>(
+        'SELECT * FROM attachments WHERE vol_id = ? AND host_id = ?',
+      ),
       allAttachments: db.prepare<[], AttachmentRow>('SELECT * FROM attachments'),
       upsertAttachment:
         db.prepare(`INSERT INTO attachments (vol_id, host_id, state, device, dev_major, dev_minor, read_only, attached_at)
         VALUES (@vol_id, @host_id, @state, @device, @dev_major, @dev_minor, @read_only, @attached_at)
-        ON CONFLICT (vol_id) DO UPDATE SET host_id = excluded.host_id, state = excluded.state, device = excluded.device,
+        ON CONFLICT (vol_id, host_id) DO UPDATE SET state = excluded.state, device = excluded.device,
         dev_major = excluded.dev_major, dev_minor = excluded.dev_minor, read_only = excluded.read_only, attached_at = excluded.attached_at`),
-      setAttachmentState: db.prepare<[AttachState, number]>('UPDATE attachments SET state = ? WHERE vol_id = ?'),
-      deleteAttachment: db.prepare<[number]>('DELETE FROM attachments WHERE vol_id = ?'),
+      setAttachmentState: db.prepare<[AttachState, number, string]>(
+        'UPDATE attachments SET state = ? WHERE vol_id = ? AND host_id = ?',
+      ),
+      deleteAttachment: db.prepare<[number, string]>('DELETE FROM attachments WHERE vol_id = ? AND host_id = ?'),
+      deleteAttachmentsOf: db.prepare<[number]>('DELETE FROM attachments WHERE vol_id = ?'),
 
       hosts: db.prepare<[], { host_id: string; local: number }>('SELECT * FROM hosts ORDER BY local DESC, host_id'),
       poolRow: db.prepare<[string], PoolRow>('SELECT * FROM pools WHERE name = ?'),
@@ -405,7 +436,7 @@ export class Store {
     const gone = this.s.deleteVolume.get(id);
     if (gone) this.adjust(gone.pool, -Math.max(gone.size_mb, gone.target_size_mb ?? 0));
     this.s.deleteMappingsOf.run(id);
-    this.s.deleteAttachment.run(id);
+    this.s.deleteAttachmentsOf.run(id);
   }
   deleteMappingsOf(id: number): void {
     this.s.deleteMappingsOf.run(id);
@@ -456,8 +487,13 @@ export class Store {
   deleteMapping(volId: number, hostId: string): void {
     this.s.deleteMapping.run(volId, hostId);
   }
-  attachment(volId: number): AttachmentRow | undefined {
-    return this.s.attachmentOf.get(volId);
+  /** The attachment on `hostId`; without a host, the oldest attachment on any host. */
+  attachment(volId: number, hostId?: string): AttachmentRow | undefined {
+    return hostId === undefined ? this.s.attachmentsOf.get(volId) : this.s.attachmentOn.get(volId, hostId);
+  }
+  /** Every host's attachment of a volume, oldest first. */
+  attachments(volId: number): AttachmentRow[] {
+    return this.s.attachmentsOf.all(volId);
   }
   allAttachments(): AttachmentRow[] {
     return this.s.allAttachments.all();
@@ -465,11 +501,11 @@ export class Store {
   upsertAttachment(a: AttachmentRow): void {
     this.s.upsertAttachment.run(a);
   }
-  setAttachmentState(volId: number, state: AttachState): void {
-    this.s.setAttachmentState.run(state, volId);
+  setAttachmentState(volId: number, hostId: string, state: AttachState): void {
+    this.s.setAttachmentState.run(state, volId, hostId);
   }
-  deleteAttachment(volId: number): void {
-    this.s.deleteAttachment.run(volId);
+  deleteAttachment(volId: number, hostId: string): void {
+    this.s.deleteAttachment.run(volId, hostId);
   }
 
   // ---- hosts and pools

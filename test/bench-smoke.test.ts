@@ -97,6 +97,8 @@ describe('npm run bench -- --quick', () => {
       'stage/stage+publish',
       'snapshot-delta/xfs-reflink-0.25GiB',
       'snapshot-delta/directory-0.25GiB',
+      'multi-host/attach+stage-first-host',
+      'multi-host/attach+stage-second-host',
     ]) {
       expect(names, name).toContain(name);
     }

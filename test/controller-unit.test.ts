@@ -296,6 +296,29 @@ describe('controller handlers over gRPC, fake back end', () => {
     expect((await server.csi.controller.CreateVolume(req)).volume?.volume_id).toBe('pvc-race');
   });
 
+  it('shares raw block among hosts with MULTI_NODE_MULTI_WRITER, refuses it for a mount volume naming the field', async () => {
+    const rwx = { block: {}, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' as const } };
+    const { volume } = await server.csi.controller.CreateVolume({ name: 'pvc-rwx', volume_capabilities: [rwx] });
+    for (const node of ['host-a', 'host-b'])
+      await server.csi.controller.ControllerPublishVolume({
+        volume_id: volume!.volume_id,
+        node_id: node,
+        volume_capability: rwx,
+      });
+    expect(backend.mappings.get('pvc-rwx')?.map((m) => [m.hostId, m.accessMode])).toEqual([
+      ['host-a', 'rw'],
+      ['host-b', 'rw'],
+    ]);
+    const rwxMount = { mount: { fs_type: 'ext4' }, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' as const } };
+    const refused = await settle(
+      server.csi.controller.CreateVolume({ name: 'pvc-rwx-fs', volume_capabilities: [rwxMount] }),
+    );
+    expect(refused.ok ? 'OK' : refused.codeName).toBe('INVALID_ARGUMENT');
+    expect((refused as { message: string }).message).toMatch(
+      /^volume_capabilities: .*not supported for a mount volume/,
+    );
+  });
+
   it('creates a plain volume with one back-end request, and judges a taken name by CSI rules, not exact sizes', async () => {
     const create = (name: string, range: { required_bytes: number; limit_bytes?: number }) =>
       server.csi.controller.CreateVolume({ name, capacity_range: range, volume_capabilities: [mount] });
@@ -402,7 +425,7 @@ describe('controller handlers over gRPC, fake back end', () => {
     });
     expect(nowhere.available_capacity).toBe('0');
     const unsupported = await server.csi.controller.GetCapacity({
-      volume_capabilities: [{ block: {}, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' } }],
+      volume_capabilities: [{ block: {}, access_mode: { mode: 'MULTI_NODE_SINGLE_WRITER' } }],
     });
     expect(unsupported.available_capacity).toBe('0');
     expect((await failure(server.csi.controller.GetCapacity({ parameters: { speed: 'fast' } }))).message).toMatch(

@@ -15,6 +15,7 @@ export const SECTIONS = [
   'stage',
   'first-stage',
   'snapshot-delta',
+  'multi-host',
 ] as const;
 export type Section = (typeof SECTIONS)[number];
 

@@ -11,6 +11,8 @@ import { projectRoot } from '../../src/util/paths.js';
 const run = promisify(execFile);
 
 export const HOST_ID = 'bench-host';
+/** the back end's second host (--data-host), for the multi-host section */
+export const SECOND_HOST_ID = 'bench-host-2';
 
 /** This process's environment without CSI/SDS settings, so nothing of the caller's leaks into a child. */
 export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -67,6 +69,7 @@ export class RssSampler {
 
 export interface Emulator {
   pid: number;
+  dataDir: string;
   vbsSocket: string;
   kvSocket: string;
   stop(): Promise<void>;
@@ -88,6 +91,8 @@ export async function startEmulator(dir: string, poolSize: string, nodeOptions?:
       vbsSocket,
       '--kv-socket',
       kvSocket,
+      '--data-host',
+      SECOND_HOST_ID,
       '--pool',
       `pool0:${poolSize}`,
       '--log-level',
@@ -98,6 +103,7 @@ export async function startEmulator(dir: string, poolSize: string, nodeOptions?:
   });
   return {
     pid: emulator.pid,
+    dataDir,
     vbsSocket,
     kvSocket,
     async stop() {
@@ -117,6 +123,8 @@ export interface DriverOptions {
   /** the VBS socket (controller and node modes) */
   vbsSocket?: string;
   kvSocket?: string;
+  /** node mode: the back-end host id (default HOST_ID) */
+  hostId?: string;
   /** node mode: the sds_cli to run (default the emulator's) */
   sdsCli?: string;
   logLevel: string;
@@ -162,7 +170,7 @@ export function spawnDriver(o: DriverOptions): Driver {
   ];
   if (o.mode === 'all') args.push('--emulator=true', '--data-dir', o.dataDir!);
   else args.push('--emulator=false', '--vbs-url', `unix://${o.vbsSocket!}`);
-  if (o.mode === 'node') args.push('--host-id', HOST_ID, '--sds-cli', o.sdsCli ?? sdsCliPath());
+  if (o.mode === 'node') args.push('--host-id', o.hostId ?? HOST_ID, '--sds-cli', o.sdsCli ?? sdsCliPath());
   const env = cleanEnv({ ...(o.kvSocket ? { SDS_KV_SOCKET: o.kvSocket } : {}), ...o.env });
   const fd = openSync(logFile, 'a');
   const spawnedAt = performance.now();

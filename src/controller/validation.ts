@@ -13,6 +13,8 @@ export const SUPPORTED_ACCESS_MODES: ReadonlySet<AccessMode> = new Set<AccessMod
   'MULTI_NODE_READER_ONLY',
   'SINGLE_NODE_SINGLE_WRITER',
   'SINGLE_NODE_MULTI_WRITER',
+  // Raw block only (see unsupportedCapability): a volume shared by the two hosts of a live migration.
+  'MULTI_NODE_MULTI_WRITER',
 ]);
 
 export const SUPPORTED_FS_TYPES: ReadonlySet<string> = new Set(['ext4', 'xfs']);
@@ -41,9 +43,12 @@ export function malformedCapability(cap: VolumeCapability__Output): string | und
 export function unsupportedCapability(cap: VolumeCapability__Output): string | undefined {
   const mode = cap.access_mode?.mode ?? 'UNKNOWN';
   if (!SUPPORTED_ACCESS_MODES.has(mode)) {
-    return `access mode ${mode} is not supported (a volume is attached to one host at a time, or read-only to several)`;
+    return `access mode ${mode} is not supported (a volume is attached to one host at a time, read-only to several, or as raw block to several writers)`;
   }
   if (cap.access_type === 'mount') {
+    // ext4 and xfs are not cluster file systems: two hosts writing one would corrupt it.
+    if (mode === 'MULTI_NODE_MULTI_WRITER')
+      return `access mode ${mode} is not supported for a mount volume (several writers need access_type block; a file system is shared read-only with MULTI_NODE_READER_ONLY)`;
     const fsType = cap.mount?.fs_type ?? '';
     if (fsType !== '' && !SUPPORTED_FS_TYPES.has(fsType))
       return `fs_type ${JSON.stringify(fsType)} is not supported (ext4 or xfs)`;

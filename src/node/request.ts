@@ -9,13 +9,17 @@ import { CONTEXT_CONTENT_ORIGIN_KEY, PUBLISH_ACCESS_MODE_KEY } from './deps.js';
 
 export type AccessMode = NonNullable<VolumeCapability__Output['access_mode']>['mode'];
 
-/** Modes this driver serves: one host at a time, or read-only on several (the controller's list). */
+/**
+ * Modes this driver serves: one host at a time, read-only on several, or raw block written from several
+ * (live migration; MULTI_NODE_MULTI_WRITER is refused for a mount volume below). The controller's list.
+ */
 const SUPPORTED_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>([
   'SINGLE_NODE_WRITER',
   'SINGLE_NODE_READER_ONLY',
   'MULTI_NODE_READER_ONLY',
   'SINGLE_NODE_SINGLE_WRITER',
   'SINGLE_NODE_MULTI_WRITER',
+  'MULTI_NODE_MULTI_WRITER',
 ]);
 
 const READER_ONLY_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>([
@@ -116,6 +120,9 @@ export function parseCapability(
   if (cap.access_type === 'block') return { accessType: 'block', mode, readerOnly };
   if (cap.access_type !== 'mount' || !cap.mount)
     throw invalidArgument(`${field}.access_type (block or mount) is required`);
+  // ext4 and xfs are not cluster file systems: a second writing host would corrupt them.
+  if (mode === 'MULTI_NODE_MULTI_WRITER')
+    throw unsupported(`${field}.access_mode ${mode} is not supported for a mount volume (raw block only)`);
   const requested = cap.mount.fs_type || volumeContext.fsType || DEFAULT_FS_TYPE;
   if (!isSupportedFilesystem(requested)) {
     const from = cap.mount.fs_type ? `${field}.mount.fs_type` : 'volume_context.fsType';
