@@ -69,11 +69,42 @@ async function attachedVolume(cap: VolumeCapability, bytes = 320 * MiB, paramete
   };
 }
 
+type Attached = Awaited<ReturnType<typeof attachedVolume>>;
+
+/** NodeStageVolume at the volume's staging path, with the context ControllerPublish gave it. */
+async function stage(v: Attached, cap: VolumeCapability) {
+  await node.NodeStageVolume({
+    volume_id: v.id,
+    staging_target_path: v.staging,
+    volume_capability: cap,
+    publish_context: v.publish_context,
+  });
+}
+
+/** A raw block volume staged and published at pods/dev (with the publish context when `withContext`). */
+async function stagedDevice(v: Attached, cap: VolumeCapability, withContext: boolean): Promise<string> {
+  await stage(v, cap);
+  const target = join(v.dir, 'pods', 'dev');
+  await node.NodePublishVolume({
+    volume_id: v.id,
+    staging_target_path: v.staging,
+    target_path: target,
+    volume_capability: cap,
+    ...(withContext ? { publish_context: v.publish_context } : {}),
+  });
+  return target;
+}
+
+/** What the attacher and the provisioner do last: unpublish from this node, delete. */
+async function release(id: string) {
+  await ctl.ControllerUnpublishVolume({ volume_id: id, node_id: nodeId });
+  await ctl.DeleteVolume({ volume_id: id });
+}
+
 async function teardown(v: { id: string; staging: string }, targets: string[]) {
   for (const t of targets) await node.NodeUnpublishVolume({ volume_id: v.id, target_path: t });
   await node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: v.staging });
-  await ctl.ControllerUnpublishVolume({ volume_id: v.id, node_id: nodeId });
-  await ctl.DeleteVolume({ volume_id: v.id });
+  await release(v.id);
 }
 
 describe('node service in the real stack', () => {
@@ -157,28 +188,14 @@ describe('node service in the real stack', () => {
         expect(await readFile(join(v.staging, 'data.txt'), 'utf8')).toBe(fsType);
         await node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: v.staging });
       }
-      await ctl.ControllerUnpublishVolume({ volume_id: v.id, node_id: nodeId });
-      await ctl.DeleteVolume({ volume_id: v.id });
+      await release(v.id);
     });
   }
 
   it('block: the device at the target carries data; stats give its size; expand needs no filesystem work', async () => {
     const cap = blockCap();
     const v = await attachedVolume(cap, 64 * MiB);
-    await node.NodeStageVolume({
-      volume_id: v.id,
-      staging_target_path: v.staging,
-      volume_capability: cap,
-      publish_context: v.publish_context,
-    });
-    const target = join(v.dir, 'pods', 'dev');
-    await node.NodePublishVolume({
-      volume_id: v.id,
-      staging_target_path: v.staging,
-      target_path: target,
-      volume_capability: cap,
-      publish_context: v.publish_context,
-    });
+    const target = await stagedDevice(v, cap, true);
     expect((await stat(target)).isBlockDevice()).toBe(true);
     const payload = Buffer.alloc(4096, 7);
     const fd = await open(target, 'r+');
@@ -210,12 +227,7 @@ describe('node service in the real stack', () => {
   it('a restored linked clone mounts beside its source on the same host (xfs nouuid) and reads back the data', async () => {
     const cap = mountCap('xfs');
     const v = await attachedVolume(cap);
-    await node.NodeStageVolume({
-      volume_id: v.id,
-      staging_target_path: v.staging,
-      volume_capability: cap,
-      publish_context: v.publish_context,
-    });
+    await stage(v, cap);
     await writeFile(join(v.staging, 'before-snapshot.txt'), 'kept');
     execFileSync('sync', ['-f', join(v.staging, 'before-snapshot.txt')]);
     const { snapshot } = await ctl.CreateSnapshot({
@@ -283,12 +295,7 @@ describe('node service in the real stack', () => {
   it('unstage still ends OK when the loop device was detached behind our back', async () => {
     const cap = mountCap('ext4');
     const v = await attachedVolume(cap, 64 * MiB);
-    await node.NodeStageVolume({
-      volume_id: v.id,
-      staging_target_path: v.staging,
-      volume_capability: cap,
-      publish_context: v.publish_context,
-    });
+    await stage(v, cap);
     const device = execFileSync('findmnt', ['--noheadings', '--output', 'SOURCE', '--mountpoint', v.staging], {
       encoding: 'utf8',
     }).trim();
@@ -296,27 +303,13 @@ describe('node service in the real stack', () => {
     execFileSync('losetup', ['--detach', device]); // mounted: the kernel clears it when the mount goes
     await node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: v.staging });
     expect(findmntOrEmpty(v.staging)).toEqual([]);
-    await node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: v.staging });
-    await ctl.ControllerUnpublishVolume({ volume_id: v.id, node_id: nodeId });
-    await ctl.DeleteVolume({ volume_id: v.id });
+    await teardown(v, []); // unstages a second time: still OK
   });
 
   it('a block volume whose device vanished: condition abnormal, then unpublish and unstage OK', async () => {
     const cap = blockCap();
     const v = await attachedVolume(cap, 64 * MiB);
-    await node.NodeStageVolume({
-      volume_id: v.id,
-      staging_target_path: v.staging,
-      volume_capability: cap,
-      publish_context: v.publish_context,
-    });
-    const target = join(v.dir, 'pods', 'dev');
-    await node.NodePublishVolume({
-      volume_id: v.id,
-      staging_target_path: v.staging,
-      target_path: target,
-      volume_capability: cap,
-    });
+    const target = await stagedDevice(v, cap, false);
     const device = (await devicePathOf(splitDeviceNumber((await stat(target)).rdev)))!;
     expect(device).toMatch(/^\/dev\/loop\d+$/);
     execFileSync('losetup', ['--detach', device]);
