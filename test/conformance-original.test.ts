@@ -298,20 +298,15 @@ describe('the node data path on the original level (sds_cli as the product print
     const staging = join(dir, 'globalmount');
     const target = join(dir, 'pods', 'mount');
     await mkdir(join(dir, 'pods'), { recursive: true });
-    await node.NodeStageVolume({
+    const stageReq = {
       volume_id: name,
       staging_target_path: staging,
       volume_capability: mountCap,
       publish_context,
       volume_context: volume.volume_context,
-    });
-    await node.NodeStageVolume({
-      volume_id: name,
-      staging_target_path: staging,
-      volume_capability: mountCap,
-      publish_context,
-      volume_context: volume.volume_context,
-    });
+    };
+    await node.NodeStageVolume(stageReq);
+    await node.NodeStageVolume(stageReq);
     await node.NodePublishVolume({
       volume_id: name,
       staging_target_path: staging,
