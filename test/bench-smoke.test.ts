@@ -7,32 +7,17 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../src/util/paths.js';
+import type { RunMeta, Target } from '../bench/lib/markdown.js';
+import type { Figure } from '../bench/lib/stats.js';
 import { cleanEnv } from './support/stack.js';
 
 const run = promisify(execFile);
 
+/** The JSON report `npm run bench` writes: the types bench/ writes it from. */
 interface Report {
-  meta: {
-    date: string;
-    cpu: string;
-    cores: number;
-    ramGiB: number;
-    kernel: string;
-    node: string;
-    loadAtStart: number;
-    loadAtEnd: number;
-  };
-  figures: Array<{
-    section: string;
-    name: string;
-    value: number;
-    unit: string;
-    load: number;
-    latency?: Record<string, number>;
-    floor?: { name: string; value: number };
-    ratio?: number;
-  }>;
-  targets: Array<{ name: string; wanted: string; measured: string; met: boolean }>;
+  meta: RunMeta;
+  figures: Figure[];
+  targets: Target[];
   notes: string[];
 }
 

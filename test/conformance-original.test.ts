@@ -313,14 +313,6 @@ describe('snapshots, restores and clones', () => {
     await expectNothingLeft();
   });
 
-  it('a restore from a snapshot that does not exist is NOT_FOUND and makes nothing', async () => {
-    const f = await failure(
-      create(unique(), 16 * MiB, { volume_content_source: { snapshot: { snapshot_id: 'snapshot-none' } } }),
-    );
-    expect(f.codeName).toBe('NOT_FOUND');
-    await expectNothingLeft();
-  });
-
   it('a clone goes through a temporary snapshot; a repeat is success; nothing is left after the deletes', async () => {
     const source = unique();
     await create(source);
@@ -335,10 +327,14 @@ describe('snapshots, restores and clones', () => {
     await expectNothingLeft();
   });
 
-  it('a clone of a volume that does not exist is NOT_FOUND', async () => {
-    const f = await failure(
-      create(unique(), 16 * MiB, { volume_content_source: { volume: { volume_id: 'pvc-none' } } }),
-    );
+  it.each([
+    [
+      'a restore from a snapshot that does not exist is NOT_FOUND and makes nothing',
+      { snapshot: { snapshot_id: 'snapshot-none' } },
+    ],
+    ['a clone of a volume that does not exist is NOT_FOUND', { volume: { volume_id: 'pvc-none' } }],
+  ])('%s', async (_title, source) => {
+    const f = await failure(create(unique(), 16 * MiB, { volume_content_source: source }));
     expect(f.codeName).toBe('NOT_FOUND');
     await expectNothingLeft();
   });
@@ -357,20 +353,15 @@ describe('the node data path on the original level (sds_cli as the product print
     const staging = join(dir, 'globalmount');
     const target = join(dir, 'pods', 'mount');
     await mkdir(join(dir, 'pods'), { recursive: true });
-    await node.NodeStageVolume({
+    const stageReq = {
       volume_id: name,
       staging_target_path: staging,
       volume_capability: mountCap,
       publish_context,
       volume_context: volume.volume_context,
-    });
-    await node.NodeStageVolume({
-      volume_id: name,
-      staging_target_path: staging,
-      volume_capability: mountCap,
-      publish_context,
-      volume_context: volume.volume_context,
-    });
+    };
+    await node.NodeStageVolume(stageReq);
+    await node.NodeStageVolume(stageReq);
     await node.NodePublishVolume({
       volume_id: name,
       staging_target_path: staging,

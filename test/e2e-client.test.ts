@@ -120,30 +120,13 @@ describe('the driver rooms against the emulator daemon', () => {
     writeAt(sourceDevice, [{ offset: 0, data: later }]);
     expect(readAt(sourceDevice, 0, later.length).equals(later)).toBe(true);
 
-    const linked = await client.createVolumeFromSnapshot({
-      name: 'e2e-linked',
-      sizeBytes: 64 * MiB,
-      snapshotName: 'e2e-snap',
-      cloneType: 'linked',
-    });
-    expect(linked).toMatchObject({
-      name: 'e2e-linked',
-      sizeBytes: 64 * MiB,
-      source: { type: 'snapshot', name: 'e2e-snap' },
-      cloneType: 'linked',
-    });
-    const full = await client.createVolumeFromSnapshot({
-      name: 'e2e-full',
-      sizeBytes: 96 * MiB,
-      snapshotName: 'e2e-snap',
-      cloneType: 'full',
-    });
-    expect(full).toMatchObject({
-      name: 'e2e-full',
-      sizeBytes: 96 * MiB,
-      source: { type: 'snapshot', name: 'e2e-snap' },
-      cloneType: 'full',
-    });
+    for (const [name, sizeBytes, cloneType] of [
+      ['e2e-linked', 64 * MiB, 'linked'],
+      ['e2e-full', 96 * MiB, 'full'],
+    ] as const) {
+      const clone = await client.createVolumeFromSnapshot({ name, sizeBytes, snapshotName: 'e2e-snap', cloneType });
+      expect(clone).toMatchObject({ name, sizeBytes, source: { type: 'snapshot', name: 'e2e-snap' }, cloneType });
+    }
 
     const cloneDevices = new Map<string, string>();
     for (const name of ['e2e-linked', 'e2e-full']) {

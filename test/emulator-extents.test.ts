@@ -6,7 +6,7 @@ import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classifyShared, parseFiemap, parseSeek, type ByteRange, type Mapping } from '../emulator/extents.js';
 import { call, type Daemon, MiB, sdsCli, snapshotPath, startDaemon, stopAndCheck } from './support/emulator.js';
-import { readAt } from './support/block-io.js';
+import { mergeSpans, readAt } from './support/block-io.js';
 
 const KiB = 1024;
 const B = 4 * KiB;
@@ -46,17 +46,6 @@ async function allPages(
     expect(Number(next)).toBeGreaterThan(offset);
     offset = Number(next);
   }
-}
-
-function merge(ranges: ByteRange[]): ByteRange[] {
-  const out: ByteRange[] = [];
-  for (const r of [...ranges].sort((a, b) => a.offset - b.offset)) {
-    const last = out[out.length - 1];
-    if (last && last.offset + last.length >= r.offset)
-      last.length = Math.max(last.offset + last.length, r.offset + r.length) - last.offset;
-    else out.push({ ...r });
-  }
-  return out;
 }
 
 /** Block by block: the blocks that differ between two files are exactly those inside `delta`. */
@@ -160,10 +149,10 @@ describe.each([
     const all = await delta('s1', 's2');
     expect(all.method).toBe(expectedMethod);
     expect(all.size).toBe(64 * MiB);
-    expect(all.ranges).toEqual(merge(P2));
+    expect(all.ranges).toEqual(mergeSpans(P2));
     checkDeltaBytes(snapshotPath(d, 's1'), snapshotPath(d, 's2'), 64 * MiB, all.ranges);
-    expect((await delta('s1', 's2', 1)).ranges).toEqual(merge(P2));
-    expect((await allocated('s2')).ranges).toEqual(merge([...P1, ...P2]));
+    expect((await delta('s1', 's2', 1)).ranges).toEqual(mergeSpans(P2));
+    expect((await allocated('s2')).ranges).toEqual(mergeSpans([...P1, ...P2]));
     // A snapshot against itself differs nowhere.
     expect((await delta('s2', 's2')).ranges).toEqual([]);
   });
@@ -210,9 +199,9 @@ describe.each([
     for (const r of changed) w.write(r.offset, r.length, 0x55);
     w.close();
     await snap('b2', 'big');
-    expect((await allocated('b1')).ranges).toEqual(merge(base));
+    expect((await allocated('b1')).ranges).toEqual(mergeSpans(base));
     const all = await delta('b1', 'b2', 7);
-    expect(all.ranges).toEqual(merge(changed));
+    expect(all.ranges).toEqual(mergeSpans(changed));
     expect(all.pages).toBeGreaterThan(10);
     checkDeltaBytes(snapshotPath(d, 'b1'), snapshotPath(d, 'b2'), 512 * MiB, all.ranges);
   });

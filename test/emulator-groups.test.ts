@@ -363,11 +363,17 @@ describe('emulator group snapshots', () => {
   });
 });
 
+/** A fresh daemon dir for a recovery test, with the mnt/ its volumes are mounted under. */
+function recoveryDirs(): { dir: string; mnt: string } {
+  const dir = makeTempDir();
+  const mnt = join(dir, 'mnt');
+  mkdirSync(mnt);
+  return { dir, mnt };
+}
+
 describe('emulator group snapshot recovery', () => {
   it('rolls back a group left half-made and thaws the file systems recorded as frozen', async () => {
-    const dir = makeTempDir();
-    const mnt = join(dir, 'mnt');
-    mkdirSync(mnt);
+    const { dir, mnt } = recoveryDirs();
     let d = await startDaemon({ dir, args: ['--pool', 'pool0:1G'] });
     let vols: Map<string, { device: string; dir: string }> | undefined;
     try {
@@ -422,9 +428,7 @@ describe('emulator group snapshot recovery', () => {
   });
 
   it('kill -9 at random moments of group snapshots: each group is whole or absent, nothing stays frozen', async () => {
-    const dir = makeTempDir();
-    const mnt = join(dir, 'mnt');
-    mkdirSync(mnt);
+    const { dir, mnt } = recoveryDirs();
     let d = await startDaemon({ dir, args: ['--pool', 'pool0:1G'] });
     let vols: Map<string, { device: string; dir: string }> | undefined;
     try {

@@ -20,6 +20,7 @@ import {
   volumePath,
   waitJob,
 } from './support/emulator.js';
+import { seededRandom } from './support/backend-audit.js';
 
 const POOL = ['--pool', 'pool0:2G'];
 
@@ -234,18 +235,6 @@ describe('reconcile rules on crafted half-done states', () => {
   });
 });
 
-/** A small deterministic PRNG so a failing round can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('kill -9 under load', () => {
   let dir: string;
   beforeAll(() => {
@@ -256,7 +245,7 @@ describe('kill -9 under load', () => {
   it.each([[11], [4242], [90210]])(
     'leaves rows and files agreeing after restart (seed %i)',
     async (seed) => {
-      const rand = mulberry32(seed);
+      const rand = seededRandom(seed);
       const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)]!;
       let d = await startDaemon({ dir: join(dir, String(seed)), args: POOL });
       const rounds = Number(process.env.EMULATOR_SOAK_ROUNDS ?? 3);

@@ -235,29 +235,14 @@ describe('sdshypervisor-csi export', () => {
       tcpPort: number;
     };
     expect(tcpPort).toBeGreaterThan(0);
-    const remote = await runDriverCli([
-      'export',
-      '--vbs-url',
-      `127.0.0.1:${tcpPort}`,
-      '--volume',
-      id,
-      '--out',
-      join(outDir, 'remote.raw'),
-    ]);
+    const exportOverTcp = (out: string, ...extra: string[]) =>
+      runDriverCli(['export', '--vbs-url', `127.0.0.1:${tcpPort}`, '--volume', id, '--out', out, ...extra]);
+    const remote = await exportOverTcp(join(outDir, 'remote.raw'));
     expect(remote.code).toBe(1);
     expect(remote.stderr).toMatch(/outside the VBS's image directories .*and the VBS is not on this host/);
     // Inside them, a remote VBS writes the file on its host (here the same machine).
     const inside = join(vbsImages, 'remote.raw');
-    const ok = await runDriverCli([
-      'export',
-      '--vbs-url',
-      `127.0.0.1:${tcpPort}`,
-      '--volume',
-      id,
-      '--out',
-      inside,
-      '--quiet',
-    ]);
+    const ok = await exportOverTcp(inside, '--quiet');
     expect([ok.code, ok.stderr]).toEqual([0, '']);
     expect(readFileSync(inside).equals(Buffer.alloc(4 * MiB))).toBe(true);
     await rm(inside);

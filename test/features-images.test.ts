@@ -383,29 +383,12 @@ describe('a back end without qemu-img (--qemu-img none)', () => {
       parameters: { imageSource: join(images, 'disk.raw') },
     });
     const out = join(work, 'no-qemu.raw');
-    const raw = await runDriverCli([
-      'export',
-      '--vbs-url',
-      `unix://${plain.vbsSocket}`,
-      '--volume',
-      'pvc-r',
-      '--out',
-      out,
-      '--quiet',
-    ]);
+    const exportR = (to: string, ...extra: string[]) =>
+      runDriverCli(['export', '--vbs-url', `unix://${plain.vbsSocket}`, '--volume', 'pvc-r', '--out', to, ...extra]);
+    const raw = await exportR(out, '--quiet');
     expect([raw.code, raw.stderr]).toEqual([0, '']);
     expect(await sha256File(out)).toBe(sha256(IMAGE));
-    const q = await runDriverCli([
-      'export',
-      '--vbs-url',
-      `unix://${plain.vbsSocket}`,
-      '--volume',
-      'pvc-r',
-      '--out',
-      join(work, 'no-qemu.qcow2'),
-      '--format',
-      'qcow2',
-    ]);
+    const q = await exportR(join(work, 'no-qemu.qcow2'), '--format', 'qcow2');
     expect(q.code).toBe(1);
     expect(q.stderr).toMatch(/writing a qcow2 image needs qemu-img/);
     expect(existsSync(join(work, 'no-qemu.qcow2'))).toBe(false);

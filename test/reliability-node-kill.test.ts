@@ -13,9 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { mountsAt, readMountTable } from '../src/mount/index.js';
 import { call } from './support/emulator.js';
-import { countFrom, loopDevicesUnder, seededRandom, seedFrom } from './support/backend-audit.js';
+import { countFrom, seededRandom, seedFrom, poolLoopDevices } from './support/backend-audit.js';
 import { settle, type NodeApi } from './support/csi-client.js';
-import { startStack, type Stack } from './support/stack.js';
+import { internalAnswers, startStack, type Stack } from './support/stack.js';
 
 const run = promisify(execFile);
 const ROUNDS = countFrom('NODE_KILL_ROUNDS', 8);
@@ -235,7 +235,7 @@ describe(`kill -9 of the node plugin around stage and publish: ${ROUNDS} seeded 
           node.NodeUnstageVolume({ volume_id: volume, staging_target_path: staging }),
         );
         expect(await mountsUnder(kubelet), where).toEqual([]);
-        expect(await loopDevicesUnder(`${stack.emulatorDataDir}/pools`), where).toEqual([]);
+        expect(await poolLoopDevices(stack.emulatorDataDir), where).toEqual([]);
         expect(
           (await call(stack.vbsSocket, 'UNMAP_VOLUME_REQ', { vol_name: volume, host_id: stack.hostId })).retcode,
         ).toBe(0);
@@ -247,11 +247,6 @@ describe(`kill -9 of the node plugin around stage and publish: ${ROUNDS} seeded 
   );
 
   it('never answered INTERNAL or UNKNOWN', () => {
-    expect(
-      stack
-        .driverLog()
-        .split('\n')
-        .filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l)),
-    ).toEqual([]);
+    expect(internalAnswers(stack)).toEqual([]);
   });
 });

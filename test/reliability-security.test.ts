@@ -17,7 +17,7 @@ import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tokenDigest, tokenMatches } from '../emulator/server.js';
 import { projectRoot } from '../src/util/paths.js';
-import { connectCsi } from './support/csi-client.js';
+import { waitProbeReady } from './support/csi-client.js';
 import { cleanEnv, leftovers, startStack } from './support/stack.js';
 
 const root = projectRoot();
@@ -105,18 +105,11 @@ describe('unix socket modes', () => {
     child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     const exited = new Promise((r) => child.once('exit', r));
     try {
-      const clients = connectCsi(csi);
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const ready = await clients.identity.Probe({}, { timeoutMs: 2_000 }).then(
-          (p) => p.ready?.value === true,
-          () => false,
-        );
-        if (ready) break;
-        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the driver did not get ready:\n${log}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      clients.close();
+      await waitProbeReady(
+        csi,
+        () => child.exitCode !== null,
+        () => log,
+      );
       const info = JSON.parse(readFileSync(join(dir, 'data', 'emulator.json'), 'utf8')) as {
         controlSocket: string;
         kvSocket: string;

@@ -1,51 +1,21 @@
 // SdsClient's group snapshot and extent-map methods against an in-test fake VBS: the requests they send,
 // idempotent creates compared by member volumes, delete polling, extent pages checked strictly (a garbled
 // page must never reach a backup tool), and the retry decisions of the new request types.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SdsClient, isRetriedAfterSend } from '../src/sds/client.js';
-import { SdsError, type SdsErrorKind } from '../src/sds/errors.js';
 import { encodeRecord, RetCode } from '../src/protocol/vbs.js';
-import { FakeVbs, reply, snapshotRecord, type FakeHandler } from './support/fake-vbs.js';
+import { reply, snapshotRecord, type FakeHandler } from './support/fake-vbs.js';
+import { expectSdsError, sdsFixture } from './support/sds-fixture.js';
 
-let dir: string;
-const fakes: FakeVbs[] = [];
-const clients: SdsClient[] = [];
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sds-client-groups-'));
-});
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await Promise.all(fakes.splice(0).map((f) => f.stop()));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-let n = 0;
+const sds = sdsFixture('sds-client-groups');
 async function fake(handler: FakeHandler): Promise<SdsClient> {
-  const f = await FakeVbs.start(handler, { dir, name: `vbs-${n++}.sock` });
-  fakes.push(f);
-  const c = new SdsClient({
+  const f = await sds.fake(handler);
+  return sds.client({
     addresses: f.address,
     retry: { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 },
     requestTimeoutMs: 5_000,
     deletePoll: { initialDelayMs: 1, maxDelayMs: 2 },
   });
-  clients.push(c);
-  return c;
-}
-
-async function expectSdsError(p: Promise<unknown>, kind: SdsErrorKind, message?: RegExp): Promise<void> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(SdsError);
-  expect((err as SdsError).kind).toBe(kind);
-  if (message) expect((err as SdsError).message).toMatch(message);
 }
 
 const group = (over: Record<string, string | number> = {}) =>

@@ -1,47 +1,25 @@
 // SdsClient against an in-test fake VBS (test/support/fake-vbs.ts): transport, fail-over, retries, result
 // codes, idempotent creates, delete polling, record parsing and the token's secrecy.
 import { getEventListeners } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { Socket, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../src/log/logger.js';
 import { MiB, GiB } from '../src/sds/backend.js';
 import { SdsClient, isRetriedAfterSend, type SdsClientOptions } from '../src/sds/client.js';
-import { SdsError, type SdsErrorKind } from '../src/sds/errors.js';
+import { type SdsErrorKind } from '../src/sds/errors.js';
 import { parseAddress, parseAddressList } from '../src/sds/transport.js';
 import { encodeRecord, MAX_REPLY_BYTES, RetCode, type VbsRequest } from '../src/protocol/vbs.js';
 import { startBlackhole } from './support/blackhole.js';
 import { FakeVbs, reply, snapshotRecord, volumeRecord, type FakeHandler } from './support/fake-vbs.js';
+import { expectSdsError, sdsFixture } from './support/sds-fixture.js';
 
-let dir: string;
-const fakes: FakeVbs[] = [];
-const clients: SdsClient[] = [];
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sds-client-test-'));
-});
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await Promise.all(fakes.splice(0).map((f) => f.stop()));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-let socketCounter = 0;
-async function fake(handler: FakeHandler, tcp = false): Promise<FakeVbs> {
-  const f = await FakeVbs.start(handler, tcp ? undefined : { dir, name: `vbs-${socketCounter++}.sock` });
-  fakes.push(f);
-  return f;
-}
+const sds = sdsFixture('sds-client-test');
+const fake = sds.fake;
 
 const fastRetry = { attempts: 3, baseDelayMs: 1, maxDelayMs: 5 };
 function client(addresses: string | string[], extra: Partial<SdsClientOptions> = {}): SdsClient {
-  const c = new SdsClient({ addresses, retry: fastRetry, requestTimeoutMs: 5_000, ...extra });
-  clients.push(c);
-  return c;
+  return sds.client({ addresses, retry: fastRetry, requestTimeoutMs: 5_000, ...extra });
 }
 
 /** A port nothing listens on: bind one, note it, close it. */
@@ -51,17 +29,6 @@ async function closedPort(): Promise<number> {
   const port = (s.address() as { port: number }).port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
-}
-
-async function expectSdsError(p: Promise<unknown>, kind: SdsErrorKind, message?: RegExp): Promise<SdsError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(SdsError);
-  expect((err as SdsError).kind).toBe(kind);
-  if (message) expect((err as SdsError).message).toMatch(message);
-  return err as SdsError;
 }
 
 const ok = (fields: Record<string, string> = {}): Buffer => reply(0, fields);
@@ -123,7 +90,7 @@ describe('transport', () => {
       };
       s.once('data', () => void dribble());
     });
-    const path = join(dir, 'chunky.sock');
+    const path = join(sds.dir, 'chunky.sock');
     await new Promise<void>((r) => server.listen(path, r));
     try {
       const v = await client(`unix://${path}`).getVolume('slow');
@@ -147,14 +114,14 @@ describe('fail-over', () => {
     const a = await fake(() => ok({ host_id: 'a' }));
     const b = await fake(() => ok({ host_id: 'b' }));
     const port = await closedPort();
-    const c = client([`127.0.0.1:${port}`, `unix://${join(dir, 'missing.sock')}`, a.address, b.address]);
+    const c = client([`127.0.0.1:${port}`, `unix://${join(sds.dir, 'missing.sock')}`, a.address, b.address]);
     expect((await c.systemInfo()).hostId).toBe('a');
     expect(a.seen).toHaveLength(1);
     expect(b.seen).toHaveLength(0);
   });
 
   it('remembers the last good address first, and still fails over', async () => {
-    const aDir = { dir, name: 'sticky-a.sock' };
+    const aDir = { dir: sds.dir, name: 'sticky-a.sock' };
     let a = await FakeVbs.start(() => ok({ host_id: 'a' }), aDir);
     const b = await fake(() => ok({ host_id: 'b' }));
     const c = client([a.address, b.address]);
@@ -163,18 +130,18 @@ describe('fail-over', () => {
     expect((await c.systemInfo()).hostId).toBe('b');
     // a is back, but b took the last request: b goes first now.
     a = await FakeVbs.start(() => ok({ host_id: 'a' }), aDir);
-    fakes.push(a);
+    sds.track(a);
     expect((await c.systemInfo()).hostId).toBe('b');
     expect(a.seen).toHaveLength(0);
     await b.stop();
-    fakes.splice(fakes.indexOf(b), 1);
+    sds.forget(b);
     expect((await c.systemInfo()).hostId).toBe('a');
   });
 
   it('answers Unavailable when no address takes the connection, naming each failure', async () => {
     const port = await closedPort();
     const err = await expectSdsError(
-      client([`127.0.0.1:${port}`, `unix://${join(dir, 'none.sock')}`]).systemInfo(),
+      client([`127.0.0.1:${port}`, `unix://${join(sds.dir, 'none.sock')}`]).systemInfo(),
       'Unavailable',
     );
     expect(err.message).toContain(`127.0.0.1:${port}: ECONNREFUSED`);

@@ -1,40 +1,20 @@
 // The original protocol level, unit by unit: the negotiation of the level, the requests the client sends on
 // it (all 22 CREATE keys, pools by id, no extension keys), status-only records, and how a generic failure is
 // explained by follow-up queries. A fake VBS answers like the 2014 product (retcode=1 for every failure).
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MiB, GiB } from '../src/sds/backend.js';
 import { SdsClient, type SdsClientOptions } from '../src/sds/client.js';
-import { SdsError, type SdsErrorKind } from '../src/sds/errors.js';
 import { askLevel, negotiateLevel } from '../src/sds/level.js';
 import { Key, ORIGINAL_CREATE_KEYS, isKnownAt } from '../src/protocol/catalog.js';
 import { RetCode, type VbsRequest } from '../src/protocol/vbs.js';
-import { FakeVbs, reply, type FakeHandler } from './support/fake-vbs.js';
+import { reply, type FakeHandler } from './support/fake-vbs.js';
+import { expectSdsError, sdsFixture } from './support/sds-fixture.js';
 
-let dir: string;
-const fakes: FakeVbs[] = [];
-const clients: SdsClient[] = [];
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sds-original-test-'));
-});
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await Promise.all(fakes.splice(0).map((f) => f.stop()));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-let counter = 0;
-async function fake(handler: FakeHandler): Promise<FakeVbs> {
-  const f = await FakeVbs.start(handler, { dir, name: `vbs-${counter++}.sock` });
-  fakes.push(f);
-  return f;
-}
+const sds = sdsFixture('sds-original-test');
+const fake = sds.fake;
 function client(address: string, extra: Partial<SdsClientOptions> = {}): SdsClient {
-  const c = new SdsClient({
+  return sds.client({
     addresses: address,
     retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 5 },
     requestTimeoutMs: 5_000,
@@ -42,17 +22,6 @@ function client(address: string, extra: Partial<SdsClientOptions> = {}): SdsClie
     pools: ['P1'],
     ...extra,
   });
-  clients.push(c);
-  return c;
-}
-async function expectKind(p: Promise<unknown>, kind: SdsErrorKind, message?: RegExp): Promise<void> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(SdsError);
-  expect((err as SdsError).kind, (err as Error).message).toBe(kind);
-  if (message) expect((err as Error).message).toMatch(message);
 }
 
 /** A VBS of the original level: the nine requests over a tiny state, status-only records, retcode=1 failures. */
@@ -147,7 +116,7 @@ describe('negotiating the level', () => {
     const f = await fake(() => reply(0));
     expect(await negotiateLevel(client(f.address), 'original')).toEqual({ level: 'original', how: 'forced' });
     expect(f.seen).toHaveLength(0);
-    const nowhere = client(`unix://${join(dir, 'nobody.sock')}`, { level: 'extended' });
+    const nowhere = client(`unix://${join(sds.dir, 'nobody.sock')}`, { level: 'extended' });
     const attempts: number[] = [];
     const got = await negotiateLevel(nowhere, 'auto', {
       retryDelayMs: 1,
@@ -205,25 +174,25 @@ describe('requests on the original level', () => {
     const f = await fake(productVbs(state));
     const c = client(f.address);
     await c.createVolume({ name: 'v1', sizeBytes: GiB, poolId: 'P1' });
-    await expectKind(c.createVolume({ name: 'v1', sizeBytes: GiB, poolId: 'P1' }), 'AlreadyExists', /taken/);
-    await expectKind(
+    await expectSdsError(c.createVolume({ name: 'v1', sizeBytes: GiB, poolId: 'P1' }), 'AlreadyExists', /taken/);
+    await expectSdsError(
       c.createVolume({ name: 'v2', sizeBytes: 8 * GiB, poolId: 'P1' }),
       'NoSpace',
       /P1 has 5120 MiB free/,
     );
-    await expectKind(c.createVolume({ name: 'v3', sizeBytes: GiB, poolId: 'P9' }), 'PoolNotFound');
+    await expectSdsError(c.createVolume({ name: 'v3', sizeBytes: GiB, poolId: 'P9' }), 'PoolNotFound');
   });
 
   it('from a snapshot: a missing source is NotFound; a full clone is refused before anything is sent', async () => {
     const f = await fake(productVbs(freshState()));
     const c = client(f.address);
-    await expectKind(
+    await expectSdsError(
       c.createVolumeFromSnapshot({ name: 'v1', sizeBytes: GiB, poolId: 'P1', snapshotName: 's0', cloneType: 'linked' }),
       'NotFound',
       /s0/,
     );
     const before = f.seen.length;
-    await expectKind(
+    await expectSdsError(
       c.createVolumeFromSnapshot({ name: 'v1', sizeBytes: GiB, snapshotName: 's0', cloneType: 'full' }),
       'NotSupported',
     );
@@ -242,8 +211,8 @@ describe('requests on the original level', () => {
       statusOnly: true,
     });
     expect((await c.getSnapshot('s1'))?.statusOnly).toBe(true);
-    await expectKind(c.createSnapshot('s2', 'nothing'), 'NotFound', /nothing/);
-    await expectKind(c.createSnapshot('s1', 'v1'), 'AlreadyExists');
+    await expectSdsError(c.createSnapshot('s2', 'nothing'), 'NotFound', /nothing/);
+    await expectSdsError(c.createSnapshot('s1', 'v1'), 'AlreadyExists');
   });
 
   it('deletes poll until -900079; a delete of what is gone is success', async () => {
@@ -260,13 +229,13 @@ describe('requests on the original level', () => {
   it('extension requests are refused without being sent', async () => {
     const f = await fake(productVbs(freshState()));
     const c = client(f.address);
-    await expectKind(c.listVolumes({}), 'NotSupported');
-    await expectKind(c.mapVolume('v1', 'h1', { readOnly: false, exclusive: true }), 'NotSupported');
-    await expectKind(
+    await expectSdsError(c.listVolumes({}), 'NotSupported');
+    await expectSdsError(c.mapVolume('v1', 'h1', { readOnly: false, exclusive: true }), 'NotSupported');
+    await expectSdsError(
       c.cloneVolume({ name: 'v2', sizeBytes: GiB, sourceVolumeName: 'v1', cloneType: 'linked' }),
       'NotSupported',
     );
-    await expectKind(c.modifyVolume('v1', { qos: { maxIops: 5 } }), 'NotSupported');
+    await expectSdsError(c.modifyVolume('v1', { qos: { maxIops: 5 } }), 'NotSupported');
     expect(f.seen).toHaveLength(0);
   });
 
@@ -274,7 +243,7 @@ describe('requests on the original level', () => {
     const state = freshState();
     const f = await fake(productVbs(state));
     const c = client(f.address);
-    await expectKind(c.extendVolume('v1', GiB), 'NotFound');
+    await expectSdsError(c.extendVolume('v1', GiB), 'NotFound');
     await c.createVolume({ name: 'v1', sizeBytes: 16 * MiB, poolId: 'P1' });
     expect((await c.extendVolume('v1', 32 * MiB)).sizeBytes).toBe(32 * MiB);
     expect(state.volumes.get('v1')).toBe(32);

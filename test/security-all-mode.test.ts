@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { RetCode } from '../src/protocol/vbs.js';
 import { projectRoot } from '../src/util/paths.js';
 import { call } from './support/emulator.js';
-import { connectCsi } from './support/csi-client.js';
+import { connectCsi, waitProbeReady } from './support/csi-client.js';
 import { cleanEnv, leftovers } from './support/stack.js';
 
 interface Running {
@@ -47,19 +47,12 @@ async function startAllMode(dir: string, extraArgs: string[]): Promise<Running> 
     await exited;
   };
   try {
-    const clients = connectCsi(csi);
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      // Ready means the driver reached its emulator, with the token it handed it.
-      const ready = await clients.identity.Probe({}, { timeoutMs: 2_000 }).then(
-        (p) => p.ready?.value === true,
-        () => false,
-      );
-      if (ready) break;
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the driver did not get ready:\n${log}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    clients.close();
+    // Ready means the driver reached its emulator, with the token it handed it.
+    await waitProbeReady(
+      csi,
+      () => child.exitCode !== null,
+      () => log,
+    );
     const info = JSON.parse(readFileSync(join(dir, 'data', 'emulator.json'), 'utf8')) as Running['info'];
     return { info, csi, stop };
   } catch (err) {

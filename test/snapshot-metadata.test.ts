@@ -9,25 +9,14 @@ import type { GetMetadataAllocatedResponse__Output } from '../src/generated/csi/
 import { failure, type ControllerApi, type SnapshotMetadataApi } from './support/csi-client.js';
 import { blockCap, MiB, publishVolume, removeVolume, type Published } from './support/published.js';
 import { startStack, type Stack } from './support/stack.js';
-import { readAt, writeAt } from './support/block-io.js';
+import { mergeSpans, readAt, writeAt, type ByteSpan } from './support/block-io.js';
 
 const B = 4096;
-type Range = { offset: number; length: number };
+type Range = ByteSpan;
 
 let stack: Stack;
 let ctl: ControllerApi;
 let meta: SnapshotMetadataApi;
-
-function merge(ranges: Range[]): Range[] {
-  const out: Range[] = [];
-  for (const r of [...ranges].sort((a, b) => a.offset - b.offset)) {
-    const last = out[out.length - 1];
-    if (last && last.offset + last.length >= r.offset)
-      last.length = Math.max(last.offset + last.length, r.offset + r.length) - last.offset;
-    else out.push({ ...r });
-  }
-  return out;
-}
 
 /** The ranges of a stream, checked against the stream rules of the spec. */
 function rangesOf(
@@ -52,7 +41,7 @@ function rangesOf(
       out.push(r);
     }
   }
-  return merge(out);
+  return mergeSpans(out);
 }
 
 const snapshotFile = (name: string) => join(stack.emulatorDataDir, 'pools', 'pool0', 'snapshots', name);
@@ -97,14 +86,14 @@ describe('CSI SnapshotMetadata', () => {
 
   it('GetMetadataAllocated lists exactly the written ranges of a sparse snapshot', async () => {
     const messages = await meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1' });
-    expect(rangesOf(messages, SIZE)).toEqual(merge(WRITTEN));
+    expect(rangesOf(messages, SIZE)).toEqual(mergeSpans(WRITTEN));
     // One tuple per message with max_results 1; the same ranges.
     const one = await meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', max_results: 1 });
-    expect(one.length).toBe(merge(WRITTEN).length);
-    expect(rangesOf(one, SIZE, 0, 1)).toEqual(merge(WRITTEN));
+    expect(one.length).toBe(mergeSpans(WRITTEN).length);
+    expect(rangesOf(one, SIZE, 0, 1)).toEqual(mergeSpans(WRITTEN));
     // Bytes: every written block holds the pattern in the snapshot's file, every other block reads zeros.
     const file = snapshotFile('snapshot-meta-1');
-    for (const r of merge(WRITTEN))
+    for (const r of mergeSpans(WRITTEN))
       expect(readAt(file, r.offset, r.length).equals(Buffer.alloc(r.length, 0xa1))).toBe(true);
     expect(readAt(file, 2 * MiB, MiB).equals(Buffer.alloc(MiB))).toBe(true);
   });
@@ -115,7 +104,7 @@ describe('CSI SnapshotMetadata', () => {
     const ranges = rangesOf(messages, SIZE, from);
     expect(ranges[0]!.offset).toBeLessThanOrEqual(from);
     expect(ranges).toEqual(
-      merge(WRITTEN)
+      mergeSpans(WRITTEN)
         .filter((r) => r.offset + r.length > from)
         .map((r) => (r.offset < from ? { offset: 40 * MiB + 8192, length: r.offset + r.length - from } : r)),
     );
@@ -132,7 +121,7 @@ describe('CSI SnapshotMetadata', () => {
       max_results: 2,
     });
     const delta = rangesOf(messages, SIZE, 0, 2);
-    expect(delta).toEqual(merge(CHANGED));
+    expect(delta).toEqual(mergeSpans(CHANGED));
     // Against the back-end files: blocks outside the delta are equal, blocks inside hold the new bytes.
     const [f1, f2] = [snapshotFile('snapshot-meta-1'), snapshotFile('snapshot-meta-2')];
     for (let off = 0; off < SIZE; off += 4 * MiB) {

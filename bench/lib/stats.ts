@@ -80,3 +80,13 @@ export function figureRows(figures: readonly Figure[]): string[][] {
 }
 
 export const FIGURE_HEADER = ['figure', 'value', 'p50 ms', 'p95 ms', 'p99 ms', 'floor', 'ratio', 'load'];
+
+/** A latency figure in ms: the p50 as its value, with the whole summary and any `more` (floor, note). */
+export function latencyFigure(
+  section: string,
+  name: string,
+  latency: Summary,
+  more: Partial<Omit<Figure, 'load'>> = {},
+): Omit<Figure, 'load'> {
+  return { section, name, value: latency.p50, unit: 'ms', latency, ...more };
+}

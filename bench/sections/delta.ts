@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { projectRoot } from '../../src/util/paths.js';
 import type { BenchContext } from '../lib/context.js';
+import type { Result as DeltaResult } from '../snapshot-delta.js';
 import { cleanEnv } from '../lib/procs.js';
 import { fmt } from '../lib/stats.js';
 
@@ -22,18 +23,7 @@ export async function snapshotDelta(b: BenchContext): Promise<void> {
     maxBuffer: 64 * 1024 * 1024,
   });
   const report = JSON.parse(stdout.trim().split('\n').pop()!) as {
-    results: Array<{
-      pool: string;
-      method: string;
-      deltaSeconds: number;
-      pages: number;
-      extents: number;
-      deltaBytes: number;
-      writtenBytes: number;
-      exact: boolean;
-      allocatedSeconds: number;
-      allocatedBytes: number;
-    }>;
+    results: DeltaResult[];
   };
   const MiB = 1024 * 1024;
   for (const r of report.results) {

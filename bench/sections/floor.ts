@@ -7,7 +7,9 @@ import { RetCode } from '../../src/protocol/vbs.js';
 import { rawVbsCall } from '../../src/sds/raw.js';
 import { closedLoop, repeat, sleep, timed, type BenchContext } from '../lib/context.js';
 import { sdsCliPath } from '../lib/procs.js';
-import { summarize } from '../lib/stats.js';
+import { summarize, type Figure } from '../lib/stats.js';
+
+type LoopRun = Awaited<ReturnType<typeof closedLoop>>;
 
 const exec = promisify(execFile);
 
@@ -45,26 +47,12 @@ export async function floors(b: BenchContext): Promise<void> {
     // The empty RPC: GetPluginInfo on the controller's server (no back-end call).
     await closedLoop(c, opt.quick ? 50 : 200, () => ctl.identity.GetPluginInfo({}).then(() => undefined));
     const rpc = await closedLoop(c, floorMs, () => ctl.identity.GetPluginInfo({}).then(() => undefined));
-    add({
-      section: 'floor',
-      name: `grpc-empty-c${c}`,
-      value: rpc.ops / rpc.seconds,
-      unit: 'ops/s',
-      opsPerSec: rpc.ops / rpc.seconds,
-      latency: summarize(rpc.latencies),
-    });
+    add(throughput(`grpc-empty-c${c}`, rpc, 'ops/s'));
     // The socket API alone: QUERY_CAPABILITY_REQ straight to the emulator.
     const sock = await closedLoop(c, floorMs, () =>
       rawVbsCall(emulator.vbsSocket, 'QUERY_CAPABILITY_REQ').then(() => undefined),
     );
-    add({
-      section: 'floor',
-      name: `socket-api-c${c}`,
-      value: sock.ops / sock.seconds,
-      unit: 'ops/s',
-      opsPerSec: sock.ops / sock.seconds,
-      latency: summarize(sock.latencies),
-    });
+    add(throughput(`socket-api-c${c}`, sock, 'ops/s'));
     // The back end's create+delete alone, as the driver does it (create, delete, poll until gone).
     const pairs = await closedLoop(c, floorMs * 2, async (seq) => {
       const name = `floor-${c}-${seq}`;
@@ -82,15 +70,14 @@ export async function floors(b: BenchContext): Promise<void> {
       )
         await sleep(1);
     });
-    add({
-      section: 'floor',
-      name: `emulator-pairs-c${c}`,
-      value: pairs.ops / pairs.seconds,
-      unit: 'pairs/s',
-      opsPerSec: pairs.ops / pairs.seconds,
-      latency: summarize(pairs.latencies),
-      note: 'CREATE_VOLUME + DELETE_VOLUME + QUERY_VOLUME until gone, straight to the emulator',
-    });
+    add(
+      throughput(
+        `emulator-pairs-c${c}`,
+        pairs,
+        'pairs/s',
+        'CREATE_VOLUME + DELETE_VOLUME + QUERY_VOLUME until gone, straight to the emulator',
+      ),
+    );
   }
 
   // Spawning: any program, the C sds_cli (one socket round trip), and a bind mount + unmount.
@@ -142,4 +129,18 @@ export async function floors(b: BenchContext): Promise<void> {
     note: 'mount --bind',
   });
   add({ section: 'floor', name: 'umount', value: summarize(unbinds).p50, unit: 'ms', latency: summarize(unbinds) });
+}
+
+/** A closed loop's figure: operations a second, with their latencies. */
+function throughput(name: string, run: LoopRun, unit: string, note?: string): Omit<Figure, 'load'> {
+  const perSec = run.ops / run.seconds;
+  return {
+    section: 'floor',
+    name,
+    value: perSec,
+    unit,
+    opsPerSec: perSec,
+    latency: summarize(run.latencies),
+    ...(note === undefined ? {} : { note }),
+  };
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { RetCode } from '../../src/protocol/vbs.js';
 import { rawVbsCall } from '../../src/sds/raw.js';
 import { mountCap, sleep, timed, type BenchContext } from '../lib/context.js';
-import { summarize } from '../lib/stats.js';
+import { latencyFigure, summarize } from '../lib/stats.js';
 import { publishedVolume, removeVolume } from './volumes.js';
 
 const GiB = 1024 ** 3;
@@ -78,49 +78,25 @@ export async function snapshots(b: BenchContext): Promise<void> {
   }
   const rs = summarize(rawSnap);
   const rc = summarize(rawClone);
-  add({
-    section: 'floor',
-    name: 'emulator-snapshot',
-    value: rs.p50,
-    unit: 'ms',
-    latency: rs,
-    note: 'CREATE_SNAPSHOT_REQ straight to the emulator',
-  });
-  add({
-    section: 'floor',
-    name: 'emulator-clone',
-    value: rc.p50,
-    unit: 'ms',
-    latency: rc,
-    note: 'CREATE_VOLUME_FROM_SNAPSHOT_REQ straight to the emulator',
-  });
+  add(latencyFigure('floor', 'emulator-snapshot', rs, { note: 'CREATE_SNAPSHOT_REQ straight to the emulator' }));
+  add(
+    latencyFigure('floor', 'emulator-clone', rc, { note: 'CREATE_VOLUME_FROM_SNAPSHOT_REQ straight to the emulator' }),
+  );
   const s = summarize(snap);
   const c = summarize(clone);
-  add({
-    section: 'snapshot',
-    name: 'create-snapshot',
-    value: s.p50,
-    unit: 'ms',
-    latency: s,
-    floor: { name: 'emulator-snapshot', value: rs.p50, unit: 'ms' },
-    ratio: s.p50 / rs.p50,
-  });
-  add({
-    section: 'snapshot',
-    name: 'linked-clone',
-    value: c.p50,
-    unit: 'ms',
-    latency: c,
-    floor: { name: 'emulator-clone', value: rc.p50, unit: 'ms' },
-    ratio: c.p50 / rc.p50,
-    note: 'CreateVolume from the snapshot',
-  });
-  add({
-    section: 'snapshot',
-    name: 'delete-clone+snapshot',
-    value: summarize(del).p50,
-    unit: 'ms',
-    latency: summarize(del),
-  });
+  add(
+    latencyFigure('snapshot', 'create-snapshot', s, {
+      floor: { name: 'emulator-snapshot', value: rs.p50, unit: 'ms' },
+      ratio: s.p50 / rs.p50,
+    }),
+  );
+  add(
+    latencyFigure('snapshot', 'linked-clone', c, {
+      floor: { name: 'emulator-clone', value: rc.p50, unit: 'ms' },
+      ratio: c.p50 / rc.p50,
+      note: 'CreateVolume from the snapshot',
+    }),
+  );
+  add(latencyFigure('snapshot', 'delete-clone+snapshot', summarize(del)));
   await removeVolume(b, src.id);
 }

@@ -97,13 +97,7 @@ export async function stagePublish(b: BenchContext): Promise<void> {
 
   const sampler = new RssSampler([node.pid]);
   let nodeCpu0 = cpuMs(node.pid);
-  const t = {
-    stage: [] as number[],
-    publish: [] as number[],
-    unpublish: [] as number[],
-    unstage: [] as number[],
-    stagePublish: [] as number[],
-  };
+  const t = cycleSamples();
   for (let i = 0; i < opt.iterations + 2; i++) {
     const [a] = await timed(() => nodeCsi.node.NodeStageVolume(stageReq));
     const [b] = await timed(() => nodeCsi.node.NodePublishVolume(publishReq));
@@ -124,13 +118,7 @@ export async function stagePublish(b: BenchContext): Promise<void> {
 
   // Floor: the least the machine must do for the same: attach + mount (stage), bind (publish), and back.
   const cliEnv = { ...process.env, SDS_KV_SOCKET: emulator.kvSocket };
-  const f = {
-    stage: [] as number[],
-    publish: [] as number[],
-    unpublish: [] as number[],
-    unstage: [] as number[],
-    stagePublish: [] as number[],
-  };
+  const f = cycleSamples();
   await mkdir(staging, { recursive: true });
   await mkdir(target, { recursive: true });
   for (let i = 0; i < opt.iterations; i++) {
@@ -284,4 +272,15 @@ export async function countPrograms(
     csi.close();
     await counting.stop();
   }
+}
+
+/** The latencies of one stage/publish/unpublish/unstage cycle, step by step, in ms. */
+function cycleSamples() {
+  return {
+    stage: [] as number[],
+    publish: [] as number[],
+    unpublish: [] as number[],
+    unstage: [] as number[],
+    stagePublish: [] as number[],
+  };
 }

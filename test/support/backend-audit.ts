@@ -72,6 +72,11 @@ export async function loopDevicesUnder(dir: string): Promise<string[]> {
   return found;
 }
 
+/** Loop devices over the emulator's pool files: none may be left once every volume is unstaged. */
+export function poolLoopDevices(emulatorDataDir: string): Promise<string[]> {
+  return loopDevicesUnder(`${emulatorDataDir}/pools`);
+}
+
 export interface DbRows {
   volumes: Array<{ name: string; state: string; size_mb: number }>;
   snapshots: Array<{ name: string; state: string; size_mb: number }>;
@@ -147,4 +152,14 @@ export function countFrom(envName: string, fallback: number): number {
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${envName} must be a positive integer, got ${raw}`);
   return n;
+}
+
+/** What the back end holds, read from its socket (LIST_* pages of `pageSize`) and its pool files. */
+export async function backendState(
+  stack: { vbsSocket: string; emulatorDataDir: string },
+  pageSize?: number,
+): Promise<{ records: BackendRecords; files: PoolFiles; problems: string[] }> {
+  const records = await listEverything(stack.vbsSocket, pageSize);
+  const files = poolFiles(stack.emulatorDataDir);
+  return { records, files, problems: disagreements(records, files) };
 }

@@ -31,3 +31,20 @@ export function writeAt(path: string, pieces: ReadonlyArray<{ offset: number; da
     closeSync(fd);
   }
 }
+
+export interface ByteSpan {
+  offset: number;
+  length: number;
+}
+
+/** The spans sorted by offset, overlapping or touching ones joined: the form extent maps answer in. */
+export function mergeSpans<T extends ByteSpan>(spans: readonly T[]): ByteSpan[] {
+  const out: ByteSpan[] = [];
+  for (const r of [...spans].sort((a, b) => a.offset - b.offset)) {
+    const last = out[out.length - 1];
+    if (last && last.offset + last.length >= r.offset)
+      last.length = Math.max(last.offset + last.length, r.offset + r.length) - last.offset;
+    else out.push({ offset: r.offset, length: r.length });
+  }
+  return out;
+}

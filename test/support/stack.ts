@@ -321,3 +321,11 @@ export async function leftovers(dir: string): Promise<string[]> {
     ...leaks.loops.map((l) => `loop device left behind: ${l}`),
   ];
 }
+
+/** The driver's log lines of calls answered INTERNAL or UNKNOWN: each a defect, never a deliberate code. */
+export function internalAnswers(stack: Pick<Stack, 'driverLog'>): string[] {
+  return stack
+    .driverLog()
+    .split('\n')
+    .filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l));
+}
