@@ -128,7 +128,13 @@ export function reserve(ctx: Ctx, pool: string, bytes: number, file?: string): (
   return ctx.thickReserved.reserve(pool, bytes, file);
 }
 
-function newVolume(spec: CreateSpec, sizeMb: number, state: NewVolume['state'], extra: Partial<NewVolume>): NewVolume {
+/** A new volume row of `spec`; `extra` says how it is made when not by a plain create. */
+export function newVolume(
+  spec: CreateSpec,
+  sizeMb: number,
+  state: NewVolume['state'],
+  extra: Partial<NewVolume>,
+): NewVolume {
   return {
     name: spec.name,
     pool: spec.pool.name,
