@@ -18,7 +18,16 @@ import { RetCode } from '../src/protocol/vbs.js';
 import { nowSeconds, usablePool } from './context.js';
 import { busy, imageError, invalid, notExist, VbsError } from './errors.js';
 import { fsyncPath, MiB, reflink, sparseCopy } from './files.js';
-import { jobFailure, needQemuImg, once, pathError, type ImageJobHost, type LiveJob } from './image-jobs.js';
+import {
+  doneJob,
+  failedJob,
+  jobFailure,
+  needQemuImg,
+  once,
+  pathError,
+  type ImageJobHost,
+  type LiveJob,
+} from './image-jobs.js';
 import { runWithProgress } from './image-tools.js';
 import { snapKey, volKey } from './locks.js';
 import { flushDevice } from './loopdev.js';
@@ -151,30 +160,15 @@ function exportJob(
         releaseOnce();
         // The temporary snapshot goes before the job says done, so nothing of the job outlives its end.
         await fsp.rm(tmpSource, { force: true });
-        ctx.store.finishJob({
-          job_id: jobId,
-          status: 'done',
-          error: '',
-          bytes_done: live.bytesTotal,
-          bytes_total: live.bytesTotal,
-          ended_at: nowSeconds(),
-        });
+        ctx.store.finishJob(doneJob(jobId, live));
         jobLog.info('export done');
       } catch (err) {
-        const { message, errorCode } = jobFailure(signal, err);
+        const failure = jobFailure(signal, err);
         jobLog.warn({ err }, 'export failed');
         await fsp.rm(part, { force: true }).catch(() => undefined);
         await fsp.rm(tmpSource, { force: true }).catch(() => undefined);
         releaseOnce();
-        ctx.store.finishJob({
-          job_id: jobId,
-          status: 'failed',
-          error: message,
-          error_code: errorCode,
-          bytes_done: live.bytesDone,
-          bytes_total: live.bytesTotal,
-          ended_at: nowSeconds(),
-        });
+        ctx.store.finishJob(failedJob(jobId, live, failure));
       } finally {
         releaseOnce();
         host.live.delete(jobId);

@@ -7,7 +7,7 @@ import { urlWithoutCredentials } from '../src/protocol/urls.js';
 import { nowSeconds, poolOf, usablePool } from './context.js';
 import { imageError, invalid } from './errors.js';
 import { createSparseSync, fsyncPath, growSync, MiB, preallocate } from './files.js';
-import { jobFailure, needQemuImg, once, type ImageJobHost, type LiveJob } from './image-jobs.js';
+import { doneJob, failedJob, jobFailure, needQemuImg, once, type ImageJobHost, type LiveJob } from './image-jobs.js';
 import {
   closeSource,
   download,
@@ -219,33 +219,18 @@ async function runImport(
     fsyncPath(pool.volumesDir);
     ctx.store.tx(() => {
       ctx.store.setVolumeState(job.volId, 'available');
-      ctx.store.finishJob({
-        job_id: job.jobId,
-        status: 'done',
-        error: '',
-        bytes_done: live.bytesTotal,
-        bytes_total: live.bytesTotal,
-        ended_at: nowSeconds(),
-      });
+      ctx.store.finishJob(doneJob(job.jobId, live));
     });
     job.release();
     log.info('import done');
   } catch (err) {
-    const { message, errorCode } = jobFailure(signal, err);
+    const failure = jobFailure(signal, err);
     log.warn({ err }, 'import failed; deleting the volume it created');
     await fsp.rm(job.tmpVolume, { force: true }).catch(() => undefined);
     await fsp.rm(job.download, { force: true }).catch(() => undefined);
     ctx.store.tx(() => {
       ctx.store.deleteVolume(job.volId);
-      ctx.store.finishJob({
-        job_id: job.jobId,
-        status: 'failed',
-        error: message,
-        error_code: errorCode,
-        bytes_done: live.bytesDone,
-        bytes_total: live.bytesTotal,
-        ended_at: nowSeconds(),
-      });
+      ctx.store.finishJob(failedJob(job.jobId, live, failure));
     });
     job.release();
   } finally {

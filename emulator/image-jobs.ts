@@ -1,6 +1,6 @@
 // What the image jobs share: the running jobs' progress, the service state they read, and how a failure is told.
 import { RetCode } from '../src/protocol/vbs.js';
-import type { Ctx } from './context.js';
+import { nowSeconds, type Ctx } from './context.js';
 import { fromIoError, imageError, VbsError } from './errors.js';
 import { MalformedPathError, type ImageDirs } from './safe-paths.js';
 import type { UrlAllowlist } from './url-guard.js';
@@ -57,5 +57,32 @@ export function once(release: () => void): () => void {
   return () => {
     if (!released) release();
     released = true;
+  };
+}
+
+type JobEnd = Parameters<Ctx['store']['finishJob']>[0];
+
+/** The row that ends a job that did all its bytes. */
+export function doneJob(jobId: string, live: LiveJob): JobEnd {
+  return {
+    job_id: jobId,
+    status: 'done',
+    error: '',
+    bytes_done: live.bytesTotal,
+    bytes_total: live.bytesTotal,
+    ended_at: nowSeconds(),
+  };
+}
+
+/** The row that ends a failed job, with what jobFailure said of it. */
+export function failedJob(jobId: string, live: LiveJob, failure: { message: string; errorCode: number }): JobEnd {
+  return {
+    job_id: jobId,
+    status: 'failed',
+    error: failure.message,
+    error_code: failure.errorCode,
+    bytes_done: live.bytesDone,
+    bytes_total: live.bytesTotal,
+    ended_at: nowSeconds(),
   };
 }
