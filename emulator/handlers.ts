@@ -216,10 +216,7 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
 
   h.set(Requests.QUERY_POOLS_CAPABILITY.type, ({ params }) => {
     const count = params.int(Key.POOL_NUM, 0, 1000, 0);
-    const ids = params.fields
-      .getAll(Key.POOL_ID)
-      .map((v) => v.trim())
-      .filter((v) => v !== '');
+    const ids = params.poolIds();
     ids.forEach((id) => {
       if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$/.test(id))
         throw invalid(Key.POOL_ID, `${JSON.stringify(id)} is not a pool name`);

@@ -143,10 +143,7 @@ export function buildOriginalHandlers(ctx: Ctx): Map<string, Handler> {
 
   h.set(Requests.QUERY_POOLS_CAPABILITY.type, ({ params }) => {
     const count = params.int(Key.POOL_NUM, 0, 1000, 0);
-    const ids = params.fields
-      .getAll(Key.POOL_ID)
-      .map((v) => v.trim())
-      .filter((v) => v !== '');
+    const ids = params.poolIds();
     // Only the pools asked for by id, the first pool_num of them: the product had no "all pools".
     const pools = ids.slice(0, count).map((id) => {
       const pool = ctx.pools.get(id);

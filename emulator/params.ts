@@ -74,6 +74,14 @@ export class Params {
   }
 
   /** Pagination: `marker` (a name or empty) and `limit` (1-1000, default 100). */
+  /** The pool_id values given, trimmed, the empty ones left out (a pool query may name several). */
+  poolIds(): string[] {
+    return this.fields
+      .getAll(Key.POOL_ID)
+      .map((v) => v.trim())
+      .filter((v) => v !== '');
+  }
+
   page(): { marker: string; limit: number } {
     const marker = this.fields.get(Key.MARKER)?.trim() ?? '';
     if (marker !== '' && !isValidName(marker))

@@ -128,7 +128,13 @@ export function reserve(ctx: Ctx, pool: string, bytes: number, file?: string): (
   return ctx.thickReserved.reserve(pool, bytes, file);
 }
 
-function newVolume(spec: CreateSpec, sizeMb: number, state: NewVolume['state'], extra: Partial<NewVolume>): NewVolume {
+/** A new volume row of `spec`; `extra` says how it is made when not by a plain create. */
+export function newVolume(
+  spec: CreateSpec,
+  sizeMb: number,
+  state: NewVolume['state'],
+  extra: Partial<NewVolume>,
+): NewVolume {
   return {
     name: spec.name,
     pool: spec.pool.name,
@@ -149,6 +155,18 @@ function newVolume(spec: CreateSpec, sizeMb: number, state: NewVolume['state'], 
     job_id: null,
     ...extra,
   };
+}
+
+/** A clone's source row: it must exist, not be in one of `busyStates` (BUSY), nor be faulty (INTERNAL). */
+function cloneable<R extends { state: string; fault_reason: string }>(
+  row: R | undefined,
+  what: string,
+  busyStates: readonly string[],
+): R {
+  if (!row) throw notExist(what);
+  if (busyStates.includes(row.state)) throw busy(what, row.state);
+  if (row.state === 'fault') throw new VbsError(RetCode.INTERNAL, `${what} is faulty: ${row.fault_reason}`);
+  return row;
 }
 
 /** Runs `fn`; when it throws, undoes what was taken before it (locks, reservations) and rethrows. */
@@ -244,22 +262,17 @@ export async function cloneVolume(
   let attachedDevice: string | undefined;
   const srcKey = source.type === 'snapshot' ? snapKey(source.name) : volKey(source.name);
   if (source.type === 'snapshot') {
-    const snap = ctx.store.snapshot(source.name);
-    if (!snap) throw notExist(`snapshot ${source.name}`);
-    if (snap.state === 'creating' || snap.state === 'deleting') throw busy(`snapshot ${source.name}`, snap.state);
-    if (snap.state === 'fault')
-      throw new VbsError(RetCode.INTERNAL, `snapshot ${source.name} is faulty: ${snap.fault_reason}`);
+    const snap = cloneable(ctx.store.snapshot(source.name), `snapshot ${source.name}`, ['creating', 'deleting']);
     srcPool = snap.pool;
     srcSizeMb = snap.size_mb;
     srcId = snap.id;
     srcPath = poolOf(ctx, snap.pool).snapshotPath(snap.name);
   } else {
-    const vol = ctx.store.volume(source.name);
-    if (!vol) throw notExist(`volume ${source.name}`);
-    if (vol.state === 'creating' || vol.state === 'extending' || vol.state === 'deleting')
-      throw busy(`volume ${source.name}`, vol.state);
-    if (vol.state === 'fault')
-      throw new VbsError(RetCode.INTERNAL, `volume ${source.name} is faulty: ${vol.fault_reason}`);
+    const vol = cloneable(ctx.store.volume(source.name), `volume ${source.name}`, [
+      'creating',
+      'extending',
+      'deleting',
+    ]);
     srcPool = vol.pool;
     srcSizeMb = vol.size_mb;
     srcId = vol.id;

@@ -317,7 +317,7 @@ describe('no shell anywhere', () => {
       'src/mount/exec.ts',
       'src/connector/kv-connector.ts',
       'emulator/exec.ts',
-      'emulator/images.ts',
+      'emulator/image-tools.ts',
       'src/server/embedded-emulator.ts',
     ]) {
       expect(

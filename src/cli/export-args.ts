@@ -44,6 +44,45 @@ export function parseToolArgs<O extends NonNullable<ParseArgsConfig['options']>>
   }
 }
 
+/** The options export and import share. */
+export const TOOL_OPTIONS = {
+  format: { type: 'string' },
+  overwrite: { type: 'boolean' },
+  'vbs-url': { type: 'string' },
+  'vbs-port': { type: 'string' },
+  'vbs-protocol': { type: 'string' },
+  'sds-cli': { type: 'string' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean' },
+} as const;
+
+/**
+ * An image tool's parsed arguments, or the exit status once it printed the usage: 0 for --help, 2 (with the
+ * usage line) for a UsageError.
+ */
+export function argsOrExit<A>(
+  tool: string,
+  usage: string,
+  parse: () => A | 'help',
+  io: { stdout: (text: string) => void; stderr: (text: string) => void },
+): A | number {
+  let args: A | 'help';
+  try {
+    args = parse();
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr(`sdshypervisor-csi ${tool}: ${err.message}\n${usage.split('\n')[0]}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (args === 'help') {
+    io.stdout(`${usage}\n`);
+    return 0;
+  }
+  return args;
+}
+
 /** --format of an image tool. */
 export function imageFormat(text: string | undefined): 'raw' | 'qcow2' {
   const format = text ?? 'raw';
@@ -97,20 +136,13 @@ function parseSize(text: string): number {
 
 export function parseExportArgs(argv: string[], env: NodeJS.ProcessEnv | undefined): ExportArgs | 'help' {
   const v = parseToolArgs(argv, {
+    ...TOOL_OPTIONS,
     volume: { type: 'string' },
     snapshot: { type: 'string' },
     out: { type: 'string' },
-    format: { type: 'string' },
-    overwrite: { type: 'boolean' },
-    'vbs-url': { type: 'string' },
-    'vbs-port': { type: 'string' },
     'vbs-token-file': { type: 'string' },
-    'vbs-protocol': { type: 'string' },
-    'sds-cli': { type: 'string' },
     size: { type: 'string' },
     'timeout-ms': { type: 'string' },
-    quiet: { type: 'boolean' },
-    help: { type: 'boolean' },
   });
   if (v.help) return 'help';
   if ((v.volume === undefined) === (v.snapshot === undefined))

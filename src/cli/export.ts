@@ -15,9 +15,10 @@ import { isSdsError } from '../sds/errors.js';
 import { negotiateLevel } from '../sds/level.js';
 import type { SystemInfo } from '../sds/backend.js';
 import { isConnectorError } from '../connector/index.js';
-import { EXPORT_USAGE, parseExportArgs, UsageError, type ExportArgs } from './export-args.js';
+import { argsOrExit, EXPORT_USAGE, parseExportArgs, type ExportArgs } from './export-args.js';
 import { copySparse, ExportError, publishFile, TargetExistsError } from './host-copy.js';
 import { HostExportRun } from './host-export-run.js';
+import { listenForInterrupts } from './signals.js';
 
 export { copySparse, ExportError } from './host-copy.js';
 export { EXPORT_USAGE } from './export-args.js';
@@ -52,20 +53,8 @@ function isInside(parent: string, child: string): boolean {
 
 /** Runs the export command; resolves with the exit status. */
 export async function runExport(argv: string[], io: ExportIo): Promise<number> {
-  let args: ExportArgs | 'help';
-  try {
-    args = parseExportArgs(argv, io.env);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr(`sdshypervisor-csi export: ${err.message}\n${EXPORT_USAGE.split('\n')[0]}\n`);
-      return EXIT_USAGE;
-    }
-    throw err;
-  }
-  if (args === 'help') {
-    io.stdout(`${EXPORT_USAGE}\n`);
-    return EXIT_OK;
-  }
+  const args = argsOrExit('export', EXPORT_USAGE, () => parseExportArgs(argv, io.env), io);
+  if (typeof args === 'number') return args;
   let client: SdsClient;
   try {
     client = new SdsClient({
@@ -236,7 +225,6 @@ class ExportRun {
 
   /** First SIGINT/SIGTERM: let the VBS job end, then remove its file; a second: stop at once. */
   private listenForSignals(file: string): () => void {
-    const emitter = this.io.signals ?? process;
     const onSignal = (): void => {
       if (this.interrupted) {
         this.io.stderr(`sdshypervisor-csi export: stopping now; the VBS job still runs and will leave ${file}\n`);
@@ -249,12 +237,7 @@ class ExportRun {
         'sdshypervisor-csi export: interrupted; waiting for the VBS job to end to remove its file (interrupt again to stop now)\n',
       );
     };
-    emitter.on('SIGINT', onSignal);
-    emitter.on('SIGTERM', onSignal);
-    return () => {
-      emitter.off('SIGINT', onSignal);
-      emitter.off('SIGTERM', onSignal);
-    };
+    return listenForInterrupts(this.io.signals ?? process, onSignal);
   }
 
   private progress(line: string): void {

@@ -8,6 +8,7 @@ import { KvConnector } from '../connector/index.js';
 import type { SdsClient } from '../sds/client.js';
 import type { ExportArgs } from './export-args.js';
 import type { ExportIo } from './export.js';
+import { listenForInterrupts } from './signals.js';
 import { ExportError, publishFile } from './host-copy.js';
 import { exportThroughHost, exportTemporaries } from './host-export.js';
 
@@ -99,7 +100,6 @@ export class HostExportRun {
   }
 
   private listenForSignals(): () => void {
-    const emitter = this.io.signals ?? process;
     const onSignal = (): void => {
       if (this.interrupted) {
         this.io.stderr(`sdshypervisor-csi export: stopping now; ${this.leftoverNote()}\n`);
@@ -112,12 +112,7 @@ export class HostExportRun {
       );
       this.stopCopy.abort(new ExportError('interrupted'));
     };
-    emitter.on('SIGINT', onSignal);
-    emitter.on('SIGTERM', onSignal);
-    return () => {
-      emitter.off('SIGINT', onSignal);
-      emitter.off('SIGTERM', onSignal);
-    };
+    return listenForInterrupts(this.io.signals ?? process, onSignal);
   }
 
   private progress(line: string): void {

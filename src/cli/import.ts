@@ -13,7 +13,7 @@ import { isValidName, VolumeStatus } from '../protocol/vbs.js';
 import { SdsClient } from '../sds/client.js';
 import { isSdsError } from '../sds/errors.js';
 import { negotiateLevel } from '../sds/level.js';
-import { imageFormat, parseToolArgs, toolSettings, UsageError } from './export-args.js';
+import { argsOrExit, imageFormat, parseToolArgs, TOOL_OPTIONS, toolSettings, UsageError } from './export-args.js';
 import type { ExportIo } from './export.js';
 import { ExportError as ImportError } from './host-copy.js';
 
@@ -48,16 +48,9 @@ interface ImportArgs {
 
 function parseImportArgs(argv: string[], env: NodeJS.ProcessEnv | undefined): ImportArgs | 'help' {
   const v = parseToolArgs(argv, {
+    ...TOOL_OPTIONS,
     volume: { type: 'string' },
     image: { type: 'string' },
-    format: { type: 'string' },
-    overwrite: { type: 'boolean' },
-    'vbs-url': { type: 'string' },
-    'vbs-port': { type: 'string' },
-    'vbs-protocol': { type: 'string' },
-    'sds-cli': { type: 'string' },
-    quiet: { type: 'boolean' },
-    help: { type: 'boolean' },
   });
   if (v.help) return 'help';
   if (v.volume === undefined || !isValidName(v.volume))
@@ -112,21 +105,8 @@ async function holdsData(device: string, bytes: number, signal: AbortSignal): Pr
 
 /** Runs the import command; resolves with the exit status. */
 export async function runImport(argv: string[], io: ExportIo): Promise<number> {
-  let args: ImportArgs | 'help';
-  try {
-    args = parseImportArgs(argv, io.env);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.stderr(`sdshypervisor-csi import: ${err.message}\n${IMPORT_USAGE.split('\n')[0]}\n`);
-      return 2;
-    }
-    throw err;
-  }
-  if (args === 'help') {
-    io.stdout(`${IMPORT_USAGE}\n`);
-    return 0;
-  }
-  const a = args;
+  const a = argsOrExit('import', IMPORT_USAGE, () => parseImportArgs(argv, io.env), io);
+  if (typeof a === 'number') return a;
   let client: SdsClient;
   try {
     client = new SdsClient({ addresses: a.vbsUrl, defaultPort: a.vbsPort });

@@ -22,90 +22,43 @@ import type {
   VolumeInfo,
   VolumeSpec,
 } from './backend.js';
-import { checkCloneType, checkName, pageFields, positive, qosFields, toMiB, volumeFields } from './fields.js';
+import {
+  askedVolume,
+  checkCloneType,
+  checkName,
+  pageFields,
+  positive,
+  qosFields,
+  snapshotFields,
+  toMiB,
+  volumeFields,
+  type CreateAsked,
+} from './fields.js';
+import { CLIENT_DEFAULTS, type SdsClientOptions } from './client-options.js';
+import { DeleteWaiter } from './deletes.js';
 import { GroupRequests } from './groups.js';
 import { ImageRequests } from './images.js';
+import { MappingRequests } from './mappings.js';
 import { OriginalLevel } from './original.js';
-import {
-  hostMappingFromRecord,
-  poolFromRecord,
-  snapshotFromRecord,
-  systemInfoFromReply,
-  volumeFromRecord,
-} from './records.js';
-import { VbsSession, type RetryPolicy, type SdsLogger, type SdsObserver } from './session.js';
+import { nameHolder, queryOne, requestOk } from './queries.js';
+import { poolFromRecord, snapshotFromRecord, systemInfoFromReply, volumeFromRecord } from './records.js';
+import { VbsSession } from './session.js';
 import type { VbsAddress } from './transport.js';
-import {
-  isResendSafe,
-  Key,
-  Requests,
-  type KeyName,
-  type ProtocolLevel,
-  RecordPrefix,
-  type RecordPrefixName,
-} from '../protocol/catalog.js';
+import { Key, Requests, type ProtocolLevel, RecordPrefix } from '../protocol/catalog.js';
 import { RetCode, type Field, type VbsReply } from '../protocol/vbs.js';
 
 export type { RetryPolicy, SdsLogger, SdsObserver } from './session.js';
-
-export interface SdsClientOptions {
-  /** `tcp://host:port`, `host:port`, `host`, `unix:///path`; a comma-separated string or a list */
-  addresses: string | readonly string[];
-  defaultPort?: number;
-  /** the shared secret (`auth_token`); never logged, never in an error message */
-  token?: string;
-  connectTimeoutMs?: number;
-  /** bound of one call (fail-over and retries included) */
-  requestTimeoutMs?: number;
-  /** bound of calls that copy data on the VBS: full clones, image import and export */
-  longRequestTimeoutMs?: number;
-  /** how long a delete may take to complete after the VBS accepted it */
-  deleteTimeoutMs?: number;
-  retry?: Partial<RetryPolicy>;
-  deletePoll?: { initialDelayMs?: number; maxDelayMs?: number };
-  logger?: SdsLogger;
-  observer?: SdsObserver;
-  /** the protocol level the VBS speaks (default extended; settable once negotiated, see setLevel) */
-  level?: ProtocolLevel;
-  /** pool ids the pool queries name when the caller names none (--vbs-pools); empty: all pools (extended only) */
-  pools?: readonly string[];
-}
-
-export const CLIENT_DEFAULTS = {
-  connectTimeoutMs: 3_000,
-  requestTimeoutMs: 30_000,
-  longRequestTimeoutMs: 30 * 60_000,
-  deleteTimeoutMs: 60_000,
-  retry: { attempts: 5, baseDelayMs: 50, maxDelayMs: 2_000 } satisfies RetryPolicy,
-  deletePoll: { initialDelayMs: 2, maxDelayMs: 200 },
-} as const;
-
-/**
- * Which requests are sent again after the request went out but no reply came back: the catalog's
- * `resendSafe` (src/protocol/catalog.ts says why for each type). A request that never left (refused,
- * unreachable, connect timeout) is tried on the next address whatever its type; one that never left because
- * the VBS's accept queue was full (EAGAIN) is tried again after a back-off until the deadline; and BUSY
- * (-900013) / UNAVAILABLE (-900031) replies are retried for every type: the VBS did nothing for them.
- */
-export function isRetriedAfterSend(requestType: string): boolean {
-  return isResendSafe(requestType);
-}
-
-/** The name and whole-MiB size a create asks for, checked. */
-interface CreateAsked {
-  name: string;
-  sizeMiB: number;
-}
+export { CLIENT_DEFAULTS, isRetriedAfterSend, type SdsClientOptions } from './client-options.js';
 
 export class SdsClient implements SdsBackend {
   private readonly s: VbsSession;
   private readonly longRequestTimeoutMs: number;
-  private readonly deleteTimeoutMs: number;
-  private readonly deletePoll: { initialDelayMs: number; maxDelayMs: number };
   private readonly configuredPools: readonly string[];
   private readonly original: OriginalLevel;
   private readonly groups: GroupRequests;
   private readonly images: ImageRequests;
+  private readonly deletes: DeleteWaiter;
+  private readonly mappings: MappingRequests;
 
   constructor(options: SdsClientOptions) {
     this.s = new VbsSession({
@@ -123,11 +76,16 @@ export class SdsClient implements SdsBackend {
       'longRequestTimeoutMs',
       options.longRequestTimeoutMs ?? CLIENT_DEFAULTS.longRequestTimeoutMs,
     );
-    this.deleteTimeoutMs = positive('deleteTimeoutMs', options.deleteTimeoutMs ?? CLIENT_DEFAULTS.deleteTimeoutMs);
-    this.deletePoll = { ...CLIENT_DEFAULTS.deletePoll, ...options.deletePoll };
     this.configuredPools = (options.pools ?? []).map((id) => checkName(Key.POOL_ID, id));
     this.original = new OriginalLevel(this.s, this.configuredPools);
     this.groups = new GroupRequests(this.s);
+    this.mappings = new MappingRequests(this.s);
+    this.deletes = new DeleteWaiter(
+      this.s,
+      positive('deleteTimeoutMs', options.deleteTimeoutMs ?? CLIENT_DEFAULTS.deleteTimeoutMs),
+      { ...CLIENT_DEFAULTS.deletePoll, ...options.deletePoll },
+      (reply, name) => this.groups.groupFromReplyNow(reply, name).state,
+    );
     this.images = new ImageRequests(this.s, this.longRequestTimeoutMs, (name, after, opts) =>
       this.mustGetVolume(name, after, opts),
     );
@@ -160,7 +118,7 @@ export class SdsClient implements SdsBackend {
   // ---- the interface ----
 
   async systemInfo(opts?: CallOptions): Promise<SystemInfo> {
-    const reply = await this.requestOk(Requests.QUERY_CAPABILITY.type, [], opts);
+    const reply = await requestOk(this.s, Requests.QUERY_CAPABILITY.type, [], opts);
     return this.s.parsing(() => systemInfoFromReply(reply.fields));
   }
 
@@ -169,7 +127,8 @@ export class SdsClient implements SdsBackend {
     if (this.s.level === 'original') return this.original.queryPools(asked, opts);
     // With pools configured the driver never asks for "all pools" (pool_num=0).
     const poolIds = asked.length > 0 ? asked : [...this.configuredPools];
-    const reply = await this.requestOk(
+    const reply = await requestOk(
+      this.s,
       Requests.QUERY_POOLS_CAPABILITY.type,
       [[Key.POOL_NUM, String(poolIds.length)], ...poolIds.map((id): Field => [Key.POOL_ID, id])],
       opts,
@@ -178,7 +137,7 @@ export class SdsClient implements SdsBackend {
   }
 
   async createVolume(spec: VolumeSpec, opts?: CallOptions): Promise<VolumeInfo> {
-    const want = this.asked(spec);
+    const want = askedVolume(spec);
     if (this.s.level === 'original') return this.original.createVolume(spec, want.sizeMiB, opts);
     const fields: Field[] = [...volumeFields(spec, want.sizeMiB)];
     return this.createVolumeLike(Requests.CREATE_VOLUME.type, fields, want, opts, this.s.requestTimeoutMs);
@@ -190,7 +149,7 @@ export class SdsClient implements SdsBackend {
   ): Promise<VolumeInfo> {
     checkName(Key.SNAP_NAME_SRC, spec.snapshotName);
     const cloneType = checkCloneType(spec.cloneType);
-    const want = this.asked(spec);
+    const want = askedVolume(spec);
     if (this.s.level === 'original') {
       if (cloneType !== 'linked')
         throw this.s.error(
@@ -216,7 +175,7 @@ export class SdsClient implements SdsBackend {
     checkName(Key.SRC_VOL_NAME, spec.sourceVolumeName);
     this.s.extendedOnly(Requests.CLONE_VOLUME.type);
     const cloneType = checkCloneType(spec.cloneType);
-    const want = this.asked(spec);
+    const want = askedVolume(spec);
     const fields: Field[] = [
       ...volumeFields(spec, want.sizeMiB),
       [Key.SRC_VOL_NAME, spec.sourceVolumeName],
@@ -230,17 +189,18 @@ export class SdsClient implements SdsBackend {
     checkName(Key.VOL_NAME, name);
     if (this.s.level === 'original') {
       if ((await this.original.startDelete('volume', name, opts)) === 'accepted')
-        await this.pollUntilGone(Requests.DELETE_VOLUME.type, Requests.QUERY_VOLUME.type, Key.VOL_NAME, name, opts);
+        await this.deletes.pollUntilGone('volume', name, opts);
       return;
     }
-    await this.deleteAndWait(Requests.DELETE_VOLUME.type, Requests.QUERY_VOLUME.type, Key.VOL_NAME, name, opts);
+    await this.deletes.deleteAndWait('volume', name, opts);
   }
 
   async extendVolume(name: string, sizeBytes: number, opts?: CallOptions): Promise<VolumeInfo> {
     checkName(Key.VOL_NAME, name);
     const sizeMiB = toMiB('sizeBytes', sizeBytes);
     if (this.s.level === 'original') return this.original.extendVolume(name, sizeMiB, opts);
-    const reply = await this.requestOk(
+    const reply = await requestOk(
+      this.s,
       Requests.EXTEND_VOLUME.type,
       [
         [Key.VOL_NAME, name],
@@ -254,7 +214,15 @@ export class SdsClient implements SdsBackend {
   async getVolume(name: string, opts?: CallOptions): Promise<VolumeInfo | undefined> {
     checkName(Key.VOL_NAME, name);
     if (this.s.level === 'original') return this.original.getVolume(name, opts);
-    return this.queryOne(Requests.QUERY_VOLUME.type, Key.VOL_NAME, name, RecordPrefix.VOLUME, volumeFromRecord, opts);
+    return queryOne(
+      this.s,
+      Requests.QUERY_VOLUME.type,
+      Key.VOL_NAME,
+      name,
+      RecordPrefix.VOLUME,
+      volumeFromRecord,
+      opts,
+    );
   }
 
   async listVolumes(
@@ -264,7 +232,7 @@ export class SdsClient implements SdsBackend {
     this.s.extendedOnly(Requests.LIST_VOLUMES.type);
     const fields = pageFields(query.marker, query.limit);
     if (query.poolId !== undefined) fields.push([Key.POOL_ID, checkName(Key.POOL_ID, query.poolId)]);
-    const reply = await this.requestOk(Requests.LIST_VOLUMES.type, fields, opts);
+    const reply = await requestOk(this.s, Requests.LIST_VOLUMES.type, fields, opts);
     return this.s.page(reply, Key.VOL_NUM, RecordPrefix.VOLUME, (r) => volumeFromRecord(r));
   }
 
@@ -276,7 +244,7 @@ export class SdsClient implements SdsBackend {
     checkName(Key.VOL_NAME, name);
     this.s.extendedOnly(Requests.MODIFY_VOLUME.type);
     const fields: Field[] = [[Key.VOL_NAME, name], ...qosFields(change.qos, change.cachePolicy)];
-    const reply = await this.requestOk(Requests.MODIFY_VOLUME.type, fields, opts);
+    const reply = await requestOk(this.s, Requests.MODIFY_VOLUME.type, fields, opts);
     return this.volumeFromReplyOrQuery(reply, name, opts);
   }
 
@@ -285,15 +253,7 @@ export class SdsClient implements SdsBackend {
     checkName(Key.VOL_NAME, volumeName);
     const type = Requests.CREATE_SNAPSHOT.type;
     if (this.s.level === 'original') return this.original.createSnapshot(name, volumeName, opts);
-    const reply = await this.s.request(
-      type,
-      [
-        [Key.SNAP_NAME, name],
-        [Key.VOL_NAME, volumeName],
-        [Key.SMARTFLAG, '1'],
-      ],
-      opts,
-    );
+    const reply = await this.s.request(type, snapshotFields(name, volumeName), opts);
     if (reply.retcode === RetCode.OK) {
       return (
         this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name)) ??
@@ -304,41 +264,25 @@ export class SdsClient implements SdsBackend {
     const existing =
       this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name)) ??
       (await this.getSnapshot(name, opts));
-    if (existing === undefined) {
-      throw this.s.error(
-        'AlreadyExists',
-        `${type}: snapshot name ${name} is taken, but the VBS shows no such snapshot; retry`,
-        reply.retcode,
-      );
-    }
-    if (existing.state === 'deleting') {
-      throw this.s.error('Busy', `${type}: snapshot ${name} exists and is being deleted; retry later`, RetCode.BUSY);
-    }
     // The client reports what holds the name; the controller judges whether it is the one asked for.
-    return existing;
+    return nameHolder(this.s, type, reply, 'snapshot', name, existing);
   }
 
   async deleteSnapshot(name: string, opts?: CallOptions): Promise<void> {
     checkName(Key.SNAP_NAME, name);
     if (this.s.level === 'original') {
       if ((await this.original.startDelete('snapshot', name, opts)) === 'accepted')
-        await this.pollUntilGone(
-          Requests.DELETE_SNAPSHOT.type,
-          Requests.QUERY_SNAPSHOT.type,
-          Key.SNAP_NAME,
-          name,
-          opts,
-        );
+        await this.deletes.pollUntilGone('snapshot', name, opts);
       return;
     }
-    await this.deleteAndWait(Requests.DELETE_SNAPSHOT.type, Requests.QUERY_SNAPSHOT.type, Key.SNAP_NAME, name, opts);
+    await this.deletes.deleteAndWait('snapshot', name, opts);
   }
 
   async getSnapshot(name: string, opts?: CallOptions): Promise<SnapshotInfo | undefined> {
     checkName(Key.SNAP_NAME, name);
     if (this.s.level === 'original') return this.original.getSnapshot(name, opts);
     const type = Requests.QUERY_SNAPSHOT.type;
-    return this.queryOne(type, Key.SNAP_NAME, name, RecordPrefix.SNAPSHOT, snapshotFromRecord, opts);
+    return queryOne(this.s, type, Key.SNAP_NAME, name, RecordPrefix.SNAPSHOT, snapshotFromRecord, opts);
   }
 
   async listSnapshots(
@@ -349,7 +293,7 @@ export class SdsClient implements SdsBackend {
     const fields = pageFields(query.marker, query.limit);
     if (query.volumeName !== undefined) fields.push([Key.VOL_NAME, checkName(Key.VOL_NAME, query.volumeName)]);
     if (query.snapshotName !== undefined) fields.push([Key.SNAP_NAME, checkName(Key.SNAP_NAME, query.snapshotName)]);
-    const reply = await this.requestOk(Requests.LIST_SNAPSHOTS.type, fields, opts);
+    const reply = await requestOk(this.s, Requests.LIST_SNAPSHOTS.type, fields, opts);
     return this.s.page(reply, Key.SNAP_NUM, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r));
   }
 
@@ -361,13 +305,7 @@ export class SdsClient implements SdsBackend {
 
   async deleteGroupSnapshot(name: string, opts?: CallOptions): Promise<void> {
     checkName(Key.GROUP_NAME, name);
-    await this.deleteAndWait(
-      Requests.DELETE_GROUP_SNAPSHOT.type,
-      Requests.QUERY_GROUP_SNAPSHOT.type,
-      Key.GROUP_NAME,
-      name,
-      opts,
-    );
+    await this.deletes.deleteAndWait('group', name, opts);
   }
 
   getGroupSnapshot(name: string, opts?: CallOptions): Promise<GroupSnapshotInfo | undefined> {
@@ -412,34 +350,21 @@ export class SdsClient implements SdsBackend {
     return this.images.waitJob(id, timeoutMs, opts, onProgress);
   }
 
-  async mapVolume(
+  mapVolume(
     name: string,
     hostId: string,
     options: { readOnly: boolean; exclusive: boolean },
     opts?: CallOptions,
   ): Promise<void> {
-    const access: Field[] = [
-      [Key.ACCESS_MODE, options.readOnly ? 'ro' : 'rw'],
-      [Key.EXCLUSIVE, options.exclusive ? '1' : '0'],
-    ];
-    await this.hostRequest(Requests.MAP_VOLUME.type, name, hostId, access, opts);
+    return this.mappings.map(name, hostId, options, opts);
   }
 
-  async unmapVolume(
-    name: string,
-    hostId: string,
-    options: { force?: boolean } = {},
-    opts?: CallOptions,
-  ): Promise<void> {
-    const force: Field[] = [[Key.FORCE, options.force ? '1' : '0']];
-    await this.hostRequest(Requests.UNMAP_VOLUME.type, name, hostId, force, opts);
+  unmapVolume(name: string, hostId: string, options: { force?: boolean } = {}, opts?: CallOptions): Promise<void> {
+    return this.mappings.unmap(name, hostId, options, opts);
   }
 
-  async volumeHosts(name: string, opts?: CallOptions): Promise<HostMapping[]> {
-    checkName(Key.VOL_NAME, name);
-    this.s.extendedOnly(Requests.QUERY_VOLUME_HOSTS.type);
-    const reply = await this.requestOk(Requests.QUERY_VOLUME_HOSTS.type, [[Key.VOL_NAME, name]], opts);
-    return this.s.counted(reply, Key.HOST_NUM, RecordPrefix.HOST, hostMappingFromRecord);
+  volumeHosts(name: string, opts?: CallOptions): Promise<HostMapping[]> {
+    return this.mappings.hosts(name, opts);
   }
 
   // ---- creates and deletes ----
@@ -458,112 +383,13 @@ export class SdsClient implements SdsBackend {
     const existing =
       this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, want.name)) ??
       (await this.getVolume(want.name, opts));
-    if (existing === undefined) {
-      throw this.s.error(
-        'AlreadyExists',
-        `${type}: volume name ${want.name} is taken, but the VBS shows no such volume; retry`,
-        reply.retcode,
-      );
-    }
-    if (existing.state === 'deleting') {
-      throw this.s.error('Busy', `${type}: volume ${want.name} exists and is being deleted; retry later`, RetCode.BUSY);
-    }
+    const holder = nameHolder(this.s, type, reply, 'volume', want.name, existing);
     // The client reports what holds the name; the controller judges, by CSI's rules, whether it is the one asked for.
     this.s.logger?.debug(
       { request: type, volume: want.name },
       'volume name already taken; reporting the existing volume',
     );
-    return existing;
-  }
-
-  /** DELETE_*, then poll QUERY_* until the VBS says the object is gone (its deletes are asynchronous). */
-  private async deleteAndWait(
-    deleteType: string,
-    queryType: string,
-    key: typeof Key.VOL_NAME | typeof Key.SNAP_NAME | typeof Key.GROUP_NAME,
-    name: string,
-    opts?: CallOptions,
-  ): Promise<void> {
-    const reply = await this.s.request(deleteType, [[key, name]], opts);
-    if (reply.retcode === RetCode.NOT_EXIST) return;
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(deleteType, reply);
-    // Our VBS says when the delete already completed; any other VBS is polled until NOT_EXIST.
-    if (reply.fields.get(Key.DELETED) === '1') return;
-    await this.pollUntilGone(deleteType, queryType, key, name, opts);
-  }
-
-  /** Polls QUERY_* after an accepted DELETE_* until the VBS says the object is gone, bounded. */
-  private async pollUntilGone(
-    deleteType: string,
-    queryType: string,
-    key: typeof Key.VOL_NAME | typeof Key.SNAP_NAME | typeof Key.GROUP_NAME,
-    name: string,
-    opts?: CallOptions,
-  ): Promise<void> {
-    await this.s.withCall(opts, async (signal) => {
-      const pollOpts: CallOptions = { ...opts, signal };
-      const deadline = Date.now() + this.deleteTimeoutMs;
-      let delay = this.deletePoll.initialDelayMs;
-      for (;;) {
-        const left = deadline - Date.now();
-        const poll = await this.s.request(
-          queryType,
-          [[key, name]],
-          pollOpts,
-          Math.max(1, Math.min(this.s.requestTimeoutMs, left)),
-        );
-        if (poll.retcode === RetCode.NOT_EXIST) return;
-        if (poll.retcode !== RetCode.OK) throw this.s.replyError(queryType, poll);
-        if (Date.now() + delay > deadline) {
-          const state =
-            this.s.level === 'original'
-              ? poll.fields.records(key === Key.VOL_NAME ? RecordPrefix.VOLUME : RecordPrefix.SNAPSHOT)[0]?.status
-              : key === Key.VOL_NAME
-                ? this.s.firstRecord(poll, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name))?.state
-                : key === Key.GROUP_NAME
-                  ? this.groups.groupFromReplyNow(poll, name).state
-                  : this.s.firstRecord(poll, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name))?.state;
-          throw this.s.error(
-            'Timeout',
-            `${deleteType} ${name}: accepted, but still there after ${this.deleteTimeoutMs} ms (state ${state ?? 'unknown'})`,
-          );
-        }
-        await this.s.sleep(delay, signal, `waiting for ${deleteType} to complete`);
-        delay = Math.min(delay * 2, this.deletePoll.maxDelayMs);
-      }
-    });
-  }
-
-  /** Sends `type` with `fields`; its reply, or the reply's error unless it is OK. */
-  private async requestOk(type: string, fields: Field[], opts?: CallOptions): Promise<VbsReply> {
-    const reply = await this.s.request(type, fields, opts);
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(type, reply);
-    return reply;
-  }
-
-  /** A request (extended) about volume `name` on host `hostId`, with its own keys after those two. */
-  private async hostRequest(type: string, name: string, hostId: string, more: Field[], opts?: CallOptions) {
-    checkName(Key.VOL_NAME, name);
-    checkName(Key.HOST_ID, hostId);
-    this.s.extendedOnly(type);
-    await this.requestOk(type, [[Key.VOL_NAME, name], [Key.HOST_ID, hostId], ...more], opts);
-  }
-
-  /** A query of one object by name: its record, or undefined when the VBS says it does not exist. */
-  private async queryOne<T>(
-    type: string,
-    key: KeyName,
-    name: string,
-    prefix: RecordPrefixName,
-    parse: (record: Record<string, string>, name: string) => T,
-    opts?: CallOptions,
-  ): Promise<T | undefined> {
-    const reply = await this.s.request(type, [[key, name]], opts);
-    if (reply.retcode === RetCode.NOT_EXIST) return undefined;
-    if (reply.retcode !== RetCode.OK) throw this.s.replyError(type, reply);
-    const found = this.s.firstRecord(reply, prefix, (r) => parse(r, name));
-    if (found === undefined) throw this.s.error('Protocol', `${type}: success reply without ${prefix}0`);
-    return found;
+    return holder;
   }
 
   private async volumeFromReplyOrQuery(reply: VbsReply, name: string, opts?: CallOptions): Promise<VolumeInfo> {
@@ -586,12 +412,6 @@ export class SdsClient implements SdsBackend {
     if (snapshot === undefined)
       throw this.s.error('NotFound', `snapshot ${name} does not exist after ${after} succeeded`, RetCode.NOT_EXIST);
     return snapshot;
-  }
-
-  private asked(spec: VolumeSpec): CreateAsked {
-    checkName(Key.VOL_NAME, spec.name);
-    if (spec.poolId !== undefined) checkName(Key.POOL_ID, spec.poolId);
-    return { name: spec.name, sizeMiB: toMiB('sizeBytes', spec.sizeBytes) };
   }
 }
 

@@ -17,6 +17,27 @@ export function volumeFields(spec: VolumeSpec, sizeMiB: number): Field[] {
   ];
 }
 
+/** The keys of CREATE_SNAPSHOT (both levels): the snapshot, its volume, and a consistent (smart) snapshot. */
+export function snapshotFields(name: string, volumeName: string): Field[] {
+  return [
+    [Key.SNAP_NAME, name],
+    [Key.VOL_NAME, volumeName],
+    [Key.SMARTFLAG, '1'],
+  ];
+}
+
+/** The name and whole-MiB size a create asks for, checked. */
+export interface CreateAsked {
+  name: string;
+  sizeMiB: number;
+}
+
+export function askedVolume(spec: VolumeSpec): CreateAsked {
+  checkName(Key.VOL_NAME, spec.name);
+  if (spec.poolId !== undefined) checkName(Key.POOL_ID, spec.poolId);
+  return { name: spec.name, sizeMiB: toMiB('sizeBytes', spec.sizeBytes) };
+}
+
 export function placementFields(spec: { poolId?: string; thin?: boolean }): Field[] {
   const fields: Field[] = [];
   if (spec.poolId !== undefined) fields.push([Key.POOL_ID, checkName(Key.POOL_ID, spec.poolId)]);

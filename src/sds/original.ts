@@ -6,6 +6,7 @@
 import { MiB } from './backend.js';
 import type { CallOptions, PoolInfo, SnapshotInfo, VolumeInfo, VolumeSpec } from './backend.js';
 import { SdsError, type SdsErrorKind } from './errors.js';
+import { snapshotFields } from './fields.js';
 import { poolFromRecord, snapshotFromStatusRecord, volumeFromStatusRecord } from './records.js';
 import { Key, ORIGINAL_CREATE_KEYS, ORIGINAL_CREATE_NEUTRAL, Requests, RecordPrefix } from '../protocol/catalog.js';
 import { RetCode, type Field, type VbsReply } from '../protocol/vbs.js';
@@ -127,15 +128,7 @@ export class OriginalLevel {
   async createSnapshot(name: string, volumeName: string, opts?: CallOptions): Promise<SnapshotInfo> {
     const type = Requests.CREATE_SNAPSHOT.type;
     const asked: Partial<SnapshotInfo> = { volumeName, createdAt: new Date() };
-    const reply = await this.vbs.request(
-      type,
-      [
-        [Key.SNAP_NAME, name],
-        [Key.VOL_NAME, volumeName],
-        [Key.SMARTFLAG, '1'],
-      ],
-      opts,
-    );
+    const reply = await this.vbs.request(type, snapshotFields(name, volumeName), opts);
     if (reply.retcode === RetCode.OK) {
       const made = await this.getSnapshot(name, opts, asked);
       if (made === undefined)

@@ -62,37 +62,53 @@ export class CsiCallError extends Error {
   }
 }
 
-function promisify<D>(client: grpc.Client, definition: grpc.ServiceDefinition, timeoutMs: number): Promisified<D> {
+type Method = (...args: unknown[]) => unknown;
+
+/**
+ * Each method of `definition`, bound to `client`, as a function of (request, opts) returning a promise that
+ * `call` settles; the deadline is opts.timeoutMs or `timeoutMs` from now.
+ */
+function wrapEach<T>(
+  client: grpc.Client,
+  definition: grpc.ServiceDefinition,
+  timeoutMs: number,
+  call: (
+    fn: Method,
+    method: string,
+    request: unknown,
+    deadline: Date,
+    resolve: (value: unknown) => void,
+    reject: (err: unknown) => void,
+  ) => void,
+): T {
   const api: Record<string, unknown> = {};
   for (const method of Object.keys(definition)) {
-    const fn = (client as unknown as Record<string, (...args: unknown[]) => unknown>)[method]!.bind(client);
+    const fn = (client as unknown as Record<string, Method>)[method]!.bind(client);
     api[method] = (request: unknown, opts: CallOpts = {}) =>
       new Promise((resolve, reject) => {
-        const deadline = new Date(Date.now() + (opts.timeoutMs ?? timeoutMs));
-        fn(request, { deadline }, (err: grpc.ServiceError | null, response: unknown) => {
-          if (err) reject(new CsiCallError(method, err.code, err.details));
-          else resolve(response);
-        });
+        call(fn, method, request, new Date(Date.now() + (opts.timeoutMs ?? timeoutMs)), resolve, reject);
       });
   }
-  return api as Promisified<D>;
+  return api as T;
+}
+
+function promisify<D>(client: grpc.Client, definition: grpc.ServiceDefinition, timeoutMs: number): Promisified<D> {
+  return wrapEach<Promisified<D>>(client, definition, timeoutMs, (fn, method, request, deadline, resolve, reject) => {
+    fn(request, { deadline }, (err: grpc.ServiceError | null, response: unknown) => {
+      if (err) reject(new CsiCallError(method, err.code, err.details));
+      else resolve(response);
+    });
+  });
 }
 
 function collecting<D>(client: grpc.Client, definition: grpc.ServiceDefinition, timeoutMs: number): Collected<D> {
-  const api: Record<string, unknown> = {};
-  for (const method of Object.keys(definition)) {
-    const fn = (client as unknown as Record<string, (...args: unknown[]) => unknown>)[method]!.bind(client);
-    api[method] = (request: unknown, opts: CallOpts = {}) =>
-      new Promise((resolve, reject) => {
-        const deadline = new Date(Date.now() + (opts.timeoutMs ?? timeoutMs));
-        const messages: unknown[] = [];
-        const call = fn(request, { deadline }) as grpc.ClientReadableStream<unknown>;
-        call.on('data', (m: unknown) => messages.push(m));
-        call.on('error', (err: grpc.ServiceError) => reject(new CsiCallError(method, err.code, err.details)));
-        call.on('end', () => resolve(messages));
-      });
-  }
-  return api as Collected<D>;
+  return wrapEach<Collected<D>>(client, definition, timeoutMs, (fn, method, request, deadline, resolve, reject) => {
+    const messages: unknown[] = [];
+    const call = fn(request, { deadline }) as grpc.ClientReadableStream<unknown>;
+    call.on('data', (m: unknown) => messages.push(m));
+    call.on('error', (err: grpc.ServiceError) => reject(new CsiCallError(method, err.code, err.details)));
+    call.on('end', () => resolve(messages));
+  });
 }
 
 export interface CsiClients {
