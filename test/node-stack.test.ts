@@ -334,29 +334,33 @@ for (const level of ['extended', 'original'] as const satisfies readonly StackLe
       await ctl.DeleteVolume({ volume_id: v.id });
     });
 
-    it('a block volume whose device vanished: condition abnormal, then unpublish and unstage OK', async () => {
-      const cap = blockCap();
-      const v = await attachedVolume(cap, 64 * MiB);
-      await node.NodeStageVolume({
-        volume_id: v.id,
-        staging_target_path: v.staging,
-        volume_capability: cap,
-        publish_context: v.publish_context,
+    // Once on the extended level only: the detach frees a loop number that a test running beside this one may be
+    // given while this publish still points at it, so each extra run of this case is a chance to disturb another.
+    if (level === 'extended') {
+      it('a block volume whose device vanished: condition abnormal, then unpublish and unstage OK', async () => {
+        const cap = blockCap();
+        const v = await attachedVolume(cap, 64 * MiB);
+        await node.NodeStageVolume({
+          volume_id: v.id,
+          staging_target_path: v.staging,
+          volume_capability: cap,
+          publish_context: v.publish_context,
+        });
+        const target = join(v.dir, 'pods', 'dev');
+        await node.NodePublishVolume({
+          volume_id: v.id,
+          staging_target_path: v.staging,
+          target_path: target,
+          volume_capability: cap,
+        });
+        const device = (await devicePathOf(splitDeviceNumber((await stat(target)).rdev)))!;
+        expect(device).toMatch(/^\/dev\/loop\d+$/);
+        execFileSync('losetup', ['--detach', device]);
+        const stats = await node.NodeGetVolumeStats({ volume_id: v.id, volume_path: target });
+        expect(stats.volume_condition?.abnormal).toBe(true);
+        await teardown(v, [target]);
       });
-      const target = join(v.dir, 'pods', 'dev');
-      await node.NodePublishVolume({
-        volume_id: v.id,
-        staging_target_path: v.staging,
-        target_path: target,
-        volume_capability: cap,
-      });
-      const device = (await devicePathOf(splitDeviceNumber((await stat(target)).rdev)))!;
-      expect(device).toMatch(/^\/dev\/loop\d+$/);
-      execFileSync('losetup', ['--detach', device]);
-      const stats = await node.NodeGetVolumeStats({ volume_id: v.id, volume_path: target });
-      expect(stats.volume_condition?.abnormal).toBe(true);
-      await teardown(v, [target]);
-    });
+    }
   });
 }
 
