@@ -2,7 +2,8 @@
 // dir, attached as real loop devices with losetup. Same contract as src/connector's KvConnector (attach is
 // idempotent and returns the device; detach of a detached volume succeeds; queryDevice → undefined when
 // not attached), and the same ConnectorError kinds.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectorError } from '../../src/connector/index.js';
 import type { NodeConnector } from '../../src/node/deps.js';
 import { sh, type LoopFixtures } from './loop-fixtures.js';
@@ -29,9 +30,31 @@ export class LoopConnector implements NodeConnector {
     return file;
   }
 
+  /**
+   * The loop device over `file`, not counting one being torn down: `losetup --detach` of a device someone
+   * still holds open (a concurrent blkid, a closing mount) only sets autoclear, and the kernel unbinds it at
+   * the last close. Handing that one out again made a stage probe a device that went blank under it.
+   */
   private attachedDevice(file: string): string | undefined {
-    const line = sh('losetup', ['--associated', file, '--noheadings', '--output', 'NAME']).trim().split('\n')[0];
-    return line && existsSync(line) ? line : undefined;
+    const rows = sh('losetup', ['--associated', file, '--noheadings', '--raw', '--output', 'NAME,AUTOCLEAR']);
+    for (const row of rows.trim().split('\n')) {
+      const [name, autoclear] = row.trim().split(/\s+/);
+      if (name && autoclear === '0' && existsSync(name)) return name;
+    }
+    return undefined;
+  }
+
+  /** Waits (up to a few seconds) for a detached device to be unbound, as a detach that returned promises. */
+  private async unbound(device: string): Promise<void> {
+    const backing = `/sys/block/${device.replace('/dev/', '')}/loop/backing_file`;
+    for (let i = 0; i < 100; i++) {
+      try {
+        readFileSync(backing);
+      } catch {
+        return;
+      }
+      await sleep(50);
+    }
   }
 
   async attach(name: string): Promise<string> {
@@ -54,6 +77,7 @@ export class LoopConnector implements NodeConnector {
       // Gone is detached, as the real connector's contract says; still bound is a real failure.
       if (this.attachedDevice(file) !== undefined) throw err;
     }
+    await this.unbound(device);
   }
 
   async queryDevice(name: string): Promise<string | undefined> {
