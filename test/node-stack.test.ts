@@ -9,7 +9,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
-import { devicePathOf, splitDeviceNumber } from '../src/mount/index.js';
 import { failure, type ControllerApi, type NodeApi } from './support/csi-client.js';
 import { hasCapSysResource } from './support/loop-fixtures.js';
 import { FakeKubeApi, writeKubeconfig } from './support/fake-kube-api.js';
@@ -333,34 +332,7 @@ for (const level of ['extended', 'original'] as const satisfies readonly StackLe
       await ctl.ControllerUnpublishVolume({ volume_id: v.id, node_id: nodeId });
       await ctl.DeleteVolume({ volume_id: v.id });
     });
-
-    // Once on the extended level only: the detach frees a loop number that a test running beside this one may be
-    // given while this publish still points at it, so each extra run of this case is a chance to disturb another.
-    if (level === 'extended') {
-      it('a block volume whose device vanished: condition abnormal, then unpublish and unstage OK', async () => {
-        const cap = blockCap();
-        const v = await attachedVolume(cap, 64 * MiB);
-        await node.NodeStageVolume({
-          volume_id: v.id,
-          staging_target_path: v.staging,
-          volume_capability: cap,
-          publish_context: v.publish_context,
-        });
-        const target = join(v.dir, 'pods', 'dev');
-        await node.NodePublishVolume({
-          volume_id: v.id,
-          staging_target_path: v.staging,
-          target_path: target,
-          volume_capability: cap,
-        });
-        const device = (await devicePathOf(splitDeviceNumber((await stat(target)).rdev)))!;
-        expect(device).toMatch(/^\/dev\/loop\d+$/);
-        execFileSync('losetup', ['--detach', device]);
-        const stats = await node.NodeGetVolumeStats({ volume_id: v.id, volume_path: target });
-        expect(stats.volume_condition?.abnormal).toBe(true);
-        await teardown(v, [target]);
-      });
-    }
+    // The block volume whose device vanished runs alone: node-vanished-device.alone.test.ts.
   });
 }
 
