@@ -1,13 +1,16 @@
-// A published raw block volume whose loop device vanishes behind the driver's back. This file runs alone,
-// after every other file (vitest.config.ts, the `alone` project): the detach frees a loop number that a test
-// running beside it would be given while this publish's device node still names it — the other test then
-// sees this publish as a user of its own device, and this one sees that test's volume at its path.
+// A published raw block volume whose loop device vanishes behind the driver's back, in the real stack and on
+// the loop stand-in. This file runs alone, after every other file (vitest.config.ts, the `alone` project): the
+// detach frees a loop number that a test running beside it would be given while this publish's device node
+// still names it — the other test then sees this publish as a user of its own device, and this one sees that
+// test's volume at its path.
 import { execFileSync } from 'node:child_process';
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devicePathOf, splitDeviceNumber } from '../src/mount/index.js';
-import { blockCap } from './support/node-harness.js';
+import { LoopConnector } from './support/loop-connector.js';
+import { sh } from './support/loop-fixtures.js';
+import { blockCap, useLoopNode } from './support/node-harness.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const MiB = 1024 * 1024;
@@ -62,5 +65,37 @@ describe('node service in the real stack: a device that vanished', () => {
     await ctl.ControllerUnpublishVolume({ volume_id: volumeId, node_id: nodeId });
     await ctl.DeleteVolume({ volume_id: volumeId });
     expect((await ctl.ListVolumes({})).entries.map((e) => e.volume?.volume_id)).not.toContain(volumeId);
+  });
+});
+
+describe('node service on the loop stand-in: a device that vanished', () => {
+  const loop = useLoopNode('node-vanished', (f) => new LoopConnector(f));
+
+  it('block volume whose loop device is detached behind our back: condition abnormal (size 0), unpublish and unstage OK', async () => {
+    await loop.connector.create('c-vanished-blk', 64 * MiB);
+    const staging = loop.fx.path('c-vanished-blk-staging');
+    await mkdir(staging);
+    const cap = blockCap();
+    await loop.h.node.NodeStageVolume({
+      volume_id: 'c-vanished-blk',
+      staging_target_path: staging,
+      volume_capability: cap,
+    });
+    const target = loop.fx.path('c-vanished-blk-pod', 'dev');
+    await loop.h.node.NodePublishVolume({
+      volume_id: 'c-vanished-blk',
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: cap,
+    });
+    sh('losetup', ['--detach', (await loop.connector.queryDevice('c-vanished-blk'))!]);
+    const stats = await loop.h.node.NodeGetVolumeStats({ volume_id: 'c-vanished-blk', volume_path: target });
+    expect(stats.volume_condition).toMatchObject({
+      abnormal: true,
+      message: expect.stringMatching(/size 0|no longer attached/),
+    });
+    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-vanished-blk', target_path: target });
+    await loop.h.node.NodeUnstageVolume({ volume_id: 'c-vanished-blk', staging_target_path: staging });
+    await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
