@@ -1,8 +1,9 @@
 // The node tests' stand-in connector keeps the real connector's contract when the kernel detaches lazily: a
 // device someone still holds at detach time is only marked autoclear and vanishes at its last close, so it is
 // never handed out again as the volume's device (that made a stage see a formatted volume as blank).
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backingFileOf } from '../emulator/loopdev.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { LoopFixtures, sh } from './support/loop-fixtures.js';
 
@@ -36,7 +37,7 @@ describe('LoopConnector', () => {
       closeSync(held);
       throw err;
     }
-    expect(readFileSync(`/sys/block/${second.replace('/dev/', '')}/loop/backing_file`, 'utf8').trim()).toBe(file);
+    expect(backingFileOf(second)).toBe(file);
     expect(await connector.queryDevice('held')).toBe(second);
     const onDevice = sh('dd', [`if=${second}`, 'bs=4096', 'count=1', 'iflag=direct', 'status=none']);
     const inFile = sh('dd', [`if=${file}`, 'bs=4096', 'count=1', 'status=none']);

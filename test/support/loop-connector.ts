@@ -2,10 +2,11 @@
 // dir, attached as real loop devices with losetup. Same contract as src/connector's KvConnector (attach is
 // idempotent and returns the device; detach of a detached volume succeeds; queryDevice → undefined when
 // not attached), and the same ConnectorError kinds.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectorError } from '../../src/connector/index.js';
 import type { NodeConnector } from '../../src/node/deps.js';
+import { backingFileOf } from '../../emulator/loopdev.js';
 import { sh, type LoopFixtures } from './loop-fixtures.js';
 
 export class LoopConnector implements NodeConnector {
@@ -46,15 +47,7 @@ export class LoopConnector implements NodeConnector {
 
   /** Waits (up to a few seconds) for a detached device to be unbound, as a detach that returned promises. */
   private async unbound(device: string): Promise<void> {
-    const backing = `/sys/block/${device.replace('/dev/', '')}/loop/backing_file`;
-    for (let i = 0; i < 100; i++) {
-      try {
-        readFileSync(backing);
-      } catch {
-        return;
-      }
-      await sleep(50);
-    }
+    for (let i = 0; i < 100 && backingFileOf(device) !== undefined; i++) await sleep(50);
   }
 
   async attach(name: string): Promise<string> {
