@@ -88,12 +88,28 @@ export async function attachLoop(file: string, options: { readOnly: boolean; dir
 
 /** Detaches a loop device. On a device still held open the kernel only sets autoclear (see README). */
 export async function detachLoop(device: string): Promise<void> {
+  const backing = backingFileOf(device);
   try {
     await run('losetup', ['-d', device], { timeoutMs: 30_000 });
   } catch (err) {
     // Already gone: the goal is reached.
     if (backingFileOf(device) === undefined) return;
     throw err;
+  }
+  if (backing !== undefined) await waitUnbound(device, backing, 2_000);
+}
+
+/**
+ * Waits until `device` no longer serves `backing` (unbound, or reused for another file). A detach or an
+ * unmount of a device some other process holds for a moment (a blkid, a udev probe) only sets autoclear;
+ * the kernel unbinds it at that holder's last close. Returns whether it was unbound in time.
+ */
+export async function waitUnbound(device: string, backing: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (backingFileOf(device) !== backing) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 

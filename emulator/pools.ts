@@ -15,7 +15,7 @@ import {
 import { dirname, join } from 'node:path';
 import type { PoolSpec, PoolType } from './config.js';
 import { findTool, run, ToolError } from './exec.js';
-import { backingFileOf } from './loopdev.js';
+import { backingFileOf, waitUnbound } from './loopdev.js';
 import type { Logger } from './log.js';
 import type { Store } from './store.js';
 
@@ -281,5 +281,10 @@ async function mountXfsPool(
 export async function unmountPool(pool: Pool): Promise<void> {
   if (pool.kind !== 'xfs-reflink') return;
   if (!readMounts().some((m) => m.mountPoint === pool.root)) return;
+  const backing = pool.lunDevice ? backingFileOf(pool.lunDevice) : undefined;
   await run('umount', ['--', pool.root], { timeoutMs: 60_000 });
+  // The unmount leaves the device to autoclear: a stop that returned while it is still bound would leave a loop
+  // device behind for whoever looks next.
+  if (backing !== undefined && !(await waitUnbound(pool.lunDevice, backing, 10_000)))
+    throw new Error(`the LUN device ${pool.lunDevice} of pool ${pool.name} is still bound after the unmount`);
 }

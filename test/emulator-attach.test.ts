@@ -327,6 +327,31 @@ describe('attach through sds_cli', () => {
 });
 
 describe('shutdown with devices', () => {
+  it('a stop returns only once the LUN device of a pool is gone, even while another process holds it', async () => {
+    const d = await startDaemon({ args: ['--pool', 'pool0:1G'] });
+    let holder: number | undefined;
+    const letGo = (): void => {
+      if (holder !== undefined) closeSync(holder);
+      holder = undefined;
+    };
+    try {
+      const lunDevice = /"device":"(\/dev\/loop\d+)"/.exec(d.stderr())?.[1];
+      expect(lunDevice).toMatch(/^\/dev\/loop\d+$/);
+      // A blkid or a udev probe does this: it opens the device just as the pool is unmounted. The kernel then
+      // only sets autoclear and unbinds the device at the last close.
+      holder = openSync(lunDevice!, 'r');
+      const release = setTimeout(letGo, 600);
+      expect(await d.stop()).toBe(0);
+      const left = leftovers(d.dir);
+      clearTimeout(release);
+      letGo();
+      expect(left).toEqual({ loops: [], mounts: [] });
+    } finally {
+      letGo();
+      forceCleanup(d.dir);
+    }
+  });
+
   it('detaches idle devices, keeps a mounted one with its pool, and cleans up after the next start', async () => {
     const dir = makeTempDir();
     try {
