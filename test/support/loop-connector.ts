@@ -3,10 +3,9 @@
 // idempotent and returns the device; detach of a detached volume succeeds; queryDevice → undefined when
 // not attached), and the same ConnectorError kinds.
 import { existsSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectorError } from '../../src/connector/index.js';
 import type { NodeConnector } from '../../src/node/deps.js';
-import { backingFileOf } from '../../emulator/loopdev.js';
+import { backingFileOf, waitUnbound } from '../../emulator/loopdev.js';
 import { sh, type LoopFixtures } from './loop-fixtures.js';
 
 export class LoopConnector implements NodeConnector {
@@ -45,11 +44,6 @@ export class LoopConnector implements NodeConnector {
     return undefined;
   }
 
-  /** Waits (up to a few seconds) for a detached device to be unbound, as a detach that returned promises. */
-  private async unbound(device: string): Promise<void> {
-    for (let i = 0; i < 100 && backingFileOf(device) !== undefined; i++) await sleep(50);
-  }
-
   async attach(name: string): Promise<string> {
     this.calls.push(`attach ${name}`);
     const file = this.file(name);
@@ -63,6 +57,7 @@ export class LoopConnector implements NodeConnector {
     const file = this.file(name);
     const device = this.attachedDevice(file);
     if (!device) return;
+    const backing = backingFileOf(device);
     try {
       sh('losetup', ['--detach', device]);
     } catch (err) {
@@ -70,7 +65,8 @@ export class LoopConnector implements NodeConnector {
       // Gone is detached, as the real connector's contract says; still bound is a real failure.
       if (this.attachedDevice(file) !== undefined) throw err;
     }
-    await this.unbound(device);
+    // As a detach that returned promises: the device is unbound (bounded wait, as the emulator's detach).
+    if (backing !== undefined) await waitUnbound(device, backing, 5_000);
   }
 
   async queryDevice(name: string): Promise<string | undefined> {
