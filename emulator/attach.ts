@@ -3,7 +3,7 @@
 // crash in between is finished by reconcile (emulator/README.md).
 import { promises as fsp } from 'node:fs';
 import { KvCode } from '../src/protocol/kv.js';
-import { nowSeconds, type Ctx } from './context.js';
+import { nowSeconds, poolUnseenBy, type Ctx } from './context.js';
 import { fsyncPath, reflink, removeQuietly, sparseCopy } from './files.js';
 import { KeyedQueue } from './locks.js';
 import { attachLoop, backingFileOf, detachLoop, deviceNumbers, isDeviceBusy } from './loopdev.js';
@@ -63,6 +63,9 @@ export class AttachService {
       const { ctx } = this;
       const row = ctx.store.volume(name);
       if (!row || row.state === 'deleting') return reply(KvCode.VOLUME_NOT_EXIST, `volume ${name} does not exist`);
+      // Checked on both levels: the original one has no mapping, yet a host still reaches only the LUNs it sees.
+      const unseen = poolUnseenBy(ctx, row.pool, hostId, name);
+      if (unseen) return reply(KvCode.NOT_MOUNT_NODE, unseen);
       const mapping = ctx.store.mappings(row.id).find((m) => m.host_id === hostId);
       if (!mapping && this.options.requireMapping) {
         return reply(KvCode.NOT_MOUNT_NODE, `volume ${name} is not mapped to host ${hostId}`);

@@ -33,6 +33,11 @@ export interface EmulatorConfig {
   /** undefined: no token required */
   token: string | undefined;
   pools: PoolSpec[];
+  /**
+   * The hosts that see each pool's LUN, for pools named by --pool-hosts; a pool not named is seen by every
+   * host of the back end.
+   */
+  poolHosts: Record<string, string[]>;
   poolType: PoolType;
   maxOversubscription: number;
   imageDirs: string[];
@@ -129,6 +134,13 @@ export const SETTINGS = {
     help: 'pool as name[:size][:path] (repeatable; env: comma-separated)',
     default: 'pool0',
     shown: 'one pool pool0 of 64 GiB as a sparse LUN image in the data dir',
+  },
+  poolHosts: {
+    flag: 'pool-hosts',
+    env: ['SDS_POOL_HOSTS'],
+    kind: 'list',
+    help: 'the hosts that see a pool, as pool=host+host (repeatable; env: comma-separated); a pool not named is seen by every host',
+    shown: 'every pool seen by every host',
   },
   poolType: {
     flag: 'pool-type',
@@ -350,6 +362,25 @@ function parsePool(text: string, dataDir: string): PoolSpec {
   return { name, sizeBytes, lunPath };
 }
 
+/** `gold=host-a+host-b` entries → the hosts of each pool named. */
+function parsePoolHosts(list: readonly string[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const text of list) {
+    const eq = text.indexOf('=');
+    const pool = text.slice(0, eq).trim();
+    const hosts = text
+      .slice(eq + 1)
+      .split('+')
+      .map((h) => h.trim());
+    if (eq <= 0 || hosts.some((h) => h === '')) throw new Error(`${JSON.stringify(text)} is not pool=host+host`);
+    if (!isValidName(pool) || !hosts.every(isValidName))
+      throw new Error(`${JSON.stringify(text)}: pool and host names must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}`);
+    if (Object.hasOwn(out, pool)) throw new Error(`pool ${pool} is named twice`);
+    out[pool] = [...new Set(hosts)];
+  }
+  return out;
+}
+
 const listOf = z.array(z.string());
 
 function isExecutable(path: string): boolean {
@@ -426,6 +457,14 @@ function schemaFor(dataDir: string) {
         return z.NEVER;
       }
       return out;
+    }),
+    poolHosts: listOf.transform((list, ctx) => {
+      try {
+        return parsePoolHosts(list);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
     }),
     poolType: z.enum(['auto', 'xfs-reflink', 'directory']),
     maxOversubscription: z
@@ -515,6 +554,7 @@ export function loadConfig(
   ) {
     throw new ConfigError('setting --data-host (SDS_DATA_HOSTS): each must be unique and differ from the other hosts');
   }
+  checkPoolHosts(v.poolHosts, v.pools, [v.hostId, ...v.dataHosts, ...v.extraHosts]);
   const token = readToken(raw, env, readFile);
   // Never a world-writable directory such as /tmp by default (docs/RELIABILITY.md, threat model).
   const imageDirs = v.imageDirs.length > 0 ? v.imageDirs.map((p) => resolve(p)) : [join(dataDir, 'images')];
@@ -529,6 +569,20 @@ export function loadConfig(
       kvSocket: resolve(v.kvSocket),
     },
   };
+}
+
+/** --pool-hosts may name only configured pools and known hosts: a typo would hide a pool from every host. */
+function checkPoolHosts(poolHosts: Record<string, string[]>, pools: PoolSpec[], hosts: string[]): void {
+  const name = 'setting --pool-hosts (SDS_POOL_HOSTS)';
+  for (const [pool, seenBy] of Object.entries(poolHosts)) {
+    if (!pools.some((p) => p.name === pool)) {
+      throw new ConfigError(`${name}: no pool ${pool} (pools: ${pools.map((p) => p.name).join(', ')})`);
+    }
+    const unknown = seenBy.filter((h) => !hosts.includes(h));
+    if (unknown.length > 0) {
+      throw new ConfigError(`${name}: pool ${pool}: unknown host ${unknown.join(', ')} (hosts: ${hosts.join(', ')})`);
+    }
+  }
 }
 
 /** The first `name` in PATH (then the usual sbin/bin directories), or undefined. */

@@ -79,6 +79,20 @@ export function usablePool(ctx: Ctx, name: string): Pool {
   return pool;
 }
 
+/** The hosts that see a pool's LUN (--pool-hosts), in the back end's host order; every host by default. */
+export function poolHostIds(ctx: Ctx, pool: string): string[] {
+  const all = ctx.store.hosts().map((h) => h.host_id);
+  const seenBy = ctx.config.poolHosts[pool];
+  return seenBy === undefined ? all : all.filter((h) => seenBy.includes(h));
+}
+
+/** Why `hostId` cannot reach a volume of `pool`, or undefined when it sees the pool. */
+export function poolUnseenBy(ctx: Ctx, pool: string, hostId: string, volume: string): string | undefined {
+  const seenBy = poolHostIds(ctx, pool);
+  if (seenBy.includes(hostId)) return undefined;
+  return `volume ${volume} is in pool ${pool}, which host ${hostId} does not see (seen by ${seenBy.join(', ') || 'no host'})`;
+}
+
 export const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
 /**

@@ -2,7 +2,7 @@
 import { Key } from '../src/protocol/catalog.js';
 import { encodeRecord, RetCode, type Field } from '../src/protocol/vbs.js';
 import type { AttachService } from './attach.js';
-import type { Ctx } from './context.js';
+import { poolUnseenBy, type Ctx } from './context.js';
 import { busy, notExist, VbsError } from './errors.js';
 import { volKey } from './locks.js';
 import type { VolumeRow } from './store.js';
@@ -24,6 +24,9 @@ function checkHost(ctx: Ctx, hostId: string): void {
 export function mapVolume(ctx: Ctx, name: string, hostId: string, mode: 'rw' | 'ro', exclusive: boolean): void {
   const row = mappableVolume(ctx, name);
   checkHost(ctx, hostId);
+  // A host without a path to the pool's LUN could never attach the volume (docs/socket-api.md, MAP_VOLUME_REQ).
+  const unseen = poolUnseenBy(ctx, row.pool, hostId, name);
+  if (unseen) throw new VbsError(RetCode.NOT_SUPPORTED, `${Key.HOST_ID}: ${unseen}`);
   const mappings = ctx.store.mappings(row.id);
   const same = mappings.find((m) => m.host_id === hostId);
   if (same) {

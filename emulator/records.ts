@@ -1,7 +1,7 @@
 // Records of the socket API (docs/socket-api.md §2.4), built from rows and the pool's file system.
 import { Field as RecordField, Key } from '../src/protocol/catalog.js';
 import { encodeRecord, SnapshotStatus, VolumeStatus, type Field } from '../src/protocol/vbs.js';
-import type { Ctx } from './context.js';
+import { poolHostIds, type Ctx } from './context.js';
 import { allocationOf, MiB } from './files.js';
 import type { Pool } from './pools.js';
 import type { GroupRow, JobRow, SnapshotRow, VolumeRow } from './store.js';
@@ -165,10 +165,7 @@ export function poolRecord(ctx: Ctx, pool: Pool): Record<string, string | number
     [RecordField.THICK_CAPACITY_MB]: Math.min(freeMb, thinCapacityMb),
     [RecordField.LINKED_CLONE]: pool.linkedClone ? 1 : 0,
     [RecordField.POOL_TYPE]: pool.kind,
-    [RecordField.HOSTS]: ctx.store
-      .hosts()
-      .map((h) => h.host_id)
-      .join(':'),
+    [RecordField.HOSTS]: poolHostIds(ctx, pool.name).join(':'),
     [RecordField.HEALTH]: pool.healthy ? 'ok' : 'fault',
     [RecordField.FAULT_REASON]: pool.faultReason,
   };
