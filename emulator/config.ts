@@ -139,7 +139,7 @@ export const SETTINGS = {
     flag: 'pool-hosts',
     env: ['SDS_POOL_HOSTS'],
     kind: 'list',
-    help: 'the hosts that see a pool, as pool=host+host (repeatable; env: comma-separated); a pool not named is seen by every host',
+    help: 'the hosts that see a pool, as pool=host+host (repeatable; flag and env: comma-separated); a pool not named is seen by every host',
     shown: 'every pool seen by every host',
   },
   poolType: {
@@ -362,10 +362,10 @@ function parsePool(text: string, dataDir: string): PoolSpec {
   return { name, sizeBytes, lunPath };
 }
 
-/** `gold=host-a+host-b` entries → the hosts of each pool named. */
+/** `gold=host-a+host-b` entries (a flag's value may hold several, as the variable's) → each pool's hosts. */
 function parsePoolHosts(list: readonly string[]): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  for (const text of list) {
+  for (const text of list.flatMap(splitList)) {
     const eq = text.indexOf('=');
     const pool = text.slice(0, eq).trim();
     const hosts = text
