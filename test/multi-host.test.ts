@@ -6,15 +6,15 @@
 // (MULTI_NODE_MULTI_WRITER, O_DIRECT written on one, read back on the other); host A is killed -9 (its VBS
 // and node plugin), ControllerUnpublish from it forces and fences, B recovers the data byte for byte;
 // A restarted finds nothing attached. Nothing is left behind.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { connectCsi, failure, type CsiClients } from './support/csi-client.js';
-import { forceCleanup, leftovers, sdsCli, sleep } from './support/emulator.js';
+import { failure } from './support/csi-client.js';
+import { kill9Driver, startDriverProcess, type DriverProcess } from './support/driver-process.js';
+import { forceCleanup, leftovers, SDS_CLI, sdsCli, sleep } from './support/emulator.js';
 import { startFront, startHosts, type Front, type Hosts } from './support/hosts.js';
-import { cleanEnv } from './support/stack.js';
 
 const MiB = 1024 * 1024;
 const TOKEN = randomBytes(16).toString('hex');
@@ -25,19 +25,11 @@ const subnet = 10 + Math.floor(Math.random() * 200);
 const ns = (i: number) => `sdsmh-${tag}-${i}`;
 const addr = (i: number) => `10.213.${subnet + i}.2`;
 const PORT = 10599;
-const root = resolve(import.meta.dirname, '..');
-const driverEntry = join(root, 'dist', 'src', 'main.js');
 
 let hosts: Hosts;
-let controller: Driver;
-const nodes = new Map<HostName, Driver>();
+let controller: DriverProcess;
+const nodes = new Map<HostName, DriverProcess>();
 const made: string[] = [];
-
-interface Driver {
-  proc: ChildProcess;
-  csi: CsiClients;
-  exited: Promise<void>;
-}
 
 function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: 'pipe' });
@@ -56,51 +48,16 @@ function makeNamespace(i: number): void {
   ip('-n', ns(i), 'link', 'set', 'lo', 'up');
 }
 
-async function startDriver(name: string, args: string[], kvSocket?: string, netns?: string): Promise<Driver> {
-  const csiSocket = join(hosts.daemon.dir, `${name}.csi.sock`);
-  const env = cleanEnv({ SDS_VBS_TOKEN: TOKEN, ...(kvSocket ? { SDS_KV_SOCKET: kvSocket } : {}) });
-  const argv = [driverEntry, '--emulator=false', '--endpoint', `unix://${csiSocket}`, '--metrics-address=', ...args];
-  // ip netns exec execs the command (the pid is the driver's) in a mount namespace of its own, a slave of
-  // ours: what a node plugin mounts stays on its host, and goes when it dies.
-  const proc = netns
-    ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...argv], { stdio: ['ignore', 'ignore', 'pipe'], env })
-    : spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'], env });
-  let log = '';
-  proc.stderr!.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-100_000)));
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  let csi = connectCsi(csiSocket);
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`${name} exited:\n${log}`);
-    try {
-      if ((await csi.identity.Probe({}, { timeoutMs: 2_000 })).ready?.value) return { proc, csi, exited };
-    } catch {
-      csi.close();
-      csi = connectCsi(csiSocket);
-    }
-    if (Date.now() > deadline) throw new Error(`${name} not ready:\n${log}`);
-    await sleep(100);
-  }
-}
-
-async function kill9(d: Driver | undefined): Promise<void> {
-  if (!d) return;
-  d.csi.close();
-  if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGKILL');
-  await d.exited;
-}
-
 async function startNode(h: HostName, front: Front): Promise<void> {
-  const sdsCliPath = join(root, 'emulator', 'bin', 'sds_cli');
   const i = HOSTS.indexOf(h);
   nodes.set(
     h,
-    await startDriver(
-      `node-${h}`,
-      ['--mode=node', '--vbs-url', `tcp://${addr(i)}:${PORT}`, '--sds-cli', sdsCliPath, `--node-name=${h}`],
-      front.info.kvSocket,
-      ns(i),
-    ),
+    await startDriverProcess(`node-${h}`, {
+      dir: hosts.daemon.dir,
+      args: ['--mode=node', '--vbs-url', `tcp://${addr(i)}:${PORT}`, '--sds-cli', SDS_CLI, `--node-name=${h}`],
+      env: { SDS_VBS_TOKEN: TOKEN, SDS_KV_SOCKET: front.info.kvSocket },
+      netns: ns(i),
+    }),
   );
 }
 
@@ -117,12 +74,16 @@ beforeAll(async () => {
   hosts = await startHosts(HOSTS, { args: ['--pool', 'pool0:1G'], env: { SDS_VBS_TOKEN: TOKEN }, fronts });
   for (const h of HOSTS) await startNode(h, hosts.fronts.get(h)!);
   const urls = HOSTS.map((_, i) => `tcp://${addr(i)}:${PORT}`).join(',');
-  controller = await startDriver('controller', ['--mode=controller', '--vbs-url', urls]);
+  controller = await startDriverProcess('controller', {
+    dir: hosts.daemon.dir,
+    args: ['--mode=controller', '--vbs-url', urls],
+    env: { SDS_VBS_TOKEN: TOKEN },
+  });
 }, 240_000);
 
 afterAll(async () => {
-  await kill9(controller);
-  for (const d of nodes.values()) await kill9(d);
+  await kill9Driver(controller);
+  for (const d of nodes.values()) await kill9Driver(d);
   if (hosts) {
     await hosts.stop();
     const left = leftovers(hosts.daemon.dir);
@@ -248,7 +209,7 @@ it('moves a volume between namespace hosts, shares raw block, and survives the d
 
   // Host A dies: its VBS and its node plugin, kill -9.
   await hosts.fronts.get('host-a')!.kill9();
-  await kill9(nodes.get('host-a'));
+  await kill9Driver(nodes.get('host-a'));
   nodes.delete('host-a');
   // The controller's first address is gone: it fails over; the VBS reports A down, the unmap is forced.
   const deadline = Date.now() + 60_000;
