@@ -269,11 +269,14 @@ export class KvConnector {
     const reply: CliReply = { code, fields: parsed.fields, desc };
     this.logger?.debug({ method, volume: volumeName, requestId, code }, 'sds_cli replied');
     if (SUCCESS[method].has(code) || alsoAccept === ANY_CODE || alsoAccept.includes(code)) return reply;
-    throw new ConnectorError(
-      failureKind(method, code),
-      `${how} failed: ret_code=${code}${desc ? ` (${desc})` : ''}`,
-      code,
-    );
+    const kind = failureKind(method, code);
+    // The original CLI prints a bare ret_code=1 for every failure it has no code for: say what it may mean.
+    const reason = desc
+      ? ` (${desc})`
+      : kind === 'Failed' && this.originalCli && method === 'attach'
+        ? ' (the CLI gives no reason: the host may not see the pool of the volume, or the back end failed)'
+        : '';
+    throw new ConnectorError(kind, `${how} failed: ret_code=${code}${reason}`, code);
   }
 
   private async checkCli(): Promise<void> {
