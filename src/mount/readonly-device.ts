@@ -3,25 +3,14 @@
 // `blockdev --setro` on the volume's device would also stop every read-write user of it. A read-only loop
 // device over the volume's device is a second device the kernel itself refuses writes to (EPERM): the pod
 // gets that one.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { sameDevice, type DeviceNumber } from './device.js';
+import { readSysfs, sameDevice, type DeviceNumber } from './device.js';
 import { MountError } from './errors.js';
 import { runTool } from './exec.js';
 import { splitDeviceNumber } from './paths.js';
 
 const LOSETUP_TIMEOUT_MS = 60_000;
-
-// sysfs attributes are read synchronously: they are the kernel's own in-memory values, never a file a user
-// could make block, and a publish scans every loop device — through the thread pool that cost ~6 ms with
-// 9 loop devices (30 ms on a loaded machine), synchronously ~0.2 ms.
-function readSysfs(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-}
 
 /** The block device under the read-only loop device whose sysfs directory is `base`; undefined when none. */
 async function blockDeviceBacking(base: string): Promise<DeviceNumber | undefined> {
