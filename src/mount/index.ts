@@ -43,7 +43,14 @@ export {
 } from './filesystem.js';
 export { mountFilesystem, bindMount, remountBindReadOnly, unmount } from './mounts.js';
 export { mountFlagsProblem, optionName } from './options.js';
-export { mountPointState, mountPointsOfDevice, unmountAll, unmountTop, type MountPointState } from './state.js';
+export {
+  mountPointState,
+  mountPointStateAt,
+  mountPointsOfDevice,
+  unmountAll,
+  unmountTop,
+  type MountPointState,
+} from './state.js';
 export {
   createReadOnlyLoop,
   detachLoop,

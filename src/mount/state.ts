@@ -21,7 +21,14 @@ export interface MountPointState {
 }
 
 export async function mountPointState(path: string): Promise<MountPointState> {
-  const canonical = await canonicalPath(path);
+  return mountPointStateAt(await canonicalPath(path));
+}
+
+/**
+ * mountPointState of a path that is already canonical (the `path` of an earlier state): a re-read after an
+ * unmount spares resolving the parent directories again.
+ */
+export async function mountPointStateAt(canonical: string): Promise<MountPointState> {
   const [table, pathState] = await Promise.all([readMountTable(), inspectPath(canonical)]);
   const here = mountsAt(table, canonical);
   return { path: canonical, pathState: pathState, mount: here[here.length - 1], depth: here.length };

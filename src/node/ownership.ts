@@ -7,7 +7,7 @@ import {
   detachLoop,
   deviceDetaching,
   isMountError,
-  mountPointState,
+  mountPointStateAt,
   mountPointsOfDevice,
   readOnlyLoopBacking,
   readOnlyLoopsOver,
@@ -74,18 +74,22 @@ export async function holdsVolume(state: MountPointState, volume: VolumeDevice):
 }
 
 /**
- * Unmounts this volume's mounts stacked at `path` (canonical), top first, and stops at the first that is not
- * its: a mount under ours stays.
+ * Unmounts this volume's mounts stacked at the path of `first` (the caller's state of it, read under the
+ * volume's lock), top first, and stops at the first that is not its: a mount under ours stays.
  */
-export async function unmountOurs(path: string, volume: VolumeDevice): Promise<{ removed: number; lazy: boolean }> {
+export async function unmountOurs(
+  first: MountPointState,
+  volume: VolumeDevice,
+): Promise<{ removed: number; lazy: boolean }> {
   let removed = 0;
   let lazy = false;
+  let state = first;
   for (let round = 0; round < 16; round++) {
-    const state = await mountPointState(path);
     if (!(await holdsVolume(state, volume))) return { removed, lazy };
-    const step = await unmountTop(path);
+    const step = await unmountTop(state.path);
     lazy ||= step.lazy;
     removed++;
+    state = await mountPointStateAt(state.path);
   }
   return { removed, lazy };
 }

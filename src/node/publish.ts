@@ -243,7 +243,7 @@ export async function unpublishVolume(ctx: Ctx, req: UnpublishRequest): Promise<
       );
       return;
     }
-    const { lazy } = await unmountOurs(target.path, volume);
+    const { lazy } = await unmountOurs(target, volume);
     if (lazy) ctx.log.warn({ targetPath: target.path }, 'the publish mount was dead; it was unmounted lazily');
   }
   await releaseUnusedReadOnlyLoops(ctx, volume.dev);

@@ -412,7 +412,7 @@ export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void
 
   ctx.staged?.forget(volumeId);
   if (ours) {
-    const { removed, lazy } = await unmountOurs(state.path, volume);
+    const { removed, lazy } = await unmountOurs(state, volume);
     if (lazy) ctx.log.warn({ stagingPath: state.path }, 'the staging mount was dead; it was unmounted lazily');
     ctx.log.debug({ stagingPath: state.path, removed }, 'unmounted the staging path');
   }
