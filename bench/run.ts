@@ -34,6 +34,7 @@ import { snapshots } from './sections/snapshots.js';
 import { firstStage, stagePublish } from './sections/stage.js';
 import { startup } from './sections/startup.js';
 import { multiHost } from './sections/multi-host.js';
+import { scale } from './sections/scale.js';
 
 const GiB = 1024 ** 3;
 
@@ -123,6 +124,7 @@ async function measure(opt: BenchOptions, dir: string, report: Report): Promise<
     if (opt.only.has('stage')) await stagePublish(b);
     if (opt.only.has('snapshot-delta')) await snapshotDelta(b);
     if (opt.only.has('multi-host')) await multiHost(b);
+    if (opt.only.has('scale')) await scale(b);
   } finally {
     ctl?.close();
     nodeCsi?.close();

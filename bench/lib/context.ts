@@ -16,6 +16,7 @@ export const SECTIONS = [
   'first-stage',
   'snapshot-delta',
   'multi-host',
+  'scale',
 ] as const;
 export type Section = (typeof SECTIONS)[number];
 
@@ -29,6 +30,8 @@ export interface BenchOptions {
   levels: number[];
   only: Set<Section>;
   deltaGiB: number;
+  /** volumes the scale section fills its back end with */
+  scaleVolumes: number;
   logLevel: string;
   nodeArgs: string[];
   metrics: boolean;
@@ -54,6 +57,7 @@ const USAGE = [
   '  --driver PATH        the driver entry to measure (default dist/src/main.js; for A/B runs of two builds)',
   '  --no-metrics         run the drivers without their /metrics listener (deployed: on)',
   '  --delta-gib N        volume size of the snapshot-delta section (default 1; quick 0.25; npm run bench:delta: 10)',
+  '  --scale-volumes N    volumes of the scale section (default 100000; quick 2000)',
   '  --keep               keep the temp directory (logs) after the run',
 ].join('\n');
 
@@ -75,6 +79,7 @@ export function parseBenchOptions(args: string[]): BenchOptions | 'help' {
       keep: { type: 'boolean', default: false },
       'no-metrics': { type: 'boolean', default: false },
       'delta-gib': { type: 'string' },
+      'scale-volumes': { type: 'string' },
       settle: { type: 'string' },
       driver: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -94,8 +99,9 @@ export function parseBenchOptions(args: string[]): BenchOptions | 'help' {
     if (!(SECTIONS as readonly string[]).includes(s))
       throw new Error(`--only: unknown section ${s} (known: ${SECTIONS.join(', ')})`);
   }
-  if (![durationMs, iterations, ...levels].every((n) => Number.isFinite(n) && n > 0)) {
-    throw new Error('--duration, --iterations and --concurrency must be positive numbers');
+  const scaleVolumes = Number(opt['scale-volumes'] ?? (quick ? 2000 : 100_000));
+  if (![durationMs, iterations, scaleVolumes, ...levels].every((n) => Number.isFinite(n) && n > 0)) {
+    throw new Error('--duration, --iterations, --scale-volumes and --concurrency must be positive numbers');
   }
   return {
     quick,
@@ -107,6 +113,7 @@ export function parseBenchOptions(args: string[]): BenchOptions | 'help' {
     levels,
     only: only as Set<Section>,
     deltaGiB: Number(opt['delta-gib'] ?? (quick ? 0.25 : 1)),
+    scaleVolumes,
     logLevel: opt['log-level'],
     nodeArgs: [
       ...(opt['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${resolve(opt['cpu-prof'])}`] : []),

@@ -75,8 +75,13 @@ export interface Emulator {
   stop(): Promise<void>;
 }
 
-/** `nodeOptions`: NODE_OPTIONS for the emulator (e.g. --cpu-prof). */
-export async function startEmulator(dir: string, poolSize: string, nodeOptions?: string): Promise<Emulator> {
+/** `nodeOptions`: NODE_OPTIONS for the emulator (e.g. --cpu-prof); `extraArgs`: more of its settings. */
+export async function startEmulator(
+  dir: string,
+  poolSize: string,
+  nodeOptions?: string,
+  extraArgs: string[] = [],
+): Promise<Emulator> {
   const dataDir = join(dir, 'emulator');
   const vbsSocket = join(dataDir, 'vbs.sock');
   const kvSocket = join(dataDir, 'kv.sock');
@@ -97,6 +102,7 @@ export async function startEmulator(dir: string, poolSize: string, nodeOptions?:
       `pool0:${poolSize}`,
       '--log-level',
       'warn',
+      ...extraArgs,
     ],
     env: cleanEnv(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
     output: 'inherit',
