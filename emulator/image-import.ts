@@ -25,15 +25,8 @@ import { volKey } from './locks.js';
 import type { Logger } from './log.js';
 import type { Params } from './params.js';
 import type { VolumeRow } from './store.js';
-import {
-  checkCapacity,
-  checkVolumeNameFree,
-  newVolume,
-  orUndo,
-  parseCreateSpec,
-  reserve,
-  takeLocks,
-} from './volumes.js';
+import { checkVolumeNameFree, newVolume, orUndo, parseCreateSpec, takeLocks } from './volumes.js';
+import { checkCapacity, reserve } from './capacity.js';
 
 function checksumSpec(p: Params): { algorithm: 'sha256' | 'md5'; hex: string } | undefined {
   const v = p.opt(Key.CHECKSUM);

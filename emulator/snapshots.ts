@@ -10,7 +10,8 @@ import { snapKey, volKey } from './locks.js';
 import { flushDevice } from './loopdev.js';
 import { field, snapshotRecord } from './records.js';
 import type { SnapshotRow } from './store.js';
-import { checkCapacity, orUndo, takeLocks } from './volumes.js';
+import { checkCapacity } from './capacity.js';
+import { orUndo, takeLocks } from './volumes.js';
 
 export function snapshotField(ctx: Ctx, row: SnapshotRow): Field {
   return field('snapshot0', snapshotRecord(ctx, row));

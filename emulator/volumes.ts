@@ -19,6 +19,7 @@ import { volKey, snapKey } from './locks.js';
 import { flushDevice, refreshCapacity, setDirectIo } from './loopdev.js';
 import type { Params } from './params.js';
 import type { Pool } from './pools.js';
+import { checkCapacity, reserve, waitOutAllocations } from './capacity.js';
 import { field, volumeRecord } from './records.js';
 import type { NewVolume, VolumeRow } from './store.js';
 
@@ -98,36 +99,6 @@ export function checkVolumeNameFree(ctx: Ctx, name: string): void {
   throw new VbsError(RetCode.ALREADY_EXISTS, `${Key.VOL_NAME}: volume ${name} already exists`, [volumeField(ctx, row)]);
 }
 
-/**
- * Thin provisioning: the pool accepts volumes while provisioned ≤ total × max over-subscription.
- * `needBytes` is real space the operation allocates now (thick volumes, full copies).
- */
-export function checkCapacity(ctx: Ctx, pool: Pool, addMb: number, needBytes: number): void {
-  const totalMb = Math.floor(pool.totalBytes() / MiB);
-  const ratio = ctx.config.maxOversubscription;
-  const thinLeft = Math.max(0, Math.floor(totalMb * ratio) - ctx.store.provisionedMb(pool.name));
-  if (addMb > thinLeft) {
-    throw new VbsError(
-      RetCode.NO_SPACE,
-      `${Key.VOL_SIZE}: pool ${pool.name} can provision ${thinLeft} MiB more (over-subscription ${ratio}), ${addMb} MiB asked`,
-    );
-  }
-  if (needBytes > 0) {
-    const free = pool.space().freeBytes - (ctx.thickReserved.get(pool.name) ?? 0);
-    if (needBytes > free) {
-      throw new VbsError(
-        RetCode.NO_SPACE,
-        `${Key.VOL_SIZE}: pool ${pool.name} has ${Math.floor(Math.max(0, free) / MiB)} MiB free, ${Math.ceil(needBytes / MiB)} MiB needed`,
-      );
-    }
-  }
-}
-
-/** Holds `bytes` of `pool` for `file` until released; what `file` allocates meanwhile is counted once. */
-export function reserve(ctx: Ctx, pool: string, bytes: number, file?: string): () => void {
-  return ctx.thickReserved.reserve(pool, bytes, file);
-}
-
 /** A new volume row of `spec`; `extra` says how it is made when not by a plain create. */
 export function newVolume(
   spec: CreateSpec,
@@ -187,9 +158,18 @@ export function takeLocks(ctx: Ctx, keys: string[], op: string): () => void {
 
 export async function createVolume(ctx: Ctx, spec: CreateSpec): Promise<VolumeRow> {
   const sizeMb = spec.sizeMb!;
-  checkVolumeNameFree(ctx, spec.name);
-  const pool = usablePool(ctx, spec.pool.name);
-  checkCapacity(ctx, pool, sizeMb, spec.thin ? 0 : sizeMb * MiB);
+  let pool: Pool;
+  for (;;) {
+    checkVolumeNameFree(ctx, spec.name);
+    pool = usablePool(ctx, spec.pool.name);
+    try {
+      checkCapacity(ctx, pool, sizeMb, spec.thin ? 0 : sizeMb * MiB);
+      break;
+    } catch (err) {
+      if (spec.thin) throw err;
+      await waitOutAllocations(ctx, pool.name, err);
+    }
+  }
   const path = pool.volumePath(spec.name);
   if (spec.thin) {
     // The hot path: the row and the sparse file in one transaction, no fsync. The commit happens only after
