@@ -6,14 +6,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RetCode, type FieldInput } from '../src/protocol/vbs.js';
-import { rawVbsCall } from '../src/sds/raw.js';
+import { createThinVolume, deleteVolumeUntilGone } from './lib/clients.js';
 
 const mainJs = join(dirname(fileURLToPath(import.meta.url)), '..', 'emulator', 'main.js');
-
-async function call(socket: string, type: string, fields: Record<string, FieldInput>): Promise<number> {
-  return (await rawVbsCall(socket, type, fields)).retcode;
-}
 
 /** [user, system] CPU of a process in ms (from clock ticks of 1/100 s). */
 function cpuMs(pid: number): [number, number] {
@@ -45,20 +40,8 @@ async function main(): Promise<void> {
     Array.from({ length: concurrency }, async () => {
       while (next < pairs) {
         const name = `bench-${next++}`;
-        const c = await call(sock, 'CREATE_VOLUME_REQ', {
-          vol_name: name,
-          vol_size: 1024,
-          pool_id: 'pool0',
-          thin_flag: 1,
-        });
-        if (c !== 0) throw new Error(`create ${name}: ${c}`);
-        const d = await call(sock, 'DELETE_VOLUME_REQ', { vol_name: name });
-        if (d !== 0) throw new Error(`delete ${name}: ${d}`);
-        queries++;
-        while ((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: name })) !== RetCode.NOT_EXIST) {
-          queries++;
-          await new Promise((r) => setTimeout(r, 1));
-        }
+        await createThinVolume(sock, name, 1024);
+        queries += await deleteVolumeUntilGone(sock, name);
       }
     }),
   );

@@ -105,17 +105,34 @@ async function unpublishAndUnstage(c: Cluster, h: HostName, id: string): Promise
   await c.controller.csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: h });
 }
 
-describe('pools seen by some hosts, through the driver (extended level)', () => {
-  let c: Cluster;
+/** A 32 MiB volume in pool gold (seen by host-a and host-b). */
+async function createInGold(c: Cluster, name: string) {
+  const { volume } = await c.controller.csi.controller.CreateVolume({
+    name,
+    parameters: { pool: 'gold' },
+    volume_capabilities: [mountCap],
+    capacity_range: { required_bytes: String(32 * MiB) },
+  });
+  return volume!;
+}
+
+/** A cluster for the tests of one describe block: started before them, stopped and checked for leaks after. */
+function useCluster(protocol: 'original' | 'extended'): () => Cluster {
+  let c: Cluster | undefined;
   beforeAll(async () => {
-    c = await startCluster('extended');
+    c = await startCluster(protocol);
   }, 180_000);
   afterAll(() => stopCluster(c), 120_000);
-  const ctl = () => c.controller.csi.controller;
+  return () => c!;
+}
+
+describe('pools seen by some hosts, through the driver (extended level)', () => {
+  const cluster = useCluster('extended');
+  const ctl = () => cluster().controller.csi.controller;
 
   it('each node reports its own host as its topology', async () => {
     for (const h of HOSTS) {
-      const info = await c.nodes.get(h)!.csi.node.NodeGetInfo({});
+      const info = await cluster().nodes.get(h)!.csi.node.NodeGetInfo({});
       expect(info.node_id).toBe(h);
       expect(info.accessible_topology?.segments).toEqual({ [KEY]: h });
     }
@@ -173,24 +190,19 @@ describe('pools seen by some hosts, through the driver (extended level)', () => 
   });
 
   it('a publish to a host that does not see the pool is refused; one that does stages and writes', async () => {
-    const { volume } = await ctl().CreateVolume({
-      name: 'pvc-gold',
-      parameters: { pool: 'gold' },
-      volume_capabilities: [mountCap],
-      capacity_range: { required_bytes: String(32 * MiB) },
-    });
-    const id = volume!.volume_id;
+    const volume = await createInGold(cluster(), 'pvc-gold');
+    const id = volume.volume_id;
     try {
       const refused = await failure(
         ctl().ControllerPublishVolume({ volume_id: id, node_id: 'host-c', volume_capability: mountCap }),
       );
       expect(refused.codeName).toBe('FAILED_PRECONDITION');
       expect(refused.message).toMatch(/host-c/);
-      const target = await stageAndPublish(c, 'host-b', id);
+      const target = await stageAndPublish(cluster(), 'host-b', id);
       const text = `on host-b ${randomBytes(6).toString('hex')}`;
       writeFileSync(join(target, 'data.txt'), text);
       expect(readFileSync(join(target, 'data.txt'), 'utf8')).toBe(text);
-      await unpublishAndUnstage(c, 'host-b', id);
+      await unpublishAndUnstage(cluster(), 'host-b', id);
     } finally {
       await ctl().DeleteVolume({ volume_id: id });
     }
@@ -198,33 +210,24 @@ describe('pools seen by some hosts, through the driver (extended level)', () => 
 });
 
 describe('pools seen by some hosts, through the driver (original level)', () => {
-  let c: Cluster;
-  beforeAll(async () => {
-    c = await startCluster('original');
-  }, 180_000);
-  afterAll(() => stopCluster(c), 120_000);
-  const ctl = () => c.controller.csi.controller;
+  const cluster = useCluster('original');
+  const ctl = () => cluster().controller.csi.controller;
 
   it('claims no topology; a stage where the LUN is not seen fails saying why it may and leaves nothing', async () => {
-    const { volume } = await ctl().CreateVolume({
-      name: 'pvc-gold-original',
-      parameters: { pool: 'gold' },
-      volume_capabilities: [mountCap],
-      capacity_range: { required_bytes: String(32 * MiB) },
-    });
-    const id = volume!.volume_id;
+    const volume = await createInGold(cluster(), 'pvc-gold-original');
+    const id = volume.volume_id;
     try {
       // Records of the original level name no hosts: no node affinity the driver could stand behind.
-      expect(volume!.accessible_topology).toEqual([]);
+      expect(volume.accessible_topology).toEqual([]);
       // No mapping on this level: the publish succeeds, the attach on host-c is the back end's refusal.
       const { publish_context } = await ctl().ControllerPublishVolume({
         volume_id: id,
         node_id: 'host-c',
         volume_capability: mountCap,
       });
-      const p = paths(c, 'host-c', id);
+      const p = paths(cluster(), 'host-c', id);
       const refused = await failure(
-        c.nodes.get('host-c')!.csi.node.NodeStageVolume({
+        cluster().nodes.get('host-c')!.csi.node.NodeStageVolume({
           volume_id: id,
           staging_target_path: p.staging,
           volume_capability: mountCap,
@@ -234,13 +237,13 @@ describe('pools seen by some hosts, through the driver (original level)', () => 
       // The original CLI prints a bare ret_code=1: the driver cannot tell why, and says what it may mean.
       expect(refused.codeName).toBe('INTERNAL');
       expect(refused.message).toMatch(/sds_cli attach pvc-gold-original failed: ret_code=1 \(.*may not see the pool/);
-      expect(leftovers(c.hosts.daemon.dir).loops.filter((l) => l.includes('/volumes/'))).toEqual([]);
+      expect(leftovers(cluster().hosts.daemon.dir).loops.filter((l) => l.includes('/volumes/'))).toEqual([]);
       await ctl().ControllerUnpublishVolume({ volume_id: id, node_id: 'host-c' });
       // host-a sees gold: the same volume stages and takes a write there.
-      const target = await stageAndPublish(c, 'host-a', id);
+      const target = await stageAndPublish(cluster(), 'host-a', id);
       writeFileSync(join(target, 'data.txt'), 'original level');
       expect(readFileSync(join(target, 'data.txt'), 'utf8')).toBe('original level');
-      await unpublishAndUnstage(c, 'host-a', id);
+      await unpublishAndUnstage(cluster(), 'host-a', id);
     } finally {
       await ctl().DeleteVolume({ volume_id: id });
     }

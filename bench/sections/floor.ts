@@ -3,9 +3,9 @@ import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { RetCode } from '../../src/protocol/vbs.js';
 import { rawVbsCall } from '../../src/sds/raw.js';
-import { closedLoop, repeat, sleep, timed, type BenchContext } from '../lib/context.js';
+import { createThinVolume, deleteVolumeUntilGone } from '../lib/clients.js';
+import { closedLoop, repeat, timed, type BenchContext } from '../lib/context.js';
 import { sdsCliPath } from '../lib/procs.js';
 import { summarize, type Figure } from '../lib/stats.js';
 
@@ -56,19 +56,8 @@ export async function floors(b: BenchContext): Promise<void> {
     // The back end's create+delete alone, as the driver does it (create, delete, poll until gone).
     const pairs = await closedLoop(c, floorMs * 2, async (seq) => {
       const name = `floor-${c}-${seq}`;
-      const created = await rawVbsCall(emulator.vbsSocket, 'CREATE_VOLUME_REQ', {
-        vol_name: name,
-        vol_size: 1024,
-        pool_id: 'pool0',
-        thin_flag: 1,
-      });
-      if (created.retcode !== 0) throw new Error(`floor create ${name}: ${created.retcode}`);
-      const deleted = await rawVbsCall(emulator.vbsSocket, 'DELETE_VOLUME_REQ', { vol_name: name });
-      if (deleted.retcode !== 0) throw new Error(`floor delete ${name}: ${deleted.retcode}`);
-      while (
-        (await rawVbsCall(emulator.vbsSocket, 'QUERY_VOLUME_REQ', { vol_name: name })).retcode !== RetCode.NOT_EXIST
-      )
-        await sleep(1);
+      await createThinVolume(emulator.vbsSocket, name, 1024);
+      await deleteVolumeUntilGone(emulator.vbsSocket, name);
     });
     add(
       throughput(
@@ -92,12 +81,7 @@ export async function floors(b: BenchContext): Promise<void> {
     note: 'execFile /bin/true from Node',
   });
   const floorVol = 'floor-querydev';
-  await rawVbsCall(emulator.vbsSocket, 'CREATE_VOLUME_REQ', {
-    vol_name: floorVol,
-    vol_size: 64,
-    pool_id: 'pool0',
-    thin_flag: 1,
-  });
+  await createThinVolume(emulator.vbsSocket, floorVol, 64);
   const cliEnv = { ...process.env, SDS_KV_SOCKET: emulator.kvSocket };
   const querydev = await repeat(n, () =>
     exec(sdsCliPath(), ['-c', 'querydev', '-v', floorVol], { env: cliEnv }).then(() => undefined),

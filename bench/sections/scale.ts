@@ -4,11 +4,10 @@
 // a CreateVolume+DeleteVolume pair through the controller at that count, a full ListVolumes pass in pages of
 // 500, and an emulator restart (time to ready, RSS after its reconcile, next to its RSS before).
 import { join } from 'node:path';
-import { rawVbsCall } from '../../src/sds/raw.js';
 import { mountCap, now, sleep, timed, type BenchContext } from '../lib/context.js';
 import { waitProbeReady } from '../lib/probe.js';
 import { rssMiB, spawnDriver, startEmulator, type Emulator } from '../lib/procs.js';
-import { connectCsi } from '../lib/clients.js';
+import { connectCsi, createThinVolume } from '../lib/clients.js';
 import { summarize } from '../lib/stats.js';
 
 const FILL_CONCURRENCY = 16;
@@ -23,14 +22,7 @@ async function fill(socket: string, count: number): Promise<number> {
   await Promise.all(
     Array.from({ length: FILL_CONCURRENCY }, async () => {
       while (next < count) {
-        const name = `scale-${next++}`;
-        const r = await rawVbsCall(socket, 'CREATE_VOLUME_REQ', {
-          vol_name: name,
-          vol_size: 16,
-          pool_id: 'pool0',
-          thin_flag: 1,
-        });
-        if (r.retcode !== 0) throw new Error(`fill: CREATE_VOLUME_REQ ${name}: retcode ${r.retcode}`);
+        await createThinVolume(socket, `scale-${next++}`, 16);
       }
     }),
   );
