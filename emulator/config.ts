@@ -221,6 +221,28 @@ export function helpText(): string {
 
 const listOf = z.array(z.string());
 
+/** A list setting read by `parse`, whose error message becomes the setting's issue. */
+function parsedList<T>(parse: (list: string[]) => T) {
+  return listOf.transform((list, ctx) => {
+    try {
+      return parse(list);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+}
+
+/** An integer setting from min to max; a sign is accepted only where min is negative. */
+function integerIn(min: number, max: number) {
+  const range = `must be between ${min} and ${max}`;
+  return z
+    .string()
+    .regex(min < 0 ? /^-?\d+$/ : /^\d+$/, 'must be an integer')
+    .transform(Number)
+    .pipe(z.number().int().min(min, range).max(max, range));
+}
+
 function isExecutable(path: string): boolean {
   try {
     accessSync(path, fsConstants.X_OK);
@@ -249,38 +271,15 @@ function schemaFor(dataDir: string) {
     extraHosts: listOf.refine((l) => l.every(isValidName), 'every host id must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
     dataHosts: listOf.refine((l) => l.every(isValidName), 'every host id must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
     listenHost: z.string().min(1),
-    listenPort: z
-      .string()
-      .regex(/^-?\d+$/, 'must be an integer')
-      .transform(Number)
-      .pipe(z.number().int().min(-1, 'must be between -1 and 65535').max(65535, 'must be between -1 and 65535')),
+    listenPort: integerIn(-1, 65535),
     controlSocket: socketPath,
     kvSocket: socketPath,
-    pools: listOf.transform((list, ctx) => {
-      const out: PoolSpec[] = [];
-      for (const text of list) {
-        try {
-          out.push(parsePool(text, dataDir));
-        } catch (err) {
-          ctx.addIssue({ code: 'custom', message: (err as Error).message });
-          return z.NEVER;
-        }
-      }
-      const names = new Set(out.map((p) => p.name));
-      if (names.size !== out.length) {
-        ctx.addIssue({ code: 'custom', message: 'pool names must be unique' });
-        return z.NEVER;
-      }
+    pools: parsedList((list) => {
+      const out = list.map((text) => parsePool(text, dataDir));
+      if (new Set(out.map((p) => p.name)).size !== out.length) throw new Error('pool names must be unique');
       return out;
     }),
-    poolHosts: listOf.transform((list, ctx) => {
-      try {
-        return parsePoolHosts(list);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-        return z.NEVER;
-      }
-    }),
+    poolHosts: parsedList(parsePoolHosts),
     poolType: z.enum(['auto', 'xfs-reflink', 'directory']),
     maxOversubscription: z
       .string()
@@ -288,27 +287,16 @@ function schemaFor(dataDir: string) {
       .transform(Number)
       .pipe(z.number().min(1, 'must be between 1 and 100').max(100, 'must be between 1 and 100')),
     imageDirs: listOf.refine((l) => l.every((p) => isAbsolute(p)), 'every image directory must be an absolute path'),
-    imageUrlAllow: listOf.superRefine((l, ctx) => {
-      try {
-        parseAllowlist(l);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      }
+    imageUrlAllow: parsedList((list) => {
+      parseAllowlist(list);
+      return list;
     }),
     keepMounted: z
       .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
       .transform((v) => v === true || v === 'true' || v === '1'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
-    requestQuietMs: z
-      .string()
-      .regex(/^\d+$/, 'must be an integer')
-      .transform(Number)
-      .pipe(z.number().int().min(1, 'must be between 1 and 10000').max(10000, 'must be between 1 and 10000')),
-    shutdownGraceMs: z
-      .string()
-      .regex(/^\d+$/, 'must be an integer')
-      .transform(Number)
-      .pipe(z.number().int().min(0, 'must be between 0 and 600000').max(600000, 'must be between 0 and 600000')),
+    requestQuietMs: integerIn(1, 10000),
+    shutdownGraceMs: integerIn(0, 600000),
     blkioCgroup: z.string().refine((p) => p === '' || isAbsolute(p), 'must be an absolute path or empty'),
     protocol: z.enum(['original', 'extended']),
     qemuImg: z
