@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
-import { blockCap, codeOf, mountAt, mountCap, useLoopNode } from './support/node-harness.js';
+import { blockCap, codeOf, mountAt, mountCap, useLoopNode, volumeRequests } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 
@@ -23,19 +23,9 @@ const loop = useLoopNode('node-paths', (f) => new LoopConnector(f));
 let canary: string;
 let kubelet: string;
 
-// vol-a's requests as the CO sends them; a filesystem capability unless told.
-const stage = (staging: string, cap = mountCap('ext4')) =>
-  loop.h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: cap });
-const publish = (staging: string, target: string, cap = mountCap('ext4')) =>
-  loop.h.node.NodePublishVolume({
-    volume_id: 'vol-a',
-    staging_target_path: staging,
-    target_path: target,
-    volume_capability: cap,
-  });
-const unstage = (staging: string) =>
-  loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
-const unpublish = (target: string) => loop.h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: target });
+// vol-a's requests as the CO sends them; most tests stage it with an ext4 filesystem.
+const { stage, publish, unstage, unpublish } = volumeRequests(() => loop.h.node, 'vol-a');
+const ext4 = mountCap('ext4');
 
 function tree(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort();
@@ -83,10 +73,10 @@ describe('node paths', () => {
       // One at a time: they share the volume's lock.
       const codes: Record<string, string> = {};
       for (const [name, call] of [
-        ['stage', () => stage(path)],
+        ['stage', () => stage(path, ext4)],
         ['unstage', () => unstage(path)],
-        ['publish target', () => publish(staged, path)],
-        ['publish staging', () => publish(path, join(kubelet, 'pod'))],
+        ['publish target', () => publish(staged, path, ext4)],
+        ['publish staging', () => publish(path, join(kubelet, 'pod'), ext4)],
         ['unpublish', () => unpublish(path)],
         ['stats', () => loop.h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: path })],
         ['expand', () => loop.h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: path })],
@@ -108,15 +98,15 @@ describe('node paths', () => {
   );
 
   it('a staging path that is a symlink (to a directory elsewhere) is refused; the volume is not left attached by it', async () => {
-    expect(await codeOf(stage(join(kubelet, 'to-canary')))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(stage(join(kubelet, 'to-canary'), ext4))).toBe('INVALID_ARGUMENT');
     expect(await loop.connector.queryDevice('vol-a')).toBeUndefined();
     await canaryUntouched();
   });
 
   it('a target path that is a symlink is refused for filesystem and block publishes; unpublish and unstage leave a symlink and what it points to alone', async () => {
     const staging = join(kubelet, 'vol-a', 'globalmount');
-    await stage(staging);
-    expect(await codeOf(publish(staging, join(kubelet, 'to-canary')))).toBe('INVALID_ARGUMENT');
+    await stage(staging, ext4);
+    expect(await codeOf(publish(staging, join(kubelet, 'to-canary'), ext4))).toBe('INVALID_ARGUMENT');
     await unstage(staging);
     await stage(staging, blockCap());
     expect(await codeOf(publish(staging, join(kubelet, 'to-canary-file'), blockCap()))).toBe('INVALID_ARGUMENT');
@@ -140,8 +130,8 @@ describe('node paths', () => {
     const staging = join(loop.fx.path('linked-kubelet'), 'vol-a', 'globalmount');
     const target = join(loop.fx.path('linked-kubelet'), 'pods', 'p1', 'mount');
     await mkdir(join(loop.fx.path('linked-kubelet'), 'pods', 'p1'), { recursive: true });
-    await stage(staging);
-    await publish(staging, target);
+    await stage(staging, ext4);
+    await publish(staging, target, ext4);
     const points = (await readMountTable()).map((m) => m.mountPoint);
     expect(points).toContain(join(realRoot, 'vol-a', 'globalmount'));
     expect(points).toContain(join(realRoot, 'pods', 'p1', 'mount'));
@@ -155,7 +145,7 @@ describe('node paths', () => {
   it('a path running through a regular file is INVALID_ARGUMENT for stage and both kinds of publish', async () => {
     await writeFile(join(kubelet, 'a-file'), 'x');
     const through = join(kubelet, 'a-file', 'globalmount');
-    expect(await codeOf(stage(through))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(stage(through, ext4))).toBe('INVALID_ARGUMENT');
     const staging = join(kubelet, 'vol-a', 'globalmount');
     for (const cap of [mountCap('ext4'), blockCap()]) {
       await stage(staging, cap);
@@ -206,7 +196,7 @@ describe('node paths', () => {
 describe('node sizes', () => {
   it('NodeExpandVolume to more than the back end can ever hold is OUT_OF_RANGE at once, without waiting for the device', async () => {
     const staging = join(kubelet, 'vol-a', 'globalmount');
-    await stage(staging);
+    await stage(staging, ext4);
     // Before, each of these waited out the 10 s device wait and answered UNAVAILABLE ("not grown yet").
     for (const required of ['70368744177665', '9007199254740991']) {
       expect(
