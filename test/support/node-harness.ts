@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { afterAll, beforeAll, expect } from 'vitest';
+import { afterAll, beforeAll } from 'vitest';
 import type {
   _csi_v1_VolumeCapability_AccessMode_Mode,
   VolumeCapability,
@@ -125,9 +125,7 @@ export async function startLoopNode<C extends LoopConnector>(
 export async function stopLoopNode(node: Partial<LoopNode<LoopConnector>>): Promise<void> {
   await node.h?.stop();
   if (!node.fx) return;
-  const leaks = await node.fx.leaks();
-  await node.fx.cleanup();
-  expect(leaks).toEqual({ mounts: [], loops: [] });
+  await node.fx.cleanupChecked();
 }
 
 /**
