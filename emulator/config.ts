@@ -5,19 +5,18 @@ import { hostname, homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_VBS_PORT, isValidName } from '../src/protocol/vbs.js';
+import { ConfigError, defaultValue, fromEnv, parseArgv, settingsHelp, type SettingDef } from './config-parse.js';
+import { checkPoolHosts, parsePool, parsePoolHosts, type PoolSpec } from './pool-spec.js';
+import { readToken } from './token-setting.js';
 import { parseAllowlist } from './url-guard.js';
+
+export { ConfigError, shownDefault, type SettingDef } from './config-parse.js';
+export { parseSize, type PoolSpec } from './pool-spec.js';
 
 export type PoolType = 'auto' | 'xfs-reflink' | 'directory';
 
 /** Which socket API the emulator answers: the 2014 product's nine requests (`original`) or ours (`extended`). */
 export type EmulatorProtocol = 'original' | 'extended';
-
-export interface PoolSpec {
-  name: string;
-  sizeBytes: number;
-  /** the LUN: an image file (created sparse when missing) or a block device */
-  lunPath: string;
-}
 
 export interface EmulatorConfig {
   dataDir: string;
@@ -53,17 +52,6 @@ export interface EmulatorConfig {
   qemuImg: string;
   /** the protocol level served (docs/socket-api.md §1.4 for `original`) */
   protocol: EmulatorProtocol;
-}
-
-export interface SettingDef {
-  flag: string;
-  env: string[];
-  kind: 'string' | 'list' | 'bool';
-  help: string;
-  /** the default, as a flag's value would give it (parsed and validated like one; a list's comma-separated) */
-  default?: string;
-  /** how --help and the docs describe a default that is not a plain value, or that depends on others */
-  shown?: string;
 }
 
 export const SETTINGS = {
@@ -215,16 +203,7 @@ export const SETTINGS = {
   },
 } satisfies Record<string, SettingDef>;
 
-/** The default as --help and docs/configuration.md show it; undefined when there is none. */
-export function shownDefault(def: SettingDef): string | undefined {
-  return def.shown ?? def.default;
-}
-
 type SettingKey = keyof typeof SETTINGS;
-
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
 
 export function helpText(): string {
   const lines = [
@@ -234,154 +213,35 @@ export function helpText(): string {
     'sds_cli; keeps volumes in XFS-reflink pools on loop-mounted LUN images. See emulator/README.md.',
     '',
     'Options (a flag wins over its environment variable):',
+    ...settingsHelp(SETTINGS),
   ];
-  for (const def of Object.values(SETTINGS) as SettingDef[]) {
-    const env = def.env.length ? ` [env ${def.env.join(', ')}]` : '';
-    const shown = shownDefault(def);
-    lines.push(
-      `  --${def.flag}${def.kind === 'bool' ? '' : '=VALUE'}${env}`,
-      `      ${def.help}${shown ? ` (default: ${shown})` : ''}`,
-    );
-  }
   lines.push('  --help      print this help', '  --version   print the version');
   return lines.join('\n') + '\n';
 }
 
-type RawSettings = Partial<Record<SettingKey, string | string[] | boolean>>;
-
-/** Splits argv into raw settings; `--flag=value`, `--flag value` and bare boolean flags. */
-function parseArgv(argv: readonly string[]): { raw: RawSettings; help: boolean; version: boolean } {
-  const byFlag = new Map<string, SettingKey>();
-  for (const [key, def] of Object.entries(SETTINGS) as [SettingKey, SettingDef][]) byFlag.set(def.flag, key);
-  const raw: RawSettings = {};
-  let help = false;
-  let version = false;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--help' || arg === '-h') {
-      help = true;
-      continue;
-    }
-    if (arg === '--version') {
-      version = true;
-      continue;
-    }
-    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (see --help)`);
-    const eq = arg.indexOf('=');
-    const flag = arg.slice(2, eq === -1 ? undefined : eq);
-    const key = byFlag.get(flag);
-    if (!key) throw new ConfigError(`unknown option --${flag} (see --help)`);
-    const def: SettingDef = SETTINGS[key];
-    let value: string | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
-    if (def.kind === 'bool') {
-      raw[key] = value === undefined ? true : value;
-      continue;
-    }
-    if (value === undefined) {
-      value = argv[++i];
-      if (value === undefined) throw new ConfigError(`setting --${flag}: a value is required`);
-    }
-    if (def.kind === 'list') raw[key] = [...((raw[key] as string[] | undefined) ?? []), value];
-    else raw[key] = value;
-  }
-  return { raw, help, version };
-}
-
-/** A definition's default in the form a flag or variable would give it. */
-function defaultValue(def: SettingDef, text: string): string | string[] {
-  return def.kind === 'list' ? splitList(text) : text;
-}
-
-function splitList(text: string): string[] {
-  return text
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-}
-
-function fromEnv(env: NodeJS.ProcessEnv, raw: RawSettings): RawSettings {
-  const merged: RawSettings = { ...raw };
-  for (const [key, def] of Object.entries(SETTINGS) as [SettingKey, SettingDef][]) {
-    if (merged[key] !== undefined) continue;
-    for (const name of def.env) {
-      const value = env[name];
-      if (value === undefined || value === '') continue;
-      merged[key] = def.kind === 'list' ? splitList(value) : value;
-      break;
-    }
-  }
-  return merged;
-}
-
-const SIZE_UNITS: Record<string, number> = {
-  '': 1,
-  k: 1024,
-  kib: 1024,
-  m: 1024 ** 2,
-  mib: 1024 ** 2,
-  g: 1024 ** 3,
-  gib: 1024 ** 3,
-  t: 1024 ** 4,
-  tib: 1024 ** 4,
-};
-
-/** `64G`, `512MiB`, `1073741824` → bytes; undefined when not a size. */
-export function parseSize(text: string): number | undefined {
-  const m = /^(\d+)\s*([a-zA-Z]*)$/.exec(text.trim());
-  if (!m) return undefined;
-  const unit = SIZE_UNITS[m[2]!.toLowerCase()];
-  if (unit === undefined) return undefined;
-  const bytes = Number(m[1]) * unit;
-  return Number.isSafeInteger(bytes) ? bytes : undefined;
-}
-
-const DEFAULT_POOL_BYTES = 64 * 1024 ** 3;
-// mkfs.xfs refuses file systems smaller than 300 MB.
-const MIN_POOL_BYTES = 512 * 1024 ** 2;
-
-function parsePool(text: string, dataDir: string): PoolSpec {
-  const [name = '', ...rest] = text.split(':');
-  if (!isValidName(name))
-    throw new Error(`pool name ${JSON.stringify(name)} must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}`);
-  let sizeBytes = DEFAULT_POOL_BYTES;
-  let lunPath = join(dataDir, 'luns', `${name}.img`);
-  let i = 0;
-  if (rest[i] !== undefined && !rest[i]!.startsWith('/')) {
-    const size = parseSize(rest[i]!);
-    if (size === undefined)
-      throw new Error(`pool ${name}: size ${JSON.stringify(rest[i])} is not a size like 64G or 512M`);
-    sizeBytes = size;
-    i++;
-  }
-  if (rest[i] !== undefined) {
-    lunPath = rest.slice(i).join(':');
-    if (!isAbsolute(lunPath)) throw new Error(`pool ${name}: LUN path must be absolute`);
-    lunPath = resolve(lunPath);
-  }
-  if (sizeBytes < MIN_POOL_BYTES) throw new Error(`pool ${name}: size must be at least 512M`);
-  return { name, sizeBytes, lunPath };
-}
-
-/** `gold=host-a+host-b` entries (a flag's value may hold several, as the variable's) → each pool's hosts. */
-function parsePoolHosts(list: readonly string[]): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const text of list.flatMap(splitList)) {
-    const eq = text.indexOf('=');
-    const pool = text.slice(0, eq).trim();
-    const hosts = text
-      .slice(eq + 1)
-      .split('+')
-      .map((h) => h.trim());
-    if (eq <= 0 || hosts.some((h) => h === '')) throw new Error(`${JSON.stringify(text)} is not pool=host+host`);
-    if (!isValidName(pool) || !hosts.every(isValidName))
-      throw new Error(`${JSON.stringify(text)}: pool and host names must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}`);
-    if (Object.hasOwn(out, pool)) throw new Error(`pool ${pool} is named twice`);
-    out[pool] = [...new Set(hosts)];
-  }
-  return out;
-}
-
 const listOf = z.array(z.string());
+
+/** A list setting read by `parse`, whose error message becomes the setting's issue. */
+function parsedList<T>(parse: (list: string[]) => T) {
+  return listOf.transform((list, ctx) => {
+    try {
+      return parse(list);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+}
+
+/** An integer setting from min to max; a sign is accepted only where min is negative. */
+function integerIn(min: number, max: number) {
+  const range = `must be between ${min} and ${max}`;
+  return z
+    .string()
+    .regex(min < 0 ? /^-?\d+$/ : /^\d+$/, 'must be an integer')
+    .transform(Number)
+    .pipe(z.number().int().min(min, range).max(max, range));
+}
 
 function isExecutable(path: string): boolean {
   try {
@@ -398,29 +258,6 @@ function defaultDataDir(env: NodeJS.ProcessEnv): string {
   return join(state, 'sdshypervisor-csi');
 }
 
-function readToken(raw: RawSettings, env: NodeJS.ProcessEnv, readFile: (p: string) => string): string | undefined {
-  const file = raw.tokenFile as string | undefined;
-  let token: string | undefined;
-  if (file) {
-    try {
-      token = readFile(file).trim();
-    } catch (err) {
-      throw new ConfigError(
-        `setting --token-file (SDS_VBS_TOKEN_FILE): cannot read ${file}: ${(err as Error).message}`,
-      );
-    }
-    if (!token) throw new ConfigError(`setting --token-file (SDS_VBS_TOKEN_FILE): ${file} is empty`);
-  } else if (env.SDS_VBS_TOKEN) {
-    token = env.SDS_VBS_TOKEN.trim();
-  }
-  if (token !== undefined && !/^[\x21-\x7e]{1,1024}$/.test(token)) {
-    throw new ConfigError(
-      'setting --token-file (SDS_VBS_TOKEN): the token must be 1-1024 printable ASCII characters without spaces',
-    );
-  }
-  return token;
-}
-
 // Unix socket paths are limited by sun_path (108 bytes including the NUL).
 const socketPath = z
   .string()
@@ -434,38 +271,15 @@ function schemaFor(dataDir: string) {
     extraHosts: listOf.refine((l) => l.every(isValidName), 'every host id must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
     dataHosts: listOf.refine((l) => l.every(isValidName), 'every host id must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
     listenHost: z.string().min(1),
-    listenPort: z
-      .string()
-      .regex(/^-?\d+$/, 'must be an integer')
-      .transform(Number)
-      .pipe(z.number().int().min(-1, 'must be between -1 and 65535').max(65535, 'must be between -1 and 65535')),
+    listenPort: integerIn(-1, 65535),
     controlSocket: socketPath,
     kvSocket: socketPath,
-    pools: listOf.transform((list, ctx) => {
-      const out: PoolSpec[] = [];
-      for (const text of list) {
-        try {
-          out.push(parsePool(text, dataDir));
-        } catch (err) {
-          ctx.addIssue({ code: 'custom', message: (err as Error).message });
-          return z.NEVER;
-        }
-      }
-      const names = new Set(out.map((p) => p.name));
-      if (names.size !== out.length) {
-        ctx.addIssue({ code: 'custom', message: 'pool names must be unique' });
-        return z.NEVER;
-      }
+    pools: parsedList((list) => {
+      const out = list.map((text) => parsePool(text, dataDir));
+      if (new Set(out.map((p) => p.name)).size !== out.length) throw new Error('pool names must be unique');
       return out;
     }),
-    poolHosts: listOf.transform((list, ctx) => {
-      try {
-        return parsePoolHosts(list);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-        return z.NEVER;
-      }
-    }),
+    poolHosts: parsedList(parsePoolHosts),
     poolType: z.enum(['auto', 'xfs-reflink', 'directory']),
     maxOversubscription: z
       .string()
@@ -473,27 +287,16 @@ function schemaFor(dataDir: string) {
       .transform(Number)
       .pipe(z.number().min(1, 'must be between 1 and 100').max(100, 'must be between 1 and 100')),
     imageDirs: listOf.refine((l) => l.every((p) => isAbsolute(p)), 'every image directory must be an absolute path'),
-    imageUrlAllow: listOf.superRefine((l, ctx) => {
-      try {
-        parseAllowlist(l);
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      }
+    imageUrlAllow: parsedList((list) => {
+      parseAllowlist(list);
+      return list;
     }),
     keepMounted: z
       .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
       .transform((v) => v === true || v === 'true' || v === '1'),
     logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
-    requestQuietMs: z
-      .string()
-      .regex(/^\d+$/, 'must be an integer')
-      .transform(Number)
-      .pipe(z.number().int().min(1, 'must be between 1 and 10000').max(10000, 'must be between 1 and 10000')),
-    shutdownGraceMs: z
-      .string()
-      .regex(/^\d+$/, 'must be an integer')
-      .transform(Number)
-      .pipe(z.number().int().min(0, 'must be between 0 and 600000').max(600000, 'must be between 0 and 600000')),
+    requestQuietMs: integerIn(1, 10000),
+    shutdownGraceMs: integerIn(0, 600000),
     blkioCgroup: z.string().refine((p) => p === '' || isAbsolute(p), 'must be an absolute path or empty'),
     protocol: z.enum(['original', 'extended']),
     qemuImg: z
@@ -516,9 +319,9 @@ export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
   readFile: (p: string) => string = (p) => readFileSync(p, 'utf8'),
 ): ParsedCommandLine {
-  const { raw: fromArgs, help, version } = parseArgv(argv);
+  const { raw: fromArgs, help, version } = parseArgv(SETTINGS, argv);
   if (help || version) return { help, version };
-  const raw = fromEnv(env, fromArgs);
+  const raw = fromEnv(SETTINGS, env, fromArgs);
   const dataDirRaw = (raw.dataDir as string | undefined) ?? defaultDataDir(env);
   const dataDir = isAbsolute(dataDirRaw) ? resolve(dataDirRaw) : dataDirRaw;
   // Defaults that depend on the data directory or the machine; every other one is in its definition.
@@ -555,7 +358,7 @@ export function loadConfig(
     throw new ConfigError('setting --data-host (SDS_DATA_HOSTS): each must be unique and differ from the other hosts');
   }
   checkPoolHosts(v.poolHosts, v.pools, [v.hostId, ...v.dataHosts, ...v.extraHosts]);
-  const token = readToken(raw, env, readFile);
+  const token = readToken(raw.tokenFile as string | undefined, env, readFile);
   // Never a world-writable directory such as /tmp by default (docs/RELIABILITY.md, threat model).
   const imageDirs = v.imageDirs.length > 0 ? v.imageDirs.map((p) => resolve(p)) : [join(dataDir, 'images')];
   return {
@@ -569,20 +372,6 @@ export function loadConfig(
       kvSocket: resolve(v.kvSocket),
     },
   };
-}
-
-/** --pool-hosts may name only configured pools and known hosts: a typo would hide a pool from every host. */
-function checkPoolHosts(poolHosts: Record<string, string[]>, pools: PoolSpec[], hosts: string[]): void {
-  const name = 'setting --pool-hosts (SDS_POOL_HOSTS)';
-  for (const [pool, seenBy] of Object.entries(poolHosts)) {
-    if (!pools.some((p) => p.name === pool)) {
-      throw new ConfigError(`${name}: no pool ${pool} (pools: ${pools.map((p) => p.name).join(', ')})`);
-    }
-    const unknown = seenBy.filter((h) => !hosts.includes(h));
-    if (unknown.length > 0) {
-      throw new ConfigError(`${name}: pool ${pool}: unknown host ${unknown.join(', ')} (hosts: ${hosts.join(', ')})`);
-    }
-  }
 }
 
 /** The first `name` in PATH (then the usual sbin/bin directories), or undefined. */

@@ -29,16 +29,34 @@ function poolProblem(ctx: Ctx, poolName: string): string {
   return pool.healthy ? '' : `pool ${poolName} is faulty: ${pool.faultReason}`;
 }
 
+/**
+ * A volume's or snapshot's allocated bytes and what is wrong with it ('' when nothing): its row's fault, its
+ * pool's, or its file gone missing. `allocBytes` when the caller knows it, to spare a stat.
+ */
+function fileState(
+  ctx: Ctx,
+  row: VolumeRow | SnapshotRow,
+  kind: 'volume' | 'snapshot',
+  allocBytes?: number,
+): { alloc: number; problem: string } {
+  const pool = ctx.pools.get(row.pool);
+  const path = (p: Pool) => (kind === 'volume' ? p.volumePath(row.name) : p.snapshotPath(row.name));
+  const stat = allocBytes ?? (pool && pool.healthy && row.state !== 'creating' ? allocationOf(path(pool)) : 0);
+  // A file gone behind our back is reported at once; the next start's reconcile records it in the row.
+  const missing = stat === undefined && row.state !== 'deleting' ? `the ${kind} file is missing from the pool` : '';
+  const problem = row.state === 'fault' ? row.fault_reason : poolProblem(ctx, row.pool) || missing;
+  return { alloc: stat ?? 0, problem };
+}
+
+/** The health fields every record ends with. */
+function health(problem: string): Record<string, string> {
+  return { [RecordField.HEALTH]: problem ? 'fault' : 'ok', [RecordField.FAULT_REASON]: problem };
+}
+
 /** `allocBytes` when the caller knows it (a volume just created), to spare a stat. */
 export function volumeRecord(ctx: Ctx, row: VolumeRow, allocBytes?: number): Record<string, string | number> {
   const mappings = ctx.store.mappings(row.id);
-  const pool = ctx.pools.get(row.pool);
-  const stat =
-    allocBytes ?? (pool && pool.healthy && row.state !== 'creating' ? allocationOf(pool.volumePath(row.name)) : 0);
-  // A file gone behind our back is reported at once; the next start's reconcile records it in the row.
-  const missing = stat === undefined && row.state !== 'deleting' ? 'the volume file is missing from the pool' : '';
-  const problem = row.state === 'fault' ? row.fault_reason : poolProblem(ctx, row.pool) || missing;
-  const alloc = stat ?? 0;
+  const { alloc, problem } = fileState(ctx, row, 'volume', allocBytes);
   return {
     [RecordField.STATUS]:
       problem && row.state !== 'deleting' ? VolumeStatus.FAULT : volumeStatus(row, mappings.length > 0),
@@ -56,8 +74,7 @@ export function volumeRecord(ctx: Ctx, row: VolumeRow, allocBytes?: number): Rec
     [Key.IO_PRIORITY]: row.io_priority,
     [Key.CACHE_POLICY]: row.cache_policy,
     [RecordField.MAPPED_HOSTS]: mappings.map((m) => m.host_id).join(':'),
-    [RecordField.HEALTH]: problem ? 'fault' : 'ok',
-    [RecordField.FAULT_REASON]: problem,
+    ...health(problem),
     [Key.SNAP_NUM]: ctx.store.snapshotCount(row.id),
     [Key.IO_CLASS_ID]: row.io_class_id,
     [Key.JOB_ID]: row.job_id ?? '',
@@ -66,10 +83,7 @@ export function volumeRecord(ctx: Ctx, row: VolumeRow, allocBytes?: number): Rec
 
 export function snapshotRecord(ctx: Ctx, row: SnapshotRow): Record<string, string | number> {
   const dependents = ctx.store.linkedDependents(row.id);
-  const pool = ctx.pools.get(row.pool);
-  const stat = pool && pool.healthy && row.state !== 'creating' ? allocationOf(pool.snapshotPath(row.name)) : 0;
-  const missing = stat === undefined && row.state !== 'deleting' ? 'the snapshot file is missing from the pool' : '';
-  const problem = row.state === 'fault' ? row.fault_reason : poolProblem(ctx, row.pool) || missing;
+  const { alloc, problem } = fileState(ctx, row, 'snapshot');
   let status: number;
   switch (row.state) {
     case 'creating':
@@ -84,7 +98,6 @@ export function snapshotRecord(ctx: Ctx, row: SnapshotRow): Record<string, strin
     default:
       status = problem ? SnapshotStatus.FAULT : dependents > 0 ? SnapshotStatus.IN_USE : SnapshotStatus.AVAILABLE;
   }
-  const alloc = stat ?? 0;
   return {
     [RecordField.STATUS]: status,
     [Key.SNAP_NAME]: row.name,
@@ -95,8 +108,7 @@ export function snapshotRecord(ctx: Ctx, row: SnapshotRow): Record<string, strin
     [RecordField.CREATE_TIME]: row.create_time,
     [RecordField.DEPENDENTS]: dependents,
     [Key.GROUP_NAME]: row.group_name,
-    [RecordField.HEALTH]: problem ? 'fault' : 'ok',
-    [RecordField.FAULT_REASON]: problem,
+    ...health(problem),
   };
 }
 
@@ -130,8 +142,7 @@ export function groupRecord(ctx: Ctx, row: GroupRow, members: SnapshotRow[]): Re
     [RecordField.VOL_NAMES]: row.vol_names,
     [Key.QUIESCE]: row.quiesce,
     [RecordField.FROZEN_NUM]: row.frozen_num,
-    [RecordField.HEALTH]: problem ? 'fault' : 'ok',
-    [RecordField.FAULT_REASON]: problem,
+    ...health(problem),
   };
 }
 
@@ -166,8 +177,7 @@ export function poolRecord(ctx: Ctx, pool: Pool): Record<string, string | number
     [RecordField.LINKED_CLONE]: pool.linkedClone ? 1 : 0,
     [RecordField.POOL_TYPE]: pool.kind,
     [RecordField.HOSTS]: poolHostIds(ctx, pool.name).join(':'),
-    [RecordField.HEALTH]: pool.healthy ? 'ok' : 'fault',
-    [RecordField.FAULT_REASON]: pool.faultReason,
+    ...health(pool.healthy ? '' : pool.faultReason),
   };
 }
 

@@ -3,10 +3,10 @@
 // fences the volume — the old host, back again and still holding its device, writes to nothing the volume
 // keeps: what it had synced before stays, what it writes after never reaches the volume.
 import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { failure } from './support/csi-client.js';
+import { stageVolume } from './support/features.js';
 import { startStack, type Stack } from './support/stack.js';
 import { vbsRequest } from './support/vbs.js';
 
@@ -48,23 +48,7 @@ it('refused while the host is up, forced once it is down; the host that comes ba
     capacity_range: { required_bytes: String(64 * MiB) },
   });
   const id = volume!.volume_id;
-  const { publish_context } = await ctl.ControllerPublishVolume({
-    volume_id: id,
-    node_id: nodeId,
-    volume_capability: cap,
-  });
-  const dir = join(stack.dir, 'kubelet', id);
-  await mkdir(join(dir, 'pods'), { recursive: true });
-  const staging = join(dir, 'globalmount');
-  const target = join(dir, 'pods', 'device');
-  await node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: cap, publish_context });
-  await node.NodePublishVolume({
-    volume_id: id,
-    staging_target_path: staging,
-    target_path: target,
-    volume_capability: cap,
-    publish_context,
-  });
+  const { staging, target } = await stageVolume(stack, id, cap);
   const file = join(stack.emulatorDataDir, 'pools', 'pool0', 'volumes', id);
 
   // The pod writes and syncs: that data is safe whatever happens to the node next.

@@ -5,27 +5,17 @@
 // interruption are found from the demo's own progress lines, never from timing.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, realpath, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { projectRoot } from '../src/util/paths.js';
 import { FakeBackend } from './support/fake-backend.js';
 import { startInProcess } from './support/in-process.js';
 import { eventually } from './support/ops.js';
 import { processesUnder } from './support/leaks.js';
-import { cleanEnv, leftovers } from './support/stack.js';
+import { cleanEnv, leftovers, useProcessDir } from './support/stack.js';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await realpath(await mkdtemp(join(tmpdir(), 'csi-demo-stop-')));
-});
-afterAll(async () => {
-  for (const pid of processesUnder(dir)) process.kill(pid, 'SIGKILL');
-  const problems = await leftovers(dir);
-  await rm(dir, { recursive: true, force: true });
-  expect(problems).toEqual([]);
-});
+const inDir = useProcessDir('csi-demo-stop-');
 
 interface Demo {
   child: ChildProcess;
@@ -37,7 +27,7 @@ interface Demo {
 
 /** `tty`: run at a terminal (a pseudo-terminal from util-linux `script`), as a person running `npm run demo`. */
 async function runDemo(name: string, env: NodeJS.ProcessEnv = {}, { tty = false } = {}): Promise<Demo> {
-  const tmp = join(dir, name);
+  const tmp = inDir(name);
   await mkdir(tmp);
   const argv = [process.execPath, join(projectRoot(), 'dist', 'src', 'demo', 'demo.js')];
   const child = spawn(
@@ -73,7 +63,7 @@ async function runDemo(name: string, env: NodeJS.ProcessEnv = {}, { tty = false 
 }
 
 async function expectNothingLeft(name: string): Promise<void> {
-  const tmp = join(dir, name);
+  const tmp = inDir(name);
   await eventually(`no process of ${tmp} left`, () => processesUnder(tmp).length === 0);
   expect(await leftovers(tmp)).toEqual([]);
   expect(readdirSync(tmp).filter((f) => f.startsWith('sds-demo-'))).toEqual([]);
@@ -103,7 +93,7 @@ it('Ctrl-C (SIGINT) after the volume is published: undoes every step, says so, e
 async function stopItsDriver(name: string, tty: boolean): Promise<string> {
   const demo = await runDemo(name, {}, { tty });
   await demo.step('NodePublishVolume');
-  const driver = processesUnder(join(dir, name)).find((pid) =>
+  const driver = processesUnder(inDir(name)).find((pid) =>
     readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--mode=all'),
   );
   expect(driver).toBeDefined();

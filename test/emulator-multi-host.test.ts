@@ -11,7 +11,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Store } from '../emulator/store.js';
 import { call, forceCleanup, leftovers, makeTempDir, sdsCli } from './support/emulator.js';
-import { startFront, startHosts, type Hosts } from './support/hosts.js';
+import { startFront, startHosts, stopAndCheckHosts, type Hosts } from './support/hosts.js';
 
 let hosts: Hosts;
 
@@ -244,10 +244,7 @@ describe('several hosts on the original level', () => {
       expect(sdsCli(a.kvSocket, ['-c', 'querydev', '-v', 'orig-any']).stdout).toBe('ret_code=1\n');
       expect(sdsCli(b.kvSocket, ['-c', 'detach', '-v', 'orig-any']).values.get('ret_code')).toBe('0');
     } finally {
-      await orig.stop();
-      const left = leftovers(orig.daemon.dir);
-      forceCleanup(orig.daemon.dir);
-      expect(left).toEqual({ loops: [], mounts: [] });
+      expect(await stopAndCheckHosts(orig)).toEqual({ loops: [], mounts: [] });
     }
   }, 120_000);
 });

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../emulator/config.js';
 import { KvCode } from '../src/protocol/kv.js';
 import { RetCode } from '../src/protocol/vbs.js';
-import { call, EMULATOR_MAIN, forceCleanup, leftovers, makeTempDir, sdsCli } from './support/emulator.js';
-import { startHosts, type Hosts } from './support/hosts.js';
+import { call, EMULATOR_MAIN, forceCleanup, makeTempDir, sdsCli } from './support/emulator.js';
+import { startHosts, stopAndCheckHosts, type Hosts } from './support/hosts.js';
 
 const POOL_ARGS = ['--pool', 'gold:1G', '--pool', 'silver:1G', '--pool-hosts', 'gold=host-a+host-b,silver=host-c'];
 
@@ -76,10 +76,7 @@ describe('a pool seen by some hosts (extended level)', () => {
 
   afterAll(async () => {
     if (!hosts) return;
-    await hosts.stop();
-    const left = leftovers(hosts.daemon.dir);
-    forceCleanup(hosts.daemon.dir);
-    expect(left).toEqual({ loops: [], mounts: [] });
+    expect(await stopAndCheckHosts(hosts)).toEqual({ loops: [], mounts: [] });
   }, 120_000);
 
   it('pool records list only the hosts that see the pool; the host list is every host', async () => {
@@ -158,10 +155,7 @@ describe('a pool seen by some hosts (original level)', () => {
       );
       expect(sdsCli(a.kvSocket, ['-c', 'detach', '-v', 'orig-seen']).values.get('ret_code')).toBe('0');
     } finally {
-      await orig.stop();
-      const left = leftovers(orig.daemon.dir);
-      forceCleanup(orig.daemon.dir);
-      expect(left).toEqual({ loops: [], mounts: [] });
+      expect(await stopAndCheckHosts(orig)).toEqual({ loops: [], mounts: [] });
     }
   }, 120_000);
 });

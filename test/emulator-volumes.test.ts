@@ -2,7 +2,7 @@
 // capacity accounting, mappings, pagination, and their result codes (docs/socket-api.md §1.3, §2).
 import { existsSync, statSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseReply } from '../src/protocol/vbs.js';
+import { parseReply, type FieldInput } from '../src/protocol/vbs.js';
 import {
   call,
   type Daemon,
@@ -20,6 +20,14 @@ describe('emulator control plane', () => {
   let d: Daemon;
   let sock: string;
   const vol = (name: string) => call(sock, 'QUERY_VOLUME_REQ', { vol_name: name });
+  /** The reply code of one request. */
+  const code = async (type: string, fields: Record<string, FieldInput>) => (await call(sock, type, fields)).retcode;
+  /** One request that must succeed: the record it answers with. */
+  const ok = async (type: string, fields: Record<string, FieldInput>, key = 'volume0') => {
+    const a = await call(sock, type, fields);
+    expect(a.retcode).toBe(0);
+    return a.record(key);
+  };
 
   beforeAll(async () => {
     d = await startDaemon({
@@ -35,14 +43,7 @@ describe('emulator control plane', () => {
 
   describe('volumes', () => {
     it('creates a thin volume as a sparse file and reports its record', async () => {
-      const a = await call(sock, 'CREATE_VOLUME_REQ', {
-        vol_name: 'v-thin',
-        vol_size: 1024,
-        pool_id: 'pool0',
-        thin_flag: 1,
-      });
-      expect(a.retcode).toBe(0);
-      const rec = a.record('volume0');
+      const rec = await ok('CREATE_VOLUME_REQ', { vol_name: 'v-thin', vol_size: 1024, pool_id: 'pool0', thin_flag: 1 });
       expect(rec).toMatchObject({
         status: '1',
         vol_name: 'v-thin',
@@ -142,7 +143,7 @@ describe('emulator control plane', () => {
     });
 
     it('deletes asynchronously: accepted at once, then -900079; a second delete of a gone volume is -900079', async () => {
-      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'v-del', vol_size: 16 })).retcode).toBe(0);
+      expect(await code('CREATE_VOLUME_REQ', { vol_name: 'v-del', vol_size: 16 })).toBe(0);
       const accepted = await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'v-del' });
       expect(accepted.retcode).toBe(0);
       // A small file goes within the reply window: the reply says so, and a query already agrees.
@@ -150,10 +151,10 @@ describe('emulator control plane', () => {
       expect((await vol('v-del')).retcode).toBe(-900079);
       await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'v-del' });
       expect(existsSync(volumePath(d, 'v-del'))).toBe(false);
-      expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'v-del' })).retcode).toBe(-900079);
+      expect(await code('DELETE_VOLUME_REQ', { vol_name: 'v-del' })).toBe(-900079);
       // The name is free again.
-      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'v-del', vol_size: 16 })).retcode).toBe(0);
-      expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'v-del' })).retcode).toBe(0);
+      expect(await code('CREATE_VOLUME_REQ', { vol_name: 'v-del', vol_size: 16 })).toBe(0);
+      expect(await code('DELETE_VOLUME_REQ', { vol_name: 'v-del' })).toBe(0);
       await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'v-del' });
     });
 
@@ -161,8 +162,8 @@ describe('emulator control plane', () => {
       const names = Array.from({ length: 200 }, (_, i) => `pair-${i}`);
       await Promise.all(
         names.map(async (name) => {
-          expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: name, vol_size: 16 })).retcode).toBe(0);
-          expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: name })).retcode).toBe(0);
+          expect(await code('CREATE_VOLUME_REQ', { vol_name: name, vol_size: 16 })).toBe(0);
+          expect(await code('DELETE_VOLUME_REQ', { vol_name: name })).toBe(0);
           await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: name });
         }),
       );
@@ -171,28 +172,26 @@ describe('emulator control plane', () => {
     });
 
     it('extends: bigger grows the file, equal is a no-op, smaller is -900014', async () => {
-      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'v-ext', vol_size: 100 })).retcode).toBe(0);
-      const a = await call(sock, 'EXTEND_VOLUME_REQ', { vol_name: 'v-ext', vol_size: 300 });
-      expect(a.retcode).toBe(0);
-      expect(a.record('volume0').vol_size).toBe('300');
+      expect(await code('CREATE_VOLUME_REQ', { vol_name: 'v-ext', vol_size: 100 })).toBe(0);
+      const a = await ok('EXTEND_VOLUME_REQ', { vol_name: 'v-ext', vol_size: 300 });
+      expect(a.vol_size).toBe('300');
       expect(statSync(volumePath(d, 'v-ext')).size).toBe(300 * MiB);
-      expect((await call(sock, 'EXTEND_VOLUME_REQ', { vol_name: 'v-ext', vol_size: 300 })).retcode).toBe(0);
+      expect(await code('EXTEND_VOLUME_REQ', { vol_name: 'v-ext', vol_size: 300 })).toBe(0);
       const smaller = await call(sock, 'EXTEND_VOLUME_REQ', { vol_name: 'v-ext', vol_size: 200 });
       expect(smaller.retcode).toBe(-900014);
       expect(smaller.get('ret_desc')).toMatch(/^vol_size:/);
-      expect((await call(sock, 'EXTEND_VOLUME_REQ', { vol_name: 'v-none', vol_size: 200 })).retcode).toBe(-900079);
+      expect(await code('EXTEND_VOLUME_REQ', { vol_name: 'v-none', vol_size: 200 })).toBe(-900079);
     });
 
     it('modifies QoS and cache policy and reports them', async () => {
-      const a = await call(sock, 'MODIFY_VOLUME_REQ', {
+      const a = await ok('MODIFY_VOLUME_REQ', {
         vol_name: 'v-ext',
         max_iops: 1200,
         max_mbps: 80,
         IOPRIORITY: 1,
         cache_policy: 'readwrite',
       });
-      expect(a.retcode).toBe(0);
-      expect(a.record('volume0')).toMatchObject({
+      expect(a).toMatchObject({
         max_iops: '1200',
         max_mbps: '80',
         IOPRIORITY: '1',
@@ -200,8 +199,8 @@ describe('emulator control plane', () => {
       });
       const partial = await call(sock, 'MODIFY_VOLUME_REQ', { vol_name: 'v-ext', max_iops: 0 });
       expect(partial.record('volume0')).toMatchObject({ max_iops: '0', max_mbps: '80', cache_policy: 'readwrite' });
-      expect((await call(sock, 'MODIFY_VOLUME_REQ', { vol_name: 'v-ext', cache_policy: 'x' })).retcode).toBe(-900003);
-      expect((await call(sock, 'MODIFY_VOLUME_REQ', { vol_name: 'nope', max_iops: 1 })).retcode).toBe(-900079);
+      expect(await code('MODIFY_VOLUME_REQ', { vol_name: 'v-ext', cache_policy: 'x' })).toBe(-900003);
+      expect(await code('MODIFY_VOLUME_REQ', { vol_name: 'nope', max_iops: 1 })).toBe(-900079);
     });
   });
 
@@ -234,26 +233,23 @@ describe('emulator control plane', () => {
       expect([all.record('pool0').stor_id, all.record('pool1').stor_id]).toEqual(['pool0', 'pool1']);
       const two = await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 2, pool_id: ['pool1', 'pool0'] });
       expect([two.record('pool0').stor_id, two.record('pool1').stor_id]).toEqual(['pool1', 'pool0']);
-      expect((await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: 'zz' })).retcode).toBe(-900010);
+      expect(await code('QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: 'zz' })).toBe(-900010);
     });
 
     it('counts thin volumes as provisioned only, thick volumes as allocated too', async () => {
       const before = await pool('pool1');
-      expect(
-        (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-thin', vol_size: 300, pool_id: 'pool1' })).retcode,
-      ).toBe(0);
+      expect(await code('CREATE_VOLUME_REQ', { vol_name: 'cap-thin', vol_size: 300, pool_id: 'pool1' })).toBe(0);
       const afterThin = await pool('pool1');
       expect(Number(afterThin.provisioned_mb)).toBe(Number(before.provisioned_mb) + 300);
       expect(Math.abs(Number(afterThin.usable_capacity_mb) - Number(before.usable_capacity_mb))).toBeLessThan(5);
 
-      const thick = await call(sock, 'CREATE_VOLUME_REQ', {
+      const thick = await ok('CREATE_VOLUME_REQ', {
         vol_name: 'cap-thick',
         vol_size: 300,
         pool_id: 'pool1',
         thin_flag: 0,
       });
-      expect(thick.retcode).toBe(0);
-      expect(thick.record('volume0')).toMatchObject({ thin_flag: '0', alloc_size: '300' });
+      expect(thick).toMatchObject({ thin_flag: '0', alloc_size: '300' });
       expect((await vol('cap-thick')).record('volume0').alloc_size).toBe('300');
       const afterThick = await pool('pool1');
       expect(Number(afterThick.provisioned_mb)).toBe(Number(afterThin.provisioned_mb) + 300);
@@ -269,39 +265,32 @@ describe('emulator control plane', () => {
       });
       expect(tooThick.retcode).toBe(-900012);
       const thinLeft = Number(afterThick.thin_capacity_mb);
-      expect(
-        (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-big', vol_size: thinLeft + 1, pool_id: 'pool1' }))
-          .retcode,
-      ).toBe(-900012);
-      expect(
-        (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-big', vol_size: thinLeft, pool_id: 'pool1' })).retcode,
-      ).toBe(0);
+      expect(await code('CREATE_VOLUME_REQ', { vol_name: 'cap-big', vol_size: thinLeft + 1, pool_id: 'pool1' })).toBe(
+        -900012,
+      );
+      expect(await code('CREATE_VOLUME_REQ', { vol_name: 'cap-big', vol_size: thinLeft, pool_id: 'pool1' })).toBe(0);
       expect(Number((await pool('pool1')).thin_capacity_mb)).toBe(0);
-      expect(
-        (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'cap-one', vol_size: 1, pool_id: 'pool1' })).retcode,
-      ).toBe(-900012);
+      expect(await code('CREATE_VOLUME_REQ', { vol_name: 'cap-one', vol_size: 1, pool_id: 'pool1' })).toBe(-900012);
       // Extending a thick volume needs free space for the delta.
-      expect((await call(sock, 'EXTEND_VOLUME_REQ', { vol_name: 'cap-thick', vol_size: 301 })).retcode).toBe(-900012);
+      expect(await code('EXTEND_VOLUME_REQ', { vol_name: 'cap-thick', vol_size: 301 })).toBe(-900012);
       for (const name of ['cap-big', 'cap-thin']) {
-        expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: name })).retcode).toBe(0);
+        expect(await code('DELETE_VOLUME_REQ', { vol_name: name })).toBe(0);
         await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: name });
       }
-      const grown = await call(sock, 'EXTEND_VOLUME_REQ', { vol_name: 'cap-thick', vol_size: 400 });
-      expect(grown.retcode).toBe(0);
-      expect(grown.record('volume0').alloc_size).toBe('400');
+      const grown = await ok('EXTEND_VOLUME_REQ', { vol_name: 'cap-thick', vol_size: 400 });
+      expect(grown.alloc_size).toBe('400');
       expect(Number((await pool('pool1')).provisioned_mb)).toBe(Number(before.provisioned_mb) + 400);
     });
   });
 
   describe('snapshots and clones', () => {
     beforeAll(async () => {
-      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'src', vol_size: 256 })).retcode).toBe(0);
+      expect(await code('CREATE_VOLUME_REQ', { vol_name: 'src', vol_size: 256 })).toBe(0);
     });
 
     it('takes a snapshot as a reflink copy and answers a repeat with -900011 + the record', async () => {
-      const a = await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'snap1', vol_name: 'src', smartflag: 1 });
-      expect(a.retcode).toBe(0);
-      expect(a.record('snapshot0')).toMatchObject({
+      const a = await ok('CREATE_SNAPSHOT_REQ', { snap_name: 'snap1', vol_name: 'src', smartflag: 1 }, 'snapshot0');
+      expect(a).toMatchObject({
         status: '1',
         snap_name: 'snap1',
         vol_name: 'src',
@@ -315,24 +304,21 @@ describe('emulator control plane', () => {
       expect(again.retcode).toBe(-900011);
       expect(again.record('snapshot0').vol_name).toBe('src');
       expect((await vol('src')).record('volume0').snap_num).toBe('1');
-      expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'snap-x', vol_name: 'missing' })).retcode).toBe(
-        -900079,
-      );
+      expect(await code('CREATE_SNAPSHOT_REQ', { snap_name: 'snap-x', vol_name: 'missing' })).toBe(-900079);
       expect((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap1' })).record('snapshot0').snap_name).toBe(
         'snap1',
       );
-      expect((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap-none' })).retcode).toBe(-900079);
+      expect(await code('QUERY_SNAPSHOT_REQ', { snap_name: 'snap-none' })).toBe(-900079);
     });
 
     it('makes a linked clone (default) from a snapshot, extended when larger', async () => {
-      const a = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+      const a = await ok('CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
         vol_name: 'lc1',
         vol_size: 512,
         snap_name_src: 'snap1',
         vol_num: 1,
       });
-      expect(a.retcode).toBe(0);
-      expect(a.record('volume0')).toMatchObject({
+      expect(a).toMatchObject({
         vol_size: '512',
         src_type: 'snapshot',
         src_name: 'snap1',
@@ -342,9 +328,7 @@ describe('emulator control plane', () => {
       expect(statSync(volumePath(d, 'lc1')).size).toBe(512 * MiB);
       const snap = (await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap1' })).record('snapshot0');
       expect(snap).toMatchObject({ status: '2', dependents: '1' });
-      expect(
-        (await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc1', snap_name_src: 'snap1' })).retcode,
-      ).toBe(-900011);
+      expect(await code('CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc1', snap_name_src: 'snap1' })).toBe(-900011);
     });
 
     it('refuses a smaller size, another pool, and a missing snapshot', async () => {
@@ -356,114 +340,84 @@ describe('emulator control plane', () => {
       expect(small.retcode).toBe(-900003);
       expect(small.get('ret_desc')).toMatch(/^vol_size:/);
       expect(
-        (
-          await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
-            vol_name: 'lc2',
-            snap_name_src: 'snap1',
-            pool_id: 'pool1',
-          })
-        ).retcode,
+        await code('CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc2', snap_name_src: 'snap1', pool_id: 'pool1' }),
       ).toBe(-900003);
+      expect(await code('CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc2', snap_name_src: 'nosnap' })).toBe(-900079);
       expect(
-        (await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc2', snap_name_src: 'nosnap' })).retcode,
-      ).toBe(-900079);
-      expect(
-        (
-          await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
-            vol_name: 'lc2',
-            snap_name_src: 'snap1',
-            clone_type: 'deep',
-          })
-        ).retcode,
+        await code('CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'lc2', snap_name_src: 'snap1', clone_type: 'deep' }),
       ).toBe(-900003);
       expect((await vol('lc2')).retcode).toBe(-900079);
     });
 
     it('makes a full copy from a snapshot that shares no extent', async () => {
-      const a = await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
+      const a = await ok('CREATE_VOLUME_FROM_SNAPSHOT_REQ', {
         vol_name: 'fc1',
         snap_name_src: 'snap1',
         clone_type: 'full',
       });
-      expect(a.retcode).toBe(0);
-      expect(a.record('volume0')).toMatchObject({ vol_size: '256', clone_type: 'full', src_type: 'snapshot' });
+      expect(a).toMatchObject({ vol_size: '256', clone_type: 'full', src_type: 'snapshot' });
       expect(extents(volumePath(d, 'fc1')).shared).toBe(0);
     });
 
     it('clones a volume, linked or full; smaller is -900014; a missing source is -900079', async () => {
-      const linked = await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'cv-l', src_vol_name: 'src' });
-      expect(linked.retcode).toBe(0);
-      expect(linked.record('volume0')).toMatchObject({
+      const linked = await ok('CLONE_VOLUME_REQ', { vol_name: 'cv-l', src_vol_name: 'src' });
+      expect(linked).toMatchObject({
         src_type: 'volume',
         src_name: 'src',
         clone_type: 'linked',
         vol_size: '256',
       });
-      const full = await call(sock, 'CLONE_VOLUME_REQ', {
+      const full = await ok('CLONE_VOLUME_REQ', {
         vol_name: 'cv-f',
         src_vol_name: 'src',
         clone_type: 'full',
         vol_size: 300,
         thin_flag: 0,
       });
-      expect(full.retcode).toBe(0);
-      expect(full.record('volume0')).toMatchObject({
+      expect(full).toMatchObject({
         clone_type: 'full',
         vol_size: '300',
         thin_flag: '0',
         alloc_size: '300',
       });
-      expect(
-        (await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'cv-s', src_vol_name: 'src', vol_size: 10 })).retcode,
-      ).toBe(-900014);
-      expect((await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'cv-s', src_vol_name: 'none' })).retcode).toBe(-900079);
-      expect((await call(sock, 'CLONE_VOLUME_REQ', { vol_name: 'cv-l', src_vol_name: 'src' })).retcode).toBe(-900011);
+      expect(await code('CLONE_VOLUME_REQ', { vol_name: 'cv-s', src_vol_name: 'src', vol_size: 10 })).toBe(-900014);
+      expect(await code('CLONE_VOLUME_REQ', { vol_name: 'cv-s', src_vol_name: 'none' })).toBe(-900079);
+      expect(await code('CLONE_VOLUME_REQ', { vol_name: 'cv-l', src_vol_name: 'src' })).toBe(-900011);
     });
 
     it('keeps snapshots when their volume goes, and deletes a snapshot with linked clones', async () => {
-      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'gone-src', vol_size: 32 })).retcode).toBe(0);
-      expect(
-        (await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'orphan-snap', vol_name: 'gone-src' })).retcode,
-      ).toBe(0);
-      expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'gone-src' })).retcode).toBe(0);
+      expect(await code('CREATE_VOLUME_REQ', { vol_name: 'gone-src', vol_size: 32 })).toBe(0);
+      expect(await code('CREATE_SNAPSHOT_REQ', { snap_name: 'orphan-snap', vol_name: 'gone-src' })).toBe(0);
+      expect(await code('DELETE_VOLUME_REQ', { vol_name: 'gone-src' })).toBe(0);
       await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'gone-src' });
       expect((await call(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'orphan-snap' })).record('snapshot0').vol_name).toBe(
         'gone-src',
       );
       expect(
-        (await call(sock, 'CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'from-orphan', snap_name_src: 'orphan-snap' }))
-          .retcode,
+        await code('CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'from-orphan', snap_name_src: 'orphan-snap' }),
       ).toBe(0);
 
-      expect((await call(sock, 'DELETE_SNAPSHOT_REQ', { snap_name: 'snap1' })).retcode).toBe(0);
+      expect(await code('DELETE_SNAPSHOT_REQ', { snap_name: 'snap1' })).toBe(0);
       await waitGone(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap1' });
       expect(existsSync(snapshotPath(d, 'snap1'))).toBe(false);
       expect((await vol('lc1')).record('volume0')).toMatchObject({ status: '1', health: 'ok' });
-      expect((await call(sock, 'DELETE_SNAPSHOT_REQ', { snap_name: 'snap1' })).retcode).toBe(-900079);
+      expect(await code('DELETE_SNAPSHOT_REQ', { snap_name: 'snap1' })).toBe(-900079);
     });
   });
 
   describe('mappings', () => {
     beforeAll(async () => {
-      expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'm1', vol_size: 8 })).retcode).toBe(0);
+      expect(await code('CREATE_VOLUME_REQ', { vol_name: 'm1', vol_size: 8 })).toBe(0);
     });
 
     it('maps to hosts with access modes, exclusive, conflicts and idempotency', async () => {
-      expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b' })).retcode).toBe(0);
-      expect(
-        (await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b', access_mode: 'rw' })).retcode,
-      ).toBe(0);
-      expect(
-        (await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b', access_mode: 'ro' })).retcode,
-      ).toBe(-900021);
-      expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-c', exclusive: 1 })).retcode).toBe(
-        -900016,
-      );
-      expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-zz' })).retcode).toBe(-900017);
-      expect((await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'nope', host_id: 'host-b' })).retcode).toBe(-900079);
-      expect(
-        (await call(sock, 'MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-c', access_mode: 'ro' })).retcode,
-      ).toBe(0);
+      expect(await code('MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b' })).toBe(0);
+      expect(await code('MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b', access_mode: 'rw' })).toBe(0);
+      expect(await code('MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b', access_mode: 'ro' })).toBe(-900021);
+      expect(await code('MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-c', exclusive: 1 })).toBe(-900016);
+      expect(await code('MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-zz' })).toBe(-900017);
+      expect(await code('MAP_VOLUME_REQ', { vol_name: 'nope', host_id: 'host-b' })).toBe(-900079);
+      expect(await code('MAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-c', access_mode: 'ro' })).toBe(0);
       const rec = (await vol('m1')).record('volume0');
       expect(rec.status).toBe('2');
       expect(rec.mapped_hosts!.split(':').sort()).toEqual(['host-b', 'host-c']);
@@ -483,18 +437,18 @@ describe('emulator control plane', () => {
         dev_addr: '',
         online: '1',
       });
-      expect((await call(sock, 'QUERY_VOLUME_HOSTS_REQ', { vol_name: 'nope' })).retcode).toBe(-900079);
+      expect(await code('QUERY_VOLUME_HOSTS_REQ', { vol_name: 'nope' })).toBe(-900079);
     });
 
     it('unmaps idempotently', async () => {
-      expect((await call(sock, 'UNMAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b' })).retcode).toBe(0);
-      expect((await call(sock, 'UNMAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b' })).retcode).toBe(0);
-      expect((await call(sock, 'UNMAP_VOLUME_REQ', { vol_name: 'nope', host_id: 'host-b' })).retcode).toBe(-900079);
+      expect(await code('UNMAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b' })).toBe(0);
+      expect(await code('UNMAP_VOLUME_REQ', { vol_name: 'm1', host_id: 'host-b' })).toBe(0);
+      expect(await code('UNMAP_VOLUME_REQ', { vol_name: 'nope', host_id: 'host-b' })).toBe(-900079);
       expect((await vol('m1')).record('volume0').mapped_hosts).toBe('host-c');
     });
 
     it('deletes a mapped (not attached) volume, unmapping it', async () => {
-      expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'm1' })).retcode).toBe(0);
+      expect(await code('DELETE_VOLUME_REQ', { vol_name: 'm1' })).toBe(0);
       await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'm1' });
       expect(
         (await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'm1', vol_size: 8 })).record('volume0').mapped_hosts,
@@ -552,10 +506,9 @@ describe('emulator control plane', () => {
       expect(names.map((r) => r.vol_name)).toEqual(['pg-00', 'pg-05', 'pg-10', 'pg-15', 'pg-20']);
       expect(names.every((r) => r.pool_id === 'pool1')).toBe(true);
       expect(a.get('next_marker')).toBe('');
-      for (const limit of [0, 1001, 'x'])
-        expect((await call(sock, 'LIST_VOLUMES_REQ', { limit })).retcode).toBe(-900003);
-      expect((await call(sock, 'LIST_VOLUMES_REQ', { marker: '../x' })).retcode).toBe(-900003);
-      expect((await call(sock, 'LIST_VOLUMES_REQ', { pool_id: 'nopool' })).retcode).toBe(-900010);
+      for (const limit of [0, 1001, 'x']) expect(await code('LIST_VOLUMES_REQ', { limit })).toBe(-900003);
+      expect(await code('LIST_VOLUMES_REQ', { marker: '../x' })).toBe(-900003);
+      expect(await code('LIST_VOLUMES_REQ', { pool_id: 'nopool' })).toBe(-900010);
     });
 
     it('pages snapshots, filters by volume, finds one by name', async () => {
@@ -571,7 +524,7 @@ describe('emulator control plane', () => {
       expect(one.get('snap_num')).toBe('1');
       expect(one.record('snapshot0').vol_name).toBe('pg-01');
       expect((await call(sock, 'LIST_SNAPSHOTS_REQ', { snap_name: 'ps-none' })).get('snap_num')).toBe('0');
-      expect((await call(sock, 'LIST_SNAPSHOTS_REQ', { limit: 0 })).retcode).toBe(-900003);
+      expect(await code('LIST_SNAPSHOTS_REQ', { limit: 0 })).toBe(-900003);
     });
   });
 });

@@ -5,25 +5,15 @@
 // directory. The stages are found from the log lines the driver writes, never from timing.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, realpath, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../src/util/paths.js';
 import { eventually, logLines } from './support/ops.js';
 import { processesUnder } from './support/leaks.js';
-import { cleanEnv, leftovers } from './support/stack.js';
+import { cleanEnv, leftovers, useProcessDir } from './support/stack.js';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await realpath(await mkdtemp(join(tmpdir(), 'csi-start-stop-')));
-});
-afterAll(async () => {
-  for (const pid of processesUnder(dir)) process.kill(pid, 'SIGKILL');
-  const problems = await leftovers(dir);
-  await rm(dir, { recursive: true, force: true });
-  expect(problems).toEqual([]);
-});
+const inDir = useProcessDir('csi-start-stop-');
 
 interface Driver {
   child: ChildProcess;
@@ -34,7 +24,7 @@ interface Driver {
 }
 
 function startDriver(name: string): Driver {
-  const base = join(dir, name);
+  const base = inDir(name);
   const child = spawn(
     process.execPath,
     [
@@ -72,7 +62,7 @@ function startDriver(name: string): Driver {
 }
 
 async function expectNothingLeft(name: string, { socketRemoved = true } = {}): Promise<void> {
-  const base = join(dir, name);
+  const base = inDir(name);
   await eventually(`no process of ${base} left`, () => processesUnder(base).length === 0);
   expect(await leftovers(base)).toEqual([]);
   if (socketRemoved) expect(existsSync(join(base, 'csi.sock'))).toBe(false);
@@ -120,9 +110,8 @@ describe('a start interrupted at any stage leaves nothing behind', () => {
   it('SIGKILL of the driver: its emulator notices and stops on its own, unmounting its pool', async () => {
     const driver = startDriver('killed');
     await driver.saw('sdshypervisor-csi started');
-    const emulatorPid = (
-      JSON.parse(readFileSync(join(dir, 'killed', 'data', 'emulator.json'), 'utf8')) as { pid: number }
-    ).pid;
+    const emulatorPid = (JSON.parse(readFileSync(inDir('killed', 'data', 'emulator.json'), 'utf8')) as { pid: number })
+      .pid;
     driver.child.kill('SIGKILL');
     expect((await driver.exit).signal).toBe('SIGKILL');
     await eventually('the orphaned emulator has stopped', () => !existsSync(`/proc/${emulatorPid}`));
@@ -133,7 +122,7 @@ describe('a start interrupted at any stage leaves nothing behind', () => {
 
 describe('an emulator that cannot start', () => {
   it('a data directory held by another emulator: exit 1, a line naming the cause and the directory', async () => {
-    const dataDir = join(dir, 'locked', 'data');
+    const dataDir = inDir('locked', 'data');
     await mkdir(dataDir, { recursive: true });
     const holder = spawn(
       process.execPath,

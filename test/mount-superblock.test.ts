@@ -23,11 +23,7 @@ describe('the ext4 superblock, read without a process', () => {
   beforeAll(async () => {
     fx = await LoopFixtures.create('superblock');
   });
-  afterAll(async () => {
-    const leaks = await fx.leaks();
-    await fx.cleanup();
-    expect(leaks).toEqual({ mounts: [], loops: [] });
-  });
+  afterAll(() => fx.cleanupChecked());
 
   async function withDevice(
     name: string,

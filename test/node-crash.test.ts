@@ -35,6 +35,15 @@ describe('node service: crash recovery and broken surroundings', () => {
     loop.h.node.NodeStageVolume({ volume_id: vol, staging_target_path: staging, volume_capability: mountCap(fsType) });
   const unstage = (vol: string, staging: string) =>
     loop.h.node.NodeUnstageVolume({ volume_id: vol, staging_target_path: staging });
+  const publish = (vol: string, staging: string, target: string) =>
+    loop.h.node.NodePublishVolume({
+      volume_id: vol,
+      staging_target_path: staging,
+      target_path: target,
+      volume_capability: mountCap('ext4'),
+    });
+  const unpublish = (vol: string, target: string) =>
+    loop.h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
 
   it('stage: crash after attach, before mkfs → the repeat formats and mounts', async () => {
     const { staging } = await volume('c-attached');
@@ -115,7 +124,7 @@ describe('node service: crash recovery and broken surroundings', () => {
     await loop.h.node.NodePublishVolume(req);
     expect((await mountAt(target))?.options).toContain('ro');
     expect(await codeOf(loop.h.node.NodePublishVolume({ ...req, readonly: false }))).toBe('ALREADY_EXISTS');
-    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-bind', target_path: target });
+    await unpublish('c-bind', target);
     await unstage('c-bind', staging);
   });
 
@@ -124,14 +133,9 @@ describe('node service: crash recovery and broken surroundings', () => {
     await stage('c-mkdir', staging);
     const target = loop.fx.path('c-mkdir-pod');
     await mkdir(target);
-    await loop.h.node.NodePublishVolume({
-      volume_id: 'c-mkdir',
-      staging_target_path: staging,
-      target_path: target,
-      volume_capability: mountCap('ext4'),
-    });
+    await publish('c-mkdir', staging, target);
     expect((await mountAt(target))?.fsType).toBe('ext4');
-    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-mkdir', target_path: target });
+    await unpublish('c-mkdir', target);
     await unstage('c-mkdir', staging);
   });
 
@@ -149,7 +153,7 @@ describe('node service: crash recovery and broken surroundings', () => {
     };
     await loop.h.node.NodePublishVolume(pub);
     expect((await readMountTable()).filter((e) => e.mountPoint === target).map((e) => e.fsType)).toEqual(['ext4']);
-    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-dead-target', target_path: target });
+    await unpublish('c-dead-target', target);
 
     await mkdir(target);
     loop.fx.deadMount(target);
@@ -158,7 +162,7 @@ describe('node service: crash recovery and broken surroundings', () => {
       'NOT_FOUND',
     );
     // A dead mount that is not this volume's (FUSE, not its device) is someone else's: unpublish leaves it.
-    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-dead-target', target_path: target });
+    await unpublish('c-dead-target', target);
     expect((await mountAt(target))?.fsType).toBe('fuse');
     sh('umount', ['--lazy', target]);
     await unstage('c-dead-target', staging);
@@ -168,14 +172,9 @@ describe('node service: crash recovery and broken surroundings', () => {
     const { staging } = await volume('c-unpub', 64 * MiB);
     await stage('c-unpub', staging);
     const target = loop.fx.path('c-unpub-pod');
-    await loop.h.node.NodePublishVolume({
-      volume_id: 'c-unpub',
-      staging_target_path: staging,
-      target_path: target,
-      volume_capability: mountCap('ext4'),
-    });
+    await publish('c-unpub', staging, target);
     sh('umount', [target]);
-    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-unpub', target_path: target });
+    await unpublish('c-unpub', target);
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
     await unstage('c-unpub', staging);
   });
@@ -193,12 +192,7 @@ describe('node service: crash recovery and broken surroundings', () => {
     const { staging } = await volume('c-vanished', 64 * MiB);
     await stage('c-vanished', staging);
     const target = loop.fx.path('c-vanished-pod');
-    await loop.h.node.NodePublishVolume({
-      volume_id: 'c-vanished',
-      staging_target_path: staging,
-      target_path: target,
-      volume_capability: mountCap('ext4'),
-    });
+    await publish('c-vanished', staging, target);
     const device = (await loop.connector.queryDevice('c-vanished'))!;
     sh('losetup', ['--detach', device]); // the kernel keeps it until the last mount goes (autoclear)
     loop.connector.forget('c-vanished'); // and the back end no longer reports it attached
@@ -207,7 +201,7 @@ describe('node service: crash recovery and broken surroundings', () => {
       abnormal: true,
       message: expect.stringContaining('no longer attached'),
     });
-    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-vanished', target_path: target });
+    await unpublish('c-vanished', target);
     await unstage('c-vanished', staging);
     expect(await mountAt(staging)).toBeUndefined();
     loop.connector.remember('c-vanished');

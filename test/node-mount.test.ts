@@ -89,11 +89,7 @@ describe('the mount room on real loop devices', () => {
   beforeAll(async () => {
     fx = await LoopFixtures.create('node-mount');
   });
-  afterAll(async () => {
-    const leaks = await fx.leaks();
-    await fx.cleanup();
-    expect(leaks).toEqual({ mounts: [], loops: [] });
-  });
+  afterAll(() => fx.cleanupChecked());
 
   for (const fsType of ['ext4', 'xfs'] as const) {
     it(`${fsType}: probe blank, format, mount, grow online, unmount`, async () => {

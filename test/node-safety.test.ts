@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { makeFilesystem } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { sh, type LoopFixtures } from './support/loop-fixtures.js';
-import { blockCap, codeOf, mountAt, mountCap, useLoopNode } from './support/node-harness.js';
+import { blockCap, codeOf, mountAt, mountCap, useLoopNode, volumeRequests } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -128,21 +128,15 @@ describe('node safety: one staging path per volume', () => {
     await loop.connector.create('twice-blk', 64 * MiB);
     const [a, b] = [loop.fx.path('twice-blk-staging-1'), loop.fx.path('twice-blk-staging-2')];
     const cap = blockCap();
-    await loop.h.node.NodeStageVolume({ volume_id: 'twice-blk', staging_target_path: a, volume_capability: cap });
-    await loop.h.node.NodeStageVolume({ volume_id: 'twice-blk', staging_target_path: b, volume_capability: cap });
+    const twice = volumeRequests(() => loop.h.node, 'twice-blk');
+    await twice.stage(a, cap);
+    await twice.stage(b, cap);
     const target = loop.fx.path('twice-blk-pod', 'dev');
-    await loop.h.node.NodePublishVolume({
-      volume_id: 'twice-blk',
-      staging_target_path: a,
-      target_path: target,
-      volume_capability: cap,
-    });
-    expect(await codeOf(loop.h.node.NodeUnstageVolume({ volume_id: 'twice-blk', staging_target_path: b }))).toBe(
-      'FAILED_PRECONDITION',
-    );
-    await loop.h.node.NodeUnpublishVolume({ volume_id: 'twice-blk', target_path: target });
-    await loop.h.node.NodeUnstageVolume({ volume_id: 'twice-blk', staging_target_path: b });
-    await loop.h.node.NodeUnstageVolume({ volume_id: 'twice-blk', staging_target_path: a });
+    await twice.publish(a, target, cap);
+    expect(await codeOf(twice.unstage(b))).toBe('FAILED_PRECONDITION');
+    await twice.unpublish(target);
+    await twice.unstage(b);
+    await twice.unstage(a);
     expect(await loop.connector.queryDevice('twice-blk')).toBeUndefined();
   });
 });

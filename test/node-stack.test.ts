@@ -78,6 +78,16 @@ async function attachedVolume(cap: VolumeCapability, bytes = 320 * MiB, paramete
   };
 }
 
+/** NodeStageVolume of an attached volume, as kubelet sends it. */
+function stageRequest(v: Awaited<ReturnType<typeof attachedVolume>>, cap: VolumeCapability) {
+  return {
+    volume_id: v.id,
+    staging_target_path: v.staging,
+    volume_capability: cap,
+    publish_context: v.publish_context,
+  };
+}
+
 async function teardown(v: { id: string; staging: string }, targets: string[]) {
   for (const t of targets) await node.NodeUnpublishVolume({ volume_id: v.id, target_path: t });
   await node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: v.staging });
@@ -191,12 +201,7 @@ for (const level of ['extended', 'original'] as const satisfies readonly StackLe
     it('block: the device at the target carries data; stats give its size; expand needs no filesystem work', async () => {
       const cap = blockCap();
       const v = await attachedVolume(cap, 64 * MiB);
-      await node.NodeStageVolume({
-        volume_id: v.id,
-        staging_target_path: v.staging,
-        volume_capability: cap,
-        publish_context: v.publish_context,
-      });
+      await node.NodeStageVolume(stageRequest(v, cap));
       const target = join(v.dir, 'pods', 'dev');
       await node.NodePublishVolume({
         volume_id: v.id,
@@ -236,12 +241,7 @@ for (const level of ['extended', 'original'] as const satisfies readonly StackLe
     it('a restored linked clone mounts beside its source on the same host (xfs nouuid) and reads back the data', async () => {
       const cap = mountCap('xfs');
       const v = await attachedVolume(cap);
-      await node.NodeStageVolume({
-        volume_id: v.id,
-        staging_target_path: v.staging,
-        volume_capability: cap,
-        publish_context: v.publish_context,
-      });
+      await node.NodeStageVolume(stageRequest(v, cap));
       await writeFile(join(v.staging, 'before-snapshot.txt'), 'kept');
       execFileSync('sync', ['-f', join(v.staging, 'before-snapshot.txt')]);
       const { snapshot } = await ctl.CreateSnapshot({
@@ -315,12 +315,7 @@ for (const level of ['extended', 'original'] as const satisfies readonly StackLe
     it('unstage still ends OK when the loop device was detached behind our back', async () => {
       const cap = mountCap('ext4');
       const v = await attachedVolume(cap, 64 * MiB);
-      await node.NodeStageVolume({
-        volume_id: v.id,
-        staging_target_path: v.staging,
-        volume_capability: cap,
-        publish_context: v.publish_context,
-      });
+      await node.NodeStageVolume(stageRequest(v, cap));
       const device = execFileSync('findmnt', ['--noheadings', '--output', 'SOURCE', '--mountpoint', v.staging], {
         encoding: 'utf8',
       }).trim();

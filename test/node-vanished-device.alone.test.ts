@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devicePathOf, splitDeviceNumber } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
 import { sh } from './support/loop-fixtures.js';
-import { blockCap, useLoopNode } from './support/node-harness.js';
+import { blockCap, useLoopNode, volumeRequests } from './support/node-harness.js';
 import { startStack, type Stack } from './support/stack.js';
 
 const MiB = 1024 * 1024;
@@ -76,26 +76,18 @@ describe('node service on the loop stand-in: a device that vanished', () => {
     const staging = loop.fx.path('c-vanished-blk-staging');
     await mkdir(staging);
     const cap = blockCap();
-    await loop.h.node.NodeStageVolume({
-      volume_id: 'c-vanished-blk',
-      staging_target_path: staging,
-      volume_capability: cap,
-    });
+    const vanished = volumeRequests(() => loop.h.node, 'c-vanished-blk');
+    await vanished.stage(staging, cap);
     const target = loop.fx.path('c-vanished-blk-pod', 'dev');
-    await loop.h.node.NodePublishVolume({
-      volume_id: 'c-vanished-blk',
-      staging_target_path: staging,
-      target_path: target,
-      volume_capability: cap,
-    });
+    await vanished.publish(staging, target, cap);
     sh('losetup', ['--detach', (await loop.connector.queryDevice('c-vanished-blk'))!]);
     const stats = await loop.h.node.NodeGetVolumeStats({ volume_id: 'c-vanished-blk', volume_path: target });
     expect(stats.volume_condition).toMatchObject({
       abnormal: true,
       message: expect.stringMatching(/size 0|no longer attached/),
     });
-    await loop.h.node.NodeUnpublishVolume({ volume_id: 'c-vanished-blk', target_path: target });
-    await loop.h.node.NodeUnstageVolume({ volume_id: 'c-vanished-blk', staging_target_path: staging });
+    await vanished.unpublish(target);
+    await vanished.unstage(staging);
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });

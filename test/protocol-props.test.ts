@@ -13,6 +13,7 @@ import {
   parseRequest,
   ProtocolError,
 } from '../src/protocol/vbs.js';
+import { wireText } from './support/wire-arbitraries.js';
 
 const key = fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_]{0,20}$/);
 const requestType = fc.stringMatching(/^[A-Z][A-Z0-9_]{0,30}$/);
@@ -25,31 +26,7 @@ const fields = fc.array(fc.tuple(key, lineValue), { maxLength: 12 });
 /** Bytes biased towards the protocol's own shapes, so the parsers get past their first check. */
 const protocolishBytes = fc.oneof(
   fc.uint8Array({ maxLength: 300 }),
-  fc
-    .array(
-      fc.oneof(
-        fc.constantFrom(
-          '[',
-          ']',
-          '=',
-          ',',
-          '%',
-          '\n',
-          '\r\n',
-          '\u0000',
-          'retcode=',
-          'retcode=0\n',
-          'volume0=[',
-          '%2C',
-          '%F',
-          '\u00e9',
-          '\t',
-        ),
-        fc.string({ maxLength: 8 }),
-      ),
-      { maxLength: 40 },
-    )
-    .map((parts) => new Uint8Array(Buffer.from(parts.join(''), 'utf8'))),
+  wireText(40, 8).map((bytes) => new Uint8Array(bytes)),
   fc.tuple(fc.uint8Array({ maxLength: 40 }), fc.nat({ max: 40 })).map(([junk, at]) => {
     const valid = Buffer.from('retcode=0\nvolume0=[status=1,vol_name=v]\n');
     return new Uint8Array(Buffer.concat([valid.subarray(0, Math.min(at, valid.length)), junk]));

@@ -105,6 +105,16 @@ async function expectClean(method: string, send: () => Promise<unknown>, request
   return outcome.ok;
 }
 
+/** Every request `requests` makes, sent by `send`, is answered cleanly (expectClean). */
+async function fuzzClean<R>(method: string, requests: fc.Arbitrary<R>, send: (req: R) => Promise<unknown>) {
+  await fc.assert(
+    fc.asyncProperty(requests, async (req) => {
+      await expectClean(method, () => send(req), req);
+    }),
+    params(),
+  );
+}
+
 const hasDotDot = (path: string) => path.split('/').some((c) => c === '..' || c === '.');
 
 beforeAll(async () => {
@@ -253,70 +263,51 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
 
   it('DeleteVolume, ControllerGetVolume, ValidateVolumeCapabilities, ControllerExpandVolume, ControllerModifyVolume', async () => {
     const ctl = stack.csi.controller;
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({ volume_id: hostileString(['pvc-nothing-here']), secrets: stringMap }),
-        async (req) => {
-          await expectClean('DeleteVolume', () => ctl.DeleteVolume(req), req);
-        },
-      ),
-      params(),
+    await fuzzClean(
+      'DeleteVolume',
+      fc.record({ volume_id: hostileString(['pvc-nothing-here']), secrets: stringMap }),
+      (req) => ctl.DeleteVolume(req),
     );
-    await fc.assert(
-      fc.asyncProperty(fc.record({ volume_id: id(FIXTURE_VOLUME) }), async (req) => {
-        await expectClean('ControllerGetVolume', () => ctl.ControllerGetVolume(req), req);
+    await fuzzClean('ControllerGetVolume', fc.record({ volume_id: id(FIXTURE_VOLUME) }), (req) =>
+      ctl.ControllerGetVolume(req),
+    );
+    await fuzzClean(
+      'ValidateVolumeCapabilities',
+      fc.record({
+        volume_id: id(FIXTURE_VOLUME),
+        volume_context: stringMap,
+        volume_capabilities: someCaps,
+        parameters: someParameters,
+        mutable_parameters: mostly(fc.constant({}), stringMap),
+        secrets: stringMap,
       }),
-      params(),
+      (req) => ctl.ValidateVolumeCapabilities(req),
     );
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({
+    await fuzzClean(
+      'ControllerExpandVolume',
+      fc.record(
+        {
           volume_id: id(FIXTURE_VOLUME),
-          volume_context: stringMap,
-          volume_capabilities: someCaps,
-          parameters: someParameters,
-          mutable_parameters: mostly(fc.constant({}), stringMap),
+          capacity_range: capacityRange,
+          volume_capability: fc.option(capability, { nil: undefined }),
           secrets: stringMap,
-        }),
-        async (req) => {
-          await expectClean('ValidateVolumeCapabilities', () => ctl.ValidateVolumeCapabilities(req), req);
         },
+        { requiredKeys: ['volume_id'] },
       ),
-      params(),
+      (req) => ctl.ControllerExpandVolume(req),
     );
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record(
-          {
-            volume_id: id(FIXTURE_VOLUME),
-            capacity_range: capacityRange,
-            volume_capability: fc.option(capability, { nil: undefined }),
-            secrets: stringMap,
-          },
-          { requiredKeys: ['volume_id'] },
+    await fuzzClean(
+      'ControllerModifyVolume',
+      fc.record({
+        volume_id: id(FIXTURE_VOLUME),
+        mutable_parameters: fc.dictionary(
+          mostly(fc.constantFrom('maxIOPS', 'maxMBps', 'qosLevel', 'cache'), hostileString()),
+          mostly(fc.constantFrom('0', '100', 'high', 'read', '-5', '1e3', '99999999999'), hostileString()),
+          { maxKeys: 3 },
         ),
-        async (req) => {
-          await expectClean('ControllerExpandVolume', () => ctl.ControllerExpandVolume(req), req);
-        },
-      ),
-      params(),
-    );
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({
-          volume_id: id(FIXTURE_VOLUME),
-          mutable_parameters: fc.dictionary(
-            mostly(fc.constantFrom('maxIOPS', 'maxMBps', 'qosLevel', 'cache'), hostileString()),
-            mostly(fc.constantFrom('0', '100', 'high', 'read', '-5', '1e3', '99999999999'), hostileString()),
-            { maxKeys: 3 },
-          ),
-          secrets: stringMap,
-        }),
-        async (req) => {
-          await expectClean('ControllerModifyVolume', () => ctl.ControllerModifyVolume(req), req);
-        },
-      ),
-      params(),
+        secrets: stringMap,
+      }),
+      (req) => ctl.ControllerModifyVolume(req),
     );
   });
 
@@ -348,52 +339,37 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
 
   it('ListVolumes, ListSnapshots, GetCapacity, GetSnapshot: paging tokens, limits, filters, topology', async () => {
     const ctl = stack.csi.controller;
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({ max_entries: int32, starting_token: hostileString(['lv1.cHZjLWZ1enotY3Rs', 'lv1.', 'ls1.cHZj']) }),
-        async (req) => {
-          await expectClean('ListVolumes', () => ctl.ListVolumes(req), req);
-        },
-      ),
-      params(),
+    await fuzzClean(
+      'ListVolumes',
+      fc.record({ max_entries: int32, starting_token: hostileString(['lv1.cHZjLWZ1enotY3Rs', 'lv1.', 'ls1.cHZj']) }),
+      (req) => ctl.ListVolumes(req),
     );
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({
-          max_entries: int32,
-          starting_token: hostileString(['ls1.c25hcHNob3Q', 'lv1.cHZj']),
-          source_volume_id: id(FIXTURE_VOLUME),
-          snapshot_id: id(FIXTURE_SNAPSHOT),
-          secrets: stringMap,
-        }),
-        async (req) => {
-          await expectClean('ListSnapshots', () => ctl.ListSnapshots(req), req);
-        },
-      ),
-      params(),
-    );
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record(
-          {
-            volume_capabilities: someCaps,
-            parameters: someParameters,
-            accessible_topology: fc.option(topology, { nil: undefined }),
-            mutable_parameters: stringMap,
-          },
-          { requiredKeys: ['volume_capabilities', 'parameters'] },
-        ),
-        async (req) => {
-          await expectClean('GetCapacity', () => ctl.GetCapacity(req), req);
-        },
-      ),
-      params(),
-    );
-    await fc.assert(
-      fc.asyncProperty(fc.record({ snapshot_id: id(FIXTURE_SNAPSHOT), secrets: stringMap }), async (req) => {
-        await expectClean('GetSnapshot', () => ctl.GetSnapshot(req), req);
+    await fuzzClean(
+      'ListSnapshots',
+      fc.record({
+        max_entries: int32,
+        starting_token: hostileString(['ls1.c25hcHNob3Q', 'lv1.cHZj']),
+        source_volume_id: id(FIXTURE_VOLUME),
+        snapshot_id: id(FIXTURE_SNAPSHOT),
+        secrets: stringMap,
       }),
-      params(),
+      (req) => ctl.ListSnapshots(req),
+    );
+    await fuzzClean(
+      'GetCapacity',
+      fc.record(
+        {
+          volume_capabilities: someCaps,
+          parameters: someParameters,
+          accessible_topology: fc.option(topology, { nil: undefined }),
+          mutable_parameters: stringMap,
+        },
+        { requiredKeys: ['volume_capabilities', 'parameters'] },
+      ),
+      (req) => ctl.GetCapacity(req),
+    );
+    await fuzzClean('GetSnapshot', fc.record({ snapshot_id: id(FIXTURE_SNAPSHOT), secrets: stringMap }), (req) =>
+      ctl.GetSnapshot(req),
     );
   });
 
@@ -426,14 +402,10 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
       ),
       params(),
     );
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({ snapshot_id: hostileString(['snapshot-nothing-here']), secrets: stringMap }),
-        async (req) => {
-          await expectClean('DeleteSnapshot', () => ctl.DeleteSnapshot(req), req);
-        },
-      ),
-      params(),
+    await fuzzClean(
+      'DeleteSnapshot',
+      fc.record({ snapshot_id: hostileString(['snapshot-nothing-here']), secrets: stringMap }),
+      (req) => ctl.DeleteSnapshot(req),
     );
   });
 
@@ -508,53 +480,45 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
       { weight: 1, arbitrary: fc.constant(stagingPath) },
       { weight: 3, arbitrary: nodePath(kubelet, SYMLINKS) },
     );
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({
+    await fuzzClean(
+      'NodeGetVolumeStats',
+      fc.record({
+        volume_id: id(STAGED_VOLUME),
+        volume_path: paths,
+        staging_target_path: fc.oneof(fc.constant(''), paths),
+      }),
+      (req) => node.NodeGetVolumeStats(req),
+    );
+    await fuzzClean(
+      'NodeExpandVolume',
+      fc.record(
+        {
           volume_id: id(STAGED_VOLUME),
           volume_path: paths,
-          staging_target_path: fc.oneof(fc.constant(''), paths),
-        }),
-        async (req) => {
-          await expectClean('NodeGetVolumeStats', () => node.NodeGetVolumeStats(req), req);
-        },
-      ),
-      params(),
-    );
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record(
-          {
-            volume_id: id(STAGED_VOLUME),
-            volume_path: paths,
-            // Sizes the staged volume already has, sizes no volume can have, and garbage. (A size in between is
-            // no bad input: it waits for ControllerExpandVolume to grow the device — tested in node-service.)
-            capacity_range: fc.option(
-              fc.record(
-                {
-                  required_bytes: fc
-                    .oneof(
-                      fc.bigInt({ min: -(2n ** 63n), max: 64n * 2n ** 20n }),
-                      fc.bigInt({ min: 2n ** 46n + 1n, max: 2n ** 63n - 1n }),
-                    )
-                    .map(String),
-                  limit_bytes: int64,
-                },
-                { requiredKeys: [] },
-              ),
-              { nil: undefined },
+          // Sizes the staged volume already has, sizes no volume can have, and garbage. (A size in between is
+          // no bad input: it waits for ControllerExpandVolume to grow the device — tested in node-service.)
+          capacity_range: fc.option(
+            fc.record(
+              {
+                required_bytes: fc
+                  .oneof(
+                    fc.bigInt({ min: -(2n ** 63n), max: 64n * 2n ** 20n }),
+                    fc.bigInt({ min: 2n ** 46n + 1n, max: 2n ** 63n - 1n }),
+                  )
+                  .map(String),
+                limit_bytes: int64,
+              },
+              { requiredKeys: [] },
             ),
-            staging_target_path: fc.oneof(fc.constant(''), paths),
-            volume_capability: fc.option(capability, { nil: undefined }),
-            secrets: stringMap,
-          },
-          { requiredKeys: ['volume_id', 'volume_path'] },
-        ),
-        async (req) => {
-          await expectClean('NodeExpandVolume', () => node.NodeExpandVolume(req), req);
+            { nil: undefined },
+          ),
+          staging_target_path: fc.oneof(fc.constant(''), paths),
+          volume_capability: fc.option(capability, { nil: undefined }),
+          secrets: stringMap,
         },
+        { requiredKeys: ['volume_id', 'volume_path'] },
       ),
-      params(),
+      (req) => node.NodeExpandVolume(req),
     );
   });
 
@@ -598,64 +562,48 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
         fc.constantFrom(...(created.groups.size > 0 ? [...created.groups.keys()] : ['groupsnapshot-none'])),
         hostileString(),
       );
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({
-          group_snapshot_id: groupIds(),
-          snapshot_ids: fc.array(id(FIXTURE_SNAPSHOT), { maxLength: 3 }),
-          secrets: stringMap,
-        }),
-        async (req) => {
-          await expectClean('GetVolumeGroupSnapshot', () => group.GetVolumeGroupSnapshot(req), req);
-        },
-      ),
-      params(),
+    await fuzzClean(
+      'GetVolumeGroupSnapshot',
+      fc.record({
+        group_snapshot_id: groupIds(),
+        snapshot_ids: fc.array(id(FIXTURE_SNAPSHOT), { maxLength: 3 }),
+        secrets: stringMap,
+      }),
+      (req) => group.GetVolumeGroupSnapshot(req),
     );
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({
-          group_snapshot_id: hostileString(['groupsnapshot-nothing-here']),
-          snapshot_ids: fc.array(hostileString(), { maxLength: 3 }),
-          secrets: stringMap,
-        }),
-        async (req) => {
-          await expectClean('DeleteVolumeGroupSnapshot', () => group.DeleteVolumeGroupSnapshot(req), req);
-        },
-      ),
-      params(),
+    await fuzzClean(
+      'DeleteVolumeGroupSnapshot',
+      fc.record({
+        group_snapshot_id: hostileString(['groupsnapshot-nothing-here']),
+        snapshot_ids: fc.array(hostileString(), { maxLength: 3 }),
+        secrets: stringMap,
+      }),
+      (req) => group.DeleteVolumeGroupSnapshot(req),
     );
   });
 
   it('SnapshotMetadata: GetMetadataAllocated and GetMetadataDelta (streams): ids, offsets, page sizes', async () => {
     const meta = stack.csi.snapshotMetadata;
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({
-          snapshot_id: id(FIXTURE_SNAPSHOT),
-          starting_offset: int64,
-          max_results: int32,
-          secrets: stringMap,
-        }),
-        async (req) => {
-          await expectClean('GetMetadataAllocated', () => meta.GetMetadataAllocated(req), req);
-        },
-      ),
-      params(),
+    await fuzzClean(
+      'GetMetadataAllocated',
+      fc.record({
+        snapshot_id: id(FIXTURE_SNAPSHOT),
+        starting_offset: int64,
+        max_results: int32,
+        secrets: stringMap,
+      }),
+      (req) => meta.GetMetadataAllocated(req),
     );
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({
-          base_snapshot_id: id(FIXTURE_SNAPSHOT),
-          target_snapshot_id: id(FIXTURE_SNAPSHOT),
-          starting_offset: int64,
-          max_results: int32,
-          secrets: stringMap,
-        }),
-        async (req) => {
-          await expectClean('GetMetadataDelta', () => meta.GetMetadataDelta(req), req);
-        },
-      ),
-      params(),
+    await fuzzClean(
+      'GetMetadataDelta',
+      fc.record({
+        base_snapshot_id: id(FIXTURE_SNAPSHOT),
+        target_snapshot_id: id(FIXTURE_SNAPSHOT),
+        starting_offset: int64,
+        max_results: int32,
+        secrets: stringMap,
+      }),
+      (req) => meta.GetMetadataDelta(req),
     );
   });
 

@@ -15,13 +15,17 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readMountTable } from '../src/mount/index.js';
 import { LoopConnector } from './support/loop-connector.js';
-import { blockCap, codeOf, mountAt, mountCap, useLoopNode } from './support/node-harness.js';
+import { blockCap, codeOf, mountAt, mountCap, useLoopNode, volumeRequests } from './support/node-harness.js';
 
 const MiB = 1024 * 1024;
 
 const loop = useLoopNode('node-paths', (f) => new LoopConnector(f));
 let canary: string;
 let kubelet: string;
+
+// vol-a's requests as the CO sends them; most tests stage it with an ext4 filesystem.
+const { stage, publish, unstage, unpublish } = volumeRequests(() => loop.h.node, 'vol-a');
+const ext4 = mountCap('ext4');
 
 function tree(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort();
@@ -69,37 +73,11 @@ describe('node paths', () => {
       // One at a time: they share the volume's lock.
       const codes: Record<string, string> = {};
       for (const [name, call] of [
-        [
-          'stage',
-          () =>
-            loop.h.node.NodeStageVolume({
-              volume_id: 'vol-a',
-              staging_target_path: path,
-              volume_capability: mountCap('ext4'),
-            }),
-        ],
-        ['unstage', () => loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: path })],
-        [
-          'publish target',
-          () =>
-            loop.h.node.NodePublishVolume({
-              volume_id: 'vol-a',
-              staging_target_path: staged,
-              target_path: path,
-              volume_capability: mountCap('ext4'),
-            }),
-        ],
-        [
-          'publish staging',
-          () =>
-            loop.h.node.NodePublishVolume({
-              volume_id: 'vol-a',
-              staging_target_path: path,
-              target_path: join(kubelet, 'pod'),
-              volume_capability: mountCap('ext4'),
-            }),
-        ],
-        ['unpublish', () => loop.h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: path })],
+        ['stage', () => stage(path, ext4)],
+        ['unstage', () => unstage(path)],
+        ['publish target', () => publish(staged, path, ext4)],
+        ['publish staging', () => publish(path, join(kubelet, 'pod'), ext4)],
+        ['unpublish', () => unpublish(path)],
         ['stats', () => loop.h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: path })],
         ['expand', () => loop.h.node.NodeExpandVolume({ volume_id: 'vol-a', volume_path: path })],
         [
@@ -120,64 +98,24 @@ describe('node paths', () => {
   );
 
   it('a staging path that is a symlink (to a directory elsewhere) is refused; the volume is not left attached by it', async () => {
-    expect(
-      await codeOf(
-        loop.h.node.NodeStageVolume({
-          volume_id: 'vol-a',
-          staging_target_path: join(kubelet, 'to-canary'),
-          volume_capability: mountCap('ext4'),
-        }),
-      ),
-    ).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(stage(join(kubelet, 'to-canary'), ext4))).toBe('INVALID_ARGUMENT');
     expect(await loop.connector.queryDevice('vol-a')).toBeUndefined();
     await canaryUntouched();
   });
 
   it('a target path that is a symlink is refused for filesystem and block publishes; unpublish and unstage leave a symlink and what it points to alone', async () => {
     const staging = join(kubelet, 'vol-a', 'globalmount');
-    await loop.h.node.NodeStageVolume({
-      volume_id: 'vol-a',
-      staging_target_path: staging,
-      volume_capability: mountCap('ext4'),
-    });
-    expect(
-      await codeOf(
-        loop.h.node.NodePublishVolume({
-          volume_id: 'vol-a',
-          staging_target_path: staging,
-          target_path: join(kubelet, 'to-canary'),
-          volume_capability: mountCap('ext4'),
-        }),
-      ),
-    ).toBe('INVALID_ARGUMENT');
-    await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
-    await loop.h.node.NodeStageVolume({
-      volume_id: 'vol-a',
-      staging_target_path: staging,
-      volume_capability: blockCap(),
-    });
-    expect(
-      await codeOf(
-        loop.h.node.NodePublishVolume({
-          volume_id: 'vol-a',
-          staging_target_path: staging,
-          target_path: join(kubelet, 'to-canary-file'),
-          volume_capability: blockCap(),
-        }),
-      ),
-    ).toBe('INVALID_ARGUMENT');
+    await stage(staging, ext4);
+    expect(await codeOf(publish(staging, join(kubelet, 'to-canary'), ext4))).toBe('INVALID_ARGUMENT');
+    await unstage(staging);
+    await stage(staging, blockCap());
+    expect(await codeOf(publish(staging, join(kubelet, 'to-canary-file'), blockCap()))).toBe('INVALID_ARGUMENT');
     for (const link of ['to-canary', 'to-canary-file']) {
-      expect(
-        await codeOf(loop.h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: join(kubelet, link) })),
-      ).toBe('OK');
+      expect(await codeOf(unpublish(join(kubelet, link)))).toBe('OK');
       expect(lstatSync(join(kubelet, link)).isSymbolicLink()).toBe(true);
     }
-    await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
-    expect(
-      await codeOf(
-        loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: join(kubelet, 'to-canary') }),
-      ),
-    ).toBe('OK');
+    await unstage(staging);
+    expect(await codeOf(unstage(join(kubelet, 'to-canary')))).toBe('OK');
     expect(readlinkSync(join(kubelet, 'to-canary'))).toBe(canary);
     expect(
       await codeOf(loop.h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: join(kubelet, 'to-canary') })),
@@ -192,23 +130,14 @@ describe('node paths', () => {
     const staging = join(loop.fx.path('linked-kubelet'), 'vol-a', 'globalmount');
     const target = join(loop.fx.path('linked-kubelet'), 'pods', 'p1', 'mount');
     await mkdir(join(loop.fx.path('linked-kubelet'), 'pods', 'p1'), { recursive: true });
-    await loop.h.node.NodeStageVolume({
-      volume_id: 'vol-a',
-      staging_target_path: staging,
-      volume_capability: mountCap('ext4'),
-    });
-    await loop.h.node.NodePublishVolume({
-      volume_id: 'vol-a',
-      staging_target_path: staging,
-      target_path: target,
-      volume_capability: mountCap('ext4'),
-    });
+    await stage(staging, ext4);
+    await publish(staging, target, ext4);
     const points = (await readMountTable()).map((m) => m.mountPoint);
     expect(points).toContain(join(realRoot, 'vol-a', 'globalmount'));
     expect(points).toContain(join(realRoot, 'pods', 'p1', 'mount'));
     expect(await codeOf(loop.h.node.NodeGetVolumeStats({ volume_id: 'vol-a', volume_path: target }))).toBe('OK');
-    await loop.h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: target });
-    await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
+    await unpublish(target);
+    await unstage(staging);
     expect(existsSync(join(realRoot, 'pods', 'p1', 'mount'))).toBe(false);
     expect(await loop.connector.queryDevice('vol-a')).toBeUndefined();
   });
@@ -216,29 +145,12 @@ describe('node paths', () => {
   it('a path running through a regular file is INVALID_ARGUMENT for stage and both kinds of publish', async () => {
     await writeFile(join(kubelet, 'a-file'), 'x');
     const through = join(kubelet, 'a-file', 'globalmount');
-    expect(
-      await codeOf(
-        loop.h.node.NodeStageVolume({
-          volume_id: 'vol-a',
-          staging_target_path: through,
-          volume_capability: mountCap('ext4'),
-        }),
-      ),
-    ).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(stage(through, ext4))).toBe('INVALID_ARGUMENT');
     const staging = join(kubelet, 'vol-a', 'globalmount');
     for (const cap of [mountCap('ext4'), blockCap()]) {
-      await loop.h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: cap });
-      expect(
-        await codeOf(
-          loop.h.node.NodePublishVolume({
-            volume_id: 'vol-a',
-            staging_target_path: staging,
-            target_path: join(through, 'pod'),
-            volume_capability: cap,
-          }),
-        ),
-      ).toBe('INVALID_ARGUMENT');
-      await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
+      await stage(staging, cap);
+      expect(await codeOf(publish(staging, join(through, 'pod'), cap))).toBe('INVALID_ARGUMENT');
+      await unstage(staging);
     }
     expect(await loop.connector.queryDevice('vol-a')).toBeUndefined();
   });
@@ -254,19 +166,13 @@ describe('node paths', () => {
       [mountCap('ext4'), dir],
       [blockCap(), file],
     ] as const) {
-      await loop.h.node.NodeStageVolume({ volume_id: 'vol-a', staging_target_path: staging, volume_capability: cap });
-      await loop.h.node.NodePublishVolume({
-        volume_id: 'vol-a',
-        staging_target_path: staging,
-        target_path: target,
-        volume_capability: cap,
-      });
+      await stage(staging, cap);
+      await publish(staging, target, cap);
       expect(await mountAt(target)).toBeDefined();
       // Twice: the repeat after a finished unpublish must not be stuck on what was there before.
-      for (let i = 0; i < 2; i++)
-        expect(await codeOf(loop.h.node.NodeUnpublishVolume({ volume_id: 'vol-a', target_path: target }))).toBe('OK');
+      for (let i = 0; i < 2; i++) expect(await codeOf(unpublish(target))).toBe('OK');
       expect(await mountAt(target)).toBeUndefined();
-      await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
+      await unstage(staging);
     }
     expect(await readFile(join(dir, 'theirs'), 'utf8')).toBe('not ours');
     expect(await readFile(file, 'utf8')).toBe('not ours either');
@@ -290,11 +196,7 @@ describe('node paths', () => {
 describe('node sizes', () => {
   it('NodeExpandVolume to more than the back end can ever hold is OUT_OF_RANGE at once, without waiting for the device', async () => {
     const staging = join(kubelet, 'vol-a', 'globalmount');
-    await loop.h.node.NodeStageVolume({
-      volume_id: 'vol-a',
-      staging_target_path: staging,
-      volume_capability: mountCap('ext4'),
-    });
+    await stage(staging, ext4);
     // Before, each of these waited out the 10 s device wait and answered UNAVAILABLE ("not grown yet").
     for (const required of ['70368744177665', '9007199254740991']) {
       expect(
@@ -307,6 +209,6 @@ describe('node sizes', () => {
         ),
       ).toBe('OUT_OF_RANGE');
     }
-    await loop.h.node.NodeUnstageVolume({ volume_id: 'vol-a', staging_target_path: staging });
+    await unstage(staging);
   });
 });

@@ -32,6 +32,7 @@ import {
 import { FakeVbs, snapshotRecord, volumeRecord } from './support/fake-vbs.js';
 import { countFrom, seedFrom } from './support/backend-audit.js';
 import { hostileString } from './support/csi-arbitraries.js';
+import { wireText } from './support/wire-arbitraries.js';
 
 const SEED = seedFrom('WIRE_SEED', 31_337);
 const RUNS = countFrom('WIRE_RUNS', 150);
@@ -112,28 +113,7 @@ const validRequest = fc
   .map(([type, fields]) => encodeRequest(type, fields));
 const garbage: fc.Arbitrary<Buffer> = fc.oneof(
   fc.uint8Array({ maxLength: 2_000 }).map((b) => Buffer.from(b)),
-  fc
-    .array(
-      fc.oneof(
-        fc.constantFrom(
-          '[',
-          ']',
-          '=',
-          '\n',
-          '\r\n',
-          '\n\n',
-          '\u0000',
-          '\u00ff',
-          'vol_name=',
-          '[QUERY_VOLUME_REQ]',
-          '%',
-          '\t',
-        ),
-        fc.string({ maxLength: 10 }),
-      ),
-      { maxLength: 60 },
-    )
-    .map((parts) => Buffer.from(parts.join(''), 'utf8')),
+  wireText(60, 10),
   fc.tuple(validRequest, fc.nat()).map(([req, at]) => req.subarray(0, at % (req.length + 1))),
   fc.tuple(validRequest, fc.nat(), fc.integer({ min: 0, max: 255 })).map(([req, at, byte]) => {
     const copy = Buffer.from(req);

@@ -152,65 +152,27 @@ describe('CSI SnapshotMetadata', () => {
       capacity_range: { required_bytes: String(16 * MiB) },
     });
     await ctl.CreateSnapshot({ name: 'snapshot-other', source_volume_id: 'pvc-meta-other' });
+    // The requests of the table: allocated blocks of snapshot-meta-1, or the delta from base to target.
+    const allocated = (more: { starting_offset?: string; max_results?: number }) => () =>
+      meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', ...more });
+    const delta =
+      (base: string, target: string, more: { starting_offset?: string } = {}) =>
+      () =>
+        meta.GetMetadataDelta({ base_snapshot_id: base, target_snapshot_id: target, ...more });
     const cases: Array<[() => Promise<unknown>, string, string]> = [
       [() => meta.GetMetadataAllocated({ snapshot_id: '' }), 'INVALID_ARGUMENT', 'snapshot_id is required'],
       [() => meta.GetMetadataAllocated({ snapshot_id: 'snapshot-none' }), 'NOT_FOUND', 'snapshot-none'],
       [() => meta.GetMetadataAllocated({ snapshot_id: 'bad id!' }), 'NOT_FOUND', 'bad id!'],
-      [
-        () => meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', starting_offset: '-1' }),
-        'OUT_OF_RANGE',
-        'negative',
-      ],
-      [
-        () => meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', starting_offset: String(SIZE + 1) }),
-        'OUT_OF_RANGE',
-        'beyond',
-      ],
-      [
-        () => meta.GetMetadataAllocated({ snapshot_id: 'snapshot-meta-1', max_results: -1 }),
-        'INVALID_ARGUMENT',
-        'max_results',
-      ],
-      [
-        () => meta.GetMetadataDelta({ base_snapshot_id: '', target_snapshot_id: 'snapshot-meta-2' }),
-        'INVALID_ARGUMENT',
-        'base_snapshot_id is required',
-      ],
-      [
-        () => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-meta-1', target_snapshot_id: '' }),
-        'INVALID_ARGUMENT',
-        'target_snapshot_id is required',
-      ],
-      [
-        () => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-none', target_snapshot_id: 'snapshot-meta-2' }),
-        'NOT_FOUND',
-        'base_snapshot_id',
-      ],
-      [
-        () => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-meta-1', target_snapshot_id: 'snapshot-none' }),
-        'NOT_FOUND',
-        'target_snapshot_id',
-      ],
-      [
-        () => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-other', target_snapshot_id: 'snapshot-meta-2' }),
-        'INVALID_ARGUMENT',
-        'one volume',
-      ],
-      [
-        () => meta.GetMetadataDelta({ base_snapshot_id: 'snapshot-meta-2', target_snapshot_id: 'snapshot-meta-1' }),
-        'INVALID_ARGUMENT',
-        'earlier',
-      ],
-      [
-        () =>
-          meta.GetMetadataDelta({
-            base_snapshot_id: 'snapshot-meta-1',
-            target_snapshot_id: 'snapshot-meta-2',
-            starting_offset: String(SIZE + B),
-          }),
-        'OUT_OF_RANGE',
-        'beyond',
-      ],
+      [allocated({ starting_offset: '-1' }), 'OUT_OF_RANGE', 'negative'],
+      [allocated({ starting_offset: String(SIZE + 1) }), 'OUT_OF_RANGE', 'beyond'],
+      [allocated({ max_results: -1 }), 'INVALID_ARGUMENT', 'max_results'],
+      [delta('', 'snapshot-meta-2'), 'INVALID_ARGUMENT', 'base_snapshot_id is required'],
+      [delta('snapshot-meta-1', ''), 'INVALID_ARGUMENT', 'target_snapshot_id is required'],
+      [delta('snapshot-none', 'snapshot-meta-2'), 'NOT_FOUND', 'base_snapshot_id'],
+      [delta('snapshot-meta-1', 'snapshot-none'), 'NOT_FOUND', 'target_snapshot_id'],
+      [delta('snapshot-other', 'snapshot-meta-2'), 'INVALID_ARGUMENT', 'one volume'],
+      [delta('snapshot-meta-2', 'snapshot-meta-1'), 'INVALID_ARGUMENT', 'earlier'],
+      [delta('snapshot-meta-1', 'snapshot-meta-2', { starting_offset: String(SIZE + B) }), 'OUT_OF_RANGE', 'beyond'],
     ];
     for (const [call, code, text] of cases)
       expect(await failure(call())).toMatchObject({ codeName: code, message: expect.stringContaining(text) });

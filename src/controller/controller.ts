@@ -29,11 +29,11 @@ import {
   EXTENDED_ONLY_CALLS,
   removeCloneLeftovers,
 } from './original.js';
+import { isReadOnlyMode } from '../util/access-modes.js';
 import { parseMutableParameters, parseSnapshotParameters, parseVolumeParameters } from './parameters.js';
 import { candidatePools, checkPoolCeiling, PoolDirectory, poolsForTopology, withNamedPool } from './placement.js';
 import {
   checkVolumeCapability,
-  isReadOnlyMode,
   isSingleNodeMode,
   malformedCapability,
   parseCapacityRange,

@@ -4,18 +4,7 @@ import type { Topology__Output } from '../generated/csi/v1/Topology.js';
 import type { VolumeCapability__Output } from '../generated/csi/v1/VolumeCapability.js';
 import { GiB, MiB } from '../sds/backend.js';
 import { invalidArgument, outOfRange } from '../server/errors.js';
-
-export type AccessMode = NonNullable<VolumeCapability__Output['access_mode']>['mode'];
-
-export const SUPPORTED_ACCESS_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>([
-  'SINGLE_NODE_WRITER',
-  'SINGLE_NODE_READER_ONLY',
-  'MULTI_NODE_READER_ONLY',
-  'SINGLE_NODE_SINGLE_WRITER',
-  'SINGLE_NODE_MULTI_WRITER',
-  // Raw block only (see unsupportedCapability): a volume shared by the two hosts of a live migration.
-  'MULTI_NODE_MULTI_WRITER',
-]);
+import { SUPPORTED_ACCESS_MODES, type AccessMode } from '../util/access-modes.js';
 
 export const SUPPORTED_FS_TYPES: ReadonlySet<string> = new Set(['ext4', 'xfs']);
 
@@ -95,10 +84,6 @@ export function isSingleNodeMode(mode: AccessMode): boolean {
     mode === 'SINGLE_NODE_SINGLE_WRITER' ||
     mode === 'SINGLE_NODE_MULTI_WRITER'
   );
-}
-
-export function isReadOnlyMode(mode: AccessMode): boolean {
-  return mode === 'SINGLE_NODE_READER_ONLY' || mode === 'MULTI_NODE_READER_ONLY';
 }
 
 function parseBytes(field: string, value: string): number {

@@ -124,32 +124,37 @@ export class DriverMetrics {
       labelNames: ['method', 'code'],
       registers,
     });
-    this.rpcDuration = new Histogram({
-      name: `${METRIC_PREFIX}rpc_duration_seconds`,
-      help: 'How long CSI RPCs took, by method and gRPC status code',
-      labelNames: ['method', 'code'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
+    this.rpcDuration = this.durations(
+      'rpc_duration_seconds',
+      'How long CSI RPCs took, by method and gRPC status code',
+      ['method', 'code'],
+    );
     this.rpcInFlight = new Gauge({
       name: `${METRIC_PREFIX}rpc_in_flight`,
       help: 'CSI RPCs being handled now, by method',
       labelNames: ['method'],
       registers,
     });
-    this.backendDuration = new Histogram({
-      name: `${METRIC_PREFIX}backend_request_duration_seconds`,
-      help: 'How long VBS socket-API requests took (retries included), by request type and result (ok or the error kind)',
-      labelNames: ['request_type', 'result'],
+    this.backendDuration = this.durations(
+      'backend_request_duration_seconds',
+      'How long VBS socket-API requests took (retries included), by request type and result (ok or the error kind)',
+      ['request_type', 'result'],
+    );
+    this.connectorDuration = this.durations(
+      'connector_call_duration_seconds',
+      'How long sds_cli runs took, by method (attach, detach, querydev) and result (ok or the error kind)',
+      ['method', 'result'],
+    );
+  }
+
+  /** A histogram of durations in seconds, with the driver's buckets, in this registry. */
+  private durations<L extends string>(name: string, help: string, labelNames: L[]): Histogram<L> {
+    return new Histogram({
+      name: `${METRIC_PREFIX}${name}`,
+      help,
+      labelNames,
       buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.connectorDuration = new Histogram({
-      name: `${METRIC_PREFIX}connector_call_duration_seconds`,
-      help: 'How long sds_cli runs took, by method (attach, detach, querydev) and result (ok or the error kind)',
-      labelNames: ['method', 'result'],
-      buckets: DURATION_BUCKETS,
-      registers,
+      registers: [this.registry],
     });
   }
 

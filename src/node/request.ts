@@ -5,27 +5,8 @@ import type { VolumeCapability__Output } from '../generated/csi/v1/VolumeCapabil
 import { isSupportedFilesystem, mountFlagsProblem, type FsType } from '../mount/index.js';
 import { isValidName } from '../protocol/vbs.js';
 import { failedPrecondition, invalidArgument, notFound, outOfRange } from '../server/errors.js';
+import { isReadOnlyMode, SUPPORTED_ACCESS_MODES, type AccessMode } from '../util/access-modes.js';
 import { CONTEXT_CONTENT_ORIGIN_KEY, PUBLISH_ACCESS_MODE_KEY } from './deps.js';
-
-export type AccessMode = NonNullable<VolumeCapability__Output['access_mode']>['mode'];
-
-/**
- * Modes this driver serves: one host at a time, read-only on several, or raw block written from several
- * (live migration; MULTI_NODE_MULTI_WRITER is refused for a mount volume below). The controller's list.
- */
-const SUPPORTED_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>([
-  'SINGLE_NODE_WRITER',
-  'SINGLE_NODE_READER_ONLY',
-  'MULTI_NODE_READER_ONLY',
-  'SINGLE_NODE_SINGLE_WRITER',
-  'SINGLE_NODE_MULTI_WRITER',
-  'MULTI_NODE_MULTI_WRITER',
-]);
-
-const READER_ONLY_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>([
-  'SINGLE_NODE_READER_ONLY',
-  'MULTI_NODE_READER_ONLY',
-]);
 
 /** Modes in which a volume may be published at one target path only on a node (spec's second-publish matrix). */
 const ONE_TARGET_MODES: ReadonlySet<AccessMode> = new Set<AccessMode>([
@@ -111,12 +92,12 @@ export function parseCapability(
   if (!cap) throw invalidArgument(`${field} is required`);
   const mode = cap.access_mode?.mode;
   if (mode === undefined || mode === 'UNKNOWN') throw invalidArgument(`${field}.access_mode is required`);
-  if (!SUPPORTED_MODES.has(mode)) {
+  if (!SUPPORTED_ACCESS_MODES.has(mode)) {
     throw unsupported(
       `${field}.access_mode ${mode} is not supported by this volume (one host at a time, or read-only on several)`,
     );
   }
-  const readerOnly = READER_ONLY_MODES.has(mode);
+  const readerOnly = isReadOnlyMode(mode);
   if (cap.access_type === 'block') return { accessType: 'block', mode, readerOnly };
   if (cap.access_type !== 'mount' || !cap.mount)
     throw invalidArgument(`${field}.access_type (block or mount) is required`);

@@ -156,12 +156,22 @@ export class FieldReader {
   }
 }
 
+/** A record's `status` and the state it stands for; garbled when the number is unknown. */
+function statusOf<S>(
+  r: FieldReader,
+  what: 'volume' | 'snapshot',
+  states: ReadonlyMap<number, S>,
+): { status: number; state: S } {
+  const status = r.int(Field.STATUS);
+  const state = states.get(status);
+  if (state === undefined) throw garbled(`${what} record`, Field.STATUS, `unknown ${what} status`, String(status));
+  return { status, state };
+}
+
 /** `fallbackName`: the name we asked about, for a part-1 VBS whose record may not repeat it. */
 export function volumeFromRecord(record: Record<string, string>, fallbackName?: string): VolumeInfo {
   const r = FieldReader.ofRecord('volume record', record);
-  const status = r.int(Field.STATUS);
-  const state = VOLUME_STATES.get(status);
-  if (state === undefined) throw garbled('volume record', Field.STATUS, 'unknown volume status', String(status));
+  const { status, state } = statusOf(r, 'volume', VOLUME_STATES);
   const srcType = r.oneOf(Field.SRC_TYPE, ['none', 'snapshot', 'volume', 'image'] as const, 'none');
   const source: VolumeInfo['source'] =
     srcType === 'snapshot' || srcType === 'volume'
@@ -198,9 +208,7 @@ export function volumeFromRecord(record: Record<string, string>, fallbackName?: 
 
 export function snapshotFromRecord(record: Record<string, string>, fallbackName?: string): SnapshotInfo {
   const r = FieldReader.ofRecord('snapshot record', record);
-  const status = r.int(Field.STATUS);
-  const state = SNAPSHOT_STATES.get(status);
-  if (state === undefined) throw garbled('snapshot record', Field.STATUS, 'unknown snapshot status', String(status));
+  const { status, state } = statusOf(r, 'snapshot', SNAPSHOT_STATES);
   const snapshot: SnapshotInfo = {
     name: r.name(Key.SNAP_NAME, fallbackName),
     volumeName: r.str(Key.VOL_NAME, ''),
@@ -320,9 +328,7 @@ export function volumeFromStatusRecord(
   asked: Partial<VolumeInfo> = {},
 ): VolumeInfo {
   const r = FieldReader.ofRecord('volume record', record);
-  const status = r.int(Field.STATUS);
-  const state = VOLUME_STATES.get(status);
-  if (state === undefined) throw garbled('volume record', Field.STATUS, 'unknown volume status', String(status));
+  const { status, state } = statusOf(r, 'volume', VOLUME_STATES);
   return {
     name,
     sizeBytes: 0,
@@ -350,9 +356,7 @@ export function snapshotFromStatusRecord(
   asked: Partial<SnapshotInfo> = {},
 ): SnapshotInfo {
   const r = FieldReader.ofRecord('snapshot record', record);
-  const status = r.int(Field.STATUS);
-  const state = SNAPSHOT_STATES.get(status);
-  if (state === undefined) throw garbled('snapshot record', Field.STATUS, 'unknown snapshot status', String(status));
+  const { status, state } = statusOf(r, 'snapshot', SNAPSHOT_STATES);
   return {
     name,
     volumeName: '',

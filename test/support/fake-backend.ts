@@ -2,26 +2,8 @@
 // enough for the handlers' logic (names, sizes, pools, mappings, errors); the conformance suite runs against
 // the real emulator instead.
 import { GiB, MiB } from '../../src/sds/backend.js';
-import type {
-  CachePolicy,
-  CallOptions,
-  CloneType,
-  ExtentPage,
-  GroupSnapshotInfo,
-  GroupSnapshotSpec,
-  HostMapping,
-  ImageExportSpec,
-  ImageImportSpec,
-  ImageJob,
-  Page,
-  PoolInfo,
-  Qos,
-  SdsBackend,
-  SnapshotInfo,
-  SystemInfo,
-  VolumeInfo,
-  VolumeSpec,
-} from '../../src/sds/backend.js';
+// The backend's own types, qualified: this fake implements the same SdsBackend as src/sds/client.ts.
+import type * as sds from '../../src/sds/backend.js';
 import { SdsError } from '../../src/sds/errors.js';
 
 interface FakePool {
@@ -33,7 +15,7 @@ interface FakePool {
   healthy: boolean;
 }
 
-export class FakeBackend implements SdsBackend {
+export class FakeBackend implements sds.SdsBackend {
   pools: FakePool[] = [
     {
       id: 'pool0',
@@ -46,10 +28,10 @@ export class FakeBackend implements SdsBackend {
     { id: 'pool1', totalBytes: 8 * GiB, maxOversubscription: 1, linkedClone: false, hosts: ['host-c'], healthy: true },
   ];
   hosts = new Set(['host-a', 'host-b', 'host-c']);
-  readonly volumes = new Map<string, VolumeInfo>();
-  readonly snapshots = new Map<string, SnapshotInfo>();
-  readonly mappings = new Map<string, HostMapping[]>();
-  readonly jobs = new Map<string, ImageJob>();
+  readonly volumes = new Map<string, sds.VolumeInfo>();
+  readonly snapshots = new Map<string, sds.SnapshotInfo>();
+  readonly mappings = new Map<string, sds.HostMapping[]>();
+  readonly jobs = new Map<string, sds.ImageJob>();
   /** every call is refused as if the VBS were down */
   unavailable = false;
   /** delay before each mutating call answers, to hold locks in concurrency tests */
@@ -62,7 +44,7 @@ export class FakeBackend implements SdsBackend {
     if (mutating && this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
   }
 
-  private poolInfo(p: FakePool): PoolInfo {
+  private poolInfo(p: FakePool): sds.PoolInfo {
     const vols = [...this.volumes.values()].filter((v) => v.poolId === p.id);
     const provisioned = vols.reduce((n, v) => n + v.sizeBytes, 0);
     const allocated = vols.reduce((n, v) => n + (v.thin ? 0 : v.sizeBytes), 0);
@@ -89,7 +71,7 @@ export class FakeBackend implements SdsBackend {
     return pool;
   }
 
-  private newVolume(spec: VolumeSpec, extra: Partial<VolumeInfo> = {}): VolumeInfo {
+  private newVolume(spec: sds.VolumeSpec, extra: Partial<sds.VolumeInfo> = {}): sds.VolumeInfo {
     if (this.volumes.has(spec.name)) {
       throw new SdsError('AlreadyExists', `volume ${spec.name} exists`);
     }
@@ -98,12 +80,12 @@ export class FakeBackend implements SdsBackend {
     const thin = spec.thin ?? true;
     if (spec.sizeBytes > (thin ? info.thinCapacityBytes : info.thickCapacityBytes))
       throw new SdsError('NoSpace', `pool ${pool.id} is full`);
-    const qos: Qos = {
+    const qos: sds.Qos = {
       maxIops: spec.qos?.maxIops ?? 0,
       maxMBps: spec.qos?.maxMBps ?? 0,
       priority: spec.qos?.priority ?? 2,
     };
-    const volume: VolumeInfo = {
+    const volume: sds.VolumeInfo = {
       name: spec.name,
       sizeBytes: spec.sizeBytes,
       poolId: pool.id,
@@ -124,7 +106,7 @@ export class FakeBackend implements SdsBackend {
     return { ...volume };
   }
 
-  async systemInfo(): Promise<SystemInfo> {
+  async systemInfo(): Promise<sds.SystemInfo> {
     await this.enter('systemInfo');
     return {
       product: 'SDSHypervisor',
@@ -134,17 +116,17 @@ export class FakeBackend implements SdsBackend {
       capabilities: ['list', 'map'],
     };
   }
-  async queryPools(poolIds?: string[]): Promise<PoolInfo[]> {
+  async queryPools(poolIds?: string[]): Promise<sds.PoolInfo[]> {
     await this.enter('queryPools');
     return (poolIds?.length ? poolIds.map((id) => this.pool(id)) : this.pools).map((p) => this.poolInfo(p));
   }
-  async createVolume(spec: VolumeSpec): Promise<VolumeInfo> {
+  async createVolume(spec: sds.VolumeSpec): Promise<sds.VolumeInfo> {
     await this.enter('createVolume', true);
     return this.newVolume(spec);
   }
   async createVolumeFromSnapshot(
-    spec: VolumeSpec & { snapshotName: string; cloneType: CloneType },
-  ): Promise<VolumeInfo> {
+    spec: sds.VolumeSpec & { snapshotName: string; cloneType: sds.CloneType },
+  ): Promise<sds.VolumeInfo> {
     await this.enter('createVolumeFromSnapshot', true);
     const snap = this.snapshots.get(spec.snapshotName);
     if (!snap) throw new SdsError('NotFound', `snapshot ${spec.snapshotName} does not exist`);
@@ -156,7 +138,9 @@ export class FakeBackend implements SdsBackend {
       { source: { type: 'snapshot', name: snap.name }, cloneType: spec.cloneType },
     );
   }
-  async cloneVolume(spec: VolumeSpec & { sourceVolumeName: string; cloneType: CloneType }): Promise<VolumeInfo> {
+  async cloneVolume(
+    spec: sds.VolumeSpec & { sourceVolumeName: string; cloneType: sds.CloneType },
+  ): Promise<sds.VolumeInfo> {
     await this.enter('cloneVolume', true);
     const src = this.volumes.get(spec.sourceVolumeName);
     if (!src) throw new SdsError('NotFound', `volume ${spec.sourceVolumeName} does not exist`);
@@ -173,7 +157,7 @@ export class FakeBackend implements SdsBackend {
     this.volumes.delete(name);
     this.mappings.delete(name);
   }
-  async extendVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+  async extendVolume(name: string, sizeBytes: number): Promise<sds.VolumeInfo> {
     await this.enter('extendVolume', true);
     const v = this.volumes.get(name);
     if (!v) throw new SdsError('NotFound', `volume ${name} does not exist`);
@@ -181,12 +165,12 @@ export class FakeBackend implements SdsBackend {
     v.sizeBytes = sizeBytes;
     return { ...v };
   }
-  async getVolume(name: string): Promise<VolumeInfo | undefined> {
+  async getVolume(name: string): Promise<sds.VolumeInfo | undefined> {
     await this.enter('getVolume');
     const v = this.volumes.get(name);
     return v && { ...v, mappedHosts: (this.mappings.get(name) ?? []).map((m) => m.hostId) };
   }
-  async listVolumes(query: { marker?: string; limit?: number; poolId?: string }): Promise<Page<VolumeInfo>> {
+  async listVolumes(query: { marker?: string; limit?: number; poolId?: string }): Promise<sds.Page<sds.VolumeInfo>> {
     await this.enter('listVolumes');
     const names = [...this.volumes.keys()].sort().filter((n) => !query.marker || n > query.marker);
     const limit = query.limit ?? 100;
@@ -196,7 +180,10 @@ export class FakeBackend implements SdsBackend {
       nextMarker: names.length > limit ? page[page.length - 1]! : '',
     };
   }
-  async modifyVolume(name: string, change: { qos?: Partial<Qos>; cachePolicy?: CachePolicy }): Promise<VolumeInfo> {
+  async modifyVolume(
+    name: string,
+    change: { qos?: Partial<sds.Qos>; cachePolicy?: sds.CachePolicy },
+  ): Promise<sds.VolumeInfo> {
     await this.enter('modifyVolume', true);
     const v = this.volumes.get(name);
     if (!v) throw new SdsError('NotFound', `volume ${name} does not exist`);
@@ -204,7 +191,7 @@ export class FakeBackend implements SdsBackend {
     if (change.cachePolicy) v.cachePolicy = change.cachePolicy;
     return { ...v };
   }
-  async createSnapshot(name: string, volumeName: string): Promise<SnapshotInfo> {
+  async createSnapshot(name: string, volumeName: string): Promise<sds.SnapshotInfo> {
     await this.enter('createSnapshot', true);
     const existing = this.snapshots.get(name);
     if (existing) {
@@ -213,7 +200,7 @@ export class FakeBackend implements SdsBackend {
     }
     const v = this.volumes.get(volumeName);
     if (!v) throw new SdsError('NotFound', `volume ${volumeName} does not exist`);
-    const snap: SnapshotInfo = {
+    const snap: sds.SnapshotInfo = {
       name,
       volumeName,
       sizeBytes: v.sizeBytes,
@@ -235,7 +222,7 @@ export class FakeBackend implements SdsBackend {
     this.snapshots.delete(name);
   }
   readonly groups = new Map<string, { volumeNames: string[]; createdAt: Date; quiesce: 'freeze' | 'flush' }>();
-  private groupInfo(name: string): GroupSnapshotInfo | undefined {
+  private groupInfo(name: string): sds.GroupSnapshotInfo | undefined {
     const g = this.groups.get(name);
     if (!g) return undefined;
     const snapshots = [...this.snapshots.values()]
@@ -254,7 +241,7 @@ export class FakeBackend implements SdsBackend {
       snapshots: snapshots.map((s) => ({ ...s })),
     };
   }
-  async createGroupSnapshot(spec: GroupSnapshotSpec): Promise<GroupSnapshotInfo> {
+  async createGroupSnapshot(spec: sds.GroupSnapshotSpec): Promise<sds.GroupSnapshotInfo> {
     await this.enter('createGroupSnapshot', true);
     const wanted = [...spec.volumeNames].sort();
     const existing = this.groups.get(spec.name);
@@ -293,17 +280,17 @@ export class FakeBackend implements SdsBackend {
     for (const s of [...this.snapshots.values()]) if (s.groupName === name) this.snapshots.delete(s.name);
     this.groups.delete(name);
   }
-  async getGroupSnapshot(name: string): Promise<GroupSnapshotInfo | undefined> {
+  async getGroupSnapshot(name: string): Promise<sds.GroupSnapshotInfo | undefined> {
     await this.enter('getGroupSnapshot');
     return this.groupInfo(name);
   }
-  async snapshotExtents(): Promise<ExtentPage> {
+  async snapshotExtents(): Promise<sds.ExtentPage> {
     throw new SdsError('NotSupported', 'not in the fake');
   }
-  async snapshotDelta(): Promise<ExtentPage> {
+  async snapshotDelta(): Promise<sds.ExtentPage> {
     throw new SdsError('NotSupported', 'not in the fake');
   }
-  async getSnapshot(name: string): Promise<SnapshotInfo | undefined> {
+  async getSnapshot(name: string): Promise<sds.SnapshotInfo | undefined> {
     await this.enter('getSnapshot');
     const s = this.snapshots.get(name);
     return s && { ...s };
@@ -313,7 +300,7 @@ export class FakeBackend implements SdsBackend {
     limit?: number;
     volumeName?: string;
     snapshotName?: string;
-  }): Promise<Page<SnapshotInfo>> {
+  }): Promise<sds.Page<sds.SnapshotInfo>> {
     await this.enter('listSnapshots');
     const all = [...this.snapshots.values()]
       .filter(
@@ -364,19 +351,19 @@ export class FakeBackend implements SdsBackend {
     if (!mapping) throw new Error(`volume ${name} is not mapped to ${hostId}`);
     Object.assign(mapping, state);
   }
-  async volumeHosts(name: string): Promise<HostMapping[]> {
+  async volumeHosts(name: string): Promise<sds.HostMapping[]> {
     await this.enter('volumeHosts');
     if (!this.volumes.has(name)) throw new SdsError('NotFound', `volume ${name} does not exist`);
     return [...(this.mappings.get(name) ?? [])];
   }
-  async importImage(spec: ImageImportSpec): Promise<{ job: ImageJob; volume: VolumeInfo }> {
+  async importImage(spec: sds.ImageImportSpec): Promise<{ job: sds.ImageJob; volume: sds.VolumeInfo }> {
     await this.enter('importImage', true);
     const volume = this.newVolume({ ...spec, sizeBytes: spec.sizeBytes ?? 16 * MiB }, { source: { type: 'image' } });
     // 'broken' fails as a bad image, 'full' as a pool that ran out of space.
     const full = spec.url.includes('full');
     const failed = full || spec.url.includes('broken');
     if (failed) this.volumes.delete(spec.name);
-    const job: ImageJob = {
+    const job: sds.ImageJob = {
       id: `job-${this.jobs.size + 1}`,
       type: 'import',
       state: failed ? 'failed' : 'done',
@@ -389,14 +376,14 @@ export class FakeBackend implements SdsBackend {
     this.jobs.set(job.id, job);
     return { job: { ...job, state: 'running' }, volume };
   }
-  async exportImage(_spec: ImageExportSpec): Promise<ImageJob> {
+  async exportImage(_spec: sds.ImageExportSpec): Promise<sds.ImageJob> {
     throw new SdsError('NotSupported', 'not in the fake');
   }
-  async getImageJob(id: string): Promise<ImageJob | undefined> {
+  async getImageJob(id: string): Promise<sds.ImageJob | undefined> {
     await this.enter('getImageJob');
     return this.jobs.get(id);
   }
-  async waitImageJob(id: string, _timeoutMs: number, _opts?: CallOptions): Promise<ImageJob> {
+  async waitImageJob(id: string, _timeoutMs: number, _opts?: sds.CallOptions): Promise<sds.ImageJob> {
     await this.enter('waitImageJob');
     const job = this.jobs.get(id);
     if (!job) throw new SdsError('NotFound', `job ${id} does not exist`);

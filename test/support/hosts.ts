@@ -5,7 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sleep, startDaemon, type Daemon, type DaemonOptions } from './emulator.js';
+import { forceCleanup, leftovers, sleep, startDaemon, type Daemon, type DaemonOptions } from './emulator.js';
+import type { Leaks } from './leaks.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const HOST_FRONT_MAIN = join(root, 'dist', 'emulator', 'host.js');
@@ -118,4 +119,12 @@ export async function startHosts(
       await daemon.stop();
     },
   };
+}
+
+/** Stops the hosts and their daemon, removes its dir, and returns what was left under it (to assert empty). */
+export async function stopAndCheckHosts(hosts: Hosts): Promise<Leaks> {
+  await hosts.stop();
+  const left = leftovers(hosts.daemon.dir);
+  forceCleanup(hosts.daemon.dir);
+  return left;
 }

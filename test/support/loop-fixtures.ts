@@ -5,6 +5,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { cleanupLeaks, settledLeaks, type Leaks } from './leaks.js';
 
 export function sh(cmd: string, args: string[]): string {
@@ -68,6 +69,13 @@ export class LoopFixtures {
   async cleanup(): Promise<void> {
     cleanupLeaks(this.dir);
     await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** cleanup(), failing the suite if a mount or loop device was left under the dir. */
+  async cleanupChecked(): Promise<void> {
+    const left = await this.leaks();
+    await this.cleanup();
+    expect(left).toEqual({ mounts: [], loops: [] });
   }
 }
 

@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { afterAll, beforeAll, expect } from 'vitest';
+import { afterAll, beforeAll } from 'vitest';
 import type {
   _csi_v1_VolumeCapability_AccessMode_Mode,
   VolumeCapability,
@@ -13,7 +13,7 @@ import { nodeService, type NodeDeps } from '../../src/node/node.js';
 import { makeContextFactory } from '../../src/server/rpc.js';
 import { CsiServer } from '../../src/server/server.js';
 import { readMountTable, topMountAt } from '../../src/mount/index.js';
-import { connectCsi, type CsiClients } from '../../src/util/csi-client.js';
+import { connectCsi, type CsiClients, type NodeApi } from '../../src/util/csi-client.js';
 import type { LoopConnector } from './loop-connector.js';
 import { LoopFixtures } from './loop-fixtures.js';
 
@@ -74,6 +74,26 @@ export function blockCap(mode: AccessModeName = 'SINGLE_NODE_WRITER'): VolumeCap
   return { access_mode: { mode }, block: {} };
 }
 
+/**
+ * One volume's stage, publish, unpublish and unstage requests as a CO sends them, with nothing else set;
+ * `node` is asked at each call (a harness is started in beforeAll).
+ */
+export function volumeRequests(node: () => NodeApi, volumeId: string) {
+  return {
+    stage: (staging: string, cap: VolumeCapability) =>
+      node().NodeStageVolume({ volume_id: volumeId, staging_target_path: staging, volume_capability: cap }),
+    publish: (staging: string, target: string, cap: VolumeCapability) =>
+      node().NodePublishVolume({
+        volume_id: volumeId,
+        staging_target_path: staging,
+        target_path: target,
+        volume_capability: cap,
+      }),
+    unpublish: (target: string) => node().NodeUnpublishVolume({ volume_id: volumeId, target_path: target }),
+    unstage: (staging: string) => node().NodeUnstageVolume({ volume_id: volumeId, staging_target_path: staging }),
+  };
+}
+
 /** Size of the filesystem at `path` as df reports it, in bytes. */
 export function dfSize(path: string): number {
   return Number(execFileSync('df', ['-B1', '--output=size', path], { encoding: 'utf8' }).trim().split('\n')[1]);
@@ -105,9 +125,7 @@ export async function startLoopNode<C extends LoopConnector>(
 export async function stopLoopNode(node: Partial<LoopNode<LoopConnector>>): Promise<void> {
   await node.h?.stop();
   if (!node.fx) return;
-  const leaks = await node.fx.leaks();
-  await node.fx.cleanup();
-  expect(leaks).toEqual({ mounts: [], loops: [] });
+  await node.fx.cleanupChecked();
 }
 
 /**

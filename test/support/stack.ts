@@ -7,11 +7,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { createLogger } from '../../src/log/logger.js';
 import { EmbeddedEmulator } from '../../src/server/embedded-emulator.js';
 import { projectRoot } from '../../src/util/paths.js';
 import { connectCsi, type CsiClients } from './csi-client.js';
-import { cleanupLeaks, settledLeaks } from './leaks.js';
+import { cleanupLeaks, processesUnder, settledLeaks } from './leaks.js';
 
 export type DriverMode = 'controller' | 'node' | 'all';
 
@@ -328,4 +329,22 @@ export function internalAnswers(stack: Pick<Stack, 'driverLog'>): string[] {
     .driverLog()
     .split('\n')
     .filter((l) => /"code":"(INTERNAL|UNKNOWN)"/.test(l));
+}
+
+/**
+ * A temp dir for a test file's processes, made before its tests; after them, whatever still runs under it
+ * is killed and the file fails if anything was left (a process, mount or loop device). Returns `join` in it.
+ */
+export function useProcessDir(prefix: string): (...parts: string[]) => string {
+  let dir = '';
+  beforeAll(async () => {
+    dir = await realpath(await mkdtemp(join(tmpdir(), prefix)));
+  });
+  afterAll(async () => {
+    for (const pid of processesUnder(dir)) process.kill(pid, 'SIGKILL');
+    const problems = await leftovers(dir);
+    await rm(dir, { recursive: true, force: true });
+    expect(problems).toEqual([]);
+  });
+  return (...parts) => join(dir, ...parts);
 }
