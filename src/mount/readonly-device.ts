@@ -5,7 +5,7 @@
 // gets that one.
 import { readdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { readSysfs, sameDevice, type DeviceNumber } from './device.js';
+import { blockDeviceNumber, readSysfs, sameDevice, type DeviceNumber } from './device.js';
 import { MountError } from './errors.js';
 import { runTool } from './exec.js';
 import { splitDeviceNumber } from './paths.js';
@@ -17,12 +17,8 @@ async function blockDeviceBacking(base: string): Promise<DeviceNumber | undefine
   if (readSysfs(`${base}/ro`) !== '1') return undefined;
   const backing = readSysfs(`${base}/loop/backing_file`);
   if (!backing || !backing.startsWith('/dev/')) return undefined;
-  try {
-    const info = await stat(backing);
-    return info.isBlockDevice() ? splitDeviceNumber(info.rdev) : undefined;
-  } catch {
-    return undefined;
-  }
+  // Not a block device, or gone: no device under it.
+  return blockDeviceNumber(backing).catch(() => undefined);
 }
 
 /** When `loop` is a read-only loop device whose backing file is a block device: that device's numbers. */
