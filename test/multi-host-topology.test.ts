@@ -7,11 +7,18 @@
 // topology, and the stage on a host that does not see the LUN fails (INTERNAL: the original CLI's bare
 // ret_code=1 gives no reason) with a message saying what it may mean.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failure } from './support/csi-client.js';
-import { kill9Driver, startDriverProcess, type DriverProcess } from './support/driver-process.js';
+import {
+  attachOn,
+  detachFrom,
+  kill9Driver,
+  kubeletPaths,
+  startDriverProcess,
+  type DriverProcess,
+} from './support/driver-process.js';
 import { forceCleanup, leftovers, MiB, SDS_CLI } from './support/emulator.js';
 import { startHosts, type Hosts } from './support/hosts.js';
 
@@ -66,44 +73,11 @@ async function stopCluster(c: Partial<Cluster> | undefined): Promise<void> {
   expect(left).toEqual({ loops: [], mounts: [] });
 }
 
-function paths(c: Cluster, h: HostName, id: string) {
-  const dir = join(c.hosts.daemon.dir, 'kubelet', h, id);
-  mkdirSync(join(dir, 'pods'), { recursive: true });
-  return { staging: join(dir, 'globalmount'), target: join(dir, 'pods', 'target') };
-}
-
-/** NodeStage + NodePublish on `h` after ControllerPublish there; returns the mounted target. */
-async function stageAndPublish(c: Cluster, h: HostName, id: string): Promise<string> {
-  const { publish_context } = await c.controller.csi.controller.ControllerPublishVolume({
-    volume_id: id,
-    node_id: h,
-    volume_capability: mountCap,
-  });
-  const p = paths(c, h, id);
-  const node = c.nodes.get(h)!.csi.node;
-  await node.NodeStageVolume({
-    volume_id: id,
-    staging_target_path: p.staging,
-    volume_capability: mountCap,
-    publish_context,
-  });
-  await node.NodePublishVolume({
-    volume_id: id,
-    staging_target_path: p.staging,
-    target_path: p.target,
-    volume_capability: mountCap,
-    publish_context,
-  });
-  return p.target;
-}
-
-async function unpublishAndUnstage(c: Cluster, h: HostName, id: string): Promise<void> {
-  const p = paths(c, h, id);
-  const node = c.nodes.get(h)!.csi.node;
-  await node.NodeUnpublishVolume({ volume_id: id, target_path: p.target });
-  await node.NodeUnstageVolume({ volume_id: id, staging_target_path: p.staging });
-  await c.controller.csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: h });
-}
+/** ControllerPublish, NodeStage and NodePublish of a mount volume on `h`; the mounted target. */
+const stageAndPublish = (c: Cluster, h: HostName, id: string) =>
+  attachOn(c.controller.csi.controller, c.nodes.get(h)!.csi.node, c.hosts.daemon.dir, h, id, mountCap);
+const unpublishAndUnstage = (c: Cluster, h: HostName, id: string) =>
+  detachFrom(c.controller.csi.controller, c.nodes.get(h)!.csi.node, c.hosts.daemon.dir, h, id);
 
 /** A 32 MiB volume in pool gold (seen by host-a and host-b). */
 async function createInGold(c: Cluster, name: string) {
@@ -225,7 +199,7 @@ describe('pools seen by some hosts, through the driver (original level)', () => 
         node_id: 'host-c',
         volume_capability: mountCap,
       });
-      const p = paths(cluster(), 'host-c', id);
+      const p = kubeletPaths(cluster().hosts.daemon.dir, 'host-c', id, false);
       const refused = await failure(
         cluster().nodes.get('host-c')!.csi.node.NodeStageVolume({
           volume_id: id,

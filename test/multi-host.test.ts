@@ -8,11 +8,18 @@
 // A restarted finds nothing attached. Nothing is left behind.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { failure } from './support/csi-client.js';
-import { kill9Driver, startDriverProcess, type DriverProcess } from './support/driver-process.js';
+import {
+  attachOn as attachOnHost,
+  detachFrom as detachFromHost,
+  kill9Driver,
+  kubeletPaths,
+  startDriverProcess,
+  type DriverProcess,
+} from './support/driver-process.js';
 import { forceCleanup, leftovers, SDS_CLI, sdsCli, sleep } from './support/emulator.js';
 import { startFront, startHosts, type Front, type Hosts } from './support/hosts.js';
 
@@ -104,43 +111,9 @@ const mountCap = (mode: 'SINGLE_NODE_WRITER') => ({ mount: { fs_type: 'ext4' }, 
 const blockCap = { block: {}, access_mode: { mode: 'MULTI_NODE_MULTI_WRITER' as const } };
 type Cap = ReturnType<typeof mountCap> | typeof blockCap;
 
-function paths(h: HostName, id: string, block: boolean) {
-  const dir = join(hosts.daemon.dir, 'kubelet', h, id);
-  mkdirSync(join(dir, 'pods'), { recursive: true });
-  const target = join(dir, 'pods', 'target');
-  if (block) writeFileSync(target, '');
-  return { staging: join(dir, 'globalmount'), target };
-}
-
-async function attachOn(h: HostName, id: string, cap: Cap): Promise<string> {
-  const { publish_context } = await ctl().ControllerPublishVolume({
-    volume_id: id,
-    node_id: h,
-    volume_capability: cap,
-  });
-  const p = paths(h, id, 'block' in cap);
-  await node(h).NodeStageVolume({
-    volume_id: id,
-    staging_target_path: p.staging,
-    volume_capability: cap,
-    publish_context,
-  });
-  await node(h).NodePublishVolume({
-    volume_id: id,
-    staging_target_path: p.staging,
-    target_path: p.target,
-    volume_capability: cap,
-    publish_context,
-  });
-  return p.target;
-}
-
-async function detachFrom(h: HostName, id: string): Promise<void> {
-  const p = paths(h, id, false);
-  await node(h).NodeUnpublishVolume({ volume_id: id, target_path: p.target });
-  await node(h).NodeUnstageVolume({ volume_id: id, staging_target_path: p.staging });
-  await ctl().ControllerUnpublishVolume({ volume_id: id, node_id: h });
-}
+const root = () => hosts.daemon.dir;
+const attachOn = (h: HostName, id: string, cap: Cap) => attachOnHost(ctl(), node(h), root(), h, id, cap);
+const detachFrom = (h: HostName, id: string) => detachFromHost(ctl(), node(h), root(), h, id);
 
 const directWrite = (h: HostName, device: string, file: string) =>
   onHost(h, [
@@ -238,7 +211,7 @@ it('moves a volume between namespace hosts, shares raw block, and survives the d
   hosts.fronts.set('host-a', backFront);
   expect(sdsCli(backFront.info.kvSocket, ['-c', 'querydev', '-v', blkId]).values.get('ret_code')).not.toBe('0');
   await startNode('host-a', backFront);
-  const old = paths('host-a', blkId, false);
+  const old = kubeletPaths(root(), 'host-a', blkId, false);
   await node('host-a').NodeUnpublishVolume({ volume_id: blkId, target_path: old.target });
   await node('host-a').NodeUnstageVolume({ volume_id: blkId, staging_target_path: old.staging });
 

@@ -3,8 +3,10 @@
 // network namespace it runs through `ip netns exec`, which execs it: the pid is the driver's, in a mount
 // namespace of its own that is a slave of ours (what it mounts stays on its host and goes when it dies).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { connectCsi, type CsiClients } from './csi-client.js';
+import type { VolumeCapability } from '../../src/generated/csi/v1/VolumeCapability.js';
+import { connectCsi, type ControllerApi, type CsiClients, type NodeApi } from './csi-client.js';
 import { sleep } from './emulator.js';
 import { cleanEnv } from './stack.js';
 
@@ -74,4 +76,58 @@ export async function kill9Driver(d: DriverProcess | undefined): Promise<void> {
   d.csi.close();
   if (d.proc.exitCode === null && d.proc.signalCode === null) d.proc.kill('SIGKILL');
   await d.exited;
+}
+
+/** Where kubelet would stage and publish volume `id` on `host`, under `root` (made; a block target is a file). */
+export function kubeletPaths(root: string, host: string, id: string, block: boolean) {
+  const dir = join(root, 'kubelet', host, id);
+  mkdirSync(join(dir, 'pods'), { recursive: true });
+  const target = join(dir, 'pods', 'target');
+  if (block) writeFileSync(target, '');
+  return { staging: join(dir, 'globalmount'), target };
+}
+
+/** ControllerPublishVolume to `host`, then NodeStage and NodePublish on its node plugin; the target path. */
+export async function attachOn(
+  controller: ControllerApi,
+  node: NodeApi,
+  root: string,
+  host: string,
+  id: string,
+  cap: VolumeCapability,
+): Promise<string> {
+  const { publish_context } = await controller.ControllerPublishVolume({
+    volume_id: id,
+    node_id: host,
+    volume_capability: cap,
+  });
+  const p = kubeletPaths(root, host, id, cap.block !== undefined);
+  await node.NodeStageVolume({
+    volume_id: id,
+    staging_target_path: p.staging,
+    volume_capability: cap,
+    publish_context,
+  });
+  await node.NodePublishVolume({
+    volume_id: id,
+    staging_target_path: p.staging,
+    target_path: p.target,
+    volume_capability: cap,
+    publish_context,
+  });
+  return p.target;
+}
+
+/** NodeUnpublish and NodeUnstage on `host`'s node plugin, then ControllerUnpublishVolume from `host`. */
+export async function detachFrom(
+  controller: ControllerApi,
+  node: NodeApi,
+  root: string,
+  host: string,
+  id: string,
+): Promise<void> {
+  const p = kubeletPaths(root, host, id, false);
+  await node.NodeUnpublishVolume({ volume_id: id, target_path: p.target });
+  await node.NodeUnstageVolume({ volume_id: id, staging_target_path: p.staging });
+  await controller.ControllerUnpublishVolume({ volume_id: id, node_id: host });
 }
