@@ -16,7 +16,7 @@ import type { ImageService } from './images.js';
 import type { Logger } from './log.js';
 import { hostsList, mapVolume, setHostState, unmapVolume, volumeHosts } from './mappings.js';
 import type { Params } from './params.js';
-import { field, jobRecord, poolRecord, snapshotRecord, volumeRecord } from './records.js';
+import { field, jobRecord, poolRecord, snapshotRecord, volumePageRecords } from './records.js';
 import { createSnapshot, deleteSnapshot, readableSnapshot, snapshotField } from './snapshots.js';
 import { allocatedPage, BLOCK_SIZE, deltaPage, type ExtentPage } from './extents.js';
 import { createGroupSnapshot, deleteGroupSnapshot, groupFields, parseGroupSpec, queryGroup } from './groups.js';
@@ -242,7 +242,7 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     const page = rows.slice(0, limit);
     return ok([
       [Key.VOL_NUM, String(page.length)],
-      ...page.map((row, i) => field(`volume${i}`, volumeRecord(ctx, row))),
+      ...volumePageRecords(ctx, page).map((record, i) => field(`volume${i}`, record)),
       [Key.NEXT_MARKER, rows.length > limit ? page[page.length - 1]!.name : ''],
     ]);
   });

@@ -6,6 +6,7 @@ import type { Ctx } from './context.js';
 import { growSync, MiB, preallocate } from './files.js';
 import { thawRecorded } from './freeze.js';
 import { detachLoop, type LoopDevice } from './loopdev.js';
+import type { Logger } from './log.js';
 import type { Pool } from './pools.js';
 import type { VolumeRow } from './store.js';
 
@@ -33,6 +34,23 @@ function sizeOf(path: string): number | undefined {
 
 async function unlinkQuiet(path: string): Promise<void> {
   await fsp.rm(path, { force: true, recursive: true }).catch(() => undefined);
+}
+
+/**
+ * The rows whose pool is usable, each with its file's path and a logger for it. The logger is made only when
+ * called: a restart looks at every row and logs about few of them.
+ */
+function* inUsablePools<R extends { name: string; pool: string; state: string }>(
+  ctx: Ctx,
+  rows: Iterable<R>,
+  kind: 'volume' | 'snapshot',
+): Generator<{ row: R; path: string; rowLog: () => Logger }> {
+  for (const row of rows) {
+    const pool = ctx.pools.get(row.pool);
+    if (!pool?.healthy) continue;
+    const path = kind === 'volume' ? pool.volumePath(row.name) : pool.snapshotPath(row.name);
+    yield { row, path, rowLog: () => ctx.log.child({ [kind]: row.name, state: row.state }) };
+  }
 }
 
 export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<ReconcileReport> {
@@ -71,12 +89,8 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
   }
 
   // 2. Volumes.
-  for (const row of store.allVolumes()) {
-    const pool = usable(row.pool);
-    if (!pool) continue;
-    const path = pool.volumePath(row.name);
+  for (const { row, path, rowLog: vlog } of inUsablePools(ctx, store.volumesToReconcile(), 'volume')) {
     const size = sizeOf(path);
-    const vlog = log.child({ volume: row.name, state: row.state });
     switch (row.state) {
       case 'creating':
         // The file is renamed into place only when complete, so a clone or thick create found there is done;
@@ -84,12 +98,12 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
         if (size !== undefined && row.op !== 'import') {
           store.setVolumeState(row.id, 'available');
           report.finished++;
-          vlog.warn('finished a create interrupted after its file was complete');
+          vlog().warn('finished a create interrupted after its file was complete');
         } else {
           if (size !== undefined) await unlinkQuiet(path);
           store.deleteVolume(row.id);
           report.rolledBack++;
-          vlog.warn('rolled back an interrupted create');
+          vlog().warn('rolled back an interrupted create');
         }
         break;
       case 'extending': {
@@ -103,24 +117,24 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
         if (!row.thin) await preallocate(path, row.size_mb * MiB, target - row.size_mb * MiB);
         store.finishExtend(row.id);
         report.finished++;
-        vlog.warn({ sizeMb: row.target_size_mb }, 'finished an interrupted extend');
+        vlog().warn({ sizeMb: row.target_size_mb }, 'finished an interrupted extend');
         break;
       }
       case 'deleting':
         await unlinkQuiet(path);
         store.deleteVolume(row.id);
         report.deleted++;
-        vlog.info('finished an interrupted delete');
+        vlog().info('finished an interrupted delete');
         break;
       case 'available':
         if (size === undefined) {
           store.setVolumeFault(row.id, 'volume file missing');
           report.faulted++;
-          vlog.error('volume file missing; marked faulty');
+          vlog().error('volume file missing; marked faulty');
         } else if (size !== row.size_mb * MiB) {
           store.setVolumeFault(row.id, `volume file is ${size} bytes, ${row.size_mb * MiB} expected`);
           report.faulted++;
-          vlog.error({ size }, 'volume file has the wrong size; marked faulty');
+          vlog().error({ size }, 'volume file has the wrong size; marked faulty');
         }
         break;
       default:
@@ -155,21 +169,17 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
   }
 
   // 3. Snapshots.
-  for (const row of store.allSnapshots()) {
-    const pool = usable(row.pool);
-    if (!pool) continue;
-    const path = pool.snapshotPath(row.name);
+  for (const { row, path, rowLog: slog } of inUsablePools(ctx, store.snapshotsToReconcile(), 'snapshot')) {
     const exists = existsSync(path);
-    const slog = log.child({ snapshot: row.name, state: row.state });
     if (row.state === 'creating') {
       if (exists) {
         store.setSnapshotState(row.id, 'available');
         report.finished++;
-        slog.warn('finished a snapshot interrupted after its file was complete');
+        slog().warn('finished a snapshot interrupted after its file was complete');
       } else {
         store.deleteSnapshot(row.id);
         report.rolledBack++;
-        slog.warn('rolled back an interrupted snapshot');
+        slog().warn('rolled back an interrupted snapshot');
       }
     } else if (row.state === 'deleting') {
       await unlinkQuiet(path);
@@ -178,18 +188,14 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
     } else if (row.state === 'available' && !exists) {
       store.setSnapshotFault(row.id, 'snapshot file missing');
       report.faulted++;
-      slog.error('snapshot file missing; marked faulty');
+      slog().error('snapshot file missing; marked faulty');
     }
   }
 
   // 4. Files without rows. With a brand-new database they are kept aside instead: losing the metadata must
   //    not destroy the data.
-  const volumeNames = new Map<string, Set<string>>();
-  const snapshotNames = new Map<string, Set<string>>();
-  for (const v of store.allVolumes())
-    (volumeNames.get(v.pool) ?? volumeNames.set(v.pool, new Set()).get(v.pool)!).add(v.name);
-  for (const s of store.allSnapshots())
-    (snapshotNames.get(s.pool) ?? snapshotNames.set(s.pool, new Set()).get(s.pool)!).add(s.name);
+  const volumeNames = store.volumeNames();
+  const snapshotNames = store.snapshotNames();
   for (const pool of ctx.pools.values()) {
     if (!pool.healthy) continue;
     for (const entry of readdirSync(pool.tmpDir)) {

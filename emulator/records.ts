@@ -4,7 +4,7 @@ import { encodeRecord, SnapshotStatus, VolumeStatus, type Field } from '../src/p
 import { poolHostIds, type Ctx } from './context.js';
 import { allocationOf, MiB } from './files.js';
 import type { Pool } from './pools.js';
-import type { GroupRow, JobRow, SnapshotRow, VolumeRow } from './store.js';
+import type { GroupRow, JobRow, MappingRow, SnapshotRow, VolumeRow } from './store.js';
 
 const GiB = 1024 * MiB;
 
@@ -53,10 +53,16 @@ function health(problem: string): Record<string, string> {
   return { [RecordField.HEALTH]: problem ? 'fault' : 'ok', [RecordField.FAULT_REASON]: problem };
 }
 
-/** `allocBytes` when the caller knows it (a volume just created), to spare a stat. */
-export function volumeRecord(ctx: Ctx, row: VolumeRow, allocBytes?: number): Record<string, string | number> {
-  const mappings = ctx.store.mappings(row.id);
-  const { alloc, problem } = fileState(ctx, row, 'volume', allocBytes);
+/** What a caller may already know of a volume, to spare a stat (a volume just created) or a query (a page). */
+export interface KnownOfVolume {
+  allocBytes?: number;
+  mappings?: readonly MappingRow[];
+  snapshotCount?: number;
+}
+
+export function volumeRecord(ctx: Ctx, row: VolumeRow, known: KnownOfVolume = {}): Record<string, string | number> {
+  const mappings = known.mappings ?? ctx.store.mappings(row.id);
+  const { alloc, problem } = fileState(ctx, row, 'volume', known.allocBytes);
   return {
     [RecordField.STATUS]:
       problem && row.state !== 'deleting' ? VolumeStatus.FAULT : volumeStatus(row, mappings.length > 0),
@@ -75,7 +81,7 @@ export function volumeRecord(ctx: Ctx, row: VolumeRow, allocBytes?: number): Rec
     [Key.CACHE_POLICY]: row.cache_policy,
     [RecordField.MAPPED_HOSTS]: mappings.map((m) => m.host_id).join(':'),
     ...health(problem),
-    [Key.SNAP_NUM]: ctx.store.snapshotCount(row.id),
+    [Key.SNAP_NUM]: known.snapshotCount ?? ctx.store.snapshotCount(row.id),
     [Key.IO_CLASS_ID]: row.io_class_id,
     [Key.JOB_ID]: row.job_id ?? '',
   };
@@ -197,6 +203,14 @@ export function jobRecord(
     // Only for a failed job: a driver tells a full pool (NO_SPACE) from a bad image by it.
     ...(row.status === 'failed' && row.error_code ? { error_code: row.error_code } : {}),
   };
+}
+
+/** The records of a page of volumes: their mappings and snapshot counts read once for the page. */
+export function volumePageRecords(ctx: Ctx, rows: readonly VolumeRow[]): Record<string, string | number>[] {
+  const { mappings, snapshotCounts } = ctx.store.relationsOf(rows.map((r) => r.id));
+  return rows.map((row) =>
+    volumeRecord(ctx, row, { mappings: mappings.get(row.id) ?? [], snapshotCount: snapshotCounts.get(row.id) ?? 0 }),
+  );
 }
 
 export const field = (key: string, record: Record<string, string | number>): Field => [key, encodeRecord(record)];

@@ -28,6 +28,68 @@ export interface VolumeRow {
   job_id: string | null;
 }
 
+/**
+ * A volume row as an array in the order of VOLUME_COLUMNS. better-sqlite3 builds its row objects slowly; a
+ * raw row turned into an object literal is ~3× faster on a listing page of 500 (docs/BENCHMARKS.md).
+ */
+export type VolumeTuple = [
+  number,
+  string,
+  string,
+  number,
+  number | null,
+  number,
+  VolumeState,
+  CreateOp,
+  VolumeRow['src_type'],
+  string,
+  number | null,
+  VolumeRow['clone_type'],
+  number,
+  number,
+  number,
+  string,
+  VolumeRow['cache_policy'],
+  string,
+  number,
+  string | null,
+];
+
+export const VOLUME_COLUMNS =
+  'id, name, pool, size_mb, target_size_mb, thin, state, op, src_type, src_name, src_id, clone_type, ' +
+  'max_iops, max_mbps, io_priority, io_class_id, cache_policy, fault_reason, create_time, job_id';
+
+export function volumeRowOf(t: VolumeTuple): VolumeRow {
+  return {
+    id: t[0],
+    name: t[1],
+    pool: t[2],
+    size_mb: t[3],
+    target_size_mb: t[4],
+    thin: t[5],
+    state: t[6],
+    op: t[7],
+    src_type: t[8],
+    src_name: t[9],
+    src_id: t[10],
+    clone_type: t[11],
+    max_iops: t[12],
+    max_mbps: t[13],
+    io_priority: t[14],
+    io_class_id: t[15],
+    cache_policy: t[16],
+    fault_reason: t[17],
+    create_time: t[18],
+    job_id: t[19],
+  };
+}
+
+/** What start-up reconcile needs of a volume row. */
+export type VolumeToReconcile = Pick<
+  VolumeRow,
+  'id' | 'name' | 'pool' | 'state' | 'op' | 'size_mb' | 'target_size_mb' | 'thin'
+>;
+
 export type NewVolume = Omit<VolumeRow, 'id' | 'target_size_mb' | 'fault_reason'>;
 
 export interface SnapshotRow {

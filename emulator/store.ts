@@ -7,41 +7,45 @@ import { openDatabase, type SqliteDatabase } from './sqlite.js';
 
 import { prepareStatements, type Statements } from './store-statements.js';
 import { upgradeSchema } from './store-schema.js';
+import { volumeRowOf } from './store-rows.js';
 import type {
   VolumeState,
   SnapshotState,
-  CreateOp,
   VolumeRow,
+  VolumeToReconcile,
   NewVolume,
   SnapshotRow,
   MappingRow,
   AttachState,
   AttachmentRow,
-  JobStatus,
   JobRow,
   GroupState,
-  Quiesce,
   GroupRow,
   PoolRow,
 } from './store-rows.js';
 
-export type {
-  VolumeState,
-  SnapshotState,
-  CreateOp,
-  VolumeRow,
-  NewVolume,
-  SnapshotRow,
-  MappingRow,
-  AttachState,
-  AttachmentRow,
-  JobStatus,
-  JobRow,
-  GroupState,
-  Quiesce,
-  GroupRow,
-  PoolRow,
-} from './store-rows.js';
+export type * from './store-rows.js';
+
+/** Rows in id order, fetched a page at a time after the last id seen. */
+function* keysetPages<T extends { id: number }>(page: (afterId: number) => T[], pageSize: number): Generator<T> {
+  let afterId = 0;
+  for (;;) {
+    const rows = page(afterId);
+    yield* rows;
+    if (rows.length < pageSize) return;
+    afterId = rows[rows.length - 1]!.id;
+  }
+}
+
+function namesByPool(rows: Iterable<[string, string]>): Map<string, Set<string>> {
+  const byPool = new Map<string, Set<string>>();
+  for (const [pool, name] of rows) {
+    const names = byPool.get(pool);
+    if (names) names.add(name);
+    else byPool.set(pool, new Set([name]));
+  }
+  return byPool;
+}
 
 export class StoreLockedError extends Error {
   override name = 'StoreLockedError';
@@ -153,10 +157,16 @@ export class Store {
     this.s.deleteMappingsOf.run(id);
   }
   listVolumes(marker: string, limit: number, pool?: string): VolumeRow[] {
-    return pool ? this.s.listVolumesInPool.all(pool, marker, limit) : this.s.listVolumes.all(marker, limit);
+    const rows = pool ? this.s.listVolumesInPool.all(pool, marker, limit) : this.s.listVolumes.all(marker, limit);
+    return rows.map(volumeRowOf);
   }
-  allVolumes(): VolumeRow[] {
-    return this.s.allVolumes.all();
+  /** Every volume, in pages of `pageSize` read as the loop goes: the body may change or delete rows. */
+  *volumesToReconcile(pageSize = 1000): Generator<VolumeToReconcile> {
+    yield* keysetPages((afterId) => this.s.volumesToReconcile.all(afterId, pageSize), pageSize);
+  }
+  /** The volume names of each pool. */
+  volumeNames(): Map<string, Set<string>> {
+    return namesByPool(this.s.volumeNames.iterate());
   }
   linkedDependents(snapshotId: number): number {
     return this.s.linkedDependents.get(snapshotId)!.n;
@@ -184,13 +194,29 @@ export class Store {
   listSnapshots(marker: string, limit: number, volName?: string): SnapshotRow[] {
     return volName ? this.s.listSnapshotsOfVolume.all(volName, marker, limit) : this.s.listSnapshots.all(marker, limit);
   }
-  allSnapshots(): SnapshotRow[] {
-    return this.s.allSnapshots.all();
+  /** Every snapshot, a page at a time (see volumesToReconcile). */
+  *snapshotsToReconcile(pageSize = 1000): Generator<SnapshotRow> {
+    yield* keysetPages((afterId) => this.s.snapshotsToReconcile.all(afterId, pageSize), pageSize);
+  }
+  snapshotNames(): Map<string, Set<string>> {
+    return namesByPool(this.s.snapshotNames.iterate());
   }
 
   // ---- mappings and attachments
   mappings(volId: number): MappingRow[] {
     return this.s.mappingsOf.all(volId);
+  }
+  /** The mappings and snapshot counts of a page of volumes, two queries for the whole page. */
+  relationsOf(volIds: readonly number[]): { mappings: Map<number, MappingRow[]>; snapshotCounts: Map<number, number> } {
+    const ids = JSON.stringify(volIds);
+    const mappings = new Map<number, MappingRow[]>();
+    for (const m of this.s.mappingsOfIds.all(ids)) {
+      const list = mappings.get(m.vol_id);
+      if (list) list.push(m);
+      else mappings.set(m.vol_id, [m]);
+    }
+    const snapshotCounts = new Map(this.s.snapshotCountsOfIds.all(ids).map((r) => [r.vol_id, r.n] as const));
+    return { mappings, snapshotCounts };
   }
   upsertMapping(volId: number, hostId: string, mode: 'rw' | 'ro'): void {
     this.s.upsertMapping.run(volId, hostId, mode);

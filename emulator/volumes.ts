@@ -82,7 +82,7 @@ export function parseCreateSpec(ctx: Ctx, p: Params, sizeRequired: boolean, pool
 }
 
 export function volumeField(ctx: Ctx, row: VolumeRow, allocBytes?: number): Field {
-  return field('volume0', volumeRecord(ctx, row, allocBytes));
+  return field('volume0', volumeRecord(ctx, row, { allocBytes }));
 }
 
 /** Refuses a name in use: BUSY while its volume is being made, changed or deleted, else ALREADY_EXISTS. */
