@@ -195,13 +195,15 @@ export function parseRequest(bytes: Uint8Array): VbsRequest {
   return { type: m[1]!, fields: new Fields(fields) };
 }
 
+const CONTROL_CHARACTERS = new RegExp(CONTROL_PATTERN.source, 'g');
+
 /** Encodes a reply; `retcode` always comes first. */
 export function encodeReply(retcode: number, input: readonly Field[] | Record<string, FieldInput> = []): Buffer {
   const fields = toFields(input).filter(([k]) => k !== 'retcode');
   const lines = [`retcode=${retcode}`];
   for (const [k, v] of fields) {
     // Replies never fail to encode: a value with control characters is sanitised, not refused.
-    lines.push(`${k}=${v.replace(/[\u0000-\u0008\u000a-\u001f\u007f]/g, ' ')}`);
+    lines.push(`${k}=${CONTROL_PATTERN.test(v) ? v.replace(CONTROL_CHARACTERS, ' ') : v}`);
   }
   return encodeLines(lines, false);
 }
@@ -222,9 +224,26 @@ export function parseReply(bytes: Uint8Array): VbsReply {
 }
 
 const RECORD_ESCAPE = /[%,=[\]\u0000-\u001f\u007f]/g;
+const NEEDS_RECORD_ESCAPE = new RegExp(RECORD_ESCAPE.source);
 
+/** Most values need no escaping: a test is cheaper than a replace that finds nothing. */
 function escapeRecordValue(value: string): string {
+  if (!NEEDS_RECORD_ESCAPE.test(value)) return value;
   return value.replace(RECORD_ESCAPE, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'));
+}
+
+/** Record keys already checked against KEY_PATTERN; a listing encodes the same few dozen thousands of times. */
+const checkedRecordKeys = new Set<string>();
+
+function checkRecordKey(key: string): void {
+  if (checkedRecordKeys.has(key)) return;
+  if (!KEY_PATTERN.test(key)) throw new ProtocolError(RetCode.MALFORMED, `bad record key ${JSON.stringify(key)}`);
+  if (checkedRecordKeys.size < 1024) checkedRecordKeys.add(key);
+}
+
+function recordValue(v: string | number | boolean): string {
+  if (typeof v === 'number') return String(v); // digits, '.', '-', 'e', '+': never escaped
+  return escapeRecordValue(typeof v === 'boolean' ? (v ? '1' : '0') : v);
 }
 
 /** Encodes a record body: `[k=v,k=v]`, with `%`, `,`, `=`, `[`, `]` and control characters percent-encoded. */
@@ -232,8 +251,8 @@ export function encodeRecord(record: Record<string, string | number | boolean | 
   const parts: string[] = [];
   for (const [k, v] of Object.entries(record)) {
     if (v === undefined) continue;
-    if (!KEY_PATTERN.test(k)) throw new ProtocolError(RetCode.MALFORMED, `bad record key ${JSON.stringify(k)}`);
-    parts.push(`${k}=${escapeRecordValue(typeof v === 'boolean' ? (v ? '1' : '0') : String(v))}`);
+    checkRecordKey(k);
+    parts.push(`${k}=${recordValue(v)}`);
   }
   return `[${parts.join(',')}]`;
 }
@@ -262,7 +281,7 @@ export function parseRecord(body: string): Record<string, string> {
     if (eq <= 0)
       throw new ProtocolError(RetCode.MALFORMED, `record part without key=value: ${JSON.stringify(part.slice(0, 80))}`);
     const key = part.slice(0, eq).trim();
-    if (!KEY_PATTERN.test(key)) throw new ProtocolError(RetCode.MALFORMED, `bad record key ${JSON.stringify(key)}`);
+    checkRecordKey(key);
     out[key] = decodeRecordValue(key, part.slice(eq + 1));
   }
   return out;
