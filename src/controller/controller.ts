@@ -193,7 +193,9 @@ export function controllerService(deps: ControllerDeps, rpc: RpcFactory): Contro
       const pools = new Map((await poolDirectory.pools(opts(ctx))).map((p) => [p.id, p]));
       return {
         entries: items.map((v) => ({
-          volume: csiVolume(v, pools.get(v.poolId), reportedSettings(v)),
+          // No reported settings here: ControllerGetVolume has them. A page of 500 serializes in a quarter of the
+          // time without them (docs/BENCHMARKS.md, the scale section), and no CO reads them from a listing.
+          volume: csiVolume(v, pools.get(v.poolId)),
           status: { published_node_ids: v.mappedHosts, volume_condition: volumeCondition(v) },
         })),
         next_token: nextToken,
