@@ -23,6 +23,7 @@ import { createGroupSnapshot, deleteGroupSnapshot, groupFields, parseGroupSpec, 
 import {
   CACHE_POLICIES,
   cloneVolume,
+  type CloneSource,
   createVolume,
   deleteVolume,
   extendVolume,
@@ -175,32 +176,22 @@ export function buildHandlers(ctx: Ctx, attach: AttachService, images: ImageServ
     return ok([snapshotField(ctx, row)]);
   });
 
+  /** A clone of a snapshot or a volume, the clone type from the request; `smallerCode` for a size below the source's. */
+  const cloned = async (params: Params, source: CloneSource, smallerCode: number): Promise<Reply> =>
+    ok([volumeField(ctx, await cloneVolume(ctx, params, source, cloneTypeOf(params), smallerCode))]);
+
   h.set(Requests.CREATE_VOLUME_FROM_SNAPSHOT.type, async ({ params }) => {
     params.name(Key.VOL_NAME);
     const snap = params.name(Key.SNAP_NAME_SRC);
     const count = params.optInt(Key.VOL_NUM, 1, 1);
     if (count !== undefined && count !== 1) throw invalid(Key.VOL_NUM, 'must be 1');
-    const row = await cloneVolume(
-      ctx,
-      params,
-      { type: 'snapshot', name: snap },
-      cloneTypeOf(params),
-      RetCode.INVALID_PARAMETER,
-    );
-    return ok([volumeField(ctx, row)]);
+    return cloned(params, { type: 'snapshot', name: snap }, RetCode.INVALID_PARAMETER);
   });
 
   h.set(Requests.CLONE_VOLUME.type, async ({ params }) => {
     params.name(Key.VOL_NAME);
     const src = params.name(Key.SRC_VOL_NAME);
-    const row = await cloneVolume(
-      ctx,
-      params,
-      { type: 'volume', name: src },
-      cloneTypeOf(params),
-      RetCode.CANNOT_SHRINK,
-    );
-    return ok([volumeField(ctx, row)]);
+    return cloned(params, { type: 'volume', name: src }, RetCode.CANNOT_SHRINK);
   });
 
   h.set(Requests.MODIFY_VOLUME.type, async ({ params }) => {

@@ -110,11 +110,19 @@ export function buildOriginalHandlers(ctx: Ctx): Map<string, Handler> {
     return ok();
   });
 
-  h.set(Requests.QUERY_VOLUME.type, ({ params }) => {
-    const row = ctx.store.volume(params.name(Key.VOL_NAME));
-    if (!row) throw notExist();
-    return ok([volumeOnly(ctx, row)]);
-  });
+  /** A query: the one record of the object `key` names, or the original's bare NOT_EXIST. */
+  const query =
+    <R>(key: string, find: (name: string) => R | undefined, render: (ctx: Ctx, row: R) => Field): Handler =>
+    ({ params }) => {
+      const row = find(params.name(key));
+      if (!row) throw notExist();
+      return ok([render(ctx, row)]);
+    };
+
+  h.set(
+    Requests.QUERY_VOLUME.type,
+    query(Key.VOL_NAME, (name) => ctx.store.volume(name), volumeOnly),
+  );
 
   h.set(Requests.CREATE_SNAPSHOT.type, async ({ params }) => {
     await createSnapshot(ctx, params.name(Key.SNAP_NAME), params.name(Key.VOL_NAME));
@@ -126,11 +134,10 @@ export function buildOriginalHandlers(ctx: Ctx): Map<string, Handler> {
     return ok();
   });
 
-  h.set(Requests.QUERY_SNAPSHOT.type, ({ params }) => {
-    const row = ctx.store.snapshot(params.name(Key.SNAP_NAME));
-    if (!row) throw notExist();
-    return ok([snapshotOnly(ctx, row)]);
-  });
+  h.set(
+    Requests.QUERY_SNAPSHOT.type,
+    query(Key.SNAP_NAME, (name) => ctx.store.snapshot(name), snapshotOnly),
+  );
 
   h.set(Requests.CREATE_VOLUME_FROM_SNAPSHOT.type, async ({ params }) => {
     params.name(Key.VOL_NAME);
