@@ -7,6 +7,7 @@ import {
   ftruncateSync,
   openSync,
   promises as fsp,
+  renameSync,
   statSync,
 } from 'node:fs';
 import { relative, isAbsolute, resolve } from 'node:path';
@@ -79,6 +80,13 @@ export function allocationOf(path: string): number | undefined {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     return 0;
   }
+}
+
+/** Puts a finished file in place so that a crash leaves either no file or the whole of it: data, name, entry. */
+export function renameDurably(tmp: string, finalPath: string, dir: string): void {
+  fsyncPath(tmp);
+  renameSync(tmp, finalPath);
+  fsyncPath(dir);
 }
 
 export async function removeQuietly(path: string): Promise<void> {

@@ -1,5 +1,6 @@
 // Loop devices through losetup (util-linux) and sysfs: the block devices volumes are attached as.
-import { closeSync, constants, fsyncSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync } from 'node:fs';
+import { fsyncPath } from './files.js';
 import { basename } from 'node:path';
 import { run, ToolError } from './exec.js';
 
@@ -124,12 +125,7 @@ export async function setDirectIo(device: string, on: boolean): Promise<void> {
 
 /** Flushes a block device: its page cache reaches the loop driver, and the loop driver fsyncs the file. */
 export function flushDevice(device: string): void {
-  const fd = openSync(device, constants.O_RDONLY);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  fsyncPath(device);
 }
 
 /**

@@ -1,11 +1,10 @@
 // Snapshots: a reflink copy of the volume file (a sparse full copy on a directory pool), taken after the
 // volume's block device is flushed, so the snapshot is crash-consistent.
 import { Key } from '../src/protocol/catalog.js';
-import { promises as fsp, renameSync } from 'node:fs';
 import { RetCode, type Field } from '../src/protocol/vbs.js';
 import { nowSeconds, usablePool, type Ctx } from './context.js';
 import { busy, fromIoError, notExist, VbsError } from './errors.js';
-import { allocatedBytes, fsyncPath, MiB, reflink, sparseCopy } from './files.js';
+import { allocatedBytes, MiB, reflink, removeQuietly, renameDurably, sparseCopy } from './files.js';
 import { snapKey, volKey } from './locks.js';
 import { flushDevice } from './loopdev.js';
 import { field, snapshotRecord } from './records.js';
@@ -57,13 +56,11 @@ export async function createSnapshot(ctx: Ctx, name: string, volName: string): P
     if (att?.state === 'attached') flushDevice(att.device);
     if (pool.linkedClone) await reflink(src, tmp);
     else await sparseCopy(src, tmp);
-    fsyncPath(tmp);
-    renameSync(tmp, pool.snapshotPath(name));
-    fsyncPath(pool.snapshotsDir);
+    renameDurably(tmp, pool.snapshotPath(name), pool.snapshotsDir);
     ctx.store.setSnapshotState(id, 'available');
     return ctx.store.snapshot(name)!;
   } catch (err) {
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    await removeQuietly(tmp);
     ctx.store.deleteSnapshot(id);
     throw fromIoError(err, `snapshot ${volName} as ${name}`);
   } finally {

@@ -1,13 +1,14 @@
 // Volumes: create (thin or thick), clone (from a snapshot or a volume, linked or full), extend, modify,
 // delete. Each keeps the order of file work and commits that reconcile.ts relies on (emulator/README.md).
 import { Key } from '../src/protocol/catalog.js';
-import { promises as fsp, renameSync, unlinkSync } from 'node:fs';
+import { renameSync, unlinkSync } from 'node:fs';
 import { RetCode, type Field } from '../src/protocol/vbs.js';
 import { nowSeconds, poolOf, usablePool, type Ctx } from './context.js';
 import { busy, fromIoError, invalid, notExist, VbsError } from './errors.js';
 import {
   createSparseSync,
-  fsyncPath,
+  removeQuietly,
+  renameDurably,
   growSync,
   MiB,
   preallocate,
@@ -213,7 +214,7 @@ export async function createVolume(ctx: Ctx, spec: CreateSpec): Promise<VolumeRo
     ctx.store.setVolumeState(id, 'available');
     return ctx.store.volumeById(id)!;
   } catch (err) {
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    await removeQuietly(tmp);
     ctx.store.deleteVolume(id);
     throw fromIoError(err, `create volume ${spec.name}`);
   } finally {
@@ -301,13 +302,11 @@ export async function cloneVolume(
     if (sizeMb > srcSizeMb) growSync(tmp, sizeMb * MiB);
     if (!spec.thin) await preallocate(tmp, 0, sizeMb * MiB);
     // The clone carries data: make it durable before it becomes visible (not on the create hot path).
-    fsyncPath(tmp);
-    renameSync(tmp, path);
-    fsyncPath(pool.volumesDir);
+    renameDurably(tmp, path, pool.volumesDir);
     ctx.store.setVolumeState(id, 'available');
     return ctx.store.volumeById(id)!;
   } catch (err) {
-    await fsp.rm(tmp, { force: true }).catch(() => undefined);
+    await removeQuietly(tmp);
     ctx.store.deleteVolume(id);
     throw fromIoError(err, `clone ${source.type} ${source.name} to ${spec.name}`);
   } finally {
