@@ -145,6 +145,23 @@ function checkNotForbidden(real: string, raw: string, key: string, dirs: ImageDi
     throw new UnsafePathError(`${key}: ${raw} is inside the emulator's data or pools`);
 }
 
+/** `locate` of a path that must name a file below an image directory: its last part split off. */
+function locateFile(raw: string, key: string, dirs: ImageDirs): { dirReal: string; rest: string[]; name: string } {
+  const { dirReal, rest } = locate(raw, key, dirs);
+  const name = rest.pop();
+  if (name === undefined) throw new UnsafePathError(`${key}: ${raw} is an image directory, not a file`);
+  return { dirReal, rest, name };
+}
+
+/** openDirChain, its failure an UnsafePathError starting with `what`. */
+function openChainOf(dir: string, what: string): DirChain {
+  try {
+    return openDirChain(dir);
+  } catch (err) {
+    throw new UnsafePathError(`${what}: ${(err as Error).message}`);
+  }
+}
+
 export interface OpenedImage {
   fd: number;
   /** the real path of the opened file */
@@ -165,15 +182,8 @@ export interface OpenedImage {
  * read themselves).
  */
 export function openImageForRead(raw: string, key: string, dirs: ImageDirs): OpenedImage {
-  const { dirReal, rest } = locate(raw, key, dirs);
-  const name = rest.pop();
-  if (name === undefined) throw new UnsafePathError(`${key}: ${raw} is an image directory, not a file`);
-  let chain: DirChain;
-  try {
-    chain = openDirChain(dirReal);
-  } catch (err) {
-    throw new UnsafePathError(`${key}: image directory ${dirReal}: ${(err as Error).message}`);
-  }
+  const { dirReal, rest, name } = locateFile(raw, key, dirs);
+  const chain = openChainOf(dirReal, `${key}: image directory ${dirReal}`);
   let dirFd = chain.fd;
   let trusted = chain.trusted;
   let pathFd: number | undefined;
@@ -232,16 +242,8 @@ export interface ExportDir {
  * directory counts when the next one is root's): nobody else can then put or swap anything in it.
  */
 export function openExportDir(raw: string, key: string, dirs: ImageDirs): ExportDir {
-  const { dirReal, rest } = locate(raw, key, dirs);
-  const name = rest.pop();
-  if (name === undefined) throw new UnsafePathError(`${key}: ${raw} is an image directory, not a file`);
-  const parent = [dirReal, ...rest].join(sep);
-  let chain: DirChain;
-  try {
-    chain = openDirChain(parent);
-  } catch (err) {
-    throw new UnsafePathError(`${key}: ${dirname(raw)}: ${(err as Error).message}`);
-  }
+  const { dirReal, rest, name } = locateFile(raw, key, dirs);
+  const chain = openChainOf([dirReal, ...rest].join(sep), `${key}: ${dirname(raw)}`);
   try {
     if (!chain.trusted) {
       throw new UnsafePathError(

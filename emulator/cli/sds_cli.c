@@ -62,16 +62,23 @@ static const char *request_id(void) {
     return id;
 }
 
+/* The line of buf at *next: [*start, *end) without its LF or a CR before it; *next moves past it. 0 at the end. */
+static int next_line(const char *buf, size_t len, size_t *next, size_t *start, size_t *end) {
+    if (*next >= len) return 0;
+    const char *nl = memchr(buf + *next, '\n', len - *next);
+    size_t stop = nl ? (size_t)(nl - buf) : len;
+    *start = *next;
+    *end = stop > *start && buf[stop - 1] == '\r' ? stop - 1 : stop;
+    *next = stop + 1;
+    return 1;
+}
+
 /* Every line must be key=value with key [a-z_]+ and no control bytes; ret_code must be an integer. */
 static int valid_reply(const char *buf, size_t len) {
     if (len == 0 || buf[len - 1] != '\n') return 0;
     int has_code = 0;
-    size_t start = 0;
-    while (start < len) {
-        const char *nl = memchr(buf + start, '\n', len - start);
-        size_t end = (size_t)(nl - buf);
-        size_t line_end = end;
-        if (line_end > start && buf[line_end - 1] == '\r') line_end--;
+    size_t next = 0, start, line_end;
+    while (next_line(buf, len, &next, &start, &line_end)) {
         if (line_end > start) {
             size_t i = start;
             while (i < line_end && ((buf[i] >= 'a' && buf[i] <= 'z') || buf[i] == '_')) i++;
@@ -91,7 +98,6 @@ static int valid_reply(const char *buf, size_t len) {
                 has_code = 1;
             }
         }
-        start = end + 1;
     }
     return has_code;
 }
@@ -197,17 +203,12 @@ int main(int argc, char **argv) {
         return 0;
     }
     /* The reply is exactly what we print: key=value lines (a CR before the LF is dropped). */
-    size_t start = 0;
-    while (start < got) {
-        const char *nl = memchr(reply + start, '\n', got - start);
-        size_t end = (size_t)(nl - reply);
-        size_t line_end = end;
-        if (line_end > start && reply[line_end - 1] == '\r') line_end--;
+    size_t next = 0, start, line_end;
+    while (next_line(reply, got, &next, &start, &line_end)) {
         if (line_end > start) {
             fwrite(reply + start, 1, line_end - start, stdout);
             fputc('\n', stdout);
         }
-        start = end + 1;
     }
     fflush(stdout);
     return 0;
