@@ -733,6 +733,11 @@ describe('ListVolumes', () => {
     expect(entry.volume?.accessible_topology.length).toBeGreaterThan(0);
     expect(entry.status?.published_node_ids).toEqual(['host-c']);
     expect(entry.status?.volume_condition).toEqual({ abnormal: false, message: 'volume is healthy' });
+    // The back end's settings are ControllerGetVolume's to report, not a listing's (docs/features.md).
+    expect(entry.volume?.volume_context).toEqual({});
+    const got = await ctl.ControllerGetVolume({ volume_id: v.volume_id });
+    expect(got.volume?.volume_context?.['sdshypervisor.io/pool']).toBe('pool0');
+    expect(got.volume?.volume_context?.['sdshypervisor.io/thin']).toBe('true');
   });
 });
 
