@@ -61,12 +61,35 @@ async function startAllMode(dir: string, extraArgs: string[]): Promise<Running> 
   }
 }
 
+/**
+ * Runs body against a driver in all mode started in a fresh temp dir with the args argsIn(dir) gives,
+ * then stops it and checks it left nothing behind.
+ */
+async function inAllMode(
+  prefix: string,
+  argsIn: (dir: string) => string[],
+  body: (run: Running, dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  try {
+    const run = await startAllMode(dir, argsIn(dir));
+    try {
+      await body(run, dir);
+    } finally {
+      await run.stop();
+    }
+    expect(await leftovers(dir)).toEqual([]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 describe('all mode: the embedded emulator', () => {
   it('with no token configured: a random one, no TCP port, and a request without it is refused', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'csi-allmode-token-'));
-    try {
-      const run = await startAllMode(dir, []);
-      try {
+    await inAllMode(
+      'csi-allmode-token-',
+      () => [],
+      async (run, dir) => {
         expect(run.info.tcpPort ?? -1).toBe(-1);
         const a = await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ');
         expect(a.retcode).toBe(RetCode.AUTH_FAILED);
@@ -111,53 +134,37 @@ describe('all mode: the embedded emulator', () => {
         } finally {
           clients.close();
         }
-      } finally {
-        await run.stop();
-      }
-      expect(await leftovers(dir)).toEqual([]);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+      },
+    );
   });
 
   it('with --vbs-token-file: the emulator requires that very token', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'csi-allmode-token-'));
-    try {
+    const withTokenFile = (dir: string) => {
       const tokenFile = join(dir, 'token');
       writeFileSync(tokenFile, 'file-token-4f2a\n', { mode: 0o600 });
-      const run = await startAllMode(dir, [`--vbs-token-file=${tokenFile}`]);
-      try {
-        expect(run.info.tcpPort ?? -1).toBe(-1);
-        expect((await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ')).retcode).toBe(RetCode.AUTH_FAILED);
-        expect(
-          (await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ', { auth_token: 'file-token-4f2a' })).retcode,
-        ).toBe(0);
-      } finally {
-        await run.stop();
-      }
-      expect(await leftovers(dir)).toEqual([]);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+      return [`--vbs-token-file=${tokenFile}`];
+    };
+    await inAllMode('csi-allmode-token-', withTokenFile, async (run) => {
+      expect(run.info.tcpPort ?? -1).toBe(-1);
+      expect((await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ')).retcode).toBe(RetCode.AUTH_FAILED);
+      expect(
+        (await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ', { auth_token: 'file-token-4f2a' })).retcode,
+      ).toBe(0);
+    });
   });
 
   it('with --vbs-port: the emulator also listens on that TCP port, and requires its token there too', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'csi-allmode-port-'));
-    try {
-      const port = await freePort();
-      const run = await startAllMode(dir, [`--vbs-port=${port}`]);
-      try {
+    const port = await freePort();
+    await inAllMode(
+      'csi-allmode-port-',
+      () => [`--vbs-port=${port}`],
+      async (run, dir) => {
         expect(run.info.tcpPort).toBe(port);
         expect((await call({ port }, 'QUERY_CAPABILITY_REQ')).retcode).toBe(RetCode.AUTH_FAILED);
         const token = readFileSync(join(dir, 'data', 'vbs.token'), 'utf8').trim();
         expect((await call({ port }, 'QUERY_CAPABILITY_REQ', { auth_token: token })).retcode).toBe(0);
-      } finally {
-        await run.stop();
-      }
-      expect(await leftovers(dir)).toEqual([]);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+      },
+    );
   });
 });
 
