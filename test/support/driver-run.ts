@@ -1,6 +1,7 @@
-// The driver's command line run to its end (dist/src/main.js): for settings, --help, --version and the
-// refusals at start, judged by exit status and output.
+// The driver's command line (dist/src/main.js): the argv of an all-mode start under a test's directory, and
+// a run to its end for settings, --help, --version and the refusals at start, judged by exit status and output.
 import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DRIVER_MAIN } from './driver-process.js';
 import { cleanEnv } from './stack.js';
@@ -25,4 +26,19 @@ export async function runDriver(args: string[], env: NodeJS.ProcessEnv = {}): Pr
     const e = err as { code?: number; stdout?: string; stderr?: string };
     return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
   }
+}
+
+/**
+ * The argv (after node) of the driver in all mode keeping everything under `base`: its data in base/data,
+ * its CSI socket at `endpoint` (base/csi.sock unless given), no metrics listener; then `extra`.
+ */
+export function allModeArgv(base: string, extra: string[] = [], endpoint = join(base, 'csi.sock')): string[] {
+  return [
+    DRIVER_MAIN,
+    '--mode=all',
+    `--data-dir=${join(base, 'data')}`,
+    `--endpoint=unix://${endpoint}`,
+    '--metrics-address=',
+    ...extra,
+  ];
 }
