@@ -2,7 +2,7 @@
 // only (no TCP port unless --vbs-port / SDS_VBS_PORT asks for one) and always requires a token: the one configured
 // (here --vbs-token-file, which was not passed on before) or a random one the driver makes at start and
 // keeps to itself. A request without the token is AUTH_FAILED; the driver itself is served (Probe ready).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -12,54 +12,9 @@ import { describe, expect, it } from 'vitest';
 import { RetCode } from '../src/protocol/vbs.js';
 import { projectRoot } from '../src/util/paths.js';
 import { call } from './support/emulator.js';
-import { connectCsi, waitProbeReady } from './support/csi-client.js';
+import { connectCsi } from './support/csi-client.js';
+import { type AllModeRun, startAllMode } from './support/all-mode.js';
 import { cleanEnv, leftovers } from './support/stack.js';
-
-interface Running {
-  info: { controlSocket: string; tcpPort?: number };
-  csi: string;
-  stop(): Promise<void>;
-}
-
-async function startAllMode(dir: string, extraArgs: string[]): Promise<Running> {
-  const csi = join(dir, 'csi.sock');
-  const child = spawn(
-    process.execPath,
-    [
-      join(projectRoot(), 'dist', 'src', 'main.js'),
-      '--mode=all',
-      `--data-dir=${join(dir, 'data')}`,
-      `--endpoint=unix://${csi}`,
-      '--metrics-address=',
-      '--log-level=warn',
-      ...extraArgs,
-    ],
-    {
-      env: cleanEnv(),
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
-  let log = '';
-  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  const exited = new Promise((r) => child.once('exit', r));
-  const stop = async () => {
-    child.kill('SIGTERM');
-    await exited;
-  };
-  try {
-    // Ready means the driver reached its emulator, with the token it handed it.
-    await waitProbeReady(
-      csi,
-      () => child.exitCode !== null,
-      () => log,
-    );
-    const info = JSON.parse(readFileSync(join(dir, 'data', 'emulator.json'), 'utf8')) as Running['info'];
-    return { info, csi, stop };
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-}
 
 /**
  * Runs body against a driver in all mode started in a fresh temp dir with the args argsIn(dir) gives,
@@ -68,7 +23,7 @@ async function startAllMode(dir: string, extraArgs: string[]): Promise<Running> 
 async function inAllMode(
   prefix: string,
   argsIn: (dir: string) => string[],
-  body: (run: Running, dir: string) => Promise<void>,
+  body: (run: AllModeRun, dir: string) => Promise<void>,
 ): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   try {
