@@ -47,6 +47,10 @@ async function createVolume(name = unique(), extra: Record<string, unknown> = {}
   return res.volume!;
 }
 
+/** A CreateVolume of a mount volume with these fields that fails: its error. */
+const createRefused = (extra: Record<string, unknown>) =>
+  failure(ctl.CreateVolume({ name: unique(), volume_capabilities: [mountCap()], ...extra }));
+
 beforeAll(async () => {
   stack = await startStack({
     mode: 'controller',
@@ -341,32 +345,13 @@ describe('CreateVolume', () => {
     expect(full.volume?.capacity_bytes).toBe(String(48 * MiB));
     expect((await backendVolume(stack.vbsSocket, full.volume!.volume_id))?.clone_type).toBe('full');
 
-    const smaller = await failure(
-      ctl.CreateVolume({
-        name: unique(),
-        volume_capabilities: [mountCap()],
-        volume_content_source: src,
-        capacity_range: { required_bytes: String(16 * MiB) },
-      }),
-    );
-    expect(smaller.code).toBe(status.OUT_OF_RANGE);
-    const limited = await failure(
-      ctl.CreateVolume({
-        name: unique(),
-        volume_capabilities: [mountCap()],
-        volume_content_source: src,
-        capacity_range: { limit_bytes: String(16 * MiB) },
-      }),
-    );
-    expect(limited.code).toBe(status.OUT_OF_RANGE);
+    // Smaller than the snapshot, asked for or as the limit.
+    for (const capacity_range of [{ required_bytes: String(16 * MiB) }, { limit_bytes: String(16 * MiB) }]) {
+      const smaller = await createRefused({ volume_content_source: src, capacity_range });
+      expect(smaller.code, JSON.stringify(capacity_range)).toBe(status.OUT_OF_RANGE);
+    }
     for (const id of ['snapshot-does-not-exist', '../../etc/passwd', 'x'.repeat(300)]) {
-      const missing = await failure(
-        ctl.CreateVolume({
-          name: unique(),
-          volume_capabilities: [mountCap()],
-          volume_content_source: { snapshot: { snapshot_id: id } },
-        }),
-      );
+      const missing = await createRefused({ volume_content_source: { snapshot: { snapshot_id: id } } });
       expect(missing.code).toBe(status.NOT_FOUND);
     }
   });

@@ -1,32 +1,14 @@
 // Conformance of the CSI Identity service and of the driver process itself (socket, signals, command line,
 // back-end outages): the real driver and emulator processes, driven over the CSI socket.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { lstat, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../src/util/paths.js';
 import { connectCsi, failure, settle, status } from './support/csi-client.js';
+import { DRIVER_MAIN } from './support/driver-process.js';
+import { runDriver } from './support/driver-run.js';
 import { startStack, type Stack } from './support/stack.js';
-
-const runFile = promisify(execFile);
-const driverEntry = () => join(projectRoot(), 'dist', 'src', 'main.js');
-
-async function runDriver(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await runFile(process.execPath, [driverEntry(), ...args], {
-      env: { PATH: process.env.PATH, ...env },
-      timeout: 20_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
 
 let stack: Stack;
 
@@ -224,7 +206,7 @@ describe('the driver process', () => {
     const child = spawn(
       process.execPath,
       [
-        driverEntry(),
+        DRIVER_MAIN,
         '--mode=controller',
         '--emulator=false',
         `--endpoint=unix://${socket}`,

@@ -266,6 +266,9 @@ describe('controller handlers over gRPC, fake back end', () => {
   let server: InProcessServer;
   const mount = { mount: { fs_type: 'ext4' }, access_mode: { mode: 'SINGLE_NODE_WRITER' as const } };
   const block = { block: {}, access_mode: { mode: 'SINGLE_NODE_WRITER' as const } };
+  /** A CreateVolume of `name` with one capability and these fields that fails: its error. */
+  const createRefused = (name: string, cap: typeof mount | typeof block, fields: Record<string, unknown>) =>
+    failure(server.csi.controller.CreateVolume({ name, volume_capabilities: [cap], ...fields }));
 
   beforeAll(async () => {
     backend = new FakeBackend();
@@ -352,26 +355,16 @@ describe('controller handlers over gRPC, fake back end', () => {
     });
     expect(ok.volume?.capacity_bytes).toBe(String(16 * MiB));
     expect(backend.volumes.get('pvc-img')?.source).toEqual({ type: 'image' });
-    const f = await failure(
-      server.csi.controller.CreateVolume({
-        name: 'pvc-img2',
-        volume_capabilities: [mount],
-        parameters: { imageSource: '/images/broken.raw' },
-      }),
-    );
+    const f = await createRefused('pvc-img2', mount, { parameters: { imageSource: '/images/broken.raw' } });
     expect(f.code).toBe(status.INVALID_ARGUMENT);
     expect(f.message).toMatch(
       /parameters\.imageSource: the image \/images\/broken\.raw could not be imported into volume pvc-img2: unreadable image/,
     );
     expect(backend.volumes.has('pvc-img2')).toBe(false);
-    const both = await failure(
-      server.csi.controller.CreateVolume({
-        name: 'pvc-img3',
-        volume_capabilities: [mount],
-        parameters: { imageSource: '/images/base.raw' },
-        volume_content_source: { volume: { volume_id: 'pvc-img' } },
-      }),
-    );
+    const both = await createRefused('pvc-img3', mount, {
+      parameters: { imageSource: '/images/base.raw' },
+      volume_content_source: { volume: { volume_id: 'pvc-img' } },
+    });
     expect(both.code).toBe(status.INVALID_ARGUMENT);
   });
 
@@ -382,32 +375,19 @@ describe('controller handlers over gRPC, fake back end', () => {
       parameters: { pool: 'pool1' },
       capacity_range: { required_bytes: String(64 * MiB) },
     });
-    const linked = await failure(
-      server.csi.controller.CreateVolume({
-        name: 'pvc-clone',
-        volume_capabilities: [block],
-        parameters: { cloneMode: 'linked' },
-        volume_content_source: { volume: { volume_id: 'pvc-src' } },
-      }),
-    );
+    const ofSource = { volume_content_source: { volume: { volume_id: 'pvc-src' } } };
+    const linked = await createRefused('pvc-clone', block, { ...ofSource, parameters: { cloneMode: 'linked' } });
     expect(linked.code).toBe(status.FAILED_PRECONDITION);
     expect(linked.message).toMatch(/parameters\.cloneMode/);
     const clone = await server.csi.controller.CreateVolume({
       name: 'pvc-clone',
       volume_capabilities: [block],
-      volume_content_source: { volume: { volume_id: 'pvc-src' } },
+      ...ofSource,
     });
     expect(clone.volume?.content_source?.volume?.volume_id).toBe('pvc-src');
     expect(backend.volumes.get('pvc-clone')?.cloneType).toBe('full');
     expect(clone.volume?.accessible_topology).toEqual([{ segments: { [TOPOLOGY_HOST_KEY]: 'host-c' } }]);
-    const wrongPool = await failure(
-      server.csi.controller.CreateVolume({
-        name: 'pvc-clone2',
-        volume_capabilities: [block],
-        parameters: { pool: 'pool0' },
-        volume_content_source: { volume: { volume_id: 'pvc-src' } },
-      }),
-    );
+    const wrongPool = await createRefused('pvc-clone2', block, { ...ofSource, parameters: { pool: 'pool0' } });
     expect(wrongPool.code).toBe(status.INVALID_ARGUMENT);
   });
 

@@ -74,6 +74,13 @@ async function attachedVolume(host: string, online = true): Promise<string> {
 
 const unmapsOf = (id: string) => backend.unmaps.filter((u) => u.name === id).map((u) => (u.force ? 'force' : 'plain'));
 
+/** ControllerUnpublishVolume from `host` is refused FAILED_PRECONDITION after one plain unmap, nothing forced. */
+async function expectUnpublishRefused(id: string, host: string): Promise<void> {
+  const refusal = await failure(server.csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: host }));
+  expect(refusal.codeName).toBe('FAILED_PRECONDITION');
+  expect(unmapsOf(id)).toEqual(['plain']);
+}
+
 describe('ControllerUnpublishVolume of a volume attached on its node', () => {
   beforeEach(() => {
     api.requests.length = 0;
@@ -122,20 +129,13 @@ describe('ControllerUnpublishVolume of a volume attached on its node', () => {
   });
 
   it('a Node with a garbled annotation and no taint, or no Node at all: refused', async () => {
-    const onC = await attachedVolume('host-c');
-    expect(
-      (await failure(server.csi.controller.ControllerUnpublishVolume({ volume_id: onC, node_id: 'host-c' }))).codeName,
-    ).toBe('FAILED_PRECONDITION');
-    expect(unmapsOf(onC)).toEqual(['plain']);
+    await expectUnpublishRefused(await attachedVolume('host-c'), 'host-c');
   });
 
   it('Kubernetes does not answer: the refusal stands (the CO retries), nothing forced', async () => {
     const id = await attachedVolume('host-a');
     api.inject('nodes', { status: 403 });
-    expect(
-      (await failure(server.csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: 'host-a' }))).codeName,
-    ).toBe('FAILED_PRECONDITION');
-    expect(unmapsOf(id)).toEqual(['plain']);
+    await expectUnpublishRefused(id, 'host-a');
   });
 
   it('not attached: one plain unmap, Kubernetes not asked', async () => {

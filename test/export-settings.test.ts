@@ -25,34 +25,34 @@ async function exportWith(args: string[], env: NodeJS.ProcessEnv): Promise<{ cod
   return { code, stderr };
 }
 
+/** Export with these settings stops at the arguments (exit 2), its stderr saying `says`; returns that stderr. */
+async function expectRefused(args: string[], env: NodeJS.ProcessEnv, says: string): Promise<string> {
+  const { code, stderr } = await exportWith(args, env);
+  expect(code, stderr).toBe(2);
+  expect(stderr).toContain(says);
+  return stderr;
+}
+
 describe('export: the driver settings', () => {
   it('refuses a bad port from the flag or the variable, naming where it came from', async () => {
-    const fromFlag = await exportWith(['--vbs-port', '70000'], {});
-    expect(fromFlag.code).toBe(2);
-    expect(fromFlag.stderr).toContain('--vbs-port: must be a whole number from 1 to 65535');
-    const fromEnv = await exportWith([], { SDS_VBS_PORT: 'x' });
-    expect(fromEnv.code).toBe(2);
-    expect(fromEnv.stderr).toContain('SDS_VBS_PORT: must be a whole number from 1 to 65535');
+    await expectRefused(['--vbs-port', '70000'], {}, '--vbs-port: must be a whole number from 1 to 65535');
+    await expectRefused([], { SDS_VBS_PORT: 'x' }, 'SDS_VBS_PORT: must be a whole number from 1 to 65535');
   });
 
   it('checks the token as the driver does, without quoting it', async () => {
-    const bad = await exportWith([], { SDS_VBS_TOKEN: 'two words' });
-    expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain('SDS_VBS_TOKEN: the token must be 1-4096 printable ASCII characters');
-    expect(bad.stderr).not.toContain('two words');
+    const bad = await expectRefused(
+      [],
+      { SDS_VBS_TOKEN: 'two words' },
+      'SDS_VBS_TOKEN: the token must be 1-4096 printable ASCII characters',
+    );
+    expect(bad).not.toContain('two words');
     const empty = join(dir, 'empty-token');
     await writeFile(empty, '\n', { mode: 0o600 });
-    const fromFile = await exportWith([], { SDS_VBS_TOKEN_FILE: empty });
-    expect(fromFile.code).toBe(2);
-    expect(fromFile.stderr).toContain('SDS_VBS_TOKEN_FILE: the token file is empty');
+    await expectRefused([], { SDS_VBS_TOKEN_FILE: empty }, 'SDS_VBS_TOKEN_FILE: the token file is empty');
   });
 
   it('refuses a bad address list and a relative data directory', async () => {
-    const url = await exportWith(['--vbs-url', 'ftp://nowhere'], {});
-    expect(url.code).toBe(2);
-    expect(url.stderr).toContain('--vbs-url:');
-    const data = await exportWith([], { SDS_DATA_DIR: 'relative/dir' });
-    expect(data.code).toBe(2);
-    expect(data.stderr).toContain('SDS_DATA_DIR: must be an absolute path');
+    await expectRefused(['--vbs-url', 'ftp://nowhere'], {}, '--vbs-url:');
+    await expectRefused([], { SDS_DATA_DIR: 'relative/dir' }, 'SDS_DATA_DIR: must be an absolute path');
   });
 });

@@ -63,6 +63,23 @@ async function readThroughNode(stack: Stack, id: string, length: number): Promis
   }
 }
 
+/**
+ * Deletes `snapshot` and checks each clone still reads `data` (a copy, or its own link to the blocks); then
+ * unstages the source and deletes the clones and the source.
+ */
+async function expectClonesOutliveSnapshot(
+  stack: Stack,
+  snapshot: string,
+  clones: string[],
+  data: Buffer,
+  source: Staged,
+): Promise<void> {
+  await stack.csi.controller.DeleteSnapshot({ snapshot_id: snapshot });
+  for (const id of clones) expect(sha256(await readThroughNode(stack, id, SIZE)), id).toBe(sha256(data));
+  await unstageVolume(stack, source);
+  for (const id of [...clones, source.id]) await stack.csi.controller.DeleteVolume({ volume_id: id });
+}
+
 function poolFiles(stack: Stack): string[] {
   const root = join(stack.emulatorDataDir, 'pools', 'pool0');
   return [
@@ -170,12 +187,7 @@ describe('linked clones on an xfs-reflink pool', () => {
     expect(Number((await backendPool(stack.vbsSocket)).allocated_mb) - before).toBeGreaterThanOrEqual(32);
     await cloneOf(stack, 'pvc-default-3', { snapshot: 'snap-3' });
     expect(await backendVolume(stack.vbsSocket, 'pvc-default-3')).toMatchObject({ clone_type: 'linked' });
-    await stack.csi.controller.DeleteSnapshot({ snapshot_id: 'snap-3' });
-    expect(sha256(await readThroughNode(stack, 'pvc-full-3', SIZE))).toBe(sha256(data));
-    expect(sha256(await readThroughNode(stack, 'pvc-default-3', SIZE))).toBe(sha256(data));
-    await unstageVolume(stack, source);
-    for (const id of ['pvc-full-3', 'pvc-default-3', 'pvc-src-3'])
-      await stack.csi.controller.DeleteVolume({ volume_id: id });
+    await expectClonesOutliveSnapshot(stack, 'snap-3', ['pvc-full-3', 'pvc-default-3'], data, source);
     await expectNothingLeaked();
   });
 });
@@ -212,13 +224,7 @@ describe('clones on a directory pool (no reflink)', () => {
       clone_type: 'full',
       src_type: 'volume',
     });
-    await stack.csi.controller.DeleteSnapshot({ snapshot_id: 'snap-dir' });
-    expect(sha256(await readThroughNode(stack, 'pvc-dir-default', SIZE))).toBe(sha256(data));
-    expect(sha256(await readThroughNode(stack, 'pvc-dir-full', SIZE))).toBe(sha256(data));
-
-    await unstageVolume(stack, source);
-    for (const id of ['pvc-dir-default', 'pvc-dir-full', 'pvc-dir-src'])
-      await stack.csi.controller.DeleteVolume({ volume_id: id });
+    await expectClonesOutliveSnapshot(stack, 'snap-dir', ['pvc-dir-default', 'pvc-dir-full'], data, source);
     expect(poolFiles(stack)).toEqual([]);
   });
 });

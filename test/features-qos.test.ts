@@ -56,33 +56,34 @@ async function reported(id: string): Promise<Record<string, string>> {
   return (await stack.csi.controller.ControllerGetVolume({ volume_id: id })).volume!.volume_context;
 }
 
+/** The volume's QoS as the back end records it, and as ControllerGetVolume reports it (keys without R). */
+async function expectQos(id: string, onBackend: Record<string, string>, inContext: Record<string, string>) {
+  expect(await backendVolume(stack.vbsSocket, id)).toMatchObject(onBackend);
+  expect(await reported(id)).toMatchObject(Object.fromEntries(Object.entries(inContext).map(([k, v]) => [R + k, v])));
+}
+
+/** A device's throttle rules: the same limits for reads and writes. */
+const readAndWrite = (iops: string, bps: string) => ({
+  read_iops: iops,
+  write_iops: iops,
+  read_bps: bps,
+  write_bps: bps,
+});
+
 describe('QoS and cache', () => {
   it('StorageClass QoS and cache land on the back end and on the attached loop device; ControllerModifyVolume changes them live', async () => {
     const id = await create({ maxIOPS: '300', maxMBps: '20', qosLevel: 'high', cache: 'read' });
-    expect(await backendVolume(stack.vbsSocket, id)).toMatchObject({
-      max_iops: '300',
-      max_mbps: '20',
-      IOPRIORITY: '3',
-      cache_policy: 'read',
-    });
-    expect(await reported(id)).toMatchObject({
-      [`${R}maxIOPS`]: '300',
-      [`${R}maxMBps`]: '20',
-      [`${R}qosLevel`]: 'high',
-      [`${R}cache`]: 'read',
-      [`${R}thin`]: 'true',
-    });
+    await expectQos(
+      id,
+      { max_iops: '300', max_mbps: '20', IOPRIORITY: '3', cache_policy: 'read' },
+      { maxIOPS: '300', maxMBps: '20', qosLevel: 'high', cache: 'read', thin: 'true' },
+    );
 
     const staged = await stageVolume(stack, id, blockCap());
     const { major, minor } = splitDeviceNumber((await stat(staged.target)).rdev);
     const majMin = `${major}:${minor}`;
     const dio = async () => (await readFile(`/sys/dev/block/${majMin}/loop/dio`, 'utf8')).trim();
-    expect(throttleOf(majMin)).toEqual({
-      read_iops: '300',
-      write_iops: '300',
-      read_bps: '20000000',
-      write_bps: '20000000',
-    });
+    expect(throttleOf(majMin)).toEqual(readAndWrite('300', '20000000'));
     expect(await dio()).toBe('0'); // cache read: the host page cache is used
 
     // VolumeAttributesClass change: only the keys given change, on the live device.
@@ -90,35 +91,19 @@ describe('QoS and cache', () => {
       volume_id: id,
       mutable_parameters: { maxIOPS: '1000', qosLevel: 'low', cache: 'none' },
     });
-    expect(throttleOf(majMin)).toEqual({
-      read_iops: '1000',
-      write_iops: '1000',
-      read_bps: '20000000',
-      write_bps: '20000000',
-    });
+    expect(throttleOf(majMin)).toEqual(readAndWrite('1000', '20000000'));
     expect(await dio()).toBe('1'); // cache none: direct I/O, no second page cache
-    expect(await backendVolume(stack.vbsSocket, id)).toMatchObject({
-      max_iops: '1000',
-      max_mbps: '20',
-      IOPRIORITY: '1',
-      cache_policy: 'none',
-    });
-    expect(await reported(id)).toMatchObject({
-      [`${R}maxIOPS`]: '1000',
-      [`${R}qosLevel`]: 'low',
-      [`${R}cache`]: 'none',
-    });
+    await expectQos(
+      id,
+      { max_iops: '1000', max_mbps: '20', IOPRIORITY: '1', cache_policy: 'none' },
+      { maxIOPS: '1000', qosLevel: 'low', cache: 'none' },
+    );
 
     await stack.csi.controller.ControllerModifyVolume({
       volume_id: id,
       mutable_parameters: { maxMBps: '5', cache: 'readwrite' },
     });
-    expect(throttleOf(majMin)).toEqual({
-      read_iops: '1000',
-      write_iops: '1000',
-      read_bps: '5000000',
-      write_bps: '5000000',
-    });
+    expect(throttleOf(majMin)).toEqual(readAndWrite('1000', '5000000'));
     expect(await dio()).toBe('0');
 
     // 0 is unlimited: the rules go.

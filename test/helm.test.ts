@@ -90,6 +90,9 @@ function grants(ruleList: Rule[]): string[] {
 /** `--set` arguments, one for each assignment. */
 const sets = (...assignments: string[]): string[] => assignments.flatMap((a) => ['--set', a]);
 
+/** `--api-versions` arguments: the APIs `helm template` takes the cluster to serve. */
+const apiVersions = (...versions: string[]): string[] => versions.flatMap((v) => ['--api-versions', v]);
+
 /** A helm template run whose result the test judges itself (a failure, or just the exit code). */
 const tryTemplate = (...args: string[]) => runHelm(['template', 'sds', chartDir, ...args]);
 
@@ -101,6 +104,31 @@ async function expectRefused(setting: string, ...fragments: string[]): Promise<v
 function expectFailure(result: { code: number; stderr: string }, ...fragments: string[]): void {
   expect(result.code).not.toBe(0);
   for (const fragment of fragments) expect(result.stderr).toContain(fragment);
+}
+
+/**
+ * The driver container's arguments with the chart's default values: the same but for the mode, the VBS
+ * address, the metrics port and the mode's own flags (`own`, before the metrics address).
+ */
+function defaultDriverArgs(mode: 'controller' | 'node', vbsUrl: string, metricsPort: number, own: string[] = []) {
+  return [
+    `--mode=${mode}`,
+    '--endpoint=unix:///csi/csi.sock',
+    '--driver-name=csi.sdshypervisor.io',
+    `--vbs-url=${vbsUrl}`,
+    '--vbs-port=10599',
+    '--vbs-timeout-ms=30000',
+    '--vbs-protocol=auto',
+    ...own,
+    `--metrics-address=0.0.0.0:${metricsPort}`,
+    '--log-level=info',
+    '--shutdown-grace-ms=30000',
+  ];
+}
+
+/** `list` holds every one of `wanted` (and maybe more). */
+function expectAll(list: unknown[] | undefined, wanted: unknown[]): void {
+  expect(list).toEqual(expect.arrayContaining(wanted));
 }
 
 describe('helm lint', () => {
@@ -212,18 +240,7 @@ describe('default values', () => {
     }
     const driver = container(deployment, 'sdshypervisor-csi');
     expect(driver.image).toBe('ghcr.io/sdshypervisor/sdshypervisor-csi:0.1.0');
-    expect(driver.args).toEqual([
-      '--mode=controller',
-      '--endpoint=unix:///csi/csi.sock',
-      '--driver-name=csi.sdshypervisor.io',
-      '--vbs-url=$(HOST_IP)',
-      '--vbs-port=10599',
-      '--vbs-timeout-ms=30000',
-      '--vbs-protocol=auto',
-      '--metrics-address=0.0.0.0:9810',
-      '--log-level=info',
-      '--shutdown-grace-ms=30000',
-    ]);
+    expect(driver.args).toEqual(defaultDriverArgs('controller', '$(HOST_IP)', 9810));
     expect(envValue(driver, 'HOST_IP')).toEqual({
       name: 'HOST_IP',
       valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } },
@@ -246,18 +263,16 @@ describe('default values', () => {
     for (const [name, want] of Object.entries(expected)) {
       const c = container(deployment, name);
       expect(c.image).toBe(want.image);
-      expect(c.args).toEqual(
-        expect.arrayContaining([
-          '--csi-address=$(ADDRESS)',
-          '--leader-election',
-          '--leader-election-namespace=$(NAMESPACE)',
-          '--leader-election-lease-duration=15s',
-          '--leader-election-renew-deadline=10s',
-          '--leader-election-retry-period=5s',
-          `--timeout=${want.timeout}`,
-          `--http-endpoint=:${want.port}`,
-        ]),
-      );
+      expectAll(c.args, [
+        '--csi-address=$(ADDRESS)',
+        '--leader-election',
+        '--leader-election-namespace=$(NAMESPACE)',
+        '--leader-election-lease-duration=15s',
+        '--leader-election-renew-deadline=10s',
+        '--leader-election-retry-period=5s',
+        `--timeout=${want.timeout}`,
+        `--http-endpoint=:${want.port}`,
+      ]);
       expect(envValue(c, 'ADDRESS').value).toBe('/csi/csi.sock');
       expect(envValue(c, 'NAMESPACE').valueFrom.fieldRef.fieldPath).toBe('metadata.namespace');
       expect(c.livenessProbe.httpGet.path).toBe('/healthz/leader-election');
@@ -268,15 +283,13 @@ describe('default values', () => {
 
   it('gives the provisioner extra-create-metadata, topology and capacity tracking', () => {
     const provisioner = container(only(objects, 'Deployment'), 'csi-provisioner');
-    expect(provisioner.args).toEqual(
-      expect.arrayContaining([
-        '--extra-create-metadata',
-        '--feature-gates=Topology=true',
-        '--enable-capacity',
-        '--capacity-ownerref-level=2',
-        '--default-fstype=ext4',
-      ]),
-    );
+    expectAll(provisioner.args, [
+      '--extra-create-metadata',
+      '--feature-gates=Topology=true',
+      '--enable-capacity',
+      '--capacity-ownerref-level=2',
+      '--default-fstype=ext4',
+    ]);
     expect(envValue(provisioner, 'POD_NAME').valueFrom.fieldRef.fieldPath).toBe('metadata.name');
     expect(container(only(objects, 'Deployment'), 'csi-snapshotter').args).toContain('--extra-create-metadata');
     expect(container(only(objects, 'Deployment'), 'csi-resizer').args).toContain('--handle-volume-inuse-error=false');
@@ -296,19 +309,7 @@ describe('default values', () => {
 
     const driver = container(daemonSet, 'sdshypervisor-csi');
     expect(driver.securityContext).toMatchObject({ privileged: true, runAsUser: 0 });
-    expect(driver.args).toEqual([
-      '--mode=node',
-      '--endpoint=unix:///csi/csi.sock',
-      '--driver-name=csi.sdshypervisor.io',
-      '--vbs-url=127.0.0.1',
-      '--vbs-port=10599',
-      '--vbs-timeout-ms=30000',
-      '--vbs-protocol=auto',
-      '--max-volumes-per-node=128',
-      '--metrics-address=0.0.0.0:9811',
-      '--log-level=info',
-      '--shutdown-grace-ms=30000',
-    ]);
+    expect(driver.args).toEqual(defaultDriverArgs('node', '127.0.0.1', 9811, ['--max-volumes-per-node=128']));
     expect(envValue(driver, 'NODE_NAME')).toEqual({
       name: 'NODE_NAME',
       valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } },
@@ -316,15 +317,13 @@ describe('default values', () => {
     expect(envValue(driver, 'HUAWEISDSHYPERVISORCLI_PATH').value).toBe('/usr/local/bin/sds/sds_cli');
     expect(envValue(driver, 'SDS_KV_SOCKET').value).toBe('/run/sdshypervisor/kv.sock');
 
-    expect(driver.volumeMounts).toEqual(
-      expect.arrayContaining([
-        { name: 'kubelet-dir', mountPath: '/var/lib/kubelet', mountPropagation: 'Bidirectional' },
-        { name: 'dev-dir', mountPath: '/dev', mountPropagation: 'HostToContainer' },
-        { name: 'sds-cli-dir', mountPath: '/usr/local/bin/sds', readOnly: true },
-        { name: 'sds-socket-dir', mountPath: '/run/sdshypervisor', mountPropagation: 'HostToContainer' },
-        { name: 'socket-dir', mountPath: '/csi' },
-      ]),
-    );
+    expectAll(driver.volumeMounts, [
+      { name: 'kubelet-dir', mountPath: '/var/lib/kubelet', mountPropagation: 'Bidirectional' },
+      { name: 'dev-dir', mountPath: '/dev', mountPropagation: 'HostToContainer' },
+      { name: 'sds-cli-dir', mountPath: '/usr/local/bin/sds', readOnly: true },
+      { name: 'sds-socket-dir', mountPath: '/run/sdshypervisor', mountPropagation: 'HostToContainer' },
+      { name: 'socket-dir', mountPath: '/csi' },
+    ]);
     const hostPaths = Object.fromEntries(pod.volumes.map((v: any) => [v.name, v.hostPath]));
     expect(hostPaths).toMatchObject({
       'socket-dir': { path: '/var/lib/kubelet/plugins/csi.sdshypervisor.io', type: 'DirectoryOrCreate' },
@@ -337,13 +336,11 @@ describe('default values', () => {
 
     const registrar = container(daemonSet, 'node-driver-registrar');
     expect(registrar.image).toBe(`${SIG_STORAGE}/csi-node-driver-registrar:v2.17.0`);
-    expect(registrar.args).toEqual(
-      expect.arrayContaining([
-        '--csi-address=$(ADDRESS)',
-        '--kubelet-registration-path=$(DRIVER_REG_SOCK_PATH)',
-        '--http-endpoint=:9812',
-      ]),
-    );
+    expectAll(registrar.args, [
+      '--csi-address=$(ADDRESS)',
+      '--kubelet-registration-path=$(DRIVER_REG_SOCK_PATH)',
+      '--http-endpoint=:9812',
+    ]);
     expect(envValue(registrar, 'DRIVER_REG_SOCK_PATH').value).toBe(
       '/var/lib/kubelet/plugins/csi.sdshypervisor.io/csi.sock',
     );
@@ -364,59 +361,47 @@ describe('default values', () => {
   });
 
   it('grants each sidecar what the upstream RBAC grants, and no Secrets to anyone', () => {
-    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-provisioner'))).toEqual(
-      expect.arrayContaining([
-        'core/persistentvolumes:create',
-        'core/persistentvolumes:delete',
-        'core/persistentvolumeclaims:update',
-        'core/events:create',
-        'storage.k8s.io/storageclasses:watch',
-        'storage.k8s.io/csinodes:list',
-        'core/nodes:watch',
-        'snapshot.storage.k8s.io/volumesnapshots:get',
-        'snapshot.storage.k8s.io/volumesnapshotcontents:get',
-        'storage.k8s.io/volumeattributesclasses:get',
-      ]),
-    );
-    expect(grants(rules(objects, 'Role', 'sds-sdshypervisor-csi-external-provisioner'))).toEqual(
-      expect.arrayContaining([
-        'coordination.k8s.io/leases:update',
-        'storage.k8s.io/csistoragecapacities:create',
-        'storage.k8s.io/csistoragecapacities:delete',
-        'core/pods:get',
-        'apps/replicasets:get',
-      ]),
-    );
-    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-attacher'))).toEqual(
-      expect.arrayContaining([
-        'core/persistentvolumes:patch',
-        'storage.k8s.io/volumeattachments:patch',
-        'storage.k8s.io/volumeattachments/status:patch',
-        'storage.k8s.io/csinodes:get',
-      ]),
-    );
-    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter'))).toEqual(
-      expect.arrayContaining([
-        'snapshot.storage.k8s.io/volumesnapshotclasses:watch',
-        'snapshot.storage.k8s.io/volumesnapshotcontents:update',
-        'snapshot.storage.k8s.io/volumesnapshotcontents/status:patch',
-      ]),
-    );
-    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-resizer'))).toEqual(
-      expect.arrayContaining([
-        'core/persistentvolumes:patch',
-        'core/persistentvolumeclaims/status:patch',
-        'storage.k8s.io/volumeattributesclasses:watch',
-      ]),
-    );
+    expectAll(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-provisioner')), [
+      'core/persistentvolumes:create',
+      'core/persistentvolumes:delete',
+      'core/persistentvolumeclaims:update',
+      'core/events:create',
+      'storage.k8s.io/storageclasses:watch',
+      'storage.k8s.io/csinodes:list',
+      'core/nodes:watch',
+      'snapshot.storage.k8s.io/volumesnapshots:get',
+      'snapshot.storage.k8s.io/volumesnapshotcontents:get',
+      'storage.k8s.io/volumeattributesclasses:get',
+    ]);
+    expectAll(grants(rules(objects, 'Role', 'sds-sdshypervisor-csi-external-provisioner')), [
+      'coordination.k8s.io/leases:update',
+      'storage.k8s.io/csistoragecapacities:create',
+      'storage.k8s.io/csistoragecapacities:delete',
+      'core/pods:get',
+      'apps/replicasets:get',
+    ]);
+    expectAll(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-attacher')), [
+      'core/persistentvolumes:patch',
+      'storage.k8s.io/volumeattachments:patch',
+      'storage.k8s.io/volumeattachments/status:patch',
+      'storage.k8s.io/csinodes:get',
+    ]);
+    expectAll(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter')), [
+      'snapshot.storage.k8s.io/volumesnapshotclasses:watch',
+      'snapshot.storage.k8s.io/volumesnapshotcontents:update',
+      'snapshot.storage.k8s.io/volumesnapshotcontents/status:patch',
+    ]);
+    expectAll(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-resizer')), [
+      'core/persistentvolumes:patch',
+      'core/persistentvolumeclaims/status:patch',
+      'storage.k8s.io/volumeattributesclasses:watch',
+    ]);
     for (const sidecar of ['provisioner', 'attacher', 'snapshotter', 'resizer']) {
-      expect(grants(rules(objects, 'Role', `sds-sdshypervisor-csi-external-${sidecar}`))).toEqual(
-        expect.arrayContaining([
-          'coordination.k8s.io/leases:create',
-          'coordination.k8s.io/leases:get',
-          'coordination.k8s.io/leases:update',
-        ]),
-      );
+      expectAll(grants(rules(objects, 'Role', `sds-sdshypervisor-csi-external-${sidecar}`)), [
+        'coordination.k8s.io/leases:create',
+        'coordination.k8s.io/leases:get',
+        'coordination.k8s.io/leases:update',
+      ]);
     }
     // The driver's own client-node use: exactly what src/kube calls.
     expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-controller-driver'))).toEqual([
@@ -543,14 +528,7 @@ describe('non-default values', () => {
         serviceMonitor: { enabled: true },
       },
     });
-    objects = await template([
-      '-f',
-      values,
-      '--api-versions',
-      'snapshot.storage.k8s.io/v1',
-      '--api-versions',
-      'monitoring.coreos.com/v1',
-    ]);
+    objects = await template(['-f', values, ...apiVersions('snapshot.storage.k8s.io/v1', 'monitoring.coreos.com/v1')]);
   });
 
   it('applies replicas, image overrides and pull secrets', () => {
@@ -563,7 +541,7 @@ describe('non-default values', () => {
     );
     const provisioner = container(deployment, 'csi-provisioner');
     expect(provisioner.image).toBe('mirror.example.com/csi-provisioner:v6.3.1');
-    expect(provisioner.args).toEqual(expect.arrayContaining(['--timeout=10m', '--worker-threads=20']));
+    expectAll(provisioner.args, ['--timeout=10m', '--worker-threads=20']);
     expect(container(deployment, 'liveness-probe').image).toBe(`${SIG_STORAGE}/livenessprobe:v2.19.1`);
   });
 
@@ -590,25 +568,20 @@ describe('non-default values', () => {
 
   it('passes the driver name, VBS addresses, token file and topology labels', () => {
     const controller = container(only(objects, 'Deployment'), 'sdshypervisor-csi');
-    expect(controller.args).toEqual(
-      expect.arrayContaining([
-        '--driver-name=block.example.com',
-        '--vbs-url=vbs-1.example.com,vbs-2.example.com:10601',
-        '--vbs-port=10600',
-        '--vbs-token-file=/etc/sdshypervisor-csi/vbs-token/api-token',
-        '--metrics-address=',
-      ]),
-    );
-    expect(controller.ports?.map((p) => p.name)).toEqual(['healthz']);
     const node = container(only(objects, 'DaemonSet'), 'sdshypervisor-csi');
-    expect(node.args).toEqual(
-      expect.arrayContaining([
+    for (const plugin of [controller, node]) {
+      expectAll(plugin.args, [
         '--driver-name=block.example.com',
-        '--vbs-url=$(HOST_IP)',
-        '--topology-labels=topology.kubernetes.io/zone,example.com/rack',
         '--vbs-token-file=/etc/sdshypervisor-csi/vbs-token/api-token',
-      ]),
-    );
+      ]);
+    }
+    expectAll(controller.args, [
+      '--vbs-url=vbs-1.example.com,vbs-2.example.com:10601',
+      '--vbs-port=10600',
+      '--metrics-address=',
+    ]);
+    expect(controller.ports?.map((p) => p.name)).toEqual(['healthz']);
+    expectAll(node.args, ['--vbs-url=$(HOST_IP)', '--topology-labels=topology.kubernetes.io/zone,example.com/rack']);
     expect(envValue(node, 'HUAWEISDSHYPERVISORCLI_PATH').value).toBe('/opt/huawei/sds/bin/sds_cli');
     // The Secret is referenced, not created, and mounted read-only in both pods.
     expect(ofKind(objects, 'Secret')).toEqual([]);
@@ -696,12 +669,9 @@ describe('capability-gated classes', () => {
   });
 
   it('follows API discovery: rendered when the cluster serves VolumeAttributesClass, not when it is switched off', async () => {
-    const served = await kinds([
-      '--api-versions',
-      'storage.k8s.io/v1/StorageClass',
-      '--api-versions',
-      'storage.k8s.io/v1/VolumeAttributesClass',
-    ]);
+    const served = await kinds(
+      apiVersions('storage.k8s.io/v1/StorageClass', 'storage.k8s.io/v1/VolumeAttributesClass'),
+    );
     expect(served.filter((k) => k === 'VolumeAttributesClass')).toHaveLength(3);
     const switchedOff = await kinds(['--api-versions', 'storage.k8s.io/v1/StorageClass']);
     expect(switchedOff).not.toContain('VolumeAttributesClass');
@@ -728,12 +698,7 @@ describe('capability-gated classes', () => {
   });
 
   it('creates the token Secret only when asked, from the given token', async () => {
-    const objects = await template([
-      '--set',
-      'backend.tokenSecret.create=true',
-      '--set',
-      'backend.tokenSecret.token=s3cret',
-    ]);
+    const objects = await template(sets('backend.tokenSecret.create=true', 'backend.tokenSecret.token=s3cret'));
     const secret = only(objects, 'Secret', 'sds-sdshypervisor-csi-vbs-token');
     expect(Buffer.from(secret.data.token, 'base64').toString()).toBe('s3cret');
     expect(container(only(objects, 'Deployment'), 'sdshypervisor-csi').args).toContain(
@@ -762,10 +727,7 @@ describe("the back end's protocol level (backend.protocol, backend.pools)", () =
     const objects = await template([
       '--kube-version',
       '1.34.0',
-      '--set',
-      'backend.protocol=original',
-      '--set',
-      'backend.pools={P1,P2}',
+      ...sets('backend.protocol=original', 'backend.pools={P1,P2}'),
     ]);
     for (const args of driverArgs(objects)) {
       expect(args).toContain('--vbs-protocol=original');
@@ -842,14 +804,12 @@ describe('group snapshots and snapshot metadata (off by default)', () => {
     expect(container(only(objects, 'Deployment'), 'csi-snapshotter').args).toContain(
       '--feature-gates=CSIVolumeGroupSnapshot=true',
     );
-    expect(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter'))).toEqual(
-      expect.arrayContaining([
-        'snapshot.storage.k8s.io/volumesnapshotcontents:create',
-        'groupsnapshot.storage.k8s.io/volumegroupsnapshotclasses:watch',
-        'groupsnapshot.storage.k8s.io/volumegroupsnapshotcontents:update',
-        'groupsnapshot.storage.k8s.io/volumegroupsnapshotcontents/status:patch',
-      ]),
-    );
+    expectAll(grants(rules(objects, 'ClusterRole', 'sds-sdshypervisor-csi-external-snapshotter')), [
+      'snapshot.storage.k8s.io/volumesnapshotcontents:create',
+      'groupsnapshot.storage.k8s.io/volumegroupsnapshotclasses:watch',
+      'groupsnapshot.storage.k8s.io/volumegroupsnapshotcontents:update',
+      'groupsnapshot.storage.k8s.io/volumegroupsnapshotcontents/status:patch',
+    ]);
     // An older CRD version, and a class with a freeze timeout.
     const values = await valuesFile({
       groupSnapshot: {
@@ -871,14 +831,12 @@ describe('group snapshots and snapshot metadata (off by default)', () => {
     const deployment = only(objects, 'Deployment');
     const sidecar = container(deployment, 'csi-snapshot-metadata');
     expect(sidecar.image).toBe(`${SIG_STORAGE}/csi-snapshot-metadata:v1.1.0`);
-    expect(sidecar.args).toEqual(
-      expect.arrayContaining([
-        '--csi-address=$(ADDRESS)',
-        '--port=50051',
-        '--tls-cert=/etc/snapshot-metadata/tls/tls.crt',
-        '--tls-key=/etc/snapshot-metadata/tls/tls.key',
-      ]),
-    );
+    expectAll(sidecar.args, [
+      '--csi-address=$(ADDRESS)',
+      '--port=50051',
+      '--tls-cert=/etc/snapshot-metadata/tls/tls.crt',
+      '--tls-key=/etc/snapshot-metadata/tls/tls.key',
+    ]);
     expect(sidecar.ports).toEqual([{ name: 'snapshot-meta', containerPort: 50051, protocol: 'TCP' }]);
     expect(sidecar.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
     const tlsVolume = deployment.spec.template.spec.volumes.find((v: any) => v.name === 'snapshot-metadata-tls');
@@ -977,12 +935,11 @@ describe('values.schema.json', () => {
     );
     expectFailure(
       await tryTemplate(
-        '--set',
-        'driver.shutdownGraceMs=600001',
-        '--set',
-        'controller.terminationGracePeriodSeconds=700',
-        '--set',
-        'node.terminationGracePeriodSeconds=700',
+        ...sets(
+          'driver.shutdownGraceMs=600001',
+          'controller.terminationGracePeriodSeconds=700',
+          'node.terminationGracePeriodSeconds=700',
+        ),
       ),
       '/driver/shutdownGraceMs',
       'maximum',

@@ -167,32 +167,31 @@ describe('success codes', () => {
 });
 
 describe('failure codes', () => {
-  it.each([
-    ['attach', 50155007, 'NotMapped'],
-    ['attach', 50159002, 'VolumeNotFound'],
-    ['attach', 50159001, 'Unavailable'],
-    ['attach', 50159007, 'Busy'],
-    ['attach', 50159005, 'Failed'],
-    ['attach', 50159006, 'Failed'],
-    ['attach', 50151209, 'Failed'],
-    ['attach', -1, 'Failed'],
-    ['detach', 50159002, 'VolumeNotFound'],
-    ['detach', 50159001, 'Unavailable'],
-    ['detach', 50159007, 'Busy'],
-    ['detach', 50151401, 'Failed'],
-    ['querydev', 50159001, 'Unavailable'],
-    ['querydev', 50159002, 'VolumeNotFound'],
-    ['querydev', 50159006, 'Failed'],
-  ] as Array<['attach' | 'detach' | 'querydev', number, ConnectorErrorKind]>)(
-    '%s answering %i is %s, with code and ret_desc',
-    async (method, code, kind) => {
-      const { path } = await answering(code, blockDevice);
-      const c = connector(path);
-      const call = method === 'attach' ? c.attach('v1') : method === 'detach' ? c.detach('v1') : c.queryDevice('v1');
-      const err = await expectConnectorError(call, kind, new RegExp(`ret_code=${code} \\(code ${code}\\)`));
-      expect(err.code).toBe(code);
+  type Method = 'attach' | 'detach' | 'querydev';
+  // What each VBS answer code means, per sds_cli method.
+  const kindsByMethod: Record<Method, Partial<Record<ConnectorErrorKind, number[]>>> = {
+    attach: {
+      NotMapped: [50155007],
+      VolumeNotFound: [50159002],
+      Unavailable: [50159001],
+      Busy: [50159007],
+      Failed: [50159005, 50159006, 50151209, -1],
     },
+    detach: { VolumeNotFound: [50159002], Unavailable: [50159001], Busy: [50159007], Failed: [50151401] },
+    querydev: { Unavailable: [50159001], VolumeNotFound: [50159002], Failed: [50159006] },
+  };
+  const failureCases = Object.entries(kindsByMethod).flatMap(([method, kinds]) =>
+    Object.entries(kinds).flatMap(([kind, codes]) =>
+      codes.map((code) => [method as Method, code, kind as ConnectorErrorKind] as const),
+    ),
   );
+  it.each(failureCases)('%s answering %i is %s, with code and ret_desc', async (method, code, kind) => {
+    const { path } = await answering(code, blockDevice);
+    const c = connector(path);
+    const call = method === 'attach' ? c.attach('v1') : method === 'detach' ? c.detach('v1') : c.queryDevice('v1');
+    const err = await expectConnectorError(call, kind, new RegExp(`ret_code=${code} \\(code ${code}\\)`));
+    expect(err.code).toBe(code);
+  });
 
   it('a usage error (exit status 2 with ret_code) is Failed with the code', async () => {
     const { path } = await fakeCli('echo ret_code=50159003; echo \'ret_desc="bad arguments"\'; exit 2');

@@ -3,37 +3,22 @@
 // still drain (not take it for a second "stop now" request), and the embedded emulator — in its own
 // process group, so the terminal does not reach it — must get exactly one SIGTERM and unmount its pool.
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, realpath, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { projectRoot } from '../src/util/paths.js';
 import { connectCsi } from './support/csi-client.js';
-import { cleanEnv, leftovers } from './support/stack.js';
+import { cleanEnv, useProcessDir } from './support/stack.js';
 
-let dir: string;
-
-beforeAll(async () => {
-  dir = await realpath(await mkdtemp(join(tmpdir(), 'csi-signals-')));
-});
-afterAll(async () => {
-  const problems = await leftovers(dir);
-  await rm(dir, { recursive: true, force: true });
-  expect(problems).toEqual([]);
-});
+const inDir = useProcessDir('csi-signals-');
 
 it('one Ctrl-C delivered twice (terminal group + npm) drains, stops the emulator cleanly and exits 0', async () => {
-  const endpoint = join(dir, 'csi.sock');
-  await mkdir(join(dir, 'data'));
+  const endpoint = inDir('csi.sock');
+  await mkdir(inDir('data'));
   // detached: a process group of its own, like the shell gives `npm start` in a terminal.
   const child = spawn(
     process.execPath,
-    [
-      join(projectRoot(), 'dist', 'src', 'main.js'),
-      '--mode=all',
-      `--data-dir=${join(dir, 'data')}`,
-      '--metrics-address=',
-    ],
+    [join(projectRoot(), 'dist', 'src', 'main.js'), '--mode=all', `--data-dir=${inDir('data')}`, '--metrics-address='],
     {
       env: cleanEnv({ CSI_ENDPOINT: `unix://${endpoint}`, SDS_POOLS: 'pool0:1G' }),
       stdio: ['ignore', 'pipe', 'pipe'],

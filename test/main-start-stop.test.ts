@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../src/util/paths.js';
 import { eventually, logLines } from './support/ops.js';
+import { allModeArgv } from './support/driver-run.js';
 import { processesUnder } from './support/leaks.js';
+import { spawnLogged } from './support/logged-process.js';
 import { cleanEnv, leftovers, useProcessDir } from './support/stack.js';
 
 const inDir = useProcessDir('csi-start-stop-');
@@ -25,17 +27,10 @@ interface Driver {
 
 function startDriver(name: string): Driver {
   const base = inDir(name);
-  const child = spawn(
-    process.execPath,
-    [
-      join(projectRoot(), 'dist', 'src', 'main.js'),
-      '--mode=all',
-      `--data-dir=${join(base, 'data')}`,
-      `--endpoint=unix://${join(base, 'csi.sock')}`,
-      '--metrics-address=',
-    ],
-    { env: cleanEnv({ SDS_POOLS: 'pool0:1G' }), stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawn(process.execPath, allModeArgv(base), {
+    env: cleanEnv({ SDS_POOLS: 'pool0:1G' }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   const waiters: Array<{ msg: string; resolve: () => void }> = [];
   const onData = (chunk: Buffer) => {
@@ -79,33 +74,49 @@ describe('a start interrupted at any stage leaves nothing behind', () => {
     await expectNothingLeft('before');
   });
 
-  it('SIGINT while the emulator starts: it is stopped and waited for, exit 0', async () => {
-    const driver = startDriver('during');
-    await driver.saw('starting the embedded emulator');
-    driver.child.kill('SIGINT');
-    expect(await driver.exit).toEqual({ code: 0, signal: null });
-    expect(driver.output()).toMatch(/start interrupted: the embedded emulator is stopped/);
-    expect(driver.output()).not.toMatch(/sdshypervisor-csi started/);
-    await expectNothingLeft('during');
-  });
-
-  it('SIGTERM right after the emulator is ready, before the CSI socket: the emulator unmounts its pool, exit 0', async () => {
-    const driver = startDriver('after');
-    await driver.saw('embedded emulator ready');
-    driver.child.kill('SIGTERM');
-    expect(await driver.exit).toEqual({ code: 0, signal: null });
-    expect(driver.output()).toMatch(/embedded emulator stopped/);
-    await expectNothingLeft('after');
-  });
-
-  it('SIGHUP (the terminal closed) once started: a clean stop, exit 0', async () => {
-    const driver = startDriver('hangup');
-    await driver.saw('sdshypervisor-csi started');
-    driver.child.kill('SIGHUP');
-    expect(await driver.exit).toEqual({ code: 0, signal: null });
-    expect(driver.output()).toMatch(/unmounted pool/);
-    await expectNothingLeft('hangup');
-  });
+  // A signal once the driver has logged `stage`: a clean stop, exit 0, the log saying `says` (and not `never`).
+  const stops: Array<{
+    title: string;
+    name: string;
+    stage: string;
+    signal: NodeJS.Signals;
+    says: RegExp;
+    never?: RegExp;
+  }> = [
+    {
+      title: 'SIGINT while the emulator starts: it is stopped and waited for, exit 0',
+      name: 'during',
+      stage: 'starting the embedded emulator',
+      signal: 'SIGINT',
+      says: /start interrupted: the embedded emulator is stopped/,
+      never: /sdshypervisor-csi started/,
+    },
+    {
+      title: 'SIGTERM right after the emulator is ready, before the CSI socket: the emulator unmounts its pool, exit 0',
+      name: 'after',
+      stage: 'embedded emulator ready',
+      signal: 'SIGTERM',
+      says: /embedded emulator stopped/,
+    },
+    {
+      title: 'SIGHUP (the terminal closed) once started: a clean stop, exit 0',
+      name: 'hangup',
+      stage: 'sdshypervisor-csi started',
+      signal: 'SIGHUP',
+      says: /unmounted pool/,
+    },
+  ];
+  for (const { title, name, stage, signal, says, never } of stops) {
+    it(title, async () => {
+      const driver = startDriver(name);
+      await driver.saw(stage);
+      driver.child.kill(signal);
+      expect(await driver.exit).toEqual({ code: 0, signal: null });
+      expect(driver.output()).toMatch(says);
+      if (never) expect(driver.output()).not.toMatch(never);
+      await expectNothingLeft(name);
+    });
+  }
 
   it('SIGKILL of the driver: its emulator notices and stops on its own, unmounting its pool', async () => {
     const driver = startDriver('killed');
@@ -124,24 +135,17 @@ describe('an emulator that cannot start', () => {
   it('a data directory held by another emulator: exit 1, a line naming the cause and the directory', async () => {
     const dataDir = inDir('locked', 'data');
     await mkdir(dataDir, { recursive: true });
-    const holder = spawn(
-      process.execPath,
+    const holder = spawnLogged(
       [join(projectRoot(), 'dist', 'emulator', 'main.js'), '--data-dir', dataDir, '--listen-port', '0'],
-      {
-        env: cleanEnv({ SDS_POOLS: 'pool0:1G' }),
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
+      cleanEnv({ SDS_POOLS: 'pool0:1G' }),
     );
-    let holderLog = '';
-    holder.stderr!.on('data', (c: Buffer) => (holderLog += c.toString()));
-    const holderExit = new Promise((resolve) => holder.once('exit', resolve));
     try {
       await eventually(
         'the first emulator is ready',
-        () => existsSync(join(dataDir, 'emulator.json')) || holder.exitCode !== null,
+        () => existsSync(join(dataDir, 'emulator.json')) || holder.child.exitCode !== null,
         40_000,
       );
-      expect(holder.exitCode, holderLog).toBeNull();
+      expect(holder.child.exitCode, holder.log()).toBeNull();
       const driver = startDriver('locked');
       expect(await driver.exit).toEqual({ code: 1, signal: null });
       const fatal = logLines(driver.output()).find((line) => line.level === 60 && line.name === 'sdshypervisor-csi');
@@ -151,8 +155,7 @@ describe('an emulator that cannot start', () => {
       // The other emulator's status file is its own: still there.
       expect(existsSync(join(dataDir, 'emulator.json'))).toBe(true);
     } finally {
-      holder.kill('SIGTERM');
-      await holderExit;
+      await holder.stop();
     }
     await expectNothingLeft('locked');
   });

@@ -44,6 +44,12 @@ describe('node service: crash recovery and broken surroundings', () => {
     });
   const unpublish = (vol: string, target: string) =>
     loop.h.node.NodeUnpublishVolume({ volume_id: vol, target_path: target });
+  /** A 64 MiB volume staged as ext4, and the pod target path it would be published at (not made). */
+  async function staged(name: string): Promise<{ staging: string; target: string }> {
+    const { staging } = await volume(name, 64 * MiB);
+    await stage(name, staging);
+    return { staging, target: loop.fx.path(`${name}-pod`) };
+  }
 
   it('stage: crash after attach, before mkfs → the repeat formats and mounts', async () => {
     const { staging } = await volume('c-attached');
@@ -109,9 +115,7 @@ describe('node service: crash recovery and broken surroundings', () => {
   });
 
   it('publish: crash between bind and the read-only remount → the repeat makes it read-only; ro→rw stays ALREADY_EXISTS', async () => {
-    const { staging } = await volume('c-bind', 64 * MiB);
-    await stage('c-bind', staging);
-    const target = loop.fx.path('c-bind-pod');
+    const { staging, target } = await staged('c-bind');
     await mkdir(target);
     sh('mount', ['--bind', staging, target]);
     const req = {
@@ -129,9 +133,7 @@ describe('node service: crash recovery and broken surroundings', () => {
   });
 
   it('publish: crash after creating the target directory, before binding → the repeat binds', async () => {
-    const { staging } = await volume('c-mkdir', 64 * MiB);
-    await stage('c-mkdir', staging);
-    const target = loop.fx.path('c-mkdir-pod');
+    const { staging, target } = await staged('c-mkdir');
     await mkdir(target);
     await publish('c-mkdir', staging, target);
     expect((await mountAt(target))?.fsType).toBe('ext4');
@@ -140,9 +142,7 @@ describe('node service: crash recovery and broken surroundings', () => {
   });
 
   it('publish over a dead mount at the target replaces it; stats and unpublish leave a foreign dead one alone', async () => {
-    const { staging } = await volume('c-dead-target', 64 * MiB);
-    await stage('c-dead-target', staging);
-    const target = loop.fx.path('c-dead-target-pod');
+    const { staging, target } = await staged('c-dead-target');
     await mkdir(target);
     loop.fx.deadMount(target);
     const pub = {
@@ -169,9 +169,7 @@ describe('node service: crash recovery and broken surroundings', () => {
   });
 
   it('unpublish: crash after unmount, before removing the directory → the repeat removes it', async () => {
-    const { staging } = await volume('c-unpub', 64 * MiB);
-    await stage('c-unpub', staging);
-    const target = loop.fx.path('c-unpub-pod');
+    const { staging, target } = await staged('c-unpub');
     await publish('c-unpub', staging, target);
     sh('umount', [target]);
     await unpublish('c-unpub', target);
@@ -189,9 +187,7 @@ describe('node service: crash recovery and broken surroundings', () => {
   });
 
   it('filesystem volume whose loop device is detached behind our back: condition abnormal, unpublish and unstage still OK', async () => {
-    const { staging } = await volume('c-vanished', 64 * MiB);
-    await stage('c-vanished', staging);
-    const target = loop.fx.path('c-vanished-pod');
+    const { staging, target } = await staged('c-vanished');
     await publish('c-vanished', staging, target);
     const device = (await loop.connector.queryDevice('c-vanished'))!;
     sh('losetup', ['--detach', device]); // the kernel keeps it until the last mount goes (autoclear)

@@ -1,46 +1,21 @@
 // Configuration of the real driver process: every setting's validation, through the flag and through its
 // environment variable (exit 2, stderr naming where the bad value came from), --help and --version, and the
 // all-in-one start-up line that tells a user where everything is.
-import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SETTINGS, type SettingName } from '../src/config/config.js';
 import { projectRoot } from '../src/util/paths.js';
 import { connectCsi } from './support/csi-client.js';
 import { eventually, httpRequest, logLines } from './support/ops.js';
-import { cleanEnv, leftovers } from './support/stack.js';
+import { DRIVER_MAIN } from './support/driver-process.js';
+import { runDriver } from './support/driver-run.js';
+import { cleanEnv, useProcessDir } from './support/stack.js';
 
-const runFile = promisify(execFile);
-const driverEntry = join(projectRoot(), 'dist', 'src', 'main.js');
-
-async function runDriver(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await runFile(process.execPath, [driverEntry, ...args], {
-      env: cleanEnv(env),
-      timeout: 20_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
-}
-
-let dir: string;
+const inDir = useProcessDir('csi-config-');
 beforeAll(async () => {
-  dir = await realpath(await mkdtemp(join(tmpdir(), 'csi-config-')));
-  await writeFile(join(dir, 'empty-token'), '\n');
-});
-afterAll(async () => {
-  const problems = await leftovers(dir);
-  await rm(dir, { recursive: true, force: true });
-  expect(problems).toEqual([]);
+  await writeFile(inDir('empty-token'), '\n');
 });
 
 /**
@@ -58,7 +33,7 @@ const BAD: Record<SettingName, { value: string | (() => string); says: RegExp; f
       value: '70000',
       says: /^--vbs-port: must be a whole number from 1 to 65535$|^SDS_VBS_PORT: must be a whole number from 1 to 65535$/,
     },
-    vbsTokenFile: { value: () => join(dir, 'no-such-token'), says: /cannot read the token file: ENOENT/, alone: true },
+    vbsTokenFile: { value: () => inDir('no-such-token'), says: /cannot read the token file: ENOENT/, alone: true },
     vbsProtocol: { value: 'newest', says: /auto.*original.*extended|Invalid (enum|option)/ },
     vbsPools: { value: 'pool0,-bad', says: /1-96 characters/ },
     vbsTimeoutMs: { value: '-5', says: /must be a whole number from 100 to 3600000$/ },
@@ -146,7 +121,7 @@ describe('every setting is validated at start, naming the flag or variable', () 
 
   it('the token: an empty token file, and a bad SDS_VBS_TOKEN whose value is never shown', async () => {
     const [empty, spaced] = await Promise.all([
-      runDriver([`--vbs-token-file=${join(dir, 'empty-token')}`]),
+      runDriver([`--vbs-token-file=${inDir('empty-token')}`]),
       runDriver([], { SDS_VBS_TOKEN: 'has a-SPACE-canary' }),
     ]);
     expect(empty).toMatchObject({
@@ -196,12 +171,12 @@ describe('--help and --version', () => {
 
 describe('all-in-one mode (npm start)', () => {
   it('logs where everything is: endpoint, data dir, emulator sockets, sds_cli, metrics; answers on all of them', async () => {
-    const dataDir = join(dir, 'data');
-    const endpoint = join(dir, 'csi.sock');
+    const dataDir = inDir('data');
+    const endpoint = inDir('csi.sock');
     // What `npm start` runs, with a private socket, data dir and metrics port so parallel runs do not meet.
     const child = spawn(
       process.execPath,
-      [driverEntry, '--mode=all', `--data-dir=${dataDir}`, '--metrics-address=127.0.0.1:0'],
+      [DRIVER_MAIN, '--mode=all', `--data-dir=${dataDir}`, '--metrics-address=127.0.0.1:0'],
       {
         env: cleanEnv({ CSI_ENDPOINT: `unix://${endpoint}`, SDS_POOLS: 'pool0:1G' }),
         stdio: ['ignore', 'pipe', 'pipe'],

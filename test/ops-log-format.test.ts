@@ -2,42 +2,24 @@
 // as JSON when stderr is not a terminal (pipes, files, Kubernetes), and as readable pino-pretty lines when it
 // is (a person running `npm start`; the test gives the driver a pseudo-terminal with util-linux `script`).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, realpath, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { projectRoot } from '../src/util/paths.js';
+import { expect, it } from 'vitest';
 import { eventually } from './support/ops.js';
-import { cleanEnv, leftovers } from './support/stack.js';
+import { cleanEnv, useProcessDir } from './support/stack.js';
 import { processArgvs } from './support/leaks.js';
+import { allModeArgv } from './support/driver-run.js';
 
 const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-let dir: string;
-beforeAll(async () => {
-  dir = await realpath(await mkdtemp(join(tmpdir(), 'csi-log-format-')));
-});
-afterAll(async () => {
-  const problems = await leftovers(dir);
-  await rm(dir, { recursive: true, force: true });
-  expect(problems).toEqual([]);
-});
+const inDir = useProcessDir('csi-log-format-');
 
 function driverArgs(name: string): string[] {
-  const base = join(dir, name);
-  return [
-    join(projectRoot(), 'dist', 'src', 'main.js'),
-    '--mode=all',
-    `--data-dir=${join(base, 'data')}`,
-    `--endpoint=unix://${join(base, 'csi.sock')}`,
-    '--metrics-address=',
-  ];
+  return allModeArgv(inDir(name));
 }
 
 /** The driver process (not `script`) of a run: the node process whose argv has --mode=all and the run's dir. */
 function driverPid(name: string): number | undefined {
   return processArgvs().find(
     ({ argv }) =>
-      argv[0] === process.execPath && argv.includes('--mode=all') && argv.some((a) => a.includes(join(dir, name))),
+      argv[0] === process.execPath && argv.includes('--mode=all') && argv.some((a) => a.includes(inDir(name))),
   )?.pid;
 }
 

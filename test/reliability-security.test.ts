@@ -8,7 +8,6 @@
 //   program, and an argv array in every execFile/spawn call; the C sds_cli calls no system()/popen()/exec*().
 // (Secret redaction in logs and errors is tested by the observability suite; `npm audit` is in
 // docs/RELIABILITY.md.)
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { lstat, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,8 +16,8 @@ import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tokenDigest, tokenMatches } from '../emulator/server.js';
 import { projectRoot } from '../src/util/paths.js';
-import { waitProbeReady } from './support/csi-client.js';
-import { cleanEnv, leftovers, startStack } from './support/stack.js';
+import { startAllMode } from './support/all-mode.js';
+import { leftovers, startStack } from './support/stack.js';
 
 const root = projectRoot();
 
@@ -86,42 +85,15 @@ describe('unix socket modes', () => {
     const dir = await mkdtemp(join(tmpdir(), 'csi-sockmodes-'));
     dirs.push(dir);
     const csi = join(dir, 'csi', 'csi.sock');
-    const child = spawn(
-      process.execPath,
-      [
-        join(root, 'dist', 'src', 'main.js'),
-        '--mode=all',
-        `--data-dir=${join(dir, 'data')}`,
-        `--endpoint=unix://${csi}`,
-        '--metrics-address=',
-        '--log-level=warn',
-      ],
-      {
-        env: cleanEnv(),
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
-    let log = '';
-    child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-    const exited = new Promise((r) => child.once('exit', r));
+    const run = await startAllMode(dir, [], csi);
     try {
-      await waitProbeReady(
-        csi,
-        () => child.exitCode !== null,
-        () => log,
-      );
-      const info = JSON.parse(readFileSync(join(dir, 'data', 'emulator.json'), 'utf8')) as {
-        controlSocket: string;
-        kvSocket: string;
-      };
-      for (const path of [csi, info.controlSocket, info.kvSocket]) {
+      for (const path of [csi, run.info.controlSocket, run.info.kvSocket]) {
         const st = await lstat(path);
         expect(st.isSocket(), path).toBe(true);
         expect((st.mode & 0o777).toString(8), path).toBe('600');
       }
     } finally {
-      child.kill('SIGTERM');
-      await exited;
+      await run.stop();
     }
     expect(await leftovers(dir)).toEqual([]);
   });

@@ -2,7 +2,7 @@
 // only (no TCP port unless --vbs-port / SDS_VBS_PORT asks for one) and always requires a token: the one configured
 // (here --vbs-token-file, which was not passed on before) or a random one the driver makes at start and
 // keeps to itself. A request without the token is AUTH_FAILED; the driver itself is served (Probe ready).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -12,61 +12,39 @@ import { describe, expect, it } from 'vitest';
 import { RetCode } from '../src/protocol/vbs.js';
 import { projectRoot } from '../src/util/paths.js';
 import { call } from './support/emulator.js';
-import { connectCsi, waitProbeReady } from './support/csi-client.js';
+import { connectCsi } from './support/csi-client.js';
+import { type AllModeRun, startAllMode } from './support/all-mode.js';
 import { cleanEnv, leftovers } from './support/stack.js';
 
-interface Running {
-  info: { controlSocket: string; tcpPort?: number };
-  csi: string;
-  stop(): Promise<void>;
-}
-
-async function startAllMode(dir: string, extraArgs: string[]): Promise<Running> {
-  const csi = join(dir, 'csi.sock');
-  const child = spawn(
-    process.execPath,
-    [
-      join(projectRoot(), 'dist', 'src', 'main.js'),
-      '--mode=all',
-      `--data-dir=${join(dir, 'data')}`,
-      `--endpoint=unix://${csi}`,
-      '--metrics-address=',
-      '--log-level=warn',
-      ...extraArgs,
-    ],
-    {
-      env: cleanEnv(),
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
-  let log = '';
-  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  const exited = new Promise((r) => child.once('exit', r));
-  const stop = async () => {
-    child.kill('SIGTERM');
-    await exited;
-  };
+/**
+ * Runs body against a driver in all mode started in a fresh temp dir with the args argsIn(dir) gives,
+ * then stops it and checks it left nothing behind.
+ */
+async function inAllMode(
+  prefix: string,
+  argsIn: (dir: string) => string[],
+  body: (run: AllModeRun, dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
   try {
-    // Ready means the driver reached its emulator, with the token it handed it.
-    await waitProbeReady(
-      csi,
-      () => child.exitCode !== null,
-      () => log,
-    );
-    const info = JSON.parse(readFileSync(join(dir, 'data', 'emulator.json'), 'utf8')) as Running['info'];
-    return { info, csi, stop };
-  } catch (err) {
-    await stop();
-    throw err;
+    const run = await startAllMode(dir, argsIn(dir));
+    try {
+      await body(run, dir);
+    } finally {
+      await run.stop();
+    }
+    expect(await leftovers(dir)).toEqual([]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
 describe('all mode: the embedded emulator', () => {
   it('with no token configured: a random one, no TCP port, and a request without it is refused', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'csi-allmode-token-'));
-    try {
-      const run = await startAllMode(dir, []);
-      try {
+    await inAllMode(
+      'csi-allmode-token-',
+      () => [],
+      async (run, dir) => {
         expect(run.info.tcpPort ?? -1).toBe(-1);
         const a = await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ');
         expect(a.retcode).toBe(RetCode.AUTH_FAILED);
@@ -111,53 +89,37 @@ describe('all mode: the embedded emulator', () => {
         } finally {
           clients.close();
         }
-      } finally {
-        await run.stop();
-      }
-      expect(await leftovers(dir)).toEqual([]);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+      },
+    );
   });
 
   it('with --vbs-token-file: the emulator requires that very token', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'csi-allmode-token-'));
-    try {
+    const withTokenFile = (dir: string) => {
       const tokenFile = join(dir, 'token');
       writeFileSync(tokenFile, 'file-token-4f2a\n', { mode: 0o600 });
-      const run = await startAllMode(dir, [`--vbs-token-file=${tokenFile}`]);
-      try {
-        expect(run.info.tcpPort ?? -1).toBe(-1);
-        expect((await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ')).retcode).toBe(RetCode.AUTH_FAILED);
-        expect(
-          (await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ', { auth_token: 'file-token-4f2a' })).retcode,
-        ).toBe(0);
-      } finally {
-        await run.stop();
-      }
-      expect(await leftovers(dir)).toEqual([]);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+      return [`--vbs-token-file=${tokenFile}`];
+    };
+    await inAllMode('csi-allmode-token-', withTokenFile, async (run) => {
+      expect(run.info.tcpPort ?? -1).toBe(-1);
+      expect((await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ')).retcode).toBe(RetCode.AUTH_FAILED);
+      expect(
+        (await call(run.info.controlSocket, 'QUERY_CAPABILITY_REQ', { auth_token: 'file-token-4f2a' })).retcode,
+      ).toBe(0);
+    });
   });
 
   it('with --vbs-port: the emulator also listens on that TCP port, and requires its token there too', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'csi-allmode-port-'));
-    try {
-      const port = await freePort();
-      const run = await startAllMode(dir, [`--vbs-port=${port}`]);
-      try {
+    const port = await freePort();
+    await inAllMode(
+      'csi-allmode-port-',
+      () => [`--vbs-port=${port}`],
+      async (run, dir) => {
         expect(run.info.tcpPort).toBe(port);
         expect((await call({ port }, 'QUERY_CAPABILITY_REQ')).retcode).toBe(RetCode.AUTH_FAILED);
         const token = readFileSync(join(dir, 'data', 'vbs.token'), 'utf8').trim();
         expect((await call({ port }, 'QUERY_CAPABILITY_REQ', { auth_token: token })).retcode).toBe(0);
-      } finally {
-        await run.stop();
-      }
-      expect(await leftovers(dir)).toEqual([]);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+      },
+    );
   });
 });
 

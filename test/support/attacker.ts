@@ -34,9 +34,14 @@ export const NOGROUP = 65534;
 
 /** Compiles the swapper into `dir` (which `nobody` must be able to enter) and returns its path. */
 export function buildSwapper(dir: string): string {
-  const src = join(dir, 'swapper.c');
-  const bin = join(dir, 'swapper');
-  writeFileSync(src, SOURCE);
+  return compile(dir, 'swapper', SOURCE);
+}
+
+/** Compiles `source` into `dir`/`name`, executable by all, and returns its path. */
+function compile(dir: string, name: string, source: string): string {
+  const src = join(dir, `${name}.c`);
+  const bin = join(dir, name);
+  writeFileSync(src, source);
   const cc = spawnSync('cc', ['-O2', '-o', bin, src], { encoding: 'utf8' });
   if (cc.status !== 0) throw new Error(`cc failed: ${cc.stderr}`);
   chmodSync(bin, 0o755);
@@ -104,13 +109,7 @@ int main(int argc, char **argv) {
 
 /** Compiles the flipper into `dir`: it rewrites a file in place, in turn with the bytes of two others. */
 export function buildFlipper(dir: string): string {
-  const src = join(dir, 'flipper.c');
-  const bin = join(dir, 'flipper');
-  writeFileSync(src, FLIPPER_SOURCE);
-  const cc = spawnSync('cc', ['-O2', '-o', bin, src], { encoding: 'utf8' });
-  if (cc.status !== 0) throw new Error(`cc failed: ${cc.stderr}`);
-  chmodSync(bin, 0o755);
-  return bin;
+  return compile(dir, 'flipper', FLIPPER_SOURCE);
 }
 
 /** Starts rewriting `target` in place with `a`'s and `b`'s bytes in turn, as nobody:nogroup, at most `max` times. */

@@ -4,7 +4,7 @@
 import { GiB, MiB } from '../../src/sds/backend.js';
 // The backend's own types, qualified: this fake implements the same SdsBackend as src/sds/client.ts.
 import type * as sds from '../../src/sds/backend.js';
-import { SdsError } from '../../src/sds/errors.js';
+import { SdsError, type SdsErrorKind } from '../../src/sds/errors.js';
 
 interface FakePool {
   id: string;
@@ -129,25 +129,41 @@ export class FakeBackend implements sds.SdsBackend {
   ): Promise<sds.VolumeInfo> {
     await this.enter('createVolumeFromSnapshot', true);
     const snap = this.snapshots.get(spec.snapshotName);
-    if (!snap) throw new SdsError('NotFound', `snapshot ${spec.snapshotName} does not exist`);
-    if (spec.sizeBytes < snap.sizeBytes) throw new SdsError('InvalidParameter', 'vol_size: smaller than the snapshot');
+    this.checkCopy(spec, snap, `snapshot ${spec.snapshotName}`, [
+      'InvalidParameter',
+      'vol_size: smaller than the snapshot',
+    ]);
     if (spec.cloneType === 'linked' && !this.pool(snap.poolId).linkedClone)
       throw new SdsError('NotSupported', 'no linked clones here');
-    return this.newVolume(
-      { ...spec, poolId: snap.poolId },
-      { source: { type: 'snapshot', name: snap.name }, cloneType: spec.cloneType },
-    );
+    return this.newCopy(spec, snap, 'snapshot');
   }
   async cloneVolume(
     spec: sds.VolumeSpec & { sourceVolumeName: string; cloneType: sds.CloneType },
   ): Promise<sds.VolumeInfo> {
     await this.enter('cloneVolume', true);
     const src = this.volumes.get(spec.sourceVolumeName);
-    if (!src) throw new SdsError('NotFound', `volume ${spec.sourceVolumeName} does not exist`);
-    if (spec.sizeBytes < src.sizeBytes) throw new SdsError('CannotShrink', 'vol_size: smaller than the source');
+    this.checkCopy(spec, src, `volume ${spec.sourceVolumeName}`, ['CannotShrink', 'vol_size: smaller than the source']);
+    return this.newCopy(spec, src, 'volume');
+  }
+  /** Refuses a copy of `source` (named `what`) that is missing, or that `spec` would shrink (`smaller`). */
+  private checkCopy<T extends { sizeBytes: number }>(
+    spec: sds.VolumeSpec,
+    source: T | undefined,
+    what: string,
+    smaller: [SdsErrorKind, string],
+  ): asserts source is T {
+    if (!source) throw new SdsError('NotFound', `${what} does not exist`);
+    if (spec.sizeBytes < source.sizeBytes) throw new SdsError(...smaller);
+  }
+  /** A new volume copying `source`, in its pool. */
+  private newCopy(
+    spec: sds.VolumeSpec & { cloneType: sds.CloneType },
+    source: { name: string; poolId: string },
+    type: 'snapshot' | 'volume',
+  ): sds.VolumeInfo {
     return this.newVolume(
-      { ...spec, poolId: src.poolId },
-      { source: { type: 'volume', name: src.name }, cloneType: spec.cloneType },
+      { ...spec, poolId: source.poolId },
+      { source: { type, name: source.name }, cloneType: spec.cloneType },
     );
   }
   async deleteVolume(name: string): Promise<void> {

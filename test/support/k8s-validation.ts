@@ -23,29 +23,35 @@ const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 // IsEnvVarName: the API server's rule for env var names.
 const ENV_VAR_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 
-/** IsDNS1123Label: container, volume and Namespace names. */
-export function dns1123LabelProblem(value: string): string | undefined {
-  if (value.length > 63) return `must be no more than 63 characters (has ${value.length})`;
-  if (!DNS1123_LABEL.test(value))
-    return 'must be a DNS-1123 label: lowercase alphanumerics and "-", starting and ending alphanumeric';
-  return undefined;
+/** A name rule of the API server: at most `max` characters, matching `pattern`, else the `rule` it breaks. */
+function nameRule(max: number, pattern: RegExp, rule: string): (value: string) => string | undefined {
+  return (value) => {
+    if (value.length > max) return `must be no more than ${max} characters (has ${value.length})`;
+    if (!pattern.test(value)) return rule;
+    return undefined;
+  };
 }
+
+/** IsDNS1123Label: container, volume and Namespace names. */
+export const dns1123LabelProblem = nameRule(
+  63,
+  DNS1123_LABEL,
+  'must be a DNS-1123 label: lowercase alphanumerics and "-", starting and ending alphanumeric',
+);
 
 /** IsDNS1123Subdomain: most object names. */
-export function dns1123SubdomainProblem(value: string): string | undefined {
-  if (value.length > 253) return `must be no more than 253 characters (has ${value.length})`;
-  if (!DNS1123_SUBDOMAIN.test(value))
-    return 'must be a DNS-1123 subdomain: lowercase alphanumerics, "-" and ".", starting and ending alphanumeric';
-  return undefined;
-}
+export const dns1123SubdomainProblem = nameRule(
+  253,
+  DNS1123_SUBDOMAIN,
+  'must be a DNS-1123 subdomain: lowercase alphanumerics, "-" and ".", starting and ending alphanumeric',
+);
 
 /** IsDNS1035Label: Service names. */
-export function dns1035LabelProblem(value: string): string | undefined {
-  if (value.length > 63) return `must be no more than 63 characters (has ${value.length})`;
-  if (!DNS1035_LABEL.test(value))
-    return 'must be a DNS-1035 label: lowercase alphanumerics and "-", starting with a letter';
-  return undefined;
-}
+export const dns1035LabelProblem = nameRule(
+  63,
+  DNS1035_LABEL,
+  'must be a DNS-1035 label: lowercase alphanumerics and "-", starting with a letter',
+);
 
 /** IsValidPortName (IANA_SVC_NAME): container port names and named probe/target ports. */
 export function portNameProblem(value: string): string | undefined {
@@ -107,36 +113,28 @@ type FieldRule = {
   required?: boolean;
   oneOf?: string[];
 };
+// The snapshot classes (VolumeSnapshotClass, VolumeGroupSnapshotClass of each version) share their fields.
+const SNAPSHOT_CLASS_FIELDS: FieldRule[] = [
+  { path: 'driver', type: 'string', required: true },
+  { path: 'deletionPolicy', type: 'string', required: true, oneOf: ['Delete', 'Retain'] },
+  { path: 'parameters', type: 'object' },
+];
+/** A Prometheus operator monitor: a spec with a selector and its list of endpoints under `endpoints`. */
+const monitorFields = (endpoints: string): FieldRule[] => [
+  { path: 'spec', type: 'object', required: true },
+  { path: 'spec.selector', type: 'object', required: true },
+  { path: `spec.${endpoints}`, type: 'array', required: true },
+];
 const HAND_SCHEMAS: Record<string, FieldRule[]> = {
   'storage.k8s.io/v1/VolumeAttributesClass': [
     { path: 'driverName', type: 'string', required: true },
     { path: 'parameters', type: 'object' },
   ],
-  'snapshot.storage.k8s.io/v1/VolumeSnapshotClass': [
-    { path: 'driver', type: 'string', required: true },
-    { path: 'deletionPolicy', type: 'string', required: true, oneOf: ['Delete', 'Retain'] },
-    { path: 'parameters', type: 'object' },
-  ],
-  'groupsnapshot.storage.k8s.io/v1/VolumeGroupSnapshotClass': [
-    { path: 'driver', type: 'string', required: true },
-    { path: 'deletionPolicy', type: 'string', required: true, oneOf: ['Delete', 'Retain'] },
-    { path: 'parameters', type: 'object' },
-  ],
-  'groupsnapshot.storage.k8s.io/v1beta2/VolumeGroupSnapshotClass': [
-    { path: 'driver', type: 'string', required: true },
-    { path: 'deletionPolicy', type: 'string', required: true, oneOf: ['Delete', 'Retain'] },
-    { path: 'parameters', type: 'object' },
-  ],
-  'monitoring.coreos.com/v1/PodMonitor': [
-    { path: 'spec', type: 'object', required: true },
-    { path: 'spec.selector', type: 'object', required: true },
-    { path: 'spec.podMetricsEndpoints', type: 'array', required: true },
-  ],
-  'monitoring.coreos.com/v1/ServiceMonitor': [
-    { path: 'spec', type: 'object', required: true },
-    { path: 'spec.selector', type: 'object', required: true },
-    { path: 'spec.endpoints', type: 'array', required: true },
-  ],
+  'snapshot.storage.k8s.io/v1/VolumeSnapshotClass': SNAPSHOT_CLASS_FIELDS,
+  'groupsnapshot.storage.k8s.io/v1/VolumeGroupSnapshotClass': SNAPSHOT_CLASS_FIELDS,
+  'groupsnapshot.storage.k8s.io/v1beta2/VolumeGroupSnapshotClass': SNAPSHOT_CLASS_FIELDS,
+  'monitoring.coreos.com/v1/PodMonitor': monitorFields('podMetricsEndpoints'),
+  'monitoring.coreos.com/v1/ServiceMonitor': monitorFields('endpoints'),
   'cbt.storage.k8s.io/v1beta1/SnapshotMetadataService': [
     { path: 'spec', type: 'object', required: true },
     { path: 'spec.address', type: 'string', required: true },

@@ -4,6 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { VolumeCapability } from '../../src/generated/csi/v1/VolumeCapability.js';
+import { unstageVolume } from './features.js';
 import type { Stack } from './stack.js';
 
 export const MiB = 1024 * 1024;
@@ -57,9 +58,6 @@ export async function publishVolume(
 
 /** Unpublishes, unstages, detaches from the node and deletes the volume. */
 export async function removeVolume(stack: Stack, v: Published): Promise<void> {
-  const nodeId = (await stack.csi.node.NodeGetInfo({})).node_id;
-  await stack.csi.node.NodeUnpublishVolume({ volume_id: v.id, target_path: v.target });
-  await stack.csi.node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: v.staging });
-  await stack.csi.controller.ControllerUnpublishVolume({ volume_id: v.id, node_id: nodeId });
+  await unstageVolume(stack, v);
   await stack.csi.controller.DeleteVolume({ volume_id: v.id });
 }
