@@ -90,6 +90,13 @@ export type VolumeToReconcile = Pick<
   'id' | 'name' | 'pool' | 'state' | 'op' | 'size_mb' | 'target_size_mb' | 'thin'
 >;
 
+/** VolumeToReconcile as a raw row (the same speed-up as VolumeTuple's). */
+export type VolumeToReconcileTuple = [number, string, string, VolumeState, CreateOp, number, number | null, number];
+
+export function volumeToReconcileOf(t: VolumeToReconcileTuple): VolumeToReconcile {
+  return { id: t[0], name: t[1], pool: t[2], state: t[3], op: t[4], size_mb: t[5], target_size_mb: t[6], thin: t[7] };
+}
+
 export type NewVolume = Omit<VolumeRow, 'id' | 'target_size_mb' | 'fault_reason'>;
 
 export interface SnapshotRow {

@@ -41,9 +41,11 @@ export function prepareStatements(db: SqliteDatabase) {
       .raw(true),
     // Start-up reconcile reads every row: only the columns it needs, a page at a time (keyset by id), so
     // 100,000 volumes are never all in memory and rows may change between pages.
-    volumesToReconcile: db.prepare<[number, number], Row.VolumeToReconcile>(
-      'SELECT id, name, pool, state, op, size_mb, target_size_mb, thin FROM volumes WHERE id > ? ORDER BY id LIMIT ?',
-    ),
+    volumesToReconcile: db
+      .prepare<[number, number], Row.VolumeToReconcileTuple>(
+        'SELECT id, name, pool, state, op, size_mb, target_size_mb, thin FROM volumes WHERE id > ? ORDER BY id LIMIT ?',
+      )
+      .raw(true),
     volumeNames: db.prepare<[], [string, string]>('SELECT pool, name FROM volumes').raw(true),
     linkedDependents: db.prepare<[number], { n: number }>(
       "SELECT count(*) AS n FROM volumes WHERE src_id = ? AND src_type = 'snapshot' AND clone_type = 'linked'",

@@ -7,7 +7,7 @@ import { openDatabase, type SqliteDatabase } from './sqlite.js';
 
 import { prepareStatements, type Statements } from './store-statements.js';
 import { upgradeSchema } from './store-schema.js';
-import { volumeRowOf } from './store-rows.js';
+import { volumeRowOf, volumeToReconcileOf } from './store-rows.js';
 import type {
   VolumeState,
   SnapshotState,
@@ -162,7 +162,10 @@ export class Store {
   }
   /** Every volume, in pages of `pageSize` read as the loop goes: the body may change or delete rows. */
   *volumesToReconcile(pageSize = 1000): Generator<VolumeToReconcile> {
-    yield* keysetPages((afterId) => this.s.volumesToReconcile.all(afterId, pageSize), pageSize);
+    yield* keysetPages(
+      (afterId) => this.s.volumesToReconcile.all(afterId, pageSize).map(volumeToReconcileOf),
+      pageSize,
+    );
   }
   /** The volume names of each pool. */
   volumeNames(): Map<string, Set<string>> {

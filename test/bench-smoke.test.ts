@@ -87,6 +87,8 @@ describe('npm run bench -- --quick', () => {
       'scale/fill',
       'scale/pair-c1',
       'scale/list-all',
+      'scale/list-all-backend',
+      'scale/start-empty-ready',
       'scale/restart-ready',
       'scale/restart-rss',
     ]) {

@@ -36,3 +36,14 @@ export async function deleteVolumeUntilGone(socket: string, name: string): Promi
   }
   return queries;
 }
+
+/** One LIST_VOLUMES_REQ page straight to the back end: how many records it held and where the next starts. */
+export async function listVolumesPage(
+  socket: string,
+  marker: string,
+  limit: number,
+): Promise<{ count: number; nextMarker: string }> {
+  const r = await rawVbsCall(socket, 'LIST_VOLUMES_REQ', { marker, limit });
+  if (r.retcode !== 0) throw new Error(`LIST_VOLUMES_REQ after ${marker}: retcode ${r.retcode}`);
+  return { count: Number(r.fields.get('vol_num') ?? 0), nextMarker: r.fields.get('next_marker') ?? '' };
+}

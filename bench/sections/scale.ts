@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { mountCap, now, sleep, timed, type BenchContext } from '../lib/context.js';
 import { waitProbeReady } from '../lib/probe.js';
 import { rssMiB, spawnDriver, startEmulator, type Emulator } from '../lib/procs.js';
-import { connectCsi, createThinVolume } from '../lib/clients.js';
+import { connectCsi, createThinVolume, listVolumesPage } from '../lib/clients.js';
 import { summarize } from '../lib/stats.js';
 
 const FILL_CONCURRENCY = 16;
@@ -32,7 +32,9 @@ async function fill(socket: string, count: number): Promise<number> {
 export async function scale(b: BenchContext): Promise<void> {
   const { opt, add, dir } = b;
   const count = opt.scaleVolumes;
-  let emulator: Emulator | undefined = await startEmulator(join(dir, 'scale'), '24G', undefined, POOL_ARGS);
+  // The first start, on an empty data directory: the floor of the restart below.
+  const [emptyReadyMs, first] = await timed(() => startEmulator(join(dir, 'scale'), '24G', undefined, POOL_ARGS));
+  let emulator: Emulator | undefined = first;
   const controller = spawnDriver(
     b.driverBase('controller', 'controller-scale', { vbsSocket: emulator.vbsSocket, kvSocket: emulator.kvSocket }),
   );
@@ -40,6 +42,7 @@ export async function scale(b: BenchContext): Promise<void> {
   try {
     await waitProbeReady(controller);
     add({ section: 'scale', name: 'volumes', value: count, unit: 'volumes', note: 'the fill of this section' });
+    add({ section: 'scale', name: 'start-empty-ready', value: emptyReadyMs, unit: 'ms', note: 'emulator, no volumes' });
     const rate = await fill(emulator.vbsSocket, count);
     add({ section: 'scale', name: 'fill', value: rate, unit: 'volumes/s', note: `${count} thin volumes, c=16` });
 
@@ -81,6 +84,27 @@ export async function scale(b: BenchContext): Promise<void> {
       unit: 'ms',
       latency: summarize(pages),
       note: `${listed} volumes in ${pages.length} pages of ${PAGE} (latency: a page)`,
+    });
+
+    // The same pass straight to the back end: the floor under the driver's listing.
+    const rawPages: number[] = [];
+    let rawListed = 0;
+    let marker = '';
+    const [rawMs] = await timed(async () => {
+      do {
+        const [ms, page] = await timed(() => listVolumesPage(emulator!.vbsSocket, marker, PAGE));
+        rawPages.push(ms);
+        rawListed += page.count;
+        marker = page.nextMarker;
+      } while (marker !== '');
+    });
+    add({
+      section: 'scale',
+      name: 'list-all-backend',
+      value: rawMs,
+      unit: 'ms',
+      latency: summarize(rawPages),
+      note: `LIST_VOLUMES_REQ straight to the emulator: ${rawListed} volumes in ${rawPages.length} pages (latency: a page)`,
     });
 
     // Restart: the back end reopens its store and reconciles every volume before it answers.
