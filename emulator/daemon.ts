@@ -17,7 +17,8 @@ import { detectPoolKind, preparePool, readMounts, unmountPool, type Pool } from 
 import { BlkioThrottle } from './qos.js';
 import { reconcile } from './reconcile.js';
 import { ThickReservations } from './reservations.js';
-import { ControlServer, KvServer } from './server.js';
+import { KvServer } from './kv-server.js';
+import { ControlServer } from './server.js';
 import { closeDataHost, startDataHost, type DataHost } from './hosts.js';
 import { Store } from './store.js';
 

@@ -12,7 +12,8 @@ import { hostView, type Ctx } from './context.js';
 import type { Handler } from './handlers.js';
 import { backingFileOf, detachLoop } from './loopdev.js';
 import { setHostState } from './mappings.js';
-import { ControlServer, KvServer } from './server.js';
+import { KvServer } from './kv-server.js';
+import { ControlServer } from './server.js';
 
 export function hostDir(dataDir: string, hostId: string): string {
   return join(dataDir, 'hosts', hostId);
