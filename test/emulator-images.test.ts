@@ -17,18 +17,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  call,
-  type Daemon,
-  makeTempDir,
-  MiB,
-  sleep,
-  startDaemon,
-  stopAndCheck,
-  volumePath,
-  waitGone,
-  waitJob,
-} from './support/emulator.js';
+import { call, type Daemon, makeTempDir, MiB, sleep, volumePath, waitGone, waitJob } from './support/emulator.js';
+import { daemonForSuite } from './support/emulator-suite.js';
 
 describe('image import and export', () => {
   let d: Daemon;
@@ -42,13 +32,20 @@ describe('image import and export', () => {
   const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
   const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 
+  daemonForSuite(
+    () => {
+      const dir = makeTempDir();
+      img = join(dir, 'img');
+      mkdirSync(img);
+      // The test's own http server listens on 127.0.0.1, which imports may reach only when allowlisted.
+      return { dir, args: ['--pool', 'pool0:2G', '--image-dir', img, '--image-url-allow', '127.0.0.1'] };
+    },
+    (started) => {
+      d = started;
+      sock = started.info.controlSocket;
+    },
+  );
   beforeAll(async () => {
-    const dir = makeTempDir();
-    img = join(dir, 'img');
-    mkdirSync(img);
-    // The test's own http server listens on 127.0.0.1, which imports may reach only when allowlisted.
-    d = await startDaemon({ dir, args: ['--pool', 'pool0:2G', '--image-dir', img, '--image-url-allow', '127.0.0.1'] });
-    sock = d.info.controlSocket;
     // 24 MiB, mostly holes, with data at the start, in the middle and at the end.
     raw = Buffer.alloc(24 * MiB);
     randomBytes(MiB).copy(raw, 0);
@@ -95,11 +92,9 @@ describe('image import and export', () => {
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
 
-  afterAll(async () => {
+  afterAll(() => {
     releaseStall?.();
     server?.close();
-    const r = await stopAndCheck(d);
-    expect(r).toEqual({ code: 0, loops: [], mounts: [] });
   });
 
   async function exportRaw(name: string): Promise<Buffer> {
