@@ -6,11 +6,9 @@
 // and a snapshot restore (smart clone) of it are made and read back byte for byte. A volume so filled is
 // never formatted when staged as a filesystem.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { failure } from './support/csi-client.js';
 import { poolFiles } from './support/emulator-inventory.js';
 import {
@@ -23,23 +21,15 @@ import {
   stageVolume,
   unstageVolume,
 } from './support/features.js';
-import { startStack, type Stack } from './support/stack.js';
+import { type Stack } from './support/stack.js';
+import { stackForSuite } from './support/suite-stack.js';
 
 const SIZE = 64 * MiB;
 let stack: Stack;
-let work: string;
 let seq = 0;
 const name = (prefix: string) => `${prefix}-${process.pid}-${++seq}`;
-
-beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), 'cdi-original-'));
-  stack = await startStack({ mode: 'all', level: 'original', pools: ['pool0:2G'] });
-}, 60_000);
-
-afterAll(async () => {
-  await stack?.stop();
-  await rm(work, { recursive: true, force: true });
-});
+// The test's own files go in the stack's temp dir, removed with it.
+stackForSuite({ mode: 'all', level: 'original', pools: ['pool0:2G'] }, (started) => (stack = started));
 
 describe("CDI's CSI calls on the original level", () => {
   it('import into a block PVC, then CSI clone and snapshot restore of it, read back byte for byte', async () => {
@@ -52,8 +42,8 @@ describe("CDI's CSI calls on the original level", () => {
     const disk = Buffer.alloc(SIZE);
     pattern(3 * MiB, 'cdi-disk-head').copy(disk, 0);
     pattern(MiB, 'cdi-disk-tail').copy(disk, SIZE - MiB);
-    const rawImage = join(work, 'disk.raw');
-    const qcow = join(work, 'disk.qcow2');
+    const rawImage = join(stack.dir, 'disk.raw');
+    const qcow = join(stack.dir, 'disk.qcow2');
     await writeFile(rawImage, disk);
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', rawImage, qcow]);
 

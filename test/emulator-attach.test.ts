@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { basename, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   call,
   type Daemon,
@@ -22,6 +22,7 @@ import {
   stopAndCheck,
   volumePath,
 } from './support/emulator.js';
+import { daemonForSuite } from './support/emulator-suite.js';
 import { readAt, writeAt } from './support/block-io.js';
 
 const THROTTLE = '/sys/fs/cgroup/blkio';
@@ -131,16 +132,13 @@ describe('attach through sds_cli', () => {
   const cli = (method: string, volume: string) => sdsCli(kv, ['-c', method, '-v', volume]);
   const chunks = [0, 5 * MiB + 4096, 40 * MiB].map((offset) => ({ offset, data: randomBytes(MiB) }));
 
+  daemonForSuite({ args: ['--pool', 'pool0:4G'] }, (started) => {
+    d = started;
+    sock = started.info.controlSocket;
+  });
   beforeAll(async () => {
-    d = await startDaemon({ args: ['--pool', 'pool0:4G'] });
-    sock = d.info.controlSocket;
     kv = d.info.kvSocket;
     expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'data', vol_size: 64 })).retcode).toBe(0);
-  });
-
-  afterAll(async () => {
-    const r = await stopAndCheck(d);
-    expect(r).toEqual({ code: 0, loops: [], mounts: [] });
   });
 
   it('refuses to attach a volume not mapped to this host (50155007) or missing (50159002)', () => {

@@ -2,30 +2,17 @@
 // directory on the host file system that refuses linked clones and makes sparse full copies.
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readSync, statSync, writeSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  call,
-  type Daemon,
-  MiB,
-  sdsCli,
-  snapshotPath,
-  startDaemon,
-  stopAndCheck,
-  volumePath,
-} from './support/emulator.js';
+import { describe, expect, it } from 'vitest';
+import { call, type Daemon, MiB, sdsCli, snapshotPath, volumePath } from './support/emulator.js';
+import { daemonForSuite } from './support/emulator-suite.js';
 
 describe('directory pool', () => {
   let d: Daemon;
   let sock: string;
 
-  beforeAll(async () => {
-    d = await startDaemon({ args: ['--pool-type=directory', '--pool', 'pool0:2G'] });
-    sock = d.info.controlSocket;
-  });
-
-  afterAll(async () => {
-    const r = await stopAndCheck(d);
-    expect(r).toEqual({ code: 0, loops: [], mounts: [] });
+  daemonForSuite({ args: ['--pool-type=directory', '--pool', 'pool0:2G'] }, (started) => {
+    d = started;
+    sock = started.info.controlSocket;
   });
 
   it('reports pool_type=directory, linked_clone=0, and no linked_clone capability', async () => {

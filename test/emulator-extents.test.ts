@@ -3,9 +3,10 @@
 // directory pool (byte compare), byte-checked against the snapshot files; paging, work caps and errors.
 // Plus the parsers and the classifier on their own, on crafted input.
 import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { classifyShared, parseFiemap, parseSeek, type ByteRange, type Mapping } from '../emulator/extents.js';
-import { call, type Daemon, MiB, sdsCli, snapshotPath, startDaemon, stopAndCheck } from './support/emulator.js';
+import { call, type Daemon, MiB, sdsCli, snapshotPath } from './support/emulator.js';
+import { daemonForSuite } from './support/emulator-suite.js';
 import { mergeSpans, readAt } from './support/block-io.js';
 
 const KiB = 1024;
@@ -101,18 +102,15 @@ describe.each([
   const allocated = (name: string, limit = 1000) =>
     allPages(sock, 'QUERY_SNAPSHOT_EXTENTS_REQ', { snap_name: name, limit });
 
+  daemonForSuite({ args: ['--pool', 'pool0:2G', '--pool-type', poolType] }, (started) => {
+    d = started;
+    sock = started.info.controlSocket;
+  });
   beforeAll(async () => {
-    d = await startDaemon({ args: ['--pool', 'pool0:2G', '--pool-type', poolType] });
-    sock = d.info.controlSocket;
     const pool = (await call(sock, 'QUERY_POOLS_CAPABILITY_REQ')).record('pool0');
     expect(pool.pool_type).toBe(poolType);
     expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'v1', vol_size: 64 })).retcode).toBe(0);
     expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'v2', vol_size: 16 })).retcode).toBe(0);
-  });
-
-  afterAll(async () => {
-    const r = await stopAndCheck(d);
-    expect(r).toEqual({ code: 0, loops: [], mounts: [] });
   });
 
   const P1: ByteRange[] = [

@@ -16,7 +16,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { openDatabase } from '../emulator/sqlite.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   call,
   type Daemon,
@@ -31,6 +31,7 @@ import {
   waitGone,
   waitForLog,
 } from './support/emulator.js';
+import { daemonForSuite } from './support/emulator-suite.js';
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
@@ -155,16 +156,13 @@ describe('emulator group snapshots', () => {
   let sock: string;
   let mnt: string;
 
+  daemonForSuite({ args: ['--pool', 'pool0:2G', '--pool', 'pool1:1G'] }, (started) => {
+    d = started;
+    sock = started.info.controlSocket;
+  });
   beforeAll(async () => {
-    d = await startDaemon({ args: ['--pool', 'pool0:2G', '--pool', 'pool1:1G'] });
-    sock = d.info.controlSocket;
     mnt = join(d.dir, 'mnt');
     mkdirSync(mnt);
-  });
-
-  afterAll(async () => {
-    const r = await stopAndCheck(d);
-    expect(r).toEqual({ code: 0, loops: [], mounts: [] });
   });
 
   it('advertises group_snapshot and extent_map', async () => {

@@ -17,38 +17,34 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  call,
-  type Daemon,
-  makeTempDir,
-  MiB,
-  sleep,
-  startDaemon,
-  stopAndCheck,
-  volumePath,
-  waitGone,
-  waitJob,
-} from './support/emulator.js';
+import { call, type Daemon, makeTempDir, MiB, sleep, volumePath, waitGone, waitJob } from './support/emulator.js';
+import { serveImages, type ImageServer } from './support/image-server.js';
+import { daemonForSuite } from './support/emulator-suite.js';
 
 describe('image import and export', () => {
   let d: Daemon;
   let sock: string;
   let img: string;
   let raw: Buffer;
-  let server: http.Server;
-  let base: string;
-  let releaseStall: (() => void) | undefined;
+  let web: ImageServer;
 
   const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
   const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 
+  daemonForSuite(
+    () => {
+      const dir = makeTempDir();
+      img = join(dir, 'img');
+      mkdirSync(img);
+      // The test's own http server listens on 127.0.0.1, which imports may reach only when allowlisted.
+      return { dir, args: ['--pool', 'pool0:2G', '--image-dir', img, '--image-url-allow', '127.0.0.1'] };
+    },
+    (started) => {
+      d = started;
+      sock = started.info.controlSocket;
+    },
+  );
   beforeAll(async () => {
-    const dir = makeTempDir();
-    img = join(dir, 'img');
-    mkdirSync(img);
-    // The test's own http server listens on 127.0.0.1, which imports may reach only when allowlisted.
-    d = await startDaemon({ dir, args: ['--pool', 'pool0:2G', '--image-dir', img, '--image-url-allow', '127.0.0.1'] });
-    sock = d.info.controlSocket;
     // 24 MiB, mostly holes, with data at the start, in the middle and at the end.
     raw = Buffer.alloc(24 * MiB);
     randomBytes(MiB).copy(raw, 0);
@@ -68,39 +64,15 @@ describe('image import and export', () => {
         .status,
     ).toBe(0);
 
-    server = http.createServer((req, res) => {
-      const url = req.url ?? '/';
-      if (url === '/stall') {
-        res.writeHead(200, { 'content-length': String(8 * MiB) });
-        res.write(randomBytes(64 * 1024));
-        releaseStall = () => res.end(Buffer.alloc(8 * MiB - 64 * 1024));
-        return;
-      }
-      if (url === '/redirect') {
+    web = await serveImages(img, Buffer.concat([randomBytes(64 * 1024), Buffer.alloc(8 * MiB - 64 * 1024)]), {
+      '/redirect': (res) => {
         res.writeHead(302, { location: '/disk.raw' });
         res.end();
-        return;
-      }
-      const file = join(img, url.slice(1));
-      if (!/^\/[a-z0-9.]+$/.test(url) || !existsSync(file)) {
-        res.writeHead(404);
-        res.end();
-        return;
-      }
-      const body = readFileSync(file);
-      res.writeHead(200, { 'content-length': String(body.length) });
-      res.end(body);
+      },
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
 
-  afterAll(async () => {
-    releaseStall?.();
-    server?.close();
-    const r = await stopAndCheck(d);
-    expect(r).toEqual({ code: 0, loops: [], mounts: [] });
-  });
+  afterAll(() => web?.close());
 
   async function exportRaw(name: string): Promise<Buffer> {
     const target = join(img, `${name}.out`);
@@ -155,9 +127,9 @@ describe('image import and export', () => {
   it('imports raw and qcow2 over http with checksums, also through a redirect', async () => {
     const qcow = readFileSync(join(img, 'disk.qcow2'));
     const cases = [
-      { name: 'h-raw', url: `${base}/disk.raw`, sum: `md5:${md5(raw)}` },
-      { name: 'h-qcow', url: `${base}/disk.qcow2`, sum: `md5:${md5(qcow)}` },
-      { name: 'h-redir', url: `${base}/redirect`, sum: `sha256:${sha256(raw)}` },
+      { name: 'h-raw', url: `${web.base}/disk.raw`, sum: `md5:${md5(raw)}` },
+      { name: 'h-qcow', url: `${web.base}/disk.qcow2`, sum: `md5:${md5(qcow)}` },
+      { name: 'h-redir', url: `${web.base}/redirect`, sum: `sha256:${sha256(raw)}` },
     ];
     for (const c of cases) {
       const a = await call(sock, 'IMPORT_IMAGE_REQ', {
@@ -179,7 +151,7 @@ describe('image import and export', () => {
   it('fails an import with a checksum mismatch and leaves no volume and no file', async () => {
     for (const [name, url] of [
       ['bad-sum', join(img, 'disk.raw')],
-      ['bad-sum-q', `${base}/disk.qcow2`],
+      ['bad-sum-q', `${web.base}/disk.qcow2`],
     ] as const) {
       const a = await call(sock, 'IMPORT_IMAGE_REQ', {
         vol_name: name,
@@ -204,7 +176,7 @@ describe('image import and export', () => {
       [{ image_url: join(img, 'missing.raw') }, -900019],
       [{ image_url: 'relative/disk.raw' }, -900003],
       [{ image_url: 'ftp://x/y' }, -900003],
-      [{ image_url: `${base}/missing` }, -900019],
+      [{ image_url: `${web.base}/missing` }, -900019],
       [{ image_url: join(img, 'disk.raw'), vol_size: 10 }, -900019],
       [{ image_url: join(img, 'disk.raw'), image_format: 'qcow2' }, -900019],
       [{ image_url: join(img, 'disk.raw'), image_format: 'vmdk' }, -900003],
@@ -303,11 +275,11 @@ describe('image import and export', () => {
   });
 
   it('keeps an importing volume busy (status 10, -900013) until the job ends', async () => {
-    const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'slow', image_url: `${base}/stall` });
+    const a = await call(sock, 'IMPORT_IMAGE_REQ', { vol_name: 'slow', image_url: `${web.base}/stall` });
     expect(a.retcode).toBe(0);
     const jobId = a.get('job_id')!;
     expect(a.record('volume0')).toMatchObject({ status: '10', vol_size: '8', job_id: jobId });
-    for (let i = 0; i < 100 && releaseStall === undefined; i++) await sleep(10);
+    for (let i = 0; i < 100 && web.releaseStall === undefined; i++) await sleep(10);
     const running = (await call(sock, 'QUERY_IMAGE_JOB_REQ', { job_id: jobId })).record('job0');
     expect(running).toMatchObject({ status: 'running', bytes_total: String(8 * MiB) });
     expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'slow' })).record('volume0').status).toBe('10');
@@ -316,7 +288,7 @@ describe('image import and export', () => {
     expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: 'slow', vol_size: 8 })).retcode).toBe(-900013);
     expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'slow-s', vol_name: 'slow' })).retcode).toBe(-900013);
     expect((await call(sock, 'EXTEND_VOLUME_REQ', { vol_name: 'slow', vol_size: 16 })).retcode).toBe(-900013);
-    releaseStall!();
+    web.releaseStall!();
     expect((await waitJob(sock, jobId)).status).toBe('done');
     expect((await call(sock, 'QUERY_VOLUME_REQ', { vol_name: 'slow' })).record('volume0').status).toBe('1');
     expect((await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'slow' })).retcode).toBe(0);

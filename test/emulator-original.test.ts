@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Key, REQUEST_SPECS, requestTypesOf } from '../src/protocol/catalog.js';
 import {
   call,
@@ -25,6 +25,7 @@ import {
   waitGone,
   waitForLog,
 } from './support/emulator.js';
+import { daemonForSuite } from './support/emulator-suite.js';
 import { checkedAgainstCatalog, type Handler } from '../emulator/handlers.js';
 import { backendObjects, poolFiles, storeRows } from './support/emulator-inventory.js';
 
@@ -96,20 +97,20 @@ describe('emulator original level: the nine requests', () => {
   let sock: string;
   let xfs: boolean;
 
-  beforeAll(async () => {
-    d = await startDaemon({
+  daemonForSuite(
+    {
       protocol: 'original',
       args: ['--pool', 'pool0:3G', '--pool', 'pool1:2G', '--max-oversubscription', '1'],
-    });
-    sock = d.info.controlSocket;
+    },
+    (started) => {
+      d = started;
+      sock = started.info.controlSocket;
+    },
+  );
+  beforeAll(async () => {
     // The "ready" line carries the level; earlier lines (the pool type) came down the pipe before it.
     await waitForLog(d, /"protocol":"original"/);
     xfs = /"poolType":"xfs-reflink"/.test(d.stderr());
-  });
-
-  afterAll(async () => {
-    const r = await stopAndCheck(d);
-    expect(r).toEqual({ code: 0, loops: [], mounts: [] });
   });
 
   it('QUERY_POOLS_CAPABILITY_REQ answers only the pools named by id, with the five fields in whole GiB', async () => {
@@ -354,17 +355,14 @@ describe('emulator original level: the KV data plane through the real sds_cli', 
   let sock: string;
   const cli = (method: string, volume: string) => sdsCli(d.info.kvSocket, ['-c', method, '-v', volume]);
 
+  daemonForSuite({ protocol: 'original', args: ['--pool', 'pool0:1G'] }, (started) => {
+    d = started;
+    sock = started.info.controlSocket;
+  });
   beforeAll(async () => {
-    d = await startDaemon({ protocol: 'original', args: ['--pool', 'pool0:1G'] });
-    sock = d.info.controlSocket;
     expect(
       (await call(sock, 'CREATE_VOLUME_REQ', cinderCreate('kv-v1', 16, 'pool0', { thin_flag: '1' }))).retcode,
     ).toBe(0);
-  });
-
-  afterAll(async () => {
-    const r = await stopAndCheck(d);
-    expect(r).toEqual({ code: 0, loops: [], mounts: [] });
   });
 
   it('querydev of a volume that is not attached prints ret_code=1 alone, exit status 0', () => {

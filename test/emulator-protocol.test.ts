@@ -3,33 +3,23 @@
 import { spawnSync } from 'node:child_process';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseReply } from '../src/protocol/vbs.js';
-import {
-  call,
-  type Daemon,
-  EMULATOR_MAIN,
-  exchange,
-  forceCleanup,
-  makeTempDir,
-  startDaemon,
-  stopAndCheck,
-} from './support/emulator.js';
+import { call, type Daemon, EMULATOR_MAIN, exchange, forceCleanup, makeTempDir } from './support/emulator.js';
+import { daemonForSuite } from './support/emulator-suite.js';
 
 describe('emulator socket API transport', () => {
   let d: Daemon;
   let sock: string;
 
-  beforeAll(async () => {
-    // A long quiet period proves that the empty line and EOF end a request without it.
-    d = await startDaemon({ args: ['--extra-host', 'host-b', '--extra-host', 'host-c', '--request-quiet-ms', '3000'] });
-    sock = d.info.controlSocket;
-  });
-
-  afterAll(async () => {
-    const r = await stopAndCheck(d);
-    expect(r).toEqual({ code: 0, loops: [], mounts: [] });
-  });
+  // A long quiet period proves that the empty line and EOF end a request without it.
+  daemonForSuite(
+    { args: ['--extra-host', 'host-b', '--extra-host', 'host-c', '--request-quiet-ms', '3000'] },
+    (started) => {
+      d = started;
+      sock = started.info.controlSocket;
+    },
+  );
 
   it('serves the unix socket with mode 0600 and TCP on 127.0.0.1', async () => {
     expect(statSync(sock).mode & 0o777).toBe(0o600);
@@ -171,17 +161,15 @@ describe('emulator token', () => {
   let d: Daemon;
   const token = 's3cret-token-value';
 
-  beforeAll(async () => {
-    const dir = makeTempDir();
-    const file = join(dir, 'token');
-    writeFileSync(file, `${token}\n`, { mode: 0o600 });
-    d = await startDaemon({ dir, args: ['--token-file', file] });
-  });
-
-  afterAll(async () => {
-    const r = await stopAndCheck(d);
-    expect(r).toEqual({ code: 0, loops: [], mounts: [] });
-  });
+  daemonForSuite(
+    () => {
+      const dir = makeTempDir();
+      const file = join(dir, 'token');
+      writeFileSync(file, `${token}\n`, { mode: 0o600 });
+      return { dir, args: ['--token-file', file] };
+    },
+    (started) => (d = started),
+  );
 
   it('refuses a request without the token, or with a wrong one, with -900004', async () => {
     const missing = await call(d.info.controlSocket, 'QUERY_CAPABILITY_REQ');

@@ -5,26 +5,16 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RetCode } from '../src/protocol/vbs.js';
 import { jobFromRecord } from '../src/sds/records.js';
-import {
-  call,
-  type Daemon,
-  makeTempDir,
-  MiB,
-  sleep,
-  startDaemon,
-  stopAndCheck,
-  waitGone,
-  waitJob,
-} from './support/emulator.js';
+import { call, makeTempDir, MiB, sleep, waitGone, waitJob } from './support/emulator.js';
+import { daemonForSuite } from './support/emulator-suite.js';
 import { failure, status } from './support/csi-client.js';
 import { blockCap } from './support/features.js';
 import { startStack } from './support/stack.js';
 
 describe('pool space under concurrency', () => {
-  let d: Daemon;
   let sock: string;
   let images: string;
 
@@ -34,17 +24,15 @@ describe('pool space under concurrency', () => {
         .usable_capacity_mb,
     );
 
-  beforeAll(async () => {
-    const dir = makeTempDir('emu-thick-');
-    images = join(dir, 'images');
-    mkdirSync(images, { mode: 0o755 });
-    d = await startDaemon({ dir, args: ['--pool', 'pool0:1G', '--image-dir', images] });
-    sock = d.info.controlSocket;
-  });
-
-  afterAll(async () => {
-    if (d) expect(await stopAndCheck(d)).toEqual({ code: 0, loops: [], mounts: [] });
-  });
+  daemonForSuite(
+    () => {
+      const dir = makeTempDir('emu-thick-');
+      images = join(dir, 'images');
+      mkdirSync(images, { mode: 0o755 });
+      return { dir, args: ['--pool', 'pool0:1G', '--image-dir', images] };
+    },
+    (started) => (sock = started.info.controlSocket),
+  );
 
   it('five concurrent thick creates fit wherever five sequential ones do, and a sixth does not', async () => {
     // Leave a little over 5 × 90 MiB free, as in the report (501 MiB).

@@ -3,10 +3,8 @@
 // http on 127.0.0.1 or read from the back end's image directory, raw and qcow2, checksums, failures that
 // leave nothing behind, and the driver's export command to read every volume back byte for byte.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, rm, truncate, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failure, settle, status } from './support/csi-client.js';
 import { FakeKubeApi, writeKubeconfig } from './support/fake-kube-api.js';
 import { blockCap, emulatorPid, MiB, pattern, runDriverCli, sha256, sha256File } from './support/features.js';
+import { serveImages, type ImageServer } from './support/image-server.js';
 import { startStack, type Stack } from './support/stack.js';
 import { backendVolume, backendVolumeNames, vbsRequest } from './support/vbs.js';
 import { projectRoot } from '../src/util/paths.js';
@@ -24,11 +23,9 @@ const NS = 'tenant-a';
 
 let stack: Stack;
 let api: FakeKubeApi;
-let server: http.Server;
-let base: string;
+let web: ImageServer;
 let work: string;
 let images: string;
-let releaseStall: (() => void) | undefined;
 let seq = 0;
 
 /** The image everything is checked against: 24 MiB, data at the start, the middle and the end, holes between. */
@@ -61,26 +58,7 @@ beforeAll(async () => {
     Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0x00]), Buffer.alloc(4096, 2)]),
   );
 
-  server = http.createServer((req, res) => {
-    const url = req.url ?? '/';
-    if (url === '/stall') {
-      // Answers the head at once and the rest only when the test says so.
-      res.writeHead(200, { 'content-length': String(IMAGE.length) });
-      res.write(IMAGE.subarray(0, 64 * 1024));
-      releaseStall = () => res.end(IMAGE.subarray(64 * 1024));
-      return;
-    }
-    const file = join(images, url.slice(1));
-    if (!/^\/[a-z0-9.]+$/.test(url) || !existsSync(file)) {
-      res.writeHead(404);
-      res.end();
-      return;
-    }
-    res.writeHead(200, { 'content-length': String(statSync(file).size) });
-    createReadStream(file).pipe(res);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  web = await serveImages(images, IMAGE);
 
   const tlsDir = join(dirname(fileURLToPath(import.meta.url)), 'support', 'tls');
   const caFile = join(tlsDir, 'fake-kube-api.crt');
@@ -98,11 +76,10 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  releaseStall?.();
+  web?.releaseStall?.();
   await stack?.stop();
   await api?.stop();
-  server?.closeAllConnections();
-  server?.close();
+  web?.close();
   await rm(work, { recursive: true, force: true });
 });
 
@@ -202,7 +179,7 @@ describe('copy image to volume through CreateVolume', () => {
       ['disk.raw', sha256(IMAGE)],
       ['disk.qcow2', sha256(readFileSync(join(images, 'disk.qcow2')))],
     ] as const) {
-      const c = claim({ [SOURCE]: `${base}/${file}`, [CHECKSUM]: `sha256:${sum}` });
+      const c = claim({ [SOURCE]: `${web.base}/${file}`, [CHECKSUM]: `sha256:${sum}` });
       await createFor(c, { allowPvcImageSource: 'true' });
       await expectVolumeHolds(c.volumeName, IMAGE, 64 * MiB);
       const [event, ...more] = eventsOf(c.name);
@@ -212,7 +189,7 @@ describe('copy image to volume through CreateVolume', () => {
         reason: 'ImageImported',
         involvedObject: { kind: 'PersistentVolumeClaim', uid: c.uid, namespace: NS },
       });
-      expect(event!.message).toContain(`${base}/${file}`);
+      expect(event!.message).toContain(`${web.base}/${file}`);
       expect(event!.message).toContain(c.volumeName);
       // A repeat of the call (the provisioner retries) is the same volume, without a second import.
       await createFor(c, { allowPvcImageSource: 'true' });
@@ -251,12 +228,12 @@ describe('copy image to volume through CreateVolume', () => {
 
   it('fails cleanly on a checksum mismatch, an unreadable format or a path outside the image directories: INVALID_ARGUMENT, a Warning event, nothing left', async () => {
     const cases: Array<[Record<string, string>, RegExp]> = [
-      [{ [SOURCE]: `${base}/disk.qcow2`, [CHECKSUM]: `sha256:${'0'.repeat(64)}` }, /checksum mismatch/],
-      [{ [SOURCE]: `${base}/disk.raw`, [CHECKSUM]: `md5:${'0'.repeat(32)}` }, /checksum mismatch/],
+      [{ [SOURCE]: `${web.base}/disk.qcow2`, [CHECKSUM]: `sha256:${'0'.repeat(64)}` }, /checksum mismatch/],
+      [{ [SOURCE]: `${web.base}/disk.raw`, [CHECKSUM]: `md5:${'0'.repeat(32)}` }, /checksum mismatch/],
       [{ [SOURCE]: join(images, 'disk.vmdk') }, /the image is vmdk, which this VBS cannot read/],
-      [{ [SOURCE]: `${base}/disk.raw.gz` }, /the image is gzip-compressed/],
+      [{ [SOURCE]: `${web.base}/disk.raw.gz` }, /the image is gzip-compressed/],
       [{ [SOURCE]: '/etc/hostname' }, /outside the image directories/],
-      [{ [SOURCE]: `${base}/missing.raw` }, /HTTP 404/],
+      [{ [SOURCE]: `${web.base}/missing.raw` }, /HTTP 404/],
     ];
     const before = await backendVolumeNames(stack.vbsSocket);
     for (const [annotations, why] of cases) {
@@ -290,7 +267,7 @@ describe('copy image to volume through CreateVolume', () => {
   });
 
   it('never blocks on the API server: a claim read that hangs ends the call at the client deadline', async () => {
-    const c = claim({ [SOURCE]: `${base}/disk.raw` });
+    const c = claim({ [SOURCE]: `${web.base}/disk.raw` });
     api.inject('pvc', { delayMs: Infinity });
     const started = Date.now();
     const f = await failure(createFor(c, { allowPvcImageSource: 'true' }));
@@ -306,8 +283,8 @@ describe('copy image to volume through CreateVolume', () => {
   });
 
   it('a retry after the first call gave up waits for the running import and records the outcome once', async () => {
-    const c = claim({ [SOURCE]: `${base}/stall` });
-    releaseStall = undefined;
+    const c = claim({ [SOURCE]: `${web.base}/stall` });
+    web.releaseStall = undefined;
     const first = await failure(createFor(c, { allowPvcImageSource: 'true' }, 64 * MiB, 1_500));
     expect(first.codeName).toBe('DEADLINE_EXCEEDED');
     expect(await backendVolume(stack.vbsSocket, c.volumeName)).toMatchObject({
@@ -316,7 +293,7 @@ describe('copy image to volume through CreateVolume', () => {
       job_id: expect.stringMatching(/^job-/),
     });
     expect(eventsOf(c.name)).toEqual([]);
-    setTimeout(() => releaseStall?.(), 500);
+    setTimeout(() => web.releaseStall?.(), 500);
     let done: Awaited<ReturnType<typeof settle>> | undefined;
     for (let attempt = 0; attempt < 20; attempt++) {
       done = await settle(createFor(c, { allowPvcImageSource: 'true' }));

@@ -4,11 +4,10 @@
 // image itself. Byte for byte; temporaries, loop devices and hidden files checked gone after every run.
 import { execFileSync } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runExport } from '../src/cli/export.js';
 import { partFileFor } from '../src/cli/host-export-run.js';
 import { exportTemporaries } from '../src/cli/host-export.js';
@@ -27,26 +26,21 @@ import {
   type Staged,
 } from './support/features.js';
 import { findLeaks } from './support/leaks.js';
-import { startStack, type Stack } from './support/stack.js';
+import { type Stack } from './support/stack.js';
+import { stackForSuite } from './support/suite-stack.js';
 import { vbsRequest } from './support/vbs.js';
 
 const SIZE = 64 * MiB;
 let stack: Stack;
+/** where --out goes; the test's other files go beside it, in the stack's temp dir (removed with it) */
 let outDir: string;
-let work: string;
 let seq = 0;
 const name = (prefix: string) => `${prefix}-${process.pid}-${++seq}`;
 
+stackForSuite({ mode: 'all', level: 'original', pools: ['pool0:2G'] }, (started) => (stack = started));
 beforeAll(async () => {
-  work = mkdtempSync(join(tmpdir(), 'images-original-'));
-  outDir = join(work, 'out');
+  outDir = join(stack.dir, 'out');
   await mkdir(outDir);
-  stack = await startStack({ mode: 'all', level: 'original', pools: ['pool0:2G'] });
-}, 60_000);
-
-afterAll(async () => {
-  await stack?.stop();
-  await rm(work, { recursive: true, force: true });
 });
 
 /** The export command as a user runs it; the level is left to negotiate (the emulator refuses the capability query). */
@@ -107,6 +101,14 @@ async function removeVolume(staged: Staged): Promise<void> {
   await stack.csi.controller.DeleteVolume({ volume_id: staged.id });
 }
 
+/** The image at `raw` holds `expected` and the export left nothing behind; then image and volume are removed. */
+async function expectImageThenRemove(raw: string, expected: Buffer, staged: Staged): Promise<void> {
+  expect(await sha256File(raw)).toBe(sha256(expected));
+  expectNoTemporaries([staged.id]);
+  await rm(raw);
+  await removeVolume(staged);
+}
+
 describe('sdshypervisor-csi export on the original level', () => {
   it('exports an attached volume in use to raw (sparse) and qcow2, byte for byte', async () => {
     const { staged, expected } = await volumeWith(pattern(2 * MiB, 'orig-export'));
@@ -136,7 +138,7 @@ describe('sdshypervisor-csi export on the original level', () => {
       '--quiet',
     ]);
     expect([q.code, q.stderr]).toEqual([0, '']);
-    const back = join(work, 'vol-back.raw');
+    const back = join(stack.dir, 'vol-back.raw');
     execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', qcow, back]);
     expect(await sha256File(back)).toBe(sha256(expected));
 
@@ -150,11 +152,8 @@ describe('sdshypervisor-csi export on the original level', () => {
     expect(again.stderr).toMatch(/exists; add --overwrite/);
     const replaced = await export_(['--volume', staged.id, '--out', raw, '--size', '64Mi', '--overwrite', '--quiet']);
     expect(replaced.code).toBe(0);
-    expect(await sha256File(raw)).toBe(sha256(Buffer.concat([Buffer.alloc(MiB, 0x11), expected.subarray(MiB)])));
-    expectNoTemporaries([staged.id]);
-    await rm(raw);
     await rm(qcow);
-    await removeVolume(staged);
+    await expectImageThenRemove(raw, Buffer.concat([Buffer.alloc(MiB, 0x11), expected.subarray(MiB)]), staged);
   });
 
   it('exports a snapshot through a clone of it, the snapshot left as it was', async () => {
@@ -164,12 +163,9 @@ describe('sdshypervisor-csi export on the original level', () => {
     const raw = join(outDir, 'snap.raw');
     const r = await export_(['--snapshot', snapshot!.snapshot_id, '--out', raw, '--size', '64Mi', '--quiet']);
     expect([r.code, r.stderr]).toEqual([0, '']);
-    expect(await sha256File(raw)).toBe(sha256(expected));
     expect(poolFiles(stack.emulatorDataDir).snapshots).toEqual([`pool0/${snapshot!.snapshot_id}`]);
     await stack.csi.controller.DeleteSnapshot({ snapshot_id: snapshot!.snapshot_id });
-    expectNoTemporaries([staged.id]);
-    await rm(raw);
-    await removeVolume(staged);
+    await expectImageThenRemove(raw, expected, staged);
   });
 
   it('a rerun removes what a crashed run left (snapshot, clone attached here, .part file)', async () => {
@@ -199,11 +195,8 @@ describe('sdshypervisor-csi export on the original level', () => {
     expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code: 0 });
     expect(r.stderr).toContain(`removed what an earlier run left: clone ${names.clone} detached from /dev/loop`);
     expect(r.stderr).toContain(`snapshot ${names.snapshot}`);
-    expect(await sha256File(raw)).toBe(sha256(expected));
     expect(ourLoops()).toEqual(loopsBefore);
-    expectNoTemporaries([staged.id]);
-    await rm(raw);
-    await removeVolume(staged);
+    await expectImageThenRemove(raw, expected, staged);
   });
 
   it('Ctrl-C stops the copy and removes everything; a second one stops at once and a rerun cleans up', async () => {
@@ -236,11 +229,8 @@ describe('sdshypervisor-csi export on the original level', () => {
 
     const rerun = await export_([...args, '--quiet']);
     expect([rerun.code, rerun.stderr]).toEqual([0, '']);
-    expect(await sha256File(raw)).toBe(sha256(expected));
     expect(ourLoops()).toEqual(loopsBefore);
-    expectNoTemporaries([staged.id]);
-    await rm(raw);
-    await removeVolume(staged);
+    await expectImageThenRemove(raw, expected, staged);
   });
 
   it('needs --size, refuses a smaller one, and says so with exit status 1 and nothing left', async () => {
@@ -284,8 +274,8 @@ describe('sdshypervisor-csi import on the original level', () => {
     const disk = Buffer.alloc(48 * MiB);
     pattern(2 * MiB, 'import-head').copy(disk, 0);
     pattern(MiB, 'import-tail').copy(disk, 47 * MiB);
-    const rawImage = join(work, 'import.raw');
-    const qcow = join(work, 'import.qcow2');
+    const rawImage = join(stack.dir, 'import.raw');
+    const qcow = join(stack.dir, 'import.qcow2');
     await writeFile(rawImage, disk);
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', rawImage, qcow]);
 
@@ -314,7 +304,7 @@ describe('sdshypervisor-csi import on the original level', () => {
     expect(inUse.code).toBe(1);
     expect(inUse.stderr).toMatch(/is in use \(attached on a host\)/);
 
-    const big = join(work, 'big.raw');
+    const big = join(stack.dir, 'big.raw');
     await writeFile(big, Buffer.alloc(0));
     execFileSync('truncate', ['-s', String(SIZE + MiB), big]);
     await removeVolume(staged);

@@ -15,7 +15,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { isValidName } from '../src/protocol/vbs.js';
-import { countFrom, listEverything, MiB, seedFrom } from './support/backend-audit.js';
+import { listEverything, MiB } from './support/backend-audit.js';
 import {
   capability,
   capacityRange,
@@ -28,10 +28,10 @@ import {
   topology,
 } from './support/csi-arbitraries.js';
 import { settle } from './support/csi-client.js';
+import { soakSettings } from './support/soak-settings.js';
 import { internalAnswers, startStack, type Stack } from './support/stack.js';
 
-const SEED = seedFrom('BADINPUT_SEED', 20_240_611);
-const RUNS = countFrom('BADINPUT_RUNS', 40);
+const { SEED, RUNS } = soakSettings('BADINPUT', { SEED: 20_240_611, RUNS: 40 });
 /** Deliberate answers. INTERNAL, UNKNOWN, UNAVAILABLE or DEADLINE_EXCEEDED to bad input is a defect. */
 const CLEAN = new Set([
   'OK',
@@ -115,7 +115,39 @@ async function fuzzClean<R>(method: string, requests: fc.Arbitrary<R>, send: (re
   );
 }
 
+/** A request that `undo` takes back (publish and unpublish, stage and unstage). */
+interface Undoable<R, U> {
+  method: string;
+  send: (req: R) => Promise<unknown>;
+  undoMethod: string;
+  undoOf: (req: R) => U;
+  sendUndo: (undo: U) => Promise<unknown>;
+  /** What the two outcomes must say of the request (or note for cleanup). */
+  check: (req: R, ok: boolean, undone: boolean) => void;
+}
+
+/** Every request `requests` makes is answered cleanly, and then its undo too (expectClean). */
+async function fuzzWithUndo<R, U>(requests: fc.Arbitrary<R>, pair: Undoable<R, U>) {
+  await fc.assert(
+    fc.asyncProperty(requests, async (req) => {
+      const ok = await expectClean(pair.method, () => pair.send(req), req);
+      const undo = pair.undoOf(req);
+      const undone = await expectClean(pair.undoMethod, () => pair.sendUndo(undo), undo);
+      pair.check(req, ok, undone);
+    }),
+    params(),
+  );
+}
+
 const hasDotDot = (path: string) => path.split('/').some((c) => c === '..' || c === '.');
+
+/** The node's rule for a request and its undo: refused when one of its `paths` has a `..`; undone when done. */
+function refusesDotDotAndUndoes<R>(paths: (req: R) => string[]) {
+  return (req: R, ok: boolean, undone: boolean) => {
+    if (paths(req).some(hasDotDot)) expect(ok).toBe(false);
+    if (ok) expect(undone).toBe(true); // what was staged or published can be taken back
+  };
+}
 
 beforeAll(async () => {
   stack = await startStack({
@@ -313,27 +345,28 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
 
   it('ControllerPublishVolume and ControllerUnpublishVolume: volume_id, node_id, capability, readonly, context', async () => {
     const ctl = stack.csi.controller;
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record(
-          {
-            volume_id: id(FIXTURE_VOLUME),
-            node_id: id('host-a', 'host-b'),
-            volume_capability: mostly(fc.constant(mountCap), fc.option(capability, { nil: undefined })),
-            readonly: fc.boolean(),
-            secrets: stringMap,
-            volume_context: stringMap,
-          },
-          { requiredKeys: ['volume_id', 'node_id', 'readonly'] },
-        ),
-        async (req) => {
-          if (await expectClean('ControllerPublishVolume', () => ctl.ControllerPublishVolume(req), req))
-            created.published.add(`${req.volume_id}\u0000${req.node_id}`);
-          const undo = { volume_id: req.volume_id, node_id: req.node_id };
-          await expectClean('ControllerUnpublishVolume', () => ctl.ControllerUnpublishVolume(undo), undo);
+    await fuzzWithUndo(
+      fc.record(
+        {
+          volume_id: id(FIXTURE_VOLUME),
+          node_id: id('host-a', 'host-b'),
+          volume_capability: mostly(fc.constant(mountCap), fc.option(capability, { nil: undefined })),
+          readonly: fc.boolean(),
+          secrets: stringMap,
+          volume_context: stringMap,
         },
+        { requiredKeys: ['volume_id', 'node_id', 'readonly'] },
       ),
-      params(),
+      {
+        method: 'ControllerPublishVolume',
+        send: (req) => ctl.ControllerPublishVolume(req),
+        undoMethod: 'ControllerUnpublishVolume',
+        undoOf: (req) => ({ volume_id: req.volume_id, node_id: req.node_id }),
+        sendUndo: (undo) => ctl.ControllerUnpublishVolume(undo),
+        check: (req, ok) => {
+          if (ok) created.published.add(`${req.volume_id}\u0000${req.node_id}`);
+        },
+      },
     );
   });
 
@@ -411,66 +444,62 @@ describe(`bad input over the CSI socket (seed ${SEED})`, { timeout: 60_000 + RUN
 
   it('NodeStageVolume and NodeUnstageVolume: volume_id, staging_target_path, capability, contexts; a `..` path is always refused', async () => {
     const node = stack.csi.node;
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record(
-          {
-            volume_id: mostly(fc.constant(SPARE_VOLUME), id(SPARE_VOLUME)),
-            staging_target_path: fc.oneof(
-              fc.constant(join(kubelet, 'spare', 'globalmount')),
-              nodePath(kubelet, SYMLINKS),
-            ),
-            volume_capability: mostly(fc.constant(mountCap), capability),
-            publish_context: mostly(
-              fc.constant({}),
-              fc.oneof(fc.constant({ 'sdshypervisor.io/access-mode': 'ro' }), stringMap),
-            ),
-            volume_context: mostly(fc.constant({}), fc.oneof(fc.constant({ fsType: 'xfs' }), stringMap)),
-            secrets: stringMap,
-          },
-          { requiredKeys: ['volume_id', 'staging_target_path'] },
-        ),
-        async (req) => {
-          const ok = await expectClean('NodeStageVolume', () => node.NodeStageVolume(req), req);
-          if (hasDotDot(req.staging_target_path)) expect(ok).toBe(false);
-          const undo = { volume_id: req.volume_id, staging_target_path: req.staging_target_path };
-          const undone = await expectClean('NodeUnstageVolume', () => node.NodeUnstageVolume(undo), undo);
-          if (ok) expect(undone).toBe(true); // what was staged can be unstaged
+    await fuzzWithUndo(
+      fc.record(
+        {
+          volume_id: mostly(fc.constant(SPARE_VOLUME), id(SPARE_VOLUME)),
+          staging_target_path: fc.oneof(
+            fc.constant(join(kubelet, 'spare', 'globalmount')),
+            nodePath(kubelet, SYMLINKS),
+          ),
+          volume_capability: mostly(fc.constant(mountCap), capability),
+          publish_context: mostly(
+            fc.constant({}),
+            fc.oneof(fc.constant({ 'sdshypervisor.io/access-mode': 'ro' }), stringMap),
+          ),
+          volume_context: mostly(fc.constant({}), fc.oneof(fc.constant({ fsType: 'xfs' }), stringMap)),
+          secrets: stringMap,
         },
+        { requiredKeys: ['volume_id', 'staging_target_path'] },
       ),
-      params(),
+      {
+        method: 'NodeStageVolume',
+        send: (req) => node.NodeStageVolume(req),
+        undoMethod: 'NodeUnstageVolume',
+        undoOf: (req) => ({ volume_id: req.volume_id, staging_target_path: req.staging_target_path }),
+        sendUndo: (undo) => node.NodeUnstageVolume(undo),
+        check: refusesDotDotAndUndoes((req) => [req.staging_target_path]),
+      },
     );
   });
 
   it('NodePublishVolume and NodeUnpublishVolume: target_path, staging_target_path, capability, readonly; a `..` path is always refused', async () => {
     const node = stack.csi.node;
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record(
-          {
-            volume_id: mostly(fc.constant(STAGED_VOLUME), id(STAGED_VOLUME)),
-            staging_target_path: fc.oneof(
-              { weight: 3, arbitrary: fc.constant(stagingPath) },
-              { weight: 1, arbitrary: nodePath(kubelet, SYMLINKS) },
-            ),
-            target_path: nodePath(kubelet, SYMLINKS),
-            volume_capability: mostly(fc.constant(mountCap), capability),
-            readonly: fc.boolean(),
-            publish_context: stringMap,
-            volume_context: stringMap,
-            secrets: stringMap,
-          },
-          { requiredKeys: ['volume_id', 'staging_target_path', 'target_path', 'readonly'] },
-        ),
-        async (req) => {
-          const ok = await expectClean('NodePublishVolume', () => node.NodePublishVolume(req), req);
-          if (hasDotDot(req.target_path) || hasDotDot(req.staging_target_path)) expect(ok).toBe(false);
-          const undo = { volume_id: req.volume_id, target_path: req.target_path };
-          const undone = await expectClean('NodeUnpublishVolume', () => node.NodeUnpublishVolume(undo), undo);
-          if (ok) expect(undone).toBe(true);
+    await fuzzWithUndo(
+      fc.record(
+        {
+          volume_id: mostly(fc.constant(STAGED_VOLUME), id(STAGED_VOLUME)),
+          staging_target_path: fc.oneof(
+            { weight: 3, arbitrary: fc.constant(stagingPath) },
+            { weight: 1, arbitrary: nodePath(kubelet, SYMLINKS) },
+          ),
+          target_path: nodePath(kubelet, SYMLINKS),
+          volume_capability: mostly(fc.constant(mountCap), capability),
+          readonly: fc.boolean(),
+          publish_context: stringMap,
+          volume_context: stringMap,
+          secrets: stringMap,
         },
+        { requiredKeys: ['volume_id', 'staging_target_path', 'target_path', 'readonly'] },
       ),
-      params(),
+      {
+        method: 'NodePublishVolume',
+        send: (req) => node.NodePublishVolume(req),
+        undoMethod: 'NodeUnpublishVolume',
+        undoOf: (req) => ({ volume_id: req.volume_id, target_path: req.target_path }),
+        sendUndo: (undo) => node.NodeUnpublishVolume(undo),
+        check: refusesDotDotAndUndoes((req) => [req.target_path, req.staging_target_path]),
+      },
     );
   });
 

@@ -7,25 +7,17 @@
 // - the back end unreachable (killed, or nothing listening) → UNAVAILABLE from every back-end call, and the
 //   same driver process recovers when it returns.
 // Rounds and seed from the environment for the soak run (FAULT_ROUNDS, FAULT_SEED).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { call } from './support/emulator.js';
 import { settle, status, type ControllerApi } from './support/csi-client.js';
-import {
-  countFrom,
-  databaseRows,
-  MiB,
-  seededRandom,
-  seedFrom,
-  backendState,
-  poolLoopDevices,
-} from './support/backend-audit.js';
-import { internalAnswers, startStack, type Stack } from './support/stack.js';
+import { databaseRows, MiB, seededRandom, backendState, poolLoopDevices } from './support/backend-audit.js';
+import { soakSettings } from './support/soak-settings.js';
+import { internalAnswers, type Stack } from './support/stack.js';
+import { stackForSuite } from './support/suite-stack.js';
 
-const ROUNDS = countFrom('FAULT_ROUNDS', 20);
-const SEED = seedFrom('FAULT_SEED', 4711);
-/** The kill lands this long (at most) after the round's calls were sent. */
-const KILL_WINDOW_MS = countFrom('FAULT_KILL_WINDOW_MS', 40);
+// KILL_WINDOW_MS: the kill lands this long (at most) after the round's calls were sent.
+const { ROUNDS, SEED, KILL_WINDOW_MS } = soakSettings('FAULT', { ROUNDS: 20, SEED: 4711, KILL_WINDOW_MS: 40 });
 const MAX_RETRIES = 100;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -129,6 +121,20 @@ function planRound(model: Model, round: number, rand: () => number): Op[] {
   const count = 5 + Math.floor(rand() * 5);
   let seq = 0;
   const fresh = (prefix: string) => `${prefix}-r${round}-${seq++}`;
+  /** Plans a clone of a readable source among `sources`, at least its size; false when there is none. */
+  const clone = <T>(
+    kind: 'clone-volume' | 'clone-snapshot',
+    prefix: string,
+    sources: Map<string, T>,
+    bytesOf: (source: T) => number,
+  ): boolean => {
+    const source = pick(readable(sources.keys()));
+    if (!source) return false;
+    read.add(source);
+    const bytes = bytesOf(sources.get(source)!) + size(0, 16);
+    ops.push({ kind, name: fresh(prefix), source, bytes, mode: rand() < 0.5 ? 'linked' : 'full' });
+    return true;
+  };
   for (let i = 0; i < count; i++) {
     const crowded = model.volumes.size > 14;
     const r = rand();
@@ -144,34 +150,8 @@ function planRound(model: Model, round: number, rand: () => number): Op[] {
       ops.push({ kind: 'create', name: fresh('pvc'), bytes: size(8, 64), thin: rand() < 0.7 });
       continue;
     }
-    if (r < 0.4) {
-      const source = pick(readable(model.volumes.keys()));
-      if (source) {
-        read.add(source);
-        ops.push({
-          kind: 'clone-volume',
-          name: fresh('pvc-clone'),
-          source,
-          bytes: model.volumes.get(source)! + size(0, 16),
-          mode: rand() < 0.5 ? 'linked' : 'full',
-        });
-        continue;
-      }
-    }
-    if (r < 0.55) {
-      const source = pick(readable(model.snapshots.keys()));
-      if (source) {
-        read.add(source);
-        ops.push({
-          kind: 'clone-snapshot',
-          name: fresh('pvc-restore'),
-          source,
-          bytes: model.snapshots.get(source)!.bytes + size(0, 16),
-          mode: rand() < 0.5 ? 'linked' : 'full',
-        });
-        continue;
-      }
-    }
+    if (r < 0.4 && clone('clone-volume', 'pvc-clone', model.volumes, (bytes) => bytes)) continue;
+    if (r < 0.55 && clone('clone-snapshot', 'pvc-restore', model.snapshots, (snapshot) => snapshot.bytes)) continue;
     if (r < 0.7) {
       const source = pick(readable(model.volumes.keys()));
       if (source && model.snapshots.size < 12) {
@@ -258,16 +238,10 @@ function lastReconcile(log: string): Record<string, number> | undefined {
 
 describe(`kill -9 of the emulator during controller calls: ${ROUNDS} seeded rounds (seed ${SEED})`, () => {
   let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({
-      pools: ['pool0:4G'],
-      emulatorArgs: ['--log-level', 'info'],
-      driverArgs: ['--vbs-timeout-ms=10000'],
-    });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-  });
+  stackForSuite(
+    { pools: ['pool0:4G'], emulatorArgs: ['--log-level', 'info'], driverArgs: ['--vbs-timeout-ms=10000'] },
+    (started) => (stack = started),
+  );
 
   it(
     'every repeated call converges, and afterwards the back end holds exactly what the CSI layer was told',
@@ -360,12 +334,7 @@ describe(`kill -9 of the emulator during controller calls: ${ROUNDS} seeded roun
 
 describe('the back end unreachable', () => {
   let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({ pools: ['pool0:2G'], mode: 'all' });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-  });
+  stackForSuite({ pools: ['pool0:2G'], mode: 'all' }, (started) => (stack = started));
 
   it('killed: every back-end call answers UNAVAILABLE (or its spec code), Probe says not ready; it comes back without a driver restart', async () => {
     const ctl = stack.csi.controller;

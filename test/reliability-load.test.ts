@@ -6,22 +6,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CreateVolumeResponse__Output } from '../src/generated/csi/v1/CreateVolumeResponse.js';
 import { settle } from './support/csi-client.js';
-import {
-  countFrom,
-  databaseRows,
-  MiB,
-  seededRandom,
-  seedFrom,
-  backendState,
-  poolLoopDevices,
-} from './support/backend-audit.js';
+import { databaseRows, MiB, seededRandom, backendState, poolLoopDevices } from './support/backend-audit.js';
+import { soakSettings } from './support/soak-settings.js';
 import { internalAnswers, startStack, type Stack } from './support/stack.js';
 
-const CALLS = countFrom('LOAD_CALLS', 1000);
-const NAMES = countFrom('LOAD_NAMES', 200);
-const SEED = seedFrom('LOAD_SEED', 9001);
-/** Calls start at seeded random moments within this window: some meet a held lock, some a finished volume. */
-const SPREAD_MS = countFrom('LOAD_SPREAD_MS', 2000);
+// SPREAD_MS: calls start at seeded random moments within this window, so some meet a held lock and some a
+// finished volume.
+const { CALLS, NAMES, SEED, SPREAD_MS } = soakSettings('LOAD', {
+  CALLS: 1000,
+  NAMES: 200,
+  SEED: 9001,
+  SPREAD_MS: 2000,
+});
 // ext4's minimum (CreateVolume rounds a filesystem volume up to it).
 const SIZE = 8 * MiB;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

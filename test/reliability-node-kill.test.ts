@@ -9,17 +9,18 @@ import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { VolumeCapability } from '../src/generated/csi/v1/VolumeCapability.js';
 import { mountsAt, readMountTable } from '../src/mount/index.js';
 import { call } from './support/emulator.js';
-import { countFrom, seededRandom, seedFrom, poolLoopDevices } from './support/backend-audit.js';
+import { seededRandom, poolLoopDevices } from './support/backend-audit.js';
 import { settle, type NodeApi } from './support/csi-client.js';
-import { internalAnswers, startStack, type Stack } from './support/stack.js';
+import { soakSettings } from './support/soak-settings.js';
+import { internalAnswers, type Stack } from './support/stack.js';
+import { stackForSuite } from './support/suite-stack.js';
 
 const run = promisify(execFile);
-const ROUNDS = countFrom('NODE_KILL_ROUNDS', 8);
-const SEED = seedFrom('NODE_KILL_SEED', 1337);
+const { ROUNDS, SEED } = soakSettings('NODE_KILL', { ROUNDS: 8, SEED: 1337 });
 const MAX_RETRIES = 60;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -87,12 +88,7 @@ async function mountsUnder(dir: string) {
 
 describe(`kill -9 of the node plugin around stage and publish: ${ROUNDS} seeded rounds (seed ${SEED})`, () => {
   let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({ mode: 'node', pools: ['pool0:4G'] });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-  });
+  stackForSuite({ mode: 'node', pools: ['pool0:4G'] }, (started) => (stack = started));
 
   it(
     'the repeated call completes, the volume is usable, and unpublish + unstage clean up',
@@ -182,14 +178,19 @@ describe(`kill -9 of the node plugin around stage and publish: ${ROUNDS} seeded 
           node = stack.csi.node;
         };
 
-        if (phase === 'stage') {
-          const first = settle(stage());
+        /** Kills the plugin `delay` ms into `send`, restarts it and repeats `send` (named `method`) until it succeeds. */
+        const killDuring = async (method: string, send: () => Promise<unknown>) => {
+          const first = settle(send());
           await sleep(delay);
           figures.killedChildren += await killProcessTree(stack);
           const o = await first;
           figures.firstCodes[o.ok ? 'OK' : o.codeName] = (figures.firstCodes[o.ok ? 'OK' : o.codeName] ?? 0) + 1;
           await restart();
-          figures.repeatAttempts += await converge(`${where}: repeated NodeStageVolume`, stage);
+          figures.repeatAttempts += await converge(`${where}: repeated ${method}`, send);
+        };
+
+        if (phase === 'stage') {
+          await killDuring('NodeStageVolume', stage);
           await converge(`${where}: NodePublishVolume`, publish);
         } else if (phase === 'between') {
           await stage();
@@ -199,13 +200,7 @@ describe(`kill -9 of the node plugin around stage and publish: ${ROUNDS} seeded 
           await converge(`${where}: NodePublishVolume`, publish);
         } else {
           await stage();
-          const first = settle(publish());
-          await sleep(delay);
-          figures.killedChildren += await killProcessTree(stack);
-          const o = await first;
-          figures.firstCodes[o.ok ? 'OK' : o.codeName] = (figures.firstCodes[o.ok ? 'OK' : o.codeName] ?? 0) + 1;
-          await restart();
-          figures.repeatAttempts += await converge(`${where}: repeated NodePublishVolume`, publish);
+          await killDuring('NodePublishVolume', publish);
         }
 
         // Published for real: one mount at the target, of the volume's device.

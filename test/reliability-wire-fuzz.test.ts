@@ -30,12 +30,11 @@ import {
   stopAndCheck,
 } from './support/emulator.js';
 import { FakeVbs, snapshotRecord, volumeRecord } from './support/fake-vbs.js';
-import { countFrom, seedFrom } from './support/backend-audit.js';
 import { hostileString } from './support/csi-arbitraries.js';
+import { soakSettings } from './support/soak-settings.js';
 import { wireText } from './support/wire-arbitraries.js';
 
-const SEED = seedFrom('WIRE_SEED', 31_337);
-const RUNS = countFrom('WIRE_RUNS', 150);
+const { SEED, RUNS } = soakSettings('WIRE', { SEED: 31_337, RUNS: 150 });
 const params = (runs = RUNS) => ({ numRuns: runs, seed: SEED, endOnFailure: false });
 
 const KNOWN_RETCODES = new Set<number>(Object.values(RetCode));
