@@ -10,6 +10,7 @@ import { ConnectorError, type ConnectorErrorKind } from './errors.js';
 import { KvCode, parseKv, type KvMethod } from '../protocol/kv.js';
 import { isValidName } from '../protocol/vbs.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
+import { observed } from '../util/observe.js';
 
 export const DEFAULT_CLI_PATH = '/usr/local/bin/sds/sds_cli';
 export const CLI_PATH_ENV = 'HUAWEISDSHYPERVISORCLI_PATH';
@@ -225,16 +226,13 @@ export class KvConnector {
     opts: CallOptions,
     alsoAccept: readonly number[],
   ): Promise<CliReply> {
-    if (this.observer === undefined) return this.callOnce(method, volumeName, opts, alsoAccept);
-    const started = performance.now();
-    try {
-      const reply = await this.callOnce(method, volumeName, opts, alsoAccept);
-      this.observer(method, 'ok', (performance.now() - started) / 1e3);
-      return reply;
-    } catch (err) {
-      this.observer(method, err instanceof ConnectorError ? err.kind : 'Failed', (performance.now() - started) / 1e3);
-      throw err;
-    }
+    return observed(
+      this.observer,
+      method,
+      () => this.callOnce(method, volumeName, opts, alsoAccept),
+      () => 'ok',
+      (err) => (err instanceof ConnectorError ? err.kind : 'Failed'),
+    );
   }
 
   private async callOnce(

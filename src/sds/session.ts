@@ -15,6 +15,7 @@ import {
   type Field,
   type VbsReply,
 } from '../protocol/vbs.js';
+import { observed } from '../util/observe.js';
 
 /**
  * Told of every request when it ends, for metrics: its type (`CREATE_VOLUME_REQ`), its result (`ok`, or the
@@ -113,21 +114,13 @@ export class VbsSession {
   ): Promise<VbsReply> {
     if (this.closing.signal.aborted) throw this.error('Unavailable', `${type}: the VBS client is closed`);
     const bytes = this.encode(type, fields, opts.requestId);
-    if (this.observer === undefined)
-      return this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal));
-    const started = performance.now();
-    try {
-      const reply = await this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal));
-      this.observer(
-        type,
-        reply.retcode === RetCode.OK ? 'ok' : kindOfRetcode(reply.retcode),
-        (performance.now() - started) / 1e3,
-      );
-      return reply;
-    } catch (err) {
-      this.observer(type, err instanceof SdsError ? err.kind : 'Internal', (performance.now() - started) / 1e3);
-      throw err;
-    }
+    return observed(
+      this.observer,
+      type,
+      () => this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal)),
+      (reply) => (reply.retcode === RetCode.OK ? 'ok' : kindOfRetcode(reply.retcode)),
+      (err) => (err instanceof SdsError ? err.kind : 'Internal'),
+    );
   }
 
   private async requestLoop(
