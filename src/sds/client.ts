@@ -187,12 +187,7 @@ export class SdsClient implements SdsBackend {
 
   async deleteVolume(name: string, opts?: CallOptions): Promise<void> {
     checkName(Key.VOL_NAME, name);
-    if (this.s.level === 'original') {
-      if ((await this.original.startDelete('volume', name, opts)) === 'accepted')
-        await this.deletes.pollUntilGone('volume', name, opts);
-      return;
-    }
-    await this.deletes.deleteAndWait('volume', name, opts);
+    await this.deleteAndWait('volume', name, opts);
   }
 
   async extendVolume(name: string, sizeBytes: number, opts?: CallOptions): Promise<VolumeInfo> {
@@ -270,12 +265,7 @@ export class SdsClient implements SdsBackend {
 
   async deleteSnapshot(name: string, opts?: CallOptions): Promise<void> {
     checkName(Key.SNAP_NAME, name);
-    if (this.s.level === 'original') {
-      if ((await this.original.startDelete('snapshot', name, opts)) === 'accepted')
-        await this.deletes.pollUntilGone('snapshot', name, opts);
-      return;
-    }
-    await this.deletes.deleteAndWait('snapshot', name, opts);
+    await this.deleteAndWait('snapshot', name, opts);
   }
 
   async getSnapshot(name: string, opts?: CallOptions): Promise<SnapshotInfo | undefined> {
@@ -368,6 +358,13 @@ export class SdsClient implements SdsBackend {
   }
 
   // ---- creates and deletes ----
+
+  /** The original level says only "accepted" or "gone" (original.ts asks why a refusal was one); both poll. */
+  private async deleteAndWait(kind: 'volume' | 'snapshot', name: string, opts?: CallOptions): Promise<void> {
+    if (this.s.level !== 'original') return this.deletes.deleteAndWait(kind, name, opts);
+    if ((await this.original.startDelete(kind, name, opts)) === 'accepted')
+      await this.deletes.pollUntilGone(kind, name, opts);
+  }
 
   private async createVolumeLike(
     type: string,
