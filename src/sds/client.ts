@@ -47,8 +47,14 @@ import type { VbsAddress } from './transport.js';
 import { Key, Requests, type ProtocolLevel, RecordPrefix } from '../protocol/catalog.js';
 import { RetCode, type Field, type VbsReply } from '../protocol/vbs.js';
 
-export type { RetryPolicy, SdsLogger, SdsObserver } from './session.js';
-export { CLIENT_DEFAULTS, isRetriedAfterSend, type SdsClientOptions } from './client-options.js';
+export {
+  CLIENT_DEFAULTS,
+  isRetriedAfterSend,
+  type RetryPolicy,
+  type SdsClientOptions,
+  type SdsLogger,
+  type SdsObserver,
+} from './client-options.js';
 
 export class SdsClient implements SdsBackend {
   private readonly s: VbsSession;

@@ -15,27 +15,9 @@ import {
   type Field,
   type VbsReply,
 } from '../protocol/vbs.js';
+import { CancelFanout } from '../util/abort.js';
 import { observed } from '../util/observe.js';
-
-/**
- * Told of every request when it ends, for metrics: its type (`CREATE_VOLUME_REQ`), its result (`ok`, or the
- * SdsErrorKind of its retcode or failure: `NotFound`, `Unavailable`, `Timeout`...) and how long it took,
- * retries included. Called on the request path: keep it cheap, and it must not throw.
- */
-export type SdsObserver = (requestType: string, result: 'ok' | SdsErrorKind, seconds: number) => void;
-
-/** What the client logs; pino's logger fits. The token never reaches it. */
-export interface SdsLogger {
-  debug(obj: Record<string, unknown>, msg: string): void;
-  warn(obj: Record<string, unknown>, msg: string): void;
-}
-
-export interface RetryPolicy {
-  /** retries after a lost reply (safe request types only), and separately after BUSY/UNAVAILABLE replies */
-  attempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
+import type { RetryPolicy, SdsLogger, SdsObserver } from './client-options.js';
 
 export interface SessionOptions {
   addresses: string | readonly string[];
@@ -383,43 +365,5 @@ export class VbsSession {
     if (nextMarker !== '' && !isValidName(nextMarker))
       throw this.error('Protocol', `garbled reply from the VBS: next_marker: not a name`);
     return { items, nextMarker };
-  }
-}
-
-/**
- * Fans a shared signal (the client's closing signal, a caller's signal passed to many calls) out to the
- * calls in flight with ONE abort listener per shared signal, removed as soon as the last linked call ends.
- * A listener per call would pile up on a shared signal with concurrency (Node warns past 10) and stay
- * there as long as the signal lives if a call forgot to remove it.
- */
-class CancelFanout {
-  private readonly linked = new Map<AbortSignal, { calls: Set<AbortController>; onAbort: () => void }>();
-
-  /** Aborts `call` when `shared` fires, until the returned unlink is called. */
-  link(shared: AbortSignal, call: AbortController): () => void {
-    if (shared.aborted) {
-      call.abort(shared.reason);
-      return () => {};
-    }
-    let entry = this.linked.get(shared);
-    if (entry === undefined) {
-      const calls = new Set<AbortController>();
-      const onAbort = (): void => {
-        this.linked.delete(shared);
-        for (const c of calls) c.abort(shared.reason);
-      };
-      entry = { calls, onAbort };
-      this.linked.set(shared, entry);
-      shared.addEventListener('abort', onAbort, { once: true });
-    }
-    const mine = entry;
-    mine.calls.add(call);
-    return () => {
-      mine.calls.delete(call);
-      if (mine.calls.size === 0 && this.linked.get(shared) === mine) {
-        this.linked.delete(shared);
-        shared.removeEventListener('abort', mine.onAbort);
-      }
-    };
   }
 }
