@@ -1,6 +1,6 @@
 // Typed errors of the KV connector (the node side of the data plane). The CSI layer maps `kind` to a gRPC
 // code in one place; nothing else should look at sds_cli's ret_codes.
-import { isRoomError, RoomError } from '../util/errors.js';
+import { AnsweredRoomError, isRoomError } from '../util/errors.js';
 
 export type ConnectorErrorKind =
   /** the CLI is not there or not executable */
@@ -24,17 +24,9 @@ export type ConnectorErrorKind =
   /** any other failure code */
   | 'Failed';
 
-export class ConnectorError extends RoomError<ConnectorErrorKind> {
-  constructor(
-    kind: ConnectorErrorKind,
-    message: string,
-    /** sds_cli's ret_code, when it printed one */
-    readonly code?: number,
-    options?: { cause?: unknown },
-  ) {
-    super(kind, message, options);
-    this.name = 'ConnectorError';
-  }
+export class ConnectorError extends AnsweredRoomError<ConnectorErrorKind> {
+  /** sds_cli's ret_code, when it printed one */
+  readonly code = this.answer;
 }
 
 export const isConnectorError = (err: unknown, kind?: ConnectorErrorKind): err is ConnectorError =>

@@ -4,72 +4,24 @@
 import { spawn } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import { isAbsolute, normalize } from 'node:path';
+import { normalize } from 'node:path';
 import { childEnv } from '../config/environment.js';
+import { checkDevicePath, waitForBlockDevice } from './device-path.js';
 import { ConnectorError, type ConnectorErrorKind } from './errors.js';
+import {
+  CLI_PATH_ENV,
+  CONNECTOR_DEFAULTS,
+  DEFAULT_CLI_PATH,
+  type AttachOptions,
+  type CallOptions,
+  type ConnectorLogger,
+  type ConnectorObserver,
+  type KvConnectorOptions,
+} from './options.js';
 import { KvCode, parseKv, type KvMethod } from '../protocol/kv.js';
 import { isValidName } from '../protocol/vbs.js';
 import { KeyedMutex } from '../util/keyed-mutex.js';
-
-export const DEFAULT_CLI_PATH = '/usr/local/bin/sds/sds_cli';
-export const CLI_PATH_ENV = 'HUAWEISDSHYPERVISORCLI_PATH';
-
-/**
- * Told of every sds_cli run when it ends, for metrics: the method, its result (`ok`, or the ConnectorErrorKind)
- * and how long it took. Keep it cheap; it must not throw.
- */
-export type ConnectorObserver = (method: KvMethod, result: 'ok' | ConnectorErrorKind, seconds: number) => void;
-
-/** What the connector logs; pino's logger fits. */
-export interface ConnectorLogger {
-  warn(obj: Record<string, unknown>, msg: string): void;
-  debug(obj: Record<string, unknown>, msg: string): void;
-}
-
-export interface KvConnectorOptions {
-  /** the CLI; else `HUAWEISDSHYPERVISORCLI_PATH` from `env`, else /usr/local/bin/sds/sds_cli */
-  cliPath?: string;
-  /** environment of the CLI (it finds its VBS through SDS_KV_SOCKET); default the driver's own (src/config/environment.ts) */
-  env?: NodeJS.ProcessEnv;
-  /** how long one CLI run may take before it is killed */
-  timeoutMs?: number;
-  /** stdout or stderr longer than this is refused (and the CLI killed) */
-  maxOutputBytes?: number;
-  /** how long attach waits for the reported device to become a block device */
-  deviceWaitMs?: number;
-  /** a reported device must live under this directory */
-  deviceDir?: string;
-  logger?: ConnectorLogger;
-  observer?: ConnectorObserver;
-  /**
-   * The product's CLI (the original level): `querydev` answers a non-zero code, `ret_code=1` included, for
-   * a volume that is not attached, so any non-zero code of querydev means "not attached" (os-brick's reading).
-   */
-  originalCli?: boolean;
-  /**
-   * Whether the back end has the volume (the driver's VBS client answers it). The product CLI says only
-   * "failed" for a volume that does not exist; with this, such a failure is told apart as VolumeNotFound.
-   */
-  volumeExists?: (volumeName: string, signal?: AbortSignal) => Promise<boolean>;
-}
-
-/** Per-call options. sds_cli takes no request id (the product CLI has none): it goes on our log lines only. */
-export interface CallOptions {
-  signal?: AbortSignal;
-  /** the CSI call's request id, for the connector's log lines */
-  requestId?: string;
-}
-
-export interface AttachOptions extends CallOptions {
-  deviceWaitMs?: number;
-}
-
-export const CONNECTOR_DEFAULTS = {
-  timeoutMs: 60_000,
-  maxOutputBytes: 64 * 1024,
-  deviceWaitMs: 10_000,
-  deviceDir: '/dev',
-} as const;
+import { observed } from '../util/observe.js';
 
 const SUCCESS: Record<KvMethod, ReadonlySet<number>> = {
   attach: new Set([KvCode.OK, KvCode.ALREADY_ATTACHED, KvCode.ATTACH_OF_THIS_NODE_DONE]),
@@ -144,8 +96,8 @@ export class KvConnector {
             );
           }
         }
-        const path = this.checkDevicePath(volumeName, device);
-        await this.waitForBlockDevice(volumeName, path, opts.deviceWaitMs ?? this.deviceWaitMs, opts.signal);
+        const path = checkDevicePath(this.deviceDir, volumeName, device);
+        await waitForBlockDevice(volumeName, path, opts.deviceWaitMs ?? this.deviceWaitMs, opts.signal);
         return path;
       },
       opts.signal,
@@ -185,7 +137,7 @@ export class KvConnector {
         if (device === undefined || device === '') {
           throw new ConnectorError('Garbled', `sds_cli querydev ${volumeName}: success without dev_addr`, reply.code);
         }
-        return this.checkDevicePath(volumeName, device);
+        return checkDevicePath(this.deviceDir, volumeName, device);
       },
       opts.signal,
     );
@@ -225,16 +177,13 @@ export class KvConnector {
     opts: CallOptions,
     alsoAccept: readonly number[],
   ): Promise<CliReply> {
-    if (this.observer === undefined) return this.callOnce(method, volumeName, opts, alsoAccept);
-    const started = performance.now();
-    try {
-      const reply = await this.callOnce(method, volumeName, opts, alsoAccept);
-      this.observer(method, 'ok', (performance.now() - started) / 1e3);
-      return reply;
-    } catch (err) {
-      this.observer(method, err instanceof ConnectorError ? err.kind : 'Failed', (performance.now() - started) / 1e3);
-      throw err;
-    }
+    return observed(
+      this.observer,
+      method,
+      () => this.callOnce(method, volumeName, opts, alsoAccept),
+      () => 'ok',
+      (err) => (err instanceof ConnectorError ? err.kind : 'Failed'),
+    );
   }
 
   private async callOnce(
@@ -378,52 +327,6 @@ export class KvConnector {
           });
       });
     });
-  }
-
-  /** dev_addr comes from a program's output: accept only a plain absolute path under the device directory. */
-  private checkDevicePath(volumeName: string, device: string): string {
-    const ok =
-      isAbsolute(device) &&
-      normalize(device) === device &&
-      device.startsWith(this.deviceDir + '/') &&
-      !/[\u0000-\u001f\u007f]/.test(device);
-    if (!ok) {
-      throw new ConnectorError(
-        'Garbled',
-        `sds_cli for ${volumeName} reported dev_addr ${JSON.stringify(device.slice(0, 120))}, not a device path under ${this.deviceDir}`,
-      );
-    }
-    return device;
-  }
-
-  private async waitForBlockDevice(
-    volumeName: string,
-    device: string,
-    waitMs: number,
-    signal: AbortSignal | undefined,
-  ): Promise<void> {
-    const deadline = Date.now() + waitMs;
-    let delay = 5;
-    let seen: string;
-    for (;;) {
-      try {
-        const info = await stat(device);
-        if (info.isBlockDevice()) return;
-        seen = 'exists but is not a block device';
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        seen = code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`;
-      }
-      if (signal?.aborted)
-        throw new ConnectorError('Timeout', `attach ${volumeName}: cancelled while waiting for ${device}`, undefined, {
-          cause: signal.reason,
-        });
-      if (Date.now() >= deadline) {
-        throw new ConnectorError('DeviceTimeout', `attach ${volumeName}: ${device} ${seen} after ${waitMs} ms`);
-      }
-      await new Promise((r) => setTimeout(r, Math.max(1, Math.min(delay, deadline - Date.now()))));
-      delay = Math.min(delay * 2, 200);
-    }
   }
 }
 

@@ -31,8 +31,30 @@ export async function removeWorkDir(work: string): Promise<void> {
   await rm(work, { recursive: true, force: true });
 }
 
+/** The calls that undo what the demo made: its teardown steps and cleanUp make the same ones. */
+export function undoCalls(csi: CsiClients, nodeId: () => string) {
+  return {
+    unpublish: (target: string, id: string) => csi.node.NodeUnpublishVolume({ volume_id: id, target_path: target }),
+    unstage: (staging: string, id: string) =>
+      csi.node.NodeUnstageVolume({ volume_id: id, staging_target_path: staging }),
+    unmap: (id: string) => csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: nodeId() }),
+  };
+}
+
+/** Undoes each of `items` in turn, forgetting each once it is undone: what a failure leaves is cleanUp's. */
+export async function undoEach<K, V>(
+  items: { entries(): IterableIterator<[K, V]>; delete(key: K): boolean },
+  undo: (key: K, value: V) => Promise<unknown>,
+): Promise<void> {
+  for (const [key, value] of [...items.entries()]) {
+    await undo(key, value);
+    items.delete(key);
+  }
+}
+
 /** After a failed step: removes whatever the demo made, in reverse dependency order, reporting each attempt. */
 export async function cleanUp(csi: CsiClients, live: Live, nodeId: string): Promise<void> {
+  const undo = undoCalls(csi, () => nodeId);
   const attempt = async (what: string, fn: () => Promise<unknown>) => {
     try {
       await fn();
@@ -41,14 +63,9 @@ export async function cleanUp(csi: CsiClients, live: Live, nodeId: string): Prom
       out(`cleanup: ${what} FAILED: ${(err as Error).message}\n`);
     }
   };
-  for (const [target, id] of live.published)
-    await attempt(`unpublish ${target}`, () => csi.node.NodeUnpublishVolume({ volume_id: id, target_path: target }));
-  for (const [staging, id] of live.staged)
-    await attempt(`unstage ${staging}`, () =>
-      csi.node.NodeUnstageVolume({ volume_id: id, staging_target_path: staging }),
-    );
-  for (const id of live.attached)
-    await attempt(`unmap ${id}`, () => csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: nodeId }));
+  for (const [target, id] of live.published) await attempt(`unpublish ${target}`, () => undo.unpublish(target, id));
+  for (const [staging, id] of live.staged) await attempt(`unstage ${staging}`, () => undo.unstage(staging, id));
+  for (const id of live.attached) await attempt(`unmap ${id}`, () => undo.unmap(id));
   for (const id of [...live.volumes].reverse().slice(0, -1))
     await attempt(`delete ${id}`, () => csi.controller.DeleteVolume({ volume_id: id }));
   for (const id of live.snapshots)

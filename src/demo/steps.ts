@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { CreateVolumeRequest } from '../generated/csi/v1/CreateVolumeRequest.js';
 import type { VolumeCapability } from '../generated/csi/v1/VolumeCapability.js';
 import type { CsiClients } from '../util/csi-client.js';
-import { nothingLive, type Live } from './cleanup.js';
+import { nothingLive, undoCalls, undoEach, type Live } from './cleanup.js';
 import { IDENTITY_CALL } from './driver.js';
 import { size } from './output.js';
 
@@ -54,6 +54,13 @@ export function pvcLife(csi: CsiClients, work: string, fsType: string): PvcLife 
   let snapshotId = '';
   let sizeBefore = 0;
   const live = nothingLive();
+  const undo = undoCalls(csi, () => nodeId);
+  /** The writer pod's volume as NodeExpandVolume and NodeGetVolumeStats name it. */
+  const writerVolumePath = () => ({
+    volume_id: volumeId,
+    volume_path: paths.target,
+    staging_target_path: paths.staging,
+  });
   const contexts = new Map<string, { volume: Record<string, string>; publish: Record<string, string> }>();
 
   const createVolume = async (request: Omit<CreateVolumeRequest, 'capacity_range' | 'volume_capabilities'>) => {
@@ -223,9 +230,7 @@ export function pvcLife(csi: CsiClients, work: string, fsType: string): PvcLife 
       title: 'NodeExpandVolume (online)',
       run: async () => {
         const res = await csi.node.NodeExpandVolume({
-          volume_id: volumeId,
-          volume_path: paths.target,
-          staging_target_path: paths.staging,
+          ...writerVolumePath(),
           volume_capability: capability,
           capacity_range: { required_bytes: String(2 * GiB) },
         });
@@ -236,11 +241,7 @@ export function pvcLife(csi: CsiClients, work: string, fsType: string): PvcLife 
     {
       title: 'NodeGetVolumeStats',
       run: async () => {
-        const stats = await csi.node.NodeGetVolumeStats({
-          volume_id: volumeId,
-          volume_path: paths.target,
-          staging_target_path: paths.staging,
-        });
+        const stats = await csi.node.NodeGetVolumeStats(writerVolumePath());
         const bytes = stats.usage.find((u) => u.unit === 'BYTES');
         const inodes = stats.usage.find((u) => u.unit === 'INODES');
         return `used ${size(Number(bytes?.used ?? 0))} of ${size(Number(bytes?.total ?? 0))}, inodes ${inodes?.used}/${inodes?.total}, condition: ${stats.volume_condition?.message}`;
@@ -249,30 +250,21 @@ export function pvcLife(csi: CsiClients, work: string, fsType: string): PvcLife 
     {
       title: 'NodeUnpublishVolume ×2',
       run: async () => {
-        for (const [target, id] of [...live.published]) {
-          await csi.node.NodeUnpublishVolume({ volume_id: id, target_path: target });
-          live.published.delete(target);
-        }
+        await undoEach(live.published, undo.unpublish);
         return "both pods' bind mounts removed";
       },
     },
     {
       title: 'NodeUnstageVolume ×2',
       run: async () => {
-        for (const [staging, id] of [...live.staged]) {
-          await csi.node.NodeUnstageVolume({ volume_id: id, staging_target_path: staging });
-          live.staged.delete(staging);
-        }
+        await undoEach(live.staged, undo.unstage);
         return 'unmounted and detached with sds_cli';
       },
     },
     {
       title: 'ControllerUnpublishVolume ×2',
       run: async () => {
-        for (const id of [...live.attached]) {
-          await csi.controller.ControllerUnpublishVolume({ volume_id: id, node_id: nodeId });
-          live.attached.delete(id);
-        }
+        await undoEach(live.attached, undo.unmap);
         return `both volumes unmapped from ${nodeId}`;
       },
     },

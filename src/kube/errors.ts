@@ -1,6 +1,6 @@
 // Typed errors of the Kubernetes client room. Like SdsError, the CSI layer maps `kind` to a gRPC code in one
 // place (src/server/errors.ts); nothing else should look at HTTP statuses.
-import { isRoomError, RoomError } from '../util/errors.js';
+import { AnsweredRoomError, isRoomError } from '../util/errors.js';
 
 export type KubeErrorKind =
   /** no in-cluster config and no kubeconfig: Kubernetes features are off */
@@ -24,17 +24,9 @@ export type KubeErrorKind =
   /** the caller's AbortSignal fired (e.g. the CSI RPC was cancelled) */
   | 'Cancelled';
 
-export class KubeError extends RoomError<KubeErrorKind> {
-  constructor(
-    kind: KubeErrorKind,
-    message: string,
-    /** the HTTP status of the last reply, when there was one */
-    readonly httpStatus?: number,
-    options?: { cause?: unknown },
-  ) {
-    super(kind, message, options);
-    this.name = 'KubeError';
-  }
+export class KubeError extends AnsweredRoomError<KubeErrorKind> {
+  /** the HTTP status of the last reply, when there was one */
+  readonly httpStatus = this.answer;
 }
 
 export const isKubeError = (err: unknown, kind?: KubeErrorKind): err is KubeError => isRoomError(KubeError, err, kind);

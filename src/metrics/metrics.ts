@@ -4,7 +4,7 @@
 // The observers below sit on hot paths (every RPC, every VBS request, every sds_cli run): each is a
 // cached label lookup and an increment or observe, nothing more.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { ConnectorObserver } from '../connector/kv-connector.js';
+import type { ConnectorObserver } from '../connector/options.js';
 import type { Logger } from '../log/logger.js';
 import type { PoolInfo, SdsBackend } from '../sds/backend.js';
 import type { SdsObserver } from '../sds/client.js';

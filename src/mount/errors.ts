@@ -16,12 +16,7 @@ export type MountErrorKind =
   /** any other failure of a tool */
   | 'Failed';
 
-export class MountError extends RoomError<MountErrorKind> {
-  constructor(kind: MountErrorKind, message: string, options?: { cause?: unknown }) {
-    super(kind, message, options);
-    this.name = 'MountError';
-  }
-}
+export class MountError extends RoomError<MountErrorKind> {}
 
 export const isMountError = (err: unknown, kind?: MountErrorKind): err is MountError =>
   isRoomError(MountError, err, kind);

@@ -29,6 +29,15 @@ export type DeviceContent =
   /** a partition table, RAID member, LUKS header, or signatures blkid cannot tell apart: never format */
   | { kind: 'other'; description: string };
 
+/** A filesystem's device and where it is mounted: ext4's tools take the one, xfs's the other. */
+export interface MountedDevice {
+  devicePath: string;
+  mountPoint: string;
+}
+
+/** The options of a tool call its caller may cancel. */
+type Cancellable = { signal?: AbortSignal };
+
 export const TIMEOUTS = {
   probeMs: 60_000,
   mkfsMs: 10 * 60_000,
@@ -37,7 +46,7 @@ export const TIMEOUTS = {
 } as const;
 
 /** Low-level probe (`blkid -p`, no cache): what the device holds. */
-export async function probeDevice(devicePath: string, options: { signal?: AbortSignal } = {}): Promise<DeviceContent> {
+export async function probeDevice(devicePath: string, options: Cancellable = {}): Promise<DeviceContent> {
   // exit 2: nothing found; exit 8: ambivalent result (several signatures) — that is not blank either.
   const result = await runTool('blkid', ['-p', '-o', 'export', devicePath], {
     timeoutMs: TIMEOUTS.probeMs,
@@ -105,7 +114,7 @@ function firstReason(err: ToolFailure): string {
  * Whether the device holds an XFS superblock still marked "mkfs in progress": mkfs.xfs sets the mark first
  * and clears it last, so a set mark means the format never finished and nothing was ever stored there.
  */
-export async function xfsMkfsInterrupted(devicePath: string, options: { signal?: AbortSignal } = {}): Promise<boolean> {
+export async function xfsMkfsInterrupted(devicePath: string, options: Cancellable = {}): Promise<boolean> {
   try {
     const { stdout } = await runTool('xfs_db', ['-r', '-c', 'sb 0', '-c', 'print inprogress', devicePath], {
       timeoutMs: TIMEOUTS.infoMs,
@@ -125,9 +134,9 @@ function numberAfter(text: string, pattern: RegExp, what: string): number {
 
 /** The size the filesystem itself spans (not what statfs shows after metadata), in bytes. */
 export async function filesystemSizeBytes(
-  target: { devicePath: string; mountPoint: string },
+  target: MountedDevice,
   fsType: FsType,
-  options: { signal?: AbortSignal } = {},
+  options: Cancellable = {},
 ): Promise<number> {
   const run = { timeoutMs: TIMEOUTS.infoMs, signal: options.signal };
   if (fsType === 'ext4') {
@@ -198,10 +207,10 @@ export async function ext4SuperblockSizeBytes(devicePath: string): Promise<numbe
  * for xfs (whose buffer cache bypasses the device's page cache), the tools of filesystemSizeBytes decide.
  */
 export async function filesystemSmallerThan(
-  target: { devicePath: string; mountPoint: string },
+  target: MountedDevice,
   fsType: FsType,
   deviceBytes: number,
-  options: { signal?: AbortSignal } = {},
+  options: Cancellable = {},
 ): Promise<{ smaller: false } | { smaller: true; fsBytes: number }> {
   if (fsType === 'ext4' && ((await ext4SuperblockSizeBytes(target.devicePath)) ?? 0) >= deviceBytes)
     return { smaller: false };
@@ -214,11 +223,7 @@ export async function filesystemSmallerThan(
  * MountError 'Busy' when it cannot grow in its present state (read-only, or ext4 without CAP_SYS_RESOURCE,
  * which the kernel demands for an online ext4 resize).
  */
-export async function growFilesystem(
-  target: { devicePath: string; mountPoint: string },
-  fsType: FsType,
-  options: { signal?: AbortSignal } = {},
-): Promise<void> {
+export async function growFilesystem(target: MountedDevice, fsType: FsType, options: Cancellable = {}): Promise<void> {
   const run = { timeoutMs: TIMEOUTS.resizeMs, signal: options.signal };
   try {
     if (fsType === 'ext4') await runTool('resize2fs', [target.devicePath], run);
@@ -246,7 +251,7 @@ export async function growFilesystem(
  * Grows an unmounted ext4 filesystem to fill its device: a forced check first (resize2fs insists on one),
  * then resize2fs. Needs no capability beyond writing the device.
  */
-export async function growUnmountedExt4(devicePath: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+export async function growUnmountedExt4(devicePath: string, options: Cancellable = {}): Promise<void> {
   // e2fsck -p: repair only what is safe without asking. Exit 1 = errors fixed, 2 = fixed, reboot advised (not for us).
   try {
     await runTool('e2fsck', ['-f', '-p', devicePath], {

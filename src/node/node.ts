@@ -3,6 +3,10 @@
 import type { NodeGetCapabilitiesResponse } from '../generated/csi/v1/NodeGetCapabilitiesResponse.js';
 import type { NodeGetInfoResponse } from '../generated/csi/v1/NodeGetInfoResponse.js';
 import type { NodeHandlers } from '../generated/csi/v1/Node.js';
+import type { NodePublishVolumeRequest__Output } from '../generated/csi/v1/NodePublishVolumeRequest.js';
+import type { NodeStageVolumeRequest__Output } from '../generated/csi/v1/NodeStageVolumeRequest.js';
+import type { NodeUnpublishVolumeRequest__Output } from '../generated/csi/v1/NodeUnpublishVolumeRequest.js';
+import type { NodeUnstageVolumeRequest__Output } from '../generated/csi/v1/NodeUnstageVolumeRequest.js';
 import type { RpcContext, RpcFactory } from '../server/rpc.js';
 import { failedPrecondition, internal, invalidArgument } from '../server/errors.js';
 import { TOPOLOGY_HOST_KEY, type NodeConnector, type NodeDeps } from './deps.js';
@@ -44,10 +48,18 @@ function connectorFor(connector: NodeConnector, requestId: string): NodeConnecto
   };
 }
 
+/** What each step of the node service works with: this call's connector, log and signal, the staged devices. */
+interface NodeWork {
+  connector: NodeConnector;
+  log: RpcContext['log'];
+  signal: AbortSignal;
+  staged: StagedDevices;
+}
+
 export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
   const locks = new VolumeLocks();
   const staged = new StagedDevices();
-  const work = (ctx: RpcContext) => ({
+  const work = (ctx: RpcContext): NodeWork => ({
     connector: connectorFor(deps.connector, ctx.requestId),
     log: ctx.log,
     signal: ctx.signal,
@@ -64,31 +76,37 @@ export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
     return hostId;
   }
 
+  /**
+   * A handler that checks its request into the arguments of `step`, then runs the step under the volume's lock
+   * (one operation on a volume at a time). Its reply is empty.
+   */
+  function locked<Req, A extends { volumeId: string }>(
+    method: string,
+    step: (work: NodeWork, args: A) => Promise<void>,
+    check: (req: Req) => A,
+  ) {
+    return rpc.unary(method, async (req: Req, ctx) => {
+      const args = check(req);
+      await locks.run(args.volumeId, method, () => step(work(ctx), args));
+      return {};
+    });
+  }
+
   return {
-    NodeStageVolume: rpc.unary('NodeStageVolume', async (req, ctx) => {
-      const volumeId = checkVolumeId(req.volume_id);
-      const stagingPath = checkPath('staging_target_path', req.staging_target_path);
-      const capability = parseCapability('volume_capability', req.volume_capability, req.volume_context);
-      await locks.run(volumeId, 'NodeStageVolume', () =>
-        stageVolume(work(ctx), {
-          volumeId,
-          stagingPath,
-          capability,
-          mappedReadOnly: mappedReadOnly(req.publish_context),
-          contentOrigin: contentOrigin(req.volume_context),
-        }),
-      );
-      return {};
-    }),
+    NodeStageVolume: locked('NodeStageVolume', stageVolume, (req: NodeStageVolumeRequest__Output) => ({
+      volumeId: checkVolumeId(req.volume_id),
+      stagingPath: checkPath('staging_target_path', req.staging_target_path),
+      capability: parseCapability('volume_capability', req.volume_capability, req.volume_context),
+      mappedReadOnly: mappedReadOnly(req.publish_context),
+      contentOrigin: contentOrigin(req.volume_context),
+    })),
 
-    NodeUnstageVolume: rpc.unary('NodeUnstageVolume', async (req, ctx) => {
-      const volumeId = checkVolumeId(req.volume_id);
-      const stagingPath = checkPath('staging_target_path', req.staging_target_path);
-      await locks.run(volumeId, 'NodeUnstageVolume', () => unstageVolume(work(ctx), { volumeId, stagingPath }));
-      return {};
-    }),
+    NodeUnstageVolume: locked('NodeUnstageVolume', unstageVolume, (req: NodeUnstageVolumeRequest__Output) => ({
+      volumeId: checkVolumeId(req.volume_id),
+      stagingPath: checkPath('staging_target_path', req.staging_target_path),
+    })),
 
-    NodePublishVolume: rpc.unary('NodePublishVolume', async (req, ctx) => {
+    NodePublishVolume: locked('NodePublishVolume', publishVolume, (req: NodePublishVolumeRequest__Output) => {
       const volumeId = checkVolumeId(req.volume_id);
       const targetPath = checkPath('target_path', req.target_path);
       const capability = parseCapability('volume_capability', req.volume_capability, req.volume_context);
@@ -97,18 +115,13 @@ export function nodeService(deps: NodeDeps, rpc: RpcFactory): NodeHandlers {
         throw failedPrecondition('staging_target_path is required: this node stages volumes (NodeStageVolume first)');
       const stagingPath = checkPath('staging_target_path', req.staging_target_path);
       const readOnly = req.readonly || capability.readerOnly;
-      await locks.run(volumeId, 'NodePublishVolume', () =>
-        publishVolume(work(ctx), { volumeId, stagingPath, targetPath, capability, readOnly }),
-      );
-      return {};
+      return { volumeId, stagingPath, targetPath, capability, readOnly };
     }),
 
-    NodeUnpublishVolume: rpc.unary('NodeUnpublishVolume', async (req, ctx) => {
-      const volumeId = checkVolumeId(req.volume_id, true);
-      const targetPath = checkPath('target_path', req.target_path);
-      await locks.run(volumeId, 'NodeUnpublishVolume', () => unpublishVolume(work(ctx), { volumeId, targetPath }));
-      return {};
-    }),
+    NodeUnpublishVolume: locked('NodeUnpublishVolume', unpublishVolume, (req: NodeUnpublishVolumeRequest__Output) => ({
+      volumeId: checkVolumeId(req.volume_id, true),
+      targetPath: checkPath('target_path', req.target_path),
+    })),
 
     NodeGetVolumeStats: rpc.unary('NodeGetVolumeStats', async (req, ctx) => {
       const volumeId = checkVolumeId(req.volume_id);

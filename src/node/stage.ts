@@ -4,22 +4,16 @@
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
 import {
-  FILESYSTEM_MINIMUM_BYTES,
   blockDeviceNumber,
   deviceExists,
-  deviceSizeBytes,
-  filesystemSmallerThan,
-  growFilesystem,
   inspectPath,
   isMountError,
   makeFilesystem,
-  growUnmountedExt4,
   mountFilesystem,
   mountsOfDevice,
   readMountTable,
   mountPointState,
   mountPointsOfDevice,
-  probeDevice,
   sameDevice,
   unmountAll,
   isReadOnlyMount,
@@ -34,6 +28,7 @@ import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
 import { holdsVolume, releaseUnusedReadOnlyLoops, unmountOurs, volumeDevice, type VolumeDevice } from './ownership.js';
 import type { Capability } from './request.js';
+import { formatIfBlank, growIfSmaller, growUnmountedExt4IfSmaller } from './filesystem.js';
 import type { StagedDevices } from './staged.js';
 
 export interface StageRequest {
@@ -139,24 +134,6 @@ function checkStagedCompatible(
   }
 }
 
-/** Grows the staged filesystem when its device is larger (a clone restored bigger than its snapshot, an expand). */
-export async function growIfSmaller(
-  ctx: Ctx,
-  devicePath: string,
-  mountPoint: string,
-  fsType: FsType,
-): Promise<{ deviceBytes: number; grew: boolean }> {
-  const deviceBytes = await deviceSizeBytes(devicePath);
-  const size = await filesystemSmallerThan({ devicePath, mountPoint }, fsType, deviceBytes);
-  if (!size.smaller) return { deviceBytes, grew: false };
-  ctx.log.info(
-    { device: devicePath, mountPoint, fsBytes: size.fsBytes, deviceBytes },
-    'growing the filesystem to fill its device',
-  );
-  await growFilesystem({ devicePath, mountPoint }, fsType);
-  return { deviceBytes, grew: true };
-}
-
 /**
  * A mount at the staging path that no longer works is stale, safe to remove: its path does not answer, or
  * it is a block device's filesystem whose device is gone. (Major 0 is an anonymous device — tmpfs, FUSE,
@@ -253,75 +230,6 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
     );
   if (fsType === 'xfs' && !isReadOnlyMount(mounted)) await growIfSmaller(ctx, devicePath, stagingPath, fsType);
   ctx.staged?.remember(volumeId, { path: devicePath, dev: device });
-}
-
-async function growUnmountedExt4IfSmaller(ctx: Ctx, devicePath: string): Promise<void> {
-  const deviceBytes = await deviceSizeBytes(devicePath);
-  const size = await filesystemSmallerThan({ devicePath, mountPoint: '' }, 'ext4', deviceBytes);
-  if (!size.smaller) return;
-  ctx.log.info(
-    { device: devicePath, fsBytes: size.fsBytes, deviceBytes },
-    'growing the ext4 filesystem to fill its device before mounting it',
-  );
-  await growUnmountedExt4(devicePath);
-}
-
-const mebibytes = (bytes: number): string =>
-  `${Math.floor(bytes / 1048576) === bytes / 1048576 ? bytes / 1048576 : (bytes / 1048576).toFixed(1)} MiB`;
-
-const ORIGIN_WORDS: Record<string, string> = {
-  image: 'an image',
-  snapshot: 'a snapshot',
-  volume: 'a clone of another volume',
-};
-
-/** blkid first: a blank device gets a filesystem; anything else on it is kept, never formatted over. */
-async function formatIfBlank(
-  ctx: Ctx,
-  {
-    volumeId,
-    devicePath,
-    fsType,
-    readOnly,
-    contentOrigin,
-  }: { volumeId: string; devicePath: string; fsType: FsType; readOnly: boolean; contentOrigin?: string },
-): Promise<void> {
-  const content = await probeDevice(devicePath);
-  if (content.kind === 'filesystem') {
-    if (content.fsType !== fsType) {
-      throw failedPrecondition(
-        `volume ${volumeId} already holds a ${content.fsType} filesystem, but ${fsType} was asked; it is never reformatted`,
-      );
-    }
-    return;
-  }
-  if (content.kind === 'other') {
-    throw failedPrecondition(
-      `volume ${volumeId} (${devicePath}) holds ${content.description}; refusing to format it as ${fsType}`,
-    );
-  }
-  if (contentOrigin !== undefined) {
-    // Its content came from somewhere (a raw disk image, a snapshot or clone of a block volume): formatting
-    // would destroy it. Only its owner knows what it is.
-    throw failedPrecondition(
-      `volume ${volumeId} was made from ${ORIGIN_WORDS[contentOrigin] ?? `a source (${contentOrigin})`} and holds no filesystem blkid recognizes; ` +
-        `it is never formatted (that would destroy its content): stage it as a raw block volume, or put a ${fsType} filesystem on its source`,
-    );
-  }
-  if (readOnly)
-    throw failedPrecondition(
-      `volume ${volumeId} is blank and is to be mounted read-only: there is no filesystem to mount, and a read-only volume cannot be formatted`,
-    );
-  const deviceBytes = await deviceSizeBytes(devicePath);
-  const minimum = FILESYSTEM_MINIMUM_BYTES[fsType];
-  if (deviceBytes < minimum) {
-    throw failedPrecondition(
-      `volume ${volumeId} is ${mebibytes(deviceBytes)}, too small for ${fsType}, which needs at least ${mebibytes(minimum)}: ` +
-        `expand the volume to ${mebibytes(minimum)} or more, or stage it as ${fsType === 'xfs' ? 'ext4' : 'a raw block volume'}`,
-    );
-  }
-  ctx.log.info({ device: devicePath, fsType }, 'formatting a blank volume');
-  await makeFilesystem(devicePath, fsType);
 }
 
 async function mountStaged(

@@ -23,7 +23,7 @@ import { isConnectorError } from '../connector/index.js';
 import type { NodeConnector } from './deps.js';
 import type { ByteRange, Capability } from './request.js';
 import { holdsVolume, volumeDevice, type VolumeDevice } from './ownership.js';
-import { growIfSmaller } from './stage.js';
+import { growIfSmaller } from './filesystem.js';
 
 interface Ctx {
   connector: NodeConnector;

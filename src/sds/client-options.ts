@@ -1,6 +1,27 @@
-// The SDS client's options and their defaults, and which requests it sends again after a lost reply.
+// The SDS client's options and their defaults (with the logger, metrics observer and retry policy its session
+// uses), and which requests it sends again after a lost reply.
 import { isResendSafe, type ProtocolLevel } from '../protocol/catalog.js';
-import type { RetryPolicy, SdsLogger, SdsObserver } from './session.js';
+import type { SdsErrorKind } from './errors.js';
+
+/**
+ * Told of every request when it ends, for metrics: its type (`CREATE_VOLUME_REQ`), its result (`ok`, or the
+ * SdsErrorKind of its retcode or failure: `NotFound`, `Unavailable`, `Timeout`...) and how long it took,
+ * retries included. Called on the request path: keep it cheap, and it must not throw.
+ */
+export type SdsObserver = (requestType: string, result: 'ok' | SdsErrorKind, seconds: number) => void;
+
+/** What the client logs; pino's logger fits. The token never reaches it. */
+export interface SdsLogger {
+  debug(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+}
+
+export interface RetryPolicy {
+  /** retries after a lost reply (safe request types only), and separately after BUSY/UNAVAILABLE replies */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
 
 export interface SdsClientOptions {
   /** `tcp://host:port`, `host:port`, `host`, `unix:///path`; a comma-separated string or a list */

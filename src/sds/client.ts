@@ -1,7 +1,8 @@
 // The driver's client for the VBS socket API (docs/socket-api.md): thin per-request methods on the session
 // (session.ts: addresses, fail-over, deadlines, retries, cancellation). It reports what exists (a taken name
 // answers the object holding it); CSI's idempotency rules are the controller's. On the original level the
-// nine requests go through original.ts. Bytes in the interface, MiB on the wire.
+// nine requests go through original.ts; the extended creates through creates.ts. Bytes in the interface, MiB on
+// the wire.
 import type {
   CachePolicy,
   CallOptions,
@@ -29,26 +30,31 @@ import {
   pageFields,
   positive,
   qosFields,
-  snapshotFields,
   toMiB,
   volumeFields,
-  type CreateAsked,
 } from './fields.js';
 import { CLIENT_DEFAULTS, type SdsClientOptions } from './client-options.js';
+import { CreateRequests } from './creates.js';
 import { DeleteWaiter } from './deletes.js';
 import { GroupRequests } from './groups.js';
 import { ImageRequests } from './images.js';
 import { MappingRequests } from './mappings.js';
 import { OriginalLevel } from './original.js';
-import { nameHolder, queryOne, requestOk } from './queries.js';
+import { queryOne, requestOk } from './queries.js';
 import { poolFromRecord, snapshotFromRecord, systemInfoFromReply, volumeFromRecord } from './records.js';
 import { VbsSession } from './session.js';
 import type { VbsAddress } from './transport.js';
 import { Key, Requests, type ProtocolLevel, RecordPrefix } from '../protocol/catalog.js';
-import { RetCode, type Field, type VbsReply } from '../protocol/vbs.js';
+import type { Field } from '../protocol/vbs.js';
 
-export type { RetryPolicy, SdsLogger, SdsObserver } from './session.js';
-export { CLIENT_DEFAULTS, isRetriedAfterSend, type SdsClientOptions } from './client-options.js';
+export {
+  CLIENT_DEFAULTS,
+  isRetriedAfterSend,
+  type RetryPolicy,
+  type SdsClientOptions,
+  type SdsLogger,
+  type SdsObserver,
+} from './client-options.js';
 
 export class SdsClient implements SdsBackend {
   private readonly s: VbsSession;
@@ -59,6 +65,7 @@ export class SdsClient implements SdsBackend {
   private readonly images: ImageRequests;
   private readonly deletes: DeleteWaiter;
   private readonly mappings: MappingRequests;
+  private readonly creates: CreateRequests;
 
   constructor(options: SdsClientOptions) {
     this.s = new VbsSession({
@@ -80,6 +87,7 @@ export class SdsClient implements SdsBackend {
     this.original = new OriginalLevel(this.s, this.configuredPools);
     this.groups = new GroupRequests(this.s);
     this.mappings = new MappingRequests(this.s);
+    this.creates = new CreateRequests(this.s, this);
     this.deletes = new DeleteWaiter(
       this.s,
       positive('deleteTimeoutMs', options.deleteTimeoutMs ?? CLIENT_DEFAULTS.deleteTimeoutMs),
@@ -87,7 +95,7 @@ export class SdsClient implements SdsBackend {
       (reply, name) => this.groups.groupFromReplyNow(reply, name).state,
     );
     this.images = new ImageRequests(this.s, this.longRequestTimeoutMs, (name, after, opts) =>
-      this.mustGetVolume(name, after, opts),
+      this.creates.mustGetVolume(name, after, opts),
     );
   }
 
@@ -140,7 +148,7 @@ export class SdsClient implements SdsBackend {
     const want = askedVolume(spec);
     if (this.s.level === 'original') return this.original.createVolume(spec, want.sizeMiB, opts);
     const fields: Field[] = [...volumeFields(spec, want.sizeMiB)];
-    return this.createVolumeLike(Requests.CREATE_VOLUME.type, fields, want, opts, this.s.requestTimeoutMs);
+    return this.creates.volume(Requests.CREATE_VOLUME.type, fields, want, opts, this.s.requestTimeoutMs);
   }
 
   async createVolumeFromSnapshot(
@@ -165,7 +173,7 @@ export class SdsClient implements SdsBackend {
       [Key.CLONE_TYPE, cloneType],
     ];
     const timeout = cloneType === 'full' ? this.longRequestTimeoutMs : this.s.requestTimeoutMs;
-    return this.createVolumeLike(Requests.CREATE_VOLUME_FROM_SNAPSHOT.type, fields, want, opts, timeout);
+    return this.creates.volume(Requests.CREATE_VOLUME_FROM_SNAPSHOT.type, fields, want, opts, timeout);
   }
 
   async cloneVolume(
@@ -182,17 +190,12 @@ export class SdsClient implements SdsBackend {
       [Key.CLONE_TYPE, cloneType],
     ];
     const timeout = cloneType === 'full' ? this.longRequestTimeoutMs : this.s.requestTimeoutMs;
-    return this.createVolumeLike(Requests.CLONE_VOLUME.type, fields, want, opts, timeout);
+    return this.creates.volume(Requests.CLONE_VOLUME.type, fields, want, opts, timeout);
   }
 
   async deleteVolume(name: string, opts?: CallOptions): Promise<void> {
     checkName(Key.VOL_NAME, name);
-    if (this.s.level === 'original') {
-      if ((await this.original.startDelete('volume', name, opts)) === 'accepted')
-        await this.deletes.pollUntilGone('volume', name, opts);
-      return;
-    }
-    await this.deletes.deleteAndWait('volume', name, opts);
+    await this.deleteAndWait('volume', name, opts);
   }
 
   async extendVolume(name: string, sizeBytes: number, opts?: CallOptions): Promise<VolumeInfo> {
@@ -208,7 +211,7 @@ export class SdsClient implements SdsBackend {
       ],
       opts,
     );
-    return this.volumeFromReplyOrQuery(reply, name, opts);
+    return this.creates.volumeFromReplyOrQuery(reply, name, opts);
   }
 
   async getVolume(name: string, opts?: CallOptions): Promise<VolumeInfo | undefined> {
@@ -245,37 +248,19 @@ export class SdsClient implements SdsBackend {
     this.s.extendedOnly(Requests.MODIFY_VOLUME.type);
     const fields: Field[] = [[Key.VOL_NAME, name], ...qosFields(change.qos, change.cachePolicy)];
     const reply = await requestOk(this.s, Requests.MODIFY_VOLUME.type, fields, opts);
-    return this.volumeFromReplyOrQuery(reply, name, opts);
+    return this.creates.volumeFromReplyOrQuery(reply, name, opts);
   }
 
   async createSnapshot(name: string, volumeName: string, opts?: CallOptions): Promise<SnapshotInfo> {
     checkName(Key.SNAP_NAME, name);
     checkName(Key.VOL_NAME, volumeName);
-    const type = Requests.CREATE_SNAPSHOT.type;
     if (this.s.level === 'original') return this.original.createSnapshot(name, volumeName, opts);
-    const reply = await this.s.request(type, snapshotFields(name, volumeName), opts);
-    if (reply.retcode === RetCode.OK) {
-      return (
-        this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name)) ??
-        (await this.mustGetSnapshot(name, type, opts))
-      );
-    }
-    if (reply.retcode !== RetCode.ALREADY_EXISTS) throw this.s.replyError(type, reply);
-    const existing =
-      this.s.firstRecord(reply, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name)) ??
-      (await this.getSnapshot(name, opts));
-    // The client reports what holds the name; the controller judges whether it is the one asked for.
-    return nameHolder(this.s, type, reply, 'snapshot', name, existing);
+    return this.creates.snapshot(name, volumeName, opts);
   }
 
   async deleteSnapshot(name: string, opts?: CallOptions): Promise<void> {
     checkName(Key.SNAP_NAME, name);
-    if (this.s.level === 'original') {
-      if ((await this.original.startDelete('snapshot', name, opts)) === 'accepted')
-        await this.deletes.pollUntilGone('snapshot', name, opts);
-      return;
-    }
-    await this.deletes.deleteAndWait('snapshot', name, opts);
+    await this.deleteAndWait('snapshot', name, opts);
   }
 
   async getSnapshot(name: string, opts?: CallOptions): Promise<SnapshotInfo | undefined> {
@@ -367,51 +352,13 @@ export class SdsClient implements SdsBackend {
     return this.mappings.hosts(name, opts);
   }
 
-  // ---- creates and deletes ----
+  // ---- deletes (creates: creates.ts) ----
 
-  private async createVolumeLike(
-    type: string,
-    fields: Field[],
-    want: CreateAsked,
-    opts: CallOptions | undefined,
-    timeoutMs: number,
-  ): Promise<VolumeInfo> {
-    const reply = await this.s.request(type, fields, opts, timeoutMs);
-    if (reply.retcode === RetCode.OK) return this.volumeFromReplyOrQuery(reply, want.name, opts);
-    if (reply.retcode !== RetCode.ALREADY_EXISTS) throw this.s.replyError(type, reply);
-    // The name is taken: the same volume asked again (a retry, a repeated CSI call) is success.
-    const existing =
-      this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, want.name)) ??
-      (await this.getVolume(want.name, opts));
-    const holder = nameHolder(this.s, type, reply, 'volume', want.name, existing);
-    // The client reports what holds the name; the controller judges, by CSI's rules, whether it is the one asked for.
-    this.s.logger?.debug(
-      { request: type, volume: want.name },
-      'volume name already taken; reporting the existing volume',
-    );
-    return holder;
-  }
-
-  private async volumeFromReplyOrQuery(reply: VbsReply, name: string, opts?: CallOptions): Promise<VolumeInfo> {
-    // A part-1 VBS answers a bare retcode=0: ask for the record.
-    return (
-      this.s.firstRecord(reply, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name)) ??
-      (await this.mustGetVolume(name, 'reply', opts))
-    );
-  }
-
-  private async mustGetVolume(name: string, after: string, opts?: CallOptions): Promise<VolumeInfo> {
-    const volume = await this.getVolume(name, opts);
-    if (volume === undefined)
-      throw this.s.error('NotFound', `volume ${name} does not exist after ${after} succeeded`, RetCode.NOT_EXIST);
-    return volume;
-  }
-
-  private async mustGetSnapshot(name: string, after: string, opts?: CallOptions): Promise<SnapshotInfo> {
-    const snapshot = await this.getSnapshot(name, opts);
-    if (snapshot === undefined)
-      throw this.s.error('NotFound', `snapshot ${name} does not exist after ${after} succeeded`, RetCode.NOT_EXIST);
-    return snapshot;
+  /** The original level says only "accepted" or "gone" (original.ts asks why a refusal was one); both poll. */
+  private async deleteAndWait(kind: 'volume' | 'snapshot', name: string, opts?: CallOptions): Promise<void> {
+    if (this.s.level !== 'original') return this.deletes.deleteAndWait(kind, name, opts);
+    if ((await this.original.startDelete(kind, name, opts)) === 'accepted')
+      await this.deletes.pollUntilGone(kind, name, opts);
   }
 }
 

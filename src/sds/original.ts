@@ -54,13 +54,9 @@ export class OriginalLevel {
   }
 
   async getVolume(name: string, opts?: CallOptions, asked: Partial<VolumeInfo> = {}): Promise<VolumeInfo | undefined> {
-    const type = Requests.QUERY_VOLUME.type;
-    const reply = await this.vbs.request(type, [[Key.VOL_NAME, name]], opts);
-    if (reply.retcode === RetCode.NOT_EXIST) return undefined;
-    if (reply.retcode !== RetCode.OK) throw this.failed(type, reply, `cannot tell whether volume ${name} exists`);
-    const record = reply.fields.records(RecordPrefix.VOLUME)[0];
-    if (record === undefined) throw this.vbs.error('Protocol', `${type}: success reply without volume0`);
-    return this.vbs.parsing(() => volumeFromStatusRecord(record, name, asked));
+    return this.queryStatus(Requests.QUERY_VOLUME.type, Key.VOL_NAME, RecordPrefix.VOLUME, name, opts, (record) =>
+      volumeFromStatusRecord(record, { ...asked, name }),
+    );
   }
 
   async getSnapshot(
@@ -68,13 +64,26 @@ export class OriginalLevel {
     opts?: CallOptions,
     asked: Partial<SnapshotInfo> = {},
   ): Promise<SnapshotInfo | undefined> {
-    const type = Requests.QUERY_SNAPSHOT.type;
-    const reply = await this.vbs.request(type, [[Key.SNAP_NAME, name]], opts);
+    return this.queryStatus(Requests.QUERY_SNAPSHOT.type, Key.SNAP_NAME, RecordPrefix.SNAPSHOT, name, opts, (record) =>
+      snapshotFromStatusRecord(record, { ...asked, name }),
+    );
+  }
+
+  /** QUERY_VOLUME_REQ / QUERY_SNAPSHOT_REQ: the status record, read by `read`; undefined: no such object. */
+  private async queryStatus<T>(
+    type: string,
+    key: string,
+    prefix: 'volume' | 'snapshot',
+    name: string,
+    opts: CallOptions | undefined,
+    read: (record: Record<string, string>) => T,
+  ): Promise<T | undefined> {
+    const reply = await this.vbs.request(type, [[key, name]], opts);
     if (reply.retcode === RetCode.NOT_EXIST) return undefined;
-    if (reply.retcode !== RetCode.OK) throw this.failed(type, reply, `cannot tell whether snapshot ${name} exists`);
-    const record = reply.fields.records(RecordPrefix.SNAPSHOT)[0];
-    if (record === undefined) throw this.vbs.error('Protocol', `${type}: success reply without snapshot0`);
-    return this.vbs.parsing(() => snapshotFromStatusRecord(record, name, asked));
+    if (reply.retcode !== RetCode.OK) throw this.failed(type, reply, `cannot tell whether ${prefix} ${name} exists`);
+    const record = reply.fields.records(prefix)[0];
+    if (record === undefined) throw this.vbs.error('Protocol', `${type}: success reply without ${prefix}0`);
+    return this.vbs.parsing(() => read(record));
   }
 
   /** CREATE_VOLUME_REQ with every key the Cinder driver sent: the request's values, the others neutral. */

@@ -318,58 +318,52 @@ export function poolFromRecord(record: Record<string, string>): PoolInfo {
   };
 }
 
+/** An original record's `status`, its state, and the mark that the record said nothing more. */
+function statusOnly<S>(
+  record: Record<string, string>,
+  what: 'volume' | 'snapshot',
+  states: ReadonlyMap<number, S>,
+): { status: number; state: S; statusOnly: true } {
+  return { ...statusOf(FieldReader.ofRecord(`${what} record`, record), what, states), statusOnly: true };
+}
+
+/** What the caller knows of an object an original record speaks of: its name, and what it asked for. */
+type Asked<T extends { name: string }> = Partial<T> & Pick<T, 'name'>;
+
+/** What an original record leaves unsaid, as neutral values: a fresh object each time (callers may change it). */
+const unsaidVolume = (): Omit<VolumeInfo, 'name' | 'state' | 'status'> => ({
+  sizeBytes: 0,
+  poolId: '',
+  thin: true,
+  allocatedBytes: 0,
+  createdAt: new Date(0),
+  source: { type: 'none' },
+  qos: { maxIops: 0, maxMBps: 0, priority: 2 },
+  cachePolicy: 'none',
+  mappedHosts: [],
+  healthy: true,
+  snapshotCount: 0,
+});
+const unsaidSnapshot = (): Omit<SnapshotInfo, 'name' | 'state' | 'status'> => ({
+  volumeName: '',
+  sizeBytes: 0,
+  poolId: '',
+  allocatedBytes: 0,
+  createdAt: new Date(0),
+  dependents: 0,
+});
+
 /**
  * A volume record of the original level: `status` alone. The other fields take neutral values, or those of
- * `asked` (what a create or extend requested), and the result is marked statusOnly.
+ * `asked` (the name asked about, and what a create or extend requested); the result is marked statusOnly.
  */
-export function volumeFromStatusRecord(
-  record: Record<string, string>,
-  name: string,
-  asked: Partial<VolumeInfo> = {},
-): VolumeInfo {
-  const r = FieldReader.ofRecord('volume record', record);
-  const { status, state } = statusOf(r, 'volume', VOLUME_STATES);
-  return {
-    name,
-    sizeBytes: 0,
-    poolId: '',
-    thin: true,
-    allocatedBytes: 0,
-    createdAt: new Date(0),
-    source: { type: 'none' },
-    qos: { maxIops: 0, maxMBps: 0, priority: 2 },
-    cachePolicy: 'none',
-    mappedHosts: [],
-    healthy: true,
-    snapshotCount: 0,
-    ...asked,
-    state,
-    status,
-    statusOnly: true,
-  };
+export function volumeFromStatusRecord(record: Record<string, string>, asked: Asked<VolumeInfo>): VolumeInfo {
+  return { ...unsaidVolume(), ...asked, ...statusOnly(record, 'volume', VOLUME_STATES) };
 }
 
 /** A snapshot record of the original level (`status` alone), completed as volumeFromStatusRecord does. */
-export function snapshotFromStatusRecord(
-  record: Record<string, string>,
-  name: string,
-  asked: Partial<SnapshotInfo> = {},
-): SnapshotInfo {
-  const r = FieldReader.ofRecord('snapshot record', record);
-  const { status, state } = statusOf(r, 'snapshot', SNAPSHOT_STATES);
-  return {
-    name,
-    volumeName: '',
-    sizeBytes: 0,
-    poolId: '',
-    allocatedBytes: 0,
-    createdAt: new Date(0),
-    dependents: 0,
-    ...asked,
-    state,
-    status,
-    statusOnly: true,
-  };
+export function snapshotFromStatusRecord(record: Record<string, string>, asked: Asked<SnapshotInfo>): SnapshotInfo {
+  return { ...unsaidSnapshot(), ...asked, ...statusOnly(record, 'snapshot', SNAPSHOT_STATES) };
 }
 
 export function hostMappingFromRecord(record: Record<string, string>): HostMapping {

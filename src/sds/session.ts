@@ -15,26 +15,9 @@ import {
   type Field,
   type VbsReply,
 } from '../protocol/vbs.js';
-
-/**
- * Told of every request when it ends, for metrics: its type (`CREATE_VOLUME_REQ`), its result (`ok`, or the
- * SdsErrorKind of its retcode or failure: `NotFound`, `Unavailable`, `Timeout`...) and how long it took,
- * retries included. Called on the request path: keep it cheap, and it must not throw.
- */
-export type SdsObserver = (requestType: string, result: 'ok' | SdsErrorKind, seconds: number) => void;
-
-/** What the client logs; pino's logger fits. The token never reaches it. */
-export interface SdsLogger {
-  debug(obj: Record<string, unknown>, msg: string): void;
-  warn(obj: Record<string, unknown>, msg: string): void;
-}
-
-export interface RetryPolicy {
-  /** retries after a lost reply (safe request types only), and separately after BUSY/UNAVAILABLE replies */
-  attempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-}
+import { CancelFanout } from '../util/abort.js';
+import { observed } from '../util/observe.js';
+import type { RetryPolicy, SdsLogger, SdsObserver } from './client-options.js';
 
 export interface SessionOptions {
   addresses: string | readonly string[];
@@ -113,21 +96,13 @@ export class VbsSession {
   ): Promise<VbsReply> {
     if (this.closing.signal.aborted) throw this.error('Unavailable', `${type}: the VBS client is closed`);
     const bytes = this.encode(type, fields, opts.requestId);
-    if (this.observer === undefined)
-      return this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal));
-    const started = performance.now();
-    try {
-      const reply = await this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal));
-      this.observer(
-        type,
-        reply.retcode === RetCode.OK ? 'ok' : kindOfRetcode(reply.retcode),
-        (performance.now() - started) / 1e3,
-      );
-      return reply;
-    } catch (err) {
-      this.observer(type, err instanceof SdsError ? err.kind : 'Internal', (performance.now() - started) / 1e3);
-      throw err;
-    }
+    return observed(
+      this.observer,
+      type,
+      () => this.withCall(opts, (signal) => this.requestLoop(type, bytes, opts, timeoutMs, signal)),
+      (reply) => (reply.retcode === RetCode.OK ? 'ok' : kindOfRetcode(reply.retcode)),
+      (err) => (err instanceof SdsError ? err.kind : 'Internal'),
+    );
   }
 
   private async requestLoop(
@@ -390,43 +365,5 @@ export class VbsSession {
     if (nextMarker !== '' && !isValidName(nextMarker))
       throw this.error('Protocol', `garbled reply from the VBS: next_marker: not a name`);
     return { items, nextMarker };
-  }
-}
-
-/**
- * Fans a shared signal (the client's closing signal, a caller's signal passed to many calls) out to the
- * calls in flight with ONE abort listener per shared signal, removed as soon as the last linked call ends.
- * A listener per call would pile up on a shared signal with concurrency (Node warns past 10) and stay
- * there as long as the signal lives if a call forgot to remove it.
- */
-class CancelFanout {
-  private readonly linked = new Map<AbortSignal, { calls: Set<AbortController>; onAbort: () => void }>();
-
-  /** Aborts `call` when `shared` fires, until the returned unlink is called. */
-  link(shared: AbortSignal, call: AbortController): () => void {
-    if (shared.aborted) {
-      call.abort(shared.reason);
-      return () => {};
-    }
-    let entry = this.linked.get(shared);
-    if (entry === undefined) {
-      const calls = new Set<AbortController>();
-      const onAbort = (): void => {
-        this.linked.delete(shared);
-        for (const c of calls) c.abort(shared.reason);
-      };
-      entry = { calls, onAbort };
-      this.linked.set(shared, entry);
-      shared.addEventListener('abort', onAbort, { once: true });
-    }
-    const mine = entry;
-    mine.calls.add(call);
-    return () => {
-      mine.calls.delete(call);
-      if (mine.calls.size === 0 && this.linked.get(shared) === mine) {
-        this.linked.delete(shared);
-        shared.removeEventListener('abort', mine.onAbort);
-      }
-    };
   }
 }

@@ -8,6 +8,22 @@ export class RoomError<K extends string> extends Error {
     options?: { cause?: unknown },
   ) {
     super(message, options);
+    this.name = new.target.name; // ConnectorError, KubeError, ...: what a log line shows
+  }
+}
+
+/**
+ * A room error that also keeps the number the far side answered with, when it gave one (sds_cli's ret_code,
+ * the API server's HTTP status); each room exposes it under the name of what it is.
+ */
+export class AnsweredRoomError<K extends string> extends RoomError<K> {
+  constructor(
+    kind: K,
+    message: string,
+    protected readonly answer?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(kind, message, options);
   }
 }
 

@@ -1,6 +1,6 @@
 // The nine requests of the 2014 product (the original level), with the keys the Cinder driver sent.
 import { Key } from './keys.js';
-import { only, opt, PLACEMENT_QOS_KEYS, req, spec, type KeySpec, type RequestSpec } from './spec.js';
+import { DELETED_REPLY, only, opt, PLACEMENT_QOS_KEYS, req, spec, type KeySpec, type RequestSpec } from './spec.js';
 
 /** The keys the Cinder driver sent with every CREATE_VOLUME_REQ after the name and size, in its order. */
 export const ORIGINAL_CREATE_KEYS = [
@@ -66,36 +66,21 @@ const CREATE_KEYS: readonly KeySpec[] = [
 
 /** The original nine, as the product serves them (and the extended level too). */
 export const ORIGINAL_REQUESTS = {
-  CREATE_VOLUME: spec('CREATE_VOLUME_REQ', 'original', true, true, CREATE_KEYS, only('volume')),
-  DELETE_VOLUME: spec('DELETE_VOLUME_REQ', 'original', true, true, [req(Key.VOL_NAME)], {
-    records: [],
-    keys: [Key.DELETED],
-  }),
-  EXTEND_VOLUME: spec(
-    'EXTEND_VOLUME_REQ',
-    'original',
-    true,
-    true,
-    [req(Key.VOL_NAME), req(Key.VOL_SIZE)],
-    only('volume'),
-  ),
+  CREATE_VOLUME: spec('CREATE_VOLUME_REQ', 'original', 'write', CREATE_KEYS, only('volume')),
+  DELETE_VOLUME: spec('DELETE_VOLUME_REQ', 'original', 'write', [req(Key.VOL_NAME)], DELETED_REPLY),
+  EXTEND_VOLUME: spec('EXTEND_VOLUME_REQ', 'original', 'write', [req(Key.VOL_NAME), req(Key.VOL_SIZE)], only('volume')),
   CREATE_SNAPSHOT: spec(
     'CREATE_SNAPSHOT_REQ',
     'original',
-    true,
-    true,
+    'write',
     [req(Key.SNAP_NAME), req(Key.VOL_NAME), req(Key.SMARTFLAG)],
     only('snapshot'),
   ),
-  DELETE_SNAPSHOT: spec('DELETE_SNAPSHOT_REQ', 'original', true, true, [req(Key.SNAP_NAME)], {
-    records: [],
-    keys: [Key.DELETED],
-  }),
+  DELETE_SNAPSHOT: spec('DELETE_SNAPSHOT_REQ', 'original', 'write', [req(Key.SNAP_NAME)], DELETED_REPLY),
   CREATE_VOLUME_FROM_SNAPSHOT: spec(
     'CREATE_VOLUME_FROM_SNAPSHOT_REQ',
     'original',
-    true,
-    true,
+    'write',
     [
       req(Key.VOL_NAME),
       req(Key.VOL_SIZE),
@@ -106,13 +91,12 @@ export const ORIGINAL_REQUESTS = {
     ],
     only('volume'),
   ),
-  QUERY_VOLUME: spec('QUERY_VOLUME_REQ', 'original', true, false, [req(Key.VOL_NAME)], only('volume')),
-  QUERY_SNAPSHOT: spec('QUERY_SNAPSHOT_REQ', 'original', true, false, [req(Key.SNAP_NAME)], only('snapshot')),
+  QUERY_VOLUME: spec('QUERY_VOLUME_REQ', 'original', 'read', [req(Key.VOL_NAME)], only('volume')),
+  QUERY_SNAPSHOT: spec('QUERY_SNAPSHOT_REQ', 'original', 'read', [req(Key.SNAP_NAME)], only('snapshot')),
   QUERY_POOLS_CAPABILITY: spec(
     'QUERY_POOLS_CAPABILITY_REQ',
     'original',
-    true,
-    false,
+    'read',
     [req(Key.POOL_NUM), opt(Key.POOL_ID, 'original', true)],
     only('pool'),
   ),

@@ -56,15 +56,23 @@ export const EXTENT_REPLY: ReplySpec = {
   keys: [Key.SIZE_BYTES, Key.BLOCK_SIZE, Key.EXTENT_NUM, Key.NEXT_OFFSET, Key.METHOD],
 };
 export const nothing: ReplySpec = { records: [], keys: [] };
+/** The reply of a DELETE_*: `deleted=1` when the delete already completed (else it is polled). */
+export const DELETED_REPLY: ReplySpec = { records: [], keys: [Key.DELETED] };
 export const only = (...records: RecordPrefixName[]): ReplySpec => ({ records, keys: [] });
+
+/**
+ * What a request does, which says whether it changes state and may be resent (see RequestSpec): `read` a
+ * query; `write` a name-keyed or absolute change, which a repeat answers as the first would have; `job` the
+ * start of an image job, which each repeat would start again.
+ */
+export type Effect = 'read' | 'write' | 'job';
 
 export function spec(
   type: string,
   level: ProtocolLevel,
-  resendSafe: boolean,
-  mutating: boolean,
+  effect: Effect,
   keys: readonly KeySpec[],
   reply: ReplySpec,
 ): RequestSpec {
-  return { type, level, keys, reply, resendSafe, mutating };
+  return { type, level, keys, reply, resendSafe: effect !== 'job', mutating: effect !== 'read' };
 }
