@@ -37,6 +37,8 @@ function* keysetPages<T extends { id: number }>(page: (afterId: number) => T[], 
   }
 }
 
+// Rows from .all(), not .iterate(): better-sqlite3 12's statement iterator aborts Node 24 when the garbage
+// collector destroys it (RemoveEnvironmentCleanupHook: env != nullptr), which killed the emulator in CI.
 function namesByPool(rows: Iterable<[string, string]>): Map<string, Set<string>> {
   const byPool = new Map<string, Set<string>>();
   for (const [pool, name] of rows) {
@@ -169,7 +171,7 @@ export class Store {
   }
   /** The volume names of each pool. */
   volumeNames(): Map<string, Set<string>> {
-    return namesByPool(this.s.volumeNames.iterate());
+    return namesByPool(this.s.volumeNames.all());
   }
   linkedDependents(snapshotId: number): number {
     return this.s.linkedDependents.get(snapshotId)!.n;
@@ -202,7 +204,7 @@ export class Store {
     yield* keysetPages((afterId) => this.s.snapshotsToReconcile.all(afterId, pageSize), pageSize);
   }
   snapshotNames(): Map<string, Set<string>> {
-    return namesByPool(this.s.snapshotNames.iterate());
+    return namesByPool(this.s.snapshotNames.all());
   }
 
   // ---- mappings and attachments
