@@ -36,6 +36,12 @@ async function unlinkQuiet(path: string): Promise<void> {
   await fsp.rm(path, { force: true, recursive: true }).catch(() => undefined);
 }
 
+/** The named pool when it is there and healthy: reconcile leaves the rows of any other pool alone. */
+function usablePool(ctx: Ctx, name: string): Pool | undefined {
+  const pool = ctx.pools.get(name);
+  return pool?.healthy ? pool : undefined;
+}
+
 /**
  * The rows whose pool is usable, each with its file's path and a logger for it. The logger is made only when
  * called: a restart looks at every row and logs about few of them.
@@ -46,8 +52,8 @@ function* inUsablePools<R extends { name: string; pool: string; state: string }>
   kind: 'volume' | 'snapshot',
 ): Generator<{ row: R; path: string; rowLog: () => Logger }> {
   for (const row of rows) {
-    const pool = ctx.pools.get(row.pool);
-    if (!pool?.healthy) continue;
+    const pool = usablePool(ctx, row.pool);
+    if (!pool) continue;
     const path = kind === 'volume' ? pool.volumePath(row.name) : pool.snapshotPath(row.name);
     yield { row, path, rowLog: () => ctx.log.child({ [kind]: row.name, state: row.state }) };
   }
@@ -67,10 +73,6 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
     groupsRolledBack: 0,
     groupsDeleted: 0,
     thawed: 0,
-  };
-  const usable = (name: string): Pool | undefined => {
-    const pool = ctx.pools.get(name);
-    return pool?.healthy ? pool : undefined;
   };
   store.recountUsage();
 
@@ -151,7 +153,7 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
       store.setGroupFrozen(group.id, []);
     }
     if (group.state === 'available') continue;
-    const pool = usable(group.pool);
+    const pool = usablePool(ctx, group.pool);
     const members = store.groupMembers(group.name);
     for (const m of members) if (pool) await unlinkQuiet(pool.snapshotPath(m.name));
     store.tx(() => {
@@ -230,7 +232,7 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
   const claimed = new Set<string>();
   for (const att of store.allAttachments()) {
     const vol = store.volumeById(att.vol_id);
-    const pool = vol ? usable(vol.pool) : undefined;
+    const pool = vol ? usablePool(ctx, vol.pool) : undefined;
     if (!vol || !pool) {
       if (!vol) store.deleteAttachment(att.vol_id, att.host_id);
       continue;

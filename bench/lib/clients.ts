@@ -1,5 +1,6 @@
 // The benchmark's CSI client: the shared one (src/util/csi-client.ts) with the bench's longer deadline. Raw
 // socket-API requests go through src/sds/raw.ts.
+import { Key } from '../../src/protocol/catalog.js';
 import { RetCode } from '../../src/protocol/vbs.js';
 import { rawVbsCall } from '../../src/sds/raw.js';
 import { connectCsi as connectShared, type ConnectOptions, type CsiClients } from '../../src/util/csi-client.js';
@@ -45,5 +46,5 @@ export async function listVolumesPage(
 ): Promise<{ count: number; nextMarker: string }> {
   const r = await rawVbsCall(socket, 'LIST_VOLUMES_REQ', { marker, limit });
   if (r.retcode !== 0) throw new Error(`LIST_VOLUMES_REQ after ${marker}: retcode ${r.retcode}`);
-  return { count: Number(r.fields.get('vol_num') ?? 0), nextMarker: r.fields.get('next_marker') ?? '' };
+  return { count: Number(r.fields.get(Key.VOL_NUM) ?? 0), nextMarker: r.fields.get(Key.NEXT_MARKER) ?? '' };
 }
