@@ -34,6 +34,7 @@ export async function createDelete(b: BenchContext): Promise<void> {
     const perPair = (ms: number) => fmt(ms / loop.ops, 2);
     const rate = loop.ops / loop.seconds;
     const floor = find('floor', `emulator-pairs-c${c}`);
+    const stack = find('floor', `stack-pairs-c${c}`);
     const s = summarize(loop.latencies);
     add({
       section: 'create-delete',
@@ -47,7 +48,7 @@ export async function createDelete(b: BenchContext): Promise<void> {
         : {}),
       note:
         `${loop.ops} pairs; CPU ms/pair: controller ${perPair(cpuMs(controller.pid) - cpu0.ctl)}, emulator ${perPair(cpuMs(emulator.pid) - cpu0.emu)}, ` +
-        `bench client ${perPair((self.user + self.system) / 1000)}; CreateVolume p50 ${fmt(summarize(parts.create).p50)} ms, DeleteVolume p50 ${fmt(summarize(parts.del).p50)} ms; p99/p50 ${fmt(s.p99 / s.p50)}`,
+        `bench client ${perPair((self.user + self.system) / 1000)}; ${stack ? `÷ the stack's floor ${fmt(stack.value / rate)}×; ` : ''}CreateVolume p50 ${fmt(summarize(parts.create).p50)} ms, DeleteVolume p50 ${fmt(summarize(parts.del).p50)} ms; p99/p50 ${fmt(s.p99 / s.p50)}`,
     });
   }
   const peaks = sampler.stop();

@@ -67,6 +67,7 @@ export async function floors(b: BenchContext): Promise<void> {
         'CREATE_VOLUME + DELETE_VOLUME + QUERY_VOLUME until gone, straight to the emulator',
       ),
     );
+    add(stackPairs(c, rpc.ops / rpc.seconds, pairs.ops / pairs.seconds));
   }
 
   // Spawning: any program, the C sds_cli (one socket round trip), and a bind mount + unmount.
@@ -126,5 +127,25 @@ function throughput(name: string, run: LoopRun, unit: string, note?: string): Om
     opsPerSec: perSec,
     latency: summarize(run.latencies),
     ...(note === undefined ? {} : { note }),
+  };
+}
+
+/**
+ * The most any driver could do in front of this emulator at concurrency c: a pair is two gRPC calls (an empty
+ * RPC's time at c) and the emulator's own pair, one after another on the same 2 cores. Their times add:
+ * 1 ÷ (2 ÷ empty RPCs/s + 1 ÷ emulator pairs/s). Its ratio to the emulator alone is the least any driver that
+ * speaks gRPC can reach, whatever its own work costs.
+ */
+function stackPairs(c: number, emptyRpcsPerSec: number, emulatorPairsPerSec: number): Omit<Figure, 'load'> {
+  const rate = 1 / (2 / emptyRpcsPerSec + 1 / emulatorPairsPerSec);
+  return {
+    section: 'floor',
+    name: `stack-pairs-c${c}`,
+    value: rate,
+    unit: 'pairs/s',
+    opsPerSec: rate,
+    floor: { name: `emulator-pairs-c${c}`, value: emulatorPairsPerSec, unit: 'pairs/s' },
+    ratio: emulatorPairsPerSec / rate,
+    note: `two empty RPCs and the emulator's pair, one after another: 1 ÷ (2 ÷ grpc-empty-c${c} + 1 ÷ emulator-pairs-c${c})`,
   };
 }
