@@ -66,6 +66,7 @@ describe('npm run bench -- --quick', () => {
       'floor/grpc-empty-c16',
       'floor/socket-api-c16',
       'floor/emulator-pairs-c16',
+      'floor/stack-pairs-c16',
       'floor/sds-cli-querydev',
       'floor/mount-bind',
       'floor/node-start',
@@ -100,9 +101,13 @@ describe('npm run bench -- --quick', () => {
       if (f.floor) expect(typeof f.ratio).toBe('number');
     }
     expect(report.targets.map((t) => typeof t.met)).toEqual(Array(report.targets.length).fill('boolean'));
-    // six of the first round, ten of issue 19 (docs/BENCHMARKS.md); its three scale targets are judged
-    // only at 100,000 volumes, and --quick fills 2,000
-    expect(report.targets.length).toBe(16);
+    // six of the first round, ten of issue 19 and two "reachable?" rows under its create+delete ratios
+    // (docs/BENCHMARKS.md); its three scale targets are judged only at 100,000 volumes, and --quick fills 2,000
+    expect(report.targets.length).toBe(18);
+    for (const c of [1, 16])
+      expect(report.targets.map((t) => t.name)).toContain(
+        `#19 … reachable? 2 empty RPCs + emulator pair ÷ emulator alone, c=${c}`,
+      );
   });
 
   it('leaves nothing behind and every driver exits cleanly', () => {
