@@ -285,7 +285,8 @@ function unlinkableInline(path: string): boolean {
 }
 
 /**
- * Accepts a delete. An empty-enough volume file (the usual thin volume) is deleted at once: its row is dropped
+ * Accepts a delete. An empty-enough volume file (the usual thin volume) in a healthy pool is deleted at once
+ * (a faulty pool's file system may hang: the thread pool's unlink does not stop the event loop): its row is dropped
  * in one commit, then its file is unlinked, and the answer is `true`. A crash between the two leaves a file
  * without a row, which reconcile removes, as after a create's crash (emulator/README.md). Otherwise 'deleting'
  * is committed and the file and row go in the background; the promise tells when that is done (true) or
@@ -307,7 +308,7 @@ export function deleteVolume(ctx: Ctx, name: string): true | Promise<boolean> {
   }
   const pool = ctx.pools.get(row.pool);
   const path = pool ? pool.volumePath(name) : undefined;
-  if (path !== undefined && unlinkableInline(path)) {
+  if (pool?.healthy && path !== undefined && unlinkableInline(path)) {
     ctx.store.tx(() => ctx.store.deleteVolume(row.id));
     try {
       unlinkSync(path);
