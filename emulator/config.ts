@@ -1,14 +1,13 @@
 // Settings of the emulator daemon (docs/configuration.md, "The emulator"): flags win over environment
-// variables; every value is validated with zod and a bad one names the setting it came from.
-import { accessSync, existsSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
+// variables; every value is checked (emulator/config-check.ts) and a bad one names the setting it came from.
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname, homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import { z } from 'zod';
-import { DEFAULT_VBS_PORT, isValidName } from '../src/protocol/vbs.js';
+import { DEFAULT_VBS_PORT } from '../src/protocol/vbs.js';
+import { checkSettings, SettingIssue } from './config-check.js';
 import { ConfigError, defaultValue, fromEnv, parseArgv, settingsHelp, type SettingDef } from './config-parse.js';
-import { checkPoolHosts, parsePool, parsePoolHosts, type PoolSpec } from './pool-spec.js';
+import { checkPoolHosts, type PoolSpec } from './pool-spec.js';
 import { readToken } from './token-setting.js';
-import { parseAllowlist } from './url-guard.js';
 
 export { ConfigError, shownDefault, type SettingDef } from './config-parse.js';
 export { parseSize, type PoolSpec } from './pool-spec.js';
@@ -219,92 +218,10 @@ export function helpText(): string {
   return lines.join('\n') + '\n';
 }
 
-const listOf = z.array(z.string());
-
-/** A list setting read by `parse`, whose error message becomes the setting's issue. */
-function parsedList<T>(parse: (list: string[]) => T) {
-  return listOf.transform((list, ctx) => {
-    try {
-      return parse(list);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message });
-      return z.NEVER;
-    }
-  });
-}
-
-/** An integer setting from min to max; a sign is accepted only where min is negative. */
-function integerIn(min: number, max: number) {
-  const range = `must be between ${min} and ${max}`;
-  return z
-    .string()
-    .regex(min < 0 ? /^-?\d+$/ : /^\d+$/, 'must be an integer')
-    .transform(Number)
-    .pipe(z.number().int().min(min, range).max(max, range));
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, fsConstants.X_OK);
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
-
 function defaultDataDir(env: NodeJS.ProcessEnv): string {
   const state =
     env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
   return join(state, 'sdshypervisor-csi');
-}
-
-// Unix socket paths are limited by sun_path (108 bytes including the NUL).
-const socketPath = z
-  .string()
-  .refine((p) => isAbsolute(p), 'must be an absolute path')
-  .refine((p) => Buffer.byteLength(p) <= 107, 'must be at most 107 bytes (unix socket path limit)');
-
-function schemaFor(dataDir: string) {
-  return z.object({
-    dataDir: z.string().refine((p) => isAbsolute(p), 'must be an absolute path'),
-    hostId: z.string().refine(isValidName, 'must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
-    extraHosts: listOf.refine((l) => l.every(isValidName), 'every host id must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
-    dataHosts: listOf.refine((l) => l.every(isValidName), 'every host id must match [A-Za-z0-9][A-Za-z0-9_.-]{0,95}'),
-    listenHost: z.string().min(1),
-    listenPort: integerIn(-1, 65535),
-    controlSocket: socketPath,
-    kvSocket: socketPath,
-    pools: parsedList((list) => {
-      const out = list.map((text) => parsePool(text, dataDir));
-      if (new Set(out.map((p) => p.name)).size !== out.length) throw new Error('pool names must be unique');
-      return out;
-    }),
-    poolHosts: parsedList(parsePoolHosts),
-    poolType: z.enum(['auto', 'xfs-reflink', 'directory']),
-    maxOversubscription: z
-      .string()
-      .regex(/^\d+(\.\d+)?$/, 'must be a number')
-      .transform(Number)
-      .pipe(z.number().min(1, 'must be between 1 and 100').max(100, 'must be between 1 and 100')),
-    imageDirs: listOf.refine((l) => l.every((p) => isAbsolute(p)), 'every image directory must be an absolute path'),
-    imageUrlAllow: parsedList((list) => {
-      parseAllowlist(list);
-      return list;
-    }),
-    keepMounted: z
-      .union([z.boolean(), z.enum(['true', 'false', '1', '0'])])
-      .transform((v) => v === true || v === 'true' || v === '1'),
-    logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
-    requestQuietMs: integerIn(1, 10000),
-    shutdownGraceMs: integerIn(0, 600000),
-    blkioCgroup: z.string().refine((p) => p === '' || isAbsolute(p), 'must be an absolute path or empty'),
-    protocol: z.enum(['original', 'extended']),
-    qemuImg: z
-      .string()
-      .refine((p) => p === 'none' || isAbsolute(p), 'must be an absolute path or "none"')
-      .refine((p) => p === 'none' || isExecutable(p), 'is not an executable file')
-      .transform((p) => (p === 'none' ? '' : p)),
-  });
 }
 
 export interface ParsedCommandLine {
@@ -339,15 +256,16 @@ export function loadConfig(
     input[key] = raw[key] ?? fallback ?? (def.kind === 'list' ? [] : '');
   }
 
-  const parsed = schemaFor(dataDir).safeParse(input);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const key = String(issue.path[0]) as SettingKey;
+  let v: ReturnType<typeof checkSettings>;
+  try {
+    v = checkSettings(input, dataDir);
+  } catch (err) {
+    if (!(err instanceof SettingIssue)) throw err;
+    const key = err.key as SettingKey;
     const def: SettingDef | undefined = SETTINGS[key];
     const name = def ? `--${def.flag}${def.env.length ? ` (${def.env.join(', ')})` : ''}` : key;
-    throw new ConfigError(`setting ${name}: ${issue.message}`);
+    throw new ConfigError(`setting ${name}: ${err.message}`);
   }
-  const v = parsed.data;
   if (v.extraHosts.includes(v.hostId)) {
     throw new ConfigError('setting --extra-host (SDS_EXTRA_HOSTS): must not repeat --host-id');
   }

@@ -15,7 +15,7 @@ import { createLogger, type Logger } from './log.js';
 import { detachLoop, isDeviceBusy, listLoopDevices, type LoopDevice } from './loopdev.js';
 import { detectPoolKind, preparePool, readMounts, unmountPool, type Pool } from './pools.js';
 import { BlkioThrottle } from './qos.js';
-import { reconcile } from './reconcile.js';
+import { reconcile, startScans } from './reconcile.js';
 import { ThickReservations } from './reservations.js';
 import { KvServer } from './kv-server.js';
 import { ControlServer } from './server.js';
@@ -62,6 +62,8 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
     for (const spec of config.pools) {
       pools.set(spec.name, await preparePool(spec, { dataDir: config.dataDir, kind, store, log, mounts }));
     }
+    // The volume files' sizes are read by a child process while the loop devices are listed.
+    const scans = startScans({ pools });
     const loops: LoopDevice[] = existsSync('/dev/loop-control')
       ? await listLoopDevices().catch((err: unknown) => {
           log.warn({ err }, 'cannot list loop devices');
@@ -86,7 +88,7 @@ export async function startEmulator(options: StartOptions): Promise<RunningEmula
       stopping: false,
       freezer: new Freezer(log),
     };
-    const report = await reconcile(ctx, loops);
+    const report = await reconcile(ctx, loops, scans);
     log.info(report, 'reconciled');
   } catch (err) {
     store.close();

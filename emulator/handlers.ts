@@ -72,7 +72,8 @@ const ok = (fields: Field[] = []): Reply => ({ retcode: RetCode.OK, fields });
 const DELETE_REPLY_WINDOW_MS = 200;
 
 /** `deleted=1` when the accepted delete completed within the window, so the client need not poll. */
-async function deletedWithinReplyWindow(done: Promise<boolean>): Promise<Field[]> {
+async function deletedWithinReplyWindow(done: true | Promise<boolean>): Promise<Field[]> {
+  if (done === true) return [[Key.DELETED, '1']];
   let timer: NodeJS.Timeout | undefined;
   const window = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), DELETE_REPLY_WINDOW_MS)));
   const deleted = await Promise.race([done, window]);

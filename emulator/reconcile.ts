@@ -9,6 +9,7 @@ import { detachLoop, type LoopDevice } from './loopdev.js';
 import type { Logger } from './log.js';
 import type { Pool } from './pools.js';
 import type { VolumeRow } from './store.js';
+import { MISSING, scanFileSizes, type FileSizes } from './file-sizes.js';
 
 export interface ReconcileReport {
   finished: number;
@@ -59,7 +60,21 @@ function* inUsablePools<R extends { name: string; pool: string; state: string }>
   }
 }
 
-export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<ReconcileReport> {
+/**
+ * Starts reading the file sizes of every usable pool's volumes (emulator/file-sizes.ts), to run while the
+ * daemon lists its loop devices and reconcile's first steps run. Nothing before step 2 touches volumes/.
+ */
+export function startScans(ctx: Pick<Ctx, 'pools'>): Map<string, Promise<FileSizes | undefined>> {
+  const scans = new Map<string, Promise<FileSizes | undefined>>();
+  for (const pool of ctx.pools.values()) if (pool.healthy) scans.set(pool.name, scanFileSizes(pool.volumesDir));
+  return scans;
+}
+
+export async function reconcile(
+  ctx: Ctx,
+  loops: LoopDevice[],
+  scans: Map<string, Promise<FileSizes | undefined>> = startScans(ctx),
+): Promise<ReconcileReport> {
   const { store, log } = ctx;
   const report: ReconcileReport = {
     finished: 0,
@@ -90,9 +105,24 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
     report.jobsFailed++;
   }
 
-  // 2. Volumes.
+  // 2. Volumes. Each usable pool's file sizes come from its scan (started before the loop devices were
+  //    listed, see startScans); a pool whose scan failed is stat'ed file by file.
+  const scanned = new Map<string, FileSizes>();
+  for (const [name, scan] of scans) {
+    const sizes = await scan;
+    if (sizes) scanned.set(name, sizes);
+    else log.warn({ pool: name }, 'cannot scan the volume files with find; stat-ing them one by one');
+  }
+  // The names the scans' listings are checked against for orphans: every row seen here, so a file that this
+  // step removes with its row is not taken for an orphan.
+  const rowNames = new Map<string, Set<string>>();
   for (const { row, path, rowLog: vlog } of inUsablePools(ctx, store.volumesToReconcile(), 'volume')) {
-    const size = sizeOf(path);
+    const known = rowNames.get(row.pool);
+    if (known) known.add(row.name);
+    else rowNames.set(row.pool, new Set([row.name]));
+    const sizes = scanned.get(row.pool);
+    const scannedSize = sizes?.get(row.name);
+    const size = sizes ? (scannedSize === MISSING ? undefined : scannedSize) : sizeOf(path);
     switch (row.state) {
       case 'creating':
         // The file is renamed into place only when complete, so a clone or thick create found there is done;
@@ -196,7 +226,8 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
 
   // 4. Files without rows. With a brand-new database they are kept aside instead: losing the metadata must
   //    not destroy the data.
-  const volumeNames = store.volumeNames();
+  //    A scanned pool's volume files are those its scan listed (step 2 removes files only with their rows).
+  let volumeNames: Map<string, Set<string>> | undefined;
   const snapshotNames = store.snapshotNames();
   for (const pool of ctx.pools.values()) {
     if (!pool.healthy) continue;
@@ -204,11 +235,20 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
       await unlinkQuiet(join(pool.tmpDir, entry));
       report.tmpRemoved++;
     }
-    for (const [dir, known, kind] of [
-      [pool.volumesDir, volumeNames.get(pool.name) ?? new Set<string>(), 'volume'],
-      [pool.snapshotsDir, snapshotNames.get(pool.name) ?? new Set<string>(), 'snapshot'],
+    const listed = scanned.get(pool.name);
+    const volumeFiles = listed
+      ? { entries: listed.keys(), known: rowNames.get(pool.name) }
+      : { entries: readdirSync(pool.volumesDir), known: (volumeNames ??= store.volumeNames()).get(pool.name) };
+    for (const [dir, entries, known, kind] of [
+      [pool.volumesDir, volumeFiles.entries, volumeFiles.known ?? new Set<string>(), 'volume'],
+      [
+        pool.snapshotsDir,
+        readdirSync(pool.snapshotsDir),
+        snapshotNames.get(pool.name) ?? new Set<string>(),
+        'snapshot',
+      ],
     ] as const) {
-      for (const entry of readdirSync(dir)) {
+      for (const entry of entries) {
         if (known.has(entry)) continue;
         const path = join(dir, entry);
         if (store.fresh) {
@@ -225,6 +265,9 @@ export async function reconcile(ctx: Ctx, loops: LoopDevice[]): Promise<Reconcil
       }
     }
   }
+
+  scanned.clear();
+  rowNames.clear();
 
   // 5. Attachments against the loop devices that really exist.
   const byFile = new Map<string, LoopDevice[]>();

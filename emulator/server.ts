@@ -115,15 +115,23 @@ export class ControlServer extends OneShotServer {
     }
     const fields: Field[] = [...reply.fields];
     if (requestId !== undefined) fields.push([Key.REQUEST_ID, requestId]);
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    const entry = {
-      retcode: reply.retcode,
-      ms: Math.round(ms * 1000) / 1000,
-      ...(reply.retcode !== 0 ? { ret_desc: reply.fields[0]?.[1] } : {}),
-    };
-    if (reply.retcode === RetCode.INTERNAL) baseLog.error({ ...bindings, ...entry }, 'request failed');
-    else if (isMutating(type)) baseLog.info({ ...bindings, ...entry }, 'request');
-    else if (baseLog.isLevelEnabled('debug')) baseLog.debug({ ...bindings, ...entry }, 'request');
+    // The log entry is built only when it will be written (the bench and many deployments log at warn).
+    const level =
+      reply.retcode === RetCode.INTERNAL
+        ? 'error'
+        : isMutating(type)
+          ? 'info'
+          : ('debug' as 'error' | 'info' | 'debug');
+    if (baseLog.isLevelEnabled(level)) {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const entry = {
+        ...bindings,
+        retcode: reply.retcode,
+        ms: Math.round(ms * 1000) / 1000,
+        ...(reply.retcode !== 0 ? { ret_desc: reply.fields[0]?.[1] } : {}),
+      };
+      baseLog[level](entry, level === 'error' ? 'request failed' : 'request');
+    }
     return encodeReply(reply.retcode, fields);
   }
 }

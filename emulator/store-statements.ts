@@ -5,8 +5,11 @@ import type * as Row from './store-rows.js';
 
 export function prepareStatements(db: SqliteDatabase) {
   return {
-    volumeByName: db.prepare<[string], Row.VolumeRow>('SELECT * FROM volumes WHERE name = ?'),
-    volumeById: db.prepare<[number], Row.VolumeRow>('SELECT * FROM volumes WHERE id = ?'),
+    // Raw rows made into object literals (volumeRowOf): every request reads a volume row or two.
+    volumeByName: db
+      .prepare<[string], Row.VolumeTuple>(`SELECT ${VOLUME_COLUMNS} FROM volumes WHERE name = ?`)
+      .raw(true),
+    volumeById: db.prepare<[number], Row.VolumeTuple>(`SELECT ${VOLUME_COLUMNS} FROM volumes WHERE id = ?`).raw(true),
     insertVolume: db.prepare(`INSERT INTO volumes (name, pool, size_mb, thin, state, op, src_type, src_name, src_id,
       clone_type, max_iops, max_mbps, io_priority, io_class_id, cache_policy, create_time, job_id)
       VALUES (@name, @pool, @size_mb, @thin, @state, @op, @src_type, @src_name, @src_id, @clone_type, @max_iops,

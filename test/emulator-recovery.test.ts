@@ -94,7 +94,7 @@ describe('reconcile rules on crafted half-done states', () => {
   it('finishes or rolls back each half-done row, removes orphans and temp files, marks missing files faulty', async () => {
     let d = await startDaemon({ dir, args: POOL });
     const sock = d.info.controlSocket;
-    for (const name of ['keep', 'lost', 'grow', 'gone', 'clone-done']) {
+    for (const name of ['keep', 'lost', 'short', 'grow', 'gone', 'clone-done']) {
       expect((await call(sock, 'CREATE_VOLUME_REQ', { vol_name: name, vol_size: 16 })).retcode).toBe(0);
     }
     expect((await call(sock, 'CREATE_SNAPSHOT_REQ', { snap_name: 'snap-ok', vol_name: 'keep' })).retcode).toBe(0);
@@ -132,6 +132,7 @@ describe('reconcile rules on crafted half-done states', () => {
     unlinkSync(volumePath(d, 'lost'));
     unlinkSync(snapshotPath(d, 'snap-lost'));
     truncateSync(volumePath(d, 'grow'), 16 * MiB);
+    truncateSync(volumePath(d, 'short'), 8 * MiB);
 
     d = await startDaemon({ dir, args: POOL });
     const q = async (name: string) => call(d.info.controlSocket, 'QUERY_VOLUME_REQ', { vol_name: name });
@@ -141,6 +142,14 @@ describe('reconcile rules on crafted half-done states', () => {
       health: 'fault',
       fault_reason: 'volume file missing',
     });
+    expect((await q('short')).record('volume0')).toMatchObject({
+      status: '12',
+      health: 'fault',
+      fault_reason: `volume file is ${8 * MiB} bytes, ${16 * MiB} expected`,
+    });
+    // Deleted at once (a small file): the consistency check below counts only healthy volumes' files.
+    expect((await call(d.info.controlSocket, 'DELETE_VOLUME_REQ', { vol_name: 'short' })).get('deleted')).toBe('1');
+    expect((await q('short')).retcode).toBe(-900079);
     expect((await q('grow')).record('volume0')).toMatchObject({ status: '1', vol_size: '48' });
     expect(statSync(volumePath(d, 'grow')).size).toBe(48 * MiB);
     expect((await q('gone')).retcode).toBe(-900079);

@@ -148,6 +148,8 @@ describe('emulator control plane', () => {
       expect(accepted.retcode).toBe(0);
       // A small file goes within the reply window: the reply says so, and a query already agrees.
       expect(accepted.get('deleted')).toBe('1');
+      // An empty file is unlinked inline: gone by the time the reply is read.
+      expect(existsSync(volumePath(d, 'v-del'))).toBe(false);
       expect((await vol('v-del')).retcode).toBe(-900079);
       await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'v-del' });
       expect(existsSync(volumePath(d, 'v-del'))).toBe(false);
@@ -156,6 +158,25 @@ describe('emulator control plane', () => {
       expect(await code('CREATE_VOLUME_REQ', { vol_name: 'v-del', vol_size: 16 })).toBe(0);
       expect(await code('DELETE_VOLUME_REQ', { vol_name: 'v-del' })).toBe(0);
       await waitGone(sock, 'QUERY_VOLUME_REQ', { vol_name: 'v-del' });
+    });
+
+    it('deletes a volume holding more than 16 MiB in the background, and still answers deleted=1', async () => {
+      const before = Number(
+        (await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: 'pool0' })).record('pool0')
+          .provisioned_mb,
+      );
+      expect(await code('CREATE_VOLUME_REQ', { vol_name: 'v-big', vol_size: 64, thin_flag: 0 })).toBe(0);
+      expect(statSync(volumePath(d, 'v-big')).blocks * 512).toBeGreaterThan(16 * MiB);
+      const accepted = await call(sock, 'DELETE_VOLUME_REQ', { vol_name: 'v-big' });
+      expect(accepted.retcode).toBe(0);
+      expect(accepted.get('deleted')).toBe('1');
+      expect((await vol('v-big')).retcode).toBe(-900079);
+      expect(existsSync(volumePath(d, 'v-big'))).toBe(false);
+      const after = Number(
+        (await call(sock, 'QUERY_POOLS_CAPABILITY_REQ', { pool_num: 1, pool_id: 'pool0' })).record('pool0')
+          .provisioned_mb,
+      );
+      expect(after).toBe(before);
     });
 
     it('survives many create+delete pairs in parallel', async () => {
