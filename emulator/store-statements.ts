@@ -10,9 +10,12 @@ export function prepareStatements(db: SqliteDatabase) {
       .prepare<[string], Row.VolumeTuple>(`SELECT ${VOLUME_COLUMNS} FROM volumes WHERE name = ?`)
       .raw(true),
     volumeById: db.prepare<[number], Row.VolumeTuple>(`SELECT ${VOLUME_COLUMNS} FROM volumes WHERE id = ?`).raw(true),
-    insertVolume: db.prepare(`INSERT INTO volumes (name, pool, size_mb, thin, state, op, src_type, src_name, src_id,
-      clone_type, max_iops, max_mbps, io_priority, io_class_id, cache_policy, create_time, job_id)
-      VALUES (@name, @pool, @size_mb, @thin, @state, @op, @src_type, @src_name, @src_id, @clone_type, @max_iops,
+    // The id is above every id a snapshot still names: SQLite would reuse a deleted volume's id (max + 1),
+    // and a new volume would then count the old one's surviving snapshots as its own (snap_num, deltas).
+    insertVolume: db.prepare(`INSERT INTO volumes (id, name, pool, size_mb, thin, state, op, src_type, src_name,
+      src_id, clone_type, max_iops, max_mbps, io_priority, io_class_id, cache_policy, create_time, job_id)
+      VALUES (max(coalesce((SELECT max(id) FROM volumes), 0), coalesce((SELECT max(vol_id) FROM snapshots), 0)) + 1,
+      @name, @pool, @size_mb, @thin, @state, @op, @src_type, @src_name, @src_id, @clone_type, @max_iops,
       @max_mbps, @io_priority, @io_class_id, @cache_policy, @create_time, @job_id)`),
     setVolumeState: db.prepare<[Row.VolumeState, number]>('UPDATE volumes SET state = ? WHERE id = ?'),
     setVolumeFault: db.prepare<[string, number]>(

@@ -417,6 +417,8 @@ describe('emulator control plane', () => {
       expect(
         await code('CREATE_VOLUME_FROM_SNAPSHOT_REQ', { vol_name: 'from-orphan', snap_name_src: 'orphan-snap' }),
       ).toBe(0);
+      // The next volume made never takes the id of the one that went: its snapshot is not the new one's.
+      expect((await vol('from-orphan')).record('volume0').snap_num).toBe('0');
 
       expect(await code('DELETE_SNAPSHOT_REQ', { snap_name: 'snap1' })).toBe(0);
       await waitGone(sock, 'QUERY_SNAPSHOT_REQ', { snap_name: 'snap1' });
