@@ -12,7 +12,14 @@ export {
   unescapeMountField,
   type MountEntry,
 } from './mountinfo.js';
-export { inspectPath, canonicalPath, isDeadMountError, splitDeviceNumber, type PathState } from './paths.js';
+export {
+  inspectPath,
+  canonicalPath,
+  isDeadMountError,
+  removeDirectory,
+  splitDeviceNumber,
+  type PathState,
+} from './paths.js';
 export {
   blockDeviceNumber,
   deviceDetaching,

@@ -21,7 +21,11 @@ export interface MountPointState {
 }
 
 export async function mountPointState(path: string): Promise<MountPointState> {
-  return mountPointStateAt(await canonicalPath(path));
+  // Resolving the parent and looking at the path are independent: lstat follows the same symlinks above the
+  // last component as realpath, and neither follows one at it. Together they cost one pool round trip, not two.
+  const [canonical, pathState] = await Promise.all([canonicalPath(path), inspectPath(path)]);
+  const here = mountsAt(await readMountTable(), canonical);
+  return { path: canonical, pathState, mount: here[here.length - 1], depth: here.length };
 }
 
 /**
@@ -44,12 +48,15 @@ const DEVICE_NODE_FILESYSTEMS = new Set(['devtmpfs', 'tmpfs']);
 export async function mountPointsOfDevice(dev: DeviceNumber, devicePath: string | undefined): Promise<string[]> {
   const table = await readMountTable();
   const points = mountsOfDevice(table, dev.major, dev.minor).map((m) => m.mountPoint);
-  // Read-only block publishes bind a read-only loop device over this one (readonly-device.ts): uses too.
+  // Binds of a device node onto a file: the only mounts through which a read-only loop over the device is used.
+  const nodeBinds = table.filter((m) => DEVICE_NODE_FILESYSTEMS.has(m.fsType) && m.root !== '/');
+  if (nodeBinds.length === 0) return points;
+  // Read-only block publishes bind a read-only loop device over this one (readonly-device.ts): uses too. The
+  // sysfs scan of every loop device is only needed when some device node is bound somewhere.
   const loops = await readOnlyLoopsOver(dev);
   const nodes = [dev, ...loops.map((l) => l.dev)];
   const names = devicePath ? new Set([basename(devicePath), ...loops.map((l) => basename(l.path))]) : undefined;
-  for (const m of table) {
-    if (!DEVICE_NODE_FILESYSTEMS.has(m.fsType) || m.root === '/') continue;
+  for (const m of nodeBinds) {
     if (names !== undefined && !names.has(basename(m.root))) continue;
     // A device node never blocks a stat, whatever state its device is in.
     try {
