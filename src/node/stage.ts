@@ -27,6 +27,7 @@ import {
   type DeviceNumber,
   type FsType,
   type MountEntry,
+  type MountPointState,
 } from '../mount/index.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
@@ -124,6 +125,9 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
   checkDirectoryState('staging_target_path', stagingPath, seen);
   const devicePath = await attachVolume(ctx, volumeId);
   const device = await blockDeviceNumber(devicePath);
+  // The staging path is looked at again (the attach took a while); its lstat goes to the pool first, so it
+  // runs while blkid is spawned.
+  const firstState = settledLater(mountPointStateAt(resolved));
   // A filesystem stage onto a path that shows no mount (the usual case) will probe the device: blkid starts
   // now and runs while the path is checked. Its answer is used only if nothing is unmounted meanwhile.
   const early =
@@ -131,7 +135,7 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
       ? settledLater(probeDevice(devicePath))
       : undefined;
   try {
-    await stageOnto(ctx, req, { devicePath, device, resolved, probe: early?.promise });
+    await stageOnto(ctx, req, { devicePath, device, state: firstState.promise, probe: early?.promise });
   } finally {
     // No tool outlives the call (and its lock), whatever the checks decided.
     await early?.settled();
@@ -154,11 +158,16 @@ function settledLater<T>(promise: Promise<T>): { promise: Promise<T>; settled: (
 async function stageOnto(
   ctx: Ctx,
   req: StageRequest,
-  at: { devicePath: string; device: DeviceNumber; resolved: string; probe?: Promise<DeviceContent> },
+  at: {
+    devicePath: string;
+    device: DeviceNumber;
+    state: Promise<MountPointState>;
+    probe?: Promise<DeviceContent>;
+  },
 ): Promise<void> {
   const { volumeId, stagingPath, capability } = req;
   const { devicePath, device } = at;
-  let state = await mountPointStateAt(at.resolved);
+  let state = await at.state;
   if (checkDirectoryState('staging_target_path', stagingPath, state.pathState) === 'missing') {
     await makeDirectories('staging_target_path', stagingPath);
     state = await mountPointState(stagingPath); // its parents may be new: resolve them again
