@@ -53,6 +53,7 @@ export { mountFlagsProblem, optionName } from './options.js';
 export {
   mountPointState,
   mountPointStateAt,
+  mountPointStates,
   mountPointsOfDevice,
   unmountAll,
   unmountTop,

@@ -21,21 +21,34 @@ export interface MountPointState {
 }
 
 export async function mountPointState(path: string): Promise<MountPointState> {
+  return (await mountPointStates([path]))[0]!;
+}
+
+/**
+ * mountPointState of several paths at once: all their pool calls together, and one read of the mount table
+ * (a busy node's has hundreds of lines: ~0.3 ms to read and parse at 300).
+ */
+export async function mountPointStates(paths: readonly string[]): Promise<MountPointState[]> {
   // Resolving the parent and looking at the path are independent: lstat follows the same symlinks above the
   // last component as realpath, and neither follows one at it. Together they cost one pool round trip, not two.
-  const [canonical, pathState] = await Promise.all([canonicalPath(path), inspectPath(path)]);
-  const here = mountsAt(await readMountTable(), canonical);
-  return { path: canonical, pathState, mount: here[here.length - 1], depth: here.length };
+  const looked = await Promise.all(paths.map((path) => Promise.all([canonicalPath(path), inspectPath(path)])));
+  const table = await readMountTable();
+  return looked.map(([canonical, pathState]) => stateIn(table, canonical, pathState));
 }
 
 /**
  * mountPointState of a path that is already canonical (the `path` of an earlier state): a re-read after an
- * unmount spares resolving the parent directories again.
+ * unmount spares resolving the parent directories again. `table`: the mount table, when the caller has just
+ * read it.
  */
-export async function mountPointStateAt(canonical: string): Promise<MountPointState> {
-  const [table, pathState] = await Promise.all([readMountTable(), inspectPath(canonical)]);
-  const here = mountsAt(table, canonical);
-  return { path: canonical, pathState: pathState, mount: here[here.length - 1], depth: here.length };
+export async function mountPointStateAt(canonical: string, table?: readonly MountEntry[]): Promise<MountPointState> {
+  const [now, pathState] = await Promise.all([table ?? readMountTable(), inspectPath(canonical)]);
+  return stateIn(now, canonical, pathState);
+}
+
+function stateIn(table: readonly MountEntry[], path: string, pathState: PathState): MountPointState {
+  const here = mountsAt(table, path);
+  return { path, pathState, mount: here[here.length - 1], depth: here.length };
 }
 
 /** Filesystems that show devices through their nodes (a bind of a device node onto a file lives on one). */

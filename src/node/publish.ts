@@ -12,6 +12,7 @@ import {
   isReadOnlyMount,
   mountPointState,
   mountPointStateAt,
+  mountPointStates,
   mountPointsOfDevice,
   readOnlyLoopBacking,
   remountBindReadOnly,
@@ -137,8 +138,11 @@ async function targetAfterCheck(target: MountPointState): Promise<MountPointStat
 }
 
 export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void> {
-  // Both paths at once: their lstat and realpath calls share one thread-pool round trip.
-  const [staging, firstTarget] = await Promise.all([mountPointState(req.stagingPath), mountPointState(req.targetPath)]);
+  // Both paths at once: their lstat and realpath calls share one thread-pool round trip, and one table read.
+  const [staging, firstTarget] = (await mountPointStates([req.stagingPath, req.targetPath])) as [
+    MountPointState,
+    MountPointState,
+  ];
   // A filesystem volume: its staging mount showing the device this process staged it as answers querydev.
   const staged =
     req.capability.accessType === 'mount' && staging.pathState.kind !== 'dead'

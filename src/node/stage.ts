@@ -127,11 +127,12 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
   const device = await blockDeviceNumber(devicePath);
   // The staging path is looked at again (the attach took a while); its lstat goes to the pool first, so it
   // runs while blkid is spawned.
-  const firstState = settledLater(mountPointStateAt(resolved));
+  const table = await readMountTable();
+  const firstState = settledLater(mountPointStateAt(resolved, table));
   // A filesystem stage onto a path that shows no mount (the usual case) will probe the device: blkid starts
   // now and runs while the path is checked. Its answer is used only if nothing is unmounted meanwhile.
   const early =
-    capability.accessType === 'mount' && topMountAt(await readMountTable(), resolved) === undefined
+    capability.accessType === 'mount' && topMountAt(table, resolved) === undefined
       ? settledLater(probeDevice(devicePath))
       : undefined;
   try {
