@@ -98,11 +98,15 @@ export async function stagePublish(b: BenchContext): Promise<void> {
   const sampler = new RssSampler([node.pid]);
   let nodeCpu0 = cpuMs(node.pid);
   const t = cycleSamples();
+  const emptyRpc: number[] = [];
   for (let i = 0; i < opt.iterations + 2; i++) {
     const [a] = await timed(() => nodeCsi.node.NodeStageVolume(stageReq));
     const [b] = await timed(() => nodeCsi.node.NodePublishVolume(publishReq));
     const [c] = await timed(() => nodeCsi.node.NodeUnpublishVolume({ volume_id: v.id, target_path: target }));
     const [d] = await timed(() => nodeCsi.node.NodeUnstageVolume({ volume_id: v.id, staging_target_path: staging }));
+    // The gRPC share of each call above: an RPC that does nothing, on the same plugin, in the same rhythm.
+    const [e] = await timed(() => nodeCsi.node.NodeGetCapabilities({}));
+    if (i >= 2) emptyRpc.push(e);
     if (i < 2) {
       nodeCpu0 = cpuMs(node.pid); // warm-up
       continue;
@@ -114,6 +118,15 @@ export async function stagePublish(b: BenchContext): Promise<void> {
     t.stagePublish.push(a + b);
   }
   const peak = sampler.stop().get(node.pid) ?? NaN;
+  const empty = summarize(emptyRpc);
+  add({
+    section: 'floor',
+    name: 'node-rpc-empty',
+    value: empty.p50,
+    unit: 'ms',
+    latency: empty,
+    note: 'NodeGetCapabilities on the node plugin, once a stage cycle: the gRPC share of each node call',
+  });
   const nodeCpuPerCycle = (cpuMs(node.pid) - nodeCpu0) / opt.iterations;
 
   // Floor: the least the machine must do for the same: attach + mount (stage), bind (publish), and back.
@@ -139,6 +152,42 @@ export async function stagePublish(b: BenchContext): Promise<void> {
     f.unstage.push(d);
     f.stagePublish.push(a + b);
   }
+  // What stage runs beside the floor's programs: blkid (a device holding anything is never formatted), by
+  // hand, right after an attach as in NodeStageVolume.
+  const probe: number[] = [];
+  for (let i = 0; i < opt.iterations; i++) {
+    const { stdout } = await exec(sdsCliPath(), ['-c', 'attach', '-v', v.id], { env: cliEnv });
+    const dev = /dev_addr=(\S+)/.exec(stdout)![1]!;
+    const [ms] = await timed(() =>
+      exec('blkid', ['-p', '-o', 'export', dev], { env: { ...process.env, LC_ALL: 'C' } }),
+    );
+    probe.push(ms);
+    await exec(sdsCliPath(), ['-c', 'detach', '-v', v.id], { env: cliEnv });
+  }
+  const blkid = summarize(probe);
+  add({
+    section: 'floor',
+    name: 'blkid-by-hand',
+    value: blkid.p50,
+    unit: 'ms',
+    latency: blkid,
+    note: 'blkid -p -o export of the attached, formatted volume',
+  });
+  // The least a stage+publish can take with blkid kept and one gRPC call each: the sum of the medians.
+  add({
+    section: 'floor',
+    name: 'stage+publish-least',
+    value: summarize(f.stagePublish).p50 + blkid.p50 + 2 * empty.p50,
+    unit: 'ms',
+    note: 'stage+publish-by-hand + blkid-by-hand + 2 × node-rpc-empty (p50s)',
+  });
+  add({
+    section: 'floor',
+    name: 'publish-least',
+    value: summarize(f.publish).p50 + empty.p50,
+    unit: 'ms',
+    note: 'publish-by-hand + node-rpc-empty (p50s)',
+  });
   for (const k of ['stage', 'publish', 'unpublish', 'unstage', 'stagePublish'] as const) {
     const floorName = `${k === 'stagePublish' ? 'stage+publish' : k}-by-hand`;
     const fs = summarize(f[k]);

@@ -1,4 +1,5 @@
 // The device sds_cli reports: a plain path under the device directory, which must become a block device.
+import { statSync, type Stats } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { isAbsolute, normalize } from 'node:path';
 import { ConnectorError } from './errors.js';
@@ -30,7 +31,7 @@ export async function waitForBlockDevice(
   let seen: string;
   for (;;) {
     try {
-      const info = await stat(device);
+      const info = await statOf(device);
       if (info.isBlockDevice()) return;
       seen = 'exists but is not a block device';
     } catch (err) {
@@ -47,4 +48,19 @@ export async function waitForBlockDevice(
     await new Promise((r) => setTimeout(r, Math.max(1, Math.min(delay, deadline - Date.now()))));
     delay = Math.min(delay * 2, 200);
   }
+}
+
+/**
+ * A node under /dev (devtmpfs: the kernel's own, in memory) is stat'ed synchronously, sparing a thread-pool
+ * round trip; a device directory elsewhere may be on a filesystem that hangs, so it goes through the pool.
+ */
+function statOf(device: string): Promise<Stats> {
+  if (/^\/dev\/[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(device)) {
+    try {
+      return Promise.resolve(statSync(device));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+  return stat(device);
 }

@@ -193,7 +193,6 @@ export class KvConnector {
     alsoAccept: readonly number[],
   ): Promise<CliReply> {
     const { requestId } = opts;
-    await this.checkCli();
     const run = await this.run(method, volumeName, opts.signal);
     if (run.stderr.trim() !== '') {
       // The product logs stderr as an error; it is diagnostics next to a reply we judge by ret_code.
@@ -206,6 +205,9 @@ export class KvConnector {
     const codeText = parsed.fields.get('ret_code');
     const how = `sds_cli ${method} ${volumeName}`;
     if (codeText === undefined || !/^-?\d{1,12}$/.test(codeText)) {
+      // The CLI is not looked at before each call (two thread-pool round trips every time): one that cannot
+      // run (a file without execute permission: the child exits 127, silent) is told apart here.
+      await this.checkCli();
       const problem =
         codeText === undefined ? 'no ret_code' : `ret_code is not a number (${JSON.stringify(codeText.slice(0, 40))})`;
       throw new ConnectorError(
@@ -309,12 +311,11 @@ export class KvConnector {
         if (errBytes <= this.maxOutputBytes) err.push(chunk);
       });
       child.once('error', (e: NodeJS.ErrnoException) => {
-        const kind: ConnectorErrorKind = e.code === 'ENOENT' || e.code === 'EACCES' ? 'CliMissing' : 'Failed';
-        settle(
-          new ConnectorError(kind, `${how}: cannot run ${this.cliPath}: ${e.code ?? e.message}`, undefined, {
-            cause: e,
-          }),
-        );
+        const missing = e.code === 'ENOENT' || e.code === 'EACCES';
+        const message = missing
+          ? `sds_cli not found or not executable at ${this.cliPath} (set ${CLI_PATH_ENV} or --sds-cli): ${e.code}`
+          : `${how}: cannot run ${this.cliPath}: ${e.code ?? e.message}`;
+        settle(new ConnectorError(missing ? 'CliMissing' : 'Failed', message, undefined, { cause: e }));
       });
       child.once('close', (exitCode, exitSignal) => {
         if (failure) settle(failure);

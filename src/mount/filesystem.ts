@@ -205,14 +205,18 @@ export async function ext4SuperblockSizeBytes(devicePath: string): Promise<numbe
  * Whether the filesystem is smaller than `deviceBytes`, and its size when it is. ext4's superblock answers
  * "not smaller" without a process (it never shows the filesystem larger than it is); otherwise, and always
  * for xfs (whose buffer cache bypasses the device's page cache), the tools of filesystemSizeBytes decide.
+ * `superblock`: ext4SuperblockSizeBytes of the device, read already by the caller.
  */
 export async function filesystemSmallerThan(
   target: MountedDevice,
   fsType: FsType,
   deviceBytes: number,
-  options: Cancellable = {},
+  options: Cancellable & { superblock?: Promise<number | undefined> } = {},
 ): Promise<{ smaller: false } | { smaller: true; fsBytes: number }> {
-  if (fsType === 'ext4' && ((await ext4SuperblockSizeBytes(target.devicePath)) ?? 0) >= deviceBytes)
+  if (
+    fsType === 'ext4' &&
+    ((await (options.superblock ?? ext4SuperblockSizeBytes(target.devicePath))) ?? 0) >= deviceBytes
+  )
     return { smaller: false };
   const fsBytes = await filesystemSizeBytes(target, fsType, options);
   return fsBytes >= deviceBytes ? { smaller: false } : { smaller: true, fsBytes };

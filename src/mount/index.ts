@@ -12,7 +12,14 @@ export {
   unescapeMountField,
   type MountEntry,
 } from './mountinfo.js';
-export { inspectPath, canonicalPath, isDeadMountError, splitDeviceNumber, type PathState } from './paths.js';
+export {
+  inspectPath,
+  canonicalPath,
+  isDeadMountError,
+  removeDirectory,
+  splitDeviceNumber,
+  type PathState,
+} from './paths.js';
 export {
   blockDeviceNumber,
   deviceDetaching,
@@ -46,6 +53,7 @@ export { mountFlagsProblem, optionName } from './options.js';
 export {
   mountPointState,
   mountPointStateAt,
+  mountPointStates,
   mountPointsOfDevice,
   unmountAll,
   unmountTop,

@@ -22,8 +22,12 @@ export interface MountEntry {
 
 /** mountinfo escapes space, tab, newline and backslash as three octal digits (`\040`). */
 export function unescapeMountField(field: string): string {
+  // Most fields hold no escape: skip the regex (a busy node's table has hundreds of lines, read per call).
+  if (!field.includes('\\')) return field;
   return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }
+
+const DEVICE_NUMBERS = /^(\d+):(\d+)$/;
 
 /** Parses mountinfo text (proc(5)); malformed lines are skipped. */
 export function parseMountInfo(text: string): MountEntry[] {
@@ -33,7 +37,7 @@ export function parseMountInfo(text: string): MountEntry[] {
     const fields = line.split(' ');
     const separator = fields.indexOf('-', 6);
     if (fields.length < 10 || separator < 0 || fields.length < separator + 3) continue;
-    const devices = /^(\d+):(\d+)$/.exec(fields[2]!);
+    const devices = DEVICE_NUMBERS.exec(fields[2]!);
     if (!devices) continue;
     entries.push({
       id: Number(fields[0]),

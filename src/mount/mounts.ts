@@ -28,7 +28,7 @@ export async function mountFilesystem(
   const args = ['-t', fsType, ...(options.length ? ['-o', options.join(',')] : []), devicePath, target];
   try {
     const shownAs = `mount -t ${fsType}${options.length ? ` -o <${options.length} options>` : ''} ${devicePath} ${target}`;
-    await runTool('mount', args, { timeoutMs: MOUNT_TIMEOUT_MS, signal: run.signal, shownAs });
+    await runTool('mount', args, { timeoutMs: MOUNT_TIMEOUT_MS, signal: run.signal, shownAs, discardStdout: true });
   } catch (err) {
     classifyMountFailure(err, `mounting ${devicePath} (${fsType}) at ${target}`);
   }
@@ -46,7 +46,13 @@ export async function bindMount(
   run: { signal?: AbortSignal } = {},
 ): Promise<void> {
   try {
-    await runTool('mount', ['--bind', source, target], { timeoutMs: MOUNT_TIMEOUT_MS, signal: run.signal });
+    // --no-canonicalize: both paths are canonical already (the mount table's spelling, a /dev node); the
+    // kernel resolves them the same way, and mount(8) need not look them up again first.
+    await runTool('mount', ['--no-canonicalize', '--bind', source, target], {
+      timeoutMs: MOUNT_TIMEOUT_MS,
+      signal: run.signal,
+      discardStdout: true,
+    });
   } catch (err) {
     classifyMountFailure(err, `bind-mounting ${source} at ${target}`);
   }
@@ -76,7 +82,7 @@ export async function unmount(target: string, options: { lazy?: boolean; signal?
   // --no-canonicalize: the path comes from the mount table already, and resolving it would stat a dead mount.
   const args = ['--no-canonicalize', ...(options.lazy ? ['--lazy'] : []), target];
   try {
-    await runTool('umount', args, { timeoutMs: MOUNT_TIMEOUT_MS, signal: options.signal });
+    await runTool('umount', args, { timeoutMs: MOUNT_TIMEOUT_MS, signal: options.signal, discardStdout: true });
   } catch (err) {
     if (err instanceof ToolFailure) {
       if (/not mounted|no mount point specified/i.test(err.stderr)) return;

@@ -1,7 +1,7 @@
 // Path checks that survive a dead mount. lstat() of a mount point whose filesystem is gone fails with
 // ENOTCONN (FUSE), ESTALE (NFS) or EIO, or may block on a hard NFS mount; all of these are reported as
 // 'dead' instead of thrown, and a check that takes too long is abandoned.
-import { lstat, realpath } from 'node:fs/promises';
+import { lstat, realpath, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 export type PathState =
@@ -54,6 +54,29 @@ export function inspectPath(path: string, timeoutMs = 5_000): Promise<PathState>
     }
   })();
   return withTimeout(check, timeoutMs, () => ({ kind: 'dead', reason: `no answer within ${timeoutMs} ms` }));
+}
+
+/**
+ * Removes the directory at `path` if it is empty, within a time bound: 'notEmpty' for one holding anything,
+ * 'notDirectory' for anything else at the path (a symlink there is not followed), 'dead' when the path does
+ * not answer. Other failures (a mount point: EBUSY) are thrown.
+ */
+export async function removeDirectory(
+  path: string,
+  timeoutMs = 5_000,
+): Promise<'removed' | 'missing' | 'notEmpty' | 'notDirectory' | 'dead'> {
+  const attempt = rmdir(path).then(
+    () => 'removed' as const,
+    (err: unknown) => {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return 'missing' as const;
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') return 'notEmpty' as const;
+      if (code === 'ENOTDIR') return 'notDirectory' as const;
+      if (isDeadMountError(err)) return 'dead' as const;
+      throw err;
+    },
+  );
+  return withTimeout(attempt, timeoutMs, () => 'dead' as const);
 }
 
 /**

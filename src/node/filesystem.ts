@@ -9,6 +9,7 @@ import {
   growUnmountedExt4,
   makeFilesystem,
   probeDevice,
+  type DeviceContent,
   type FsType,
 } from '../mount/index.js';
 import { failedPrecondition } from '../server/errors.js';
@@ -31,9 +32,17 @@ export async function growIfSmaller(
   return { deviceBytes, grew: true };
 }
 
-export async function growUnmountedExt4IfSmaller(ctx: { log: Logger }, devicePath: string): Promise<void> {
+/**
+ * `superblock`: the ext4 superblock's size, read by the caller while other work ran (not valid across a
+ * format: pass it only when nothing wrote the device since it was read).
+ */
+export async function growUnmountedExt4IfSmaller(
+  ctx: { log: Logger },
+  devicePath: string,
+  superblock?: Promise<number | undefined>,
+): Promise<void> {
   const deviceBytes = await deviceSizeBytes(devicePath);
-  const size = await filesystemSmallerThan({ devicePath, mountPoint: '' }, 'ext4', deviceBytes);
+  const size = await filesystemSmallerThan({ devicePath, mountPoint: '' }, 'ext4', deviceBytes, { superblock });
   if (!size.smaller) return;
   ctx.log.info(
     { device: devicePath, fsBytes: size.fsBytes, deviceBytes },
@@ -51,7 +60,10 @@ const ORIGIN_WORDS: Record<string, string> = {
   volume: 'a clone of another volume',
 };
 
-/** blkid first: a blank device gets a filesystem; anything else on it is kept, never formatted over. */
+/**
+ * blkid first: a blank device gets a filesystem; anything else on it is kept, never formatted over. `probe`:
+ * the blkid probe of the device, when the caller started it already. Resolves with whether it formatted.
+ */
 export async function formatIfBlank(
   ctx: { log: Logger },
   {
@@ -60,16 +72,24 @@ export async function formatIfBlank(
     fsType,
     readOnly,
     contentOrigin,
-  }: { volumeId: string; devicePath: string; fsType: FsType; readOnly: boolean; contentOrigin?: string },
-): Promise<void> {
-  const content = await probeDevice(devicePath);
+    probe,
+  }: {
+    volumeId: string;
+    devicePath: string;
+    fsType: FsType;
+    readOnly: boolean;
+    contentOrigin?: string;
+    probe?: Promise<DeviceContent>;
+  },
+): Promise<boolean> {
+  const content = await (probe ?? probeDevice(devicePath));
   if (content.kind === 'filesystem') {
     if (content.fsType !== fsType) {
       throw failedPrecondition(
         `volume ${volumeId} already holds a ${content.fsType} filesystem, but ${fsType} was asked; it is never reformatted`,
       );
     }
-    return;
+    return false;
   }
   if (content.kind === 'other') {
     throw failedPrecondition(
@@ -98,4 +118,5 @@ export async function formatIfBlank(
   }
   ctx.log.info({ device: devicePath, fsType }, 'formatting a blank volume');
   await makeFilesystem(devicePath, fsType);
+  return true;
 }

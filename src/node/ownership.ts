@@ -11,7 +11,9 @@ import {
   mountPointsOfDevice,
   readOnlyLoopBacking,
   readOnlyLoopsOver,
+  readMountTable,
   sameDevice,
+  topMountAt,
   unmountTop,
   type DeviceNumber,
   type LoopDevice,
@@ -89,6 +91,8 @@ export async function unmountOurs(
     const step = await unmountTop(state.path);
     lazy ||= step.lazy;
     removed++;
+    // Nothing left at the path (the common case): the mount table alone says so, no lstat needed.
+    if (topMountAt(await readMountTable(), state.path) === undefined) return { removed, lazy };
     state = await mountPointStateAt(state.path);
   }
   return { removed, lazy };

@@ -1,6 +1,6 @@
 // NodePublishVolume and NodeUnpublishVolume: bind mounts from the staging path (filesystem volumes) or of
 // the device node onto a file (block volumes). Like staging, every step re-reads the mount table.
-import { open, rmdir, unlink } from 'node:fs/promises';
+import { open, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import {
@@ -11,14 +11,18 @@ import {
   inspectPath,
   isReadOnlyMount,
   mountPointState,
+  mountPointStateAt,
+  mountPointStates,
   mountPointsOfDevice,
   readOnlyLoopBacking,
   remountBindReadOnly,
+  removeDirectory,
   sameDevice,
   unmountAll,
   unmountTop,
   type DeviceNumber,
   type MountPointState,
+  type PathState,
 } from '../mount/index.js';
 import { alreadyExists, failedPrecondition, internal, invalidArgument, notFound } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
@@ -32,7 +36,7 @@ import {
   volumeDevice,
   type VolumeDevice,
 } from './ownership.js';
-import { ensureDirectory, makeDirectories } from './stage.js';
+import { ensureDirectory, makeDirectories } from './directories.js';
 import type { StagedDevices } from './staged.js';
 
 interface Ctx {
@@ -123,15 +127,30 @@ async function checkSingleTarget(
   }
 }
 
+/**
+ * The target's state once alreadyPublished has dealt with what was there: read again only if something was
+ * (a dead mount it removed); with nothing mounted there it did nothing, and the state just read stands.
+ */
+async function targetAfterCheck(target: MountPointState): Promise<MountPointState> {
+  const now = target.mount ? await mountPointStateAt(target.path) : target;
+  if (now.mount) throw alreadyExists(`target_path ${now.path} is still a mount point`);
+  return now;
+}
+
 export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void> {
-  const staging = await mountPointState(req.stagingPath);
+  // Both paths at once: their lstat and realpath calls share one thread-pool round trip, and one table read.
+  const [staging, firstTarget] = (await mountPointStates([req.stagingPath, req.targetPath])) as [
+    MountPointState,
+    MountPointState,
+  ];
   // A filesystem volume: its staging mount showing the device this process staged it as answers querydev.
   const staged =
     req.capability.accessType === 'mount' && staging.pathState.kind !== 'dead'
       ? await ctx.staged?.confirmed(req.volumeId, staging.mount)
       : undefined;
   const device = staged ?? (await stagedDevice(ctx, req.volumeId));
-  let target = await mountPointState(req.targetPath);
+  // querydev runs a program: what the target held before it may have changed since.
+  let target = staged ? firstTarget : await mountPointState(req.targetPath);
 
   // The target first: a publish already there answers for itself (same → OK, different → ALREADY_EXISTS).
   if (req.capability.accessType === 'mount') {
@@ -147,10 +166,9 @@ export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void
         `volume ${req.volumeId} is staged as ${staging.mount.fsType}; ${req.capability.fsType} was asked`,
       );
     }
-    target = await mountPointState(req.targetPath);
-    if (target.mount) throw alreadyExists(`target_path ${target.path} is still a mount point`);
+    target = await targetAfterCheck(target);
     await checkSingleTarget(req, device.dev, device.path, [staging.path, target.path]);
-    await ensureDirectory('target_path', target.path);
+    await ensureDirectory('target_path', target.path, target.pathState);
     await bindMount(staging.path, target.path, req.readOnly);
     return;
   }
@@ -180,10 +198,9 @@ export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void
       `volume ${req.volumeId} is staged as a filesystem at ${staging.path}; a block publish was asked`,
     );
   }
-  target = await mountPointState(req.targetPath);
-  if (target.mount) throw alreadyExists(`target_path ${target.path} is still a mount point`);
+  target = await targetAfterCheck(target);
   await checkSingleTarget(req, device.dev, device.path, [target.path]);
-  await ensureFile(target.path);
+  await ensureFile(target.path, target.pathState);
   if (!req.readOnly) {
     await bindMount(device.path, target.path, false);
     return;
@@ -199,9 +216,11 @@ export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void
   }
 }
 
-/** The file a block device is bound onto; created if missing (its parent too), a symlink refused. */
-async function ensureFile(path: string): Promise<void> {
-  const state = await inspectPath(path);
+/**
+ * The file a block device is bound onto; created if missing (its parent too), a symlink refused. `state`: what
+ * the caller has just seen at the path.
+ */
+async function ensureFile(path: string, state: PathState): Promise<void> {
   if (state.kind === 'file' || state.kind === 'dead') return;
   if (state.kind === 'symlink') throw invalidArgument(`target_path ${path} is a symbolic link; refusing to use it`);
   if (state.kind !== 'missing')
@@ -247,22 +266,31 @@ export async function unpublishVolume(ctx: Ctx, req: UnpublishRequest): Promise<
     if (lazy) ctx.log.warn({ targetPath: target.path }, 'the publish mount was dead; it was unmounted lazily');
   }
   await releaseUnusedReadOnlyLoops(ctx, volume.dev);
-  // Remove what NodePublishVolume made: an (empty) directory or the (empty) file of a block publish. What
-  // holds data after the unmount was there before the publish (or was written beside the mount): not ours to
-  // delete, and no reason to fail — the volume is no longer published here, and a failure would only make
-  // the CO repeat this call forever.
-  const state = await inspectPath(target.path);
+  await removeTarget(ctx, target.path);
+}
+
+/**
+ * Removes what NodePublishVolume made: an (empty) directory or the (empty) file of a block publish. What holds
+ * data after the unmount was there before the publish (or was written beside the mount): not ours to delete,
+ * and no reason to fail — the volume is no longer published here, and a failure would only make the CO repeat
+ * the call forever. The directory (the common case) is tried first: one round trip, no lstat before it.
+ */
+async function removeTarget(ctx: Ctx, path: string): Promise<void> {
   const leaveAlone = (what: string) =>
-    ctx.log.warn({ targetPath: target.path }, `target_path is ${what} after unmounting; left in place`);
+    ctx.log.warn({ targetPath: path }, `target_path is ${what} after unmounting; left in place`);
+  const stillDead = () => internal(`target_path ${path} still does not answer after unmounting`);
+  const removed = await removeDirectory(path);
+  if (removed === 'removed' || removed === 'missing') return;
+  if (removed === 'notEmpty') return leaveAlone('a non-empty directory');
+  if (removed === 'dead') throw stillDead();
+  // Not a directory: the empty file of a block publish goes, anything else stays.
+  const state = await inspectPath(path);
+  if (state.kind === 'dead') throw stillDead();
+  if (state.kind !== 'file') return;
+  if (state.size !== 0) return leaveAlone('a non-empty file');
   try {
-    if (state.kind === 'directory') await rmdir(target.path);
-    else if (state.kind === 'file' && state.size === 0) await unlink(target.path);
-    else if (state.kind === 'file') leaveAlone('a non-empty file');
-    else if (state.kind === 'dead') throw internal(`target_path ${target.path} still does not answer after unmounting`);
+    await unlink(path);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST') return leaveAlone('a non-empty directory');
-    throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }

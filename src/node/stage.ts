@@ -1,11 +1,12 @@
 // NodeStageVolume and NodeUnstageVolume. Every step looks at reality first (the connector's view of the
 // attachment, the mount table, what blkid sees on the device), so a call repeated after a crash anywhere in
 // the middle finishes the job instead of redoing or tripping over it. See docs/node.md.
-import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../log/logger.js';
 import {
   blockDeviceNumber,
+  canonicalPath,
   deviceExists,
+  ext4SuperblockSizeBytes,
   inspectPath,
   isMountError,
   makeFilesystem,
@@ -13,15 +14,20 @@ import {
   mountsOfDevice,
   readMountTable,
   mountPointState,
+  mountPointStateAt,
   mountPointsOfDevice,
+  probeDevice,
   sameDevice,
+  topMountAt,
   unmountAll,
   isReadOnlyMount,
   xfsMkfsInterrupted,
   MountError,
+  type DeviceContent,
   type DeviceNumber,
   type FsType,
   type MountEntry,
+  type MountPointState,
 } from '../mount/index.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../server/errors.js';
 import { isConnectorError } from '../connector/index.js';
@@ -30,6 +36,7 @@ import { holdsVolume, releaseUnusedReadOnlyLoops, unmountOurs, volumeDevice, typ
 import type { Capability } from './request.js';
 import { formatIfBlank, growIfSmaller, growUnmountedExt4IfSmaller } from './filesystem.js';
 import type { StagedDevices } from './staged.js';
+import { checkDirectoryState, makeDirectories } from './directories.js';
 
 export interface StageRequest {
   volumeId: string;
@@ -61,39 +68,6 @@ export async function attachVolume(ctx: Ctx, volumeId: string): Promise<string> 
     }
     throw err;
   }
-}
-
-/** Refuses a staging/target directory path that cannot be used (a symlink could lead anywhere); makes nothing. */
-export async function checkDirectoryPath(field: string, path: string): Promise<'missing' | 'present'> {
-  const state = await inspectPath(path);
-  switch (state.kind) {
-    case 'directory':
-    case 'dead': // a dead mount sits on a directory; the caller unmounts it
-      return 'present';
-    case 'missing':
-      return 'missing';
-    case 'symlink':
-      throw invalidArgument(`${field} ${path} is a symbolic link; refusing to use it`);
-    default:
-      throw invalidArgument(`${field} ${path} exists and is not a directory`);
-  }
-}
-
-/** mkdir -p; a path running through a file is the CO's mistake (INVALID_ARGUMENT), not ours. */
-export async function makeDirectories(field: string, path: string): Promise<void> {
-  try {
-    await mkdir(path, { recursive: true, mode: 0o750 });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOTDIR' || code === 'EEXIST')
-      throw invalidArgument(`${field} ${path}: a part of it exists and is not a directory`);
-    throw err;
-  }
-}
-
-/** Makes sure the staging/target directory exists; refuses a symlink (it could lead anywhere). */
-export async function ensureDirectory(field: string, path: string): Promise<void> {
-  if ((await checkDirectoryPath(field, path)) === 'missing') await makeDirectories(field, path);
 }
 
 /** Mount options: the CO's flags, plus what the filesystem and the read-only-ness need. */
@@ -146,12 +120,59 @@ async function isStale(mount: MountEntry, pathDead: boolean): Promise<boolean> {
 export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
   const { volumeId, stagingPath, capability } = req;
   // Checked first, made only once the volume is attached: a refused request, or one for a volume that does
-  // not exist, leaves nothing behind.
-  await checkDirectoryPath('staging_target_path', stagingPath);
+  // not exist, leaves nothing behind. Its parent directories are resolved in the same pool round trip.
+  const [seen, resolved] = await Promise.all([inspectPath(stagingPath), canonicalPath(stagingPath)]);
+  checkDirectoryState('staging_target_path', stagingPath, seen);
   const devicePath = await attachVolume(ctx, volumeId);
-  await ensureDirectory('staging_target_path', stagingPath);
   const device = await blockDeviceNumber(devicePath);
-  let state = await mountPointState(stagingPath);
+  // The staging path is looked at again (the attach took a while); its lstat goes to the pool first, so it
+  // runs while blkid is spawned.
+  const table = await readMountTable();
+  const firstState = settledLater(mountPointStateAt(resolved, table));
+  // A filesystem stage onto a path that shows no mount (the usual case) will probe the device: blkid starts
+  // now and runs while the path is checked. Its answer is used only if nothing is unmounted meanwhile.
+  const early =
+    capability.accessType === 'mount' && topMountAt(table, resolved) === undefined
+      ? settledLater(probeDevice(devicePath))
+      : undefined;
+  try {
+    await stageOnto(ctx, req, { devicePath, device, state: firstState.promise, probe: early?.promise });
+  } finally {
+    // No tool outlives the call (and its lock), whatever the checks decided.
+    await early?.settled();
+  }
+}
+
+/** A promise whose rejection is handled where it is awaited, and which can be waited for without throwing. */
+function settledLater<T>(promise: Promise<T>): { promise: Promise<T>; settled: () => Promise<void> } {
+  promise.catch(() => undefined);
+  return {
+    promise,
+    settled: () =>
+      promise.then(
+        () => undefined,
+        () => undefined,
+      ),
+  };
+}
+
+async function stageOnto(
+  ctx: Ctx,
+  req: StageRequest,
+  at: {
+    devicePath: string;
+    device: DeviceNumber;
+    state: Promise<MountPointState>;
+    probe?: Promise<DeviceContent>;
+  },
+): Promise<void> {
+  const { volumeId, stagingPath, capability } = req;
+  const { devicePath, device } = at;
+  let state = await at.state;
+  if (checkDirectoryState('staging_target_path', stagingPath, state.pathState) === 'missing') {
+    await makeDirectories('staging_target_path', stagingPath);
+    state = await mountPointState(stagingPath); // its parents may be new: resolve them again
+  }
 
   if (capability.accessType === 'block') {
     // A block volume is only attached at stage; a filesystem of this device here means it was staged as one.
@@ -172,6 +193,7 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
 
   const fsType = capability.fsType;
   const readOnly = capability.readerOnly || req.mappedReadOnly;
+  let probe = at.probe;
   if (state.mount) {
     const dead = state.pathState.kind === 'dead';
     if (sameDevice(state.mount, device) && !dead) {
@@ -196,9 +218,10 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
       { stagingPath, source: state.mount.source, pathState: state.pathState.kind },
       'removing a stale mount at the staging path',
     );
-    const { lazy } = await unmountAll(stagingPath);
+    const { lazy } = await unmountAll(state.path);
     if (lazy) ctx.log.warn({ stagingPath }, 'the stale mount needed a lazy unmount');
-    state = await mountPointState(stagingPath);
+    state = await mountPointStateAt(state.path);
+    probe = undefined; // probed before the unmount: ask again
   }
 
   // One staging path per volume per host: a second one would make each unstage see the other as a publish
@@ -209,9 +232,18 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
       `volume ${volumeId} is already staged at ${elsewhere[0]}; a volume has one staging path per node: NodeUnstageVolume it there first`,
     );
   }
-  await formatIfBlank(ctx, { volumeId, devicePath, fsType, readOnly, contentOrigin: req.contentOrigin });
-  // ext4 grows before it is mounted: offline resize needs no CAP_SYS_RESOURCE, which online resize does.
-  if (fsType === 'ext4' && !readOnly) await growUnmountedExt4IfSmaller(ctx, devicePath);
+  // ext4 grows before it is mounted (offline resize needs no CAP_SYS_RESOURCE, which online resize does); its
+  // superblock is read while blkid runs, and read again if the device is formatted.
+  const superblock = fsType === 'ext4' && !readOnly ? ext4SuperblockSizeBytes(devicePath) : undefined;
+  const formatted = await formatIfBlank(ctx, {
+    volumeId,
+    devicePath,
+    fsType,
+    readOnly,
+    contentOrigin: req.contentOrigin,
+    probe,
+  }).finally(() => superblock);
+  if (superblock) await growUnmountedExt4IfSmaller(ctx, devicePath, formatted ? undefined : superblock);
   const options = stageMountOptions(fsType, capability.mountFlags, readOnly);
   await mountStaged(ctx, {
     volumeId,
@@ -222,7 +254,8 @@ export async function stageVolume(ctx: Ctx, req: StageRequest): Promise<void> {
     hasCoFlags: capability.mountFlags.length > 0,
     contentOrigin: req.contentOrigin,
   });
-  const mounted = (await mountPointState(stagingPath)).mount;
+  // The mount table alone answers whether the mount is there (no lstat of the new mount point needed).
+  const mounted = topMountAt(await readMountTable(), state.path);
   if (!mounted || !sameDevice(mounted, device))
     throw new MountError(
       'Failed',
@@ -302,7 +335,9 @@ export async function unstageVolume(ctx: Ctx, req: UnstageRequest): Promise<void
   // Publishes of this volume still in place would lose their device: the CO must unpublish first.
   const devices: Array<{ dev: DeviceNumber; path?: string }> = [];
   if (state.mount && ours) devices.push({ dev: state.mount });
-  if (volume.dev) devices.push({ dev: volume.dev, path: volume.path });
+  // The same device twice (the usual case): once is enough, without the path (which only narrows the search).
+  if (volume.dev && !(state.mount && ours && sameDevice(state.mount, volume.dev)))
+    devices.push({ dev: volume.dev, path: volume.path });
   const users = new Set<string>();
   for (const { dev, path } of devices)
     for (const p of await mountPointsOfDevice(dev, path)) if (p !== state.path) users.add(p);
