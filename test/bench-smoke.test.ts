@@ -72,6 +72,7 @@ describe('npm run bench -- --quick', () => {
       'floor/node-rpc-empty',
       'floor/blkid-by-hand',
       'floor/publish-least',
+      'floor/unpublish-least',
       'floor/stage+publish-least',
       'floor/node-start',
       'startup/probe-ready-controller',
@@ -105,13 +106,15 @@ describe('npm run bench -- --quick', () => {
       if (f.floor) expect(typeof f.ratio).toBe('number');
     }
     expect(report.targets.map((t) => typeof t.met)).toEqual(Array(report.targets.length).fill('boolean'));
-    // six of the first round, ten of issue 19 and two "reachable?" rows under its create+delete ratios
-    // (docs/BENCHMARKS.md); its three scale targets are judged only at 100,000 volumes, and --quick fills 2,000
-    expect(report.targets.length).toBe(18);
+    // six of the first round, ten of issue 19 and a "reachable?" row under each of its two create+delete and
+    // three node ratios (docs/BENCHMARKS.md); its three scale targets are judged only at 100,000 volumes, and
+    // --quick fills 2,000
+    expect(report.targets.length).toBe(21);
+    const targetNames = report.targets.map((t) => t.name);
     for (const c of [1, 16])
-      expect(report.targets.map((t) => t.name)).toContain(
-        `#19 … reachable? 2 empty RPCs + emulator pair ÷ emulator alone, c=${c}`,
-      );
+      expect(targetNames).toContain(`#19 … reachable? 2 empty RPCs + emulator pair ÷ emulator alone, c=${c}`);
+    for (const k of ['stage+publish', 'publish', 'unpublish'])
+      expect(targetNames).toContain(`#19 … reachable? ${k}-least ÷ ${k}-by-hand`);
   });
 
   it('leaves nothing behind and every driver exits cleanly', () => {

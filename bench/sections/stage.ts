@@ -181,13 +181,14 @@ export async function stagePublish(b: BenchContext): Promise<void> {
     unit: 'ms',
     note: 'stage+publish-by-hand + blkid-by-hand + 2 × node-rpc-empty (p50s)',
   });
-  add({
-    section: 'floor',
-    name: 'publish-least',
-    value: summarize(f.publish).p50 + empty.p50,
-    unit: 'ms',
-    note: 'publish-by-hand + node-rpc-empty (p50s)',
-  });
+  for (const k of ['publish', 'unpublish'] as const)
+    add({
+      section: 'floor',
+      name: `${k}-least`,
+      value: summarize(f[k]).p50 + empty.p50,
+      unit: 'ms',
+      note: `${k}-by-hand + node-rpc-empty (p50s)`,
+    });
   for (const k of ['stage', 'publish', 'unpublish', 'unstage', 'stagePublish'] as const) {
     const floorName = `${k === 'stagePublish' ? 'stage+publish' : k}-by-hand`;
     const fs = summarize(f[k]);
