@@ -256,6 +256,7 @@ describe('one volume staged at two paths (real stack)', () => {
       ['unstage B', 'OK'],
       ['unstage A', 'OK'],
     ]);
+    expect(v.details.get('stage filesystem at B, raw publish in place')).toContain(`published at ${rwTarget}`);
     await v.expectGone(device);
   });
 
