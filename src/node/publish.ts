@@ -14,6 +14,8 @@ import {
   mountPointStateAt,
   mountPointStates,
   mountPointsOfDevice,
+  mountsOfDevice,
+  readMountTable,
   readOnlyLoopBacking,
   remountBindReadOnly,
   removeDirectory,
@@ -193,11 +195,7 @@ export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void
     );
   }
   if (await alreadyPublished(ctx, req, target, isOurs)) return;
-  if (staging.mount && sameDevice(staging.mount, device.dev)) {
-    throw failedPrecondition(
-      `volume ${req.volumeId} is staged as a filesystem at ${staging.path}; a block publish was asked`,
-    );
-  }
+  await checkNoFilesystemMounted(req, staging.path, device.dev);
   target = await targetAfterCheck(target);
   await checkSingleTarget(req, device.dev, device.path, [target.path]);
   await ensureFile(target.path, target.pathState);
@@ -214,6 +212,23 @@ export async function publishVolume(ctx: Ctx, req: PublishRequest): Promise<void
     await detachLoop(loop.path).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * A block publish needs the device's filesystem mounted nowhere: at this staging path, at another one (a
+ * second staging path with a filesystem capability), or bound at a publish. Raw writes beside a mounted
+ * filesystem corrupt it, and a read-only loop over it reads a filesystem changing underneath.
+ */
+async function checkNoFilesystemMounted(req: PublishRequest, stagingPath: string, dev: DeviceNumber): Promise<void> {
+  const mounted = mountsOfDevice(await readMountTable(), dev.major, dev.minor).map((m) => m.mountPoint);
+  if (mounted.length === 0) return;
+  if (mounted.includes(stagingPath))
+    throw failedPrecondition(
+      `volume ${req.volumeId} is staged as a filesystem at ${stagingPath}; a block publish was asked`,
+    );
+  throw failedPrecondition(
+    `volume ${req.volumeId} is mounted as a filesystem at ${mounted[0]}; a block publish was asked: NodeUnpublishVolume / NodeUnstageVolume it there first`,
+  );
 }
 
 /**

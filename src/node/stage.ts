@@ -229,7 +229,7 @@ async function stageOnto(
   const elsewhere = (await mountPointsOfDevice(device, devicePath)).filter((p) => p !== state.path);
   if (elsewhere.length > 0) {
     throw failedPrecondition(
-      `volume ${volumeId} is already staged at ${elsewhere[0]}; a volume has one staging path per node: NodeUnstageVolume it there first`,
+      `volume ${volumeId} is already staged or published at ${elsewhere[0]}; a volume has one staging path per node: NodeUnpublishVolume / NodeUnstageVolume it there first`,
     );
   }
   // ext4 grows before it is mounted (offline resize needs no CAP_SYS_RESOURCE, which online resize does); its
