@@ -1,7 +1,7 @@
 // ControllerUnpublishVolume of a volume still attached on its node: a plain unmap, refused while the host
 // may still use the volume; a forced one when the VBS reports the host down or the host's Node carries the
 // node.kubernetes.io/out-of-service taint (read through the real Kubernetes client from the fake API server).
-// The real VBS side (the forced unmap fencing the old device) is in test/controller-dead-node.test.ts.
+// The real VBS side (the forced unmap fencing the old device) is in test/controller-dead-node.alone.test.ts.
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

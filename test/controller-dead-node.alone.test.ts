@@ -2,6 +2,10 @@
 // is refused while the VBS reports the host up, forced once the VBS reports it down, and the forced unmap
 // fences the volume — the old host, back again and still holding its device, writes to nothing the volume
 // keeps: what it had synced before stays, what it writes after never reaches the volume.
+// It runs alone (*.alone.test.ts): the fence frees the volume's loop device while the dead host's bind of its
+// device node stays until NodeUnpublishVolume, so a test running beside it could be handed that loop number and
+// find it already bound at this test's target (and this test's unpublish would rightly leave a mount of another
+// volume's device alone).
 import { closeSync, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
