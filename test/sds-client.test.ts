@@ -467,6 +467,25 @@ describe('asynchronous deletes', () => {
     expect(f.count('QUERY_SNAPSHOT_REQ')).toBeGreaterThanOrEqual(1);
   });
 
+  it("a poll cut short by the delete's own bound still names the last state, not an unknown outcome", async () => {
+    // The first poll answers 'deleting'; the next one is never answered: it has only what is left of the 150 ms
+    // (far less than the 5 s request timeout), as when a late wake-up on a loaded host leaves it a few ms.
+    let polls = 0;
+    const f = await fake((req) =>
+      req.type === 'DELETE_SNAPSHOT_REQ'
+        ? ok()
+        : polls++ === 0
+          ? reply(0, { snapshot0: snapshotRecord({ status: 11 }) })
+          : { hang: true },
+    );
+    await expectSdsError(
+      client(f.address, { deleteTimeoutMs: 150, requestTimeoutMs: 5_000 }).deleteSnapshot('s1'),
+      'Timeout',
+      /still there after 150 ms \(state deleting\)/,
+    );
+    expect(f.count('QUERY_SNAPSHOT_REQ')).toBe(2);
+  });
+
   it('a refused delete surfaces its own error without polling', async () => {
     const f = await fake(() => reply(RetCode.ATTACHED, { ret_desc: 'attached on host h1' }));
     await expectSdsError(client(f.address).deleteVolume('v1'), 'Attached', /attached on host h1/);

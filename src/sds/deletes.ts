@@ -2,6 +2,7 @@
 import { Key, RecordPrefix, Requests } from '../protocol/catalog.js';
 import { RetCode, type VbsReply } from '../protocol/vbs.js';
 import type { CallOptions } from './backend.js';
+import { isSdsError } from './errors.js';
 import { snapshotFromRecord, volumeFromRecord } from './records.js';
 import type { VbsSession } from './session.js';
 
@@ -45,34 +46,42 @@ export class DeleteWaiter {
     await this.s.withCall(opts, async (signal) => {
       const pollOpts: CallOptions = { ...opts, signal };
       const deadline = Date.now() + this.timeoutMs;
-      let delay = this.poll.initialDelayMs;
-      for (;;) {
-        const left = deadline - Date.now();
-        const poll = await this.s.request(
-          queryType,
-          [[key, name]],
-          pollOpts,
-          Math.max(1, Math.min(this.s.requestTimeoutMs, left)),
+      const stillThere = (state: string | undefined) =>
+        this.s.error(
+          'Timeout',
+          `${deleteType} ${name}: accepted, but still there after ${this.timeoutMs} ms (state ${state ?? 'unknown'})`,
         );
+      let delay = this.poll.initialDelayMs;
+      let lastState: string | undefined;
+      for (;;) {
+        const budget = Math.max(1, Math.min(this.s.requestTimeoutMs, deadline - Date.now()));
+        let poll: VbsReply;
+        try {
+          poll = await this.s.request(queryType, [[key, name]], pollOpts, budget);
+        } catch (err) {
+          // A poll whose time the delete's own bound cut short (a late wake-up on a loaded host can leave it
+          // a few ms): the delete is as unfinished as the last answer said, not of unknown outcome.
+          if (budget < this.s.requestTimeoutMs && isSdsError(err, 'Timeout') && !signal.aborted)
+            throw stillThere(lastState);
+          throw err;
+        }
         if (poll.retcode === RetCode.NOT_EXIST) return;
         if (poll.retcode !== RetCode.OK) throw this.s.replyError(queryType, poll);
-        if (Date.now() + delay > deadline) {
-          const state =
-            this.s.level === 'original'
-              ? poll.fields.records(key === Key.VOL_NAME ? RecordPrefix.VOLUME : RecordPrefix.SNAPSHOT)[0]?.status
-              : key === Key.VOL_NAME
-                ? this.s.firstRecord(poll, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name))?.state
-                : key === Key.GROUP_NAME
-                  ? this.groupState(poll, name)
-                  : this.s.firstRecord(poll, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name))?.state;
-          throw this.s.error(
-            'Timeout',
-            `${deleteType} ${name}: accepted, but still there after ${this.timeoutMs} ms (state ${state ?? 'unknown'})`,
-          );
-        }
+        lastState = this.stateIn(poll, key, name);
+        if (Date.now() + delay > deadline) throw stillThere(lastState);
         await this.s.sleep(delay, signal, `waiting for ${deleteType} to complete`);
         delay = Math.min(delay * 2, this.poll.maxDelayMs);
       }
     });
+  }
+
+  /** The object's state in a QUERY_* reply (the original level's records carry only `status`). */
+  private stateIn(poll: VbsReply, key: (typeof DELETES)[DeleteKind]['key'], name: string): string | undefined {
+    if (this.s.level === 'original')
+      return poll.fields.records(key === Key.VOL_NAME ? RecordPrefix.VOLUME : RecordPrefix.SNAPSHOT)[0]?.status;
+    if (key === Key.VOL_NAME)
+      return this.s.firstRecord(poll, RecordPrefix.VOLUME, (r) => volumeFromRecord(r, name))?.state;
+    if (key === Key.GROUP_NAME) return this.groupState(poll, name);
+    return this.s.firstRecord(poll, RecordPrefix.SNAPSHOT, (r) => snapshotFromRecord(r, name))?.state;
   }
 }
