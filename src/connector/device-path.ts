@@ -55,7 +55,8 @@ export async function waitForBlockDevice(
  * round trip; a device directory elsewhere may be on a filesystem that hangs, so it goes through the pool.
  */
 function statOf(device: string): Promise<Stats> {
-  if (/^\/dev\/[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(device)) {
+  // normalize: no '.' or '..' component may lead the synchronous stat out of /dev (checkDevicePath's rule).
+  if (normalize(device) === device && /^\/dev\/[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(device)) {
     try {
       return Promise.resolve(statSync(device));
     } catch (err) {
