@@ -38,6 +38,6 @@ COPY --from=build /src/emulator/bin ./emulator/bin
 ENV NODE_ENV=production
 # Non-root by default (see the top of this file); the node plugin overrides it to root.
 USER 65532:65532
-# --max-semi-space-size=4: a smaller young generation under bursts of calls (bench/lib/deployed.ts says why).
+# --max-semi-space-size=4: a smaller young generation under bursts of calls (src/config/deployed-node-args.ts says why).
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "--max-semi-space-size=4", "/app/dist/src/main.js"]
 CMD ["--help"]

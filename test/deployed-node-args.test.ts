@@ -1,9 +1,9 @@
-// The node flags the driver is deployed with are the ones the bench measures it with (bench/lib/deployed.ts):
+// The node flags the driver is deployed with are the ones the bench measures it with (src/config/deployed-node-args.ts):
 // the image's ENTRYPOINT and `npm start` pass exactly those before dist/src/main.js.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { DEPLOYED_NODE_ARGS } from '../bench/lib/deployed.js';
+import { DEPLOYED_NODE_ARGS } from '../src/config/deployed-node-args.js';
 
 const read = (file: string) => readFileSync(new URL(`../${file}`, import.meta.url), 'utf8');
 

@@ -1,6 +1,6 @@
 // The processes under test: the emulator daemon, and driver processes (--mode=controller|node|all) started
 // from dist/src/main.js, each its own process so its RSS and CPU are its own. /proc readers for both.
-import { DEPLOYED_NODE_ARGS } from './deployed.js';
+import { DEPLOYED_NODE_ARGS } from '../../src/config/deployed-node-args.js';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, readFileSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
