@@ -1,7 +1,7 @@
-// sdshypervisor-csi: the CSI driver process (main.ts starts it, bundled). Parses the configuration, starts the
-// embedded emulator in all mode, builds the back-end client and the services of the chosen mode, serves them on
-// the CSI socket, and on SIGINT/SIGTERM drains in-flight calls before it stops (a second signal stops at once).
-import { setFlagsFromString } from 'node:v8';
+// sdshypervisor-csi: the CSI driver process (main.ts loads it, bundled, and calls runDriver). Parses the
+// configuration, starts the embedded emulator in all mode, builds the back-end client and the services of the
+// chosen mode, serves them on the CSI socket, and on SIGINT/SIGTERM drains in-flight calls before it stops (a
+// second signal stops at once).
 import { ConfigError, parseCommandLine, type DriverConfig } from './config/config.js';
 import { childEnv } from './config/environment.js';
 import { identityService } from './identity/identity.js';
@@ -23,6 +23,7 @@ import { makeContextFactory } from './server/rpc.js';
 import { CsiServer, parseUnixEndpoint, type CsiServices } from './server/server.js';
 import { StopRequest } from './server/stop-request.js';
 import { packageVersion } from './util/paths.js';
+import { setV8Flag } from './util/v8-flags.js';
 
 // First thing the module does: from here on a stop signal is a request the start honours (see stop-request.ts).
 const stopRequest = new StopRequest();
@@ -30,7 +31,17 @@ const stopRequest = new StopRequest();
 const PROBE_TIMEOUT_MS = 2_000;
 const EMULATOR_STOP_TIMEOUT_MS = 15_000;
 
-async function run(config: DriverConfig, log: Logger): Promise<number> {
+/** What the entry may ask of a start. */
+export interface DriverHooks {
+  /**
+   * Called once the CSI socket serves, before the run-time V8 flags change (tuneForServing): the moment
+   * main.ts writes the code cache in a build's training start (util/code-cache.ts says why then). What it
+   * returns is added to the start's log line.
+   */
+  onServing?: () => Record<string, unknown> | undefined;
+}
+
+async function run(config: DriverConfig, log: Logger, hooks: DriverHooks): Promise<number> {
   let emulator: EmbeddedEmulator | undefined;
   if (config.startEmulator) {
     // The embedded emulator always requires a token (docs/RELIABILITY.md, threat model): the configured one,
@@ -139,7 +150,8 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
       });
     }
     await server.listen(config.endpointMode);
-    keepHeapNearLive(config.mode);
+    const servingFields = hooks.onServing?.();
+    tuneForServing(config.mode);
     log.info(
       {
         mode: config.mode,
@@ -150,6 +162,7 @@ async function run(config: DriverConfig, log: Logger): Promise<number> {
         ...(emulator
           ? { emulator: config.dataDir, vbsSocket: emulator.info.controlSocket, kvSocket: emulator.info.kvSocket }
           : {}),
+        ...servingFields,
       },
       'sdshypervisor-csi started',
     );
@@ -267,19 +280,26 @@ async function nodeDeps(
 }
 
 /**
- * Once serving, the old generation grows 30 % past what the last full collection kept alive, not up to 4x:
- * under create/delete at concurrency 64 the controller's RSS peaked at ~150 MiB though ~15 MiB of it was live
- * (docs/BENCHMARKS.md). The node plugin also keeps its young generation at the size it has (a few calls a
- * minute: nothing to gain from a larger one). The controller does not: V8's memory reducer shrinks the young
- * generation of an idle process to its minimum, and kept there, a burst of calls after an idle spell scavenges
- * every few calls (CreateVolume+DeleteVolume at c=16 fell from ~930 to 530-630 pairs/s); its young generation
- * is capped instead, at start (--max-semi-space-size, bench/lib/deployed.ts). Both flags here are only read by
- * the collector's sizing heuristics, so setting them at run time is safe; they are set after the start, whose
- * many long-lived module objects would otherwise be copied between small young halves.
+ * V8 as the serving process wants it; every flag here changes only once serving, because V8 checks the code
+ * cache of each file against the flags in force when it compiled (util/code-cache.ts).
+ * - TurboFan: main.ts starts every mode without it. The node plugin runs a few calls a minute, each mostly
+ *   waiting on programs and mounts: TurboFan would add its code and the optimized code to every node's RSS
+ *   (~4 MiB of ~59 idle), so it stays off there; the controller's hot paths want it back.
+ * - The old generation grows 30 % past what the last full collection kept alive, not up to 4x: under
+ *   create/delete at concurrency 64 the controller's RSS peaked at ~150 MiB though ~15 MiB of it was live
+ *   (docs/BENCHMARKS.md).
+ * - The node plugin also keeps its young generation at the size it has (a few calls a minute: nothing to gain
+ *   from a larger one). The controller does not: V8's memory reducer shrinks the young generation of an idle
+ *   process to its minimum, and kept there, a burst of calls after an idle spell scavenges every few calls
+ *   (CreateVolume+DeleteVolume at c=16 fell from ~930 to 530-630 pairs/s); its young generation is capped
+ *   instead, at start (--max-semi-space-size, src/config/deployed-node-args.ts).
+ * The heap flags are only read by the collector's sizing heuristics, so setting them at run time is safe; set
+ * after the start, its many long-lived module objects are not copied between small young halves.
  */
-function keepHeapNearLive(mode: DriverConfig['mode']): void {
-  if (mode === 'node') setFlagsFromString('--semi-space-growth-factor=1');
-  setFlagsFromString('--heap-growing-percent=30');
+function tuneForServing(mode: DriverConfig['mode']): void {
+  if (mode === 'node') setV8Flag('--semi-space-growth-factor=1');
+  else setV8Flag('--opt');
+  setV8Flag('--heap-growing-percent=30');
 }
 
 /** Resolves on the first stop signal (or when the embedded emulator dies first). */
@@ -299,8 +319,9 @@ function stopRequested(log: Logger, emulator: EmbeddedEmulator | undefined): Pro
   });
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(argv: string[], hooks: DriverHooks): Promise<number> {
   if (argv[0] === 'export' || argv[0] === 'import') {
+    setV8Flag('--opt'); // main.ts started without it
     // The image tools keep the default signal actions until they listen themselves.
     stopRequest.dispose();
     if (stopRequest.requestedBy) return 1;
@@ -330,9 +351,6 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${packageVersion()}\n`);
     return 0;
   }
-  // The node plugin runs a few calls a minute, each mostly waiting on programs and mounts: V8's optimizing
-  // compiler (TurboFan) would add its code and the optimized code to every node's RSS (~4 MiB of ~59 idle).
-  if (parsed.config.mode === 'node') setFlagsFromString('--no-opt');
   const log = createLogger({ level: parsed.config.logLevel });
   stopRequest.attachLog(log);
   if (stopRequest.requestedBy) {
@@ -340,7 +358,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
-    return await run(parsed.config, log);
+    return await run(parsed.config, log, hooks);
   } catch (err) {
     // The line names the cause (for the emulator: its own error and the data directory).
     log.fatal({ err }, `sdshypervisor-csi failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -350,14 +368,17 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    // Give pino's asynchronous destination a moment to flush; lingering handles must not keep us alive.
-    process.exitCode = code;
-    setTimeout(() => process.exit(code), 100);
-  },
-  (err: unknown) => {
-    process.stderr.write(`sdshypervisor-csi: ${err instanceof Error ? err.stack : String(err)}\n`);
-    process.exit(1);
-  },
-);
+/** Runs the driver (or an image tool) with these arguments, then exits the process with its code. */
+export function runDriver(argv: string[], hooks: DriverHooks = {}): void {
+  main(argv, hooks).then(
+    (code) => {
+      // Give pino's asynchronous destination a moment to flush; lingering handles must not keep us alive.
+      process.exitCode = code;
+      setTimeout(() => process.exit(code), 100);
+    },
+    (err: unknown) => {
+      process.stderr.write(`sdshypervisor-csi: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

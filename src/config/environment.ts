@@ -33,3 +33,13 @@ export function kubernetesServiceInEnv(): boolean {
 export function hostnameFromEnv(): string | undefined {
   return process.env.HOSTNAME;
 }
+
+/** Whether this start is the build's training start (scripts/build.mjs), which writes the bundle's code cache. */
+export function codeCacheTraining(): boolean {
+  return process.env.SDSHYPERVISOR_CSI_CODE_CACHE === 'write';
+}
+
+/** NODE_OPTIONS as this process got it: node flags, like its own arguments (the code cache is kept by both). */
+export function nodeOptionsFromEnv(): string {
+  return process.env.NODE_OPTIONS ?? '';
+}
