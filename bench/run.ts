@@ -19,7 +19,9 @@ import {
   cleanUpUnder,
   rssMiB,
   spawnDriver,
+  startCsiIdleFloor,
   startEmulator,
+  type IdleFloor,
   type Driver,
   type DriverMode,
   type DriverOptions,
@@ -57,6 +59,7 @@ async function measure(opt: BenchOptions, dir: string, report: Report): Promise<
   let node: Driver | undefined;
   let ctl: Csi | undefined;
   let nodeCsi: Csi | undefined;
+  let idleFloor: IdleFloor | undefined;
   const driverBase = (mode: DriverMode, name: string, extra: Partial<DriverOptions> = {}): DriverOptions => ({
     mode,
     dir,
@@ -76,6 +79,11 @@ async function measure(opt: BenchOptions, dir: string, report: Report): Promise<
     node = spawnDriver(driverBase('node', 'node'));
     await waitProbeReady(controller);
     await waitProbeReady(node);
+    // The least any node plugin in Node holds idle, started beside them and read when they are.
+    idleFloor = await startCsiIdleFloor(dir);
+    const floorCsi = connectCsi(idleFloor.socket);
+    await floorCsi.identity.Probe({});
+    floorCsi.close();
     ctl = connectCsi(controller.socket);
     nodeCsi = connectCsi(node.socket);
     const b: BenchContext = {
@@ -110,6 +118,15 @@ async function measure(opt: BenchOptions, dir: string, report: Report): Promise<
     add({ section: 'rss', name: 'controller-idle', value: rssMiB(controller.pid), unit: 'MiB', note: settled });
     add({ section: 'rss', name: 'node-idle', value: rssMiB(node.pid), unit: 'MiB', note: settled });
     add({
+      section: 'floor',
+      name: 'node-idle-least',
+      value: rssMiB(idleFloor.pid),
+      unit: 'MiB',
+      note: `bench/floors/csi-idle.ts: a grpc-js server with the CSI proto answering Probe, nothing else, under the node plugin's flags; ${settled}`,
+    });
+    await idleFloor.stop();
+    idleFloor = undefined;
+    add({
       section: 'rss',
       name: 'emulator-idle',
       value: rssMiB(emulator.pid),
@@ -126,6 +143,7 @@ async function measure(opt: BenchOptions, dir: string, report: Report): Promise<
     if (opt.only.has('multi-host')) await multiHost(b);
     if (opt.only.has('scale')) await scale(b);
   } finally {
+    await idleFloor?.stop();
     ctl?.close();
     nodeCsi?.close();
     for (const d of [controller, node]) {

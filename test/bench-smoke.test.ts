@@ -75,6 +75,7 @@ describe('npm run bench -- --quick', () => {
       'floor/unpublish-least',
       'floor/stage+publish-least',
       'floor/node-start',
+      'floor/node-idle-least',
       'startup/probe-ready-controller',
       'startup/probe-ready-node',
       'startup/probe-ready-all',
@@ -106,13 +107,14 @@ describe('npm run bench -- --quick', () => {
       if (f.floor) expect(typeof f.ratio).toBe('number');
     }
     expect(report.targets.map((t) => typeof t.met)).toEqual(Array(report.targets.length).fill('boolean'));
-    // six of the first round, ten of issue 19 and a "reachable?" row under each of its two create+delete and
-    // three node ratios (docs/BENCHMARKS.md); its three scale targets are judged only at 100,000 volumes, and
-    // --quick fills 2,000
-    expect(report.targets.length).toBe(21);
+    // six of the first round, ten of issue 19 and a "reachable?" row under its node idle RSS and under each of
+    // its two create+delete and three node ratios (docs/BENCHMARKS.md); its three scale targets are judged only
+    // at 100,000 volumes, and --quick fills 2,000
+    expect(report.targets.length).toBe(22);
     const targetNames = report.targets.map((t) => t.name);
     for (const c of [1, 16])
       expect(targetNames).toContain(`#19 … reachable? 2 empty RPCs + emulator pair ÷ emulator alone, c=${c}`);
+    expect(targetNames).toContain('#19 … reachable? a bare CSI gRPC server in Node, idle');
     for (const k of ['stage+publish', 'publish', 'unpublish'])
       expect(targetNames).toContain(`#19 … reachable? ${k}-least ÷ ${k}-by-hand`);
   });

@@ -228,3 +228,39 @@ export async function cleanUpUnder(dir: string): Promise<string[]> {
   }
   return left;
 }
+
+/** The idle-memory floor's process (bench/floors/csi-idle.ts), serving, with the node plugin's flags. */
+export interface IdleFloor {
+  pid: number;
+  socket: string;
+  stop(): Promise<void>;
+}
+
+/** Starts bench/floors/csi-idle.ts under the node plugin's flags (the deployed ones and --no-opt, main.ts). */
+export async function startCsiIdleFloor(dir: string): Promise<IdleFloor> {
+  const socket = join(dir, 'csi-idle-floor.sock');
+  const child = spawn(
+    process.execPath,
+    [...DEPLOYED_NODE_ARGS, '--no-opt', join(projectRoot(), 'dist', 'bench', 'floors', 'csi-idle.js'), socket],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: cleanEnv() },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('ready\n')) resolve();
+    });
+    void exited.then(() => reject(new Error(`the idle floor process exited before it served (${out})`)));
+  });
+  return {
+    pid: child.pid!,
+    socket,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
