@@ -10,6 +10,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
   realpathSync,
   rmSync,
   symlinkSync,
@@ -214,6 +215,13 @@ describe("the build's code cache", () => {
       expect(Number(counts![1]), `${mode}: ${field}`).toBeGreaterThan(10);
       expect(counts![1], `${mode}: ${field}`).toBe(counts![2]);
     }
+  });
+
+  it('compiles files that never import dynamically (they get no callback for it)', () => {
+    const bundleDir = join(projectRoot(), 'dist', 'driver');
+    const files = readdirSync(bundleDir).filter((f) => f.endsWith('.cjs'));
+    expect(files).toContain('driver.cjs');
+    for (const file of files) expect(readFileSync(join(bundleDir, file), 'utf8'), file).not.toMatch(/\bimport\s*\(/);
   });
 
   it('is not offered to a start under other flags, which compiles as before', async () => {

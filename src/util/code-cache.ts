@@ -120,8 +120,8 @@ export class CodeCache {
     const script = new vm.Script(Module.wrap(content), {
       filename,
       ...(data ? { cachedData: data } : {}),
-      // No bundle chunk imports dynamically (rolldown's CommonJS output requires), but a dependency might.
-      importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+      // No dynamic-import callback: no bundle file imports dynamically (rolldown's CommonJS output requires;
+      // test/code-cache.test.ts checks the build), and Node 20's callback for it is experimental.
     });
     this.outcomes.set(basename(filename), data && script.cachedDataRejected ? 'rejected' : outcome);
     if (this.writable) this.compiled.set(filename, { script, sourceHash, cachePath });
