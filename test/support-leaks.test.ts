@@ -1,6 +1,6 @@
 // The leak finder every test relies on must see what a crashed test leaves at its worst: a volume's loop
 // device over a file in a pool whose LUN is itself a loop device, after the pool was lazily unmounted.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,33 @@ describe('test support: leak finder', () => {
 
     cleanupLeaks(dir);
     expect(findLeaks(dir)).toEqual({ loops: [], mounts: [] });
+  });
+
+  it('waits for a loop device that someone holds open for a moment (udev probing it) to go', () => {
+    const img = join(dir, 'held.img');
+    execFileSync('truncate', ['-s', '8M', img]);
+    const device = sh('losetup', ['--find', '--show', img]);
+    // Holds the device open for 300 ms, as udev's probe of a new device may: a detach meanwhile only marks it.
+    const holder = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const fd = require('fs').openSync(${JSON.stringify(device)}, 'r'); console.log('open'); setTimeout(() => require('fs').closeSync(fd), 300);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    return new Promise<void>((resolve, reject) => {
+      holder.stdout!.once('data', () => {
+        try {
+          expect(findLeaks(dir).loops).toEqual([`${device} → ${img}`]);
+          cleanupLeaks(dir);
+          expect(findLeaks(dir)).toEqual({ loops: [], mounts: [] });
+          resolve();
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+    });
   });
 
   it('never reports what belongs to another directory', () => {

@@ -103,9 +103,10 @@ export function findLeaks(dir: string): Leaks {
 }
 
 /** Unmounts and detaches everything of `dir`'s, inside out. Never touches anything else. */
-export function cleanupLeaks(dir: string): void {
+export function cleanupLeaks(dir: string, timeoutMs = 5_000): void {
   const real = resolved(dir);
-  for (let pass = 0; pass < 3; pass++) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
     const loops = ourLoops(real);
     const mounts = ourMounts(real, loops);
     if (loops.length === 0 && mounts.length === 0) return;
@@ -114,7 +115,16 @@ export function cleanupLeaks(dir: string): void {
       if (spawnSync('umount', ['--', point]).status !== 0) spawnSync('umount', ['--lazy', '--', point]);
     }
     for (const loop of ourLoops(real)) spawnSync('losetup', ['--detach', loop.name]);
+    // A device someone still holds open (udev probing it, a lazily unmounted pool over it) is only marked to
+    // go when the last user closes it: the kernel lets go asynchronously, so look again after a moment.
+    if (Date.now() >= deadline) return;
+    sleepSync(50);
   }
+}
+
+/** Blocks this thread: cleanup runs where tests and hooks expect it to be done when it returns. */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** Waits (bounded) for the kernel's asynchronous autoclear of loop devices, then reports what is left. */
