@@ -35,17 +35,17 @@ await build({
   output: { dir: driverDir, format: 'cjs', entryFileNames: '[name].cjs', chunkFileNames: '[name]-[hash].cjs' },
 });
 const { DEPLOYED_NODE_ARGS } = await import(join(root, 'dist/src/config/deployed-node-args.js'));
-// node first: the files both starts compile (the entry's) keep the all-mode start's fuller cache.
-for (const mode of ['node', 'all']) trainCodeCache(mode);
+trainCodeCache();
 
 /**
- * The bundle's code cache (dist/driver/code-cache/<node>-<arch>/<flags>/): a start of the driver in this mode,
- * with the deployed node flags (V8 rejects a cache made under others) and nothing of this shell's environment.
- * The node mode sets its own flag before its room loads, so it has caches of its own (src/util/code-cache.ts).
- * A start needs no VBS (the level is forced) and no privilege; it writes the cache once its CSI socket serves,
- * then stops. A start without the cache only compiles more: a failure here is reported, not fatal.
+ * The bundle's code cache (dist/driver/code-cache/<node>-<arch>/<flags>/): one start of the driver in all mode,
+ * which loads every file a controller or a node plugin loads, under the same flags until it serves
+ * (src/util/code-cache.ts); with the deployed node flags (V8 rejects a cache made under others) and nothing of
+ * this shell's environment. It needs no VBS (the level is forced) and no privilege; it writes the cache once
+ * its CSI socket serves, then stops. A start without the cache only compiles more: a failure here is
+ * reported, not fatal.
  */
-function trainCodeCache(mode) {
+function trainCodeCache() {
   const scratch = mkdtempSync(join(tmpdir(), 'sdshypervisor-csi-training-'));
   try {
     const result = spawnSync(
@@ -53,8 +53,8 @@ function trainCodeCache(mode) {
       [
         ...DEPLOYED_NODE_ARGS,
         join(root, 'dist/src/main.js'),
-        `--mode=${mode}`,
-        ...(mode === 'all' ? ['--emulator=false'] : []),
+        '--mode=all',
+        '--emulator=false',
         '--vbs-protocol=extended',
         `--vbs-url=unix://${join(scratch, 'no-vbs.sock')}`,
         `--endpoint=unix://${join(scratch, 'csi.sock')}`,
@@ -74,7 +74,7 @@ function trainCodeCache(mode) {
     // The start exits 0 only after writing the cache (a failed write fails the start).
     if (result.status !== 0) {
       process.stderr.write(
-        `build: the driver's code cache (${mode} mode) was not written (exit ${result.status ?? result.signal ?? result.error}); ` +
+        `build: the driver's code cache was not written (exit ${result.status ?? result.signal ?? result.error}); ` +
           `the driver starts without it.\n${result.stdout}${result.stderr}`,
       );
     }

@@ -14,8 +14,9 @@
 // is made, not when its file compiled. So the driver changes no V8 flag between main.ts's first line and the
 // moment it serves (driver.ts, tuneForServing), the training start writes its cache at that moment, and
 // caches are kept apart by the flags a file compiled under: node's own arguments, NODE_OPTIONS, and any set at
-// run time (v8-flags.ts). The build trains a node-mode and an all-mode start under the deployed flags
-// (src/config/deployed-node-args.ts); a start under other flags finds no cache and compiles as before.
+// run time (v8-flags.ts). The build trains one all-mode start (it loads every file either mode loads) under
+// the deployed flags (src/config/deployed-node-args.ts); a start under other flags finds no cache and compiles
+// as before.
 import { createHash } from 'node:crypto';
 import {
   closeSync,
