@@ -192,14 +192,19 @@ export function spawnDriver(o: DriverOptions): Driver {
     logFile,
     spawnedAt,
     exited,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
-    },
+    stop: () => stopChild(child, exited, 30_000),
   };
+}
+
+/** SIGTERM (unless it has exited), SIGKILL if it has not exited `killAfterMs` later; resolves with `exited`. */
+async function stopChild<T>(child: ChildProcess, exited: Promise<T>, killAfterMs: number): Promise<T> {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+  try {
+    return await exited;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Mounts under `dir` and loop devices backed by files under it: ours, so removed (and reported). */
@@ -256,11 +261,6 @@ export async function startCsiIdleFloor(dir: string): Promise<IdleFloor> {
   return {
     pid: child.pid!,
     socket,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: () => stopChild(child, exited, 10_000),
   };
 }
