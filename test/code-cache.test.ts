@@ -148,8 +148,8 @@ describe('the code cache', () => {
       ],
       ['too short to hold its header', (cache) => writeFileSync(cache, Buffer.alloc(8))],
     ];
-    for (const [name, spoil] of cases) {
-      const dir = makeBundle(`untrusted-${cases.findIndex(([n]) => n === name)}`);
+    for (const [index, [name, spoil]] of cases.entries()) {
+      const dir = makeBundle(`untrusted-${index}`);
       chmodSync(join(dir, 'chunk.cjs'), 0o644);
       load(dir, { write: true });
       spoil(cacheFiles(dir).chunk);
